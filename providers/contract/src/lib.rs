@@ -1,0 +1,25 @@
+//! The model every Closeout component shares, and the contract a provider implements.
+//!
+//! A provider (AWS, Vault, Azure, ...) turns an [`Identity`] from the authoritative source into
+//! [`Finding`]s, each explained by one or more [`Path`]s, executes one [`ActionRequest`] at a time
+//! idempotently, and reports the live [`State`] of one finding. Providers know nothing of
+//! playbooks, the journal or the CLI; those live in the `closeout` crate.
+//!
+//! Secret values travel only inside [`SecretValue`], which has no `Display`, no `Serialize` and a
+//! redacting `Debug`, so they cannot leak into logs, reports, the journal or errors by accident.
+
+pub mod action;
+pub mod error;
+pub mod finding;
+pub mod gate;
+pub mod identity;
+pub mod provider;
+pub mod secret;
+
+pub use action::{ActionOutcome, ActionParams, ActionRequest};
+pub use error::{ErrorClass, ProviderError};
+pub use finding::{Account, Finding, Holder, Path, PathStep, Relation, Resolution, State};
+pub use gate::{CallGate, Limits};
+pub use identity::{Identity, IdentityKind, IdentityStatus};
+pub use provider::{verbs, Capabilities, KindSpec, ProbeOutcome, Provider, ResolveContext, Verb};
+pub use secret::{replacement_for, SecretValue};

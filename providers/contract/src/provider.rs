@@ -1,0 +1,158 @@
+//! The provider contract.
+
+use crate::action::{ActionOutcome, ActionRequest};
+use crate::error::ProviderError;
+use crate::finding::{Finding, Resolution, State};
+use crate::identity::Identity;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// A verb a provider can apply to one kind of finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verb {
+    pub name: &'static str,
+    /// The state the finding is in once the verb succeeded; verify checks it.
+    pub leaves: State,
+    /// Destroys something that cannot be brought back (a key, a certificate): the playbook must
+    /// deactivate first and state a grace period.
+    pub needs_grace: bool,
+}
+
+/// The verbs shared by every provider, so playbooks read the same everywhere.
+pub mod verbs {
+    use super::Verb;
+    use crate::finding::State;
+
+    pub const DEACTIVATE: Verb = Verb {
+        name: "deactivate",
+        leaves: State::Inactive,
+        needs_grace: false,
+    };
+    /// Delete a credential for good (after a grace period).
+    pub const DELETE: Verb = Verb {
+        name: "delete",
+        leaves: State::Deleted,
+        needs_grace: true,
+    };
+    /// Delete something that has no inactive state and can be recreated (a login profile, an
+    /// inline policy whose document the journal keeps).
+    pub const REMOVE: Verb = Verb {
+        name: "remove",
+        leaves: State::Deleted,
+        needs_grace: false,
+    };
+    /// Detach a managed policy from a principal (the policy itself stays).
+    pub const DETACH: Verb = Verb {
+        name: "detach",
+        leaves: State::Deleted,
+        needs_grace: false,
+    };
+    pub const DISABLE: Verb = Verb {
+        name: "disable",
+        leaves: State::Disabled,
+        needs_grace: false,
+    };
+    pub const ROTATE: Verb = Verb {
+        name: "rotate",
+        leaves: State::Rotated,
+        needs_grace: false,
+    };
+    pub const REVOKE_SESSIONS: Verb = Verb {
+        name: "revoke-sessions",
+        leaves: State::Revoked,
+        needs_grace: false,
+    };
+    pub const REVOKE: Verb = Verb {
+        name: "revoke",
+        leaves: State::Revoked,
+        needs_grace: false,
+    };
+    pub const REASSIGN_OWNER: Verb = Verb {
+        name: "reassign-owner",
+        leaves: State::Reassigned,
+        needs_grace: false,
+    };
+}
+
+/// One kind of finding a provider resolves, and the verbs it supports on it.
+#[derive(Debug, Clone, Copy)]
+pub struct KindSpec {
+    pub kind: &'static str,
+    pub description: &'static str,
+    pub verbs: &'static [Verb],
+}
+
+/// What a provider can resolve and do; static, so playbooks are validated without I/O.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    pub provider: &'static str,
+    pub kinds: &'static [KindSpec],
+}
+
+impl Capabilities {
+    pub fn kind(&self, kind: &str) -> Option<&'static KindSpec> {
+        self.kinds.iter().find(|k| k.kind == kind)
+    }
+
+    pub fn verb(&self, kind: &str, verb: &str) -> Option<&'static Verb> {
+        self.kind(kind)?.verbs.iter().find(|v| v.name == verb)
+    }
+}
+
+/// What a provider needs to resolve one identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolveContext {
+    pub identity: Identity,
+    /// The instant the identity's access ended (the first containment of this closeout). A shared
+    /// secret rotated after it is [`State::Rotated`]; a role whose sessions issued before it are
+    /// denied is [`State::Revoked`]. `None`: nothing counts as rotated or revoked yet.
+    pub cutoff: Option<DateTime<Utc>>,
+}
+
+/// The result of actively trying an old credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeOutcome {
+    /// What was tried, e.g. `GetAccessKeyLastUsed AKIA...`.
+    pub probe: String,
+    /// True when the credential is proven dead.
+    pub dead: bool,
+    pub detail: String,
+}
+
+/// The contract every provider implements. Implementations are registered in the closed list in
+/// `closeout::registry`.
+pub trait Provider: Send + Sync {
+    /// What the provider resolves and which verbs it supports.
+    fn capabilities(&self) -> &'static Capabilities;
+
+    /// Cheap check that the provider's endpoint answers and the credentials work.
+    fn health(&self) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// Every account, credential and entitlement bound to the identity, with explained paths.
+    fn resolve(
+        &self,
+        ctx: &ResolveContext,
+    ) -> impl Future<Output = Result<Resolution, ProviderError>> + Send;
+
+    /// Execute one action idempotently: re-running a finished action returns
+    /// `ActionOutcome { already_done: true, .. }` or [`ProviderError::AlreadyDone`].
+    fn execute(
+        &self,
+        action: &ActionRequest,
+    ) -> impl Future<Output = Result<ActionOutcome, ProviderError>> + Send;
+
+    /// The live state of one finding, read from the provider (never from a cache).
+    fn live_state(
+        &self,
+        finding: &Finding,
+        ctx: &ResolveContext,
+    ) -> impl Future<Output = Result<State, ProviderError>> + Send;
+
+    /// Actively try the finding's old credential where the provider allows it; `None` when no
+    /// probe exists for its kind.
+    fn probe(
+        &self,
+        finding: &Finding,
+    ) -> impl Future<Output = Result<Option<ProbeOutcome>, ProviderError>> + Send;
+}
