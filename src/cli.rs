@@ -1,0 +1,463 @@
+//! The `closeout` command line (DESIGN.md §4). Parsing and output only: the work is done by
+//! [`crate::engine::Engine`].
+
+use crate::engine::{ApplyOptions, Engine, EngineError};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::report::ClosureReport;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "closeout",
+    version,
+    about = "Credential revocation and rotation orchestrator"
+)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CLOSEOUT_CONFIG",
+        default_value = "closeout.toml"
+    )]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+    Dot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resolve and show what the trigger's playbook would do. Changes nothing.
+    Plan {
+        trigger: String,
+        #[arg(long)]
+        identity: String,
+        /// New attributes for a mover (KEY=VALUE).
+        #[arg(long = "to")]
+        to: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Run the trigger's playbook for the identity, then verify closure.
+    Apply {
+        trigger: String,
+        #[arg(long)]
+        identity: String,
+        #[arg(long = "to")]
+        to: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Act on an identity tagged `protected` (audited).
+        #[arg(long)]
+        override_protected: bool,
+        /// Confirm a plan larger than the playbook's blast-radius limit: the exact action count.
+        #[arg(long)]
+        confirm_actions: Option<usize>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show everything bound to the identity, with explained paths.
+    Resolve {
+        #[arg(long)]
+        identity: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Check from live state that nothing bound to the identity is still open.
+    Verify {
+        #[arg(long)]
+        identity: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// List runs, or show one run's closure report.
+    Runs {
+        #[command(subcommand)]
+        command: Option<RunsCommand>,
+        #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+        format: Format,
+    },
+    /// Finish an interrupted run without repeating finished actions.
+    Resume {
+        run: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Playbook tools.
+    Playbook {
+        #[command(subcommand)]
+        command: PlaybookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The most recent runs.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One run's closure report.
+    Show { run: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the chain: detects edited, reordered or deleted records.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlaybookCommand {
+    /// Validate playbook files; errors name the file, line and problem.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// A command's failure: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Exit codes (DESIGN.md §4).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const OPEN: i32 = 3;
+    pub const WAITING: i32 = 4;
+}
+
+/// The format a command was asked to print in, for error output.
+pub fn format_of(command: &Command) -> Format {
+    match command {
+        Command::Plan { format, .. }
+        | Command::Apply { format, .. }
+        | Command::Resolve { format, .. }
+        | Command::Verify { format, .. }
+        | Command::Runs { format, .. }
+        | Command::Resume { format, .. } => *format,
+        Command::Audit { .. } | Command::Playbook { .. } => Format::Text,
+    }
+}
+
+/// Run one command; returns the exit code on success paths (0, 3, 4).
+pub async fn run(cli: &Cli) -> Result<i32, Failure> {
+    match &cli.command {
+        Command::Playbook {
+            command: PlaybookCommand::Check { files },
+        } => Ok(playbook_check(files)),
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit_verify(cli),
+        Command::Plan {
+            trigger,
+            identity,
+            to,
+            format,
+        } => {
+            reject_to(trigger, to)?;
+            let engine = Engine::open(&cli.config)?;
+            let planned = engine.plan(trigger, identity).await?;
+            match format {
+                Format::Json => print_json(&planned.plan),
+                _ => print(&planned.plan.render_text()),
+            }
+            Ok(exit::OK)
+        }
+        Command::Apply {
+            trigger,
+            identity,
+            to,
+            yes,
+            override_protected,
+            confirm_actions,
+            format,
+        } => {
+            reject_to(trigger, to)?;
+            let engine = Engine::open(&cli.config)?;
+            let options = ApplyOptions {
+                yes: *yes,
+                override_protected: *override_protected,
+                confirm_actions: *confirm_actions,
+                effective_at: None,
+            };
+            let progress = Progress::auto();
+            let mut confirm = |plan: &Plan| ask_to_apply(plan);
+            let report = engine
+                .apply(trigger, identity, &options, &mut confirm, &progress)
+                .await?;
+            print_report(&report, *format);
+            Ok(report_code(&report))
+        }
+        Command::Resume { run, format } => {
+            let engine = Engine::open(&cli.config)?;
+            let report = engine.resume(run, &Progress::auto()).await?;
+            print_report(&report, *format);
+            Ok(report_code(&report))
+        }
+        Command::Resolve { identity, format } => {
+            let engine = Engine::open(&cli.config)?;
+            let graph = engine.resolve(identity).await?;
+            match format {
+                Format::Json => print_json(&graph),
+                Format::Dot => print(&graph.to_dot()),
+                _ => print(&render_graph(&graph)),
+            }
+            Ok(exit::OK)
+        }
+        Command::Verify { identity, format } => {
+            let engine = Engine::open(&cli.config)?;
+            let v = engine.verify_identity(identity).await?;
+            match format {
+                Format::Json => print_json(&serde_json::json!({
+                    "identity": identity,
+                    "status": if v.is_closed() { "closed" } else { "open" },
+                    "open": v.open,
+                })),
+                _ => {
+                    let mut out = format!(
+                        "{}: {}\n",
+                        identity,
+                        if v.is_closed() { "closed" } else { "OPEN" }
+                    );
+                    for o in &v.open {
+                        out.push_str(&format!(
+                            "  {} [{}] {} — {}\n",
+                            o.id, o.state, o.display, o.reason
+                        ));
+                    }
+                    print(&out);
+                }
+            }
+            Ok(if v.is_closed() { exit::OK } else { exit::OPEN })
+        }
+        Command::Runs { command, format } => {
+            let engine = Engine::open(&cli.config)?;
+            match command {
+                None | Some(RunsCommand::List { .. }) => {
+                    let limit = match command {
+                        Some(RunsCommand::List { limit }) => *limit,
+                        _ => 50,
+                    };
+                    let runs = engine.journal.runs(limit).map_err(EngineError::from)?;
+                    match format {
+                        Format::Json => {
+                            print_json(&runs.iter().map(run_summary).collect::<Vec<_>>())
+                        }
+                        _ => {
+                            let mut out = String::new();
+                            for r in &runs {
+                                out.push_str(&format!(
+                                    "{}  {:<9} {:<10} {:<17} {}\n",
+                                    r.id,
+                                    r.trigger,
+                                    r.identity,
+                                    r.status.as_str(),
+                                    r.created_at.to_rfc3339()
+                                ));
+                            }
+                            print(&out);
+                        }
+                    }
+                    Ok(exit::OK)
+                }
+                Some(RunsCommand::Show { run }) => {
+                    let (record, report) = engine.run_report(run)?;
+                    match report {
+                        Some(report) => {
+                            print_report(&report, *format);
+                            Ok(report_code(&report))
+                        }
+                        None => {
+                            match format {
+                                Format::Json => print_json(&run_summary(&record)),
+                                _ => print(&format!(
+                                    "run {}: {} (no closure report yet; `closeout resume {}` finishes it)\n",
+                                    record.id,
+                                    record.status.as_str(),
+                                    record.id
+                                )),
+                            }
+                            Ok(exit::ERROR)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reject_to(trigger: &str, to: &[String]) -> Result<(), Failure> {
+    if !to.is_empty() {
+        return Err(Failure {
+            code: exit::USAGE,
+            message: format!(
+                "--to is for the mover trigger, which this version does not run yet (got trigger {trigger})"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn run_summary(r: &crate::journal::RunRecord) -> serde_json::Value {
+    serde_json::json!({
+        "run": r.id,
+        "identity": r.identity,
+        "trigger": r.trigger,
+        "playbook": r.playbook,
+        "status": r.status.as_str(),
+        "created_at": r.created_at,
+        "finished_at": r.finished_at,
+    })
+}
+
+fn report_code(report: &ClosureReport) -> i32 {
+    match report.status.as_str() {
+        "closed" => exit::OK,
+        "open" => exit::OPEN,
+        "waiting-approval" => exit::WAITING,
+        _ => exit::ERROR,
+    }
+}
+
+fn print_report(report: &ClosureReport, format: Format) {
+    match format {
+        Format::Json => print_json(report),
+        Format::Markdown => print(&report.render_markdown()),
+        _ => print(&report.render_text()),
+    }
+}
+
+fn render_graph(graph: &crate::resolve::Graph) -> String {
+    let origin = graph.origin();
+    let mut out = format!("{origin}\n");
+    for a in &graph.accounts {
+        out.push_str(&format!(
+            "  account [{}] {} (matched by {})\n",
+            a.provider, a.display, a.matched_by
+        ));
+    }
+    for f in &graph.findings {
+        out.push_str(&format!(
+            "  [{}] {} {} — {}\n",
+            f.provider, f.kind, f.display, f.state
+        ));
+        for p in &f.paths {
+            out.push_str(&format!("      {}\n", p.render(&origin)));
+        }
+    }
+    for w in &graph.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
+    out
+}
+
+/// Show the plan on stderr and ask on the terminal.
+fn ask_to_apply(plan: &Plan) -> Result<bool, EngineError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(EngineError::NotInteractive);
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "{}\nApply {} action(s)? Type 'yes' to continue: ",
+        plan.render_text(),
+        plan.action_count()
+    );
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|_| EngineError::NotInteractive)?;
+    Ok(answer.trim() == "yes")
+}
+
+fn playbook_check(files: &[PathBuf]) -> i32 {
+    let diagnostics = crate::playbook::check_files(files, crate::registry::CAPABILITIES);
+    if diagnostics.is_empty() {
+        for f in files {
+            print(&format!("{}: ok\n", f.display()));
+        }
+        exit::OK
+    } else {
+        for d in &diagnostics {
+            eprintln!("{d}");
+        }
+        exit::USAGE
+    }
+}
+
+fn audit_verify(cli: &Cli) -> Result<i32, Failure> {
+    let config = crate::config::Config::load(&cli.config).map_err(EngineError::from)?;
+    match crate::audit::verify(&config.audit.path) {
+        Ok(report) => {
+            print(&format!("{}: {}\n", config.audit.path.display(), report));
+            Ok(exit::OK)
+        }
+        Err(e) => Err(Failure {
+            code: exit::ERROR,
+            message: format!(
+                "audit log {} failed verification: {e}",
+                config.audit.path.display()
+            ),
+        }),
+    }
+}
+
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+pub fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => print(&format!("{s}\n")),
+        Err(e) => eprintln!("error: cannot serialize output: {e}"),
+    }
+}

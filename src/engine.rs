@@ -1,0 +1,511 @@
+//! The run lifecycle: resolve, plan, apply stage by stage, verify, report — with the safety
+//! rules of DESIGN.md §5 (plan changes nothing, protected identities need an audited override,
+//! the blast-radius limit needs explicit confirmation) and resumption of interrupted runs.
+
+use crate::audit::{AuditEntry, AuditError, AuditLog};
+use crate::config::{Config, ConfigError};
+use crate::executor::{ActionResult, Executor, ExecutorError};
+use crate::journal::{Journal, JournalError, RunRecord, RunStatus};
+use crate::plan::{self, Plan, PlanError, PlanInput};
+use crate::playbook::{self, Playbook, PlaybookError};
+use crate::progress::Progress;
+use crate::registry::{Providers, RegistryError};
+use crate::report::{self, ClosureReport, ReportInput};
+use crate::resolve::{resolve, Graph};
+use crate::source::{Directory, SourceError};
+use crate::verify::{verify, Verification};
+use chrono::{DateTime, Utc};
+use closeout_contract::{Finding, Identity, ProviderError, ResolveContext};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The triggers the CLI accepts (DESIGN.md §1).
+pub const TRIGGERS: &[&str] = &[
+    "leaver",
+    "mover",
+    "joiner",
+    "incident",
+    "rotation",
+    "reconcile",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Playbook(#[from] PlaybookError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(
+        "unknown identity {id:?}: no identity with that id or email in the source {source_path}"
+    )]
+    UnknownIdentity { id: String, source_path: PathBuf },
+    #[error("unknown trigger {0:?}: expected one of leaver, mover, joiner, incident, rotation, reconcile")]
+    UnknownTrigger(String),
+    #[error("no playbook for trigger {trigger:?}: {path} does not exist")]
+    NoPlaybook { trigger: String, path: PathBuf },
+    #[error("playbook {playbook} uses provider {provider:?}, which is not configured (configured: {configured}); add a [providers.{provider}] section to the config")]
+    ProviderNotConfigured {
+        playbook: String,
+        provider: String,
+        configured: String,
+    },
+    #[error("identity {0} is protected (tag `protected`); refusing to act without --override-protected (the override is audited)")]
+    Protected(String),
+    #[error("the plan has {actions} actions, more than the playbook's blast-radius limit of {limit}; review the plan and re-run with --confirm-actions {actions}")]
+    BlastRadius { actions: usize, limit: usize },
+    #[error("refusing to apply without --yes: stdin is not a terminal to ask on")]
+    NotInteractive,
+    #[error("apply cancelled: nothing was changed")]
+    Declined,
+    #[error("run {0} not found in the journal")]
+    NoSuchRun(String),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    #[error("stored plan of run {run} cannot be read: {message}")]
+    StoredPlan { run: String, message: String },
+}
+
+impl EngineError {
+    /// The process exit code (DESIGN.md §4): 2 for bad usage or input, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::Config(_)
+            | EngineError::Source(_)
+            | EngineError::Playbook(_)
+            | EngineError::Plan(_)
+            | EngineError::UnknownIdentity { .. }
+            | EngineError::UnknownTrigger(_)
+            | EngineError::NoPlaybook { .. }
+            | EngineError::ProviderNotConfigured { .. }
+            | EngineError::Protected(_)
+            | EngineError::BlastRadius { .. }
+            | EngineError::NotInteractive
+            | EngineError::NoSuchRun(_)
+            | EngineError::Registry(_) => 2,
+            EngineError::Provider(ProviderError::Config { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// How to apply.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    pub yes: bool,
+    pub override_protected: bool,
+    /// Explicit confirmation of a plan above the blast-radius limit: must equal its size.
+    pub confirm_actions: Option<usize>,
+    /// When the triggering event took effect (default: now).
+    pub effective_at: Option<DateTime<Utc>>,
+}
+
+/// A plan together with the graph it came from.
+pub struct Planned {
+    pub graph: Graph,
+    pub plan: Plan,
+}
+
+pub struct Engine {
+    pub config: Config,
+    pub directory: Directory,
+    pub journal: Journal,
+    pub audit: AuditLog,
+    /// Who runs Closeout (recorded in the audit log).
+    pub actor: String,
+}
+
+impl Engine {
+    /// Load the config, the source, the journal and the audit log. No provider is contacted.
+    pub fn open(config_path: &Path) -> Result<Engine, EngineError> {
+        let config = Config::load(config_path)?;
+        let directory = Directory::load(&config.source.path)?;
+        let journal = Journal::open(&config.store.path)?;
+        let audit = AuditLog::open(&config.audit.path)?;
+        Ok(Engine {
+            config,
+            directory,
+            journal,
+            audit,
+            actor: current_actor(),
+        })
+    }
+
+    pub fn identity(&self, id: &str) -> Result<Identity, EngineError> {
+        self.directory
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownIdentity {
+                id: id.to_string(),
+                source_path: self.config.source.path.clone(),
+            })
+    }
+
+    /// The playbook for `trigger`, validated, with every provider it names configured.
+    pub fn playbook(&self, trigger: &str) -> Result<Playbook, EngineError> {
+        if !TRIGGERS.contains(&trigger) {
+            return Err(EngineError::UnknownTrigger(trigger.to_string()));
+        }
+        let path = playbook::find(&self.config.playbook_dir, trigger);
+        if !path.exists() {
+            return Err(EngineError::NoPlaybook {
+                trigger: trigger.to_string(),
+                path,
+            });
+        }
+        let book = playbook::load(&path, crate::registry::CAPABILITIES)?;
+        let configured = self.config.providers.configured();
+        for provider in book.providers() {
+            if !configured.contains(&provider.as_str()) {
+                return Err(EngineError::ProviderNotConfigured {
+                    playbook: path.display().to_string(),
+                    provider: provider.to_string(),
+                    configured: configured.join(", "),
+                });
+            }
+        }
+        Ok(book)
+    }
+
+    pub async fn providers(&self) -> Result<Providers, EngineError> {
+        Ok(Providers::connect(&self.config.providers).await?)
+    }
+
+    fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
+        Ok(ResolveContext {
+            identity: identity.clone(),
+            cutoff: self.journal.containment_cutoff(&identity.id)?,
+        })
+    }
+
+    /// Resolve the identity in every provider.
+    pub async fn resolve(&self, id: &str) -> Result<Graph, EngineError> {
+        let identity = self.identity(id)?;
+        let providers = self.providers().await?;
+        Ok(resolve(&providers, &self.context(&identity)?).await?)
+    }
+
+    /// Verify the identity's closure from live state (no run is created).
+    pub async fn verify_identity(&self, id: &str) -> Result<Verification, EngineError> {
+        let identity = self.identity(id)?;
+        let providers = self.providers().await?;
+        Ok(verify(&providers, &self.context(&identity)?, &[]).await?)
+    }
+
+    /// Resolve and plan. Changes nothing.
+    pub async fn plan(&self, trigger: &str, id: &str) -> Result<Planned, EngineError> {
+        let identity = self.identity(id)?;
+        let book = self.playbook(trigger)?;
+        let providers = self.providers().await?;
+        self.plan_with(&providers, &book, &identity, trigger, "preview", Utc::now())
+            .await
+    }
+
+    async fn plan_with(
+        &self,
+        providers: &Providers,
+        book: &Playbook,
+        identity: &Identity,
+        trigger: &str,
+        run_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Planned, EngineError> {
+        let graph = resolve(providers, &self.context(identity)?).await?;
+        let since = self.journal.state_since()?;
+        // A grace period counts from when Closeout left the finding in the state it is in now.
+        let state_since: BTreeMap<String, DateTime<Utc>> = graph
+            .findings
+            .iter()
+            .filter_map(|f| {
+                let (state, at) = since.get(&f.id)?;
+                (state == f.state.as_str()).then(|| (f.id.clone(), *at))
+            })
+            .collect();
+        let manager = self.directory.manager_of(identity);
+        let plan = plan::build(&PlanInput {
+            playbook: book,
+            identity,
+            manager,
+            findings: &graph.findings,
+            run_id,
+            now,
+            state_since: &state_since,
+            trigger,
+        })?;
+        Ok(Planned { graph, plan })
+    }
+
+    /// Apply the trigger's playbook to the identity: resume an unfinished run of the same
+    /// identity and trigger, or resolve, plan, confirm and run a new one.
+    pub async fn apply(
+        &self,
+        trigger: &str,
+        id: &str,
+        options: &ApplyOptions,
+        confirm: &mut dyn FnMut(&Plan) -> Result<bool, EngineError>,
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        let identity = self.identity(id)?;
+        let book = self.playbook(trigger)?;
+        if identity.is_protected() {
+            if !options.override_protected {
+                return Err(EngineError::Protected(identity.id.clone()));
+            }
+            self.audit_event(
+                "override.protected",
+                None,
+                &identity,
+                serde_json::json!({"trigger": trigger}),
+            )?;
+        }
+        if let Some(run) = self.journal.unfinished_run(&identity.id, trigger)? {
+            progress.message(&format!(
+                "resuming unfinished run {} of {} for {}",
+                run.id, trigger, identity.id
+            ));
+            return self.resume(&run.id, progress).await;
+        }
+        let providers = self.providers().await?;
+        let now = Utc::now();
+        let run_id = new_run_id(now);
+        let Planned { graph, plan } = self
+            .plan_with(&providers, &book, &identity, trigger, &run_id, now)
+            .await?;
+        if plan.exceeds_limit() && options.confirm_actions != Some(plan.action_count()) {
+            return Err(EngineError::BlastRadius {
+                actions: plan.action_count(),
+                limit: plan.max_actions.unwrap_or(0),
+            });
+        }
+        if !options.yes && !confirm(&plan)? {
+            return Err(EngineError::Declined);
+        }
+        let cutoff = self
+            .journal
+            .containment_cutoff(&identity.id)?
+            .unwrap_or(now);
+        let plan_json = serde_json::to_string(&plan).map_err(|e| EngineError::StoredPlan {
+            run: run_id.clone(),
+            message: e.to_string(),
+        })?;
+        let run = RunRecord {
+            id: run_id.clone(),
+            identity: identity.id.clone(),
+            trigger: trigger.to_string(),
+            playbook: book.name.clone(),
+            playbook_digest: book.digest(),
+            status: RunStatus::Running,
+            created_at: now,
+            effective_at: options.effective_at.unwrap_or(now),
+            cutoff,
+            contained_at: None,
+            finished_at: None,
+            override_protected: options.override_protected && identity.is_protected(),
+            plan_json,
+            report_json: None,
+        };
+        self.journal.create_run(&run)?;
+        self.audit_event(
+            "run.started",
+            Some(&run_id),
+            &identity,
+            serde_json::json!({
+                "trigger": trigger,
+                "playbook": book.name,
+                "playbook_digest": run.playbook_digest,
+                "actions": plan.action_count(),
+            }),
+        )?;
+        self.execute_run(&providers, run, &identity, &plan, &graph.findings, progress)
+            .await
+    }
+
+    /// Finish an interrupted run without repeating its finished actions.
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        let run = self
+            .journal
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let identity = self.identity(&run.identity)?;
+        let plan: Plan =
+            serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
+                run: run.id.clone(),
+                message: e.to_string(),
+            })?;
+        if let (false, Some(report)) = (run.status.is_unfinished(), &run.report_json) {
+            if let Ok(report) = serde_json::from_str::<ClosureReport>(report) {
+                progress.message(&format!(
+                    "run {} already finished ({})",
+                    run.id, report.status
+                ));
+                return Ok(report);
+            }
+        }
+        self.journal
+            .set_run_status(&run.id, RunStatus::Running, None)?;
+        self.audit_event(
+            "run.resumed",
+            Some(&run.id),
+            &identity,
+            serde_json::json!({}),
+        )?;
+        let providers = self.providers().await?;
+        self.execute_run(&providers, run, &identity, &plan, &[], progress)
+            .await
+    }
+
+    async fn execute_run(
+        &self,
+        providers: &Providers,
+        mut run: RunRecord,
+        identity: &Identity,
+        plan: &Plan,
+        initial: &[Finding],
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        let executor = Executor {
+            providers,
+            journal: &self.journal,
+            audit: &self.audit,
+            execution: &self.config.execution,
+            progress,
+            actor: &self.actor,
+        };
+        let mut failed = false;
+        for (index, stage) in plan.stages.iter().enumerate() {
+            if stage.verify {
+                continue;
+            }
+            progress.stage(&stage.name, stage.actions.len());
+            let results = executor
+                .run_stage(&run.id, &identity.id, &stage.actions)
+                .await?;
+            progress.finish();
+            let stage_failed = results.values().any(ActionResult::is_failure);
+            if !stage_failed
+                && (stage.name == "contain" || (index == 0 && run.contained_at.is_none()))
+            {
+                let at = Utc::now();
+                self.journal.set_contained(&run.id, at)?;
+                run.contained_at.get_or_insert(at);
+            }
+            if stage_failed {
+                // Later stages assume this one finished (e.g. remove before grant): stop here.
+                progress.message(&format!(
+                    "stage {} had failed actions; later stages not started",
+                    stage.name
+                ));
+                failed = true;
+                break;
+            }
+        }
+        let acted: Vec<Finding> = plan
+            .stages
+            .iter()
+            .flat_map(|s| s.actions.iter().map(|a| a.finding.clone()))
+            .collect();
+        let ctx = ResolveContext {
+            identity: identity.clone(),
+            cutoff: Some(run.cutoff),
+        };
+        progress.message("verifying closure against live state");
+        let verification = verify(providers, &ctx, &acted).await?;
+        let status = if failed {
+            RunStatus::Failed
+        } else if verification.is_closed() {
+            RunStatus::Closed
+        } else {
+            RunStatus::Open
+        };
+        let finished_at = Utc::now();
+        let actions = self.journal.actions(&run.id)?;
+        let report = report::build(&ReportInput {
+            run: &run,
+            identity,
+            plan,
+            initial,
+            actions: &actions,
+            verification: &verification,
+            status,
+            finished_at,
+        });
+        let report_json = serde_json::to_string(&report).map_err(|e| EngineError::StoredPlan {
+            run: run.id.clone(),
+            message: e.to_string(),
+        })?;
+        self.journal.save_report(&run.id, &report_json)?;
+        self.journal
+            .set_run_status(&run.id, status, Some(finished_at))?;
+        self.audit_event(
+            "run.finished",
+            Some(&run.id),
+            identity,
+            serde_json::json!({
+                "status": report.status,
+                "open": report.open.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
+            }),
+        )?;
+        Ok(report)
+    }
+
+    fn audit_event(
+        &self,
+        event: &str,
+        run: Option<&str>,
+        identity: &Identity,
+        details: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        self.audit.append(AuditEntry {
+            actor: self.actor.clone(),
+            event: event.to_string(),
+            run: run.map(str::to_string),
+            identity: Some(identity.id.clone()),
+            details,
+        })?;
+        Ok(())
+    }
+
+    /// The report of a finished run, or its journaled state.
+    pub fn run_report(
+        &self,
+        run_id: &str,
+    ) -> Result<(RunRecord, Option<ClosureReport>), EngineError> {
+        let run = self
+            .journal
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let report = run
+            .report_json
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok());
+        Ok((run, report))
+    }
+}
+
+/// A sortable, unique run id: `r20261128T103000Z-3fa2c1`.
+fn new_run_id(now: DateTime<Utc>) -> String {
+    let suffix: u32 = rand::random::<u32>() & 0x00ff_ffff;
+    format!("r{}-{suffix:06x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Who is running Closeout: `$CLOSEOUT_ACTOR`, else the OS user.
+pub fn current_actor() -> String {
+    std::env::var("CLOSEOUT_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}

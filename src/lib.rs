@@ -1,0 +1,20 @@
+//! Closeout: resolve every credential and entitlement bound to an identity, run ordered playbooks
+//! that contain, revoke and rotate them, and prove closure by reading the providers again.
+//!
+//! The pipeline is `trigger -> resolve -> plan -> apply -> verify -> report`; see
+//! `docs/ARCHITECTURE.md` for where each stage lives.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod executor;
+pub mod journal;
+pub mod plan;
+pub mod playbook;
+pub mod progress;
+pub mod registry;
+pub mod report;
+pub mod resolve;
+pub mod source;
+pub mod verify;

@@ -1,0 +1,324 @@
+//! Playbooks: the declarative, ordered stages and steps that turn a resolved graph into actions.
+//!
+//! A playbook is one YAML document (format in `docs/playbooks.md`). [`parse`] reads it with line
+//! and column positions and validates it — purely, without I/O — against the providers'
+//! [`Capabilities`] tables: every problem found is reported as a [`Diagnostic`]
+//! (`FILE:LINE:COL: message`), not just the first. A [`Playbook`] that exists is valid: its
+//! providers, kinds and verbs exist, destructive verbs state a grace period and come after a
+//! deactivation, no two steps of a stage contradict each other, and the last stage verifies.
+//!
+//! [`crate::plan`] walks a playbook's stages and steps over the findings; [`Step::selects`] is the
+//! selector it uses.
+
+mod grace;
+mod validate;
+mod yaml;
+
+#[cfg(test)]
+pub(crate) mod test_caps;
+#[cfg(test)]
+mod tests;
+
+pub use grace::Grace;
+
+use closeout_contract::{Capabilities, Finding, Relation, State, Verb};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The triggers a playbook may name (DESIGN.md §1).
+pub const TRIGGERS: [&str; 6] = [
+    "leaver",
+    "mover",
+    "joiner",
+    "incident",
+    "rotation",
+    "reconcile",
+];
+
+/// One problem in a playbook file, rendered `FILE:LINE:COL: message` (`FILE: message` when it has
+/// no position, e.g. the file cannot be read). Lines and columns count from 1.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+/// A playbook that could not be loaded: every diagnostic, one per line when displayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaybookError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for PlaybookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlaybookError {}
+
+impl PlaybookError {
+    fn one(file: &Path, message: impl Into<String>) -> Self {
+        PlaybookError {
+            diagnostics: vec![Diagnostic {
+                file: file.display().to_string(),
+                line: 0,
+                column: 0,
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// The `holder` selector values: whose credential a finding is (see [`closeout_contract::Holder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HolderKind {
+    Account,
+    Nhi,
+    Shared,
+}
+
+impl HolderKind {
+    pub const ALL: [HolderKind; 3] = [HolderKind::Account, HolderKind::Nhi, HolderKind::Shared];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HolderKind::Account => "account",
+            HolderKind::Nhi => "nhi",
+            HolderKind::Shared => "shared",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HolderKind> {
+        HolderKind::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+/// Which findings a step acts on. Every listed dimension must match; an empty `relation` or
+/// `holder` list matches any. `state` is matched against the finding's *projected* state (its
+/// state after the plan's earlier steps) and defaults to `[active]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    pub provider: Vec<String>,
+    pub kind: Vec<String>,
+    pub relation: Vec<Relation>,
+    pub state: Vec<State>,
+    pub holder: Vec<HolderKind>,
+}
+
+impl Selector {
+    /// True when `finding`, in `state`, is selected.
+    pub fn matches(&self, finding: &Finding, state: State) -> bool {
+        self.provider.contains(&finding.provider)
+            && self.kind.contains(&finding.kind)
+            && (self.relation.is_empty() || self.relation.contains(&finding.relation))
+            && self.state.contains(&state)
+            && (self.holder.is_empty()
+                || self
+                    .holder
+                    .iter()
+                    .any(|h| h.as_str() == finding.holder.selector()))
+    }
+}
+
+/// One step: apply one verb to every finding the selector matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: String,
+    pub select: Selector,
+    /// The verb, e.g. `deactivate`; supported by every selected (provider, kind).
+    pub action: String,
+    /// Act only on findings that have been in their current state at least this long.
+    pub grace: Option<Grace>,
+    pub requires_approval: bool,
+    /// Where the step starts in the file.
+    pub line: usize,
+    /// The verb's definition for each (provider, kind) the step can select.
+    verbs: BTreeMap<(String, String), Verb>,
+}
+
+impl Step {
+    /// True when this step acts on `finding` whose projected state is `projected`: the selector
+    /// matches and the finding's provider supports the step's verb on its kind.
+    pub fn selects(&self, finding: &Finding, projected: State) -> bool {
+        self.select.matches(finding, projected) && self.verb_for(finding).is_some()
+    }
+
+    /// The provider's definition of this step's verb for the finding's kind (what state it leaves
+    /// the finding in, whether it needs a grace period).
+    pub fn verb_for(&self, finding: &Finding) -> Option<Verb> {
+        self.verbs
+            .get(&(finding.provider.clone(), finding.kind.clone()))
+            .copied()
+    }
+}
+
+/// A stage: steps that run together; a stage starts only when the one before it has finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub name: String,
+    /// The verify stage: no steps; re-resolve from live state and probe. Always the last stage.
+    pub verify: bool,
+    pub steps: Vec<Step>,
+    pub line: usize,
+}
+
+/// A validated playbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Playbook {
+    /// The file it was read from (as given to [`parse`]).
+    pub file: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub triggers: Vec<String>,
+    /// Blast radius: a run that needs more actions stops for explicit confirmation.
+    pub max_actions: usize,
+    pub stages: Vec<Stage>,
+    digest: String,
+}
+
+impl Playbook {
+    /// Hex SHA-256 of the playbook's source text: which exact playbook a run followed.
+    pub fn digest(&self) -> String {
+        self.digest.clone()
+    }
+
+    /// Every provider the playbook's steps name, sorted and unique (each must be configured).
+    pub fn providers(&self) -> Vec<String> {
+        let set: BTreeSet<&String> = self
+            .steps()
+            .flat_map(|(_, step)| step.select.provider.iter())
+            .collect();
+        set.into_iter().cloned().collect()
+    }
+
+    /// True when the playbook lists `trigger` in its `triggers`.
+    pub fn handles(&self, trigger: &str) -> bool {
+        self.triggers.iter().any(|t| t == trigger)
+    }
+
+    /// Every step with its stage, in order.
+    pub fn steps(&self) -> impl Iterator<Item = (&Stage, &Step)> {
+        self.stages
+            .iter()
+            .flat_map(|stage| stage.steps.iter().map(move |step| (stage, step)))
+    }
+
+    /// Load the playbook for `trigger` from `dir` (`DIR/TRIGGER.yaml`, see [`find`]) and check
+    /// that it lists the trigger. The trigger must be one of [`TRIGGERS`], which also keeps it
+    /// from naming a file outside `dir`.
+    pub fn for_trigger(
+        dir: &Path,
+        trigger: &str,
+        caps: &[&'static Capabilities],
+    ) -> Result<Playbook, PlaybookError> {
+        if !TRIGGERS.contains(&trigger) {
+            return Err(PlaybookError::one(
+                dir,
+                format!(
+                    "unknown trigger `{trigger}`; expected one of: {}",
+                    TRIGGERS.join(", ")
+                ),
+            ));
+        }
+        let path = find(dir, trigger);
+        let book = load(&path, caps)?;
+        if !book.handles(trigger) {
+            return Err(PlaybookError::one(
+                &path,
+                format!(
+                    "playbook `{}` does not list trigger `{trigger}` in its triggers ({})",
+                    book.name,
+                    book.triggers.join(", ")
+                ),
+            ));
+        }
+        Ok(book)
+    }
+}
+
+/// The file of the playbook for `trigger`: `DIR/TRIGGER.yaml` (`leaver` → `DIR/leaver.yaml`).
+/// Callers pass a trigger from [`TRIGGERS`]; [`Playbook::for_trigger`] checks that.
+pub fn find(dir: &Path, trigger: &str) -> PathBuf {
+    dir.join(format!("{trigger}.yaml"))
+}
+
+/// Read and validate a playbook file.
+pub fn load(path: &Path, caps: &[&'static Capabilities]) -> Result<Playbook, PlaybookError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| PlaybookError::one(path, format!("cannot read playbook: {e}")))?;
+    parse(&path.display().to_string(), &text, caps)
+        .map_err(|diagnostics| PlaybookError { diagnostics })
+}
+
+/// Parse and validate playbook `text` (named `file_name` in diagnostics) against the providers'
+/// capability tables. Pure: no I/O. Returns every diagnostic, sorted by position.
+pub fn parse(
+    file_name: &str,
+    text: &str,
+    caps: &[&'static Capabilities],
+) -> Result<Playbook, Vec<Diagnostic>> {
+    let mut diags = yaml::Diags::new(file_name);
+    let raw = yaml::read(&mut diags, text);
+    let book = raw.and_then(|raw| validate::validate(&mut diags, raw, caps));
+    let mut list = diags.into_list();
+    match book {
+        Some(mut book) if list.is_empty() => {
+            book.file = file_name.to_string();
+            book.digest = hex::encode(Sha256::digest(text.as_bytes()));
+            Ok(book)
+        }
+        _ => {
+            if list.is_empty() {
+                // Defensive: validation refused without saying why.
+                list.push(Diagnostic {
+                    file: file_name.to_string(),
+                    line: 1,
+                    column: 1,
+                    message: "invalid playbook".into(),
+                });
+            }
+            list.sort();
+            list.dedup();
+            Err(list)
+        }
+    }
+}
+
+/// Validate playbook files (for `closeout playbook check FILE...`): every diagnostic of every
+/// file, in file order; empty when all are valid.
+pub fn check_files<P: AsRef<Path>>(paths: &[P], caps: &[&'static Capabilities]) -> Vec<Diagnostic> {
+    paths
+        .iter()
+        .flat_map(|p| match load(p.as_ref(), caps) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.diagnostics,
+        })
+        .collect()
+}
