@@ -222,14 +222,22 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Planned, EngineError> {
         let graph = resolve(providers, &self.context(identity)?).await?;
-        let since = self.journal.state_since()?;
-        // A grace period counts from when Closeout left the finding in the state it is in now.
+        let acted = self.journal.state_since()?;
+        let observed = self.journal.observations()?;
+        // A grace period counts from when Closeout left the finding in the state it is in now,
+        // or else from when a run first saw it in that state.
         let state_since: BTreeMap<String, DateTime<Utc>> = graph
             .findings
             .iter()
             .filter_map(|f| {
-                let (state, at) = since.get(&f.id)?;
-                (state == f.state.as_str()).then(|| (f.id.clone(), *at))
+                let matching = |m: &BTreeMap<String, (String, DateTime<Utc>)>| {
+                    m.get(&f.id)
+                        .filter(|(state, _)| state == f.state.as_str())
+                        .map(|(_, at)| *at)
+                };
+                matching(&acted)
+                    .or_else(|| matching(&observed))
+                    .map(|at| (f.id.clone(), at))
             })
             .collect();
         let manager = self.directory.manager_of(identity);
@@ -316,6 +324,13 @@ impl Engine {
             report_json: None,
         };
         self.journal.create_run(&run)?;
+        self.journal.observe(
+            graph
+                .findings
+                .iter()
+                .map(|f| (f.id.as_str(), f.state.as_str())),
+            now,
+        )?;
         self.audit_event(
             "run.started",
             Some(&run_id),

@@ -200,6 +200,11 @@ CREATE TABLE IF NOT EXISTS actions (
 );
 CREATE INDEX IF NOT EXISTS actions_by_run ON actions(run_id);
 CREATE INDEX IF NOT EXISTS actions_by_finding ON actions(finding_id, finished_at);
+CREATE TABLE IF NOT EXISTS observations (
+    finding_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    first_seen TEXT NOT NULL
+);
 "#;
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -475,6 +480,48 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Remember when each finding was first seen in its current state, so a grace period can
+    /// start for credentials that were already inactive before Closeout acted on them.
+    pub fn observe<'a>(
+        &self,
+        findings: impl IntoIterator<Item = (&'a str, &'a str)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (finding, state) in findings {
+            tx.execute(
+                "INSERT INTO observations (finding_id, state, first_seen) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(finding_id) DO UPDATE SET state = excluded.state, first_seen = excluded.first_seen \
+                 WHERE observations.state <> excluded.state",
+                params![finding, state, ts(at)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// When each finding was first observed in the state recorded for it.
+    pub fn observations(&self) -> Result<BTreeMap<String, (String, DateTime<Utc>)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT finding_id, state, first_seen FROM observations")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (finding, state, at) = row?;
+            out.insert(finding, (state, parse_ts(&at)?));
+        }
+        Ok(out)
+    }
+}
+
 struct RawRun {
     id: String,
     identity: String,
@@ -673,6 +720,21 @@ mod tests {
             j.set_run_status("nope", RunStatus::Closed, None),
             Err(JournalError::NoSuchRun(_))
         ));
+    }
+
+    #[test]
+    fn observations_keep_the_first_sighting_of_a_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+        let t0 = Utc::now() - chrono::Duration::days(8);
+        let t1 = Utc::now();
+        j.observe([("k1", "inactive")], t0).unwrap();
+        j.observe([("k1", "inactive")], t1).unwrap();
+        assert_eq!(ts(j.observations().unwrap()["k1"].1), ts(t0));
+        j.observe([("k1", "active")], t1).unwrap();
+        let seen = j.observations().unwrap();
+        assert_eq!(seen["k1"].0, "active");
+        assert_eq!(ts(seen["k1"].1), ts(t1));
     }
 
     #[test]
