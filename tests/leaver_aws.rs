@@ -289,7 +289,7 @@ async fn leaver_is_closed_out_and_read_back_from_aws() {
         Some("E1000")
     );
     let svc_keys = key_statuses(&iam, "svc-build").await;
-    for (old, _) in &svc_build_keys_before {
+    for old in svc_build_keys_before.keys() {
         assert_eq!(
             svc_keys.get(old),
             Some(&StatusType::Inactive),
