@@ -11,111 +11,23 @@ use aws_credential_types::Credentials;
 use closeout_aws::{AwsConfig, AwsProvider};
 use closeout_contract::{Identity, IdentityKind, IdentityStatus};
 use serde_json::json;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Once;
-use std::time::{Duration, Instant};
 
 pub const CANARY: &str = "canary-7f3e9c";
 
-/// A moto server on a free loopback port, killed on drop.
+/// A moto server on a free loopback port (started by the shared testkit, which fails the test
+/// with install instructions when moto is missing), killed on drop.
 pub struct Moto {
-    child: Child,
+    server: closeout_testkit::MotoServer,
     pub endpoint: String,
-    log: PathBuf,
-}
-
-fn venv() -> PathBuf {
-    match std::env::var_os("CLOSEOUT_VENV") {
-        Some(v) => PathBuf::from(v),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
-}
-
-fn answers(port: u16) -> bool {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
 }
 
 impl Moto {
     pub fn start() -> Moto {
         setup_env();
-        let venv = venv();
-        let bin = venv.join("bin").join("moto_server");
-        if !bin.is_file() {
-            panic!(
-                "moto_server not found at {}.\nThe AWS provider's integration tests run against a real moto server (IAM, STS, Secrets Manager).\nInstall it with:\n    python3 -m venv {v} && {v}/bin/pip install 'moto[server]>=5.1,<5.3' boto3\nor set CLOSEOUT_VENV to a venv that has it.",
-                bin.display(),
-                v = venv.display()
-            );
-        }
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let log = std::env::temp_dir().join(format!("closeout-aws-moto-{port}.log"));
-            let file = std::fs::File::create(&log).expect("cannot create the moto log file");
-            let mut child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "false")
-                .stdin(Stdio::null())
-                .stdout(file.try_clone().expect("log file"))
-                .stderr(file)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot start {}: {e}. Reinstall moto: {v}/bin/pip install 'moto[server]>=5.1,<5.3' boto3",
-                        bin.display(),
-                        v = venv.display()
-                    )
-                });
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_log = std::fs::read_to_string(&log).unwrap_or_default();
-                    eprintln!("moto_server exited with {status} on port {port}; retrying");
-                    break;
-                }
-                if answers(port) {
-                    return Moto {
-                        child,
-                        endpoint: format!("http://127.0.0.1:{port}"),
-                        log,
-                    };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_log = std::fs::read_to_string(&log).unwrap_or_default();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!(
-            "moto_server ({}) did not start answering; its output:\n{last_log}\nReinstall it with: {v}/bin/pip install 'moto[server]>=5.1,<5.3' boto3",
-            bin.display(),
-            v = venv.display()
-        );
+        let server = closeout_testkit::MotoServer::start();
+        let endpoint = server.endpoint();
+        Moto { server, endpoint }
     }
 
     /// A provider pointed at this server (credentials from the environment, set by the harness).
@@ -136,14 +48,6 @@ impl Moto {
 
     pub async fn clients(&self) -> Clients {
         Clients::new(&self.endpoint).await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
