@@ -108,6 +108,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Approve a run waiting for approval (audited) and finish it.
+    Approve {
+        run: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// The hash-chained audit log.
     Audit {
         #[command(subcommand)]
@@ -179,7 +185,8 @@ pub fn format_of(command: &Command) -> Format {
         | Command::Resolve { format, .. }
         | Command::Verify { format, .. }
         | Command::Runs { format, .. }
-        | Command::Resume { format, .. } => *format,
+        | Command::Resume { format, .. }
+        | Command::Approve { format, .. } => *format,
         Command::Audit { .. } | Command::Playbook { .. } => Format::Text,
     }
 }
@@ -236,6 +243,12 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
         Command::Resume { run, format } => {
             let engine = Engine::open(&cli.config)?;
             let report = engine.resume(run, &Progress::auto()).await?;
+            print_report(&report, *format);
+            Ok(report_code(&report))
+        }
+        Command::Approve { run, format } => {
+            let engine = Engine::open(&cli.config)?;
+            let report = engine.approve(run, &Progress::auto()).await?;
             print_report(&report, *format);
             Ok(report_code(&report))
         }

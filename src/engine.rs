@@ -73,6 +73,10 @@ pub enum EngineError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Executor(#[from] ExecutorError),
+    #[error("run {run} waits for approval before stage {stage}: `closeout approve {run}` releases it (the approver is audited)")]
+    WaitingApproval { run: String, stage: String },
+    #[error("run {run} is {status}; only a run waiting for approval can be approved")]
+    NotWaiting { run: String, status: String },
     #[error("stored plan of run {run} cannot be read: {message}")]
     StoredPlan { run: String, message: String },
 }
@@ -94,7 +98,9 @@ impl EngineError {
             | EngineError::NotInteractive
             | EngineError::NoSuchRun(_)
             | EngineError::Registry(_) => 2,
-            EngineError::Provider(ProviderError::Config { .. }) => 2,
+            EngineError::Provider(ProviderError::Config { .. })
+            | EngineError::NotWaiting { .. } => 2,
+            EngineError::WaitingApproval { .. } => 4,
             _ => 1,
         }
     }
@@ -322,6 +328,7 @@ impl Engine {
             override_protected: options.override_protected && identity.is_protected(),
             plan_json,
             report_json: None,
+            approved_by: None,
         };
         self.journal.create_run(&run)?;
         self.journal.observe(
@@ -344,6 +351,33 @@ impl Engine {
         )?;
         self.execute_run(&providers, run, &identity, &plan, &graph.findings, progress)
             .await
+    }
+
+    /// Release a run waiting for approval (the approver is audited), then finish it.
+    pub async fn approve(
+        &self,
+        run_id: &str,
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        let run = self
+            .journal
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        if run.status != RunStatus::WaitingApproval {
+            return Err(EngineError::NotWaiting {
+                run: run.id,
+                status: run.status.as_str().to_string(),
+            });
+        }
+        let identity = self.identity(&run.identity)?;
+        self.journal.approve(&run.id, &self.actor)?;
+        self.audit_event(
+            "run.approved",
+            Some(&run.id),
+            &identity,
+            serde_json::json!({ "approver": self.actor }),
+        )?;
+        self.resume(&run.id, progress).await
     }
 
     /// Finish an interrupted run without repeating its finished actions.
@@ -405,6 +439,20 @@ impl Engine {
         for (index, stage) in plan.stages.iter().enumerate() {
             if stage.verify {
                 continue;
+            }
+            if run.approved_by.is_none() && stage.actions.iter().any(|a| a.requires_approval) {
+                self.journal
+                    .set_run_status(&run.id, RunStatus::WaitingApproval, None)?;
+                self.audit_event(
+                    "run.waiting-approval",
+                    Some(&run.id),
+                    identity,
+                    serde_json::json!({ "stage": stage.name }),
+                )?;
+                return Err(EngineError::WaitingApproval {
+                    run: run.id.clone(),
+                    stage: stage.name.clone(),
+                });
             }
             progress.stage(&stage.name, stage.actions.len());
             let results = executor

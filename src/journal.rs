@@ -64,7 +64,10 @@ impl RunStatus {
 
     /// Runs in these states are picked up again by `resume` or a re-run of `apply`.
     pub fn is_unfinished(self) -> bool {
-        matches!(self, RunStatus::Running | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::Failed | RunStatus::WaitingApproval
+        )
     }
 }
 
@@ -89,6 +92,8 @@ pub struct RunRecord {
     pub plan_json: String,
     /// The closure report, as JSON, once verified.
     pub report_json: Option<String>,
+    /// Who released the run's approval-gated steps, if anyone.
+    pub approved_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -179,7 +184,9 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT,
     override_protected INTEGER NOT NULL DEFAULT 0,
     plan_json TEXT NOT NULL,
-    report_json TEXT
+    report_json TEXT,
+    approved_by TEXT,
+    approved_at TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_identity ON runs(identity, created_at);
 CREATE TABLE IF NOT EXISTS actions (
@@ -222,7 +229,7 @@ fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, JournalError
 }
 
 const RUN_COLUMNS: &str = "id, identity, trigger, playbook, playbook_digest, status, created_at, \
-     effective_at, cutoff, contained_at, finished_at, override_protected, plan_json, report_json";
+     effective_at, cutoff, contained_at, finished_at, override_protected, plan_json, report_json, approved_by";
 
 const ACTION_COLUMNS: &str = "run_id, key, stage, step, finding_id, provider, verb, status, \
      attempts, started_at, finished_at, detail, state, error";
@@ -264,7 +271,7 @@ impl Journal {
 
     pub fn create_run(&self, run: &RunRecord) -> Result<(), JournalError> {
         self.conn().execute(
-            &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
+            &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
             params![
                 run.id,
                 run.identity,
@@ -280,6 +287,7 @@ impl Journal {
                 run.override_protected,
                 run.plan_json,
                 run.report_json,
+                run.approved_by,
             ],
         )?;
         Ok(())
@@ -294,6 +302,18 @@ impl Journal {
         let n = self.conn().execute(
             "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
             params![id, status.as_str(), finished_at.map(ts)],
+        )?;
+        if n == 0 {
+            return Err(JournalError::NoSuchRun(id.into()));
+        }
+        Ok(())
+    }
+
+    /// Record who approved the run's approval-gated steps.
+    pub fn approve(&self, id: &str, approver: &str) -> Result<(), JournalError> {
+        let n = self.conn().execute(
+            "UPDATE runs SET approved_by = ?2, approved_at = ?3 WHERE id = ?1",
+            params![id, approver, ts(Utc::now())],
         )?;
         if n == 0 {
             return Err(JournalError::NoSuchRun(id.into()));
@@ -345,7 +365,7 @@ impl Journal {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE identity = ?1 AND trigger = ?2 \
-             AND status IN ('running', 'failed') ORDER BY created_at DESC LIMIT 1"
+             AND status IN ('running', 'failed', 'waiting-approval') ORDER BY created_at DESC LIMIT 1"
         ))?;
         let raw = stmt
             .query_row(params![identity, trigger], raw_run)
@@ -537,6 +557,7 @@ struct RawRun {
     override_protected: bool,
     plan_json: String,
     report_json: Option<String>,
+    approved_by: Option<String>,
 }
 
 fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
@@ -555,6 +576,7 @@ fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
         override_protected: r.get(11)?,
         plan_json: r.get(12)?,
         report_json: r.get(13)?,
+        approved_by: r.get(14)?,
     })
 }
 
@@ -576,6 +598,7 @@ impl RawRun {
             override_protected: self.override_protected,
             plan_json: self.plan_json,
             report_json: self.report_json,
+            approved_by: self.approved_by,
         })
     }
 }
@@ -663,6 +686,7 @@ mod tests {
             override_protected: false,
             plan_json: "{}".into(),
             report_json: None,
+            approved_by: None,
         }
     }
 
