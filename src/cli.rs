@@ -209,6 +209,12 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
             reject_to(trigger, to)?;
             let engine = Engine::open(&cli.config)?;
             let planned = engine.plan(trigger, identity).await?;
+            if planned.plan.identity.is_protected() {
+                eprintln!(
+                    "note: {} is protected; `apply` refuses it without --override-protected (audited)",
+                    planned.plan.identity.id
+                );
+            }
             match format {
                 Format::Json => print_json(&planned.plan),
                 _ => print(&planned.plan.render_text()),
