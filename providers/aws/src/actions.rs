@@ -310,23 +310,16 @@ impl AwsProvider {
     }
 
     async fn remove_login_profile(&self, user: &str) -> Result<ActionOutcome, ProviderError> {
-        match self
-            .call(
+        settle(
+            self.call(
                 "DeleteLoginProfile",
                 self.iam.delete_login_profile().user_name(user).send(),
             )
-            .await
-        {
-            Ok(_) => Ok(ActionOutcome::done(
-                State::Deleted,
-                format!("deleted the login profile (console password) of iam user {user}"),
-            )),
-            Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("iam user {user} has no login profile"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            .await,
+            State::Deleted,
+            format!("deleted the login profile (console password) of iam user {user}"),
+            format!("iam user {user} has no login profile"),
+        )
     }
 
     /// The status of one credential: `None` when it (or its user) is gone, `Some(active)`.
@@ -541,8 +534,8 @@ impl AwsProvider {
                 format!("mfa device {serial} is not enabled for iam user {user}"),
             ));
         }
-        match self
-            .call(
+        settle(
+            self.call(
                 "DeactivateMFADevice",
                 self.iam
                     .deactivate_mfa_device()
@@ -550,18 +543,11 @@ impl AwsProvider {
                     .serial_number(serial)
                     .send(),
             )
-            .await
-        {
-            Ok(_) => Ok(ActionOutcome::done(
-                State::Inactive,
-                format!("deactivated mfa device {serial} of iam user {user}"),
-            )),
-            Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
-                State::Inactive,
-                format!("mfa device {serial} is not enabled for iam user {user}"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            .await,
+            State::Inactive,
+            format!("deactivated mfa device {serial} of iam user {user}"),
+            format!("mfa device {serial} is not enabled for iam user {user}"),
+        )
     }
 
     async fn remove_from_group(
@@ -585,8 +571,8 @@ impl AwsProvider {
                 format!("iam user {user} is not in group {group}"),
             ));
         }
-        match self
-            .call(
+        settle(
+            self.call(
                 "RemoveUserFromGroup",
                 self.iam
                     .remove_user_from_group()
@@ -594,18 +580,11 @@ impl AwsProvider {
                     .group_name(group)
                     .send(),
             )
-            .await
-        {
-            Ok(_) => Ok(ActionOutcome::done(
-                State::Deleted,
-                format!("removed iam user {user} from group {group}"),
-            )),
-            Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("iam user {user} is not in group {group}"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            .await,
+            State::Deleted,
+            format!("removed iam user {user} from group {group}"),
+            format!("iam user {user} is not in group {group}"),
+        )
     }
 
     async fn detach_user_policy(
@@ -629,8 +608,8 @@ impl AwsProvider {
                 format!("policy {arn} is not attached to iam user {user}"),
             ));
         }
-        match self
-            .call(
+        settle(
+            self.call(
                 "DetachUserPolicy",
                 self.iam
                     .detach_user_policy()
@@ -638,18 +617,11 @@ impl AwsProvider {
                     .policy_arn(arn)
                     .send(),
             )
-            .await
-        {
-            Ok(_) => Ok(ActionOutcome::done(
-                State::Deleted,
-                format!("detached policy {arn} from iam user {user}"),
-            )),
-            Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("policy {arn} is not attached to iam user {user}"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            .await,
+            State::Deleted,
+            format!("detached policy {arn} from iam user {user}"),
+            format!("policy {arn} is not attached to iam user {user}"),
+        )
     }
 
     async fn remove_inline_policy(
@@ -1155,6 +1127,21 @@ impl AwsProvider {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A mutating call's result as an action outcome: success is done, "not found" is the
+/// idempotent success (the thing is already gone), anything else an error.
+fn settle<T>(
+    result: Result<T, CallError>,
+    state: State,
+    done: String,
+    already: String,
+) -> Result<ActionOutcome, ProviderError> {
+    match result {
+        Ok(_) => Ok(ActionOutcome::done(state, done)),
+        Err(e) if e.is_not_found() => Ok(ActionOutcome::already(state, already)),
+        Err(e) => Err(e.into()),
     }
 }
 
