@@ -272,18 +272,21 @@ impl Engine {
     ) -> Result<ClosureReport, EngineError> {
         let identity = self.identity(id)?;
         let book = self.playbook(trigger)?;
-        if identity.is_protected() {
-            if !options.override_protected {
-                return Err(EngineError::Protected(identity.id.clone()));
-            }
-            self.audit_event(
-                "override.protected",
-                None,
-                &identity,
-                serde_json::json!({"trigger": trigger}),
-            )?;
+        if identity.is_protected() && !options.override_protected {
+            return Err(EngineError::Protected(identity.id.clone()));
         }
         if let Some(run) = self.journal.unfinished_run(&identity.id, trigger)? {
+            // Finishing an interrupted run is still an apply: without --yes it asks first.
+            if !options.yes {
+                let plan: Plan =
+                    serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
+                        run: run.id.clone(),
+                        message: e.to_string(),
+                    })?;
+                if !confirm(&plan)? {
+                    return Err(EngineError::Declined);
+                }
+            }
             progress.message(&format!(
                 "resuming unfinished run {} of {} for {}",
                 run.id, trigger, identity.id
@@ -331,6 +334,14 @@ impl Engine {
             approved_by: None,
         };
         self.journal.create_run(&run)?;
+        if run.override_protected {
+            self.audit_event(
+                "override.protected",
+                Some(&run_id),
+                &identity,
+                serde_json::json!({ "trigger": trigger }),
+            )?;
+        }
         self.journal.observe(
             graph
                 .findings

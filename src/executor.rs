@@ -232,24 +232,18 @@ impl Executor<'_> {
     ) -> Result<(), ExecutorError> {
         let (event, detail, state) = match result {
             ActionResult::Done { detail, state } => {
-                self.journal
-                    .action_finished(&action.key, false, state, detail)?;
                 ("action.done", detail.as_str(), state.as_str())
             }
             ActionResult::AlreadyDone { detail, state } => {
-                self.journal
-                    .action_finished(&action.key, true, state, detail)?;
                 ("action.already-done", detail.as_str(), state.as_str())
             }
-            ActionResult::Failed { error, .. } => {
-                self.journal.action_failed(&action.key, error)?;
-                ("action.failed", error.as_str(), "")
-            }
+            ActionResult::Failed { error, .. } => ("action.failed", error.as_str(), ""),
             ActionResult::FinishedEarlier => return Ok(()),
         };
-        self.progress
-            .action_finished(&action.verb, &action.finding.display, event);
-        let entry = AuditEntry {
+        // Audit first, journal second: a crash in between leaves the action `started` in the
+        // journal, so resume runs it again (idempotently) and audits it again — an action is
+        // never finished without an audit record.
+        self.audit.append(AuditEntry {
             actor: self.actor.to_string(),
             event: event.to_string(),
             run: Some(run_id.to_string()),
@@ -264,8 +258,21 @@ impl Executor<'_> {
                 "outcome": detail,
                 "state": state,
             }),
-        };
-        self.audit.append(entry)?;
+        })?;
+        match result {
+            ActionResult::Done { .. } | ActionResult::AlreadyDone { .. } => {
+                self.journal.action_finished(
+                    &action.key,
+                    matches!(result, ActionResult::AlreadyDone { .. }),
+                    state,
+                    detail,
+                )?
+            }
+            ActionResult::Failed { error, .. } => self.journal.action_failed(&action.key, error)?,
+            ActionResult::FinishedEarlier => {}
+        }
+        self.progress
+            .action_finished(&action.verb, &action.finding.display, event);
         Ok(())
     }
 }

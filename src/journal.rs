@@ -253,6 +253,7 @@ impl Journal {
             .map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
+        migrate(&conn).map_err(|e| open_err(format!("schema migration: {e}")))?;
         Ok(Journal {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -542,6 +543,21 @@ impl Journal {
     }
 }
 
+/// Bring a journal written by an older Closeout up to [`SCHEMA`]: columns added since are
+/// added here, so upgrading never strands existing runs.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('runs')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (column, ty) in [("approved_by", "TEXT"), ("approved_at", "TEXT")] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    Ok(())
+}
+
 struct RawRun {
     id: String,
     identity: String,
@@ -759,6 +775,29 @@ mod tests {
         let seen = j.observations().unwrap();
         assert_eq!(seen["k1"].0, "active");
         assert_eq!(ts(seen["k1"].1), ts(t1));
+    }
+
+    #[test]
+    fn an_older_journal_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let old = SCHEMA.replace(
+                "    report_json TEXT,\n    approved_by TEXT,\n    approved_at TEXT\n",
+                "    report_json TEXT\n",
+            );
+            assert_ne!(old, SCHEMA);
+            conn.execute_batch(&old).unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        j.create_run(&run("r1", "E1", "leaver", Utc::now()))
+            .unwrap();
+        j.approve("r1", "alice").unwrap();
+        assert_eq!(
+            j.run("r1").unwrap().unwrap().approved_by.as_deref(),
+            Some("alice")
+        );
     }
 
     #[test]

@@ -150,3 +150,355 @@ pub fn json(o: &Output) -> serde_json::Value {
         )
     })
 }
+
+// ---- Reading state back (added for tests/cli_safety.rs and tests/cli_resume.rs) -------------
+
+/// A command's exit code and output, for assertion messages.
+pub fn describe(o: &Output) -> String {
+    format!(
+        "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    )
+}
+
+/// The world's journal, opened directly with SQLite; `None` when no command has created it.
+pub fn open_journal(world: &World) -> Option<rusqlite::Connection> {
+    let path = world.journal_path();
+    if !path.exists() {
+        return None;
+    }
+    let conn = rusqlite::Connection::open(&path).expect("open the journal");
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
+    Some(conn)
+}
+
+/// One row of the journal's `runs` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRun {
+    pub id: String,
+    pub identity: String,
+    pub trigger: String,
+    pub status: String,
+    pub override_protected: bool,
+    pub plan_json: String,
+}
+
+/// One row of the journal's `actions` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalAction {
+    pub key: String,
+    pub run_id: String,
+    pub step: String,
+    pub finding_id: String,
+    pub verb: String,
+    pub status: String,
+    pub attempts: i64,
+}
+
+/// Every run in the journal, oldest first (empty when there is no journal).
+pub fn journal_runs(world: &World) -> Vec<JournalRun> {
+    let Some(conn) = open_journal(world) else {
+        return Vec::new();
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, identity, trigger, status, override_protected, plan_json FROM runs \
+             ORDER BY created_at, id",
+        )
+        .expect("query runs");
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(JournalRun {
+                id: r.get(0)?,
+                identity: r.get(1)?,
+                trigger: r.get(2)?,
+                status: r.get(3)?,
+                override_protected: r.get::<_, i64>(4)? != 0,
+                plan_json: r.get(5)?,
+            })
+        })
+        .expect("read runs");
+    rows.map(|r| r.expect("run row")).collect()
+}
+
+/// Every action in the journal (empty when there is no journal).
+pub fn journal_actions(world: &World) -> Vec<JournalAction> {
+    let Some(conn) = open_journal(world) else {
+        return Vec::new();
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT key, run_id, step, finding_id, verb, status, attempts FROM actions \
+             ORDER BY started_at, key",
+        )
+        .expect("query actions");
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(JournalAction {
+                key: r.get(0)?,
+                run_id: r.get(1)?,
+                step: r.get(2)?,
+                finding_id: r.get(3)?,
+                verb: r.get(4)?,
+                status: r.get(5)?,
+                attempts: r.get(6)?,
+            })
+        })
+        .expect("read actions");
+    rows.map(|r| r.expect("action row")).collect()
+}
+
+/// The action keys of a plan (`closeout plan --format json`, or a run's stored `plan_json`).
+pub fn plan_keys(plan: &serde_json::Value) -> Vec<String> {
+    plan["stages"]
+        .as_array()
+        .expect("plan has stages")
+        .iter()
+        .flat_map(|s| s["actions"].as_array().expect("stage has actions").iter())
+        .map(|a| a["key"].as_str().expect("action has a key").to_string())
+        .collect()
+}
+
+/// The audit log's records, parsed (empty when there is no log).
+pub fn audit_records(world: &World) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(world.audit_path()) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Everything Closeout can change in the account, read back with the AWS SDK, as sorted
+/// `what -> state` lines: users (tags, login profile, credentials and their status, MFA devices,
+/// groups, policies), roles (tags, inline policies) and secrets (which version holds which
+/// stage). Two equal snapshots mean nothing Closeout acts on was changed.
+pub async fn account_snapshot(
+    sdk: &aws_config::SdkConfig,
+) -> std::collections::BTreeMap<String, String> {
+    use std::collections::BTreeMap;
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let sm = aws_sdk_secretsmanager::Client::new(sdk);
+    let mut s = BTreeMap::new();
+    let users = iam
+        .list_users()
+        .max_items(1000)
+        .send()
+        .await
+        .expect("list users")
+        .users;
+    for user in users {
+        let u = user.user_name;
+        let tags = iam
+            .list_user_tags()
+            .user_name(&u)
+            .send()
+            .await
+            .expect("user tags")
+            .tags;
+        for t in tags {
+            s.insert(format!("user/{u}/tag/{}", t.key), t.value);
+        }
+        let login = match iam.get_login_profile().user_name(&u).send().await {
+            Ok(_) => "present",
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_no_such_entity_exception()) =>
+            {
+                "absent"
+            }
+            Err(e) => panic!("get login profile of {u}: {e:?}"),
+        };
+        s.insert(format!("user/{u}/login-profile"), login.to_string());
+        let keys = iam
+            .list_access_keys()
+            .user_name(&u)
+            .send()
+            .await
+            .expect("access keys")
+            .access_key_metadata;
+        for k in keys {
+            s.insert(
+                format!(
+                    "user/{u}/access-key/{}",
+                    k.access_key_id.unwrap_or_default()
+                ),
+                k.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            );
+        }
+        let ssh = iam
+            .list_ssh_public_keys()
+            .user_name(&u)
+            .send()
+            .await
+            .expect("ssh keys")
+            .ssh_public_keys
+            .unwrap_or_default();
+        for k in ssh {
+            s.insert(
+                format!("user/{u}/ssh-key/{}", k.ssh_public_key_id),
+                k.status.as_str().to_string(),
+            );
+        }
+        let certs = iam
+            .list_signing_certificates()
+            .user_name(&u)
+            .send()
+            .await
+            .expect("signing certificates")
+            .certificates;
+        for c in certs {
+            s.insert(
+                format!("user/{u}/signing-certificate/{}", c.certificate_id),
+                c.status.as_str().to_string(),
+            );
+        }
+        let mfa = iam
+            .list_mfa_devices()
+            .user_name(&u)
+            .send()
+            .await
+            .expect("mfa devices")
+            .mfa_devices;
+        for m in mfa {
+            s.insert(
+                format!("user/{u}/mfa/{}", m.serial_number),
+                "enabled".into(),
+            );
+        }
+        let groups = iam
+            .list_groups_for_user()
+            .user_name(&u)
+            .send()
+            .await
+            .expect("groups")
+            .groups;
+        for g in groups {
+            s.insert(format!("user/{u}/group/{}", g.group_name), "member".into());
+        }
+        let attached = iam
+            .list_attached_user_policies()
+            .user_name(&u)
+            .send()
+            .await
+            .expect("attached policies")
+            .attached_policies
+            .unwrap_or_default();
+        for p in attached {
+            s.insert(
+                format!(
+                    "user/{u}/attached-policy/{}",
+                    p.policy_arn.unwrap_or_default()
+                ),
+                "attached".into(),
+            );
+        }
+        let inline = iam
+            .list_user_policies()
+            .user_name(&u)
+            .send()
+            .await
+            .expect("inline policies")
+            .policy_names;
+        for p in inline {
+            let doc = iam
+                .get_user_policy()
+                .user_name(&u)
+                .policy_name(&p)
+                .send()
+                .await
+                .expect("inline policy")
+                .policy_document;
+            s.insert(format!("user/{u}/inline-policy/{p}"), doc);
+        }
+    }
+    let roles = iam
+        .list_roles()
+        .max_items(1000)
+        .send()
+        .await
+        .expect("list roles")
+        .roles;
+    for role in roles {
+        let r = role.role_name;
+        let tags = iam
+            .list_role_tags()
+            .role_name(&r)
+            .send()
+            .await
+            .expect("role tags")
+            .tags;
+        for t in tags {
+            s.insert(format!("role/{r}/tag/{}", t.key), t.value);
+        }
+        let inline = iam
+            .list_role_policies()
+            .role_name(&r)
+            .send()
+            .await
+            .expect("role policies")
+            .policy_names;
+        for p in inline {
+            let doc = iam
+                .get_role_policy()
+                .role_name(&r)
+                .policy_name(&p)
+                .send()
+                .await
+                .expect("role policy")
+                .policy_document;
+            s.insert(format!("role/{r}/inline-policy/{p}"), doc);
+        }
+    }
+    let secrets = sm
+        .list_secrets()
+        .max_results(100)
+        .send()
+        .await
+        .expect("list secrets")
+        .secret_list
+        .unwrap_or_default();
+    for secret in secrets {
+        let name = secret.name.unwrap_or_default();
+        let described = sm
+            .describe_secret()
+            .secret_id(&name)
+            .send()
+            .await
+            .expect("describe secret");
+        let mut versions: Vec<String> = described
+            .version_ids_to_stages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, mut stages)| {
+                stages.sort();
+                format!("{id}={}", stages.join("+"))
+            })
+            .collect();
+        versions.sort();
+        s.insert(format!("secret/{name}/versions"), versions.join(" "));
+    }
+    s
+}
+
+/// The version id holding `stage` (e.g. `AWSCURRENT`) of a secret, from a snapshot.
+pub fn secret_version(
+    snapshot: &std::collections::BTreeMap<String, String>,
+    name: &str,
+    stage: &str,
+) -> Option<String> {
+    snapshot
+        .get(&format!("secret/{name}/versions"))?
+        .split(' ')
+        .find_map(|v| {
+            let (id, stages) = v.split_once('=')?;
+            stages
+                .split('+')
+                .any(|s| s == stage)
+                .then(|| id.to_string())
+        })
+}
