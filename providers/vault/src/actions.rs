@@ -1,0 +1,357 @@
+//! Execute (idempotent), live state and probes.
+
+use crate::client::{seg, Data};
+use crate::model::KvData;
+use crate::{kinds, VaultProvider, PROVIDER};
+use closeout_contract::{
+    ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext,
+    SecretValue, State,
+};
+
+fn permanent(message: impl Into<String>) -> ProviderError {
+    ProviderError::Permanent {
+        provider: PROVIDER,
+        message: message.into(),
+    }
+}
+
+fn attr<'a>(f: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
+    f.attr(key)
+        .ok_or_else(|| permanent(format!("finding {} lacks attribute {key}", f.id)))
+}
+
+/// The custom-metadata key a KV rotation records its idempotency key under.
+const ROTATED_BY: &str = "closeout-rotated-by";
+
+impl VaultProvider {
+    pub(crate) async fn execute_impl(
+        &self,
+        action: &ActionRequest,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        let unsupported = || ProviderError::Unsupported {
+            provider: PROVIDER,
+            message: format!("verb {} on kind {}", action.verb, f.kind),
+        };
+        match (f.kind.as_str(), action.verb.as_str()) {
+            (kinds::ENTITY, "disable") => {
+                let id = attr(f, "entity_id")?;
+                match self.read_entity(id).await? {
+                    None => Ok(ActionOutcome::already(
+                        State::Deleted,
+                        format!("entity {id} no longer exists"),
+                    )),
+                    Some(e) if e.disabled => Ok(ActionOutcome::already(
+                        State::Disabled,
+                        format!("entity {} already disabled", e.name),
+                    )),
+                    Some(e) => {
+                        self.client
+                            .write(
+                                &format!("identity/entity/id/{}", seg(id)),
+                                &serde_json::json!({ "disabled": true }),
+                            )
+                            .await?;
+                        Ok(ActionOutcome::done(
+                            State::Disabled,
+                            format!("disabled entity {}", e.name),
+                        ))
+                    }
+                }
+            }
+            (kinds::GROUP_MEMBERSHIP, "remove") => {
+                let gid = attr(f, "group_id")?;
+                let eid = attr(f, "entity_id")?;
+                let Some(g) = self.read_group(gid).await? else {
+                    return Ok(ActionOutcome::already(
+                        State::Deleted,
+                        format!("group {gid} no longer exists"),
+                    ));
+                };
+                if g.group_type == "external" {
+                    return Err(permanent(format!(
+                        "group {} is external: its membership comes from the auth method, not Vault",
+                        g.name
+                    )));
+                }
+                if !g.member_entity_ids.iter().any(|m| m == eid) {
+                    return Ok(ActionOutcome::already(
+                        State::Deleted,
+                        format!("entity {eid} is not a member of group {}", g.name),
+                    ));
+                }
+                let members: Vec<&String> =
+                    g.member_entity_ids.iter().filter(|m| *m != eid).collect();
+                self.client
+                    .write(
+                        &format!("identity/group/id/{}", seg(gid)),
+                        &serde_json::json!({ "member_entity_ids": members }),
+                    )
+                    .await?;
+                Ok(ActionOutcome::done(
+                    State::Deleted,
+                    format!("removed entity {eid} from group {}", g.name),
+                ))
+            }
+            (kinds::TOKEN, "revoke") => {
+                let acc = attr(f, "accessor")?;
+                if self.lookup_accessor(acc).await?.is_none() {
+                    return Ok(ActionOutcome::already(
+                        State::Revoked,
+                        format!("token {acc} already revoked or expired"),
+                    ));
+                }
+                match self
+                    .client
+                    .write(
+                        "auth/token/revoke-accessor",
+                        &serde_json::json!({ "accessor": acc }),
+                    )
+                    .await
+                {
+                    Ok(()) => Ok(ActionOutcome::done(
+                        State::Revoked,
+                        format!("revoked token {acc} and its children"),
+                    )),
+                    Err(e) if e.is_invalid_accessor() => Ok(ActionOutcome::already(
+                        State::Revoked,
+                        format!("token {acc} already revoked or expired"),
+                    )),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            (kinds::PASSWORD_LOGIN, "remove") => {
+                let path = &f.resource;
+                match self.client.get::<serde_json::Value>(path).await {
+                    Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
+                        State::Deleted,
+                        format!("login {path} already removed"),
+                    )),
+                    Err(e) => Err(e.into()),
+                    Ok(_) => {
+                        self.client.delete(path).await?;
+                        Ok(ActionOutcome::done(
+                            State::Deleted,
+                            format!("removed login {path}"),
+                        ))
+                    }
+                }
+            }
+            (kinds::KV_SECRET, "rotate") => self.rotate_kv(action).await,
+            (kinds::APPROLE_SECRET_ID, "revoke" | "rotate") => self.execute_approle(action).await,
+            (kinds::PKI_CERTIFICATE, "revoke") => self.execute_pki(action).await,
+            (kinds::LEASE, "revoke") => self.execute_lease(action).await,
+            (kinds::NHI_ENTITY, "reassign-owner") => {
+                let id = attr(f, "entity_id")?;
+                let new_owner = action
+                    .params
+                    .new_owner
+                    .as_deref()
+                    .ok_or_else(|| permanent("reassign-owner needs a new owner"))?;
+                let Some(e) = self.read_entity(id).await? else {
+                    return Err(permanent(format!("entity {id} no longer exists")));
+                };
+                if e.metadata.get(&self.config.owner_key).map(String::as_str) == Some(new_owner) {
+                    return Ok(ActionOutcome::already(
+                        State::Reassigned,
+                        format!("entity {} already owned by {new_owner}", e.name),
+                    ));
+                }
+                let mut meta = e.metadata.clone();
+                meta.insert(self.config.owner_key.clone(), new_owner.to_string());
+                self.client
+                    .write(
+                        &format!("identity/entity/id/{}", seg(id)),
+                        &serde_json::json!({ "metadata": meta }),
+                    )
+                    .await?;
+                Ok(ActionOutcome::done(
+                    State::Reassigned,
+                    format!("entity {} now owned by {new_owner}", e.name),
+                ))
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// New random values for every key of the current version, written as a new version with
+    /// check-and-set on the version read; the idempotency key is recorded in custom metadata.
+    async fn rotate_kv(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        let mount = attr(f, "mount")?;
+        let key = attr(f, "key")?;
+        let data_path = format!("{mount}data/{key}");
+        let Some(meta) = self.kv_metadata(mount, key).await? else {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("secret {data_path} no longer exists"),
+            ));
+        };
+        if meta.custom_metadata.get(ROTATED_BY) == Some(&action.idempotency_key) {
+            return Ok(ActionOutcome::already(
+                State::Rotated,
+                format!(
+                    "secret {data_path} already rotated (version {})",
+                    meta.current_version
+                ),
+            ));
+        }
+        let current: KvData = match self
+            .client
+            .get::<Data<KvData>>(&format!("{data_path}?version={}", meta.current_version))
+            .await
+        {
+            Ok(Some(d)) => d.data,
+            Ok(None) => return Err(permanent(format!("secret {data_path}: empty answer"))),
+            Err(e) if e.is_not_found() => {
+                return Err(permanent(format!(
+                    "secret {data_path}: current version {} is deleted or destroyed",
+                    meta.current_version
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Keys preserved, every value replaced; the old values are dropped unread.
+        let rotated: serde_json::Map<String, serde_json::Value> = current
+            .data
+            .keys()
+            .map(|k| {
+                let v = SecretValue::generate();
+                (k.clone(), serde_json::Value::String(v.expose().to_string()))
+            })
+            .collect();
+        drop(current);
+        let n_keys = rotated.len();
+        let written: Option<Data<serde_json::Value>> = self
+            .client
+            .post(
+                &data_path,
+                &serde_json::json!({ "data": rotated, "options": { "cas": meta.current_version } }),
+            )
+            .await?;
+        drop(rotated);
+        let version = written
+            .as_ref()
+            .and_then(|d| d.data.get("version"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(meta.current_version + 1);
+        let mut custom = meta.custom_metadata.clone();
+        custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
+        self.client
+            .write(
+                &format!("{mount}metadata/{key}"),
+                &serde_json::json!({ "custom_metadata": custom }),
+            )
+            .await?;
+        Ok(ActionOutcome::done(
+            State::Rotated,
+            format!("wrote version {version} of {data_path} with new values for its {n_keys} keys"),
+        ))
+    }
+
+    pub(crate) async fn live_state_impl(
+        &self,
+        f: &Finding,
+        ctx: &ResolveContext,
+    ) -> Result<State, ProviderError> {
+        let entity_state = |e: Option<crate::model::Entity>| match e {
+            None => State::Deleted,
+            Some(e) if e.disabled => State::Disabled,
+            Some(_) => State::Active,
+        };
+        Ok(match f.kind.as_str() {
+            kinds::ENTITY | kinds::ENTITY_ALIAS | kinds::POLICY => {
+                let id = attr(f, "entity_id")?;
+                if id.is_empty() {
+                    // A policy reached through a token without entity: open while the token lives.
+                    return Ok(match f.attr("accessor") {
+                        Some(acc) => match self.lookup_accessor(acc).await? {
+                            None => State::Deleted,
+                            Some(_) => State::Active,
+                        },
+                        None => State::Unknown,
+                    });
+                }
+                entity_state(self.read_entity(id).await?)
+            }
+            kinds::GROUP_MEMBERSHIP | kinds::INHERITED_GROUP => {
+                let eid = attr(f, "entity_id")?;
+                let gid = attr(f, "group_id")?;
+                match self.read_entity(eid).await? {
+                    None => State::Deleted,
+                    Some(e) if !e.group_ids.iter().any(|g| g == gid) => State::Deleted,
+                    Some(e) if e.disabled => State::Disabled,
+                    Some(_) => State::Active,
+                }
+            }
+            kinds::TOKEN => match self.lookup_accessor(attr(f, "accessor")?).await? {
+                None => State::Deleted,
+                Some(_) => State::Active,
+            },
+            kinds::PASSWORD_LOGIN => {
+                match self.client.get::<serde_json::Value>(&f.resource).await {
+                    Err(e) if e.is_not_found() => State::Deleted,
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => State::Active,
+                }
+            }
+            kinds::KV_SECRET => match self.kv_metadata(attr(f, "mount")?, attr(f, "key")?).await? {
+                None => State::Deleted,
+                Some(m) => match (ctx.cutoff, m.current_created()) {
+                    (Some(cutoff), Some(created)) if created > cutoff => State::Rotated,
+                    _ => State::Active,
+                },
+            },
+            kinds::NHI_ENTITY => match self.read_entity(attr(f, "entity_id")?).await? {
+                None => State::Deleted,
+                Some(e) => match e.metadata.get(&self.config.owner_key) {
+                    Some(o) if ctx.identity.is_named_by(o) => State::Active,
+                    _ => State::Reassigned,
+                },
+            },
+            kinds::APPROLE_SECRET_ID => self.live_state_approle(f).await?,
+            kinds::PKI_CERTIFICATE => self.live_state_pki(f).await?,
+            kinds::LEASE => self.live_state_lease(f).await?,
+            other => return Err(permanent(format!("unknown kind {other}"))),
+        })
+    }
+
+    pub(crate) async fn probe_impl(
+        &self,
+        f: &Finding,
+    ) -> Result<Option<ProbeOutcome>, ProviderError> {
+        match f.kind.as_str() {
+            kinds::TOKEN => {
+                // Closeout never holds the token itself: the probe is the accessor's lookup.
+                let acc = attr(f, "accessor")?;
+                let alive = self.lookup_accessor(acc).await?;
+                Ok(Some(ProbeOutcome {
+                    probe: format!("auth/token/lookup-accessor {acc}"),
+                    dead: alive.is_none(),
+                    detail: match alive {
+                        None => "invalid accessor: the token is revoked".into(),
+                        Some(_) => "the token still exists".into(),
+                    },
+                }))
+            }
+            kinds::PASSWORD_LOGIN => {
+                let exists = match self.client.get::<serde_json::Value>(&f.resource).await {
+                    Err(e) if e.is_not_found() => false,
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => true,
+                };
+                Ok(Some(ProbeOutcome {
+                    probe: format!("read {}", f.resource),
+                    dead: !exists,
+                    detail: if exists {
+                        "the userpass user still exists".into()
+                    } else {
+                        "the userpass user is gone: no password can log in".into()
+                    },
+                }))
+            }
+            kinds::PKI_CERTIFICATE => Ok(Some(self.probe_pki(f).await?)),
+            _ => Ok(None),
+        }
+    }
+}

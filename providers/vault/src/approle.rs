@@ -1,0 +1,251 @@
+//! AppRole secret-ids owned by the person (secret-id metadata `owner_key`): resolve, destroy by
+//! accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
+
+use crate::client::{seg, CallError, Data};
+use crate::resolve::{finding, owned_by};
+use crate::{kinds, VaultProvider, PROVIDER};
+use closeout_contract::{
+    ActionOutcome, ActionRequest, Finding, Holder, Path, ProviderError, Resolution, ResolveContext,
+    State,
+};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `auth/<mount>/role/<role>/secret-id-accessor/lookup`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecretIdInfo {
+    #[serde(default, deserialize_with = "crate::model::nullable")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub creation_time: String,
+    #[serde(default)]
+    pub expiration_time: String,
+}
+
+/// Custom-metadata key recording which action published a rotated secret-id.
+const PUBLISHED_BY: &str = "closeout-published-by";
+
+fn permanent(message: impl Into<String>) -> ProviderError {
+    ProviderError::Permanent {
+        provider: PROVIDER,
+        message: message.into(),
+    }
+}
+
+impl VaultProvider {
+    pub(crate) async fn lookup_secret_id(
+        &self,
+        mount: &str,
+        role: &str,
+        accessor: &str,
+    ) -> Result<Option<SecretIdInfo>, CallError> {
+        let path = format!("auth/{mount}role/{}/secret-id-accessor/lookup", seg(role));
+        match self
+            .client
+            .post::<Data<SecretIdInfo>>(
+                &path,
+                &serde_json::json!({ "secret_id_accessor": accessor }),
+            )
+            .await
+        {
+            Ok(d) => Ok(d.map(|d| d.data)),
+            // AppRole answers 404, or 500/400 "failed to find accessor entry" on older servers.
+            Err(e) if e.is_not_found() || e.errors.iter().any(|m| m.contains("failed to find")) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn resolve_approle(
+        &self,
+        ctx: &ResolveContext,
+        res: &mut Resolution,
+    ) -> Result<(), ProviderError> {
+        let conc = self.config.max_in_flight.max(1);
+        let auth = self.mounts("sys/auth").await?;
+        for (mount, _) in auth.iter().filter(|(_, m)| m.mount_type == "approle") {
+            for role in self.client.list(&format!("auth/{mount}role")).await? {
+                let accessors = self
+                    .client
+                    .list(&format!("auth/{mount}role/{}/secret-id", seg(&role)))
+                    .await?;
+                let role_ref = &role;
+                let found: Vec<(String, SecretIdInfo)> = stream::iter(accessors)
+                    .map(|acc| async move {
+                        let info = self.lookup_secret_id(mount, role_ref, &acc).await?;
+                        Ok::<_, CallError>(info.map(|i| (acc, i)))
+                    })
+                    .buffer_unordered(conc)
+                    .try_filter_map(|x| async move {
+                        Ok(x.filter(|(_, i)| owned_by(&self.config, &ctx.identity, &i.metadata)))
+                    })
+                    .try_collect()
+                    .await?;
+                for (acc, info) in found {
+                    let mut attributes: BTreeMap<String, String> = [
+                        ("mount", mount.clone()),
+                        ("role", role.clone()),
+                        ("accessor", acc.clone()),
+                        ("created", info.creation_time.clone()),
+                        ("expires", info.expiration_time.clone()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                    attributes.insert(
+                        "owner".into(),
+                        info.metadata[&self.config.owner_key].clone(),
+                    );
+                    res.findings.push(finding(
+                        kinds::APPROLE_SECRET_ID,
+                        &format!("auth/{mount}role/{role}/secret-id/{acc}"),
+                        format!("secret-id {acc} of AppRole {role} (auth/{mount})"),
+                        closeout_contract::Relation::Owns,
+                        Holder::Nhi(format!("approle {role}")),
+                        State::Active,
+                        Path::new()
+                            .then("owns", format!("approle {role} at auth/{mount}"))
+                            .then("secret-id", acc.clone()),
+                        attributes,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn destroy_secret_id(&self, mount: &str, role: &str, acc: &str) -> Result<(), CallError> {
+        self.client
+            .write(
+                &format!("auth/{mount}role/{}/secret-id-accessor/destroy", seg(role)),
+                &serde_json::json!({ "secret_id_accessor": acc }),
+            )
+            .await
+    }
+
+    pub(crate) async fn execute_approle(
+        &self,
+        action: &ActionRequest,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        let get = |k: &str| {
+            f.attr(k)
+                .ok_or_else(|| permanent(format!("finding {} lacks attribute {k}", f.id)))
+        };
+        let (mount, role, acc) = (get("mount")?, get("role")?, get("accessor")?);
+        let Some(info) = self.lookup_secret_id(mount, role, acc).await? else {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("secret-id {acc} of AppRole {role} already destroyed"),
+            ));
+        };
+        match action.verb.as_str() {
+            "revoke" => {
+                self.destroy_secret_id(mount, role, acc).await?;
+                Ok(ActionOutcome::done(
+                    State::Deleted,
+                    format!("destroyed secret-id {acc} of AppRole {role}"),
+                ))
+            }
+            "rotate" => {
+                // create-new → publish → retire-old. A crash after publishing is recognised by
+                // the published version's marker, so a rerun only destroys the old one.
+                let kv_path = self.config.nhi_secret_id_path.replace("{role}", role);
+                let (kv_mount, kv_key) = kv_path
+                    .split_once("/data/")
+                    .map(|(m, k)| (format!("{m}/"), k.to_string()))
+                    .ok_or_else(|| permanent("nhi_secret_id_path is not a KV v2 data path"))?;
+                let published = self
+                    .kv_metadata(&kv_mount, &kv_key)
+                    .await?
+                    .is_some_and(|m| {
+                        m.custom_metadata.get(PUBLISHED_BY) == Some(&action.idempotency_key)
+                    });
+                let mut new_acc = String::new();
+                if !published {
+                    let role_id: Data<serde_json::Value> = self
+                        .client
+                        .get(&format!("auth/{mount}role/{}/role-id", seg(role)))
+                        .await?
+                        .ok_or_else(|| permanent(format!("AppRole {role}: no role-id")))?;
+                    let role_id = role_id.data["role_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    // The new secret-id is owned by the new owner when the orchestrator names
+                    // one (the person's manager), so the person no longer owns a live secret-id.
+                    let mut metadata = info.metadata.clone();
+                    if let Some(owner) = &action.params.new_owner {
+                        metadata.insert(self.config.owner_key.clone(), owner.clone());
+                    }
+                    let created: Data<serde_json::Value> = self
+                        .client
+                        .post(
+                            &format!("auth/{mount}role/{}/secret-id", seg(role)),
+                            &serde_json::json!({ "metadata": serde_json::to_string(&metadata).unwrap_or_default() }),
+                        )
+                        .await?
+                        .ok_or_else(|| permanent(format!("AppRole {role}: empty secret-id answer")))?;
+                    new_acc = created.data["secret_id_accessor"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let secret = closeout_contract::SecretValue::new(
+                        created.data["secret_id"].as_str().unwrap_or_default(),
+                    );
+                    drop(created);
+                    self.client
+                        .write(
+                            &kv_path,
+                            &serde_json::json!({ "data": { "role_id": role_id, "secret_id": secret.expose() } }),
+                        )
+                        .await?;
+                    drop(secret);
+                    let mut custom = self
+                        .kv_metadata(&kv_mount, &kv_key)
+                        .await?
+                        .map(|m| m.custom_metadata)
+                        .unwrap_or_default();
+                    custom.insert(PUBLISHED_BY.into(), action.idempotency_key.clone());
+                    self.client
+                        .write(
+                            &format!("{kv_mount}metadata/{kv_key}"),
+                            &serde_json::json!({ "custom_metadata": custom }),
+                        )
+                        .await?;
+                }
+                self.destroy_secret_id(mount, role, acc).await?;
+                Ok(ActionOutcome::done(
+                    State::Deleted,
+                    if new_acc.is_empty() {
+                        format!("destroyed old secret-id {acc} of AppRole {role} (new one already published to {kv_path})")
+                    } else {
+                        format!("issued secret-id {new_acc} for AppRole {role}, published it to {kv_path}, destroyed {acc}")
+                    },
+                ))
+            }
+            other => Err(ProviderError::Unsupported {
+                provider: PROVIDER,
+                message: format!("verb {other} on kind {}", f.kind),
+            }),
+        }
+    }
+
+    pub(crate) async fn live_state_approle(&self, f: &Finding) -> Result<State, ProviderError> {
+        let get = |k: &str| {
+            f.attr(k)
+                .ok_or_else(|| permanent(format!("finding {} lacks attribute {k}", f.id)))
+        };
+        Ok(
+            match self
+                .lookup_secret_id(get("mount")?, get("role")?, get("accessor")?)
+                .await?
+            {
+                None => State::Deleted,
+                Some(_) => State::Active,
+            },
+        )
+    }
+}

@@ -1,0 +1,130 @@
+//! Typed Vault API responses (only the fields Closeout reads).
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+
+/// Vault answers `null` for empty lists and maps; read it as the empty value.
+pub fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entity {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub aliases: Vec<Alias>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub direct_group_ids: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub group_ids: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Alias {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub mount_accessor: String,
+    #[serde(default)]
+    pub mount_path: String,
+    #[serde(default)]
+    pub mount_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    #[serde(default, rename = "type")]
+    pub group_type: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub policies: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub parent_group_ids: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub member_entity_ids: Vec<String>,
+}
+
+/// `auth/token/lookup-accessor` (and `lookup-self`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenInfo {
+    pub accessor: String,
+    #[serde(default)]
+    pub entity_id: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub meta: BTreeMap<String, String>,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub orphan: bool,
+    #[serde(default)]
+    pub creation_time: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub expire_time: String,
+}
+
+/// One entry of `sys/auth` or `sys/mounts`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Mount {
+    #[serde(rename = "type")]
+    pub mount_type: String,
+    #[serde(default)]
+    pub accessor: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// KV v2 `metadata/<path>`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KvMetadata {
+    #[serde(default)]
+    pub current_version: u64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub custom_metadata: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub versions: BTreeMap<String, KvVersion>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KvVersion {
+    pub created_time: String,
+}
+
+impl KvMetadata {
+    pub fn current_created(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let v = self.versions.get(&self.current_version.to_string())?;
+        chrono::DateTime::parse_from_rfc3339(&v.created_time)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+}
+
+/// KV v2 `data/<path>`: only the keys of the data are kept outside [`closeout_contract::SecretValue`].
+#[derive(Deserialize)]
+pub struct KvData {
+    #[serde(default, deserialize_with = "nullable")]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for KvData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvData")
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}

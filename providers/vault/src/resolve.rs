@@ -1,0 +1,719 @@
+//! Correlation and reachability: an identity's entity, aliases, groups, policies, tokens,
+//! userpass logins, owned entities and the KV v2 secrets it owns or can read.
+
+use crate::client::{seg, CallError, Data};
+use crate::model::{Entity, Group, KvMetadata, Mount, TokenInfo};
+use crate::policy::{self, PathRule};
+use crate::{kinds, VaultConfig, VaultProvider, PROVIDER};
+use closeout_contract::{
+    Account, Finding, Holder, Identity, Path, ProviderError, Relation, Resolution, ResolveContext,
+    State,
+};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Build a finding with the provider's id scheme `vault:<kind>:<resource>`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finding(
+    kind: &str,
+    resource: &str,
+    display: String,
+    relation: Relation,
+    holder: Holder,
+    state: State,
+    path: Path,
+    attributes: BTreeMap<String, String>,
+) -> Finding {
+    Finding {
+        id: format!("{PROVIDER}:{kind}:{resource}"),
+        provider: PROVIDER.into(),
+        kind: kind.into(),
+        relation,
+        holder,
+        resource: resource.into(),
+        display,
+        state,
+        paths: vec![path],
+        attributes,
+    }
+}
+
+fn attrs<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Why an entity is the identity's own: the first correlation rule that matches, if any.
+pub(crate) fn own_entity_match(
+    config: &VaultConfig,
+    identity: &Identity,
+    entity: &Entity,
+) -> Option<String> {
+    for rule in &config.match_entity_name {
+        if let Some(v) = rule.value(identity) {
+            if entity.name.eq_ignore_ascii_case(&v) {
+                return Some(format!("entity name = {v} ({})", rule.describe()));
+            }
+        }
+    }
+    if let Some(v) = entity.metadata.get(&config.identity_key) {
+        if identity.is_named_by(v) {
+            return Some(format!("metadata {} = {v}", config.identity_key));
+        }
+    }
+    for alias in &entity.aliases {
+        for rule in &config.match_alias_name {
+            if let Some(v) = rule.value(identity) {
+                if alias.name.eq_ignore_ascii_case(&v) {
+                    return Some(format!(
+                        "alias {} under auth/{} = {v} ({})",
+                        alias.name,
+                        alias.mount_path,
+                        rule.describe()
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// True when an owner record (`owner_key` metadata) names the identity.
+pub(crate) fn owned_by(
+    config: &VaultConfig,
+    identity: &Identity,
+    meta: &BTreeMap<String, String>,
+) -> bool {
+    meta.get(&config.owner_key)
+        .is_some_and(|v| identity.is_named_by(v))
+}
+
+/// The userpass user names the identity may have, lower-cased (userpass lower-cases names).
+pub(crate) fn login_names(
+    config: &VaultConfig,
+    identity: &Identity,
+    aliases: &[String],
+) -> Vec<String> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for rule in config
+        .match_alias_name
+        .iter()
+        .chain(&config.match_entity_name)
+    {
+        if let Some(v) = rule.value(identity) {
+            names.insert(v.to_ascii_lowercase());
+        }
+    }
+    names.extend(aliases.iter().map(|a| a.to_ascii_lowercase()));
+    names.into_iter().collect()
+}
+
+/// A person's own entity, as resolved.
+struct Own {
+    entity: Entity,
+    path: Path,
+}
+
+impl VaultProvider {
+    pub(crate) async fn read_entity(&self, id: &str) -> Result<Option<Entity>, CallError> {
+        match self
+            .client
+            .get::<Data<Entity>>(&format!("identity/entity/id/{}", seg(id)))
+            .await
+        {
+            Ok(d) => Ok(d.map(|d| d.data)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
+        match self
+            .client
+            .get::<Data<Group>>(&format!("identity/group/id/{}", seg(id)))
+            .await
+        {
+            Ok(d) => Ok(d.map(|d| d.data)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn lookup_accessor(
+        &self,
+        accessor: &str,
+    ) -> Result<Option<TokenInfo>, CallError> {
+        match self
+            .client
+            .post::<Data<TokenInfo>>(
+                "auth/token/lookup-accessor",
+                &serde_json::json!({ "accessor": accessor }),
+            )
+            .await
+        {
+            Ok(d) => Ok(d.map(|d| d.data)),
+            Err(e) if e.is_invalid_accessor() || e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn mounts(&self, path: &str) -> Result<BTreeMap<String, Mount>, CallError> {
+        // `sys/auth` and `sys/mounts` answer the mounts under `data` (and, for old servers, also
+        // at the top level).
+        let v: serde_json::Value = self.client.get(path).await?.unwrap_or_default();
+        let map = v.get("data").cloned().unwrap_or(v);
+        let mut out = BTreeMap::new();
+        if let serde_json::Value::Object(m) = map {
+            for (k, v) in m {
+                if let Ok(mount) = serde_json::from_value::<Mount>(v) {
+                    if k.ends_with('/') {
+                        out.insert(k, mount);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn kv_metadata(
+        &self,
+        mount: &str,
+        key: &str,
+    ) -> Result<Option<KvMetadata>, CallError> {
+        match self
+            .client
+            .get::<Data<KvMetadata>>(&format!("{mount}metadata/{key}"))
+            .await
+        {
+            Ok(d) => Ok(d.map(|d| d.data)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn resolve_impl(
+        &self,
+        ctx: &ResolveContext,
+    ) -> Result<Resolution, ProviderError> {
+        let identity = &ctx.identity;
+        let cfg = &self.config;
+        let conc = cfg.max_in_flight.max(1);
+        let mut res = Resolution::default();
+
+        // 1. Entities: the person's own, and those the person owns (NHIs).
+        let ids = self.client.list("identity/entity/id").await?;
+        let entities: Vec<Entity> = stream::iter(ids)
+            .map(|id| async move { self.read_entity(&id).await })
+            .buffer_unordered(conc)
+            .try_filter_map(|e| async move { Ok(e) })
+            .try_collect()
+            .await?;
+        let mut own: Vec<Own> = Vec::new();
+        for entity in entities {
+            if let Some(matched) = own_entity_match(cfg, identity, &entity) {
+                res.accounts.push(Account {
+                    provider: PROVIDER.into(),
+                    resource: entity.id.clone(),
+                    display: format!("entity {}", entity.name),
+                    matched_by: matched,
+                });
+                let path = Path::new().then("account", format!("entity {}", entity.name));
+                own.push(Own { entity, path });
+            } else if owned_by(cfg, identity, &entity.metadata) {
+                res.findings.push(finding(
+                    kinds::NHI_ENTITY,
+                    &entity.id,
+                    format!("entity {} owned by the person", entity.name),
+                    Relation::Owns,
+                    Holder::Nhi(entity.name.clone()),
+                    State::Active,
+                    Path::new().then("owns", format!("entity {}", entity.name)),
+                    attrs([
+                        ("entity_id", entity.id.clone()),
+                        ("owner", entity.metadata[&cfg.owner_key].clone()),
+                    ]),
+                ));
+            }
+        }
+        own.sort_by(|a, b| a.entity.id.cmp(&b.entity.id));
+        let own_ids: BTreeSet<String> = own.iter().map(|o| o.entity.id.clone()).collect();
+
+        // Policies reaching the person: name -> paths.
+        let mut policy_paths: BTreeMap<String, Vec<(Path, String)>> = BTreeMap::new();
+        let mut alias_names = Vec::new();
+
+        for o in &own {
+            let e = &o.entity;
+            let disabled = e.disabled;
+            let state = if disabled {
+                State::Disabled
+            } else {
+                State::Active
+            };
+            res.findings.push(finding(
+                kinds::ENTITY,
+                &e.id,
+                format!("entity {}", e.name),
+                Relation::Owns,
+                Holder::Account,
+                state,
+                o.path.clone(),
+                attrs([("entity_id", e.id.clone()), ("name", e.name.clone())]),
+            ));
+            for a in &e.aliases {
+                alias_names.push(a.name.clone());
+                res.findings.push(finding(
+                    kinds::ENTITY_ALIAS,
+                    &a.id,
+                    format!(
+                        "alias {} of entity {} under auth/{}",
+                        a.name, e.name, a.mount_path
+                    ),
+                    Relation::Owns,
+                    Holder::Account,
+                    state,
+                    o.path
+                        .then("alias", format!("{} ({})", a.name, a.mount_path)),
+                    attrs([
+                        ("entity_id", e.id.clone()),
+                        ("mount_accessor", a.mount_accessor.clone()),
+                        ("mount_type", a.mount_type.clone()),
+                    ]),
+                ));
+            }
+            for p in &e.policies {
+                policy_paths
+                    .entry(p.clone())
+                    .or_default()
+                    .push((o.path.then("attached", format!("policy {p}")), e.id.clone()));
+            }
+            // Groups: breadth-first from the direct ones through parent groups.
+            let mut queue: VecDeque<(String, Path, bool)> = e
+                .direct_group_ids
+                .iter()
+                .map(|g| (g.clone(), o.path.clone(), true))
+                .collect();
+            let mut seen = BTreeSet::new();
+            while let Some((gid, via, direct)) = queue.pop_front() {
+                if !seen.insert(gid.clone()) {
+                    continue;
+                }
+                let Some(g) = self.read_group(&gid).await? else {
+                    continue;
+                };
+                let path = via.then("member-of", format!("group {}", g.name));
+                let (kind, relation) = if direct {
+                    (kinds::GROUP_MEMBERSHIP, Relation::MemberOf)
+                } else {
+                    (kinds::INHERITED_GROUP, Relation::MemberOf)
+                };
+                res.findings.push(finding(
+                    kind,
+                    &format!("{}/{}", g.id, e.id),
+                    format!("membership of entity {} in group {}", e.name, g.name),
+                    relation,
+                    Holder::Account,
+                    state,
+                    path.clone(),
+                    attrs([
+                        ("entity_id", e.id.clone()),
+                        ("group_id", g.id.clone()),
+                        ("group", g.name.clone()),
+                        ("group_type", g.group_type.clone()),
+                    ]),
+                ));
+                for p in &g.policies {
+                    policy_paths
+                        .entry(p.clone())
+                        .or_default()
+                        .push((path.then("attached", format!("policy {p}")), e.id.clone()));
+                }
+                for parent in &g.parent_group_ids {
+                    queue.push_back((parent.clone(), path.clone(), false));
+                }
+            }
+        }
+
+        // 2. Tokens: bounded concurrent lookups over the accessor list; only matches are kept.
+        let accessors = self.client.list("auth/token/accessors").await?;
+        let own_ids_ref = &own_ids;
+        let mut tokens: Vec<TokenInfo> = stream::iter(accessors)
+            .map(|acc| async move { self.lookup_accessor(&acc).await })
+            .buffer_unordered(conc)
+            .try_filter_map(|t| async move {
+                Ok(t.filter(|t| {
+                    own_ids_ref.contains(&t.entity_id) || owned_by(cfg, identity, &t.meta)
+                }))
+            })
+            .try_collect()
+            .await?;
+        tokens.sort_by(|a, b| a.accessor.cmp(&b.accessor));
+        for t in &tokens {
+            let base = match own.iter().find(|o| o.entity.id == t.entity_id) {
+                Some(o) => o.path.clone(),
+                None => Path::new(),
+            };
+            let how = if own_ids.contains(&t.entity_id) {
+                "token"
+            } else {
+                "owns"
+            };
+            let path = base.then(how, format!("token {} ({})", t.accessor, t.display_name));
+            res.findings.push(finding(
+                kinds::TOKEN,
+                &t.accessor,
+                format!("token {} ({})", t.accessor, t.display_name),
+                Relation::Owns,
+                Holder::Account,
+                State::Active,
+                path.clone(),
+                attrs([
+                    ("accessor", t.accessor.clone()),
+                    ("entity_id", t.entity_id.clone()),
+                    ("display_name", t.display_name.clone()),
+                    ("policies", t.policies.join(",")),
+                    ("orphan", t.orphan.to_string()),
+                    ("created_by_path", t.path.clone()),
+                    ("created", t.creation_time.to_string()),
+                    ("expire_time", t.expire_time.clone()),
+                ]),
+            ));
+            for p in &t.policies {
+                if p != "default" {
+                    policy_paths.entry(p.clone()).or_default().push((
+                        path.then("attached", format!("policy {p}")),
+                        t.entity_id.clone(),
+                    ));
+                }
+            }
+        }
+
+        // Policy findings.
+        for (name, paths) in &policy_paths {
+            for (path, entity_id) in paths {
+                let mut f = finding(
+                    kinds::POLICY,
+                    &format!("{name}@{}", entity_id_or_token(entity_id, path)),
+                    format!("policy {name}"),
+                    Relation::MemberOf,
+                    Holder::Account,
+                    State::Active,
+                    path.clone(),
+                    attrs([("policy", name.clone()), ("entity_id", entity_id.clone())]),
+                );
+                if entity_id.is_empty() {
+                    // Reached through an entity-less token: closes when that token dies.
+                    if let Some(acc) = token_accessor_in(path) {
+                        f.attributes.insert("accessor".into(), acc);
+                    }
+                }
+                if let Some(o) = own.iter().find(|o| &o.entity.id == entity_id) {
+                    if o.entity.disabled {
+                        f.state = State::Disabled;
+                    }
+                }
+                res.findings.push(f);
+            }
+        }
+
+        // 3. Userpass logins.
+        let auth = self.mounts("sys/auth").await?;
+        let names = login_names(cfg, identity, &alias_names);
+        for (mount, m) in auth.iter().filter(|(_, m)| m.mount_type == "userpass") {
+            for name in &names {
+                let path = format!("auth/{mount}users/{}", seg(name));
+                match self.client.get::<serde_json::Value>(&path).await {
+                    Ok(Some(_)) => res.findings.push(finding(
+                        kinds::PASSWORD_LOGIN,
+                        &path,
+                        format!("userpass login {name} (auth/{mount})"),
+                        Relation::Owns,
+                        Holder::Account,
+                        State::Active,
+                        Path::new().then("login", format!("userpass {name} at auth/{mount}")),
+                        attrs([
+                            ("mount", mount.clone()),
+                            ("mount_accessor", m.accessor.clone()),
+                            ("user", name.clone()),
+                        ]),
+                    )),
+                    Ok(None) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+
+        // 4. KV v2 secrets: owned (custom metadata) or readable through a reaching policy.
+        let mut rules: BTreeMap<String, Vec<PathRule>> = BTreeMap::new();
+        for name in policy_paths.keys() {
+            if name == "root" {
+                rules.insert(
+                    name.clone(),
+                    vec![PathRule {
+                        pattern: "*".into(),
+                        capabilities: ["root".to_string()].into(),
+                    }],
+                );
+                continue;
+            }
+            match self
+                .client
+                .get::<Data<serde_json::Value>>(&format!("sys/policies/acl/{}", seg(name)))
+                .await
+            {
+                Ok(Some(d)) => {
+                    let text = d.data.get("policy").and_then(|p| p.as_str()).unwrap_or("");
+                    match policy::parse(text) {
+                        Ok(r) => {
+                            rules.insert(name.clone(), r);
+                        }
+                        Err(e) => res.warnings.push(format!("policy {name}: {e}")),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mounts = self.mounts("sys/mounts").await?;
+        for (mount, _) in mounts.iter().filter(|(_, m)| {
+            m.mount_type == "kv" && m.options.get("version").map(String::as_str) == Some("2")
+        }) {
+            let keys = self.kv_keys(mount).await?;
+            let metas: Vec<(String, Option<KvMetadata>)> = stream::iter(keys)
+                .map(|k| async move {
+                    let m = self.kv_metadata(mount, &k).await?;
+                    Ok::<_, CallError>((k, m))
+                })
+                .buffer_unordered(conc)
+                .try_collect()
+                .await?;
+            let mut metas = metas;
+            metas.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, meta) in metas {
+                let Some(meta) = meta else { continue };
+                if meta.current_version == 0 {
+                    continue;
+                }
+                let data_path = format!("{mount}data/{key}");
+                let state = match (ctx.cutoff, meta.current_created()) {
+                    (Some(cutoff), Some(created)) if created > cutoff => State::Rotated,
+                    _ => State::Active,
+                };
+                let a = || {
+                    attrs([
+                        ("mount", mount.clone()),
+                        ("key", key.clone()),
+                        ("current_version", meta.current_version.to_string()),
+                    ])
+                };
+                let display = format!("KV secret {data_path}");
+                if owned_by(cfg, identity, &meta.custom_metadata) {
+                    res.findings.push(finding(
+                        kinds::KV_SECRET,
+                        &data_path,
+                        display.clone(),
+                        Relation::Owns,
+                        Holder::Shared,
+                        state,
+                        Path::new().then("owns", format!("secret {data_path}")),
+                        a(),
+                    ));
+                }
+                let set = rules.iter().map(|(n, r)| (n.as_str(), r.as_slice()));
+                if let Some((caps, pattern, names)) = policy::effective(set, &data_path) {
+                    if policy::allows_read(&caps) {
+                        for n in names {
+                            for (path, _) in policy_paths.get(&n).into_iter().flatten() {
+                                res.findings.push(finding(
+                                    kinds::KV_SECRET,
+                                    &data_path,
+                                    display.clone(),
+                                    Relation::CanRead,
+                                    Holder::Shared,
+                                    state,
+                                    path.then(
+                                        "can-read",
+                                        format!("secret {data_path} (path \"{pattern}\")"),
+                                    ),
+                                    a(),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // 5. AppRole secret-ids the person owns.
+        self.resolve_approle(ctx, &mut res).await?;
+        // 6. PKI certificates issued to the person.
+        self.resolve_pki(identity, &mut res).await?;
+        // 7. Leases under the configured prefixes.
+        self.resolve_leases(identity, &mut res).await?;
+
+        if own.is_empty() {
+            res.warnings.push(format!(
+                "no Vault entity correlates with identity {}",
+                identity.id
+            ));
+        }
+        res.normalize();
+        Ok(res)
+    }
+
+    /// Every secret key of a KV v2 mount, depth-first.
+    async fn kv_keys(&self, mount: &str) -> Result<Vec<String>, CallError> {
+        let mut out = Vec::new();
+        let mut stack = vec![String::new()];
+        while let Some(prefix) = stack.pop() {
+            for k in self
+                .client
+                .list(&format!("{mount}metadata/{prefix}"))
+                .await?
+            {
+                let full = format!("{prefix}{k}");
+                if k.ends_with('/') {
+                    stack.push(full);
+                } else {
+                    out.push(full);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The accessor of the last token on a path (nodes read `token <accessor> (<display name>)`).
+fn token_accessor_in(path: &Path) -> Option<String> {
+    path.steps
+        .iter()
+        .rev()
+        .find_map(|s| s.node.strip_prefix("token "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+}
+
+/// Policies reached through a token without entity are keyed by the token's accessor.
+fn entity_id_or_token(entity_id: &str, path: &Path) -> String {
+    if !entity_id.is_empty() {
+        return entity_id.to_string();
+    }
+    path.steps
+        .iter()
+        .rev()
+        .find(|s| s.node.starts_with("token "))
+        .map(|s| s.node.clone())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Alias;
+    use closeout_contract::{IdentityKind, IdentityStatus};
+
+    fn alice() -> Identity {
+        Identity {
+            id: "E100".into(),
+            email: "Alice.Smith@example.com".into(),
+            name: "Alice".into(),
+            kind: IdentityKind::Human,
+            status: IdentityStatus::Terminated,
+            manager: None,
+            department: None,
+            role: None,
+            location: None,
+            employment_type: None,
+            tags: Default::default(),
+        }
+    }
+
+    fn entity(name: &str, meta: &[(&str, &str)], aliases: &[&str]) -> Entity {
+        Entity {
+            id: format!("id-{name}"),
+            name: name.into(),
+            disabled: false,
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            aliases: aliases
+                .iter()
+                .map(|a| Alias {
+                    id: format!("al-{a}"),
+                    name: a.to_string(),
+                    mount_accessor: "auth_userpass_1".into(),
+                    mount_path: "userpass/".into(),
+                    mount_type: "userpass".into(),
+                })
+                .collect(),
+            direct_group_ids: vec![],
+            group_ids: vec![],
+            policies: vec![],
+        }
+    }
+
+    #[test]
+    fn correlation_by_name_metadata_and_alias() {
+        let c = VaultConfig::default();
+        let a = alice();
+        let m = |e: &Entity| own_entity_match(&c, &a, e);
+        assert_eq!(
+            m(&entity("E100", &[], &[])).unwrap(),
+            "entity name = E100 (id)"
+        );
+        assert!(m(&entity("alice.smith", &[], &[]))
+            .unwrap()
+            .contains("email local part"));
+        assert!(m(&entity("ALICE.SMITH@example.com", &[], &[])).is_some());
+        assert_eq!(
+            m(&entity(
+                "svc",
+                &[("identity", "alice.smith@example.com")],
+                &[]
+            ))
+            .unwrap(),
+            "metadata identity = alice.smith@example.com"
+        );
+        assert!(m(&entity("x", &[], &["alice.smith"]))
+            .unwrap()
+            .starts_with("alias alice.smith"));
+        assert!(m(&entity("bob", &[("owner", "E100")], &["bob"])).is_none());
+        assert!(m(&entity("alice", &[], &[])).is_none());
+        let only_id = VaultConfig {
+            match_entity_name: vec![crate::NameRule::Id],
+            match_alias_name: vec![],
+            ..Default::default()
+        };
+        assert!(
+            own_entity_match(&only_id, &a, &entity("alice.smith", &[], &["alice.smith"])).is_none()
+        );
+    }
+
+    #[test]
+    fn accessor_is_read_back_from_a_token_path() {
+        let p = Path::new()
+            .then("owns", "token abc123 (token-ci)")
+            .then("attached", "policy ci");
+        assert_eq!(token_accessor_in(&p).as_deref(), Some("abc123"));
+        assert_eq!(
+            token_accessor_in(&Path::new().then("account", "entity a")),
+            None
+        );
+    }
+
+    #[test]
+    fn ownership_and_login_names() {
+        let c = VaultConfig::default();
+        let a = alice();
+        let meta = |v: &str| [("owner".to_string(), v.to_string())].into();
+        assert!(owned_by(&c, &a, &meta("E100")));
+        assert!(owned_by(&c, &a, &meta("alice.smith@EXAMPLE.com")));
+        assert!(!owned_by(&c, &a, &meta("E1000")));
+        assert_eq!(
+            login_names(&c, &a, &["AliceS".into()]),
+            vec!["alice.smith", "alice.smith@example.com", "alices", "e100"]
+        );
+    }
+}

