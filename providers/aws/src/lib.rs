@@ -223,6 +223,38 @@ impl AwsProvider {
     }
 }
 
+impl AwsProvider {
+    /// Every item of a marker-paged IAM list. Each page passes the gate like any other call;
+    /// `items` returns a page's items and, when the page is truncated, the next marker.
+    pub(crate) async fn all_pages<P, T, E, Fut>(
+        &self,
+        op: &'static str,
+        mut request: impl FnMut(Option<String>) -> Fut,
+        mut items: impl FnMut(&P) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, CallError>
+    where
+        Fut: Future<Output = Result<P, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut out = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self.call(op, request(marker.take())).await?;
+            let (batch, next) = items(&page);
+            out.extend(batch);
+            match next {
+                Some(m) => marker = Some(m),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// The marker of the next IAM page, if the page says there is one.
+pub(crate) fn next_marker(truncated: bool, marker: Option<&str>) -> Option<String> {
+    marker.filter(|_| truncated).map(str::to_string)
+}
+
 fn limits_for(config: &AwsConfig) -> Limits {
     Limits {
         max_in_flight: config.max_in_flight.max(1),

@@ -5,7 +5,7 @@ use crate::actions::Principal;
 use crate::error::{permanent, CallError};
 use crate::inventory::{tag, to_utc};
 use crate::resolve::{key_state, secret_state, session_state};
-use crate::{kinds, AwsProvider, PROVIDER};
+use crate::{kinds, next_marker, AwsProvider, PROVIDER};
 use closeout_contract::{Finding, Holder, ProbeOutcome, ProviderError, ResolveContext, State};
 
 /// Turn "not found" into `Ok(None)`.
@@ -17,6 +17,13 @@ fn found<T>(r: Result<T, CallError>) -> Result<Option<T>, CallError> {
     }
 }
 
+fn policy_arns(attached: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<String> {
+    attached
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect()
+}
+
 fn attr<'a>(f: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
     f.attr(key)
         .filter(|v| !v.is_empty())
@@ -26,26 +33,26 @@ fn attr<'a>(f: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
 impl AwsProvider {
     /// Names of the groups `user` is in (all pages).
     pub(crate) async fn groups_for_user(&self, user: &str) -> Result<Vec<String>, CallError> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .call(
-                    "ListGroupsForUser",
-                    self.iam
-                        .list_groups_for_user()
-                        .user_name(user)
-                        .set_marker(marker.take())
-                        .send(),
+        self.all_pages(
+            "ListGroupsForUser",
+            |m| {
+                self.iam
+                    .list_groups_for_user()
+                    .user_name(user)
+                    .set_marker(m)
+                    .send()
+            },
+            |p: &aws_sdk_iam::operation::list_groups_for_user::ListGroupsForUserOutput| {
+                (
+                    p.groups()
+                        .iter()
+                        .map(|g| g.group_name().to_string())
+                        .collect(),
+                    next_marker(p.is_truncated(), p.marker()),
                 )
-                .await?;
-            out.extend(page.groups().iter().map(|g| g.group_name().to_string()));
-            match page.marker() {
-                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
-                _ => break,
-            }
-        }
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// ARNs of the managed policies attached to `user` (all pages).
@@ -53,58 +60,44 @@ impl AwsProvider {
         &self,
         user: &str,
     ) -> Result<Vec<String>, CallError> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .call(
-                    "ListAttachedUserPolicies",
-                    self.iam
-                        .list_attached_user_policies()
-                        .user_name(user)
-                        .set_marker(marker.take())
-                        .send(),
+        self.all_pages(
+            "ListAttachedUserPolicies",
+            |m| {
+                self.iam
+                    .list_attached_user_policies()
+                    .user_name(user)
+                    .set_marker(m)
+                    .send()
+            },
+            |p: &aws_sdk_iam::operation::list_attached_user_policies::ListAttachedUserPoliciesOutput| {
+                (
+                    policy_arns(p.attached_policies()),
+                    next_marker(p.is_truncated(), p.marker()),
                 )
-                .await?;
-            out.extend(
-                page.attached_policies()
-                    .iter()
-                    .filter_map(|p| p.policy_arn().map(str::to_string)),
-            );
-            match page.marker() {
-                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
-                _ => break,
-            }
-        }
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// ARNs of the managed policies attached to `group` (all pages).
     async fn attached_group_policies(&self, group: &str) -> Result<Vec<String>, CallError> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .call(
-                    "ListAttachedGroupPolicies",
-                    self.iam
-                        .list_attached_group_policies()
-                        .group_name(group)
-                        .set_marker(marker.take())
-                        .send(),
+        self.all_pages(
+            "ListAttachedGroupPolicies",
+            |m| {
+                self.iam
+                    .list_attached_group_policies()
+                    .group_name(group)
+                    .set_marker(m)
+                    .send()
+            },
+            |p: &aws_sdk_iam::operation::list_attached_group_policies::ListAttachedGroupPoliciesOutput| {
+                (
+                    policy_arns(p.attached_policies()),
+                    next_marker(p.is_truncated(), p.marker()),
                 )
-                .await?;
-            out.extend(
-                page.attached_policies()
-                    .iter()
-                    .filter_map(|p| p.policy_arn().map(str::to_string)),
-            );
-            match page.marker() {
-                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
-                _ => break,
-            }
-        }
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// The tags of a user or role (all pages); `None` when it does not exist.
