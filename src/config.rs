@@ -3,6 +3,7 @@
 //! environment/file chain.
 
 use closeout_aws::AwsConfig;
+use closeout_vault::VaultConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -105,6 +106,7 @@ impl Default for ExecutionConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
     pub aws: Option<AwsConfig>,
+    pub vault: Option<VaultConfig>,
 }
 
 impl ProvidersConfig {
@@ -113,6 +115,9 @@ impl ProvidersConfig {
         let mut names = Vec::new();
         if self.aws.is_some() {
             names.push("aws");
+        }
+        if self.vault.is_some() {
+            names.push("vault");
         }
         names
     }
@@ -156,12 +161,18 @@ impl Config {
         };
         if self.providers.configured().is_empty() {
             return Err(invalid(
-                "no provider is configured: add a [providers.aws] section".into(),
+                "no provider is configured: add a [providers.aws] or [providers.vault] section"
+                    .into(),
             ));
         }
         if let Some(aws) = &self.providers.aws {
             aws.validate()
                 .map_err(|e| invalid(format!("[providers.aws]: {e}")))?;
+        }
+        if let Some(vault) = &self.providers.vault {
+            vault
+                .validate()
+                .map_err(|e| invalid(format!("[providers.vault]: {e}")))?;
         }
         if self.execution.max_attempts == 0 {
             return Err(invalid(

@@ -47,7 +47,7 @@ pub enum EngineError {
     UnknownTrigger(String),
     #[error("no playbook for trigger {trigger:?}: {path} does not exist")]
     NoPlaybook { trigger: String, path: PathBuf },
-    #[error("playbook {playbook} uses provider {provider:?}, which is not configured (configured: {configured}); add a [providers.{provider}] section to the config")]
+    #[error("playbook {playbook} uses provider {provider:?}, and none of its providers is configured (configured: {configured}); add a [providers.{provider}] section to the config")]
     ProviderNotConfigured {
         playbook: String,
         provider: String,
@@ -158,7 +158,7 @@ impl Engine {
             })
     }
 
-    /// The playbook for `trigger`, validated, with every provider it names configured.
+    /// The playbook for `trigger`, validated, with at least one provider it names configured.
     pub fn playbook(&self, trigger: &str) -> Result<Playbook, EngineError> {
         if !TRIGGERS.contains(&trigger) {
             return Err(EngineError::UnknownTrigger(trigger.to_string()));
@@ -171,15 +171,28 @@ impl Engine {
             });
         }
         let book = playbook::load(&path, crate::registry::CAPABILITIES)?;
+        // The shipped playbooks cover every provider; a site runs them on the providers it
+        // configures. Steps for the others select nothing (no findings come from them), which
+        // is said out loud; a playbook none of whose providers is configured is refused.
         let configured = self.config.providers.configured();
-        for provider in book.providers() {
-            if !configured.contains(&provider.as_str()) {
+        let (usable, missing): (Vec<String>, Vec<String>) = book
+            .providers()
+            .into_iter()
+            .partition(|p| configured.contains(&p.as_str()));
+        if usable.is_empty() {
+            if let Some(provider) = missing.first() {
                 return Err(EngineError::ProviderNotConfigured {
                     playbook: path.display().to_string(),
                     provider: provider.to_string(),
                     configured: configured.join(", "),
                 });
             }
+        }
+        for provider in &missing {
+            tracing::warn!(
+                playbook = %path.display(),
+                "the steps for provider {provider} are skipped: [providers.{provider}] is not configured"
+            );
         }
         Ok(book)
     }

@@ -15,7 +15,9 @@
 
 use crate::playbook::{Playbook, Step};
 use chrono::{DateTime, Utc};
-use closeout_contract::{verbs, ActionParams, ActionRequest, Finding, Identity, State, Verb};
+use closeout_contract::{
+    verbs, ActionParams, ActionRequest, Finding, Holder, Identity, State, Verb,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,6 +161,14 @@ fn params_for(
         })?;
         let old = finding.attr("owner").unwrap_or(&input.identity.email);
         params.new_owner = Some(manager.name_in_form_of(old));
+    }
+    // Rotating an NHI's credential re-issues it: the new one is recorded as the manager's when
+    // there is a manager (the provider keeps the old owner otherwise).
+    if verb.name == verbs::ROTATE.name && matches!(finding.holder, Holder::Nhi(_)) {
+        if let Some(manager) = input.manager {
+            let old = finding.attr("owner").unwrap_or(&input.identity.email);
+            params.new_owner = Some(manager.name_in_form_of(old));
+        }
     }
     Ok(params)
 }
@@ -459,7 +469,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playbook::test_caps::{ALL, AWS};
+    use crate::playbook::test_caps::ALL;
     use crate::playbook::{self, Playbook};
     use chrono::{Duration, TimeZone};
     use closeout_contract::{Holder, IdentityKind, IdentityStatus, Path, Relation};
@@ -643,7 +653,7 @@ stages:
     }
 
     fn leaver_plan() -> Plan {
-        let book = playbook::parse("leaver.yaml", LEAVER, &[&AWS]).unwrap();
+        let book = playbook::parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
         let findings = aws_findings();
         let since: BTreeMap<String, DateTime<Utc>> = [(
             "aws:access-key:AKIAOLDINACTIVE".to_string(),
@@ -770,7 +780,7 @@ stages:
 
     #[test]
     fn a_journal_time_still_inside_the_grace_period_defers() {
-        let book = playbook::parse("leaver.yaml", LEAVER, &[&AWS]).unwrap();
+        let book = playbook::parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
         let findings = vec![f("aws", "access-key", "AKIA2", Owns, Account, Inactive)];
         let since = [(
             "aws:access-key:AKIA2".to_string(),
@@ -838,8 +848,14 @@ stages:
                 "{}",
                 a.finding.id
             );
-            if a.verb != "reassign-owner" {
-                assert_eq!(a.params.new_owner, None);
+            // Reassigning names the new owner; so does rotating an NHI's credential (the new
+            // credential is recorded as the manager's).
+            let nhi_rotation = a.verb == "rotate" && matches!(a.finding.holder, Holder::Nhi(_));
+            if a.verb != "reassign-owner" && !nhi_rotation {
+                assert_eq!(a.params.new_owner, None, "{}", a.finding.id);
+            }
+            if nhi_rotation {
+                assert!(a.params.new_owner.is_some(), "{}", a.finding.id);
             }
         }
         let owner = |id: &str| {
@@ -884,7 +900,8 @@ stages:
     #[test]
     fn reassigning_without_a_manager_names_the_identity_step_and_finding() {
         let plan_err = {
-            let book = playbook::parse("leaver.yaml", LEAVER, &[&AWS]).unwrap();
+            let book =
+                playbook::parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
             let findings = aws_findings();
             let alice = alice();
             build(&input(&book, &alice, None, &findings, &BTreeMap::new())).unwrap_err()
@@ -905,7 +922,7 @@ stages:
             "{shown}"
         );
         // Without NHIs to reassign, no manager is needed.
-        let book = playbook::parse("leaver.yaml", LEAVER, &[&AWS]).unwrap();
+        let book = playbook::parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
         let findings = vec![f("aws", "user", "alice", Owns, Account, Active)];
         let alice = alice();
         assert!(build(&input(&book, &alice, None, &findings, &BTreeMap::new())).is_ok());
@@ -913,7 +930,8 @@ stages:
 
     #[test]
     fn the_playbook_must_handle_the_trigger() {
-        let book = playbook::parse("incident.yaml", INCIDENT, &[&AWS]).unwrap();
+        let book =
+            playbook::parse("incident.yaml", INCIDENT, crate::registry::CAPABILITIES).unwrap();
         let (alice, bob) = (alice(), bob());
         let since = BTreeMap::new();
         let err = build(&input(&book, &alice, Some(&bob), &[], &since)).unwrap_err();
@@ -971,7 +989,7 @@ stages:
 
     #[test]
     fn plans_are_deterministic_and_round_trip_through_json() {
-        let book = playbook::parse("leaver.yaml", LEAVER, &[&AWS]).unwrap();
+        let book = playbook::parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
         let (alice, bob) = (alice(), bob());
         let since = BTreeMap::new();
         let mut findings = aws_findings();
@@ -1115,7 +1133,7 @@ stages:
 
     #[test]
     fn an_empty_graph_gives_an_empty_plan() {
-        let book = playbook::parse("leaver.yaml", LEAVER, &[&AWS]).unwrap();
+        let book = playbook::parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
         let alice = alice();
         let plan = build(&input(&book, &alice, None, &[], &BTreeMap::new())).unwrap();
         assert_eq!(plan.action_count(), 0);

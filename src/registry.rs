@@ -12,7 +12,8 @@ use closeout_contract::{
 use std::collections::BTreeMap;
 
 /// Every provider's static capabilities, for validating playbooks without I/O.
-pub const CAPABILITIES: &[&Capabilities] = &[&closeout_aws::CAPABILITIES];
+pub const CAPABILITIES: &[&Capabilities] =
+    &[&closeout_aws::CAPABILITIES, &closeout_vault::CAPABILITIES];
 
 /// The capabilities of the provider called `name`, if Closeout has such a provider.
 pub fn capabilities(name: &str) -> Option<&'static Capabilities> {
@@ -28,9 +29,12 @@ pub enum RegistryError {
     },
 }
 
-/// One connected provider.
+/// One connected provider. Variants differ in size; there is one handle per provider per
+/// process, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ProviderHandle {
     Aws(closeout_aws::AwsProvider),
+    Vault(closeout_vault::VaultProvider),
 }
 
 /// Dispatch one call to whichever provider the handle holds.
@@ -38,6 +42,7 @@ macro_rules! dispatch {
     ($handle:expr, $p:ident => $call:expr) => {
         match $handle {
             ProviderHandle::Aws($p) => $call,
+            ProviderHandle::Vault($p) => $call,
         }
     };
 }
@@ -98,6 +103,15 @@ impl Providers {
                 })?;
             by_name.insert("aws", ProviderHandle::Aws(provider));
         }
+        if let Some(vault) = &config.vault {
+            let provider = closeout_vault::VaultProvider::connect(vault.clone())
+                .await
+                .map_err(|e| RegistryError::Connect {
+                    provider: "vault",
+                    message: e.to_string(),
+                })?;
+            by_name.insert("vault", ProviderHandle::Vault(provider));
+        }
         Ok(Providers { by_name })
     }
 
@@ -125,6 +139,7 @@ mod tests {
         names.dedup();
         assert_eq!(n, names.len());
         assert!(capabilities("aws").is_some());
+        assert!(capabilities("vault").is_some());
         assert!(capabilities("gcp").is_none());
     }
 }

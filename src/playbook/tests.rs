@@ -79,8 +79,13 @@ fn finding(id: &str, provider: &str, kind: &str, relation: Relation, holder: Hol
 // ---------------------------------------------------------------- shipped playbooks
 
 #[test]
-fn shipped_leaver_is_valid_against_the_aws_capabilities() {
-    let book = parse("playbooks/leaver.yaml", LEAVER, &[&AWS]).unwrap_or_else(|d| {
+fn shipped_leaver_is_valid_against_the_provider_capabilities() {
+    let book = parse(
+        "playbooks/leaver.yaml",
+        LEAVER,
+        crate::registry::CAPABILITIES,
+    )
+    .unwrap_or_else(|d| {
         panic!(
             "{}",
             d.iter()
@@ -92,7 +97,7 @@ fn shipped_leaver_is_valid_against_the_aws_capabilities() {
     let names: Vec<&str> = book.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["contain", "revoke", "rotate", "retire", "verify"]);
     assert_eq!(book.max_actions, 200);
-    assert_eq!(book.providers(), ["aws"]);
+    assert_eq!(book.providers(), ["aws", "vault"]);
     assert!(book.handles("leaver") && !book.handles("incident"));
     assert!(book.stages.last().unwrap().verify);
     let retire = &book.stages[3].steps[0];
@@ -103,7 +108,7 @@ fn shipped_leaver_is_valid_against_the_aws_capabilities() {
 
 #[test]
 fn shipped_leaver_follows_the_ordering_rules() {
-    let book = parse("leaver.yaml", LEAVER, &[&AWS]).unwrap();
+    let book = parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
     let stage_of = |action: &str, kind: &str| -> Vec<usize> {
         book.stages
             .iter()
@@ -169,7 +174,12 @@ fn shipped_leaver_follows_the_ordering_rules() {
 
 #[test]
 fn shipped_incident_is_valid_contains_rotates_and_deletes_nothing() {
-    let book = parse("playbooks/incident.yaml", INCIDENT, &[&AWS]).unwrap_or_else(|d| {
+    let book = parse(
+        "playbooks/incident.yaml",
+        INCIDENT,
+        crate::registry::CAPABILITIES,
+    )
+    .unwrap_or_else(|d| {
         panic!(
             "{}",
             d.iter()
@@ -182,7 +192,7 @@ fn shipped_incident_is_valid_contains_rotates_and_deletes_nothing() {
     assert_eq!(book.stages[0].name, "contain");
     assert!(book.stages.last().unwrap().verify);
     assert!(book.steps().all(|(_, s)| s.action != "delete"));
-    let leaver = parse("leaver.yaml", LEAVER, &[&AWS]).unwrap();
+    let leaver = parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
     // Same containment and rotation as the leaver.
     for stage in ["contain", "rotate"] {
         let a = book.stages.iter().find(|s| s.name == stage).unwrap();
@@ -206,7 +216,10 @@ fn shipped_incident_is_valid_contains_rotates_and_deletes_nothing() {
 fn shipped_playbooks_pass_check_files() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
     let files = [dir.join("leaver.yaml"), dir.join("incident.yaml")];
-    assert_eq!(check_files(&files, &[&AWS]), Vec::<Diagnostic>::new());
+    assert_eq!(
+        check_files(&files, crate::registry::CAPABILITIES),
+        Vec::<Diagnostic>::new()
+    );
 }
 
 // ---------------------------------------------------------------- the good case

@@ -30,9 +30,12 @@ pub struct VaultConfig {
     /// email local part) filled in, e.g. `database/creds/{local}/`. Reported as `lease` findings
     /// and revoked by id.
     pub lease_prefixes: Vec<String>,
-    /// A file audit device's log, read for the orphan tokens the person's tokens created.
-    /// Reserved: orphan-token resolution is not implemented yet.
+    /// A file audit device's log (as the server writes it, readable by Closeout), read for the
+    /// orphan tokens the person's tokens created and the leases their requests obtained.
     pub audit_log: Option<PathBuf>,
+    /// The path of that audit device (`bao audit list`), used to HMAC accessors through
+    /// `sys/audit-hash/<audit_device>` so they can be compared with the log.
+    pub audit_device: String,
     /// KV v2 API path a rotated AppRole secret-id is published to; `{role}` is replaced by the
     /// role name. Reserved: AppRole rotation is not implemented yet.
     pub nhi_secret_id_path: String,
@@ -82,6 +85,7 @@ impl Default for VaultConfig {
             owner_key: "owner".into(),
             lease_prefixes: Vec::new(),
             audit_log: None,
+            audit_device: "file".into(),
             nhi_secret_id_path: "secret/data/closeout/approle/{role}".into(),
             max_in_flight: 8,
             requests_per_second: 50.0,
@@ -178,6 +182,21 @@ impl VaultConfig {
                     "lease_prefixes",
                     format!("{prefix:?} must be a relative lease prefix such as database/creds/"),
                 ));
+            }
+        }
+        let device = self.audit_device.trim_end_matches('/');
+        if device.is_empty() || device.contains("..") || device.starts_with('/') {
+            return Err(invalid(
+                "audit_device",
+                format!(
+                    "{:?} must be an audit device path such as file",
+                    self.audit_device
+                ),
+            ));
+        }
+        if let Some(log) = &self.audit_log {
+            if log.as_os_str().is_empty() {
+                return Err(invalid("audit_log", "must be the path of a file audit log"));
             }
         }
         let p = &self.nhi_secret_id_path;

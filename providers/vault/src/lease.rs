@@ -1,6 +1,8 @@
 //! Leases under the configured `lease_prefixes` (with `{id}`, `{email}`, `{local}` replaced by the
-//! identity's id, email and email local part): resolved through `sys/leases/lookup`, revoked by id.
+//! identity's id, email and email local part), and the leases the audit log says the person's
+//! requests obtained: resolved through `sys/leases/lookup`, revoked by id.
 
+use crate::audit_trail::LeaseGrant;
 use crate::client::{CallError, Data};
 use crate::resolve::finding;
 use crate::{kinds, VaultProvider, PROVIDER};
@@ -86,6 +88,53 @@ impl VaultProvider {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The audit log's lease grants that are still live (a lease dies with the token that
+    /// obtained it, so most are gone once the tokens are revoked).
+    pub(crate) async fn resolve_audit_leases(
+        &self,
+        grants: &[LeaseGrant],
+        res: &mut Resolution,
+    ) -> Result<(), ProviderError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for g in grants {
+            if !seen.insert(g.lease_id.as_str()) {
+                continue;
+            }
+            let Some(info) = self.lookup_lease(&g.lease_id).await? else {
+                continue;
+            };
+            let attributes = [
+                ("lease_id", g.lease_id.clone()),
+                ("found_by", "audit-log".to_string()),
+                ("issued", info.issue_time),
+                ("expires", info.expire_time),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            res.findings.push(finding(
+                kinds::LEASE,
+                &g.lease_id,
+                format!("lease {}", g.lease_id),
+                Relation::Owns,
+                Holder::Account,
+                State::Active,
+                Path::new().then(
+                    "obtained",
+                    format!(
+                        "lease {} ({} at {} by {}, per the audit log)",
+                        g.lease_id,
+                        g.path,
+                        g.time.to_rfc3339(),
+                        g.by
+                    ),
+                ),
+                attributes,
+            ));
         }
         Ok(())
     }

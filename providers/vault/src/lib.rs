@@ -9,7 +9,9 @@
 //!
 //! Module map: `config` (configuration), `client` (HTTP, gate, error classification), `model`
 //! (typed API responses), `policy` (pure ACL policy parser and evaluation), `resolve`
-//! (correlation and reachability), `actions` (execute, live state, probes).
+//! (correlation and reachability), `tokens` (the accessor scan and audit-log attribution of
+//! orphan tokens), `audit_trail` (pure reader of a file audit device's log), `lease`, `pki`,
+//! `approle`, `actions` (execute, live state, probes).
 //!
 //! Every Vault call passes through the provider's [`CallGate`]. Secret values (the token, KV
 //! data) only ever travel inside [`closeout_contract::SecretValue`] or straight from one Vault
@@ -17,6 +19,7 @@
 
 mod actions;
 mod approle;
+mod audit_trail;
 mod client;
 mod config;
 mod lease;
@@ -24,6 +27,7 @@ mod model;
 mod pki;
 pub mod policy;
 mod resolve;
+mod tokens;
 
 pub use config::{NameRule, VaultConfig, VaultError};
 

@@ -65,9 +65,9 @@ pub(crate) fn own_entity_match(
             if let Some(v) = rule.value(identity) {
                 if alias.name.eq_ignore_ascii_case(&v) {
                     return Some(format!(
-                        "alias {} under auth/{} = {v} ({})",
+                        "alias {} under {} = {v} ({})",
                         alias.name,
-                        alias.mount_path,
+                        auth_mount_path(&alias.mount_path),
                         rule.describe()
                     ));
                 }
@@ -75,6 +75,16 @@ pub(crate) fn own_entity_match(
         }
     }
     None
+}
+
+/// An alias's mount path as `auth/<mount>/` (OpenBao reports it with the `auth/` prefix, older
+/// Vault servers without).
+fn auth_mount_path(mount_path: &str) -> String {
+    if mount_path.starts_with("auth/") {
+        mount_path.to_string()
+    } else {
+        format!("auth/{mount_path}")
+    }
 }
 
 /// True when an owner record (`owner_key` metadata) names the identity.
@@ -265,8 +275,10 @@ impl VaultProvider {
                     kinds::ENTITY_ALIAS,
                     &a.id,
                     format!(
-                        "alias {} of entity {} under auth/{}",
-                        a.name, e.name, a.mount_path
+                        "alias {} of entity {} under {}",
+                        a.name,
+                        e.name,
+                        auth_mount_path(&a.mount_path)
                     ),
                     Relation::Owns,
                     Holder::Account,
@@ -333,31 +345,49 @@ impl VaultProvider {
             }
         }
 
-        // 2. Tokens: bounded concurrent lookups over the accessor list; only matches are kept.
-        let accessors = self.client.list("auth/token/accessors").await?;
-        let own_ids_ref = &own_ids;
-        let mut tokens: Vec<TokenInfo> = stream::iter(accessors)
-            .map(|acc| async move { self.lookup_accessor(&acc).await })
-            .buffer_unordered(conc)
-            .try_filter_map(|t| async move {
-                Ok(t.filter(|t| {
-                    own_ids_ref.contains(&t.entity_id) || owned_by(cfg, identity, &t.meta)
-                }))
-            })
-            .try_collect()
-            .await?;
-        tokens.sort_by(|a, b| a.accessor.cmp(&b.accessor));
-        for t in &tokens {
+        // 2. Tokens: bounded concurrent lookups over the accessor list (only matches are kept),
+        // and the orphans the audit log attributes to the person.
+        let mut scan = self.resolve_tokens(identity, &own_ids).await?;
+        res.warnings.append(&mut scan.warnings);
+        scan.tokens
+            .sort_by(|a, b| a.info.accessor.cmp(&b.info.accessor));
+        for pt in &scan.tokens {
+            let t = &pt.info;
             let base = match own.iter().find(|o| o.entity.id == t.entity_id) {
                 Some(o) => o.path.clone(),
                 None => Path::new(),
             };
-            let how = if own_ids.contains(&t.entity_id) {
-                "token"
-            } else {
-                "owns"
+            let path = match &pt.created {
+                Some(c) => base.then(
+                    "created",
+                    format!(
+                        "token {} ({} at {} by {}, per the audit log)",
+                        t.accessor,
+                        c.path,
+                        c.time.to_rfc3339(),
+                        c.by
+                    ),
+                ),
+                None if own_ids.contains(&t.entity_id) => base.then(
+                    "token",
+                    format!("token {} ({})", t.accessor, t.display_name),
+                ),
+                None => base.then("owns", format!("token {} ({})", t.accessor, t.display_name)),
             };
-            let path = base.then(how, format!("token {} ({})", t.accessor, t.display_name));
+            let mut attributes = attrs([
+                ("accessor", t.accessor.clone()),
+                ("entity_id", t.entity_id.clone()),
+                ("display_name", t.display_name.clone()),
+                ("policies", t.policies.join(",")),
+                ("orphan", t.orphan.to_string()),
+                ("created_by_path", t.path.clone()),
+                ("created", t.creation_time.to_string()),
+                ("expire_time", t.expire_time.clone()),
+            ]);
+            if let Some(c) = &pt.created {
+                attributes.insert("found_by".into(), "audit-log".into());
+                attributes.insert("created_by".into(), c.by.clone());
+            }
             res.findings.push(finding(
                 kinds::TOKEN,
                 &t.accessor,
@@ -366,16 +396,7 @@ impl VaultProvider {
                 Holder::Account,
                 State::Active,
                 path.clone(),
-                attrs([
-                    ("accessor", t.accessor.clone()),
-                    ("entity_id", t.entity_id.clone()),
-                    ("display_name", t.display_name.clone()),
-                    ("policies", t.policies.join(",")),
-                    ("orphan", t.orphan.to_string()),
-                    ("created_by_path", t.path.clone()),
-                    ("created", t.creation_time.to_string()),
-                    ("expire_time", t.expire_time.clone()),
-                ]),
+                attributes,
             ));
             for p in &t.policies {
                 if p != "default" {
@@ -549,8 +570,10 @@ impl VaultProvider {
         self.resolve_approle(ctx, &mut res).await?;
         // 6. PKI certificates issued to the person.
         self.resolve_pki(identity, &mut res).await?;
-        // 7. Leases under the configured prefixes.
+        // 7. Leases under the configured prefixes, and those the audit log says the person's
+        // requests obtained.
         self.resolve_leases(identity, &mut res).await?;
+        self.resolve_audit_leases(&scan.leases, &mut res).await?;
 
         if own.is_empty() {
             res.warnings.push(format!(

