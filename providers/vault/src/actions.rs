@@ -1,12 +1,17 @@
 //! Execute (idempotent), live state and probes.
 
-use crate::client::{seg, Data};
+use crate::client::{bare_mount, seg, CallError, Data};
 use crate::model::KvData;
 use crate::{kinds, VaultProvider, PROVIDER};
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext,
     SecretValue, State,
 };
+use std::collections::HashMap;
+use vaultrs::api::identity::entity::requests::{
+    UpdateEntityByIdRequest, UpdateEntityByIdRequestBuilder,
+};
+use vaultrs::api::identity::group::requests::UpdateGroupByIdRequest;
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -46,12 +51,10 @@ impl VaultProvider {
                         format!("entity {} already disabled", e.name),
                     )),
                     Some(e) => {
-                        self.client
-                            .write(
-                                &format!("identity/entity/id/{}", seg(id)),
-                                &serde_json::json!({ "disabled": true }),
-                            )
-                            .await?;
+                        self.update_entity(id, |b| {
+                            b.disabled(true);
+                        })
+                        .await?;
                         Ok(ActionOutcome::done(
                             State::Disabled,
                             format!("disabled entity {}", e.name),
@@ -80,13 +83,19 @@ impl VaultProvider {
                         format!("entity {eid} is not a member of group {}", g.name),
                     ));
                 }
-                let members: Vec<&String> =
-                    g.member_entity_ids.iter().filter(|m| *m != eid).collect();
+                let members: Vec<String> = g
+                    .member_entity_ids
+                    .iter()
+                    .filter(|m| *m != eid)
+                    .cloned()
+                    .collect();
+                let mut b = UpdateGroupByIdRequest::builder();
+                b.member_entity_ids(members);
+                let path = format!("identity/group/id/{}", seg(gid));
                 self.client
-                    .write(
-                        &format!("identity/group/id/{}", seg(gid)),
-                        &serde_json::json!({ "member_entity_ids": members }),
-                    )
+                    .sdk("POST", &path, |c| async move {
+                        vaultrs::identity::group::update_by_id(c, gid, Some(&mut b)).await
+                    })
                     .await?;
                 Ok(ActionOutcome::done(
                     State::Deleted,
@@ -103,10 +112,9 @@ impl VaultProvider {
                 }
                 match self
                     .client
-                    .write(
-                        "auth/token/revoke-accessor",
-                        &serde_json::json!({ "accessor": acc }),
-                    )
+                    .sdk("POST", "auth/token/revoke-accessor", |c| {
+                        vaultrs::token::revoke_accessor(c, acc)
+                    })
                     .await
                 {
                     Ok(()) => Ok(ActionOutcome::done(
@@ -122,20 +130,22 @@ impl VaultProvider {
             }
             (kinds::PASSWORD_LOGIN, "remove") => {
                 let path = &f.resource;
-                match self.client.get::<serde_json::Value>(path).await {
-                    Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
+                if !self.login_exists(f).await? {
+                    return Ok(ActionOutcome::already(
                         State::Deleted,
                         format!("login {path} already removed"),
-                    )),
-                    Err(e) => Err(e.into()),
-                    Ok(_) => {
-                        self.client.delete(path).await?;
-                        Ok(ActionOutcome::done(
-                            State::Deleted,
-                            format!("removed login {path}"),
-                        ))
-                    }
+                    ));
                 }
+                let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);
+                self.client
+                    .sdk("DELETE", path, |c| {
+                        vaultrs::auth::userpass::user::delete(c, bare_mount(mount), user)
+                    })
+                    .await?;
+                Ok(ActionOutcome::done(
+                    State::Deleted,
+                    format!("removed login {path}"),
+                ))
             }
             (kinds::KV_SECRET, "rotate") => self.rotate_kv(action).await,
             (kinds::APPROLE_SECRET_ID, "revoke" | "rotate") => self.execute_approle(action).await,
@@ -159,12 +169,10 @@ impl VaultProvider {
                 }
                 let mut meta = e.metadata.clone();
                 meta.insert(self.config.owner_key.clone(), new_owner.to_string());
-                self.client
-                    .write(
-                        &format!("identity/entity/id/{}", seg(id)),
-                        &serde_json::json!({ "metadata": meta }),
-                    )
-                    .await?;
+                self.update_entity(id, |b| {
+                    b.metadata(meta.into_iter().collect::<HashMap<_, _>>());
+                })
+                .await?;
                 Ok(ActionOutcome::done(
                     State::Reassigned,
                     format!("entity {} now owned by {new_owner}", e.name),
@@ -288,13 +296,10 @@ impl VaultProvider {
                 None => State::Deleted,
                 Some(_) => State::Active,
             },
-            kinds::PASSWORD_LOGIN => {
-                match self.client.get::<serde_json::Value>(&f.resource).await {
-                    Err(e) if e.is_not_found() => State::Deleted,
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => State::Active,
-                }
-            }
+            kinds::PASSWORD_LOGIN => match self.login_exists(f).await? {
+                false => State::Deleted,
+                true => State::Active,
+            },
             kinds::KV_SECRET => match self.kv_metadata(attr(f, "mount")?, attr(f, "key")?).await? {
                 None => State::Deleted,
                 Some(m) => match (ctx.cutoff, m.current_created()) {
@@ -335,11 +340,7 @@ impl VaultProvider {
                 }))
             }
             kinds::PASSWORD_LOGIN => {
-                let exists = match self.client.get::<serde_json::Value>(&f.resource).await {
-                    Err(e) if e.is_not_found() => false,
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => true,
-                };
+                let exists = self.login_exists(f).await?;
                 Ok(Some(ProbeOutcome {
                     probe: format!("read {}", f.resource),
                     dead: !exists,
@@ -352,6 +353,37 @@ impl VaultProvider {
             }
             kinds::PKI_CERTIFICATE => Ok(Some(self.probe_pki(f).await?)),
             _ => Ok(None),
+        }
+    }
+}
+
+impl VaultProvider {
+    /// `POST identity/entity/id/<id>` with the fields `set` fills in.
+    async fn update_entity(
+        &self,
+        id: &str,
+        set: impl FnOnce(&mut UpdateEntityByIdRequestBuilder),
+    ) -> Result<(), CallError> {
+        let mut b = UpdateEntityByIdRequest::builder();
+        set(&mut b);
+        let path = format!("identity/entity/id/{}", seg(id));
+        self.client
+            .sdk("POST", &path, |c| async move {
+                vaultrs::identity::entity::update_by_id(c, id, Some(&mut b)).await
+            })
+            .await
+    }
+
+    /// Whether the userpass user of a `password-login` finding exists.
+    async fn login_exists(&self, f: &Finding) -> Result<bool, ProviderError> {
+        let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);
+        let r = self.client.sdk("GET", &f.resource, |c| {
+            vaultrs::auth::userpass::user::read(c, bare_mount(mount), user)
+        });
+        match r.await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 }

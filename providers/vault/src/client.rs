@@ -273,12 +273,6 @@ impl Client {
             .await
             .map(|_| ())
     }
-
-    pub async fn delete(&self, path: &str) -> Result<(), CallError> {
-        self.call::<serde_json::Value>("DELETE", path, None)
-            .await
-            .map(|_| ())
-    }
 }
 
 /// The standard `{"data": ...}` envelope.
@@ -374,6 +368,25 @@ fn sdk_error(method: &'static str, path: &str, endpoint: &str, e: SdkError) -> C
         retry_after: None,
         endpoint: endpoint.to_string(),
     }
+}
+
+/// A mount path as `vaultrs` takes it (no trailing `/`).
+pub fn bare_mount(path: &str) -> &str {
+    path.trim_end_matches('/')
+}
+
+/// `Ok(None)` when Vault answers 404.
+pub fn found<T>(r: Result<T, CallError>) -> Result<Option<T>, CallError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A LIST's keys, empty when the path holds nothing (Vault answers 404).
+pub fn keys(r: Result<Vec<String>, CallError>) -> Result<Vec<String>, CallError> {
+    found(r).map(Option::unwrap_or_default)
 }
 
 /// `segment` escaped for use as one path segment.
