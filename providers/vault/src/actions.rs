@@ -1,17 +1,18 @@
 //! Execute (idempotent), live state and probes.
 
-use crate::client::{bare_mount, seg, CallError, Data};
+use crate::client::{bare_mount, seg, CallError};
 use crate::model::KvData;
 use crate::{kinds, VaultProvider, PROVIDER};
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext,
     SecretValue, State,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use vaultrs::api::identity::entity::requests::{
     UpdateEntityByIdRequest, UpdateEntityByIdRequestBuilder,
 };
 use vaultrs::api::identity::group::requests::UpdateGroupByIdRequest;
+use vaultrs::api::kv2::requests::{SetSecretMetadataRequest, SetSecretRequestOptions};
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -204,13 +205,15 @@ impl VaultProvider {
                 ),
             ));
         }
+        let version = meta.current_version;
         let current: KvData = match self
             .client
-            .get::<Data<KvData>>(&format!("{data_path}?version={}", meta.current_version))
+            .sdk("GET", &format!("{data_path}?version={version}"), |c| {
+                vaultrs::kv2::read_version(c, bare_mount(mount), key, version)
+            })
             .await
         {
-            Ok(Some(d)) => d.data,
-            Ok(None) => return Err(permanent(format!("secret {data_path}: empty answer"))),
+            Ok(d) => d,
             Err(e) if e.is_not_found() => {
                 return Err(permanent(format!(
                     "secret {data_path}: current version {} is deleted or destroyed",
@@ -230,27 +233,20 @@ impl VaultProvider {
             .collect();
         drop(current);
         let n_keys = rotated.len();
-        let written: Option<Data<serde_json::Value>> = self
+        let cas = u32::try_from(version)
+            .map_err(|_| permanent(format!("secret {data_path}: version {version} too large")))?;
+        let written = self
             .client
-            .post(
-                &data_path,
-                &serde_json::json!({ "data": rotated, "options": { "cas": meta.current_version } }),
-            )
+            .sdk("POST", &data_path, |c| {
+                let options = SetSecretRequestOptions { cas };
+                vaultrs::kv2::set_with_options(c, bare_mount(mount), key, &rotated, options)
+            })
             .await?;
         drop(rotated);
-        let version = written
-            .as_ref()
-            .and_then(|d| d.data.get("version"))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(meta.current_version + 1);
+        let version = written.version;
         let mut custom = meta.custom_metadata.clone();
         custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
-        self.client
-            .write(
-                &format!("{mount}metadata/{key}"),
-                &serde_json::json!({ "custom_metadata": custom }),
-            )
-            .await?;
+        self.set_custom_metadata(mount, key, custom).await?;
         Ok(ActionOutcome::done(
             State::Rotated,
             format!("wrote version {version} of {data_path} with new values for its {n_keys} keys"),
@@ -370,6 +366,23 @@ impl VaultProvider {
         self.client
             .sdk("POST", &path, |c| async move {
                 vaultrs::identity::entity::update_by_id(c, id, Some(&mut b)).await
+            })
+            .await
+    }
+
+    /// Replace the custom metadata of a KV v2 secret.
+    pub(crate) async fn set_custom_metadata(
+        &self,
+        mount: &str,
+        key: &str,
+        custom: BTreeMap<String, String>,
+    ) -> Result<(), CallError> {
+        let mut b = SetSecretMetadataRequest::builder();
+        b.custom_metadata(custom.into_iter().collect::<HashMap<_, _>>());
+        let path = format!("{mount}metadata/{key}");
+        self.client
+            .sdk("POST", &path, |c| async move {
+                vaultrs::kv2::set_metadata(c, bare_mount(mount), key, Some(&mut b)).await
             })
             .await
     }

@@ -114,10 +114,12 @@ impl KvMetadata {
     }
 }
 
-/// KV v2 `data/<path>`: only the keys of the data are kept outside [`closeout_contract::SecretValue`].
+/// The data of one KV v2 version (`data/<path>`'s inner `data`): only its keys are kept outside
+/// [`closeout_contract::SecretValue`].
 #[derive(Deserialize)]
+#[serde(transparent)]
 pub struct KvData {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -205,6 +207,27 @@ impl From<vaultrs::api::sys::responses::AuthResponse> for Mount {
             mount_type: m.mount_type,
             accessor: m.accessor,
             options: sorted(m.options),
+        }
+    }
+}
+
+impl From<vaultrs::api::kv2::responses::ReadSecretMetadataResponse> for KvMetadata {
+    fn from(m: vaultrs::api::kv2::responses::ReadSecretMetadataResponse) -> Self {
+        KvMetadata {
+            current_version: m.current_version,
+            custom_metadata: sorted(m.custom_metadata),
+            versions: m
+                .versions
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        KvVersion {
+                            created_time: v.created_time,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 }

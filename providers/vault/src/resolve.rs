@@ -164,15 +164,11 @@ impl VaultProvider {
         mount: &str,
         key: &str,
     ) -> Result<Option<KvMetadata>, CallError> {
-        match self
-            .client
-            .get::<Data<KvMetadata>>(&format!("{mount}metadata/{key}"))
-            .await
-        {
-            Ok(d) => Ok(d.map(|d| d.data)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let path = format!("{mount}metadata/{key}");
+        let r = self.client.sdk("GET", &path, |c| {
+            vaultrs::kv2::read_metadata(c, bare_mount(mount), key)
+        });
+        Ok(found(r.await)?.map(KvMetadata::from))
     }
 
     pub(crate) async fn resolve_impl(
@@ -563,11 +559,11 @@ impl VaultProvider {
         let mut out = Vec::new();
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {
-            for k in self
-                .client
-                .list(&format!("{mount}metadata/{prefix}"))
-                .await?
-            {
+            let path = format!("{mount}metadata/{prefix}");
+            let r = self.client.sdk("LIST", &path, |c| {
+                vaultrs::kv2::list(c, bare_mount(mount), &prefix)
+            });
+            for k in keys(r.await)? {
                 let full = format!("{prefix}{k}");
                 if k.ends_with('/') {
                     stack.push(full);
