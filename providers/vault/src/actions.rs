@@ -1,12 +1,18 @@
 //! Execute (idempotent), live state and probes.
 
-use crate::client::{seg, Data};
+use crate::client::{bare_mount, seg, CallError};
 use crate::model::KvData;
 use crate::{kinds, VaultProvider, PROVIDER};
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext,
     SecretValue, State,
 };
+use std::collections::{BTreeMap, HashMap};
+use vaultrs::api::identity::entity::requests::{
+    UpdateEntityByIdRequest, UpdateEntityByIdRequestBuilder,
+};
+use vaultrs::api::identity::group::requests::UpdateGroupByIdRequest;
+use vaultrs::api::kv2::requests::{SetSecretMetadataRequest, SetSecretRequestOptions};
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -46,12 +52,10 @@ impl VaultProvider {
                         format!("entity {} already disabled", e.name),
                     )),
                     Some(e) => {
-                        self.client
-                            .write(
-                                &format!("identity/entity/id/{}", seg(id)),
-                                &serde_json::json!({ "disabled": true }),
-                            )
-                            .await?;
+                        self.update_entity(id, |b| {
+                            b.disabled(true);
+                        })
+                        .await?;
                         Ok(ActionOutcome::done(
                             State::Disabled,
                             format!("disabled entity {}", e.name),
@@ -80,13 +84,19 @@ impl VaultProvider {
                         format!("entity {eid} is not a member of group {}", g.name),
                     ));
                 }
-                let members: Vec<&String> =
-                    g.member_entity_ids.iter().filter(|m| *m != eid).collect();
+                let members: Vec<String> = g
+                    .member_entity_ids
+                    .iter()
+                    .filter(|m| *m != eid)
+                    .cloned()
+                    .collect();
+                let mut b = UpdateGroupByIdRequest::builder();
+                b.member_entity_ids(members);
+                let path = format!("identity/group/id/{}", seg(gid));
                 self.client
-                    .write(
-                        &format!("identity/group/id/{}", seg(gid)),
-                        &serde_json::json!({ "member_entity_ids": members }),
-                    )
+                    .sdk("POST", &path, |c| async move {
+                        vaultrs::identity::group::update_by_id(c, gid, Some(&mut b)).await
+                    })
                     .await?;
                 Ok(ActionOutcome::done(
                     State::Deleted,
@@ -103,10 +113,9 @@ impl VaultProvider {
                 }
                 match self
                     .client
-                    .write(
-                        "auth/token/revoke-accessor",
-                        &serde_json::json!({ "accessor": acc }),
-                    )
+                    .sdk("POST", "auth/token/revoke-accessor", |c| {
+                        vaultrs::token::revoke_accessor(c, acc)
+                    })
                     .await
                 {
                     Ok(()) => Ok(ActionOutcome::done(
@@ -122,20 +131,22 @@ impl VaultProvider {
             }
             (kinds::PASSWORD_LOGIN, "remove") => {
                 let path = &f.resource;
-                match self.client.get::<serde_json::Value>(path).await {
-                    Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
+                if !self.login_exists(f).await? {
+                    return Ok(ActionOutcome::already(
                         State::Deleted,
                         format!("login {path} already removed"),
-                    )),
-                    Err(e) => Err(e.into()),
-                    Ok(_) => {
-                        self.client.delete(path).await?;
-                        Ok(ActionOutcome::done(
-                            State::Deleted,
-                            format!("removed login {path}"),
-                        ))
-                    }
+                    ));
                 }
+                let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);
+                self.client
+                    .sdk("DELETE", path, |c| {
+                        vaultrs::auth::userpass::user::delete(c, bare_mount(mount), user)
+                    })
+                    .await?;
+                Ok(ActionOutcome::done(
+                    State::Deleted,
+                    format!("removed login {path}"),
+                ))
             }
             (kinds::KV_SECRET, "rotate") => self.rotate_kv(action).await,
             (kinds::APPROLE_SECRET_ID, "revoke" | "rotate") => self.execute_approle(action).await,
@@ -159,12 +170,10 @@ impl VaultProvider {
                 }
                 let mut meta = e.metadata.clone();
                 meta.insert(self.config.owner_key.clone(), new_owner.to_string());
-                self.client
-                    .write(
-                        &format!("identity/entity/id/{}", seg(id)),
-                        &serde_json::json!({ "metadata": meta }),
-                    )
-                    .await?;
+                self.update_entity(id, |b| {
+                    b.metadata(meta.into_iter().collect::<HashMap<_, _>>());
+                })
+                .await?;
                 Ok(ActionOutcome::done(
                     State::Reassigned,
                     format!("entity {} now owned by {new_owner}", e.name),
@@ -196,13 +205,15 @@ impl VaultProvider {
                 ),
             ));
         }
+        let version = meta.current_version;
         let current: KvData = match self
             .client
-            .get::<Data<KvData>>(&format!("{data_path}?version={}", meta.current_version))
+            .sdk("GET", &format!("{data_path}?version={version}"), |c| {
+                vaultrs::kv2::read_version(c, bare_mount(mount), key, version)
+            })
             .await
         {
-            Ok(Some(d)) => d.data,
-            Ok(None) => return Err(permanent(format!("secret {data_path}: empty answer"))),
+            Ok(d) => d,
             Err(e) if e.is_not_found() => {
                 return Err(permanent(format!(
                     "secret {data_path}: current version {} is deleted or destroyed",
@@ -222,27 +233,20 @@ impl VaultProvider {
             .collect();
         drop(current);
         let n_keys = rotated.len();
-        let written: Option<Data<serde_json::Value>> = self
+        let cas = u32::try_from(version)
+            .map_err(|_| permanent(format!("secret {data_path}: version {version} too large")))?;
+        let written = self
             .client
-            .post(
-                &data_path,
-                &serde_json::json!({ "data": rotated, "options": { "cas": meta.current_version } }),
-            )
+            .sdk("POST", &data_path, |c| {
+                let options = SetSecretRequestOptions { cas };
+                vaultrs::kv2::set_with_options(c, bare_mount(mount), key, &rotated, options)
+            })
             .await?;
         drop(rotated);
-        let version = written
-            .as_ref()
-            .and_then(|d| d.data.get("version"))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(meta.current_version + 1);
+        let version = written.version;
         let mut custom = meta.custom_metadata.clone();
         custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
-        self.client
-            .write(
-                &format!("{mount}metadata/{key}"),
-                &serde_json::json!({ "custom_metadata": custom }),
-            )
-            .await?;
+        self.set_custom_metadata(mount, key, custom).await?;
         Ok(ActionOutcome::done(
             State::Rotated,
             format!("wrote version {version} of {data_path} with new values for its {n_keys} keys"),
@@ -288,13 +292,10 @@ impl VaultProvider {
                 None => State::Deleted,
                 Some(_) => State::Active,
             },
-            kinds::PASSWORD_LOGIN => {
-                match self.client.get::<serde_json::Value>(&f.resource).await {
-                    Err(e) if e.is_not_found() => State::Deleted,
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => State::Active,
-                }
-            }
+            kinds::PASSWORD_LOGIN => match self.login_exists(f).await? {
+                false => State::Deleted,
+                true => State::Active,
+            },
             kinds::KV_SECRET => match self.kv_metadata(attr(f, "mount")?, attr(f, "key")?).await? {
                 None => State::Deleted,
                 Some(m) => match (ctx.cutoff, m.current_created()) {
@@ -335,11 +336,7 @@ impl VaultProvider {
                 }))
             }
             kinds::PASSWORD_LOGIN => {
-                let exists = match self.client.get::<serde_json::Value>(&f.resource).await {
-                    Err(e) if e.is_not_found() => false,
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => true,
-                };
+                let exists = self.login_exists(f).await?;
                 Ok(Some(ProbeOutcome {
                     probe: format!("read {}", f.resource),
                     dead: !exists,
@@ -352,6 +349,54 @@ impl VaultProvider {
             }
             kinds::PKI_CERTIFICATE => Ok(Some(self.probe_pki(f).await?)),
             _ => Ok(None),
+        }
+    }
+}
+
+impl VaultProvider {
+    /// `POST identity/entity/id/<id>` with the fields `set` fills in.
+    async fn update_entity(
+        &self,
+        id: &str,
+        set: impl FnOnce(&mut UpdateEntityByIdRequestBuilder),
+    ) -> Result<(), CallError> {
+        let mut b = UpdateEntityByIdRequest::builder();
+        set(&mut b);
+        let path = format!("identity/entity/id/{}", seg(id));
+        self.client
+            .sdk("POST", &path, |c| async move {
+                vaultrs::identity::entity::update_by_id(c, id, Some(&mut b)).await
+            })
+            .await
+    }
+
+    /// Replace the custom metadata of a KV v2 secret.
+    pub(crate) async fn set_custom_metadata(
+        &self,
+        mount: &str,
+        key: &str,
+        custom: BTreeMap<String, String>,
+    ) -> Result<(), CallError> {
+        let mut b = SetSecretMetadataRequest::builder();
+        b.custom_metadata(custom.into_iter().collect::<HashMap<_, _>>());
+        let path = format!("{mount}metadata/{key}");
+        self.client
+            .sdk("POST", &path, |c| async move {
+                vaultrs::kv2::set_metadata(c, bare_mount(mount), key, Some(&mut b)).await
+            })
+            .await
+    }
+
+    /// Whether the userpass user of a `password-login` finding exists.
+    async fn login_exists(&self, f: &Finding) -> Result<bool, ProviderError> {
+        let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);
+        let r = self.client.sdk("GET", &f.resource, |c| {
+            vaultrs::auth::userpass::user::read(c, bare_mount(mount), user)
+        });
+        match r.await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! AppRole secret-ids owned by the person (secret-id metadata `owner_key`): resolve, destroy by
 //! accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
 
-use crate::client::{seg, CallError, Data};
+use crate::client::{bare_mount, keys, seg, CallError};
 use crate::resolve::{finding, owned_by};
 use crate::{kinds, VaultProvider, PROVIDER};
 use closeout_contract::{
@@ -11,6 +11,8 @@ use closeout_contract::{
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use vaultrs::api::auth::approle::requests::GenerateNewSecretIDRequest;
+use vaultrs::auth::approle::role as approle;
 
 /// `auth/<mount>/role/<role>/secret-id-accessor/lookup`.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +23,16 @@ pub struct SecretIdInfo {
     pub creation_time: String,
     #[serde(default)]
     pub expiration_time: String,
+}
+
+impl From<vaultrs::api::auth::approle::responses::ReadSecretIDResponse> for SecretIdInfo {
+    fn from(r: vaultrs::api::auth::approle::responses::ReadSecretIDResponse) -> Self {
+        SecretIdInfo {
+            metadata: r.metadata.unwrap_or_default().into_iter().collect(),
+            creation_time: r.creation_time,
+            expiration_time: r.expiration_time,
+        }
+    }
 }
 
 /// Custom-metadata key recording which action published a rotated secret-id.
@@ -43,13 +55,12 @@ impl VaultProvider {
         let path = format!("auth/{mount}role/{}/secret-id-accessor/lookup", seg(role));
         match self
             .client
-            .post::<Data<SecretIdInfo>>(
-                &path,
-                &serde_json::json!({ "secret_id_accessor": accessor }),
-            )
+            .sdk("POST", &path, |c| {
+                approle::secret::read_accessor(c, bare_mount(mount), role, accessor)
+            })
             .await
         {
-            Ok(d) => Ok(d.map(|d| d.data)),
+            Ok(d) => Ok(Some(d.into())),
             // AppRole answers 404, or 500/400 "failed to find accessor entry" on older servers.
             Err(e) if e.is_not_found() || e.errors.iter().any(|m| m.contains("failed to find")) => {
                 Ok(None)
@@ -66,11 +77,18 @@ impl VaultProvider {
         let conc = self.config.max_in_flight.max(1);
         let auth = self.mounts("sys/auth").await?;
         for (mount, _) in auth.iter().filter(|(_, m)| m.mount_type == "approle") {
-            for role in self.client.list(&format!("auth/{mount}role")).await? {
-                let accessors = self
-                    .client
-                    .list(&format!("auth/{mount}role/{}/secret-id", seg(&role)))
-                    .await?;
+            let roles = self
+                .client
+                .sdk("LIST", &format!("auth/{mount}role"), |c| {
+                    approle::list(c, bare_mount(mount))
+                })
+                .await;
+            for role in keys(roles.map(|r| r.keys))? {
+                let path = format!("auth/{mount}role/{}/secret-id", seg(&role));
+                let accessors = self.client.sdk("LIST", &path, |c| {
+                    approle::secret::list(c, bare_mount(mount), &role)
+                });
+                let accessors = keys(accessors.await.map(|r| r.keys))?;
                 let role_ref = &role;
                 let found: Vec<(String, SecretIdInfo)> = stream::iter(accessors)
                     .map(|acc| async move {
@@ -117,11 +135,11 @@ impl VaultProvider {
     }
 
     async fn destroy_secret_id(&self, mount: &str, role: &str, acc: &str) -> Result<(), CallError> {
+        let path = format!("auth/{mount}role/{}/secret-id-accessor/destroy", seg(role));
         self.client
-            .write(
-                &format!("auth/{mount}role/{}/secret-id-accessor/destroy", seg(role)),
-                &serde_json::json!({ "secret_id_accessor": acc }),
-            )
+            .sdk("POST", &path, |c| {
+                approle::secret::delete_accessor(c, bare_mount(mount), role, acc)
+            })
             .await
     }
 
@@ -165,56 +183,48 @@ impl VaultProvider {
                     });
                 let mut new_acc = String::new();
                 if !published {
-                    let role_id: Data<serde_json::Value> = self
+                    let path = format!("auth/{mount}role/{}/role-id", seg(role));
+                    let role_id = self
                         .client
-                        .get(&format!("auth/{mount}role/{}/role-id", seg(role)))
+                        .sdk("GET", &path, |c| {
+                            approle::read_id(c, bare_mount(mount), role)
+                        })
                         .await?
-                        .ok_or_else(|| permanent(format!("AppRole {role}: no role-id")))?;
-                    let role_id = role_id.data["role_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
+                        .role_id;
                     // The new secret-id is owned by the new owner when the orchestrator names
                     // one (the person's manager), so the person no longer owns a live secret-id.
                     let mut metadata = info.metadata.clone();
                     if let Some(owner) = &action.params.new_owner {
                         metadata.insert(self.config.owner_key.clone(), owner.clone());
                     }
-                    let created: Data<serde_json::Value> = self
+                    let mut b = GenerateNewSecretIDRequest::builder();
+                    b.metadata(serde_json::to_string(&metadata).unwrap_or_default());
+                    let path = format!("auth/{mount}role/{}/secret-id", seg(role));
+                    let created = self
                         .client
-                        .post(
-                            &format!("auth/{mount}role/{}/secret-id", seg(role)),
-                            &serde_json::json!({ "metadata": serde_json::to_string(&metadata).unwrap_or_default() }),
-                        )
-                        .await?
-                        .ok_or_else(|| permanent(format!("AppRole {role}: empty secret-id answer")))?;
-                    new_acc = created.data["secret_id_accessor"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    let secret = closeout_contract::SecretValue::new(
-                        created.data["secret_id"].as_str().unwrap_or_default(),
-                    );
-                    drop(created);
-                    self.client
-                        .write(
-                            &kv_path,
-                            &serde_json::json!({ "data": { "role_id": role_id, "secret_id": secret.expose() } }),
-                        )
+                        .sdk("POST", &path, |c| async move {
+                            approle::secret::generate(c, bare_mount(mount), role, Some(&mut b))
+                                .await
+                        })
                         .await?;
+                    new_acc = created.secret_id_accessor.clone();
+                    let secret = closeout_contract::SecretValue::new(created.secret_id);
+                    let data =
+                        serde_json::json!({ "role_id": role_id, "secret_id": secret.expose() });
                     drop(secret);
+                    self.client
+                        .sdk("POST", &kv_path, |c| {
+                            vaultrs::kv2::set(c, bare_mount(&kv_mount), &kv_key, &data)
+                        })
+                        .await?;
+                    drop(data);
                     let mut custom = self
                         .kv_metadata(&kv_mount, &kv_key)
                         .await?
                         .map(|m| m.custom_metadata)
                         .unwrap_or_default();
                     custom.insert(PUBLISHED_BY.into(), action.idempotency_key.clone());
-                    self.client
-                        .write(
-                            &format!("{kv_mount}metadata/{kv_key}"),
-                            &serde_json::json!({ "custom_metadata": custom }),
-                        )
-                        .await?;
+                    self.set_custom_metadata(&kv_mount, &kv_key, custom).await?;
                 }
                 self.destroy_secret_id(mount, role, acc).await?;
                 Ok(ActionOutcome::done(

@@ -1,15 +1,23 @@
-//! The HTTP side: every Vault call goes through [`Client::call`], which passes the provider's
-//! [`CallGate`], sends the token, and classifies failures into [`CallError`]s.
+//! The HTTP side. Calls `vaultrs` has a function for go through [`Client::sdk`]; the rest are
+//! typed `reqwest` calls through [`Client::call`]. Both pass the provider's [`CallGate`] and
+//! classify failures into [`CallError`]s.
 //!
 //! Error messages are built from the method, the API path and Vault's `errors` array only —
-//! never from request bodies or secret data — so a secret value cannot reach an error.
+//! never from request or response bodies — so a secret value cannot reach an error.
 
 use crate::PROVIDER;
 use closeout_contract::{CallGate, ProviderError, SecretValue};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use std::future::Future;
 use std::time::Duration;
+use tracing::instrument::WithSubscriber;
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError as SdkError;
+
+/// The fixed text for an answer that could not be read: the body may hold secret values.
+const UNPARSED: &str = "the response could not be parsed";
 
 /// One failed Vault call.
 #[derive(Debug, Clone)]
@@ -85,6 +93,8 @@ struct ErrorBody {
 /// The Vault client: address, token, namespace and the gate.
 pub struct Client {
     http: reqwest::Client,
+    /// The `vaultrs` client: same address, token, namespace and `reqwest` client as `http`.
+    vault: VaultClient,
     address: String,
     token: SecretValue,
     namespace: Option<String>,
@@ -103,9 +113,12 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| crate::VaultError::Client(e.to_string()))?;
+        let address = address.trim_end_matches('/').to_string();
+        let vault = vault_client(&address, &token, namespace.as_deref(), &http)?;
         Ok(Client {
             http,
-            address: address.trim_end_matches('/').to_string(),
+            vault,
+            address,
             token,
             namespace,
             gate,
@@ -178,13 +191,11 @@ impl Client {
             return Ok(None);
         }
         if (200..300).contains(&status) {
-            return resp.json::<T>().await.map(Some).map_err(|_| {
-                fail(
-                    Some(status),
-                    vec!["the response could not be parsed".into()],
-                    None,
-                )
-            });
+            return resp
+                .json::<T>()
+                .await
+                .map(Some)
+                .map_err(|_| fail(Some(status), vec![UNPARSED.into()], None));
         }
         let retry_after = resp
             .headers()
@@ -200,6 +211,33 @@ impl Client {
         let e = fail(Some(status), errors, retry_after);
         tracing::debug!(error = %e, "vault call failed");
         Err(e)
+    }
+
+    /// One `vaultrs` call through the gate; `method` and `path` name it in errors.
+    pub async fn sdk<'a, T, F, Fut>(
+        &'a self,
+        method: &'static str,
+        path: &str,
+        call: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnOnce(&'a VaultClient) -> Fut,
+        Fut: Future<Output = Result<T, SdkError>>,
+    {
+        let result = {
+            let _pass = self.gate.enter().await;
+            tracing::trace!(method, path, "vault call");
+            // vaultrs and rustify log every failed call (a 404 included) at ERROR level; the
+            // failure is logged once below, like a typed call's.
+            call(&self.vault)
+                .with_subscriber(tracing::subscriber::NoSubscriber::default())
+                .await
+        };
+        result.map_err(|e| {
+            let e = sdk_error(method, path, &self.address, e);
+            tracing::debug!(error = %e, "vault call failed");
+            e
+        })
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, CallError> {
@@ -235,12 +273,6 @@ impl Client {
             .await
             .map(|_| ())
     }
-
-    pub async fn delete(&self, path: &str) -> Result<(), CallError> {
-        self.call::<serde_json::Value>("DELETE", path, None)
-            .await
-            .map(|_| ())
-    }
 }
 
 /// The standard `{"data": ...}` envelope.
@@ -265,6 +297,96 @@ fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The `vaultrs` client, sharing `http` (its pool, 30 s timeout and TLS settings). Every setting
+/// is given, so none is read from `VAULT_*` variables.
+fn vault_client(
+    address: &str,
+    token: &SecretValue,
+    namespace: Option<&str>,
+    http: &reqwest::Client,
+) -> Result<VaultClient, crate::VaultError> {
+    let fail = |m: &str| crate::VaultError::Client(m.to_string());
+    // vaultrs panics on an invalid address or header value: check them first.
+    reqwest::Url::parse(address).map_err(|_| fail("the address is not a URL"))?;
+    reqwest::header::HeaderValue::from_str(token.expose())
+        .map_err(|_| fail("the token is not a valid HTTP header value"))?;
+    if let Some(ns) = namespace {
+        reqwest::header::HeaderValue::from_str(ns)
+            .map_err(|_| fail("the namespace is not a valid HTTP header value"))?;
+    }
+    let settings = VaultClientSettingsBuilder::default()
+        .address(address)
+        .token(token.expose())
+        .namespace(namespace.map(str::to_string))
+        .timeout(Some(Duration::from_secs(30)))
+        .verify(true)
+        .ca_certs(Vec::new())
+        .identity(None)
+        .build()
+        .map_err(|e| crate::VaultError::Client(e.to_string()))?;
+    let mut vault =
+        VaultClient::new(settings).map_err(|e| crate::VaultError::Client(e.to_string()))?;
+    vault.http.http = http.clone();
+    Ok(vault)
+}
+
+/// A `vaultrs` error as a [`CallError`]: the status and Vault's `errors` only. Response content
+/// (parse errors carry the body) and URLs are dropped.
+fn sdk_error(method: &'static str, path: &str, endpoint: &str, e: SdkError) -> CallError {
+    use rustify::errors::ClientError as Rest;
+    let (status, errors) = match e {
+        SdkError::APIError { code, errors } => (Some(code), errors),
+        SdkError::RestClientError { source } => match source {
+            // An error answer without Vault's `errors` array (e.g. AppRole's 404).
+            Rest::ServerResponseError { code, .. } => (Some(code), Vec::new()),
+            Rest::RequestError { source, .. } | Rest::ResponseError { source } => {
+                let cause = match source.downcast_ref::<reqwest::Error>() {
+                    Some(e) => without_url(e),
+                    None => "request failed".to_string(),
+                };
+                (None, vec![cause])
+            }
+            // rustify parses only 2xx answers (Vault sends 200 with a body).
+            Rest::ResponseParseError { .. } | Rest::ResponseConversionError { .. } => {
+                (Some(200), vec![UNPARSED.into()])
+            }
+            _ => (None, vec!["the request could not be built".into()]),
+        },
+        SdkError::JsonParseError { .. } => (Some(200), vec![UNPARSED.into()]),
+        SdkError::ResponseEmptyError | SdkError::ResponseDataEmptyError => {
+            (Some(200), vec!["the response held no data".into()])
+        }
+        _ => (None, vec!["the request could not be built".into()]),
+    };
+    CallError {
+        method,
+        path: path.to_string(),
+        status,
+        errors,
+        retry_after: None,
+        endpoint: endpoint.to_string(),
+    }
+}
+
+/// A mount path as `vaultrs` takes it (no trailing `/`).
+pub fn bare_mount(path: &str) -> &str {
+    path.trim_end_matches('/')
+}
+
+/// `Ok(None)` when Vault answers 404.
+pub fn found<T>(r: Result<T, CallError>) -> Result<Option<T>, CallError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A LIST's keys, empty when the path holds nothing (Vault answers 404).
+pub fn keys(r: Result<Vec<String>, CallError>) -> Result<Vec<String>, CallError> {
+    found(r).map(Option::unwrap_or_default)
 }
 
 /// `segment` escaped for use as one path segment.
@@ -309,5 +431,132 @@ mod tests {
             err(Some(400), &["1 error occurred:\n\t* invalid accessor\n\n"]).is_invalid_accessor()
         );
         assert!(!err(Some(403), &["permission denied"]).is_invalid_accessor());
+    }
+
+    const CANARY: &str = "canary-5b1d-secret-value";
+
+    #[test]
+    fn vaultrs_errors_keep_status_and_errors_but_never_bodies() {
+        use rustify::errors::ClientError as Rest;
+        let map = |e| sdk_error("GET", "secret/data/app", "http://127.0.0.1:1", e);
+        // serde's own message quotes the offending value.
+        let parse = serde_json::from_str::<u64>(&format!("\"{CANARY}\"")).unwrap_err();
+        assert!(parse.to_string().contains(CANARY));
+        let e = map(SdkError::RestClientError {
+            source: Rest::ResponseParseError {
+                source: parse.into(),
+                content: Some(format!("{{\"data\":{{\"password\":\"{CANARY}\"}}}}")),
+            },
+        });
+        assert_eq!(
+            e.to_string(),
+            "GET /v1/secret/data/app: HTTP 200: the response could not be parsed"
+        );
+        assert_eq!(
+            ProviderError::from(e).class(),
+            closeout_contract::ErrorClass::Permanent
+        );
+        let e = map(SdkError::RestClientError {
+            source: Rest::ServerResponseError {
+                code: 404,
+                content: Some(CANARY.into()),
+            },
+        });
+        assert!(e.is_not_found() && e.errors.is_empty(), "{e}");
+        let e = map(SdkError::APIError {
+            code: 400,
+            errors: vec!["1 error occurred:\n\t* invalid accessor\n\n".into()],
+        });
+        assert!(e.is_invalid_accessor());
+    }
+
+    /// Answer one HTTP request on a local port with `response`; the thread returns the request.
+    fn one_answer(response: String) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let served = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&req).contains("\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                req.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(response.as_bytes()).unwrap();
+            String::from_utf8_lossy(&req).to_lowercase()
+        });
+        (addr, served)
+    }
+
+    #[tokio::test]
+    async fn sdk_calls_pass_the_gate_send_token_and_namespace_and_hide_bodies() {
+        let body = format!("{{\"data\":\"{CANARY}\"}}");
+        let (addr, served) = one_answer(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let gate = CallGate::new(closeout_contract::Limits {
+            max_in_flight: 1,
+            requests_per_second: 100.0,
+            burst: 10,
+        });
+        let client =
+            Client::new(addr, SecretValue::new("tok-7"), Some("team-a".into()), gate).unwrap();
+        let lookup = || {
+            client.sdk("POST", "auth/token/lookup-accessor", |c| {
+                vaultrs::token::lookup_accessor(c, "acc-1")
+            })
+        };
+        // A full gate holds the call back.
+        let pass = client.gate().enter().await;
+        let held = tokio::time::timeout(Duration::from_millis(200), lookup()).await;
+        assert!(held.is_err(), "the call went past a full gate");
+        drop(pass);
+        let e = lookup().await.unwrap_err();
+        let request = served.join().unwrap();
+        assert!(request.starts_with("post /v1/auth/token/lookup-accessor "));
+        assert!(request.contains("x-vault-token: tok-7"), "{request}");
+        assert!(request.contains("x-vault-namespace: team-a"), "{request}");
+        assert!(!format!("{e} {e:?}").contains(CANARY), "{e:?}");
+        assert_eq!(e.status, Some(200));
+    }
+
+    #[tokio::test]
+    async fn no_answer_names_the_cause_without_the_url() {
+        let gate = CallGate::new(closeout_contract::Limits::default());
+        let client = Client::new(
+            "http://127.0.0.1:1".into(),
+            SecretValue::new("t"),
+            None,
+            gate,
+        )
+        .unwrap();
+        let e = client
+            .sdk("GET", "auth/token/lookup-self", vaultrs::token::lookup_self)
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("GET /v1/auth/token/lookup-self: no answer: connection failed"),
+            "{text}"
+        );
+        assert!(!text.contains("127.0.0.1"), "{text}");
+        assert!(ProviderError::from(e).is_unreachable());
+    }
+
+    #[test]
+    fn a_token_that_is_no_header_value_is_refused_not_panicked_on() {
+        let gate = CallGate::new(closeout_contract::Limits::default());
+        let r = Client::new(
+            "http://127.0.0.1:1".into(),
+            SecretValue::new("bad\ntoken"),
+            None,
+            gate,
+        );
+        let Err(e) = r else {
+            panic!("a token with a newline was accepted")
+        };
+        assert!(!e.to_string().contains("bad"), "{e}");
     }
 }

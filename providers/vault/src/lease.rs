@@ -30,6 +30,7 @@ pub fn expand_prefix(prefix: &str, identity: &Identity) -> Option<String> {
     Some(out)
 }
 
+// vaultrs has no `sys/leases` functions: lookup, LIST and revoke are typed calls.
 impl VaultProvider {
     async fn lookup_lease(&self, id: &str) -> Result<Option<LeaseInfo>, CallError> {
         match self

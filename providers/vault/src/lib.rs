@@ -210,7 +210,7 @@ impl VaultProvider {
 
     async fn health_impl(&self) -> Result<(), ProviderError> {
         self.client
-            .get::<serde_json::Value>("auth/token/lookup-self")
+            .sdk("GET", "auth/token/lookup-self", vaultrs::token::lookup_self)
             .await?;
         Ok(())
     }

@@ -114,10 +114,12 @@ impl KvMetadata {
     }
 }
 
-/// KV v2 `data/<path>`: only the keys of the data are kept outside [`closeout_contract::SecretValue`].
+/// The data of one KV v2 version (`data/<path>`'s inner `data`): only its keys are kept outside
+/// [`closeout_contract::SecretValue`].
 #[derive(Deserialize)]
+#[serde(transparent)]
 pub struct KvData {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -126,5 +128,106 @@ impl std::fmt::Debug for KvData {
         f.debug_struct("KvData")
             .field("keys", &self.data.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+// Conversions from the `vaultrs` responses: the fields Closeout reads, `null` as empty.
+
+fn sorted<K: Ord, V>(m: Option<std::collections::HashMap<K, V>>) -> BTreeMap<K, V> {
+    m.unwrap_or_default().into_iter().collect()
+}
+
+impl From<vaultrs::api::identity::entity::responses::ReadEntityByIdResponse> for Entity {
+    fn from(e: vaultrs::api::identity::entity::responses::ReadEntityByIdResponse) -> Self {
+        Entity {
+            id: e.id,
+            name: e.name,
+            disabled: e.disabled,
+            metadata: sorted(e.metadata),
+            aliases: e
+                .aliases
+                .into_iter()
+                .map(|a| Alias {
+                    id: a.id,
+                    name: a.name,
+                    mount_accessor: a.mount_accessor,
+                    mount_path: a.mount_path,
+                    mount_type: a.mount_type,
+                })
+                .collect(),
+            direct_group_ids: e.direct_group_ids,
+            group_ids: e.group_ids,
+            policies: e.policies,
+        }
+    }
+}
+
+impl From<vaultrs::api::identity::group::responses::ReadGroupByIdResponse> for Group {
+    fn from(g: vaultrs::api::identity::group::responses::ReadGroupByIdResponse) -> Self {
+        Group {
+            id: g.id,
+            name: g.name,
+            group_type: g.group_type,
+            policies: g.policies.unwrap_or_default(),
+            parent_group_ids: g.parent_group_ids.unwrap_or_default(),
+            member_entity_ids: g.member_entity_ids.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<vaultrs::api::token::responses::LookupTokenResponse> for TokenInfo {
+    fn from(t: vaultrs::api::token::responses::LookupTokenResponse) -> Self {
+        TokenInfo {
+            accessor: t.accessor,
+            entity_id: t.entity_id,
+            meta: sorted(t.meta),
+            display_name: t.display_name,
+            policies: t.policies,
+            path: t.path,
+            orphan: t.orphan,
+            creation_time: i64::try_from(t.creation_time).unwrap_or(i64::MAX),
+            expire_time: t.expire_time.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<vaultrs::api::sys::responses::MountResponse> for Mount {
+    fn from(m: vaultrs::api::sys::responses::MountResponse) -> Self {
+        Mount {
+            mount_type: m.mount_type,
+            accessor: m.accessor,
+            options: sorted(m.options),
+        }
+    }
+}
+
+impl From<vaultrs::api::sys::responses::AuthResponse> for Mount {
+    fn from(m: vaultrs::api::sys::responses::AuthResponse) -> Self {
+        Mount {
+            mount_type: m.mount_type,
+            accessor: m.accessor,
+            options: sorted(m.options),
+        }
+    }
+}
+
+impl From<vaultrs::api::kv2::responses::ReadSecretMetadataResponse> for KvMetadata {
+    fn from(m: vaultrs::api::kv2::responses::ReadSecretMetadataResponse) -> Self {
+        KvMetadata {
+            current_version: m.current_version,
+            custom_metadata: sorted(m.custom_metadata),
+            versions: m
+                .versions
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        KvVersion {
+                            created_time: v.created_time,
+                        },
+                    )
+                })
+                .collect(),
+        }
     }
 }

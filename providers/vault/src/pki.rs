@@ -2,7 +2,7 @@
 //! email or a SAN URI, parsed from the PEM; revoked by serial, then the CRL is rotated; the probe
 //! reads the CRL and looks for the serial.
 
-use crate::client::{seg, CallError, Data};
+use crate::client::{bare_mount, found, keys, seg, CallError};
 use crate::resolve::finding;
 use crate::{kinds, VaultConfig, VaultProvider, PROVIDER};
 use closeout_contract::{
@@ -10,15 +10,23 @@ use closeout_contract::{
     Relation, Resolution, State,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde::Deserialize;
+use vaultrs::pki::cert;
 use x509_parser::extensions::GeneralName;
 
-#[derive(Debug, Deserialize)]
+/// `<mount>/cert/<serial>` and `<mount>/cert/crl`: the fields Closeout reads.
+#[derive(Debug)]
 struct CertData {
-    #[serde(default)]
     certificate: String,
-    #[serde(default)]
     revocation_time: i64,
+}
+
+impl From<vaultrs::api::pki::responses::ReadCertificateResponse> for CertData {
+    fn from(r: vaultrs::api::pki::responses::ReadCertificateResponse) -> Self {
+        CertData {
+            certificate: r.certificate,
+            revocation_time: r.revocation_time,
+        }
+    }
 }
 
 /// What Closeout reads from a certificate.
@@ -109,16 +117,13 @@ fn permanent(message: impl Into<String>) -> ProviderError {
 }
 
 impl VaultProvider {
+    /// `<mount>/cert/<serial>`.
     async fn read_cert(&self, mount: &str, serial: &str) -> Result<Option<CertData>, CallError> {
-        match self
+        let path = format!("{mount}cert/{}", seg(serial));
+        let r = self
             .client
-            .get::<Data<CertData>>(&format!("{mount}cert/{}", seg(serial)))
-            .await
-        {
-            Ok(d) => Ok(d.map(|d| d.data)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+            .sdk("GET", &path, |c| cert::read(c, bare_mount(mount), serial));
+        Ok(found(r.await)?.map(CertData::from))
     }
 
     pub(crate) async fn resolve_pki(
@@ -129,7 +134,13 @@ impl VaultProvider {
         let conc = self.config.max_in_flight.max(1);
         let mounts = self.mounts("sys/mounts").await?;
         for (mount, _) in mounts.iter().filter(|(_, m)| m.mount_type == "pki") {
-            let serials = self.client.list(&format!("{mount}certs")).await?;
+            let serials = self
+                .client
+                .sdk("LIST", &format!("{mount}certs"), |c| {
+                    cert::list(c, bare_mount(mount))
+                })
+                .await;
+            let serials = keys(serials)?;
             let found: Vec<(String, CertFacts, i64, String)> = stream::iter(serials)
                 .map(|serial| async move {
                     let c = self.read_cert(mount, &serial).await?;
@@ -196,15 +207,16 @@ impl VaultProvider {
         let already = cert.revocation_time > 0;
         if !already {
             self.client
-                .write(
-                    &format!("{mount}revoke"),
-                    &serde_json::json!({ "serial_number": serial }),
-                )
+                .sdk("POST", &format!("{mount}revoke"), |c| {
+                    cert::revoke(c, bare_mount(mount), serial)
+                })
                 .await?;
         }
         // Rotate the CRL either way, so a crash between revoke and rotate heals on rerun.
         self.client
-            .get::<serde_json::Value>(&format!("{mount}crl/rotate"))
+            .sdk("GET", &format!("{mount}crl/rotate"), |c| {
+                cert::crl::rotate(c, bare_mount(mount))
+            })
             .await?;
         Ok(if already {
             ActionOutcome::already(
@@ -235,9 +247,14 @@ impl VaultProvider {
             .read_cert(mount, serial)
             .await?
             .is_some_and(|c| c.revocation_time > 0);
-        let crl: Option<Data<CertData>> = self.client.get(&format!("{mount}cert/crl")).await?;
+        let crl = self
+            .client
+            .sdk("GET", &format!("{mount}cert/crl"), |c| {
+                cert::read(c, bare_mount(mount), "crl")
+            })
+            .await?;
         let want = serial.replace('-', ":").to_ascii_lowercase();
-        let in_crl = crl.is_some_and(|c| crl_serials(&c.data.certificate).contains(&want));
+        let in_crl = crl_serials(&crl.certificate).contains(&want);
         Ok(ProbeOutcome {
             probe: format!("read {mount}cert/{serial} and {mount}cert/crl"),
             dead: revoked && in_crl,

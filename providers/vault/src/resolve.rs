@@ -1,7 +1,7 @@
 //! Correlation and reachability: an identity's entity, aliases, groups, policies, tokens,
 //! userpass logins, owned entities and the KV v2 secrets it owns or can read.
 
-use crate::client::{seg, CallError, Data};
+use crate::client::{bare_mount, found, keys, seg, CallError, Data};
 use crate::model::{Entity, Group, KvMetadata, Mount, TokenInfo};
 use crate::policy::{self, PathRule};
 use crate::{kinds, VaultConfig, VaultProvider, PROVIDER};
@@ -125,27 +125,19 @@ struct Own {
 
 impl VaultProvider {
     pub(crate) async fn read_entity(&self, id: &str) -> Result<Option<Entity>, CallError> {
-        match self
-            .client
-            .get::<Data<Entity>>(&format!("identity/entity/id/{}", seg(id)))
-            .await
-        {
-            Ok(d) => Ok(d.map(|d| d.data)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let path = format!("identity/entity/id/{}", seg(id));
+        let r = self.client.sdk("GET", &path, |c| {
+            vaultrs::identity::entity::read_by_id(c, id)
+        });
+        Ok(found(r.await)?.map(Entity::from))
     }
 
     pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
-        match self
-            .client
-            .get::<Data<Group>>(&format!("identity/group/id/{}", seg(id)))
-            .await
-        {
-            Ok(d) => Ok(d.map(|d| d.data)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let path = format!("identity/group/id/{}", seg(id));
+        let r = self.client.sdk("GET", &path, |c| {
+            vaultrs::identity::group::read_by_id(c, id)
+        });
+        Ok(found(r.await)?.map(Group::from))
     }
 
     pub(crate) async fn lookup_accessor(
@@ -154,34 +146,27 @@ impl VaultProvider {
     ) -> Result<Option<TokenInfo>, CallError> {
         match self
             .client
-            .post::<Data<TokenInfo>>(
-                "auth/token/lookup-accessor",
-                &serde_json::json!({ "accessor": accessor }),
-            )
+            .sdk("POST", "auth/token/lookup-accessor", |c| {
+                vaultrs::token::lookup_accessor(c, accessor)
+            })
             .await
         {
-            Ok(d) => Ok(d.map(|d| d.data)),
+            Ok(t) => Ok(Some(t.into())),
             Err(e) if e.is_invalid_accessor() || e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
 
+    /// The mounts of `sys/auth` (auth methods) or else `sys/mounts` (secret engines).
     pub(crate) async fn mounts(&self, path: &str) -> Result<BTreeMap<String, Mount>, CallError> {
-        // `sys/auth` and `sys/mounts` answer the mounts under `data` (and, for old servers, also
-        // at the top level).
-        let v: serde_json::Value = self.client.get(path).await?.unwrap_or_default();
-        let map = v.get("data").cloned().unwrap_or(v);
-        let mut out = BTreeMap::new();
-        if let serde_json::Value::Object(m) = map {
-            for (k, v) in m {
-                if let Ok(mount) = serde_json::from_value::<Mount>(v) {
-                    if k.ends_with('/') {
-                        out.insert(k, mount);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        let all: Vec<(String, Mount)> = if path == "sys/auth" {
+            let r = self.client.sdk("GET", path, vaultrs::sys::auth::list);
+            r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
+        } else {
+            let r = self.client.sdk("GET", path, vaultrs::sys::mount::list);
+            r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
+        };
+        Ok(all.into_iter().filter(|(k, _)| k.ends_with('/')).collect())
     }
 
     pub(crate) async fn kv_metadata(
@@ -189,15 +174,11 @@ impl VaultProvider {
         mount: &str,
         key: &str,
     ) -> Result<Option<KvMetadata>, CallError> {
-        match self
-            .client
-            .get::<Data<KvMetadata>>(&format!("{mount}metadata/{key}"))
-            .await
-        {
-            Ok(d) => Ok(d.map(|d| d.data)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let path = format!("{mount}metadata/{key}");
+        let r = self.client.sdk("GET", &path, |c| {
+            vaultrs::kv2::read_metadata(c, bare_mount(mount), key)
+        });
+        Ok(found(r.await)?.map(KvMetadata::from))
     }
 
     pub(crate) async fn resolve_impl(
@@ -210,7 +191,12 @@ impl VaultProvider {
         let mut res = Resolution::default();
 
         // 1. Entities: the person's own, and those the person owns (NHIs).
-        let ids = self.client.list("identity/entity/id").await?;
+        let ids = self.client.sdk(
+            "LIST",
+            "identity/entity/id",
+            vaultrs::identity::entity::list_by_id,
+        );
+        let ids = keys(ids.await.map(|r| r.keys))?;
         let entities: Vec<Entity> = stream::iter(ids)
             .map(|id| async move { self.read_entity(&id).await })
             .buffer_unordered(conc)
@@ -440,10 +426,14 @@ impl VaultProvider {
         let auth = self.mounts("sys/auth").await?;
         let names = login_names(cfg, identity, &alias_names);
         for (mount, m) in auth.iter().filter(|(_, m)| m.mount_type == "userpass") {
-            for name in &names {
+            // A userpass name holds no `/`; vaultrs would read such a name as more segments.
+            for name in names.iter().filter(|n| !n.contains('/')) {
                 let path = format!("auth/{mount}users/{}", seg(name));
-                match self.client.get::<serde_json::Value>(&path).await {
-                    Ok(Some(_)) => res.findings.push(finding(
+                let user = self.client.sdk("GET", &path, |c| {
+                    vaultrs::auth::userpass::user::read(c, bare_mount(mount), name)
+                });
+                match user.await {
+                    Ok(_) => res.findings.push(finding(
                         kinds::PASSWORD_LOGIN,
                         &path,
                         format!("userpass login {name} (auth/{mount})"),
@@ -457,7 +447,6 @@ impl VaultProvider {
                             ("user", name.clone()),
                         ]),
                     )),
-                    Ok(None) => {}
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -477,6 +466,8 @@ impl VaultProvider {
                 );
                 continue;
             }
+            // vaultrs's `sys::policy::read` uses the legacy `sys/policy/<name>`, which needs
+            // another ACL grant than `sys/policies/acl/<name>`: a typed call keeps the grant.
             match self
                 .client
                 .get::<Data<serde_json::Value>>(&format!("sys/policies/acl/{}", seg(name)))
@@ -590,11 +581,11 @@ impl VaultProvider {
         let mut out = Vec::new();
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {
-            for k in self
-                .client
-                .list(&format!("{mount}metadata/{prefix}"))
-                .await?
-            {
+            let path = format!("{mount}metadata/{prefix}");
+            let r = self.client.sdk("LIST", &path, |c| {
+                vaultrs::kv2::list(c, bare_mount(mount), &prefix)
+            });
+            for k in keys(r.await)? {
                 let full = format!("{prefix}{k}");
                 if k.ends_with('/') {
                     stack.push(full);

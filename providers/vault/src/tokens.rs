@@ -55,6 +55,7 @@ impl VaultProvider {
     where
         F: Fn(&TokenInfo) -> Keep + Sync,
     {
+        // vaultrs has no function listing accessors: a typed call.
         let accessors = self.client.list("auth/token/accessors").await?;
         let classify = &classify;
         let kept: Vec<(bool, TokenInfo)> = stream::iter(accessors)
