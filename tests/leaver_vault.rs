@@ -202,6 +202,20 @@ async fn leaver_is_closed_out_and_read_back_from_vault() {
             "{key} touched"
         );
     }
+    // The versions Alice knew are kept for the grace period, and their destruction is listed.
+    let mut deferred: Vec<&str> = report["deferred"]
+        .as_array()
+        .expect("deferred")
+        .iter()
+        .filter(|d| d["verb"] == "destroy-old-versions")
+        .filter_map(|d| d["finding"].as_str())
+        .collect();
+    deferred.sort();
+    let expected: Vec<String> = reachable
+        .iter()
+        .map(|k| format!("vault:kv-secret:secret/data/{k}"))
+        .collect();
+    assert_eq!(deferred, expected, "{report:#}");
     // Colleagues: tokens, password, secret-id still work.
     for t in &seeded.colleagues.tokens {
         assert!(api.token_works(t).await, "a colleague's token was revoked");

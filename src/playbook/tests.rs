@@ -879,3 +879,54 @@ fn every_truncation_of_a_playbook_gives_diagnostics_not_a_panic() {
         assert!(parse("g.yaml", text, &ALL).is_err(), "{text:?}");
     }
 }
+
+#[test]
+fn destroying_old_versions_needs_a_rotation_in_an_earlier_stage() {
+    let rotate = "  - name: rotate
+    steps:
+      - name: rotate-secrets
+        select: { provider: vault, kind: kv-secret, relation: can-read }
+        action: rotate
+";
+    let text = |earlier: &str| {
+        format!(
+            "\
+name: x
+triggers: [leaver]
+limits: {{ max_actions: 5 }}
+stages:
+{earlier}  - name: retire
+    steps:
+      - name: destroy
+        select: {{ provider: vault, kind: kv-secret, state: rotated }}
+        action: destroy-old-versions
+        grace: 30d
+  - name: verify
+    verify: true
+"
+        )
+    };
+    if let Err(d) = parse("t.yaml", &text(rotate), crate::registry::CAPABILITIES) {
+        panic!("{d:?}");
+    }
+    let e: Vec<String> = parse("t.yaml", &text(""), crate::registry::CAPABILITIES)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_has(
+        &e,
+        "t.yaml:9:17: `destroy-old-versions` needs an earlier stage that leaves kind `kv-secret` of provider vault rotated",
+    );
+    // Without a grace period it is refused like any destructive verb.
+    let e: Vec<String> = parse(
+        "t.yaml",
+        &text(rotate).replace("        grace: 30d\n", ""),
+        crate::registry::CAPABILITIES,
+    )
+    .unwrap_err()
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_has(&e, "destroys what cannot be brought back");
+}

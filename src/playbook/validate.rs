@@ -301,20 +301,38 @@ pub(super) fn validate(
                         ),
                     );
                 }
+                // An earlier stage must bring the kind into a state this step selects:
+                // deactivate before delete, rotate before destroying old versions.
+                let prepared_states: BTreeSet<State> =
+                    states.iter().copied().filter(|s| !s.is_open()).collect();
                 for ((provider, kind), _) in &destructive {
-                    let deactivated = resolved.iter().any(|r| {
+                    let key = (provider.clone(), kind.clone());
+                    let prepared = resolved.iter().any(|r| {
                         r.stage < si
-                            && r.action == verbs::DEACTIVATE.name
-                            && r.verbs.contains_key(&(provider.clone(), kind.clone()))
+                            && r.verbs
+                                .get(&key)
+                                .is_some_and(|v| prepared_states.contains(&v.leaves))
                     });
-                    if !deactivated {
-                        d.at(
-                            action.pos,
-                            format!(
-                                "deactivate before delete: no earlier stage deactivates kind `{kind}` of provider {provider}; add a `deactivate` step for it in an earlier stage"
-                            ),
-                        );
+                    if prepared {
+                        continue;
                     }
+                    let message = if prepared_states.is_empty()
+                        || prepared_states.contains(&State::Inactive)
+                    {
+                        format!(
+                            "deactivate before delete: no earlier stage deactivates kind `{kind}` of provider {provider}; add a `{}` step for it in an earlier stage",
+                            verbs::DEACTIVATE.name
+                        )
+                    } else {
+                        let wanted: Vec<&str> =
+                            prepared_states.iter().map(|s| s.as_str()).collect();
+                        format!(
+                            "`{}` needs an earlier stage that leaves kind `{kind}` of provider {provider} {}; add one (e.g. a `rotate` step)",
+                            action.value,
+                            wanted.join("/")
+                        )
+                    };
+                    d.at(action.pos, message);
                 }
             }
 

@@ -74,9 +74,11 @@ async fn main() {
         },
         cutoff: None,
     };
+    let rss_before = peak_rss_kib();
     let t = Instant::now();
     let r = provider.resolve(&ctx).await.expect("resolve");
     let resolved = t.elapsed();
+    let rss_after = peak_rss_kib();
     let tokens = r.findings.iter().filter(|f| f.kind == "token").count();
     // n seeded + the root token.
     let lookups = n + 1;
@@ -123,5 +125,20 @@ async fn main() {
         sequential,
         lookups as f64 / sequential.as_secs_f64()
     );
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        println!(
+            "  peak RSS of this process: {} MiB before resolve, {} MiB after (+{} MiB)",
+            before / 1024,
+            after / 1024,
+            after.saturating_sub(before) / 1024
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The process's peak resident set size (`VmHWM`), in KiB; Linux only.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -149,6 +149,9 @@ impl VaultProvider {
                 ))
             }
             (kinds::KV_SECRET, "rotate") => self.rotate_kv(action).await,
+            (kinds::KV_SECRET, "destroy-old-versions") => {
+                self.destroy_old_kv_versions(action).await
+            }
             (kinds::APPROLE_SECRET_ID, "revoke" | "rotate") => self.execute_approle(action).await,
             (kinds::PKI_CERTIFICATE, "revoke") => self.execute_pki(action).await,
             (kinds::LEASE, "revoke") => self.execute_lease(action).await,
@@ -250,6 +253,55 @@ impl VaultProvider {
         Ok(ActionOutcome::done(
             State::Rotated,
             format!("wrote version {version} of {data_path} with new values for its {n_keys} keys"),
+        ))
+    }
+
+    /// Destroy every version older than the current one. Only for secrets Closeout rotated:
+    /// the old versions are then what the person knew.
+    async fn destroy_old_kv_versions(
+        &self,
+        action: &ActionRequest,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        let mount = attr(f, "mount")?;
+        let key = attr(f, "key")?;
+        let data_path = format!("{mount}data/{key}");
+        let Some(meta) = self.kv_metadata(mount, key).await? else {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("secret {data_path} no longer exists"),
+            ));
+        };
+        if !meta.custom_metadata.contains_key(ROTATED_BY) {
+            return Err(permanent(format!(
+                "refusing to destroy old versions of {data_path}: Closeout has not rotated it"
+            )));
+        }
+        let old: Vec<u64> = meta
+            .versions
+            .iter()
+            .filter(|(_, v)| !v.destroyed)
+            .filter_map(|(n, _)| n.parse::<u64>().ok())
+            .filter(|n| *n < meta.current_version)
+            .collect();
+        if old.is_empty() {
+            return Ok(ActionOutcome::already(
+                State::Rotated,
+                format!("secret {data_path} keeps no old version"),
+            ));
+        }
+        let n = old.len();
+        self.client
+            .sdk("PUT", &format!("{mount}destroy/{key}"), |c| {
+                vaultrs::kv2::destroy_versions(c, bare_mount(mount), key, old)
+            })
+            .await?;
+        Ok(ActionOutcome::done(
+            State::Rotated,
+            format!(
+                "destroyed {n} old versions of {data_path}; version {} is kept",
+                meta.current_version
+            ),
         ))
     }
 

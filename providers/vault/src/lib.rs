@@ -37,6 +37,15 @@ use closeout_contract::{
 };
 use std::future::Future;
 
+/// Destroy every KV v2 version older than the current one (after a rotation, once its grace
+/// period has passed: the old values are what the person knew; keeping them for a while allows
+/// a rollback).
+pub const DESTROY_OLD_VERSIONS: closeout_contract::Verb = closeout_contract::Verb {
+    name: "destroy-old-versions",
+    leaves: State::Rotated,
+    needs_grace: true,
+};
+
 /// The provider's name in findings, playbooks and configuration.
 pub const PROVIDER: &str = "vault";
 
@@ -110,7 +119,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         KindSpec {
             kind: kinds::KV_SECRET,
             description: "KV v2 secret the person owns (custom metadata) or can read through a policy; rotate writes a new version with new random values for every key",
-            verbs: &[verbs::ROTATE],
+            verbs: &[verbs::ROTATE, DESTROY_OLD_VERSIONS],
         },
         KindSpec {
             kind: kinds::NHI_ENTITY,

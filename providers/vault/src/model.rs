@@ -103,6 +103,8 @@ pub struct KvMetadata {
 #[derive(Debug, Clone, Deserialize)]
 pub struct KvVersion {
     pub created_time: String,
+    #[serde(default)]
+    pub destroyed: bool,
 }
 
 impl KvMetadata {
@@ -224,6 +226,7 @@ impl From<vaultrs::api::kv2::responses::ReadSecretMetadataResponse> for KvMetada
                         k,
                         KvVersion {
                             created_time: v.created_time,
+                            destroyed: v.destroyed,
                         },
                     )
                 })

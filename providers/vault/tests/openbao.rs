@@ -592,6 +592,33 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
         }
     }
     assert!(!format!("{outcomes:?}").contains("canary"));
+    // After the grace period the playbook destroys the versions the person knew: the current
+    // one stays readable, the old one is destroyed; a second call finds nothing left to do.
+    let owned_db = of_kind(&r, "kv-secret")
+        .into_iter()
+        .find(|f| f.resource == "secret/data/owned/db")
+        .unwrap();
+    let destroy = provider
+        .execute(&request(owned_db, "destroy-old-versions"))
+        .await
+        .unwrap();
+    assert!(!destroy.already_done, "{destroy:?}");
+    let again = provider
+        .execute(&request(owned_db, "destroy-old-versions"))
+        .await
+        .unwrap();
+    assert!(again.already_done, "{again:?}");
+    let meta = api.root("GET", "secret/metadata/owned/db", None).await;
+    assert_eq!(meta["data"]["versions"]["1"]["destroyed"], json!(true));
+    assert_eq!(meta["data"]["versions"]["2"]["destroyed"], json!(false));
+    // A secret Closeout did not rotate keeps its versions: the provider refuses.
+    let mut untouched = owned_db.clone();
+    untouched.attributes.insert("key".into(), "other/x".into());
+    let refused = provider
+        .execute(&request(&untouched, "destroy-old-versions"))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("has not rotated"), "{refused}");
 
     // Read everything back through the API.
     let e = api
