@@ -1,0 +1,538 @@
+//! Who can reach a Key Vault's secrets, keys and certificates — directly, or indirectly by
+//! granting themselves access — per the vault's permission model.
+//!
+//! - **Access-policy vaults** (`enableRbacAuthorization` false or absent): data access comes from
+//!   access policies naming the person or one of their groups. Anyone allowed
+//!   `Microsoft.KeyVault/vaults/write` or `Microsoft.KeyVault/vaults/accessPolicies/write` on the
+//!   vault (Contributor, Key Vault Contributor, Owner, ...) can add a policy for themselves: an
+//!   indirect path.
+//! - **RBAC vaults**: data access comes from role assignments with Key Vault data actions at the
+//!   vault or above. Anyone allowed `Microsoft.Authorization/roleAssignments/write` there, with no
+//!   condition or with one that lets them assign a role with Key Vault data actions to
+//!   themselves, can grant themselves that role: an indirect path.
+//!
+//! Pure: given the vault, its scope chain, the person's principals, the role assignments reaching
+//! the vault and the role definitions, it lists every [`Access`] with the rule that makes it.
+
+use crate::condition::{self, WriteConstraint};
+use crate::rbac::{applies_at, RoleAssignment, RoleDefinition};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Data actions that expose a vault object's value or use, by object type.
+pub const DATA_READS: &[(&str, ObjectType)] = &[
+    (
+        "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+        ObjectType::Secrets,
+    ),
+    (
+        "Microsoft.KeyVault/vaults/keys/decrypt/action",
+        ObjectType::Keys,
+    ),
+    (
+        "Microsoft.KeyVault/vaults/keys/unwrap/action",
+        ObjectType::Keys,
+    ),
+    (
+        "Microsoft.KeyVault/vaults/keys/sign/action",
+        ObjectType::Keys,
+    ),
+    ("Microsoft.KeyVault/vaults/keys/read", ObjectType::Keys),
+    (
+        "Microsoft.KeyVault/vaults/certificates/read",
+        ObjectType::Certificates,
+    ),
+];
+
+/// Management operations that let the holder add an access policy for itself.
+pub const ACCESS_POLICY_WRITES: &[&str] = &[
+    "Microsoft.KeyVault/vaults/write",
+    "Microsoft.KeyVault/vaults/accessPolicies/write",
+];
+
+/// The operation that lets the holder assign roles (in an RBAC vault: itself a data role).
+pub const ROLE_ASSIGNMENT_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectType {
+    Secrets,
+    Keys,
+    Certificates,
+}
+
+impl ObjectType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::Secrets => "secrets",
+            ObjectType::Keys => "keys",
+            ObjectType::Certificates => "certificates",
+        }
+    }
+}
+
+/// `Microsoft.KeyVault/vaults` as ARM returns it (the fields Closeout reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Vault {
+    pub id: String,
+    pub name: String,
+    pub properties: VaultProperties,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultProperties {
+    #[serde(default)]
+    pub tenant_id: String,
+    #[serde(default)]
+    pub access_policies: Vec<AccessPolicy>,
+    #[serde(default)]
+    pub enable_rbac_authorization: Option<bool>,
+    #[serde(default)]
+    pub vault_uri: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPolicy {
+    #[serde(default)]
+    pub tenant_id: String,
+    pub object_id: String,
+    #[serde(default)]
+    pub application_id: Option<String>,
+    #[serde(default)]
+    pub permissions: PolicyPermissions,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PolicyPermissions {
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    #[serde(default)]
+    pub storage: Vec<String>,
+}
+
+impl Vault {
+    /// True when the vault uses Azure RBAC for its data plane.
+    pub fn is_rbac(&self) -> bool {
+        self.properties.enable_rbac_authorization == Some(true)
+    }
+}
+
+impl PolicyPermissions {
+    /// The object types whose values this policy exposes.
+    pub fn reads(&self) -> BTreeSet<ObjectType> {
+        let has = |perms: &[String], wanted: &[&str]| {
+            perms
+                .iter()
+                .any(|p| wanted.iter().any(|w| p.eq_ignore_ascii_case(w)))
+        };
+        let mut out = BTreeSet::new();
+        if has(&self.secrets, &["get", "all"]) {
+            out.insert(ObjectType::Secrets);
+        }
+        if has(&self.keys, &["get", "decrypt", "unwrapKey", "sign", "all"]) {
+            out.insert(ObjectType::Keys);
+        }
+        if has(&self.certificates, &["get", "all"]) {
+            out.insert(ObjectType::Certificates);
+        }
+        out
+    }
+}
+
+/// One of the person's principals: their user, or a group they are in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub object_id: String,
+    pub display: String,
+    /// For a group: the direct membership that puts the person in it (group id, name); removing
+    /// that membership removes the access. `None` for the user itself.
+    pub via_membership: Option<(String, String)>,
+}
+
+/// The person as RBAC and access policies see them.
+#[derive(Debug, Clone, Default)]
+pub struct Principals {
+    /// The user's object id first, then the groups (transitively).
+    pub all: Vec<Principal>,
+}
+
+impl Principals {
+    pub fn get(&self, object_id: &str) -> Option<&Principal> {
+        self.all
+            .iter()
+            .find(|p| p.object_id.eq_ignore_ascii_case(object_id))
+    }
+
+    /// The user's own object id.
+    pub fn user_id(&self) -> Option<&str> {
+        self.all.first().map(|p| p.object_id.as_str())
+    }
+}
+
+/// How the access arises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// An access policy naming the principal.
+    AccessPolicy { object_id: String },
+    /// A role assignment (data role, or the right to grant oneself one).
+    Assignment {
+        assignment_id: String,
+        role: String,
+        scope: String,
+    },
+}
+
+/// Whether the access is held now or can be granted by the person to themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    CanRead,
+    CanGrantSelf,
+}
+
+/// One way the person reaches a vault's objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub vault_id: String,
+    pub reach: Reach,
+    /// Object types exposed (for grant-self: everything the self-granted access could read).
+    pub objects: BTreeSet<ObjectType>,
+    pub via: Via,
+    /// The principal the policy or assignment names (the user, or one of their groups).
+    pub principal: Principal,
+    /// The rule that makes it, for the path: e.g. `action Microsoft.KeyVault/* grants
+    /// Microsoft.KeyVault/vaults/write in an access-policy vault`.
+    pub rule: String,
+}
+
+/// Every way `principals` reach `vault`. `chain` is the vault's scope chain (the vault id, its
+/// resource group, subscription, management groups, `/`); `assignments` may include assignments
+/// elsewhere (filtered here); `roles` is keyed by lower-case role GUID.
+pub fn vault_access(
+    vault: &Vault,
+    chain: &[String],
+    principals: &Principals,
+    assignments: &[RoleAssignment],
+    roles: &BTreeMap<String, RoleDefinition>,
+) -> Vec<Access> {
+    let mut out = Vec::new();
+    let all_objects: BTreeSet<ObjectType> = [
+        ObjectType::Secrets,
+        ObjectType::Keys,
+        ObjectType::Certificates,
+    ]
+    .into();
+    let principal_ids: Vec<&str> = principals
+        .all
+        .iter()
+        .map(|p| p.object_id.as_str())
+        .collect();
+
+    if !vault.is_rbac() {
+        for policy in &vault.properties.access_policies {
+            let Some(principal) = principals.get(&policy.object_id) else {
+                continue;
+            };
+            let objects = policy.permissions.reads();
+            if objects.is_empty() {
+                continue;
+            }
+            out.push(Access {
+                vault_id: vault.id.clone(),
+                reach: Reach::CanRead,
+                objects: objects.clone(),
+                via: Via::AccessPolicy {
+                    object_id: policy.object_id.clone(),
+                },
+                principal: principal.clone(),
+                rule: format!(
+                    "access policy for {} grants {}",
+                    principal.display,
+                    objects
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+
+    for a in assignments {
+        let Some(principal) = principals.get(&a.properties.principal_id) else {
+            continue;
+        };
+        if !applies_at(a.scope(), chain) {
+            continue;
+        }
+        let Some(role) = roles.get(&a.role_guid().to_ascii_lowercase()) else {
+            continue;
+        };
+        let via = Via::Assignment {
+            assignment_id: a.id.clone(),
+            role: role.role_name().to_string(),
+            scope: a.scope().to_string(),
+        };
+        let condition_note = a
+            .condition()
+            .map(|_| " (assignment condition not evaluated: counts as allowing)")
+            .unwrap_or("");
+
+        // Direct data access (RBAC vaults only: access-policy vaults ignore data roles).
+        if vault.is_rbac() {
+            let mut objects = BTreeSet::new();
+            let mut patterns = BTreeSet::new();
+            for (op, object) in DATA_READS {
+                if let Some(g) = role.grants_data_action(op) {
+                    objects.insert(*object);
+                    patterns.insert(format!("{} grants {op}", g.pattern));
+                }
+            }
+            if !objects.is_empty() {
+                out.push(Access {
+                    vault_id: vault.id.clone(),
+                    reach: Reach::CanRead,
+                    objects,
+                    via: via.clone(),
+                    principal: principal.clone(),
+                    rule: format!(
+                        "data action {}{condition_note}",
+                        patterns.into_iter().collect::<Vec<_>>().join("; ")
+                    ),
+                });
+            }
+        }
+
+        // Indirect: the right to grant oneself data access.
+        if vault.is_rbac() {
+            if let Some(g) = role.grants_action(ROLE_ASSIGNMENT_WRITE) {
+                let constraint: WriteConstraint = condition::role_assignment_write(a.condition());
+                let grantable: Vec<&RoleDefinition> = roles
+                    .values()
+                    .filter(|r| r.has_key_vault_data_actions())
+                    .filter(|r| constraint.allows(&r.name, &principal_ids))
+                    .collect();
+                if !grantable.is_empty() {
+                    let mut names: Vec<&str> = grantable.iter().map(|r| r.role_name()).collect();
+                    names.sort();
+                    out.push(Access {
+                        vault_id: vault.id.clone(),
+                        reach: Reach::CanGrantSelf,
+                        objects: all_objects.clone(),
+                        via: via.clone(),
+                        principal: principal.clone(),
+                        rule: format!(
+                            "action {} grants {ROLE_ASSIGNMENT_WRITE} in an RBAC vault; {}; it could assign itself {}",
+                            g.pattern,
+                            constraint.describe(),
+                            names.join(", ")
+                        ),
+                    });
+                }
+            }
+        } else {
+            let write = ACCESS_POLICY_WRITES
+                .iter()
+                .find_map(|op| role.grants_action(op).map(|g| (op, g)));
+            if let Some((op, g)) = write {
+                out.push(Access {
+                    vault_id: vault.id.clone(),
+                    reach: Reach::CanGrantSelf,
+                    objects: all_objects.clone(),
+                    via,
+                    principal: principal.clone(),
+                    rule: format!(
+                        "action {} grants {op} in an access-policy vault: it could add an access policy for itself{condition_note}",
+                        g.pattern
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
+
+    fn role(guid: &str, name: &str, perms: serde_json::Value) -> RoleDefinition {
+        serde_json::from_value(json!({
+            "id": format!("/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
+            "name": guid,
+            "properties": {"roleName": name, "type": "BuiltInRole", "permissions": [perms]}
+        }))
+        .unwrap()
+    }
+
+    fn roles() -> BTreeMap<String, RoleDefinition> {
+        [
+            role("kvc", "Key Vault Contributor", json!({"actions": ["Microsoft.Authorization/*/read", "Microsoft.KeyVault/*"], "notActions": ["Microsoft.KeyVault/locations/deletedVaults/purge/action", "Microsoft.KeyVault/hsmPools/*", "Microsoft.KeyVault/managedHsms/*"]})),
+            role("contrib", "Contributor", json!({"actions": ["*"], "notActions": ["Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write", "Microsoft.Authorization/elevateAccess/Action"]})),
+            role("reader", "Reader", json!({"actions": ["*/read"]})),
+            role("rbacadmin", "Role Based Access Control Administrator", json!({"actions": ["Microsoft.Authorization/roleAssignments/write", "Microsoft.Authorization/roleAssignments/delete", "*/read"]})),
+            role("secretsuser", "Key Vault Secrets User", json!({"dataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action", "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]})),
+            role("certuser", "Key Vault Certificate User", json!({"dataActions": ["Microsoft.KeyVault/vaults/certificates/read", "Microsoft.KeyVault/vaults/secrets/getSecret/action", "Microsoft.KeyVault/vaults/secrets/readMetadata/action", "Microsoft.KeyVault/vaults/keys/read"]})),
+        ]
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect()
+    }
+
+    fn vault(name: &str, rbac: Option<bool>, policies: serde_json::Value) -> Vault {
+        serde_json::from_value(json!({
+            "id": format!("{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/{name}"),
+            "name": name,
+            "properties": {"tenantId": "t", "enableRbacAuthorization": rbac, "accessPolicies": policies}
+        }))
+        .unwrap()
+    }
+
+    fn chain(v: &Vault) -> Vec<String> {
+        vec![
+            v.id.clone(),
+            format!("{SUB}/resourceGroups/rg"),
+            SUB.to_string(),
+            "/providers/Microsoft.Management/managementGroups/root".into(),
+            "/".into(),
+        ]
+    }
+
+    fn assignment(
+        id: &str,
+        scope: &str,
+        role: &str,
+        principal: &str,
+        condition: Option<&str>,
+    ) -> RoleAssignment {
+        serde_json::from_value(json!({
+            "id": format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{id}"),
+            "name": id,
+            "properties": {
+                "roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+                "principalId": principal, "principalType": "User", "scope": scope, "condition": condition
+            }
+        }))
+        .unwrap()
+    }
+
+    fn alice() -> Principals {
+        Principals {
+            all: vec![
+                Principal {
+                    object_id: "alice".into(),
+                    display: "user alice".into(),
+                    via_membership: None,
+                },
+                Principal {
+                    object_id: "eng".into(),
+                    display: "group eng".into(),
+                    via_membership: Some(("platform".into(), "platform".into())),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn access_policies_and_vault_writers_in_an_access_policy_vault() {
+        let v = vault(
+            "ap",
+            None,
+            json!([
+                {"tenantId": "t", "objectId": "eng", "permissions": {"secrets": ["Get", "List"]}},
+                {"tenantId": "t", "objectId": "bob", "permissions": {"secrets": ["all"]}},
+                {"tenantId": "t", "objectId": "alice", "permissions": {"secrets": ["list"]}}
+            ]),
+        );
+        let assignments = [
+            assignment("a1", SUB, "kvc", "alice", None),
+            assignment(
+                "a2",
+                &format!("{SUB}/resourceGroups/rg"),
+                "reader",
+                "alice",
+                None,
+            ),
+            assignment(
+                "a3",
+                &format!("{SUB}/resourceGroups/rg"),
+                "secretsuser",
+                "eng",
+                None,
+            ),
+            assignment("a4", "/subscriptions/other", "contrib", "alice", None),
+        ];
+        let got = vault_access(&v, &chain(&v), &alice(), &assignments, &roles());
+        assert_eq!(got.len(), 2, "{got:#?}");
+        let policy = &got[0];
+        assert_eq!(policy.reach, Reach::CanRead);
+        assert_eq!(policy.principal.object_id, "eng");
+        assert_eq!(policy.objects, [ObjectType::Secrets].into());
+        let indirect = &got[1];
+        assert_eq!(indirect.reach, Reach::CanGrantSelf);
+        assert!(
+            indirect
+                .rule
+                .contains("Microsoft.KeyVault/* grants Microsoft.KeyVault/vaults/write"),
+            "{}",
+            indirect.rule
+        );
+        // The data role is ignored in an access-policy vault; a list-only policy reads nothing.
+    }
+
+    #[test]
+    fn data_roles_and_role_writers_in_an_rbac_vault() {
+        let v = vault("rbac", Some(true), json!([]));
+        let constrained = "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {certuser}))";
+        let only_reader = "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {reader}))";
+        let assignments = [
+            assignment("a1", &v.id, "certuser", "alice", None),
+            assignment(
+                "a2",
+                "/providers/Microsoft.Management/managementGroups/root",
+                "rbacadmin",
+                "eng",
+                Some(constrained),
+            ),
+            assignment("a3", SUB, "rbacadmin", "alice", Some(only_reader)),
+            assignment("a4", SUB, "kvc", "alice", None),
+        ];
+        let got = vault_access(&v, &chain(&v), &alice(), &assignments, &roles());
+        assert_eq!(got.len(), 2, "{got:#?}");
+        // Key Vault Certificate User reads secret values (certificate private keys) too.
+        assert_eq!(got[0].reach, Reach::CanRead);
+        assert!(got[0].objects.contains(&ObjectType::Secrets));
+        assert!(got[0].objects.contains(&ObjectType::Certificates));
+        // The conditioned writer may assign Certificate User: a path. The one limited to Reader
+        // is not; Key Vault Contributor cannot write role assignments.
+        assert_eq!(got[1].reach, Reach::CanGrantSelf);
+        assert_eq!(got[1].principal.object_id, "eng");
+        assert!(
+            got[1].rule.contains("Key Vault Certificate User"),
+            "{}",
+            got[1].rule
+        );
+    }
+
+    #[test]
+    fn an_unevaluated_condition_counts_as_allowing() {
+        let v = vault("rbac", Some(true), json!([]));
+        let assignments = [assignment(
+            "a1",
+            SUB,
+            "rbacadmin",
+            "alice",
+            Some("@Request[Something] StringLike 'x*'"),
+        )];
+        let got = vault_access(&v, &chain(&v), &alice(), &assignments, &roles());
+        assert_eq!(got.len(), 1);
+        assert!(got[0].rule.contains("not evaluated"));
+    }
+}

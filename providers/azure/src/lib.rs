@@ -1,0 +1,22 @@
+//! Closeout's provider for Azure: Entra ID (Microsoft Graph), RBAC and Key Vault.
+//!
+//! Work in progress (issue 4). What is here is the pure core every later part builds on:
+//!
+//! - [`rbac`]: role definitions and assignments as ARM returns them; operation matching with
+//!   wildcards, `actions` minus `notActions` and `dataActions` minus `notDataActions` per
+//!   permission block; assignments applying down the scope tree.
+//! - [`condition`]: the role-assignment conditions Closeout evaluates (which roles, to which
+//!   principals, a role-assignment writer may assign); anything else counts as allowing.
+//! - [`keyvault`]: every way a person reaches a vault's secrets, keys and certificates, directly
+//!   (access policies, data roles) or indirectly (the right to add an access policy, or to
+//!   assign oneself a data role), each with the rule that makes it.
+//!
+//! Not yet built: the Graph and ARM clients, the Key Vault data plane on the Azure SDK crates,
+//! resolution into findings, actions, verification, registration in the orchestrator.
+
+pub mod condition;
+pub mod keyvault;
+pub mod rbac;
+
+/// The provider's name in findings, playbooks and configuration.
+pub const PROVIDER: &str = "azure";
