@@ -1,8 +1,9 @@
-//! AppRole secret-ids owned by the person (secret-id metadata `owner_key`): resolve, destroy by
-//! accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
+//! AppRole secret-ids the person owns — through secret-id metadata `owner_key`, or because the
+//! role backs an NHI entity the person owns (the entity's AppRole alias is the role-id): resolve,
+//! destroy by accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
 
 use crate::client::{bare_mount, keys, seg, CallError};
-use crate::resolve::{finding, owned_by};
+use crate::resolve::{finding, owned_by, OwnedNhiAlias};
 use crate::{kinds, VaultProvider, PROVIDER};
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, Holder, Path, ProviderError, Resolution, ResolveContext,
@@ -72,11 +73,16 @@ impl VaultProvider {
     pub(crate) async fn resolve_approle(
         &self,
         ctx: &ResolveContext,
+        owned_nhis: &[OwnedNhiAlias],
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
         let conc = self.config.max_in_flight.max(1);
         let auth = self.mounts("sys/auth").await?;
-        for (mount, _) in auth.iter().filter(|(_, m)| m.mount_type == "approle") {
+        for (mount, m) in auth.iter().filter(|(_, m)| m.mount_type == "approle") {
+            let nhis_here: Vec<&OwnedNhiAlias> = owned_nhis
+                .iter()
+                .filter(|a| a.mount_accessor == m.accessor)
+                .collect();
             let roles = self
                 .client
                 .sdk("LIST", &format!("auth/{mount}role"), |c| {
@@ -84,6 +90,22 @@ impl VaultProvider {
                 })
                 .await;
             for role in keys(roles.map(|r| r.keys))? {
+                // Does an NHI the person owns log in through this role? (Only read the role-id
+                // when the person owns an NHI under this mount.)
+                let backing = if nhis_here.is_empty() {
+                    None
+                } else {
+                    let role_id = self
+                        .client
+                        .sdk(
+                            "GET",
+                            &format!("auth/{mount}role/{}/role-id", seg(&role)),
+                            |c| approle::read_id(c, bare_mount(mount), &role),
+                        )
+                        .await?
+                        .role_id;
+                    nhis_here.iter().copied().find(|a| a.name == role_id)
+                };
                 let path = format!("auth/{mount}role/{}/secret-id", seg(&role));
                 let accessors = self.client.sdk("LIST", &path, |c| {
                     approle::secret::list(c, bare_mount(mount), &role)
@@ -97,7 +119,9 @@ impl VaultProvider {
                     })
                     .buffer_unordered(conc)
                     .try_filter_map(|x| async move {
-                        Ok(x.filter(|(_, i)| owned_by(&self.config, &ctx.identity, &i.metadata)))
+                        Ok(x.filter(|(_, i)| {
+                            backing.is_some() || owned_by(&self.config, &ctx.identity, &i.metadata)
+                        }))
                     })
                     .try_collect()
                     .await?;
@@ -112,20 +136,37 @@ impl VaultProvider {
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v))
                     .collect();
-                    attributes.insert(
-                        "owner".into(),
-                        info.metadata[&self.config.owner_key].clone(),
-                    );
+                    // The secret-id's own owner record wins; else the owning NHI's.
+                    let metadata_owner = info
+                        .metadata
+                        .get(&self.config.owner_key)
+                        .filter(|o| ctx.identity.is_named_by(o));
+                    let (owner, holder, path) = if let Some(o) = metadata_owner {
+                        (
+                            o.clone(),
+                            Holder::Nhi(format!("approle {role}")),
+                            Path::new().then("owns", format!("approle {role} at auth/{mount}")),
+                        )
+                    } else if let Some(nhi) = backing {
+                        (
+                            nhi.owner.clone(),
+                            Holder::Nhi(nhi.entity.clone()),
+                            Path::new()
+                                .then("owns", format!("entity {}", nhi.entity))
+                                .then("logs-in-with", format!("approle {role} at auth/{mount}")),
+                        )
+                    } else {
+                        continue;
+                    };
+                    attributes.insert("owner".into(), owner);
                     res.findings.push(finding(
                         kinds::APPROLE_SECRET_ID,
                         &format!("auth/{mount}role/{role}/secret-id/{acc}"),
                         format!("secret-id {acc} of AppRole {role} (auth/{mount})"),
                         closeout_contract::Relation::Owns,
-                        Holder::Nhi(format!("approle {role}")),
+                        holder,
                         State::Active,
-                        Path::new()
-                            .then("owns", format!("approle {role} at auth/{mount}"))
-                            .then("secret-id", acc.clone()),
+                        path.then("secret-id", acc.clone()),
                         attributes,
                     ));
                 }

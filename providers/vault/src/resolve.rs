@@ -117,6 +117,15 @@ pub(crate) fn login_names(
     names.into_iter().collect()
 }
 
+/// An alias of an entity the person owns (an NHI): under an AppRole mount its name is the
+/// role-id, so the role's secret-ids are the NHI's credentials.
+pub(crate) struct OwnedNhiAlias {
+    pub mount_accessor: String,
+    pub name: String,
+    pub entity: String,
+    pub owner: String,
+}
+
 /// A person's own entity, as resolved.
 struct Own {
     entity: Entity,
@@ -204,6 +213,8 @@ impl VaultProvider {
             .try_collect()
             .await?;
         let mut own: Vec<Own> = Vec::new();
+        // The person's NHI entities' aliases: an AppRole alias names the role (by role-id).
+        let mut owned_nhi_aliases: Vec<OwnedNhiAlias> = Vec::new();
         for entity in entities {
             if let Some(matched) = own_entity_match(cfg, identity, &entity) {
                 res.accounts.push(Account {
@@ -215,6 +226,12 @@ impl VaultProvider {
                 let path = Path::new().then("account", format!("entity {}", entity.name));
                 own.push(Own { entity, path });
             } else if owned_by(cfg, identity, &entity.metadata) {
+                owned_nhi_aliases.extend(entity.aliases.iter().map(|a| OwnedNhiAlias {
+                    mount_accessor: a.mount_accessor.clone(),
+                    name: a.name.clone(),
+                    entity: entity.name.clone(),
+                    owner: entity.metadata[&cfg.owner_key].clone(),
+                }));
                 res.findings.push(finding(
                     kinds::NHI_ENTITY,
                     &entity.id,
@@ -558,7 +575,8 @@ impl VaultProvider {
         }
 
         // 5. AppRole secret-ids the person owns.
-        self.resolve_approle(ctx, &mut res).await?;
+        self.resolve_approle(ctx, &owned_nhi_aliases, &mut res)
+            .await?;
         // 6. PKI certificates issued to the person.
         self.resolve_pki(identity, &mut res).await?;
         // 7. Leases under the configured prefixes, and those the audit log says the person's

@@ -109,6 +109,7 @@ struct Seeded {
     alice_batch: (String, String),
     alice_ci: (String, String),
     bob_ci: (String, String),
+    nightly: (String, String),
     alice_entity: String,
     devs_group: String,
     bob_entity: String,
@@ -156,7 +157,7 @@ async fn seed(api: &Api) -> Seeded {
     };
     let alice_entity = mk_entity("alice.smith", json!(["alice-own"]), json!({})).await;
     let bob_entity = mk_entity("bob", json!([]), json!({})).await;
-    let _svc = mk_entity("svc-batch", json!([]), json!({"owner": "E100"})).await;
+    let svc = mk_entity("svc-batch", json!([]), json!({"owner": "E100"})).await;
     for (name, entity, pw) in [
         ("alice.smith", &alice_entity, ALICE_PASSWORD),
         ("bob", &bob_entity, "bob-pw"),
@@ -293,6 +294,41 @@ async fn seed(api: &Api) -> Seeded {
             v["data"]["secret_id"].as_str().unwrap().to_string(),
         ));
     }
+    // An NHI alice owns (svc-batch) logs in through AppRole `nightly`: its alias is the role-id.
+    // The secret-id carries no owner record; it is alice's through the NHI.
+    api.root(
+        "POST",
+        "auth/approle/role/nightly",
+        Some(json!({"token_policies": ["default"]})),
+    )
+    .await;
+    let nightly_role_id = api
+        .root("GET", "auth/approle/role/nightly/role-id", None)
+        .await["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approle_accessor = api.root("GET", "sys/auth", None).await["data"]["approle/"]["accessor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.root(
+        "POST",
+        "identity/entity-alias",
+        Some(json!({"name": nightly_role_id, "canonical_id": svc, "mount_accessor": approle_accessor})),
+    )
+    .await;
+    let v = api
+        .root(
+            "POST",
+            "auth/approle/role/nightly/secret-id",
+            Some(json!({})),
+        )
+        .await;
+    let nightly = (
+        nightly_role_id,
+        v["data"]["secret_id"].as_str().unwrap().to_string(),
+    );
     // PKI in two mounts: alice's certificate by CN in pki/, by CN=email in pki2/, bob's in pki/.
     let mut certs = Vec::new();
     for (mount, cn) in [
@@ -366,6 +402,7 @@ async fn seed(api: &Api) -> Seeded {
         alice_batch: creds[0].clone(),
         alice_ci: creds[1].clone(),
         bob_ci: creds[2].clone(),
+        nightly,
         alice_entity,
         devs_group: devs,
         bob_entity,
@@ -385,7 +422,7 @@ fn of_kind<'a>(r: &'a Resolution, kind: &str) -> Vec<&'a Finding> {
 
 fn verb_for(f: &Finding) -> Option<&'static str> {
     Some(match f.kind.as_str() {
-        "approle-secret-id" if f.attr("role") == Some("batch") => "rotate",
+        "approle-secret-id" if matches!(f.attr("role"), Some("batch" | "nightly")) => "rotate",
         "approle-secret-id" => "revoke",
         "entity" => "disable",
         "group-membership" => "remove",
@@ -519,7 +556,17 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
         team.paths
     );
     assert_eq!(of_kind(&r, "nhi-entity").len(), 1);
-    assert_eq!(of_kind(&r, "approle-secret-id").len(), 2);
+    let secret_ids = of_kind(&r, "approle-secret-id");
+    assert_eq!(secret_ids.len(), 3, "{secret_ids:#?}");
+    let through_nhi = secret_ids
+        .iter()
+        .find(|f| f.attr("role") == Some("nightly"))
+        .expect("the NHI's secret-id");
+    assert_eq!(
+        through_nhi.holder,
+        closeout_contract::Holder::Nhi("svc-batch".into())
+    );
+    assert_eq!(through_nhi.attr("owner"), Some("E100"));
     let mut leases: Vec<_> = of_kind(&r, "lease")
         .iter()
         .map(|f| f.resource.clone())
@@ -643,6 +690,15 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
         "bob's token was revoked"
     );
     assert_ne!(api.login("alice.smith", ALICE_PASSWORD).await.0, 200);
+    // Old secret-ids fail to log in (rotated or destroyed); bob's still works.
+    for c in [&s.alice_batch, &s.alice_ci, &s.nightly] {
+        assert_ne!(
+            api.approle_login(c).await,
+            200,
+            "an old secret-id still logs in"
+        );
+    }
+    assert_eq!(api.approle_login(&s.bob_ci).await, 200);
     assert_eq!(api.login("bob", "bob-pw").await.0, 200);
     let g = api
         .root("GET", &format!("identity/group/id/{}", s.devs_group), None)
