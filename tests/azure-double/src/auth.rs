@@ -107,7 +107,7 @@ pub async fn token(
     };
     let audience = match audience_of(scope) {
         Ok(audience) => audience,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
 
     let mut state = app.lock();
@@ -183,39 +183,55 @@ fn invalid_secret(client_id: &str) -> Response {
     )
 }
 
+/// An Entra ID error, rendered by [`aad_error`].
+#[derive(Debug, thiserror::Error)]
+#[error("AADSTS{code}: {description}")]
+struct AadError {
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    description: String,
+}
+
+impl IntoResponse for AadError {
+    fn into_response(self) -> Response {
+        aad_error(self.status, self.error, self.code, &self.description)
+    }
+}
+
 /// The resource of a v2 client-credentials scope (`{resource}/.default`).
-fn audience_of(scope: &str) -> Result<String, Response> {
+fn audience_of(scope: &str) -> Result<String, AadError> {
     let resource_scopes: Vec<&str> = scope
         .split_whitespace()
         .filter(|s| !matches!(*s, "openid" | "profile" | "offline_access"))
         .collect();
     let [one] = resource_scopes.as_slice() else {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            70011,
-            &format!("The provided request must include a 'scope' input parameter naming exactly one resource. The provided value for the input parameter 'scope' is not valid: '{scope}'."),
-        ));
+        return Err(AadError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_scope",
+            code: 70011,
+            description: format!("The provided request must include a 'scope' input parameter naming exactly one resource. The provided value for the input parameter 'scope' is not valid: '{scope}'."),
+        });
     };
     let Some(resource) = one.strip_suffix("/.default") else {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            1002012,
-            &format!("The provided value for scope {one} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
-        ));
+        return Err(AadError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_scope",
+            code: 1002012,
+            description: format!("The provided value for scope {one} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+        });
     };
     let resource = resource.trim_end_matches('/').to_ascii_lowercase();
     let known = ARM_AUDIENCES.contains(&resource.as_str())
         || resource == GRAPH_AUDIENCE
         || resource == VAULT_AUDIENCE;
     if !known {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_resource",
-            500011,
-            &format!("The resource principal named {resource} was not found in the tenant. This can happen if the application has not been installed by the administrator of the tenant."),
-        ));
+        return Err(AadError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_resource",
+            code: 500011,
+            description: format!("The resource principal named {resource} was not found in the tenant. This can happen if the application has not been installed by the administrator of the tenant."),
+        });
     }
     Ok(resource)
 }
