@@ -1195,10 +1195,10 @@ fn delete_vault(app: &App, req: &Req, sub: &str, rg: &str, name: &str) -> ApiRes
             let removed = state.arm.vaults.remove(i);
             let id = normalize(&vault_id(&removed));
             // Role assignments at (or below) a deleted resource go with it.
-            state
-                .arm
-                .role_assignments
-                .retain(|a| !normalize(&a.scope).starts_with(&id));
+            state.arm.role_assignments.retain(|a| {
+                let scope = normalize(&a.scope);
+                scope != id && !scope.starts_with(&format!("{id}/"))
+            });
             Ok(json_response(StatusCode::OK, json!({})))
         }
         None => Ok(no_content()),

@@ -784,8 +784,40 @@ fn reference_id(req: &Req) -> Result<String, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Routing
 
+/// Rewrites Graph's alternate key `applications(appId='{appId}')` (and the same on
+/// `servicePrincipals`) into `applications/{id}`.
+fn resolve_app_id_key(app: &App, segments: &[String]) -> Result<Vec<String>, ApiError> {
+    let Some(first) = segments.first() else {
+        return Ok(Vec::new());
+    };
+    let Some((set, rest)) = first.split_once("(appId=") else {
+        return Ok(segments.to_vec());
+    };
+    let app_id = rest
+        .strip_suffix(')')
+        .map(|v| v.trim_matches('\''))
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::graph_bad_request(format!("Invalid key segment '{first}'.")))?;
+    let state = app.lock();
+    let graph = &state.graph;
+    let id = if set.eq_ignore_ascii_case("applications") {
+        graph.find_app_by_app_id(app_id).map(|a| a.id.clone())
+    } else if set.eq_ignore_ascii_case("servicePrincipals") {
+        graph.find_sp_by_app_id(app_id).map(|s| s.id.clone())
+    } else {
+        return Err(ApiError::graph_bad_request(format!(
+            "The alternate key appId is not supported on '{set}'."
+        )));
+    }
+    .ok_or_else(|| ApiError::graph_not_found(app_id))?;
+    let mut out = vec![set.to_string(), id];
+    out.extend(segments[1..].iter().cloned());
+    Ok(out)
+}
+
 pub fn handle(app: &App, req: &Req) -> ApiResult {
-    let segs: Vec<&str> = req.segments.iter().skip(1).map(String::as_str).collect();
+    let resolved = resolve_app_id_key(app, req.segments.get(1..).unwrap_or_default())?;
+    let segs: Vec<&str> = resolved.iter().map(String::as_str).collect();
     let m = &req.method;
     let kind = match segs.first().map(|s| s.to_ascii_lowercase()).as_deref() {
         Some("users") => Kind::User,

@@ -357,6 +357,24 @@ async fn application_passwords_are_added_used_and_removed() {
         .await;
     assert_eq!(status, 201, "{sp}");
     assert_eq!(sp["displayName"], "payroll-sync");
+    // Graph's alternate key on appId.
+    let (status, by_app_id) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals(appId='{app_id}')"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{by_app_id}");
+    assert_eq!(by_app_id["id"], sp["id"]);
+    let (status, _) = env
+        .graph(
+            Method::GET,
+            &format!("/applications(appId='{app_id}')"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
 
     for (set, object) in [("applications", &app), ("servicePrincipals", &sp)] {
         let (status, body) = env
