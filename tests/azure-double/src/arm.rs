@@ -369,6 +369,9 @@ pub fn handle(app: &App, req: &Req) -> ApiResult {
         (&Method::PUT, ["subscriptions", _, "resourcegroups", _]) => {
             put_resource_group(app, req, s(1), s(3))
         }
+        (&Method::HEAD, ["subscriptions", _, "resourcegroups", _]) => {
+            resource_group_exists(app, req, s(1), s(3))
+        }
         (&Method::GET, ["subscriptions", _, "resourcegroups", _]) => {
             get_resource_group(app, req, s(1), s(3))
         }
@@ -944,6 +947,18 @@ fn get_resource_group(app: &App, req: &Req, sub: &str, name: &str) -> ApiResult 
         .resource_group(sub, name)
         .ok_or_else(|| resource_group_not_found(name))?;
     ok(rg_json(rg))
+}
+
+/// `HEAD .../resourcegroups/{rg}` (ResourceGroups_CheckExistence): 204 or 404, no body.
+fn resource_group_exists(app: &App, req: &Req, sub: &str, name: &str) -> ApiResult {
+    api_version(req, RESOURCE_GROUPS_API_VERSIONS)?;
+    let state = app.lock();
+    let status = if state.arm.resource_group(sub, name).is_some() {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    Ok(axum::response::IntoResponse::into_response(status))
 }
 
 fn list_resource_groups(app: &App, req: &Req, sub: &str) -> ApiResult {

@@ -868,7 +868,10 @@ pub fn handle(app: &App, req: &Req) -> ApiResult {
         {
             remove_password(app, req, kind, id)
         }
-        (&Method::GET, [_, id, rel]) => relationship(app, req, kind, id, rel),
+        (&Method::GET, [_, id, rel]) => relationship(app, req, kind, id, rel, None),
+        (&Method::GET, [_, id, rel, cast]) if cast_kind(cast).is_some() => {
+            relationship(app, req, kind, id, rel, cast_kind(cast))
+        }
         (&Method::POST, [_, id, rel, r]) if is(r, "$ref") => add_reference(app, req, kind, id, rel),
         (&Method::DELETE, [_, id, rel, target, r]) if is(r, "$ref") => {
             remove_reference(app, kind, id, rel, target)
@@ -1334,8 +1337,27 @@ fn remove_password(app: &App, req: &Req, kind: Kind, key: &str) -> ApiResult {
     Ok(no_content())
 }
 
-/// `GET /{set}/{id}/{relationship}`: collections of directory objects with `@odata.type`.
-fn relationship(app: &App, req: &Req, kind: Kind, key: &str, rel: &str) -> ApiResult {
+/// The type of an OData cast segment such as `microsoft.graph.group`.
+fn cast_kind(segment: &str) -> Option<Kind> {
+    match segment.to_ascii_lowercase().as_str() {
+        "microsoft.graph.user" => Some(Kind::User),
+        "microsoft.graph.group" => Some(Kind::Group),
+        "microsoft.graph.application" => Some(Kind::Application),
+        "microsoft.graph.serviceprincipal" => Some(Kind::ServicePrincipal),
+        _ => None,
+    }
+}
+
+/// `GET /{set}/{id}/{relationship}[/microsoft.graph.{type}]`: collections of directory objects
+/// with `@odata.type`, optionally cast to one type.
+fn relationship(
+    app: &App,
+    req: &Req,
+    kind: Kind,
+    key: &str,
+    rel: &str,
+    cast: Option<Kind>,
+) -> ApiResult {
     let state = app.lock();
     let graph = &state.graph;
     let id = graph
@@ -1368,6 +1390,9 @@ fn relationship(app: &App, req: &Req, kind: Kind, key: &str, rel: &str) -> ApiRe
         let Some(object) = graph.objects.get(&member) else {
             continue;
         };
+        if cast.is_some_and(|c| c != object.kind()) {
+            continue;
+        }
         let mut value = project(
             object.kind(),
             graph.full_json(&app.config.tenant_id, object, false),

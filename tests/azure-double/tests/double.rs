@@ -174,6 +174,20 @@ async fn nested_groups_show_in_transitive_member_of() {
     assert!(members
         .iter()
         .any(|m| m["@odata.type"] == "#microsoft.graph.user"));
+    // An OData cast keeps one type.
+    let (status, users_only) = env
+        .graph(
+            Method::GET,
+            &format!(
+                "/groups/{}/transitiveMembers/microsoft.graph.user",
+                id(&outer)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{users_only}");
+    assert_eq!(users_only["value"].as_array().map(Vec::len), Some(1));
+    assert_eq!(users_only["value"][0]["id"], user["id"]);
 
     // Adding the same member twice is refused, as Graph does.
     let (status, body) = env
@@ -517,6 +531,17 @@ async fn vaults_and_access_policies_behave_like_arm() {
     let sub = "11111111-1111-4111-8111-111111111111";
     env.create_subscription(sub, None).await;
     env.create_resource_group(sub, "rg-secrets").await;
+    for (rg, expected) in [("rg-secrets", 204), ("rg-none", 404)] {
+        let response = env
+            .send(
+                Some(&env.arm_token),
+                Method::HEAD,
+                &format!("/subscriptions/{sub}/resourcegroups/{rg}?api-version=2021-04-01"),
+                None,
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), expected, "HEAD {rg}");
+    }
     let vault_path = format!(
         "/subscriptions/{sub}/resourceGroups/rg-secrets/providers/Microsoft.KeyVault/vaults/kv-payroll"
     );
