@@ -838,6 +838,7 @@ pub fn handle(app: &App, req: &Req) -> ApiResult {
         (&Method::POST, [_]) => create(app, req, kind),
         (&Method::GET, [_, id]) => get_one(app, req, kind, id),
         (&Method::PATCH, [_, id]) => update(app, req, kind, id),
+        (&Method::DELETE, [_, id]) => delete(app, kind, id),
         (&Method::POST, [_, id, action])
             if kind == Kind::User && is(action, "revokeSignInSessions") =>
         {
@@ -1170,6 +1171,42 @@ fn update(app: &App, req: &Req, kind: Kind, key: &str) -> ApiResult {
             }
             if let Some(keys) = keys {
                 s.keys = keys;
+            }
+        }
+    }
+    Ok(no_content())
+}
+
+/// `DELETE /{set}/{id}`: removes the object and every reference to it (memberships,
+/// ownerships, manager links). Deleting an application deletes its service principal too.
+fn delete(app: &App, kind: Kind, key: &str) -> ApiResult {
+    let mut state = app.lock();
+    let graph = &mut state.graph;
+    let id = graph
+        .object_of_kind(kind, key)
+        .ok_or_else(|| ApiError::graph_not_found(key))?;
+    let mut doomed = vec![id.clone()];
+    if let Some(DirObject::Application(a)) = graph.objects.get(&id) {
+        if let Some(sp) = graph.find_sp_by_app_id(&a.app_id) {
+            doomed.push(sp.id.clone());
+        }
+    }
+    for gone in &doomed {
+        graph.objects.remove(gone);
+        graph.order.retain(|o| o != gone);
+    }
+    for object in graph.objects.values_mut() {
+        match object {
+            DirObject::Group(g) => {
+                g.members.retain(|m| !doomed.contains(m));
+                g.owners.retain(|m| !doomed.contains(m));
+            }
+            DirObject::Application(a) => a.owners.retain(|m| !doomed.contains(m)),
+            DirObject::ServicePrincipal(s) => s.owners.retain(|m| !doomed.contains(m)),
+            DirObject::User(u) => {
+                if u.manager.as_ref().is_some_and(|m| doomed.contains(m)) {
+                    u.manager = None;
+                }
             }
         }
     }

@@ -522,6 +522,27 @@ async fn application_passwords_are_added_used_and_removed() {
         )
         .await;
     assert_eq!(status, 204);
+
+    // Deleting the application takes its service principal with it.
+    let (status, _) = env
+        .graph(Method::DELETE, &format!("/applications/{}", id(&app)), None)
+        .await;
+    assert_eq!(status, 204);
+    for path in [
+        format!("/applications/{}", id(&app)),
+        format!("/servicePrincipals/{}", id(&sp)),
+    ] {
+        let (status, body) = env.graph(Method::GET, &path, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (_, owned) = env
+        .graph(
+            Method::GET,
+            &format!("/users/{}/ownedObjects", id(&owner)),
+            None,
+        )
+        .await;
+    assert_eq!(owned["value"], json!([]));
     env.double.shutdown().await;
 }
 
