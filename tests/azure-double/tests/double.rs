@@ -638,6 +638,19 @@ async fn vaults_and_access_policies_behave_like_arm() {
     assert_eq!(policies[0]["permissions"]["secrets"], json!(["get"]));
     assert_eq!(policies[0]["permissions"]["keys"], json!(["get"]));
 
+    let response = env
+        .http
+        .put(format!("{}{vault_path}?api-version=2023-07-01", env.base))
+        .bearer_auth(&env.arm_token)
+        .header("content-type", "application/json")
+        .body("{\"location\": ")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "InvalidRequestContent");
+
     let (status, body) = env
         .arm(
             Method::GET,
@@ -737,6 +750,17 @@ async fn role_assignments_are_inherited_down_the_scope_tree() {
     let sub = "22222222-2222-4222-8222-222222222222";
     env.create_subscription(sub, Some("mg-corp")).await;
     env.create_resource_group(sub, "rg-app").await;
+    let (status, mg) = env
+        .arm(
+            Method::GET,
+            "/providers/Microsoft.Management/managementGroups/mg-corp?api-version=2023-04-01&$expand=children",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{mg}");
+    assert_eq!(mg["properties"]["details"]["parent"]["name"], env.tenant);
+    assert_eq!(mg["properties"]["children"][0]["type"], "/subscriptions");
+    assert_eq!(mg["properties"]["children"][0]["name"], sub);
     let rg_scope = format!("/subscriptions/{sub}/resourceGroups/rg-app");
     let vault_scope = format!("{rg_scope}/providers/Microsoft.KeyVault/vaults/kv-app");
     let (status, body) = env
