@@ -1,0 +1,85 @@
+//! Double-only routes (no Azure counterpart), under `/_double`, unauthenticated:
+//!
+//! - `POST /_double/faults` `{"path_prefix": "/v1.0/users", "count": 2, "retry_after_seconds": 1,
+//!   "method": "GET"}` — the next `count` calls whose path starts with `path_prefix` (case-insensitive;
+//!   `method` optional) answer 429 with `Retry-After`.
+//! - `DELETE /_double/faults` — drops every pending fault.
+//! - `GET /_double/calls` — `{"calls":[{"method","path","query","status"}]}`, oldest first.
+//! - `DELETE /_double/calls` — clears the log.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::json_response;
+use crate::state::{App, Fault};
+
+#[derive(Debug, Deserialize)]
+struct FaultRequest {
+    path_prefix: String,
+    count: u32,
+    #[serde(default = "default_retry_after")]
+    retry_after_seconds: u64,
+    #[serde(default)]
+    method: Option<String>,
+}
+
+fn default_retry_after() -> u64 {
+    1
+}
+
+fn bad(message: String) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({"error": {"code": "InvalidFault", "message": message}}),
+    )
+}
+
+pub async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let request: FaultRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(format!(
+                "fault body must be {{\"path_prefix\",\"count\",\"retry_after_seconds\"}}: {e}"
+            ))
+        }
+    };
+    if !request.path_prefix.starts_with('/') {
+        return bad(format!(
+            "path_prefix '{}' must start with '/'",
+            request.path_prefix
+        ));
+    }
+    if request.count == 0 {
+        return bad("count must be at least 1".into());
+    }
+    let fault = Fault {
+        path_prefix: request.path_prefix,
+        method: request.method,
+        remaining: request.count,
+        retry_after_seconds: request.retry_after_seconds,
+    };
+    let mut state = app.lock();
+    state.faults.push(fault.clone());
+    json_response(StatusCode::CREATED, json!(fault))
+}
+
+pub async fn clear_faults(State(app): State<Arc<App>>) -> Response {
+    app.lock().faults.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn calls(State(app): State<Arc<App>>) -> Response {
+    let state = app.lock();
+    json_response(StatusCode::OK, json!({"calls": state.calls}))
+}
+
+pub async fn clear_calls(State(app): State<Arc<App>>) -> Response {
+    app.lock().calls.clear();
+    StatusCode::NO_CONTENT.into_response()
+}

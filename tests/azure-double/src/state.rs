@@ -1,0 +1,103 @@
+//! The double's in-memory state: one `App` per server, everything behind one mutex. Handlers
+//! take the lock, do their work synchronously and release it; nothing awaits while holding it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::http::Method;
+use serde::Serialize;
+
+use crate::arm::ArmState;
+use crate::graph::GraphState;
+use crate::rbac::{self, RoleDefinition};
+use crate::Config;
+
+pub struct App {
+    pub config: Config,
+    pub base_url: String,
+    pub builtin_roles: Vec<RoleDefinition>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub tokens: HashMap<String, IssuedToken>,
+    pub faults: Vec<Fault>,
+    pub calls: Vec<CallRecord>,
+    pub graph: GraphState,
+    pub arm: ArmState,
+}
+
+/// A token the double issued.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The resource the token is for (`https://management.azure.com`, `https://graph.microsoft.com`, ...).
+    pub audience: String,
+    /// The client id that obtained it.
+    pub client_id: String,
+    pub expires: Instant,
+}
+
+/// An injected fault: the next `remaining` calls whose path starts with `path_prefix`
+/// (and whose method matches, when given) answer 429 with `Retry-After: retry_after_seconds`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    pub path_prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    pub remaining: u32,
+    pub retry_after_seconds: u64,
+}
+
+/// One logged call. Bodies are never recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    pub method: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub status: u16,
+}
+
+impl App {
+    pub fn new(config: Config, base_url: String) -> Self {
+        let mut state = State::default();
+        state.arm.init_root(&config.tenant_id);
+        Self {
+            config,
+            base_url,
+            builtin_roles: rbac::builtin_roles(),
+            state: Mutex::new(state),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A handler never panics while holding the lock on request data; if one did, the state
+        // is still consistent enough for a test double.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Consumes one matching fault, returning its `Retry-After` seconds.
+    pub fn take_fault(&self, method: &Method, path: &str) -> Option<u64> {
+        let mut state = self.lock();
+        let lower = path.to_ascii_lowercase();
+        let fault = state.faults.iter_mut().find(|f| {
+            f.remaining > 0
+                && lower.starts_with(&f.path_prefix.to_ascii_lowercase())
+                && f.method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+        })?;
+        fault.remaining -= 1;
+        let retry = fault.retry_after_seconds;
+        state.faults.retain(|f| f.remaining > 0);
+        Some(retry)
+    }
+
+    pub fn record_call(&self, call: CallRecord) {
+        self.lock().calls.push(call);
+    }
+}
