@@ -19,28 +19,26 @@ use crate::rbac::{applies_at, RoleAssignment, RoleDefinition};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Data actions that expose a vault object's value or use, by object type.
-pub const DATA_READS: &[(&str, ObjectType)] = &[
+/// Data actions that expose what a vault protects, and which object types they expose. A
+/// certificate's private key is read through its backing secret (`getSecret`), so that action
+/// exposes certificates too; `certificates/read` and `keys/read` only show public parts and do
+/// not count. Keys count when the private key can be used.
+pub const DATA_READS: &[(&str, &[ObjectType])] = &[
     (
         "Microsoft.KeyVault/vaults/secrets/getSecret/action",
-        ObjectType::Secrets,
+        &[ObjectType::Secrets, ObjectType::Certificates],
     ),
     (
         "Microsoft.KeyVault/vaults/keys/decrypt/action",
-        ObjectType::Keys,
+        &[ObjectType::Keys],
     ),
     (
         "Microsoft.KeyVault/vaults/keys/unwrap/action",
-        ObjectType::Keys,
+        &[ObjectType::Keys],
     ),
     (
         "Microsoft.KeyVault/vaults/keys/sign/action",
-        ObjectType::Keys,
-    ),
-    ("Microsoft.KeyVault/vaults/keys/read", ObjectType::Keys),
-    (
-        "Microsoft.KeyVault/vaults/certificates/read",
-        ObjectType::Certificates,
+        &[ObjectType::Keys],
     ),
 ];
 
@@ -130,15 +128,15 @@ impl PolicyPermissions {
                 .iter()
                 .any(|p| wanted.iter().any(|w| p.eq_ignore_ascii_case(w)))
         };
+        // Same rule as the data actions: secret values (and certificate private keys, which
+        // are read as secrets), and keys whose private key can be used.
         let mut out = BTreeSet::new();
         if has(&self.secrets, &["get", "all"]) {
             out.insert(ObjectType::Secrets);
-        }
-        if has(&self.keys, &["get", "decrypt", "unwrapKey", "sign", "all"]) {
-            out.insert(ObjectType::Keys);
-        }
-        if has(&self.certificates, &["get", "all"]) {
             out.insert(ObjectType::Certificates);
+        }
+        if has(&self.keys, &["decrypt", "unwrapKey", "sign", "all"]) {
+            out.insert(ObjectType::Keys);
         }
         out
     }
@@ -286,9 +284,9 @@ pub fn vault_access(
         if vault.is_rbac() {
             let mut objects = BTreeSet::new();
             let mut patterns = BTreeSet::new();
-            for (op, object) in DATA_READS {
+            for (op, exposed) in DATA_READS {
                 if let Some(g) = role.grants_data_action(op) {
-                    objects.insert(*object);
+                    objects.extend(exposed.iter().copied());
                     patterns.insert(format!("{} grants {op}", g.pattern));
                 }
             }
@@ -474,7 +472,10 @@ mod tests {
         let policy = &got[0];
         assert_eq!(policy.reach, Reach::CanRead);
         assert_eq!(policy.principal.object_id, "eng");
-        assert_eq!(policy.objects, [ObjectType::Secrets].into());
+        assert_eq!(
+            policy.objects,
+            [ObjectType::Secrets, ObjectType::Certificates].into()
+        );
         let indirect = &got[1];
         assert_eq!(indirect.reach, Reach::CanGrantSelf);
         assert!(
@@ -506,7 +507,7 @@ mod tests {
         ];
         let got = vault_access(&v, &chain(&v), &alice(), &assignments, &roles());
         assert_eq!(got.len(), 2, "{got:#?}");
-        // Key Vault Certificate User reads secret values (certificate private keys) too.
+        // Key Vault Certificate User reads secret values (and so certificate private keys).
         assert_eq!(got[0].reach, Reach::CanRead);
         assert!(got[0].objects.contains(&ObjectType::Secrets));
         assert!(got[0].objects.contains(&ObjectType::Certificates));
