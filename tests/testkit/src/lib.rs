@@ -14,8 +14,9 @@
 //! # }
 //! ```
 //!
-//! The Python virtualenv holding `moto_server` is `$CLOSEOUT_VENV`, or `.venv` at the workspace
-//! root (where `scripts/setup.sh` creates it).
+//! The Python virtualenv holding `moto_server` (and `bao`) is `$CLOSEOUT_VENV`, or `.venv` at the
+//! workspace root (where `scripts/setup.sh` creates it). Lowkey Vault ([`LowkeyVaultServer`]) is a
+//! jar that `scripts/setup.sh` fetches into `.emulators/lib/`, run with `java` 17+.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
@@ -26,7 +27,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod lowkey;
 pub mod openbao;
+pub use lowkey::{LowkeyVaultServer, VAULT_DOMAIN};
 pub use openbao::OpenBaoServer;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
