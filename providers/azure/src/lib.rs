@@ -11,10 +11,13 @@
 //!   (access policies, data roles) or indirectly (the right to add an access policy, or to
 //!   assign oneself a data role), each with the rule that makes it.
 //!
-//! Not yet built: the Graph and ARM clients, the Key Vault data plane on the Azure SDK crates,
-//! resolution into findings, actions, verification, registration in the orchestrator.
+//! - [`http`]: typed ARM and Graph calls with `azure_identity` tokens, paging and throttling.
+//!
+//! Not yet built: the Key Vault data plane on the Azure SDK crates, resolution into findings,
+//! actions, verification, registration in the orchestrator.
 
 pub mod condition;
+pub mod http;
 pub mod keyvault;
 pub mod rbac;
 

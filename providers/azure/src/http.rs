@@ -1,0 +1,311 @@
+//! Typed `reqwest` calls to Azure Resource Manager and Microsoft Graph (neither has a Rust SDK),
+//! authenticated with `azure_identity`, each through the provider's [`CallGate`], with
+//! `nextLink` / `@odata.nextLink` paging and `Retry-After` kept on throttling.
+//!
+//! Error messages carry the method, the path and Azure's error code and message — never a
+//! request body or a token.
+
+use crate::PROVIDER;
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::{ClientOptions, Transport};
+use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use closeout_contract::{CallGate, ProviderError};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which API a call goes to: its base URL and the token scope it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Arm,
+    Graph,
+}
+
+/// Where the APIs are. Real Azure by default; a test double or sovereign cloud otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authority_host: String,
+    pub arm: String,
+    pub graph: String,
+    /// Token audiences (`<audience>/.default`).
+    pub arm_audience: String,
+    pub graph_audience: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            authority_host: "https://login.microsoftonline.com".into(),
+            arm: "https://management.azure.com".into(),
+            graph: "https://graph.microsoft.com".into(),
+            arm_audience: "https://management.azure.com".into(),
+            graph_audience: "https://graph.microsoft.com".into(),
+        }
+    }
+}
+
+/// One failed call.
+#[derive(Debug, Clone)]
+pub struct CallError {
+    pub method: &'static str,
+    pub path: String,
+    /// HTTP status; `None` when no answer came (or no token could be had).
+    pub status: Option<u16>,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl CallError {
+    pub fn is_not_found(&self) -> bool {
+        self.status == Some(404)
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)?;
+        match self.status {
+            Some(s) => write!(f, ": HTTP {s}")?,
+            None => f.write_str(": no answer")?,
+        }
+        if !self.code.is_empty() {
+            write!(f, ": {}", self.code)?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<CallError> for ProviderError {
+    fn from(e: CallError) -> Self {
+        let message = e.to_string();
+        match e.status {
+            Some(429) => ProviderError::Throttled {
+                provider: PROVIDER,
+                retry_after: e.retry_after,
+                message,
+            },
+            None => ProviderError::Unreachable {
+                provider: PROVIDER,
+                endpoint: e.path,
+                message,
+            },
+            Some(500..=599) => ProviderError::Transient {
+                provider: PROVIDER,
+                message,
+            },
+            Some(_) => ProviderError::Permanent {
+                provider: PROVIDER,
+                message,
+            },
+        }
+    }
+}
+
+/// Both ARM (`{"error":{"code","message"}}`) and Graph use this envelope.
+#[derive(Deserialize, Default)]
+struct ErrorEnvelope {
+    #[serde(default)]
+    error: ErrorBody,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A page of a list: `value` and the link to the next page (ARM `nextLink`, Graph
+/// `@odata.nextLink`).
+#[derive(Deserialize)]
+struct Page<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
+    #[serde(default, rename = "nextLink")]
+    next_link: Option<String>,
+    #[serde(default, rename = "@odata.nextLink")]
+    odata_next_link: Option<String>,
+}
+
+/// The HTTP side of the Azure provider.
+pub struct AzureHttp {
+    http: reqwest::Client,
+    credential: Arc<dyn TokenCredential>,
+    endpoints: Endpoints,
+    gate: CallGate,
+}
+
+impl AzureHttp {
+    /// A client authenticating as an application with a client secret. `extra_root_pem` adds a
+    /// trusted root (a test double's CA); the system roots stay trusted otherwise.
+    pub fn new(
+        tenant_id: &str,
+        client_id: &str,
+        client_secret: Secret,
+        endpoints: Endpoints,
+        extra_root_pem: Option<&str>,
+        gate: CallGate,
+    ) -> Result<AzureHttp, String> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(pem) = extra_root_pem {
+            let cert = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| format!("the extra root certificate is not PEM: {e}"))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let mut cloud = CustomConfiguration::default();
+        cloud.authority_host = endpoints.authority_host.clone();
+        let options = ClientSecretCredentialOptions {
+            client_options: ClientOptions {
+                transport: Some(Transport::new(Arc::new(http.clone()))),
+                cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
+                ..ClientOptions::default()
+            },
+        };
+        let credential = ClientSecretCredential::new(
+            tenant_id,
+            client_id.to_string(),
+            client_secret,
+            Some(options),
+        )
+        .map_err(|e| format!("cannot build the credential: {e}"))?;
+        Ok(AzureHttp {
+            http,
+            credential,
+            endpoints,
+            gate,
+        })
+    }
+
+    fn base(&self, api: Api) -> &str {
+        match api {
+            Api::Arm => &self.endpoints.arm,
+            Api::Graph => &self.endpoints.graph,
+        }
+    }
+
+    fn scope(&self, api: Api) -> String {
+        let audience = match api {
+            Api::Arm => &self.endpoints.arm_audience,
+            Api::Graph => &self.endpoints.graph_audience,
+        };
+        format!("{}/.default", audience.trim_end_matches('/'))
+    }
+
+    /// One call. `path_or_url` is a path under the API's base (with its query, e.g.
+    /// `?api-version=...`) or an absolute `nextLink`. `Ok(None)` for 204 No Content.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        api: Api,
+        method: &'static str,
+        path_or_url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<T>, CallError> {
+        let url = if path_or_url.starts_with("https://") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{}", self.base(api).trim_end_matches('/'), path_or_url)
+        };
+        // For errors: the path and query without the host.
+        let shown = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+            .unwrap_or_else(|| url.clone());
+        let fail = |status, code: String, message: String, retry_after| CallError {
+            method,
+            path: shown.clone(),
+            status,
+            code,
+            message,
+            retry_after,
+        };
+        let scope = self.scope(api);
+        let _pass = self.gate.enter().await;
+        let token = self
+            .credential
+            .get_token(&[scope.as_str()], None)
+            .await
+            .map_err(|e| fail(None, "token".into(), e.kind().to_string(), None))?;
+        let m = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| fail(None, "method".into(), method.into(), None))?;
+        let mut req = self.http.request(m, &url).bearer_auth(token.token.secret());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| fail(None, "transport".into(), transport_cause(&e), None))?;
+        let status = resp.status().as_u16();
+        if status == 204 {
+            return Ok(None);
+        }
+        if (200..300).contains(&status) {
+            return resp.json::<T>().await.map(Some).map_err(|_| {
+                fail(
+                    Some(status),
+                    String::new(),
+                    "the response could not be parsed".into(),
+                    None,
+                )
+            });
+        }
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let e = resp.json::<ErrorEnvelope>().await.unwrap_or_default().error;
+        Err(fail(Some(status), e.code, e.message, retry_after))
+    }
+
+    /// Every item of a paged list, following `nextLink` / `@odata.nextLink`.
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        api: Api,
+        path: &str,
+    ) -> Result<Vec<T>, CallError> {
+        let mut out = Vec::new();
+        let mut next = Some(path.to_string());
+        while let Some(url) = next.take() {
+            let page: Page<T> = self.call(api, "GET", &url, None).await?.unwrap_or(Page {
+                value: Vec::new(),
+                next_link: None,
+                odata_next_link: None,
+            });
+            out.extend(page.value);
+            next = page.next_link.or(page.odata_next_link);
+        }
+        Ok(out)
+    }
+}
+
+fn transport_cause(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut out = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

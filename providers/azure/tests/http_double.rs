@@ -1,0 +1,139 @@
+//! The ARM/Graph HTTP layer against the Azure test double: tokens from `azure_identity` at the
+//! double's token endpoint, paging across `@odata.nextLink` / `nextLink`, 429 with Retry-After
+//! classified as throttling, Azure's error code kept, a bad secret refused.
+
+use closeout_azure::http::{Api, AzureHttp, Endpoints};
+use closeout_azure_double::{AzureDouble, Config, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+use closeout_contract::{CallGate, ErrorClass, Limits, ProviderError};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn endpoints(double: &AzureDouble) -> Endpoints {
+    Endpoints {
+        authority_host: double.base_url(),
+        arm: double.base_url(),
+        graph: double.base_url(),
+        ..Endpoints::default()
+    }
+}
+
+fn client(double: &AzureDouble, secret: &str) -> AzureHttp {
+    AzureHttp::new(
+        closeout_azure_double::DEFAULT_TENANT_ID,
+        DEFAULT_CLIENT_ID,
+        secret.to_string().into(),
+        endpoints(double),
+        Some(double.ca_pem()),
+        CallGate::new(Limits {
+            max_in_flight: 4,
+            requests_per_second: 100.0,
+            burst: 10,
+        }),
+    )
+    .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_throttling_errors_and_tokens_against_the_double() {
+    let double = AzureDouble::start(Config {
+        page_size: 2,
+        ..Config::default()
+    })
+    .await
+    .expect("the Azure double starts");
+    let azure = client(&double, DEFAULT_CLIENT_SECRET);
+
+    for i in 0..5 {
+        let created: Option<Value> = azure
+            .call(
+                Api::Graph,
+                "POST",
+                "/v1.0/users",
+                Some(&json!({
+                    "accountEnabled": true,
+                    "displayName": format!("User {i}"),
+                    "userPrincipalName": format!("user{i}@example.com"),
+                    "mailNickname": format!("user{i}"),
+                    "passwordProfile": {"password": "Never-Printed-1"}
+                })),
+            )
+            .await
+            .expect("create a user");
+        assert!(created.is_some());
+    }
+    // Five users over pages of two: three pages through @odata.nextLink.
+    let users: Vec<Value> = azure.list(Api::Graph, "/v1.0/users").await.expect("list");
+    assert_eq!(users.len(), 5);
+
+    // ARM pages too (role definitions: fifteen built-ins, pages of two, via nextLink).
+    let roles: Vec<Value> = azure
+        .list(
+            Api::Arm,
+            "/providers/Microsoft.Authorization/roleDefinitions?api-version=2022-04-01",
+        )
+        .await
+        .expect("role definitions");
+    assert!(roles.len() >= 15, "{}", roles.len());
+
+    // A 404 keeps Azure's error code.
+    let missing = azure
+        .call::<Value>(Api::Graph, "GET", "/v1.0/users/nobody@example.com", None)
+        .await
+        .unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    assert!(
+        missing.to_string().contains("Request_ResourceNotFound"),
+        "{missing}"
+    );
+
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(double.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    // The double's call log shows the list really took three pages.
+    let calls: Value = http
+        .get(format!("{}/_double/calls", double.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_pages = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["method"] == "GET" && c["path"] == "/v1.0/users" && c["status"] == 200)
+        .count();
+    assert_eq!(user_pages, 3, "{calls:#}");
+
+    // 429 with Retry-After becomes a throttling error carrying the delay.
+    let status = http
+        .post(format!("{}/_double/faults", double.base_url()))
+        .json(&json!({"path_prefix": "/v1.0/users", "count": 1, "retry_after_seconds": 7}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 201);
+    let throttled: ProviderError = azure
+        .call::<Value>(Api::Graph, "GET", "/v1.0/users", None)
+        .await
+        .unwrap_err()
+        .into();
+    assert_eq!(
+        throttled.class(),
+        ErrorClass::Throttled(Some(Duration::from_secs(7)))
+    );
+
+    // A wrong client secret gets no token: the call fails without reaching Graph, and the
+    // error names neither the secret nor a token.
+    let wrong = client(&double, "canary-wrong-secret");
+    let err = wrong
+        .call::<Value>(Api::Graph, "GET", "/v1.0/users", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, None);
+    assert!(!err.to_string().contains("canary"), "{err}");
+    double.shutdown().await;
+}
