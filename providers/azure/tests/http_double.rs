@@ -2,45 +2,18 @@
 //! double's token endpoint, paging across `@odata.nextLink` / `nextLink`, 429 with Retry-After
 //! classified as throttling, Azure's error code kept, a bad secret refused.
 
-use closeout_azure::http::{Api, AzureHttp, Endpoints};
-use closeout_azure_double::{AzureDouble, Config, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
-use closeout_contract::{CallGate, ErrorClass, Limits, ProviderError};
+mod common;
+
+use closeout_azure::http::Api;
+use closeout_azure_double::DEFAULT_CLIENT_SECRET;
+use closeout_contract::{ErrorClass, ProviderError};
+use common::client;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn endpoints(double: &AzureDouble) -> Endpoints {
-    Endpoints {
-        authority_host: double.base_url(),
-        arm: double.base_url(),
-        graph: double.base_url(),
-        ..Endpoints::default()
-    }
-}
-
-fn client(double: &AzureDouble, secret: &str) -> AzureHttp {
-    AzureHttp::new(
-        closeout_azure_double::DEFAULT_TENANT_ID,
-        DEFAULT_CLIENT_ID,
-        secret.to_string().into(),
-        endpoints(double),
-        Some(double.ca_pem()),
-        CallGate::new(Limits {
-            max_in_flight: 4,
-            requests_per_second: 100.0,
-            burst: 10,
-        }),
-    )
-    .expect("client")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_throttling_errors_and_tokens_against_the_double() {
-    let double = AzureDouble::start(Config {
-        page_size: 2,
-        ..Config::default()
-    })
-    .await
-    .expect("the Azure double starts");
+    let double = common::double().await;
     let azure = client(&double, DEFAULT_CLIENT_SECRET);
 
     for i in 0..5 {
