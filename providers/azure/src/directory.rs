@@ -6,6 +6,7 @@
 //! one.
 
 use crate::http::{Api, AzureHttp, CallError};
+use crate::keyvault::{Principal, Principals};
 use closeout_contract::Identity;
 use serde::{Deserialize, Serialize};
 
@@ -222,6 +223,48 @@ pub async fn owned_objects(http: &AzureHttp, user_id: &str) -> Result<Vec<OwnedO
         .into_iter()
         .filter(|o| o.is_application() || o.is_service_principal())
         .collect())
+}
+
+/// The user and every group they are in, each group with the direct membership that puts the
+/// user in it (removing that membership removes what the group grants). One call for the
+/// direct groups, one for the transitive ones, and one per direct group for what it is in.
+pub async fn principals(http: &AzureHttp, user: &User) -> Result<Principals, CallError> {
+    let mut all = vec![Principal {
+        object_id: user.id.clone(),
+        display: format!(
+            "user {}",
+            user.user_principal_name.as_deref().unwrap_or(&user.id)
+        ),
+        via_membership: None,
+    }];
+    let direct = direct_groups(http, &user.id).await?;
+    let mut reach: Vec<(Group, Vec<String>)> = Vec::with_capacity(direct.len());
+    for d in direct {
+        let path = format!(
+            "/v1.0/groups/{}/transitiveMemberOf/microsoft.graph.group?$select=id,displayName",
+            urlencoding::encode(&d.id)
+        );
+        let above: Vec<Group> = http.list(Api::Graph, &path).await?;
+        reach.push((d, above.into_iter().map(|g| g.id).collect()));
+    }
+    for g in transitive_groups(http, &user.id).await? {
+        let name = g.display_name.clone().unwrap_or_else(|| g.id.clone());
+        let via = reach
+            .iter()
+            .find(|(d, above)| d.id == g.id || above.contains(&g.id))
+            .map(|(d, _)| {
+                (
+                    d.id.clone(),
+                    d.display_name.clone().unwrap_or_else(|| d.id.clone()),
+                )
+            });
+        all.push(Principal {
+            object_id: g.id,
+            display: format!("group {name}"),
+            via_membership: via,
+        });
+    }
+    Ok(Principals { all })
 }
 
 #[cfg(test)]

@@ -12,12 +12,15 @@
 //!   assign oneself a data role), each with the rule that makes it.
 //!
 //! - [`http`]: typed ARM and Graph calls with `azure_identity` tokens, paging and throttling.
+//! - [`arm`]: the scope tree, role definitions, the assignments reaching a user and the vaults,
+//!   turned into every path to each vault.
 //! - [`directory`]: the person's Entra user, groups (transitively) and owned applications and
 //!   service principals with their credentials.
 //!
 //! Not yet built: the Key Vault data plane on the Azure SDK crates, resolution into findings,
 //! actions, verification, registration in the orchestrator.
 
+pub mod arm;
 pub mod condition;
 pub mod directory;
 pub mod http;
