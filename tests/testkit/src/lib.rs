@@ -273,7 +273,7 @@ impl MotoServerBuilder {
                     Failure::Exited(status, tail)
                 });
             }
-            if answers_http(port) {
+            if http_status(port, "/moto-api/").is_some() {
                 return Ok(server);
             }
             if Instant::now() >= deadline {
@@ -315,19 +315,21 @@ fn tail_text(output: &Mutex<VecDeque<String>>) -> String {
     }
 }
 
-/// True when a server on 127.0.0.1:`port` answers an HTTP GET of `/moto-api/` with any status.
-fn answers_http(port: u16) -> bool {
+/// The status code of a plain-HTTP `GET path` to 127.0.0.1:`port`, or `None` when nothing
+/// answers HTTP there within a couple of seconds. The readiness probe every server here uses.
+pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
     let request =
-        format!("GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    // "HTTP/1.1 200"
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    if !head.starts_with(b"HTTP/") {
+        return None;
     }
-    let mut head = [0u8; 5];
-    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/"
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }

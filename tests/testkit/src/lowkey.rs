@@ -40,7 +40,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
-use crate::{drain, free_port, tail_text, workspace_root, PORT_ATTEMPTS, TAIL_LINES};
+use crate::{drain, free_port, http_status, tail_text, workspace_root, PORT_ATTEMPTS, TAIL_LINES};
 
 /// The Lowkey Vault release the tests run: the same version `scripts/setup.sh` fetches.
 pub const LOWKEY_VERSION: &str = "3.4.23";
@@ -346,7 +346,7 @@ impl LowkeyVaultBuilder {
                     Failure::Exited(status, tail)
                 });
             }
-            if ping(token_port) {
+            if http_status(token_port, "/ping") == Some(200) {
                 match server_certificate(port) {
                     Ok(der) => {
                         server.cert_der = der;
@@ -385,23 +385,6 @@ fn check_vault_name(name: &str) {
     if !ok {
         panic!("vault name {name:?} is not a DNS label (lowercase letters, digits, inner hyphens)");
     }
-}
-
-/// True when `GET /ping` on the plain HTTP port answers 200.
-fn ping(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let request =
-        format!("GET /ping HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -7,14 +7,14 @@
 //! from its configuration file, so the server is started with one holding an `audit` stanza.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{drain, free_port, tail_text, venv_dir, PORT_ATTEMPTS, START_TIMEOUT, TAIL_LINES};
+use crate::{
+    drain, free_port, http_status, tail_text, venv_dir, PORT_ATTEMPTS, START_TIMEOUT, TAIL_LINES,
+};
 
 /// The dev server's root token.
 pub const ROOT_TOKEN: &str = "root";
@@ -157,7 +157,8 @@ fn try_start(binary: &Path, port: u16, dir: PathBuf) -> Result<OpenBaoServer, (b
             let tail = format!("({status})\n{}", server.output_tail());
             return Err((tail.contains("address already in use"), tail));
         }
-        if healthy(port) {
+        // `sys/health` answers 200 once initialized, unsealed and active.
+        if http_status(port, "/v1/sys/health") == Some(200) {
             return Ok(server);
         }
         if Instant::now() >= deadline {
@@ -167,24 +168,6 @@ fn try_start(binary: &Path, port: u16, dir: PathBuf) -> Result<OpenBaoServer, (b
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// True when `GET /v1/sys/health` answers 200 (initialized, unsealed, active).
-fn healthy(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let request = format!(
-        "GET /v1/sys/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
 }
 
 impl Drop for OpenBaoServer {
