@@ -300,12 +300,5 @@ fn transport_cause(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut out = kind.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    closeout_contract::with_causes(kind, e)
 }

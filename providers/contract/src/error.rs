@@ -101,3 +101,34 @@ mod tests {
         assert_eq!(d.to_string(), "x: already done: key already deleted");
     }
 }
+
+/// `what`, then every cause of `e` (its `source()` chain), joined by `": "`. For transport
+/// errors whose own `Display` would name the URL: the causes say why without it.
+pub fn with_causes(what: &str, e: &dyn std::error::Error) -> String {
+    let mut out = what.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::with_causes;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer https://host/path")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn causes_follow_without_the_outer_message() {
+        let e = Outer(std::io::Error::other("connection refused"));
+        assert_eq!(
+            with_causes("connection failed", &e),
+            "connection failed: connection refused"
+        );
+    }
+}

@@ -17,7 +17,7 @@ pub mod provider;
 pub mod secret;
 
 pub use action::{ActionOutcome, ActionParams, ActionRequest};
-pub use error::{ErrorClass, ProviderError};
+pub use error::{with_causes, ErrorClass, ProviderError};
 pub use finding::{Account, Finding, Holder, Path, PathStep, Relation, Resolution, State};
 pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};

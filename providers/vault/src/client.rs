@@ -289,14 +289,7 @@ fn without_url(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut out = kind.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    closeout_contract::with_causes(kind, e)
 }
 
 /// The `vaultrs` client, sharing `http` (its pool, 30 s timeout and TLS settings). Every setting
