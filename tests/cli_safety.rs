@@ -243,10 +243,7 @@ async fn a_playbook_naming_an_unknown_or_unconfigured_provider_is_refused() {
     assert_no_run(&world, "apply naming provider vault");
 
     // A known provider that the config does not configure: the shipped playbook uses `aws`.
-    let config = format!(
-        "playbook_dir = \"{REPO}/playbooks\"\n\n[source]\npath = \"{REPO}/examples/demo/hr.csv\"\n\n\
-         [store]\npath = \"state/closeout.db\"\n\n[audit]\npath = \"state/audit.jsonl\"\n"
-    );
+    let config = common::config_without_providers(&format!("{REPO}/playbooks"));
     std::fs::write(world.config_path(), config).unwrap();
     let out = world.closeout(&apply_args(LEAVER));
     assert_code(&out, 2, "apply with provider aws not configured");

@@ -34,27 +34,13 @@ impl World {
 
     pub fn write_config(&self, playbook_dir: &str, aws_extra: &str) {
         let config = format!(
-            r#"playbook_dir = "{playbook_dir}"
-
-[source]
-path = "{REPO}/examples/demo/hr.csv"
-
-[store]
-path = "state/closeout.db"
-
-[audit]
-path = "state/audit.jsonl"
-
-[execution]
-max_attempts = 3
-base_backoff_ms = 50
-max_backoff_ms = 500
-
+            r#"{common}
 [providers.aws]
 region = "us-east-1"
 endpoint_url = "{endpoint}"
 {aws_extra}
 "#,
+            common = config_without_providers(playbook_dir),
             endpoint = self.moto.endpoint()
         );
         std::fs::write(self.config_path(), config).expect("write config");
@@ -126,6 +112,29 @@ endpoint_url = "{endpoint}"
     pub async fn sdk(&self) -> aws_config::SdkConfig {
         closeout_testkit::aws_sdk_config(&self.moto.endpoint()).await
     }
+}
+
+/// Every test config's sections but the providers: the demo HR export, state in `state/`
+/// under the world's directory, fast retries.
+pub fn config_without_providers(playbook_dir: &str) -> String {
+    format!(
+        r#"playbook_dir = "{playbook_dir}"
+
+[source]
+path = "{REPO}/examples/demo/hr.csv"
+
+[store]
+path = "state/closeout.db"
+
+[audit]
+path = "state/audit.jsonl"
+
+[execution]
+max_attempts = 3
+base_backoff_ms = 50
+max_backoff_ms = 500
+"#
+    )
 }
 
 pub fn venv() -> PathBuf {

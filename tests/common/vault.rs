@@ -2,7 +2,7 @@
 //! organisation seeded into it by `examples/demo/seed_vault.py`, a config naming only the Vault
 //! provider, and a small HTTP client to read the server back.
 
-use super::{venv, REPO};
+use super::{config_without_providers, venv, REPO};
 use closeout_testkit::OpenBaoServer;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -42,22 +42,7 @@ impl VaultWorld {
         let token_file = dir.path().join("vault-token");
         std::fs::write(&token_file, format!("{}\n", bao.root_token())).expect("token file");
         let config = format!(
-            r#"playbook_dir = "{REPO}/playbooks"
-
-[source]
-path = "{REPO}/examples/demo/hr.csv"
-
-[store]
-path = "state/closeout.db"
-
-[audit]
-path = "state/audit.jsonl"
-
-[execution]
-max_attempts = 3
-base_backoff_ms = 50
-max_backoff_ms = 500
-
+            r#"{common}
 [providers.vault]
 address = "{address}"
 token_file = "{token_file}"
@@ -65,6 +50,7 @@ audit_log = "{audit_log}"
 audit_device = "{device}"
 max_in_flight = 4
 "#,
+            common = config_without_providers(&format!("{REPO}/playbooks")),
             address = bao.address(),
             token_file = token_file.display(),
             audit_log = bao.audit_log().display(),
