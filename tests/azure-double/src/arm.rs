@@ -249,6 +249,14 @@ pub fn ancestors(arm: &ArmState, scope: &str) -> Vec<String> {
 
 /// 404s in ARM's words when a scope names a subscription, resource group, management group or
 /// key vault the double does not have. Other resource types are not checked.
+/// The index of an existing vault; its subscription and resource group must exist too, and
+/// each missing one is named in the error as ARM does.
+fn existing_vault(arm: &ArmState, sub: &str, rg: &str, name: &str) -> Result<usize, ApiError> {
+    check_scope_exists(arm, &format!("/subscriptions/{sub}/resourceGroups/{rg}"))?;
+    arm.vault_index(sub, rg, name)
+        .ok_or_else(|| vault_not_found(rg, name))
+}
+
 pub fn check_scope_exists(arm: &ArmState, scope: &str) -> Result<(), ApiError> {
     let segs: Vec<&str> = scope.split('/').filter(|s| !s.is_empty()).collect();
     let is = |i: usize, name: &str| segs.get(i).is_some_and(|s| s.eq_ignore_ascii_case(name));
@@ -1187,14 +1195,7 @@ fn put_vault(app: &App, req: &Req, sub: &str, rg: &str, name: &str) -> ApiResult
 fn get_vault(app: &App, req: &Req, sub: &str, rg: &str, name: &str) -> ApiResult {
     api_version(req, KEY_VAULT_API_VERSIONS)?;
     let state = app.lock();
-    check_scope_exists(
-        &state.arm,
-        &format!("/subscriptions/{sub}/resourceGroups/{rg}"),
-    )?;
-    let i = state
-        .arm
-        .vault_index(sub, rg, name)
-        .ok_or_else(|| vault_not_found(rg, name))?;
+    let i = existing_vault(&state.arm, sub, rg, name)?;
     ok(vault_json(app, &state.arm.vaults[i]))
 }
 
@@ -1289,14 +1290,7 @@ fn update_access_policies(
             )
         })?;
     let mut state = app.lock();
-    check_scope_exists(
-        &state.arm,
-        &format!("/subscriptions/{sub}/resourceGroups/{rg}"),
-    )?;
-    let i = state
-        .arm
-        .vault_index(sub, rg, name)
-        .ok_or_else(|| vault_not_found(rg, name))?;
+    let i = existing_vault(&state.arm, sub, rg, name)?;
     let vault = &mut state.arm.vaults[i];
     let current = &mut vault.properties.access_policies;
     for policy in &policies {
