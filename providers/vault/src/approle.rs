@@ -3,6 +3,7 @@
 //! destroy by accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
 
 use crate::client::{bare_mount, keys, seg, CallError};
+use crate::model::Mount;
 use crate::resolve::{finding, owned_by, OwnedNhiAlias};
 use crate::{kinds, VaultProvider, PROVIDER};
 use closeout_contract::{
@@ -73,11 +74,11 @@ impl VaultProvider {
     pub(crate) async fn resolve_approle(
         &self,
         ctx: &ResolveContext,
+        auth: &BTreeMap<String, Mount>,
         owned_nhis: &[OwnedNhiAlias],
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
         let conc = self.config.max_in_flight.max(1);
-        let auth = self.mounts("sys/auth").await?;
         for (mount, m) in auth.iter().filter(|(_, m)| m.mount_type == "approle") {
             let nhis_here: Vec<&OwnedNhiAlias> = owned_nhis
                 .iter()

@@ -574,8 +574,8 @@ impl VaultProvider {
             }
         }
 
-        // 5. AppRole secret-ids the person owns.
-        self.resolve_approle(ctx, &owned_nhi_aliases, &mut res)
+        // 5. AppRole secret-ids the person owns (the auth mounts read for the logins above).
+        self.resolve_approle(ctx, &auth, &owned_nhi_aliases, &mut res)
             .await?;
         // 6. PKI certificates issued to the person.
         self.resolve_pki(identity, &mut res).await?;
