@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The demo: install what is needed, start the emulators (moto, the AWS emulator, on 127.0.0.1:4566
-# and an OpenBao dev server, the Vault API, on 127.0.0.1:8200), seed the sample organisation into
-# both (examples/demo/seed_aws.py, examples/demo/seed_vault.py), then close out the leaver Alice
-# Nguyen (E1001) on AWS and Vault: plan, apply, closure report.
+# The demo: install what is needed, start the emulators (moto, the AWS emulator, on 127.0.0.1:4566;
+# an OpenBao dev server, the Vault API, on 127.0.0.1:8200; the Azure test double, ARM + Microsoft
+# Graph + Key Vault over HTTPS, on 127.0.0.1:8444), seed the sample organisation into all three
+# (examples/demo/seed_aws.py, seed_vault.py, seed_azure.py), then close out the leaver Alice
+# Nguyen (E1001) on AWS, Vault and Azure: plan, apply, closure report.
 #
-#   scripts/demo.sh                      run the demo; both emulators are stopped at the end
-#   KEEP_EMULATORS=1 scripts/demo.sh     leave moto and OpenBao running to explore afterwards, e.g.
-#       eval "$(scripts/emulators.sh env)"      # AWS_* for moto, VAULT_ADDR/VAULT_TOKEN for OpenBao
+#   scripts/demo.sh                      run the demo; the emulators are stopped at the end
+#   KEEP_EMULATORS=1 scripts/demo.sh     leave them running to explore afterwards, e.g.
+#       eval "$(scripts/emulators.sh env)"      # AWS_* for moto, VAULT_ADDR/VAULT_TOKEN for
+#                                               # OpenBao, AZURE_DOUBLE_URL/AZURE_DOUBLE_CA_FILE/
+#                                               # AZURE_CLIENT_SECRET for the Azure double
 #       target/debug/closeout --config examples/demo/closeout.toml resolve --identity E1001
 #       .venv/bin/bao list auth/token/accessors     # any bao command works against the dev server
+#       curl --cacert "$AZURE_DOUBLE_CA_FILE" "$AZURE_DOUBLE_URL/_double/calls"  # the double's call log
 #
-# Every run starts both emulators afresh (in-memory state; OpenBao's audit log is
-# .emulators/bao-audit.log). The demo's state (journal, audit log) is reset in .closeout-dev/.
+# Every run starts the emulators afresh (in-memory state; OpenBao's audit log is
+# .emulators/bao-audit.log; the double's CA is new each time, .emulators/azure-double/ca.pem).
+# The demo's state (journal, audit log) is reset in .closeout-dev/.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +25,7 @@ export CLOSEOUT_VENV="${CLOSEOUT_VENV:-$ROOT/.venv}"
 # examples/demo/closeout.toml names these ports.
 export MOTO_PORT=4566
 export BAO_PORT=8200
+export AZURE_PORT=8444
 CONFIG=examples/demo/closeout.toml
 LEAVER=E1001
 
@@ -34,7 +40,7 @@ banner "building closeout"
 cargo build --bin closeout
 CLOSEOUT=("$ROOT/target/debug/closeout" --config "$CONFIG")
 
-banner "starting moto on 127.0.0.1:$MOTO_PORT and OpenBao on 127.0.0.1:$BAO_PORT"
+banner "starting moto on 127.0.0.1:$MOTO_PORT, OpenBao on 127.0.0.1:$BAO_PORT and the Azure double on 127.0.0.1:$AZURE_PORT"
 # Stop first: the seeds expect fresh servers.
 scripts/emulators.sh stop
 if [[ -z "${KEEP_EMULATORS:-}" ]]; then
@@ -52,6 +58,9 @@ banner "seeding the sample organisation into moto (examples/demo/seed_aws.py)"
 
 banner "seeding the sample organisation into OpenBao (examples/demo/seed_vault.py)"
 "$CLOSEOUT_VENV/bin/python" examples/demo/seed_vault.py
+
+banner "seeding the sample organisation into the Azure double (examples/demo/seed_azure.py)"
+"$CLOSEOUT_VENV/bin/python" examples/demo/seed_azure.py
 
 # ---- closeout itself --------------------------------------------------------------------------
 banner "closeout plan leaver --identity $LEAVER"
@@ -73,6 +82,6 @@ case "$apply_rc" in
     *) banner "apply failed (exit $apply_rc)" ;;
 esac
 if [[ -n "${KEEP_EMULATORS:-}" ]]; then
-    banner "moto (http://127.0.0.1:$MOTO_PORT) and OpenBao (http://127.0.0.1:$BAO_PORT) left running: eval \"\$(scripts/emulators.sh env)\" to use them, scripts/emulators.sh stop to stop them"
+    banner "moto (http://127.0.0.1:$MOTO_PORT), OpenBao (http://127.0.0.1:$BAO_PORT) and the Azure double (https://127.0.0.1:$AZURE_PORT) left running: eval \"\$(scripts/emulators.sh env)\" to use them, scripts/emulators.sh stop to stop them"
 fi
 exit "$apply_rc"
