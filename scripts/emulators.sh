@@ -357,16 +357,16 @@ azure_pid() { live_pid "$AZURE_PIDFILE" 'azure-double --port [0-9]+ --cert-dir';
 # The double prints `ready https://127.0.0.1:PORT` once it listens, after writing ca.pem.
 azure_up() { grep -Fqx "ready https://127.0.0.1:$1" "$AZURE_LOG" 2>/dev/null && [[ -s "$AZURE_CERT_DIR/ca.pem" ]]; }
 
-# Die unless the double can start: it builds (a no-op when up to date) and its port is free.
+# Die unless the double can start: its port is free and it builds (a no-op when up to date).
 azure_preflight() {
+    if port_busy "$AZURE_PORT"; then
+        die "port $AZURE_PORT on 127.0.0.1 is already in use by another process; set AZURE_PORT to a free port"
+    fi
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
     log "building the Azure double (cargo build -p closeout-azure-double --bin azure-double; target dir $CARGO_TARGET)"
     (cd "$ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET" cargo build --quiet -p closeout-azure-double --bin azure-double >&2) \
         || die "building the Azure double failed (see the cargo output above)"
     [[ -x "$AZURE_BIN" ]] || die "the Azure double is not at $AZURE_BIN after building it"
-    if port_busy "$AZURE_PORT"; then
-        die "port $AZURE_PORT on 127.0.0.1 is already in use by another process; set AZURE_PORT to a free port"
-    fi
 }
 
 azure_start() {
