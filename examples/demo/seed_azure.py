@@ -44,9 +44,10 @@ Environment:
 
 Key Vault hosts ({vault}.lowkey-vault.local) are resolved to 127.0.0.1 inside this process only.
 Secret values and client secrets are random, except that a recognisable canary (CANARY-...) is
-planted in kv-data/etl-api-token, a secret Alice reads directly. If the canary file already holds
-a canary (the other seeds write it first in the demo), that value is reused; otherwise a new one
-is written there. No token, client secret or secret value is printed or written anywhere else.
+planted in kv-data/etl-api-token, a secret Alice reads directly, and, when CLOSEOUT_CANARY_FILE is
+set, in Alice's Entra password, so a test can check that no output ever contains it. If the
+canary file already holds a canary (the other seeds write it first in the demo), that value is
+reused; otherwise a new one is written there. No token, client secret or secret value is printed or written anywhere else.
 Assumes a fresh double (the demo starts one every run).
 """
 
@@ -326,7 +327,7 @@ class Seeder:
 
     # --- Graph building blocks -----------------------------------------------------------------
 
-    def user(self, row):
+    def user(self, row, password=None):
         given, _, surname = row["name"].partition(" ")
         body = {
             "accountEnabled": True,
@@ -339,7 +340,7 @@ class Seeder:
             "employeeId": row["id"],
             "jobTitle": row["role"],
             "department": row["department"],
-            "passwordProfile": {"forceChangePasswordNextSignIn": True, "password": random_value()},
+            "passwordProfile": {"forceChangePasswordNextSignIn": True, "password": password or random_value()},
         }
         return self.az.graph("POST", "users", body)["id"]
 
@@ -517,7 +518,7 @@ class Seeder:
 
     def certificate(self, vault, name, subject, dns_names, tags=None, who="colleagues"):
         uri = self.created["vaults"][vault]["uri"]
-        self.az.kv(
+        operation = self.az.kv(
             "POST",
             uri,
             f"certificates/{name}/create",
@@ -538,13 +539,13 @@ class Seeder:
         )
         # Self-signed certificates complete at once in Key Vault; poll briefly all the same.
         for _ in range(50):
-            pending = self.az.kv("GET", uri, f"certificates/{name}/pending")
-            status = (pending.get("status") or "").lower()
+            status = (operation.get("status") or "").lower()
             if status == "completed":
                 break
-            if status not in ("inprogress", ""):
-                die(f"certificate {vault}/{name}: creation ended with status {pending.get('status')}")
+            if status != "inprogress":
+                die(f"certificate {vault}/{name}: creation ended with status {operation.get('status')!r}")
             time.sleep(0.2)
+            operation = self.az.kv("GET", uri, f"certificates/{name}/pending")
         else:
             die(f"certificate {vault}/{name}: still pending after 10 s")
         answer = self.az.kv("GET", uri, f"certificates/{name}")
@@ -552,7 +553,7 @@ class Seeder:
 
     # --- the organisation ----------------------------------------------------------------------
 
-    def seed(self, canary):
+    def seed(self, canary, canary_password=None):
         az = self.az
         if az.graph("GET", "users", params={"$filter": f"userPrincipalName eq '{ALICE_EMAIL}'"}).get("value"):
             die(
@@ -569,7 +570,8 @@ class Seeder:
         for email in PEOPLE:
             if email not in rows:
                 die(f"{email} is not in {HR_CSV}")
-            users[email.split("@")[0]] = self.user(rows[email])
+            password = canary_password if email == ALICE_EMAIL else None
+            users[email.split("@")[0]] = self.user(rows[email], password)
         self.created["users"] = dict(users)
         alice, bob, carol = users["alice.nguyen"], users["bob.martin"], users["carol.diaz"]
         erin, grace = users["erin.walsh"], users["grace.kim"]
@@ -911,9 +913,10 @@ def main():
 
     canary_file = pathlib.Path(os.environ.get("CLOSEOUT_CANARY_FILE") or REPO / ".emulators" / "demo-canary.txt")
     canary = load_canary(canary_file)
+    canary_password = f"{canary}-{random_value()}" if os.environ.get("CLOSEOUT_CANARY_FILE") else None
 
     seeder = Seeder(Azure(url, ca_file, client_secret))
-    seeder.seed(canary)
+    seeder.seed(canary, canary_password)
     credentials_file = os.environ.get("CLOSEOUT_SEED_CREDENTIALS_FILE")
     if credentials_file:
         path = pathlib.Path(credentials_file)
@@ -924,7 +927,10 @@ def main():
     print(f"seeded the demo organisation into the Azure double at {url} (tenant {TENANT_ID}):")
     for line in seeder.summary:
         print(f"  - {line}")
-    print(f"  canary planted in kv-data/etl-api-token; value in {canary_file}")
+    where = "kv-data/etl-api-token"
+    if canary_password:
+        where += " and Alice's Entra password"
+    print(f"  canary planted in {where}; value in {canary_file}")
 
 
 if __name__ == "__main__":
