@@ -874,7 +874,8 @@ class Seeder:
         self.note(
             "secrets out of her reach: kv-finance ledger-db-password, bank-sftp-password, and "
             "alice-expense-export (owner = her email, so still hers); kv-closeout-ops "
-            "app-deploy-pipeline-credential (deploy-pipeline's current client secret)"
+            "app-deploy-pipeline-credential (deploy-pipeline's current client secret, read by its "
+            "service principal, not by her)"
         )
 
 
