@@ -1027,7 +1027,7 @@ fn vault_json(app: &App, v: &Vault) -> Value {
                 "https://{}.{}:{}/",
                 v.name.to_ascii_lowercase(),
                 app.config.vault_dns_suffix,
-                app.config.vault_port
+                app.vault_port
             ),
             "provisioningState": "Succeeded",
             "publicNetworkAccess": p.public_network_access,
@@ -1209,6 +1209,8 @@ fn delete_vault(app: &App, req: &Req, sub: &str, rg: &str, name: &str) -> ApiRes
     match state.arm.vault_index(sub, rg, name) {
         Some(i) => {
             let removed = state.arm.vaults.remove(i);
+            // Its secrets, keys and certificates go too (no soft-deleted vaults here).
+            state.kv.remove(&removed.name.to_ascii_lowercase());
             let id = normalize(&vault_id(&removed));
             // Role assignments at (or below) a deleted resource go with it.
             state.arm.role_assignments.retain(|a| {

@@ -22,8 +22,20 @@ pub const ARM_AUDIENCES: &[&str] = &[
     "https://management.core.windows.net",
 ];
 pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
-/// Accepted at the token endpoint (for Key Vault data-plane clients) but valid for no route here.
+/// Real Key Vault's audience; valid for the data plane here too, besides
+/// `https://{vault_dns_suffix}` (the resource the double's challenge names).
 pub const VAULT_AUDIENCE: &str = "https://vault.azure.net";
+
+/// The audience the data-plane challenge announces: `https://{vault_dns_suffix}`.
+pub fn vault_suffix_audience(app: &App) -> String {
+    format!(
+        "https://{}",
+        app.config
+            .vault_dns_suffix
+            .trim_matches('.')
+            .to_ascii_lowercase()
+    )
+}
 
 /// An Entra ID error answer: `{"error","error_description","error_codes",...}`.
 fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
@@ -105,7 +117,7 @@ pub async fn token(
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         );
     };
-    let audience = match audience_of(scope) {
+    let audience = match audience_of(scope, &vault_suffix_audience(&app)) {
         Ok(audience) => audience,
         Err(err) => return err.into_response(),
     };
@@ -200,7 +212,7 @@ impl IntoResponse for AadError {
 }
 
 /// The resource of a v2 client-credentials scope (`{resource}/.default`).
-fn audience_of(scope: &str) -> Result<String, AadError> {
+fn audience_of(scope: &str, vault_audience: &str) -> Result<String, AadError> {
     let resource_scopes: Vec<&str> = scope
         .split_whitespace()
         .filter(|s| !matches!(*s, "openid" | "profile" | "offline_access"))
@@ -224,7 +236,8 @@ fn audience_of(scope: &str) -> Result<String, AadError> {
     let resource = resource.trim_end_matches('/').to_ascii_lowercase();
     let known = ARM_AUDIENCES.contains(&resource.as_str())
         || resource == GRAPH_AUDIENCE
-        || resource == VAULT_AUDIENCE;
+        || resource == VAULT_AUDIENCE
+        || resource == vault_audience;
     if !known {
         return Err(AadError {
             status: StatusCode::BAD_REQUEST,
@@ -313,6 +326,52 @@ pub fn authenticate(app: &App, headers: &HeaderMap, flavor: Flavor) -> Result<St
             ),
             "Access token validation failure. Invalid audience.",
         ));
+    }
+    Ok(issued.client_id.clone())
+}
+
+/// Checks the bearer token of a Key Vault data-plane call, as Key Vault does: no or a bad token
+/// gets 401 with the challenge the Azure SDK's Key Vault clients parse
+/// (`Bearer authorization="{authority}/{tenant}", resource="https://{vault_dns_suffix}"`); the
+/// SDK turns `resource` into the scope `{resource}/.default` and requires the vault host to end
+/// with `.{vault_dns_suffix}`. Returns the caller's client id.
+pub fn authenticate_vault(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    let suffix_audience = vault_suffix_audience(app);
+    let fail = |message: String| {
+        let mut err = ApiError::arm(StatusCode::UNAUTHORIZED, "Unauthorized", message);
+        err.www_authenticate = Some(format!(
+            "Bearer authorization=\"{}/{}\", resource=\"{suffix_audience}\"",
+            app.base_url, app.config.tenant_id
+        ));
+        err
+    };
+    let header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|h| !h.is_empty());
+    let token = match header.and_then(|h| h.split_once(' ')) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => {
+            return Err(fail(
+                "AKV10000: Request is missing a Bearer or PoP token.".into(),
+            ))
+        }
+    };
+    let state = app.lock();
+    let Some(issued) = state.tokens.get(token) else {
+        return Err(fail(
+            "AKV10032: Invalid issuer. The token was not issued by this tenant.".into(),
+        ));
+    };
+    if issued.expires <= Instant::now() {
+        return Err(fail("AKV10017: Token expired.".into()));
+    }
+    if issued.audience != VAULT_AUDIENCE && issued.audience != suffix_audience {
+        return Err(fail(format!(
+            "AKV10022: Invalid audience. Expected {suffix_audience} or {VAULT_AUDIENCE}, found: {}.",
+            issued.audience
+        )));
     }
     Ok(issued.client_id.clone())
 }

@@ -294,16 +294,21 @@ pub fn router(app: Arc<App>) -> Router {
             get(crate::auth::instance_discovery),
         )
         .fallback(dispatch)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::keyvault_data::by_host,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), log_and_faults))
         .with_state(app)
 }
 
-/// Records every call (method, path, query, status; never bodies) and answers 429 for calls
+/// Records every call (method, vault host for the data plane, path, query, status; never bodies) and answers 429 for calls
 /// that match an injected fault. `/_double` routes are neither logged nor faulted.
 async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().map(str::to_string);
+    let host = crate::keyvault_data::vault_host(&app, request.headers());
     if path.starts_with("/_double") {
         return next.run(request).await;
     }
@@ -335,6 +340,7 @@ async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Nex
     }
     app.record_call(CallRecord {
         method: method.to_string(),
+        host,
         path,
         query,
         status: response.status().as_u16(),

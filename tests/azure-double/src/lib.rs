@@ -23,6 +23,7 @@ mod auth;
 mod control;
 mod graph;
 mod http;
+mod keyvault_data;
 mod rbac;
 mod server;
 mod state;
@@ -55,7 +56,9 @@ pub struct Config {
     pub port: u16,
     /// DNS suffix of `vaultUri`: `https://{name}.{suffix}:{vault_port}/`.
     pub vault_dns_suffix: String,
-    /// Port in `vaultUri` (the Lowkey Vault data-plane server).
+    /// Port in `vaultUri`. 0 (the default) means the double's own port: the double then serves
+    /// the Key Vault data plane itself (requests whose `Host` is `{vault}.{vault_dns_suffix}`).
+    /// Another value points vaults at an outside data-plane server (Lowkey Vault).
     pub vault_port: u16,
 }
 
@@ -77,7 +80,7 @@ impl Default for Config {
             page_size: 3,
             port: 0,
             vault_dns_suffix: "lowkey-vault.local".to_string(),
-            vault_port: 8443,
+            vault_port: 0,
         }
     }
 }
@@ -116,7 +119,7 @@ impl AzureDouble {
         if config.tenant_id.trim().is_empty() {
             return Err(DoubleError::Config("tenant_id must not be empty".into()));
         }
-        let certs = tls::generate()?;
+        let certs = tls::generate(&config.vault_dns_suffix)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
             .await
             .map_err(|source| DoubleError::Bind {
@@ -128,7 +131,12 @@ impl AzureDouble {
             source,
         })?;
         let base_url = format!("https://127.0.0.1:{}", addr.port());
-        let app = Arc::new(state::App::new(config, base_url));
+        let vault_port = if config.vault_port == 0 {
+            addr.port()
+        } else {
+            config.vault_port
+        };
+        let app = Arc::new(state::App::new(config, base_url, vault_port));
         let acceptor = tls::acceptor(&certs)?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(server::serve(listener, acceptor, app, rx));

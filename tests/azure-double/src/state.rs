@@ -16,6 +16,8 @@ use crate::Config;
 pub struct App {
     pub config: Config,
     pub base_url: String,
+    /// The port in `vaultUri` (the double's own port unless `Config::vault_port` says otherwise).
+    pub vault_port: u16,
     pub builtin_roles: Vec<RoleDefinition>,
     state: Mutex<State>,
 }
@@ -27,6 +29,8 @@ pub struct State {
     pub calls: Vec<CallRecord>,
     pub graph: GraphState,
     pub arm: ArmState,
+    /// Key Vault data-plane contents, by lower-case vault name.
+    pub kv: HashMap<String, crate::keyvault_data::VaultData>,
 }
 
 /// A token the double issued.
@@ -54,6 +58,9 @@ pub struct Fault {
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecord {
     pub method: String,
+    /// The vault host (`{vault}.{suffix}`) of a Key Vault data-plane call; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
@@ -61,12 +68,13 @@ pub struct CallRecord {
 }
 
 impl App {
-    pub fn new(config: Config, base_url: String) -> Self {
+    pub fn new(config: Config, base_url: String, vault_port: u16) -> Self {
         let mut state = State::default();
         state.arm.init_root(&config.tenant_id);
         Self {
             config,
             base_url,
+            vault_port,
             builtin_roles: rbac::builtin_roles(),
             state: Mutex::new(state),
         }

@@ -1,5 +1,6 @@
 //! The double's certificates: a CA generated at start and a server certificate it signs, whose
-//! SANs cover `localhost`, `127.0.0.1`, `::1`, `azure-double.local` and `*.azure-double.local`.
+//! SANs cover `localhost`, `127.0.0.1`, `::1`, `azure-double.local`, `*.azure-double.local`, and
+//! the vault DNS suffix and `*.` of it (vault hosts `{vault}.{suffix}` for the data plane).
 
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ pub const SUBJECT_ALT_NAMES: &[&str] = &[
     "*.azure-double.local",
 ];
 
-pub fn generate() -> Result<CertBundle, DoubleError> {
+pub fn generate(vault_dns_suffix: &str) -> Result<CertBundle, DoubleError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     let mut ca_dn = DistinguishedName::new();
@@ -56,7 +57,12 @@ pub fn generate() -> Result<CertBundle, DoubleError> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let leaf_key = KeyPair::generate()?;
-    let names: Vec<String> = SUBJECT_ALT_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = SUBJECT_ALT_NAMES.iter().map(|s| s.to_string()).collect();
+    let suffix = vault_dns_suffix.trim_matches('.').to_ascii_lowercase();
+    if !suffix.is_empty() {
+        names.push(format!("*.{suffix}"));
+        names.push(suffix);
+    }
     let mut leaf_params = CertificateParams::new(names)?;
     let mut leaf_dn = DistinguishedName::new();
     leaf_dn.push(DnType::CommonName, "azure-double.local");

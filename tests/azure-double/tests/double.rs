@@ -592,7 +592,10 @@ async fn vaults_and_access_policies_behave_like_arm() {
     assert_eq!(vault["type"], "Microsoft.KeyVault/vaults");
     assert_eq!(
         vault["properties"]["vaultUri"],
-        "https://kv-payroll.lowkey-vault.local:8443/"
+        format!(
+            "https://kv-payroll.lowkey-vault.local:{}/",
+            env.double.addr().port()
+        )
     );
 
     let (status, body) = env

@@ -33,8 +33,8 @@ struct Args {
     /// DNS suffix used in vaultUri (https://{name}.{suffix}:{port}/).
     #[arg(long, default_value = "lowkey-vault.local")]
     vault_dns_suffix: String,
-    /// Port used in vaultUri (the Lowkey Vault data-plane server).
-    #[arg(long, default_value_t = 8443)]
+    /// Port used in vaultUri; 0 = this server's own port (it serves the Key Vault data plane).
+    #[arg(long, default_value_t = 0)]
     vault_port: u16,
 }
 
