@@ -40,7 +40,14 @@ Environment:
                             assignment ids, vaults, secret/key/certificate versions before any
                             rotation, application ids, credential keyIds and client secrets)
                             there as JSON, so a test can check that every one of Alice's paths
-                            is closed afterwards and every colleague's is untouched
+                            is closed afterwards and every colleague's is untouched. Under
+                            "alice" and "colleagues": role_assignments and access_policies
+                            (principal, via_group), group_memberships, secrets / keys /
+                            certificates ({vault, name, version, reach}: reach is "direct" (a
+                            data role or access policy of hers or her groups), "indirect" (she
+                            can grant herself access) or "owner" (only the owner tag names her)),
+                            applications (ids, owners, password keyIds and secretTexts,
+                            certificate keyIds)
 
 Key Vault hosts ({vault}.lowkey-vault.local) are resolved to 127.0.0.1 inside this process only.
 Secret values and client secrets are random, except that a recognisable canary (CANARY-...) is
@@ -296,6 +303,9 @@ class Seeder:
         self.az = azure
         self.summary = []
         self.role_ids = {}
+        # Object ids of users, groups and service principals by name (principals of assignments
+        # and access policies).
+        self.ids = {}
         # Written to CLOSEOUT_SEED_CREDENTIALS_FILE only (tests); never printed.
         self.created = {
             "tenant_id": TENANT_ID,
@@ -417,7 +427,10 @@ class Seeder:
             self.role_ids[key] = found[0]["id"]
         return self.role_ids[key]
 
-    def assign(self, scope, role_name, principal_id, principal_type, description, condition=None):
+    def assign(self, scope, role_name, principal, principal_type, description, condition=None,
+               who="colleagues", via_group=None):
+        """Assign a role to `principal` (a name in self.ids) at `scope`; recorded for `who`."""
+        principal_id = self.ids[principal]
         properties = {
             "roleDefinitionId": self.role_definition_id(scope, role_name),
             "principalId": principal_id,
@@ -427,12 +440,24 @@ class Seeder:
         if condition:
             properties.update(condition=condition, conditionVersion="2.0")
         name = str(uuid.uuid4())
-        return self.az.arm(
+        assignment_id = self.az.arm(
             "PUT",
             f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
             API_AUTHZ,
             {"properties": properties},
         )["id"]
+        self.created[who]["role_assignments"].append(
+            {
+                "id": assignment_id,
+                "role": role_name,
+                "scope": scope,
+                "principal": principal,
+                "principal_id": principal_id,
+                "via_group": via_group,
+                "condition": bool(condition),
+            }
+        )
+        return assignment_id
 
     def resource_group(self, subscription, name, tags):
         self.az.arm(
@@ -473,8 +498,13 @@ class Seeder:
         }
         return answer["id"], uri
 
-    @staticmethod
-    def policy(object_id, secrets_=(), keys=(), certificates=()):
+    def policy(self, vault, principal, secrets_=(), keys=(), certificates=(), who="colleagues",
+               via_group=None):
+        """An access policy for `principal` (a name in self.ids), recorded for `who`."""
+        object_id = self.ids[principal]
+        self.created[who]["access_policies"].append(
+            {"vault": vault, "principal": principal, "object_id": object_id, "via_group": via_group}
+        )
         return {
             "tenantId": TENANT_ID,
             "objectId": object_id,
@@ -491,7 +521,12 @@ class Seeder:
     def _version(item_id):
         return item_id.rstrip("/").rsplit("/", 1)[-1]
 
-    def secret(self, vault, name, value, tags=None, content_type="text/plain", who="colleagues"):
+    def record(self, who, collection, vault, name, item_id, reach):
+        self.created[who][collection].append(
+            {"vault": vault, "name": name, "version": self._version(item_id), "reach": reach}
+        )
+
+    def secret(self, vault, name, value, tags=None, content_type="text/plain", who="colleagues", reach=None):
         uri = self.created["vaults"][vault]["uri"]
         answer = self.az.kv(
             "PUT",
@@ -499,9 +534,9 @@ class Seeder:
             f"secrets/{name}",
             {"value": value, "contentType": content_type, "tags": tags or {}},
         )
-        self.created[who]["secrets"].append([vault, name, self._version(answer["id"])])
+        self.record(who, "secrets", vault, name, answer["id"], reach)
 
-    def key(self, vault, name, tags=None, who="colleagues"):
+    def key(self, vault, name, tags=None, who="colleagues", reach=None):
         uri = self.created["vaults"][vault]["uri"]
         answer = self.az.kv(
             "POST",
@@ -514,9 +549,9 @@ class Seeder:
                 "tags": tags or {},
             },
         )
-        self.created[who]["keys"].append([vault, name, self._version(answer["key"]["kid"])])
+        self.record(who, "keys", vault, name, answer["key"]["kid"], reach)
 
-    def certificate(self, vault, name, subject, dns_names, tags=None, who="colleagues"):
+    def certificate(self, vault, name, subject, dns_names, tags=None, who="colleagues", reach=None):
         uri = self.created["vaults"][vault]["uri"]
         operation = self.az.kv(
             "POST",
@@ -549,7 +584,7 @@ class Seeder:
         else:
             die(f"certificate {vault}/{name}: still pending after 10 s")
         answer = self.az.kv("GET", uri, f"certificates/{name}")
-        self.created[who]["certificates"].append([vault, name, self._version(answer["id"])])
+        self.record(who, "certificates", vault, name, answer["id"], reach)
 
     # --- the organisation ----------------------------------------------------------------------
 
@@ -561,7 +596,6 @@ class Seeder:
                 "fresh one (scripts/emulators.sh stop && scripts/emulators.sh start)"
             )
         a = self.created["alice"]
-        c = self.created["colleagues"]
 
         # --- Entra: people, manager, nested groups ------------------------------------------------
         with open(HR_CSV, newline="") as f:
@@ -599,7 +633,9 @@ class Seeder:
             "platform-oncall": oncall,
             "finance": finance,
         }
-        a["group_memberships"].append(["platform-oncall", alice])
+        self.ids.update(users)
+        self.ids.update(self.created["groups"])
+        a["group_memberships"].append({"group": "platform-oncall", "group_id": oncall, "member_id": alice})
         self.note(
             "groups: platform-oncall (alice.nguyen, carol.diaz) < platform < engineering "
             "(also bob.martin); finance (grace.kim)"
@@ -682,6 +718,7 @@ class Seeder:
             az.token(GRAPH_SCOPE, client_id=app["appId"], client_secret=password["secretText"])
             self.created[who]["applications"].append(record)
             apps[name] = record
+            self.ids[f"{name} (service principal)"] = sp["id"]
         self.note(
             "applications (each with a service principal and a client secret): deploy-pipeline "
             "(owner Alice; also a certificate credential), cost-report (owner Alice), oncall-bot "
@@ -691,24 +728,18 @@ class Seeder:
         # --- Key Vaults and who reaches them -------------------------------------------------------
         # (a) kv-platform: access policies for bob and deploy-pipeline only; Alice's path is
         # Key Vault Contributor of engineering (her group chain) on rg-platform.
+        deploy_sp = "deploy-pipeline (service principal)"
         self.vault(
             rg["rg-platform"],
             "kv-platform",
             rbac=False,
             access_policies=[
-                self.policy(bob, SECRET_PERMISSIONS_READ, ["get", "list"], ["get", "list"]),
-                self.policy(apps["deploy-pipeline"]["service_principal_id"], ["get"]),
+                self.policy("kv-platform", "bob.martin", SECRET_PERMISSIONS_READ, ["get", "list"], ["get", "list"]),
+                self.policy("kv-platform", deploy_sp, ["get"]),
             ],
         )
-        c["access_policies"].append(["kv-platform", bob])
-        c["access_policies"].append(["kv-platform", apps["deploy-pipeline"]["service_principal_id"]])
-        a["role_assignments"].append(
-            {
-                "id": self.assign(rg["rg-platform"], "Key Vault Contributor", engineering, "Group",
-                                  "Engineering manages platform vaults"),
-                "via_group": "engineering",
-            }
-        )
+        self.assign(rg["rg-platform"], "Key Vault Contributor", "engineering", "Group",
+                    "Engineering manages platform vaults", who="alice", via_group="engineering")
         self.note(
             "kv-platform (access policies: bob.martin, deploy-pipeline): engineering has Key Vault "
             "Contributor on rg-platform, so Alice (platform-oncall < platform < engineering) can "
@@ -716,24 +747,11 @@ class Seeder:
         )
 
         # (b) kv-payments: RBAC; Alice's conditioned RBAC Administrator on rg-payments.
-        self.vault(rg["rg-payments"], "kv-payments", rbac=True)
-        a["role_assignments"].append(
-            {
-                "id": self.assign(
-                    rg["rg-payments"],
-                    "Role Based Access Control Administrator",
-                    alice,
-                    "User",
-                    "Alice delegates payments secret readers",
-                    condition=ONLY_SECRETS_USER,
-                ),
-                "direct": True,
-            }
-        )
-        c["role_assignments"].append(
-            self.assign(f"{rg['rg-payments']}/providers/Microsoft.KeyVault/vaults/kv-payments",
-                        "Key Vault Secrets Officer", erin, "User", "Security maintains payments secrets")
-        )
+        kv_payments, _ = self.vault(rg["rg-payments"], "kv-payments", rbac=True)
+        self.assign(rg["rg-payments"], "Role Based Access Control Administrator", "alice.nguyen", "User",
+                    "Alice delegates payments secret readers", condition=ONLY_SECRETS_USER, who="alice")
+        self.assign(kv_payments, "Key Vault Secrets Officer", "erin.walsh", "User",
+                    "Security maintains payments secrets")
         self.note(
             "kv-payments (RBAC): Alice holds Role Based Access Control Administrator on rg-payments, "
             "conditioned to assigning Key Vault Secrets User only (a path); erin.walsh has Key Vault "
@@ -742,18 +760,11 @@ class Seeder:
 
         # (c) kv-data: RBAC; direct Secrets User for Alice (and Carol), Certificate User for platform.
         kv_data, _ = self.vault(rg["rg-data"], "kv-data", rbac=True)
-        a["role_assignments"].append(
-            {"id": self.assign(kv_data, "Key Vault Secrets User", alice, "User", "Alice reads ETL secrets"),
-             "direct": True}
-        )
-        a["role_assignments"].append(
-            {"id": self.assign(kv_data, "Key Vault Certificate User", platform, "Group",
-                               "Platform reads ingest certificates"),
-             "via_group": "platform"}
-        )
-        c["role_assignments"].append(
-            self.assign(kv_data, "Key Vault Secrets User", carol, "User", "Carol reads ETL secrets")
-        )
+        self.assign(kv_data, "Key Vault Secrets User", "alice.nguyen", "User", "Alice reads ETL secrets",
+                    who="alice")
+        self.assign(kv_data, "Key Vault Certificate User", "platform", "Group",
+                    "Platform reads ingest certificates", who="alice", via_group="platform")
+        self.assign(kv_data, "Key Vault Secrets User", "carol.diaz", "User", "Carol reads ETL secrets")
         self.note(
             "kv-data (RBAC): Key Vault Secrets User for Alice directly and for Carol directly (hers "
             "stays); Key Vault Certificate User for group platform"
@@ -765,14 +776,13 @@ class Seeder:
             "kv-oncall",
             rbac=False,
             access_policies=[
-                self.policy(alice, ["get", "list", "set"], ["get", "list", "sign"]),
-                self.policy(oncall, SECRET_PERMISSIONS_READ),
-                self.policy(carol, SECRET_PERMISSIONS_READ, ["get"]),
+                self.policy("kv-oncall", "alice.nguyen", ["get", "list", "set"], ["get", "list", "sign"],
+                            who="alice"),
+                self.policy("kv-oncall", "platform-oncall", SECRET_PERMISSIONS_READ, who="alice",
+                            via_group="platform-oncall"),
+                self.policy("kv-oncall", "carol.diaz", SECRET_PERMISSIONS_READ, ["get"]),
             ],
         )
-        a["access_policies"].append(["kv-oncall", alice])
-        a["access_policies"].append(["kv-oncall", oncall, "via_group platform-oncall"])
-        c["access_policies"].append(["kv-oncall", carol])
         self.note(
             "kv-oncall (access policies): Alice directly (secrets get/list/set, keys get/list/sign), "
             "group platform-oncall (secrets get/list), carol.diaz directly (stays)"
@@ -780,20 +790,12 @@ class Seeder:
 
         # (e) kv-finance: another subscription; grace and finance only.
         kv_finance, _ = self.vault(rg["rg-finance"], "kv-finance", rbac=True)
-        c["role_assignments"].append(
-            self.assign(kv_finance, "Key Vault Secrets Officer", grace, "User", "Grace runs finance secrets")
-        )
-        c["role_assignments"].append(
-            self.assign(kv_finance, "Key Vault Secrets User", finance, "Group", "Finance reads its secrets")
-        )
+        self.assign(kv_finance, "Key Vault Secrets Officer", "grace.kim", "User", "Grace runs finance secrets")
+        self.assign(kv_finance, "Key Vault Secrets User", "finance", "Group", "Finance reads its secrets")
         # Erin, the break-glass admin, owns everything under corp; Carol reads a finance resource group.
-        c["role_assignments"].append(
-            self.assign("/providers/Microsoft.Management/managementGroups/corp", "Owner", erin, "User",
-                        "Break-glass administration")
-        )
-        c["role_assignments"].append(
-            self.assign(rg["rg-finance"], "Reader", carol, "User", "Carol reviews finance infrastructure")
-        )
+        self.assign("/providers/Microsoft.Management/managementGroups/corp", "Owner", "erin.walsh", "User",
+                    "Break-glass administration")
+        self.assign(rg["rg-finance"], "Reader", "carol.diaz", "User", "Carol reviews finance infrastructure")
         self.note(
             "kv-finance (RBAC, finance subscription): grace.kim Key Vault Secrets Officer, group "
             "finance Key Vault Secrets User; out of Alice's reach. Also: erin.walsh Owner on "
@@ -802,10 +804,8 @@ class Seeder:
 
         # The ops vault: where Closeout publishes rotated application credentials.
         kv_ops, _ = self.vault(rg["rg-closeout"], "kv-closeout-ops", rbac=True)
-        c["role_assignments"].append(
-            self.assign(kv_ops, "Key Vault Secrets User", apps["deploy-pipeline"]["service_principal_id"],
-                        "ServicePrincipal", "deploy-pipeline picks up its credential")
-        )
+        self.assign(kv_ops, "Key Vault Secrets User", deploy_sp, "ServicePrincipal",
+                    "deploy-pipeline picks up its credential")
         self.note(
             "kv-closeout-ops (RBAC): where rotated application credentials are published; "
             "deploy-pipeline's service principal reads it"
@@ -833,27 +833,27 @@ class Seeder:
 
         # --- Secrets, keys and certificates (the data plane) --------------------------------------
         owned = {"owner": ALICE_EMAIL}
-        self.secret("kv-platform", "terraform-state-key", random_value(), who="alice")
-        self.secret("kv-platform", "ci-deploy-token", random_value(), who="alice")
-        self.key("kv-platform", "platform-signing", who="alice")
+        self.secret("kv-platform", "terraform-state-key", random_value(), who="alice", reach="indirect")
+        self.secret("kv-platform", "ci-deploy-token", random_value(), who="alice", reach="indirect")
+        self.key("kv-platform", "platform-signing", who="alice", reach="indirect")
 
-        self.secret("kv-payments", "stripe-api-key", random_value(), who="alice")
-        self.secret("kv-payments", "payments-db-password", random_value(), who="alice")
+        self.secret("kv-payments", "stripe-api-key", random_value(), who="alice", reach="indirect")
+        self.secret("kv-payments", "payments-db-password", random_value(), who="alice", reach="indirect")
         self.certificate("kv-payments", "payments-mtls", "CN=payments.internal.example.com",
-                         ["payments.internal.example.com"], who="alice")
+                         ["payments.internal.example.com"], who="alice", reach="indirect")
 
-        self.secret("kv-data", "warehouse-password", random_value(), who="alice")
-        self.secret("kv-data", "etl-api-token", f"{canary}-{random_value()}", who="alice")
+        self.secret("kv-data", "warehouse-password", random_value(), who="alice", reach="direct")
+        self.secret("kv-data", "etl-api-token", f"{canary}-{random_value()}", who="alice", reach="direct")
         self.certificate("kv-data", "data-ingest-tls", "CN=ingest.data.example.com",
-                         ["ingest.data.example.com"], who="alice")
+                         ["ingest.data.example.com"], who="alice", reach="direct")
 
-        self.secret("kv-oncall", "pagerduty-integration-key", random_value(), who="alice")
-        self.secret("kv-oncall", "statuspage-token", random_value(), tags=owned, who="alice")
-        self.key("kv-oncall", "oncall-webhook-signing", who="alice")
+        self.secret("kv-oncall", "pagerduty-integration-key", random_value(), who="alice", reach="direct")
+        self.secret("kv-oncall", "statuspage-token", random_value(), tags=owned, who="alice", reach="direct")
+        self.key("kv-oncall", "oncall-webhook-signing", who="alice", reach="direct")
 
         self.secret("kv-finance", "ledger-db-password", random_value(), tags={"owner": "grace.kim@example.com"})
         self.secret("kv-finance", "bank-sftp-password", random_value())
-        self.secret("kv-finance", "alice-expense-export", random_value(), tags=owned, who="alice")
+        self.secret("kv-finance", "alice-expense-export", random_value(), tags=owned, who="alice", reach="owner")
 
         deploy = apps["deploy-pipeline"]
         self.secret(
