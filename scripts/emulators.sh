@@ -381,9 +381,9 @@ azure_start() {
         return
     fi
     rm -f "$AZURE_PIDFILE" "$AZURE_PORTFILE"
-    mkdir -p "$AZURE_CERT_DIR"
+    mkdir -p "$AZURE_CERT_DIR" || die "cannot create $AZURE_CERT_DIR"
     # A new CA every start: never leave the previous run's ca.pem to be trusted.
-    rm -f "$AZURE_CERT_DIR/ca.pem" "$AZURE_CERT_DIR/cert.pem"
+    rm -f "$AZURE_CERT_DIR/ca.pem" "$AZURE_CERT_DIR/cert.pem" || die "cannot remove the old CA from $AZURE_CERT_DIR"
     : >"$AZURE_LOG"
     log "starting the Azure double on https://127.0.0.1:$AZURE_PORT (log: $AZURE_LOG, CA: $AZURE_CERT_DIR/ca.pem)"
     nohup "$AZURE_BIN" --port "$AZURE_PORT" --cert-dir "$AZURE_CERT_DIR" >>"$AZURE_LOG" 2>&1 </dev/null &
