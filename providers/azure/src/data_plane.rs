@@ -824,8 +824,9 @@ impl KeyVaultData {
     /// Disables every enabled version except `keep`; returns how many it disabled. Refuses (404,
     /// nothing changed) when `keep` is not a version of the object, so a typo cannot disable
     /// everything. For certificates the certificate versions are disabled; Key Vault mirrors a
-    /// certificate's `enabled` to its backing key and secret version (the double does too), and
-    /// refuses direct changes to those managed objects.
+    /// certificate's attributes to its backing key and secret version (Microsoft Learn, "About
+    /// Azure Key Vault certificates"; the double does the same, not yet checked on real Azure), and
+    /// the backing secret and key are managed: change the certificate, not them.
     pub async fn disable_versions_except(
         &self,
         vault_uri: &str,
