@@ -188,6 +188,19 @@ fn call_error(method: &'static str, path: String, e: &azure_core::Error) -> Call
                 retry_after,
             }
         }
+        // A parse error can quote the text it choked on, which may be a secret value; the SDK's
+        // challenge errors (same kind) quote only the `WWW-Authenticate` header, and are kept.
+        ErrorKind::DataConversion => CallError {
+            method,
+            path,
+            status: None,
+            code: "DataConversion".into(),
+            message: match e.to_string() {
+                m if m.contains("challenge") => m,
+                _ => "a request or answer body could not be converted".into(),
+            },
+            retry_after: None,
+        },
         kind => CallError {
             method,
             path,

@@ -523,3 +523,19 @@ async fn throttling_surfaces_and_values_stay_out_of_errors() {
         .contains(canary));
     env.double.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_outside_the_challenge_resource_is_refused_with_a_clear_error() {
+    let env = Env::start("kv-challenge").await;
+    // 127.0.0.1 is the double's ARM host: its challenge names no Key Vault resource.
+    let ip_uri = format!("https://127.0.0.1:{}/", env.double.addr().port());
+    let err = env
+        .kv
+        .list(&ip_uri, ObjectType::Secrets)
+        .await
+        .expect_err("no Key Vault challenge");
+    assert_eq!(err.status, None, "{err}");
+    assert!(err.to_string().contains("challenge"), "{err}");
+    assert_eq!(err.path, "/secrets");
+    env.double.shutdown().await;
+}
