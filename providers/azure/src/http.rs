@@ -188,6 +188,12 @@ impl AzureHttp {
         })
     }
 
+    /// The credential, shared with the Key Vault data-plane clients (`data_plane`), which
+    /// ask it for the scope each vault's challenge names.
+    pub fn credential(&self) -> Arc<dyn TokenCredential> {
+        self.credential.clone()
+    }
+
     fn base(&self, api: Api) -> &str {
         match api {
             Api::Arm => &self.endpoints.arm,

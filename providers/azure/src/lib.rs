@@ -17,11 +17,15 @@
 //! - [`directory`]: the person's Entra user, groups (transitively) and owned applications and
 //!   service principals with their credentials.
 //!
-//! Not yet built: the Key Vault data plane on the Azure SDK crates, resolution into findings,
-//! actions, verification, registration in the orchestrator.
+//! - [`data_plane`]: the Key Vault data plane on the Azure SDK crates: list secrets, keys and
+//!   certificates with their versions, rotate them, disable old versions, publish a value.
+//!
+//! Not yet built: resolution into findings, actions, verification, registration in the
+//! orchestrator.
 
 pub mod arm;
 pub mod condition;
+pub mod data_plane;
 pub mod directory;
 pub mod http;
 pub mod keyvault;

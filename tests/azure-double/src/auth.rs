@@ -352,11 +352,7 @@ pub fn authenticate_vault(app: &App, headers: &HeaderMap) -> Result<String, ApiE
         .filter(|h| !h.is_empty());
     let token = match header.and_then(|h| h.split_once(' ')) {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => {
-            return Err(fail(
-                "AKV10000: Request is missing a Bearer or PoP token.".into(),
-            ))
-        }
+        _ => return Err(fail("Request is missing a Bearer or PoP token.".into())),
     };
     let state = app.lock();
     let Some(issued) = state.tokens.get(token) else {

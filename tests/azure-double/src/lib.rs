@@ -1,5 +1,6 @@
-//! A test double for Azure Resource Manager authorization, the Key Vault management plane and
-//! Microsoft Graph v1.0, served over TLS on 127.0.0.1.
+//! A test double for Azure Resource Manager authorization, the Key Vault management and data
+//! planes and Microsoft Graph v1.0, served over TLS on 127.0.0.1. The data plane answers requests
+//! whose `Host` is `{vault}.{vault_dns_suffix}` (map that name to 127.0.0.1 in the client).
 //!
 //! Azure has no server that can run locally for these APIs, so this crate speaks their real REST
 //! shapes (paths, `api-version`s, JSON bodies, `nextLink` paging, 429 with `Retry-After`) and

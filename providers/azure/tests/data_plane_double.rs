@@ -1,0 +1,541 @@
+//! The provider's Key Vault data plane (`closeout_azure::data_plane`, on the Azure SDK crates)
+//! against the Azure double: a vault made through ARM, then set / list / versions / current,
+//! rotation of secrets, keys and certificates, disabling old versions, paging, throttling and
+//! keeping secret values out of errors. Values are read back with raw REST calls, not through
+//! the code under test.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use closeout_azure::data_plane::{DataPlaneOptions, KeyVaultData};
+use closeout_azure::http::{Api, AzureHttp};
+use closeout_azure::keyvault::ObjectType;
+use closeout_azure_double::{
+    AzureDouble, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID,
+};
+use closeout_contract::{CallGate, Limits, ProviderError, SecretValue};
+use serde_json::{json, Value};
+
+const SUB: &str = "66666666-6666-4666-8666-666666666666";
+const SUFFIX: &str = "lowkey-vault.local";
+
+struct Env {
+    double: AzureDouble,
+    kv: KeyVaultData,
+    vault_uri: String,
+    raw: reqwest::Client,
+    token: String,
+}
+
+fn gate() -> CallGate {
+    CallGate::new(Limits {
+        max_in_flight: 4,
+        requests_per_second: 100.0,
+        burst: 10,
+    })
+}
+
+async fn arm(azure: &AzureHttp, path: &str, body: Value) -> Value {
+    azure
+        .call::<Value>(Api::Arm, "PUT", path, Some(&body))
+        .await
+        .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
+        .unwrap_or(Value::Null)
+}
+
+impl Env {
+    /// A double (page size 2), vault `name` created through ARM, the data-plane client, and a
+    /// raw client with its own data-plane token for reading back.
+    async fn start(name: &str) -> Env {
+        let double = common::double().await;
+        let azure = common::client(&double, DEFAULT_CLIENT_SECRET);
+        arm(
+            &azure,
+            &format!(
+                "/providers/Microsoft.Subscription/aliases/alias-{SUB}?api-version=2021-10-01"
+            ),
+            json!({"properties": {"displayName": "prod", "workload": "Production",
+                   "billingScope": "/billingAccounts/x", "subscriptionId": SUB}}),
+        )
+        .await;
+        arm(
+            &azure,
+            &format!("/subscriptions/{SUB}/resourcegroups/rg-kv?api-version=2021-04-01"),
+            json!({"location": "westeurope"}),
+        )
+        .await;
+        let vault = arm(
+            &azure,
+            &format!("/subscriptions/{SUB}/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/{name}?api-version=2023-07-01"),
+            json!({"location": "westeurope", "properties": {
+                "tenantId": DEFAULT_TENANT_ID, "sku": {"family": "A", "name": "standard"}}}),
+        )
+        .await;
+        let vault_uri = vault["properties"]["vaultUri"]
+            .as_str()
+            .expect("vaultUri")
+            .to_string();
+        let kv = KeyVaultData::new(
+            azure.credential(),
+            DataPlaneOptions {
+                extra_root_pem: Some(double.ca_pem().to_string()),
+                host_overrides: vec![(SUFFIX.to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST))],
+                ..DataPlaneOptions::default()
+            },
+            gate(),
+        )
+        .expect("KeyVaultData");
+        let ca = reqwest::Certificate::from_pem(double.ca_pem().as_bytes()).expect("CA");
+        let raw = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .resolve(&format!("{name}.{SUFFIX}"), double.addr())
+            .build()
+            .expect("raw client");
+        let token: Value = raw
+            .post(format!(
+                "{}/{DEFAULT_TENANT_ID}/oauth2/v2.0/token",
+                double.base_url()
+            ))
+            .form(&[
+                ("client_id", DEFAULT_CLIENT_ID),
+                ("client_secret", DEFAULT_CLIENT_SECRET),
+                ("scope", "https://lowkey-vault.local/.default"),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("token JSON");
+        let token = token["access_token"].as_str().expect("token").to_string();
+        Env {
+            double,
+            kv,
+            vault_uri,
+            raw,
+            token,
+        }
+    }
+
+    /// A raw data-plane call (`path` under the vault, api-version added).
+    async fn rest(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!(
+            "{}{path}?api-version=7.6",
+            self.vault_uri.trim_end_matches('/')
+        );
+        let mut request = self.raw.request(method, url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn calls(&self) -> Vec<Value> {
+        let body: Value = self
+            .raw
+            .get(format!("{}/_double/calls", self.double.base_url()))
+            .send()
+            .await
+            .expect("calls")
+            .json()
+            .await
+            .expect("calls JSON");
+        body["calls"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_set_list_rotate_and_disable_old_versions() {
+    let env = Env::start("kv-secrets").await;
+    let uri = env.vault_uri.as_str();
+    assert!(env
+        .kv
+        .current(uri, ObjectType::Secrets, "db-password")
+        .await
+        .expect("current")
+        .is_none());
+
+    let owner = tags(&[("owner", "alice")]);
+    let first = env
+        .kv
+        .set_secret(
+            uri,
+            "db-password",
+            &SecretValue::new("first"),
+            Some("text/plain"),
+            &owner,
+        )
+        .await
+        .expect("set");
+    let second = env
+        .kv
+        .set_secret(
+            uri,
+            "db-password",
+            &SecretValue::new("second"),
+            Some("text/plain"),
+            &owner,
+        )
+        .await
+        .expect("set again");
+    assert_ne!(first, second);
+    for other in ["api-key", "smtp"] {
+        env.kv
+            .set_secret(uri, other, &SecretValue::new("x"), None, &BTreeMap::new())
+            .await
+            .expect("set other");
+    }
+
+    // Three secrets at page size 2: two pages.
+    let listed = env.kv.list(uri, ObjectType::Secrets).await.expect("list");
+    let names: Vec<&str> = listed.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["api-key", "db-password", "smtp"]);
+    let db = &listed[1];
+    assert!(db.enabled && !db.managed);
+    assert_eq!(db.tags, owner);
+    assert_eq!(db.content_type.as_deref(), Some("text/plain"));
+    assert!(db.created.is_some());
+    assert_eq!(db.id, format!("{}secrets/db-password", uri));
+
+    let current = env
+        .kv
+        .current(uri, ObjectType::Secrets, "db-password")
+        .await
+        .expect("current")
+        .expect("exists");
+    assert_eq!(current.version, second);
+
+    // Rotation: a new random value, same content type, tags kept plus the extra one.
+    let rotated = env
+        .kv
+        .rotate_secret(uri, "db-password", &tags(&[("closeout", "rotated")]))
+        .await
+        .expect("rotate");
+    let (status, body) = env
+        .rest(
+            reqwest::Method::GET,
+            &format!("/secrets/db-password/{rotated}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let value = body["value"].as_str().expect("value");
+    assert_ne!(value, "second");
+    assert_eq!(value.len(), 43, "32 bytes, base64url without padding");
+    assert_eq!(body["contentType"], "text/plain");
+    assert_eq!(
+        body["tags"],
+        json!({"owner": "alice", "closeout": "rotated"})
+    );
+
+    // The versions list pages (3 versions, page size 2) and keeps api-version on the next link.
+    let versions = env
+        .kv
+        .versions(uri, ObjectType::Secrets, "db-password")
+        .await
+        .expect("versions");
+    assert_eq!(versions.len(), 3);
+    let calls = env.calls().await;
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["path"] == "/secrets/db-password/versions"
+                && c["query"]
+                    .as_str()
+                    .is_some_and(|q| q.contains("skiptoken") && q.contains("api-version=7.6"))),
+        "{calls:?}"
+    );
+
+    // A keep that is not a version changes nothing.
+    let err = env
+        .kv
+        .disable_versions_except(
+            uri,
+            ObjectType::Secrets,
+            "db-password",
+            "0123456789abcdef0123456789abcdef",
+        )
+        .await
+        .expect_err("unknown keep");
+    assert_eq!(err.status, Some(404));
+    let disabled = env
+        .kv
+        .disable_versions_except(uri, ObjectType::Secrets, "db-password", &rotated)
+        .await
+        .expect("disable");
+    assert_eq!(disabled, 2);
+    let versions = env
+        .kv
+        .versions(uri, ObjectType::Secrets, "db-password")
+        .await
+        .expect("versions");
+    let enabled: Vec<&str> = versions
+        .iter()
+        .filter(|v| v.enabled)
+        .map(|v| v.version.as_str())
+        .collect();
+    assert_eq!(enabled, [rotated.as_str()]);
+    let (status, body) = env
+        .rest(
+            reqwest::Method::GET,
+            &format!("/secrets/db-password/{first}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["innererror"]["code"], "SecretDisabled");
+    // Running it again disables nothing more.
+    assert_eq!(
+        env.kv
+            .disable_versions_except(uri, ObjectType::Secrets, "db-password", &rotated)
+            .await
+            .expect("again"),
+        0
+    );
+    env.double.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_certificates_rotate() {
+    let env = Env::start("kv-rotate").await;
+    let uri = env.vault_uri.as_str();
+
+    // A key made outside the code under test.
+    let (status, key) = env
+        .rest(
+            reqwest::Method::POST,
+            "/keys/signing/create",
+            Some(json!({"kty": "RSA", "key_size": 3072, "key_ops": ["sign", "verify"], "tags": {"app": "billing"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{key}");
+    let old_key = key["key"]["kid"]
+        .as_str()
+        .and_then(|k| k.rsplit('/').next())
+        .expect("kid")
+        .to_string();
+    let new_key = env
+        .kv
+        .rotate_key(uri, "signing", &tags(&[("closeout", "rotated")]))
+        .await
+        .expect("rotate key");
+    assert_ne!(new_key, old_key);
+    let (status, key) = env
+        .rest(
+            reqwest::Method::GET,
+            &format!("/keys/signing/{new_key}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(key["key"]["kty"], "RSA");
+    assert_eq!(
+        key["key"]["n"].as_str().map(str::len),
+        Some(512),
+        "3072-bit modulus"
+    );
+    assert_eq!(key["key"]["key_ops"], json!(["sign", "verify"]));
+    assert_eq!(
+        key["tags"],
+        json!({"app": "billing", "closeout": "rotated"})
+    );
+    assert_eq!(
+        env.kv
+            .disable_versions_except(uri, ObjectType::Keys, "signing", &new_key)
+            .await
+            .expect("disable keys"),
+        1
+    );
+    let current = env
+        .kv
+        .current(uri, ObjectType::Keys, "signing")
+        .await
+        .expect("current")
+        .expect("key");
+    assert_eq!(current.version, new_key);
+
+    // A certificate made outside the code under test, then rotated from its policy.
+    let (status, op) = env
+        .rest(
+            reqwest::Method::POST,
+            "/certificates/web/create",
+            Some(json!({"policy": {
+                "issuer": {"name": "Self"},
+                "x509_props": {"subject": "CN=web.contoso.test", "validity_months": 12},
+                "key_props": {"kty": "EC", "crv": "P-256"},
+                "secret_props": {"contentType": "application/x-pem-file"}
+            }, "tags": {"team": "web"}})),
+        )
+        .await;
+    assert_eq!(status, 202, "{op}");
+    let old = env
+        .kv
+        .current(uri, ObjectType::Certificates, "web")
+        .await
+        .expect("current")
+        .expect("certificate")
+        .version;
+    let new = env
+        .kv
+        .rotate_certificate(uri, "web", &tags(&[("closeout", "rotated")]))
+        .await
+        .expect("rotate certificate");
+    assert_ne!(new, old);
+    let (status, cert) = env
+        .rest(
+            reqwest::Method::GET,
+            &format!("/certificates/web/{new}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{cert}");
+    assert_eq!(cert["tags"], json!({"team": "web", "closeout": "rotated"}));
+    assert_eq!(cert["policy"]["key_props"]["kty"], "EC");
+
+    // The backing secret is managed: rotate the certificate, not the secret.
+    let listed = env.kv.list(uri, ObjectType::Secrets).await.expect("list");
+    assert!(listed.iter().any(|s| s.name == "web" && s.managed));
+    let err = env
+        .kv
+        .rotate_secret(uri, "web", &BTreeMap::new())
+        .await
+        .expect_err("managed secret");
+    assert_eq!(err.code, "ManagedSecret");
+
+    assert_eq!(
+        env.kv
+            .disable_versions_except(uri, ObjectType::Certificates, "web", &new)
+            .await
+            .expect("disable certificates"),
+        1
+    );
+    let versions = env
+        .kv
+        .versions(uri, ObjectType::Certificates, "web")
+        .await
+        .expect("versions");
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version.as_str(), v.enabled))
+            .collect::<Vec<_>>(),
+        [(old.as_str(), false), (new.as_str(), true)]
+    );
+    // Key Vault mirrors the certificate's `enabled` to the backing secret.
+    let (status, _) = env
+        .rest(reqwest::Method::GET, &format!("/secrets/web/{old}"), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = env
+        .rest(reqwest::Method::GET, &format!("/secrets/web/{new}"), None)
+        .await;
+    assert_eq!(status, 200);
+    env.double.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_surfaces_and_values_stay_out_of_errors() {
+    let env = Env::start("kv-faults").await;
+    let uri = env.vault_uri.as_str();
+    let canary = "canary-7f3a9c-do-not-print";
+    let value = SecretValue::new(canary);
+
+    let response = env
+        .raw
+        .post(format!("{}/_double/faults", env.double.base_url()))
+        .json(&json!({"path_prefix": "/secrets/app-secret", "count": 1, "retry_after_seconds": 7}))
+        .send()
+        .await
+        .expect("fault");
+    assert_eq!(response.status().as_u16(), 201);
+    let err = env
+        .kv
+        .set_secret(uri, "app-secret", &value, None, &BTreeMap::new())
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.status, Some(429));
+    assert_eq!(err.retry_after, Some(std::time::Duration::from_secs(7)));
+    assert_eq!(err.code, "TooManyRequests");
+    let mut shown = vec![format!("{err}"), format!("{err:?}")];
+    let provider = ProviderError::from(err);
+    assert!(matches!(
+        provider,
+        ProviderError::Throttled { retry_after: Some(d), .. } if d.as_secs() == 7
+    ));
+    shown.push(format!("{provider}"));
+    shown.push(format!("{provider:?}"));
+
+    // The same call goes through afterwards (no retries inside the SDK).
+    env.kv
+        .set_secret(uri, "app-secret", &value, None, &BTreeMap::new())
+        .await
+        .expect("set after the fault");
+
+    // Refused by the service: an invalid name, and the backing secret of a certificate.
+    let err = env
+        .kv
+        .set_secret(uri, "bad_name", &value, None, &BTreeMap::new())
+        .await
+        .expect_err("bad name");
+    assert_eq!(err.status, Some(400));
+    shown.push(format!("{err}"));
+    shown.push(format!("{err:?}"));
+    let (status, _) = env
+        .rest(
+            reqwest::Method::POST,
+            "/certificates/tls/create",
+            Some(json!({"policy": {"issuer": {"name": "Self"}, "x509_props": {"subject": "CN=tls"}}})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let err = env
+        .kv
+        .set_secret(uri, "tls", &value, None, &BTreeMap::new())
+        .await
+        .expect_err("managed");
+    assert_eq!(err.status, Some(403));
+    shown.push(format!("{err}"));
+    shown.push(format!("{err:?}"));
+    shown.push(format!("{value:?}"));
+
+    for text in &shown {
+        assert!(!text.contains(canary), "the value leaked: {text}");
+    }
+    // The call log shows the data-plane calls, never bodies.
+    let calls = env.calls().await;
+    assert!(calls
+        .iter()
+        .any(|c| c["host"] == "kv-faults.lowkey-vault.local"));
+    assert!(!serde_json::to_string(&calls)
+        .expect("JSON")
+        .contains(canary));
+    env.double.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_outside_the_challenge_resource_is_refused_with_a_clear_error() {
+    let env = Env::start("kv-challenge").await;
+    // 127.0.0.1 is the double's ARM host: its challenge names no Key Vault resource.
+    let ip_uri = format!("https://127.0.0.1:{}/", env.double.addr().port());
+    let err = env
+        .kv
+        .list(&ip_uri, ObjectType::Secrets)
+        .await
+        .expect_err("no Key Vault challenge");
+    assert_eq!(err.status, None, "{err}");
+    assert!(err.to_string().contains("challenge"), "{err}");
+    assert_eq!(err.path, "/secrets");
+    env.double.shutdown().await;
+}
