@@ -607,8 +607,7 @@ class Seeder:
             password = canary_password if email == ALICE_EMAIL else None
             users[email.split("@")[0]] = self.user(rows[email], password)
         self.created["users"] = dict(users)
-        alice, bob, carol = users["alice.nguyen"], users["bob.martin"], users["carol.diaz"]
-        erin, grace = users["erin.walsh"], users["grace.kim"]
+        alice, bob, carol, grace = (users[n] for n in ("alice.nguyen", "bob.martin", "carol.diaz", "grace.kim"))
         az.graph("PUT", f"users/{alice}/manager/$ref", {"@odata.id": GRAPH_REF + bob})
         az.graph("PUT", f"users/{carol}/manager/$ref", {"@odata.id": GRAPH_REF + bob})
         self.note(
@@ -705,7 +704,7 @@ class Seeder:
                 "id": app["id"],
                 "app_id": app["appId"],
                 "service_principal_id": sp["id"],
-                "owners": [o for o in owners],
+                "owners": list(owners),
                 "password_key_ids": [password["keyId"]],
                 "client_secrets": [password["secretText"]],
                 "key_credential_key_ids": [],
