@@ -3,6 +3,7 @@
 //! environment/file chain.
 
 use closeout_aws::AwsConfig;
+use closeout_azure::AzureConfig;
 use closeout_vault::VaultConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,7 @@ impl Default for ExecutionConfig {
 pub struct ProvidersConfig {
     pub aws: Option<AwsConfig>,
     pub vault: Option<VaultConfig>,
+    pub azure: Option<AzureConfig>,
 }
 
 impl ProvidersConfig {
@@ -118,6 +120,9 @@ impl ProvidersConfig {
         }
         if self.vault.is_some() {
             names.push("vault");
+        }
+        if self.azure.is_some() {
+            names.push("azure");
         }
         names
     }
@@ -161,7 +166,7 @@ impl Config {
         };
         if self.providers.configured().is_empty() {
             return Err(invalid(
-                "no provider is configured: add a [providers.aws] or [providers.vault] section"
+                "no provider is configured: add a [providers.aws], [providers.vault] or [providers.azure] section"
                     .into(),
             ));
         }
@@ -173,6 +178,11 @@ impl Config {
             vault
                 .validate()
                 .map_err(|e| invalid(format!("[providers.vault]: {e}")))?;
+        }
+        if let Some(azure) = &self.providers.azure {
+            azure
+                .validate()
+                .map_err(|e| invalid(format!("[providers.azure]: {e}")))?;
         }
         if self.execution.max_attempts == 0 {
             return Err(invalid(

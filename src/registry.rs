@@ -12,8 +12,11 @@ use closeout_contract::{
 use std::collections::BTreeMap;
 
 /// Every provider's static capabilities, for validating playbooks without I/O.
-pub const CAPABILITIES: &[&Capabilities] =
-    &[&closeout_aws::CAPABILITIES, &closeout_vault::CAPABILITIES];
+pub const CAPABILITIES: &[&Capabilities] = &[
+    &closeout_aws::CAPABILITIES,
+    &closeout_vault::CAPABILITIES,
+    &closeout_azure::CAPABILITIES,
+];
 
 /// The capabilities of the provider called `name`, if Closeout has such a provider.
 pub fn capabilities(name: &str) -> Option<&'static Capabilities> {
@@ -35,6 +38,7 @@ pub enum RegistryError {
 pub enum ProviderHandle {
     Aws(closeout_aws::AwsProvider),
     Vault(closeout_vault::VaultProvider),
+    Azure(closeout_azure::AzureProvider),
 }
 
 /// Dispatch one call to whichever provider the handle holds.
@@ -43,6 +47,7 @@ macro_rules! dispatch {
         match $handle {
             ProviderHandle::Aws($p) => $call,
             ProviderHandle::Vault($p) => $call,
+            ProviderHandle::Azure($p) => $call,
         }
     };
 }
@@ -112,6 +117,15 @@ impl Providers {
                 })?;
             by_name.insert("vault", ProviderHandle::Vault(provider));
         }
+        if let Some(azure) = &config.azure {
+            let provider = closeout_azure::AzureProvider::connect(azure.clone())
+                .await
+                .map_err(|e| RegistryError::Connect {
+                    provider: "azure",
+                    message: e.to_string(),
+                })?;
+            by_name.insert("azure", ProviderHandle::Azure(provider));
+        }
         Ok(Providers { by_name })
     }
 
@@ -140,6 +154,7 @@ mod tests {
         assert_eq!(n, names.len());
         assert!(capabilities("aws").is_some());
         assert!(capabilities("vault").is_some());
+        assert!(capabilities("azure").is_some());
         assert!(capabilities("gcp").is_none());
     }
 }

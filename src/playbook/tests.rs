@@ -97,7 +97,7 @@ fn shipped_leaver_is_valid_against_the_provider_capabilities() {
     let names: Vec<&str> = book.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["contain", "revoke", "rotate", "retire", "verify"]);
     assert_eq!(book.max_actions, 200);
-    assert_eq!(book.providers(), ["aws", "vault"]);
+    assert_eq!(book.providers(), ["aws", "azure", "vault"]);
     assert!(book.handles("leaver") && !book.handles("incident"));
     assert!(book.stages.last().unwrap().verify);
     let retire = &book.stages[3].steps[0];
@@ -142,6 +142,22 @@ fn shipped_leaver_follows_the_ordering_rules() {
     assert_eq!(stage_of("rotate", "access-key"), [2]);
     assert_eq!(stage_of("reassign-owner", "nhi-user"), [2]);
     assert_eq!(stage_of("reassign-owner", "nhi-role"), [2]);
+    // Azure in the same order: sign-in stopped and sessions revoked first, then memberships,
+    // role assignments and access policies (direct and indirect paths), then rotation.
+    assert_eq!(stage_of("disable", "user"), [0]);
+    assert_eq!(stage_of("revoke-sessions", "sign-in-sessions"), [0]);
+    assert_eq!(stage_of("remove", "role-assignment"), [1]);
+    assert_eq!(stage_of("remove", "access-policy"), [1]);
+    for kind in [
+        "kv-secret",
+        "kv-key",
+        "kv-certificate",
+        "app-password",
+        "app-certificate",
+    ] {
+        assert_eq!(stage_of("rotate", kind), [2], "{kind}");
+    }
+    assert_eq!(stage_of("reassign-owner", "owned-application"), [2]);
     // Deletes last, after deactivation, with a grace period.
     for kind in [
         "access-key",

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod azure;
 pub mod vault;
 
 use closeout_testkit::MotoServer;

@@ -191,6 +191,58 @@ pub async fn vaults(http: &AzureHttp, subscription_id: &str) -> Result<Vec<Vault
     .await
 }
 
+/// What ARM says about one person: the scope tree, every role definition, every role
+/// assignment reaching them (directly or through a group, at any scope, deduplicated across
+/// subscriptions) and every vault the caller can see.
+#[derive(Debug, Default)]
+pub struct Survey {
+    pub tree: ScopeTree,
+    /// Keyed by lower-case role GUID.
+    pub roles: BTreeMap<String, RoleDefinition>,
+    pub assignments: Vec<RoleAssignment>,
+    pub vaults: Vec<Vault>,
+}
+
+impl Survey {
+    /// Every vault the person reaches, with every path.
+    pub fn key_vault_paths(&self, principals: &Principals) -> Vec<(&Vault, Vec<Access>)> {
+        self.vaults
+            .iter()
+            .filter_map(|vault| {
+                let access = vault_access(
+                    vault,
+                    &self.tree.chain(&vault.id),
+                    principals,
+                    &self.assignments,
+                    &self.roles,
+                );
+                (!access.is_empty()).then_some((vault, access))
+            })
+            .collect()
+    }
+}
+
+/// Survey every subscription the caller can see for the user with object id `user_id`: per
+/// subscription one paged list each of role definitions, assignments (`assignedTo()`) and vaults.
+pub async fn survey(http: &AzureHttp, user_id: &str) -> Result<Survey, CallError> {
+    let mut out = Survey {
+        tree: scope_tree(http).await?,
+        ..Survey::default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for sub in subscriptions(http).await? {
+        out.roles
+            .extend(role_definitions(http, &sub.subscription_id).await?);
+        for a in assignments_reaching(http, &sub.subscription_id, user_id).await? {
+            if seen.insert(a.id.to_ascii_lowercase()) {
+                out.assignments.push(a);
+            }
+        }
+        out.vaults.extend(vaults(http, &sub.subscription_id).await?);
+    }
+    Ok(out)
+}
+
 /// Every vault the person reaches, with every path, across every subscription the caller can
 /// see.
 pub async fn key_vault_paths(
@@ -200,25 +252,12 @@ pub async fn key_vault_paths(
     let Some(user) = principals.user_id() else {
         return Ok(Vec::new());
     };
-    let tree = scope_tree(http).await?;
-    let mut out = Vec::new();
-    for sub in subscriptions(http).await? {
-        let roles = role_definitions(http, &sub.subscription_id).await?;
-        let assignments = assignments_reaching(http, &sub.subscription_id, user).await?;
-        for vault in vaults(http, &sub.subscription_id).await? {
-            let access = vault_access(
-                &vault,
-                &tree.chain(&vault.id),
-                principals,
-                &assignments,
-                &roles,
-            );
-            if !access.is_empty() {
-                out.push((vault, access));
-            }
-        }
-    }
-    Ok(out)
+    let survey = survey(http, user).await?;
+    Ok(survey
+        .key_vault_paths(principals)
+        .into_iter()
+        .map(|(v, a)| (v.clone(), a))
+        .collect())
 }
 
 #[cfg(test)]

@@ -16,6 +16,11 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How many times a throttled read is retried before the throttling error is returned.
+pub const READ_THROTTLE_RETRIES: u32 = 3;
+/// The longest `Retry-After` a read waits inside one call.
+pub const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(30);
+
 /// Which API a call goes to: its base URL and the token scope it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -138,6 +143,7 @@ struct Page<T> {
 pub struct AzureHttp {
     http: reqwest::Client,
     credential: Arc<dyn TokenCredential>,
+    tenant_id: String,
     endpoints: Endpoints,
     gate: CallGate,
 }
@@ -164,25 +170,11 @@ impl AzureHttp {
         let http = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let mut cloud = CustomConfiguration::default();
-        cloud.authority_host = endpoints.authority_host.clone();
-        let options = ClientSecretCredentialOptions {
-            client_options: ClientOptions {
-                transport: Some(Transport::new(Arc::new(http.clone()))),
-                cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
-                ..ClientOptions::default()
-            },
-        };
-        let credential = ClientSecretCredential::new(
-            tenant_id,
-            client_id.to_string(),
-            client_secret,
-            Some(options),
-        )
-        .map_err(|e| format!("cannot build the credential: {e}"))?;
+        let credential = credential(&http, &endpoints, tenant_id, client_id, client_secret)?;
         Ok(AzureHttp {
             http,
             credential,
+            tenant_id: tenant_id.to_string(),
             endpoints,
             gate,
         })
@@ -192,6 +184,28 @@ impl AzureHttp {
     /// ask it for the scope each vault's challenge names.
     pub fn credential(&self) -> Arc<dyn TokenCredential> {
         self.credential.clone()
+    }
+
+    /// Ask the authority for an ARM token as application `client_id` with `secret`: proves a
+    /// freshly added client secret works. The error names no secret.
+    pub async fn token_for_app(
+        &self,
+        client_id: &str,
+        secret: &closeout_contract::SecretValue,
+    ) -> Result<(), String> {
+        let app = credential(
+            &self.http,
+            &self.endpoints,
+            &self.tenant_id,
+            client_id,
+            secret.expose().to_string().into(),
+        )?;
+        let scope = self.scope(Api::Arm);
+        let _pass = self.gate.enter().await;
+        app.get_token(&[scope.as_str()], None)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("token request refused: {}", e.kind()))
     }
 
     fn base(&self, api: Api) -> &str {
@@ -211,7 +225,40 @@ impl AzureHttp {
 
     /// One call. `path_or_url` is a path under the API's base (with its query, e.g.
     /// `?api-version=...`) or an absolute `nextLink`. `Ok(None)` for 204 No Content.
+    ///
+    /// A throttled read (429) is retried after its `Retry-After` (capped), up to
+    /// [`READ_THROTTLE_RETRIES`] times: resolution has no retry loop of its own. A throttled write
+    /// is returned at once as [`CallError`] with `retry_after`, and the executor retries the
+    /// whole action (writes are not assumed idempotent at this layer).
     pub async fn call<T: DeserializeOwned>(
+        &self,
+        api: Api,
+        method: &'static str,
+        path_or_url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<T>, CallError> {
+        let mut attempt = 0;
+        loop {
+            match self.call_once(api, method, path_or_url, body).await {
+                Err(e)
+                    if e.status == Some(429)
+                        && method == "GET"
+                        && attempt < READ_THROTTLE_RETRIES =>
+                {
+                    attempt += 1;
+                    let wait = e
+                        .retry_after
+                        .unwrap_or(Duration::from_secs(2))
+                        .min(MAX_THROTTLE_WAIT);
+                    tracing::warn!(path = %e.path, wait_secs = wait.as_secs(), attempt, "Azure throttled a read; waiting as Retry-After asks");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once<T: DeserializeOwned>(
         &self,
         api: Api,
         method: &'static str,
@@ -296,6 +343,33 @@ impl AzureHttp {
         }
         Ok(out)
     }
+}
+
+/// A client-secret credential against the configured authority, over our transport.
+fn credential(
+    http: &reqwest::Client,
+    endpoints: &Endpoints,
+    tenant_id: &str,
+    client_id: &str,
+    client_secret: Secret,
+) -> Result<Arc<dyn TokenCredential>, String> {
+    let mut cloud = CustomConfiguration::default();
+    cloud.authority_host = endpoints.authority_host.clone();
+    let options = ClientSecretCredentialOptions {
+        client_options: ClientOptions {
+            transport: Some(Transport::new(Arc::new(http.clone()))),
+            cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
+            ..ClientOptions::default()
+        },
+    };
+    let credential = ClientSecretCredential::new(
+        tenant_id,
+        client_id.to_string(),
+        client_secret,
+        Some(options),
+    )
+    .map_err(|e| format!("cannot build the credential: {e}"))?;
+    Ok(credential)
 }
 
 fn transport_cause(e: &reqwest::Error) -> String {

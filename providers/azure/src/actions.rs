@@ -1,0 +1,436 @@
+//! Executing one action idempotently: every verb first reads whether the change is already made
+//! (and answers "already done"), so a re-run after a crash repeats nothing.
+
+use crate::arm::{AUTHORIZATION_API, KEY_VAULT_API};
+use crate::directory::User;
+use crate::http::{Api, CallError};
+use crate::keyvault::{ObjectType, Vault};
+use crate::{kinds, AzureProvider, PROVIDER};
+use closeout_contract::{verbs, ActionOutcome, ActionRequest, Finding, ProviderError, State};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub(crate) fn permanent(message: impl Into<String>) -> ProviderError {
+    ProviderError::Permanent {
+        provider: PROVIDER,
+        message: message.into(),
+    }
+}
+
+pub(crate) fn attr<'a>(finding: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
+    finding
+        .attr(key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| permanent(format!("finding {} has no {key} attribute", finding.id)))
+}
+
+/// The Graph path of a user, group, application or service principal.
+pub(crate) fn object_path(collection: &str, id: &str) -> String {
+    format!("/v1.0/{collection}/{}", urlencoding::encode(id))
+}
+
+/// Graph `$ref` bodies name the object by URL.
+fn odata_ref(graph_base: &str, id: &str) -> serde_json::Value {
+    json!({ "@odata.id": format!("{}/v1.0/directoryObjects/{id}", graph_base.trim_end_matches('/')) })
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+impl AzureProvider {
+    pub(crate) async fn execute_impl(
+        &self,
+        action: &ActionRequest,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        match (f.kind.as_str(), action.verb.as_str()) {
+            (kinds::USER, v) if v == verbs::DISABLE.name => self.disable_user(f).await,
+            (kinds::SIGN_IN_SESSIONS, v) if v == verbs::REVOKE_SESSIONS.name => {
+                self.revoke_sessions(action).await
+            }
+            (kinds::GROUP_MEMBERSHIP, v) if v == verbs::REMOVE.name => {
+                self.remove_membership(f).await
+            }
+            (kinds::ROLE_ASSIGNMENT, v) if v == verbs::REMOVE.name => {
+                self.remove_assignment(f).await
+            }
+            (kinds::ACCESS_POLICY, v) if v == verbs::REMOVE.name => {
+                self.remove_access_policy(f).await
+            }
+            (kinds::OWNED_APPLICATION | kinds::OWNED_SERVICE_PRINCIPAL, v)
+                if v == verbs::REASSIGN_OWNER.name =>
+            {
+                self.reassign_owner(action).await
+            }
+            (kinds::APP_PASSWORD, v) if v == verbs::ROTATE.name => {
+                self.rotate_app_password(action).await
+            }
+            (kinds::APP_CERTIFICATE, v) if v == verbs::ROTATE.name => {
+                self.rotate_app_certificate(action).await
+            }
+            (kinds::KV_SECRET, v) if v == verbs::ROTATE.name => {
+                self.rotate_vault_object(action, ObjectType::Secrets).await
+            }
+            (kinds::KV_KEY, v) if v == verbs::ROTATE.name => {
+                self.rotate_vault_object(action, ObjectType::Keys).await
+            }
+            (kinds::KV_CERTIFICATE, v) if v == verbs::ROTATE.name => {
+                self.rotate_vault_object(action, ObjectType::Certificates)
+                    .await
+            }
+            (kind, verb) => Err(ProviderError::Unsupported {
+                provider: PROVIDER,
+                message: format!("verb {verb} on kind {kind}"),
+            }),
+        }
+    }
+
+    pub(crate) async fn get_user(&self, id: &str) -> Result<Option<User>, ProviderError> {
+        let path = format!(
+            "{}?$select=id,displayName,userPrincipalName,mail,employeeId,accountEnabled,signInSessionsValidFromDateTime",
+            object_path("users", id)
+        );
+        match self.http.call::<User>(Api::Graph, "GET", &path, None).await {
+            Ok(u) => Ok(u),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn disable_user(&self, f: &Finding) -> Result<ActionOutcome, ProviderError> {
+        let user = self
+            .get_user(&f.resource)
+            .await?
+            .ok_or_else(|| permanent(format!("Entra user {} no longer exists", f.resource)))?;
+        if user.account_enabled == Some(false) {
+            return Ok(ActionOutcome::already(
+                State::Disabled,
+                format!("{} is already disabled", f.display),
+            ));
+        }
+        self.http
+            .call::<serde_json::Value>(
+                Api::Graph,
+                "PATCH",
+                &object_path("users", &f.resource),
+                Some(&json!({ "accountEnabled": false })),
+            )
+            .await?;
+        Ok(ActionOutcome::done(
+            State::Disabled,
+            format!("disabled {}", f.display),
+        ))
+    }
+
+    async fn revoke_sessions(
+        &self,
+        action: &ActionRequest,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        let user = self
+            .get_user(&f.resource)
+            .await?
+            .ok_or_else(|| permanent(format!("Entra user {} no longer exists", f.resource)))?;
+        if let Some(before) = action.params.sessions_issued_before {
+            if crate::resolve::sessions_state(&user, Some(before)) == State::Revoked {
+                return Ok(ActionOutcome::already(
+                    State::Revoked,
+                    format!("{} were already revoked after {before}", f.display),
+                ));
+            }
+        }
+        self.http
+            .call::<serde_json::Value>(
+                Api::Graph,
+                "POST",
+                &format!("{}/revokeSignInSessions", object_path("users", &f.resource)),
+                Some(&json!({})),
+            )
+            .await?;
+        Ok(ActionOutcome::done(
+            State::Revoked,
+            format!("revoked {} (revokeSignInSessions)", f.display),
+        ))
+    }
+
+    async fn remove_membership(&self, f: &Finding) -> Result<ActionOutcome, ProviderError> {
+        let user = self.account_id(f)?;
+        let path = format!(
+            "{}/members/{}/$ref",
+            object_path("groups", &f.resource),
+            urlencoding::encode(user)
+        );
+        match self
+            .http
+            .call::<serde_json::Value>(Api::Graph, "DELETE", &path, None)
+            .await
+        {
+            Ok(_) => Ok(ActionOutcome::done(
+                State::Deleted,
+                format!("removed {}", f.display),
+            )),
+            Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("{} was already removed", f.display),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The person's user object id (resolution records it on every finding).
+    fn account_id<'a>(&self, f: &'a Finding) -> Result<&'a str, ProviderError> {
+        attr(f, "user_id")
+    }
+
+    async fn remove_assignment(&self, f: &Finding) -> Result<ActionOutcome, ProviderError> {
+        let path = format!("{}?api-version={AUTHORIZATION_API}", f.resource);
+        // ARM answers 200 with the deleted assignment, or 204 when there was none.
+        let deleted = self
+            .http
+            .call::<serde_json::Value>(Api::Arm, "DELETE", &path, None)
+            .await?;
+        Ok(match deleted {
+            Some(_) => ActionOutcome::done(State::Deleted, format!("deleted {}", f.display)),
+            None => {
+                ActionOutcome::already(State::Deleted, format!("{} was already deleted", f.display))
+            }
+        })
+    }
+
+    pub(crate) async fn get_vault(&self, vault_id: &str) -> Result<Option<Vault>, ProviderError> {
+        let path = format!("{vault_id}?api-version={KEY_VAULT_API}");
+        match self.http.call::<Vault>(Api::Arm, "GET", &path, None).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn remove_access_policy(&self, f: &Finding) -> Result<ActionOutcome, ProviderError> {
+        let vault_id = attr(f, "vault_id")?;
+        let object_id = attr(f, "object_id")?;
+        let Some(vault) = self.get_vault(vault_id).await? else {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("vault {vault_id} no longer exists"),
+            ));
+        };
+        let policies: Vec<_> = vault
+            .properties
+            .access_policies
+            .iter()
+            .filter(|p| p.object_id.eq_ignore_ascii_case(object_id))
+            .collect();
+        if policies.is_empty() {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("{} was already removed", f.display),
+            ));
+        }
+        // `remove` takes the listed permissions away and drops a policy left with none: list
+        // every permission the policy has.
+        let body = json!({ "properties": { "accessPolicies": policies.iter().map(|p| json!({
+            "tenantId": p.tenant_id,
+            "objectId": p.object_id,
+            "applicationId": p.application_id,
+            "permissions": {
+                "keys": p.permissions.keys,
+                "secrets": p.permissions.secrets,
+                "certificates": p.permissions.certificates,
+                "storage": p.permissions.storage,
+            }
+        })).collect::<Vec<_>>() } });
+        let path = format!("{vault_id}/accessPolicies/remove?api-version={KEY_VAULT_API}");
+        self.http
+            .call::<serde_json::Value>(Api::Arm, "PUT", &path, Some(&body))
+            .await?;
+        Ok(ActionOutcome::done(
+            State::Deleted,
+            format!("removed {} (accessPolicies/remove)", f.display),
+        ))
+    }
+
+    /// The new owner: the user the plan names (by UPN, mail or employee id), else the person's
+    /// manager in Entra.
+    async fn new_owner(&self, action: &ActionRequest) -> Result<(String, String), ProviderError> {
+        if let Some(name) = action.params.new_owner.as_deref() {
+            let identity = closeout_contract::Identity {
+                id: name.to_string(),
+                email: if name.contains('@') {
+                    name.to_string()
+                } else {
+                    String::new()
+                },
+                name: name.to_string(),
+                kind: closeout_contract::IdentityKind::Human,
+                status: closeout_contract::IdentityStatus::Active,
+                manager: None,
+                department: None,
+                role: None,
+                location: None,
+                employment_type: None,
+                tags: Default::default(),
+            };
+            if let Some((user, _)) =
+                crate::directory::find_user(&self.http, &identity, &self.config.user_match).await?
+            {
+                let upn = user.user_principal_name.unwrap_or(user.id.clone());
+                return Ok((user.id, upn));
+            }
+        }
+        let user = self.account_id(&action.finding)?;
+        let path = format!(
+            "{}/manager?$select=id,userPrincipalName",
+            object_path("users", user)
+        );
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Manager {
+            id: String,
+            #[serde(default)]
+            user_principal_name: Option<String>,
+        }
+        match self
+            .http
+            .call::<Manager>(Api::Graph, "GET", &path, None)
+            .await
+        {
+            Ok(Some(m)) => {
+                let upn = m.user_principal_name.unwrap_or(m.id.clone());
+                Ok((m.id, upn))
+            }
+            Ok(None) => Err(permanent("the manager lookup returned nothing")),
+            Err(e) if e.is_not_found() => Err(permanent(format!(
+                "no new owner for {}: the plan names none{} and the person has no manager in Entra",
+                action.finding.display,
+                action
+                    .params
+                    .new_owner
+                    .as_deref()
+                    .map(|n| format!(" that exists in Entra ({n})"))
+                    .unwrap_or_default()
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) async fn owners(
+        &self,
+        collection: &str,
+        object_id: &str,
+    ) -> Result<Option<Vec<String>>, ProviderError> {
+        let path = format!("{}/owners?$select=id", object_path(collection, object_id));
+        match self.http.list::<IdOnly>(Api::Graph, &path).await {
+            Ok(owners) => Ok(Some(owners.into_iter().map(|o| o.id).collect())),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn reassign_owner(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        let collection = attr(f, "collection")?;
+        let user = self.account_id(f)?;
+        let Some(owners) = self.owners(collection, &f.resource).await? else {
+            return Err(permanent(format!("{} no longer exists", f.display)));
+        };
+        let user_owns = owners.iter().any(|o| o.eq_ignore_ascii_case(user));
+        let (manager, manager_name) = self.new_owner(action).await?;
+        let manager_owns = owners.iter().any(|o| o.eq_ignore_ascii_case(&manager));
+        if !user_owns && manager_owns {
+            return Ok(ActionOutcome::already(
+                State::Reassigned,
+                format!("{} is already owned by {manager_name}", f.display),
+            ));
+        }
+        // Add first, then remove: the object is never left without an owner.
+        if !manager_owns {
+            let path = format!("{}/owners/$ref", object_path(collection, &f.resource));
+            let body = odata_ref(&self.config.graph_endpoint, &manager);
+            match self
+                .http
+                .call::<serde_json::Value>(Api::Graph, "POST", &path, Some(&body))
+                .await
+            {
+                Ok(_) => {}
+                // Added between our read and this call (a concurrent run): fine.
+                Err(CallError {
+                    status: Some(400),
+                    ref message,
+                    ..
+                }) if message.contains("already exist") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if user_owns {
+            let path = format!(
+                "{}/owners/{}/$ref",
+                object_path(collection, &f.resource),
+                urlencoding::encode(user)
+            );
+            match self
+                .http
+                .call::<serde_json::Value>(Api::Graph, "DELETE", &path, None)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(ActionOutcome::done(
+            State::Reassigned,
+            format!("{} is now owned by {manager_name}", f.display),
+        ))
+    }
+
+    async fn rotate_vault_object(
+        &self,
+        action: &ActionRequest,
+        t: ObjectType,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        let uri = attr(f, "vault_uri")?;
+        let name = attr(f, "name")?;
+        let run = &action.params.run_id;
+        let Some(current) = self.data.current(uri, t, name).await? else {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("{} no longer exists", f.display),
+            ));
+        };
+        // The version this run made, if a previous attempt got that far; otherwise a new one.
+        let (version, made) = if current.tags.get(ROTATED_BY_RUN_TAG) == Some(run) {
+            (current.version.clone(), false)
+        } else {
+            let tags = BTreeMap::from([(ROTATED_BY_RUN_TAG.to_string(), run.clone())]);
+            let v = match t {
+                ObjectType::Secrets => self.data.rotate_secret(uri, name, &tags).await?,
+                ObjectType::Keys => self.data.rotate_key(uri, name, &tags).await?,
+                ObjectType::Certificates => self.data.rotate_certificate(uri, name, &tags).await?,
+            };
+            (v, true)
+        };
+        // Retire the old versions only after the new one is current (create -> set -> retire).
+        let disabled = self
+            .data
+            .disable_versions_except(uri, t, name, &version)
+            .await?;
+        let detail = format!(
+            "{} now at version {version}; {disabled} older version(s) disabled",
+            f.display
+        );
+        Ok(if made || disabled > 0 {
+            ActionOutcome::done(State::Rotated, detail)
+        } else {
+            ActionOutcome::already(State::Rotated, detail)
+        })
+    }
+}
+
+/// Tag a rotation puts on the new version: which run made it (so a retry recognises its own
+/// version instead of making another).
+pub(crate) const ROTATED_BY_RUN_TAG: &str = "closeout-run";

@@ -1,0 +1,661 @@
+//! Resolution: the person's Entra user, groups, owned applications and their credentials, the
+//! role assignments reaching them, the access policies naming them, and every Key Vault object
+//! they own, can read or can grant themselves — each finding with the paths that explain it.
+
+use crate::arm::Survey;
+use crate::data_plane::ObjectSummary;
+use crate::directory::{self, OwnedObject, User};
+use crate::keyvault::{Access, ObjectType, Principal, Principals, Reach, Vault, Via};
+use crate::{kinds, AzureProvider, PROVIDER};
+use chrono::{DateTime, Utc};
+use closeout_contract::{
+    Account, Finding, Holder, Path, ProviderError, Relation, Resolution, ResolveContext, State,
+};
+use futures::{stream, StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How many vault listings run at once (each still passes the provider's gate).
+const VAULT_LISTING_CONCURRENCY: usize = 4;
+
+pub(crate) fn finding_id(kind: &str, resource: &str) -> String {
+    format!("{PROVIDER}:{kind}:{resource}")
+}
+
+/// An active finding; callers that know better set `state` afterwards.
+fn finding(
+    kind: &str,
+    resource: String,
+    display: String,
+    relation: Relation,
+    holder: Holder,
+    paths: Vec<Path>,
+    attributes: BTreeMap<String, String>,
+) -> Finding {
+    Finding {
+        id: finding_id(kind, &resource),
+        provider: PROVIDER.into(),
+        kind: kind.into(),
+        relation,
+        holder,
+        resource,
+        display,
+        state: State::Active,
+        paths,
+        attributes,
+    }
+}
+
+fn attrs<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The path from the person to a principal: nothing for the user, else the direct membership
+/// and (when different) the group reached through it.
+pub(crate) fn path_to(principal: &Principal) -> Path {
+    let mut path = Path::new();
+    if let Some((direct_id, direct_name)) = &principal.via_membership {
+        path = path.then("member-of", format!("group {direct_name}"));
+        if !direct_id.eq_ignore_ascii_case(&principal.object_id) {
+            path = path.then("member-of", principal.display.clone());
+        }
+    }
+    path
+}
+
+pub(crate) fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `user` and `sign-in-sessions` states from the user object.
+pub(crate) fn user_state(user: &User) -> State {
+    if user.account_enabled == Some(false) {
+        State::Disabled
+    } else {
+        State::Active
+    }
+}
+
+pub(crate) fn sessions_state(user: &User, cutoff: Option<DateTime<Utc>>) -> State {
+    let valid_from = parse_time(user.sign_in_sessions_valid_from_date_time.as_deref());
+    match (valid_from, cutoff) {
+        // Graph may keep whole seconds: a revocation in the cutoff's second counts as after.
+        (Some(from), Some(cutoff)) if from.timestamp() >= cutoff.timestamp() => State::Revoked,
+        _ => State::Active,
+    }
+}
+
+pub(crate) fn object_kind(t: ObjectType) -> &'static str {
+    match t {
+        ObjectType::Secrets => kinds::KV_SECRET,
+        ObjectType::Keys => kinds::KV_KEY,
+        ObjectType::Certificates => kinds::KV_CERTIFICATE,
+    }
+}
+
+fn object_noun(t: ObjectType) -> &'static str {
+    match t {
+        ObjectType::Secrets => "secret",
+        ObjectType::Keys => "key",
+        ObjectType::Certificates => "certificate",
+    }
+}
+
+/// The resource of a vault object finding: `{vault name}/{secrets|keys|certificates}/{name}`.
+pub(crate) fn object_resource(vault: &str, t: ObjectType, name: &str) -> String {
+    format!("{vault}/{}/{name}", t.as_str())
+}
+
+/// One listed vault object with the vault it lives in.
+struct VaultObject {
+    vault: Arc<Vault>,
+    object_type: ObjectType,
+    summary: ObjectSummary,
+}
+
+impl AzureProvider {
+    pub(crate) async fn resolve_impl(
+        &self,
+        ctx: &ResolveContext,
+    ) -> Result<Resolution, ProviderError> {
+        let mut out = Resolution::default();
+        let Some((user, matched_by)) =
+            directory::find_user(&self.http, &ctx.identity, &self.config.user_match).await?
+        else {
+            out.warnings.push(format!(
+                "azure: no Entra user matches {} ({})",
+                ctx.identity.id, ctx.identity.email
+            ));
+            out.normalize();
+            return Ok(out);
+        };
+        let upn = user.user_principal_name.clone().unwrap_or(user.id.clone());
+        out.accounts.push(Account {
+            provider: PROVIDER.into(),
+            resource: user.id.clone(),
+            display: format!("Entra user {upn}"),
+            matched_by,
+        });
+        self.user_findings(&user, &upn, ctx.cutoff, &mut out);
+
+        let principals = directory::principals(&self.http, &user).await?;
+        membership_findings(&principals, &mut out);
+
+        for owned in directory::owned_objects(&self.http, &user.id).await? {
+            owned_findings(&owned, &upn, &mut out);
+        }
+
+        let survey = crate::arm::survey(&self.http, &user.id).await?;
+        assignment_findings(&survey, &principals, &user.id, &mut out);
+        access_policy_findings(&survey, &principals, &mut out);
+        self.vault_object_findings(&survey, &principals, ctx, &mut out)
+            .await?;
+        // Actions on memberships and owned objects need the person's object id.
+        for f in &mut out.findings {
+            f.attributes.insert("user_id".into(), user.id.clone());
+        }
+        out.normalize();
+        Ok(out)
+    }
+
+    fn user_findings(
+        &self,
+        user: &User,
+        upn: &str,
+        cutoff: Option<DateTime<Utc>>,
+        out: &mut Resolution,
+    ) {
+        let facts = attrs([
+            ("upn", upn),
+            ("mail", user.mail.as_deref().unwrap_or("")),
+            ("employee_id", user.employee_id.as_deref().unwrap_or("")),
+        ]);
+        out.findings.push(finding(
+            kinds::USER,
+            user.id.clone(),
+            format!("Entra user {upn}"),
+            Relation::Owns,
+            Holder::Account,
+            vec![Path::new().then("account", format!("Entra user {upn}"))],
+            facts.clone(),
+        ));
+        if let Some(f) = out.findings.last_mut() {
+            f.state = user_state(user);
+        }
+        let mut session_facts = facts;
+        if let Some(from) = &user.sign_in_sessions_valid_from_date_time {
+            session_facts.insert("sessions_valid_from".into(), from.clone());
+        }
+        out.findings.push(finding(
+            kinds::SIGN_IN_SESSIONS,
+            user.id.clone(),
+            format!("sign-in sessions of {upn}"),
+            Relation::Owns,
+            Holder::Account,
+            vec![Path::new()
+                .then("account", format!("Entra user {upn}"))
+                .then("has", "sign-in sessions")],
+            session_facts,
+        ));
+        if let Some(f) = out.findings.last_mut() {
+            f.state = sessions_state(user, cutoff);
+        }
+    }
+
+    /// Key Vault objects: everything in a vault the person reaches (per object type the path
+    /// exposes), and everything anywhere tagged as theirs. One paged list per vault and type.
+    async fn vault_object_findings(
+        &self,
+        survey: &Survey,
+        principals: &Principals,
+        ctx: &ResolveContext,
+        out: &mut Resolution,
+    ) -> Result<(), ProviderError> {
+        let paths = survey.key_vault_paths(principals);
+        // Owned (not borrowed) inputs: the futures below must not depend on local lifetimes.
+        let listings: Vec<(Arc<Vault>, ObjectType)> = survey
+            .vaults
+            .iter()
+            .filter(|v| v.properties.vault_uri.is_some())
+            .flat_map(|v| {
+                let v = Arc::new(v.clone());
+                [
+                    ObjectType::Secrets,
+                    ObjectType::Keys,
+                    ObjectType::Certificates,
+                ]
+                .map(|t| (v.clone(), t))
+            })
+            .collect();
+        let objects: Vec<Vec<VaultObject>> = stream::iter(listings)
+            .map(|(vault, t)| async move {
+                let uri = vault.properties.vault_uri.clone().unwrap_or_default();
+                let listed = self.data.list(&uri, t).await?;
+                Ok::<_, ProviderError>(
+                    listed
+                        .into_iter()
+                        // A certificate's backing secret and key are covered by the
+                        // certificate finding (and cannot be rotated on their own).
+                        .filter(|s| !s.managed)
+                        .map(|summary| VaultObject {
+                            vault: vault.clone(),
+                            object_type: t,
+                            summary,
+                        })
+                        .collect(),
+                )
+            })
+            .buffer_unordered(VAULT_LISTING_CONCURRENCY)
+            .try_collect()
+            .await?;
+
+        let identity = &ctx.identity;
+        let candidates: Vec<(VaultObject, Vec<Access>, Option<String>)> = objects
+            .into_iter()
+            .flatten()
+            .filter_map(|object| {
+                let access: Vec<Access> = paths
+                    .iter()
+                    .filter(|(v, _)| v.id == object.vault.id)
+                    .flat_map(|(_, a)| a.iter())
+                    .filter(|a| a.objects.contains(&object.object_type))
+                    .cloned()
+                    .collect();
+                let owner = object
+                    .summary
+                    .tags
+                    .get(&self.config.owner_tag)
+                    .filter(|o| identity.is_named_by(o))
+                    .cloned();
+                (!access.is_empty() || owner.is_some()).then_some((object, access, owner))
+            })
+            .collect();
+        let findings: Vec<Finding> = stream::iter(candidates)
+            .map(|(object, access, owner)| async move {
+                self.object_finding(object, &access, owner, ctx.cutoff)
+                    .await
+            })
+            .buffer_unordered(VAULT_LISTING_CONCURRENCY)
+            .try_collect()
+            .await?;
+        out.findings.extend(findings);
+        Ok(())
+    }
+
+    async fn object_finding(
+        &self,
+        object: VaultObject,
+        access: &[Access],
+        owner: Option<String>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Finding, ProviderError> {
+        let t = object.object_type;
+        let vault = &object.vault.name;
+        let name = &object.summary.name;
+        let noun = object_noun(t);
+        let node = format!("{noun} {vault}/{name}");
+        let mut paths = Vec::new();
+        let mut relation = Relation::CanGrantSelf;
+        if let Some(owner) = &owner {
+            relation = Relation::Owns;
+            paths.push(Path::new().then(
+                "owns",
+                format!("{node} (tag {}={owner})", self.config.owner_tag),
+            ));
+        }
+        for a in access {
+            let edge = match a.reach {
+                Reach::CanRead => Relation::CanRead,
+                Reach::CanGrantSelf => Relation::CanGrantSelf,
+            };
+            relation = relation.min(edge);
+            paths.push(
+                access_path(a, &object.vault)
+                    .then("rule", a.rule.clone())
+                    .then(edge.as_str(), node.clone()),
+            );
+        }
+        let uri = object.vault.properties.vault_uri.as_deref().unwrap_or("");
+        let state = self.object_state(uri, t, name, cutoff).await?;
+        let mut facts = attrs([
+            ("vault", vault.as_str()),
+            ("vault_uri", uri),
+            ("vault_id", object.vault.id.as_str()),
+            ("name", name.as_str()),
+            ("object_type", t.as_str()),
+            ("owner", owner.as_deref().unwrap_or("")),
+        ]);
+        if let Some(updated) = object
+            .summary
+            .updated
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
+        {
+            facts.insert("updated".into(), updated.to_rfc3339());
+        }
+        let mut f = finding(
+            object_kind(t),
+            object_resource(vault, t, name),
+            format!("Key Vault {node}"),
+            relation,
+            Holder::Shared,
+            paths,
+            facts,
+        );
+        f.state = state;
+        Ok(f)
+    }
+
+    /// `Rotated` once the current version postdates the cutoff and every older version is
+    /// disabled; `Deleted` when the object is gone; `Active` otherwise.
+    pub(crate) async fn object_state(
+        &self,
+        vault_uri: &str,
+        t: ObjectType,
+        name: &str,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<State, ProviderError> {
+        let Some(cutoff) = cutoff else {
+            return Ok(State::Active);
+        };
+        let Some(current) = self.data.current(vault_uri, t, name).await? else {
+            return Ok(State::Deleted);
+        };
+        // Key Vault keeps whole seconds; a version made in the cutoff's second counts as after.
+        if current.created.is_none_or(|c| c < cutoff.timestamp()) {
+            return Ok(State::Active);
+        }
+        let versions = self.data.versions(vault_uri, t, name).await?;
+        let old_enabled = versions
+            .iter()
+            .any(|v| v.version != current.version && v.enabled);
+        Ok(if old_enabled {
+            State::Active
+        } else {
+            State::Rotated
+        })
+    }
+}
+
+/// The path from the person to a vault through one access: the membership chain, then the
+/// access policy or role assignment.
+fn access_path(a: &Access, vault: &Vault) -> Path {
+    let path = path_to(&a.principal);
+    match &a.via {
+        Via::AccessPolicy { .. } => {
+            path.then("named-in", format!("access policy of vault {}", vault.name))
+        }
+        Via::Assignment {
+            assignment_id,
+            role,
+            scope,
+        } => path.then(
+            "assigned",
+            format!(
+                "role {role} at {} (assignment {})",
+                display_scope(scope),
+                crate::rbac::last_segment(assignment_id)
+            ),
+        ),
+    }
+}
+
+fn display_scope(scope: &str) -> &str {
+    if scope.is_empty() {
+        "/"
+    } else {
+        scope
+    }
+}
+
+fn membership_findings(principals: &Principals, out: &mut Resolution) {
+    for p in principals.all.iter().skip(1) {
+        let Some((direct_id, _)) = &p.via_membership else {
+            continue;
+        };
+        let direct = direct_id.eq_ignore_ascii_case(&p.object_id);
+        let kind = if direct {
+            kinds::GROUP_MEMBERSHIP
+        } else {
+            kinds::INHERITED_GROUP
+        };
+        let name = p.display.trim_start_matches("group ");
+        out.findings.push(finding(
+            kind,
+            p.object_id.clone(),
+            format!("membership in Entra {}", p.display),
+            Relation::MemberOf,
+            Holder::Account,
+            vec![path_to(p)],
+            attrs([
+                ("group", name),
+                ("group_id", &p.object_id),
+                ("direct_group_id", direct_id),
+            ]),
+        ));
+    }
+}
+
+fn owned_findings(owned: &OwnedObject, owner: &str, out: &mut Resolution) {
+    let (kind, noun, collection) = if owned.is_application() {
+        (kinds::OWNED_APPLICATION, "application", "applications")
+    } else {
+        (
+            kinds::OWNED_SERVICE_PRINCIPAL,
+            "service principal",
+            "servicePrincipals",
+        )
+    };
+    let name = owned.display_name.clone().unwrap_or(owned.id.clone());
+    let node = format!("{noun} {name}");
+    let holder = Holder::Nhi(name.clone());
+    let owns = Path::new().then("owns", node.clone());
+    let base = attrs([
+        ("object_id", owned.id.as_str()),
+        ("collection", collection),
+        ("app_id", owned.app_id.as_deref().unwrap_or("")),
+        ("app_name", name.as_str()),
+        ("owner", owner),
+    ]);
+    out.findings.push(finding(
+        kind,
+        owned.id.clone(),
+        format!("Entra {node}"),
+        Relation::Owns,
+        holder.clone(),
+        vec![owns.clone()],
+        base.clone(),
+    ));
+    for p in &owned.password_credentials {
+        let mut facts = base.clone();
+        facts.insert("key_id".into(), p.key_id.clone());
+        if let Some(end) = &p.end_date_time {
+            facts.insert("expires".into(), end.clone());
+        }
+        if let Some(hint) = &p.hint {
+            facts.insert("hint".into(), hint.clone());
+        }
+        out.findings.push(finding(
+            kinds::APP_PASSWORD,
+            format!("{}/{}", owned.id, p.key_id),
+            format!(
+                "client secret {} of {node}",
+                p.display_name.as_deref().unwrap_or(&p.key_id)
+            ),
+            Relation::Owns,
+            holder.clone(),
+            vec![owns.then("has", format!("client secret {}", p.key_id))],
+            facts,
+        ));
+    }
+    for k in &owned.key_credentials {
+        let mut facts = base.clone();
+        facts.insert("key_id".into(), k.key_id.clone());
+        if let Some(end) = &k.end_date_time {
+            facts.insert("expires".into(), end.clone());
+        }
+        out.findings.push(finding(
+            kinds::APP_CERTIFICATE,
+            format!("{}/{}", owned.id, k.key_id),
+            format!(
+                "certificate {} of {node}",
+                k.display_name.as_deref().unwrap_or(&k.key_id)
+            ),
+            Relation::Owns,
+            holder.clone(),
+            vec![owns.then("has", format!("certificate {}", k.key_id))],
+            facts,
+        ));
+    }
+}
+
+fn assignment_findings(
+    survey: &Survey,
+    principals: &Principals,
+    user_id: &str,
+    out: &mut Resolution,
+) {
+    for a in &survey.assignments {
+        let Some(principal) = principals.get(&a.properties.principal_id) else {
+            continue;
+        };
+        let own = principal.object_id.eq_ignore_ascii_case(user_id);
+        let role = survey
+            .roles
+            .get(&a.role_guid().to_ascii_lowercase())
+            .map(|r| r.role_name().to_string())
+            .unwrap_or_else(|| a.role_guid().to_string());
+        let scope = display_scope(a.scope());
+        let node = format!("role {role} at {scope} (assignment {})", a.name);
+        let mut facts = attrs([
+            ("role", role.as_str()),
+            ("scope", scope),
+            ("principal_id", principal.object_id.as_str()),
+            ("condition", a.condition().unwrap_or("")),
+        ]);
+        if !own {
+            facts.insert("group".into(), principal.display.clone());
+        }
+        out.findings.push(finding(
+            if own {
+                kinds::ROLE_ASSIGNMENT
+            } else {
+                kinds::GROUP_ROLE_ASSIGNMENT
+            },
+            a.id.clone(),
+            format!("Azure {node}"),
+            Relation::MemberOf,
+            Holder::Account,
+            vec![path_to(principal).then("assigned", node)],
+            facts,
+        ));
+    }
+}
+
+fn access_policy_findings(survey: &Survey, principals: &Principals, out: &mut Resolution) {
+    for vault in &survey.vaults {
+        for policy in &vault.properties.access_policies {
+            let Some(principal) = principals.get(&policy.object_id) else {
+                continue;
+            };
+            let own = principals
+                .user_id()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&policy.object_id));
+            let node = format!(
+                "access policy of vault {} for {}",
+                vault.name, principal.display
+            );
+            let p = &policy.permissions;
+            let mut facts = attrs([
+                ("vault", vault.name.as_str()),
+                ("vault_id", vault.id.as_str()),
+                ("object_id", policy.object_id.as_str()),
+                ("secrets", &p.secrets.join(",")),
+                ("keys", &p.keys.join(",")),
+                ("certificates", &p.certificates.join(",")),
+            ]);
+            if vault.is_rbac() {
+                // Dormant while the vault uses RBAC, live again if it switches back.
+                facts.insert("dormant".into(), "the vault uses Azure RBAC".into());
+            }
+            out.findings.push(finding(
+                if own {
+                    kinds::ACCESS_POLICY
+                } else {
+                    kinds::GROUP_ACCESS_POLICY
+                },
+                format!("{}/{}", vault.id, policy.object_id),
+                node.clone(),
+                Relation::MemberOf,
+                Holder::Account,
+                vec![path_to(principal).then("named-in", node)],
+                facts,
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(id: &str, name: &str, via: Option<(&str, &str)>) -> Principal {
+        Principal {
+            object_id: id.into(),
+            display: format!("group {name}"),
+            via_membership: via.map(|(a, b)| (a.into(), b.into())),
+        }
+    }
+
+    #[test]
+    fn memberships_split_into_direct_and_inherited_with_their_chain() {
+        let principals = Principals {
+            all: vec![
+                Principal {
+                    object_id: "u".into(),
+                    display: "user alice".into(),
+                    via_membership: None,
+                },
+                group("g1", "oncall", Some(("g1", "oncall"))),
+                group("g2", "platform", Some(("g1", "oncall"))),
+            ],
+        };
+        let mut out = Resolution::default();
+        membership_findings(&principals, &mut out);
+        assert_eq!(out.findings.len(), 2);
+        assert_eq!(out.findings[0].kind, kinds::GROUP_MEMBERSHIP);
+        assert_eq!(out.findings[1].kind, kinds::INHERITED_GROUP);
+        assert_eq!(
+            out.findings[1].paths[0].render("alice"),
+            "alice -member-of-> group oncall -member-of-> group platform"
+        );
+    }
+
+    #[test]
+    fn sessions_count_as_revoked_only_from_the_cutoff() {
+        let user: User = serde_json::from_value(serde_json::json!({
+            "id": "u", "accountEnabled": false,
+            "signInSessionsValidFromDateTime": "2026-11-30T10:00:00Z"
+        }))
+        .unwrap();
+        assert_eq!(user_state(&user), State::Disabled);
+        let at = |s: &str| Some(s.parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(sessions_state(&user, None), State::Active);
+        assert_eq!(
+            sessions_state(&user, at("2026-11-30T09:59:59Z")),
+            State::Revoked
+        );
+        assert_eq!(
+            sessions_state(&user, at("2026-11-30T10:00:00.700Z")),
+            State::Revoked
+        );
+        assert_eq!(
+            sessions_state(&user, at("2026-11-30T10:00:01Z")),
+            State::Active
+        );
+    }
+}

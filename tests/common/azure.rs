@@ -1,0 +1,288 @@
+//! An Azure world for the CLI tests: the Azure test double (ARM, Graph, the token endpoint and
+//! the Key Vault data plane) started in-process on a free port, the demo organisation seeded
+//! into it by `examples/demo/seed_azure.py` through the real write APIs, a config naming only the
+//! Azure provider, and a small client that reads the double back through the same APIs.
+
+use super::{config_without_providers, venv, REPO};
+use closeout_azure_double::{AzureDouble, Config, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Output;
+
+/// The DNS suffix of vault hosts in the double (`{vault}.lowkey-vault.local`).
+pub const VAULT_SUFFIX: &str = "lowkey-vault.local";
+pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
+pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+pub const VAULT_SCOPE: &str = "https://lowkey-vault.local/.default";
+pub const KV_API: &str = "7.6";
+
+pub struct AzureWorld {
+    pub double: AzureDouble,
+    pub dir: tempfile::TempDir,
+    pub api: Api,
+}
+
+impl AzureWorld {
+    pub async fn new() -> AzureWorld {
+        let double = AzureDouble::start(Config {
+            page_size: 2,
+            ..Config::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the Azure test double cannot start: {e}"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = dir.path().join("azure-ca.pem");
+        std::fs::write(&ca, double.ca_pem()).expect("write the CA");
+        let secret_file = dir.path().join("azure-client-secret");
+        std::fs::write(&secret_file, format!("{DEFAULT_CLIENT_SECRET}\n")).expect("secret file");
+        let base = double.base_url();
+        let port = double.addr().port();
+        let config = format!(
+            r#"{common}
+[providers.azure]
+tenant_id = "{tenant}"
+client_id = "{DEFAULT_CLIENT_ID}"
+client_secret_file = "{secret}"
+authority_host = "{base}"
+arm_endpoint = "{base}"
+graph_endpoint = "{base}"
+ca_file = "{ca}"
+host_overrides = {{ "{VAULT_SUFFIX}" = "127.0.0.1" }}
+credential_vault = "https://kv-closeout-ops.{VAULT_SUFFIX}:{port}/"
+max_in_flight = 4
+"#,
+            common = config_without_providers(&format!("{REPO}/playbooks")),
+            tenant = closeout_azure_double::DEFAULT_TENANT_ID,
+            secret = secret_file.display(),
+            ca = ca.display(),
+        );
+        std::fs::write(dir.path().join("closeout.toml"), config).expect("write config");
+        let api = Api::new(&double);
+        AzureWorld { double, dir, api }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("closeout.toml")
+    }
+
+    pub fn state_files(&self) -> [PathBuf; 2] {
+        [
+            self.dir.path().join("state/closeout.db"),
+            self.dir.path().join("state/audit.jsonl"),
+        ]
+    }
+
+    /// Run the real binary without blocking the runtime that serves the double.
+    pub async fn closeout(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_closeout"))
+            .current_dir(self.dir.path())
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("AZURE_CLIENT_SECRET")
+            .env("CLOSEOUT_ACTOR", "integration-test")
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .expect("run closeout")
+    }
+
+    /// Seed the demo organisation; returns the canary and what the seed created.
+    pub async fn seed_demo(&self) -> (String, Value) {
+        let python = venv().join("bin/python");
+        assert!(
+            python.exists(),
+            "{} not found: run scripts/setup.sh to create the venv",
+            python.display()
+        );
+        let canary_file = self.dir.path().join("canary.txt");
+        let credentials_file = self.dir.path().join("seeded.json");
+        let out = tokio::process::Command::new(python)
+            .arg(format!("{REPO}/examples/demo/seed_azure.py"))
+            .env("AZURE_DOUBLE_URL", self.double.base_url())
+            .env("AZURE_DOUBLE_CA_FILE", self.dir.path().join("azure-ca.pem"))
+            .env("AZURE_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+            .env("CLOSEOUT_CANARY_FILE", &canary_file)
+            .env("CLOSEOUT_SEED_CREDENTIALS_FILE", &credentials_file)
+            .output()
+            .await
+            .expect("run the Azure seed script");
+        assert!(
+            out.status.success(),
+            "seeding the Azure double failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let canary = std::fs::read_to_string(&canary_file)
+            .expect("the seed writes the canary")
+            .trim()
+            .to_string();
+        let seeded = serde_json::from_slice(
+            &std::fs::read(&credentials_file).expect("the seed writes what it created"),
+        )
+        .expect("seed JSON");
+        (canary, seeded)
+    }
+}
+
+/// Reads the double back through ARM, Graph and the Key Vault data plane, as Closeout's test
+/// client.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    port: u16,
+}
+
+impl Api {
+    fn new(double: &AzureDouble) -> Api {
+        let ca = reqwest::Certificate::from_pem(double.ca_pem().as_bytes()).expect("CA PEM");
+        // Every vault host goes to the double; the resolver override is per host name.
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .dns_resolver(std::sync::Arc::new(Loopback))
+            .build()
+            .expect("client");
+        Api {
+            http,
+            base: double.base_url(),
+            port: double.addr().port(),
+        }
+    }
+
+    pub async fn token(&self, scope: &str) -> String {
+        self.token_as(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, scope)
+            .await
+            .expect("the test client gets a token")
+    }
+
+    /// A client-credentials token, or the error text the endpoint answered.
+    pub async fn token_as(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: &str,
+    ) -> Result<String, String> {
+        let r = self
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.base,
+                closeout_azure_double::DEFAULT_TENANT_ID
+            ))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("scope", scope),
+            ])
+            .send()
+            .await
+            .expect("token endpoint answers");
+        let status = r.status();
+        let body: Value = r.json().await.expect("token JSON");
+        if status.is_success() {
+            Ok(body["access_token"].as_str().expect("access_token").into())
+        } else {
+            Err(body["error"].to_string())
+        }
+    }
+
+    /// `(status, body)` of one call with a token for `scope`.
+    pub async fn call(&self, scope: &str, method: &str, url: &str) -> (u16, Value) {
+        let token = self.token(scope).await;
+        let r = self
+            .http
+            .request(method.parse().expect("method"), url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn graph(&self, path: &str) -> (u16, Value) {
+        self.call(GRAPH_SCOPE, "GET", &format!("{}/v1.0{path}", self.base))
+            .await
+    }
+
+    /// Every item of a Graph or ARM list, following the next links.
+    pub async fn list(&self, scope: &str, url: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut next = Some(url.to_string());
+        while let Some(url) = next.take() {
+            let (status, body) = self.call(scope, "GET", &url).await;
+            assert_eq!(status, 200, "GET {url}: {body}");
+            out.extend(body["value"].as_array().cloned().unwrap_or_default());
+            next = body["nextLink"]
+                .as_str()
+                .or(body["@odata.nextLink"].as_str())
+                .map(String::from);
+        }
+        out
+    }
+
+    pub async fn graph_list(&self, path: &str) -> Vec<Value> {
+        self.list(GRAPH_SCOPE, &format!("{}/v1.0{path}", self.base))
+            .await
+    }
+
+    pub async fn arm(&self, path: &str) -> (u16, Value) {
+        self.call(ARM_SCOPE, "GET", &format!("{}{path}", self.base))
+            .await
+    }
+
+    pub async fn arm_list(&self, path: &str) -> Vec<Value> {
+        self.list(ARM_SCOPE, &format!("{}{path}", self.base)).await
+    }
+
+    pub fn vault_uri(&self, vault: &str) -> String {
+        format!("https://{vault}.{VAULT_SUFFIX}:{}/", self.port)
+    }
+
+    /// One Key Vault data-plane GET (`path` like `secrets/db/versions`).
+    pub async fn kv(&self, vault: &str, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}?api-version={KV_API}", self.vault_uri(vault));
+        self.call(VAULT_SCOPE, "GET", &url).await
+    }
+
+    /// Every version of a vault object: (version id, enabled, created unix seconds).
+    pub async fn kv_versions(
+        &self,
+        vault: &str,
+        kind: &str,
+        name: &str,
+    ) -> Vec<(String, bool, i64)> {
+        let url = format!(
+            "{}{kind}/{name}/versions?api-version={KV_API}",
+            self.vault_uri(vault)
+        );
+        self.list(VAULT_SCOPE, &url)
+            .await
+            .iter()
+            .map(|v| {
+                // Keys list their versions by `kid`, secrets and certificates by `id`.
+                let id = v["id"].as_str().or(v["kid"].as_str()).expect("id or kid");
+                (
+                    id.rsplit('/').next().unwrap_or_default().to_string(),
+                    v["attributes"]["enabled"].as_bool().unwrap_or(true),
+                    v["attributes"]["created"].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Resolves every host to 127.0.0.1 (the double answers for all of them).
+struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async {
+            let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(std::net::SocketAddr::from(
+                ([127, 0, 0, 1], 0),
+            )));
+            Ok(addrs)
+        })
+    }
+}
