@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod event;
 pub mod executor;
 pub mod journal;
 pub mod plan;
