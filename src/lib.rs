@@ -14,6 +14,7 @@ pub mod journal;
 pub mod plan;
 pub mod playbook;
 pub mod progress;
+pub mod queue;
 pub mod registry;
 pub mod report;
 pub mod resolve;
