@@ -124,6 +124,35 @@ pub enum Command {
         #[command(subcommand)]
         command: PlaybookCommand,
     },
+    /// Authoritative-source tools.
+    Source {
+        #[command(subcommand)]
+        command: SourceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Diff two HR exports into joiner, mover and leaver events (docs/serve.md, "Intake").
+    /// Writes nothing unless --submit.
+    Diff {
+        /// The earlier export (.csv or .json).
+        old: PathBuf,
+        /// The later export (.csv or .json).
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
+        /// Enqueue the events in the durable queue at the config's [store] path; a second
+        /// submit of the same diff stores nothing (duplicates).
+        #[arg(long)]
+        submit: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,7 +216,14 @@ pub fn format_of(command: &Command) -> Format {
         | Command::Runs { format, .. }
         | Command::Resume { format, .. }
         | Command::Approve { format, .. } => *format,
-        Command::Audit { .. } | Command::Playbook { .. } => Format::Text,
+        Command::Source {
+            command:
+                SourceCommand::Diff {
+                    format: DiffFormat::Json,
+                    ..
+                },
+        } => Format::Json,
+        Command::Audit { .. } | Command::Playbook { .. } | Command::Source { .. } => Format::Text,
     }
 }
 
@@ -200,6 +236,15 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(cli),
+        Command::Source {
+            command:
+                SourceCommand::Diff {
+                    old,
+                    new,
+                    format,
+                    submit,
+                },
+        } => source_diff(cli, old, new, *format, *submit),
         Command::Plan {
             trigger,
             identity,
@@ -449,6 +494,66 @@ fn playbook_check(files: &[PathBuf]) -> i32 {
         }
         exit::USAGE
     }
+}
+
+/// `source diff`: print the events; with `--submit`, enqueue them (the only write).
+fn source_diff(
+    cli: &Cli,
+    old: &std::path::Path,
+    new: &std::path::Path,
+    format: DiffFormat,
+    submit: bool,
+) -> Result<i32, Failure> {
+    let now = chrono::Utc::now();
+    let diff = crate::diff::diff_files(old, new, now).map_err(|e| Failure {
+        code: exit::USAGE,
+        message: e.to_string(),
+    })?;
+    let mut submitted = None;
+    if submit {
+        // Loading the config is pure: no provider is contacted for a diff.
+        let config = crate::config::Config::load(&cli.config).map_err(EngineError::from)?;
+        let queue_failure = |e: crate::queue::QueueError| Failure {
+            code: exit::ERROR,
+            message: e.to_string(),
+        };
+        let queue = crate::queue::EventQueue::open(&config.store.path).map_err(queue_failure)?;
+        let (mut new_events, mut duplicates) = (0u64, 0u64);
+        for entry in &diff.events {
+            match queue.submit(&entry.event, now).map_err(queue_failure)? {
+                crate::queue::Submitted::New { .. } => new_events += 1,
+                crate::queue::Submitted::Duplicate { .. } => duplicates += 1,
+            }
+        }
+        submitted = Some((new_events, duplicates, config.store.path));
+    }
+    match format {
+        DiffFormat::Json => {
+            let mut doc = serde_json::json!({
+                "old": old,
+                "new": new,
+                "new_sha256": diff.new_sha256,
+                "events": diff.events,
+                "warnings": diff.warnings,
+            });
+            if let Some((n, d, path)) = &submitted {
+                doc["submitted"] = serde_json::json!({"new": n, "duplicates": d, "store": path});
+            }
+            print_json(&doc);
+        }
+        DiffFormat::Text => {
+            let mut out = diff.render_text();
+            if let Some((n, d, path)) = &submitted {
+                out.push_str(&format!(
+                    "submitted {} event(s) to {}: {n} new, {d} duplicate(s)\n",
+                    diff.events.len(),
+                    path.display()
+                ));
+            }
+            print(&out);
+        }
+    }
+    Ok(exit::OK)
 }
 
 fn audit_verify(cli: &Cli) -> Result<i32, Failure> {

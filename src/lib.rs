@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod engine;
 pub mod event;
 pub mod executor;
