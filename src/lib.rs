@@ -17,5 +17,6 @@ pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod resolve;
+pub mod scim;
 pub mod source;
 pub mod verify;
