@@ -2,7 +2,7 @@
 # Install what the demo and the tests need on a fresh machine. Idempotent: a second run with
 # everything in place only checks stamps and takes about a second.
 #
-# Assumes (see README): Debian, Python >= 3.9 as `python3`, Rust via rustup (`cargo`), and for later
+# Assumes (see README): Debian, Python >= 3.11 as `python3` (scim2-client and scim2-tester need it), Rust via rustup (`cargo`), and for later
 # emulators Java 17 + Maven. Only PyPI, crates.io, Maven Central and Debian packages are used.
 #
 # Environment:
@@ -27,9 +27,9 @@ stamp_ok() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
 # 1. Toolchain checks (nothing is installed here: rustup / pyenv are the machine's business).
 # ---------------------------------------------------------------------------------------------
 step_toolchain() {
-    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: install Python 3.9+ (e.g. via pyenv)"
-    "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
-        || die "$PYTHON is $("$PYTHON" --version 2>&1); Python 3.9+ is required"
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: install Python 3.11+ (e.g. via pyenv)"
+    "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+        || die "$PYTHON is $("$PYTHON" --version 2>&1); Python 3.11+ is required"
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
 }
 

@@ -19,6 +19,7 @@ pub mod queue;
 pub mod registry;
 pub mod report;
 pub mod resolve;
+pub mod scim;
 pub mod source;
 pub mod verify;
 pub mod webhook;
