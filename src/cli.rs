@@ -129,6 +129,9 @@ pub enum Command {
         #[command(subcommand)]
         command: SourceCommand,
     },
+    /// Run as a service: HR webhooks and SCIM pushes in, playbooks run by workers, read and
+    /// approval API, /healthz, /readyz, /metrics (configured by `[serve]`). Stops on SIGTERM.
+    Serve,
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,7 +226,10 @@ pub fn format_of(command: &Command) -> Format {
                     ..
                 },
         } => Format::Json,
-        Command::Audit { .. } | Command::Playbook { .. } | Command::Source { .. } => Format::Text,
+        Command::Audit { .. }
+        | Command::Playbook { .. }
+        | Command::Source { .. }
+        | Command::Serve => Format::Text,
     }
 }
 
@@ -282,6 +288,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
                 override_protected: *override_protected,
                 confirm_actions: *confirm_actions,
                 effective_at: None,
+                require_approval: false,
             };
             let progress = Progress::auto();
             let mut confirm = |plan: &Plan| ask_to_apply(plan);
@@ -297,9 +304,22 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
             print_report(&report, *format);
             Ok(report_code(&report))
         }
+        Command::Serve => match crate::serve::run(&cli.config).await {
+            Ok(()) => Ok(exit::OK),
+            Err(e) => Err(Failure {
+                code: e.exit_code(),
+                message: e.to_string(),
+            }),
+        },
         Command::Approve { run, format } => {
             let engine = Engine::open(&cli.config)?;
             let report = engine.approve(run, &Progress::auto()).await?;
+            // A run the service created waits in its queue too: let it see the run is done.
+            if let Ok(queue) = crate::queue::EventQueue::open(&engine.config.store.path) {
+                if let Err(e) = queue.approve_waiting(run) {
+                    tracing::warn!(error = %e, "cannot update the service's event queue");
+                }
+            }
             print_report(&report, *format);
             Ok(report_code(&report))
         }

@@ -39,6 +39,9 @@ pub struct Config {
     pub execution: ExecutionConfig,
     #[serde(default)]
     pub providers: ProvidersConfig,
+    /// `closeout serve` (optional; defaults apply when absent).
+    #[serde(default)]
+    pub serve: crate::serve::ServeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +187,7 @@ impl Config {
                 .validate()
                 .map_err(|e| invalid(format!("[providers.azure]: {e}")))?;
         }
+        self.serve.validate().map_err(invalid)?;
         if self.execution.max_attempts == 0 {
             return Err(invalid(
                 "[execution] max_attempts must be at least 1".into(),

@@ -115,6 +115,9 @@ pub struct ApplyOptions {
     pub confirm_actions: Option<usize>,
     /// When the triggering event took effect (default: now).
     pub effective_at: Option<DateTime<Utc>>,
+    /// Wait for an approval before the first stage, whatever the playbook says (the service's
+    /// policy for triggers that are not applied automatically, and for protected identities).
+    pub require_approval: bool,
 }
 
 /// A plan together with the graph it came from.
@@ -280,7 +283,7 @@ impl Engine {
         trigger: &str,
         id: &str,
         options: &ApplyOptions,
-        confirm: &mut dyn FnMut(&Plan) -> Result<bool, EngineError>,
+        confirm: &mut (dyn FnMut(&Plan) -> Result<bool, EngineError> + Send),
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
         let identity = self.identity(id)?;
@@ -309,9 +312,16 @@ impl Engine {
         let providers = self.providers().await?;
         let now = Utc::now();
         let run_id = new_run_id(now);
-        let Planned { graph, plan } = self
+        let Planned { graph, mut plan } = self
             .plan_with(&providers, &book, &identity, trigger, &run_id, now)
             .await?;
+        if options.require_approval {
+            for stage in &mut plan.stages {
+                for action in &mut stage.actions {
+                    action.requires_approval = true;
+                }
+            }
+        }
         if plan.exceeds_limit() && options.confirm_actions != Some(plan.action_count()) {
             return Err(EngineError::BlastRadius {
                 actions: plan.action_count(),
@@ -383,6 +393,13 @@ impl Engine {
         run_id: &str,
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
+        self.record_approval(run_id, &self.actor)?;
+        self.resume(run_id, progress).await
+    }
+
+    /// Record an approval of a run waiting for one (audited) without running it: the service's
+    /// worker resumes it. Returns the run's identity.
+    pub fn record_approval(&self, run_id: &str, approver: &str) -> Result<String, EngineError> {
         let run = self
             .journal
             .run(run_id)?
@@ -394,14 +411,14 @@ impl Engine {
             });
         }
         let identity = self.identity(&run.identity)?;
-        self.journal.approve(&run.id, &self.actor)?;
+        self.journal.approve(&run.id, approver)?;
         self.audit_event(
             "run.approved",
             Some(&run.id),
             &identity,
-            serde_json::json!({ "approver": self.actor }),
+            serde_json::json!({ "approver": approver }),
         )?;
-        self.resume(&run.id, progress).await
+        Ok(run.identity)
     }
 
     /// Finish an interrupted run without repeating its finished actions.

@@ -152,6 +152,8 @@ impl Executor<'_> {
             params: action.params.clone(),
         };
         let mut attempt = 1u32;
+        let started = std::time::Instant::now();
+        let metrics = crate::metrics::global();
         let result = loop {
             let outcome = provider.execute(&request).await;
             match outcome {
@@ -171,6 +173,15 @@ impl Executor<'_> {
                 }
                 Err(e) => {
                     let class = e.class();
+                    let class_name = match class {
+                        ErrorClass::Retryable => "retryable",
+                        ErrorClass::Throttled(_) => "throttled",
+                        ErrorClass::Permanent => "permanent",
+                        ErrorClass::AlreadyDone => "already-done",
+                    };
+                    if class != ErrorClass::AlreadyDone {
+                        metrics.provider_error(&action.finding.provider, class_name);
+                    }
                     if class == ErrorClass::AlreadyDone {
                         let state = provider
                             .capabilities()
@@ -199,6 +210,13 @@ impl Executor<'_> {
                 }
             }
         };
+        let outcome = match &result {
+            ActionResult::Done { .. } => "done",
+            ActionResult::AlreadyDone { .. } => "already-done",
+            ActionResult::Failed { .. } => "failed",
+            ActionResult::FinishedEarlier => "finished-earlier",
+        };
+        metrics.action(&action.finding.provider, outcome, started.elapsed());
         self.record(run_id, identity, action, &result)?;
         Ok(result)
     }

@@ -357,6 +357,18 @@ impl Journal {
             .collect()
     }
 
+    /// How many runs are in each status (for metrics).
+    pub fn runs_by_status(&self) -> Result<Vec<(String, u64)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            r.map(|(s, n)| (s, n.max(0) as u64))
+                .map_err(JournalError::from)
+        })
+        .collect()
+    }
+
     /// The newest unfinished run (running, or failed part-way) of this identity and trigger.
     pub fn unfinished_run(
         &self,

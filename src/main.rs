@@ -4,6 +4,8 @@ use tracing_subscriber::EnvFilter;
 
 fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
+        // A service says what it does; a command only what went wrong.
+        0 if matches!(cli.command, cli::Command::Serve) => "closeout=info,warn",
         0 => "warn",
         1 => "closeout=debug,closeout_aws=debug,info",
         _ => "trace",

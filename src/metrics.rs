@@ -1,0 +1,163 @@
+//! Process-wide metrics in the Prometheus/OpenMetrics text format (`GET /metrics` of
+//! `closeout serve`). Counters and histograms are recorded where things happen (intake, the
+//! executor); gauges that mirror stored state (queue depth, runs by status, open findings) are
+//! set when scraped.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric Closeout exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Intake: events by type and outcome (accepted, duplicate, rejected reason).
+    pub events: Family<Labels, Counter>,
+    /// Events stored and not finished.
+    pub queue_depth: Gauge,
+    /// Runs by status, from the journal.
+    pub runs: Family<Labels, Gauge>,
+    /// Action latency by provider and outcome.
+    pub action_seconds: Family<Labels, Histogram>,
+    /// Provider errors by provider and class (retryable, permanent, throttled).
+    pub provider_errors: Family<Labels, Counter>,
+    /// Throttling answers (429 and the like) by provider.
+    pub throttles: Family<Labels, Counter>,
+    /// Findings still open after the last verify, by identity-agnostic total.
+    pub open_findings: Gauge,
+}
+
+fn action_histogram() -> Histogram {
+    // 10 ms .. ~160 s
+    Histogram::new(exponential_buckets(0.01, 2.0, 15))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("closeout");
+        let events = Family::<Labels, Counter>::default();
+        registry.register(
+            "events",
+            "Lifecycle events received, by type and outcome",
+            events.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Events stored and not yet finished",
+            queue_depth.clone(),
+        );
+        let runs = Family::<Labels, Gauge>::default();
+        registry.register("runs", "Runs in the journal, by status", runs.clone());
+        let action_seconds =
+            Family::<Labels, Histogram>::new_with_constructor(action_histogram as fn() -> _);
+        registry.register(
+            "action_duration_seconds",
+            "Time to execute one action (all attempts), by provider and outcome",
+            action_seconds.clone(),
+        );
+        let provider_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "provider_errors",
+            "Provider call errors, by provider and class",
+            provider_errors.clone(),
+        );
+        let throttles = Family::<Labels, Counter>::default();
+        registry.register(
+            "provider_throttles",
+            "Throttling answers from providers, by provider",
+            throttles.clone(),
+        );
+        let open_findings = Gauge::default();
+        registry.register(
+            "open_findings",
+            "Findings still open after the last verification of each run",
+            open_findings.clone(),
+        );
+        Metrics {
+            registry,
+            events,
+            queue_depth,
+            runs,
+            action_seconds,
+            provider_errors,
+            throttles,
+            open_findings,
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn event(&self, kind: &str, outcome: &str) {
+        self.events
+            .get_or_create(&vec![
+                ("type", kind.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn action(&self, provider: &str, outcome: &str, took: Duration) {
+        self.action_seconds
+            .get_or_create(&vec![
+                ("provider", provider.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn provider_error(&self, provider: &str, class: &str) {
+        self.provider_errors
+            .get_or_create(&vec![
+                ("provider", provider.to_string()),
+                ("class", class.to_string()),
+            ])
+            .inc();
+        if class == "throttled" {
+            self.throttles
+                .get_or_create(&vec![("provider", provider.to_string())])
+                .inc();
+        }
+    }
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_in_the_text_format() {
+        let m = Metrics::new();
+        m.event("leaver", "accepted");
+        m.action("aws", "done", Duration::from_millis(40));
+        m.provider_error("azure", "throttled");
+        m.queue_depth.set(3);
+        let text = m.render();
+        assert!(
+            text.contains(r#"closeout_events_total{type="leaver",outcome="accepted"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("closeout_queue_depth 3"), "{text}");
+        assert!(text.contains(r#"closeout_provider_throttles_total{provider="azure"} 1"#));
+        assert!(text.contains("closeout_action_duration_seconds_bucket"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,130 @@
+//! `[serve]`: how `closeout serve` listens, authenticates and decides what runs on its own.
+//!
+//! Secrets (webhook signing secrets, the SCIM and API bearer tokens) are never configuration
+//! text: each comes from a file the section names, else an environment variable.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Where to listen. Default `127.0.0.1:8787` (put a TLS-terminating proxy in front).
+    pub listen: SocketAddr,
+    /// Webhook signing secrets (`whsec_...`), one per line; several during a rotation of the
+    /// signing secret. Unset: `CLOSEOUT_WEBHOOK_SECRETS` (separated by spaces or commas).
+    pub webhook_secrets_file: Option<PathBuf>,
+    /// How far a `webhook-timestamp` may be from now, either way.
+    pub webhook_tolerance_secs: u64,
+    /// Largest request body accepted (webhooks and SCIM).
+    pub max_body_bytes: usize,
+    /// The SCIM bearer token. Unset: `CLOSEOUT_SCIM_TOKEN`; without one `/scim/v2` answers 401.
+    pub scim_token_file: Option<PathBuf>,
+    /// The bearer token of the read and approval API (`/v1/runs`, `/v1/identities`). Unset:
+    /// `CLOSEOUT_API_TOKEN`; without one those routes answer 401.
+    pub api_token_file: Option<PathBuf>,
+    /// Events processed at once (never two for one identity).
+    pub workers: usize,
+    /// Triggers applied as soon as their event is processed; every other trigger (and any event
+    /// of a protected identity) creates a run that waits for `closeout approve` or
+    /// `POST /v1/runs/{id}/approve`.
+    pub auto_apply: Vec<String>,
+    /// After SIGTERM: how long in-flight runs may take to finish before the process exits.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            webhook_secrets_file: None,
+            webhook_tolerance_secs: 300,
+            max_body_bytes: 64 * 1024,
+            scim_token_file: None,
+            api_token_file: None,
+            workers: 2,
+            auto_apply: vec!["leaver".into(), "incident".into()],
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Pure checks.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 || self.workers > 64 {
+            return Err("[serve] workers must be between 1 and 64".into());
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
+            return Err("[serve] max_body_bytes must be between 1024 and 16777216".into());
+        }
+        if self.webhook_tolerance_secs == 0 || self.webhook_tolerance_secs > 3600 {
+            return Err("[serve] webhook_tolerance_secs must be between 1 and 3600".into());
+        }
+        for t in &self.auto_apply {
+            if crate::event::EventKind::parse(t).is_none() {
+                return Err(format!(
+                    "[serve] auto_apply: unknown trigger {t:?} (joiner, mover, leaver, incident, rotation)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn applies_automatically(&self, trigger: &str) -> bool {
+        self.auto_apply.iter().any(|t| t == trigger)
+    }
+}
+
+/// Read one secret from `file` (first line) or the environment variable `env`.
+pub fn read_secret(file: Option<&PathBuf>, env: &str) -> Result<Option<String>, String> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+            let first = text.lines().next().unwrap_or("").trim().to_string();
+            if first.is_empty() {
+                return Err(format!("{} is empty", path.display()));
+            }
+            Ok(Some(first))
+        }
+        None => Ok(std::env::var(env).ok().filter(|v| !v.trim().is_empty())),
+    }
+}
+
+/// Several secrets: the lines of `file`, or `env` split on spaces and commas.
+pub fn read_secrets(file: Option<&PathBuf>, env: &str) -> Result<Vec<String>, String> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?,
+        None => std::env::var(env).unwrap_or_default(),
+    };
+    Ok(text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        ServeConfig::default().validate().unwrap();
+        let c = ServeConfig {
+            auto_apply: vec!["fired".into()],
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().contains("fired"));
+        let c = ServeConfig {
+            workers: 0,
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().contains("workers"));
+        assert!(ServeConfig::default().applies_automatically("leaver"));
+        assert!(!ServeConfig::default().applies_automatically("mover"));
+    }
+}

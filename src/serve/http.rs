@@ -1,0 +1,430 @@
+//! The service's routes. Intake (`POST /v1/events`, `/scim/v2`) answers only after the event is
+//! committed to the store; errors are JSON `{"error": "...", "code": "..."}` with a status that
+//! says what is wrong.
+
+use super::AppState;
+use crate::event::LifecycleEvent;
+use crate::queue::Submitted;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+type Shared = Arc<AppState>;
+
+/// A JSON error answer.
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": message.into(), "code": code })),
+    )
+        .into_response()
+}
+
+pub(crate) fn router(state: Shared, scim_token: Option<String>) -> Router {
+    let max_body = state.config.serve.max_body_bytes;
+    let api = Router::new()
+        .route("/v1/events", post(post_event))
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/runs/{id}/approve", post(approve_run))
+        .route("/v1/identities/{id}/graph", get(identity_graph))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    let scim = match scim_token {
+        Some(token) => {
+            let config = crate::scim::ScimConfig {
+                db_path: state.config.store.path.clone(),
+                tokens: vec![token],
+                location_attribute: None,
+                base_url: None,
+            };
+            match crate::scim::ScimState::open(&config, scim_sink(state.clone())) {
+                Ok(scim) => crate::scim::router(scim),
+                Err(e) => {
+                    tracing::error!(error = %e, "SCIM is unavailable");
+                    scim_unavailable(format!("SCIM is unavailable: {e}"))
+                }
+            }
+        }
+        None => scim_unavailable(
+            "no SCIM bearer token is configured (scim_token_file or CLOSEOUT_SCIM_TOKEN)".into(),
+        ),
+    };
+    api.nest("/scim/v2", scim)
+        .layer(DefaultBodyLimit::max(max_body))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such route") })
+}
+
+/// `/scim/v2` when SCIM cannot serve: 401 in the SCIM error form for every request.
+fn scim_unavailable(detail: String) -> Router {
+    Router::new().fallback(move || {
+        let detail = detail.clone();
+        async move {
+            (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (axum::http::header::WWW_AUTHENTICATE, "Bearer"),
+                    (axum::http::header::CONTENT_TYPE, "application/scim+json"),
+                ],
+                Json(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                    "status": "401",
+                    "detail": detail,
+                })),
+            )
+                .into_response()
+        }
+    })
+}
+
+/// SCIM changes become events through the same store as webhooks.
+fn scim_sink(state: Shared) -> crate::scim::EventSink {
+    Arc::new(move |event: LifecycleEvent| {
+        if state.stopping.load(Ordering::SeqCst) {
+            return Err("the service is stopping".into());
+        }
+        let kind = event.kind.trigger();
+        match state.queue.submit(&event, chrono::Utc::now()) {
+            Ok(Submitted::New { .. }) => {
+                crate::metrics::global().event(kind, "accepted");
+                state.wake.notify_waiters();
+                Ok(())
+            }
+            Ok(Submitted::Duplicate { .. }) => {
+                crate::metrics::global().event(kind, "duplicate");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn post_event(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let metrics = crate::metrics::global();
+    if state.stopping.load(Ordering::SeqCst) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the service is stopping; retry later",
+        );
+    }
+    let Some(secrets) = &state.webhook_secrets else {
+        metrics.event("unknown", "rejected-signature");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "no-secret-configured",
+            "no webhook signing secret is configured",
+        );
+    };
+    let id = header(&headers, "webhook-id");
+    if let Err(e) = secrets.verify(
+        id,
+        header(&headers, "webhook-timestamp"),
+        header(&headers, "webhook-signature"),
+        &body,
+        chrono::Utc::now(),
+    ) {
+        metrics.event("unknown", "rejected-signature");
+        // Unauthenticated either way (401); the code says whether the headers were unreadable
+        // or the signature simply did not verify.
+        let code = if e.is_malformed() {
+            "malformed-signature-headers"
+        } else {
+            "signature-rejected"
+        };
+        return error(StatusCode::UNAUTHORIZED, code, e.to_string());
+    }
+    // verify() refuses a request without an id.
+    let id = id.unwrap_or_default();
+    let event = match LifecycleEvent::from_webhook(&body, id, chrono::Utc::now()) {
+        Ok(e) => e,
+        Err(e) => {
+            let (status, code) = match e {
+                crate::event::EventError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+                crate::event::EventError::UnknownType(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "unknown-type")
+                }
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-event"),
+            };
+            metrics.event("unknown", "rejected-body");
+            return error(status, code, e.to_string());
+        }
+    };
+    let kind = event.kind.trigger();
+    // The insert fsyncs: off the async threads.
+    let queue = state.queue.clone();
+    let stored = tokio::task::spawn_blocking(move || queue.submit(&event, chrono::Utc::now()))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match stored {
+        Ok(Submitted::New { seq }) => {
+            metrics.event(kind, "accepted");
+            state.wake.notify_waiters();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "accepted", "seq": seq, "type": kind })),
+            )
+                .into_response()
+        }
+        Ok(Submitted::Duplicate { seq, status }) => {
+            metrics.event(kind, "duplicate");
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "status": "duplicate",
+                    "seq": seq,
+                    "event_status": status,
+                    "message": "this webhook-id was accepted before; it is not processed again",
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store an event");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "the event could not be stored; retry",
+            )
+        }
+    }
+}
+
+/// The read and approval API takes the configured bearer token.
+/// `Some(answer)` when the request lacks the API token.
+fn unauthorized(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(expected) = &state.api_token else {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "no-token-configured",
+            "no API token is configured (api_token_file or CLOSEOUT_API_TOKEN)",
+        ));
+    };
+    let given = header(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    use subtle::ConstantTimeEq as _;
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        None
+    } else {
+        Some(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list_runs(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    match state.journal.runs(limit) {
+        Ok(runs) => Json(json!({
+            "runs": runs.iter().map(|r| json!({
+                "run": r.id,
+                "identity": r.identity,
+                "trigger": r.trigger,
+                "playbook": r.playbook,
+                "status": r.status.as_str(),
+                "created_at": r.created_at,
+                "effective_at": r.effective_at,
+                "contained_at": r.contained_at,
+                "finished_at": r.finished_at,
+                "approved_by": r.approved_by,
+            })).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "journal", e.to_string()),
+    }
+}
+
+async fn get_run(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    match state.journal.run(&id) {
+        Ok(Some(run)) => match run.report_json.as_deref() {
+            Some(report) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                report.to_string(),
+            )
+                .into_response(),
+            None => Json(json!({
+                "run": run.id,
+                "identity": run.identity,
+                "trigger": run.trigger,
+                "status": run.status.as_str(),
+                "message": "the run has no closure report yet",
+            }))
+            .into_response(),
+        },
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "no-such-run",
+            format!("run {id} not found"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "journal", e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    /// Who approves (audited).
+    approver: String,
+}
+
+async fn approve_run(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    let approver = match serde_json::from_slice::<ApproveBody>(&body) {
+        Ok(b) if !b.approver.trim().is_empty() && b.approver.len() <= 256 => b.approver,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                r#"the body must be {"approver": "<who approves>"}"#,
+            )
+        }
+    };
+    let engine = match crate::engine::Engine::open(&state.config_path) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
+    };
+    let who = format!("{approver} (via the API)");
+    match engine.record_approval(&id, &who) {
+        Ok(_) => {}
+        Err(crate::engine::EngineError::NoSuchRun(_)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no-such-run",
+                format!("run {id} not found"),
+            )
+        }
+        Err(e @ crate::engine::EngineError::NotWaiting { .. }) => {
+            return error(StatusCode::CONFLICT, "not-waiting", e.to_string())
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
+    }
+    match state.queue.approve_waiting(&id) {
+        Ok(seq) => {
+            state.wake.notify_waiters();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "approved", "run": id, "approver": who, "event": seq })),
+            )
+                .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "queue", e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct GraphQuery {
+    format: Option<String>,
+}
+
+async fn identity_graph(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<GraphQuery>,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    let engine = match crate::engine::Engine::open(&state.config_path) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
+    };
+    match engine.resolve(&id).await {
+        Ok(graph) => match q.format.as_deref() {
+            Some("dot") => (
+                [(axum::http::header::CONTENT_TYPE, "text/vnd.graphviz")],
+                graph.to_dot(),
+            )
+                .into_response(),
+            None | Some("json") => Json(graph).into_response(),
+            Some(other) => error(
+                StatusCode::BAD_REQUEST,
+                "bad-format",
+                format!("format {other:?}: expected json or dot"),
+            ),
+        },
+        Err(e @ crate::engine::EngineError::UnknownIdentity { .. }) => {
+            error(StatusCode::NOT_FOUND, "unknown-identity", e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, "resolve", e.to_string()),
+    }
+}
+
+async fn readyz(State(state): State<Shared>) -> Response {
+    if state.stopping.load(Ordering::SeqCst) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the service is stopping",
+        );
+    }
+    match state.queue.depth() {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+    }
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    let m = crate::metrics::global();
+    if let Ok(depth) = state.queue.depth() {
+        m.queue_depth.set(depth as i64);
+    }
+    if let Ok(counts) = state.journal.runs_by_status() {
+        for (status, n) in counts {
+            m.runs
+                .get_or_create(&vec![("status", status)])
+                .set(n as i64);
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,197 @@
+//! `closeout serve`: lifecycle events in (signed HR webhooks, SCIM pushes), stored durably
+//! before they are acknowledged, processed by a pool of workers (in order per identity, never
+//! two runs for one identity at once), with a read and approval API, health and metrics.
+//!
+//! - [`config`]: the `[serve]` section.
+//! - [`http`]: the routes.
+//! - [`worker`]: claiming events and running their playbook.
+//!
+//! Shutdown: SIGTERM (or Ctrl-C) stops intake at once (new connections are refused, `/readyz`
+//! answers 503), workers take no new event, runs in flight get `shutdown_grace_secs` to finish,
+//! then the process exits. An event whose run did not finish stays `processing` in the store and
+//! is resumed — not restarted — by the next `closeout serve`.
+
+pub mod config;
+mod http;
+mod worker;
+
+pub use config::ServeConfig;
+
+use crate::config::Config;
+use crate::queue::EventQueue;
+use crate::webhook::WebhookSecrets;
+use std::future::IntoFuture;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("[serve] {0}")]
+    Secrets(String),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServeError {
+    /// Bad configuration is bad input (2); anything else is an error (1).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServeError::Config(_) | ServeError::Secrets(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What every route and worker shares.
+pub(crate) struct AppState {
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub queue: Arc<EventQueue>,
+    pub journal: crate::journal::Journal,
+    pub webhook_secrets: Option<WebhookSecrets>,
+    pub api_token: Option<String>,
+    pub stopping: AtomicBool,
+    /// Wakes idle workers when an event is stored or approved.
+    pub wake: tokio::sync::Notify,
+}
+
+/// Run the service until SIGTERM or Ctrl-C.
+pub async fn run(config_path: &Path) -> Result<(), ServeError> {
+    let config = Config::load(config_path)?;
+    let serve = config.serve.clone();
+    let secrets = config::read_secrets(
+        serve.webhook_secrets_file.as_ref(),
+        "CLOSEOUT_WEBHOOK_SECRETS",
+    )
+    .map_err(ServeError::Secrets)?;
+    let webhook_secrets = if secrets.is_empty() {
+        tracing::warn!("no webhook signing secret: POST /v1/events answers 401 to everything");
+        None
+    } else {
+        Some(
+            WebhookSecrets::parse(&secrets)
+                .map_err(|e| ServeError::Secrets(format!("webhook secrets: {e}")))?
+                .with_tolerance(serve.webhook_tolerance_secs as i64),
+        )
+    };
+    let api_token = config::read_secret(serve.api_token_file.as_ref(), "CLOSEOUT_API_TOKEN")
+        .map_err(ServeError::Secrets)?;
+    let scim_token = config::read_secret(serve.scim_token_file.as_ref(), "CLOSEOUT_SCIM_TOKEN")
+        .map_err(ServeError::Secrets)?;
+    if let Some(parent) = config
+        .store
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let queue = Arc::new(EventQueue::open(&config.store.path)?);
+    let journal = crate::journal::Journal::open(&config.store.path)?;
+    let state = Arc::new(AppState {
+        config_path: config_path.to_path_buf(),
+        config,
+        queue,
+        journal,
+        webhook_secrets,
+        api_token,
+        stopping: AtomicBool::new(false),
+        wake: tokio::sync::Notify::new(),
+    });
+
+    let recovered = state.queue.recover()?;
+    if !recovered.is_empty() {
+        tracing::warn!(
+            events = recovered.len(),
+            "events were in flight when the service last stopped; their runs are resumed"
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(serve.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: serve.listen,
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    // One line on stdout that scripts and tests wait for.
+    println!("listening on http://{local}");
+    tracing::info!(%local, workers = serve.workers, "closeout serve started");
+
+    let router = http::router(state.clone(), scim_token);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The workers run inside this task (the engine's futures borrow across awaits and are not
+    // `Send`), concurrently with the server, which spawns its connections itself.
+    let workers = futures::future::join_all(
+        (0..serve.workers).map(|n| worker::run(state.clone(), n, stop_rx.clone())),
+    );
+    tokio::pin!(workers);
+
+    let shutdown_state = state.clone();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping: intake closed, in-flight runs may finish");
+            shutdown_state.stopping.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+            shutdown_state.wake.notify_waiters();
+        })
+        .into_future();
+    tokio::pin!(server);
+    let mut workers_done = false;
+    let served = loop {
+        tokio::select! {
+            r = &mut server => break r,
+            _ = &mut workers, if !workers_done => workers_done = true,
+        }
+    };
+    served?;
+
+    if !workers_done {
+        let grace = Duration::from_secs(serve.shutdown_grace_secs);
+        if tokio::time::timeout(grace, &mut workers).await.is_err() {
+            tracing::warn!(
+                grace_secs = serve.shutdown_grace_secs,
+                "runs still in flight after the grace period; they resume on the next start"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

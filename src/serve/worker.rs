@@ -1,0 +1,144 @@
+//! A worker: claim the next event (the queue keeps one identity's events in order and never
+//! hands out two of them at once), run its playbook, record the outcome.
+//!
+//! Each event opens the engine afresh, so a changed HR export or playbook is picked up without
+//! a restart. A recovered event (its run interrupted by a crash) resumes that run; the journal
+//! makes sure no finished action runs twice.
+
+use super::AppState;
+use crate::engine::{ApplyOptions, Engine, EngineError};
+use crate::progress::Progress;
+use crate::queue::{Claimed, Outcome};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an idle worker sleeps before looking again (events with a future `effective_at`
+/// become due without anyone waking it).
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+pub(crate) async fn run(
+    state: Arc<AppState>,
+    n: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let claimed = match state.queue.claim_next(chrono::Utc::now()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(worker = n, error = %e, "cannot read the event queue");
+                None
+            }
+        };
+        match claimed {
+            Some(event) => process(&state, n, event).await,
+            None => {
+                tokio::select! {
+                    _ = state.wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+async fn process(state: &AppState, n: usize, claimed: Claimed) {
+    let seq = claimed.seq;
+    let event = &claimed.event;
+    let trigger = event.kind.trigger();
+    tracing::info!(worker = n, seq, trigger, identity = %event.identity, "processing event");
+    let outcome = match Engine::open(&state.config_path) {
+        Ok(mut engine) => {
+            engine.actor = format!(
+                "closeout-serve (event {seq} from {})",
+                event.source.as_str()
+            );
+            run_event(state, &engine, &claimed).await
+        }
+        Err(e) => Outcome::Failed {
+            message: format!("cannot open the engine: {e}"),
+        },
+    };
+    let label = match &outcome {
+        Outcome::Done { .. } => "done",
+        Outcome::Failed { .. } => "failed",
+        Outcome::WaitingApproval { .. } => "waiting-approval",
+        Outcome::Skipped { .. } => "skipped",
+    };
+    crate::metrics::global().event(trigger, label);
+    if let Err(e) = state
+        .queue
+        .finish(seq, &claimed.token, &outcome, chrono::Utc::now())
+    {
+        tracing::error!(seq, error = %e, "cannot record the event's outcome; it is retried after a restart");
+    }
+}
+
+async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outcome {
+    let event = &claimed.event;
+    let trigger = event.kind.trigger();
+    let progress = Progress::silent();
+    // A run already exists (the service stopped mid-run, or the run was approved): finish it.
+    if let Some(run_id) = &claimed.run_id {
+        return outcome_of(engine.resume(run_id, &progress).await, Some(run_id));
+    }
+    let identity = match engine.identity(&event.identity) {
+        Ok(i) => i,
+        Err(e) => {
+            return Outcome::Skipped {
+                reason: e.to_string(),
+            }
+        }
+    };
+    if let Err(e) = engine.playbook(trigger) {
+        return Outcome::Skipped {
+            reason: e.to_string(),
+        };
+    }
+    // Protected identities always wait for a person; other triggers wait unless configured to
+    // apply automatically.
+    let auto = state.config.serve.applies_automatically(trigger) && !identity.is_protected();
+    let options = ApplyOptions {
+        yes: true,
+        override_protected: identity.is_protected(),
+        confirm_actions: None,
+        effective_at: Some(event.effective_at),
+        require_approval: !auto,
+    };
+    let seq = claimed.seq;
+    let mut no_prompt = |_: &crate::plan::Plan| Ok(true);
+    let result = engine
+        .apply(trigger, &identity.id, &options, &mut no_prompt, &progress)
+        .await;
+    // Tie the run to the event as soon as it is known, so a crash resumes it.
+    let run_id = match &result {
+        Ok(report) => Some(report.run.clone()),
+        Err(EngineError::WaitingApproval { run, .. }) => Some(run.clone()),
+        Err(_) => None,
+    };
+    if let Some(run) = &run_id {
+        if let Err(e) = state.queue.set_run(seq, &claimed.token, run) {
+            tracing::error!(seq, error = %e, "cannot record the event's run");
+        }
+    }
+    outcome_of(result, run_id.as_ref())
+}
+
+fn outcome_of(
+    result: Result<crate::report::ClosureReport, EngineError>,
+    run: Option<&String>,
+) -> Outcome {
+    match result {
+        Ok(report) => Outcome::Done { run_id: report.run },
+        Err(EngineError::WaitingApproval { run, .. }) => Outcome::WaitingApproval { run_id: run },
+        Err(e) => Outcome::Failed {
+            message: match run {
+                Some(run) => format!("run {run}: {e}"),
+                None => e.to_string(),
+            },
+        },
+    }
+}

@@ -1,0 +1,391 @@
+//! `closeout serve` driven from outside, as the HR system and an operator would: signed,
+//! forged, replayed, malformed and oversized webhooks against the real binary (with OpenBao
+//! seeded with the demo organisation as the provider), runs read back through the API and the
+//! journal, an approval through the API, SIGTERM, and a SIGKILL mid-run followed by a restart
+//! that processes every accepted event exactly once and resumes the interrupted run.
+
+mod common;
+
+use common::vault::VaultWorld;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const API_TOKEN: &str = "test-api-token";
+
+struct Service {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn add_serve_section(world: &VaultWorld, auto_apply: &[&str]) {
+    let path = world.config_path();
+    let mut text = std::fs::read_to_string(&path).expect("config");
+    text.push_str(&format!(
+        "\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 2\nshutdown_grace_secs = 20\nmax_body_bytes = 4096\nauto_apply = {auto_apply:?}\n"
+    ));
+    std::fs::write(&path, text).expect("write config");
+}
+
+fn start(world: &VaultWorld) -> Service {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(world.dir.path().join("serve.log"))
+        .expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_closeout"))
+        .current_dir(world.dir.path())
+        .arg("--config")
+        .arg(world.config_path())
+        .arg("serve")
+        .env_remove("VAULT_TOKEN")
+        .env_remove("VAULT_ADDR")
+        .env("CLOSEOUT_WEBHOOK_SECRETS", SECRET)
+        .env("CLOSEOUT_API_TOKEN", API_TOKEN)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("start closeout serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "closeout serve did not say where it listens:\n{}",
+                serve_log(world)
+            )
+        });
+    Service { child, base }
+}
+
+fn serve_log(world: &VaultWorld) -> String {
+    std::fs::read_to_string(world.dir.path().join("serve.log")).unwrap_or_default()
+}
+
+fn signed(id: &str, body: &str, at: i64) -> Vec<(&'static str, String)> {
+    let ts = at.to_string();
+    let secret = closeout::webhook::WebhookSecret::parse(SECRET).expect("secret");
+    let signature = closeout::webhook::sign(&secret, id, at, body.as_bytes());
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts),
+        ("webhook-signature", signature),
+    ]
+}
+
+async fn post(base: &str, headers: &[(&'static str, String)], body: &str) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let r = req.send().await.expect("the service answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn api(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().expect("method"), format!("{base}{path}"))
+        .bearer_auth(API_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("the service answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Runs of `identity` in the journal: (run id, status).
+fn runs_of(world: &VaultWorld, identity: &str) -> Vec<(String, String)> {
+    let db = world.dir.path().join("state/closeout.db");
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT id, status FROM runs WHERE identity = ?1") else {
+        return Vec::new();
+    };
+    stmt.query_map([identity], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+fn actions_started(world: &VaultWorld) -> usize {
+    let db = world.dir.path().join("state/closeout.db");
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM actions", [], |r| r.get::<_, i64>(0)))
+        .unwrap_or(0) as usize
+}
+
+async fn wait_for(
+    what: &str,
+    world: &VaultWorld,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {what}\nservice log:\n{}",
+            serve_log(world)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_verified_stored_once_processed_and_approved() {
+    let world = VaultWorld::new();
+    let _ = world.seed_demo();
+    add_serve_section(&world, &["leaver"]);
+    let service = start(&world);
+    let base = &service.base;
+    let now = chrono::Utc::now().timestamp();
+    let leaver = r#"{"type":"leaver","identity":{"id":"E1001"}}"#;
+
+    // Health first.
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Forged, missing, stale: refused with a reason, nothing stored.
+    let mut forged = signed("msg_forged", leaver, now);
+    forged[2].1 = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    let (status, body) = post(base, &forged, leaver).await;
+    assert_eq!(status, 401, "{body}");
+    let mut prefix = signed("msg_prefix", leaver, now);
+    prefix[2].1.truncate(10);
+    assert_eq!(post(base, &prefix, leaver).await.0, 401);
+    let mut empty = signed("msg_empty", leaver, now);
+    empty[2].1 = String::new();
+    assert_eq!(post(base, &empty, leaver).await.0, 401);
+    assert_eq!(post(base, &[], leaver).await.0, 401);
+    let (status, body) = post(base, &signed("msg_old", leaver, now - 3600), leaver).await;
+    assert_eq!(status, 401, "{body}");
+    // A body changed after signing.
+    let tampered = signed("msg_tampered", leaver, now);
+    let (status, _) = post(base, &tampered, &leaver.replace("E1001", "E1002")).await;
+    assert_eq!(status, 401);
+
+    // Validly signed but bad: malformed JSON, unknown type, oversized.
+    let bad = "{\"type\":";
+    let (status, body) = post(base, &signed("msg_bad", bad, now), bad).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("JSON"),
+        "{body}"
+    );
+    let unknown = r#"{"type":"fired","identity":{"id":"E1001"}}"#;
+    let (status, body) = post(base, &signed("msg_unknown", unknown, now), unknown).await;
+    assert_eq!(status, 422, "{body}");
+    let big = format!(
+        r#"{{"type":"leaver","identity":{{"id":"E1001","attributes":{{"x":"{}"}}}}}}"#,
+        "a".repeat(8192)
+    );
+    let (status, _) = post(base, &signed("msg_big", &big, now), &big).await;
+    assert_eq!(status, 413);
+    assert!(runs_of(&world, "E1001").is_empty(), "a refused event ran");
+
+    // Accepted once; the replay is acknowledged as a duplicate.
+    let headers = signed("msg_leaver_1", leaver, now);
+    let (status, body) = post(base, &headers, leaver).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(base, &headers, leaver).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "duplicate");
+
+    wait_for(
+        "E1001's leaver run to close",
+        &world,
+        Duration::from_secs(120),
+        || runs_of(&world, "E1001").iter().any(|(_, s)| s == "closed"),
+    )
+    .await;
+    assert_eq!(runs_of(&world, "E1001").len(), 1, "one event, one run");
+
+    // The read API: runs, one closure report, the graph.
+    let (status, runs) = api(base, "GET", "/v1/runs", None).await;
+    assert_eq!(status, 200, "{runs}");
+    let run = runs["runs"][0]["run"].as_str().expect("a run").to_string();
+    let (status, report) = api(base, "GET", &format!("/v1/runs/{run}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["status"], "closed", "{report}");
+    let unauth = reqwest::get(format!("{base}/v1/runs")).await.unwrap();
+    assert_eq!(unauth.status(), 401);
+    let dot = reqwest::Client::new()
+        .get(format!("{base}/v1/identities/E1001/graph?format=dot"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dot.status(), 200);
+    assert!(dot.text().await.unwrap().starts_with("digraph"));
+
+    // An incident is not applied automatically here: its run waits for an approval.
+    let incident = r#"{"type":"incident","identity":{"id":"E1002"}}"#;
+    let (status, _) = post(base, &signed("msg_incident_1", incident, now), incident).await;
+    assert_eq!(status, 202);
+    wait_for(
+        "E1002's run to wait for approval",
+        &world,
+        Duration::from_secs(120),
+        || {
+            runs_of(&world, "E1002")
+                .iter()
+                .any(|(_, s)| s == "waiting-approval")
+        },
+    )
+    .await;
+    let waiting = runs_of(&world, "E1002")[0].0.clone();
+    let (status, body) = api(
+        base,
+        "POST",
+        &format!("/v1/runs/{waiting}/approve"),
+        Some(json!({"approver": "secops@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_for(
+        "the approved run to close",
+        &world,
+        Duration::from_secs(120),
+        || runs_of(&world, "E1002").iter().any(|(_, s)| s == "closed"),
+    )
+    .await;
+    let audit = std::fs::read_to_string(world.dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("secops@example.com"),
+        "the approver is audited"
+    );
+
+    // Metrics in the Prometheus text format.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"closeout_events_total{type="leaver",outcome="accepted"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"outcome="duplicate""#), "{metrics}");
+    assert!(
+        metrics.contains("closeout_action_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_service_resumes_and_processes_every_event_exactly_once() {
+    let world = VaultWorld::new();
+    let _ = world.seed_demo();
+    add_serve_section(&world, &["leaver", "incident"]);
+    let mut service = start(&world);
+    let now = chrono::Utc::now().timestamp();
+    let events = [
+        ("msg_a", r#"{"type":"leaver","identity":{"id":"E1001"}}"#),
+        ("msg_b", r#"{"type":"incident","identity":{"id":"E1002"}}"#),
+        ("msg_c", r#"{"type":"leaver","identity":{"id":"E1002"}}"#),
+    ];
+    for (id, body) in events {
+        let (status, reply) = post(&service.base, &signed(id, body, now), body).await;
+        assert_eq!(status, 202, "{reply}");
+    }
+    // Kill it in the middle of a run.
+    wait_for(
+        "a run to start acting",
+        &world,
+        Duration::from_secs(120),
+        || actions_started(&world) > 0,
+    )
+    .await;
+    service.child.kill().expect("SIGKILL");
+    let _ = service.child.wait();
+    let interrupted: Vec<_> = ["E1001", "E1002"]
+        .iter()
+        .flat_map(|i| runs_of(&world, i))
+        .collect();
+    assert!(!interrupted.is_empty());
+
+    // Restart: everything accepted is processed, each exactly once; the interrupted run is
+    // resumed, not started again.
+    let service = start(&world);
+    wait_for(
+        "every event to finish",
+        &world,
+        Duration::from_secs(240),
+        || {
+            let a = runs_of(&world, "E1001");
+            let b = runs_of(&world, "E1002");
+            a.len() == 1
+                && a.iter().all(|(_, s)| s == "closed")
+                && b.len() == 2
+                && b.iter().all(|(_, s)| s == "closed")
+        },
+    )
+    .await;
+    for (run, _) in &interrupted {
+        assert!(
+            runs_of(&world, "E1001")
+                .iter()
+                .chain(runs_of(&world, "E1002").iter())
+                .any(|(r, _)| r == run),
+            "run {run} was replaced instead of resumed"
+        );
+    }
+    // Replaying the accepted events after the restart changes nothing.
+    for (id, body) in events {
+        let (status, reply) = post(&service.base, &signed(id, body, now), body).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["status"], "duplicate");
+    }
+
+    // SIGTERM: intake stops, the process exits cleanly.
+    let pid = service.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let mut service = service;
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = service.child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "closeout serve did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(exit.code(), Some(0), "{}", serve_log(&world));
+}
