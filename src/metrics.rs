@@ -29,7 +29,7 @@ pub struct Metrics {
     pub provider_errors: Family<Labels, Counter>,
     /// Throttling answers (429 and the like) by provider.
     pub throttles: Family<Labels, Counter>,
-    /// Findings still open after the last verify, by identity-agnostic total.
+    /// Findings still open after the newest finished run of each identity.
     pub open_findings: Gauge,
 }
 
@@ -77,7 +77,7 @@ impl Metrics {
         let open_findings = Gauge::default();
         registry.register(
             "open_findings",
-            "Findings still open after the last verification of each run",
+            "Findings still open after the newest finished run of each identity",
             open_findings.clone(),
         );
         Metrics {

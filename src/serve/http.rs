@@ -419,6 +419,9 @@ async fn metrics(State(state): State<Shared>) -> Response {
                 .set(n as i64);
         }
     }
+    if let Ok(open) = open_findings(&state.journal) {
+        m.open_findings.set(open as i64);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -427,4 +430,25 @@ async fn metrics(State(state): State<Shared>) -> Response {
         m.render(),
     )
         .into_response()
+}
+
+/// Findings still open after the newest finished run of each identity (among the newest
+/// [`OPEN_FINDINGS_WINDOW`] runs).
+const OPEN_FINDINGS_WINDOW: usize = 1000;
+
+fn open_findings(journal: &crate::journal::Journal) -> Result<u64, crate::journal::JournalError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut open = 0u64;
+    for run in journal.runs(OPEN_FINDINGS_WINDOW)? {
+        let Some(report) = run.report_json.as_deref() else {
+            continue;
+        };
+        if !seen.insert(run.identity.clone()) {
+            continue;
+        }
+        if let Ok(report) = serde_json::from_str::<crate::report::ClosureReport>(report) {
+            open += report.summary.open as u64;
+        }
+    }
+    Ok(open)
 }
