@@ -129,6 +129,12 @@ pub enum Command {
         #[command(subcommand)]
         command: SourceCommand,
     },
+    /// Look for drift without changing anything: terminated identities whose access is still
+    /// usable, NHIs whose owner is gone. Exit 3 when drift is found.
+    Reconcile {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Run as a service: HR webhooks and SCIM pushes in, playbooks run by workers, read and
     /// approval API, /healthz, /readyz, /metrics (configured by `[serve]`). Stops on SIGTERM.
     Serve,
@@ -218,7 +224,8 @@ pub fn format_of(command: &Command) -> Format {
         | Command::Verify { format, .. }
         | Command::Runs { format, .. }
         | Command::Resume { format, .. }
-        | Command::Approve { format, .. } => *format,
+        | Command::Approve { format, .. }
+        | Command::Reconcile { format } => *format,
         Command::Source {
             command:
                 SourceCommand::Diff {
@@ -332,6 +339,19 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
                 _ => print(&render_graph(&graph)),
             }
             Ok(exit::OK)
+        }
+        Command::Reconcile { format } => {
+            let engine = Engine::open(&cli.config)?;
+            let report = crate::reconcile::reconcile(&engine).await?;
+            match format {
+                Format::Json => print_json(&report),
+                _ => print(&report.render_text()),
+            }
+            Ok(if report.drift.is_empty() {
+                exit::OK
+            } else {
+                exit::OPEN
+            })
         }
         Command::Verify { identity, format } => {
             let engine = Engine::open(&cli.config)?;

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod playbook;
 pub mod progress;
 pub mod queue;
+pub mod reconcile;
 pub mod registry;
 pub mod report;
 pub mod resolve;
