@@ -31,6 +31,8 @@ pub struct Metrics {
     pub throttles: Family<Labels, Counter>,
     /// Findings still open after the newest finished run of each identity.
     pub open_findings: Gauge,
+    /// Drift items found by the last reconcile.
+    pub drift: Gauge,
 }
 
 fn action_histogram() -> Histogram {
@@ -80,7 +82,14 @@ impl Metrics {
             "Findings still open after the newest finished run of each identity",
             open_findings.clone(),
         );
+        let drift = Gauge::default();
+        registry.register(
+            "drift",
+            "Drift items found by the last reconcile of closeout serve",
+            drift.clone(),
+        );
         Metrics {
+            drift,
             registry,
             events,
             queue_depth,

@@ -389,3 +389,52 @@ async fn a_killed_service_resumes_and_processes_every_event_exactly_once() {
     };
     assert_eq!(exit.code(), Some(0), "{}", serve_log(&world));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_hr_export_becomes_events_that_run() {
+    let world = VaultWorld::new();
+    let _ = world.seed_demo();
+    let hr = world.dir.path().join("hr.csv");
+    let original =
+        std::fs::read_to_string(format!("{}/examples/demo/hr.csv", common::REPO)).unwrap();
+    std::fs::write(&hr, &original).unwrap();
+    let config = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace(
+            &format!("{}/examples/demo/hr.csv", common::REPO),
+            &hr.display().to_string(),
+        );
+    std::fs::write(world.config_path(), config).unwrap();
+    add_serve_section(&world, &["leaver"]);
+    let path = world.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}source_poll_secs = 1\n")).unwrap();
+    let _service = start(&world);
+
+    // The first poll only takes the snapshot.
+    wait_for(
+        "the first snapshot",
+        &world,
+        Duration::from_secs(30),
+        || world.dir.path().join("state/source-snapshot.csv").exists(),
+    )
+    .await;
+    assert!(runs_of(&world, "E1002").is_empty());
+
+    // Carol leaves in the next export: a leaver event is stored and run.
+    let changed = original.replace(
+        "E1002,carol.diaz@example.com,Carol Diaz,human,active,",
+        "E1002,carol.diaz@example.com,Carol Diaz,human,terminated,",
+    );
+    assert_ne!(changed, original);
+    std::fs::write(&hr, changed).unwrap();
+    wait_for(
+        "Carol's leaver run to close",
+        &world,
+        Duration::from_secs(120),
+        || runs_of(&world, "E1002").iter().any(|(_, s)| s == "closed"),
+    )
+    .await;
+    assert_eq!(runs_of(&world, "E1002").len(), 1);
+    assert!(runs_of(&world, "E1001").is_empty(), "only the change runs");
+}

@@ -32,6 +32,11 @@ pub struct ServeConfig {
     pub auto_apply: Vec<String>,
     /// After SIGTERM: how long in-flight runs may take to finish before the process exits.
     pub shutdown_grace_secs: u64,
+    /// Poll the `[source]` HR export this often and enqueue the joiner, mover and leaver events
+    /// that take the last export seen to the current one (0: off).
+    pub source_poll_secs: u64,
+    /// Run reconcile this often and report drift in the log and `closeout_drift` (0: off).
+    pub reconcile_every_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -46,6 +51,8 @@ impl Default for ServeConfig {
             workers: 2,
             auto_apply: vec!["leaver".into(), "incident".into()],
             shutdown_grace_secs: 30,
+            source_poll_secs: 0,
+            reconcile_every_secs: 0,
         }
     }
 }

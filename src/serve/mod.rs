@@ -13,6 +13,7 @@
 
 pub mod config;
 mod http;
+mod schedule;
 mod worker;
 
 pub use config::ServeConfig;
@@ -135,9 +136,25 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The workers run inside this task (the engine's futures borrow across awaits and are not
     // `Send`), concurrently with the server, which spawns its connections itself.
-    let workers = futures::future::join_all(
-        (0..serve.workers).map(|n| worker::run(state.clone(), n, stop_rx.clone())),
-    );
+    let mut tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = (0..serve
+        .workers)
+        .map(|n| Box::pin(worker::run(state.clone(), n, stop_rx.clone())) as _)
+        .collect();
+    if serve.source_poll_secs > 0 {
+        tasks.push(Box::pin(schedule::file_source(
+            state.clone(),
+            Duration::from_secs(serve.source_poll_secs),
+            stop_rx.clone(),
+        )));
+    }
+    if serve.reconcile_every_secs > 0 {
+        tasks.push(Box::pin(schedule::reconcile(
+            state.clone(),
+            Duration::from_secs(serve.reconcile_every_secs),
+            stop_rx.clone(),
+        )));
+    }
+    let workers = futures::future::join_all(tasks);
     tokio::pin!(workers);
 
     let shutdown_state = state.clone();

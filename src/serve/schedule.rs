@@ -1,0 +1,130 @@
+//! Periodic work inside `closeout serve`: the file source (diff the HR export against the last
+//! one seen, and enqueue the joiner, mover and leaver events) and reconcile on a cadence.
+
+use super::AppState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The copy of the HR export last diffed, beside the store; same extension as the source so it
+/// loads the same way.
+fn snapshot_path(state: &AppState) -> PathBuf {
+    let source = &state.config.source.path;
+    let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("csv");
+    let dir = state
+        .config
+        .store
+        .path
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    dir.join(format!("source-snapshot.{ext}"))
+}
+
+/// Replace `to` with `bytes` atomically (write, fsync, rename).
+fn write_atomically(to: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = to.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, to)
+}
+
+/// One poll of the file source; returns how many new events were stored. The first poll only
+/// takes the snapshot. Events are stored before the snapshot moves on, and their ids are stable
+/// for a given export, so a crash in between re-submits duplicates, never loses one.
+pub(crate) fn poll_source(state: &AppState) -> Result<usize, String> {
+    let source = &state.config.source.path;
+    let snapshot = snapshot_path(state);
+    let current = std::fs::read(source)
+        .map_err(|e| format!("cannot read {}: {}", source.display(), e.kind()))?;
+    let previous = match std::fs::read(&snapshot) {
+        Ok(b) => b,
+        Err(_) => {
+            write_atomically(&snapshot, &current)
+                .map_err(|e| format!("cannot write {}: {e}", snapshot.display()))?;
+            return Ok(0);
+        }
+    };
+    if previous == current {
+        return Ok(0);
+    }
+    let now = chrono::Utc::now();
+    let diff = crate::diff::diff_files(&snapshot, source, now).map_err(|e| e.to_string())?;
+    for w in &diff.warnings {
+        tracing::warn!(warning = ?w, "HR export diff");
+    }
+    let mut new = 0;
+    for entry in &diff.events {
+        let stored = state
+            .queue
+            .submit(&entry.event, now)
+            .map_err(|e| e.to_string())?;
+        let outcome = if stored.is_new() {
+            new += 1;
+            "accepted"
+        } else {
+            "duplicate"
+        };
+        crate::metrics::global().event(entry.event.kind.trigger(), outcome);
+    }
+    write_atomically(&snapshot, &current)
+        .map_err(|e| format!("cannot write {}: {e}", snapshot.display()))?;
+    if new > 0 {
+        state.wake.notify_waiters();
+    }
+    Ok(new)
+}
+
+pub(crate) async fn file_source(
+    state: Arc<AppState>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match poll_source(&state) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "HR export changed: events stored"),
+            Err(e) => tracing::error!(error = %e, "file source"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+pub(crate) async fn reconcile(
+    state: Arc<AppState>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let engine = match crate::engine::Engine::open(&state.config_path) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "reconcile: cannot open the engine");
+                continue;
+            }
+        };
+        match crate::reconcile::reconcile(&engine).await {
+            Ok(report) => {
+                crate::metrics::global()
+                    .drift
+                    .set(report.drift.len() as i64);
+                for d in &report.drift {
+                    tracing::warn!(kind = ?d.kind, identity = %d.identity, detail = %d.detail, "drift");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reconcile failed"),
+        }
+    }
+}
