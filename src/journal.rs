@@ -234,6 +234,23 @@ const RUN_COLUMNS: &str = "id, identity, trigger, playbook, playbook_digest, sta
 const ACTION_COLUMNS: &str = "run_id, key, stage, step, finding_id, provider, verb, status, \
      attempts, started_at, finished_at, detail, state, error";
 
+/// A connection to the store's SQLite file for durable writes, shared by the journal and the
+/// event queue: the directory is created, WAL with `synchronous=FULL` (a commit is on disk when
+/// it returns), and a busy timeout so several connections (workers, the CLI) can write.
+pub(crate) fn open_durable(path: &Path) -> Result<Connection, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
 impl Journal {
     /// Open (creating it and its directory if needed) the journal at `path`.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
@@ -241,16 +258,7 @@ impl Journal {
             path: path.to_path_buf(),
             message,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        }
-        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| open_err(e.to_string()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_err(e.to_string()))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| open_err(e.to_string()))?;
+        let conn = open_durable(path).map_err(open_err)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
         migrate(&conn).map_err(|e| open_err(format!("schema migration: {e}")))?;

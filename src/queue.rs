@@ -210,17 +210,8 @@ impl EventQueue {
             path: path.to_path_buf(),
             message,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        }
-        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| open_err(e.to_string()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_err(e.to_string()))?;
-        // FULL: a commit is on disk when it returns, which `submit` promises its caller.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| open_err(e.to_string()))?;
+        // synchronous=FULL: a commit is on disk when it returns, which `submit` promises.
+        let conn = crate::journal::open_durable(path).map_err(open_err)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
         Ok(EventQueue {

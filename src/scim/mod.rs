@@ -272,42 +272,40 @@ fn list_response(resources: Vec<Value>, total: usize, start_index: usize) -> Val
     })
 }
 
-async fn resource_types(Extension(Base(base)): Extension<Base>) -> Response {
-    let all = schema::resource_types(&base);
+/// A discovery collection as one ListResponse page.
+fn list_all(all: Vec<Value>) -> Response {
     let n = all.len();
     scim_json(&list_response(all, n, 1))
+}
+
+/// One item of a discovery collection by its `id`.
+fn find_by_id(all: Vec<Value>, id: &str, noun: &str) -> Response {
+    match all.into_iter().find(|r| r["id"] == id) {
+        Some(r) => scim_json(&r),
+        None => ScimError::not_found(format!("no {noun} {id:?}")).into_response(),
+    }
+}
+
+async fn resource_types(Extension(Base(base)): Extension<Base>) -> Response {
+    list_all(schema::resource_types(&base))
 }
 
 async fn resource_type(
     Extension(Base(base)): Extension<Base>,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    match schema::resource_types(&base)
-        .into_iter()
-        .find(|r| r["id"] == id.as_str())
-    {
-        Some(r) => scim_json(&r),
-        None => ScimError::not_found(format!("no resource type {id:?}")).into_response(),
-    }
+    find_by_id(schema::resource_types(&base), &id, "resource type")
 }
 
 async fn schemas(Extension(Base(base)): Extension<Base>) -> Response {
-    let all = schema::schemas(&base);
-    let n = all.len();
-    scim_json(&list_response(all, n, 1))
+    list_all(schema::schemas(&base))
 }
 
 async fn schema_by_id(
     Extension(Base(base)): Extension<Base>,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    match schema::schemas(&base)
-        .into_iter()
-        .find(|s| s["id"] == id.as_str())
-    {
-        Some(s) => scim_json(&s),
-        None => ScimError::not_found(format!("no schema {id:?}")).into_response(),
-    }
+    find_by_id(schema::schemas(&base), &id, "schema")
 }
 
 /// The SCIM representation of a stored User.

@@ -256,11 +256,7 @@ pub(crate) fn next_marker(truncated: bool, marker: Option<&str>) -> Option<Strin
 }
 
 fn limits_for(config: &AwsConfig) -> Limits {
-    Limits {
-        max_in_flight: config.max_in_flight.max(1),
-        requests_per_second: config.requests_per_second,
-        burst: ((config.requests_per_second / 2.0).ceil() as u32).max(1),
-    }
+    Limits::configured(config.max_in_flight, config.requests_per_second)
 }
 
 // The SDK's futures are large; boxing keeps callers' stacks small (debug builds especially).

@@ -282,11 +282,7 @@ impl AzureProvider {
 }
 
 fn limits_for(config: &AzureConfig) -> Limits {
-    Limits {
-        max_in_flight: config.max_in_flight.max(1),
-        requests_per_second: config.requests_per_second,
-        burst: ((config.requests_per_second / 2.0).ceil() as u32).max(1),
-    }
+    Limits::configured(config.max_in_flight, config.requests_per_second)
 }
 
 impl Provider for AzureProvider {

@@ -14,6 +14,18 @@ pub struct Limits {
     pub burst: u32,
 }
 
+impl Limits {
+    /// The limits a provider's configuration states: at least one call in flight, and a burst
+    /// of half a second's worth of calls (at least one).
+    pub fn configured(max_in_flight: usize, requests_per_second: f64) -> Limits {
+        Limits {
+            max_in_flight: max_in_flight.max(1),
+            requests_per_second,
+            burst: ((requests_per_second / 2.0).ceil() as u32).max(1),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

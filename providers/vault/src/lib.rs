@@ -226,11 +226,7 @@ impl VaultProvider {
 }
 
 fn limits_for(config: &VaultConfig) -> Limits {
-    Limits {
-        max_in_flight: config.max_in_flight.max(1),
-        requests_per_second: config.requests_per_second,
-        burst: ((config.requests_per_second / 2.0).ceil() as u32).max(1),
-    }
+    Limits::configured(config.max_in_flight, config.requests_per_second)
 }
 
 impl Provider for VaultProvider {
