@@ -9,6 +9,7 @@
 //! redacting `Debug`, so they cannot leak into logs, reports, the journal or errors by accident.
 
 pub mod action;
+pub mod entitlement;
 pub mod error;
 pub mod finding;
 pub mod gate;
@@ -17,6 +18,7 @@ pub mod provider;
 pub mod secret;
 
 pub use action::{ActionOutcome, ActionParams, ActionRequest};
+pub use entitlement::{Entitlement, UnclaimedAccount};
 pub use error::{with_causes, ErrorClass, ProviderError};
 pub use finding::{Account, Finding, Holder, Path, PathStep, Relation, Resolution, State};
 pub use gate::{CallGate, Limits};

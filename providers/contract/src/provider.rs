@@ -1,6 +1,7 @@
 //! The provider contract.
 
 use crate::action::{ActionOutcome, ActionRequest};
+use crate::entitlement::{Entitlement, UnclaimedAccount};
 use crate::error::ProviderError;
 use crate::finding::{Finding, Resolution, State};
 use crate::identity::Identity;
@@ -66,6 +67,13 @@ pub mod verbs {
     pub const REVOKE: Verb = Verb {
         name: "revoke",
         leaves: State::Revoked,
+        needs_grace: false,
+    };
+    /// Grant an entitlement the policy requires (a mover's or joiner's new access). The finding
+    /// is the one [`super::Provider::grant_finding`] built; it is active once granted.
+    pub const GRANT: Verb = Verb {
+        name: "grant",
+        leaves: State::Active,
         needs_grace: false,
     };
     pub const REASSIGN_OWNER: Verb = Verb {
@@ -155,4 +163,47 @@ pub trait Provider: Send + Sync {
         &self,
         finding: &Finding,
     ) -> impl Future<Output = Result<Option<ProbeOutcome>, ProviderError>> + Send;
+
+    /// The entitlement a live finding is, when it is a direct grant a policy can name (a direct
+    /// group membership, a policy on the account, a role assignment of the account's own);
+    /// `None` for everything else. Pure: reads only the finding's kind and attributes.
+    fn entitlement(&self, finding: &Finding) -> Option<Entitlement> {
+        let _ = finding;
+        None
+    }
+
+    /// The finding `entitlement` will be once granted to the identity, in state
+    /// [`State::Deleted`] (not held yet) and with the id `resolve` gives it once held; the planner
+    /// puts a [`verbs::GRANT`] action on it. Reads the provider for the identity's account and
+    /// the target's id; fails with [`ProviderError::Config`] when the target does not exist or
+    /// the identity has no account to grant to.
+    fn grant_finding(
+        &self,
+        ctx: &ResolveContext,
+        entitlement: &Entitlement,
+    ) -> impl Future<Output = Result<Finding, ProviderError>> + Send {
+        let _ = ctx;
+        let message = format!("cannot grant {entitlement}");
+        let provider = self.capabilities().provider;
+        async move {
+            Err(ProviderError::Unsupported { provider, message })
+        }
+    }
+
+    /// Every human account in the provider (IAM user, Vault entity, Entra user) that none of
+    /// `identities` correlates with by the provider's own matching rules, and that is not a
+    /// non-human identity with an owner record. One paged listing, no per-account calls.
+    fn unclaimed_accounts(
+        &self,
+        identities: &[Identity],
+    ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
+        let _ = identities;
+        let provider = self.capabilities().provider;
+        async move {
+            Err(ProviderError::Unsupported {
+                provider,
+                message: "listing accounts".into(),
+            })
+        }
+    }
 }
