@@ -26,3 +26,4 @@ pub mod serve;
 pub mod source;
 pub mod verify;
 pub mod webhook;
+pub mod yaml_doc;

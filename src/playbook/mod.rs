@@ -38,29 +38,7 @@ pub const TRIGGERS: [&str; 6] = [
     "reconcile",
 ];
 
-/// One problem in a playbook file, rendered `FILE:LINE:COL: message` (`FILE: message` when it has
-/// no position, e.g. the file cannot be read). Lines and columns count from 1.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Diagnostic {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.column, self.message
-            )
-        }
-    }
-}
+pub use crate::yaml_doc::Diagnostic;
 
 /// A playbook that could not be loaded: every diagnostic, one per line when displayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,7 +262,7 @@ pub fn parse(
     text: &str,
     caps: &[&'static Capabilities],
 ) -> Result<Playbook, Vec<Diagnostic>> {
-    let mut diags = yaml::Diags::new(file_name);
+    let mut diags = crate::yaml_doc::Diags::new(file_name);
     let raw = yaml::read(&mut diags, text);
     let book = raw.and_then(|raw| validate::validate(&mut diags, raw, caps));
     let mut list = diags.into_list();

@@ -2,8 +2,9 @@
 //! providers, kinds, verbs, grace periods, the ordering rules of DESIGN.md §2, contradictions and
 //! the verify stage. Every problem is reported; nothing stops at the first.
 
-use super::yaml::{Diags, Pos, RawPlaybook, RawSelect, RawStage, RawStep};
+use super::yaml::{RawPlaybook, RawSelect, RawStage, RawStep};
 use super::{Playbook, Selector, Stage, Step};
+use crate::yaml_doc::{Diags, Pos};
 use closeout_contract::{verbs, Capabilities, State, Verb};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -185,9 +185,7 @@ pub trait Provider: Send + Sync {
         let _ = ctx;
         let message = format!("cannot grant {entitlement}");
         let provider = self.capabilities().provider;
-        async move {
-            Err(ProviderError::Unsupported { provider, message })
-        }
+        async move { Err(ProviderError::Unsupported { provider, message }) }
     }
 
     /// Every human account in the provider (IAM user, Vault entity, Entra user) that none of
