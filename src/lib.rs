@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod diff;
 pub mod engine;
+pub mod entitlements;
 pub mod event;
 pub mod executor;
 pub mod journal;
