@@ -6,6 +6,7 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::ClosureReport;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -264,9 +265,9 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
             to,
             format,
         } => {
-            reject_to(trigger, to)?;
+            let to = parse_to(to)?;
             let engine = Engine::open(&cli.config)?;
-            let planned = engine.plan(trigger, identity).await?;
+            let planned = engine.plan(trigger, identity, &to).await?;
             if planned.plan.identity.is_protected() {
                 eprintln!(
                     "note: {} is protected; `apply` refuses it without --override-protected (audited)",
@@ -288,7 +289,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
             confirm_actions,
             format,
         } => {
-            reject_to(trigger, to)?;
+            let to = parse_to(to)?;
             let engine = Engine::open(&cli.config)?;
             let options = ApplyOptions {
                 yes: *yes,
@@ -296,6 +297,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
                 confirm_actions: *confirm_actions,
                 effective_at: None,
                 require_approval: false,
+                to,
             };
             let progress = Progress::auto();
             let mut confirm = |plan: &Plan| ask_to_apply(plan);
@@ -435,16 +437,31 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
     }
 }
 
-fn reject_to(trigger: &str, to: &[String]) -> Result<(), Failure> {
-    if !to.is_empty() {
-        return Err(Failure {
-            code: exit::USAGE,
-            message: format!(
-                "--to is for the mover trigger, which this version does not run yet (got trigger {trigger})"
-            ),
-        });
+/// `--to KEY=VALUE...` as a map; a key given twice or without `=` is bad usage.
+fn parse_to(to: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let usage = |message: String| Failure {
+        code: exit::USAGE,
+        message,
+    };
+    let mut out = BTreeMap::new();
+    for pair in to {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(usage(format!(
+                "bad --to {pair:?}: write KEY=VALUE, e.g. --to department=Finance"
+            )));
+        };
+        let key = key.trim().to_string();
+        if !crate::engine::MOVABLE_ATTRIBUTES.contains(&key.as_str()) {
+            return Err(usage(format!(
+                "bad --to {pair:?}: a mover can change {}",
+                crate::engine::MOVABLE_ATTRIBUTES.join(", ")
+            )));
+        }
+        if out.insert(key.clone(), value.to_string()).is_some() {
+            return Err(usage(format!("--to {key} is given twice")));
+        }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn run_summary(r: &crate::journal::RunRecord) -> serde_json::Value {

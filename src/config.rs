@@ -39,6 +39,9 @@ pub struct Config {
     pub execution: ExecutionConfig,
     #[serde(default)]
     pub providers: ProvidersConfig,
+    /// The entitlement policy movers, joiners and policy drift are computed from.
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// `closeout serve` (optional; defaults apply when absent).
     #[serde(default)]
     pub serve: crate::serve::ServeConfig,
@@ -49,6 +52,14 @@ pub struct Config {
 pub struct SourceConfig {
     /// An HR export, `.csv` or `.json`.
     pub path: PathBuf,
+}
+
+/// `[policy]`: where the entitlement policy lives (`docs/entitlements.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The entitlement policy YAML; movers, joiners and `policy` commands need it.
+    pub entitlements: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,10 +4,12 @@
 
 use crate::audit::{AuditEntry, AuditError, AuditLog};
 use crate::config::{Config, ConfigError};
+use crate::entitlements::live::{self as entitlement_live, Expected};
+use crate::entitlements::{policy as entitlement_policy, EntitlementPolicy, PolicyError};
 use crate::executor::{ActionResult, Executor, ExecutorError};
 use crate::journal::{Journal, JournalError, RunRecord, RunStatus};
 use crate::plan::{self, Plan, PlanError, PlanInput};
-use crate::playbook::{self, Playbook, PlaybookError};
+use crate::playbook::{self, Playbook, PlaybookError, SelectionFacts};
 use crate::progress::Progress;
 use crate::registry::{Providers, RegistryError};
 use crate::report::{self, ClosureReport, ReportInput};
@@ -77,6 +79,12 @@ pub enum EngineError {
     WaitingApproval { run: String, stage: String },
     #[error("run {run} is {status}; only a run waiting for approval can be approved")]
     NotWaiting { run: String, status: String },
+    #[error("trigger {trigger} needs the entitlement policy: set `[policy] entitlements = \"PATH\"` in the config (format in docs/entitlements.md)")]
+    NoPolicy { trigger: String },
+    #[error("entitlement policy:\n{0}")]
+    Policy(#[from] PolicyError),
+    #[error("bad --to {0}")]
+    BadAttribute(String),
     #[error("stored plan of run {run} cannot be read: {message}")]
     StoredPlan { run: String, message: String },
 }
@@ -97,6 +105,9 @@ impl EngineError {
             | EngineError::BlastRadius { .. }
             | EngineError::NotInteractive
             | EngineError::NoSuchRun(_)
+            | EngineError::NoPolicy { .. }
+            | EngineError::Policy(_)
+            | EngineError::BadAttribute(_)
             | EngineError::Registry(_) => 2,
             EngineError::Provider(ProviderError::Config { .. })
             | EngineError::NotWaiting { .. } => 2,
@@ -118,6 +129,55 @@ pub struct ApplyOptions {
     /// Wait for an approval before the first stage, whatever the playbook says (the service's
     /// policy for triggers that are not applied automatically, and for protected identities).
     pub require_approval: bool,
+    /// A mover's new attributes (`department` → `Finance`), applied over the source's.
+    pub to: BTreeMap<String, String>,
+}
+
+/// The attributes `--to` may change, as the source names them.
+pub const MOVABLE_ATTRIBUTES: &[&str] = &[
+    "department",
+    "role",
+    "location",
+    "employment_type",
+    "manager",
+    "tags",
+];
+
+/// `identity` with a mover's new attributes applied. An empty value clears the attribute;
+/// `tags` is a comma-separated list that replaces the tags.
+pub fn moved(identity: &Identity, to: &BTreeMap<String, String>) -> Result<Identity, EngineError> {
+    let mut moved = identity.clone();
+    for (key, value) in to {
+        let value = value.trim();
+        let set = (!value.is_empty()).then(|| value.to_string());
+        match key.as_str() {
+            "department" => moved.department = set,
+            "role" => moved.role = set,
+            "location" => moved.location = set,
+            "employment_type" => moved.employment_type = set,
+            "manager" => moved.manager = set,
+            "tags" => {
+                moved.tags = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            other => {
+                return Err(EngineError::BadAttribute(format!(
+                    "`{other}`: a mover can change {}",
+                    MOVABLE_ATTRIBUTES.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// Triggers planned from the entitlement policy.
+fn uses_policy(trigger: &str) -> bool {
+    matches!(trigger, "mover" | "joiner")
 }
 
 /// A plan together with the graph it came from.
@@ -200,6 +260,41 @@ impl Engine {
         Ok(book)
     }
 
+    /// The entitlement policy, validated against the providers' capabilities.
+    pub fn policy(&self, trigger: &str) -> Result<EntitlementPolicy, EngineError> {
+        let path =
+            self.config
+                .policy
+                .entitlements
+                .as_ref()
+                .ok_or_else(|| EngineError::NoPolicy {
+                    trigger: trigger.to_string(),
+                })?;
+        Ok(entitlement_policy::load(
+            path,
+            crate::registry::CAPABILITIES,
+        )?)
+    }
+
+    /// The identity a run of `trigger` acts for: a mover's with its new attributes.
+    pub fn subject(
+        &self,
+        trigger: &str,
+        id: &str,
+        to: &BTreeMap<String, String>,
+    ) -> Result<Identity, EngineError> {
+        let identity = self.identity(id)?;
+        if to.is_empty() {
+            return Ok(identity);
+        }
+        if trigger != "mover" {
+            return Err(EngineError::BadAttribute(format!(
+                "is for movers only; trigger {trigger} acts on the source's attributes"
+            )));
+        }
+        moved(&identity, to)
+    }
+
     pub async fn providers(&self) -> Result<Providers, EngineError> {
         Ok(Providers::connect(&self.config.providers).await?)
     }
@@ -226,8 +321,13 @@ impl Engine {
     }
 
     /// Resolve and plan. Changes nothing.
-    pub async fn plan(&self, trigger: &str, id: &str) -> Result<Planned, EngineError> {
-        let identity = self.identity(id)?;
+    pub async fn plan(
+        &self,
+        trigger: &str,
+        id: &str,
+        to: &BTreeMap<String, String>,
+    ) -> Result<Planned, EngineError> {
+        let identity = self.subject(trigger, id, to)?;
         let book = self.playbook(trigger)?;
         let providers = self.providers().await?;
         self.plan_with(&providers, &book, &identity, trigger, "preview", Utc::now())
@@ -243,7 +343,26 @@ impl Engine {
         run_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Planned, EngineError> {
-        let graph = resolve(providers, &self.context(identity)?).await?;
+        let ctx = self.context(identity)?;
+        let mut graph = resolve(providers, &ctx).await?;
+        let mut facts = SelectionFacts::default();
+        let mut time_bound = Vec::new();
+        if uses_policy(trigger) {
+            let policy = self.policy(trigger)?;
+            let grants = self.journal.grants_of(&identity.id)?;
+            let prepared =
+                entitlement_live::prepare(providers, &ctx, &policy, &graph, &grants, now, run_id)
+                    .await?;
+            for e in &prepared.skipped {
+                tracing::warn!(
+                    "the policy grants {e}, and [providers.{}] is not configured: skipped",
+                    e.provider
+                );
+            }
+            graph.findings.extend(prepared.grant_findings);
+            facts = prepared.facts;
+            time_bound = prepared.time_bound;
+        }
         let acted = self.journal.state_since()?;
         let observed = self.journal.observations()?;
         // A grace period counts from when Closeout left the finding in the state it is in now,
@@ -272,6 +391,8 @@ impl Engine {
             now,
             state_since: &state_since,
             trigger,
+            facts: &facts,
+            time_bound: &time_bound,
         })?;
         Ok(Planned { graph, plan })
     }
@@ -286,7 +407,7 @@ impl Engine {
         confirm: &mut (dyn FnMut(&Plan) -> Result<bool, EngineError> + Send),
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
-        let identity = self.identity(id)?;
+        let identity = self.subject(trigger, id, &options.to)?;
         let book = self.playbook(trigger)?;
         if identity.is_protected() && !options.override_protected {
             return Err(EngineError::Protected(identity.id.clone()));
@@ -431,12 +552,17 @@ impl Engine {
             .journal
             .run(run_id)?
             .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
-        let identity = self.identity(&run.identity)?;
         let plan: Plan =
             serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
                 run: run.id.clone(),
                 message: e.to_string(),
             })?;
+        // A mover acts for the identity with its new attributes, which the plan keeps.
+        let identity = if uses_policy(&run.trigger) {
+            plan.identity.clone()
+        } else {
+            self.identity(&run.identity)?
+        };
         if let (false, Some(report)) = (run.status.is_unfinished(), &run.report_json) {
             if let Ok(report) = serde_json::from_str::<ClosureReport>(report) {
                 progress.message(&format!(
@@ -528,7 +654,24 @@ impl Engine {
             cutoff: Some(run.cutoff),
         };
         progress.message("verifying closure against live state");
-        let verification = verify(providers, &ctx, &acted).await?;
+        let verification = if uses_policy(&plan.trigger) {
+            if !failed {
+                self.record_time_bound(&run.id, identity, plan)?;
+            }
+            let policy = self.policy(&plan.trigger)?;
+            let grants = self.journal.grants_of(&identity.id)?;
+            let expected: Vec<Expected<'_>> = plan
+                .actions()
+                .map(|a| Expected {
+                    finding: &a.finding,
+                    state: a.expect,
+                })
+                .collect();
+            entitlement_live::verify_against_policy(providers, &ctx, &policy, &grants, &expected)
+                .await?
+        } else {
+            verify(providers, &ctx, &acted).await?
+        };
         let status = if failed {
             RunStatus::Failed
         } else if verification.is_closed() {
@@ -565,6 +708,37 @@ impl Engine {
             }),
         )?;
         Ok(report)
+    }
+
+    /// Record the plan's time-bound grants whose grant finished (or that were already held),
+    /// and forget the records of entitlements the identity no longer matches a rule for.
+    fn record_time_bound(
+        &self,
+        run_id: &str,
+        identity: &Identity,
+        plan: &Plan,
+    ) -> Result<(), EngineError> {
+        let finished: std::collections::BTreeSet<String> = self
+            .journal
+            .actions(run_id)?
+            .into_iter()
+            .filter(|a| {
+                matches!(
+                    a.status,
+                    crate::journal::ActionStatus::Done | crate::journal::ActionStatus::AlreadyDone
+                ) && a.verb == "grant"
+            })
+            .map(|a| a.finding_id)
+            .collect();
+        for g in &plan.time_bound {
+            if !g.needs_grant || finished.contains(&g.finding_id) {
+                self.journal.record_grant(&identity.id, &g.record)?;
+            }
+        }
+        let policy = self.policy(&plan.trigger)?;
+        let keep = policy.required(identity).into_keys().collect();
+        self.journal.drop_grants_except(&identity.id, &keep)?;
+        Ok(())
     }
 
     fn audit_event(

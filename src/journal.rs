@@ -5,9 +5,11 @@
 //! therefore shows exactly which actions finished (skipped on resume) and which were in flight
 //! (re-run: every provider action is idempotent).
 
+use crate::entitlements::GrantRecord;
 use chrono::{DateTime, Utc};
+use closeout_contract::Entitlement;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -212,6 +214,18 @@ CREATE TABLE IF NOT EXISTS observations (
     state TEXT NOT NULL,
     first_seen TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS grants (
+    identity TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    granted_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (identity, provider, kind, target)
+);
+CREATE INDEX IF NOT EXISTS grants_by_expiry ON grants(expires_at);
 "#;
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -541,6 +555,113 @@ impl Journal {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Record a time-bound grant (replacing an earlier record of the same entitlement).
+    pub fn record_grant(&self, identity: &str, g: &GrantRecord) -> Result<(), JournalError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO grants \
+             (identity, provider, kind, target, rule, granted_at, expires_at, run_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                identity,
+                g.entitlement.provider,
+                g.entitlement.kind,
+                g.entitlement.target,
+                g.rule,
+                ts(g.granted_at),
+                ts(g.expires_at),
+                g.run_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The identity's recorded time-bound grants.
+    pub fn grants_of(&self, identity: &str) -> Result<Vec<GrantRecord>, JournalError> {
+        Ok(self
+            .grant_rows("WHERE identity = ?1", params![identity])?
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect())
+    }
+
+    /// Every recorded grant whose expiry is at or before `now`, with its identity.
+    pub fn expired_grants(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, GrantRecord)>, JournalError> {
+        self.grant_rows("WHERE expires_at <= ?1", params![ts(now)])
+    }
+
+    /// Forget the identity's grant records for entitlements not in `keep` (it no longer matches
+    /// their rule, so a later match grants them afresh).
+    pub fn drop_grants_except(
+        &self,
+        identity: &str,
+        keep: &BTreeSet<Entitlement>,
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let stale: Vec<(String, String, String)> = {
+            let mut stmt =
+                tx.prepare("SELECT provider, kind, target FROM grants WHERE identity = ?1")?;
+            let rows =
+                stmt.query_map(params![identity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|(p, k, t): &(String, String, String)| {
+                    !keep.contains(&Entitlement::new(p.as_str(), k.as_str(), t.as_str()))
+                })
+                .collect()
+        };
+        for (p, k, t) in stale {
+            tx.execute(
+                "DELETE FROM grants WHERE identity = ?1 AND provider = ?2 AND kind = ?3 AND target = ?4",
+                params![identity, p, k, t],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn grant_rows(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<(String, GrantRecord)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT identity, provider, kind, target, rule, granted_at, expires_at, run_id \
+             FROM grants {filter} ORDER BY identity, provider, kind, target"
+        ))?;
+        let rows = stmt.query_map(args, |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (identity, provider, kind, target, rule, granted, expires, run_id) = row?;
+            out.push((
+                identity,
+                GrantRecord {
+                    entitlement: Entitlement::new(provider, kind, target),
+                    rule,
+                    granted_at: parse_ts(&granted)?,
+                    expires_at: parse_ts(&expires)?,
+                    run_id,
+                },
+            ));
+        }
+        Ok(out)
     }
 
     /// When each finding was first observed in the state recorded for it.

@@ -13,7 +13,8 @@
 //! one). A step with a grace period acts only on findings that have been in their state that
 //! long; the others are listed as [`Deferred`] with the time they become due.
 
-use crate::playbook::{Playbook, Step};
+use crate::entitlements::GrantRecord;
+use crate::playbook::{Playbook, SelectionFacts, Step};
 use chrono::{DateTime, Utc};
 use closeout_contract::{
     verbs, ActionParams, ActionRequest, Finding, Holder, Identity, State, Verb,
@@ -38,6 +39,11 @@ pub struct PlanInput<'a> {
     /// Grace periods count from it.
     pub state_since: &'a BTreeMap<String, DateTime<Utc>>,
     pub trigger: &'a str,
+    /// What the entitlement review knows (movers and joiners; empty otherwise).
+    pub facts: &'a SelectionFacts,
+    /// Time-bound grants to record once their grant action (or, for ones already held, the
+    /// run) has finished.
+    pub time_bound: &'a [PlannedGrant],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,6 +131,19 @@ pub struct Plan {
     pub deferred: Vec<Deferred>,
     /// Ids of open findings that no step acts on (now or deferred); verify will report them.
     pub untouched: Vec<String>,
+    /// Time-bound grants the run records (expiry scheduling): each once the action granting
+    /// `finding_id` finished, or at once when it is already held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_bound: Vec<PlannedGrant>,
+}
+
+/// A time-bound grant a run records, with the finding whose grant action it waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedGrant {
+    pub finding_id: String,
+    /// False when the entitlement is already held (its clock starts with this run).
+    pub needs_grant: bool,
+    pub record: GrantRecord,
 }
 
 /// The idempotency key of an action: the first 32 hex digits of
@@ -201,7 +220,7 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             for finding in &findings {
                 let id = finding.id.as_str();
                 let state = projected.get(id).copied().unwrap_or(finding.state);
-                if !step.selects(finding, state) {
+                if !step.selects(finding, state, input.facts) {
                     continue;
                 }
                 let Some(verb) = step.verb_for(finding) else {
@@ -275,6 +294,7 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         stages,
         deferred,
         untouched,
+        time_bound: input.time_bound.to_vec(),
     })
 }
 
@@ -291,6 +311,7 @@ fn marker(verb: &str) -> &'static str {
     match verb {
         "delete" | "remove" | "detach" => "-",
         "rotate" => "+/-",
+        "grant" => "+",
         _ => "~",
     }
 }
@@ -576,8 +597,13 @@ stages:
             now: now(),
             state_since,
             trigger: "leaver",
+            facts: &NO_FACTS,
+            time_bound: &[],
         }
     }
+
+    static NO_FACTS: std::sync::LazyLock<SelectionFacts> =
+        std::sync::LazyLock::new(SelectionFacts::default);
 
     use Holder::{Account, Shared};
     use Relation::{CanAssume, CanRead, Created, MemberOf, Owns};

@@ -6,8 +6,8 @@
 
 use crate::config::ProvidersConfig;
 use closeout_contract::{
-    ActionOutcome, ActionRequest, Capabilities, Finding, Limits, ProbeOutcome, Provider,
-    ProviderError, Resolution, ResolveContext, State,
+    ActionOutcome, ActionRequest, Capabilities, Entitlement, Finding, Identity, Limits,
+    ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, State, UnclaimedAccount,
 };
 use std::collections::BTreeMap;
 
@@ -87,6 +87,25 @@ impl ProviderHandle {
 
     pub async fn probe(&self, finding: &Finding) -> Result<Option<ProbeOutcome>, ProviderError> {
         dispatch!(self, p => p.probe(finding).await)
+    }
+
+    pub fn entitlement(&self, finding: &Finding) -> Option<Entitlement> {
+        dispatch!(self, p => p.entitlement(finding))
+    }
+
+    pub async fn grant_finding(
+        &self,
+        ctx: &ResolveContext,
+        entitlement: &Entitlement,
+    ) -> Result<Finding, ProviderError> {
+        dispatch!(self, p => p.grant_finding(ctx, entitlement).await)
+    }
+
+    pub async fn unclaimed_accounts(
+        &self,
+        identities: &[Identity],
+    ) -> Result<Vec<UnclaimedAccount>, ProviderError> {
+        dispatch!(self, p => p.unclaimed_accounts(identities).await)
     }
 }
 

@@ -98,9 +98,89 @@ impl HolderKind {
     }
 }
 
-/// Which findings a step acts on. Every listed dimension must match; an empty `relation` or
-/// `holder` list matches any. `state` is matched against the finding's *projected* state (its
-/// state after the plan's earlier steps) and defaults to `[active]`.
+/// The `entitlement` selector values: how an entitlement finding stands against the entitlement
+/// policy for the identity's (new) attributes. Only movers and joiners have these facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntitlementStanding {
+    /// Held, and a rule requires it.
+    Justified,
+    /// Held, and no rule requires it.
+    Unjustified,
+    /// Held under a time-bound rule whose recorded grant has expired.
+    Expired,
+    /// Required and not held: the finding it will be once granted.
+    Missing,
+}
+
+impl EntitlementStanding {
+    pub const ALL: [EntitlementStanding; 4] = [
+        EntitlementStanding::Justified,
+        EntitlementStanding::Unjustified,
+        EntitlementStanding::Expired,
+        EntitlementStanding::Missing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntitlementStanding::Justified => "justified",
+            EntitlementStanding::Unjustified => "unjustified",
+            EntitlementStanding::Expired => "expired",
+            EntitlementStanding::Missing => "missing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EntitlementStanding> {
+        EntitlementStanding::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+    }
+}
+
+/// The `reach` selector values: what a finding is reached through, relative to the
+/// entitlements the plan removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reach {
+    /// Every path to the finding passes through an entitlement the plan removes (a secret
+    /// readable only through the old role, a role assumable only through it).
+    OnlyThroughRemoved,
+    /// The plan removes at least one entitlement in the finding's provider (sessions whose
+    /// permissions were fixed when they were issued: sign-in sessions, tokens).
+    ProviderLosingAccess,
+}
+
+impl Reach {
+    pub const ALL: [Reach; 2] = [Reach::OnlyThroughRemoved, Reach::ProviderLosingAccess];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reach::OnlyThroughRemoved => "only-through-removed",
+            Reach::ProviderLosingAccess => "provider-losing-access",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reach> {
+        Reach::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Facts about findings that only the run knows (from the entitlement review), for the
+/// `entitlement` and `reach` selectors. Empty for leavers: those selectors then match nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectionFacts {
+    /// Finding id → how the entitlement stands.
+    pub entitlements: BTreeMap<String, EntitlementStanding>,
+    /// Findings reached only through entitlements the plan removes.
+    pub only_through_removed: BTreeSet<String>,
+    /// Providers in which the plan removes an entitlement.
+    pub providers_losing_access: BTreeSet<String>,
+}
+
+/// Which findings a step acts on. Every listed dimension must match; an empty `relation`,
+/// `holder` or `entitlement` list matches any. `state` is matched against the finding's
+/// *projected* state (its state after the plan's earlier steps) and defaults to `[active]`
+/// (`[deleted]` when `entitlement` lists `missing`: a missing entitlement is not held yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
     pub provider: Vec<String>,
@@ -108,11 +188,13 @@ pub struct Selector {
     pub relation: Vec<Relation>,
     pub state: Vec<State>,
     pub holder: Vec<HolderKind>,
+    pub entitlement: Vec<EntitlementStanding>,
+    pub reach: Option<Reach>,
 }
 
 impl Selector {
     /// True when `finding`, in `state`, is selected.
-    pub fn matches(&self, finding: &Finding, state: State) -> bool {
+    pub fn matches(&self, finding: &Finding, state: State, facts: &SelectionFacts) -> bool {
         self.provider.contains(&finding.provider)
             && self.kind.contains(&finding.kind)
             && (self.relation.is_empty() || self.relation.contains(&finding.relation))
@@ -122,6 +204,18 @@ impl Selector {
                     .holder
                     .iter()
                     .any(|h| h.as_str() == finding.holder.selector()))
+            && (self.entitlement.is_empty()
+                || facts
+                    .entitlements
+                    .get(&finding.id)
+                    .is_some_and(|s| self.entitlement.contains(s)))
+            && match self.reach {
+                None => true,
+                Some(Reach::OnlyThroughRemoved) => facts.only_through_removed.contains(&finding.id),
+                Some(Reach::ProviderLosingAccess) => {
+                    facts.providers_losing_access.contains(&finding.provider)
+                }
+            }
     }
 }
 
@@ -144,8 +238,8 @@ pub struct Step {
 impl Step {
     /// True when this step acts on `finding` whose projected state is `projected`: the selector
     /// matches and the finding's provider supports the step's verb on its kind.
-    pub fn selects(&self, finding: &Finding, projected: State) -> bool {
-        self.select.matches(finding, projected) && self.verb_for(finding).is_some()
+    pub fn selects(&self, finding: &Finding, projected: State, facts: &SelectionFacts) -> bool {
+        self.select.matches(finding, projected, facts) && self.verb_for(finding).is_some()
     }
 
     /// The provider's definition of this step's verb for the finding's kind (what state it leaves

@@ -306,9 +306,9 @@ fn step_selects_by_every_dimension_and_projected_state() {
     let book = ok(&text);
     let step = &book.stages[0].steps[0];
     let token = finding("t1", "fake", "token", Relation::Owns, Holder::Account);
-    assert!(step.selects(&token, State::Active));
+    assert!(step.selects(&token, State::Active, &Default::default()));
     assert!(
-        !step.selects(&token, State::Inactive),
+        !step.selects(&token, State::Inactive, &Default::default()),
         "projected state counts"
     );
     let nhi = finding(
@@ -318,15 +318,15 @@ fn step_selects_by_every_dimension_and_projected_state() {
         Relation::Owns,
         Holder::Nhi("svc".into()),
     );
-    assert!(step.selects(&nhi, State::Active));
+    assert!(step.selects(&nhi, State::Active, &Default::default()));
     let shared = finding("t3", "fake", "token", Relation::Owns, Holder::Shared);
-    assert!(!step.selects(&shared, State::Active));
+    assert!(!step.selects(&shared, State::Active, &Default::default()));
     let read = finding("t4", "fake", "token", Relation::CanRead, Holder::Account);
-    assert!(!step.selects(&read, State::Active));
+    assert!(!step.selects(&read, State::Active, &Default::default()));
     let other_kind = finding("s1", "fake", "secret", Relation::Owns, Holder::Account);
-    assert!(!step.selects(&other_kind, State::Active));
+    assert!(!step.selects(&other_kind, State::Active, &Default::default()));
     let other_provider = finding("a1", "aws", "token", Relation::Owns, Holder::Account);
-    assert!(!step.selects(&other_provider, State::Active));
+    assert!(!step.selects(&other_provider, State::Active, &Default::default()));
     assert_eq!(
         step.verb_for(&token),
         Some(closeout_contract::verbs::DEACTIVATE)
@@ -357,8 +357,8 @@ fn a_multi_provider_step_only_selects_kinds_its_providers_have() {
         Relation::MemberOf,
         Holder::Account,
     );
-    assert!(step.selects(&aws, State::Active));
-    assert!(!step.selects(&fake, State::Active));
+    assert!(step.selects(&aws, State::Active, &Default::default()));
+    assert!(!step.selects(&fake, State::Active, &Default::default()));
 }
 
 // ---------------------------------------------------------------- diagnostics

@@ -3,7 +3,7 @@
 //! the verify stage. Every problem is reported; nothing stops at the first.
 
 use super::yaml::{RawPlaybook, RawSelect, RawStage, RawStep};
-use super::{Playbook, Selector, Stage, Step};
+use super::{EntitlementStanding, Playbook, Selector, Stage, Step};
 use crate::yaml_doc::{Diags, Pos};
 use closeout_contract::{verbs, Capabilities, State, Verb};
 use std::collections::{BTreeMap, BTreeSet};
@@ -263,6 +263,10 @@ pub(super) fn validate(
             }
             let states: BTreeSet<State> = match &select.state {
                 Some(states) => states.iter().map(|s| s.value).collect(),
+                // A missing entitlement is planned as a finding not held yet (deleted).
+                None if select.entitlement.contains(&EntitlementStanding::Missing) => {
+                    [State::Deleted].into_iter().collect()
+                }
                 None => DEFAULT_STATE.into_iter().collect(),
             };
 
@@ -355,6 +359,8 @@ pub(super) fn validate(
                     relation: select.relation.clone(),
                     state: states.into_iter().collect(),
                     holder: select.holder.clone(),
+                    entitlement: select.entitlement.clone(),
+                    reach: select.reach,
                 },
                 action: action.value.clone(),
                 grace: step.grace.as_ref().map(|g| g.value),

@@ -3,7 +3,7 @@
 //! instead of stopping at the first. Semantic checks against the providers live in `validate`.
 
 use super::grace::Grace;
-use super::{HolderKind, TRIGGERS};
+use super::{EntitlementStanding, HolderKind, Reach, TRIGGERS};
 use crate::yaml_doc::{
     boolean, enum_list, is_null, load_mapping, mapping, node_pos, string, string_list, Diags,
     Fields, Pos, Sp,
@@ -56,6 +56,8 @@ pub(super) struct RawSelect {
     /// `None`: not written (defaults to `[active]`).
     pub state: Option<Vec<Sp<State>>>,
     pub holder: Vec<HolderKind>,
+    pub entitlement: Vec<EntitlementStanding>,
+    pub reach: Option<Reach>,
     pub broken: bool,
 }
 
@@ -63,7 +65,15 @@ const TOP_FIELDS: &[&str] = &["name", "description", "triggers", "limits", "stag
 const LIMIT_FIELDS: &[&str] = &["max_actions"];
 const STAGE_FIELDS: &[&str] = &["name", "verify", "steps"];
 const STEP_FIELDS: &[&str] = &["name", "select", "action", "grace", "requires_approval"];
-const SELECT_FIELDS: &[&str] = &["provider", "kind", "relation", "state", "holder"];
+const SELECT_FIELDS: &[&str] = &[
+    "provider",
+    "kind",
+    "relation",
+    "state",
+    "holder",
+    "entitlement",
+    "reach",
+];
 
 /// Read the YAML structure. `None` when the text is not YAML at all (the reason is reported).
 pub(super) fn read(d: &mut Diags, text: &str) -> Option<RawPlaybook> {
@@ -297,6 +307,39 @@ fn read_select(d: &mut Diags, node: &Node) -> Option<RawSelect> {
         .and_then(|(_, n)| enum_list(d, n, "holder", HolderKind::parse, &holder_names))
         .map(|v| v.into_iter().map(|s| s.value).collect())
         .unwrap_or_default();
+    let standing_names: Vec<&str> = EntitlementStanding::ALL
+        .iter()
+        .map(|e| e.as_str())
+        .collect();
+    let entitlement = f
+        .get("entitlement")
+        .and_then(|(_, n)| {
+            enum_list(
+                d,
+                n,
+                "entitlement",
+                EntitlementStanding::parse,
+                &standing_names,
+            )
+        })
+        .map(|v| v.into_iter().map(|s| s.value).collect())
+        .unwrap_or_default();
+    let reach_names: Vec<&str> = Reach::ALL.iter().map(|r| r.as_str()).collect();
+    let reach = f.get("reach").and_then(|(_, n)| {
+        let s = string(d, n, "reach")?;
+        let parsed = Reach::parse(&s.value);
+        if parsed.is_none() {
+            d.at(
+                s.pos,
+                format!(
+                    "bad reach `{}`; expected one of: {}",
+                    s.value,
+                    reach_names.join(", ")
+                ),
+            );
+        }
+        parsed
+    });
     Some(RawSelect {
         pos: f.pos,
         provider,
@@ -304,6 +347,8 @@ fn read_select(d: &mut Diags, node: &Node) -> Option<RawSelect> {
         relation,
         state,
         holder,
+        entitlement,
+        reach,
         broken: d.count() > before,
     })
 }

@@ -107,6 +107,7 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outc
         confirm_actions: None,
         effective_at: Some(event.effective_at),
         require_approval: !auto,
+        to: mover_attributes(trigger, event),
     };
     let seq = claimed.seq;
     let mut no_prompt = |_: &crate::plan::Plan| Ok(true);
@@ -141,4 +142,21 @@ fn outcome_of(
             },
         },
     }
+}
+
+/// A mover event's new attributes that a mover can change (others, such as a new display name,
+/// do not move entitlements).
+fn mover_attributes(
+    trigger: &str,
+    event: &crate::event::LifecycleEvent,
+) -> std::collections::BTreeMap<String, String> {
+    if trigger != "mover" {
+        return Default::default();
+    }
+    event
+        .attributes
+        .iter()
+        .filter(|(k, _)| crate::engine::MOVABLE_ATTRIBUTES.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
