@@ -125,6 +125,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PlaybookCommand,
     },
+    /// The entitlement policy (docs/entitlements.md).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Authoritative-source tools.
     Source {
         #[command(subcommand)]
@@ -139,6 +144,24 @@ pub enum Command {
     /// Run as a service: HR webhooks and SCIM pushes in, playbooks run by workers, read and
     /// approval API, /healthz, /readyz, /metrics (configured by `[serve]`). Stops on SIGTERM.
     Serve,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate an entitlement policy file (default: the config's `[policy] entitlements`);
+    /// errors name the file, line and problem.
+    Check { file: Option<PathBuf> },
+    /// For each entitlement the identity should hold, the rule that grants it; for each live
+    /// entitlement, the rule that justifies it or "none". Exit 3 when they differ.
+    Explain {
+        #[arg(long)]
+        identity: String,
+        /// Explain for a mover's new attributes (KEY=VALUE).
+        #[arg(long = "to")]
+        to: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,7 +249,10 @@ pub fn format_of(command: &Command) -> Format {
         | Command::Runs { format, .. }
         | Command::Resume { format, .. }
         | Command::Approve { format, .. }
-        | Command::Reconcile { format } => *format,
+        | Command::Reconcile { format }
+        | Command::Policy {
+            command: PolicyCommand::Explain { format, .. },
+        } => *format,
         Command::Source {
             command:
                 SourceCommand::Diff {
@@ -235,6 +261,7 @@ pub fn format_of(command: &Command) -> Format {
                 },
         } => Format::Json,
         Command::Audit { .. }
+        | Command::Policy { .. }
         | Command::Playbook { .. }
         | Command::Source { .. }
         | Command::Serve => Format::Text,
@@ -250,6 +277,30 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(cli),
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => policy_check(cli, file.as_deref()),
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    identity,
+                    to,
+                    format,
+                },
+        } => {
+            let to = parse_to(to)?;
+            let engine = Engine::open(&cli.config)?;
+            let explanation = engine.explain(identity, &to).await?;
+            match format {
+                Format::Json => print_json(&explanation),
+                _ => print(&explanation.render_text()),
+            }
+            Ok(if explanation.conforms() {
+                exit::OK
+            } else {
+                exit::OPEN
+            })
+        }
         Command::Source {
             command:
                 SourceCommand::Diff {
@@ -536,6 +587,38 @@ fn ask_to_apply(plan: &Plan) -> Result<bool, EngineError> {
         .read_line(&mut answer)
         .map_err(|_| EngineError::NotInteractive)?;
     Ok(answer.trim() == "yes")
+}
+
+/// `policy check [FILE]`: the file given, else the config's; every diagnostic on stderr.
+fn policy_check(cli: &Cli, file: Option<&std::path::Path>) -> Result<i32, Failure> {
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => {
+            let config = crate::config::Config::load(&cli.config).map_err(EngineError::from)?;
+            config.policy.entitlements.ok_or_else(|| Failure {
+                code: exit::USAGE,
+                message: format!(
+                    "no policy file given and {} has no `[policy] entitlements`",
+                    cli.config.display()
+                ),
+            })?
+        }
+    };
+    match crate::entitlements::policy::load(&path, crate::registry::CAPABILITIES) {
+        Ok(policy) => {
+            let grants: usize = policy.rules.iter().map(|r| r.grants.len()).sum();
+            print(&format!(
+                "{}: ok ({} rules, {grants} grants)",
+                path.display(),
+                policy.rules.len()
+            ));
+            Ok(exit::OK)
+        }
+        Err(e) => Err(Failure {
+            code: exit::USAGE,
+            message: e.to_string(),
+        }),
+    }
 }
 
 fn playbook_check(files: &[PathBuf]) -> i32 {

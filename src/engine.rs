@@ -320,6 +320,41 @@ impl Engine {
         Ok(verify(&providers, &self.context(&identity)?, &[]).await?)
     }
 
+    /// Explain the identity's entitlements against the policy (with a mover's new attributes
+    /// when `to` is given). Reads the providers; changes nothing.
+    pub async fn explain(
+        &self,
+        id: &str,
+        to: &BTreeMap<String, String>,
+    ) -> Result<crate::entitlements::explain::Explanation, EngineError> {
+        let identity = self.subject("mover", id, to)?;
+        let policy = self.policy("policy explain")?;
+        let providers = self.providers().await?;
+        let ctx = self.context(&identity)?;
+        let graph = resolve(&providers, &ctx).await?;
+        let grants = self.journal.grants_of(&identity.id)?;
+        let review = entitlement_live::review_findings(
+            &providers,
+            &ctx,
+            &policy,
+            &graph.findings,
+            &grants,
+            Utc::now(),
+            "explain",
+        );
+        let (missing, unchecked): (Vec<_>, Vec<_>) = review
+            .missing
+            .into_iter()
+            .partition(|m| providers.get(&m.entitlement.provider).is_some());
+        let review = crate::entitlements::Review { missing, ..review };
+        Ok(crate::entitlements::explain::Explanation::new(
+            &identity,
+            &policy.file,
+            &review,
+            unchecked.into_iter().map(|m| m.entitlement).collect(),
+        ))
+    }
+
     /// Resolve and plan. Changes nothing.
     pub async fn plan(
         &self,

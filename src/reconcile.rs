@@ -4,14 +4,20 @@
 //! - **terminated-still-usable**: an identity the source marks terminated whose credentials or
 //!   entitlements still resolve as open in a provider (read from live state, like `verify`);
 //! - **orphaned-nhi**: a non-human identity whose owner (the source's `manager` column) is
-//!   terminated or not in the source at all.
-//!
-//! Not yet covered: provider accounts that no identity in the source claims (it needs each
-//! provider to enumerate its accounts, which the provider contract does not offer yet).
+//!   terminated or not in the source at all;
+//! - **unclaimed-account**: a provider account no active identity in the source correlates with
+//!   (each provider lists its accounts in one paged pass and applies its own matching rules);
+//! - with an entitlement policy (`[policy] entitlements`), policy drift of every active identity:
+//!   **unjustified-entitlement** (held, no rule justifies it), **missing-entitlement** (a rule
+//!   requires it, not held), **expired-grant** (a time-bound grant past its expiry, still held).
 
 use crate::engine::{Engine, EngineError};
+use crate::entitlements::live::review_findings;
+use crate::entitlements::Standing;
+use crate::registry::Providers;
 use crate::verify::OpenFinding;
 use closeout_contract::{Identity, IdentityKind, IdentityStatus};
+use closeout_contract::{ProviderError, ResolveContext};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -19,6 +25,23 @@ use serde::Serialize;
 pub enum DriftKind {
     TerminatedStillUsable,
     OrphanedNhi,
+    UnclaimedAccount,
+    UnjustifiedEntitlement,
+    MissingEntitlement,
+    ExpiredGrant,
+}
+
+impl DriftKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::TerminatedStillUsable => "terminated-still-usable",
+            DriftKind::OrphanedNhi => "orphaned-nhi",
+            DriftKind::UnclaimedAccount => "unclaimed-account",
+            DriftKind::UnjustifiedEntitlement => "unjustified-entitlement",
+            DriftKind::MissingEntitlement => "missing-entitlement",
+            DriftKind::ExpiredGrant => "expired-grant",
+        }
+    }
 }
 
 /// One piece of drift.
@@ -98,15 +121,115 @@ pub async fn reconcile(engine: &Engine) -> Result<ReconcileReport, EngineError> 
         }
     }
     drift.extend(orphaned_nhis(identities));
+    let mut not_checked = Vec::new();
+    let providers = engine.providers().await?;
+    let active: Vec<Identity> = identities
+        .iter()
+        .filter(|i| i.status == IdentityStatus::Active)
+        .cloned()
+        .collect();
+    for provider in providers.iter() {
+        match provider.unclaimed_accounts(&active).await {
+            Ok(accounts) => drift.extend(accounts.into_iter().map(|a| Drift {
+                kind: DriftKind::UnclaimedAccount,
+                identity: format!("{}:{}", a.provider, a.resource),
+                detail: format!(
+                    "[{}] {}{}: {}",
+                    a.provider,
+                    a.display,
+                    if a.enabled { "" } else { " (disabled)" },
+                    a.reason
+                ),
+                open: Vec::new(),
+            })),
+            Err(e @ ProviderError::Unsupported { .. }) => {
+                not_checked.push(format!("unclaimed accounts in {}: {e}", provider.name()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if engine.config.policy.entitlements.is_some() {
+        drift.extend(policy_drift(engine, &providers, &active).await?);
+    } else {
+        not_checked.push(
+            "policy drift: no entitlement policy (`[policy] entitlements`) is configured".into(),
+        );
+    }
     drift.sort_by(|a, b| (a.kind, &a.identity).cmp(&(b.kind, &b.identity)));
     Ok(ReconcileReport {
         terminated_checked: terminated.len(),
         drift,
-        not_checked: vec![
-            "accounts no active identity claims: providers cannot enumerate their accounts yet"
-                .into(),
-        ],
+        not_checked,
     })
+}
+
+/// Every active identity's live entitlements against the policy, one identity at a time (each
+/// resolution already fans out across the providers under their limits).
+async fn policy_drift(
+    engine: &Engine,
+    providers: &Providers,
+    active: &[Identity],
+) -> Result<Vec<Drift>, EngineError> {
+    let policy = engine.policy("reconcile")?;
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for identity in active {
+        let ctx = ResolveContext {
+            identity: identity.clone(),
+            cutoff: engine.journal.containment_cutoff(&identity.id)?,
+        };
+        let graph = crate::resolve::resolve(providers, &ctx).await?;
+        let grants = engine.journal.grants_of(&identity.id)?;
+        let review = review_findings(
+            providers,
+            &ctx,
+            &policy,
+            &graph.findings,
+            &grants,
+            now,
+            "reconcile",
+        );
+        let who = format!("{} ({})", identity.id, identity.email);
+        for l in review.removable() {
+            let (kind, detail) = match &l.standing {
+                Standing::Expired { expires_at, rules } => (
+                    DriftKind::ExpiredGrant,
+                    format!(
+                        "{who} holds {}, granted by time-bound rule {} until {expires_at}",
+                        l.entitlement,
+                        rules.join(", ")
+                    ),
+                ),
+                _ => (
+                    DriftKind::UnjustifiedEntitlement,
+                    format!("{who} holds {}, and no rule justifies it", l.entitlement),
+                ),
+            };
+            out.push(Drift {
+                kind,
+                identity: identity.id.clone(),
+                detail,
+                open: Vec::new(),
+            });
+        }
+        for m in review
+            .missing
+            .iter()
+            .filter(|m| providers.get(&m.entitlement.provider).is_some())
+        {
+            out.push(Drift {
+                kind: DriftKind::MissingEntitlement,
+                identity: identity.id.clone(),
+                detail: format!(
+                    "{who} lacks {}, required by rule {}",
+                    m.entitlement,
+                    m.rules.join(", ")
+                ),
+                open: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl ReconcileReport {
@@ -122,11 +245,7 @@ impl ReconcileReport {
             self.drift.len()
         );
         for d in &self.drift {
-            let kind = match d.kind {
-                DriftKind::TerminatedStillUsable => "terminated-still-usable",
-                DriftKind::OrphanedNhi => "orphaned-nhi",
-            };
-            out.push_str(&format!("  {kind}: {}\n", d.detail));
+            out.push_str(&format!("  {}: {}\n", d.kind.as_str(), d.detail));
             for f in &d.open {
                 out.push_str(&format!(
                     "      [{}] {} ({})\n",

@@ -6,6 +6,7 @@
 //! time-bound grant expired) are removed first, what could be reached only through them is
 //! rotated or has its sessions revoked, then the missing ones are granted.
 
+pub mod explain;
 pub mod live;
 pub mod policy;
 pub mod review;
