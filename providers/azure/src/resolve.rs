@@ -6,6 +6,7 @@ use crate::arm::Survey;
 use crate::data_plane::ObjectSummary;
 use crate::directory::{self, OwnedObject, User};
 use crate::keyvault::{Access, ObjectType, Principal, Principals, Reach, Vault, Via};
+use crate::rbac::RoleAssignment;
 use crate::{kinds, AzureProvider, PROVIDER};
 use chrono::{DateTime, Utc};
 use closeout_contract::{
@@ -65,6 +66,12 @@ pub(crate) fn path_to(principal: &Principal) -> Path {
         }
     }
     path
+}
+
+/// Actions on memberships and owned objects need the person's object id: every finding of a
+/// person carries it.
+pub(crate) fn held_by(f: &mut Finding, user_id: &str) {
+    f.attributes.insert("user_id".into(), user_id.to_string());
 }
 
 pub(crate) fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
@@ -155,9 +162,8 @@ impl AzureProvider {
         access_policy_findings(&survey, &principals, &mut out);
         self.vault_object_findings(&survey, &principals, ctx, &mut out)
             .await?;
-        // Actions on memberships and owned objects need the person's object id.
         for f in &mut out.findings {
-            f.attributes.insert("user_id".into(), user.id.clone());
+            held_by(f, &user.id);
         }
         out.normalize();
         Ok(out)
@@ -386,9 +392,7 @@ impl AzureProvider {
 fn access_path(a: &Access, vault: &Vault) -> Path {
     let path = path_to(&a.principal);
     match &a.via {
-        Via::AccessPolicy { .. } => {
-            path.then("named-in", format!("access policy of vault {}", vault.name))
-        }
+        Via::AccessPolicy { .. } => path.then("named-in", policy_node(&vault.name, &a.principal)),
         Via::Assignment {
             assignment_id,
             role,
@@ -404,7 +408,13 @@ fn access_path(a: &Access, vault: &Vault) -> Path {
     }
 }
 
-fn display_scope(scope: &str) -> &str {
+/// The node of an access policy: the same in the policy's finding and in the paths of the
+/// objects it opens, so the policy's path is a prefix of theirs.
+fn policy_node(vault: &str, principal: &Principal) -> String {
+    format!("access policy of vault {vault} for {}", principal.display)
+}
+
+pub(crate) fn display_scope(scope: &str) -> &str {
     if scope.is_empty() {
         "/"
     } else {
@@ -413,31 +423,34 @@ fn display_scope(scope: &str) -> &str {
 }
 
 fn membership_findings(principals: &Principals, out: &mut Resolution) {
-    for p in principals.all.iter().skip(1) {
-        let Some((direct_id, _)) = &p.via_membership else {
-            continue;
-        };
-        let direct = direct_id.eq_ignore_ascii_case(&p.object_id);
-        let kind = if direct {
-            kinds::GROUP_MEMBERSHIP
-        } else {
-            kinds::INHERITED_GROUP
-        };
-        let name = p.display.trim_start_matches("group ");
-        out.findings.push(finding(
-            kind,
-            p.object_id.clone(),
-            format!("membership in Entra {}", p.display),
-            Relation::MemberOf,
-            Holder::Account,
-            vec![path_to(p)],
-            attrs([
-                ("group", name),
-                ("group_id", &p.object_id),
-                ("direct_group_id", direct_id),
-            ]),
-        ));
-    }
+    out.findings
+        .extend(principals.all.iter().skip(1).filter_map(membership_finding));
+}
+
+/// The membership finding of a group principal: `group-membership` when the group is the
+/// direct membership itself, `inherited-group` when reached through it. `None` for the user.
+pub(crate) fn membership_finding(p: &Principal) -> Option<Finding> {
+    let (direct_id, _) = p.via_membership.as_ref()?;
+    let direct = direct_id.eq_ignore_ascii_case(&p.object_id);
+    let kind = if direct {
+        kinds::GROUP_MEMBERSHIP
+    } else {
+        kinds::INHERITED_GROUP
+    };
+    let name = p.display.trim_start_matches("group ");
+    Some(finding(
+        kind,
+        p.object_id.clone(),
+        format!("membership in Entra {}", p.display),
+        Relation::MemberOf,
+        Holder::Account,
+        vec![path_to(p)],
+        attrs([
+            ("group", name),
+            ("group_id", &p.object_id),
+            ("direct_group_id", direct_id),
+        ]),
+    ))
 }
 
 fn owned_findings(owned: &OwnedObject, owner: &str, out: &mut Resolution) {
@@ -523,37 +536,54 @@ fn assignment_findings(
         let Some(principal) = principals.get(&a.properties.principal_id) else {
             continue;
         };
-        let own = principal.object_id.eq_ignore_ascii_case(user_id);
         let role = survey
             .roles
             .get(&a.role_guid().to_ascii_lowercase())
             .map(|r| r.role_name().to_string())
             .unwrap_or_else(|| a.role_guid().to_string());
-        let scope = display_scope(a.scope());
-        let node = format!("role {role} at {scope} (assignment {})", a.name);
-        let mut facts = attrs([
-            ("role", role.as_str()),
-            ("scope", scope),
-            ("principal_id", principal.object_id.as_str()),
-            ("condition", a.condition().unwrap_or("")),
-        ]);
-        if !own {
-            facts.insert("group".into(), principal.display.clone());
-        }
-        out.findings.push(finding(
-            if own {
-                kinds::ROLE_ASSIGNMENT
-            } else {
-                kinds::GROUP_ROLE_ASSIGNMENT
-            },
-            a.id.clone(),
-            format!("Azure {node}"),
-            Relation::MemberOf,
-            Holder::Account,
-            vec![path_to(principal).then("assigned", node)],
-            facts,
-        ));
+        out.findings
+            .push(assignment_finding(a, &role, principal, user_id));
     }
+}
+
+/// The finding of one role assignment reaching the person: `role-assignment` when its
+/// principal is the user (`user_id`), `group-role-assignment` when one of their groups.
+pub(crate) fn assignment_finding(
+    a: &RoleAssignment,
+    role: &str,
+    principal: &Principal,
+    user_id: &str,
+) -> Finding {
+    let own = principal.object_id.eq_ignore_ascii_case(user_id);
+    let scope = display_scope(a.scope());
+    let node = format!("role {role} at {scope} (assignment {})", a.name);
+    let mut facts = attrs([
+        ("role", role),
+        ("scope", scope),
+        ("principal_id", principal.object_id.as_str()),
+        // A grant PUTs it again; the role's name alone would need another lookup.
+        (
+            "role_definition_id",
+            a.properties.role_definition_id.as_str(),
+        ),
+        ("condition", a.condition().unwrap_or("")),
+    ]);
+    if !own {
+        facts.insert("group".into(), principal.display.clone());
+    }
+    finding(
+        if own {
+            kinds::ROLE_ASSIGNMENT
+        } else {
+            kinds::GROUP_ROLE_ASSIGNMENT
+        },
+        a.id.clone(),
+        format!("Azure {node}"),
+        Relation::MemberOf,
+        Holder::Account,
+        vec![path_to(principal).then("assigned", node)],
+        facts,
+    )
 }
 
 fn access_policy_findings(survey: &Survey, principals: &Principals, out: &mut Resolution) {
@@ -565,10 +595,7 @@ fn access_policy_findings(survey: &Survey, principals: &Principals, out: &mut Re
             let own = principals
                 .user_id()
                 .is_some_and(|u| u.eq_ignore_ascii_case(&policy.object_id));
-            let node = format!(
-                "access policy of vault {} for {}",
-                vault.name, principal.display
-            );
+            let node = policy_node(&vault.name, principal);
             let p = &policy.permissions;
             let mut facts = attrs([
                 ("vault", vault.name.as_str()),
