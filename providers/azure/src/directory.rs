@@ -32,18 +32,7 @@ impl UserMatch {
         UserMatch::EmployeeId,
     ];
 
-    /// What this rule compares for `identity`, e.g. `mail = alice@example.com` (the account's
-    /// `matched_by`, and the reason an account went unclaimed).
-    pub fn describe(self, identity: &Identity) -> String {
-        match self {
-            UserMatch::ObjectId => format!("object id = {}", identity.id),
-            UserMatch::Upn => format!("userPrincipalName = {}", identity.email),
-            UserMatch::Mail => format!("mail = {}", identity.email),
-            UserMatch::EmployeeId => format!("employeeId = {}", identity.id),
-        }
-    }
-
-    /// The name of the user's property this rule reads, for messages.
+    /// The name of the user's property this rule compares.
     pub fn property(self) -> &'static str {
         match self {
             UserMatch::ObjectId => "object id",
@@ -53,19 +42,39 @@ impl UserMatch {
         }
     }
 
-    /// Whether `user` is `identity`'s by this rule, compared locally the way Graph's `eq`
-    /// compares (case-insensitively) — for a listing of every user, where asking Graph once per
-    /// identity would be one call each.
-    pub fn matches(self, identity: &Identity, user: &User) -> bool {
-        let same = |a: &str, b: Option<&str>| {
-            !a.is_empty() && b.is_some_and(|b| a.eq_ignore_ascii_case(b))
-        };
+    /// The identity's value this rule compares (its id or its email).
+    fn identity_value(self, identity: &Identity) -> &str {
         match self {
-            UserMatch::ObjectId => same(&identity.id, Some(&user.id)),
-            UserMatch::Upn => same(&identity.email, user.user_principal_name.as_deref()),
-            UserMatch::Mail => same(&identity.email, user.mail.as_deref()),
-            UserMatch::EmployeeId => same(&identity.id, user.employee_id.as_deref()),
+            UserMatch::ObjectId | UserMatch::EmployeeId => &identity.id,
+            UserMatch::Upn | UserMatch::Mail => &identity.email,
         }
+    }
+
+    /// The user's value this rule compares.
+    pub fn user_value(self, user: &User) -> Option<&str> {
+        match self {
+            UserMatch::ObjectId => Some(&user.id),
+            UserMatch::Upn => user.user_principal_name.as_deref(),
+            UserMatch::Mail => user.mail.as_deref(),
+            UserMatch::EmployeeId => user.employee_id.as_deref(),
+        }
+    }
+
+    /// What this rule compares for `identity`, e.g. `mail = alice@example.com` (the account's
+    /// `matched_by`).
+    pub fn describe(self, identity: &Identity) -> String {
+        format!("{} = {}", self.property(), self.identity_value(identity))
+    }
+
+    /// Whether `user` is `identity`'s by this rule, compared locally the way Graph's `eq`
+    /// compares (case-insensitively): for a listing of every user, where asking Graph once per
+    /// identity would be a call each.
+    pub fn matches(self, identity: &Identity, user: &User) -> bool {
+        let mine = self.identity_value(identity);
+        !mine.is_empty()
+            && self
+                .user_value(user)
+                .is_some_and(|theirs| mine.eq_ignore_ascii_case(theirs))
     }
 }
 

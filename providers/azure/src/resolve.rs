@@ -315,16 +315,9 @@ impl AzureProvider {
             ));
         }
         for a in access {
-            let edge = match a.reach {
-                Reach::CanRead => Relation::CanRead,
-                Reach::CanGrantSelf => Relation::CanGrantSelf,
-            };
+            let (edge, path) = object_path(a, &object.vault, &node);
             relation = relation.min(edge);
-            paths.push(
-                access_path(a, &object.vault)
-                    .then("rule", a.rule.clone())
-                    .then(edge.as_str(), node.clone()),
-            );
+            paths.push(path);
         }
         let uri = object.vault.properties.vault_uri.as_deref().unwrap_or("");
         let state = self.object_state(uri, t, name, cutoff).await?;
@@ -385,6 +378,19 @@ impl AzureProvider {
             State::Rotated
         })
     }
+}
+
+/// The path from the person to a vault object (`node`) through one access, and the relation
+/// it gives.
+fn object_path(a: &Access, vault: &Vault, node: &str) -> (Relation, Path) {
+    let edge = match a.reach {
+        Reach::CanRead => Relation::CanRead,
+        Reach::CanGrantSelf => Relation::CanGrantSelf,
+    };
+    let path = access_path(a, vault)
+        .then("rule", a.rule.clone())
+        .then(edge.as_str(), node);
+    (edge, path)
 }
 
 /// The path from the person to a vault through one access: the membership chain, then the
@@ -684,5 +690,112 @@ mod tests {
             sessions_state(&user, at("2026-11-30T10:00:01Z")),
             State::Active
         );
+    }
+
+    /// The orchestrator's rule: an object is reachable through an entitlement finding when one
+    /// of its paths starts with one of the entitlement's. Membership → the group's (nested)
+    /// role assignment → a secret it reads; the user's own assignment and access policy → the
+    /// secrets they open.
+    #[test]
+    fn entitlement_paths_are_prefixes_of_what_they_reach() {
+        use serde_json::json;
+        let sub = "/subscriptions/00000000-0000-4000-8000-000000000001";
+        let vault_id = format!("{sub}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv");
+        let role = |guid: &str, name: &str, data: &[&str]| {
+            serde_json::from_value::<crate::rbac::RoleDefinition>(json!({
+                "id": format!("/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
+                "name": guid,
+                "properties": {"roleName": name, "permissions": [{"dataActions": data}]}
+            }))
+            .unwrap()
+        };
+        let assignment = |name: &str, principal: &str| {
+            serde_json::from_value::<RoleAssignment>(json!({
+                "id": format!("{vault_id}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+                "name": name,
+                "properties": {
+                    "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/secretsuser",
+                    "principalId": principal, "scope": vault_id
+                }
+            }))
+            .unwrap()
+        };
+        let vault = |rbac: bool| {
+            serde_json::from_value::<Vault>(json!({
+                "id": vault_id, "name": "kv",
+                "properties": {"tenantId": "t", "enableRbacAuthorization": rbac,
+                    "accessPolicies": [{"tenantId": "t", "objectId": "u",
+                        "permissions": {"secrets": ["get"]}}]}
+            }))
+            .unwrap()
+        };
+        let principals = Principals {
+            all: vec![
+                Principal {
+                    object_id: "u".into(),
+                    display: "user alice".into(),
+                    via_membership: None,
+                },
+                group("g1", "oncall", Some(("g1", "oncall"))),
+                group("g2", "platform", Some(("g1", "oncall"))),
+            ],
+        };
+        let mut survey = Survey::default();
+        survey.roles.insert(
+            "secretsuser".into(),
+            role(
+                "secretsuser",
+                "Key Vault Secrets User",
+                &["Microsoft.KeyVault/vaults/secrets/getSecret/action"],
+            ),
+        );
+        survey.assignments = vec![assignment("a-group", "g2"), assignment("a-own", "u")];
+        let mut out = Resolution::default();
+        membership_findings(&principals, &mut out);
+        assignment_findings(&survey, &principals, "u", &mut out);
+        survey.vaults = vec![vault(false)];
+        access_policy_findings(&survey, &principals, &mut out);
+        let of = |kind: &str| -> Vec<&Finding> {
+            out.findings.iter().filter(|f| f.kind == kind).collect()
+        };
+        let starts = |long: &Path, short: &Path| long.steps.starts_with(&short.steps);
+        let reaches = |through: &Finding, reached: &[Path]| {
+            through
+                .paths
+                .iter()
+                .any(|e| reached.iter().any(|p| starts(p, e)))
+        };
+        let membership = of(kinds::GROUP_MEMBERSHIP)[0];
+        assert!(reaches(membership, &of(kinds::INHERITED_GROUP)[0].paths));
+        let group_assignment = of(kinds::GROUP_ROLE_ASSIGNMENT)[0];
+        assert!(reaches(membership, &group_assignment.paths));
+        let own_assignment = of(kinds::ROLE_ASSIGNMENT)[0];
+        assert!(!reaches(membership, &own_assignment.paths));
+        let own_policy = of(kinds::ACCESS_POLICY)[0];
+
+        // The secret's paths, as object_finding builds them, on an RBAC vault (assignments)
+        // and on an access-policy vault.
+        let node = "secret kv/db";
+        let mut secret_paths = |rbac: bool| -> Vec<Path> {
+            survey.vaults = vec![vault(rbac)];
+            survey
+                .key_vault_paths(&principals)
+                .into_iter()
+                .flat_map(|(v, access)| {
+                    access
+                        .iter()
+                        .map(|a| object_path(a, v, node).1)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let via_rbac = secret_paths(true);
+        assert_eq!(via_rbac.len(), 2, "{via_rbac:?}");
+        assert!(reaches(membership, &via_rbac));
+        assert!(reaches(group_assignment, &via_rbac));
+        assert!(reaches(own_assignment, &via_rbac));
+        let via_policy = secret_paths(false);
+        assert!(reaches(own_policy, &via_policy), "{via_policy:?}");
+        assert!(!reaches(membership, &via_policy));
     }
 }
