@@ -1,7 +1,7 @@
 //! Entitlements against the Azure double, as the orchestrator drives them: `entitlement()` of
 //! resolved findings, `grant_finding` then `execute(grant)` for a group membership and a role
 //! assignment (read back over Graph and ARM, repeated as "already done", resolved again with
-//! the planned id), the Config errors of a missing or ambiguous group, and the Entra users no
+//! the planned id, a throttled write surfaced), the Config errors of a missing or ambiguous group, and the Entra users no
 //! identity claims (one paged listing).
 
 mod common;
@@ -311,6 +311,23 @@ async fn a_granted_group_membership_is_read_back_and_resolves_with_the_planned_i
         State::Deleted
     );
 
+    // A throttled write comes back as throttling with Azure's Retry-After (the executor
+    // retries the action).
+    w.seed
+        .call(
+            "POST",
+            Graph,
+            "/_double/faults",
+            json!({"path_prefix": format!("/v1.0/groups/{}/members", w.payments),
+                   "method": "POST", "count": 1, "retry_after_seconds": 7}),
+        )
+        .await;
+    match provider.execute(&grant(&planned)).await {
+        Err(ProviderError::Throttled { retry_after, .. }) => {
+            assert_eq!(retry_after, Some(std::time::Duration::from_secs(7)))
+        }
+        other => panic!("a throttled grant is throttling: {other:?}"),
+    }
     let outcome = execute(&provider, &planned).await;
     assert!(!outcome.already_done, "{outcome:?}");
     assert_eq!(outcome.state, State::Active);
