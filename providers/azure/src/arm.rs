@@ -164,8 +164,8 @@ pub async fn role_definitions(
         .collect())
 }
 
-/// The role definitions named `role_name` that can be assigned at `scope` (`/` for the tenant
-/// root): ARM's `roleName eq` filter, one paged list.
+/// The role definitions named `role_name` that can be assigned at `scope` (empty or `/` for
+/// the tenant root): ARM's `roleName eq` filter, one paged list.
 pub async fn role_definitions_named(
     http: &AzureHttp,
     scope: &str,

@@ -4,7 +4,8 @@
 //!
 //! Targets: a `group-membership` is the group's display name; a `role-assignment` is
 //! `ROLE@SCOPE` (the role definition's `roleName`, the scope lower-cased without a trailing
-//! slash, `/` for the tenant root); an `access-policy` is the vault's name (removable only).
+//! slash: empty for the tenant root, as the policy file writes it); an `access-policy` is the
+//! vault's name (removable only).
 
 use crate::actions::{attr, object_path, odata_ref, permanent};
 use crate::arm::AUTHORIZATION_API;
@@ -31,14 +32,10 @@ fn config_error(message: impl Into<String>) -> ProviderError {
     }
 }
 
-/// A scope as entitlement targets name it: lower-cased, no trailing slash, `/` for the root.
+/// A scope as entitlement targets name it: lower-cased, no trailing slash (so the tenant root
+/// is empty), the same as the policy file's `azure_role_target`.
 pub fn canonical_scope(scope: &str) -> String {
-    let s = scope.trim().trim_end_matches('/').to_ascii_lowercase();
-    if s.is_empty() {
-        "/".into()
-    } else {
-        s
-    }
+    scope.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
 /// The target of a role assignment: `ROLE@SCOPE`.
@@ -46,12 +43,18 @@ pub fn assignment_target(role: &str, scope: &str) -> String {
     format!("{role}@{}", canonical_scope(scope))
 }
 
-/// `ROLE@SCOPE` split at the `@` before the scope's leading `/` (a role name may hold an `@`,
-/// a scope never starts without `/`).
+/// `ROLE@SCOPE` split at the `@` before the scope's leading `/`, or a final `@` for the root
+/// (a role name may hold an `@`; a scope always starts with `/`).
 fn parse_assignment_target(target: &str) -> Option<(&str, String)> {
-    let (role, rest) = target.split_once("@/")?;
+    let (role, scope) = match target.strip_suffix('@') {
+        Some(role) => (role, String::new()),
+        None => {
+            let (role, rest) = target.split_once("@/")?;
+            (role, canonical_scope(&format!("/{rest}")))
+        }
+    };
     let role = role.trim();
-    (!role.is_empty()).then(|| (role, canonical_scope(&format!("/{rest}"))))
+    (!role.is_empty()).then_some((role, scope))
 }
 
 /// The name of the assignment Closeout makes for `principal_id` with the role
@@ -172,15 +175,19 @@ impl AzureProvider {
             }
         };
         let name = assignment_name(&user.id, &def.id, &scope).to_string();
-        let under = if scope == "/" { "" } else { scope.as_str() };
         let assignment = RoleAssignment {
-            id: format!("{under}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+            id: format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"),
             name,
             properties: RoleAssignmentProperties {
                 role_definition_id: def.id.clone(),
                 principal_id: user.id.clone(),
                 principal_type: "User".into(),
-                scope: scope.clone(),
+                // ARM's `properties.scope` of a root assignment is `/`.
+                scope: if scope.is_empty() {
+                    "/".into()
+                } else {
+                    scope.clone()
+                },
                 condition: None,
                 condition_version: None,
             },
@@ -334,14 +341,18 @@ mod tests {
             ),
             "Key Vault Secrets User@/subscriptions/s1/resourcegroups/rg"
         );
-        assert_eq!(assignment_target("Owner", "/"), "Owner@/");
+        assert_eq!(assignment_target("Owner", "/"), "Owner@");
         assert_eq!(
             parse_assignment_target("a@b role@/Subscriptions/S1/"),
             Some(("a@b role", "/subscriptions/s1".to_string()))
         );
         assert_eq!(
             parse_assignment_target("Owner@/"),
-            Some(("Owner", "/".into()))
+            Some(("Owner", String::new()))
+        );
+        assert_eq!(
+            parse_assignment_target("Owner@"),
+            Some(("Owner", String::new()))
         );
         assert_eq!(parse_assignment_target("Owner"), None);
         assert_eq!(parse_assignment_target("@/subscriptions/s1"), None);

@@ -598,3 +598,35 @@ async fn users_no_identity_claims_come_from_one_paged_listing() {
     );
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_at_the_tenant_root_is_named_with_an_empty_scope() {
+    let w = world("root").await;
+    let provider = w.provider().await;
+    let wanted = ent("role-assignment", "Key Vault Secrets User@");
+    let planned = provider
+        .grant_finding(&ctx(), &wanted)
+        .await
+        .expect("grant_finding");
+    assert!(
+        planned
+            .resource
+            .starts_with("/providers/Microsoft.Authorization/roleAssignments/"),
+        "{}",
+        planned.resource
+    );
+    let outcome = execute(&provider, &planned).await;
+    assert!(!outcome.already_done, "{outcome:?}");
+    let now = resolved(&provider, &planned.id)
+        .await
+        .unwrap_or_else(|| panic!("resolve lists {} after the grant", planned.id));
+    assert_eq!(
+        Finding {
+            state: State::Deleted,
+            ..now.clone()
+        },
+        planned
+    );
+    assert_eq!(provider.entitlement(&now), Some(wanted));
+    w.finish().await;
+}
