@@ -31,7 +31,7 @@ pub(crate) fn object_path(collection: &str, id: &str) -> String {
 }
 
 /// Graph `$ref` bodies name the object by URL.
-fn odata_ref(graph_base: &str, id: &str) -> serde_json::Value {
+pub(crate) fn odata_ref(graph_base: &str, id: &str) -> serde_json::Value {
     json!({ "@odata.id": format!("{}/v1.0/directoryObjects/{id}", graph_base.trim_end_matches('/')) })
 }
 
@@ -57,6 +57,10 @@ impl AzureProvider {
             (kinds::ROLE_ASSIGNMENT, v) if v == verbs::REMOVE.name => {
                 self.remove_assignment(f).await
             }
+            (kinds::GROUP_MEMBERSHIP, v) if v == verbs::GRANT.name => {
+                self.grant_membership(f).await
+            }
+            (kinds::ROLE_ASSIGNMENT, v) if v == verbs::GRANT.name => self.grant_assignment(f).await,
             (kinds::ACCESS_POLICY, v) if v == verbs::REMOVE.name => {
                 self.remove_access_policy(f).await
             }

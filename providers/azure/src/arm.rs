@@ -164,6 +164,24 @@ pub async fn role_definitions(
         .collect())
 }
 
+/// The role definitions named `role_name` that can be assigned at `scope` (empty or `/` for
+/// the tenant root): ARM's `roleName eq` filter, one paged list.
+pub async fn role_definitions_named(
+    http: &AzureHttp,
+    scope: &str,
+    role_name: &str,
+) -> Result<Vec<RoleDefinition>, CallError> {
+    http.list(
+        Api::Arm,
+        &format!(
+            "{}/providers/Microsoft.Authorization/roleDefinitions?api-version={AUTHORIZATION_API}&$filter=roleName%20eq%20'{}'",
+            scope.trim_end_matches('/'),
+            crate::directory::odata_literal(role_name)
+        ),
+    )
+    .await
+}
+
 /// Every role assignment in or above the subscription (and below it) that reaches the user,
 /// directly or through any group: ARM's `assignedTo()` filter, one paged list.
 pub async fn assignments_reaching(

@@ -31,6 +31,51 @@ impl UserMatch {
         UserMatch::Mail,
         UserMatch::EmployeeId,
     ];
+
+    /// The name of the user's property this rule compares.
+    pub fn property(self) -> &'static str {
+        match self {
+            UserMatch::ObjectId => "object id",
+            UserMatch::Upn => "userPrincipalName",
+            UserMatch::Mail => "mail",
+            UserMatch::EmployeeId => "employeeId",
+        }
+    }
+
+    /// The identity's value this rule compares (its id or its email).
+    fn identity_value(self, identity: &Identity) -> &str {
+        match self {
+            UserMatch::ObjectId | UserMatch::EmployeeId => &identity.id,
+            UserMatch::Upn | UserMatch::Mail => &identity.email,
+        }
+    }
+
+    /// The user's value this rule compares.
+    pub fn user_value(self, user: &User) -> Option<&str> {
+        match self {
+            UserMatch::ObjectId => Some(&user.id),
+            UserMatch::Upn => user.user_principal_name.as_deref(),
+            UserMatch::Mail => user.mail.as_deref(),
+            UserMatch::EmployeeId => user.employee_id.as_deref(),
+        }
+    }
+
+    /// What this rule compares for `identity`, e.g. `mail = alice@example.com` (the account's
+    /// `matched_by`).
+    pub fn describe(self, identity: &Identity) -> String {
+        format!("{} = {}", self.property(), self.identity_value(identity))
+    }
+
+    /// Whether `user` is `identity`'s by this rule, compared locally the way Graph's `eq`
+    /// compares (case-insensitively): for a listing of every user, where asking Graph once per
+    /// identity would be a call each.
+    pub fn matches(self, identity: &Identity, user: &User) -> bool {
+        let mine = self.identity_value(identity);
+        !mine.is_empty()
+            && self
+                .user_value(user)
+                .is_some_and(|theirs| mine.eq_ignore_ascii_case(theirs))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,7 +158,7 @@ impl OwnedObject {
 }
 
 /// `value` for an OData string literal: single quotes doubled, then percent-encoded for the URL.
-fn odata_literal(value: &str) -> String {
+pub(crate) fn odata_literal(value: &str) -> String {
     urlencoding::encode(&value.replace('\'', "''")).into_owned()
 }
 
@@ -148,13 +193,7 @@ pub async fn find_user(
             _ => None,
         };
         if let Some(user) = found {
-            let why = match rule {
-                UserMatch::ObjectId => format!("object id = {}", identity.id),
-                UserMatch::Upn => format!("userPrincipalName = {}", identity.email),
-                UserMatch::Mail => format!("mail = {}", identity.email),
-                UserMatch::EmployeeId => format!("employeeId = {}", identity.id),
-            };
-            return Ok(Some((user, why)));
+            return Ok(Some((user, rule.describe(identity))));
         }
     }
     Ok(None)
@@ -197,6 +236,48 @@ async fn filter_users(
     }
 }
 
+/// The user properties correlation reads (see [`UserMatch::matches`]) and `accountEnabled`.
+const CORRELATION_FIELDS: &str = "id,displayName,userPrincipalName,mail,employeeId,accountEnabled";
+
+/// Every user in the directory, with only the fields correlation needs: one paged list.
+pub async fn all_users(http: &AzureHttp) -> Result<Vec<User>, CallError> {
+    http.list(
+        Api::Graph,
+        &format!("/v1.0/users?$select={CORRELATION_FIELDS}"),
+    )
+    .await
+}
+
+/// The groups whose display name is `name` (Graph compares case-insensitively).
+pub async fn groups_named(http: &AzureHttp, name: &str) -> Result<Vec<Group>, CallError> {
+    let path = format!(
+        "/v1.0/groups?$filter=displayName%20eq%20'{}'&$select=id,displayName",
+        odata_literal(name)
+    );
+    http.list(Api::Graph, &path).await
+}
+
+/// The person's user as a principal (nothing between them and it).
+pub fn user_principal(user: &User) -> Principal {
+    Principal {
+        object_id: user.id.clone(),
+        display: format!(
+            "user {}",
+            user.user_principal_name.as_deref().unwrap_or(&user.id)
+        ),
+        via_membership: None,
+    }
+}
+
+/// A group the user is directly in, as a principal reached through that membership.
+pub fn direct_group_principal(group_id: &str, group_name: &str) -> Principal {
+    Principal {
+        object_id: group_id.to_string(),
+        display: format!("group {group_name}"),
+        via_membership: Some((group_id.to_string(), group_name.to_string())),
+    }
+}
+
 /// The groups the user is in, directly and through nested groups.
 pub async fn transitive_groups(http: &AzureHttp, user_id: &str) -> Result<Vec<Group>, CallError> {
     let path = format!(
@@ -229,14 +310,7 @@ pub async fn owned_objects(http: &AzureHttp, user_id: &str) -> Result<Vec<OwnedO
 /// user in it (removing that membership removes what the group grants). One call for the
 /// direct groups, one for the transitive ones, and one per direct group for what it is in.
 pub async fn principals(http: &AzureHttp, user: &User) -> Result<Principals, CallError> {
-    let mut all = vec![Principal {
-        object_id: user.id.clone(),
-        display: format!(
-            "user {}",
-            user.user_principal_name.as_deref().unwrap_or(&user.id)
-        ),
-        via_membership: None,
-    }];
+    let mut all = vec![user_principal(user)];
     let direct = direct_groups(http, &user.id).await?;
     let mut reach: Vec<(Group, Vec<String>)> = Vec::with_capacity(direct.len());
     for d in direct {

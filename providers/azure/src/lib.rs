@@ -18,7 +18,9 @@
 //!   user, groups and owned applications), [`data_plane`] (Key Vault secrets, keys and
 //!   certificates through the Azure SDK crates);
 //! - the provider: `resolve` (findings), `actions` (execute), `credentials` (application
-//!   credential rotation), `live` (live state for verification).
+//!   credential rotation), `live` (live state for verification), [`entitlements`] (which
+//!   findings are grants a policy names, the findings grants will be, the `grant` verb, users no
+//!   identity claims).
 //!
 //! Every call passes through the provider's one [`CallGate`]. Secret values (the client secret,
 //! new application credentials, rotated vault values) only travel inside
@@ -31,6 +33,7 @@ mod config;
 mod credentials;
 pub mod data_plane;
 pub mod directory;
+pub mod entitlements;
 pub mod http;
 pub mod keyvault;
 mod live;
@@ -40,8 +43,9 @@ mod resolve;
 pub use config::{AzureConfig, AzureError};
 
 use closeout_contract::{
-    verbs, ActionOutcome, ActionRequest, CallGate, Capabilities, Finding, KindSpec, Limits,
-    ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, State,
+    verbs, ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Identity,
+    KindSpec, Limits, ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, State,
+    UnclaimedAccount,
 };
 use std::future::Future;
 
@@ -99,8 +103,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::GROUP_MEMBERSHIP,
-            description: "direct membership of the user in an Entra group; remove deletes the membership (and with it everything the group and the groups above it grant)",
-            verbs: &[verbs::REMOVE],
+            description: "direct membership of the user in an Entra group; remove deletes the membership (and with it everything the group and the groups above it grant); grant adds it (members/$ref)",
+            verbs: &[verbs::REMOVE, verbs::GRANT],
         },
         KindSpec {
             kind: kinds::INHERITED_GROUP,
@@ -109,8 +113,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::ROLE_ASSIGNMENT,
-            description: "Azure role assignment whose principal is the user, at any scope; remove deletes it",
-            verbs: &[verbs::REMOVE],
+            description: "Azure role assignment whose principal is the user, at any scope; remove deletes it; grant PUTs it under a name derived from user, role and scope",
+            verbs: &[verbs::REMOVE, verbs::GRANT],
         },
         KindSpec {
             kind: kinds::GROUP_ROLE_ASSIGNMENT,
@@ -324,6 +328,25 @@ impl Provider for AzureProvider {
         // for the new one; live state (the key id gone) covers the old one. No separate probe.
         std::future::ready(Ok(None))
     }
+
+    fn entitlement(&self, finding: &Finding) -> Option<Entitlement> {
+        entitlements::entitlement_of(finding)
+    }
+
+    fn grant_finding(
+        &self,
+        ctx: &ResolveContext,
+        entitlement: &Entitlement,
+    ) -> impl Future<Output = Result<Finding, ProviderError>> + Send {
+        Box::pin(self.grant_finding_impl(ctx, entitlement))
+    }
+
+    fn unclaimed_accounts(
+        &self,
+        identities: &[Identity],
+    ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
+        Box::pin(self.unclaimed_impl(identities))
+    }
 }
 
 #[cfg(test)]
@@ -346,5 +369,8 @@ mod tests {
             .verb("group-role-assignment", "remove")
             .is_none());
         assert!(CAPABILITIES.verb("kv-secret", "rotate").is_some());
+        assert!(CAPABILITIES.verb("group-membership", "grant").is_some());
+        assert!(CAPABILITIES.verb("role-assignment", "grant").is_some());
+        assert!(CAPABILITIES.verb("access-policy", "grant").is_none());
     }
 }

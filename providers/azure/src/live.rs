@@ -91,7 +91,7 @@ impl AzureProvider {
 
     /// `Active` while the person is in `group` (directly, or through nesting when
     /// `transitive`), `Deleted` once they are not.
-    async fn in_group_id(
+    pub(crate) async fn in_group_id(
         &self,
         f: &Finding,
         group: &str,
@@ -119,7 +119,7 @@ impl AzureProvider {
         })
     }
 
-    async fn assignment_state(&self, f: &Finding) -> Result<State, ProviderError> {
+    pub(crate) async fn assignment_state(&self, f: &Finding) -> Result<State, ProviderError> {
         let path = format!(
             "{}?api-version={}",
             f.resource,

@@ -6,6 +6,7 @@ use crate::arm::Survey;
 use crate::data_plane::ObjectSummary;
 use crate::directory::{self, OwnedObject, User};
 use crate::keyvault::{Access, ObjectType, Principal, Principals, Reach, Vault, Via};
+use crate::rbac::RoleAssignment;
 use crate::{kinds, AzureProvider, PROVIDER};
 use chrono::{DateTime, Utc};
 use closeout_contract::{
@@ -65,6 +66,12 @@ pub(crate) fn path_to(principal: &Principal) -> Path {
         }
     }
     path
+}
+
+/// Actions on memberships and owned objects need the person's object id: every finding of a
+/// person carries it.
+pub(crate) fn held_by(f: &mut Finding, user_id: &str) {
+    f.attributes.insert("user_id".into(), user_id.to_string());
 }
 
 pub(crate) fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
@@ -155,9 +162,8 @@ impl AzureProvider {
         access_policy_findings(&survey, &principals, &mut out);
         self.vault_object_findings(&survey, &principals, ctx, &mut out)
             .await?;
-        // Actions on memberships and owned objects need the person's object id.
         for f in &mut out.findings {
-            f.attributes.insert("user_id".into(), user.id.clone());
+            held_by(f, &user.id);
         }
         out.normalize();
         Ok(out)
@@ -309,16 +315,9 @@ impl AzureProvider {
             ));
         }
         for a in access {
-            let edge = match a.reach {
-                Reach::CanRead => Relation::CanRead,
-                Reach::CanGrantSelf => Relation::CanGrantSelf,
-            };
+            let (edge, path) = object_path(a, &object.vault, &node);
             relation = relation.min(edge);
-            paths.push(
-                access_path(a, &object.vault)
-                    .then("rule", a.rule.clone())
-                    .then(edge.as_str(), node.clone()),
-            );
+            paths.push(path);
         }
         let uri = object.vault.properties.vault_uri.as_deref().unwrap_or("");
         let state = self.object_state(uri, t, name, cutoff).await?;
@@ -381,14 +380,25 @@ impl AzureProvider {
     }
 }
 
+/// The path from the person to a vault object (`node`) through one access, and the relation
+/// it gives.
+fn object_path(a: &Access, vault: &Vault, node: &str) -> (Relation, Path) {
+    let edge = match a.reach {
+        Reach::CanRead => Relation::CanRead,
+        Reach::CanGrantSelf => Relation::CanGrantSelf,
+    };
+    let path = access_path(a, vault)
+        .then("rule", a.rule.clone())
+        .then(edge.as_str(), node);
+    (edge, path)
+}
+
 /// The path from the person to a vault through one access: the membership chain, then the
 /// access policy or role assignment.
 fn access_path(a: &Access, vault: &Vault) -> Path {
     let path = path_to(&a.principal);
     match &a.via {
-        Via::AccessPolicy { .. } => {
-            path.then("named-in", format!("access policy of vault {}", vault.name))
-        }
+        Via::AccessPolicy { .. } => path.then("named-in", policy_node(&vault.name, &a.principal)),
         Via::Assignment {
             assignment_id,
             role,
@@ -404,7 +414,13 @@ fn access_path(a: &Access, vault: &Vault) -> Path {
     }
 }
 
-fn display_scope(scope: &str) -> &str {
+/// The node of an access policy: the same in the policy's finding and in the paths of the
+/// objects it opens, so the policy's path is a prefix of theirs.
+fn policy_node(vault: &str, principal: &Principal) -> String {
+    format!("access policy of vault {vault} for {}", principal.display)
+}
+
+pub(crate) fn display_scope(scope: &str) -> &str {
     if scope.is_empty() {
         "/"
     } else {
@@ -413,31 +429,34 @@ fn display_scope(scope: &str) -> &str {
 }
 
 fn membership_findings(principals: &Principals, out: &mut Resolution) {
-    for p in principals.all.iter().skip(1) {
-        let Some((direct_id, _)) = &p.via_membership else {
-            continue;
-        };
-        let direct = direct_id.eq_ignore_ascii_case(&p.object_id);
-        let kind = if direct {
-            kinds::GROUP_MEMBERSHIP
-        } else {
-            kinds::INHERITED_GROUP
-        };
-        let name = p.display.trim_start_matches("group ");
-        out.findings.push(finding(
-            kind,
-            p.object_id.clone(),
-            format!("membership in Entra {}", p.display),
-            Relation::MemberOf,
-            Holder::Account,
-            vec![path_to(p)],
-            attrs([
-                ("group", name),
-                ("group_id", &p.object_id),
-                ("direct_group_id", direct_id),
-            ]),
-        ));
-    }
+    out.findings
+        .extend(principals.all.iter().skip(1).filter_map(membership_finding));
+}
+
+/// The membership finding of a group principal: `group-membership` when the group is the
+/// direct membership itself, `inherited-group` when reached through it. `None` for the user.
+pub(crate) fn membership_finding(p: &Principal) -> Option<Finding> {
+    let (direct_id, _) = p.via_membership.as_ref()?;
+    let direct = direct_id.eq_ignore_ascii_case(&p.object_id);
+    let kind = if direct {
+        kinds::GROUP_MEMBERSHIP
+    } else {
+        kinds::INHERITED_GROUP
+    };
+    let name = p.display.trim_start_matches("group ");
+    Some(finding(
+        kind,
+        p.object_id.clone(),
+        format!("membership in Entra {}", p.display),
+        Relation::MemberOf,
+        Holder::Account,
+        vec![path_to(p)],
+        attrs([
+            ("group", name),
+            ("group_id", &p.object_id),
+            ("direct_group_id", direct_id),
+        ]),
+    ))
 }
 
 fn owned_findings(owned: &OwnedObject, owner: &str, out: &mut Resolution) {
@@ -523,37 +542,54 @@ fn assignment_findings(
         let Some(principal) = principals.get(&a.properties.principal_id) else {
             continue;
         };
-        let own = principal.object_id.eq_ignore_ascii_case(user_id);
         let role = survey
             .roles
             .get(&a.role_guid().to_ascii_lowercase())
             .map(|r| r.role_name().to_string())
             .unwrap_or_else(|| a.role_guid().to_string());
-        let scope = display_scope(a.scope());
-        let node = format!("role {role} at {scope} (assignment {})", a.name);
-        let mut facts = attrs([
-            ("role", role.as_str()),
-            ("scope", scope),
-            ("principal_id", principal.object_id.as_str()),
-            ("condition", a.condition().unwrap_or("")),
-        ]);
-        if !own {
-            facts.insert("group".into(), principal.display.clone());
-        }
-        out.findings.push(finding(
-            if own {
-                kinds::ROLE_ASSIGNMENT
-            } else {
-                kinds::GROUP_ROLE_ASSIGNMENT
-            },
-            a.id.clone(),
-            format!("Azure {node}"),
-            Relation::MemberOf,
-            Holder::Account,
-            vec![path_to(principal).then("assigned", node)],
-            facts,
-        ));
+        out.findings
+            .push(assignment_finding(a, &role, principal, user_id));
     }
+}
+
+/// The finding of one role assignment reaching the person: `role-assignment` when its
+/// principal is the user (`user_id`), `group-role-assignment` when one of their groups.
+pub(crate) fn assignment_finding(
+    a: &RoleAssignment,
+    role: &str,
+    principal: &Principal,
+    user_id: &str,
+) -> Finding {
+    let own = principal.object_id.eq_ignore_ascii_case(user_id);
+    let scope = display_scope(a.scope());
+    let node = format!("role {role} at {scope} (assignment {})", a.name);
+    let mut facts = attrs([
+        ("role", role),
+        ("scope", scope),
+        ("principal_id", principal.object_id.as_str()),
+        // A grant PUTs it again; the role's name alone would need another lookup.
+        (
+            "role_definition_id",
+            a.properties.role_definition_id.as_str(),
+        ),
+        ("condition", a.condition().unwrap_or("")),
+    ]);
+    if !own {
+        facts.insert("group".into(), principal.display.clone());
+    }
+    finding(
+        if own {
+            kinds::ROLE_ASSIGNMENT
+        } else {
+            kinds::GROUP_ROLE_ASSIGNMENT
+        },
+        a.id.clone(),
+        format!("Azure {node}"),
+        Relation::MemberOf,
+        Holder::Account,
+        vec![path_to(principal).then("assigned", node)],
+        facts,
+    )
 }
 
 fn access_policy_findings(survey: &Survey, principals: &Principals, out: &mut Resolution) {
@@ -565,10 +601,7 @@ fn access_policy_findings(survey: &Survey, principals: &Principals, out: &mut Re
             let own = principals
                 .user_id()
                 .is_some_and(|u| u.eq_ignore_ascii_case(&policy.object_id));
-            let node = format!(
-                "access policy of vault {} for {}",
-                vault.name, principal.display
-            );
+            let node = policy_node(&vault.name, principal);
             let p = &policy.permissions;
             let mut facts = attrs([
                 ("vault", vault.name.as_str()),
@@ -657,5 +690,112 @@ mod tests {
             sessions_state(&user, at("2026-11-30T10:00:01Z")),
             State::Active
         );
+    }
+
+    /// The orchestrator's rule: an object is reachable through an entitlement finding when one
+    /// of its paths starts with one of the entitlement's. Membership → the group's (nested)
+    /// role assignment → a secret it reads; the user's own assignment and access policy → the
+    /// secrets they open.
+    #[test]
+    fn entitlement_paths_are_prefixes_of_what_they_reach() {
+        use serde_json::json;
+        let sub = "/subscriptions/00000000-0000-4000-8000-000000000001";
+        let vault_id = format!("{sub}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv");
+        let role = |guid: &str, name: &str, data: &[&str]| {
+            serde_json::from_value::<crate::rbac::RoleDefinition>(json!({
+                "id": format!("/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
+                "name": guid,
+                "properties": {"roleName": name, "permissions": [{"dataActions": data}]}
+            }))
+            .unwrap()
+        };
+        let assignment = |name: &str, principal: &str| {
+            serde_json::from_value::<RoleAssignment>(json!({
+                "id": format!("{vault_id}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+                "name": name,
+                "properties": {
+                    "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/secretsuser",
+                    "principalId": principal, "scope": vault_id
+                }
+            }))
+            .unwrap()
+        };
+        let vault = |rbac: bool| {
+            serde_json::from_value::<Vault>(json!({
+                "id": vault_id, "name": "kv",
+                "properties": {"tenantId": "t", "enableRbacAuthorization": rbac,
+                    "accessPolicies": [{"tenantId": "t", "objectId": "u",
+                        "permissions": {"secrets": ["get"]}}]}
+            }))
+            .unwrap()
+        };
+        let principals = Principals {
+            all: vec![
+                Principal {
+                    object_id: "u".into(),
+                    display: "user alice".into(),
+                    via_membership: None,
+                },
+                group("g1", "oncall", Some(("g1", "oncall"))),
+                group("g2", "platform", Some(("g1", "oncall"))),
+            ],
+        };
+        let mut survey = Survey::default();
+        survey.roles.insert(
+            "secretsuser".into(),
+            role(
+                "secretsuser",
+                "Key Vault Secrets User",
+                &["Microsoft.KeyVault/vaults/secrets/getSecret/action"],
+            ),
+        );
+        survey.assignments = vec![assignment("a-group", "g2"), assignment("a-own", "u")];
+        let mut out = Resolution::default();
+        membership_findings(&principals, &mut out);
+        assignment_findings(&survey, &principals, "u", &mut out);
+        survey.vaults = vec![vault(false)];
+        access_policy_findings(&survey, &principals, &mut out);
+        let of = |kind: &str| -> Vec<&Finding> {
+            out.findings.iter().filter(|f| f.kind == kind).collect()
+        };
+        let starts = |long: &Path, short: &Path| long.steps.starts_with(&short.steps);
+        let reaches = |through: &Finding, reached: &[Path]| {
+            through
+                .paths
+                .iter()
+                .any(|e| reached.iter().any(|p| starts(p, e)))
+        };
+        let membership = of(kinds::GROUP_MEMBERSHIP)[0];
+        assert!(reaches(membership, &of(kinds::INHERITED_GROUP)[0].paths));
+        let group_assignment = of(kinds::GROUP_ROLE_ASSIGNMENT)[0];
+        assert!(reaches(membership, &group_assignment.paths));
+        let own_assignment = of(kinds::ROLE_ASSIGNMENT)[0];
+        assert!(!reaches(membership, &own_assignment.paths));
+        let own_policy = of(kinds::ACCESS_POLICY)[0];
+
+        // The secret's paths, as object_finding builds them, on an RBAC vault (assignments)
+        // and on an access-policy vault.
+        let node = "secret kv/db";
+        let mut secret_paths = |rbac: bool| -> Vec<Path> {
+            survey.vaults = vec![vault(rbac)];
+            survey
+                .key_vault_paths(&principals)
+                .into_iter()
+                .flat_map(|(v, access)| {
+                    access
+                        .iter()
+                        .map(|a| object_path(a, v, node).1)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let via_rbac = secret_paths(true);
+        assert_eq!(via_rbac.len(), 2, "{via_rbac:?}");
+        assert!(reaches(membership, &via_rbac));
+        assert!(reaches(group_assignment, &via_rbac));
+        assert!(reaches(own_assignment, &via_rbac));
+        let via_policy = secret_paths(false);
+        assert!(reaches(own_policy, &via_policy), "{via_policy:?}");
+        assert!(!reaches(membership, &via_policy));
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use closeout_azure::{AzureConfig, AzureProvider};
-use closeout_azure_double::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID};
+use closeout_azure_double::{DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID};
 use closeout_contract::{
     ActionParams, ActionRequest, Identity, IdentityKind, IdentityStatus, Provider, ResolveContext,
     State,
@@ -123,20 +123,9 @@ async fn an_interrupted_client_secret_rotation_finishes_without_a_stray_credenti
     let vault_uri = vault["properties"]["vaultUri"].as_str().expect("vaultUri");
 
     let dir = std::env::temp_dir().join(format!("closeout-azure-provider-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), double.ca_pem()).unwrap();
-    std::fs::write(dir.join("secret"), format!("{DEFAULT_CLIENT_SECRET}\n")).unwrap();
     let config = AzureConfig {
-        tenant_id: DEFAULT_TENANT_ID.into(),
-        client_id: DEFAULT_CLIENT_ID.into(),
-        client_secret_file: Some(dir.join("secret")),
-        authority_host: double.base_url(),
-        arm_endpoint: double.base_url(),
-        graph_endpoint: double.base_url(),
-        ca_file: Some(dir.join("ca.pem")),
-        host_overrides: [("lowkey-vault.local".to_string(), [127, 0, 0, 1].into())].into(),
         credential_vault: Some(vault_uri.to_string()),
-        ..AzureConfig::default()
+        ..common::provider_config(&double, &dir)
     };
     let provider = AzureProvider::connect(config).await.expect("connect");
     let ctx = ResolveContext {
