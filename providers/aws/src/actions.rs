@@ -177,6 +177,13 @@ impl AwsProvider {
                 self.remove_from_group(attr(f, "user")?, attr(f, "group")?)
                     .await
             }
+            (kinds::GROUP_MEMBERSHIP, "grant") => {
+                self.add_to_group(attr(f, "user")?, attr(f, "group")?).await
+            }
+            (kinds::ATTACHED_POLICY, "grant") => {
+                self.attach_user_policy(attr(f, "user")?, attr(f, "policy_arn")?)
+                    .await
+            }
             (kinds::ATTACHED_POLICY, "detach") => {
                 self.detach_user_policy(attr(f, "user")?, attr(f, "policy_arn")?)
                     .await

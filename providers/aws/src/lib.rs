@@ -4,18 +4,20 @@
 //! - [`AwsProvider::connect`]: builds the SDK clients (no network call).
 //! - [`AwsProvider`] implements [`closeout_contract::Provider`]: `resolve` turns an identity into
 //!   findings with explained paths (see [`CAPABILITIES`] for the kinds and verbs), `execute` runs
-//!   one action idempotently, `live_state` and `probe` read the provider for verification.
+//!   one action idempotently, `live_state` and `probe` read the provider for verification;
+//!   `entitlement`, `grant_finding` and `unclaimed_accounts` serve movers, joiners and reconcile.
 //!
 //! Module map: `config` (configuration), `policy` (pure IAM policy evaluation), `inventory`
 //! (reading IAM and Secrets Manager), `resolve` (correlation and reachability: findings and
-//! paths), `actions` (execute), `live` (live state, probes, health), `error` (SDK error
-//! classification).
+//! paths), `entitlements` (grants and unclaimed users), `actions` (execute), `live` (live
+//! state, probes, health), `error` (SDK error classification).
 //!
 //! Every AWS call passes through the provider's [`CallGate`] (bounded in-flight calls and a
 //! token-bucket rate). Secret values only ever travel inside [`closeout_contract::SecretValue`].
 
 mod actions;
 mod config;
+mod entitlements;
 mod error;
 mod inventory;
 mod live;
@@ -28,8 +30,9 @@ use aws_config::BehaviorVersion;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use closeout_contract::{
-    verbs, ActionOutcome, ActionRequest, CallGate, Capabilities, Finding, KindSpec, Limits,
-    ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, State,
+    verbs, ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Identity,
+    KindSpec, Limits, ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, State,
+    UnclaimedAccount,
 };
 use error::CallError;
 use std::future::Future;
@@ -98,17 +101,17 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::GROUP_MEMBERSHIP,
-            description: "membership of the person's IAM user in an IAM group",
-            verbs: &[verbs::REMOVE],
+            description: "membership of the person's IAM user in an IAM group; entitlement target: the group name (grant adds the user)",
+            verbs: &[verbs::REMOVE, verbs::GRANT],
         },
         KindSpec {
             kind: kinds::ATTACHED_POLICY,
-            description: "managed policy attached to the person's IAM user",
-            verbs: &[verbs::DETACH],
+            description: "managed policy attached to the person's IAM user; entitlement target: the policy ARN (grant attaches it)",
+            verbs: &[verbs::DETACH, verbs::GRANT],
         },
         KindSpec {
             kind: kinds::INLINE_POLICY,
-            description: "inline policy of the person's IAM user",
+            description: "inline policy of the person's IAM user; entitlement target: the policy name (removable, never granted)",
             verbs: &[verbs::REMOVE],
         },
         KindSpec {
@@ -297,6 +300,25 @@ impl Provider for AwsProvider {
     ) -> impl Future<Output = Result<Option<ProbeOutcome>, ProviderError>> + Send {
         Box::pin(self.probe_impl(finding))
     }
+
+    fn entitlement(&self, finding: &Finding) -> Option<Entitlement> {
+        entitlements::entitlement(finding)
+    }
+
+    fn grant_finding(
+        &self,
+        ctx: &ResolveContext,
+        entitlement: &Entitlement,
+    ) -> impl Future<Output = Result<Finding, ProviderError>> + Send {
+        Box::pin(self.grant_finding_impl(ctx, entitlement))
+    }
+
+    fn unclaimed_accounts(
+        &self,
+        identities: &[Identity],
+    ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
+        Box::pin(self.unclaimed_accounts_impl(identities))
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +339,16 @@ mod tests {
         assert!(CAPABILITIES.verb("group-policy", "remove").is_none());
         assert!(CAPABILITIES.verb("mfa-device", "delete").is_none());
         assert!(CAPABILITIES.verb("nhi-role", "reassign-owner").is_some());
+        assert!(CAPABILITIES.verb("group-membership", "grant").is_some());
+        assert!(CAPABILITIES.verb("attached-policy", "grant").is_some());
+        assert!(CAPABILITIES.verb("inline-policy", "grant").is_none());
+        let granted: Vec<&str> = CAPABILITIES
+            .kinds
+            .iter()
+            .filter(|k| k.verbs.contains(&verbs::GRANT))
+            .map(|k| k.kind)
+            .collect();
+        assert_eq!(granted, vec!["group-membership", "attached-policy"]);
     }
 
     #[test]

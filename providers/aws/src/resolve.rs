@@ -34,6 +34,17 @@ pub struct Correlation {
     pub warnings: Vec<String>,
 }
 
+/// The form of the identity's name a user-name rule compares with, lower-cased (IAM user names
+/// compare case-insensitively).
+pub fn rule_form(rule: UserNameRule, identity: &Identity) -> Option<String> {
+    let form = match rule {
+        UserNameRule::Id => Some(identity.id.trim().to_ascii_lowercase()),
+        UserNameRule::Email => Some(identity.email.trim().to_ascii_lowercase()),
+        UserNameRule::EmailLocalPart => identity.email_local_part(),
+    };
+    form.filter(|f| !f.is_empty())
+}
+
 /// Find the identity's IAM user: a tag `identity_tag` naming the identity wins over a user name
 /// equal to one of the `match_user_name` forms (in their order). A user whose identity tag names
 /// somebody else is never matched by name. Several candidates: the first wins, with a warning.
@@ -53,12 +64,7 @@ pub fn correlate(users: &[IamUser], identity: &Identity, config: &AwsConfig) -> 
             }
         }
         for (rank, rule) in config.match_user_name.iter().enumerate() {
-            let form = match rule {
-                UserNameRule::Id => Some(identity.id.trim().to_string()),
-                UserNameRule::Email => Some(identity.email.trim().to_string()),
-                UserNameRule::EmailLocalPart => identity.email_local_part(),
-            };
-            if let Some(form) = form.filter(|f| !f.is_empty()) {
+            if let Some(form) = rule_form(*rule, identity) {
                 if u.name.eq_ignore_ascii_case(&form) {
                     candidates.push((rank + 1, i, format!("user name = {}", rule.describe())));
                     break;
@@ -197,7 +203,7 @@ impl<'a> Person<'a> {
     pub fn new(inv: &'a Inventory, user: &'a IamUser) -> Person<'a> {
         Person {
             user,
-            base: Path::new().then("account", format!("iam user {}", user.name)),
+            base: user_base(&user.name),
             account: account_of(&user.arn).unwrap_or_default().to_string(),
             sources: user_sources(inv, user),
         }
@@ -526,6 +532,40 @@ fn status(active: bool) -> &'static str {
     }
 }
 
+/// The first step of every path through the person's IAM user `user`.
+pub fn user_base(user: &str) -> Path {
+    Path::new().then("account", format!("iam user {user}"))
+}
+
+/// The membership of iam user `user` in `group` (ARN `group_arn`), as `resolve` reports it and
+/// `grant_finding` promises it: one builder, so a granted membership re-resolves with its id.
+pub fn group_membership_finding(user: &str, group: &str, group_arn: &str) -> Finding {
+    let mut d = Draft::new(
+        kinds::GROUP_MEMBERSHIP,
+        format!("{user}/{group}"),
+        group_arn,
+    )
+    .attr("user", user)
+    .attr("group", group)
+    .attr("group_arn", group_arn);
+    d.relation = Relation::MemberOf;
+    d.display = format!("membership of iam user {user} in group {group}");
+    d.paths = vec![user_base(user).then("member-of", format!("group {group}"))];
+    d.build()
+}
+
+/// The managed policy `name` (ARN `arn`) attached to iam user `user`; shared by `resolve` and
+/// `grant_finding` like [`group_membership_finding`].
+pub fn attached_policy_finding(user: &str, name: &str, arn: &str) -> Finding {
+    let mut d = Draft::new(kinds::ATTACHED_POLICY, format!("{user}/{arn}"), arn)
+        .attr("user", user)
+        .attr("policy", name)
+        .attr("policy_arn", arn);
+    d.display = format!("managed policy {name} attached to iam user {user}");
+    d.paths = vec![user_base(user).then("attached", format!("policy {name}"))];
+    d.build()
+}
+
 /// The person's own IAM user and everything on it.
 pub fn person_findings(
     inv: &Inventory,
@@ -633,18 +673,7 @@ pub fn person_findings(
             .get(g)
             .map(|x| x.arn.clone())
             .unwrap_or_else(|| g.clone());
-        let mut d = Draft::new(
-            kinds::GROUP_MEMBERSHIP,
-            format!("{u}/{g}"),
-            group_arn.clone(),
-        )
-        .attr("user", u.clone())
-        .attr("group", g.clone())
-        .attr("group_arn", group_arn);
-        d.relation = Relation::MemberOf;
-        d.display = format!("membership of iam user {u} in group {g}");
-        d.paths = vec![base.then("member-of", format!("group {g}"))];
-        out.push(d.build());
+        out.push(group_membership_finding(u, g, &group_arn));
 
         let Some(group) = inv.groups.get(g) else {
             continue;
@@ -683,17 +712,7 @@ pub fn person_findings(
         }
     }
     for a in &user.attached {
-        let mut d = Draft::new(
-            kinds::ATTACHED_POLICY,
-            format!("{u}/{}", a.arn),
-            a.arn.clone(),
-        )
-        .attr("user", u.clone())
-        .attr("policy", a.name.clone())
-        .attr("policy_arn", a.arn.clone());
-        d.display = format!("managed policy {} attached to iam user {u}", a.name);
-        d.paths = vec![base.then("attached", format!("policy {}", a.name))];
-        out.push(d.build());
+        out.push(attached_policy_finding(u, &a.name, &a.arn));
     }
     for p in &user.inline {
         if p.name == config.session_revoke_policy {
@@ -1411,6 +1430,94 @@ pub(crate) mod tests {
             fs.iter().find(|f| f.kind == "user").unwrap().state,
             State::Active
         );
+    }
+
+    /// The entitlement policy's removal rule: whatever is reached through an entitlement
+    /// finding has a path that starts with that finding's path.
+    #[test]
+    fn paths_through_an_entitlement_start_with_its_path() {
+        let mut inv = sample();
+        let read_att = format!("arn:aws:iam::{ACCT}:policy/read-att");
+        let assume_ops = format!("arn:aws:iam::{ACCT}:policy/assume-ops");
+        for (arn, doc) in [
+            (
+                &read_att,
+                allow(GET_SECRET_VALUE, "arn:aws:secretsmanager:*:*:secret:att-*"),
+            ),
+            (
+                &assume_ops,
+                allow(ASSUME_ROLE, "arn:aws:iam::*:role/ops-admin"),
+            ),
+        ] {
+            let doc = PolicyDocument::parse(&doc.to_string()).unwrap();
+            inv.managed
+                .insert(arn.clone(), ManagedPolicy { doc: Some(doc) });
+        }
+        inv.users[0].attached.push(AttachedRef {
+            name: "read-att".into(),
+            arn: read_att.clone(),
+        });
+        inv.groups
+            .get_mut("devs")
+            .unwrap()
+            .attached
+            .push(AttachedRef {
+                name: "assume-ops".into(),
+                arn: assume_ops,
+            });
+        let cfg = AwsConfig::default();
+        let ctx = ResolveContext {
+            identity: identity("E100", "alice@example.com"),
+            cutoff: None,
+        };
+        let p = Person::new(&inv, &inv.users[0]);
+        let fs = person_findings(&inv, &p, "x", &UserCredentials::default(), &ctx, &cfg);
+        let path_of = |id: &str| {
+            let f = fs.iter().find(|f| f.id == id).unwrap();
+            assert_eq!(f.paths.len(), 1, "{id}");
+            f.paths[0].clone()
+        };
+        let group = path_of("aws:group-membership:alice/devs");
+        let attached = path_of(&format!("aws:attached-policy:alice/{read_att}"));
+        let through = |paths: &[Path], via: &Path| {
+            paths
+                .iter()
+                .any(|p| p.steps.len() > via.steps.len() && p.steps.starts_with(&via.steps))
+        };
+
+        let reaches = assumable_roles(&inv, &p);
+        let roles: Vec<_> = reaches
+            .iter()
+            .map(|r| (r, role_sources(&inv, &inv.roles[r.idx])))
+            .collect();
+        let reach = |name: &str| {
+            let s = secret(name, &[], None);
+            secret_reach(&inv, Some(&p), &roles, &s, &ctx.identity, &cfg).paths
+        };
+        assert!(
+            through(&reach("group-db"), &group),
+            "{:?}",
+            reach("group-db")
+        );
+        assert!(
+            through(&reach("att-db"), &attached),
+            "{:?}",
+            reach("att-db")
+        );
+        assert!(!through(&reach("att-db"), &group));
+
+        let ops = reaches
+            .iter()
+            .find(|r| inv.roles[r.idx].name == "ops-admin")
+            .expect("ops-admin assumable through the group's policy");
+        let role = role_finding(&inv, ops, &ctx, &cfg);
+        assert!(through(&role.paths, &group), "{:?}", render(&role.paths));
+
+        // The builders `grant_finding` uses give the same findings.
+        let granted = group_membership_finding("alice", "devs", &inv.groups["devs"].arn);
+        assert_eq!(&granted, fs.iter().find(|f| f.id == granted.id).unwrap());
+        let granted = attached_policy_finding("alice", "read-att", &read_att);
+        assert_eq!(&granted, fs.iter().find(|f| f.id == granted.id).unwrap());
     }
 
     #[test]

@@ -103,6 +103,9 @@ impl VaultProvider {
                     format!("removed entity {eid} from group {}", g.name),
                 ))
             }
+            (kinds::GROUP_MEMBERSHIP, "grant") => self.grant_membership(f).await,
+            (kinds::ENTITY_POLICY, "grant") => self.edit_entity_policy(f, true).await,
+            (kinds::ENTITY_POLICY, "remove") => self.edit_entity_policy(f, false).await,
             (kinds::TOKEN, "revoke") => {
                 let acc = attr(f, "accessor")?;
                 if self.lookup_accessor(acc).await?.is_none() {
@@ -333,13 +336,27 @@ impl VaultProvider {
             kinds::GROUP_MEMBERSHIP | kinds::INHERITED_GROUP => {
                 let eid = attr(f, "entity_id")?;
                 let gid = attr(f, "group_id")?;
+                // A direct membership is held only directly (an inherited path to the same
+                // group is another finding).
+                let direct = f.kind == kinds::GROUP_MEMBERSHIP;
                 match self.read_entity(eid).await? {
                     None => State::Deleted,
-                    Some(e) if !e.group_ids.iter().any(|g| g == gid) => State::Deleted,
+                    Some(e)
+                        if !(if direct {
+                            &e.direct_group_ids
+                        } else {
+                            &e.group_ids
+                        })
+                        .iter()
+                        .any(|g| g == gid) =>
+                    {
+                        State::Deleted
+                    }
                     Some(e) if e.disabled => State::Disabled,
                     Some(_) => State::Active,
                 }
             }
+            kinds::ENTITY_POLICY => self.live_state_entity_policy(f).await?,
             kinds::TOKEN => match self.lookup_accessor(attr(f, "accessor")?).await? {
                 None => State::Deleted,
                 Some(_) => State::Active,
@@ -407,7 +424,7 @@ impl VaultProvider {
 
 impl VaultProvider {
     /// `POST identity/entity/id/<id>` with the fields `set` fills in.
-    async fn update_entity(
+    pub(crate) async fn update_entity(
         &self,
         id: &str,
         set: impl FnOnce(&mut UpdateEntityByIdRequestBuilder),

@@ -5,13 +5,15 @@
 //!   client (no network call).
 //! - [`VaultProvider`] implements [`closeout_contract::Provider`]: `resolve` turns an identity into
 //!   findings with explained paths (see [`CAPABILITIES`]), `execute` runs one action idempotently,
-//!   `live_state` and `probe` read the server for verification.
+//!   `live_state` and `probe` read the server for verification; `entitlement`, `grant_finding`
+//!   and `unclaimed_accounts` serve movers, joiners and reconcile.
 //!
 //! Module map: `config` (configuration), `client` (HTTP, gate, error classification), `model`
 //! (typed API responses), `policy` (pure ACL policy parser and evaluation), `resolve`
-//! (correlation and reachability), `tokens` (the accessor scan and audit-log attribution of
-//! orphan tokens), `audit_trail` (pure reader of a file audit device's log), `lease`, `pki`,
-//! `approle`, `actions` (execute, live state, probes).
+//! (correlation and reachability), `entitlements` (grants, unclaimed entities), `tokens` (the
+//! accessor scan and audit-log attribution of orphan tokens), `audit_trail` (pure reader of a
+//! file audit device's log), `lease`, `pki`, `approle`, `actions` (execute, live state,
+//! probes).
 //!
 //! Every Vault call passes through the provider's [`CallGate`]. Secret values (the token, KV
 //! data) only ever travel inside [`closeout_contract::SecretValue`] or straight from one Vault
@@ -22,6 +24,7 @@ mod approle;
 mod audit_trail;
 mod client;
 mod config;
+mod entitlements;
 mod lease;
 mod model;
 mod pki;
@@ -32,8 +35,9 @@ mod tokens;
 pub use config::{NameRule, VaultConfig, VaultError};
 
 use closeout_contract::{
-    verbs, ActionOutcome, ActionRequest, CallGate, Capabilities, Finding, KindSpec, Limits,
-    ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, SecretValue, State,
+    verbs, ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Identity,
+    KindSpec, Limits, ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext,
+    SecretValue, State, UnclaimedAccount,
 };
 use std::future::Future;
 
@@ -61,6 +65,8 @@ pub mod kinds {
     pub const INHERITED_GROUP: &str = "inherited-group";
     /// An ACL policy reaching the person through the entity, a group or a token.
     pub const POLICY: &str = "policy";
+    /// A policy set directly on the person's entity (`policies`): an entitlement.
+    pub const ENTITY_POLICY: &str = "entity-policy";
     /// A token bound to the entity or whose metadata names the person as owner.
     pub const TOKEN: &str = "token";
     /// A userpass login of the person.
@@ -93,8 +99,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::GROUP_MEMBERSHIP,
-            description: "direct membership of the person's entity in an internal identity group",
-            verbs: &[verbs::REMOVE],
+            description: "direct membership of the person's entity in an internal identity group; entitlement target: the group name (grant adds the entity to member_entity_ids)",
+            verbs: &[verbs::REMOVE, verbs::GRANT],
         },
         KindSpec {
             kind: kinds::INHERITED_GROUP,
@@ -105,6 +111,11 @@ pub const CAPABILITIES: Capabilities = Capabilities {
             kind: kinds::POLICY,
             description: "ACL policy reaching the person from the entity, a group or a token (closes with the entity)",
             verbs: &[],
+        },
+        KindSpec {
+            kind: kinds::ENTITY_POLICY,
+            description: "policy set directly on the person's entity; entitlement target: the policy name (closes with the entity; remove/grant edit the entity's policies)",
+            verbs: &[verbs::REMOVE, verbs::GRANT],
         },
         KindSpec {
             kind: kinds::TOKEN,
@@ -266,6 +277,25 @@ impl Provider for VaultProvider {
     ) -> impl Future<Output = Result<Option<ProbeOutcome>, ProviderError>> + Send {
         Box::pin(self.probe_impl(finding))
     }
+
+    fn entitlement(&self, finding: &Finding) -> Option<Entitlement> {
+        entitlements::entitlement(finding)
+    }
+
+    fn grant_finding(
+        &self,
+        ctx: &ResolveContext,
+        entitlement: &Entitlement,
+    ) -> impl Future<Output = Result<Finding, ProviderError>> + Send {
+        Box::pin(self.grant_finding_impl(ctx, entitlement))
+    }
+
+    fn unclaimed_accounts(
+        &self,
+        identities: &[Identity],
+    ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
+        Box::pin(self.unclaimed_accounts_impl(identities))
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +316,10 @@ mod tests {
         assert!(CAPABILITIES.verb("group-membership", "remove").is_some());
         assert!(CAPABILITIES.verb("nhi-entity", "reassign-owner").is_some());
         assert!(CAPABILITIES.verb("policy", "remove").is_none());
+        assert!(CAPABILITIES.verb("group-membership", "grant").is_some());
+        assert!(CAPABILITIES.verb("entity-policy", "grant").is_some());
+        assert!(CAPABILITIES.verb("entity-policy", "remove").is_some());
+        assert!(CAPABILITIES.verb("inherited-group", "grant").is_none());
     }
 
     #[tokio::test]

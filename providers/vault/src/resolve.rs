@@ -42,6 +42,65 @@ fn attrs<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String>
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// The first step of every path through the person's entity.
+pub(crate) fn entity_base(entity: &Entity) -> Path {
+    Path::new().then("account", format!("entity {}", entity.name))
+}
+
+/// What the entity's state does to everything held through it: disabled blocks it all.
+pub(crate) fn entity_state(entity: &Entity) -> State {
+    if entity.disabled {
+        State::Disabled
+    } else {
+        State::Active
+    }
+}
+
+/// The entity's membership in `group` (a direct `group-membership`, or an `inherited-group`
+/// reached by `path`), as `resolve` reports it and `grant_finding` promises it.
+pub(crate) fn membership_finding(
+    kind: &str,
+    e: &Entity,
+    g: &Group,
+    path: Path,
+    state: State,
+) -> Finding {
+    finding(
+        kind,
+        &format!("{}/{}", g.id, e.id),
+        format!("membership of entity {} in group {}", e.name, g.name),
+        Relation::MemberOf,
+        Holder::Account,
+        state,
+        path,
+        attrs([
+            ("entity_id", e.id.clone()),
+            ("group_id", g.id.clone()),
+            ("group", g.name.clone()),
+            ("group_type", g.group_type.clone()),
+        ]),
+    )
+}
+
+/// A policy set directly on the entity's `policies`; its path is the prefix of the paths of the
+/// secrets and policy findings reached through it. Shared by `resolve` and `grant_finding`.
+pub(crate) fn entity_policy_finding(e: &Entity, policy: &str, state: State) -> Finding {
+    finding(
+        kinds::ENTITY_POLICY,
+        &format!("{}/{policy}", e.id),
+        format!("policy {policy} set on entity {}", e.name),
+        Relation::MemberOf,
+        Holder::Account,
+        state,
+        entity_base(e).then("attached", format!("policy {policy}")),
+        attrs([
+            ("entity_id", e.id.clone()),
+            ("entity", e.name.clone()),
+            ("policy", policy.to_string()),
+        ]),
+    )
+}
+
 /// Why an entity is the identity's own: the first correlation rule that matches, if any.
 pub(crate) fn own_entity_match(
     config: &VaultConfig,
@@ -141,6 +200,23 @@ impl VaultProvider {
         Ok(found(r.await)?.map(Entity::from))
     }
 
+    /// Every entity, read one by one (bounded): the list's `key_info` lacks the metadata and
+    /// policies correlation and resolution need.
+    pub(crate) async fn all_entities(&self) -> Result<Vec<Entity>, CallError> {
+        let ids = self.client.sdk(
+            "LIST",
+            "identity/entity/id",
+            vaultrs::identity::entity::list_by_id,
+        );
+        let ids = keys(ids.await.map(|r| r.keys))?;
+        stream::iter(ids)
+            .map(|id| async move { self.read_entity(&id).await })
+            .buffer_unordered(self.config.max_in_flight.max(1))
+            .try_filter_map(|e| async move { Ok(e) })
+            .try_collect()
+            .await
+    }
+
     pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
         let path = format!("identity/group/id/{}", seg(id));
         let r = self.client.sdk("GET", &path, |c| {
@@ -200,18 +276,7 @@ impl VaultProvider {
         let mut res = Resolution::default();
 
         // 1. Entities: the person's own, and those the person owns (NHIs).
-        let ids = self.client.sdk(
-            "LIST",
-            "identity/entity/id",
-            vaultrs::identity::entity::list_by_id,
-        );
-        let ids = keys(ids.await.map(|r| r.keys))?;
-        let entities: Vec<Entity> = stream::iter(ids)
-            .map(|id| async move { self.read_entity(&id).await })
-            .buffer_unordered(conc)
-            .try_filter_map(|e| async move { Ok(e) })
-            .try_collect()
-            .await?;
+        let entities = self.all_entities().await?;
         let mut own: Vec<Own> = Vec::new();
         // The person's NHI entities' aliases: an AppRole alias names the role (by role-id).
         let mut owned_nhi_aliases: Vec<OwnedNhiAlias> = Vec::new();
@@ -223,7 +288,7 @@ impl VaultProvider {
                     display: format!("entity {}", entity.name),
                     matched_by: matched,
                 });
-                let path = Path::new().then("account", format!("entity {}", entity.name));
+                let path = entity_base(&entity);
                 own.push(Own { entity, path });
             } else if owned_by(cfg, identity, &entity.metadata) {
                 owned_nhi_aliases.extend(entity.aliases.iter().map(|a| OwnedNhiAlias {
@@ -256,12 +321,7 @@ impl VaultProvider {
 
         for o in &own {
             let e = &o.entity;
-            let disabled = e.disabled;
-            let state = if disabled {
-                State::Disabled
-            } else {
-                State::Active
-            };
+            let state = entity_state(e);
             res.findings.push(finding(
                 kinds::ENTITY,
                 &e.id,
@@ -296,10 +356,14 @@ impl VaultProvider {
                 ));
             }
             for p in &e.policies {
+                let f = entity_policy_finding(e, p, state);
+                // The entitlement's path is the prefix of everything reached through it.
+                let path = f.paths[0].clone();
+                res.findings.push(f);
                 policy_paths
                     .entry(p.clone())
                     .or_default()
-                    .push((o.path.then("attached", format!("policy {p}")), e.id.clone()));
+                    .push((path, e.id.clone()));
             }
             // Groups: breadth-first from the direct ones through parent groups.
             let mut queue: VecDeque<(String, Path, bool)> = e
@@ -316,26 +380,13 @@ impl VaultProvider {
                     continue;
                 };
                 let path = via.then("member-of", format!("group {}", g.name));
-                let (kind, relation) = if direct {
-                    (kinds::GROUP_MEMBERSHIP, Relation::MemberOf)
+                let kind = if direct {
+                    kinds::GROUP_MEMBERSHIP
                 } else {
-                    (kinds::INHERITED_GROUP, Relation::MemberOf)
+                    kinds::INHERITED_GROUP
                 };
-                res.findings.push(finding(
-                    kind,
-                    &format!("{}/{}", g.id, e.id),
-                    format!("membership of entity {} in group {}", e.name, g.name),
-                    relation,
-                    Holder::Account,
-                    state,
-                    path.clone(),
-                    attrs([
-                        ("entity_id", e.id.clone()),
-                        ("group_id", g.id.clone()),
-                        ("group", g.name.clone()),
-                        ("group_type", g.group_type.clone()),
-                    ]),
-                ));
+                res.findings
+                    .push(membership_finding(kind, e, &g, path.clone(), state));
                 for p in &g.policies {
                     policy_paths
                         .entry(p.clone())

@@ -1,52 +1,21 @@
 //! The Vault provider against a real OpenBao dev server: seeded through the HTTP API, every
 //! action read back through the API.
 
+mod common;
+
 use closeout_contract::{
     ActionParams, ActionRequest, Finding, Identity, IdentityKind, IdentityStatus, Provider,
     Resolution, ResolveContext, State,
 };
 use closeout_testkit::OpenBaoServer;
 use closeout_vault::{VaultConfig, VaultProvider};
+use common::Api;
 use serde_json::{json, Value};
 
 const CANARY: &str = "canary-7f3e9d-never-print-me";
 const ALICE_PASSWORD: &str = "canary-7f3e9d-alice-password";
 
-struct Api {
-    http: reqwest::Client,
-    addr: String,
-}
-
 impl Api {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, v)
-    }
-
-    async fn root(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.call(method, path, "root", body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {v}"
-        );
-        v
-    }
-
     async fn login(&self, user: &str, password: &str) -> (u16, Value) {
         self.call(
             "POST",

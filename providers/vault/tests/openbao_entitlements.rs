@@ -1,0 +1,309 @@
+//! Entitlements against a real OpenBao dev server: grants and removals read back through the
+//! HTTP API, idempotent, re-resolved with the id `grant_finding` promised; unclaimed entities.
+
+mod common;
+
+use closeout_contract::{
+    ActionParams, ActionRequest, Entitlement, Finding, Identity, IdentityKind, IdentityStatus,
+    Provider, ProviderError, ResolveContext, State,
+};
+use closeout_testkit::OpenBaoServer;
+use common::Api;
+use serde_json::{json, Value};
+
+fn person(id: &str, email: &str) -> Identity {
+    Identity {
+        id: id.into(),
+        email: email.into(),
+        name: id.into(),
+        kind: IdentityKind::Human,
+        status: IdentityStatus::Active,
+        manager: None,
+        department: None,
+        role: None,
+        location: None,
+        employment_type: None,
+        tags: Default::default(),
+    }
+}
+
+fn request(f: &Finding, verb: &str) -> ActionRequest {
+    ActionRequest {
+        idempotency_key: format!("run-1/{verb}/{}", f.id),
+        verb: verb.into(),
+        finding: f.clone(),
+        params: ActionParams {
+            run_id: "run-1".into(),
+            ..Default::default()
+        },
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn entity(api: &Api, body: Value) -> String {
+    api.root("POST", "identity/entity", Some(body)).await["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// alice.smith (E100: no group, no policy), bob in group devs (policy devs-read, metadata),
+/// policy team-read (reads secret/data/team/*), a KV secret team/app.
+async fn seed(api: &Api) -> (String, String) {
+    for (name, rules) in [
+        (
+            "team-read",
+            r#"path "secret/data/team/*" { capabilities = ["read"] }"#,
+        ),
+        (
+            "devs-read",
+            r#"path "secret/data/devs/*" { capabilities = ["read"] }"#,
+        ),
+    ] {
+        api.root(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": rules })),
+        )
+        .await;
+    }
+    api.root(
+        "POST",
+        "secret/data/team/app",
+        Some(json!({"data": {"password": "canary-vault-ent"}})),
+    )
+    .await;
+    let alice = entity(api, json!({"name": "alice.smith", "policies": ["default"]})).await;
+    let bob = entity(api, json!({"name": "bob"})).await;
+    api.root(
+        "POST",
+        "identity/group",
+        Some(json!({
+            "name": "devs",
+            "policies": ["devs-read"],
+            "metadata": {"team": "devs"},
+            "member_entity_ids": [bob],
+        })),
+    )
+    .await;
+    (alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_and_removals_are_read_back_idempotent_and_resolve_with_the_promised_id() {
+    let server = OpenBaoServer::start();
+    let api = Api {
+        http: reqwest::Client::new(),
+        addr: server.address(),
+    };
+    let (alice_id, bob_id) = seed(&api).await;
+    let p = common::provider(&server, "ent-grant").await;
+    let ctx = ResolveContext {
+        identity: person("E100", "alice.smith@example.com"),
+        cutoff: None,
+    };
+    let before = p.resolve(&ctx).await.unwrap();
+    let ents: Vec<Entitlement> = before
+        .findings
+        .iter()
+        .filter_map(|f| p.entitlement(f))
+        .collect();
+    assert_eq!(
+        ents,
+        vec![Entitlement::new("vault", "entity-policy", "default")],
+        "{:#?}",
+        before.findings
+    );
+
+    let group = Entitlement::new("vault", "group-membership", "devs");
+    let policy = Entitlement::new("vault", "entity-policy", "team-read");
+    let mut granted = Vec::new();
+    for ent in [&group, &policy] {
+        let f = p.grant_finding(&ctx, ent).await.unwrap();
+        assert_eq!(f.state, State::Deleted, "{f:?}");
+        assert_eq!(p.entitlement(&f).as_ref(), Some(ent));
+        assert_eq!(p.live_state(&f, &ctx).await.unwrap(), State::Deleted);
+        let first = p.execute(&request(&f, "grant")).await.unwrap();
+        assert!(
+            !first.already_done && first.state == State::Active,
+            "{first:?}"
+        );
+        let second = p.execute(&request(&f, "grant")).await.unwrap();
+        assert!(
+            second.already_done && second.state == State::Active,
+            "{second:?}"
+        );
+        assert_eq!(p.live_state(&f, &ctx).await.unwrap(), State::Active);
+        granted.push(f);
+    }
+
+    // Read back through the API: alice joined, bob and the group's other fields kept.
+    let devs = api.root("GET", "identity/group/name/devs", None).await;
+    let mut members = strings(&devs["data"]["member_entity_ids"]);
+    members.sort();
+    let mut want = vec![alice_id.clone(), bob_id.clone()];
+    want.sort();
+    assert_eq!(members, want);
+    assert_eq!(strings(&devs["data"]["policies"]), vec!["devs-read"]);
+    assert_eq!(devs["data"]["metadata"], json!({"team": "devs"}));
+    let alice = api
+        .root("GET", &format!("identity/entity/id/{alice_id}"), None)
+        .await;
+    assert_eq!(
+        strings(&alice["data"]["policies"]),
+        vec!["default", "team-read"]
+    );
+
+    // Resolve: the granted findings, same ids, active; the secret the policy reads is reached
+    // through the entity policy's path.
+    let after = p.resolve(&ctx).await.unwrap();
+    for g in &granted {
+        let f = after
+            .findings
+            .iter()
+            .find(|f| f.id == g.id)
+            .unwrap_or_else(|| panic!("{} not resolved after the grant", g.id));
+        assert_eq!(f.state, State::Active);
+        assert_eq!(
+            Finding {
+                state: State::Deleted,
+                ..f.clone()
+            },
+            *g
+        );
+    }
+    let app = after
+        .findings
+        .iter()
+        .find(|f| f.id == "vault:kv-secret:secret/data/team/app")
+        .expect("team/app readable through team-read");
+    let prefix = &granted[1].paths[0].steps;
+    assert!(
+        app.paths.iter().any(|p| p.steps.starts_with(prefix)),
+        "{:?}",
+        app.paths
+    );
+
+    // Remove the entity policy: the other policy stays.
+    let pf = &granted[1];
+    let first = p.execute(&request(pf, "remove")).await.unwrap();
+    assert!(
+        !first.already_done && first.state == State::Deleted,
+        "{first:?}"
+    );
+    let second = p.execute(&request(pf, "remove")).await.unwrap();
+    assert!(second.already_done, "{second:?}");
+    let alice = api
+        .root("GET", &format!("identity/entity/id/{alice_id}"), None)
+        .await;
+    assert_eq!(strings(&alice["data"]["policies"]), vec!["default"]);
+    assert_eq!(p.live_state(pf, &ctx).await.unwrap(), State::Deleted);
+
+    // Removing the membership keeps bob.
+    let mf = &granted[0];
+    let out = p.execute(&request(mf, "remove")).await.unwrap();
+    assert!(!out.already_done, "{out:?}");
+    let devs = api.root("GET", "identity/group/name/devs", None).await;
+    assert_eq!(strings(&devs["data"]["member_entity_ids"]), vec![bob_id]);
+    assert_eq!(p.live_state(mf, &ctx).await.unwrap(), State::Deleted);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_targets_and_identities_without_entity_are_config_errors() {
+    let server = OpenBaoServer::start();
+    let api = Api {
+        http: reqwest::Client::new(),
+        addr: server.address(),
+    };
+    seed(&api).await;
+    let p = common::provider(&server, "ent-missing").await;
+    let alice = ResolveContext {
+        identity: person("E100", "alice.smith@example.com"),
+        cutoff: None,
+    };
+    let nobody = ResolveContext {
+        identity: person("E999", "nobody@example.com"),
+        cutoff: None,
+    };
+    let cases = [
+        (
+            &alice,
+            "group-membership",
+            "nope",
+            "Vault group nope does not exist",
+        ),
+        (
+            &alice,
+            "entity-policy",
+            "nope",
+            "Vault policy nope does not exist",
+        ),
+        (&nobody, "group-membership", "devs", "has no Vault entity"),
+        (&alice, "policy", "team-read", "can be granted"),
+    ];
+    for (ctx, kind, target, want) in cases {
+        let err = p
+            .grant_finding(ctx, &Entitlement::new("vault", kind, target))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::Config { .. }), "{err}");
+        assert!(err.to_string().contains(want), "{kind} {target}: {err}");
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclaimed_accounts_list_strays_with_their_enabled_flag() {
+    let server = OpenBaoServer::start();
+    let api = Api {
+        http: reqwest::Client::new(),
+        addr: server.address(),
+    };
+    let (alice_id, bob_id) = seed(&api).await;
+    let carol = entity(
+        &api,
+        json!({"name": "c-42", "metadata": {"identity": "E200"}}),
+    )
+    .await;
+    let svc = entity(
+        &api,
+        json!({"name": "svc-batch", "metadata": {"owner": "E100"}}),
+    )
+    .await;
+    let old = entity(&api, json!({"name": "old-admin", "disabled": true})).await;
+    let p = common::provider(&server, "ent-unclaimed").await;
+    let out = p
+        .unclaimed_accounts(&[
+            person("E100", "alice.smith@example.com"),
+            person("E200", "carol@example.com"),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str, bool)> = out
+        .iter()
+        .map(|u| (u.display.as_str(), u.resource.as_str(), u.enabled))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("entity bob", bob_id.as_str(), true),
+            ("entity old-admin", old.as_str(), false),
+        ],
+        "{out:#?}"
+    );
+    assert!(out[0].reason.contains("entity name bob"), "{out:?}");
+    for id in [&alice_id, &carol, &svc] {
+        assert!(!out.iter().any(|u| &u.resource == id));
+    }
+    drop(server);
+}
