@@ -4,6 +4,7 @@
 //! the matching playbook.
 
 use chrono::{DateTime, Utc};
+use closeout_contract::{Identity, IdentityKind, IdentityStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -183,6 +184,48 @@ impl LifecycleEvent {
     }
 }
 
+impl LifecycleEvent {
+    /// The identity a joiner event describes, for a joiner the HR export does not list yet
+    /// (IdPs and HR webhooks announce people before the next export). Needs an `email`
+    /// attribute; the others are the export's columns. `None` for other events.
+    pub fn joiner_identity(&self) -> Option<Identity> {
+        if self.kind != EventKind::Joiner {
+            return None;
+        }
+        let attr = |k: &str| {
+            self.attributes
+                .get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let email = attr("email")?;
+        Some(Identity {
+            id: self.identity.clone(),
+            name: attr("name").unwrap_or_else(|| self.identity.clone()),
+            email,
+            kind: match attr("kind").as_deref() {
+                Some("service") => IdentityKind::Service,
+                _ => IdentityKind::Human,
+            },
+            status: IdentityStatus::Active,
+            manager: attr("manager"),
+            department: attr("department"),
+            role: attr("role"),
+            location: attr("location"),
+            employment_type: attr("employment_type"),
+            tags: attr("tags")
+                .map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +253,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(leaver.effective_at, now());
+    }
+
+    #[test]
+    fn a_joiner_event_describes_its_identity_and_others_do_not() {
+        let mut event = LifecycleEvent {
+            source: EventSource::Webhook,
+            external_id: "m1".into(),
+            kind: EventKind::Joiner,
+            identity: "E3000".into(),
+            attributes: BTreeMap::from([
+                ("email".to_string(), " new@example.com ".to_string()),
+                ("department".to_string(), "Finance".to_string()),
+                ("tags".to_string(), "oncall, remote".to_string()),
+            ]),
+            effective_at: now(),
+        };
+        let joiner = event.joiner_identity().unwrap();
+        assert_eq!(joiner.email, "new@example.com");
+        assert_eq!(joiner.name, "E3000");
+        assert_eq!(joiner.department.as_deref(), Some("Finance"));
+        assert_eq!(joiner.tags.len(), 2);
+        assert_eq!(joiner.status, IdentityStatus::Active);
+        event.attributes.remove("email");
+        assert!(event.joiner_identity().is_none(), "no email, no identity");
+        event.kind = EventKind::Leaver;
+        assert!(event.joiner_identity().is_none());
     }
 
     #[test]

@@ -253,6 +253,14 @@ impl Directory {
         build(NAME, located)
     }
 
+    /// This directory with `identity` added (a joiner the HR export does not list yet), validated
+    /// like any other; an id or email already present is refused.
+    pub fn with(&self, identity: Identity) -> Result<Directory, SourceError> {
+        let mut all = self.identities.clone();
+        all.push(identity);
+        Directory::from_identities(all)
+    }
+
     /// The identity with this id (exact) or email (case-insensitive). The input is trimmed.
     pub fn get(&self, id_or_email: &str) -> Option<&Identity> {
         let key = id_or_email.trim();

@@ -56,6 +56,17 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
                 "closeout-serve (event {seq} from {})",
                 event.source.as_str()
             );
+            // A joiner the HR export does not list yet: act on the identity the event describes.
+            if engine.identity(&event.identity).is_err() {
+                if let Some(joiner) = event.joiner_identity() {
+                    match engine.directory.with(joiner) {
+                        Ok(directory) => engine.directory = directory,
+                        Err(e) => {
+                            tracing::warn!(seq, error = %e, "the joiner event's identity is not usable")
+                        }
+                    }
+                }
+            }
             run_event(state, &engine, &claimed).await
         }
         Err(e) => Outcome::Failed {
