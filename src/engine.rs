@@ -13,10 +13,10 @@ use crate::registry::{Providers, RegistryError};
 use crate::report::{self, ClosureReport, ReportInput};
 use crate::resolve::{resolve, Graph};
 use crate::source::{Directory, SourceError};
-use crate::verify::{verify, Verification};
+use crate::verify::{verify, verify_acted, Verification};
 use chrono::{DateTime, Utc};
 use closeout_contract::{Finding, Identity, ProviderError, ResolveContext};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The triggers the CLI accepts (DESIGN.md §1).
@@ -106,6 +106,9 @@ impl EngineError {
     }
 }
 
+/// The trigger of scheduled rotation (`closeout rotate --due`, the serve scheduler).
+pub const ROTATION: &str = "rotation";
+
 /// How to apply.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -118,6 +121,9 @@ pub struct ApplyOptions {
     /// Wait for an approval before the first stage, whatever the playbook says (the service's
     /// policy for triggers that are not applied automatically, and for protected identities).
     pub require_approval: bool,
+    /// Act only on these finding ids (a `rotation` run: the findings the rotation policy made
+    /// due); `None`: every finding the playbook selects.
+    pub only_findings: Option<BTreeSet<String>>,
 }
 
 /// A plan together with the graph it came from.
@@ -204,7 +210,7 @@ impl Engine {
         Ok(Providers::connect(&self.config.providers).await?)
     }
 
-    fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
+    pub(crate) fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
         Ok(ResolveContext {
             identity: identity.clone(),
             cutoff: self.journal.containment_cutoff(&identity.id)?,
@@ -230,8 +236,16 @@ impl Engine {
         let identity = self.identity(id)?;
         let book = self.playbook(trigger)?;
         let providers = self.providers().await?;
-        self.plan_with(&providers, &book, &identity, trigger, "preview", Utc::now())
-            .await
+        self.plan_with(
+            &providers,
+            &book,
+            &identity,
+            trigger,
+            "preview",
+            Utc::now(),
+            None,
+        )
+        .await
     }
 
     async fn plan_with(
@@ -242,6 +256,7 @@ impl Engine {
         trigger: &str,
         run_id: &str,
         now: DateTime<Utc>,
+        only: Option<&BTreeSet<String>>,
     ) -> Result<Planned, EngineError> {
         let graph = resolve(providers, &self.context(identity)?).await?;
         let acted = self.journal.state_since()?;
@@ -272,6 +287,7 @@ impl Engine {
             now,
             state_since: &state_since,
             trigger,
+            only,
         })?;
         Ok(Planned { graph, plan })
     }
@@ -313,7 +329,15 @@ impl Engine {
         let now = Utc::now();
         let run_id = new_run_id(now);
         let Planned { graph, mut plan } = self
-            .plan_with(&providers, &book, &identity, trigger, &run_id, now)
+            .plan_with(
+                &providers,
+                &book,
+                &identity,
+                trigger,
+                &run_id,
+                now,
+                options.only_findings.as_ref(),
+            )
             .await?;
         if options.require_approval {
             for stage in &mut plan.stages {
@@ -331,10 +355,14 @@ impl Engine {
         if !options.yes && !confirm(&plan)? {
             return Err(EngineError::Declined);
         }
-        let cutoff = self
-            .journal
-            .containment_cutoff(&identity.id)?
-            .unwrap_or(now);
+        // A rotation run's cutoff is its own start: a version it creates counts as rotated.
+        let cutoff = if trigger == ROTATION {
+            now
+        } else {
+            self.journal
+                .containment_cutoff(&identity.id)?
+                .unwrap_or(now)
+        };
         let plan_json = serde_json::to_string(&plan).map_err(|e| EngineError::StoredPlan {
             run: run_id.clone(),
             message: e.to_string(),
@@ -518,17 +546,22 @@ impl Engine {
                 break;
             }
         }
-        let acted: Vec<Finding> = plan
-            .stages
-            .iter()
-            .flat_map(|s| s.actions.iter().map(|a| a.finding.clone()))
-            .collect();
         let ctx = ResolveContext {
             identity: identity.clone(),
             cutoff: Some(run.cutoff),
         };
         progress.message("verifying closure against live state");
-        let verification = verify(providers, &ctx, &acted).await?;
+        let verification = if run.trigger == ROTATION {
+            // The identity keeps its other access: only what the run rotated is checked.
+            let acted: Vec<(Finding, closeout_contract::State)> = plan
+                .actions()
+                .map(|a| (a.finding.clone(), a.expect))
+                .collect();
+            verify_acted(providers, &ctx, &acted).await?
+        } else {
+            let acted: Vec<Finding> = plan.actions().map(|a| a.finding.clone()).collect();
+            verify(providers, &ctx, &acted).await?
+        };
         let status = if failed {
             RunStatus::Failed
         } else if verification.is_closed() {

@@ -38,6 +38,9 @@ pub struct PlanInput<'a> {
     /// Grace periods count from it.
     pub state_since: &'a BTreeMap<String, DateTime<Utc>>,
     pub trigger: &'a str,
+    /// The finding ids the plan may act on (a `rotation` run acts only on what is due); `None`:
+    /// every finding. Findings outside it are neither acted on nor listed as untouched.
+    pub only: Option<&'a BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,7 +186,11 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             triggers: book.triggers.join(", "),
         });
     }
-    let mut findings: Vec<&Finding> = input.findings.iter().collect();
+    let mut findings: Vec<&Finding> = input
+        .findings
+        .iter()
+        .filter(|f| input.only.is_none_or(|only| only.contains(&f.id)))
+        .collect();
     findings.sort_by(|a, b| a.id.cmp(&b.id));
     findings.dedup_by(|a, b| a.id == b.id);
 
@@ -576,7 +583,26 @@ stages:
             now: now(),
             state_since,
             trigger: "leaver",
+            only: None,
         }
+    }
+
+    #[test]
+    fn only_restricts_the_plan_to_the_given_findings() {
+        let book = book(QUICK);
+        let findings = vec![
+            f("fake", "token", "t1", Owns, Account, Active),
+            f("fake", "token", "t2", Owns, Account, Active),
+        ];
+        let (alice, bob) = (alice(), bob());
+        let since = BTreeMap::new();
+        let only: BTreeSet<String> = ["fake:token:t2".to_string()].into();
+        let mut i = input(&book, &alice, Some(&bob), &findings, &since);
+        i.only = Some(&only);
+        let plan = build(&i).unwrap();
+        assert!(plan.actions().all(|a| a.finding.id == "fake:token:t2"));
+        assert_eq!(plan.action_count(), 2);
+        assert!(plan.untouched.is_empty());
     }
 
     use Holder::{Account, Shared};

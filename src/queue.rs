@@ -20,7 +20,7 @@
 use crate::event::{EventKind, EventSource, LifecycleEvent};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -454,6 +454,18 @@ impl EventQueue {
         let rows = stmt.query_map(params![status.map(QueueStatus::as_str), limit], raw_row)?;
         rows.map(|r| r.map_err(QueueError::from).and_then(RawRow::into_record))
             .collect()
+    }
+
+    /// Identities with an event of `kind` not finished yet (pending, processing or waiting for
+    /// approval): the rotation scheduler gives them no second one.
+    pub fn unfinished_identities(&self, kind: EventKind) -> Result<BTreeSet<String>, QueueError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT identity FROM event_queue WHERE kind = ?1 \
+             AND status IN ('pending', 'processing', 'waiting-approval')",
+        )?;
+        let rows = stmt.query_map(params![kind.trigger()], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r.map_err(QueueError::from)).collect()
     }
 
     /// Events per status, every status present (zero when none), for metrics.
