@@ -208,3 +208,125 @@ async fn rotate_due_lists_then_rotates_what_the_policy_makes_due() {
     assert_eq!(account_snapshot(&sdk).await, after);
     assert_eq!(journal_runs(&world).len(), 1);
 }
+
+const API_TOKEN: &str = "rotation-test-token";
+
+async fn api(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().expect("method"), format!("{base}{path}"))
+        .bearer_auth(API_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("the service answers");
+    r.json().await.unwrap_or(serde_json::Value::Null)
+}
+
+/// Rotation events of `identity` in the service's queue, with their status.
+fn rotation_events(world: &World, identity: &str) -> Vec<String> {
+    let Some(conn) = common::open_journal(world) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare(
+        "SELECT status FROM event_queue WHERE kind = 'rotation' AND identity = ?1 ORDER BY seq",
+    ) else {
+        return Vec::new();
+    };
+    stmt.query_map([identity], |r| r.get(0))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+async fn wait_until(what: &str, log: &std::path::Path, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "timed out waiting for {what}\nservice log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The scheduler of `closeout serve` (every second) stores one rotation event for Pat, and no
+/// second one while it waits for approval (rotation is not in auto_apply); the approved run
+/// rotates what was due (read back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_scheduler_submits_one_rotation_event_per_identity() {
+    let world = World::new();
+    let old_key = seed(&world).await;
+    let sdk = world.sdk().await;
+    let before = account_snapshot(&sdk).await;
+    configure(
+        &world,
+        &format!(
+            "{DUE_NOW}\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nrotation_every_secs = 1\nauto_apply = [\"leaver\"]\n"
+        ),
+    );
+    let log = world.dir.path().join("serve.log");
+    let mut cmd = world.command(&["serve"]);
+    cmd.env("CLOSEOUT_API_TOKEN", API_TOKEN);
+    let service = common::start_serve(cmd, &log);
+
+    wait_until("a rotation run of P1 waiting for approval", &log, || {
+        journal_runs(&world).iter().any(|r| {
+            r.identity == "P1" && r.trigger == "rotation" && r.status == "waiting-approval"
+        })
+    })
+    .await;
+    // Three more passes of the scheduler: still one event and one run for P1.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(rotation_events(&world, "P1"), ["waiting-approval"]);
+    let runs: Vec<_> = journal_runs(&world)
+        .into_iter()
+        .filter(|r| r.identity == "P1")
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        account_snapshot(&sdk).await,
+        before,
+        "nothing changes before approval"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", service.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(metrics.contains("closeout_rotations_due 2"), "{metrics}");
+
+    let run = runs[0].id.clone();
+    let approved = api(
+        &service.base,
+        "POST",
+        &format!("/v1/runs/{run}/approve"),
+        Some(serde_json::json!({"approver": "sec-lead"})),
+    )
+    .await;
+    assert!(!approved.is_null(), "approve answered nothing");
+    wait_until("the approved rotation run to close", &log, || {
+        journal_runs(&world)
+            .iter()
+            .any(|r| r.id == run && r.status == "closed")
+    })
+    .await;
+    let after = account_snapshot(&sdk).await;
+    assert_eq!(
+        after
+            .get(&format!("user/svc-x/access-key/{old_key}"))
+            .map(String::as_str),
+        Some("Inactive"),
+        "{after:#?}"
+    );
+    assert_ne!(
+        secret_version(&after, "export/db-password", "AWSCURRENT"),
+        secret_version(&before, "export/db-password", "AWSCURRENT")
+    );
+    drop(service);
+}
