@@ -619,6 +619,36 @@ mod tests {
     }
 
     #[test]
+    fn identities_with_an_unfinished_rotation_event_are_listed_until_it_finishes() {
+        let (_dir, q) = open();
+        let now = t("10:00:00");
+        q.submit(&event("r-a", "A", EventKind::Rotation), now)
+            .unwrap();
+        q.submit(&event("l-b", "B", EventKind::Leaver), now)
+            .unwrap();
+        let busy = |q: &EventQueue| q.unfinished_identities(EventKind::Rotation).unwrap();
+        assert_eq!(busy(&q), BTreeSet::from(["A".to_string()]));
+        let claimed = q.claim_next(now).unwrap().expect("A's rotation");
+        assert_eq!(busy(&q), BTreeSet::from(["A".to_string()]), "processing");
+        let run_id = "r1".to_string();
+        q.finish(
+            claimed.seq,
+            &claimed.token,
+            &Outcome::WaitingApproval { run_id },
+            now,
+        )
+        .unwrap();
+        assert_eq!(busy(&q), BTreeSet::from(["A".to_string()]), "waiting");
+        q.approve_waiting("r1").unwrap();
+        let claimed = q.claim_next(now).unwrap().expect("approved rotation");
+        assert_eq!(claimed.event.kind, EventKind::Rotation);
+        let run_id = "r1".to_string();
+        q.finish(claimed.seq, &claimed.token, &Outcome::Done { run_id }, now)
+            .unwrap();
+        assert!(busy(&q).is_empty());
+    }
+
+    #[test]
     fn one_identity_is_processed_in_order_and_never_twice_at_once() {
         let (_dir, q) = open();
         let a1 = q
