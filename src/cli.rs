@@ -141,6 +141,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Scheduled rotation: list what the `[[rotation.policy]]` makes due (exit 3 when something
+    /// is due), or with --apply run the `rotation` playbook on it, one run per identity.
+    Rotate {
+        /// Required: select what the rotation policy makes due.
+        #[arg(long, required = true)]
+        due: bool,
+        /// Only this identity (default: every active identity in the source).
+        #[arg(long)]
+        identity: Option<String>,
+        /// Rotate what is due (a journaled, audited `rotation` run per identity).
+        #[arg(long)]
+        apply: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
+    },
     /// Run as a service: HR webhooks and SCIM pushes in, playbooks run by workers, read and
     /// approval API, /healthz, /readyz, /metrics (configured by `[serve]`). Stops on SIGTERM.
     Serve,
@@ -253,6 +271,10 @@ pub fn format_of(command: &Command) -> Format {
         | Command::Policy {
             command: PolicyCommand::Explain { format, .. },
         } => *format,
+        Command::Rotate {
+            format: DiffFormat::Json,
+            ..
+        } => Format::Json,
         Command::Source {
             command:
                 SourceCommand::Diff {
@@ -264,6 +286,7 @@ pub fn format_of(command: &Command) -> Format {
         | Command::Policy { .. }
         | Command::Playbook { .. }
         | Command::Source { .. }
+        | Command::Rotate { .. }
         | Command::Serve => Format::Text,
     }
 }
@@ -349,6 +372,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
                 effective_at: None,
                 require_approval: false,
                 to,
+                only_findings: None,
             };
             let progress = Progress::auto();
             let mut confirm = |plan: &Plan| ask_to_apply(plan);
@@ -358,6 +382,13 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
             print_report(&report, *format);
             Ok(report_code(&report))
         }
+        Command::Rotate {
+            due: _,
+            identity,
+            apply,
+            yes,
+            format,
+        } => rotate_due(cli, identity.as_deref(), *apply, *yes, *format).await,
         Command::Resume { run, format } => {
             let engine = Engine::open(&cli.config)?;
             let report = engine.resume(run, &Progress::auto()).await?;
@@ -513,6 +544,97 @@ fn parse_to(to: &[String]) -> Result<BTreeMap<String, String>, Failure> {
         }
     }
     Ok(out)
+}
+
+/// `closeout rotate --due`: list, or with `--apply` rotate, what the rotation policy makes due.
+async fn rotate_due(
+    cli: &Cli,
+    identity: Option<&str>,
+    apply: bool,
+    yes: bool,
+    format: DiffFormat,
+) -> Result<i32, Failure> {
+    let engine = Engine::open(&cli.config)?;
+    let due = crate::rotation::due(&engine, identity).await?;
+    if !apply {
+        match format {
+            DiffFormat::Json => print_json(&due),
+            DiffFormat::Text => print(&due.render_text()),
+        }
+        return Ok(if due.due_count() > 0 {
+            exit::OPEN
+        } else {
+            exit::OK
+        });
+    }
+    if format == DiffFormat::Text {
+        print(&due.render_text());
+    }
+    let progress = Progress::auto();
+    let mut code = exit::OK;
+    let mut runs = Vec::new();
+    for i in due.identities.iter().filter(|i| !i.due.is_empty()) {
+        let options = ApplyOptions {
+            yes,
+            only_findings: Some(i.ids()),
+            ..ApplyOptions::default()
+        };
+        let mut confirm = |plan: &Plan| ask_to_apply(plan);
+        let result = engine
+            .apply(
+                crate::engine::ROTATION,
+                &i.identity,
+                &options,
+                &mut confirm,
+                &progress,
+            )
+            .await;
+        // One identity's refusal (protected, blast radius) or failure does not stop the others;
+        // the exit code is the worst seen.
+        let (this, entry) = match result {
+            Ok(report) => {
+                if format == DiffFormat::Text {
+                    print(&format!(
+                        "{}: run {} {}\n",
+                        i.identity, report.run, report.status
+                    ));
+                }
+                (
+                    report_code(&report),
+                    serde_json::json!({"identity": i.identity, "run": report.run, "status": report.status}),
+                )
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", i.identity);
+                (
+                    e.exit_code(),
+                    serde_json::json!({"identity": i.identity, "error": e.to_string()}),
+                )
+            }
+        };
+        runs.push(entry);
+        code = worst(code, this);
+    }
+    if format == DiffFormat::Json {
+        print_json(&serde_json::json!({ "due": due, "runs": runs }));
+    }
+    Ok(code)
+}
+
+/// The more serious of two exit codes: an error, then bad usage, then waiting, then open.
+fn worst(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        exit::OK => 0,
+        exit::OPEN => 1,
+        exit::WAITING => 2,
+        exit::USAGE => 3,
+        _ => 4,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }
 
 fn run_summary(r: &crate::journal::RunRecord) -> serde_json::Value {

@@ -45,6 +45,9 @@ pub struct Config {
     /// `closeout serve` (optional; defaults apply when absent).
     #[serde(default)]
     pub serve: crate::serve::ServeConfig,
+    /// `[[rotation.policy]]`: what scheduled rotation makes due (see `crate::rotation`).
+    #[serde(default)]
+    pub rotation: crate::rotation::RotationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +202,7 @@ impl Config {
                 .map_err(|e| invalid(format!("[providers.azure]: {e}")))?;
         }
         self.serve.validate().map_err(invalid)?;
+        self.rotation.policies().map_err(invalid)?;
         if self.execution.max_attempts == 0 {
             return Err(invalid(
                 "[execution] max_attempts must be at least 1".into(),

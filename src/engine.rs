@@ -15,10 +15,10 @@ use crate::registry::{Providers, RegistryError};
 use crate::report::{self, ClosureReport, ReportInput};
 use crate::resolve::{resolve, Graph};
 use crate::source::{Directory, SourceError};
-use crate::verify::{verify, Verification};
+use crate::verify::{verify, verify_acted, Verification};
 use chrono::{DateTime, Utc};
 use closeout_contract::{Finding, Identity, ProviderError, ResolveContext};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The triggers the CLI accepts (DESIGN.md §1).
@@ -117,6 +117,9 @@ impl EngineError {
     }
 }
 
+/// The trigger of scheduled rotation (`closeout rotate --due`, the serve scheduler).
+pub const ROTATION: &str = "rotation";
+
 /// How to apply.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -129,6 +132,9 @@ pub struct ApplyOptions {
     /// Wait for an approval before the first stage, whatever the playbook says (the service's
     /// policy for triggers that are not applied automatically, and for protected identities).
     pub require_approval: bool,
+    /// Act only on these finding ids (a `rotation` run: the findings the rotation policy made
+    /// due); `None`: every finding the playbook selects.
+    pub only_findings: Option<BTreeSet<String>>,
     /// A mover's new attributes (`department` → `Finance`), applied over the source's.
     pub to: BTreeMap<String, String>,
 }
@@ -299,7 +305,7 @@ impl Engine {
         Ok(Providers::connect(&self.config.providers).await?)
     }
 
-    fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
+    pub(crate) fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
         Ok(ResolveContext {
             identity: identity.clone(),
             cutoff: self.journal.containment_cutoff(&identity.id)?,
@@ -365,10 +371,20 @@ impl Engine {
         let identity = self.subject(trigger, id, to)?;
         let book = self.playbook(trigger)?;
         let providers = self.providers().await?;
-        self.plan_with(&providers, &book, &identity, trigger, "preview", Utc::now())
-            .await
+        self.plan_with(
+            &providers,
+            &book,
+            &identity,
+            trigger,
+            "preview",
+            Utc::now(),
+            None,
+        )
+        .await
     }
 
+    // Every argument is a distinct input of the plan; bundling them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     async fn plan_with(
         &self,
         providers: &Providers,
@@ -377,6 +393,7 @@ impl Engine {
         trigger: &str,
         run_id: &str,
         now: DateTime<Utc>,
+        only: Option<&BTreeSet<String>>,
     ) -> Result<Planned, EngineError> {
         let ctx = self.context(identity)?;
         let mut graph = resolve(providers, &ctx).await?;
@@ -428,6 +445,7 @@ impl Engine {
             trigger,
             facts: &facts,
             time_bound: &time_bound,
+            only,
         })?;
         Ok(Planned { graph, plan })
     }
@@ -469,7 +487,15 @@ impl Engine {
         let now = Utc::now();
         let run_id = new_run_id(now);
         let Planned { graph, mut plan } = self
-            .plan_with(&providers, &book, &identity, trigger, &run_id, now)
+            .plan_with(
+                &providers,
+                &book,
+                &identity,
+                trigger,
+                &run_id,
+                now,
+                options.only_findings.as_ref(),
+            )
             .await?;
         if options.require_approval {
             for stage in &mut plan.stages {
@@ -487,10 +513,14 @@ impl Engine {
         if !options.yes && !confirm(&plan)? {
             return Err(EngineError::Declined);
         }
-        let cutoff = self
-            .journal
-            .containment_cutoff(&identity.id)?
-            .unwrap_or(now);
+        // A rotation run's cutoff is its own start: a version it creates counts as rotated.
+        let cutoff = if trigger == ROTATION {
+            now
+        } else {
+            self.journal
+                .containment_cutoff(&identity.id)?
+                .unwrap_or(now)
+        };
         let plan_json = serde_json::to_string(&plan).map_err(|e| EngineError::StoredPlan {
             run: run_id.clone(),
             message: e.to_string(),
@@ -679,11 +709,6 @@ impl Engine {
                 break;
             }
         }
-        let acted: Vec<Finding> = plan
-            .stages
-            .iter()
-            .flat_map(|s| s.actions.iter().map(|a| a.finding.clone()))
-            .collect();
         let ctx = ResolveContext {
             identity: identity.clone(),
             cutoff: Some(run.cutoff),
@@ -704,7 +729,15 @@ impl Engine {
                 .collect();
             entitlement_live::verify_against_policy(providers, &ctx, &policy, &grants, &expected)
                 .await?
+        } else if run.trigger == ROTATION {
+            // The identity keeps its other access: only what the run rotated is checked.
+            let acted: Vec<(Finding, closeout_contract::State)> = plan
+                .actions()
+                .map(|a| (a.finding.clone(), a.expect))
+                .collect();
+            verify_acted(providers, &ctx, &acted).await?
         } else {
+            let acted: Vec<Finding> = plan.actions().map(|a| a.finding.clone()).collect();
             verify(providers, &ctx, &acted).await?
         };
         let status = if failed {

@@ -22,6 +22,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod report;
 pub mod resolve;
+pub mod rotation;
 pub mod scim;
 pub mod serve;
 pub mod source;

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub open_findings: Gauge,
     /// Drift items found by the last reconcile.
     pub drift: Gauge,
+    /// Findings the rotation policy made due at the scheduler's last pass.
+    pub rotations_due: Gauge,
 }
 
 fn action_histogram() -> Histogram {
@@ -88,8 +90,15 @@ impl Metrics {
             "Drift items found by the last reconcile of closeout serve",
             drift.clone(),
         );
+        let rotations_due = Gauge::default();
+        registry.register(
+            "rotations_due",
+            "Findings the rotation policy made due at the last pass of the scheduler",
+            rotations_due.clone(),
+        );
         Metrics {
             drift,
+            rotations_due,
             registry,
             events,
             queue_depth,

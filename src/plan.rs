@@ -44,6 +44,9 @@ pub struct PlanInput<'a> {
     /// Time-bound grants to record once their grant action (or, for ones already held, the
     /// run) has finished.
     pub time_bound: &'a [PlannedGrant],
+    /// The finding ids the plan may act on (a `rotation` run acts only on what is due); `None`:
+    /// every finding. Findings outside it are neither acted on nor listed as untouched.
+    pub only: Option<&'a BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -202,7 +205,11 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             triggers: book.triggers.join(", "),
         });
     }
-    let mut findings: Vec<&Finding> = input.findings.iter().collect();
+    let mut findings: Vec<&Finding> = input
+        .findings
+        .iter()
+        .filter(|f| input.only.is_none_or(|only| only.contains(&f.id)))
+        .collect();
     findings.sort_by(|a, b| a.id.cmp(&b.id));
     findings.dedup_by(|a, b| a.id == b.id);
 
@@ -599,11 +606,30 @@ stages:
             trigger: "leaver",
             facts: &NO_FACTS,
             time_bound: &[],
+            only: None,
         }
     }
 
     static NO_FACTS: std::sync::LazyLock<SelectionFacts> =
         std::sync::LazyLock::new(SelectionFacts::default);
+
+    #[test]
+    fn only_restricts_the_plan_to_the_given_findings() {
+        let book = book(QUICK);
+        let findings = vec![
+            f("fake", "token", "t1", Owns, Account, Active),
+            f("fake", "token", "t2", Owns, Account, Active),
+        ];
+        let (alice, bob) = (alice(), bob());
+        let since = BTreeMap::new();
+        let only: BTreeSet<String> = ["fake:token:t2".to_string()].into();
+        let mut i = input(&book, &alice, Some(&bob), &findings, &since);
+        i.only = Some(&only);
+        let plan = build(&i).unwrap();
+        assert!(plan.actions().all(|a| a.finding.id == "fake:token:t2"));
+        assert_eq!(plan.action_count(), 2);
+        assert!(plan.untouched.is_empty());
+    }
 
     use Holder::{Account, Shared};
     use Relation::{CanAssume, CanRead, Created, MemberOf, Owns};

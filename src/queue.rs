@@ -20,7 +20,7 @@
 use crate::event::{EventKind, EventSource, LifecycleEvent};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -456,6 +456,18 @@ impl EventQueue {
             .collect()
     }
 
+    /// Identities with an event of `kind` not finished yet (pending, processing or waiting for
+    /// approval): the rotation scheduler gives them no second one.
+    pub fn unfinished_identities(&self, kind: EventKind) -> Result<BTreeSet<String>, QueueError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT identity FROM event_queue WHERE kind = ?1 \
+             AND status IN ('pending', 'processing', 'waiting-approval')",
+        )?;
+        let rows = stmt.query_map(params![kind.trigger()], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r.map_err(QueueError::from)).collect()
+    }
+
     /// Events per status, every status present (zero when none), for metrics.
     pub fn counts(&self) -> Result<BTreeMap<QueueStatus, u64>, QueueError> {
         let mut counts: BTreeMap<QueueStatus, u64> =
@@ -604,6 +616,36 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let q = EventQueue::open(&dir.path().join("state/closeout.db")).expect("open");
         (dir, q)
+    }
+
+    #[test]
+    fn identities_with_an_unfinished_rotation_event_are_listed_until_it_finishes() {
+        let (_dir, q) = open();
+        let now = t("10:00:00");
+        q.submit(&event("r-a", "A", EventKind::Rotation), now)
+            .unwrap();
+        q.submit(&event("l-b", "B", EventKind::Leaver), now)
+            .unwrap();
+        let busy = |q: &EventQueue| q.unfinished_identities(EventKind::Rotation).unwrap();
+        assert_eq!(busy(&q), BTreeSet::from(["A".to_string()]));
+        let claimed = q.claim_next(now).unwrap().expect("A's rotation");
+        assert_eq!(busy(&q), BTreeSet::from(["A".to_string()]), "processing");
+        let run_id = "r1".to_string();
+        q.finish(
+            claimed.seq,
+            &claimed.token,
+            &Outcome::WaitingApproval { run_id },
+            now,
+        )
+        .unwrap();
+        assert_eq!(busy(&q), BTreeSet::from(["A".to_string()]), "waiting");
+        q.approve_waiting("r1").unwrap();
+        let claimed = q.claim_next(now).unwrap().expect("approved rotation");
+        assert_eq!(claimed.event.kind, EventKind::Rotation);
+        let run_id = "r1".to_string();
+        q.finish(claimed.seq, &claimed.token, &Outcome::Done { run_id }, now)
+            .unwrap();
+        assert!(busy(&q).is_empty());
     }
 
     #[test]

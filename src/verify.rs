@@ -6,7 +6,7 @@ use crate::resolve::{resolve, Graph};
 use closeout_contract::{Finding, ProbeOutcome, ProviderError, ResolveContext, State};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How many live-state reads and probes run at once (each provider's own gate still applies).
 const VERIFY_CONCURRENCY: usize = 8;
@@ -62,11 +62,83 @@ pub async fn verify(
         .open_findings()
         .map(|f| open_finding(f, f.state, "still bound and usable after the run".into()))
         .collect();
+    for (f, state) in live_states_of_gone(providers, ctx, acted, &final_states).await? {
+        final_states.insert(f.id.clone(), state);
+        if state.is_open() {
+            open.push(open_finding(f, state, "live state is still usable".into()));
+        }
+    }
+    let probes = probe_acted(providers, acted, &final_states, &mut open).await?;
+    open.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Verification {
+        graph,
+        final_states,
+        probes,
+        open,
+    })
+}
 
-    let mut seen = std::collections::BTreeSet::new();
+/// Verification scoped to what a run acted on (a `rotation` run): each acted finding must be
+/// in the state its action leaves, or no longer usable at all (a rotated access key is retired:
+/// inactive or deleted). The identity's other access is legitimately active and is not open;
+/// the graph in the result keeps only the acted findings so the report is about them.
+pub async fn verify_acted(
+    providers: &Providers,
+    ctx: &ResolveContext,
+    acted: &[(Finding, State)],
+) -> Result<Verification, ProviderError> {
+    let mut graph = resolve(providers, ctx).await?;
+    let expected: BTreeMap<&str, State> = acted.iter().map(|(f, s)| (f.id.as_str(), *s)).collect();
+    graph
+        .findings
+        .retain(|f| expected.contains_key(f.id.as_str()));
+    let mut final_states: BTreeMap<String, State> = graph
+        .findings
+        .iter()
+        .map(|f| (f.id.clone(), f.state))
+        .collect();
+    let findings: Vec<Finding> = acted.iter().map(|(f, _)| f.clone()).collect();
+    for (f, state) in live_states_of_gone(providers, ctx, &findings, &final_states).await? {
+        final_states.insert(f.id.clone(), state);
+    }
+    let mut open = Vec::new();
+    let mut seen = BTreeSet::new();
+    for f in findings.iter().filter(|f| seen.insert(f.id.clone())) {
+        let state = final_states.get(&f.id).copied().unwrap_or(State::Unknown);
+        let want = expected
+            .get(f.id.as_str())
+            .copied()
+            .unwrap_or(State::Rotated);
+        if state != want && state.is_open() {
+            open.push(open_finding(
+                f,
+                state,
+                format!("expected {want} after the run, live state is {state}"),
+            ));
+        }
+    }
+    let probes = probe_acted(providers, &findings, &final_states, &mut open).await?;
+    open.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Verification {
+        graph,
+        final_states,
+        probes,
+        open,
+    })
+}
+
+/// The live state of each acted finding the graph no longer shows (read one by one, with
+/// bounded concurrency).
+async fn live_states_of_gone<'a>(
+    providers: &Providers,
+    ctx: &ResolveContext,
+    acted: &'a [Finding],
+    known: &BTreeMap<String, State>,
+) -> Result<Vec<(&'a Finding, State)>, ProviderError> {
+    let mut seen = BTreeSet::new();
     let gone: Vec<&Finding> = acted
         .iter()
-        .filter(|f| !final_states.contains_key(&f.id) && seen.insert(f.id.clone()))
+        .filter(|f| !known.contains_key(&f.id) && seen.insert(f.id.clone()))
         .collect();
     let live: Vec<(&Finding, Result<State, ProviderError>)> = stream::iter(gone)
         .map(|f| async move {
@@ -79,15 +151,17 @@ pub async fn verify(
         .buffer_unordered(VERIFY_CONCURRENCY)
         .collect()
         .await;
-    for (f, state) in live {
-        let state = state?;
-        final_states.insert(f.id.clone(), state);
-        if state.is_open() {
-            open.push(open_finding(f, state, "live state is still usable".into()));
-        }
-    }
+    live.into_iter().map(|(f, s)| Ok((f, s?))).collect()
+}
 
-    let mut probed = std::collections::BTreeSet::new();
+/// Probe every acted-on finding; a probe that shows a credential still works opens it.
+async fn probe_acted(
+    providers: &Providers,
+    acted: &[Finding],
+    final_states: &BTreeMap<String, State>,
+    open: &mut Vec<OpenFinding>,
+) -> Result<Vec<ProbeRecord>, ProviderError> {
+    let mut probed = BTreeSet::new();
     let to_probe: Vec<&Finding> = acted
         .iter()
         .filter(|f| probed.insert(f.id.clone()))
@@ -124,14 +198,8 @@ pub async fn verify(
             });
         }
     }
-    open.sort_by(|a, b| a.id.cmp(&b.id));
     probes.sort_by(|a, b| a.finding.cmp(&b.finding));
-    Ok(Verification {
-        graph,
-        final_states,
-        probes,
-        open,
-    })
+    Ok(probes)
 }
 
 fn open_finding(f: &Finding, state: State, reason: String) -> OpenFinding {

@@ -7,25 +7,13 @@
 mod common;
 
 use common::vault::VaultWorld;
+use common::Service;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const API_TOKEN: &str = "test-api-token";
-
-struct Service {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn add_serve_section(world: &VaultWorld, auto_apply: &[&str]) {
     let path = world.config_path();
@@ -37,13 +25,8 @@ fn add_serve_section(world: &VaultWorld, auto_apply: &[&str]) {
 }
 
 fn start(world: &VaultWorld) -> Service {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(world.dir.path().join("serve.log"))
-        .expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_closeout"))
-        .current_dir(world.dir.path())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_closeout"));
+    cmd.current_dir(world.dir.path())
         .arg("--config")
         .arg(world.config_path())
         .arg("serve")
@@ -51,29 +34,8 @@ fn start(world: &VaultWorld) -> Service {
         .env_remove("VAULT_ADDR")
         .env("CLOSEOUT_WEBHOOK_SECRETS", SECRET)
         .env("CLOSEOUT_API_TOKEN", API_TOKEN)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("start closeout serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            panic!(
-                "closeout serve did not say where it listens:\n{}",
-                serve_log(world)
-            )
-        });
-    Service { child, base }
+        .env_remove("RUST_LOG");
+    common::start_serve(cmd, &world.dir.path().join("serve.log"))
 }
 
 fn serve_log(world: &VaultWorld) -> String {

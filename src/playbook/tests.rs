@@ -231,11 +231,35 @@ fn shipped_incident_is_valid_contains_rotates_and_deletes_nothing() {
 #[test]
 fn shipped_playbooks_pass_check_files() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
-    let files = [dir.join("leaver.yaml"), dir.join("incident.yaml")];
+    let files = [
+        dir.join("leaver.yaml"),
+        dir.join("incident.yaml"),
+        dir.join("rotation.yaml"),
+    ];
     assert_eq!(
         check_files(&files, crate::registry::CAPABILITIES),
         Vec::<Diagnostic>::new()
     );
+}
+
+#[test]
+fn shipped_rotation_rotates_every_kind_the_policy_may_name_and_only_rotates() {
+    let text = include_str!("../../playbooks/rotation.yaml");
+    let book = parse("rotation.yaml", text, crate::registry::CAPABILITIES).unwrap();
+    assert_eq!(book.triggers, ["rotation"]);
+    assert!(book.stages.last().unwrap().verify);
+    assert!(book.steps().all(|(_, s)| s.action == "rotate"));
+    // Every (provider, kind) the rotation policy knows facts for has a step.
+    for f in crate::rotation::FACTS {
+        assert!(
+            book.steps()
+                .any(|(_, s)| s.select.provider.contains(&f.provider.to_string())
+                    && s.select.kind.contains(&f.kind.to_string())),
+            "no step rotates {} {}",
+            f.provider,
+            f.kind
+        );
+    }
 }
 
 // ---------------------------------------------------------------- the good case

@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub source_poll_secs: u64,
     /// Run reconcile this often and report drift in the log and `closeout_drift` (0: off).
     pub reconcile_every_secs: u64,
+    /// Compute what the rotation policy makes due this often and store one `rotation` event per
+    /// identity with due findings (0: off).
+    pub rotation_every_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -53,6 +56,7 @@ impl Default for ServeConfig {
             shutdown_grace_secs: 30,
             source_poll_secs: 0,
             reconcile_every_secs: 0,
+            rotation_every_secs: 0,
         }
     }
 }

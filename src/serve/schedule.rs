@@ -1,7 +1,9 @@
 //! Periodic work inside `closeout serve`: the file source (diff the HR export against the last
-//! one seen, and enqueue the joiner, mover and leaver events) and reconcile on a cadence.
+//! one seen, and enqueue the joiner, mover and leaver events), reconcile, and scheduled rotation
+//! (due findings of the rotation policy become `rotation` events), each on its cadence.
 
 use super::AppState;
+use crate::event::{EventKind, EventSource, LifecycleEvent};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,6 +127,79 @@ pub(crate) async fn reconcile(
                 }
             }
             Err(e) => tracing::error!(error = %e, "reconcile failed"),
+        }
+    }
+}
+
+/// One pass of the rotation scheduler: compute what the rotation policy makes due and store one
+/// `rotation` event per identity with due findings, unless that identity already has a rotation
+/// event queued, running or waiting for approval. Returns how many events were stored.
+pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, String> {
+    let engine = crate::engine::Engine::open(&state.config_path)
+        .map_err(|e| format!("cannot open the engine: {e}"))?;
+    let report = crate::rotation::due(&engine, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::metrics::global()
+        .rotations_due
+        .set(i64::try_from(report.due_count()).unwrap_or(i64::MAX));
+    for i in &report.identities {
+        for u in &i.unknown {
+            tracing::warn!(identity = %i.identity, finding = %u.id, reason = %u.reason, "rotation: age unknown");
+        }
+    }
+    let busy = state
+        .queue
+        .unfinished_identities(EventKind::Rotation)
+        .map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now();
+    let mut stored = 0;
+    for i in report.identities.iter().filter(|i| !i.due.is_empty()) {
+        if busy.contains(&i.identity) {
+            continue;
+        }
+        let ids: Vec<String> = i.ids().into_iter().collect();
+        let event = LifecycleEvent {
+            source: EventSource::Scheduler,
+            external_id: format!(
+                "rotation-{}-{}",
+                i.identity,
+                now.format("%Y%m%dT%H%M%S%.6fZ")
+            ),
+            kind: EventKind::Rotation,
+            identity: i.identity.clone(),
+            attributes: [(crate::rotation::EVENT_FINDINGS.to_string(), ids.join(" "))].into(),
+            effective_at: now,
+        };
+        let submitted = state.queue.submit(&event, now).map_err(|e| e.to_string())?;
+        if submitted.is_new() {
+            stored += 1;
+            crate::metrics::global().event("rotation", "accepted");
+        }
+    }
+    if stored > 0 {
+        state.wake.notify_waiters();
+    }
+    Ok(stored)
+}
+
+pub(crate) async fn rotation(
+    state: Arc<AppState>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match schedule_rotations(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "rotation events stored"),
+            Err(e) => tracing::error!(error = %e, "rotation scheduler"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -119,6 +119,10 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outc
         effective_at: Some(event.effective_at),
         require_approval: !auto,
         to: mover_attributes(trigger, event),
+        // A scheduled rotation acts only on the findings the scheduler found due (and the
+        // first identity to reach a shared secret takes it); other events act on everything.
+        only_findings: (event.kind == crate::event::EventKind::Rotation)
+            .then(|| crate::rotation::event_findings(&event.attributes).unwrap_or_default()),
     };
     let seq = claimed.seq;
     let mut no_prompt = |_: &crate::plan::Plan| Ok(true);

@@ -163,6 +163,56 @@ pub fn json(o: &Output) -> serde_json::Value {
     })
 }
 
+// ---- `closeout serve` -----------------------------------------------------------------------
+
+/// A running `closeout serve`; killed when dropped.
+pub struct Service {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`, from the line the service prints once it listens.
+    pub base: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawn `cmd` (a `closeout ... serve` command), its stderr appended to `log`, and wait until it
+/// says where it listens.
+pub fn start_serve(mut cmd: Command, log: &Path) -> Service {
+    use std::io::{BufRead, BufReader};
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .expect("start closeout serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "closeout serve did not say where it listens:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        });
+    Service { child, base }
+}
+
 // ---- Reading state back (added for tests/cli_safety.rs and tests/cli_resume.rs) -------------
 
 /// A command's exit code and output, for assertion messages.

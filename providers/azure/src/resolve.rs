@@ -336,6 +336,17 @@ impl AzureProvider {
         {
             facts.insert("updated".into(), updated.to_rfc3339());
         }
+        // `created_at`: when the current version was made (the rotation policy's age).
+        if let Some(created) = object
+            .summary
+            .created
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
+        {
+            facts.insert(
+                "created_at".into(),
+                created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+        }
         let mut f = finding(
             object_kind(t),
             object_resource(vault, t, name),

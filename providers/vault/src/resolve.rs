@@ -580,11 +580,17 @@ impl VaultProvider {
                     (Some(cutoff), Some(created)) if created > cutoff => State::Rotated,
                     _ => State::Active,
                 };
+                // `created_at`: when the current version was written (the rotation policy's age).
+                let created_at = meta
+                    .current_created()
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default();
                 let a = || {
                     attrs([
                         ("mount", mount.clone()),
                         ("key", key.clone()),
                         ("current_version", meta.current_version.to_string()),
+                        ("created_at", created_at.clone()),
                     ])
                 };
                 let display = format!("KV secret {data_path}");
