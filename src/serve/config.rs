@@ -40,6 +40,9 @@ pub struct ServeConfig {
     /// Compute what the rotation policy makes due this often and store one `rotation` event per
     /// identity with due findings (0: off).
     pub rotation_every_secs: u64,
+    /// Look for time-bound grants past their expiry this often and store one `mover` event
+    /// (same attributes: converge to the policy) per identity holding one (0: off).
+    pub expiry_every_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -57,6 +60,7 @@ impl Default for ServeConfig {
             source_poll_secs: 0,
             reconcile_every_secs: 0,
             rotation_every_secs: 0,
+            expiry_every_secs: 0,
         }
     }
 }

@@ -161,6 +161,13 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
             stop_rx.clone(),
         )));
     }
+    if serve.expiry_every_secs > 0 {
+        tasks.push(Box::pin(schedule::expiry(
+            state.clone(),
+            Duration::from_secs(serve.expiry_every_secs),
+            stop_rx.clone(),
+        )));
+    }
     let workers = futures::future::join_all(tasks);
     tokio::pin!(workers);
 

@@ -203,3 +203,75 @@ pub(crate) async fn rotation(
         }
     }
 }
+
+/// One pass of the expiry scheduler: every identity with a recorded time-bound grant past its
+/// expiry gets one `mover` event with no new attributes — a run that converges it to the policy,
+/// which removes the expired grant (and revokes the sessions and rotates the secrets that came
+/// with it). The event id names the latest expiry, so a pass after the run stores a duplicate,
+/// not a second run. Returns how many events were stored.
+pub(crate) fn schedule_expiries(state: &AppState) -> Result<usize, String> {
+    let engine = crate::engine::Engine::open(&state.config_path)
+        .map_err(|e| format!("cannot open the engine: {e}"))?;
+    let now = chrono::Utc::now();
+    let expired = engine
+        .journal
+        .expired_grants(now)
+        .map_err(|e| e.to_string())?;
+    let mut latest: std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>> =
+        Default::default();
+    for (identity, grant) in &expired {
+        let at = latest.entry(identity.clone()).or_insert(grant.expires_at);
+        *at = (*at).max(grant.expires_at);
+    }
+    let busy = state
+        .queue
+        .unfinished_identities(EventKind::Mover)
+        .map_err(|e| e.to_string())?;
+    let mut stored = 0;
+    for (identity, expires_at) in latest {
+        if busy.contains(&identity) || engine.directory.get(&identity).is_none() {
+            continue;
+        }
+        let event = LifecycleEvent {
+            source: EventSource::Scheduler,
+            external_id: format!(
+                "expiry-{identity}-{}",
+                expires_at.format("%Y%m%dT%H%M%S%.6fZ")
+            ),
+            kind: EventKind::Mover,
+            identity,
+            attributes: Default::default(),
+            effective_at: now,
+        };
+        let submitted = state.queue.submit(&event, now).map_err(|e| e.to_string())?;
+        if submitted.is_new() {
+            stored += 1;
+            crate::metrics::global().event("mover", "accepted");
+        }
+    }
+    if stored > 0 {
+        state.wake.notify_waiters();
+    }
+    Ok(stored)
+}
+
+pub(crate) async fn expiry(
+    state: Arc<AppState>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match schedule_expiries(&state) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "expired grants: mover events stored"),
+            Err(e) => tracing::error!(error = %e, "expiry scheduler"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
