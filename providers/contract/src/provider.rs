@@ -204,4 +204,18 @@ pub trait Provider: Send + Sync {
             })
         }
     }
+
+    /// The non-human-identity findings (kinds such as `nhi-user`, `nhi-role`, `nhi-entity`) of
+    /// the principals a service identity from the source has in this provider, built as
+    /// `resolve` builds them for an owner (holder [`crate::Holder::Nhi`], state active, the
+    /// `owner` attribute set to the current owner record when there is one). A joiner records
+    /// its owner by a [`verbs::REASSIGN_OWNER`] action on them. Empty when the service identity
+    /// has no principal here.
+    fn nhi_findings(
+        &self,
+        nhi: &ResolveContext,
+    ) -> impl Future<Output = Result<Vec<Finding>, ProviderError>> + Send {
+        let _ = nhi;
+        async { Ok(Vec::new()) }
+    }
 }
