@@ -5,14 +5,16 @@
 //! role), `Engineering` (the old role) and `Legacy` (no rule); Alex's own Reader assignment on
 //! `rg-legacy` and an access policy naming Alex on vault `kv-legacy` (role creep, no rule names
 //! them; `kv-legacy` also has a policy for `Engineering`, so every path of Alex to its secret
-//! passes through removed access); `kv-eng` (RBAC) readable only through `Engineering`, `kv-staff` (RBAC) readable through
-//! `All Staff` and `Engineering`; the Finance rule grants group `Finance` and Reader on
+//! passes through removed access); `kv-eng` (RBAC) readable only through `Engineering`,
+//! `kv-staff` (RBAC) through `All Staff` and `Engineering`, `kv-fin` (RBAC) through `Engineering`
+//! and `Finance`, a secret in `kv-eng` tagged as Alex's own; the Finance rule grants group `Finance` and Reader on
 //! `rg-finance`. Carol, a colleague in Engineering, keeps everything; an Entra user no identity
 //! claims is reported by reconcile.
 //!
 //! Everything is read back from the providers: nothing unjustified remains, the shared
 //! membership was never touched, the new entitlements exist, the sign-in sessions were revoked,
-//! the secrets reachable only through removed access were rotated (and the shared one was not),
+//! the secrets reachable only through removed access were rotated (the shared and owned ones
+//! were not),
 //! and the audit log shows every removal before any grant.
 
 mod common;
@@ -51,6 +53,10 @@ struct Seeded {
     /// (vault, secret, seeded version)
     eng_secret: (String, String, String),
     staff_secret: (String, String, String),
+    /// In kv-fin: readable today only through Engineering, after the move through Finance.
+    forecast_secret: (String, String, String),
+    /// In kv-eng, tagged as Alex's own.
+    owned_secret: (String, String, String),
     legacy_secret: (String, String, String),
 }
 
@@ -99,25 +105,48 @@ async fn seed(api: &Api) -> Seeded {
     api.assign_role(SUB, &kv_staff, SECRETS_USER, &engineering, "Group")
         .await;
 
+    let kv_fin = api.create_vault(&rg("rg-finance"), "kv-fin", None).await;
+    api.assign_role(SUB, &kv_fin, SECRETS_USER, &finance, "Group")
+        .await;
+    api.assign_role(SUB, &kv_fin, SECRETS_USER, &engineering, "Group")
+        .await;
+
     let secret =
         |vault: &str, name: &str, version: String| (vault.to_string(), name.to_string(), version);
     let eng_secret = secret(
         "kv-eng",
         "build-signing-token",
-        api.set_secret("kv-eng", "build-signing-token", "eng-value-1")
+        api.set_secret("kv-eng", "build-signing-token", "eng-value-1", &[])
             .await,
     );
     let staff_secret = secret(
         "kv-staff",
         "office-wifi",
-        api.set_secret("kv-staff", "office-wifi", "staff-value-1")
+        api.set_secret("kv-staff", "office-wifi", "staff-value-1", &[])
             .await,
     );
     let legacy_secret = secret(
         "kv-legacy",
         "old-ftp-password",
-        api.set_secret("kv-legacy", "old-ftp-password", "legacy-value-1")
+        api.set_secret("kv-legacy", "old-ftp-password", "legacy-value-1", &[])
             .await,
+    );
+    let forecast_secret = secret(
+        "kv-fin",
+        "quarterly-forecast",
+        api.set_secret("kv-fin", "quarterly-forecast", "fin-value-1", &[])
+            .await,
+    );
+    let owned_secret = secret(
+        "kv-eng",
+        "alex-notes",
+        api.set_secret(
+            "kv-eng",
+            "alex-notes",
+            "own-value-1",
+            &[("owner", "alex.rivera@example.com")],
+        )
+        .await,
     );
     Seeded {
         alex,
@@ -132,6 +161,8 @@ async fn seed(api: &Api) -> Seeded {
         kv_legacy_id,
         eng_secret,
         staff_secret,
+        forecast_secret,
+        owned_secret,
         legacy_secret,
     }
 }
@@ -238,7 +269,13 @@ async fn snapshot(api: &Api, s: &Seeded) -> Vec<String> {
         "kv-legacy policies {:?}",
         policy_holders(api, &s.kv_legacy_id).await
     ));
-    for (vault, name, _) in [&s.eng_secret, &s.staff_secret, &s.legacy_secret] {
+    for (vault, name, _) in [
+        &s.eng_secret,
+        &s.staff_secret,
+        &s.forecast_secret,
+        &s.owned_secret,
+        &s.legacy_secret,
+    ] {
         out.push(format!(
             "{vault}/{name} {:?}",
             api.kv_versions(vault, "secrets", name).await
@@ -416,12 +453,12 @@ async fn mover_from_engineering_to_finance_is_read_back_from_azure() {
     assert_eq!(verbs("remove"), 4, "{planned:#?}");
     assert_eq!(verbs("grant"), 2, "{planned:#?}");
     assert_eq!(verbs("revoke-sessions"), 1, "{planned:#?}");
-    assert_eq!(verbs("rotate"), 2, "{planned:#?}");
+    assert_eq!(verbs("rotate"), 3, "{planned:#?}");
     assert!(
-        !planned
-            .iter()
-            .any(|(_, d)| d.contains("All Staff") || d.contains("office-wifi")),
-        "the shared membership or secret is planned: {planned:#?}"
+        !planned.iter().any(|(_, d)| d.contains("All Staff")
+            || d.contains("office-wifi")
+            || d.contains("alex-notes")),
+        "the shared membership, the shared secret or Alex's own is planned: {planned:#?}"
     );
 
     // The move.
@@ -483,15 +520,19 @@ async fn mover_from_engineering_to_finance_is_read_back_from_azure() {
         valid_from > started,
         "sessions not revoked: {valid_from} <= {started}"
     );
-    // Secrets reachable only through removed access are rotated; the shared one is not.
+    // Secrets reachable only through removed access are rotated, including one the new role
+    // reaches again (Alex may have copied it under the old one); the one shared with All Staff
+    // and the one Alex owns are not.
     assert_rotated(api, &s.eng_secret, started).await;
     assert_rotated(api, &s.legacy_secret, started).await;
-    let (vault, name, version) = &s.staff_secret;
-    let versions = api.kv_versions(vault, "secrets", name).await;
-    assert!(
-        versions.len() == 1 && &versions[0].0 == version && versions[0].1,
-        "{vault}/{name} (reachable through All Staff) was touched: {versions:?}"
-    );
+    assert_rotated(api, &s.forecast_secret, started).await;
+    for (vault, name, version) in [&s.staff_secret, &s.owned_secret] {
+        let versions = api.kv_versions(vault, "secrets", name).await;
+        assert!(
+            versions.len() == 1 && &versions[0].0 == version && versions[0].1,
+            "{vault}/{name} was touched: {versions:?}"
+        );
+    }
     // Carol is untouched.
     assert_eq!(
         (
@@ -541,7 +582,7 @@ async fn mover_from_engineering_to_finance_is_read_back_from_azure() {
             audited("rotate"),
             audited("grant")
         ),
-        (4, 1, 2, 2),
+        (4, 1, 3, 2),
         "{actions:#?}"
     );
     assert!(

@@ -434,13 +434,23 @@ impl Api {
             "objectId": object_id, "permissions": {"secrets": permissions}})
     }
 
-    /// Set a secret; returns the new version.
-    pub async fn set_secret(&self, vault: &str, name: &str, value: &str) -> String {
+    /// Set a secret with `tags`; returns the new version.
+    pub async fn set_secret(
+        &self,
+        vault: &str,
+        name: &str,
+        value: &str,
+        tags: &[(&str, &str)],
+    ) -> String {
         let url = format!(
             "{}secrets/{name}?api-version={KV_API}",
             self.vault_uri(vault)
         );
-        let body = serde_json::json!({"value": value, "contentType": "text/plain"});
+        let tags: serde_json::Map<String, Value> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        let body = serde_json::json!({"value": value, "contentType": "text/plain", "tags": tags});
         let answer = self.write(VAULT_SCOPE, "PUT", &url, &body).await;
         let id = answer["id"].as_str().expect("secret id");
         id.rsplit('/').next().unwrap_or_default().to_string()
