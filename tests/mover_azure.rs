@@ -469,7 +469,7 @@ async fn mover_from_engineering_to_finance_is_read_back_from_azure() {
     );
     let started = chrono::Utc::now().timestamp();
     // Graph keeps whole seconds: a revocation in the start's second counts.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let apply = world
         .closeout(&[
             "apply",
