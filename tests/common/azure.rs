@@ -65,6 +65,27 @@ max_in_flight = 4
         self.dir.path().join("closeout.toml")
     }
 
+    /// Point the config at another HR export and add an entitlement policy (`[policy]`).
+    pub fn use_source_and_policy(&self, hr: &std::path::Path, policy: &std::path::Path) {
+        let path = self.config_path();
+        let config = std::fs::read_to_string(&path).expect("read the config");
+        let demo = format!("path = \"{REPO}/examples/demo/hr.csv\"");
+        assert!(
+            config.contains(&demo),
+            "the config names no demo source:\n{config}"
+        );
+        let config = config.replacen(&demo, &format!("path = \"{}\"", hr.display()), 1);
+        let config = format!(
+            "{config}\n[policy]\nentitlements = \"{}\"\n",
+            policy.display()
+        );
+        std::fs::write(path, config).expect("write the config");
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("state/audit.jsonl")
+    }
+
     pub fn state_files(&self) -> [PathBuf; 2] {
         [
             self.dir.path().join("state/closeout.db"),
@@ -188,11 +209,26 @@ impl Api {
 
     /// `(status, body)` of one call with a token for `scope`.
     pub async fn call(&self, scope: &str, method: &str, url: &str) -> (u16, Value) {
+        self.send(scope, method, url, None).await
+    }
+
+    /// `(status, body)` of one call with a token for `scope` and an optional JSON body.
+    pub async fn send(
+        &self,
+        scope: &str,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let token = self.token(scope).await;
-        let r = self
+        let mut request = self
             .http
             .request(method.parse().expect("method"), url)
-            .bearer_auth(token)
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request
             .send()
             .await
             .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
@@ -270,6 +306,154 @@ impl Api {
                 )
             })
             .collect()
+    }
+}
+
+/// Seeding through the write APIs a real tenant takes (Graph, ARM, the Key Vault data plane),
+/// for tests that need a small world of their own rather than the demo organisation. Each call
+/// must succeed; a refusal fails the test with the service's answer.
+impl Api {
+    /// A write that must succeed; returns the body.
+    pub async fn write(&self, scope: &str, method: &str, url: &str, body: &Value) -> Value {
+        let (status, answer) = self.send(scope, method, url, Some(body)).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {url}: HTTP {status}: {answer}"
+        );
+        answer
+    }
+
+    /// An enabled Entra user whose UPN and mail are `email`; returns its object id.
+    pub async fn create_user(&self, email: &str, employee_id: &str) -> String {
+        let nickname = email.split('@').next().unwrap_or(email).replace('.', "");
+        let url = format!("{}/v1.0/users", self.base);
+        let body = serde_json::json!({
+            "accountEnabled": true, "displayName": email, "userPrincipalName": email,
+            "mail": email, "employeeId": employee_id, "mailNickname": nickname,
+            "passwordProfile": {"password": "Not-Printed-1"},
+        });
+        let user = self.write(GRAPH_SCOPE, "POST", &url, &body).await;
+        user["id"].as_str().expect("user id").to_string()
+    }
+
+    /// A security group; returns its object id.
+    pub async fn create_group(&self, name: &str) -> String {
+        let url = format!("{}/v1.0/groups", self.base);
+        let body = serde_json::json!({
+            "displayName": name, "mailEnabled": false, "securityEnabled": true,
+            "mailNickname": name.to_ascii_lowercase().replace(' ', "-"),
+        });
+        let group = self.write(GRAPH_SCOPE, "POST", &url, &body).await;
+        group["id"].as_str().expect("group id").to_string()
+    }
+
+    pub async fn add_member(&self, group: &str, member: &str) {
+        let url = format!("{}/v1.0/groups/{group}/members/$ref", self.base);
+        let body = serde_json::json!({
+            "@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{member}")
+        });
+        self.write(GRAPH_SCOPE, "POST", &url, &body).await;
+    }
+
+    /// A subscription (through its alias) with the resource groups `groups`.
+    pub async fn create_subscription(&self, subscription: &str, groups: &[&str]) {
+        let url = format!(
+            "{}/providers/Microsoft.Subscription/aliases/a-{subscription}?api-version=2021-10-01",
+            self.base
+        );
+        let body = serde_json::json!({"properties": {
+            "displayName": subscription, "workload": "Production",
+            "billingScope": "/billingAccounts/test", "subscriptionId": subscription}});
+        self.write(ARM_SCOPE, "PUT", &url, &body).await;
+        for rg in groups {
+            let url = format!(
+                "{}/subscriptions/{subscription}/resourcegroups/{rg}?api-version=2021-04-01",
+                self.base
+            );
+            let body = serde_json::json!({"location": "westeurope"});
+            self.write(ARM_SCOPE, "PUT", &url, &body).await;
+        }
+    }
+
+    /// Assign the built-in role `role_guid` to `principal` at `scope`; returns the assignment id.
+    pub async fn assign_role(
+        &self,
+        subscription: &str,
+        scope: &str,
+        role_guid: &str,
+        principal: &str,
+        principal_type: &str,
+    ) -> String {
+        // ARM takes any GUID as the assignment's name.
+        let h = format!("{:032x}", rand::random::<u128>());
+        let name = format!(
+            "{}-{}-4{}-8{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[13..16],
+            &h[17..20],
+            &h[20..32]
+        );
+        let url = format!(
+            "{}{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01",
+            self.base
+        );
+        let body = serde_json::json!({"properties": {
+            "roleDefinitionId": format!(
+                "/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
+            ),
+            "principalId": principal, "principalType": principal_type}});
+        let answer = self.write(ARM_SCOPE, "PUT", &url, &body).await;
+        answer["id"].as_str().expect("assignment id").to_string()
+    }
+
+    /// A Key Vault in `rg_scope`: RBAC when `access_policies` is `None`, else the access-policy
+    /// model with those policies. Returns its ARM id.
+    pub async fn create_vault(
+        &self,
+        rg_scope: &str,
+        name: &str,
+        access_policies: Option<Value>,
+    ) -> String {
+        let url = format!(
+            "{}{rg_scope}/providers/Microsoft.KeyVault/vaults/{name}?api-version=2023-07-01",
+            self.base
+        );
+        let body = serde_json::json!({"location": "westeurope", "properties": {
+            "tenantId": closeout_azure_double::DEFAULT_TENANT_ID,
+            "sku": {"family": "A", "name": "standard"},
+            "enableRbacAuthorization": access_policies.is_none(),
+            "accessPolicies": access_policies.unwrap_or_else(|| serde_json::json!([]))}});
+        let vault = self.write(ARM_SCOPE, "PUT", &url, &body).await;
+        vault["id"].as_str().expect("vault id").to_string()
+    }
+
+    /// An access policy entry naming `object_id` with secret `permissions`.
+    pub fn access_policy(object_id: &str, permissions: &[&str]) -> Value {
+        serde_json::json!({"tenantId": closeout_azure_double::DEFAULT_TENANT_ID,
+            "objectId": object_id, "permissions": {"secrets": permissions}})
+    }
+
+    /// Set a secret with `tags`; returns the new version.
+    pub async fn set_secret(
+        &self,
+        vault: &str,
+        name: &str,
+        value: &str,
+        tags: &[(&str, &str)],
+    ) -> String {
+        let url = format!(
+            "{}secrets/{name}?api-version={KV_API}",
+            self.vault_uri(vault)
+        );
+        let tags: serde_json::Map<String, Value> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        let body = serde_json::json!({"value": value, "contentType": "text/plain", "tags": tags});
+        let answer = self.write(VAULT_SCOPE, "PUT", &url, &body).await;
+        let id = answer["id"].as_str().expect("secret id");
+        id.rsplit('/').next().unwrap_or_default().to_string()
     }
 }
 
