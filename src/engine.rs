@@ -301,6 +301,33 @@ impl Engine {
         moved(&identity, to)
     }
 
+    /// The NHI findings of every service identity the source names `identity` the owner of
+    /// (its `manager`), in every provider: a joiner records the identity as their owner.
+    async fn nhis_created_for(
+        &self,
+        providers: &Providers,
+        identity: &Identity,
+    ) -> Result<Vec<Finding>, EngineError> {
+        let mut out = Vec::new();
+        let services = self.directory.identities().iter().filter(|s| {
+            s.kind == closeout_contract::IdentityKind::Service
+                && s.status == closeout_contract::IdentityStatus::Active
+                && s.manager
+                    .as_deref()
+                    .is_some_and(|m| identity.is_named_by(m))
+        });
+        for service in services {
+            let ctx = ResolveContext {
+                identity: service.clone(),
+                cutoff: None,
+            };
+            for provider in providers.iter() {
+                out.extend(provider.nhi_findings(&ctx).await?);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn providers(&self) -> Result<Providers, EngineError> {
         Ok(Providers::connect(&self.config.providers).await?)
     }
@@ -414,6 +441,11 @@ impl Engine {
             graph.findings.extend(prepared.grant_findings);
             facts = prepared.facts;
             time_bound = prepared.time_bound;
+        }
+        if trigger == "joiner" {
+            let nhis = self.nhis_created_for(providers, identity).await?;
+            facts.nhis_created_for = nhis.iter().map(|f| f.id.clone()).collect();
+            graph.findings.extend(nhis);
         }
         let acted = self.journal.state_since()?;
         let observed = self.journal.observations()?;

@@ -175,7 +175,13 @@ fn params_for(
     if verb.name == verbs::REVOKE_SESSIONS.name {
         params.sessions_issued_before = Some(input.now);
     }
-    if verb.name == verbs::REASSIGN_OWNER.name {
+    if verb.name == verbs::REASSIGN_OWNER.name && input.facts.nhis_created_for.contains(&finding.id)
+    {
+        // A joiner's NHI: the owner record names the identity itself, in the form the
+        // provider's owner records use (email).
+        let old = finding.attr("owner").unwrap_or(&input.identity.email);
+        params.new_owner = Some(input.identity.name_in_form_of(old));
+    } else if verb.name == verbs::REASSIGN_OWNER.name {
         let manager = input.manager.ok_or_else(|| PlanError::NoManager {
             identity: input.identity.id.clone(),
             step: step.name.clone(),
@@ -263,17 +269,24 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     }
                 }
                 let params = params_for(input, step, finding, &verb)?;
+                // A joiner's NHI stays in use: once its owner record names the identity, it
+                // resolves as an active NHI the identity owns.
+                let leaves = if input.facts.nhis_created_for.contains(id) {
+                    State::Active
+                } else {
+                    verb.leaves
+                };
                 actions.push(PlannedAction {
                     key: idempotency_key(input.run_id, &stage.name, &step.name, id, &step.action),
                     stage: stage.name.clone(),
                     step: step.name.clone(),
                     verb: step.action.clone(),
-                    expect: verb.leaves,
+                    expect: leaves,
                     finding: (*finding).clone(),
                     params,
                     requires_approval: step.requires_approval,
                 });
-                projected.insert(id, verb.leaves);
+                projected.insert(id, leaves);
                 changed.insert(id);
             }
         }

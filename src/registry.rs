@@ -101,6 +101,10 @@ impl ProviderHandle {
         dispatch!(self, p => p.grant_finding(ctx, entitlement).await)
     }
 
+    pub async fn nhi_findings(&self, nhi: &ResolveContext) -> Result<Vec<Finding>, ProviderError> {
+        dispatch!(self, p => p.nhi_findings(nhi).await)
+    }
+
     pub async fn unclaimed_accounts(
         &self,
         identities: &[Identity],

@@ -148,15 +148,23 @@ pub enum Reach {
     /// The plan removes at least one entitlement in the finding's provider (sessions whose
     /// permissions were fixed when they were issued: sign-in sessions, tokens).
     ProviderLosingAccess,
+    /// A non-human identity the source says was created for the identity (a service identity
+    /// whose owner it is): a joiner records the identity as its owner.
+    CreatedForIdentity,
 }
 
 impl Reach {
-    pub const ALL: [Reach; 2] = [Reach::OnlyThroughRemoved, Reach::ProviderLosingAccess];
+    pub const ALL: [Reach; 3] = [
+        Reach::OnlyThroughRemoved,
+        Reach::ProviderLosingAccess,
+        Reach::CreatedForIdentity,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Reach::OnlyThroughRemoved => "only-through-removed",
             Reach::ProviderLosingAccess => "provider-losing-access",
+            Reach::CreatedForIdentity => "created-for-identity",
         }
     }
 
@@ -175,6 +183,8 @@ pub struct SelectionFacts {
     pub only_through_removed: BTreeSet<String>,
     /// Providers in which the plan removes an entitlement.
     pub providers_losing_access: BTreeSet<String>,
+    /// NHI findings of the service identities created for the identity (joiners).
+    pub nhis_created_for: BTreeSet<String>,
 }
 
 /// Which findings a step acts on. Every listed dimension must match; an empty `relation`,
@@ -215,6 +225,7 @@ impl Selector {
                 Some(Reach::ProviderLosingAccess) => {
                     facts.providers_losing_access.contains(&finding.provider)
                 }
+                Some(Reach::CreatedForIdentity) => facts.nhis_created_for.contains(&finding.id),
             }
     }
 }
