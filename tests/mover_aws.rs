@@ -401,7 +401,7 @@ async fn engineer_moves_to_finance_read_back_from_aws() {
 
     // Nothing unjustified remains; the shared group stays; the new entitlements exist.
     assert_eq!(groups(&after, USER), ["finance", "staff"], "{after:#?}");
-    assert_eq!(attached(&after, USER), [org.finance_policy.clone()]);
+    assert_eq!(attached(&after, USER), [org.finance_policy.as_str()]);
     assert!(
         inline(&after, &format!("user/{USER}")).is_empty(),
         "{after:#?}"
@@ -517,7 +517,7 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_aws() {
 
     let after = account_snapshot(&sdk).await;
     assert_eq!(groups(&after, "joe.new"), ["finance", "oncall", "staff"]);
-    assert_eq!(attached(&after, "joe.new"), [org.finance_policy.clone()]);
+    assert_eq!(attached(&after, "joe.new"), [org.finance_policy.as_str()]);
 
     // Only the time-bound grant is recorded, expiring an hour after it was made.
     let grants = journal_grants(&world.journal_path());
