@@ -385,6 +385,29 @@ async fn engineer_moves_to_finance_read_back_from_aws() {
     let before = account_snapshot(&sdk).await;
     let plan = mover(&world, "plan");
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    let plan = json(&plan);
+    let stages: Vec<&str> = plan["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        stages,
+        ["remove", "revoke-sessions", "rotate", "grant", "verify"]
+    );
+    // The text plan says the shared membership and the other role stay (not "reported open").
+    let text = world.closeout(&[
+        "plan",
+        "mover",
+        "--identity",
+        PERSON,
+        "--to",
+        "department=Finance",
+    ]);
+    let text = common::stdout(&text);
+    assert!(text.contains("they stay as they are"), "{text}");
+    assert!(!text.contains("verify will report them open"), "{text}");
     assert_eq!(
         account_snapshot(&sdk).await,
         before,
