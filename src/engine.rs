@@ -183,7 +183,7 @@ pub fn moved(identity: &Identity, to: &BTreeMap<String, String>) -> Result<Ident
 
 /// Triggers planned from the entitlement policy.
 fn uses_policy(trigger: &str) -> bool {
-    matches!(trigger, "mover" | "joiner")
+    plan::verified_against_policy(trigger)
 }
 
 /// A plan together with the graph it came from.

@@ -132,12 +132,19 @@ pub struct Plan {
     pub max_actions: Option<usize>,
     pub stages: Vec<PlannedStage>,
     pub deferred: Vec<Deferred>,
-    /// Ids of open findings that no step acts on (now or deferred); verify will report them.
+    /// Ids of open findings that no step acts on (now or deferred); verify reports them, except
+    /// for a mover or joiner, which leaves them as they are.
     pub untouched: Vec<String>,
     /// Time-bound grants the run records (expiry scheduling): each once the action granting
     /// `finding_id` finished, or at once when it is already held.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub time_bound: Vec<PlannedGrant>,
+}
+
+/// Triggers planned from the entitlement policy and verified against it (movers, joiners):
+/// their findings no step acts on are meant to stay open.
+pub fn verified_against_policy(trigger: &str) -> bool {
+    matches!(trigger, "mover" | "joiner")
 }
 
 /// A time-bound grant a run records, with the finding whose grant action it waits for.
@@ -469,11 +476,24 @@ impl Plan {
                 }
             }
         }
+        // A mover or joiner verifies against the entitlement policy, not "everything closed":
+        // what it does not act on (the shared baseline, roles and secrets still reached) stays.
+        let policy_verified = verified_against_policy(&self.trigger);
         if !self.untouched.is_empty() {
             let _ = writeln!(
                 out,
-                "\nOpen findings no step acts on ({}); verify will report them open unless they close on their own:",
-                self.untouched.len()
+                "{}",
+                if policy_verified {
+                    format!(
+                        "\nOpen findings no step acts on ({}); they stay as they are (verify compares the live entitlements with the policy):",
+                        self.untouched.len()
+                    )
+                } else {
+                    format!(
+                        "\nOpen findings no step acts on ({}); verify will report them open unless they close on their own:",
+                        self.untouched.len()
+                    )
+                }
             );
             for id in &self.untouched {
                 let _ = writeln!(out, "    ! {id}");
@@ -483,7 +503,7 @@ impl Plan {
         let approvals = self.approval_count();
         let _ = writeln!(
             out,
-            "Plan: {} action{}{}, {} deferred, {} untouched open finding{}.",
+            "Plan: {} action{}{}, {} deferred, {} {} finding{}.",
             self.action_count(),
             if self.action_count() == 1 { "" } else { "s" },
             if approvals > 0 {
@@ -493,6 +513,11 @@ impl Plan {
             },
             self.deferred.len(),
             self.untouched.len(),
+            if policy_verified {
+                "kept open"
+            } else {
+                "untouched open"
+            },
             if self.untouched.len() == 1 { "" } else { "s" },
         );
         if self.exceeds_limit() {
@@ -1194,6 +1219,21 @@ stages:
             text.contains("(2 requiring approval)") || text.contains("(1 requiring approval)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_mover_plan_says_its_untouched_findings_stay() {
+        let mut plan = leaver_plan();
+        plan.trigger = "mover".into();
+        let text = plan.render_text();
+        assert!(
+            text.contains(
+                "they stay as they are (verify compares the live entitlements with the policy)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("verify will report them open"), "{text}");
+        assert!(text.contains("5 deferred, 2 kept open findings."), "{text}");
     }
 
     #[test]

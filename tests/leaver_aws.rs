@@ -7,7 +7,7 @@ mod common;
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::Client as Secrets;
-use common::{json, stderr, stdout, World};
+use common::{json, stderr, stdout, urlencoding_decode, World};
 use std::collections::BTreeMap;
 
 const LEAVER: &str = "E1001";
@@ -385,22 +385,4 @@ fn unknown_identity_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("E9999"), "{}", stderr(&out));
     assert!(json(&out)["error"].as_str().unwrap().contains("E9999"));
-}
-
-fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

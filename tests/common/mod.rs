@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod azure;
+pub mod mover;
 pub mod vault;
 
 use closeout_testkit::MotoServer;
@@ -326,7 +327,12 @@ pub fn plan_keys(plan: &serde_json::Value) -> Vec<String> {
 
 /// The audit log's records, parsed (empty when there is no log).
 pub fn audit_records(world: &World) -> Vec<serde_json::Value> {
-    match std::fs::read_to_string(world.audit_path()) {
+    audit_records_at(&world.audit_path())
+}
+
+/// The audit log's records at `path`, parsed (empty when there is no log).
+pub fn audit_records_at(path: &Path) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(path) {
         Ok(text) => text
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
@@ -563,4 +569,23 @@ pub fn secret_version(
                 .any(|s| s == stage)
                 .then(|| id.to_string())
         })
+}
+
+/// Decode an IAM policy document as IAM returns it (URL-encoded).
+pub fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

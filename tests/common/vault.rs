@@ -192,6 +192,18 @@ impl Api {
             == 200
     }
 
+    /// `lookup-accessor` (as root) finds the token: it is still live.
+    pub async fn accessor_lives(&self, accessor: &str) -> bool {
+        self.call(
+            "POST",
+            "auth/token/lookup-accessor",
+            Some(&self.root),
+            Some(json!({ "accessor": accessor })),
+        )
+        .await
+        .0 == 200
+    }
+
     pub async fn userpass_login_works(&self, user: &str, password: &str) -> bool {
         self.call(
             "POST",
@@ -233,7 +245,7 @@ impl Api {
     }
 
     /// Everything Closeout can change, as sorted `what -> state` lines: tokens, entities
-    /// (disabled, owner), group members, userpass users, AppRole secret-ids, KV versions, PKI
+    /// (disabled, owner, policies), group members, userpass users, AppRole secret-ids, KV versions, PKI
     /// revocations. Two equal snapshots mean nothing Closeout acts on changed.
     pub async fn snapshot(&self) -> BTreeMap<String, String> {
         let mut s = BTreeMap::new();
@@ -248,8 +260,8 @@ impl Api {
             s.insert(
                 format!("entity/{}", d["name"].as_str().unwrap_or_default()),
                 format!(
-                    "disabled={} owner={}",
-                    d["disabled"], d["metadata"]["owner"]
+                    "disabled={} owner={} policies={}",
+                    d["disabled"], d["metadata"]["owner"], d["policies"]
                 ),
             );
         }
