@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::serve::{api, wait_until, API_TOKEN};
 use common::{account_snapshot, describe, journal_runs, json, secret_version, World, REPO};
 
 const HR: &str = "\
@@ -209,23 +210,7 @@ async fn rotate_due_lists_then_rotates_what_the_policy_makes_due() {
     assert_eq!(journal_runs(&world).len(), 1);
 }
 
-const API_TOKEN: &str = "rotation-test-token";
-
-async fn api(
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> serde_json::Value {
-    let mut req = reqwest::Client::new()
-        .request(method.parse().expect("method"), format!("{base}{path}"))
-        .bearer_auth(API_TOKEN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("the service answers");
-    r.json().await.unwrap_or(serde_json::Value::Null)
-}
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Rotation events of `identity` in the service's queue, with their status.
 fn rotation_events(world: &World, identity: &str) -> Vec<String> {
@@ -240,18 +225,6 @@ fn rotation_events(world: &World, identity: &str) -> Vec<String> {
     stmt.query_map([identity], |r| r.get(0))
         .map(|rows| rows.filter_map(Result::ok).collect())
         .unwrap_or_default()
-}
-
-async fn wait_until(what: &str, log: &std::path::Path, mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(90),
-            "timed out waiting for {what}\nservice log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
 }
 
 /// The scheduler of `closeout serve` (every second) stores one rotation event for Pat, and no
@@ -274,11 +247,16 @@ async fn the_serve_scheduler_submits_one_rotation_event_per_identity() {
     cmd.env("CLOSEOUT_API_TOKEN", API_TOKEN);
     let service = common::start_serve(cmd, &log);
 
-    wait_until("a rotation run of P1 waiting for approval", &log, || {
-        journal_runs(&world).iter().any(|r| {
-            r.identity == "P1" && r.trigger == "rotation" && r.status == "waiting-approval"
-        })
-    })
+    wait_until(
+        "a rotation run of P1 waiting for approval",
+        &log,
+        TIMEOUT,
+        || {
+            journal_runs(&world).iter().any(|r| {
+                r.identity == "P1" && r.trigger == "rotation" && r.status == "waiting-approval"
+            })
+        },
+    )
     .await;
     // Three more passes of the scheduler: still one event and one run for P1.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -302,15 +280,15 @@ async fn the_serve_scheduler_submits_one_rotation_event_per_identity() {
     assert!(metrics.contains("closeout_rotations_due 2"), "{metrics}");
 
     let run = runs[0].id.clone();
-    let approved = api(
+    let (status, approved) = api(
         &service.base,
         "POST",
         &format!("/v1/runs/{run}/approve"),
         Some(serde_json::json!({"approver": "sec-lead"})),
     )
     .await;
-    assert!(!approved.is_null(), "approve answered nothing");
-    wait_until("the approved rotation run to close", &log, || {
+    assert_eq!(status, 202, "approve: {approved}");
+    wait_until("the approved rotation run to close", &log, TIMEOUT, || {
         journal_runs(&world)
             .iter()
             .any(|r| r.id == run && r.status == "closed")

@@ -8,12 +8,13 @@ mod common;
 
 use common::vault::VaultWorld;
 use common::Service;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-const API_TOKEN: &str = "test-api-token";
+use common::serve::{
+    api, post_event as post, signed, wait_until, API_TOKEN, WEBHOOK_SECRET as SECRET,
+};
 
 fn add_serve_section(world: &VaultWorld, auto_apply: &[&str]) {
     let path = world.config_path();
@@ -42,42 +43,6 @@ fn serve_log(world: &VaultWorld) -> String {
     std::fs::read_to_string(world.dir.path().join("serve.log")).unwrap_or_default()
 }
 
-fn signed(id: &str, body: &str, at: i64) -> Vec<(&'static str, String)> {
-    let ts = at.to_string();
-    let secret = closeout::webhook::WebhookSecret::parse(SECRET).expect("secret");
-    let signature = closeout::webhook::sign(&secret, id, at, body.as_bytes());
-    vec![
-        ("webhook-id", id.to_string()),
-        ("webhook-timestamp", ts),
-        ("webhook-signature", signature),
-    ]
-}
-
-async fn post(base: &str, headers: &[(&'static str, String)], body: &str) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}/v1/events"))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let r = req.send().await.expect("the service answers");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn api(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method.parse().expect("method"), format!("{base}{path}"))
-        .bearer_auth(API_TOKEN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("the service answers");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Runs of `identity` in the journal: (run id, status).
 fn runs_of(world: &VaultWorld, identity: &str) -> Vec<(String, String)> {
     let db = world.dir.path().join("state/closeout.db");
@@ -99,21 +64,8 @@ fn actions_started(world: &VaultWorld) -> usize {
         .unwrap_or(0) as usize
 }
 
-async fn wait_for(
-    what: &str,
-    world: &VaultWorld,
-    timeout: Duration,
-    mut done: impl FnMut() -> bool,
-) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out waiting for {what}\nservice log:\n{}",
-            serve_log(world)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn wait_for(what: &str, world: &VaultWorld, timeout: Duration, done: impl FnMut() -> bool) {
+    wait_until(what, &world.dir.path().join("serve.log"), timeout, done).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

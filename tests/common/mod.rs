@@ -5,6 +5,7 @@
 
 pub mod azure;
 pub mod mover;
+pub mod serve;
 pub mod vault;
 
 use closeout_testkit::MotoServer;

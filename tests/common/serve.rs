@@ -1,0 +1,65 @@
+//! Driving a running `closeout serve` from outside: signed webhooks, the API, waiting for the
+//! service to get somewhere.
+
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The Standard Webhooks specification's example secret.
+pub const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub const API_TOKEN: &str = "test-api-token";
+
+/// The Standard Webhooks headers for `body`, signed with [`WEBHOOK_SECRET`] at `at`.
+pub fn signed(id: &str, body: &str, at: i64) -> Vec<(&'static str, String)> {
+    let secret = closeout::webhook::WebhookSecret::parse(WEBHOOK_SECRET).expect("secret");
+    let signature = closeout::webhook::sign(&secret, id, at, body.as_bytes());
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", at.to_string()),
+        ("webhook-signature", signature),
+    ]
+}
+
+/// `POST /v1/events` with these headers: (status, JSON body or null).
+pub async fn post_event(
+    base: &str,
+    headers: &[(&'static str, String)],
+    body: &str,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let r = req.send().await.expect("the service answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// One call of the read and approval API with [`API_TOKEN`]: (status, JSON body or null).
+pub async fn api(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().expect("method"), format!("{base}{path}"))
+        .bearer_auth(API_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("the service answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Poll `done` until it holds; after `timeout` fail with the service's log.
+pub async fn wait_until(what: &str, log: &Path, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {what}\nservice log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
