@@ -82,19 +82,16 @@ pub(crate) fn poll_source(state: &AppState) -> Result<usize, String> {
 pub(crate) async fn file_source(
     state: Arc<AppState>,
     every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        match poll_source(&state) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "HR export changed: events stored"),
-            Err(e) => tracing::error!(error = %e, "file source"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-    }
+    on_cadence(
+        state,
+        every,
+        stop,
+        "file source (HR export)",
+        |s| async move { poll_source(&s) },
+    )
+    .await
 }
 
 pub(crate) async fn reconcile(
@@ -153,28 +150,41 @@ pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, String
         .unfinished_identities(EventKind::Rotation)
         .map_err(|e| e.to_string())?;
     let now = chrono::Utc::now();
+    let events = report
+        .identities
+        .iter()
+        .filter(|i| !i.due.is_empty() && !busy.contains(&i.identity))
+        .map(|i| {
+            let ids: Vec<String> = i.ids().into_iter().collect();
+            LifecycleEvent {
+                source: EventSource::Scheduler,
+                external_id: format!(
+                    "rotation-{}-{}",
+                    i.identity,
+                    now.format("%Y%m%dT%H%M%S%.6fZ")
+                ),
+                kind: EventKind::Rotation,
+                identity: i.identity.clone(),
+                attributes: [(crate::rotation::EVENT_FINDINGS.to_string(), ids.join(" "))].into(),
+                effective_at: now,
+            }
+        });
+    store_events(state, events, now)
+}
+
+/// Store the scheduler's events (a duplicate id is not stored twice) and wake the workers.
+/// Returns how many were new.
+fn store_events(
+    state: &AppState,
+    events: impl IntoIterator<Item = LifecycleEvent>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, String> {
     let mut stored = 0;
-    for i in report.identities.iter().filter(|i| !i.due.is_empty()) {
-        if busy.contains(&i.identity) {
-            continue;
-        }
-        let ids: Vec<String> = i.ids().into_iter().collect();
-        let event = LifecycleEvent {
-            source: EventSource::Scheduler,
-            external_id: format!(
-                "rotation-{}-{}",
-                i.identity,
-                now.format("%Y%m%dT%H%M%S%.6fZ")
-            ),
-            kind: EventKind::Rotation,
-            identity: i.identity.clone(),
-            attributes: [(crate::rotation::EVENT_FINDINGS.to_string(), ids.join(" "))].into(),
-            effective_at: now,
-        };
+    for event in events {
         let submitted = state.queue.submit(&event, now).map_err(|e| e.to_string())?;
         if submitted.is_new() {
             stored += 1;
-            crate::metrics::global().event("rotation", "accepted");
+            crate::metrics::global().event(event.kind.trigger(), "accepted");
         }
     }
     if stored > 0 {
@@ -183,25 +193,42 @@ pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, String
     Ok(stored)
 }
 
-pub(crate) async fn rotation(
+/// Run `pass` now and then every `every` until stopped, logging what it stored.
+async fn on_cadence<F, Fut>(
     state: Arc<AppState>,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+    what: &'static str,
+    pass: F,
+) where
+    F: Fn(Arc<AppState>) -> Fut,
+    Fut: std::future::Future<Output = Result<usize, String>>,
+{
     loop {
         if *stop.borrow() {
             return;
         }
-        match schedule_rotations(&state).await {
+        match pass(state.clone()).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "rotation events stored"),
-            Err(e) => tracing::error!(error = %e, "rotation scheduler"),
+            Ok(n) => tracing::info!(events = n, "{what}: events stored"),
+            Err(e) => tracing::error!(error = %e, "{what}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
     }
+}
+
+pub(crate) async fn rotation(
+    state: Arc<AppState>,
+    every: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    on_cadence(state, every, stop, "rotation scheduler", |s| async move {
+        schedule_rotations(&s).await
+    })
+    .await
 }
 
 /// One pass of the expiry scheduler: every identity with a recorded time-bound grant past its
@@ -227,12 +254,12 @@ pub(crate) fn schedule_expiries(state: &AppState) -> Result<usize, String> {
         .queue
         .unfinished_identities(EventKind::Mover)
         .map_err(|e| e.to_string())?;
-    let mut stored = 0;
-    for (identity, expires_at) in latest {
-        if busy.contains(&identity) || engine.directory.get(&identity).is_none() {
-            continue;
-        }
-        let event = LifecycleEvent {
+    let events = latest
+        .into_iter()
+        .filter(|(identity, _)| {
+            !busy.contains(identity) && engine.directory.get(identity).is_some()
+        })
+        .map(|(identity, expires_at)| LifecycleEvent {
             source: EventSource::Scheduler,
             external_id: format!(
                 "expiry-{identity}-{}",
@@ -242,36 +269,17 @@ pub(crate) fn schedule_expiries(state: &AppState) -> Result<usize, String> {
             identity,
             attributes: Default::default(),
             effective_at: now,
-        };
-        let submitted = state.queue.submit(&event, now).map_err(|e| e.to_string())?;
-        if submitted.is_new() {
-            stored += 1;
-            crate::metrics::global().event("mover", "accepted");
-        }
-    }
-    if stored > 0 {
-        state.wake.notify_waiters();
-    }
-    Ok(stored)
+        });
+    store_events(state, events, now)
 }
 
 pub(crate) async fn expiry(
     state: Arc<AppState>,
     every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        match schedule_expiries(&state) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "expired grants: mover events stored"),
-            Err(e) => tracing::error!(error = %e, "expiry scheduler"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-    }
+    on_cadence(state, every, stop, "expiry scheduler", |s| async move {
+        schedule_expiries(&s)
+    })
+    .await
 }
