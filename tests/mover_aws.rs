@@ -6,7 +6,7 @@ mod common;
 
 use common::mover::{
     assert_never_touched, assert_removals_before_grants, drift_of, explain_line, journal_grants,
-    use_source_and_policy, write_hr, Person,
+    use_source_and_policy, write_cast,
 };
 use common::{
     account_snapshot, audit_records, describe, json, secret_version, urlencoding_decode, World,
@@ -209,29 +209,7 @@ async fn seed(world: &World) -> Org {
 /// The HR export (the person still in Engineering), the policy, and the config naming both.
 fn write_source_and_policy(world: &World, org: &Org, person_department: &str) {
     let hr = world.dir.path().join("hr.csv");
-    write_hr(
-        &hr,
-        &[
-            Person {
-                id: PERSON,
-                email: "pat.lee@example.com",
-                department: person_department,
-                tags: "",
-            },
-            Person {
-                id: "E2002",
-                email: "sam.ro@example.com",
-                department: "Engineering",
-                tags: "",
-            },
-            Person {
-                id: "E2003",
-                email: "joe.new@example.com",
-                department: "Finance",
-                tags: "oncall",
-            },
-        ],
-    );
+    write_cast(&hr, PERSON, person_department);
     let policy = world.dir.path().join("entitlements.yaml");
     std::fs::write(
         &policy,

@@ -6,7 +6,7 @@ mod common;
 
 use common::mover::{
     assert_never_touched, assert_removals_before_grants, drift_of, explain_line, journal_grants,
-    use_source_and_policy, write_hr, Person,
+    use_source_and_policy, write_cast,
 };
 use common::vault::{Api, VaultWorld};
 use common::{audit_records_at, describe, json, stdout};
@@ -144,29 +144,7 @@ async fn seed(api: &Api) -> Org {
 /// The HR export and the policy, and the config naming both.
 fn write_source_and_policy(world: &VaultWorld, person_department: &str) {
     let hr = world.dir.path().join("hr.csv");
-    write_hr(
-        &hr,
-        &[
-            Person {
-                id: PERSON,
-                email: "pat.lee@example.com",
-                department: person_department,
-                tags: "",
-            },
-            Person {
-                id: "E2002",
-                email: "sam.ro@example.com",
-                department: "Engineering",
-                tags: "",
-            },
-            Person {
-                id: "E2003",
-                email: "joe.new@example.com",
-                department: "Finance",
-                tags: "oncall",
-            },
-        ],
-    );
+    write_cast(&hr, PERSON, person_department);
     let policy = world.dir.path().join("entitlements.yaml");
     std::fs::write(
         &policy,

@@ -29,6 +29,34 @@ pub fn write_hr(path: &Path, people: &[Person<'_>]) {
     std::fs::write(path, csv).expect("write the HR export");
 }
 
+/// The mover tests' HR export: the person (`id`, pat.lee@, in `department`), a colleague who
+/// stays in Engineering (sam.ro@) and a Finance joiner on the on-call rota (joe.new@, E2003).
+pub fn write_cast(path: &Path, id: &str, department: &str) {
+    write_hr(
+        path,
+        &[
+            Person {
+                id,
+                email: "pat.lee@example.com",
+                department,
+                tags: "",
+            },
+            Person {
+                id: "E2002",
+                email: "sam.ro@example.com",
+                department: "Engineering",
+                tags: "",
+            },
+            Person {
+                id: "E2003",
+                email: "joe.new@example.com",
+                department: "Finance",
+                tags: "oncall",
+            },
+        ],
+    );
+}
+
 /// Point a test config (written with the demo HR export) at `hr` and add `[policy]`.
 pub fn use_source_and_policy(config: &Path, hr: &Path, policy: &Path) {
     let text = std::fs::read_to_string(config).expect("read config");
