@@ -5,7 +5,8 @@
 //! - [`AwsProvider`] implements [`closeout_contract::Provider`]: `resolve` turns an identity into
 //!   findings with explained paths (see [`CAPABILITIES`] for the kinds and verbs), `execute` runs
 //!   one action idempotently, `live_state` and `probe` read the provider for verification;
-//!   `entitlement`, `grant_finding` and `unclaimed_accounts` serve movers, joiners and reconcile.
+//!   `entitlement`, `grant_finding`, `unclaimed_accounts` and `nhi_findings` serve movers,
+//!   joiners and reconcile.
 //!
 //! Module map: `config` (configuration), `policy` (pure IAM policy evaluation), `inventory`
 //! (reading IAM and Secrets Manager), `resolve` (correlation and reachability: findings and
@@ -318,6 +319,13 @@ impl Provider for AwsProvider {
         identities: &[Identity],
     ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
         Box::pin(self.unclaimed_accounts_impl(identities))
+    }
+
+    fn nhi_findings(
+        &self,
+        nhi: &ResolveContext,
+    ) -> impl Future<Output = Result<Vec<Finding>, ProviderError>> + Send {
+        Box::pin(self.nhi_findings_impl(nhi))
     }
 }
 

@@ -831,28 +831,47 @@ pub fn owned_nhis(
     (users, roles)
 }
 
-fn nhi_path(what: &str, name: &str, owner_tag: &str, value: &str) -> Path {
-    Path::new().then("owns", format!("{what} {name} (tag {owner_tag} = {value})"))
+/// The path to an owned NHI: `owns -> iam user svc (tag owner = E100)`. Untagged (a service
+/// identity's principal before a joiner records its owner): `(no tag owner)`.
+fn nhi_path(what: &str, name: &str, owner_tag: &str, owner: Option<&str>) -> Path {
+    let why = match owner {
+        Some(v) => format!("tag {owner_tag} = {v}"),
+        None => format!("no tag {owner_tag}"),
+    };
+    Path::new().then("owns", format!("{what} {name} ({why})"))
 }
 
+/// The owner tag's value, if set and not blank.
+fn owner_of<'a>(tags: &'a [(String, String)], config: &AwsConfig) -> Option<&'a str> {
+    tag(tags, &config.owner_tag).filter(|v| !v.trim().is_empty())
+}
+
+/// The `nhi-user` finding of an IAM user, as its owner's resolution reports it and
+/// `nhi_findings` returns it for the service identity the user correlates with: one builder, so
+/// a joiner's `reassign-owner` acts on the finding the owner later resolves (same id).
+pub fn nhi_user_finding(user: &IamUser, config: &AwsConfig) -> Finding {
+    let owner = owner_of(&user.tags, config);
+    let mut d = Draft::new(kinds::NHI_USER, user.name.clone(), user.arn.clone())
+        .attr("user", user.name.clone())
+        .attr("arn", user.arn.clone())
+        .attr("owner", owner.unwrap_or_default());
+    d.holder = Holder::Nhi(user.name.clone());
+    d.display = format!("iam user {} (non-human, owned)", user.name);
+    d.paths = vec![nhi_path("iam user", &user.name, &config.owner_tag, owner)];
+    d.build()
+}
+
+/// An owned IAM user and its access keys.
 pub fn nhi_user_findings(
     user: &IamUser,
     keys: &[crate::inventory::KeyInfo],
     ctx: &ResolveContext,
     config: &AwsConfig,
 ) -> Vec<Finding> {
-    let owner = tag(&user.tags, &config.owner_tag).unwrap_or_default();
-    let path = nhi_path("iam user", &user.name, &config.owner_tag, owner);
-    let holder = Holder::Nhi(user.name.clone());
-    let mut out = Vec::new();
-    let mut d = Draft::new(kinds::NHI_USER, user.name.clone(), user.arn.clone())
-        .attr("user", user.name.clone())
-        .attr("arn", user.arn.clone())
-        .attr("owner", owner);
-    d.holder = holder.clone();
-    d.display = format!("iam user {} (non-human, owned)", user.name);
-    d.paths = vec![path.clone()];
-    out.push(d.build());
+    let nhi = nhi_user_finding(user, config);
+    let path = nhi.paths[0].clone();
+    let holder = nhi.holder.clone();
+    let mut out = vec![nhi];
     for k in keys {
         let mut d = Draft::new(kinds::ACCESS_KEY, k.id.clone(), k.id.clone())
             .attr("user", user.name.clone())
@@ -881,15 +900,48 @@ pub fn nhi_user_findings(
 }
 
 pub fn nhi_role_finding(role: &IamRole, config: &AwsConfig) -> Finding {
-    let owner = tag(&role.tags, &config.owner_tag).unwrap_or_default();
+    let owner = owner_of(&role.tags, config);
     let mut d = Draft::new(kinds::NHI_ROLE, role.name.clone(), role.arn.clone())
         .attr("role", role.name.clone())
         .attr("arn", role.arn.clone())
-        .attr("owner", owner);
+        .attr("owner", owner.unwrap_or_default());
     d.holder = Holder::Nhi(role.name.clone());
     d.display = format!("iam role {} (non-human, owned)", role.name);
     d.paths = vec![nhi_path("iam role", &role.name, &config.owner_tag, owner)];
     d.build()
+}
+
+/// The principals of a service identity as `nhi-user` findings: the IAM user it correlates with
+/// by the rules of [`correlate`] (identity tag, then user-name rules). Correlation names users
+/// only, never roles, so no `nhi-role` comes from here. Several candidates: the one `correlate`
+/// picks, plus its warning.
+pub fn service_nhi_findings(
+    inv: &Inventory,
+    identity: &Identity,
+    config: &AwsConfig,
+) -> (Vec<Finding>, Vec<String>) {
+    let c = correlate(&inv.users, identity, config);
+    let found = c
+        .account
+        .map(|(i, _)| nhi_user_finding(&inv.users[i], config))
+        .into_iter()
+        .collect();
+    (found, c.warnings)
+}
+
+impl AwsProvider {
+    /// `nhi_findings`: one paged inventory listing, no per-user call.
+    pub(crate) async fn nhi_findings_impl(
+        &self,
+        ctx: &ResolveContext,
+    ) -> Result<Vec<Finding>, ProviderError> {
+        let inv = self.load_inventory().await?;
+        let (found, warnings) = service_nhi_findings(&inv, &ctx.identity, &self.config);
+        for w in warnings {
+            tracing::warn!(identity = %ctx.identity.id, "{w}");
+        }
+        Ok(found)
+    }
 }
 
 impl AwsProvider {
@@ -1375,6 +1427,49 @@ pub(crate) mod tests {
         // The person's own user is never its own NHI.
         let (users, _) = owned_nhis(&inv, Some(1), &alice, &cfg);
         assert!(users.is_empty());
+    }
+
+    #[test]
+    fn a_service_identitys_user_is_the_nhi_user_its_owner_resolves() {
+        let mut inv = sample();
+        inv.users.push(user("svc-ci", &[]));
+        let cfg = AwsConfig::default();
+        let svc = identity("svc-ci", "svc-ci@example.com");
+        let (found, warnings) = service_nhi_findings(&inv, &svc, &cfg);
+        assert!(warnings.is_empty());
+        assert_eq!(found.len(), 1);
+        let f = &found[0];
+        assert_eq!(f.id, "aws:nhi-user:svc-ci");
+        assert_eq!(f.holder, Holder::Nhi("svc-ci".into()));
+        assert_eq!(f.state, State::Active);
+        assert_eq!(f.attr("owner"), None);
+        assert_eq!(
+            render(&f.paths),
+            vec!["alice -owns-> iam user svc-ci (no tag owner)"]
+        );
+
+        // Once tagged, the owner resolves the same finding from the same builder.
+        let i = inv.users.iter().position(|u| u.name == "svc-ci").unwrap();
+        inv.users[i].tags = vec![("owner".into(), "alice@example.com".into())];
+        let alice = identity("E100", "alice@example.com");
+        let (owned, _) = owned_nhis(&inv, Some(0), &alice, &cfg);
+        assert!(owned.contains(&i));
+        let resolved = &nhi_user_findings(
+            &inv.users[i],
+            &[],
+            &ResolveContext {
+                identity: alice,
+                cutoff: None,
+            },
+            &cfg,
+        )[0];
+        let (again, _) = service_nhi_findings(&inv, &svc, &cfg);
+        assert_eq!(&again[0], resolved);
+        assert_eq!(resolved.attr("owner"), Some("alice@example.com"));
+
+        // A service identity without IAM user: nothing.
+        let (none, _) = service_nhi_findings(&inv, &identity("svc-x", "svc-x@example.com"), &cfg);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Entitlements against a real moto server: grants read back with the SDK, idempotent, and
-//! re-resolved with the id `grant_finding` promised; unclaimed IAM users.
+//! re-resolved with the id `grant_finding` promised; unclaimed IAM users; a service identity's
+//! IAM user handed to its owner (`nhi_findings`, then `reassign-owner`).
 
 mod common;
 
 use closeout_contract::{
-    ActionParams, ActionRequest, Entitlement, ErrorClass, Finding, Provider, ProviderError,
-    ResolveContext, State,
+    ActionParams, ActionRequest, Entitlement, ErrorClass, Finding, Holder, IdentityKind,
+    IdentityStatus, Provider, ProviderError, ResolveContext, State,
 };
 use common::*;
 
@@ -226,4 +227,109 @@ async fn unclaimed_accounts_list_strays_only() {
     );
     assert!(stray.enabled);
     assert_eq!(out[0].reason, "no identity matches tag identity = E404");
+}
+
+/// A joiner's ownership record: the IAM user of a service identity, untagged, becomes an
+/// `nhi-user` of the person once `reassign-owner` tags it, with the id `nhi_findings` gave it.
+#[tokio::test]
+async fn nhi_findings_of_a_service_identity_become_the_owners_nhis() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let p = moto.provider().await;
+    c.user("erin", &[("identity", "E300")]).await;
+    // Correlated with the service identity by user name (= its id); no owner tag yet.
+    c.user("svc-deploy", &[]).await;
+    // A role cannot correlate with an identity: never an nhi_findings result.
+    c.role("svc-deploy-role", trust("*"), &[("identity", "svc-deploy")])
+        .await;
+    let mut svc = identity("svc-deploy", "svc-deploy@example.com", Some("E300"));
+    svc.kind = IdentityKind::Service;
+    svc.status = IdentityStatus::Active;
+    let svc_ctx = ResolveContext {
+        identity: svc,
+        cutoff: None,
+    };
+    let erin = ResolveContext {
+        identity: identity("E300", "erin@example.com", None),
+        cutoff: None,
+    };
+
+    let found = p.nhi_findings(&svc_ctx).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(f.id, "aws:nhi-user:svc-deploy");
+    assert_eq!(f.kind, "nhi-user");
+    assert_eq!(f.holder, Holder::Nhi("svc-deploy".into()));
+    assert_eq!(f.state, State::Active);
+    assert_eq!(f.attr("owner"), None, "untagged: no owner attribute");
+    assert!(f
+        .attr("arn")
+        .is_some_and(|a| a.ends_with(":user/svc-deploy")));
+    let before = p.resolve(&erin).await.unwrap();
+    assert!(before.findings.iter().all(|x| x.id != f.id));
+
+    let reassign = ActionRequest {
+        idempotency_key: format!("run-1/reassign-owner/{}", f.id),
+        verb: "reassign-owner".into(),
+        finding: f.clone(),
+        params: ActionParams {
+            run_id: "run-1".into(),
+            new_owner: Some("erin@example.com".into()),
+            ..Default::default()
+        },
+    };
+    let first = p.execute(&reassign).await.unwrap();
+    assert!(!first.already_done, "{first:?}");
+    assert_eq!(first.state, State::Reassigned);
+    // Read back with the SDK: the owner tag, the run, and no previous owner to keep.
+    let tags = c.user_tags("svc-deploy").await;
+    assert!(
+        tags.contains(&("owner".into(), "erin@example.com".into())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&("closeout:run".into(), "run-1".into())),
+        "{tags:?}"
+    );
+    assert!(
+        !tags.iter().any(|(k, _)| k == "closeout:previous-owner"),
+        "{tags:?}"
+    );
+    let second = p.execute(&reassign).await.unwrap();
+    assert!(second.already_done, "{second:?}");
+    assert_eq!(second.state, State::Reassigned);
+    // Verified against the service identity the owner is someone else; the person holds it.
+    assert_eq!(p.live_state(f, &svc_ctx).await.unwrap(), State::Reassigned);
+    assert_eq!(p.live_state(f, &erin).await.unwrap(), State::Active);
+
+    // What a leaver will find and reassign: the same finding, now with its owner.
+    let after = p.resolve(&erin).await.unwrap();
+    let owned = after
+        .findings
+        .iter()
+        .find(|x| x.id == f.id)
+        .unwrap_or_else(|| panic!("{} not resolved for the owner: {after:?}", f.id));
+    assert_eq!(owned.kind, "nhi-user");
+    assert_eq!(owned.holder, f.holder);
+    assert_eq!(owned.display, f.display);
+    assert_eq!(owned.attr("owner"), Some("erin@example.com"));
+    assert_eq!(
+        owned.paths[0].render("E300"),
+        "E300 -owns-> iam user svc-deploy (tag owner = erin@example.com)"
+    );
+    assert!(after.findings.iter().all(|x| x.kind != "nhi-role"));
+    let again = p.nhi_findings(&svc_ctx).await.unwrap();
+    assert_eq!(again, vec![owned.clone()], "one builder for both");
+
+    // A service identity with no IAM user here.
+    let mut ghost = identity("svc-none", "svc-none@example.com", Some("E300"));
+    ghost.kind = IdentityKind::Service;
+    let none = p
+        .nhi_findings(&ResolveContext {
+            identity: ghost,
+            cutoff: None,
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
 }

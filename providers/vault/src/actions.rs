@@ -164,6 +164,9 @@ impl VaultProvider {
                     .params
                     .new_owner
                     .as_deref()
+                    .map(str::trim)
+                    // An empty owner record would leave the entity silently unowned.
+                    .filter(|o| !o.is_empty())
                     .ok_or_else(|| permanent("reassign-owner needs a new owner"))?;
                 let Some(e) = self.read_entity(id).await? else {
                     return Err(permanent(format!("entity {id} no longer exists")));

@@ -5,8 +5,8 @@
 //!   client (no network call).
 //! - [`VaultProvider`] implements [`closeout_contract::Provider`]: `resolve` turns an identity into
 //!   findings with explained paths (see [`CAPABILITIES`]), `execute` runs one action idempotently,
-//!   `live_state` and `probe` read the server for verification; `entitlement`, `grant_finding`
-//!   and `unclaimed_accounts` serve movers, joiners and reconcile.
+//!   `live_state` and `probe` read the server for verification; `entitlement`, `grant_finding`,
+//!   `unclaimed_accounts` and `nhi_findings` serve movers, joiners and reconcile.
 //!
 //! Module map: `config` (configuration), `client` (HTTP, gate, error classification), `model`
 //! (typed API responses), `policy` (pure ACL policy parser and evaluation), `resolve`
@@ -295,6 +295,13 @@ impl Provider for VaultProvider {
         identities: &[Identity],
     ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
         Box::pin(self.unclaimed_accounts_impl(identities))
+    }
+
+    fn nhi_findings(
+        &self,
+        nhi: &ResolveContext,
+    ) -> impl Future<Output = Result<Vec<Finding>, ProviderError>> + Send {
+        Box::pin(self.nhi_findings_impl(nhi))
     }
 }
 

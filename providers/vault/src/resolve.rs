@@ -146,6 +146,27 @@ fn auth_mount_path(mount_path: &str) -> String {
     }
 }
 
+/// The `nhi-entity` finding of an entity, as its owner's resolution reports it and
+/// `nhi_findings` returns it for the service identity the entity correlates with: one builder,
+/// so a joiner's `reassign-owner` acts on the finding the owner later resolves (same id).
+/// `owner` is the owner record, absent when the entity has none yet.
+pub(crate) fn nhi_entity_finding(config: &VaultConfig, entity: &Entity) -> Finding {
+    let mut attributes = attrs([("entity_id", entity.id.clone())]);
+    if let Some(owner) = entity.metadata.get(&config.owner_key) {
+        attributes.insert("owner".into(), owner.clone());
+    }
+    finding(
+        kinds::NHI_ENTITY,
+        &entity.id,
+        format!("entity {} owned by the person", entity.name),
+        Relation::Owns,
+        Holder::Nhi(entity.name.clone()),
+        State::Active,
+        Path::new().then("owns", format!("entity {}", entity.name)),
+        attributes,
+    )
+}
+
 /// True when an owner record (`owner_key` metadata) names the identity.
 pub(crate) fn owned_by(
     config: &VaultConfig,
@@ -297,19 +318,7 @@ impl VaultProvider {
                     entity: entity.name.clone(),
                     owner: entity.metadata[&cfg.owner_key].clone(),
                 }));
-                res.findings.push(finding(
-                    kinds::NHI_ENTITY,
-                    &entity.id,
-                    format!("entity {} owned by the person", entity.name),
-                    Relation::Owns,
-                    Holder::Nhi(entity.name.clone()),
-                    State::Active,
-                    Path::new().then("owns", format!("entity {}", entity.name)),
-                    attrs([
-                        ("entity_id", entity.id.clone()),
-                        ("owner", entity.metadata[&cfg.owner_key].clone()),
-                    ]),
-                ));
+                res.findings.push(nhi_entity_finding(cfg, &entity));
             }
         }
         own.sort_by(|a, b| a.entity.id.cmp(&b.entity.id));
@@ -651,6 +660,24 @@ impl VaultProvider {
         Ok(res)
     }
 
+    /// `nhi_findings`: the entities a service identity correlates with (the rules of
+    /// [`own_entity_match`], as `resolve` finds a person's own entities), as `nhi-entity`
+    /// findings. Reads every entity, as `resolve` does: only the entity carries its metadata.
+    pub(crate) async fn nhi_findings_impl(
+        &self,
+        ctx: &ResolveContext,
+    ) -> Result<Vec<Finding>, ProviderError> {
+        let mut found: Vec<Finding> = self
+            .all_entities()
+            .await?
+            .iter()
+            .filter(|e| own_entity_match(&self.config, &ctx.identity, e).is_some())
+            .map(|e| nhi_entity_finding(&self.config, e))
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
     /// Every secret key of a KV v2 mount, depth-first.
     async fn kv_keys(&self, mount: &str) -> Result<Vec<String>, CallError> {
         let mut out = Vec::new();
@@ -790,6 +817,20 @@ mod tests {
             token_accessor_in(&Path::new().then("account", "entity a")),
             None
         );
+    }
+
+    #[test]
+    fn nhi_entity_finding_carries_the_owner_record_when_there_is_one() {
+        let c = VaultConfig::default();
+        let bare = nhi_entity_finding(&c, &entity("svc-ci", &[], &[]));
+        assert_eq!(bare.id, "vault:nhi-entity:id-svc-ci");
+        assert_eq!(bare.holder, Holder::Nhi("svc-ci".into()));
+        assert_eq!(bare.state, State::Active);
+        assert_eq!(bare.attr("owner"), None);
+        assert_eq!(bare.attr("entity_id"), Some("id-svc-ci"));
+        let owned = nhi_entity_finding(&c, &entity("svc-ci", &[("owner", "a@example.com")], &[]));
+        assert_eq!(owned.attr("owner"), Some("a@example.com"));
+        assert_eq!(owned.paths, bare.paths);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Entitlements against a real OpenBao dev server: grants and removals read back through the
-//! HTTP API, idempotent, re-resolved with the id `grant_finding` promised; unclaimed entities.
+//! HTTP API, idempotent, re-resolved with the id `grant_finding` promised; unclaimed entities;
+//! a service identity's entities handed to its owner (`nhi_findings`, then `reassign-owner`).
 
 mod common;
 
 use closeout_contract::{
-    ActionParams, ActionRequest, Entitlement, Finding, Identity, IdentityKind, IdentityStatus,
-    Provider, ProviderError, ResolveContext, State,
+    ActionParams, ActionRequest, Entitlement, Finding, Holder, Identity, IdentityKind,
+    IdentityStatus, Provider, ProviderError, ResolveContext, State,
 };
 use closeout_testkit::OpenBaoServer;
 use common::Api;
@@ -305,5 +306,127 @@ async fn unclaimed_accounts_list_strays_with_their_enabled_flag() {
     for id in [&alice_id, &carol, &svc] {
         assert!(!out.iter().any(|u| &u.resource == id));
     }
+    drop(server);
+}
+
+/// A joiner's ownership record: the entities of a service identity (one by name, one by its
+/// identity metadata), without owner metadata, become the person's `nhi-entity` findings once
+/// `reassign-owner` records the owner, with the ids `nhi_findings` gave them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nhi_findings_of_a_service_identity_become_the_owners_nhis() {
+    let server = OpenBaoServer::start();
+    let api = Api {
+        http: reqwest::Client::new(),
+        addr: server.address(),
+    };
+    seed(&api).await;
+    let by_name = entity(
+        &api,
+        json!({"name": "svc-batch", "policies": ["team-read"], "metadata": {"team": "ops"}}),
+    )
+    .await;
+    let by_meta = entity(
+        &api,
+        json!({"name": "batch-runner", "metadata": {"identity": "svc-batch"}}),
+    )
+    .await;
+    let p = common::provider(&server, "ent-nhi").await;
+    let svc = ResolveContext {
+        identity: Identity {
+            kind: IdentityKind::Service,
+            manager: Some("E100".into()),
+            ..person("svc-batch", "svc-batch@example.com")
+        },
+        cutoff: None,
+    };
+    let alice = ResolveContext {
+        identity: person("E100", "alice.smith@example.com"),
+        cutoff: None,
+    };
+
+    let found = p.nhi_findings(&svc).await.unwrap();
+    let mut want = vec![
+        format!("vault:nhi-entity:{by_name}"),
+        format!("vault:nhi-entity:{by_meta}"),
+    ];
+    want.sort();
+    let ids: Vec<&str> = found.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, want, "{found:#?}");
+    for f in &found {
+        assert_eq!(f.kind, "nhi-entity");
+        assert!(matches!(f.holder, Holder::Nhi(_)), "{f:?}");
+        assert_eq!(f.state, State::Active);
+        assert_eq!(f.attr("owner"), None, "no owner record yet: {f:?}");
+    }
+    let before = p.resolve(&alice).await.unwrap();
+    assert!(before.findings.iter().all(|x| x.kind != "nhi-entity"));
+
+    // A blank owner is refused, never written.
+    let mut blank = request(&found[0], "reassign-owner");
+    blank.params.new_owner = Some("  ".into());
+    let err = p.execute(&blank).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Permanent { .. }), "{err}");
+
+    for f in &found {
+        let mut req = request(f, "reassign-owner");
+        req.params.new_owner = Some("alice.smith@example.com".into());
+        let first = p.execute(&req).await.unwrap();
+        assert!(
+            !first.already_done && first.state == State::Reassigned,
+            "{first:?}"
+        );
+        let second = p.execute(&req).await.unwrap();
+        assert!(
+            second.already_done && second.state == State::Reassigned,
+            "{second:?}"
+        );
+        assert_eq!(p.live_state(f, &svc).await.unwrap(), State::Reassigned);
+        assert_eq!(p.live_state(f, &alice).await.unwrap(), State::Active);
+    }
+    // Read back through the API: the owner recorded, the other metadata and policies kept.
+    let e = api
+        .root("GET", &format!("identity/entity/id/{by_name}"), None)
+        .await;
+    assert_eq!(
+        e["data"]["metadata"],
+        json!({"team": "ops", "owner": "alice.smith@example.com"})
+    );
+    assert_eq!(strings(&e["data"]["policies"]), vec!["team-read"]);
+    let e = api
+        .root("GET", &format!("identity/entity/id/{by_meta}"), None)
+        .await;
+    assert_eq!(
+        e["data"]["metadata"],
+        json!({"identity": "svc-batch", "owner": "alice.smith@example.com"})
+    );
+
+    // What a leaver will find and reassign: the same findings, now with their owner.
+    let after = p.resolve(&alice).await.unwrap();
+    let again = p.nhi_findings(&svc).await.unwrap();
+    for f in &found {
+        let owned = after
+            .findings
+            .iter()
+            .find(|x| x.id == f.id)
+            .unwrap_or_else(|| panic!("{} not resolved for the owner: {after:#?}", f.id));
+        assert_eq!(owned.kind, "nhi-entity");
+        assert_eq!(owned.holder, f.holder);
+        assert_eq!(owned.paths, f.paths);
+        assert_eq!(owned.attr("owner"), Some("alice.smith@example.com"));
+        assert!(again.contains(owned), "one builder for both: {again:#?}");
+    }
+
+    // A service identity with no entity here.
+    let none = p
+        .nhi_findings(&ResolveContext {
+            identity: Identity {
+                kind: IdentityKind::Service,
+                ..person("svc-none", "svc-none@example.com")
+            },
+            cutoff: None,
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
     drop(server);
 }
