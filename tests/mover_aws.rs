@@ -503,6 +503,19 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_aws() {
     write_source_and_policy(&world, &org, "Engineering");
     let sdk = world.sdk().await;
     let started = chrono::Utc::now();
+    // An ETL service account IT created for Joe: untagged in IAM, owned by Joe in the source.
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    iam.create_user()
+        .user_name("svc-joe-etl")
+        .send()
+        .await
+        .expect("create svc-joe-etl");
+    let hr = world.dir.path().join("hr.csv");
+    let mut rows = std::fs::read_to_string(&hr).expect("read hr.csv");
+    rows.push_str(
+        "S3001,svc-joe-etl@example.com,ETL job,service,active,E2003,Finance,ETL,London,service,nhi\n",
+    );
+    std::fs::write(&hr, rows).expect("write hr.csv");
 
     let out = world.closeout(&[
         "apply",
@@ -519,6 +532,27 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_aws() {
     let after = account_snapshot(&sdk).await;
     assert_eq!(groups(&after, "joe.new"), ["finance", "oncall", "staff"]);
     assert_eq!(attached(&after, "joe.new"), [org.finance_policy.as_str()]);
+
+    // The NHI created for Joe now names him as its owner, so a later leaver finds it.
+    let tags = iam
+        .list_user_tags()
+        .user_name("svc-joe-etl")
+        .send()
+        .await
+        .expect("list tags")
+        .tags;
+    let owner: Vec<&str> = tags
+        .iter()
+        .filter(|t| t.key == "owner")
+        .map(|t| t.value.as_str())
+        .collect();
+    assert_eq!(owner, ["joe.new@example.com"], "{tags:?}");
+    let resolved = world.closeout(&["resolve", "--identity", "E2003", "--format", "json"]);
+    assert!(
+        common::stdout(&resolved).contains("aws:nhi-user:svc-joe-etl"),
+        "{}",
+        describe(&resolved)
+    );
 
     // Only the time-bound grant is recorded, expiring an hour after it was made.
     let grants = journal_grants(&world.journal_path());
