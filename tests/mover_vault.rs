@@ -418,6 +418,23 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_vault() {
     write_source_and_policy(&world, "Engineering");
     let [journal, _] = world.state_files();
     let started = chrono::Utc::now();
+    // An ETL service entity created for Joe: no owner record in Vault, owned by Joe in the source.
+    let etl = api
+        .root(
+            "POST",
+            "identity/entity",
+            Some(serde_json::json!({"name": "svc-joe-etl", "metadata": {"team": "finance"}})),
+        )
+        .await["data"]["id"]
+        .as_str()
+        .expect("entity id")
+        .to_string();
+    let hr = world.dir.path().join("hr.csv");
+    let mut rows = std::fs::read_to_string(&hr).expect("read hr.csv");
+    rows.push_str(
+        "S3001,svc-joe-etl@example.com,ETL job,service,active,E2003,Finance,ETL,London,service,nhi\n",
+    );
+    std::fs::write(&hr, rows).expect("write hr.csv");
 
     let out = world.closeout(&[
         "apply",
@@ -436,6 +453,15 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_vault() {
         ["everyone", "finance", "oncall"]
     );
     assert_eq!(entity_policies(api, &org.joiner).await, ["finance-read"]);
+    // The NHI created for Joe now names him as its owner (other metadata kept).
+    let entity = api
+        .root("GET", &format!("identity/entity/id/{etl}"), None)
+        .await;
+    assert_eq!(
+        entity["data"]["metadata"],
+        serde_json::json!({"team": "finance", "owner": "joe.new@example.com"}),
+        "{entity}"
+    );
 
     let grants = journal_grants(&journal);
     assert_eq!(grants.len(), 1, "{grants:?}");
