@@ -85,6 +85,8 @@ pub enum EngineError {
     Policy(#[from] PolicyError),
     #[error("bad --to {0}")]
     BadAttribute(String),
+    #[error("--to is for the mover trigger only: trigger {0} acts on the source's attributes")]
+    ToNotForTrigger(String),
     #[error("stored plan of run {run} cannot be read: {message}")]
     StoredPlan { run: String, message: String },
 }
@@ -108,6 +110,7 @@ impl EngineError {
             | EngineError::NoPolicy { .. }
             | EngineError::Policy(_)
             | EngineError::BadAttribute(_)
+            | EngineError::ToNotForTrigger(_)
             | EngineError::Registry(_) => 2,
             EngineError::Provider(ProviderError::Config { .. })
             | EngineError::NotWaiting { .. } => 2,
@@ -294,9 +297,7 @@ impl Engine {
             return Ok(identity);
         }
         if trigger != "mover" {
-            return Err(EngineError::BadAttribute(format!(
-                "is for movers only; trigger {trigger} acts on the source's attributes"
-            )));
+            return Err(EngineError::ToNotForTrigger(trigger.to_string()));
         }
         moved(&identity, to)
     }
@@ -423,14 +424,19 @@ impl Engine {
         only: Option<&BTreeSet<String>>,
     ) -> Result<Planned, EngineError> {
         let ctx = self.context(identity)?;
+        // A missing or broken policy is bad input: say so before any provider is called.
+        let policy = if uses_policy(trigger) {
+            Some(self.policy(trigger)?)
+        } else {
+            None
+        };
         let mut graph = resolve(providers, &ctx).await?;
         let mut facts = SelectionFacts::default();
         let mut time_bound = Vec::new();
-        if uses_policy(trigger) {
-            let policy = self.policy(trigger)?;
+        if let Some(policy) = &policy {
             let grants = self.journal.grants_of(&identity.id)?;
             let prepared =
-                entitlement_live::prepare(providers, &ctx, &policy, &graph, &grants, now, run_id)
+                entitlement_live::prepare(providers, &ctx, policy, &graph, &grants, now, run_id)
                     .await?;
             for e in &prepared.skipped {
                 tracing::warn!(
