@@ -92,9 +92,14 @@ pub const FACTS: &[Facts] = &[
     ),
     facts("azure", "app-password", None, Some("expires")),
     facts("azure", "app-certificate", None, Some("expires")),
-    facts("azure", "kv-secret", Some("created_at"), None),
-    facts("azure", "kv-key", Some("created_at"), None),
-    facts("azure", "kv-certificate", Some("created_at"), None),
+    facts("azure", "kv-secret", Some("created_at"), Some("expires")),
+    facts("azure", "kv-key", Some("created_at"), Some("expires")),
+    facts(
+        "azure",
+        "kv-certificate",
+        Some("created_at"),
+        Some("expires"),
+    ),
 ];
 
 const fn facts(
@@ -237,9 +242,13 @@ fn human(d: chrono::Duration) -> String {
     }
 }
 
-/// Parse an RFC 3339 fact. Vault writes `0001-01-01T00:00:00Z` for "never expires": `Ok(None)`.
+/// Parse an RFC 3339 fact. `Ok(None)`: it never expires (`NEVER_EXPIRES`, or Vault's
+/// `0001-01-01T00:00:00Z`).
 fn time_fact(value: Option<&str>) -> Result<Option<DateTime<Utc>>, ()> {
     let v = value.map(str::trim).filter(|v| !v.is_empty()).ok_or(())?;
+    if v == closeout_contract::NEVER_EXPIRES {
+        return Ok(None);
+    }
     let t = DateTime::parse_from_rfc3339(v).map_err(|_| ())?;
     let t = t.with_timezone(&Utc);
     Ok((t.timestamp() > 0).then_some(t))
@@ -606,6 +615,14 @@ expires_within = "30d"
             &[("expires", "0001-01-01T00:00:00Z")],
         );
         assert_eq!(evaluate(&p, &never, now()), Some(Verdict::NotDue));
+        let said_never = finding(
+            "vault",
+            "approle-secret-id",
+            "n",
+            Holder::Nhi("e".into()),
+            &[("expires", closeout_contract::NEVER_EXPIRES)],
+        );
+        assert_eq!(evaluate(&p, &said_never, now()), Some(Verdict::NotDue));
         let garbled = finding(
             "vault",
             "approle-secret-id",

@@ -80,6 +80,8 @@ pub struct ObjectSummary {
     /// Unix seconds.
     pub created: Option<i64>,
     pub updated: Option<i64>,
+    /// When the current version expires (`attributes.exp`); `None`: it never does.
+    pub expires: Option<i64>,
     pub content_type: Option<String>,
 }
 
@@ -386,6 +388,7 @@ impl KeyVaultData {
                             managed: p.managed.unwrap_or(false),
                             created: unix(attrs.created),
                             updated: unix(attrs.updated),
+                            expires: unix(attrs.expires),
                             content_type: p.content_type,
                         });
                     }
@@ -408,6 +411,7 @@ impl KeyVaultData {
                             managed: p.managed.unwrap_or(false),
                             created: unix(attrs.created),
                             updated: unix(attrs.updated),
+                            expires: unix(attrs.expires),
                             content_type: None,
                         });
                     }
@@ -434,6 +438,7 @@ impl KeyVaultData {
                             managed: false,
                             created: unix(attrs.created),
                             updated: unix(attrs.updated),
+                            expires: unix(attrs.expires),
                             content_type: None,
                         });
                     }

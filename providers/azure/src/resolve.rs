@@ -347,6 +347,17 @@ impl AzureProvider {
                 created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             );
         }
+        // `expires`: when the current version stops being valid (a certificate's notAfter, an
+        // object's `exp`), or "never": the rotation policy's `expires_within`.
+        let expires = object
+            .summary
+            .expires
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
+            .map_or_else(
+                || closeout_contract::NEVER_EXPIRES.to_string(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+        facts.insert("expires".into(), expires);
         let mut f = finding(
             object_kind(t),
             object_resource(vault, t, name),

@@ -209,6 +209,10 @@ pub struct Finding {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// The value of a finding's `expires` attribute when the credential has no expiry (an absent
+/// attribute means the provider does not say).
+pub const NEVER_EXPIRES: &str = "never";
+
 impl Finding {
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)

@@ -20,7 +20,9 @@ pub mod secret;
 pub use action::{ActionOutcome, ActionParams, ActionRequest};
 pub use entitlement::{Entitlement, UnclaimedAccount};
 pub use error::{with_causes, ErrorClass, ProviderError};
-pub use finding::{Account, Finding, Holder, Path, PathStep, Relation, Resolution, State};
+pub use finding::{
+    Account, Finding, Holder, Path, PathStep, Relation, Resolution, State, NEVER_EXPIRES,
+};
 pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};
 pub use provider::{verbs, Capabilities, KindSpec, ProbeOutcome, Provider, ResolveContext, Verb};
