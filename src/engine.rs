@@ -451,7 +451,11 @@ impl Engine {
         if trigger == "joiner" {
             let nhis = self.nhis_created_for(providers, identity).await?;
             facts.nhis_created_for = nhis.iter().map(|f| f.id.clone()).collect();
-            graph.findings.extend(nhis);
+            // One the identity already owns resolved with it: keep that finding, not a copy.
+            let known: BTreeSet<String> = graph.findings.iter().map(|f| f.id.clone()).collect();
+            graph
+                .findings
+                .extend(nhis.into_iter().filter(|f| !known.contains(&f.id)));
         }
         let acted = self.journal.state_since()?;
         let observed = self.journal.observations()?;

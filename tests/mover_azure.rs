@@ -650,3 +650,84 @@ async fn mover_from_engineering_to_finance_is_read_back_from_azure() {
         "drift left for the mover: {drift:#?}"
     );
 }
+
+/// A joiner on Azure: Jo (E2003, Finance) gets the baseline and the Finance grants, and becomes
+/// an owner of the application registration and service principal named after the ETL service
+/// the source says was made for them (Carol, who registered it, stays an owner). Read back from
+/// Graph and ARM; a second apply changes nothing.
+#[tokio::test]
+async fn joiner_gets_baseline_and_owns_the_applications_made_for_them_on_azure() {
+    let world = AzureWorld::new().await;
+    let api = &world.api;
+    let s = seed(api).await;
+    let jo = api.create_user("jo.new@example.com", "E2003").await;
+    let (app, sp) = api.create_application("svc-jo-etl", &[&s.carol]).await;
+    let (other_app, _) = api.create_application("svc-unrelated", &[&s.carol]).await;
+    let hr = world.dir.path().join("hr.csv");
+    std::fs::write(
+        &hr,
+        format!(
+            "{HR}E2003,jo.new@example.com,Jo New,human,active,,Finance,Analyst,London,employee,\n\
+             S3001,svc-jo-etl@example.com,ETL job,service,active,E2003,Finance,ETL,London,service,nhi\n"
+        ),
+    )
+    .expect("write the HR export");
+    let policy_file = world.dir.path().join("entitlements.yaml");
+    std::fs::write(&policy_file, policy()).expect("write the policy");
+    world.use_source_and_policy(&hr, &policy_file);
+
+    let apply = || async {
+        world
+            .closeout(&[
+                "apply",
+                "joiner",
+                "--identity",
+                "E2003",
+                "--yes",
+                "--format",
+                "json",
+            ])
+            .await
+    };
+    let out = apply().await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(json(&out)["status"], "closed", "{}", describe(&out));
+
+    assert_eq!(
+        groups_of(api, &jo).await,
+        BTreeSet::from(["All Staff".to_string(), "Finance".to_string()])
+    );
+    assert_eq!(
+        own_assignments(api, &jo).await,
+        BTreeSet::from([(READER.to_string(), rg("rg-finance").to_lowercase())])
+    );
+    let both = BTreeSet::from([s.carol.clone(), jo.clone()]);
+    assert_eq!(api.owners("applications", &app).await, both);
+    assert!(
+        api.owners("servicePrincipals", &sp).await.contains(&jo),
+        "Jo owns the service principal"
+    );
+    assert_eq!(
+        api.owners("applications", &other_app).await,
+        BTreeSet::from([s.carol.clone()]),
+        "an application not named after the service is not touched"
+    );
+    let resolved = world
+        .closeout(&["resolve", "--identity", "E2003", "--format", "json"])
+        .await;
+    assert!(
+        stdout(&resolved).contains(&format!("azure:owned-application:{app}")),
+        "{}",
+        describe(&resolved)
+    );
+
+    let again = apply().await;
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert_eq!(
+        json(&again)["summary"]["actions_done"],
+        0,
+        "{}",
+        describe(&again)
+    );
+    assert_eq!(api.owners("applications", &app).await, both);
+}

@@ -355,6 +355,35 @@ impl Api {
         self.write(GRAPH_SCOPE, "POST", &url, &body).await;
     }
 
+    /// An application registration owned by `owners` and its service principal; returns
+    /// (application object id, service principal object id).
+    pub async fn create_application(&self, name: &str, owners: &[&str]) -> (String, String) {
+        let url = format!("{}/v1.0/applications", self.base);
+        let body = serde_json::json!({ "displayName": name, "signInAudience": "AzureADMyOrg" });
+        let app = self.write(GRAPH_SCOPE, "POST", &url, &body).await;
+        let id = app["id"].as_str().expect("application id").to_string();
+        for owner in owners {
+            let url = format!("{}/v1.0/applications/{id}/owners/$ref", self.base);
+            let body = serde_json::json!({
+                "@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{owner}")
+            });
+            self.write(GRAPH_SCOPE, "POST", &url, &body).await;
+        }
+        let url = format!("{}/v1.0/servicePrincipals", self.base);
+        let body = serde_json::json!({ "appId": app["appId"] });
+        let sp = self.write(GRAPH_SCOPE, "POST", &url, &body).await;
+        (id, sp["id"].as_str().expect("sp id").to_string())
+    }
+
+    /// The object ids of the owners of `applications/{id}` or `servicePrincipals/{id}`.
+    pub async fn owners(&self, collection: &str, id: &str) -> std::collections::BTreeSet<String> {
+        self.graph_list(&format!("/{collection}/{id}/owners"))
+            .await
+            .iter()
+            .filter_map(|o| o["id"].as_str().map(String::from))
+            .collect()
+    }
+
     /// A subscription (through its alias) with the resource groups `groups`.
     pub async fn create_subscription(&self, subscription: &str, groups: &[&str]) {
         let url = format!(

@@ -285,7 +285,18 @@ impl AzureProvider {
                 return Ok((user.id, upn));
             }
         }
-        let user = self.account_id(&action.finding)?;
+        let Some(user) = action.finding.attr("user_id") else {
+            // A joiner's NHI: the plan's new owner is the only candidate.
+            return Err(permanent(format!(
+                "no new owner for {}: {} has no user in Entra",
+                action.finding.display,
+                action
+                    .params
+                    .new_owner
+                    .as_deref()
+                    .unwrap_or("the plan names none and it")
+            )));
+        };
         let path = format!(
             "{}/manager?$select=id,userPrincipalName",
             object_path("users", user)
@@ -337,14 +348,19 @@ impl AzureProvider {
     async fn reassign_owner(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
         let f = &action.finding;
         let collection = attr(f, "collection")?;
-        let user = self.account_id(f)?;
+        // A joiner's NHI (found for a service identity) has no owner to remove: the new owner
+        // is only added, and whoever else owns it stays.
+        let user = f.attr("user_id");
         let Some(owners) = self.owners(collection, &f.resource).await? else {
             return Err(permanent(format!("{} no longer exists", f.display)));
         };
-        let user_owns = owners.iter().any(|o| o.eq_ignore_ascii_case(user));
+        let user_owns = user.is_some_and(|u| owners.iter().any(|o| o.eq_ignore_ascii_case(u)));
         let (manager, manager_name) = self.new_owner(action).await?;
         let manager_owns = owners.iter().any(|o| o.eq_ignore_ascii_case(&manager));
-        if !user_owns && manager_owns {
+        // The new owner is the person the finding is held by (a joiner's NHI they already
+        // own): nothing to hand over, and removing them would undo the record.
+        let handing_to_self = user.is_some_and(|u| u.eq_ignore_ascii_case(&manager));
+        if (!user_owns || handing_to_self) && manager_owns {
             return Ok(ActionOutcome::already(
                 State::Reassigned,
                 format!("{} is already owned by {manager_name}", f.display),
@@ -369,7 +385,7 @@ impl AzureProvider {
                 Err(e) => return Err(e.into()),
             }
         }
-        if user_owns {
+        if let Some(user) = user.filter(|_| user_owns) {
             let path = format!(
                 "{}/owners/{}/$ref",
                 object_path(collection, &f.resource),

@@ -37,6 +37,7 @@ pub mod entitlements;
 pub mod http;
 pub mod keyvault;
 mod live;
+mod nhi;
 pub mod rbac;
 mod resolve;
 
@@ -346,6 +347,13 @@ impl Provider for AzureProvider {
         identities: &[Identity],
     ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
         Box::pin(self.unclaimed_impl(identities))
+    }
+
+    fn nhi_findings(
+        &self,
+        nhi: &ResolveContext,
+    ) -> impl Future<Output = Result<Vec<Finding>, ProviderError>> + Send {
+        Box::pin(self.nhi_findings_impl(nhi))
     }
 }
 

@@ -65,7 +65,11 @@ impl AzureProvider {
                 }
             }
             kinds::OWNED_APPLICATION | kinds::OWNED_SERVICE_PRINCIPAL => {
-                let user = attr(f, "user_id")?;
+                // A joiner's NHI names no owner until the joiner resolves as one; read back
+                // through that resolution, not here.
+                let Some(user) = f.attr("user_id") else {
+                    return Ok(State::Unknown);
+                };
                 Ok(
                     match self.owners(attr(f, "collection")?, &f.resource).await? {
                         None => State::Deleted,

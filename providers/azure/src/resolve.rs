@@ -481,8 +481,35 @@ pub(crate) fn membership_finding(p: &Principal) -> Option<Finding> {
     ))
 }
 
-fn owned_findings(owned: &OwnedObject, owner: &str, out: &mut Resolution) {
-    let (kind, noun, collection) = if owned.is_application() {
+/// The finding of an application or service principal as an NHI: `owner` names who owns it
+/// (omitted for one found for a service identity, whose owner a joiner is about to record).
+pub(crate) fn owned_object_finding(owned: &OwnedObject, owner: Option<&str>) -> Finding {
+    let (kind, noun, collection) = owned_noun(owned);
+    let name = owned.display_name.clone().unwrap_or(owned.id.clone());
+    let node = format!("{noun} {name}");
+    let mut facts = attrs([
+        ("object_id", owned.id.as_str()),
+        ("collection", collection),
+        ("app_id", owned.app_id.as_deref().unwrap_or("")),
+        ("app_name", name.as_str()),
+    ]);
+    if let Some(owner) = owner {
+        facts.insert("owner".into(), owner.into());
+    }
+    finding(
+        kind,
+        owned.id.clone(),
+        format!("Entra {node}"),
+        Relation::Owns,
+        Holder::Nhi(name),
+        vec![Path::new().then("owns", node)],
+        facts,
+    )
+}
+
+/// (kind, noun, Graph collection) of an owned object.
+fn owned_noun(owned: &OwnedObject) -> (&'static str, &'static str, &'static str) {
+    if owned.is_application() {
         (kinds::OWNED_APPLICATION, "application", "applications")
     } else {
         (
@@ -490,27 +517,17 @@ fn owned_findings(owned: &OwnedObject, owner: &str, out: &mut Resolution) {
             "service principal",
             "servicePrincipals",
         )
-    };
-    let name = owned.display_name.clone().unwrap_or(owned.id.clone());
-    let node = format!("{noun} {name}");
-    let holder = Holder::Nhi(name.clone());
-    let owns = Path::new().then("owns", node.clone());
-    let base = attrs([
-        ("object_id", owned.id.as_str()),
-        ("collection", collection),
-        ("app_id", owned.app_id.as_deref().unwrap_or("")),
-        ("app_name", name.as_str()),
-        ("owner", owner),
-    ]);
-    out.findings.push(finding(
-        kind,
-        owned.id.clone(),
-        format!("Entra {node}"),
-        Relation::Owns,
-        holder.clone(),
-        vec![owns.clone()],
-        base.clone(),
-    ));
+    }
+}
+
+fn owned_findings(owned: &OwnedObject, owner: &str, out: &mut Resolution) {
+    let object = owned_object_finding(owned, Some(owner));
+    let (_, noun, _) = owned_noun(owned);
+    let node = format!("{noun} {}", object.attr("app_name").unwrap_or(&owned.id));
+    let holder = object.holder.clone();
+    let owns = object.paths[0].clone();
+    let base = object.attributes.clone();
+    out.findings.push(object);
     for p in &owned.password_credentials {
         let mut facts = base.clone();
         facts.insert("key_id".into(), p.key_id.clone());
