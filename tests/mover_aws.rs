@@ -510,6 +510,15 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_aws() {
         .send()
         .await
         .expect("create svc-joe-etl");
+    // And the role its jobs run as, named after the service too.
+    iam.create_role()
+        .role_name("svc-joe-etl")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"glue.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("create role svc-joe-etl");
     let hr = world.dir.path().join("hr.csv");
     let mut rows = std::fs::read_to_string(&hr).expect("read hr.csv");
     rows.push_str(
@@ -547,6 +556,19 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_aws() {
         .map(|t| t.value.as_str())
         .collect();
     assert_eq!(owner, ["joe.new@example.com"], "{tags:?}");
+    let role_tags = iam
+        .list_role_tags()
+        .role_name("svc-joe-etl")
+        .send()
+        .await
+        .expect("list role tags")
+        .tags;
+    assert!(
+        role_tags
+            .iter()
+            .any(|t| t.key == "owner" && t.value == "joe.new@example.com"),
+        "{role_tags:?}"
+    );
     let resolved = world.closeout(&["resolve", "--identity", "E2003", "--format", "json"]);
     assert!(
         common::stdout(&resolved).contains("aws:nhi-user:svc-joe-etl"),

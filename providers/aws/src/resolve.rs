@@ -911,22 +911,49 @@ pub fn nhi_role_finding(role: &IamRole, config: &AwsConfig) -> Finding {
     d.build()
 }
 
-/// The principals of a service identity as `nhi-user` findings: the IAM user it correlates with
-/// by the rules of [`correlate`] (identity tag, then user-name rules). Correlation names users
-/// only, never roles, so no `nhi-role` comes from here. Several candidates: the one `correlate`
-/// picks, plus its warning.
+/// The principals of a service identity: the IAM user it correlates with by the rules of
+/// [`correlate`] (identity tag, then user-name rules; several candidates: the one `correlate`
+/// picks, plus its warning) as an `nhi-user`, and every IAM role made for it as an `nhi-role`
+/// (see [`service_roles`]).
 pub fn service_nhi_findings(
     inv: &Inventory,
     identity: &Identity,
     config: &AwsConfig,
 ) -> (Vec<Finding>, Vec<String>) {
     let c = correlate(&inv.users, identity, config);
-    let found = c
+    let mut found: Vec<Finding> = c
         .account
         .map(|(i, _)| nhi_user_finding(&inv.users[i], config))
         .into_iter()
         .collect();
+    found.extend(
+        service_roles(&inv.roles, identity, config)
+            .into_iter()
+            .map(|r| nhi_role_finding(r, config)),
+    );
     (found, c.warnings)
+}
+
+/// The IAM roles of a service identity: tagged `identity_tag` with its id or email, or untagged
+/// and named by one of the `match_user_name` forms. A role tagged as somebody else's is never
+/// matched by name.
+pub fn service_roles<'a>(
+    roles: &'a [IamRole],
+    identity: &Identity,
+    config: &AwsConfig,
+) -> Vec<&'a IamRole> {
+    roles
+        .iter()
+        .filter(
+            |r| match tag(&r.tags, &config.identity_tag).map(str::trim) {
+                Some(v) if !v.is_empty() => identity.is_named_by(v),
+                _ => config.match_user_name.iter().any(|rule| {
+                    rule_form(*rule, identity)
+                        .is_some_and(|form| r.name.eq_ignore_ascii_case(&form))
+                }),
+            },
+        )
+        .collect()
 }
 
 impl AwsProvider {
@@ -1223,6 +1250,27 @@ pub(crate) mod tests {
             correlate(&[user("carol", &[])], &alice, &AwsConfig::default()),
             Correlation::default()
         );
+    }
+
+    #[test]
+    fn service_roles_are_matched_by_identity_tag_or_name_never_against_a_foreign_tag() {
+        let etl = identity("S3001", "svc-etl@example.com");
+        let tagged = |name: &str, value: &str| IamRole {
+            tags: vec![("identity".into(), value.into())],
+            ..role(name, trust("arn:aws:iam::123456789012:root"))
+        };
+        let roles = vec![
+            role("svc-etl", trust("arn:aws:iam::123456789012:root")),
+            tagged("etl-runner", "S3001"),
+            tagged("svc-etl-2", "svc-etl@example.com"),
+            tagged("S3001", "S9999"),
+            role("svc-other", trust("arn:aws:iam::123456789012:root")),
+        ];
+        let names: Vec<&str> = service_roles(&roles, &etl, &AwsConfig::default())
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["svc-etl", "etl-runner", "svc-etl-2"]);
     }
 
     /// An account with every way to reach a role and a secret.

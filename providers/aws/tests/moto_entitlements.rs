@@ -239,9 +239,16 @@ async fn nhi_findings_of_a_service_identity_become_the_owners_nhis() {
     c.user("erin", &[("identity", "E300")]).await;
     // Correlated with the service identity by user name (= its id); no owner tag yet.
     c.user("svc-deploy", &[]).await;
-    // A role cannot correlate with an identity: never an nhi_findings result.
+    // Its role, tagged with the service's id; a role named like it but tagged as somebody
+    // else's is not its.
     c.role("svc-deploy-role", trust("*"), &[("identity", "svc-deploy")])
         .await;
+    c.role(
+        "svc-deploy@example.com",
+        trust("*"),
+        &[("identity", "E999")],
+    )
+    .await;
     let mut svc = identity("svc-deploy", "svc-deploy@example.com", Some("E300"));
     svc.kind = IdentityKind::Service;
     svc.status = IdentityStatus::Active;
@@ -255,7 +262,13 @@ async fn nhi_findings_of_a_service_identity_become_the_owners_nhis() {
     };
 
     let found = p.nhi_findings(&svc_ctx).await.unwrap();
-    assert_eq!(found.len(), 1, "{found:?}");
+    let ids: Vec<&str> = found.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["aws:nhi-user:svc-deploy", "aws:nhi-role:svc-deploy-role"],
+        "{found:?}"
+    );
+    assert_eq!(found[1].holder, Holder::Nhi("svc-deploy-role".into()));
     let f = &found[0];
     assert_eq!(f.id, "aws:nhi-user:svc-deploy");
     assert_eq!(f.kind, "nhi-user");
@@ -317,9 +330,11 @@ async fn nhi_findings_of_a_service_identity_become_the_owners_nhis() {
         owned.paths[0].render("E300"),
         "E300 -owns-> iam user svc-deploy (tag owner = erin@example.com)"
     );
+    // Only the user was handed over: the role is nobody's yet.
     assert!(after.findings.iter().all(|x| x.kind != "nhi-role"));
     let again = p.nhi_findings(&svc_ctx).await.unwrap();
-    assert_eq!(again, vec![owned.clone()], "one builder for both");
+    assert_eq!(again[0], owned.clone(), "one builder for both");
+    assert_eq!(again[1], found[1]);
 
     // A service identity with no IAM user here.
     let mut ghost = identity("svc-none", "svc-none@example.com", Some("E300"));
