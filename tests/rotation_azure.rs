@@ -8,8 +8,7 @@
 mod common;
 
 use common::azure::AzureWorld;
-use common::{describe, json};
-use serde_json::Value;
+use common::{describe, due_of, json};
 
 const PERSON: &str = "E1001";
 const CERTIFICATES: [(&str, &str); 2] = [
@@ -18,29 +17,7 @@ const CERTIFICATES: [(&str, &str); 2] = [
 ];
 
 fn set_policy(world: &AzureWorld, policy: &str) {
-    let path = world.config_path();
-    let text = std::fs::read_to_string(&path).expect("config");
-    let base = text
-        .split("\n[[rotation.policy]]")
-        .next()
-        .unwrap_or(&text)
-        .to_string();
-    std::fs::write(&path, format!("{base}{policy}")).expect("write config");
-}
-
-fn due_of(report: &Value) -> Vec<(String, String)> {
-    report["identities"]
-        .as_array()
-        .expect("identities")
-        .iter()
-        .flat_map(|i| i["due"].as_array().expect("due").iter())
-        .map(|d| {
-            (
-                d["id"].as_str().unwrap_or_default().to_string(),
-                d["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    common::set_rotation_policy(&world.config_path(), policy);
 }
 
 /// The current version's `exp` (unix seconds) of a certificate, read from the data plane.

@@ -6,32 +6,10 @@
 mod common;
 
 use common::vault::VaultWorld;
-use common::{describe, json};
+use common::{describe, due_of, json};
 
 fn set_policy(world: &VaultWorld, policy: &str) {
-    let path = world.config_path();
-    let text = std::fs::read_to_string(&path).expect("config");
-    let base = text
-        .split("\n[[rotation.policy]]")
-        .next()
-        .unwrap_or(&text)
-        .to_string();
-    std::fs::write(&path, format!("{base}{policy}")).expect("write config");
-}
-
-fn due_of(report: &serde_json::Value) -> Vec<(String, String)> {
-    report["identities"]
-        .as_array()
-        .expect("identities")
-        .iter()
-        .flat_map(|i| i["due"].as_array().expect("due").iter())
-        .map(|d| {
-            (
-                d["id"].as_str().unwrap_or_default().to_string(),
-                d["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    common::set_rotation_policy(&world.config_path(), policy);
 }
 
 #[tokio::test]

@@ -590,3 +590,30 @@ pub fn urlencoding_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Replace the `[[rotation.policy]]` entries at the end of the config at `config` with `policy`.
+pub fn set_rotation_policy(config: &std::path::Path, policy: &str) {
+    let text = std::fs::read_to_string(config).expect("config");
+    let base = text
+        .split("\n[[rotation.policy]]")
+        .next()
+        .unwrap_or(&text)
+        .to_string();
+    std::fs::write(config, format!("{base}{policy}")).expect("write config");
+}
+
+/// (finding id, reason) of every due finding in a `rotate --due --format json` report.
+pub fn due_of(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["identities"]
+        .as_array()
+        .expect("identities")
+        .iter()
+        .flat_map(|i| i["due"].as_array().expect("due").iter())
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap_or_default().to_string(),
+                d["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
