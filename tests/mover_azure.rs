@@ -676,19 +676,7 @@ async fn joiner_gets_baseline_and_owns_the_applications_made_for_them_on_azure()
     std::fs::write(&policy_file, policy()).expect("write the policy");
     world.use_source_and_policy(&hr, &policy_file);
 
-    let apply = || async {
-        world
-            .closeout(&[
-                "apply",
-                "joiner",
-                "--identity",
-                "E2003",
-                "--yes",
-                "--format",
-                "json",
-            ])
-            .await
-    };
+    let apply = || async { world.closeout(&common::mover::apply_joiner("E2003")).await };
     let out = apply().await;
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(json(&out)["status"], "closed", "{}", describe(&out));

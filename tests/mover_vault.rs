@@ -436,15 +436,7 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_vault() {
     );
     std::fs::write(&hr, rows).expect("write hr.csv");
 
-    let out = world.closeout(&[
-        "apply",
-        "joiner",
-        "--identity",
-        "E2003",
-        "--yes",
-        "--format",
-        "json",
-    ]);
+    let out = world.closeout(&common::mover::apply_joiner("E2003"));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(json(&out)["status"], "closed", "{}", describe(&out));
 

@@ -7,6 +7,19 @@ use std::path::Path;
 
 use super::REPO;
 
+/// `apply joiner --identity ID --yes --format json`.
+pub fn apply_joiner(id: &str) -> [&str; 7] {
+    [
+        "apply",
+        "joiner",
+        "--identity",
+        id,
+        "--yes",
+        "--format",
+        "json",
+    ]
+}
+
 /// One row of the test's HR export.
 pub struct Person<'a> {
     pub id: &'a str,
