@@ -672,6 +672,12 @@ impl AwsProvider {
     /// idempotency key, promoted to `AWSCURRENT` (the old version becomes `AWSPREVIOUS`), then the
     /// `AWSPENDING` label is cleared.
     async fn rotate_secret(&self, f: &Finding, key: &str) -> Result<ActionOutcome, ProviderError> {
+        // A secret with rotation configured belongs to its rotation function (it changes the
+        // database password, say, with the value): writing a value by hand would break the
+        // service it guards, so the function is asked to rotate.
+        if f.attr("rotation_enabled") == Some("true") {
+            return self.trigger_configured_rotation(f, key).await;
+        }
         let secret = f.resource.as_str();
         let name = f.attr("name").unwrap_or(secret);
         let token = request_token(key);
@@ -758,6 +764,67 @@ impl AwsProvider {
                 None => format!("new version {token} of secret {name} is AWSCURRENT"),
             },
         ))
+    }
+
+    /// `RotateSecret` with this action's request token as the new version's id (so a retry is
+    /// the same rotation, never a second one). Rotated once the function has made that version
+    /// AWSCURRENT; still active while it is AWSPENDING (verification reads the outcome again).
+    async fn trigger_configured_rotation(
+        &self,
+        f: &Finding,
+        key: &str,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let secret = f.resource.as_str();
+        let name = f.attr("name").unwrap_or(secret);
+        let token = request_token(key);
+        let Some(versions) = self.secret_versions(secret).await? else {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("secret {name} no longer exists"),
+            ));
+        };
+        let ours = versions.by_id(&token);
+        if versions.with_stage(AWSCURRENT).map(|v| v.id.as_str()) == Some(token.as_str())
+            || ours.is_some_and(|v| !v.has(AWSPENDING))
+        {
+            return Ok(ActionOutcome::already(
+                State::Rotated,
+                format!(
+                    "the rotation function of secret {name} already made version {token} current"
+                ),
+            ));
+        }
+        if ours.is_none() {
+            self.call(
+                "RotateSecret",
+                self.sm
+                    .rotate_secret()
+                    .secret_id(secret)
+                    .client_request_token(&token)
+                    .rotate_immediately(true)
+                    .send(),
+            )
+            .await?;
+        }
+        let current = self
+            .secret_versions(secret)
+            .await?
+            .and_then(|v| v.with_stage(AWSCURRENT).map(|c| c.id.clone()));
+        Ok(if current.as_deref() == Some(token.as_str()) {
+            ActionOutcome::done(
+                State::Rotated,
+                format!(
+                    "the rotation function of secret {name} made new version {token} AWSCURRENT"
+                ),
+            )
+        } else {
+            ActionOutcome::done(
+                State::Active,
+                format!(
+                    "asked the rotation function of secret {name} to rotate (version {token} is AWSPENDING until it finishes; verification reads the result)"
+                ),
+            )
+        })
     }
 
     async fn clear_pending(&self, secret: &str, version: &str) -> Result<(), ProviderError> {

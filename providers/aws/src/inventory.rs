@@ -648,8 +648,22 @@ pub struct SecretInfo {
     pub tags: Vec<(String, String)>,
     pub policy: Option<PolicyDocument>,
     pub rotation_enabled: bool,
-    /// `LastChangedDate`: when the secret was last modified (a new version included).
+    /// When the secret last changed: the later of `LastChangedDate` (any modification, a new
+    /// version included) and `LastRotatedDate` (see [`last_changed`]).
     pub last_changed: Option<DateTime<Utc>>,
+}
+
+/// The later of a secret's `LastChangedDate` and `LastRotatedDate`. On AWS both are at or after
+/// the current version's creation, so either bounds it from above; moto 5.2 leaves
+/// `LastChangedDate` alone on `RotateSecret` and sets only `LastRotatedDate`.
+pub fn last_changed(
+    changed: Option<&aws_smithy_types::DateTime>,
+    rotated: Option<&aws_smithy_types::DateTime>,
+) -> Option<DateTime<Utc>> {
+    match (changed.and_then(to_utc), rotated.and_then(to_utc)) {
+        (Some(c), Some(r)) => Some(c.max(r)),
+        (c, r) => c.or(r),
+    }
 }
 
 /// One version of a secret.
@@ -670,7 +684,8 @@ impl Version {
 #[derive(Debug, Clone, Default)]
 pub struct SecretVersions {
     pub versions: Vec<Version>,
-    /// The secret's `LastChangedDate`, which bounds every version's creation date from above.
+    /// The secret's `LastChangedDate` or later `LastRotatedDate`, which bounds every version's
+    /// creation date from above.
     pub last_changed: Option<DateTime<Utc>>,
 }
 
@@ -679,8 +694,9 @@ impl SecretVersions {
     ///
     /// moto 5.2 reports the time of the request as every version's `CreatedDate` in
     /// `ListSecretVersionIds` (AWS reports the real one). A secret's `LastChangedDate` is updated
-    /// by every new version, so it is never earlier than the current version's creation on AWS;
-    /// taking the earlier of the two is exact on AWS and corrects moto.
+    /// by every new version (and `LastRotatedDate` when a rotation finishes), so the later of
+    /// them is never earlier than the current version's creation on AWS; taking the earlier of
+    /// that and `CreatedDate` is exact on AWS and corrects moto.
     pub fn current_created(&self) -> Option<DateTime<Utc>> {
         let created = self.with_stage(crate::resolve::AWSCURRENT)?.created;
         match (created, self.last_changed) {
@@ -728,7 +744,7 @@ impl AwsProvider {
                         .collect(),
                     policy: None,
                     rotation_enabled: s.rotation_enabled().unwrap_or(false),
-                    last_changed: s.last_changed_date().and_then(to_utc),
+                    last_changed: last_changed(s.last_changed_date(), s.last_rotated_date()),
                 });
             }
             match page.next_token() {

@@ -3,7 +3,7 @@
 
 use crate::actions::Principal;
 use crate::error::{permanent, CallError};
-use crate::inventory::{tag, to_utc};
+use crate::inventory::{last_changed, tag};
 use crate::resolve::{key_state, secret_state, session_state};
 use crate::{kinds, next_marker, AwsProvider, PROVIDER};
 use closeout_contract::{Finding, Holder, ProbeOutcome, ProviderError, ResolveContext, State};
@@ -319,7 +319,10 @@ impl AwsProvider {
                 }
                 match self.secret_versions(&f.resource).await? {
                     Some(mut v) => {
-                        v.last_changed = described.last_changed_date().and_then(to_utc);
+                        v.last_changed = last_changed(
+                            described.last_changed_date(),
+                            described.last_rotated_date(),
+                        );
                         secret_state(&v, ctx.cutoff)
                     }
                     None => State::Deleted,

@@ -744,3 +744,96 @@ async fn unknown_verbs_and_missing_parameters_are_permanent() {
         Some("2030-01-02T00:00:00Z")
     );
 }
+
+/// A secret with rotation configured is rotated by its rotation function (`RotateSecret`, which
+/// sets `LastRotatedDate`), never by writing a value by hand (which would leave the database it
+/// guards on the old password). A retry of the same action is the same rotation.
+#[tokio::test]
+async fn a_secret_with_configured_rotation_is_rotated_by_its_function() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let arn = c
+        .secret(
+            "orders-db",
+            &format!("{CANARY}-orders"),
+            &[("owner", "E100")],
+            None,
+        )
+        .await;
+    // Configure a schedule (AWS would also name a function; moto rotates without one).
+    c.sm.rotate_secret()
+        .secret_id(&arn)
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .rotate_immediately(false)
+        .send()
+        .await
+        .unwrap();
+    let described = |c: &Clients| {
+        let arn = arn.clone();
+        let sm = c.sm.clone();
+        async move { sm.describe_secret().secret_id(arn).send().await.unwrap() }
+    };
+    let before = described(&c).await;
+    assert_eq!(before.rotation_enabled(), Some(true));
+    let versions_before: Vec<String> = before
+        .version_ids_to_stages()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    // LastRotatedDate has second resolution: let a second pass so the action's is later.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let started = Utc::now().timestamp();
+
+    let provider = moto.provider().await;
+    let ctx = ResolveContext {
+        identity: identity("E100", "alice@example.com", None),
+        cutoff: Some(Utc::now()),
+    };
+    let r = provider.resolve(&ctx).await.unwrap();
+    let f = find(&r, &format!("aws:secret:{arn}")).clone();
+    assert_eq!(f.attr("rotation_enabled"), Some("true"), "{f:?}");
+    let request = ActionRequest {
+        idempotency_key: "run-9/rotate/orders-db".into(),
+        verb: "rotate".into(),
+        finding: f.clone(),
+        params: ActionParams::default(),
+    };
+    let out = provider.execute(&request).await.unwrap();
+    assert!(!out.already_done, "{out:?}");
+    assert!(out.detail.contains("rotation function"), "{out:?}");
+
+    let after = described(&c).await;
+    let rotated_at = after
+        .last_rotated_date()
+        .map(|d| d.secs())
+        .expect("LastRotatedDate");
+    assert!(
+        rotated_at >= started,
+        "RotateSecret ran for the action: {rotated_at} < {started}"
+    );
+    let current: Vec<String> = after
+        .version_ids_to_stages()
+        .expect("versions")
+        .iter()
+        .filter(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(current.len(), 1, "{after:?}");
+    assert!(
+        !versions_before.contains(&current[0]),
+        "a new version is AWSCURRENT: {after:?}"
+    );
+
+    let again = provider.execute(&request).await.unwrap();
+    assert!(again.already_done, "{again:?}");
+    assert_eq!(
+        described(&c).await.last_rotated_date(),
+        after.last_rotated_date(),
+        "a retry does not rotate again"
+    );
+    let state = provider.live_state(&f, &ctx).await.unwrap();
+    assert_eq!(state, State::Rotated);
+}
