@@ -3,7 +3,7 @@
 //! half-finished) action is safe.
 
 use crate::error::{permanent, CallError, CallFailure};
-use crate::inventory::{rfc3339, tag};
+use crate::inventory::{rfc3339, tag, SecretVersions};
 use crate::policy::PolicyDocument;
 use crate::resolve::{AWSCURRENT, AWSPENDING};
 use crate::{kinds, AwsProvider, CAPABILITIES, PROVIDER};
@@ -672,12 +672,6 @@ impl AwsProvider {
     /// idempotency key, promoted to `AWSCURRENT` (the old version becomes `AWSPREVIOUS`), then the
     /// `AWSPENDING` label is cleared.
     async fn rotate_secret(&self, f: &Finding, key: &str) -> Result<ActionOutcome, ProviderError> {
-        // A secret with rotation configured belongs to its rotation function (it changes the
-        // database password, say, with the value): writing a value by hand would break the
-        // service it guards, so the function is asked to rotate.
-        if f.attr("rotation_enabled") == Some("true") {
-            return self.trigger_configured_rotation(f, key).await;
-        }
         let secret = f.resource.as_str();
         let name = f.attr("name").unwrap_or(secret);
         let token = request_token(key);
@@ -687,6 +681,14 @@ impl AwsProvider {
                 format!("secret {name} no longer exists"),
             ));
         };
+        // A secret with rotation configured belongs to its rotation function (it changes the
+        // database password, say, with the value): writing a value by hand would break the
+        // service it guards, so the function is asked to rotate.
+        if f.attr("rotation_enabled") == Some("true") {
+            return self
+                .trigger_configured_rotation(secret, name, &token, &versions)
+                .await;
+        }
         let current = versions.with_stage(AWSCURRENT).map(|v| v.id.clone());
         let ours = versions.by_id(&token).cloned();
         if current.as_deref() == Some(token.as_str()) {
@@ -771,20 +773,13 @@ impl AwsProvider {
     /// AWSCURRENT; still active while it is AWSPENDING (verification reads the outcome again).
     async fn trigger_configured_rotation(
         &self,
-        f: &Finding,
-        key: &str,
+        secret: &str,
+        name: &str,
+        token: &str,
+        versions: &SecretVersions,
     ) -> Result<ActionOutcome, ProviderError> {
-        let secret = f.resource.as_str();
-        let name = f.attr("name").unwrap_or(secret);
-        let token = request_token(key);
-        let Some(versions) = self.secret_versions(secret).await? else {
-            return Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("secret {name} no longer exists"),
-            ));
-        };
-        let ours = versions.by_id(&token);
-        if versions.with_stage(AWSCURRENT).map(|v| v.id.as_str()) == Some(token.as_str())
+        let ours = versions.by_id(token);
+        if versions.with_stage(AWSCURRENT).map(|v| v.id.as_str()) == Some(token)
             || ours.is_some_and(|v| !v.has(AWSPENDING))
         {
             return Ok(ActionOutcome::already(
@@ -800,7 +795,7 @@ impl AwsProvider {
                 self.sm
                     .rotate_secret()
                     .secret_id(secret)
-                    .client_request_token(&token)
+                    .client_request_token(token)
                     .rotate_immediately(true)
                     .send(),
             )
@@ -810,7 +805,7 @@ impl AwsProvider {
             .secret_versions(secret)
             .await?
             .and_then(|v| v.with_stage(AWSCURRENT).map(|c| c.id.clone()));
-        Ok(if current.as_deref() == Some(token.as_str()) {
+        Ok(if current.as_deref() == Some(token) {
             ActionOutcome::done(
                 State::Rotated,
                 format!(
