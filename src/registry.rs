@@ -105,6 +105,10 @@ impl ProviderHandle {
         dispatch!(self, p => p.nhi_findings(nhi).await)
     }
 
+    pub fn session_carries(&self, session: &Finding, removed: &Finding) -> bool {
+        dispatch!(self, p => p.session_carries(session, removed))
+    }
+
     pub async fn unclaimed_accounts(
         &self,
         identities: &[Identity],

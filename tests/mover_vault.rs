@@ -24,6 +24,9 @@ struct Org {
     /// The person's live token (from a userpass login) and its accessor.
     token: String,
     accessor: String,
+    /// A token the person owns through its `owner` metadata, bound to no entity (a CI job's):
+    /// its policies are its own, so no move shrinks them.
+    owned_accessor: String,
 }
 
 async fn entity(api: &Api, name: &str, policies: &[&str], userpass: &str) -> String {
@@ -128,6 +131,13 @@ async fn seed(api: &Api) -> Org {
         .await;
     assert_eq!(status, 200, "login: {login}");
     assert_eq!(login["auth"]["entity_id"].as_str(), Some(person.as_str()));
+    let owned = api
+        .root(
+            "POST",
+            "auth/token/create-orphan",
+            Some(json!({ "policies": ["default"], "meta": { "owner": PERSON }, "ttl": "2h" })),
+        )
+        .await;
     Org {
         person,
         colleague,
@@ -138,6 +148,10 @@ async fn seed(api: &Api) -> Org {
             .expect("token")
             .into(),
         accessor: login["auth"]["accessor"].as_str().expect("accessor").into(),
+        owned_accessor: owned["auth"]["accessor"]
+            .as_str()
+            .expect("owned token accessor")
+            .into(),
     }
 }
 
@@ -346,6 +360,19 @@ async fn engineer_moves_to_finance_read_back_from_vault() {
         "the person's token survived"
     );
     assert!(!api.token_works(&org.token).await);
+    // A token bound to no entity keeps exactly its own policies: it carried none of the removed
+    // access, so it is left alone (the run saw it as the person's and did not act on it).
+    let owned = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["id"] == format!("vault:token:{}", org.owned_accessor))
+        .unwrap_or_else(|| panic!("the owned token is not among the findings: {report:#}"));
+    assert_eq!(owned["actions"], json!([]), "{owned:#}");
+    assert!(
+        api.accessor_lives(&org.owned_accessor).await,
+        "the owned token not bound to the entity was revoked"
+    );
 
     // Secrets readable only through the removed groups rotated; the rest untouched.
     for (key, v) in versions_before {

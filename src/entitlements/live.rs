@@ -52,6 +52,28 @@ pub fn review_findings(
     )
 }
 
+/// The findings that still carry access an entitlement in `removed` gave, as their provider
+/// judges ([`closeout_contract::Provider::session_carries`]; only findings of a provider that
+/// loses an entitlement are asked).
+fn sessions_losing_access(
+    providers: &Providers,
+    removed: &[&Finding],
+    findings: &[Finding],
+) -> BTreeSet<String> {
+    findings
+        .iter()
+        .filter(|f| {
+            removed.iter().any(|e| {
+                e.provider == f.provider
+                    && providers
+                        .get(&f.provider)
+                        .is_none_or(|p| p.session_carries(f, e))
+            })
+        })
+        .map(|f| f.id.clone())
+        .collect()
+}
+
 /// What a mover or joiner plan is built from, beyond the resolved findings.
 #[derive(Debug, Clone, Default)]
 pub struct EntitlementPlan {
@@ -88,7 +110,7 @@ pub async fn prepare(
     }
     let removed: Vec<&Finding> = review.removable().map(|l| &l.finding).collect();
     facts.only_through_removed = only_through(&removed, &graph.findings);
-    facts.providers_losing_access = removed.iter().map(|f| f.provider.clone()).collect();
+    facts.sessions_losing_access = sessions_losing_access(providers, &removed, &graph.findings);
 
     let (grantable, skipped): (Vec<_>, Vec<_>) = review
         .missing

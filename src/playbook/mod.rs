@@ -145,8 +145,10 @@ pub enum Reach {
     /// Every path to the finding passes through an entitlement the plan removes (a secret
     /// readable only through the old role, a role assumable only through it).
     OnlyThroughRemoved,
-    /// The plan removes at least one entitlement in the finding's provider (sessions whose
-    /// permissions were fixed when they were issued: sign-in sessions, tokens).
+    /// The plan removes an entitlement in the finding's provider that the finding still
+    /// carries, as the provider judges (sessions whose permissions were fixed when issued, or
+    /// are looked up while they live: sign-in sessions, tokens; Vault: the tokens bound to the
+    /// entity whose group membership or policy goes; elsewhere every session of the provider).
     ProviderLosingAccess,
     /// A non-human identity the source says was created for the identity (a service identity
     /// whose owner it is): a joiner records the identity as its owner.
@@ -181,8 +183,8 @@ pub struct SelectionFacts {
     pub entitlements: BTreeMap<String, EntitlementStanding>,
     /// Findings reached only through entitlements the plan removes.
     pub only_through_removed: BTreeSet<String>,
-    /// Providers in which the plan removes an entitlement.
-    pub providers_losing_access: BTreeSet<String>,
+    /// Findings that still carry access an entitlement the plan removes gave.
+    pub sessions_losing_access: BTreeSet<String>,
     /// NHI findings of the service identities created for the identity (joiners).
     pub nhis_created_for: BTreeSet<String>,
 }
@@ -223,7 +225,7 @@ impl Selector {
                 None => true,
                 Some(Reach::OnlyThroughRemoved) => facts.only_through_removed.contains(&finding.id),
                 Some(Reach::ProviderLosingAccess) => {
-                    facts.providers_losing_access.contains(&finding.provider)
+                    facts.sessions_losing_access.contains(&finding.id)
                 }
                 Some(Reach::CreatedForIdentity) => facts.nhis_created_for.contains(&finding.id),
             }

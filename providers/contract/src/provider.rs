@@ -218,4 +218,13 @@ pub trait Provider: Send + Sync {
         let _ = nhi;
         async { Ok(Vec::new()) }
     }
+
+    /// Whether `session` (a token, a sign-in session: a finding whose permissions were fixed or
+    /// are looked up while it lives) still carries the access `removed`, an entitlement finding
+    /// of this provider that a mover removes, gave. Pure: decided from the two findings. The
+    /// default, every session of the provider, is the safe answer when the provider cannot tell.
+    fn session_carries(&self, session: &Finding, removed: &Finding) -> bool {
+        let _ = (session, removed);
+        true
+    }
 }

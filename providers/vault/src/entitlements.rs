@@ -33,6 +33,20 @@ pub fn entitlement(f: &Finding) -> Option<Entitlement> {
     (!target.is_empty()).then(|| Entitlement::new(PROVIDER, f.kind.clone(), target))
 }
 
+/// Whether `session` still carries the access the removed membership or entity policy gave:
+/// identity policies apply to every token bound to the entity and to no other token, so a token
+/// carries it when it is bound to that entity. Other findings, or a finding that does not say:
+/// yes (the safe answer).
+pub fn session_carries(session: &Finding, removed: &Finding) -> bool {
+    if session.kind != kinds::TOKEN {
+        return true;
+    }
+    match (session.attr("entity_id"), removed.attr("entity_id")) {
+        (Some(bound_to), Some(entity)) if !entity.is_empty() => bound_to == entity,
+        _ => true,
+    }
+}
+
 fn config_error(message: impl Into<String>) -> ProviderError {
     ProviderError::Config {
         provider: PROVIDER,
@@ -462,6 +476,27 @@ mod tests {
             group_ids: vec![],
             policies: vec!["p1".into()],
         }
+    }
+
+    #[test]
+    fn a_token_carries_a_removed_entitlement_only_when_bound_to_its_entity() {
+        let e = entity("alice", &[], &[], false);
+        let removed = entity_policy_finding(&e, "p1", State::Active);
+        let token = |entity_id: &str| {
+            let mut t = removed.clone();
+            t.kind = kinds::TOKEN.into();
+            t.attributes = [("entity_id".to_string(), entity_id.to_string())].into();
+            t
+        };
+        assert!(session_carries(&token("id-alice"), &removed));
+        assert!(!session_carries(&token(""), &removed), "bound to no entity");
+        assert!(!session_carries(&token("id-bob"), &removed));
+        let mut silent = token("x");
+        silent.attributes.clear();
+        assert!(session_carries(&silent, &removed), "cannot tell: yes");
+        let mut lease = token("");
+        lease.kind = kinds::LEASE.into();
+        assert!(session_carries(&lease, &removed));
     }
 
     #[test]

@@ -303,6 +303,10 @@ impl Provider for VaultProvider {
     ) -> impl Future<Output = Result<Vec<Finding>, ProviderError>> + Send {
         Box::pin(self.nhi_findings_impl(nhi))
     }
+
+    fn session_carries(&self, session: &Finding, removed: &Finding) -> bool {
+        entitlements::session_carries(session, removed)
+    }
 }
 
 #[cfg(test)]
