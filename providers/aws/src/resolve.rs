@@ -45,33 +45,45 @@ pub fn rule_form(rule: UserNameRule, identity: &Identity) -> Option<String> {
     form.filter(|f| !f.is_empty())
 }
 
-/// Find the identity's IAM user: a tag `identity_tag` naming the identity wins over a user name
-/// equal to one of the `match_user_name` forms (in their order). A user whose identity tag names
-/// somebody else is never matched by name. Several candidates: the first wins, with a warning.
-pub fn correlate(users: &[IamUser], identity: &Identity, config: &AwsConfig) -> Correlation {
-    // (rank, user index, rule): rank 0 for tags, then 1.. for the user-name rules in order.
-    let mut candidates: Vec<(usize, usize, String)> = Vec::new();
-    for (i, u) in users.iter().enumerate() {
-        let tagged = tag(&u.tags, &config.identity_tag);
-        if let Some(v) = tagged {
-            if identity.is_named_by(v) {
-                candidates.push((0, i, format!("tag {} = {}", config.identity_tag, v.trim())));
-                continue;
-            }
-            // Tagged as somebody else's account: a matching name is a coincidence.
-            if !v.trim().is_empty() {
-                continue;
-            }
+/// How an IAM principal (user or role) with `tags` and `name` is the identity's, as (rank, rule):
+/// rank 0 for a tag `identity_tag` naming the identity, then 1.. for the `match_user_name` forms
+/// in their order. A principal whose identity tag names somebody else is never matched by name.
+pub fn principal_match(
+    tags: &[(String, String)],
+    name: &str,
+    identity: &Identity,
+    config: &AwsConfig,
+) -> Option<(usize, String)> {
+    if let Some(v) = tag(tags, &config.identity_tag) {
+        if identity.is_named_by(v) {
+            return Some((0, format!("tag {} = {}", config.identity_tag, v.trim())));
         }
-        for (rank, rule) in config.match_user_name.iter().enumerate() {
-            if let Some(form) = rule_form(*rule, identity) {
-                if u.name.eq_ignore_ascii_case(&form) {
-                    candidates.push((rank + 1, i, format!("user name = {}", rule.describe())));
-                    break;
-                }
-            }
+        // Tagged as somebody else's: a matching name is a coincidence.
+        if !v.trim().is_empty() {
+            return None;
         }
     }
+    config
+        .match_user_name
+        .iter()
+        .enumerate()
+        .find(|(_, rule)| {
+            rule_form(**rule, identity).is_some_and(|f| name.eq_ignore_ascii_case(&f))
+        })
+        .map(|(rank, rule)| (rank + 1, format!("user name = {}", rule.describe())))
+}
+
+/// Find the identity's IAM user by [`principal_match`]: a tag wins over a user name. Several
+/// candidates: the first wins, with a warning.
+pub fn correlate(users: &[IamUser], identity: &Identity, config: &AwsConfig) -> Correlation {
+    // (rank, user index, rule).
+    let mut candidates: Vec<(usize, usize, String)> = users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            principal_match(&u.tags, &u.name, identity, config).map(|(rank, rule)| (rank, i, rule))
+        })
+        .collect();
     candidates.sort_by(|a, b| (a.0, &users[a.1].name).cmp(&(b.0, &users[b.1].name)));
     let mut c = Correlation::default();
     if let Some((_, i, rule)) = candidates.first() {
@@ -934,9 +946,8 @@ pub fn service_nhi_findings(
     (found, c.warnings)
 }
 
-/// The IAM roles of a service identity: tagged `identity_tag` with its id or email, or untagged
-/// and named by one of the `match_user_name` forms. A role tagged as somebody else's is never
-/// matched by name.
+/// The IAM roles of a service identity: every role [`principal_match`] names as its (tagged
+/// `identity_tag` with its id or email, or untagged and named by a `match_user_name` form).
 pub fn service_roles<'a>(
     roles: &'a [IamRole],
     identity: &Identity,
@@ -944,15 +955,7 @@ pub fn service_roles<'a>(
 ) -> Vec<&'a IamRole> {
     roles
         .iter()
-        .filter(
-            |r| match tag(&r.tags, &config.identity_tag).map(str::trim) {
-                Some(v) if !v.is_empty() => identity.is_named_by(v),
-                _ => config.match_user_name.iter().any(|rule| {
-                    rule_form(*rule, identity)
-                        .is_some_and(|form| r.name.eq_ignore_ascii_case(&form))
-                }),
-            },
-        )
+        .filter(|r| principal_match(&r.tags, &r.name, identity, config).is_some())
         .collect()
 }
 
