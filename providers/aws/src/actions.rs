@@ -3,7 +3,7 @@
 //! half-finished) action is safe.
 
 use crate::error::{permanent, CallError, CallFailure};
-use crate::inventory::{rfc3339, tag, SecretVersions};
+use crate::inventory::{rfc3339, tag};
 use crate::policy::PolicyDocument;
 use crate::resolve::{AWSCURRENT, AWSPENDING};
 use crate::{kinds, AwsProvider, CAPABILITIES, PROVIDER};
@@ -681,14 +681,6 @@ impl AwsProvider {
                 format!("secret {name} no longer exists"),
             ));
         };
-        // A secret with rotation configured belongs to its rotation function (it changes the
-        // database password, say, with the value): writing a value by hand would break the
-        // service it guards, so the function is asked to rotate.
-        if f.attr("rotation_enabled") == Some("true") {
-            return self
-                .trigger_configured_rotation(secret, name, &token, &versions)
-                .await;
-        }
         let current = versions.with_stage(AWSCURRENT).map(|v| v.id.clone());
         let ours = versions.by_id(&token).cloned();
         if current.as_deref() == Some(token.as_str()) {
@@ -709,6 +701,14 @@ impl AwsProvider {
                         "version {token} of secret {name} was promoted earlier and has been superseded"
                     ),
                 ));
+            }
+            // A secret with rotation configured belongs to its rotation function (it changes
+            // the database password, say, with the value): writing a value by hand would break
+            // the service it guards, so the function is asked to rotate.
+            _ if f.attr("rotation_enabled") == Some("true") => {
+                return self
+                    .trigger_configured_rotation(secret, name, &token, ours.is_some())
+                    .await;
             }
             // Staged by an earlier attempt that did not finish: promote it below.
             Some(_) => {}
@@ -769,27 +769,17 @@ impl AwsProvider {
     }
 
     /// `RotateSecret` with this action's request token as the new version's id (so a retry is
-    /// the same rotation, never a second one). Rotated once the function has made that version
+    /// the same rotation, never a second one); `started`: an earlier attempt already asked and
+    /// its version is still AWSPENDING. Rotated once the function has made that version
     /// AWSCURRENT; still active while it is AWSPENDING (verification reads the outcome again).
     async fn trigger_configured_rotation(
         &self,
         secret: &str,
         name: &str,
         token: &str,
-        versions: &SecretVersions,
+        started: bool,
     ) -> Result<ActionOutcome, ProviderError> {
-        let ours = versions.by_id(token);
-        if versions.with_stage(AWSCURRENT).map(|v| v.id.as_str()) == Some(token)
-            || ours.is_some_and(|v| !v.has(AWSPENDING))
-        {
-            return Ok(ActionOutcome::already(
-                State::Rotated,
-                format!(
-                    "the rotation function of secret {name} already made version {token} current"
-                ),
-            ));
-        }
-        if ours.is_none() {
+        if !started {
             self.call(
                 "RotateSecret",
                 self.sm
