@@ -20,16 +20,21 @@ const COLLECTIONS: [(&str, &str); 2] = [
     ("servicePrincipals", "#microsoft.graph.servicePrincipal"),
 ];
 
-/// The display names that name the service identity, without repeats or blanks.
+/// The display names that name the service identity, without repeats or blanks (Graph
+/// compares `displayName` case-insensitively, so neither do we).
 pub(crate) fn candidate_names(identity: &Identity) -> Vec<String> {
-    let local = identity.email.split('@').next().unwrap_or_default();
+    let local = identity.email_local_part().unwrap_or_default();
     let mut seen = BTreeSet::new();
-    [identity.id.as_str(), identity.email.as_str(), local]
-        .into_iter()
-        .map(str::trim)
-        .filter(|n| !n.is_empty() && seen.insert(n.to_ascii_lowercase()))
-        .map(String::from)
-        .collect()
+    [
+        identity.id.as_str(),
+        identity.email.as_str(),
+        local.as_str(),
+    ]
+    .into_iter()
+    .map(str::trim)
+    .filter(|n| !n.is_empty() && seen.insert(n.to_ascii_lowercase()))
+    .map(String::from)
+    .collect()
 }
 
 impl AzureProvider {
