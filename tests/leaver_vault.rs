@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 
 const LEAVER: &str = "E1001";
 
-/// The serials a mount's CRL lists, parsed from its PEM.
+/// The serials a mount's CRL lists, parsed from its PEM, in Vault's form (the integer's bytes:
+/// without the `00` DER puts before a serial whose top bit is set).
 async fn crl_serials(world: &VaultWorld, mount: &str) -> BTreeSet<String> {
     let v = world
         .api
@@ -23,7 +24,13 @@ async fn crl_serials(world: &VaultWorld, mount: &str) -> BTreeSet<String> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("CRL is PEM");
     let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).expect("CRL is DER");
     crl.iter_revoked_certificates()
-        .map(|r| r.raw_serial_as_string())
+        .map(|r| {
+            let mut serial = r.raw_serial_as_string();
+            while serial.len() > 2 && serial.starts_with("00:") {
+                serial.drain(..3);
+            }
+            serial
+        })
         .collect()
 }
 

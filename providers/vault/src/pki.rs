@@ -69,8 +69,15 @@ pub fn cert_facts(pem: &str) -> Option<CertFacts> {
     })
 }
 
+/// Vault's form of a serial: the integer's bytes without leading zeros (a DER INTEGER gains a
+/// `00` when its top bit is set; Vault prints `big.Int` bytes), `:`-separated lower-case hex.
 fn hex_serial(raw: &[u8]) -> String {
-    raw.iter()
+    let first = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    raw[first..]
+        .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
@@ -335,6 +342,9 @@ mod tests {
         )
         .is_none());
         assert_eq!(hex_serial(&[0x0a, 0xff]), "0a:ff");
+        // DER pads a serial whose top bit is set; a 20-byte serial starting 00 prints as 19.
+        assert_eq!(hex_serial(&[0x00, 0xc9, 0xdf]), "c9:df");
+        assert_eq!(hex_serial(&[0x00]), "00");
         assert!(crl_serials("not a pem").is_empty());
         assert!(cert_facts("not a pem").is_none());
     }
