@@ -88,7 +88,7 @@ workers = 2
     let failed = Arc::new(AtomicU64::new(0));
     let latencies = runtime.block_on(async {
         let client = reqwest::Client::new();
-        let secret = closeout::webhook::WebhookSecret::parse(SECRET).expect("secret");
+        let secret = closeout::intake::webhook::WebhookSecret::parse(SECRET).expect("secret");
         let secret = Arc::new(secret);
         let deadline = Instant::now() + Duration::from_secs(secs);
         let tasks: Vec<_> = (0..concurrency)
@@ -104,7 +104,8 @@ workers = 2
                         let body =
                             format!(r#"{{"type":"leaver","identity":{{"id":"BENCH-{c}-{n}"}}}}"#);
                         let ts = chrono::Utc::now().timestamp();
-                        let sig = closeout::webhook::sign(&secret, &id, ts, body.as_bytes());
+                        let sig =
+                            closeout::intake::webhook::sign(&secret, &id, ts, body.as_bytes());
                         let start = Instant::now();
                         let r = client
                             .post(format!("{base}/v1/events"))

@@ -3,7 +3,7 @@
 # an OpenBao dev server, the Vault API, on 127.0.0.1:8200; the Azure test double, ARM + Microsoft
 # Graph + Key Vault over HTTPS, on 127.0.0.1:8444), seed the sample organisation into all three
 # (examples/demo/seed_aws.py, seed_vault.py, seed_azure.py), then close out the leaver Alice
-# Nguyen (E1001) on AWS, Vault and Azure: plan, apply, closure report.
+# Nguyen (E1001) on AWS, Vault and Azure: doctor, plan, apply, closure report.
 #
 #   scripts/demo.sh                      run the demo; the emulators are stopped at the end
 #   KEEP_EMULATORS=1 scripts/demo.sh     leave them running to explore afterwards, e.g.
@@ -62,7 +62,19 @@ banner "seeding the sample organisation into OpenBao (examples/demo/seed_vault.p
 banner "seeding the sample organisation into the Azure double (examples/demo/seed_azure.py)"
 "$CLOSEOUT_VENV/bin/python" examples/demo/seed_azure.py
 
+banner "giving Closeout its own IAM user in moto (examples/demo/closeout_iam.py)"
+# The seeds above use moto's default credentials; Closeout runs as a principal of its own, as in
+# production, so `closeout doctor` can read what it is allowed to do.
+eval "$("$CLOSEOUT_VENV/bin/python" examples/demo/closeout_iam.py)"
+
 # ---- closeout itself --------------------------------------------------------------------------
+banner "closeout doctor (config, playbooks, each provider reached, permissions the playbooks need)"
+doctor_rc=0
+"${CLOSEOUT[@]}" doctor || doctor_rc=$?
+if [[ "$doctor_rc" != 0 ]]; then
+    banner "doctor reported a problem (exit $doctor_rc): see above; the demo goes on"
+fi
+
 banner "closeout plan leaver --identity $LEAVER"
 "${CLOSEOUT[@]}" plan leaver --identity "$LEAVER"
 

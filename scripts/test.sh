@@ -12,6 +12,9 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "scripts/setup.sh"
 scripts/setup.sh
 
+step "scripts/check-layers.py (no module cycles, no import from a lower layer to a higher one)"
+python3 scripts/check-layers.py src providers/contract/src
+
 step "cargo fmt --all --check"
 cargo fmt --all --check
 

@@ -1,31 +1,43 @@
 //! Closeout: resolve every credential and entitlement bound to an identity, run ordered playbooks
 //! that contain, revoke and rotate them, and prove closure by reading the providers again.
 //!
-//! The pipeline is `trigger -> resolve -> plan -> apply -> verify -> report`; see
-//! `docs/ARCHITECTURE.md` for where each stage lives.
+//! The pipeline is `trigger -> resolve -> plan -> apply -> verify -> report`. The crate is built
+//! in layers; a module imports only from its own layer or the ones below it (checked by
+//! `scripts/check-layers.py`, which reads the lines below):
+//!
+//! layer 0: trigger, event, grace, registry, metrics
+//! layer 1: config
+//! layer 2: store
+//! layer 3: intake
+//! layer 4: policy
+//! layer 5: pipeline
+//! layer 6: engine
+//! layer 7: cli, serve
+//!
+//! - layer 0, the vocabulary every layer shares: the [`trigger::Trigger`], the
+//!   [`event::LifecycleEvent`] every intake produces and the queue stores, the closed list of
+//!   providers ([`registry`]), process metrics.
+//! - [`config`]: the TOML configuration, validated without I/O.
+//! - [`store`]: everything durable (run journal, grant ledger, event queue, audit log).
+//! - [`intake`]: where events come from (the HR source and its diff, webhooks, SCIM).
+//! - [`policy`]: the declarative documents and their pure evaluation (playbooks, the
+//!   entitlement policy, rotation policies).
+//! - [`pipeline`]: the stages of a run (resolve, plan, apply, verify, report).
+//! - [`engine`]: the run lifecycle over the pipeline, with its safety rules.
+//! - the faces: [`cli`] and [`serve`].
+//!
+//! See `docs/ARCHITECTURE.md` for the code map and the invariants.
 
-pub mod audit;
 pub mod cli;
 pub mod config;
-pub mod diff;
 pub mod engine;
-pub mod entitlements;
 pub mod event;
-pub mod executor;
-pub mod journal;
+pub mod grace;
+pub mod intake;
 pub mod metrics;
-pub mod plan;
-pub mod playbook;
-pub mod progress;
-pub mod queue;
-pub mod reconcile;
+pub mod pipeline;
+pub mod policy;
 pub mod registry;
-pub mod report;
-pub mod resolve;
-pub mod rotation;
-pub mod scim;
 pub mod serve;
-pub mod source;
-pub mod verify;
-pub mod webhook;
-pub mod yaml_doc;
+pub mod store;
+pub mod trigger;

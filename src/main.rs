@@ -3,7 +3,7 @@ use closeout::cli::{self, Cli, Format, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(cli: &Cli) {
-    let default = match cli.verbose {
+    let default = match cli.global.verbose {
         // A service says what it does; a command only what went wrong.
         0 if matches!(cli.command, cli::Command::Serve) => "closeout=info,warn",
         0 => "warn",
@@ -14,7 +14,7 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match cli.log_format {
+    match cli.global.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
@@ -36,8 +36,8 @@ fn main() {
     let code = match runtime.block_on(cli::run(&cli)) {
         Ok(code) => code,
         Err(failure) => {
-            if cli::format_of(&cli.command) == Format::Json {
-                cli::print_json(&serde_json::json!({
+            if cli.command.format() == Format::Json {
+                cli::output::print_json(&serde_json::json!({
                     "error": failure.message,
                     "exit_code": failure.code,
                 }));

@@ -4,7 +4,8 @@
 #[path = "scim/harness.rs"]
 mod harness;
 
-use closeout::event::{EventKind, EventSource};
+use closeout::event::EventSource;
+use closeout::trigger::Trigger;
 use harness::{Server, TOKEN};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
@@ -82,7 +83,7 @@ async fn post_is_a_joiner_with_the_hr_attributes() {
     let e = &events[0];
     assert_eq!(
         (e.kind, e.source, e.identity.as_str()),
-        (EventKind::Joiner, EventSource::Scim, "E1001")
+        (Trigger::Joiner, EventSource::Scim, "E1001")
     );
     assert_eq!(e.external_id, format!("scim:User:{id}:v1"));
     assert_eq!(e.attributes["department"], "R&D");
@@ -122,7 +123,7 @@ async fn entra_patch_active_false_is_one_leaver_and_a_retry_is_none() {
     let events = s.events();
     assert_eq!(
         events.iter().map(|e| e.kind).collect::<Vec<_>>(),
-        [EventKind::Joiner, EventKind::Leaver]
+        [Trigger::Joiner, Trigger::Leaver]
     );
     assert_eq!(events[1].identity, "E1001");
     assert_eq!(events[1].external_id, format!("scim:User:{id}:v2"));
@@ -145,10 +146,7 @@ async fn okta_patch_without_path_deactivates_and_reactivates() {
     let (status, _, _) = call(&s, Method::PATCH, &format!("/Users/{id}"), Some(on)).await;
     assert_eq!(status, StatusCode::OK);
     let kinds: Vec<_> = s.events().iter().map(|e| e.kind).collect();
-    assert_eq!(
-        kinds,
-        [EventKind::Joiner, EventKind::Leaver, EventKind::Joiner]
-    );
+    assert_eq!(kinds, [Trigger::Joiner, Trigger::Leaver, Trigger::Joiner]);
 }
 
 #[tokio::test]
@@ -172,7 +170,7 @@ async fn a_department_change_is_one_mover_with_the_new_department() {
     call(&s, Method::PATCH, &format!("/Users/{id}"), Some(body)).await;
     let events = s.events();
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!(events[1].kind, EventKind::Mover);
+    assert_eq!(events[1].kind, Trigger::Mover);
     assert_eq!(events[1].attributes["department"], "Sales");
     assert_eq!(events[1].attributes["location"], "Berlin");
     // A name-only change is no event; a location change through a filtered path is a mover.
@@ -207,10 +205,7 @@ async fn put_replaces_and_delete_of_an_active_user_is_a_leaver() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let events = s.events();
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
-    assert_eq!(
-        kinds,
-        [EventKind::Joiner, EventKind::Mover, EventKind::Leaver]
-    );
+    assert_eq!(kinds, [Trigger::Joiner, Trigger::Mover, Trigger::Leaver]);
     assert_eq!(events[1].attributes["role"], "Manager");
     assert_eq!(events[2].external_id, format!("scim:User:{id}:v3"));
 }

@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::event::LifecycleEvent;
-use crate::queue::Submitted;
+use crate::store::queue::Submitted;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -41,14 +41,14 @@ pub(crate) fn router(state: Shared, scim_token: Option<String>) -> Router {
         .with_state(state.clone());
     let scim = match scim_token {
         Some(token) => {
-            let config = crate::scim::ScimConfig {
+            let config = crate::intake::scim::ScimConfig {
                 db_path: state.config.store.path.clone(),
                 tokens: vec![token],
                 location_attribute: None,
                 base_url: None,
             };
-            match crate::scim::ScimState::open(&config, scim_sink(state.clone())) {
-                Ok(scim) => crate::scim::router(scim),
+            match crate::intake::scim::ScimState::open(&config, scim_sink(state.clone())) {
+                Ok(scim) => crate::intake::scim::router(scim),
                 Err(e) => {
                     tracing::error!(error = %e, "SCIM is unavailable");
                     scim_unavailable(format!("SCIM is unavailable: {e}"))
@@ -87,12 +87,12 @@ fn scim_unavailable(detail: String) -> Router {
 }
 
 /// SCIM changes become events through the same store as webhooks.
-fn scim_sink(state: Shared) -> crate::scim::EventSink {
+fn scim_sink(state: Shared) -> crate::intake::scim::EventSink {
     Arc::new(move |event: LifecycleEvent| {
         if state.stopping.load(Ordering::SeqCst) {
             return Err("the service is stopping".into());
         }
-        let kind = event.kind.trigger();
+        let kind = event.kind.as_str();
         match state.queue.submit(&event, chrono::Utc::now()) {
             Ok(Submitted::New { .. }) => {
                 crate::metrics::global().event(kind, "accepted");
@@ -103,7 +103,7 @@ fn scim_sink(state: Shared) -> crate::scim::EventSink {
                 crate::metrics::global().event(kind, "duplicate");
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Box::new(e)),
         }
     })
 }
@@ -149,12 +149,14 @@ async fn post_event(State(state): State<Shared>, headers: HeaderMap, body: Bytes
     }
     // verify() refuses a request without an id.
     let id = id.unwrap_or_default();
-    let event = match LifecycleEvent::from_webhook(&body, id, chrono::Utc::now()) {
+    let event = match crate::intake::webhook::parse_event(&body, id, chrono::Utc::now()) {
         Ok(e) => e,
         Err(e) => {
             let (status, code) = match e {
-                crate::event::EventError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
-                crate::event::EventError::UnknownType(_) => {
+                crate::intake::webhook::EventError::Malformed(_) => {
+                    (StatusCode::BAD_REQUEST, "malformed")
+                }
+                crate::intake::webhook::EventError::UnknownType(_) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "unknown-type")
                 }
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-event"),
@@ -163,7 +165,7 @@ async fn post_event(State(state): State<Shared>, headers: HeaderMap, body: Bytes
             return error(status, code, e.to_string());
         }
     };
-    let kind = event.kind.trigger();
+    let kind = event.kind.as_str();
     // The insert fsyncs: off the async threads.
     let queue = state.queue.clone();
     let stored = tokio::task::spawn_blocking(move || queue.submit(&event, chrono::Utc::now()))
@@ -436,7 +438,9 @@ async fn metrics(State(state): State<Shared>) -> Response {
 /// [`OPEN_FINDINGS_WINDOW`] runs).
 const OPEN_FINDINGS_WINDOW: usize = 1000;
 
-fn open_findings(journal: &crate::journal::Journal) -> Result<u64, crate::journal::JournalError> {
+fn open_findings(
+    journal: &crate::store::journal::Journal,
+) -> Result<u64, crate::store::journal::JournalError> {
     let mut seen = std::collections::BTreeSet::new();
     let mut open = 0u64;
     for run in journal.runs(OPEN_FINDINGS_WINDOW)? {
@@ -446,7 +450,7 @@ fn open_findings(journal: &crate::journal::Journal) -> Result<u64, crate::journa
         if !seen.insert(run.identity.clone()) {
             continue;
         }
-        if let Ok(report) = serde_json::from_str::<crate::report::ClosureReport>(report) {
+        if let Ok(report) = serde_json::from_str::<crate::pipeline::report::ClosureReport>(report) {
             open += report.summary.open as u64;
         }
     }

@@ -2,7 +2,7 @@
 //! before they are acknowledged, processed by a pool of workers (in order per identity, never
 //! two runs for one identity at once), with a read and approval API, health and metrics.
 //!
-//! - [`config`]: the `[serve]` section.
+//! - [`crate::config::serve`]: the `[serve]` section.
 //! - [`http`]: the routes.
 //! - [`worker`]: claiming events and running their playbook.
 //!
@@ -11,16 +11,13 @@
 //! then the process exits. An event whose run did not finish stays `processing` in the store and
 //! is resumed — not restarted — by the next `closeout serve`.
 
-pub mod config;
 mod http;
 mod schedule;
 mod worker;
 
-pub use config::ServeConfig;
-
 use crate::config::Config;
-use crate::queue::EventQueue;
-use crate::webhook::WebhookSecrets;
+use crate::intake::webhook::WebhookSecrets;
+use crate::store::queue::EventQueue;
 use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,11 +29,13 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("[serve] {0}")]
-    Secrets(String),
+    SecretFile(#[from] crate::config::serve::SecretFileError),
+    #[error("[serve] webhook secrets: {0}")]
+    WebhookSecrets(#[from] crate::intake::webhook::SecretError),
     #[error(transparent)]
-    Queue(#[from] crate::queue::QueueError),
+    Queue(#[from] crate::store::queue::QueueError),
     #[error(transparent)]
-    Journal(#[from] crate::journal::JournalError),
+    Journal(#[from] crate::store::journal::JournalError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -50,7 +49,7 @@ impl ServeError {
     /// Bad configuration is bad input (2); anything else is an error (1).
     pub fn exit_code(&self) -> i32 {
         match self {
-            ServeError::Config(_) | ServeError::Secrets(_) => 2,
+            ServeError::Config(_) | ServeError::SecretFile(_) | ServeError::WebhookSecrets(_) => 2,
             _ => 1,
         }
     }
@@ -61,7 +60,7 @@ pub(crate) struct AppState {
     pub config_path: PathBuf,
     pub config: Config,
     pub queue: Arc<EventQueue>,
-    pub journal: crate::journal::Journal,
+    pub journal: crate::store::journal::Journal,
     pub webhook_secrets: Option<WebhookSecrets>,
     pub api_token: Option<String>,
     pub stopping: AtomicBool,
@@ -73,25 +72,20 @@ pub(crate) struct AppState {
 pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     let config = Config::load(config_path)?;
     let serve = config.serve.clone();
-    let secrets = config::read_secrets(
+    let secrets = crate::config::serve::read_secrets(
         serve.webhook_secrets_file.as_ref(),
         "CLOSEOUT_WEBHOOK_SECRETS",
-    )
-    .map_err(ServeError::Secrets)?;
+    )?;
     let webhook_secrets = if secrets.is_empty() {
         tracing::warn!("no webhook signing secret: POST /v1/events answers 401 to everything");
         None
     } else {
-        Some(
-            WebhookSecrets::parse(&secrets)
-                .map_err(|e| ServeError::Secrets(format!("webhook secrets: {e}")))?
-                .with_tolerance(serve.webhook_tolerance_secs as i64),
-        )
+        Some(WebhookSecrets::parse(&secrets)?.with_tolerance(serve.webhook_tolerance_secs as i64))
     };
-    let api_token = config::read_secret(serve.api_token_file.as_ref(), "CLOSEOUT_API_TOKEN")
-        .map_err(ServeError::Secrets)?;
-    let scim_token = config::read_secret(serve.scim_token_file.as_ref(), "CLOSEOUT_SCIM_TOKEN")
-        .map_err(ServeError::Secrets)?;
+    let api_token =
+        crate::config::serve::read_secret(serve.api_token_file.as_ref(), "CLOSEOUT_API_TOKEN")?;
+    let scim_token =
+        crate::config::serve::read_secret(serve.scim_token_file.as_ref(), "CLOSEOUT_SCIM_TOKEN")?;
     if let Some(parent) = config
         .store
         .path
@@ -101,7 +95,7 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
         std::fs::create_dir_all(parent)?;
     }
     let queue = Arc::new(EventQueue::open(&config.store.path)?);
-    let journal = crate::journal::Journal::open(&config.store.path)?;
+    let journal = crate::store::journal::Journal::open(&config.store.path)?;
     let state = Arc::new(AppState {
         config_path: config_path.to_path_buf(),
         config,

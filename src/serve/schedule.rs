@@ -3,7 +3,8 @@
 //! (due findings of the rotation policy become `rotation` events), each on its cadence.
 
 use super::AppState;
-use crate::event::{EventKind, EventSource, LifecycleEvent};
+use crate::event::{EventSource, LifecycleEvent};
+use crate::trigger::Trigger;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,19 +34,35 @@ fn write_atomically(to: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, to)
 }
 
+/// Why a scheduler pass failed (logged; the next pass tries again).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScheduleError {
+    #[error("cannot read {0}: {1}")]
+    Read(std::path::PathBuf, #[source] std::io::Error),
+    #[error("cannot write {0}: {1}")]
+    Write(std::path::PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Diff(#[from] crate::intake::diff::DiffError),
+    #[error("cannot open the engine: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Queue(#[from] crate::store::queue::QueueError),
+    #[error(transparent)]
+    Journal(#[from] crate::store::journal::JournalError),
+}
+
 /// One poll of the file source; returns how many new events were stored. The first poll only
 /// takes the snapshot. Events are stored before the snapshot moves on, and their ids are stable
 /// for a given export, so a crash in between re-submits duplicates, never loses one.
-pub(crate) fn poll_source(state: &AppState) -> Result<usize, String> {
+pub(crate) fn poll_source(state: &AppState) -> Result<usize, ScheduleError> {
     let source = &state.config.source.path;
     let snapshot = snapshot_path(state);
-    let current = std::fs::read(source)
-        .map_err(|e| format!("cannot read {}: {}", source.display(), e.kind()))?;
+    let current = std::fs::read(source).map_err(|e| ScheduleError::Read(source.clone(), e))?;
     let previous = match std::fs::read(&snapshot) {
         Ok(b) => b,
         Err(_) => {
             write_atomically(&snapshot, &current)
-                .map_err(|e| format!("cannot write {}: {e}", snapshot.display()))?;
+                .map_err(|e| ScheduleError::Write(snapshot.clone(), e))?;
             return Ok(0);
         }
     };
@@ -53,26 +70,22 @@ pub(crate) fn poll_source(state: &AppState) -> Result<usize, String> {
         return Ok(0);
     }
     let now = chrono::Utc::now();
-    let diff = crate::diff::diff_files(&snapshot, source, now).map_err(|e| e.to_string())?;
+    let diff = crate::intake::diff::diff_files(&snapshot, source, now)?;
     for w in &diff.warnings {
         tracing::warn!(warning = ?w, "HR export diff");
     }
     let mut new = 0;
     for entry in &diff.events {
-        let stored = state
-            .queue
-            .submit(&entry.event, now)
-            .map_err(|e| e.to_string())?;
+        let stored = state.queue.submit(&entry.event, now)?;
         let outcome = if stored.is_new() {
             new += 1;
             "accepted"
         } else {
             "duplicate"
         };
-        crate::metrics::global().event(entry.event.kind.trigger(), outcome);
+        crate::metrics::global().event(entry.event.kind.as_str(), outcome);
     }
-    write_atomically(&snapshot, &current)
-        .map_err(|e| format!("cannot write {}: {e}", snapshot.display()))?;
+    write_atomically(&snapshot, &current).map_err(|e| ScheduleError::Write(snapshot.clone(), e))?;
     if new > 0 {
         state.wake.notify_waiters();
     }
@@ -114,7 +127,7 @@ pub(crate) async fn reconcile(
                 continue;
             }
         };
-        match crate::reconcile::reconcile(&engine).await {
+        match crate::engine::reconcile::reconcile(&engine).await {
             Ok(report) => {
                 crate::metrics::global()
                     .drift
@@ -131,12 +144,9 @@ pub(crate) async fn reconcile(
 /// One pass of the rotation scheduler: compute what the rotation policy makes due and store one
 /// `rotation` event per identity with due findings, unless that identity already has a rotation
 /// event queued, running or waiting for approval. Returns how many events were stored.
-pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, String> {
-    let engine = crate::engine::Engine::open(&state.config_path)
-        .map_err(|e| format!("cannot open the engine: {e}"))?;
-    let report = crate::rotation::due(&engine, None)
-        .await
-        .map_err(|e| e.to_string())?;
+pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, ScheduleError> {
+    let engine = crate::engine::Engine::open(&state.config_path)?;
+    let report = crate::engine::rotation::due(&engine, None).await?;
     crate::metrics::global()
         .rotations_due
         .set(i64::try_from(report.due_count()).unwrap_or(i64::MAX));
@@ -145,10 +155,7 @@ pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, String
             tracing::warn!(identity = %i.identity, finding = %u.id, reason = %u.reason, "rotation: age unknown");
         }
     }
-    let busy = state
-        .queue
-        .unfinished_identities(EventKind::Rotation)
-        .map_err(|e| e.to_string())?;
+    let busy = state.queue.unfinished_identities(Trigger::Rotation)?;
     let now = chrono::Utc::now();
     let events = report
         .identities
@@ -163,9 +170,13 @@ pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, String
                     i.identity,
                     now.format("%Y%m%dT%H%M%S%.6fZ")
                 ),
-                kind: EventKind::Rotation,
+                kind: Trigger::Rotation,
                 identity: i.identity.clone(),
-                attributes: [(crate::rotation::EVENT_FINDINGS.to_string(), ids.join(" "))].into(),
+                attributes: [(
+                    crate::policy::rotation::EVENT_FINDINGS.to_string(),
+                    ids.join(" "),
+                )]
+                .into(),
                 effective_at: now,
             }
         });
@@ -178,13 +189,13 @@ fn store_events(
     state: &AppState,
     events: impl IntoIterator<Item = LifecycleEvent>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<usize, String> {
+) -> Result<usize, ScheduleError> {
     let mut stored = 0;
     for event in events {
-        let submitted = state.queue.submit(&event, now).map_err(|e| e.to_string())?;
+        let submitted = state.queue.submit(&event, now)?;
         if submitted.is_new() {
             stored += 1;
-            crate::metrics::global().event(event.kind.trigger(), "accepted");
+            crate::metrics::global().event(event.kind.as_str(), "accepted");
         }
     }
     if stored > 0 {
@@ -202,7 +213,7 @@ async fn on_cadence<F, Fut>(
     pass: F,
 ) where
     F: Fn(Arc<AppState>) -> Fut,
-    Fut: std::future::Future<Output = Result<usize, String>>,
+    Fut: std::future::Future<Output = Result<usize, ScheduleError>>,
 {
     loop {
         if *stop.borrow() {
@@ -236,24 +247,17 @@ pub(crate) async fn rotation(
 /// which removes the expired grant (and revokes the sessions and rotates the secrets that came
 /// with it). The event id names the latest expiry, so a pass after the run stores a duplicate,
 /// not a second run. Returns how many events were stored.
-pub(crate) fn schedule_expiries(state: &AppState) -> Result<usize, String> {
-    let engine = crate::engine::Engine::open(&state.config_path)
-        .map_err(|e| format!("cannot open the engine: {e}"))?;
+pub(crate) fn schedule_expiries(state: &AppState) -> Result<usize, ScheduleError> {
+    let engine = crate::engine::Engine::open(&state.config_path)?;
     let now = chrono::Utc::now();
-    let expired = engine
-        .journal
-        .expired_grants(now)
-        .map_err(|e| e.to_string())?;
+    let expired = engine.journal.expired_grants(now)?;
     let mut latest: std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>> =
         Default::default();
     for (identity, grant) in &expired {
         let at = latest.entry(identity.clone()).or_insert(grant.expires_at);
         *at = (*at).max(grant.expires_at);
     }
-    let busy = state
-        .queue
-        .unfinished_identities(EventKind::Mover)
-        .map_err(|e| e.to_string())?;
+    let busy = state.queue.unfinished_identities(Trigger::Mover)?;
     let events = latest
         .into_iter()
         .filter(|(identity, _)| {
@@ -265,7 +269,7 @@ pub(crate) fn schedule_expiries(state: &AppState) -> Result<usize, String> {
                 "expiry-{identity}-{}",
                 expires_at.format("%Y%m%dT%H%M%S%.6fZ")
             ),
-            kind: EventKind::Mover,
+            kind: Trigger::Mover,
             identity,
             attributes: Default::default(),
             effective_at: now,

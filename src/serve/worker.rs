@@ -7,8 +7,9 @@
 
 use super::AppState;
 use crate::engine::{ApplyOptions, Engine, EngineError};
-use crate::progress::Progress;
-use crate::queue::{Claimed, Outcome};
+use crate::pipeline::progress::Progress;
+use crate::store::queue::{Claimed, Outcome};
+use crate::trigger::Trigger;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,8 +49,8 @@ pub(crate) async fn run(
 async fn process(state: &AppState, n: usize, claimed: Claimed) {
     let seq = claimed.seq;
     let event = &claimed.event;
-    let trigger = event.kind.trigger();
-    tracing::info!(worker = n, seq, trigger, identity = %event.identity, "processing event");
+    let trigger = event.kind;
+    tracing::info!(worker = n, seq, %trigger, identity = %event.identity, "processing event");
     let outcome = match Engine::open(&state.config_path) {
         Ok(mut engine) => {
             engine.actor = format!(
@@ -79,7 +80,7 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
         Outcome::WaitingApproval { .. } => "waiting-approval",
         Outcome::Skipped { .. } => "skipped",
     };
-    crate::metrics::global().event(trigger, label);
+    crate::metrics::global().event(trigger.as_str(), label);
     if let Err(e) = state
         .queue
         .finish(seq, &claimed.token, &outcome, chrono::Utc::now())
@@ -90,7 +91,7 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
 
 async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outcome {
     let event = &claimed.event;
-    let trigger = event.kind.trigger();
+    let trigger = event.kind;
     let progress = Progress::silent();
     // A run already exists (the service stopped mid-run, or the run was approved): finish it.
     if let Some(run_id) = &claimed.run_id {
@@ -121,11 +122,12 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outc
         to: mover_attributes(trigger, event),
         // A scheduled rotation acts only on the findings the scheduler found due (and the
         // first identity to reach a shared secret takes it); other events act on everything.
-        only_findings: (event.kind == crate::event::EventKind::Rotation)
-            .then(|| crate::rotation::event_findings(&event.attributes).unwrap_or_default()),
+        only_findings: (event.kind == Trigger::Rotation).then(|| {
+            crate::policy::rotation::event_findings(&event.attributes).unwrap_or_default()
+        }),
     };
     let seq = claimed.seq;
-    let mut no_prompt = |_: &crate::plan::Plan| Ok(true);
+    let mut no_prompt = |_: &crate::pipeline::plan::Plan| Ok(true);
     let result = engine
         .apply(trigger, &identity.id, &options, &mut no_prompt, &progress)
         .await;
@@ -144,7 +146,7 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outc
 }
 
 fn outcome_of(
-    result: Result<crate::report::ClosureReport, EngineError>,
+    result: Result<crate::pipeline::report::ClosureReport, EngineError>,
     run: Option<&String>,
 ) -> Outcome {
     match result {
@@ -162,10 +164,10 @@ fn outcome_of(
 /// A mover event's new attributes that a mover can change (others, such as a new display name,
 /// do not move entitlements).
 fn mover_attributes(
-    trigger: &str,
+    trigger: Trigger,
     event: &crate::event::LifecycleEvent,
 ) -> std::collections::BTreeMap<String, String> {
-    if trigger != "mover" {
+    if !trigger.takes_new_attributes() {
         return Default::default();
     }
     event

@@ -11,8 +11,8 @@ pub const API_TOKEN: &str = "test-api-token";
 
 /// The Standard Webhooks headers for `body`, signed with [`WEBHOOK_SECRET`] at `at`.
 pub fn signed(id: &str, body: &str, at: i64) -> Vec<(&'static str, String)> {
-    let secret = closeout::webhook::WebhookSecret::parse(WEBHOOK_SECRET).expect("secret");
-    let signature = closeout::webhook::sign(&secret, id, at, body.as_bytes());
+    let secret = closeout::intake::webhook::WebhookSecret::parse(WEBHOOK_SECRET).expect("secret");
+    let signature = closeout::intake::webhook::sign(&secret, id, at, body.as_bytes());
     vec![
         ("webhook-id", id.to_string()),
         ("webhook-timestamp", at.to_string()),

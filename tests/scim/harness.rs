@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use closeout::event::LifecycleEvent;
-use closeout::scim::{router, EventSink, ScimConfig, ScimState};
+use closeout::intake::scim::{router, EventSink, ScimConfig, ScimState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -33,7 +33,7 @@ impl Server {
         let (ev, fail) = (events.clone(), fail_sink.clone());
         let sink: EventSink = Arc::new(move |e| {
             if fail.load(Ordering::SeqCst) {
-                return Err("queue down (test)".to_string());
+                return Err("queue down (test)".into());
             }
             ev.lock().expect("events lock").push(e);
             Ok(())

@@ -98,7 +98,7 @@ pub enum AwsError {
 impl From<AwsError> for closeout_contract::ProviderError {
     fn from(e: AwsError) -> Self {
         closeout_contract::ProviderError::Config {
-            provider: crate::PROVIDER,
+            provider: crate::capabilities::PROVIDER,
             message: e.to_string(),
         }
     }
@@ -259,6 +259,14 @@ fn validate_nhi_key_secret(template: &str) -> Result<(), AwsError> {
         ));
     }
     Ok(())
+}
+
+impl closeout_contract::ProviderConfig for AwsConfig {
+    type Error = AwsError;
+
+    fn validate(&self) -> Result<(), AwsError> {
+        AwsConfig::validate(self)
+    }
 }
 
 #[cfg(test)]

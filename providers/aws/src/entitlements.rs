@@ -5,11 +5,13 @@
 //! ([`group_membership_finding`], [`attached_policy_finding`]), so once granted it re-resolves
 //! with the same id, paths and attributes.
 
+use crate::capabilities::{kinds, PROVIDER};
+use crate::client::AwsProvider;
 use crate::config::AwsConfig;
+use crate::correlation::{correlate, rule_form};
 use crate::error::{permanent, CallError};
+use crate::findings::{attached_policy_finding, group_membership_finding};
 use crate::inventory::{tag, IamUser};
-use crate::resolve::{attached_policy_finding, correlate, group_membership_finding, rule_form};
-use crate::{kinds, AwsProvider, PROVIDER};
 use closeout_contract::{
     ActionOutcome, Entitlement, Finding, Holder, Identity, ProviderError, ResolveContext, State,
     UnclaimedAccount,
@@ -327,38 +329,8 @@ fn gone(e: CallError, user: &str) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use closeout_contract::{IdentityKind, IdentityStatus, Relation};
-
-    fn identity(id: &str, email: &str) -> Identity {
-        Identity {
-            id: id.into(),
-            email: email.into(),
-            name: id.into(),
-            kind: IdentityKind::Human,
-            status: IdentityStatus::Active,
-            manager: None,
-            department: None,
-            role: None,
-            location: None,
-            employment_type: None,
-            tags: Default::default(),
-        }
-    }
-
-    fn user(name: &str, tags: &[(&str, &str)]) -> IamUser {
-        IamUser {
-            name: name.into(),
-            arn: format!("arn:aws:iam::123456789012:user/{name}"),
-            id: String::new(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            groups: Vec::new(),
-            attached: Vec::new(),
-            inline: Vec::new(),
-        }
-    }
+    use crate::tests::{identity, user};
+    use closeout_contract::Relation;
 
     #[test]
     fn entitlements_of_the_persons_own_grants_only() {

@@ -4,7 +4,7 @@
 //! connection failures) the transport error: never from request or response bodies, so a secret
 //! value cannot end up in an error.
 
-use crate::PROVIDER;
+use crate::capabilities::PROVIDER;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use closeout_contract::ProviderError;
@@ -228,6 +228,15 @@ impl From<CallError> for ProviderError {
                 },
             },
         }
+    }
+}
+
+/// Turn "not found" into `Ok(None)`: for reads where a missing thing is an answer, not a failure.
+pub fn found<T>(r: Result<T, CallError>) -> Result<Option<T>, CallError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

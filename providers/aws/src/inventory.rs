@@ -7,9 +7,9 @@
 //! large): the few attached to the principals that matter are read one by one
 //! (`GetPolicy` + `GetPolicyVersion`, bounded concurrency).
 
+use crate::client::AwsProvider;
 use crate::error::CallError;
 use crate::policy::PolicyDocument;
-use crate::AwsProvider;
 use aws_sdk_iam::types::EntityType;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -145,7 +145,8 @@ fn attached(list: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<AttachedRef> {
         .collect()
 }
 
-fn iam_tags(list: &[aws_sdk_iam::types::Tag]) -> Vec<(String, String)> {
+/// IAM tags as (key, value) pairs.
+pub(crate) fn iam_tags(list: &[aws_sdk_iam::types::Tag]) -> Vec<(String, String)> {
     list.iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect()
@@ -292,7 +293,7 @@ impl AwsProvider {
                     .to_string();
                 Ok((arn, Some((name, text))))
             })
-            .buffer_unordered(self.limits().max_in_flight)
+            .buffer_unordered(self.gate.limits().max_in_flight)
             .collect()
             .await;
         for r in fetched {
@@ -435,7 +436,7 @@ impl AwsProvider {
                 }
                 Ok(info)
             })
-            .buffer_unordered(self.limits().max_in_flight)
+            .buffer_unordered(self.gate.limits().max_in_flight)
             .collect()
             .await;
         let mut keys = keys.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -666,6 +667,11 @@ pub fn last_changed(
     }
 }
 
+/// The staging label of a secret's current version.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The staging label of a version being rotated in.
+pub const AWSPENDING: &str = "AWSPENDING";
+
 /// One version of a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
@@ -698,7 +704,7 @@ impl SecretVersions {
     /// them is never earlier than the current version's creation on AWS; taking the earlier of
     /// that and `CreatedDate` is exact on AWS and corrects moto.
     pub fn current_created(&self) -> Option<DateTime<Utc>> {
-        let created = self.with_stage(crate::resolve::AWSCURRENT)?.created;
+        let created = self.with_stage(AWSCURRENT)?.created;
         match (created, self.last_changed) {
             (Some(c), Some(l)) => Some(c.min(l)),
             (c, l) => c.or(l),
@@ -772,7 +778,7 @@ impl AwsProvider {
                 Err(e) => Err(e),
             }
         })
-        .buffer_unordered(self.limits().max_in_flight)
+        .buffer_unordered(self.gate.limits().max_in_flight)
         .collect()
         .await;
         let mut warnings = Vec::new();

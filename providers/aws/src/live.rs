@@ -1,171 +1,16 @@
-//! Live state of one finding, probes of old credentials, and the health check. Everything here
-//! reads AWS; nothing trusts a cached resolution.
+//! Live state of one finding and probes of old credentials. Everything here reads AWS; nothing
+//! trusts a cached resolution.
 
-use crate::actions::Principal;
-use crate::error::{permanent, CallError};
+use crate::capabilities::{kinds, PROVIDER};
+use crate::client::AwsProvider;
+use crate::error::{found, permanent};
+use crate::findings::required_attr as attr;
 use crate::inventory::{last_changed, tag};
-use crate::resolve::{key_state, secret_state, session_state};
-use crate::{kinds, next_marker, AwsProvider, PROVIDER};
+use crate::principal::Principal;
+use crate::state::{key_state, secret_state, session_state};
 use closeout_contract::{Finding, Holder, ProbeOutcome, ProviderError, ResolveContext, State};
 
-/// Turn "not found" into `Ok(None)`.
-fn found<T>(r: Result<T, CallError>) -> Result<Option<T>, CallError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn policy_arns(attached: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<String> {
-    attached
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect()
-}
-
-fn attr<'a>(f: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
-    f.attr(key)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| permanent(format!("finding {} has no attribute {key}", f.id)))
-}
-
 impl AwsProvider {
-    /// Names of the groups `user` is in (all pages).
-    pub(crate) async fn groups_for_user(&self, user: &str) -> Result<Vec<String>, CallError> {
-        self.all_pages(
-            "ListGroupsForUser",
-            |m| {
-                self.iam
-                    .list_groups_for_user()
-                    .user_name(user)
-                    .set_marker(m)
-                    .send()
-            },
-            |p: &aws_sdk_iam::operation::list_groups_for_user::ListGroupsForUserOutput| {
-                (
-                    p.groups()
-                        .iter()
-                        .map(|g| g.group_name().to_string())
-                        .collect(),
-                    next_marker(p.is_truncated(), p.marker()),
-                )
-            },
-        )
-        .await
-    }
-
-    /// ARNs of the managed policies attached to `user` (all pages).
-    pub(crate) async fn attached_user_policies(
-        &self,
-        user: &str,
-    ) -> Result<Vec<String>, CallError> {
-        self.all_pages(
-            "ListAttachedUserPolicies",
-            |m| {
-                self.iam
-                    .list_attached_user_policies()
-                    .user_name(user)
-                    .set_marker(m)
-                    .send()
-            },
-            |p: &aws_sdk_iam::operation::list_attached_user_policies::ListAttachedUserPoliciesOutput| {
-                (
-                    policy_arns(p.attached_policies()),
-                    next_marker(p.is_truncated(), p.marker()),
-                )
-            },
-        )
-        .await
-    }
-
-    /// ARNs of the managed policies attached to `group` (all pages).
-    async fn attached_group_policies(&self, group: &str) -> Result<Vec<String>, CallError> {
-        self.all_pages(
-            "ListAttachedGroupPolicies",
-            |m| {
-                self.iam
-                    .list_attached_group_policies()
-                    .group_name(group)
-                    .set_marker(m)
-                    .send()
-            },
-            |p: &aws_sdk_iam::operation::list_attached_group_policies::ListAttachedGroupPoliciesOutput| {
-                (
-                    policy_arns(p.attached_policies()),
-                    next_marker(p.is_truncated(), p.marker()),
-                )
-            },
-        )
-        .await
-    }
-
-    /// The tags of a user or role (all pages); `None` when it does not exist.
-    pub(crate) async fn principal_tags(
-        &self,
-        target: Principal<'_>,
-    ) -> Result<Option<Vec<(String, String)>>, ProviderError> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = match target {
-                Principal::User(u) => found(
-                    self.call(
-                        "ListUserTags",
-                        self.iam
-                            .list_user_tags()
-                            .user_name(u)
-                            .set_marker(marker.take())
-                            .send(),
-                    )
-                    .await,
-                )?
-                .map(|p| {
-                    (
-                        p.tags()
-                            .iter()
-                            .map(|t| (t.key().to_string(), t.value().to_string()))
-                            .collect::<Vec<_>>(),
-                        p.is_truncated()
-                            .then(|| p.marker().map(str::to_string))
-                            .flatten(),
-                    )
-                }),
-                Principal::Role(r) => found(
-                    self.call(
-                        "ListRoleTags",
-                        self.iam
-                            .list_role_tags()
-                            .role_name(r)
-                            .set_marker(marker.take())
-                            .send(),
-                    )
-                    .await,
-                )?
-                .map(|p| {
-                    (
-                        p.tags()
-                            .iter()
-                            .map(|t| (t.key().to_string(), t.value().to_string()))
-                            .collect::<Vec<_>>(),
-                        p.is_truncated()
-                            .then(|| p.marker().map(str::to_string))
-                            .flatten(),
-                    )
-                }),
-            };
-            let Some((tags, next)) = page else {
-                return Ok(None);
-            };
-            out.extend(tags);
-            match next {
-                Some(m) => marker = Some(m),
-                None => break,
-            }
-        }
-        Ok(Some(out))
-    }
-
     /// The live state of one finding.
     pub(crate) async fn live_state_impl(
         &self,
@@ -417,18 +262,5 @@ impl AwsProvider {
             }
             _ => Ok(None),
         }
-    }
-
-    /// STS `GetCallerIdentity`: the endpoint answers and the credentials work.
-    pub(crate) async fn health_impl(&self) -> Result<(), ProviderError> {
-        let out = self
-            .call("GetCallerIdentity", self.sts.get_caller_identity().send())
-            .await?;
-        tracing::debug!(
-            arn = out.arn().unwrap_or_default(),
-            account = out.account().unwrap_or_default(),
-            "aws health"
-        );
-        Ok(())
     }
 }

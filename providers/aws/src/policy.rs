@@ -133,6 +133,29 @@ impl Decision {
     }
 }
 
+/// How one action stands under identity policies for *any* resource: what a permission check
+/// (`closeout doctor`) needs, where no single resource is in question.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActionReach {
+    /// An unconditional `Allow` matches the action on every resource (`*`).
+    pub everywhere: bool,
+    /// Some `Allow` matches the action (perhaps only on some resources or under a condition).
+    pub somewhere: bool,
+    /// An unconditional `Deny` matches the action on every resource.
+    pub denied_everywhere: bool,
+}
+
+impl ActionReach {
+    /// Combine what several documents of one principal say.
+    pub fn merge(self, other: ActionReach) -> ActionReach {
+        ActionReach {
+            everywhere: self.everywhere || other.everywhere,
+            somewhere: self.somewhere || other.somewhere,
+            denied_everywhere: self.denied_everywhere || other.denied_everywhere,
+        }
+    }
+}
+
 impl PolicyDocument {
     /// Parse a document as IAM (URL-encoded) or Secrets Manager (plain JSON) returns it.
     pub fn parse(text: &str) -> Result<PolicyDocument, PolicyError> {
@@ -155,6 +178,26 @@ impl PolicyDocument {
             }
         }
         Ok(doc)
+    }
+
+    /// How `action` stands under this identity policy on any resource (see [`ActionReach`]).
+    pub fn action_reach(&self, action: &str) -> ActionReach {
+        let mut reach = ActionReach::default();
+        for s in &self.statements {
+            if !action_matches(&s.action, action) {
+                continue;
+            }
+            let on_every_resource =
+                matches!(&s.resource, Patterns::Is(list) if list.iter().any(|r| r == "*"));
+            match s.effect {
+                Effect::Allow => {
+                    reach.somewhere = true;
+                    reach.everywhere |= on_every_resource && !s.conditional;
+                }
+                Effect::Deny => reach.denied_everywhere |= on_every_resource && !s.conditional,
+            }
+        }
+        reach
     }
 
     /// Evaluate as an identity policy (attached to the principal): does it allow `action` on
@@ -519,6 +562,24 @@ mod tests {
     fn allows(d: &PolicyDocument, action: &str, resource: &str) -> bool {
         d.identity_decision(action, resource, Vars::default())
             .grants()
+    }
+
+    #[test]
+    fn action_reach_tells_everywhere_from_somewhere_and_sees_denies() {
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "iam:List*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "iam:UpdateAccessKey", "Resource": "arn:aws:iam::*:user/svc-*"},
+            {"Effect": "Allow", "Action": "iam:TagUser", "Resource": "*", "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}},
+            {"Effect": "Deny", "Action": "iam:ListMFADevices", "Resource": "*"}
+        ]}));
+        let all = d.action_reach("iam:ListAccessKeys");
+        assert!(all.everywhere && all.somewhere && !all.denied_everywhere);
+        let scoped = d.action_reach("iam:UpdateAccessKey");
+        assert!(!scoped.everywhere && scoped.somewhere);
+        let conditional = d.action_reach("iam:TagUser");
+        assert!(!conditional.everywhere && conditional.somewhere);
+        assert!(d.action_reach("iam:ListMFADevices").denied_everywhere);
+        assert_eq!(d.action_reach("iam:DeleteUser"), ActionReach::default());
     }
 
     #[test]

@@ -26,7 +26,7 @@ async fn resolves_every_kind_with_explained_paths() {
     let org = seed_org(&c).await;
     let acct = &org.account;
     let provider = moto.provider().await;
-    provider.health().await.expect("health");
+    provider.health(&[]).await.expect("health");
 
     let ctx = ResolveContext {
         identity: identity("E100", "alice@example.com", Some("E900")),

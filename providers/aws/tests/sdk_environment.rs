@@ -19,7 +19,7 @@ async fn standard_environment_and_unreachable_endpoints() {
     std::env::set_var("AWS_REGION", "us-east-1");
     let provider = AwsProvider::connect(AwsConfig::default()).await.unwrap();
     provider
-        .health()
+        .health(&[])
         .await
         .expect("health through AWS_ENDPOINT_URL");
     let r = provider
@@ -46,7 +46,7 @@ async fn standard_environment_and_unreachable_endpoints() {
     })
     .await
     .unwrap();
-    let err = provider.health().await.unwrap_err();
+    let err = provider.health(&[]).await.unwrap_err();
     assert!(matches!(err, ProviderError::Unreachable { .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Retryable);
     assert!(err.to_string().contains(&endpoint), "{err}");

@@ -207,6 +207,14 @@ impl AzureConfig {
     }
 }
 
+impl closeout_contract::ProviderConfig for AzureConfig {
+    type Error = AzureError;
+
+    fn validate(&self) -> Result<(), AzureError> {
+        AzureConfig::validate(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

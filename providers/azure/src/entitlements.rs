@@ -9,6 +9,7 @@
 
 use crate::actions::{attr, object_path, odata_ref, permanent};
 use crate::arm::AUTHORIZATION_API;
+use crate::capabilities::canonical_scope;
 use crate::directory::{self, User, UserMatch};
 use crate::http::{Api, CallError};
 use crate::rbac::{last_segment, RoleAssignment, RoleAssignmentProperties};
@@ -30,12 +31,6 @@ fn config_error(message: impl Into<String>) -> ProviderError {
         provider: PROVIDER,
         message: message.into(),
     }
-}
-
-/// A scope as entitlement targets name it: lower-cased, no trailing slash (so the tenant root
-/// is empty), the same as the policy file's `azure_role_target`.
-pub fn canonical_scope(scope: &str) -> String {
-    scope.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
 /// The target of a role assignment: `ROLE@SCOPE`.

@@ -28,12 +28,14 @@
 
 mod actions;
 pub mod arm;
+mod capabilities;
 pub mod condition;
 mod config;
 mod credentials;
 pub mod data_plane;
 pub mod directory;
 pub mod entitlements;
+mod health;
 pub mod http;
 pub mod keyvault;
 mod live;
@@ -41,134 +43,15 @@ mod nhi;
 pub mod rbac;
 mod resolve;
 
+pub use capabilities::{canonical_scope, kinds, CAPABILITIES, PROVIDER};
 pub use config::{AzureConfig, AzureError};
 
 use closeout_contract::{
-    verbs, ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Identity,
-    KindSpec, Limits, ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, State,
+    ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Health, Identity,
+    Limits, ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, State,
     UnclaimedAccount,
 };
 use std::future::Future;
-
-/// The provider's name in findings, playbooks and configuration.
-pub const PROVIDER: &str = "azure";
-
-/// The finding kinds this provider emits.
-pub mod kinds {
-    /// The person's Entra user.
-    pub const USER: &str = "user";
-    /// The user's sign-in sessions (refresh tokens and session cookies).
-    pub const SIGN_IN_SESSIONS: &str = "sign-in-sessions";
-    /// Direct membership of the user in a group.
-    pub const GROUP_MEMBERSHIP: &str = "group-membership";
-    /// A group reached through nested groups (closes with the direct membership).
-    pub const INHERITED_GROUP: &str = "inherited-group";
-    /// A role assignment whose principal is the user.
-    pub const ROLE_ASSIGNMENT: &str = "role-assignment";
-    /// A role assignment whose principal is one of the user's groups (closes with the
-    /// membership; the assignment itself serves the rest of the group and stays).
-    pub const GROUP_ROLE_ASSIGNMENT: &str = "group-role-assignment";
-    /// A Key Vault access policy naming the user.
-    pub const ACCESS_POLICY: &str = "access-policy";
-    /// A Key Vault access policy naming one of the user's groups (closes with the membership).
-    pub const GROUP_ACCESS_POLICY: &str = "group-access-policy";
-    /// An application registration the user owns (a non-human identity).
-    pub const OWNED_APPLICATION: &str = "owned-application";
-    /// A service principal the user owns.
-    pub const OWNED_SERVICE_PRINCIPAL: &str = "owned-service-principal";
-    /// A client secret of an owned application or service principal.
-    pub const APP_PASSWORD: &str = "app-password";
-    /// A certificate credential of an owned application or service principal.
-    pub const APP_CERTIFICATE: &str = "app-certificate";
-    /// A Key Vault secret the user owns (tag), can read, or can grant themselves.
-    pub const KV_SECRET: &str = "kv-secret";
-    /// A Key Vault key the user owns, can use, or can grant themselves.
-    pub const KV_KEY: &str = "kv-key";
-    /// A Key Vault certificate the user owns, can read (its private key), or can grant themselves.
-    pub const KV_CERTIFICATE: &str = "kv-certificate";
-}
-
-/// What the Azure provider resolves and which verbs it supports on each kind.
-pub const CAPABILITIES: Capabilities = Capabilities {
-    provider: PROVIDER,
-    kinds: &[
-        KindSpec {
-            kind: kinds::USER,
-            description: "the person's Entra user; disable sets accountEnabled to false",
-            verbs: &[verbs::DISABLE],
-        },
-        KindSpec {
-            kind: kinds::SIGN_IN_SESSIONS,
-            description: "the user's sign-in sessions; revoke-sessions calls revokeSignInSessions (refresh tokens and browser sessions stop working)",
-            verbs: &[verbs::REVOKE_SESSIONS],
-        },
-        KindSpec {
-            kind: kinds::GROUP_MEMBERSHIP,
-            description: "direct membership of the user in an Entra group; remove deletes the membership (and with it everything the group and the groups above it grant); grant adds it (members/$ref)",
-            verbs: &[verbs::REMOVE, verbs::GRANT],
-        },
-        KindSpec {
-            kind: kinds::INHERITED_GROUP,
-            description: "group reached through nested groups (closes with the direct membership)",
-            verbs: &[],
-        },
-        KindSpec {
-            kind: kinds::ROLE_ASSIGNMENT,
-            description: "Azure role assignment whose principal is the user, at any scope; remove deletes it; grant PUTs it under a name derived from user, role and scope",
-            verbs: &[verbs::REMOVE, verbs::GRANT],
-        },
-        KindSpec {
-            kind: kinds::GROUP_ROLE_ASSIGNMENT,
-            description: "Azure role assignment of one of the user's groups (closes with the membership; the group keeps it)",
-            verbs: &[],
-        },
-        KindSpec {
-            kind: kinds::ACCESS_POLICY,
-            description: "Key Vault access policy naming the user; remove takes it out with accessPolicies/remove",
-            verbs: &[verbs::REMOVE],
-        },
-        KindSpec {
-            kind: kinds::GROUP_ACCESS_POLICY,
-            description: "Key Vault access policy naming one of the user's groups (closes with the membership)",
-            verbs: &[],
-        },
-        KindSpec {
-            kind: kinds::OWNED_APPLICATION,
-            description: "application registration the user owns; reassign-owner adds the manager as owner, then removes the user",
-            verbs: &[verbs::REASSIGN_OWNER],
-        },
-        KindSpec {
-            kind: kinds::OWNED_SERVICE_PRINCIPAL,
-            description: "service principal the user owns; reassign-owner adds the manager as owner, then removes the user",
-            verbs: &[verbs::REASSIGN_OWNER],
-        },
-        KindSpec {
-            kind: kinds::APP_PASSWORD,
-            description: "client secret of an owned application or service principal; rotate adds a new one, publishes it to the credential vault, tests it, then removes the old one",
-            verbs: &[verbs::ROTATE],
-        },
-        KindSpec {
-            kind: kinds::APP_CERTIFICATE,
-            description: "certificate credential of an owned application or service principal; rotate adds a new rcgen certificate, publishes it (PEM with its key) to the credential vault, then removes the old one",
-            verbs: &[verbs::ROTATE],
-        },
-        KindSpec {
-            kind: kinds::KV_SECRET,
-            description: "Key Vault secret the user owns (tag), can read, or can grant themselves; rotate writes a new version with a new random value and disables the old versions",
-            verbs: &[verbs::ROTATE],
-        },
-        KindSpec {
-            kind: kinds::KV_KEY,
-            description: "Key Vault key the user owns, can use, or can grant themselves; rotate creates a new version of the same type and disables the old versions",
-            verbs: &[verbs::ROTATE],
-        },
-        KindSpec {
-            kind: kinds::KV_CERTIFICATE,
-            description: "Key Vault certificate the user owns, can read, or can grant themselves; rotate creates a new version from its policy and disables the old versions",
-            verbs: &[verbs::ROTATE],
-        },
-    ],
-};
 
 /// The Azure provider.
 pub struct AzureProvider {
@@ -271,18 +154,8 @@ impl AzureProvider {
         Ok(AzureProvider { config, http, data })
     }
 
-    /// The concurrency and rate limits every call of this provider obeys.
-    pub fn limits(&self) -> Limits {
-        limits_for(&self.config)
-    }
-
     pub fn config(&self) -> &AzureConfig {
         &self.config
-    }
-
-    async fn health_impl(&self) -> Result<(), ProviderError> {
-        arm::subscriptions(&self.http).await?;
-        Ok(())
     }
 }
 
@@ -291,12 +164,24 @@ fn limits_for(config: &AzureConfig) -> Limits {
 }
 
 impl Provider for AzureProvider {
-    fn capabilities(&self) -> &'static Capabilities {
-        &CAPABILITIES
+    type Config = AzureConfig;
+    const CAPABILITIES: &'static Capabilities = &CAPABILITIES;
+
+    fn connect(
+        config: AzureConfig,
+    ) -> impl Future<Output = Result<AzureProvider, AzureError>> + Send {
+        AzureProvider::connect(config)
     }
 
-    fn health(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        Box::pin(self.health_impl())
+    fn limits(&self) -> Limits {
+        limits_for(&self.config)
+    }
+
+    fn health(
+        &self,
+        needs: &[&'static str],
+    ) -> impl Future<Output = Result<Health, ProviderError>> + Send {
+        Box::pin(self.health_impl(needs))
     }
 
     fn resolve(

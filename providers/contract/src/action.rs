@@ -11,7 +11,9 @@ pub struct ActionRequest {
     pub idempotency_key: String,
     /// One of the verbs the provider lists for the finding's kind.
     pub verb: String,
+    /// The finding to act on.
     pub finding: Finding,
+    /// What the verb needs beyond the finding.
     pub params: ActionParams,
 }
 
@@ -39,6 +41,7 @@ pub struct ActionOutcome {
 }
 
 impl ActionOutcome {
+    /// The action changed something and left the finding in `state`.
     pub fn done(state: State, detail: impl Into<String>) -> Self {
         ActionOutcome {
             already_done: false,
@@ -47,6 +50,7 @@ impl ActionOutcome {
         }
     }
 
+    /// The finding was already in `state`: nothing was changed (the idempotent success).
     pub fn already(state: State, detail: impl Into<String>) -> Self {
         ActionOutcome {
             already_done: true,

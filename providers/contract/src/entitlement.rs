@@ -10,6 +10,7 @@ use std::fmt;
 /// assignment at a scope.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Entitlement {
+    /// The provider that holds the grant.
     pub provider: String,
     /// The kind of the finding that holds the grant, e.g. `group-membership`.
     pub kind: String,
@@ -20,6 +21,7 @@ pub struct Entitlement {
 }
 
 impl Entitlement {
+    /// An entitlement of `provider`'s `kind` naming `target`.
     pub fn new(
         provider: impl Into<String>,
         kind: impl Into<String>,
@@ -43,9 +45,11 @@ impl fmt::Display for Entitlement {
 /// identity claims".
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct UnclaimedAccount {
+    /// The provider the account is in.
     pub provider: String,
     /// Provider-native identifier (user ARN, entity id, object id).
     pub resource: String,
+    /// A name for people.
     pub display: String,
     /// Why no identity claims it, e.g. `no identity matches tag identity = bob@example.com`.
     pub reason: String,

@@ -7,41 +7,63 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("{provider}: throttled: {message}")]
+    /// The provider asked Closeout to slow down (HTTP 429, `Throttling`).
     Throttled {
+        /// The provider's name.
         provider: &'static str,
+        /// The wait the provider asked for, when it gave one (`Retry-After`).
         retry_after: Option<Duration>,
+        /// What the provider said.
         message: String,
     },
     #[error("{provider}: transient error: {message}")]
+    /// A failure worth retrying (5xx, a reset connection, a timeout).
     Transient {
+        /// The provider's name.
         provider: &'static str,
+        /// What went wrong.
         message: String,
     },
     #[error("{provider}: {message}")]
+    /// A failure retrying cannot fix (403, 400, a missing object that must exist).
     Permanent {
+        /// The provider's name.
         provider: &'static str,
+        /// What went wrong.
         message: String,
     },
     /// The idempotent success: the thing is already in the state the action wanted.
     #[error("{provider}: already done: {message}")]
     AlreadyDone {
+        /// The provider's name.
         provider: &'static str,
+        /// What was already so.
         message: String,
     },
     #[error("{provider}: cannot reach {endpoint}: {message}")]
+    /// The endpoint did not answer.
     Unreachable {
+        /// The provider's name.
         provider: &'static str,
+        /// Where Closeout tried to reach it.
         endpoint: String,
+        /// Why (connection refused, DNS, TLS), never a secret.
         message: String,
     },
     #[error("{provider}: configuration error: {message}")]
+    /// The configuration is wrong (a missing credential, an invalid value).
     Config {
+        /// The provider's name.
         provider: &'static str,
+        /// What is wrong.
         message: String,
     },
     #[error("{provider}: not supported: {message}")]
+    /// The provider cannot do this (a verb it lacks, an API the endpoint does not serve).
     Unsupported {
+        /// The provider's name.
         provider: &'static str,
+        /// What it cannot do.
         message: String,
     },
 }
@@ -60,6 +82,7 @@ pub enum ErrorClass {
 }
 
 impl ProviderError {
+    /// What the executor does with this error.
     pub fn class(&self) -> ErrorClass {
         match self {
             ProviderError::Throttled { retry_after, .. } => ErrorClass::Throttled(*retry_after),
@@ -73,6 +96,7 @@ impl ProviderError {
         }
     }
 
+    /// True when the endpoint did not answer.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ProviderError::Unreachable { .. })
     }

@@ -17,6 +17,10 @@ pub enum Relation {
     MemberOf,
     /// A role the identity can assume.
     CanAssume,
+    /// A principal the identity can act as without assuming it: it can create credentials for
+    /// it (an access key, a password, a secret-id, an application secret), owns it, or can pass
+    /// it to compute it controls. That principal's reach is the identity's.
+    CanActAs,
     /// A secret or key the identity can read.
     CanRead,
     /// A secret the identity can grant itself access to (an indirect path).
@@ -24,26 +28,31 @@ pub enum Relation {
 }
 
 impl Relation {
-    pub const ALL: [Relation; 6] = [
+    /// Every relation.
+    pub const ALL: [Relation; 7] = [
         Relation::Owns,
         Relation::Created,
         Relation::MemberOf,
         Relation::CanAssume,
+        Relation::CanActAs,
         Relation::CanRead,
         Relation::CanGrantSelf,
     ];
 
+    /// The relation as paths and playbooks write it (`can-read`).
     pub fn as_str(self) -> &'static str {
         match self {
             Relation::Owns => "owns",
             Relation::Created => "created",
             Relation::MemberOf => "member-of",
             Relation::CanAssume => "can-assume",
+            Relation::CanActAs => "can-act-as",
             Relation::CanRead => "can-read",
             Relation::CanGrantSelf => "can-grant-self",
         }
     }
 
+    /// The relation written `s`.
     pub fn parse(s: &str) -> Option<Relation> {
         Relation::ALL.into_iter().find(|r| r.as_str() == s)
     }
@@ -80,6 +89,7 @@ pub enum State {
 }
 
 impl State {
+    /// Every state.
     pub const ALL: [State; 8] = [
         State::Active,
         State::Inactive,
@@ -91,10 +101,12 @@ impl State {
         State::Unknown,
     ];
 
+    /// Open: still authenticates, grants or exposes something — or unknown.
     pub fn is_open(self) -> bool {
         matches!(self, State::Active | State::Unknown)
     }
 
+    /// The state as findings and playbooks write it (`inactive`).
     pub fn as_str(self) -> &'static str {
         match self {
             State::Active => "active",
@@ -108,6 +120,7 @@ impl State {
         }
     }
 
+    /// The state written `s`.
     pub fn parse(s: &str) -> Option<State> {
         State::ALL.into_iter().find(|st| st.as_str() == s)
     }
@@ -132,12 +145,49 @@ pub enum Holder {
 }
 
 impl Holder {
+    /// The holder's kind as selectors and rotation policies name it.
     pub fn selector(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The holder without the NHI's name.
+    pub fn kind(&self) -> HolderKind {
         match self {
-            Holder::Account => "account",
-            Holder::Nhi(_) => "nhi",
-            Holder::Shared => "shared",
+            Holder::Account => HolderKind::Account,
+            Holder::Nhi(_) => HolderKind::Nhi,
+            Holder::Shared => HolderKind::Shared,
         }
+    }
+}
+
+/// The kind of a [`Holder`], as playbook selectors and rotation policies write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HolderKind {
+    /// The identity's own account.
+    Account,
+    /// A non-human identity the identity owns.
+    Nhi,
+    /// Shared by nobody in particular.
+    Shared,
+}
+
+impl HolderKind {
+    /// Every holder kind.
+    pub const ALL: [HolderKind; 3] = [HolderKind::Account, HolderKind::Nhi, HolderKind::Shared];
+
+    /// `account`, `nhi` or `shared`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HolderKind::Account => "account",
+            HolderKind::Nhi => "nhi",
+            HolderKind::Shared => "shared",
+        }
+    }
+
+    /// The holder kind written `s`.
+    pub fn parse(s: &str) -> Option<HolderKind> {
+        HolderKind::ALL.into_iter().find(|h| h.as_str() == s)
     }
 }
 
@@ -154,10 +204,12 @@ pub struct PathStep {
 /// The chain of bindings that explains one finding, from the identity to the finding.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Path {
+    /// The edges from the identity to the finding, in order.
     pub steps: Vec<PathStep>,
 }
 
 impl Path {
+    /// An empty path (the identity itself).
     pub fn new() -> Self {
         Path { steps: Vec::new() }
     }
@@ -193,15 +245,19 @@ impl Default for Path {
 pub struct Finding {
     /// Stable and unique across providers, e.g. `aws:access-key:AKIA...`. Used in idempotency keys.
     pub id: String,
+    /// The provider that resolved it.
     pub provider: String,
     /// Provider-defined kind, one of the provider's [`crate::Capabilities`] kinds.
     pub kind: String,
+    /// How it is bound to the identity (the last edge of its paths).
     pub relation: Relation,
+    /// Whose credential it is.
     pub holder: Holder,
     /// Provider-native identifier (ARN, key id, accessor).
     pub resource: String,
     /// Short human name, e.g. `access key AKIA... of user alice`.
     pub display: String,
+    /// Its live state when resolved.
     pub state: State,
     /// Every path that binds it, sorted; at least one.
     pub paths: Vec<Path>,
@@ -214,6 +270,7 @@ pub struct Finding {
 pub const NEVER_EXPIRES: &str = "never";
 
 impl Finding {
+    /// The attribute `key`, if set.
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
     }
@@ -222,8 +279,11 @@ impl Finding {
 /// The identity's principal inside one provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
+    /// The provider.
     pub provider: String,
+    /// Provider-native identifier (user ARN, entity id, object id).
     pub resource: String,
+    /// A name for people.
     pub display: String,
     /// The correlation rule that matched, e.g. `tag identity = alice@example.com`.
     pub matched_by: String,
@@ -232,10 +292,50 @@ pub struct Account {
 /// Everything one provider knows about one identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolution {
+    /// The identity's accounts.
     pub accounts: Vec<Account>,
+    /// Everything bound to them, with paths.
     pub findings: Vec<Finding>,
-    /// Things the provider could not look at, e.g. a kind the endpoint does not implement.
+    /// Notes for people that do not affect closure (a listing that was paged, a default used).
     pub warnings: Vec<String>,
+    /// What the provider could not list, read or evaluate for this identity. Each is open
+    /// (closure is unknown, so not closed) unless the site accepted that gap by name.
+    #[serde(default)]
+    pub gaps: Vec<Gap>,
+    /// Scopes the identity can grant itself everything in (every secret of an account, every
+    /// object of a vault): the plan says so in one line each.
+    #[serde(default)]
+    pub exposures: Vec<Exposure>,
+}
+
+/// Something a provider could not list, read or evaluate: unknown, and so open.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Gap {
+    /// The provider.
+    pub provider: String,
+    /// What is unknown, named so a site can accept it (`accept_unverified`): a finding kind
+    /// whose listing failed (`service-credential`), or a check (`kv-v1-mount`,
+    /// `role-assignment-condition`, `policy-document`).
+    pub kind: String,
+    /// Which resource (a user, a mount, an assignment id); empty when the whole kind.
+    pub resource: String,
+    /// Why it is unknown, in a sentence (never a secret value).
+    pub reason: String,
+    /// How the identity is connected to it, when known.
+    pub paths: Vec<Path>,
+}
+
+/// A scope the identity can grant itself everything in, and how.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Exposure {
+    /// The provider.
+    pub provider: String,
+    /// The scope (`account 123456789012`, `vault kv-pay`, `tenant`).
+    pub scope: String,
+    /// What the identity can do there, in a sentence.
+    pub what: String,
+    /// The paths that give it.
+    pub paths: Vec<Path>,
 }
 
 impl Resolution {
@@ -270,6 +370,10 @@ impl Resolution {
         self.accounts.dedup();
         self.warnings.sort();
         self.warnings.dedup();
+        self.gaps.sort();
+        self.gaps.dedup();
+        self.exposures.sort();
+        self.exposures.dedup();
     }
 }
 

@@ -8,7 +8,9 @@ use tokio::time::Instant;
 /// Limits for one provider: how many calls may be in flight and how many may start per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
+    /// Calls in flight at most.
     pub max_in_flight: usize,
+    /// Calls started per second at most (a token bucket).
     pub requests_per_second: f64,
     /// How many calls may start at once after an idle period.
     pub burst: u32,
@@ -58,6 +60,7 @@ pub struct Pass {
 }
 
 impl CallGate {
+    /// A gate with `limits`.
     pub fn new(limits: Limits) -> Self {
         let limits = Limits {
             max_in_flight: limits.max_in_flight.max(1),
@@ -78,6 +81,7 @@ impl CallGate {
         }
     }
 
+    /// The limits the gate enforces.
     pub fn limits(&self) -> Limits {
         self.limits
     }

@@ -8,15 +8,23 @@ use std::collections::BTreeSet;
 pub struct Identity {
     /// Stable id from the source (employee id, service id).
     pub id: String,
+    /// Work email (the usual correlation key).
     pub email: String,
+    /// Display name.
     pub name: String,
+    /// Person or non-human identity.
     pub kind: IdentityKind,
+    /// Active, terminated or suspended, as the source says.
     pub status: IdentityStatus,
     /// The manager's (or for a service, the owner's) identity id or email, as the source gives it.
     pub manager: Option<String>,
+    /// Department (entitlement policies match on it).
     pub department: Option<String>,
+    /// Job role (entitlement policies match on it).
     pub role: Option<String>,
+    /// Location.
     pub location: Option<String>,
+    /// Employment type (employee, contractor...).
     pub employment_type: Option<String>,
     /// Free-form tags such as `protected` (break-glass: never acted on without an override).
     pub tags: BTreeSet<String>,
@@ -24,16 +32,23 @@ pub struct Identity {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// Person or non-human identity.
 pub enum IdentityKind {
+    /// A person.
     Human,
+    /// A service account, workload or app (has an owner: its `manager`).
     Service,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// Whether the source says the identity is current.
 pub enum IdentityStatus {
+    /// Works here.
     Active,
+    /// Left: every access must end.
     Terminated,
+    /// On leave or blocked: access paused.
     Suspended,
 }
 
@@ -41,6 +56,7 @@ impl Identity {
     /// The tag that marks a break-glass or otherwise protected identity.
     pub const PROTECTED_TAG: &'static str = "protected";
 
+    /// Tagged `protected` (break-glass): never acted on without an audited override.
     pub fn is_protected(&self) -> bool {
         self.tags.contains(Self::PROTECTED_TAG)
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The model every Closeout component shares, and the contract a provider implements.
 //!
 //! A provider (AWS, Vault, Azure, ...) turns an [`Identity`] from the authoritative source into
@@ -9,6 +10,7 @@
 //! redacting `Debug`, so they cannot leak into logs, reports, the journal or errors by accident.
 
 pub mod action;
+pub mod capabilities;
 pub mod entitlement;
 pub mod error;
 pub mod finding;
@@ -18,12 +20,17 @@ pub mod provider;
 pub mod secret;
 
 pub use action::{ActionOutcome, ActionParams, ActionRequest};
+pub use capabilities::{
+    plain_target, verbs, AgeFacts, Capabilities, GrantFieldError, GrantForm, KindSpec, Operation,
+    Permission, Verb,
+};
 pub use entitlement::{Entitlement, UnclaimedAccount};
 pub use error::{with_causes, ErrorClass, ProviderError};
 pub use finding::{
-    Account, Finding, Holder, Path, PathStep, Relation, Resolution, State, NEVER_EXPIRES,
+    Account, Exposure, Finding, Gap, Holder, HolderKind, Path, PathStep, Relation, Resolution,
+    State, NEVER_EXPIRES,
 };
 pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};
-pub use provider::{verbs, Capabilities, KindSpec, ProbeOutcome, Provider, ResolveContext, Verb};
+pub use provider::{Health, ProbeOutcome, Provider, ProviderConfig, ResolveContext};
 pub use secret::{replacement_for, SecretValue};

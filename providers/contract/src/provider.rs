@@ -1,116 +1,47 @@
-//! The provider contract.
+//! The provider contract: the trait every provider crate implements, its configuration, and
+//! the few value types its methods exchange.
 
 use crate::action::{ActionOutcome, ActionRequest};
+use crate::capabilities::Capabilities;
 use crate::entitlement::{Entitlement, UnclaimedAccount};
 use crate::error::ProviderError;
 use crate::finding::{Finding, Resolution, State};
+use crate::gate::Limits;
 use crate::identity::Identity;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
-/// A verb a provider can apply to one kind of finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verb {
-    pub name: &'static str,
-    /// The state the finding is in once the verb succeeded; verify checks it.
-    pub leaves: State,
-    /// Destroys something that cannot be brought back (a key, a certificate): the playbook must
-    /// deactivate first and state a grace period.
-    pub needs_grace: bool,
+/// A provider's `[providers.NAME]` configuration section: deserialized with unknown fields
+/// refused, validated purely (no I/O) before anything connects.
+pub trait ProviderConfig:
+    DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static
+{
+    /// What is wrong with a section, or why the provider could not be built from it.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Check the section without I/O; the error names the field.
+    fn validate(&self) -> Result<(), Self::Error>;
 }
 
-/// The verbs shared by every provider, so playbooks read the same everywhere.
-pub mod verbs {
-    use super::Verb;
-    use crate::finding::State;
-
-    pub const DEACTIVATE: Verb = Verb {
-        name: "deactivate",
-        leaves: State::Inactive,
-        needs_grace: false,
-    };
-    /// Delete a credential for good (after a grace period).
-    pub const DELETE: Verb = Verb {
-        name: "delete",
-        leaves: State::Deleted,
-        needs_grace: true,
-    };
-    /// Delete something that has no inactive state and can be recreated (a login profile, an
-    /// inline policy whose document the journal keeps).
-    pub const REMOVE: Verb = Verb {
-        name: "remove",
-        leaves: State::Deleted,
-        needs_grace: false,
-    };
-    /// Detach a managed policy from a principal (the policy itself stays).
-    pub const DETACH: Verb = Verb {
-        name: "detach",
-        leaves: State::Deleted,
-        needs_grace: false,
-    };
-    pub const DISABLE: Verb = Verb {
-        name: "disable",
-        leaves: State::Disabled,
-        needs_grace: false,
-    };
-    pub const ROTATE: Verb = Verb {
-        name: "rotate",
-        leaves: State::Rotated,
-        needs_grace: false,
-    };
-    pub const REVOKE_SESSIONS: Verb = Verb {
-        name: "revoke-sessions",
-        leaves: State::Revoked,
-        needs_grace: false,
-    };
-    pub const REVOKE: Verb = Verb {
-        name: "revoke",
-        leaves: State::Revoked,
-        needs_grace: false,
-    };
-    /// Grant an entitlement the policy requires (a mover's or joiner's new access). The finding
-    /// is the one [`super::Provider::grant_finding`] built; it is active once granted.
-    pub const GRANT: Verb = Verb {
-        name: "grant",
-        leaves: State::Active,
-        needs_grace: false,
-    };
-    pub const REASSIGN_OWNER: Verb = Verb {
-        name: "reassign-owner",
-        leaves: State::Reassigned,
-        needs_grace: false,
-    };
-}
-
-/// One kind of finding a provider resolves, and the verbs it supports on it.
-#[derive(Debug, Clone, Copy)]
-pub struct KindSpec {
-    pub kind: &'static str,
-    pub description: &'static str,
-    pub verbs: &'static [Verb],
-}
-
-/// What a provider can resolve and do; static, so playbooks are validated without I/O.
-#[derive(Debug, Clone, Copy)]
-pub struct Capabilities {
-    pub provider: &'static str,
-    pub kinds: &'static [KindSpec],
-}
-
-impl Capabilities {
-    pub fn kind(&self, kind: &str) -> Option<&'static KindSpec> {
-        self.kinds.iter().find(|k| k.kind == kind)
-    }
-
-    pub fn verb(&self, kind: &str, verb: &str) -> Option<&'static Verb> {
-        self.kind(kind)?.verbs.iter().find(|v| v.name == verb)
-    }
+/// What a provider's health check found: who the configured credentials are, and which of the
+/// permissions asked about they lack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// The principal the credentials authenticate as (an ARN, a token's display name, an
+    /// application id).
+    pub principal: String,
+    /// Permissions asked about that the principal does not hold.
+    pub missing: Vec<String>,
+    /// Permissions that could not be checked, each with the reason. Unknown is not "held".
+    pub unchecked: Vec<(String, String)>,
 }
 
 /// What a provider needs to resolve one identity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResolveContext {
+    /// The identity to resolve.
     pub identity: Identity,
     /// The instant the identity's access ended (the first containment of this closeout). A shared
     /// secret rotated after it is [`State::Rotated`]; a role whose sessions issued before it are
@@ -125,17 +56,40 @@ pub struct ProbeOutcome {
     pub probe: String,
     /// True when the credential is proven dead.
     pub dead: bool,
+    /// What the provider answered, in a sentence (never a secret value).
     pub detail: String,
 }
 
 /// The contract every provider implements. Implementations are registered in the closed list in
 /// `closeout::registry`.
-pub trait Provider: Send + Sync {
-    /// What the provider resolves and which verbs it supports.
-    fn capabilities(&self) -> &'static Capabilities;
+pub trait Provider: Send + Sync + Sized {
+    /// Its `[providers.NAME]` configuration section.
+    type Config: ProviderConfig;
 
-    /// Cheap check that the provider's endpoint answers and the credentials work.
-    fn health(&self) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    /// What the provider resolves and which verbs it supports (also known without an instance,
+    /// so playbooks and policies validate before anything connects).
+    const CAPABILITIES: &'static Capabilities;
+
+    /// Build the provider from its validated configuration. Makes no provider call.
+    fn connect(
+        config: Self::Config,
+    ) -> impl Future<Output = Result<Self, <Self::Config as ProviderConfig>::Error>> + Send;
+
+    /// What the provider resolves and which verbs it supports.
+    fn capabilities(&self) -> &'static Capabilities {
+        Self::CAPABILITIES
+    }
+
+    /// The concurrency and rate limits every call of this provider obeys.
+    fn limits(&self) -> Limits;
+
+    /// Reach the provider with the configured credentials, say who they are, and which of
+    /// `needs` (permission names from [`Capabilities::permissions`]) they lack or cannot be
+    /// checked. An unreachable endpoint or refused credentials are errors.
+    fn health(
+        &self,
+        needs: &[&'static str],
+    ) -> impl Future<Output = Result<Health, ProviderError>> + Send;
 
     /// Every account, credential and entitlement bound to the identity, with explained paths.
     fn resolve(
@@ -174,7 +128,7 @@ pub trait Provider: Send + Sync {
 
     /// The finding `entitlement` will be once granted to the identity, in state
     /// [`State::Deleted`] (not held yet) and with the id `resolve` gives it once held; the planner
-    /// puts a [`verbs::GRANT`] action on it. Reads the provider for the identity's account and
+    /// puts a [`crate::verbs::GRANT`] action on it. Reads the provider for the identity's account and
     /// the target's id; fails with [`ProviderError::Config`] when the target does not exist or
     /// the identity has no account to grant to.
     fn grant_finding(
@@ -209,7 +163,7 @@ pub trait Provider: Send + Sync {
     /// the principals a service identity from the source has in this provider, built as
     /// `resolve` builds them for an owner (holder [`crate::Holder::Nhi`], state active, the
     /// `owner` attribute set to the current owner record when there is one). A joiner records
-    /// its owner by a [`verbs::REASSIGN_OWNER`] action on them. Empty when the service identity
+    /// its owner by a [`crate::verbs::REASSIGN_OWNER`] action on them. Empty when the service identity
     /// has no principal here.
     fn nhi_findings(
         &self,

@@ -10,6 +10,7 @@ use rand::distr::{Alphanumeric, SampleString};
 pub struct SecretValue(String);
 
 impl SecretValue {
+    /// Wrap a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }

@@ -219,6 +219,14 @@ impl VaultConfig {
     }
 }
 
+impl closeout_contract::ProviderConfig for VaultConfig {
+    type Error = VaultError;
+
+    fn validate(&self) -> Result<(), VaultError> {
+        VaultConfig::validate(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

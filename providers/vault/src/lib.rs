@@ -22,9 +22,11 @@
 mod actions;
 mod approle;
 mod audit_trail;
+mod capabilities;
 mod client;
 mod config;
 mod entitlements;
+mod health;
 mod lease;
 mod model;
 mod pki;
@@ -32,128 +34,15 @@ pub mod policy;
 mod resolve;
 mod tokens;
 
+pub use capabilities::{kinds, CAPABILITIES, DESTROY_OLD_VERSIONS, PROVIDER};
 pub use config::{NameRule, VaultConfig, VaultError};
 
 use closeout_contract::{
-    verbs, ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Identity,
-    KindSpec, Limits, ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext,
-    SecretValue, State, UnclaimedAccount,
+    ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Health, Identity,
+    Limits, ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, SecretValue, State,
+    UnclaimedAccount,
 };
 use std::future::Future;
-
-/// Destroy every KV v2 version older than the current one (after a rotation, once its grace
-/// period has passed: the old values are what the person knew; keeping them for a while allows
-/// a rollback).
-pub const DESTROY_OLD_VERSIONS: closeout_contract::Verb = closeout_contract::Verb {
-    name: "destroy-old-versions",
-    leaves: State::Rotated,
-    needs_grace: true,
-};
-
-/// The provider's name in findings, playbooks and configuration.
-pub const PROVIDER: &str = "vault";
-
-/// The finding kinds this provider emits.
-pub mod kinds {
-    /// The person's own identity entity.
-    pub const ENTITY: &str = "entity";
-    /// An alias of the person's entity under an auth mount.
-    pub const ENTITY_ALIAS: &str = "entity-alias";
-    /// Direct membership of the person's entity in an internal identity group.
-    pub const GROUP_MEMBERSHIP: &str = "group-membership";
-    /// Membership through a parent group (closes with the direct membership).
-    pub const INHERITED_GROUP: &str = "inherited-group";
-    /// An ACL policy reaching the person through the entity, a group or a token.
-    pub const POLICY: &str = "policy";
-    /// A policy set directly on the person's entity (`policies`): an entitlement.
-    pub const ENTITY_POLICY: &str = "entity-policy";
-    /// A token bound to the entity or whose metadata names the person as owner.
-    pub const TOKEN: &str = "token";
-    /// A userpass login of the person.
-    pub const PASSWORD_LOGIN: &str = "password-login";
-    /// A KV v2 secret the person owns or can read.
-    pub const KV_SECRET: &str = "kv-secret";
-    /// An entity (a non-human identity) whose metadata names the person as owner.
-    pub const NHI_ENTITY: &str = "nhi-entity";
-    /// An AppRole secret-id whose metadata names the person as owner.
-    pub const APPROLE_SECRET_ID: &str = "approle-secret-id";
-    /// A PKI certificate issued to the person (subject CN, SAN email or SAN URI).
-    pub const PKI_CERTIFICATE: &str = "pki-certificate";
-    /// A lease under one of the configured `lease_prefixes`.
-    pub const LEASE: &str = "lease";
-}
-
-/// What the Vault provider resolves and which verbs it supports on each kind.
-pub const CAPABILITIES: Capabilities = Capabilities {
-    provider: PROVIDER,
-    kinds: &[
-        KindSpec {
-            kind: kinds::ENTITY,
-            description: "the person's identity entity; disabling it blocks every token bound to it",
-            verbs: &[verbs::DISABLE],
-        },
-        KindSpec {
-            kind: kinds::ENTITY_ALIAS,
-            description: "alias of the person's entity under an auth mount (closes with the entity)",
-            verbs: &[],
-        },
-        KindSpec {
-            kind: kinds::GROUP_MEMBERSHIP,
-            description: "direct membership of the person's entity in an internal identity group; entitlement target: the group name (grant adds the entity to member_entity_ids)",
-            verbs: &[verbs::REMOVE, verbs::GRANT],
-        },
-        KindSpec {
-            kind: kinds::INHERITED_GROUP,
-            description: "identity group reached through a parent-group chain (closes with the direct membership or the entity)",
-            verbs: &[],
-        },
-        KindSpec {
-            kind: kinds::POLICY,
-            description: "ACL policy reaching the person from the entity, a group or a token (closes with the entity)",
-            verbs: &[],
-        },
-        KindSpec {
-            kind: kinds::ENTITY_POLICY,
-            description: "policy set directly on the person's entity; entitlement target: the policy name (closes with the entity; remove/grant edit the entity's policies)",
-            verbs: &[verbs::REMOVE, verbs::GRANT],
-        },
-        KindSpec {
-            kind: kinds::TOKEN,
-            description: "token bound to the person's entity or whose metadata names the person; revoke-accessor revokes its children too",
-            verbs: &[verbs::REVOKE],
-        },
-        KindSpec {
-            kind: kinds::PASSWORD_LOGIN,
-            description: "userpass login of the person under any userpass auth mount",
-            verbs: &[verbs::REMOVE],
-        },
-        KindSpec {
-            kind: kinds::KV_SECRET,
-            description: "KV v2 secret the person owns (custom metadata) or can read through a policy; rotate writes a new version with new random values for every key",
-            verbs: &[verbs::ROTATE, DESTROY_OLD_VERSIONS],
-        },
-        KindSpec {
-            kind: kinds::NHI_ENTITY,
-            description: "identity entity (non-human) whose metadata names the person as owner",
-            verbs: &[verbs::REASSIGN_OWNER],
-        },
-        KindSpec {
-            kind: kinds::APPROLE_SECRET_ID,
-            description: "AppRole secret-id whose metadata names the person as owner; revoke destroys it by accessor, rotate issues a new one, publishes it to nhi_secret_id_path, then destroys the old one",
-            verbs: &[verbs::REVOKE, verbs::ROTATE],
-        },
-        KindSpec {
-            kind: kinds::PKI_CERTIFICATE,
-            description: "certificate issued to the person by any pki mount (subject CN, SAN email or URI); revoke revokes it by serial and rotates the CRL",
-            verbs: &[verbs::REVOKE],
-        },
-        KindSpec {
-            kind: kinds::LEASE,
-            description: "lease under a configured lease prefix ({id}, {email}, {local} filled in); revoke revokes it by id",
-            verbs: &[verbs::REVOKE],
-        },
-    ],
-};
 
 /// The Vault / OpenBao provider.
 pub struct VaultProvider {
@@ -219,20 +108,8 @@ impl VaultProvider {
         Ok(VaultProvider { config, client })
     }
 
-    /// The concurrency and rate limits every call of this provider obeys.
-    pub fn limits(&self) -> Limits {
-        self.client.gate().limits()
-    }
-
     pub fn config(&self) -> &VaultConfig {
         &self.config
-    }
-
-    async fn health_impl(&self) -> Result<(), ProviderError> {
-        self.client
-            .sdk("GET", "auth/token/lookup-self", vaultrs::token::lookup_self)
-            .await?;
-        Ok(())
     }
 }
 
@@ -241,12 +118,24 @@ fn limits_for(config: &VaultConfig) -> Limits {
 }
 
 impl Provider for VaultProvider {
-    fn capabilities(&self) -> &'static Capabilities {
-        &CAPABILITIES
+    type Config = VaultConfig;
+    const CAPABILITIES: &'static Capabilities = &CAPABILITIES;
+
+    fn connect(
+        config: VaultConfig,
+    ) -> impl Future<Output = Result<VaultProvider, VaultError>> + Send {
+        VaultProvider::connect(config)
     }
 
-    fn health(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        Box::pin(self.health_impl())
+    fn limits(&self) -> Limits {
+        self.client.gate().limits()
+    }
+
+    fn health(
+        &self,
+        needs: &[&'static str],
+    ) -> impl Future<Output = Result<Health, ProviderError>> + Send {
+        Box::pin(self.health_impl(needs))
     }
 
     fn resolve(
@@ -348,7 +237,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.limits().max_in_flight, 8);
         assert!(!format!("{p:?}").contains("root\""));
-        let err = p.health_impl().await.unwrap_err();
+        let err = p.health_impl(&[]).await.unwrap_err();
         assert!(err.is_unreachable(), "{err}");
         std::fs::write(&file, "").unwrap();
         let err = VaultProvider::connect(VaultConfig {

@@ -440,7 +440,7 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
     })
     .await
     .unwrap();
-    provider.health().await.unwrap();
+    provider.health(&[]).await.unwrap();
 
     // Logging in with alice's secret-ids mints tokens carrying the secret-id metadata
     // (owner = alice): those are hers too.
@@ -742,7 +742,7 @@ async fn errors_are_classified_and_an_unknown_identity_only_warns() {
 
     // Nobody correlates: a warning, no account, no findings; health works.
     let root = connect("root").await.unwrap();
-    root.health().await.unwrap();
+    root.health(&[]).await.unwrap();
     let r = root.resolve(&ctx).await.unwrap();
     assert!(r.accounts.is_empty() && r.findings.is_empty(), "{r:#?}");
     assert!(
@@ -776,7 +776,7 @@ async fn errors_are_classified_and_an_unknown_identity_only_warns() {
 
     // A bad token fails health; an unknown verb is unsupported.
     let bad = connect("not-a-token").await.unwrap();
-    assert!(bad.health().await.is_err());
+    assert!(bad.health(&[]).await.is_err());
     let f = closeout_contract::Finding {
         id: "vault:token:x".into(),
         provider: "vault".into(),
@@ -798,7 +798,7 @@ async fn errors_are_classified_and_an_unknown_identity_only_warns() {
 
     // The server gone: unreachable, retryable.
     drop(server);
-    let err = root.health().await.unwrap_err();
+    let err = root.health(&[]).await.unwrap_err();
     assert!(err.is_unreachable(), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,0 +1,161 @@
+//! The SDK clients behind one [`CallGate`]: [`AwsProvider`] itself, how it is built, and the
+//! low-level helpers every AWS call goes through (`call`, `all_pages`).
+//!
+//! This is the crate's lowest I/O layer, so every other module can import it and nothing here
+//! imports them back.
+
+use crate::config::{AwsConfig, AwsError};
+use crate::error::CallError;
+use aws_config::BehaviorVersion;
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use closeout_contract::{CallGate, Limits};
+use std::future::Future;
+
+/// The AWS provider: SDK clients for IAM, STS and Secrets Manager behind one [`CallGate`].
+pub struct AwsProvider {
+    pub(crate) config: AwsConfig,
+    pub(crate) sdk: aws_config::SdkConfig,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) sts: aws_sdk_sts::Client,
+    pub(crate) sm: aws_sdk_secretsmanager::Client,
+    pub(crate) gate: CallGate,
+    /// Where calls go, for error messages.
+    endpoint: String,
+}
+
+impl std::fmt::Debug for AwsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsProvider")
+            .field("endpoint", &self.endpoint)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsProvider {
+    /// Build the SDK clients from the SDK's standard configuration (environment, profiles,
+    /// default credentials chain) plus the overrides in `config`. Validates `config` first. Makes
+    /// no AWS call; credentials are resolved on first use.
+    pub async fn connect(config: AwsConfig) -> Result<AwsProvider, AwsError> {
+        config.validate()?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+            aws_config::retry::RetryConfig::standard().with_max_attempts(config.max_attempts),
+        );
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        let sdk = loader.load().await;
+        let region = sdk.region().ok_or(AwsError::NoRegion)?.to_string();
+        let endpoint = match sdk.endpoint_url() {
+            Some(url) => url.to_string(),
+            None => format!("the AWS endpoints of region {region}"),
+        };
+        let limits = limits_for(&config);
+        Ok(AwsProvider {
+            iam: aws_sdk_iam::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::new(&sdk),
+            sm: aws_sdk_secretsmanager::Client::new(&sdk),
+            gate: CallGate::new(limits),
+            config,
+            sdk,
+            endpoint,
+        })
+    }
+
+    /// The configuration the provider was built with.
+    pub fn config(&self) -> &AwsConfig {
+        &self.config
+    }
+
+    /// Run one SDK call through the gate and classify its error.
+    pub(crate) async fn call<T, E>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, CallError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let _pass = self.gate.enter().await;
+        tracing::trace!(op, "aws call");
+        let result = fut.await;
+        result.map_err(|e| {
+            let e = CallError::from_sdk(op, &self.endpoint, e);
+            tracing::debug!(op, error = %e, "aws call failed");
+            e
+        })
+    }
+
+    /// Every item of a marker-paged IAM list. Each page passes the gate like any other call;
+    /// `items` returns a page's items and, when the page is truncated, the next marker.
+    pub(crate) async fn all_pages<P, T, E, Fut>(
+        &self,
+        op: &'static str,
+        mut request: impl FnMut(Option<String>) -> Fut,
+        mut items: impl FnMut(&P) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, CallError>
+    where
+        Fut: Future<Output = Result<P, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut out = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self.call(op, request(marker.take())).await?;
+            let (batch, next) = items(&page);
+            out.extend(batch);
+            match next {
+                Some(m) => marker = Some(m),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// The marker of the next IAM page, if the page says there is one.
+pub(crate) fn next_marker(truncated: bool, marker: Option<&str>) -> Option<String> {
+    marker.filter(|_| truncated).map(str::to_string)
+}
+
+fn limits_for(config: &AwsConfig) -> Limits {
+    Limits::configured(config.max_in_flight, config.requests_per_second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use closeout_contract::{Provider, ProviderError};
+
+    #[test]
+    fn limits_follow_config() {
+        let l = limits_for(&AwsConfig::default());
+        assert_eq!(l.max_in_flight, 8);
+        assert_eq!(l.requests_per_second, 20.0);
+        assert_eq!(l.burst, 10);
+    }
+
+    #[tokio::test]
+    async fn connect_without_network_and_refuses_bad_config() {
+        let p = AwsProvider::connect(AwsConfig {
+            region: Some("eu-west-1".into()),
+            endpoint_url: Some("http://127.0.0.1:1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(p.limits().max_in_flight, 8);
+        let err = AwsProvider::connect(AwsConfig {
+            nhi_key_secret: "no-placeholder".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().starts_with("nhi_key_secret"));
+        let pe: ProviderError = err.into();
+        assert_eq!(pe.class(), closeout_contract::ErrorClass::Permanent);
+    }
+}

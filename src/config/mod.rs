@@ -1,0 +1,256 @@
+//! The one TOML configuration file: providers, playbook directory, store, audit log, source and
+//! execution limits. Secrets never live here: provider credentials come from each SDK's own
+//! environment/file chain.
+
+pub mod acceptance;
+pub mod rotation;
+pub mod serve;
+
+use crate::registry::ProvidersConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Errors reading or validating the configuration. All are bad input (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration file. Relative paths are relative to the working directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding `<trigger>.yaml` playbooks.
+    #[serde(default = "default_playbook_dir")]
+    pub playbook_dir: PathBuf,
+    /// The authoritative source (HR export).
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub execution: ExecutionConfig,
+    #[serde(default)]
+    pub providers: ProvidersConfig,
+    /// The entitlement policy movers, joiners and policy drift are computed from.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// `closeout serve` (optional; defaults apply when absent).
+    #[serde(default)]
+    pub serve: serve::ServeConfig,
+    /// `[[rotation.policy]]`: what scheduled rotation makes due (see `crate::policy::rotation`).
+    #[serde(default)]
+    pub rotation: rotation::RotationConfig,
+    /// `[[accept_unverified]]`: gaps (what a provider cannot list, read or evaluate) this site
+    /// accepts by name, each with its reason; every other gap keeps closure open.
+    #[serde(default)]
+    pub accept_unverified: Vec<acceptance::Acceptance>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// An HR export, `.csv` or `.json`.
+    pub path: PathBuf,
+}
+
+/// `[policy]`: where the entitlement policy lives (`docs/entitlements.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The entitlement policy YAML; movers, joiners and `policy` commands need it.
+    pub entitlements: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite journal (runs, actions, events).
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The append-only, hash-chained audit log (JSON lines).
+    #[serde(default = "default_audit_path")]
+    pub path: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            path: default_audit_path(),
+        }
+    }
+}
+
+/// How actions are executed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutionConfig {
+    /// Attempts per action for retryable and throttled errors (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt, with full jitter.
+    pub base_backoff_ms: u64,
+    /// Upper bound of one backoff (a provider's `Retry-After` may be longer and is honoured).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        ExecutionConfig {
+            max_attempts: 5,
+            base_backoff_ms: 200,
+            max_backoff_ms: 20_000,
+        }
+    }
+}
+
+fn default_playbook_dir() -> PathBuf {
+    PathBuf::from("playbooks")
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from(".closeout/closeout.db")
+}
+
+fn default_audit_path() -> PathBuf {
+    PathBuf::from(".closeout/audit.jsonl")
+}
+
+impl Config {
+    /// The audit log's path from the file at `path`, reading only `[audit]`: checking the log
+    /// needs neither providers nor a valid source section.
+    pub fn audit_path(path: &Path) -> Result<PathBuf, ConfigError> {
+        #[derive(Deserialize)]
+        struct AuditOnly {
+            #[serde(default)]
+            audit: AuditConfig,
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let parsed: AuditOnly = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Ok(parsed.audit.path)
+    }
+
+    /// Read, parse and validate (pure checks only; no provider is contacted).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.providers.configured().is_empty() {
+            let sections: Vec<String> = crate::registry::known()
+                .iter()
+                .map(|p| format!("[providers.{p}]"))
+                .collect();
+            return Err(invalid(format!(
+                "no provider is configured: add one of the sections {}",
+                sections.join(", ")
+            )));
+        }
+        self.providers
+            .validate()
+            .map_err(|e| invalid(e.to_string()))?;
+        self.serve.validate().map_err(|e| invalid(e.to_string()))?;
+        self.rotation
+            .policies()
+            .map_err(|e| invalid(e.to_string()))?;
+        acceptance::validate(&self.accept_unverified).map_err(|e| invalid(e.to_string()))?;
+        if self.execution.max_attempts == 0 {
+            return Err(invalid(
+                "[execution] max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.execution.base_backoff_ms > self.execution.max_backoff_ms {
+            return Err(invalid(
+                "[execution] base_backoff_ms must not exceed max_backoff_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("closeout.toml"), text)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("[source]\npath = \"hr.csv\"\n[providers.aws]\n").unwrap();
+        assert_eq!(c.playbook_dir, PathBuf::from("playbooks"));
+        assert_eq!(c.store.path, PathBuf::from(".closeout/closeout.db"));
+        assert_eq!(c.execution.max_attempts, 5);
+        assert_eq!(c.providers.configured(), vec!["aws"]);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        let err = parse("[source]\npath = \"hr.csv\"\nfoo = 1\n[providers.aws]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("closeout.toml") && err.contains("foo"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_provider_is_an_error() {
+        let err = parse("[source]\npath = \"hr.csv\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no provider is configured"), "{err}");
+    }
+
+    #[test]
+    fn malformed_toml_names_the_file() {
+        let err = parse("[source\n").unwrap_err().to_string();
+        assert!(err.starts_with("config closeout.toml:"), "{err}");
+    }
+}

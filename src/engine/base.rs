@@ -1,0 +1,190 @@
+//! The [`Engine`]: what every command and worker opens — the configuration, the source
+//! directory, the journal and the audit log — and the lookups every operation shares (the
+//! identity, its playbook, the entitlement policy, the providers). Opening contacts no provider.
+
+use super::error::EngineError;
+use super::mover::moved;
+use crate::config::Config;
+use crate::intake::source::Directory;
+use crate::pipeline::report::ClosureReport;
+use crate::pipeline::resolve::{resolve, Graph};
+use crate::policy::entitlements::policy as entitlement_policy;
+use crate::policy::entitlements::EntitlementPolicy;
+use crate::policy::playbook::{self, Playbook};
+use crate::registry::Providers;
+use crate::store::audit::{AuditEntry, AuditLog};
+use crate::store::journal::{Journal, RunRecord};
+use crate::trigger::Trigger;
+use closeout_contract::{Identity, ResolveContext};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// An opened Closeout: configuration, source, journal and audit log.
+pub struct Engine {
+    /// The validated configuration.
+    pub config: Config,
+    /// The authoritative source's identities.
+    pub directory: Directory,
+    /// The run journal.
+    pub journal: Journal,
+    /// The append-only audit log.
+    pub audit: AuditLog,
+    /// Who runs Closeout (recorded in the audit log).
+    pub actor: String,
+}
+
+impl Engine {
+    /// Load the config, the source, the journal and the audit log. No provider is contacted.
+    pub fn open(config_path: &Path) -> Result<Engine, EngineError> {
+        let config = Config::load(config_path)?;
+        let directory = Directory::load(&config.source.path)?;
+        let journal = Journal::open(&config.store.path)?;
+        let audit = AuditLog::open(&config.audit.path)?;
+        Ok(Engine {
+            config,
+            directory,
+            journal,
+            audit,
+            actor: current_actor(),
+        })
+    }
+
+    /// The identity with this id or email in the source.
+    pub fn identity(&self, id: &str) -> Result<Identity, EngineError> {
+        self.directory
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownIdentity {
+                id: id.to_string(),
+                source_path: self.config.source.path.clone(),
+            })
+    }
+
+    /// The playbook for `trigger`, validated, with at least one provider it names configured.
+    pub fn playbook(&self, trigger: Trigger) -> Result<Playbook, EngineError> {
+        let path = playbook::find(&self.config.playbook_dir, trigger);
+        if !path.exists() {
+            return Err(EngineError::NoPlaybook { trigger, path });
+        }
+        let book = playbook::load(&path, crate::registry::CAPABILITIES)?;
+        // The shipped playbooks cover every provider; a site runs them on the providers it
+        // configures. Steps for the others select nothing (no findings come from them), which
+        // is said out loud; a playbook none of whose providers is configured is refused.
+        let configured = self.config.providers.configured();
+        let (usable, missing): (Vec<String>, Vec<String>) = book
+            .providers()
+            .into_iter()
+            .partition(|p| configured.contains(&p.as_str()));
+        if usable.is_empty() {
+            if let Some(provider) = missing.first() {
+                return Err(EngineError::ProviderNotConfigured {
+                    playbook: path.display().to_string(),
+                    provider: provider.to_string(),
+                    configured: configured.join(", "),
+                });
+            }
+        }
+        for provider in &missing {
+            tracing::warn!(
+                playbook = %path.display(),
+                "the steps for provider {provider} are skipped: [providers.{provider}] is not configured"
+            );
+        }
+        Ok(book)
+    }
+
+    /// The entitlement policy, validated against the providers' capabilities; `needed_by`
+    /// names what needs it, for the error when none is configured.
+    pub fn policy(&self, needed_by: &str) -> Result<EntitlementPolicy, EngineError> {
+        let path =
+            self.config
+                .policy
+                .entitlements
+                .as_ref()
+                .ok_or_else(|| EngineError::NoPolicy {
+                    trigger: needed_by.to_string(),
+                })?;
+        Ok(entitlement_policy::load(
+            path,
+            crate::registry::CAPABILITIES,
+        )?)
+    }
+
+    /// The identity a run of `trigger` acts for: a mover's with its new attributes.
+    pub fn subject(
+        &self,
+        trigger: Trigger,
+        id: &str,
+        to: &BTreeMap<String, String>,
+    ) -> Result<Identity, EngineError> {
+        let identity = self.identity(id)?;
+        if to.is_empty() {
+            return Ok(identity);
+        }
+        if !trigger.takes_new_attributes() {
+            return Err(EngineError::ToNotForTrigger(trigger));
+        }
+        moved(&identity, to)
+    }
+
+    /// Connect every configured provider (no call is made yet).
+    pub async fn providers(&self) -> Result<Providers, EngineError> {
+        Ok(Providers::connect(&self.config.providers).await?)
+    }
+
+    /// What a provider needs to resolve `identity` now: its cutoff from the journal.
+    pub fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
+        Ok(ResolveContext {
+            identity: identity.clone(),
+            cutoff: self.journal.containment_cutoff(&identity.id)?,
+        })
+    }
+
+    /// Resolve the identity in every provider.
+    pub async fn resolve(&self, id: &str) -> Result<Graph, EngineError> {
+        let identity = self.identity(id)?;
+        let providers = self.providers().await?;
+        Ok(resolve(&providers, &self.context(&identity)?).await?)
+    }
+
+    /// The report of a finished run, or its journaled state.
+    pub fn run_report(
+        &self,
+        run_id: &str,
+    ) -> Result<(RunRecord, Option<ClosureReport>), EngineError> {
+        let run = self
+            .journal
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let report = run
+            .report_json
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok());
+        Ok((run, report))
+    }
+
+    /// Append one audit record by this engine's actor.
+    pub(crate) fn audit_event(
+        &self,
+        event: &str,
+        run: Option<&str>,
+        identity: &Identity,
+        details: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        self.audit.append(AuditEntry {
+            actor: self.actor.clone(),
+            event: event.to_string(),
+            run: run.map(str::to_string),
+            identity: Some(identity.id.clone()),
+            details,
+        })?;
+        Ok(())
+    }
+}
+
+/// Who is running Closeout: `$CLOSEOUT_ACTOR`, else the OS user.
+pub fn current_actor() -> String {
+    std::env::var("CLOSEOUT_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,192 @@
+//! Planning a run: resolve the identity, add what the entitlement policy and a joiner's NHIs
+//! contribute, read the journal's grace-period facts, and build the plan. Changes nothing.
+
+use super::base::Engine;
+use super::error::EngineError;
+use crate::pipeline::entitlements as entitlement_live;
+use crate::pipeline::plan::{self, Plan, PlanInput};
+use crate::pipeline::resolve::{resolve, Graph};
+use crate::policy::entitlements::explain::Explanation;
+use crate::policy::entitlements::Review;
+use crate::policy::playbook::{Playbook, SelectionFacts};
+use crate::registry::Providers;
+use crate::trigger::Trigger;
+use chrono::{DateTime, Utc};
+use closeout_contract::{Finding, Identity, IdentityKind, IdentityStatus, ResolveContext};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A plan together with the graph it came from.
+pub struct Planned {
+    /// The identity's resolved graph (with the grants a policy adds).
+    pub graph: Graph,
+    /// The plan built from it.
+    pub plan: Plan,
+}
+
+impl Engine {
+    /// The NHI findings of every service identity the source names `identity` the owner of
+    /// (its `manager`), in every provider: a joiner records the identity as their owner.
+    async fn nhis_created_for(
+        &self,
+        providers: &Providers,
+        identity: &Identity,
+    ) -> Result<Vec<Finding>, EngineError> {
+        let mut out = Vec::new();
+        let services = self.directory.identities().iter().filter(|s| {
+            s.kind == IdentityKind::Service
+                && s.status == IdentityStatus::Active
+                && s.manager
+                    .as_deref()
+                    .is_some_and(|m| identity.is_named_by(m))
+        });
+        for service in services {
+            let ctx = ResolveContext {
+                identity: service.clone(),
+                cutoff: None,
+            };
+            for provider in providers.iter() {
+                out.extend(provider.nhi_findings(&ctx).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Explain the identity's entitlements against the policy (with a mover's new attributes
+    /// when `to` is given). Reads the providers; changes nothing.
+    pub async fn explain(
+        &self,
+        id: &str,
+        to: &BTreeMap<String, String>,
+    ) -> Result<Explanation, EngineError> {
+        let identity = self.subject(Trigger::Mover, id, to)?;
+        let policy = self.policy("policy explain")?;
+        let providers = self.providers().await?;
+        let ctx = self.context(&identity)?;
+        let graph = resolve(&providers, &ctx).await?;
+        let grants = self.journal.grants_of(&identity.id)?;
+        let review = entitlement_live::review_findings(
+            &providers,
+            &ctx,
+            &policy,
+            &graph.findings,
+            &grants,
+            Utc::now(),
+            "explain",
+        );
+        let (missing, unchecked): (Vec<_>, Vec<_>) = review
+            .missing
+            .into_iter()
+            .partition(|m| providers.get(&m.entitlement.provider).is_some());
+        let review = Review { missing, ..review };
+        Ok(Explanation::new(
+            &identity,
+            &policy.file,
+            &review,
+            unchecked.into_iter().map(|m| m.entitlement).collect(),
+        ))
+    }
+
+    /// Resolve and plan. Changes nothing.
+    pub async fn plan(
+        &self,
+        trigger: Trigger,
+        id: &str,
+        to: &BTreeMap<String, String>,
+    ) -> Result<Planned, EngineError> {
+        let identity = self.subject(trigger, id, to)?;
+        let book = self.playbook(trigger)?;
+        let providers = self.providers().await?;
+        self.plan_with(
+            &providers,
+            &book,
+            &identity,
+            trigger,
+            "preview",
+            Utc::now(),
+            None,
+        )
+        .await
+    }
+
+    // Every argument is a distinct input of the plan; bundling them would only rename them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn plan_with(
+        &self,
+        providers: &Providers,
+        book: &Playbook,
+        identity: &Identity,
+        trigger: Trigger,
+        run_id: &str,
+        now: DateTime<Utc>,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<Planned, EngineError> {
+        let ctx = self.context(identity)?;
+        // A missing or broken policy is bad input: say so before any provider is called.
+        let policy = if trigger.needs_policy() {
+            Some(self.policy(trigger.as_str())?)
+        } else {
+            None
+        };
+        let mut graph = resolve(providers, &ctx).await?;
+        let mut facts = SelectionFacts::default();
+        let mut time_bound = Vec::new();
+        if let Some(policy) = &policy {
+            let grants = self.journal.grants_of(&identity.id)?;
+            let prepared =
+                entitlement_live::prepare(providers, &ctx, policy, &graph, &grants, now, run_id)
+                    .await?;
+            for e in &prepared.skipped {
+                tracing::warn!(
+                    "the policy grants {e}, and [providers.{}] is not configured: skipped",
+                    e.provider
+                );
+            }
+            graph.findings.extend(prepared.grant_findings);
+            facts = prepared.facts;
+            time_bound = prepared.time_bound;
+        }
+        if trigger.records_nhi_owners() {
+            let nhis = self.nhis_created_for(providers, identity).await?;
+            facts.nhis_created_for = nhis.iter().map(|f| f.id.clone()).collect();
+            // One the identity already owns resolved with it: keep that finding, not a copy.
+            let known: BTreeSet<String> = graph.findings.iter().map(|f| f.id.clone()).collect();
+            graph
+                .findings
+                .extend(nhis.into_iter().filter(|f| !known.contains(&f.id)));
+        }
+        let acted = self.journal.state_since()?;
+        let observed = self.journal.observations()?;
+        // A grace period counts from when Closeout left the finding in the state it is in now,
+        // or else from when a run first saw it in that state.
+        let state_since: BTreeMap<String, DateTime<Utc>> = graph
+            .findings
+            .iter()
+            .filter_map(|f| {
+                let matching = |m: &BTreeMap<String, (String, DateTime<Utc>)>| {
+                    m.get(&f.id)
+                        .filter(|(state, _)| state == f.state.as_str())
+                        .map(|(_, at)| *at)
+                };
+                matching(&acted)
+                    .or_else(|| matching(&observed))
+                    .map(|at| (f.id.clone(), at))
+            })
+            .collect();
+        let manager = self.directory.manager_of(identity);
+        let plan = plan::build(&PlanInput {
+            playbook: book,
+            identity,
+            manager,
+            findings: &graph.findings,
+            run_id,
+            now,
+            state_since: &state_since,
+            trigger,
+            facts: &facts,
+            time_bound: &time_bound,
+            only,
+            exposures: &graph.exposures,
+        })?;
+        Ok(Planned { graph, plan })
+    }
+}

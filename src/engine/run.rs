@@ -1,0 +1,487 @@
+//! Running a plan: [`Engine::apply`] (resume an unfinished run of the identity and trigger, or
+//! plan, confirm and start one), stages in order with approvals and the blast-radius rule,
+//! [`Engine::resume`] and [`Engine::approve`], then verification as the trigger's
+//! [`Closure`] defines it and the closure report.
+
+use super::base::Engine;
+use super::error::EngineError;
+use super::planning::Planned;
+use crate::pipeline::apply::{ActionResult, Executor};
+use crate::pipeline::entitlements::{self as entitlement_live, Expected};
+use crate::pipeline::plan::Plan;
+use crate::pipeline::progress::Progress;
+use crate::pipeline::report::{self, ClosureReport, ReportInput};
+use crate::pipeline::verify::{verify, verify_acted, Verification};
+use crate::registry::Providers;
+use crate::store::journal::{ActionStatus, RunRecord, RunStatus};
+use crate::trigger::{Closure, Trigger};
+use chrono::{DateTime, Utc};
+use closeout_contract::{Finding, Identity, ResolveContext, State};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How to apply.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    pub yes: bool,
+    pub override_protected: bool,
+    /// Explicit confirmation of a plan above the blast-radius limit: must equal its size.
+    pub confirm_actions: Option<usize>,
+    /// When the triggering event took effect (default: now).
+    pub effective_at: Option<DateTime<Utc>>,
+    /// Wait for an approval before the first stage, whatever the playbook says (the service's
+    /// policy for triggers that are not applied automatically, and for protected identities).
+    pub require_approval: bool,
+    /// Act only on these finding ids (a `rotation` run: the findings the rotation policy made
+    /// due); `None`: every finding the playbook selects.
+    pub only_findings: Option<BTreeSet<String>>,
+    /// A mover's new attributes (`department` → `Finance`), applied over the source's.
+    pub to: BTreeMap<String, String>,
+}
+
+impl Engine {
+    /// Apply the trigger's playbook to the identity: resume an unfinished run of the same
+    /// identity and trigger, or resolve, plan, confirm and run a new one.
+    pub async fn apply(
+        &self,
+        trigger: Trigger,
+        id: &str,
+        options: &ApplyOptions,
+        confirm: &mut (dyn FnMut(&Plan) -> Result<bool, EngineError> + Send),
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        let identity = self.subject(trigger, id, &options.to)?;
+        let book = self.playbook(trigger)?;
+        if identity.is_protected() && !options.override_protected {
+            return Err(EngineError::Protected(identity.id.clone()));
+        }
+        if let Some(run) = self.journal.unfinished_run(&identity.id, trigger)? {
+            // Finishing an interrupted run is still an apply: without --yes it asks first.
+            if !options.yes {
+                let plan: Plan =
+                    serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
+                        run: run.id.clone(),
+                        message: e.to_string(),
+                    })?;
+                if !confirm(&plan)? {
+                    return Err(EngineError::Declined);
+                }
+            }
+            progress.message(&format!(
+                "resuming unfinished run {} of {} for {}",
+                run.id, trigger, identity.id
+            ));
+            return self.resume(&run.id, progress).await;
+        }
+        let providers = self.providers().await?;
+        let now = Utc::now();
+        let run_id = new_run_id(now);
+        let Planned { graph, mut plan } = self
+            .plan_with(
+                &providers,
+                &book,
+                &identity,
+                trigger,
+                &run_id,
+                now,
+                options.only_findings.as_ref(),
+            )
+            .await?;
+        if options.require_approval {
+            for stage in &mut plan.stages {
+                for action in &mut stage.actions {
+                    action.requires_approval = true;
+                }
+            }
+        }
+        if plan.exceeds_limit() && options.confirm_actions != Some(plan.action_count()) {
+            return Err(EngineError::BlastRadius {
+                actions: plan.action_count(),
+                limit: plan.max_actions.unwrap_or(0),
+            });
+        }
+        if !options.yes && !confirm(&plan)? {
+            return Err(EngineError::Declined);
+        }
+        // A rotation run's cutoff is its own start: a version it creates counts as rotated.
+        let cutoff = if trigger.cutoff_is_run_start() {
+            now
+        } else {
+            self.journal
+                .containment_cutoff(&identity.id)?
+                .unwrap_or(now)
+        };
+        let plan_json = serde_json::to_string(&plan).map_err(|e| EngineError::StoredPlan {
+            run: run_id.clone(),
+            message: e.to_string(),
+        })?;
+        let run = RunRecord {
+            id: run_id.clone(),
+            identity: identity.id.clone(),
+            trigger,
+            playbook: book.name.clone(),
+            playbook_digest: book.digest(),
+            status: RunStatus::Running,
+            created_at: now,
+            effective_at: options.effective_at.unwrap_or(now),
+            cutoff,
+            contained_at: None,
+            finished_at: None,
+            override_protected: options.override_protected && identity.is_protected(),
+            plan_json,
+            report_json: None,
+            approved_by: None,
+        };
+        self.journal.create_run(&run)?;
+        if run.override_protected {
+            self.audit_event(
+                "override.protected",
+                Some(&run_id),
+                &identity,
+                serde_json::json!({ "trigger": trigger }),
+            )?;
+        }
+        self.journal.observe(
+            graph
+                .findings
+                .iter()
+                .map(|f| (f.id.as_str(), f.state.as_str())),
+            now,
+        )?;
+        self.audit_event(
+            "run.started",
+            Some(&run_id),
+            &identity,
+            serde_json::json!({
+                "trigger": trigger,
+                "playbook": book.name,
+                "playbook_digest": run.playbook_digest,
+                "actions": plan.action_count(),
+            }),
+        )?;
+        self.execute_run(&providers, run, &identity, &plan, &graph.findings, progress)
+            .await
+    }
+
+    /// Release a run waiting for approval (the approver is audited), then finish it.
+    pub async fn approve(
+        &self,
+        run_id: &str,
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        self.record_approval(run_id, &self.actor)?;
+        let report = self.resume(run_id, progress).await?;
+        // A run the service created waits in its queue too: let it see the run is done.
+        match crate::store::queue::EventQueue::open(&self.config.store.path) {
+            Ok(queue) => {
+                if let Err(e) = queue.approve_waiting(run_id) {
+                    tracing::warn!(error = %e, "cannot update the service's event queue");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot open the service's event queue"),
+        }
+        Ok(report)
+    }
+
+    /// Record an approval of a run waiting for one (audited) without running it: the service's
+    /// worker resumes it. Returns the run's identity.
+    pub fn record_approval(&self, run_id: &str, approver: &str) -> Result<String, EngineError> {
+        let run = self
+            .journal
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        if run.status != RunStatus::WaitingApproval {
+            return Err(EngineError::NotWaiting {
+                run: run.id,
+                status: run.status.as_str().to_string(),
+            });
+        }
+        let identity = self.identity(&run.identity)?;
+        self.journal.approve(&run.id, approver)?;
+        self.audit_event(
+            "run.approved",
+            Some(&run.id),
+            &identity,
+            serde_json::json!({ "approver": approver }),
+        )?;
+        Ok(run.identity)
+    }
+
+    /// Finish an interrupted run without repeating its finished actions.
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        let run = self
+            .journal
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let plan: Plan =
+            serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
+                run: run.id.clone(),
+                message: e.to_string(),
+            })?;
+        // A mover acts for the identity with its new attributes, which the plan keeps.
+        let identity = if run.trigger.takes_new_attributes() || run.trigger.needs_policy() {
+            plan.identity.clone()
+        } else {
+            self.identity(&run.identity)?
+        };
+        if let (false, Some(report)) = (run.status.is_unfinished(), &run.report_json) {
+            if let Ok(report) = serde_json::from_str::<ClosureReport>(report) {
+                progress.message(&format!(
+                    "run {} already finished ({})",
+                    run.id, report.status
+                ));
+                return Ok(report);
+            }
+        }
+        self.journal
+            .set_run_status(&run.id, RunStatus::Running, None)?;
+        self.audit_event(
+            "run.resumed",
+            Some(&run.id),
+            &identity,
+            serde_json::json!({}),
+        )?;
+        let providers = self.providers().await?;
+        self.execute_run(&providers, run, &identity, &plan, &[], progress)
+            .await
+    }
+
+    async fn execute_run(
+        &self,
+        providers: &Providers,
+        mut run: RunRecord,
+        identity: &Identity,
+        plan: &Plan,
+        initial: &[Finding],
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        let executor = Executor {
+            providers,
+            journal: &self.journal,
+            audit: &self.audit,
+            execution: &self.config.execution,
+            progress,
+            actor: &self.actor,
+        };
+        let mut failed = false;
+        for (index, stage) in plan.stages.iter().enumerate() {
+            if stage.verify {
+                continue;
+            }
+            if run.approved_by.is_none() && stage.actions.iter().any(|a| a.requires_approval) {
+                self.journal
+                    .set_run_status(&run.id, RunStatus::WaitingApproval, None)?;
+                self.audit_event(
+                    "run.waiting-approval",
+                    Some(&run.id),
+                    identity,
+                    serde_json::json!({ "stage": stage.name }),
+                )?;
+                return Err(EngineError::WaitingApproval {
+                    run: run.id.clone(),
+                    stage: stage.name.clone(),
+                });
+            }
+            progress.stage(&stage.name, stage.actions.len());
+            let results = executor
+                .run_stage(&run.id, &identity.id, &stage.actions)
+                .await?;
+            progress.finish();
+            let stage_failed = results.values().any(ActionResult::is_failure);
+            if !stage_failed
+                && (stage.name == "contain" || (index == 0 && run.contained_at.is_none()))
+            {
+                let at = Utc::now();
+                self.journal.set_contained(&run.id, at)?;
+                run.contained_at.get_or_insert(at);
+            }
+            if stage_failed {
+                // Later stages assume this one finished (e.g. remove before grant): stop here.
+                progress.message(&format!(
+                    "stage {} had failed actions; later stages not started",
+                    stage.name
+                ));
+                failed = true;
+                break;
+            }
+        }
+        progress.message("verifying closure against live state");
+        if !failed && plan.trigger.closure() == Closure::MatchesPolicy {
+            self.record_time_bound(&run.id, identity, plan)?;
+        }
+        let verification = self.verify_closure(providers, &run, identity, plan).await?;
+        let status = if failed {
+            RunStatus::Failed
+        } else if verification.is_closed() {
+            RunStatus::Closed
+        } else {
+            RunStatus::Open
+        };
+        let finished_at = Utc::now();
+        let actions = self.journal.actions(&run.id)?;
+        let report = report::build(&ReportInput {
+            run: &run,
+            identity,
+            plan,
+            initial,
+            actions: &actions,
+            verification: &verification,
+            status,
+            finished_at,
+        });
+        let report_json = serde_json::to_string(&report).map_err(|e| EngineError::StoredPlan {
+            run: run.id.clone(),
+            message: e.to_string(),
+        })?;
+        self.journal.save_report(&run.id, &report_json)?;
+        self.journal
+            .set_run_status(&run.id, status, Some(finished_at))?;
+        self.audit_event(
+            "run.finished",
+            Some(&run.id),
+            identity,
+            serde_json::json!({
+                "status": report.status,
+                "open": report.open.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
+            }),
+        )?;
+        Ok(report)
+    }
+
+    /// Verify the identity's closure from live state without creating a run, with the same
+    /// code as a run's report: when the identity has runs, the closure of its latest one (its
+    /// trigger's meaning of closed, what it acted on, its cutoff, its accepted gaps); otherwise
+    /// nothing bound to the identity may be open.
+    pub async fn verify_identity(&self, id: &str) -> Result<Verification, EngineError> {
+        let identity = self.identity(id)?;
+        let providers = self.providers().await?;
+        if let Some(run) = self.journal.latest_run(&identity.id)? {
+            let plan = stored_plan(&run)?;
+            let subject = if run.trigger.takes_new_attributes() || run.trigger.needs_policy() {
+                plan.identity.clone()
+            } else {
+                identity
+            };
+            return self.verify_closure(&providers, &run, &subject, &plan).await;
+        }
+        let mut verification = verify(&providers, &self.context(&identity)?, &[]).await?;
+        verification.settle_gaps(&self.config.accept_unverified);
+        Ok(verification)
+    }
+
+    /// Verify one run's closure from live state now (an unfinished run has no report yet).
+    pub async fn verify_run(&self, run_id: &str) -> Result<Verification, EngineError> {
+        let run = self
+            .journal
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let plan = stored_plan(&run)?;
+        let identity = if run.trigger.takes_new_attributes() || run.trigger.needs_policy() {
+            plan.identity.clone()
+        } else {
+            self.identity(&run.identity)?
+        };
+        let providers = self.providers().await?;
+        self.verify_closure(&providers, &run, &identity, &plan)
+            .await
+    }
+
+    /// Verify a run's closure from live state, as its trigger's [`Closure`] defines it: the one
+    /// verification behind the run's report, `verify --identity` and `runs show` of an
+    /// unfinished run. Gaps are settled against the configuration's and the playbook's
+    /// `accept_unverified`.
+    pub async fn verify_closure(
+        &self,
+        providers: &Providers,
+        run: &RunRecord,
+        identity: &Identity,
+        plan: &Plan,
+    ) -> Result<Verification, EngineError> {
+        let ctx = ResolveContext {
+            identity: identity.clone(),
+            cutoff: Some(run.cutoff),
+        };
+        let closure = plan.trigger.closure();
+        let mut verification = match closure {
+            Closure::MatchesPolicy => {
+                let policy = self.policy(plan.trigger.as_str())?;
+                let grants = self.journal.grants_of(&identity.id)?;
+                let expected: Vec<Expected<'_>> = plan
+                    .actions()
+                    .map(|a| Expected {
+                        finding: &a.finding,
+                        state: a.expect,
+                    })
+                    .collect();
+                entitlement_live::verify_against_policy(
+                    providers, &ctx, &policy, &grants, &expected,
+                )
+                .await?
+            }
+            Closure::ActedOn => {
+                // The identity keeps its other access: only what the run rotated is checked.
+                let acted: Vec<(Finding, State)> = plan
+                    .actions()
+                    .map(|a| (a.finding.clone(), a.expect))
+                    .collect();
+                verify_acted(providers, &ctx, &acted).await?
+            }
+            Closure::NothingOpen => {
+                let acted: Vec<Finding> = plan.actions().map(|a| a.finding.clone()).collect();
+                verify(providers, &ctx, &acted).await?
+            }
+        };
+        if closure != Closure::ActedOn {
+            let mut acceptances = self.config.accept_unverified.clone();
+            acceptances.extend(plan.accept_unverified.iter().cloned());
+            verification.settle_gaps(&acceptances);
+        }
+        Ok(verification)
+    }
+
+    /// Record the plan's time-bound grants whose grant finished (or that were already held),
+    /// and forget the records of entitlements the identity no longer matches a rule for.
+    fn record_time_bound(
+        &self,
+        run_id: &str,
+        identity: &Identity,
+        plan: &Plan,
+    ) -> Result<(), EngineError> {
+        let finished: BTreeSet<String> = self
+            .journal
+            .actions(run_id)?
+            .into_iter()
+            .filter(|a| {
+                matches!(a.status, ActionStatus::Done | ActionStatus::AlreadyDone)
+                    && a.verb == "grant"
+            })
+            .map(|a| a.finding_id)
+            .collect();
+        for g in &plan.time_bound {
+            if !g.needs_grant || finished.contains(&g.finding_id) {
+                self.journal.record_grant(&identity.id, &g.record)?;
+            }
+        }
+        let policy = self.policy(plan.trigger.as_str())?;
+        let keep = policy.required(identity).into_keys().collect();
+        self.journal.drop_grants_except(&identity.id, &keep)?;
+        Ok(())
+    }
+}
+
+/// A sortable, unique run id: `r20261128T103000Z-3fa2c1`.
+fn new_run_id(now: DateTime<Utc>) -> String {
+    let suffix: u32 = rand::random::<u32>() & 0x00ff_ffff;
+    format!("r{}-{suffix:06x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// The plan a run stored when it started.
+fn stored_plan(run: &RunRecord) -> Result<Plan, EngineError> {
+    serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
+        run: run.id.clone(),
+        message: e.to_string(),
+    })
+}

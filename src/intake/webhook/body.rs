@@ -1,0 +1,148 @@
+//! The body of `POST /v1/events` (a signed HR webhook) as a [`LifecycleEvent`]: the JSON shape,
+//! and every way a body is refused, each a typed [`EventError`].
+
+use crate::event::{EventSource, LifecycleEvent};
+use crate::trigger::Trigger;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The JSON body of `POST /v1/events`.
+///
+/// ```json
+/// {"type": "leaver", "identity": {"id": "E1001", "attributes": {"department": "sales"}},
+///  "effective_at": "2026-12-01T09:00:00Z"}
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    #[serde(rename = "type")]
+    kind: String,
+    identity: WebhookIdentity,
+    #[serde(default)]
+    effective_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookIdentity {
+    id: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+/// Why a webhook body is refused (each becomes a 400 or 422 with this text).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("the body is not valid JSON for an event: {0}")]
+    Malformed(String),
+    #[error("unknown event type {0:?}: expected one of joiner, mover, leaver, incident")]
+    UnknownType(String),
+    #[error("identity.id must not be empty")]
+    NoIdentity,
+    #[error("a mover event needs identity.attributes with the new values")]
+    MoverWithoutAttributes,
+}
+
+/// Longest identity id and attribute value accepted (HR ids are short; this bounds storage).
+const MAX_FIELD: usize = 512;
+
+/// Parse a webhook body. `external_id` is the `webhook-id`; `now` is used when the body
+/// gives no `effective_at`. Rotation events are the scheduler's, not a webhook's.
+pub fn parse_event(
+    body: &[u8],
+    external_id: &str,
+    now: DateTime<Utc>,
+) -> Result<LifecycleEvent, EventError> {
+    let parsed: WebhookBody = serde_json::from_slice(body).map_err(|e| {
+        // serde_json's message names the line and column, never more of the input than a
+        // field name or a type.
+        EventError::Malformed(e.to_string())
+    })?;
+    let kind = match Trigger::parse(&parsed.kind) {
+        Ok(k) if k.accepted_from_outside() => k,
+        _ => return Err(EventError::UnknownType(parsed.kind)),
+    };
+    let id = parsed.identity.id.trim();
+    if id.is_empty() {
+        return Err(EventError::NoIdentity);
+    }
+    if id.len() > MAX_FIELD
+        || parsed
+            .identity
+            .attributes
+            .iter()
+            .any(|(k, v)| k.len() > MAX_FIELD || v.len() > MAX_FIELD)
+    {
+        return Err(EventError::Malformed(format!(
+            "identity.id and attributes must be at most {MAX_FIELD} bytes"
+        )));
+    }
+    if kind.takes_new_attributes() && parsed.identity.attributes.is_empty() {
+        return Err(EventError::MoverWithoutAttributes);
+    }
+    Ok(LifecycleEvent {
+        source: EventSource::Webhook,
+        external_id: external_id.to_string(),
+        kind,
+        identity: id.to_string(),
+        attributes: parsed.identity.attributes,
+        effective_at: parsed.effective_at.unwrap_or(now),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-30T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_webhook_body_becomes_an_event() {
+        let e = parse_event(
+            br#"{"type":"mover","identity":{"id":"E1001","attributes":{"department":"sales"}},"effective_at":"2026-12-01T09:00:00Z"}"#,
+            "msg_1",
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.kind, Trigger::Mover);
+        assert_eq!(e.identity, "E1001");
+        assert_eq!(e.attributes["department"], "sales");
+        assert_eq!(e.effective_at.to_rfc3339(), "2026-12-01T09:00:00+00:00");
+        let leaver =
+            parse_event(br#"{"type":"leaver","identity":{"id":"E1"}}"#, "m", now()).unwrap();
+        assert_eq!(leaver.effective_at, now());
+    }
+
+    #[test]
+    fn bad_bodies_are_named() {
+        let parse = |b: &str| parse_event(b.as_bytes(), "m", now()).unwrap_err();
+        assert!(matches!(parse("{"), EventError::Malformed(_)));
+        assert!(matches!(
+            parse(r#"{"type":"leaver"}"#),
+            EventError::Malformed(_)
+        ));
+        assert_eq!(
+            parse(r#"{"type":"fired","identity":{"id":"E1"}}"#),
+            EventError::UnknownType("fired".into())
+        );
+        assert_eq!(
+            parse(r#"{"type":"rotation","identity":{"id":"E1"}}"#),
+            EventError::UnknownType("rotation".into())
+        );
+        assert_eq!(
+            parse(r#"{"type":"leaver","identity":{"id":" "}}"#),
+            EventError::NoIdentity
+        );
+        assert_eq!(
+            parse(r#"{"type":"mover","identity":{"id":"E1"}}"#),
+            EventError::MoverWithoutAttributes
+        );
+        assert!(matches!(
+            parse(r#"{"type":"leaver","identity":{"id":"E1"},"extra":1}"#),
+            EventError::Malformed(_)
+        ));
+    }
+}

@@ -1,0 +1,296 @@
+//! Apply: run a plan's actions stage by stage, journaled before and after each provider call.
+//!
+//! Within a stage, actions run concurrently up to each provider's in-flight limit (the
+//! provider's own call gate adds its token-bucket rate limit). A stage starts only when the one
+//! before it has finished. Retryable and throttled errors back off exponentially with full
+//! jitter, honouring a provider's `Retry-After`.
+
+use crate::config::ExecutionConfig;
+use crate::pipeline::plan::PlannedAction;
+use crate::pipeline::progress::Progress;
+use crate::registry::Providers;
+use crate::store::audit::{AuditEntry, AuditLog};
+use crate::store::journal::{ActionStart, Journal, JournalError};
+use closeout_contract::{ActionRequest, ErrorClass, ProviderError};
+use futures::stream::{self, StreamExt};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How one planned action ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionResult {
+    Done {
+        detail: String,
+        state: String,
+    },
+    AlreadyDone {
+        detail: String,
+        state: String,
+    },
+    /// Finished in an earlier (interrupted) attempt of this run; not repeated.
+    FinishedEarlier,
+    Failed {
+        error: String,
+        unreachable: bool,
+    },
+}
+
+impl ActionResult {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, ActionResult::Failed { .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Audit(#[from] crate::store::audit::AuditError),
+    #[error("action {key}: provider {provider} is not configured")]
+    ProviderMissing { key: String, provider: String },
+}
+
+pub struct Executor<'a> {
+    pub providers: &'a Providers,
+    pub journal: &'a Journal,
+    pub audit: &'a AuditLog,
+    pub execution: &'a ExecutionConfig,
+    pub progress: &'a Progress,
+    /// Who is acting (recorded in the audit log).
+    pub actor: &'a str,
+}
+
+impl Executor<'_> {
+    /// Run one stage's actions; returns each action's result by key.
+    pub async fn run_stage(
+        &self,
+        run_id: &str,
+        identity: &str,
+        actions: &[PlannedAction],
+    ) -> Result<BTreeMap<String, ActionResult>, ExecutorError> {
+        let mut semaphores: BTreeMap<&str, Arc<Semaphore>> = BTreeMap::new();
+        for a in actions {
+            let provider = self.providers.get(&a.finding.provider).ok_or_else(|| {
+                ExecutorError::ProviderMissing {
+                    key: a.key.clone(),
+                    provider: a.finding.provider.clone(),
+                }
+            })?;
+            semaphores
+                .entry(a.finding.provider.as_str())
+                .or_insert_with(|| {
+                    Arc::new(Semaphore::new(provider.limits().max_in_flight.max(1)))
+                });
+        }
+        let total: usize = semaphores.values().map(|s| s.available_permits()).sum();
+        let results = stream::iter(actions)
+            .map(|action| {
+                let semaphore = Arc::clone(&semaphores[action.finding.provider.as_str()]);
+                async move {
+                    let _permit = semaphore.acquire_owned().await;
+                    let result = self.run_action(run_id, identity, action).await;
+                    (action.key.clone(), result)
+                }
+            })
+            .buffer_unordered(total.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut out = BTreeMap::new();
+        for (key, result) in results {
+            out.insert(key, result?);
+        }
+        Ok(out)
+    }
+
+    async fn run_action(
+        &self,
+        run_id: &str,
+        identity: &str,
+        action: &PlannedAction,
+    ) -> Result<ActionResult, ExecutorError> {
+        if let Some(previous) = self.journal.action(&action.key)? {
+            if previous.status.is_finished() {
+                self.progress.action_finished(
+                    &action.verb,
+                    &action.finding.display,
+                    "finished earlier",
+                );
+                return Ok(ActionResult::FinishedEarlier);
+            }
+            if previous.status == crate::store::journal::ActionStatus::Started {
+                tracing::warn!(
+                    key = %action.key,
+                    finding = %action.finding.id,
+                    "action was interrupted mid-flight; running it again (provider actions are idempotent)"
+                );
+            }
+        }
+        let provider = self
+            .providers
+            .get(&action.finding.provider)
+            .ok_or_else(|| ExecutorError::ProviderMissing {
+                key: action.key.clone(),
+                provider: action.finding.provider.clone(),
+            })?;
+        self.journal.action_started(&ActionStart {
+            run_id,
+            key: &action.key,
+            stage: &action.stage,
+            step: &action.step,
+            finding_id: &action.finding.id,
+            provider: &action.finding.provider,
+            verb: &action.verb,
+        })?;
+        let request = ActionRequest {
+            idempotency_key: action.key.clone(),
+            verb: action.verb.clone(),
+            finding: action.finding.clone(),
+            params: action.params.clone(),
+        };
+        let mut attempt = 1u32;
+        let started = std::time::Instant::now();
+        let metrics = crate::metrics::global();
+        let result = loop {
+            let outcome = provider.execute(&request).await;
+            match outcome {
+                Ok(outcome) => {
+                    let state = outcome.state.as_str().to_string();
+                    break if outcome.already_done {
+                        ActionResult::AlreadyDone {
+                            detail: outcome.detail,
+                            state,
+                        }
+                    } else {
+                        ActionResult::Done {
+                            detail: outcome.detail,
+                            state,
+                        }
+                    };
+                }
+                Err(e) => {
+                    let class = e.class();
+                    let class_name = match class {
+                        ErrorClass::Retryable => "retryable",
+                        ErrorClass::Throttled(_) => "throttled",
+                        ErrorClass::Permanent => "permanent",
+                        ErrorClass::AlreadyDone => "already-done",
+                    };
+                    if class != ErrorClass::AlreadyDone {
+                        metrics.provider_error(&action.finding.provider, class_name);
+                    }
+                    if class == ErrorClass::AlreadyDone {
+                        let state = provider
+                            .capabilities()
+                            .verb(&action.finding.kind, &action.verb)
+                            .map(|v| v.leaves.as_str())
+                            .unwrap_or("unknown")
+                            .to_string();
+                        break ActionResult::AlreadyDone {
+                            detail: e.to_string(),
+                            state,
+                        };
+                    }
+                    match self.backoff(&e, attempt) {
+                        Some(wait) => {
+                            tracing::warn!(key = %action.key, attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
+                            tokio::time::sleep(wait).await;
+                            attempt += 1;
+                        }
+                        None => {
+                            break ActionResult::Failed {
+                                error: e.to_string(),
+                                unreachable: e.is_unreachable(),
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let outcome = match &result {
+            ActionResult::Done { .. } => "done",
+            ActionResult::AlreadyDone { .. } => "already-done",
+            ActionResult::Failed { .. } => "failed",
+            ActionResult::FinishedEarlier => "finished-earlier",
+        };
+        metrics.action(&action.finding.provider, outcome, started.elapsed());
+        self.record(run_id, identity, action, &result)?;
+        Ok(result)
+    }
+
+    /// The wait before the next attempt, or `None` to give up.
+    fn backoff(&self, error: &ProviderError, attempt: u32) -> Option<Duration> {
+        if attempt >= self.execution.max_attempts {
+            return None;
+        }
+        let cap = self.execution.max_backoff_ms;
+        let exp = self
+            .execution
+            .base_backoff_ms
+            .saturating_mul(1u64 << attempt.min(20))
+            .min(cap);
+        let jittered = Duration::from_millis(rand::rng().random_range(0..=exp.max(1)));
+        match error.class() {
+            ErrorClass::Retryable => Some(jittered),
+            ErrorClass::Throttled(Some(retry_after)) => Some(retry_after.max(jittered)),
+            ErrorClass::Throttled(None) => Some(jittered),
+            ErrorClass::Permanent | ErrorClass::AlreadyDone => None,
+        }
+    }
+
+    fn record(
+        &self,
+        run_id: &str,
+        identity: &str,
+        action: &PlannedAction,
+        result: &ActionResult,
+    ) -> Result<(), ExecutorError> {
+        let (event, detail, state) = match result {
+            ActionResult::Done { detail, state } => {
+                ("action.done", detail.as_str(), state.as_str())
+            }
+            ActionResult::AlreadyDone { detail, state } => {
+                ("action.already-done", detail.as_str(), state.as_str())
+            }
+            ActionResult::Failed { error, .. } => ("action.failed", error.as_str(), ""),
+            ActionResult::FinishedEarlier => return Ok(()),
+        };
+        // Audit first, journal second: a crash in between leaves the action `started` in the
+        // journal, so resume runs it again (idempotently) and audits it again — an action is
+        // never finished without an audit record.
+        self.audit.append(AuditEntry {
+            actor: self.actor.to_string(),
+            event: event.to_string(),
+            run: Some(run_id.to_string()),
+            identity: Some(identity.to_string()),
+            details: serde_json::json!({
+                "key": action.key,
+                "stage": action.stage,
+                "step": action.step,
+                "verb": action.verb,
+                "finding": action.finding.id,
+                "provider": action.finding.provider,
+                "outcome": detail,
+                "state": state,
+            }),
+        })?;
+        match result {
+            ActionResult::Done { .. } | ActionResult::AlreadyDone { .. } => {
+                self.journal.action_finished(
+                    &action.key,
+                    matches!(result, ActionResult::AlreadyDone { .. }),
+                    state,
+                    detail,
+                )?
+            }
+            ActionResult::Failed { error, .. } => self.journal.action_failed(&action.key, error)?,
+            ActionResult::FinishedEarlier => {}
+        }
+        self.progress
+            .action_finished(&action.verb, &action.finding.display, event);
+        Ok(())
+    }
+}

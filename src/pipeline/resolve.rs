@@ -1,0 +1,165 @@
+//! Resolve: ask every configured provider, concurrently, for what binds the identity, and merge
+//! the answers into one graph.
+
+use crate::registry::Providers;
+use closeout_contract::{
+    Account, Exposure, Finding, Gap, Holder, Identity, Path, ProviderError, Relation,
+    ResolveContext, State,
+};
+use futures::future::join_all;
+use serde::Serialize;
+
+/// Everything bound to one identity across providers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Graph {
+    pub identity: Identity,
+    pub accounts: Vec<Account>,
+    /// Sorted by id: never depends on provider listing order.
+    pub findings: Vec<Finding>,
+    pub warnings: Vec<String>,
+    /// What a provider could not list, read or evaluate. Each is also a finding of kind
+    /// [`UNVERIFIED`] (state unknown, so open) unless accepted.
+    pub gaps: Vec<Gap>,
+    /// Scopes the identity can grant itself everything in.
+    pub exposures: Vec<Exposure>,
+}
+
+/// The kind of the finding a [`Gap`] becomes: closure unknown, so open until resolved or
+/// accepted by name (`accept_unverified`).
+pub const UNVERIFIED: &str = "unverified";
+
+/// The finding a gap becomes: kind [`UNVERIFIED`], state unknown (open), its paths or a path
+/// naming the check, attributes `gap` (the gap's kind) and `reason`.
+pub fn gap_finding(gap: &Gap) -> Finding {
+    let what = if gap.resource.is_empty() {
+        gap.kind.clone()
+    } else {
+        format!("{} {}", gap.kind, gap.resource)
+    };
+    let paths = if gap.paths.is_empty() {
+        vec![Path::new().then("unverified", what.clone())]
+    } else {
+        gap.paths.clone()
+    };
+    Finding {
+        id: format!(
+            "{}:{UNVERIFIED}:{}:{}",
+            gap.provider, gap.kind, gap.resource
+        ),
+        provider: gap.provider.clone(),
+        kind: UNVERIFIED.into(),
+        relation: Relation::CanRead,
+        holder: Holder::Shared,
+        resource: gap.resource.clone(),
+        display: format!("{what}: not verified — {}", gap.reason),
+        state: State::Unknown,
+        paths,
+        attributes: [
+            ("gap".to_string(), gap.kind.clone()),
+            ("reason".to_string(), gap.reason.clone()),
+        ]
+        .into(),
+    }
+}
+
+/// The gap a [`UNVERIFIED`] finding stands for.
+pub fn gap_of(finding: &Finding) -> Option<Gap> {
+    (finding.kind == UNVERIFIED).then(|| Gap {
+        provider: finding.provider.clone(),
+        kind: finding.attr("gap").unwrap_or_default().to_string(),
+        resource: finding.resource.clone(),
+        reason: finding.attr("reason").unwrap_or_default().to_string(),
+        paths: finding.paths.clone(),
+    })
+}
+
+impl Graph {
+    pub fn open_findings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.state.is_open())
+    }
+
+    /// The identity's label as the first node of every path.
+    pub fn origin(&self) -> String {
+        identity_label(&self.identity)
+    }
+
+    /// The graph in Graphviz DOT: the identity, every path node, and every finding.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph closeout {\n  rankdir=LR;\n  node [shape=box];\n");
+        let origin = self.origin();
+        out.push_str(&format!("  {} [shape=ellipse];\n", dot_id(&origin)));
+        let mut edges = std::collections::BTreeSet::new();
+        for f in &self.findings {
+            let leaf = format!("{} ({})", f.display, f.state);
+            let color = if f.state.is_open() {
+                "red"
+            } else {
+                "darkgreen"
+            };
+            out.push_str(&format!("  {} [color={color}];\n", dot_id(&leaf)));
+            for path in &f.paths {
+                let mut from = origin.clone();
+                for (i, step) in path.steps.iter().enumerate() {
+                    let to = if i + 1 == path.steps.len() {
+                        leaf.clone()
+                    } else {
+                        step.node.clone()
+                    };
+                    edges.insert((from.clone(), step.edge.clone(), to.clone()));
+                    from = to;
+                }
+            }
+        }
+        for (from, label, to) in edges {
+            out.push_str(&format!(
+                "  {} -> {} [label={}];\n",
+                dot_id(&from),
+                dot_id(&to),
+                dot_id(&label)
+            ));
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+pub fn identity_label(identity: &Identity) -> String {
+    format!("{} <{}>", identity.id, identity.email)
+}
+
+fn dot_id(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Resolve the identity in every provider at once. The first provider error fails the whole
+/// resolution: a partial graph would make closure look better than it is.
+pub async fn resolve(providers: &Providers, ctx: &ResolveContext) -> Result<Graph, ProviderError> {
+    let answers = join_all(providers.iter().map(|p| p.resolve(ctx))).await;
+    let mut graph = Graph {
+        identity: ctx.identity.clone(),
+        accounts: Vec::new(),
+        findings: Vec::new(),
+        warnings: Vec::new(),
+        gaps: Vec::new(),
+        exposures: Vec::new(),
+    };
+    for answer in answers {
+        let mut resolution = answer?;
+        resolution.normalize();
+        graph.accounts.extend(resolution.accounts);
+        graph.findings.extend(resolution.findings);
+        graph
+            .findings
+            .extend(resolution.gaps.iter().map(gap_finding));
+        graph.warnings.extend(resolution.warnings);
+        graph.gaps.extend(resolution.gaps);
+        graph.exposures.extend(resolution.exposures);
+    }
+    graph.findings.sort_by(|a, b| a.id.cmp(&b.id));
+    graph.findings.dedup_by(|a, b| a.id == b.id);
+    graph
+        .accounts
+        .sort_by(|a, b| (&a.provider, &a.resource).cmp(&(&b.provider, &b.resource)));
+    graph.warnings.sort();
+    Ok(graph)
+}

@@ -1,0 +1,741 @@
+//! The journal: every run and every action in an embedded SQLite database.
+//!
+//! An action is written as `started` before its provider call and as `done`/`already-done`/
+//! `failed` after it, inside durable transactions (WAL, `synchronous=FULL`). A crashed run
+//! therefore shows exactly which actions finished (skipped on resume) and which were in flight
+//! (re-run: every provider action is idempotent). Observations are in `observations.rs`, the
+//! grant ledger in `grants.rs`.
+
+use super::sqlite::{migrate, open_durable, parse_opt_ts, parse_ts, ts, BadTimestamp, SCHEMA};
+use crate::trigger::Trigger;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open the journal {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("journal: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("journal: run {0} not found")]
+    NoSuchRun(String),
+    #[error("journal: corrupt record: {0}")]
+    Corrupt(String),
+    #[error("journal: corrupt record: {0}")]
+    Timestamp(#[from] BadTimestamp),
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Applying; a run found in this state with no live process was interrupted.
+    Running,
+    /// Stopped before acting until someone approves it.
+    WaitingApproval,
+    /// Verified closed.
+    Closed,
+    /// Ran, but verification found open findings.
+    Open,
+    /// An action failed permanently or a provider was unreachable.
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::WaitingApproval => "waiting-approval",
+            RunStatus::Closed => "closed",
+            RunStatus::Open => "open",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::WaitingApproval,
+            RunStatus::Closed,
+            RunStatus::Open,
+            RunStatus::Failed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// Runs in these states are picked up again by `resume` or a re-run of `apply`.
+    pub fn is_unfinished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::Failed | RunStatus::WaitingApproval
+        )
+    }
+}
+
+/// One run: one playbook for one identity and trigger.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub identity: String,
+    pub trigger: Trigger,
+    pub playbook: String,
+    pub playbook_digest: String,
+    pub status: RunStatus,
+    pub created_at: DateTime<Utc>,
+    /// When the triggering event took effect (the CLI: when the run was created).
+    pub effective_at: DateTime<Utc>,
+    /// Sessions issued before it are revoked; shared secrets must be rotated after it.
+    pub cutoff: DateTime<Utc>,
+    pub contained_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub override_protected: bool,
+    /// The plan, as JSON (see `crate::pipeline::plan::Plan`).
+    pub plan_json: String,
+    /// The closure report, as JSON, once verified.
+    pub report_json: Option<String>,
+    /// Who released the run's approval-gated steps, if anyone.
+    pub approved_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionStatus {
+    Started,
+    Done,
+    AlreadyDone,
+    Failed,
+}
+
+impl ActionStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Started => "started",
+            ActionStatus::Done => "done",
+            ActionStatus::AlreadyDone => "already-done",
+            ActionStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ActionStatus> {
+        [
+            ActionStatus::Started,
+            ActionStatus::Done,
+            ActionStatus::AlreadyDone,
+            ActionStatus::Failed,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, ActionStatus::Done | ActionStatus::AlreadyDone)
+    }
+}
+
+/// One action of a run, as journaled.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ActionRecord {
+    pub run_id: String,
+    pub key: String,
+    pub stage: String,
+    pub step: String,
+    pub finding_id: String,
+    pub provider: String,
+    pub verb: String,
+    pub status: ActionStatus,
+    pub attempts: u32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Non-secret description from the provider.
+    pub detail: Option<String>,
+    /// The finding's state after the action.
+    pub state: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What an action is about, for [`Journal::action_started`].
+#[derive(Debug, Clone)]
+pub struct ActionStart<'a> {
+    pub run_id: &'a str,
+    pub key: &'a str,
+    pub stage: &'a str,
+    pub step: &'a str,
+    pub finding_id: &'a str,
+    pub provider: &'a str,
+    pub verb: &'a str,
+}
+
+pub struct Journal {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+const RUN_COLUMNS: &str = "id, identity, trigger, playbook, playbook_digest, status, created_at, \
+     effective_at, cutoff, contained_at, finished_at, override_protected, plan_json, report_json, approved_by";
+
+const ACTION_COLUMNS: &str = "run_id, key, stage, step, finding_id, provider, verb, status, \
+     attempts, started_at, finished_at, detail, state, error";
+
+impl Journal {
+    /// Open (creating it and its directory if needed) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let open_err = |message: String| JournalError::Open {
+            path: path.to_path_buf(),
+            message,
+        };
+        let conn = open_durable(path).map_err(|e| open_err(e.to_string()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| open_err(e.to_string()))?;
+        migrate(&conn).map_err(|e| open_err(format!("schema migration: {e}")))?;
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (every write is one
+        // statement or transaction), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn create_run(&self, run: &RunRecord) -> Result<(), JournalError> {
+        self.conn().execute(
+            &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
+            params![
+                run.id,
+                run.identity,
+                run.trigger.as_str(),
+                run.playbook,
+                run.playbook_digest,
+                run.status.as_str(),
+                ts(run.created_at),
+                ts(run.effective_at),
+                ts(run.cutoff),
+                run.contained_at.map(ts),
+                run.finished_at.map(ts),
+                run.override_protected,
+                run.plan_json,
+                run.report_json,
+                run.approved_by,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_run_status(
+        &self,
+        id: &str,
+        status: RunStatus,
+        finished_at: Option<DateTime<Utc>>,
+    ) -> Result<(), JournalError> {
+        let n = self.conn().execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+            params![id, status.as_str(), finished_at.map(ts)],
+        )?;
+        if n == 0 {
+            return Err(JournalError::NoSuchRun(id.into()));
+        }
+        Ok(())
+    }
+
+    /// Record who approved the run's approval-gated steps.
+    pub fn approve(&self, id: &str, approver: &str) -> Result<(), JournalError> {
+        let n = self.conn().execute(
+            "UPDATE runs SET approved_by = ?2, approved_at = ?3 WHERE id = ?1",
+            params![id, approver, ts(Utc::now())],
+        )?;
+        if n == 0 {
+            return Err(JournalError::NoSuchRun(id.into()));
+        }
+        Ok(())
+    }
+
+    /// Record when containment finished (first time only).
+    pub fn set_contained(&self, id: &str, at: DateTime<Utc>) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE runs SET contained_at = COALESCE(contained_at, ?2) WHERE id = ?1",
+            params![id, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    pub fn save_report(&self, id: &str, report_json: &str) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE runs SET report_json = ?2 WHERE id = ?1",
+            params![id, report_json],
+        )?;
+        Ok(())
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
+        let raw = stmt.query_row(params![id], raw_run).optional()?;
+        raw.map(RawRun::into_record).transpose()
+    }
+
+    /// The most recent runs first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map(params![limit as i64], raw_run)?;
+        rows.map(|r| r.map_err(JournalError::from).and_then(RawRun::into_record))
+            .collect()
+    }
+
+    /// The identity's newest run, of any trigger.
+    pub fn latest_run(&self, identity: &str) -> Result<Option<RunRecord>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE identity = ?1 ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))?;
+        let raw = stmt.query_row(params![identity], raw_run).optional()?;
+        raw.map(RawRun::into_record).transpose()
+    }
+
+    /// How many runs are in each status (for metrics).
+    pub fn runs_by_status(&self) -> Result<Vec<(String, u64)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            r.map(|(s, n)| (s, n.max(0) as u64))
+                .map_err(JournalError::from)
+        })
+        .collect()
+    }
+
+    /// The newest unfinished run (running, or failed part-way) of this identity and trigger.
+    pub fn unfinished_run(
+        &self,
+        identity: &str,
+        trigger: Trigger,
+    ) -> Result<Option<RunRecord>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE identity = ?1 AND trigger = ?2 \
+             AND status IN ('running', 'failed', 'waiting-approval') ORDER BY created_at DESC LIMIT 1"
+        ))?;
+        let raw = stmt
+            .query_row(params![identity, trigger.as_str()], raw_run)
+            .optional()?;
+        raw.map(RawRun::into_record).transpose()
+    }
+
+    /// The cutoff of the identity's most recent run of a trigger that ends access (leaver,
+    /// incident) that no later run of a trigger that starts access (joiner) supersedes: secrets
+    /// rotated after it need no rotating again.
+    pub fn containment_cutoff(
+        &self,
+        identity: &str,
+    ) -> Result<Option<DateTime<Utc>>, JournalError> {
+        let sql_list = |pick: fn(Trigger) -> bool| {
+            Trigger::ALL
+                .into_iter()
+                .filter(|t| pick(*t))
+                .map(|t| format!("'{}'", t.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let conn = self.conn();
+        let last_start: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT MAX(created_at) FROM runs WHERE identity = ?1 AND trigger IN ({})",
+                    sql_list(Trigger::starts_access)
+                ),
+                params![identity],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let cutoff: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT cutoff FROM runs WHERE identity = ?1 AND trigger IN ({}) \
+                     AND created_at > COALESCE(?2, '') ORDER BY created_at DESC LIMIT 1",
+                    sql_list(Trigger::ends_access)
+                ),
+                params![identity, last_start],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(cutoff.as_deref().map(parse_ts).transpose()?)
+    }
+
+    pub fn action(&self, key: &str) -> Result<Option<ActionRecord>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE key = ?1"
+        ))?;
+        let raw = stmt.query_row(params![key], raw_action).optional()?;
+        raw.map(RawAction::into_record).transpose()
+    }
+
+    pub fn actions(&self, run_id: &str) -> Result<Vec<ActionRecord>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE run_id = ?1 ORDER BY started_at, key"
+        ))?;
+        let rows = stmt.query_map(params![run_id], raw_action)?;
+        rows.map(|r| {
+            r.map_err(JournalError::from)
+                .and_then(RawAction::into_record)
+        })
+        .collect()
+    }
+
+    /// Record that an action is about to run (before the provider call). Returns the attempt
+    /// number (1 for the first start, more when an interrupted action is run again).
+    pub fn action_started(&self, a: &ActionStart<'_>) -> Result<u32, JournalError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO actions (run_id, key, stage, step, finding_id, provider, verb, status, attempts, started_at) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,'started',1,?8) \
+             ON CONFLICT(key) DO UPDATE SET status = 'started', attempts = attempts + 1, error = NULL",
+            params![a.run_id, a.key, a.stage, a.step, a.finding_id, a.provider, a.verb, ts(Utc::now())],
+        )?;
+        let attempts: u32 = conn.query_row(
+            "SELECT attempts FROM actions WHERE key = ?1",
+            params![a.key],
+            |r| r.get(0),
+        )?;
+        Ok(attempts)
+    }
+
+    /// Record the action's success (after the provider call).
+    pub fn action_finished(
+        &self,
+        key: &str,
+        already_done: bool,
+        state: &str,
+        detail: &str,
+    ) -> Result<(), JournalError> {
+        let status = if already_done {
+            ActionStatus::AlreadyDone
+        } else {
+            ActionStatus::Done
+        };
+        self.conn().execute(
+            "UPDATE actions SET status = ?2, state = ?3, detail = ?4, finished_at = ?5, error = NULL WHERE key = ?1",
+            params![key, status.as_str(), state, detail, ts(Utc::now())],
+        )?;
+        Ok(())
+    }
+
+    pub fn action_failed(&self, key: &str, error: &str) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE actions SET status = 'failed', error = ?2, finished_at = ?3 WHERE key = ?1",
+            params![key, error, ts(Utc::now())],
+        )?;
+        Ok(())
+    }
+
+    /// For each finding, the last state a finished action left it in and when: the start of
+    /// a grace period.
+    pub fn state_since(&self) -> Result<BTreeMap<String, (String, DateTime<Utc>)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT finding_id, state, finished_at FROM actions \
+             WHERE status IN ('done', 'already-done') AND state IS NOT NULL AND finished_at IS NOT NULL \
+             ORDER BY finished_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (finding, state, at) = row?;
+            let at = parse_ts(&at)?;
+            // Keep the first moment of the latest state: an already-done repeat does not
+            // restart the grace period.
+            match out.get(&finding) {
+                Some((s, _)) if *s == state => {}
+                _ => {
+                    out.insert(finding, (state, at));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Bring a journal written by an older Closeout up to [`SCHEMA`]: columns added since are
+/// added here, so upgrading never strands existing runs.
+struct RawRun {
+    id: String,
+    identity: String,
+    trigger: String,
+    playbook: String,
+    playbook_digest: String,
+    status: String,
+    created_at: String,
+    effective_at: String,
+    cutoff: String,
+    contained_at: Option<String>,
+    finished_at: Option<String>,
+    override_protected: bool,
+    plan_json: String,
+    report_json: Option<String>,
+    approved_by: Option<String>,
+}
+
+fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
+    Ok(RawRun {
+        id: r.get(0)?,
+        identity: r.get(1)?,
+        trigger: r.get(2)?,
+        playbook: r.get(3)?,
+        playbook_digest: r.get(4)?,
+        status: r.get(5)?,
+        created_at: r.get(6)?,
+        effective_at: r.get(7)?,
+        cutoff: r.get(8)?,
+        contained_at: r.get(9)?,
+        finished_at: r.get(10)?,
+        override_protected: r.get(11)?,
+        plan_json: r.get(12)?,
+        report_json: r.get(13)?,
+        approved_by: r.get(14)?,
+    })
+}
+
+impl RawRun {
+    fn into_record(self) -> Result<RunRecord, JournalError> {
+        Ok(RunRecord {
+            status: RunStatus::parse(&self.status)
+                .ok_or_else(|| JournalError::Corrupt(format!("run status {:?}", self.status)))?,
+            created_at: parse_ts(&self.created_at)?,
+            effective_at: parse_ts(&self.effective_at)?,
+            cutoff: parse_ts(&self.cutoff)?,
+            contained_at: parse_opt_ts(self.contained_at)?,
+            finished_at: parse_opt_ts(self.finished_at)?,
+            id: self.id,
+            identity: self.identity,
+            trigger: Trigger::parse(&self.trigger)
+                .map_err(|_| JournalError::Corrupt(format!("run trigger {:?}", self.trigger)))?,
+            playbook: self.playbook,
+            playbook_digest: self.playbook_digest,
+            override_protected: self.override_protected,
+            plan_json: self.plan_json,
+            report_json: self.report_json,
+            approved_by: self.approved_by,
+        })
+    }
+}
+
+struct RawAction {
+    cols: (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ),
+    attempts: u32,
+    started_at: String,
+    finished_at: Option<String>,
+    detail: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+fn raw_action(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAction> {
+    Ok(RawAction {
+        cols: (
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        ),
+        attempts: r.get(8)?,
+        started_at: r.get(9)?,
+        finished_at: r.get(10)?,
+        detail: r.get(11)?,
+        state: r.get(12)?,
+        error: r.get(13)?,
+    })
+}
+
+impl RawAction {
+    fn into_record(self) -> Result<ActionRecord, JournalError> {
+        let (run_id, key, stage, step, finding_id, provider, verb, status) = self.cols;
+        Ok(ActionRecord {
+            status: ActionStatus::parse(&status)
+                .ok_or_else(|| JournalError::Corrupt(format!("action status {status:?}")))?,
+            run_id,
+            key,
+            stage,
+            step,
+            finding_id,
+            provider,
+            verb,
+            attempts: self.attempts,
+            started_at: parse_ts(&self.started_at)?,
+            finished_at: parse_opt_ts(self.finished_at)?,
+            detail: self.detail,
+            state: self.state,
+            error: self.error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, identity: &str, trigger: &str, at: DateTime<Utc>) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            identity: identity.into(),
+            trigger: Trigger::parse(trigger).unwrap(),
+            playbook: "leaver".into(),
+            playbook_digest: "d".into(),
+            status: RunStatus::Running,
+            created_at: at,
+            effective_at: at,
+            cutoff: at,
+            contained_at: None,
+            finished_at: None,
+            override_protected: false,
+            plan_json: "{}".into(),
+            report_json: None,
+            approved_by: None,
+        }
+    }
+
+    fn start<'a>(run_id: &'a str, key: &'a str) -> ActionStart<'a> {
+        ActionStart {
+            run_id,
+            key,
+            stage: "contain",
+            step: "s",
+            finding_id: "aws:access-key:AK1",
+            provider: "aws",
+            verb: "deactivate",
+        }
+    }
+
+    #[test]
+    fn actions_are_recorded_before_and_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("sub/j.db")).unwrap();
+        let t0 = Utc::now();
+        j.create_run(&run("r1", "E1", "leaver", t0)).unwrap();
+        assert_eq!(j.action_started(&start("r1", "k1")).unwrap(), 1);
+        let a = j.action("k1").unwrap().unwrap();
+        assert_eq!(a.status, ActionStatus::Started);
+        // An interrupted action started again counts its attempts.
+        assert_eq!(j.action_started(&start("r1", "k1")).unwrap(), 2);
+        j.action_finished("k1", false, "inactive", "deactivated AK1")
+            .unwrap();
+        let a = j.action("k1").unwrap().unwrap();
+        assert_eq!(a.status, ActionStatus::Done);
+        assert!(a.status.is_finished());
+        assert_eq!(a.state.as_deref(), Some("inactive"));
+        let since = j.state_since().unwrap();
+        assert_eq!(since["aws:access-key:AK1"].0, "inactive");
+        assert_eq!(j.actions("r1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unfinished_runs_and_cutoffs() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+        let t0 = Utc::now() - chrono::Duration::hours(2);
+        let t1 = Utc::now() - chrono::Duration::hours(1);
+        j.create_run(&run("r1", "E1", "leaver", t0)).unwrap();
+        assert_eq!(
+            j.unfinished_run("E1", Trigger::Leaver).unwrap().unwrap().id,
+            "r1"
+        );
+        j.set_run_status("r1", RunStatus::Closed, Some(t1)).unwrap();
+        assert!(j.unfinished_run("E1", Trigger::Leaver).unwrap().is_none());
+        let cutoff = j.containment_cutoff("E1").unwrap().unwrap();
+        assert_eq!(ts(cutoff), ts(t0));
+        // A later joiner run (rehire) supersedes the old containment.
+        j.create_run(&run("r2", "E1", "joiner", t1)).unwrap();
+        assert!(j.containment_cutoff("E1").unwrap().is_none());
+        assert!(j.containment_cutoff("E2").unwrap().is_none());
+        assert!(matches!(
+            j.set_run_status("nope", RunStatus::Closed, None),
+            Err(JournalError::NoSuchRun(_))
+        ));
+    }
+
+    #[test]
+    fn observations_keep_the_first_sighting_of_a_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+        let t0 = Utc::now() - chrono::Duration::days(8);
+        let t1 = Utc::now();
+        j.observe([("k1", "inactive")], t0).unwrap();
+        j.observe([("k1", "inactive")], t1).unwrap();
+        assert_eq!(ts(j.observations().unwrap()["k1"].1), ts(t0));
+        j.observe([("k1", "active")], t1).unwrap();
+        let seen = j.observations().unwrap();
+        assert_eq!(seen["k1"].0, "active");
+        assert_eq!(ts(seen["k1"].1), ts(t1));
+    }
+
+    #[test]
+    fn an_older_journal_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let old = SCHEMA.replace(
+                "    report_json TEXT,\n    approved_by TEXT,\n    approved_at TEXT\n",
+                "    report_json TEXT\n",
+            );
+            assert_ne!(old, SCHEMA);
+            conn.execute_batch(&old).unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        j.create_run(&run("r1", "E1", "leaver", Utc::now()))
+            .unwrap();
+        j.approve("r1", "alice").unwrap();
+        assert_eq!(
+            j.run("r1").unwrap().unwrap().approved_by.as_deref(),
+            Some("alice")
+        );
+    }
+
+    #[test]
+    fn runs_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        {
+            let j = Journal::open(&path).unwrap();
+            j.create_run(&run("r1", "E1", "leaver", Utc::now()))
+                .unwrap();
+            j.save_report("r1", "{\"status\":\"closed\"}").unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let r = j.run("r1").unwrap().unwrap();
+        assert_eq!(r.report_json.as_deref(), Some("{\"status\":\"closed\"}"));
+        assert_eq!(j.runs(10).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,13 @@
+//! Layer 2, the store: everything Closeout keeps durably — the run journal (runs, actions,
+//! observations), the grant ledger, the event queue and the audit log.
+//!
+//! Architecture invariant: the store knows records, not the pipeline: it imports only the
+//! vocabulary (layer 0), never a playbook, a plan or a provider. Nothing outside the store
+//! touches its SQL; tests use its API too.
+
+pub mod audit;
+pub mod grants;
+pub mod journal;
+pub mod observations;
+pub mod queue;
+pub mod sqlite;

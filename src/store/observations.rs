@@ -1,0 +1,50 @@
+//! When each finding was first observed in its state: the start of a grace period for a
+//! credential Closeout did not move into that state itself (e.g. a key already inactive).
+
+use super::journal::{Journal, JournalError};
+use super::sqlite::{parse_ts, ts};
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use std::collections::BTreeMap;
+
+impl Journal {
+    /// Remember when each finding was first seen in its current state, so a grace period can
+    /// start for credentials that were already inactive before Closeout acted on them.
+    pub fn observe<'a>(
+        &self,
+        findings: impl IntoIterator<Item = (&'a str, &'a str)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (finding, state) in findings {
+            tx.execute(
+                "INSERT INTO observations (finding_id, state, first_seen) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(finding_id) DO UPDATE SET state = excluded.state, first_seen = excluded.first_seen \
+                 WHERE observations.state <> excluded.state",
+                params![finding, state, ts(at)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// When each finding was first observed in the state recorded for it.
+    pub fn observations(&self) -> Result<BTreeMap<String, (String, DateTime<Utc>)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT finding_id, state, first_seen FROM observations")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (finding, state, at) = row?;
+            out.insert(finding, (state, parse_ts(&at)?));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,133 @@
+//! The store's SQLite file: durable connections (WAL, `synchronous=FULL`), the journal's
+//! schema and its migrations, and the timestamp format every table uses.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use std::path::Path;
+
+/// Why the store's file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Its directory could not be created.
+    #[error("cannot create its directory: {0}")]
+    Directory(#[source] std::io::Error),
+    /// SQLite refused to open or configure it.
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A timestamp in the store that is not RFC 3339.
+#[derive(Debug, thiserror::Error)]
+#[error("bad timestamp {text:?}: {source}")]
+pub struct BadTimestamp {
+    /// As stored.
+    pub text: String,
+    /// Why it does not parse.
+    pub source: chrono::ParseError,
+}
+
+/// The journal's tables: runs, actions, observations, grants.
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    playbook TEXT NOT NULL,
+    playbook_digest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    effective_at TEXT NOT NULL,
+    cutoff TEXT NOT NULL,
+    contained_at TEXT,
+    finished_at TEXT,
+    override_protected INTEGER NOT NULL DEFAULT 0,
+    plan_json TEXT NOT NULL,
+    report_json TEXT,
+    approved_by TEXT,
+    approved_at TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_identity ON runs(identity, created_at);
+CREATE TABLE IF NOT EXISTS actions (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    stage TEXT NOT NULL,
+    step TEXT NOT NULL,
+    finding_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    verb TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    detail TEXT,
+    state TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS actions_by_run ON actions(run_id);
+CREATE INDEX IF NOT EXISTS actions_by_finding ON actions(finding_id, finished_at);
+CREATE TABLE IF NOT EXISTS observations (
+    finding_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    first_seen TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grants (
+    identity TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    granted_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (identity, provider, kind, target)
+);
+CREATE INDEX IF NOT EXISTS grants_by_expiry ON grants(expires_at);
+"#;
+
+/// A timestamp as the store writes it (RFC 3339, microseconds, UTC).
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Read a stored timestamp.
+pub fn parse_ts(s: &str) -> Result<DateTime<Utc>, BadTimestamp> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|source| BadTimestamp {
+            text: s.to_string(),
+            source,
+        })
+}
+
+/// Read an optional stored timestamp.
+pub fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, BadTimestamp> {
+    s.as_deref().map(parse_ts).transpose()
+}
+
+/// A connection to the store's SQLite file for durable writes, shared by the journal and the
+/// event queue: the directory is created, WAL with `synchronous=FULL` (a commit is on disk when
+/// it returns), and a busy timeout so several connections (workers, the CLI) can write.
+pub fn open_durable(path: &Path) -> Result<Connection, OpenError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(OpenError::Directory)?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// Bring an older journal's tables up to [`SCHEMA`] (columns added since).
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('runs')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (column, ty) in [("approved_by", "TEXT"), ("approved_at", "TEXT")] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    Ok(())
+}
