@@ -1,18 +1,16 @@
 //! Execute (idempotent), live state and probes.
 
-use crate::client::{bare_mount, seg, CallError};
+use crate::capabilities::{kinds, PROVIDER};
+use crate::client::{bare_mount, seg};
 use crate::model::KvData;
-use crate::{kinds, VaultProvider, PROVIDER};
+use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext,
     SecretValue, State,
 };
-use std::collections::{BTreeMap, HashMap};
-use vaultrs::api::identity::entity::requests::{
-    UpdateEntityByIdRequest, UpdateEntityByIdRequestBuilder,
-};
+use std::collections::HashMap;
 use vaultrs::api::identity::group::requests::UpdateGroupByIdRequest;
-use vaultrs::api::kv2::requests::{SetSecretMetadataRequest, SetSecretRequestOptions};
+use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -426,39 +424,6 @@ impl VaultProvider {
 }
 
 impl VaultProvider {
-    /// `POST identity/entity/id/<id>` with the fields `set` fills in.
-    pub(crate) async fn update_entity(
-        &self,
-        id: &str,
-        set: impl FnOnce(&mut UpdateEntityByIdRequestBuilder),
-    ) -> Result<(), CallError> {
-        let mut b = UpdateEntityByIdRequest::builder();
-        set(&mut b);
-        let path = format!("identity/entity/id/{}", seg(id));
-        self.client
-            .sdk("POST", &path, |c| async move {
-                vaultrs::identity::entity::update_by_id(c, id, Some(&mut b)).await
-            })
-            .await
-    }
-
-    /// Replace the custom metadata of a KV v2 secret.
-    pub(crate) async fn set_custom_metadata(
-        &self,
-        mount: &str,
-        key: &str,
-        custom: BTreeMap<String, String>,
-    ) -> Result<(), CallError> {
-        let mut b = SetSecretMetadataRequest::builder();
-        b.custom_metadata(custom.into_iter().collect::<HashMap<_, _>>());
-        let path = format!("{mount}metadata/{key}");
-        self.client
-            .sdk("POST", &path, |c| async move {
-                vaultrs::kv2::set_metadata(c, bare_mount(mount), key, Some(&mut b)).await
-            })
-            .await
-    }
-
     /// Whether the userpass user of a `password-login` finding exists.
     async fn login_exists(&self, f: &Finding) -> Result<bool, ProviderError> {
         let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);

@@ -2,10 +2,12 @@
 //! role backs an NHI entity the person owns (the entity's AppRole alias is the role-id): resolve,
 //! destroy by accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
 
+use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{bare_mount, keys, seg, CallError};
+use crate::correlation::{owned_by, OwnedNhiAlias};
+use crate::findings::finding;
 use crate::model::Mount;
-use crate::resolve::{finding, owned_by, OwnedNhiAlias};
-use crate::{kinds, VaultProvider, PROVIDER};
+use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, Holder, Path, ProviderError, Resolution, ResolveContext,
     State,

@@ -5,7 +5,8 @@
 //! Error messages are built from the method, the API path and Vault's `errors` array only —
 //! never from request or response bodies — so a secret value cannot reach an error.
 
-use crate::PROVIDER;
+use crate::capabilities::PROVIDER;
+use crate::config::VaultError;
 use closeout_contract::{CallGate, ProviderError, SecretValue};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -107,12 +108,12 @@ impl Client {
         token: SecretValue,
         namespace: Option<String>,
         gate: CallGate,
-    ) -> Result<Client, crate::VaultError> {
+    ) -> Result<Client, VaultError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| crate::VaultError::Client(e.to_string()))?;
+            .map_err(|e| VaultError::Client(e.to_string()))?;
         let address = address.trim_end_matches('/').to_string();
         let vault = vault_client(&address, &token, namespace.as_deref(), &http)?;
         Ok(Client {
@@ -299,8 +300,8 @@ fn vault_client(
     token: &SecretValue,
     namespace: Option<&str>,
     http: &reqwest::Client,
-) -> Result<VaultClient, crate::VaultError> {
-    let fail = |m: &str| crate::VaultError::Client(m.to_string());
+) -> Result<VaultClient, VaultError> {
+    let fail = |m: &str| VaultError::Client(m.to_string());
     // vaultrs panics on an invalid address or header value: check them first.
     reqwest::Url::parse(address).map_err(|_| fail("the address is not a URL"))?;
     reqwest::header::HeaderValue::from_str(token.expose())
@@ -318,9 +319,8 @@ fn vault_client(
         .ca_certs(Vec::new())
         .identity(None)
         .build()
-        .map_err(|e| crate::VaultError::Client(e.to_string()))?;
-    let mut vault =
-        VaultClient::new(settings).map_err(|e| crate::VaultError::Client(e.to_string()))?;
+        .map_err(|e| VaultError::Client(e.to_string()))?;
+    let mut vault = VaultClient::new(settings).map_err(|e| VaultError::Client(e.to_string()))?;
     vault.http.http = http.clone();
     Ok(vault)
 }

@@ -116,7 +116,7 @@ pub enum VaultError {
 impl From<VaultError> for closeout_contract::ProviderError {
     fn from(e: VaultError) -> Self {
         closeout_contract::ProviderError::Config {
-            provider: crate::PROVIDER,
+            provider: crate::capabilities::PROVIDER,
             message: e.to_string(),
         }
     }

@@ -4,12 +4,13 @@
 //! A granted finding is built by the functions `resolve` uses ([`membership_finding`],
 //! [`entity_policy_finding`]), so once granted it re-resolves with the same id and paths.
 
+use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{found, seg, CallError, Data};
+use crate::config::{NameRule, VaultConfig};
+use crate::correlation::own_entity_match;
+use crate::findings::{entity_base, entity_policy_finding, entity_state, membership_finding};
 use crate::model::{Alias, Entity, Group};
-use crate::resolve::{
-    entity_base, entity_policy_finding, entity_state, membership_finding, own_entity_match,
-};
-use crate::{kinds, VaultConfig, VaultProvider, PROVIDER};
+use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, Entitlement, Finding, Holder, Identity, ProviderError, ResolveContext, State,
     UnclaimedAccount,
@@ -96,7 +97,7 @@ struct Claims {
 
 impl Claims {
     fn new(config: &VaultConfig, identities: &[Identity]) -> Claims {
-        let forms = |rules: &[crate::NameRule]| -> BTreeSet<String> {
+        let forms = |rules: &[NameRule]| -> BTreeSet<String> {
             identities
                 .iter()
                 .flat_map(|i| rules.iter().filter_map(|r| r.value(i)))

@@ -6,7 +6,7 @@
 
 use crate::client::Data;
 use crate::model::{Mount, TokenInfo};
-use crate::VaultProvider;
+use crate::server::VaultProvider;
 use closeout_contract::{Health, ProviderError};
 use std::collections::BTreeMap;
 

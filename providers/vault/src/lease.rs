@@ -3,9 +3,10 @@
 //! requests obtained: resolved through `sys/leases/lookup`, revoked by id.
 
 use crate::audit_trail::LeaseGrant;
+use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{CallError, Data};
-use crate::resolve::finding;
-use crate::{kinds, VaultProvider, PROVIDER};
+use crate::findings::finding;
+use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, Holder, Identity, Path, ProviderError, Relation,
     Resolution, State,

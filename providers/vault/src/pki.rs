@@ -2,9 +2,11 @@
 //! email or a SAN URI, parsed from the PEM; revoked by serial, then the CRL is rotated; the probe
 //! reads the CRL and looks for the serial.
 
+use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{bare_mount, found, keys, seg, CallError};
-use crate::resolve::finding;
-use crate::{kinds, VaultConfig, VaultProvider, PROVIDER};
+use crate::config::VaultConfig;
+use crate::findings::finding;
+use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, Holder, Identity, Path, ProbeOutcome, ProviderError,
     Relation, Resolution, State,

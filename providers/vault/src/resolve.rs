@@ -1,210 +1,21 @@
 //! Correlation and reachability: an identity's entity, aliases, groups, policies, tokens,
 //! userpass logins, owned entities and the KV v2 secrets it owns or can read.
 
-use crate::client::{bare_mount, found, keys, seg, CallError, Data};
-use crate::model::{Entity, Group, KvMetadata, Mount, TokenInfo};
+use crate::capabilities::{kinds, PROVIDER};
+use crate::client::{bare_mount, keys, seg, CallError, Data};
+use crate::correlation::{auth_mount_path, login_names, own_entity_match, owned_by, OwnedNhiAlias};
+use crate::findings::{
+    attrs, entity_base, entity_policy_finding, entity_state, finding, membership_finding,
+    nhi_entity_finding,
+};
+use crate::model::{Entity, KvMetadata};
 use crate::policy::{self, PathRule};
-use crate::{kinds, VaultConfig, VaultProvider, PROVIDER};
+use crate::server::VaultProvider;
 use closeout_contract::{
-    Account, Finding, Holder, Identity, Path, ProviderError, Relation, Resolution, ResolveContext,
-    State,
+    Account, Finding, Holder, Path, ProviderError, Relation, Resolution, ResolveContext, State,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-/// Build a finding with the provider's id scheme `vault:<kind>:<resource>`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn finding(
-    kind: &str,
-    resource: &str,
-    display: String,
-    relation: Relation,
-    holder: Holder,
-    state: State,
-    path: Path,
-    attributes: BTreeMap<String, String>,
-) -> Finding {
-    Finding {
-        id: format!("{PROVIDER}:{kind}:{resource}"),
-        provider: PROVIDER.into(),
-        kind: kind.into(),
-        relation,
-        holder,
-        resource: resource.into(),
-        display,
-        state,
-        paths: vec![path],
-        attributes,
-    }
-}
-
-fn attrs<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-/// The first step of every path through the person's entity.
-pub(crate) fn entity_base(entity: &Entity) -> Path {
-    Path::new().then("account", format!("entity {}", entity.name))
-}
-
-/// What the entity's state does to everything held through it: disabled blocks it all.
-pub(crate) fn entity_state(entity: &Entity) -> State {
-    if entity.disabled {
-        State::Disabled
-    } else {
-        State::Active
-    }
-}
-
-/// The entity's membership in `group` (a direct `group-membership`, or an `inherited-group`
-/// reached by `path`), as `resolve` reports it and `grant_finding` promises it.
-pub(crate) fn membership_finding(
-    kind: &str,
-    e: &Entity,
-    g: &Group,
-    path: Path,
-    state: State,
-) -> Finding {
-    finding(
-        kind,
-        &format!("{}/{}", g.id, e.id),
-        format!("membership of entity {} in group {}", e.name, g.name),
-        Relation::MemberOf,
-        Holder::Account,
-        state,
-        path,
-        attrs([
-            ("entity_id", e.id.clone()),
-            ("group_id", g.id.clone()),
-            ("group", g.name.clone()),
-            ("group_type", g.group_type.clone()),
-        ]),
-    )
-}
-
-/// A policy set directly on the entity's `policies`; its path is the prefix of the paths of the
-/// secrets and policy findings reached through it. Shared by `resolve` and `grant_finding`.
-pub(crate) fn entity_policy_finding(e: &Entity, policy: &str, state: State) -> Finding {
-    finding(
-        kinds::ENTITY_POLICY,
-        &format!("{}/{policy}", e.id),
-        format!("policy {policy} set on entity {}", e.name),
-        Relation::MemberOf,
-        Holder::Account,
-        state,
-        entity_base(e).then("attached", format!("policy {policy}")),
-        attrs([
-            ("entity_id", e.id.clone()),
-            ("entity", e.name.clone()),
-            ("policy", policy.to_string()),
-        ]),
-    )
-}
-
-/// Why an entity is the identity's own: the first correlation rule that matches, if any.
-pub(crate) fn own_entity_match(
-    config: &VaultConfig,
-    identity: &Identity,
-    entity: &Entity,
-) -> Option<String> {
-    for rule in &config.match_entity_name {
-        if let Some(v) = rule.value(identity) {
-            if entity.name.eq_ignore_ascii_case(&v) {
-                return Some(format!("entity name = {v} ({})", rule.describe()));
-            }
-        }
-    }
-    if let Some(v) = entity.metadata.get(&config.identity_key) {
-        if identity.is_named_by(v) {
-            return Some(format!("metadata {} = {v}", config.identity_key));
-        }
-    }
-    for alias in &entity.aliases {
-        for rule in &config.match_alias_name {
-            if let Some(v) = rule.value(identity) {
-                if alias.name.eq_ignore_ascii_case(&v) {
-                    return Some(format!(
-                        "alias {} under {} = {v} ({})",
-                        alias.name,
-                        auth_mount_path(&alias.mount_path),
-                        rule.describe()
-                    ));
-                }
-            }
-        }
-    }
-    None
-}
-
-/// An alias's mount path as `auth/<mount>/` (OpenBao reports it with the `auth/` prefix, older
-/// Vault servers without).
-fn auth_mount_path(mount_path: &str) -> String {
-    if mount_path.starts_with("auth/") {
-        mount_path.to_string()
-    } else {
-        format!("auth/{mount_path}")
-    }
-}
-
-/// The `nhi-entity` finding of an entity, as its owner's resolution reports it and
-/// `nhi_findings` returns it for the service identity the entity correlates with: one builder,
-/// so a joiner's `reassign-owner` acts on the finding the owner later resolves (same id).
-/// `owner` is the owner record, absent when the entity has none yet.
-pub(crate) fn nhi_entity_finding(config: &VaultConfig, entity: &Entity) -> Finding {
-    let mut attributes = attrs([("entity_id", entity.id.clone())]);
-    if let Some(owner) = entity.metadata.get(&config.owner_key) {
-        attributes.insert("owner".into(), owner.clone());
-    }
-    finding(
-        kinds::NHI_ENTITY,
-        &entity.id,
-        format!("entity {} owned by the person", entity.name),
-        Relation::Owns,
-        Holder::Nhi(entity.name.clone()),
-        State::Active,
-        Path::new().then("owns", format!("entity {}", entity.name)),
-        attributes,
-    )
-}
-
-/// True when an owner record (`owner_key` metadata) names the identity.
-pub(crate) fn owned_by(
-    config: &VaultConfig,
-    identity: &Identity,
-    meta: &BTreeMap<String, String>,
-) -> bool {
-    meta.get(&config.owner_key)
-        .is_some_and(|v| identity.is_named_by(v))
-}
-
-/// The userpass user names the identity may have, lower-cased (userpass lower-cases names).
-pub(crate) fn login_names(
-    config: &VaultConfig,
-    identity: &Identity,
-    aliases: &[String],
-) -> Vec<String> {
-    let mut names: BTreeSet<String> = BTreeSet::new();
-    for rule in config
-        .match_alias_name
-        .iter()
-        .chain(&config.match_entity_name)
-    {
-        if let Some(v) = rule.value(identity) {
-            names.insert(v.to_ascii_lowercase());
-        }
-    }
-    names.extend(aliases.iter().map(|a| a.to_ascii_lowercase()));
-    names.into_iter().collect()
-}
-
-/// An alias of an entity the person owns (an NHI): under an AppRole mount its name is the
-/// role-id, so the role's secret-ids are the NHI's credentials.
-pub(crate) struct OwnedNhiAlias {
-    pub mount_accessor: String,
-    pub name: String,
-    pub entity: String,
-    pub owner: String,
-}
 
 /// A person's own entity, as resolved.
 struct Own {
@@ -213,80 +24,6 @@ struct Own {
 }
 
 impl VaultProvider {
-    pub(crate) async fn read_entity(&self, id: &str) -> Result<Option<Entity>, CallError> {
-        let path = format!("identity/entity/id/{}", seg(id));
-        let r = self.client.sdk("GET", &path, |c| {
-            vaultrs::identity::entity::read_by_id(c, id)
-        });
-        Ok(found(r.await)?.map(Entity::from))
-    }
-
-    /// Every entity, read one by one (bounded): the list's `key_info` lacks the metadata and
-    /// policies correlation and resolution need.
-    pub(crate) async fn all_entities(&self) -> Result<Vec<Entity>, CallError> {
-        let ids = self.client.sdk(
-            "LIST",
-            "identity/entity/id",
-            vaultrs::identity::entity::list_by_id,
-        );
-        let ids = keys(ids.await.map(|r| r.keys))?;
-        stream::iter(ids)
-            .map(|id| async move { self.read_entity(&id).await })
-            .buffer_unordered(self.config.max_in_flight.max(1))
-            .try_filter_map(|e| async move { Ok(e) })
-            .try_collect()
-            .await
-    }
-
-    pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
-        let path = format!("identity/group/id/{}", seg(id));
-        let r = self.client.sdk("GET", &path, |c| {
-            vaultrs::identity::group::read_by_id(c, id)
-        });
-        Ok(found(r.await)?.map(Group::from))
-    }
-
-    pub(crate) async fn lookup_accessor(
-        &self,
-        accessor: &str,
-    ) -> Result<Option<TokenInfo>, CallError> {
-        match self
-            .client
-            .sdk("POST", "auth/token/lookup-accessor", |c| {
-                vaultrs::token::lookup_accessor(c, accessor)
-            })
-            .await
-        {
-            Ok(t) => Ok(Some(t.into())),
-            Err(e) if e.is_invalid_accessor() || e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The mounts of `sys/auth` (auth methods) or else `sys/mounts` (secret engines).
-    pub(crate) async fn mounts(&self, path: &str) -> Result<BTreeMap<String, Mount>, CallError> {
-        let all: Vec<(String, Mount)> = if path == "sys/auth" {
-            let r = self.client.sdk("GET", path, vaultrs::sys::auth::list);
-            r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
-        } else {
-            let r = self.client.sdk("GET", path, vaultrs::sys::mount::list);
-            r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
-        };
-        Ok(all.into_iter().filter(|(k, _)| k.ends_with('/')).collect())
-    }
-
-    pub(crate) async fn kv_metadata(
-        &self,
-        mount: &str,
-        key: &str,
-    ) -> Result<Option<KvMetadata>, CallError> {
-        let path = format!("{mount}metadata/{key}");
-        let r = self.client.sdk("GET", &path, |c| {
-            vaultrs::kv2::read_metadata(c, bare_mount(mount), key)
-        });
-        Ok(found(r.await)?.map(KvMetadata::from))
-    }
-
     pub(crate) async fn resolve_impl(
         &self,
         ctx: &ResolveContext,
@@ -726,86 +463,6 @@ fn entity_id_or_token(entity_id: &str, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Alias;
-    use closeout_contract::{IdentityKind, IdentityStatus};
-
-    fn alice() -> Identity {
-        Identity {
-            id: "E100".into(),
-            email: "Alice.Smith@example.com".into(),
-            name: "Alice".into(),
-            kind: IdentityKind::Human,
-            status: IdentityStatus::Terminated,
-            manager: None,
-            department: None,
-            role: None,
-            location: None,
-            employment_type: None,
-            tags: Default::default(),
-        }
-    }
-
-    fn entity(name: &str, meta: &[(&str, &str)], aliases: &[&str]) -> Entity {
-        Entity {
-            id: format!("id-{name}"),
-            name: name.into(),
-            disabled: false,
-            metadata: meta
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            aliases: aliases
-                .iter()
-                .map(|a| Alias {
-                    id: format!("al-{a}"),
-                    name: a.to_string(),
-                    mount_accessor: "auth_userpass_1".into(),
-                    mount_path: "userpass/".into(),
-                    mount_type: "userpass".into(),
-                })
-                .collect(),
-            direct_group_ids: vec![],
-            group_ids: vec![],
-            policies: vec![],
-        }
-    }
-
-    #[test]
-    fn correlation_by_name_metadata_and_alias() {
-        let c = VaultConfig::default();
-        let a = alice();
-        let m = |e: &Entity| own_entity_match(&c, &a, e);
-        assert_eq!(
-            m(&entity("E100", &[], &[])).unwrap(),
-            "entity name = E100 (id)"
-        );
-        assert!(m(&entity("alice.smith", &[], &[]))
-            .unwrap()
-            .contains("email local part"));
-        assert!(m(&entity("ALICE.SMITH@example.com", &[], &[])).is_some());
-        assert_eq!(
-            m(&entity(
-                "svc",
-                &[("identity", "alice.smith@example.com")],
-                &[]
-            ))
-            .unwrap(),
-            "metadata identity = alice.smith@example.com"
-        );
-        assert!(m(&entity("x", &[], &["alice.smith"]))
-            .unwrap()
-            .starts_with("alias alice.smith"));
-        assert!(m(&entity("bob", &[("owner", "E100")], &["bob"])).is_none());
-        assert!(m(&entity("alice", &[], &[])).is_none());
-        let only_id = VaultConfig {
-            match_entity_name: vec![crate::NameRule::Id],
-            match_alias_name: vec![],
-            ..Default::default()
-        };
-        assert!(
-            own_entity_match(&only_id, &a, &entity("alice.smith", &[], &["alice.smith"])).is_none()
-        );
-    }
 
     #[test]
     fn accessor_is_read_back_from_a_token_path() {
@@ -816,34 +473,6 @@ mod tests {
         assert_eq!(
             token_accessor_in(&Path::new().then("account", "entity a")),
             None
-        );
-    }
-
-    #[test]
-    fn nhi_entity_finding_carries_the_owner_record_when_there_is_one() {
-        let c = VaultConfig::default();
-        let bare = nhi_entity_finding(&c, &entity("svc-ci", &[], &[]));
-        assert_eq!(bare.id, "vault:nhi-entity:id-svc-ci");
-        assert_eq!(bare.holder, Holder::Nhi("svc-ci".into()));
-        assert_eq!(bare.state, State::Active);
-        assert_eq!(bare.attr("owner"), None);
-        assert_eq!(bare.attr("entity_id"), Some("id-svc-ci"));
-        let owned = nhi_entity_finding(&c, &entity("svc-ci", &[("owner", "a@example.com")], &[]));
-        assert_eq!(owned.attr("owner"), Some("a@example.com"));
-        assert_eq!(owned.paths, bare.paths);
-    }
-
-    #[test]
-    fn ownership_and_login_names() {
-        let c = VaultConfig::default();
-        let a = alice();
-        let meta = |v: &str| [("owner".to_string(), v.to_string())].into();
-        assert!(owned_by(&c, &a, &meta("E100")));
-        assert!(owned_by(&c, &a, &meta("alice.smith@EXAMPLE.com")));
-        assert!(!owned_by(&c, &a, &meta("E1000")));
-        assert_eq!(
-            login_names(&c, &a, &["AliceS".into()]),
-            vec!["alice.smith", "alice.smith@example.com", "alices", "e100"]
         );
     }
 }

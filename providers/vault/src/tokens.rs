@@ -11,10 +11,11 @@
 //! the orphans of orphans are found too.
 
 use crate::audit_trail::{self, AuditTrail, CreatedToken, LeaseGrant, Requesters};
+use crate::capabilities::PROVIDER;
 use crate::client::{seg, CallError};
+use crate::correlation::owned_by;
 use crate::model::TokenInfo;
-use crate::resolve::owned_by;
-use crate::{VaultProvider, PROVIDER};
+use crate::server::VaultProvider;
 use closeout_contract::{Identity, ProviderError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;

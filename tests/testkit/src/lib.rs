@@ -2,7 +2,8 @@
 //! they cannot start.
 //!
 //! A test that needs an emulator starts its own, on a free loopback port, and the emulator dies
-//! with the handle. Nothing here ever skips a test: a missing virtualenv or a server that does
+//! with the handle (or, for OpenBao, shares one per test binary: [`OpenBaoServer::shared`], which
+//! dies with the process). Nothing here ever skips a test: a missing virtualenv or a server that does
 //! not come up is a panic with a message that says what to do (usually: run `scripts/setup.sh`).
 //!
 //! ```no_run

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::{
@@ -67,6 +67,35 @@ impl OpenBaoServer {
         panic!(
             "bao server -dev could not bind a port after {PORT_ATTEMPTS} attempts; its output:\n{last}"
         )
+    }
+
+    /// One dev server for the whole test binary, started on first use and shared by its tests
+    /// (each keeps to its own namespace or names). libtest has no teardown and a static is never
+    /// dropped, so a watchdog `sh` reading a pipe this process holds kills the server and
+    /// removes its directory when the process exits, however it exits (the pipe closes then).
+    ///
+    /// # Panics
+    /// As [`OpenBaoServer::start`], or when `sh` cannot be started.
+    pub fn shared() -> &'static OpenBaoServer {
+        static SHARED: OnceLock<(OpenBaoServer, Child)> = OnceLock::new();
+        &SHARED
+            .get_or_init(|| {
+                let server = OpenBaoServer::start();
+                let watchdog = Command::new("sh")
+                    .args([
+                        "-c",
+                        "read line; kill \"$0\" 2>/dev/null; rm -rf \"$1\"",
+                        &server.child.id().to_string(),
+                        &server.dir.display().to_string(),
+                    ])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start the OpenBao watchdog (sh): {e}"));
+                (server, watchdog)
+            })
+            .0
     }
 
     /// `http://127.0.0.1:<port>`

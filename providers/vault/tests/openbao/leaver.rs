@@ -1,58 +1,17 @@
-//! The Vault provider against a real OpenBao dev server: seeded through the HTTP API, every
-//! action read back through the API.
+//! The leaver's whole close-out in the root namespace (the audit log), and how errors are
+//! classified (in a namespace of its own).
 
-mod common;
-
+use crate::api::Api;
 use closeout_contract::{
     ActionParams, ActionRequest, Finding, Identity, IdentityKind, IdentityStatus, Provider,
     Resolution, ResolveContext, State,
 };
 use closeout_testkit::OpenBaoServer;
 use closeout_vault::{VaultConfig, VaultProvider};
-use common::Api;
 use serde_json::{json, Value};
 
 const CANARY: &str = "canary-7f3e9d-never-print-me";
 const ALICE_PASSWORD: &str = "canary-7f3e9d-alice-password";
-
-impl Api {
-    async fn login(&self, user: &str, password: &str) -> (u16, Value) {
-        self.call(
-            "POST",
-            &format!("auth/userpass/login/{user}"),
-            "",
-            Some(json!({ "password": password })),
-        )
-        .await
-    }
-
-    /// `lookup-self` with the token itself: the probe a person holding it would run.
-    async fn token_works(&self, token: &str) -> bool {
-        self.call("GET", "auth/token/lookup-self", token, None)
-            .await
-            .0
-            == 200
-    }
-
-    async fn approle_login(&self, cred: &(String, String)) -> u16 {
-        self.call(
-            "POST",
-            "auth/approle/login",
-            "",
-            Some(json!({"role_id": cred.0, "secret_id": cred.1})),
-        )
-        .await
-        .0
-    }
-
-    async fn kv(&self, key: &str) -> (u64, Value) {
-        let v = self.root("GET", &format!("secret/data/{key}"), None).await;
-        (
-            v["data"]["metadata"]["version"].as_u64().unwrap(),
-            v["data"]["data"].clone(),
-        )
-    }
-}
 
 fn alice() -> Identity {
     Identity {
@@ -420,26 +379,19 @@ fn request(f: &Finding, verb: &str) -> ActionRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
-    let server = OpenBaoServer::start();
-    let api = Api {
-        http: reqwest::Client::new(),
-        addr: server.address(),
-    };
+    let api = Api::root_namespace();
     let s = seed(&api).await;
-    let dir = std::env::temp_dir().join(format!("closeout-vault-it-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, "root\n").unwrap();
-    let provider = VaultProvider::connect(VaultConfig {
-        address: Some(server.address()),
-        token_file: Some(token_file),
-        max_in_flight: 4,
-        lease_prefixes: vec!["pki/issue/{local}/".into()],
-        audit_log: Some(server.audit_log()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let provider = api
+        .provider_with(
+            "leaver",
+            "root",
+            VaultConfig {
+                lease_prefixes: vec!["pki/issue/{local}/".into()],
+                audit_log: Some(OpenBaoServer::shared().audit_log()),
+                ..Default::default()
+            },
+        )
+        .await;
     provider.health(&[]).await.unwrap();
 
     // Logging in with alice's secret-ids mints tokens carrying the secret-id metadata
@@ -713,35 +665,19 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
         .collect();
     assert!(open.is_empty(), "{open:?}");
     assert!(of_kind(&again, "token").is_empty());
-    let _ = std::fs::remove_dir_all(dir);
-    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_classified_and_an_unknown_identity_only_warns() {
-    let server = OpenBaoServer::start();
-    let api = Api {
-        http: reqwest::Client::new(),
-        addr: server.address(),
-    };
-    let dir = std::env::temp_dir().join(format!("closeout-vault-it2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let connect = |token: &str| {
-        let file = dir.join(format!("token-{}", token.len()));
-        std::fs::write(&file, format!("{token}\n")).unwrap();
-        VaultProvider::connect(VaultConfig {
-            address: Some(server.address()),
-            token_file: Some(file),
-            ..Default::default()
-        })
-    };
+    let api = Api::namespace("errors").await;
+    let connect = |token: &'static str| api.provider_with("errors", token, VaultConfig::default());
     let ctx = ResolveContext {
         identity: alice(),
         cutoff: None,
     };
 
     // Nobody correlates: a warning, no account, no findings; health works.
-    let root = connect("root").await.unwrap();
+    let root = connect("root").await;
     root.health(&[]).await.unwrap();
     let r = root.resolve(&ctx).await.unwrap();
     assert!(r.accounts.is_empty() && r.findings.is_empty(), "{r:#?}");
@@ -760,7 +696,9 @@ async fn errors_are_classified_and_an_unknown_identity_only_warns() {
         )
         .await;
     let weak = v["auth"]["client_token"].as_str().unwrap().to_string();
-    let p = connect(&weak).await.unwrap();
+    let p = api
+        .provider_with("errors", &weak, VaultConfig::default())
+        .await;
     let err = p.resolve(&ctx).await.unwrap_err();
     assert_eq!(
         err.class(),
@@ -775,8 +713,23 @@ async fn errors_are_classified_and_an_unknown_identity_only_warns() {
     assert!(!msg.contains(&weak));
 
     // A bad token fails health; an unknown verb is unsupported.
-    let bad = connect("not-a-token").await.unwrap();
+    let bad = connect("not-a-token").await;
     assert!(bad.health(&[]).await.is_err());
+    // A token that no longer exists (accessors carry their namespace, so a real one).
+    let v = api
+        .root(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["default"]})),
+        )
+        .await;
+    let gone_accessor = v["auth"]["accessor"].as_str().unwrap().to_string();
+    api.root(
+        "POST",
+        "auth/token/revoke-accessor",
+        Some(json!({ "accessor": gone_accessor })),
+    )
+    .await;
     let f = closeout_contract::Finding {
         id: "vault:token:x".into(),
         provider: "vault".into(),
@@ -787,7 +740,7 @@ async fn errors_are_classified_and_an_unknown_identity_only_warns() {
         display: "x".into(),
         state: State::Active,
         paths: vec![],
-        attributes: [("accessor".to_string(), "nonexistent".to_string())].into(),
+        attributes: [("accessor".to_string(), gone_accessor)].into(),
     };
     let err = root.execute(&request(&f, "delete")).await.unwrap_err();
     assert!(err.to_string().contains("not supported"), "{err}");
@@ -796,9 +749,21 @@ async fn errors_are_classified_and_an_unknown_identity_only_warns() {
     assert!(out.already_done, "{out:?}");
     assert_eq!(root.live_state(&f, &ctx).await.unwrap(), State::Deleted);
 
-    // The server gone: unreachable, retryable.
-    drop(server);
-    let err = root.health(&[]).await.unwrap_err();
+    // No server at the address: unreachable, retryable.
+    let dir = std::env::temp_dir().join(format!("closeout-vault-gone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), "root\n").unwrap();
+    let gone = VaultProvider::connect(VaultConfig {
+        address: Some(format!(
+            "http://127.0.0.1:{}",
+            closeout_testkit::free_port()
+        )),
+        token_file: Some(dir.join("token")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = gone.health(&[]).await.unwrap_err();
     assert!(err.is_unreachable(), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,32 +1,13 @@
-//! Entitlements against a real OpenBao dev server: grants and removals read back through the
+//! Entitlements: grants and removals read back through the
 //! HTTP API, idempotent, re-resolved with the id `grant_finding` promised; unclaimed entities;
 //! a service identity's entities handed to its owner (`nhi_findings`, then `reassign-owner`).
 
-mod common;
-
+use crate::api::{person, Api};
 use closeout_contract::{
-    ActionParams, ActionRequest, Entitlement, Finding, Holder, Identity, IdentityKind,
-    IdentityStatus, Provider, ProviderError, ResolveContext, State,
+    ActionParams, ActionRequest, Entitlement, Finding, Holder, Identity, IdentityKind, Provider,
+    ProviderError, ResolveContext, State,
 };
-use closeout_testkit::OpenBaoServer;
-use common::Api;
 use serde_json::{json, Value};
-
-fn person(id: &str, email: &str) -> Identity {
-    Identity {
-        id: id.into(),
-        email: email.into(),
-        name: id.into(),
-        kind: IdentityKind::Human,
-        status: IdentityStatus::Active,
-        manager: None,
-        department: None,
-        role: None,
-        location: None,
-        employment_type: None,
-        tags: Default::default(),
-    }
-}
 
 fn request(f: &Finding, verb: &str) -> ActionRequest {
     ActionRequest {
@@ -101,13 +82,9 @@ async fn seed(api: &Api) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_and_removals_are_read_back_idempotent_and_resolve_with_the_promised_id() {
-    let server = OpenBaoServer::start();
-    let api = Api {
-        http: reqwest::Client::new(),
-        addr: server.address(),
-    };
+    let api = Api::namespace("ent-grant").await;
     let (alice_id, bob_id) = seed(&api).await;
-    let p = common::provider(&server, "ent-grant").await;
+    let p = api.provider("ent-grant").await;
     let ctx = ResolveContext {
         identity: person("E100", "alice.smith@example.com"),
         cutoff: None,
@@ -216,18 +193,13 @@ async fn grants_and_removals_are_read_back_idempotent_and_resolve_with_the_promi
     let devs = api.root("GET", "identity/group/name/devs", None).await;
     assert_eq!(strings(&devs["data"]["member_entity_ids"]), vec![bob_id]);
     assert_eq!(p.live_state(mf, &ctx).await.unwrap(), State::Deleted);
-    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_targets_and_identities_without_entity_are_config_errors() {
-    let server = OpenBaoServer::start();
-    let api = Api {
-        http: reqwest::Client::new(),
-        addr: server.address(),
-    };
+    let api = Api::namespace("ent-missing").await;
     seed(&api).await;
-    let p = common::provider(&server, "ent-missing").await;
+    let p = api.provider("ent-missing").await;
     let alice = ResolveContext {
         identity: person("E100", "alice.smith@example.com"),
         cutoff: None,
@@ -260,16 +232,11 @@ async fn missing_targets_and_identities_without_entity_are_config_errors() {
         assert!(matches!(err, ProviderError::Config { .. }), "{err}");
         assert!(err.to_string().contains(want), "{kind} {target}: {err}");
     }
-    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unclaimed_accounts_list_strays_with_their_enabled_flag() {
-    let server = OpenBaoServer::start();
-    let api = Api {
-        http: reqwest::Client::new(),
-        addr: server.address(),
-    };
+    let api = Api::namespace("ent-unclaimed").await;
     let (alice_id, bob_id) = seed(&api).await;
     let carol = entity(
         &api,
@@ -282,7 +249,7 @@ async fn unclaimed_accounts_list_strays_with_their_enabled_flag() {
     )
     .await;
     let old = entity(&api, json!({"name": "old-admin", "disabled": true})).await;
-    let p = common::provider(&server, "ent-unclaimed").await;
+    let p = api.provider("ent-unclaimed").await;
     let out = p
         .unclaimed_accounts(&[
             person("E100", "alice.smith@example.com"),
@@ -306,7 +273,6 @@ async fn unclaimed_accounts_list_strays_with_their_enabled_flag() {
     for id in [&alice_id, &carol, &svc] {
         assert!(!out.iter().any(|u| &u.resource == id));
     }
-    drop(server);
 }
 
 /// A joiner's ownership record: the entities of a service identity (one by name, one by its
@@ -314,11 +280,7 @@ async fn unclaimed_accounts_list_strays_with_their_enabled_flag() {
 /// `reassign-owner` records the owner, with the ids `nhi_findings` gave them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nhi_findings_of_a_service_identity_become_the_owners_nhis() {
-    let server = OpenBaoServer::start();
-    let api = Api {
-        http: reqwest::Client::new(),
-        addr: server.address(),
-    };
+    let api = Api::namespace("ent-nhi").await;
     seed(&api).await;
     let by_name = entity(
         &api,
@@ -330,7 +292,7 @@ async fn nhi_findings_of_a_service_identity_become_the_owners_nhis() {
         json!({"name": "batch-runner", "metadata": {"identity": "svc-batch"}}),
     )
     .await;
-    let p = common::provider(&server, "ent-nhi").await;
+    let p = api.provider("ent-nhi").await;
     let svc = ResolveContext {
         identity: Identity {
             kind: IdentityKind::Service,
@@ -428,5 +390,4 @@ async fn nhi_findings_of_a_service_identity_become_the_owners_nhis() {
         .await
         .unwrap();
     assert!(none.is_empty(), "{none:?}");
-    drop(server);
 }

@@ -1,0 +1,197 @@
+//! [`VaultProvider`] itself: how it is built from its configuration, and the reads and writes of
+//! the server that several modules share (entities, groups, token lookups, mounts, KV v2
+//! metadata). Everything above this layer reaches Vault through these methods or through
+//! [`Client`].
+
+use crate::client::{bare_mount, found, keys, seg, CallError, Client};
+use crate::config::{validate_address, VaultConfig, VaultError};
+use crate::model::{Entity, Group, KvMetadata, Mount, TokenInfo};
+use closeout_contract::{CallGate, Limits, SecretValue};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, HashMap};
+use vaultrs::api::identity::entity::requests::{
+    UpdateEntityByIdRequest, UpdateEntityByIdRequestBuilder,
+};
+use vaultrs::api::kv2::requests::SetSecretMetadataRequest;
+
+/// The Vault / OpenBao provider.
+pub struct VaultProvider {
+    pub(crate) config: VaultConfig,
+    pub(crate) client: Client,
+}
+
+impl std::fmt::Debug for VaultProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultProvider")
+            .field("address", &self.client.address())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl VaultProvider {
+    /// Validate `config`, read the token (from `token_file`, else `VAULT_TOKEN`, else
+    /// `BAO_TOKEN`) and build the client. Makes no Vault call.
+    pub async fn connect(config: VaultConfig) -> Result<VaultProvider, VaultError> {
+        config.validate()?;
+        let address = match &config.address {
+            Some(a) => a.clone(),
+            None => {
+                let a = env_nonempty("VAULT_ADDR")
+                    .or_else(|| env_nonempty("BAO_ADDR"))
+                    .ok_or(VaultError::NoAddress)?;
+                validate_address("VAULT_ADDR", &a)?;
+                a
+            }
+        };
+        let token = match &config.token_file {
+            Some(path) => {
+                let text =
+                    tokio::fs::read_to_string(path)
+                        .await
+                        .map_err(|e| VaultError::TokenFile {
+                            path: path.display().to_string(),
+                            message: e.kind().to_string(),
+                        })?;
+                let first = text.lines().next().unwrap_or("").trim().to_string();
+                if first.is_empty() {
+                    return Err(VaultError::TokenFile {
+                        path: path.display().to_string(),
+                        message: "the file is empty".into(),
+                    });
+                }
+                SecretValue::new(first)
+            }
+            None => SecretValue::new(
+                env_nonempty("VAULT_TOKEN")
+                    .or_else(|| env_nonempty("BAO_TOKEN"))
+                    .ok_or(VaultError::NoToken)?
+                    .trim(),
+            ),
+        };
+        let gate = CallGate::new(limits_for(&config));
+        let client = Client::new(address, token, config.namespace.clone(), gate)?;
+        Ok(VaultProvider { config, client })
+    }
+
+    /// The configuration the provider was built with.
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    pub(crate) async fn read_entity(&self, id: &str) -> Result<Option<Entity>, CallError> {
+        let path = format!("identity/entity/id/{}", seg(id));
+        let r = self.client.sdk("GET", &path, |c| {
+            vaultrs::identity::entity::read_by_id(c, id)
+        });
+        Ok(found(r.await)?.map(Entity::from))
+    }
+
+    /// Every entity, read one by one (bounded): the list's `key_info` lacks the metadata and
+    /// policies correlation and resolution need.
+    pub(crate) async fn all_entities(&self) -> Result<Vec<Entity>, CallError> {
+        let ids = self.client.sdk(
+            "LIST",
+            "identity/entity/id",
+            vaultrs::identity::entity::list_by_id,
+        );
+        let ids = keys(ids.await.map(|r| r.keys))?;
+        stream::iter(ids)
+            .map(|id| async move { self.read_entity(&id).await })
+            .buffer_unordered(self.config.max_in_flight.max(1))
+            .try_filter_map(|e| async move { Ok(e) })
+            .try_collect()
+            .await
+    }
+
+    pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
+        let path = format!("identity/group/id/{}", seg(id));
+        let r = self.client.sdk("GET", &path, |c| {
+            vaultrs::identity::group::read_by_id(c, id)
+        });
+        Ok(found(r.await)?.map(Group::from))
+    }
+
+    pub(crate) async fn lookup_accessor(
+        &self,
+        accessor: &str,
+    ) -> Result<Option<TokenInfo>, CallError> {
+        match self
+            .client
+            .sdk("POST", "auth/token/lookup-accessor", |c| {
+                vaultrs::token::lookup_accessor(c, accessor)
+            })
+            .await
+        {
+            Ok(t) => Ok(Some(t.into())),
+            Err(e) if e.is_invalid_accessor() || e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The mounts of `sys/auth` (auth methods) or else `sys/mounts` (secret engines).
+    pub(crate) async fn mounts(&self, path: &str) -> Result<BTreeMap<String, Mount>, CallError> {
+        let all: Vec<(String, Mount)> = if path == "sys/auth" {
+            let r = self.client.sdk("GET", path, vaultrs::sys::auth::list);
+            r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
+        } else {
+            let r = self.client.sdk("GET", path, vaultrs::sys::mount::list);
+            r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
+        };
+        Ok(all.into_iter().filter(|(k, _)| k.ends_with('/')).collect())
+    }
+
+    pub(crate) async fn kv_metadata(
+        &self,
+        mount: &str,
+        key: &str,
+    ) -> Result<Option<KvMetadata>, CallError> {
+        let path = format!("{mount}metadata/{key}");
+        let r = self.client.sdk("GET", &path, |c| {
+            vaultrs::kv2::read_metadata(c, bare_mount(mount), key)
+        });
+        Ok(found(r.await)?.map(KvMetadata::from))
+    }
+
+    /// `POST identity/entity/id/<id>` with the fields `set` fills in.
+    pub(crate) async fn update_entity(
+        &self,
+        id: &str,
+        set: impl FnOnce(&mut UpdateEntityByIdRequestBuilder),
+    ) -> Result<(), CallError> {
+        let mut b = UpdateEntityByIdRequest::builder();
+        set(&mut b);
+        let path = format!("identity/entity/id/{}", seg(id));
+        self.client
+            .sdk("POST", &path, |c| async move {
+                vaultrs::identity::entity::update_by_id(c, id, Some(&mut b)).await
+            })
+            .await
+    }
+
+    /// Replace the custom metadata of a KV v2 secret.
+    pub(crate) async fn set_custom_metadata(
+        &self,
+        mount: &str,
+        key: &str,
+        custom: BTreeMap<String, String>,
+    ) -> Result<(), CallError> {
+        let mut b = SetSecretMetadataRequest::builder();
+        b.custom_metadata(custom.into_iter().collect::<HashMap<_, _>>());
+        let path = format!("{mount}metadata/{key}");
+        self.client
+            .sdk("POST", &path, |c| async move {
+                vaultrs::kv2::set_metadata(c, bare_mount(mount), key, Some(&mut b)).await
+            })
+            .await
+    }
+}
+
+/// The gate's limits from the configuration.
+fn limits_for(config: &VaultConfig) -> Limits {
+    Limits::configured(config.max_in_flight, config.requests_per_second)
+}
