@@ -2,15 +2,12 @@
 
 use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{bare_mount, seg};
-use crate::model::KvData;
 use crate::server::VaultProvider;
 use closeout_contract::{
-    ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext,
-    SecretValue, State,
+    ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext, State,
 };
 use std::collections::HashMap;
 use vaultrs::api::identity::group::requests::UpdateGroupByIdRequest;
-use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -23,9 +20,6 @@ fn attr<'a>(f: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
     f.attr(key)
         .ok_or_else(|| permanent(format!("finding {} lacks attribute {key}", f.id)))
 }
-
-/// The custom-metadata key a KV rotation records its idempotency key under.
-const ROTATED_BY: &str = "closeout-rotated-by";
 
 impl VaultProvider {
     pub(crate) async fn execute_impl(
@@ -190,125 +184,6 @@ impl VaultProvider {
         }
     }
 
-    /// New random values for every key of the current version, written as a new version with
-    /// check-and-set on the version read; the idempotency key is recorded in custom metadata.
-    async fn rotate_kv(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
-        let f = &action.finding;
-        let mount = attr(f, "mount")?;
-        let key = attr(f, "key")?;
-        let data_path = format!("{mount}data/{key}");
-        let Some(meta) = self.kv_metadata(mount, key).await? else {
-            return Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("secret {data_path} no longer exists"),
-            ));
-        };
-        if meta.custom_metadata.get(ROTATED_BY) == Some(&action.idempotency_key) {
-            return Ok(ActionOutcome::already(
-                State::Rotated,
-                format!(
-                    "secret {data_path} already rotated (version {})",
-                    meta.current_version
-                ),
-            ));
-        }
-        let version = meta.current_version;
-        let current: KvData = match self
-            .client
-            .sdk("GET", &format!("{data_path}?version={version}"), |c| {
-                vaultrs::kv2::read_version(c, bare_mount(mount), key, version)
-            })
-            .await
-        {
-            Ok(d) => d,
-            Err(e) if e.is_not_found() => {
-                return Err(permanent(format!(
-                    "secret {data_path}: current version {} is deleted or destroyed",
-                    meta.current_version
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // Keys preserved, every value replaced; the old values are dropped unread.
-        let rotated: serde_json::Map<String, serde_json::Value> = current
-            .data
-            .keys()
-            .map(|k| {
-                let v = SecretValue::generate();
-                (k.clone(), serde_json::Value::String(v.expose().to_string()))
-            })
-            .collect();
-        drop(current);
-        let n_keys = rotated.len();
-        let cas = u32::try_from(version)
-            .map_err(|_| permanent(format!("secret {data_path}: version {version} too large")))?;
-        let written = self
-            .client
-            .sdk("POST", &data_path, |c| {
-                let options = SetSecretRequestOptions { cas };
-                vaultrs::kv2::set_with_options(c, bare_mount(mount), key, &rotated, options)
-            })
-            .await?;
-        drop(rotated);
-        let version = written.version;
-        let mut custom = meta.custom_metadata.clone();
-        custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
-        self.set_custom_metadata(mount, key, custom).await?;
-        Ok(ActionOutcome::done(
-            State::Rotated,
-            format!("wrote version {version} of {data_path} with new values for its {n_keys} keys"),
-        ))
-    }
-
-    /// Destroy every version older than the current one. Only for secrets Closeout rotated:
-    /// the old versions are then what the person knew.
-    async fn destroy_old_kv_versions(
-        &self,
-        action: &ActionRequest,
-    ) -> Result<ActionOutcome, ProviderError> {
-        let f = &action.finding;
-        let mount = attr(f, "mount")?;
-        let key = attr(f, "key")?;
-        let data_path = format!("{mount}data/{key}");
-        let Some(meta) = self.kv_metadata(mount, key).await? else {
-            return Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("secret {data_path} no longer exists"),
-            ));
-        };
-        if !meta.custom_metadata.contains_key(ROTATED_BY) {
-            return Err(permanent(format!(
-                "refusing to destroy old versions of {data_path}: Closeout has not rotated it"
-            )));
-        }
-        let old: Vec<u64> = meta
-            .versions
-            .iter()
-            .filter(|(_, v)| !v.destroyed)
-            .filter_map(|(n, _)| n.parse::<u64>().ok())
-            .filter(|n| *n < meta.current_version)
-            .collect();
-        if old.is_empty() {
-            return Ok(ActionOutcome::already(
-                State::Rotated,
-                format!("secret {data_path} keeps no old version"),
-            ));
-        }
-        let n = old.len();
-        self.client
-            .sdk("PUT", &format!("{mount}destroy/{key}"), |c| {
-                vaultrs::kv2::destroy_versions(c, bare_mount(mount), key, old)
-            })
-            .await?;
-        Ok(ActionOutcome::done(
-            State::Rotated,
-            format!(
-                "destroyed {n} old versions of {data_path}; version {} is kept",
-                meta.current_version
-            ),
-        ))
-    }
-
     pub(crate) async fn live_state_impl(
         &self,
         f: &Finding,
@@ -366,13 +241,7 @@ impl VaultProvider {
                 false => State::Deleted,
                 true => State::Active,
             },
-            kinds::KV_SECRET => match self.kv_metadata(attr(f, "mount")?, attr(f, "key")?).await? {
-                None => State::Deleted,
-                Some(m) => match (ctx.cutoff, m.current_created()) {
-                    (Some(cutoff), Some(created)) if created > cutoff => State::Rotated,
-                    _ => State::Active,
-                },
-            },
+            kinds::KV_SECRET => self.live_state_kv(f, ctx).await?,
             kinds::NHI_ENTITY => match self.read_entity(attr(f, "entity_id")?).await? {
                 None => State::Deleted,
                 Some(e) => match e.metadata.get(&self.config.owner_key) {

@@ -93,7 +93,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::KV_SECRET,
-            description: "KV v2 secret the person owns (custom metadata) or can read through a policy; rotate writes a new version with new random values for every key",
+            description: "KV secret (v2 or v1) the person owns (v2 custom metadata) or can read through a policy; rotate writes new random values for every key (v2: a new version, check-and-set; v1: in place, recorded at kv1_rotation_record_path); destroy-old-versions (v2) destroys the versions she knew, a v1 secret keeps none",
             verbs: &[verbs::ROTATE, DESTROY_OLD_VERSIONS],
         },
         KindSpec {
@@ -160,8 +160,9 @@ const fn act(kind: &'static str, verb: &'static str, name: &'static str) -> Perm
     }
 }
 
-/// The ACL capabilities each call needs, as `CAPABILITY PATH`. `{kv}`, `{pki}`, `{userpass}`
-/// and `{approle}` stand for every mount of that type; `*` for any one name.
+/// The ACL capabilities each call needs, as `CAPABILITY PATH`. `{kv}` (KV v2), `{kv1}` (KV v1),
+/// `{pki}`, `{userpass}` and `{approle}` stand for every mount of that type; `*` for any one
+/// name.
 const PERMISSIONS: &[Permission] = &[
     resolve("read auth/token/lookup-self"),
     resolve("read sys/mounts"),
@@ -178,6 +179,7 @@ const PERMISSIONS: &[Permission] = &[
     resolve("list sys/leases/lookup/*"),
     resolve("list {kv}/metadata/*"),
     resolve("read {kv}/metadata/*"),
+    resolve("list {kv1}/*"),
     resolve("list {userpass}/users"),
     resolve("list {approle}/role"),
     resolve("list {approle}/role/*/secret-id"),
@@ -205,6 +207,9 @@ const PERMISSIONS: &[Permission] = &[
     act(kinds::PASSWORD_LOGIN, "remove", "delete {userpass}/users/*"),
     act(kinds::KV_SECRET, "rotate", "read {kv}/data/*"),
     act(kinds::KV_SECRET, "rotate", "update {kv}/data/*"),
+    act(kinds::KV_SECRET, "rotate", "update {kv}/metadata/*"),
+    act(kinds::KV_SECRET, "rotate", "read {kv1}/*"),
+    act(kinds::KV_SECRET, "rotate", "update {kv1}/*"),
     act(
         kinds::KV_SECRET,
         "destroy-old-versions",

@@ -37,8 +37,13 @@ pub struct VaultConfig {
     /// `sys/audit-hash/<audit_device>` so they can be compared with the log.
     pub audit_device: String,
     /// KV v2 API path a rotated AppRole secret-id is published to; `{role}` is replaced by the
-    /// role name. Reserved: AppRole rotation is not implemented yet.
+    /// role name.
     pub nhi_secret_id_path: String,
+    /// KV v2 API path where the rotation of a KV version 1 secret is recorded (v1 keeps no
+    /// metadata, so nothing else says when its value changed); `{path}` is replaced by the
+    /// secret's path, mount included (`kv/app/db`). Records under it are Closeout's own
+    /// bookkeeping (a time and a run id, no secret) and are not reported as secrets.
+    pub kv1_rotation_record_path: String,
     /// How many Vault calls may be in flight at once (also bounds concurrent token lookups).
     pub max_in_flight: usize,
     /// How many Vault calls may start per second (token bucket).
@@ -87,6 +92,7 @@ impl Default for VaultConfig {
             audit_log: None,
             audit_device: "file".into(),
             nhi_secret_id_path: "secret/data/closeout/approle/{role}".into(),
+            kv1_rotation_record_path: "secret/data/closeout/kv1-rotations/{path}".into(),
             max_in_flight: 8,
             requests_per_second: 50.0,
         }
@@ -161,6 +167,22 @@ fn validate_key(field: &'static str, key: &str) -> Result<(), VaultError> {
 }
 
 impl VaultConfig {
+    /// The KV v2 mount and key recording the rotation of the KV v1 secret `path` (mount
+    /// included), and the data-path prefix every such record starts with.
+    pub(crate) fn kv1_record(&self, path: &str) -> (String, String) {
+        let full = self.kv1_rotation_record_path.replace("{path}", path);
+        match full.split_once("/data/") {
+            Some((mount, key)) => (format!("{mount}/"), key.to_string()),
+            // validate() requires `/data/`; an unvalidated config records at the mount root.
+            None => (String::new(), full),
+        }
+    }
+
+    /// The data-path prefix of every KV v1 rotation record.
+    pub(crate) fn kv1_record_prefix(&self) -> &str {
+        self.kv1_rotation_record_path.trim_end_matches("{path}")
+    }
+
     /// Check every field without any I/O.
     pub fn validate(&self) -> Result<(), VaultError> {
         if let Some(address) = &self.address {
@@ -206,6 +228,20 @@ impl VaultConfig {
                 "nhi_secret_id_path",
                 format!(
                     "{p:?} must be a KV v2 data path containing {{role}}, e.g. secret/data/closeout/approle/{{role}}"
+                ),
+            ));
+        }
+        let p = &self.kv1_rotation_record_path;
+        if !p.ends_with("{path}")
+            || p.matches("{path}").count() != 1
+            || !p.contains("/data/")
+            || p.starts_with('/')
+            || p.contains("..")
+        {
+            return Err(invalid(
+                "kv1_rotation_record_path",
+                format!(
+                    "{p:?} must be a KV v2 data path ending in {{path}}, e.g. secret/data/closeout/kv1-rotations/{{path}}"
                 ),
             ));
         }
@@ -267,6 +303,10 @@ mod tests {
                 ..Default::default()
             },
             VaultConfig {
+                kv1_rotation_record_path: "secret/data/closeout/{path}/x".into(),
+                ..Default::default()
+            },
+            VaultConfig {
                 max_in_flight: 0,
                 ..Default::default()
             },
@@ -284,6 +324,7 @@ mod tests {
             "address",
             "owner_key",
             "nhi_secret_id_path",
+            "kv1_rotation_record_path",
             "max_in_flight",
             "requests_per_second",
             "lease_prefixes",

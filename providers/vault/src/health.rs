@@ -1,6 +1,6 @@
 //! The health check: who the token is (`auth/token/lookup-self`), and which needed ACL
 //! capabilities it lacks, asked of Vault itself in one `sys/capabilities-self` call over concrete
-//! paths (each `{kv}`, `{pki}`, `{userpass}`, `{approle}` placeholder filled with every mount of
+//! paths (each `{kv}`, `{kv1}`, `{pki}`, `{userpass}`, `{approle}` placeholder filled with every mount of
 //! that type, each `*` with a sample name). A need whose placeholder names a mount type the server
 //! has none of is not asked: there is nothing of that kind to act on.
 
@@ -32,7 +32,8 @@ pub fn placeholders(
     let mut out: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for (path, m) in engines {
         let key = match m.mount_type.as_str() {
-            "kv" => "{kv}",
+            "kv" if m.options.get("version").map(String::as_str) == Some("2") => "{kv}",
+            "kv" => "{kv1}",
             "pki" => "{pki}",
             _ => continue,
         };
@@ -61,7 +62,7 @@ pub fn probes(needs: &[&'static str], mounts: &BTreeMap<&'static str, Vec<String
             continue;
         };
         let pattern = pattern.replace('*', SAMPLE);
-        let placeholder = ["{kv}", "{pki}", "{userpass}", "{approle}"]
+        let placeholder = ["{kv1}", "{kv}", "{pki}", "{userpass}", "{approle}"]
             .into_iter()
             .find(|p| pattern.contains(p));
         let paths = match placeholder {
@@ -153,9 +154,14 @@ mod tests {
 
     #[test]
     fn placeholders_expand_to_every_mount_of_their_type_and_stars_to_a_sample() {
+        let kv2 = || Mount {
+            options: BTreeMap::from([("version".to_string(), "2".to_string())]),
+            ..mount("kv")
+        };
         let engines = BTreeMap::from([
-            ("secret/".to_string(), mount("kv")),
-            ("team-kv/".to_string(), mount("kv")),
+            ("secret/".to_string(), kv2()),
+            ("team-kv/".to_string(), kv2()),
+            ("legacy/".to_string(), mount("kv")),
             ("sys/".to_string(), mount("system")),
         ]);
         let auths = BTreeMap::from([("userpass/".to_string(), mount("userpass"))]);
@@ -163,6 +169,7 @@ mod tests {
         let p = probes(
             &[
                 "update {kv}/data/*",
+                "list {kv1}/*",
                 "delete {userpass}/users/*",
                 "update {pki}/revoke",
                 "update auth/token/revoke-accessor",
@@ -175,11 +182,12 @@ mod tests {
             [
                 "secret/data/closeout-doctor-check",
                 "team-kv/data/closeout-doctor-check",
+                "legacy/closeout-doctor-check",
                 "auth/userpass/users/closeout-doctor-check",
                 "auth/token/revoke-accessor",
             ]
         );
-        assert_eq!(p[2].capability, "delete");
+        assert_eq!(p[3].capability, "delete");
     }
 
     #[test]

@@ -14,9 +14,10 @@
 //! layer 0: capabilities, config, model, policy, audit_trail
 //! layer 1: client, findings, correlation
 //! layer 2: server
-//! layer 3: tokens, lease, pki, approle, health, entitlements
-//! layer 4: resolve, actions
-//! layer 5: provider
+//! layer 3: tokens, lease, pki, approle, health, entitlements, kv
+//! layer 4: secrets
+//! layer 5: resolve, actions
+//! layer 6: provider
 //!
 //! - Vocabulary and pure readers: `capabilities` (the provider's name, finding kinds, verbs,
 //!   needed ACL capabilities), `config` (configuration and its validation), `model` (typed API
@@ -29,7 +30,9 @@
 //!   modules above share (entities, groups, token lookups, mounts, KV v2 metadata).
 //! - One area each: `tokens` (the accessor scan and audit-log attribution of orphan tokens),
 //!   `lease`, `pki`, `approle` (resolve, act, live state), `health` (the caller's capabilities),
-//!   `entitlements` (grants, unclaimed entities).
+//!   `entitlements` (grants, unclaimed entities), `kv` (KV v1 and v2: listing, state, rotation,
+//!   live state).
+//! - `secrets`: the policies reaching the person and the KV secrets they reach.
 //! - `resolve` (correlation and reachability, calling the areas), `actions` (execute, live
 //!   state and probes, dispatching to the areas).
 //! - `provider`: the `Provider` impl, delegating to the modules above; nothing imports it.
@@ -48,12 +51,14 @@ mod correlation;
 mod entitlements;
 mod findings;
 mod health;
+mod kv;
 mod lease;
 mod model;
 mod pki;
 pub mod policy;
 mod provider;
 mod resolve;
+mod secrets;
 mod server;
 mod tokens;
 

@@ -1,20 +1,20 @@
-//! Correlation and reachability: an identity's entity, aliases, groups, policies, tokens,
-//! userpass logins, owned entities and the KV v2 secrets it owns or can read.
+//! Resolution: an identity's entity, aliases, groups, policies, tokens, userpass logins and owned
+//! entities, then (through the area modules) the secrets it reaches, AppRole secret-ids, PKI
+//! certificates and leases.
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, keys, seg, CallError, Data};
+use crate::client::{bare_mount, seg};
 use crate::correlation::{auth_mount_path, login_names, own_entity_match, owned_by, OwnedNhiAlias};
 use crate::findings::{
     attrs, entity_base, entity_policy_finding, entity_state, finding, membership_finding,
     nhi_entity_finding,
 };
-use crate::model::{Entity, KvMetadata};
-use crate::policy::{self, PathRule};
+use crate::model::Entity;
+use crate::secrets::PolicyPaths;
 use crate::server::VaultProvider;
 use closeout_contract::{
     Account, Finding, Holder, Path, ProviderError, Relation, Resolution, ResolveContext, State,
 };
-use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A person's own entity, as resolved.
@@ -30,7 +30,6 @@ impl VaultProvider {
     ) -> Result<Resolution, ProviderError> {
         let identity = &ctx.identity;
         let cfg = &self.config;
-        let conc = cfg.max_in_flight.max(1);
         let mut res = Resolution::default();
 
         // 1. Entities: the person's own, and those the person owns (NHIs).
@@ -62,7 +61,7 @@ impl VaultProvider {
         let own_ids: BTreeSet<String> = own.iter().map(|o| o.entity.id.clone()).collect();
 
         // Policies reaching the person: name -> paths.
-        let mut policy_paths: BTreeMap<String, Vec<(Path, String)>> = BTreeMap::new();
+        let mut policy_paths: PolicyPaths = BTreeMap::new();
         let mut alias_names = Vec::new();
 
         for o in &own {
@@ -267,115 +266,8 @@ impl VaultProvider {
             }
         }
 
-        // 4. KV v2 secrets: owned (custom metadata) or readable through a reaching policy.
-        let mut rules: BTreeMap<String, Vec<PathRule>> = BTreeMap::new();
-        for name in policy_paths.keys() {
-            if name == "root" {
-                rules.insert(
-                    name.clone(),
-                    vec![PathRule {
-                        pattern: "*".into(),
-                        capabilities: ["root".to_string()].into(),
-                    }],
-                );
-                continue;
-            }
-            // vaultrs's `sys::policy::read` uses the legacy `sys/policy/<name>`, which needs
-            // another ACL grant than `sys/policies/acl/<name>`: a typed call keeps the grant.
-            match self
-                .client
-                .get::<Data<serde_json::Value>>(&format!("sys/policies/acl/{}", seg(name)))
-                .await
-            {
-                Ok(Some(d)) => {
-                    let text = d.data.get("policy").and_then(|p| p.as_str()).unwrap_or("");
-                    match policy::parse(text) {
-                        Ok(r) => {
-                            rules.insert(name.clone(), r);
-                        }
-                        Err(e) => res.warnings.push(format!("policy {name}: {e}")),
-                    }
-                }
-                Ok(None) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mounts = self.mounts("sys/mounts").await?;
-        for (mount, _) in mounts.iter().filter(|(_, m)| {
-            m.mount_type == "kv" && m.options.get("version").map(String::as_str) == Some("2")
-        }) {
-            let keys = self.kv_keys(mount).await?;
-            let metas: Vec<(String, Option<KvMetadata>)> = stream::iter(keys)
-                .map(|k| async move {
-                    let m = self.kv_metadata(mount, &k).await?;
-                    Ok::<_, CallError>((k, m))
-                })
-                .buffer_unordered(conc)
-                .try_collect()
-                .await?;
-            let mut metas = metas;
-            metas.sort_by(|a, b| a.0.cmp(&b.0));
-            for (key, meta) in metas {
-                let Some(meta) = meta else { continue };
-                if meta.current_version == 0 {
-                    continue;
-                }
-                let data_path = format!("{mount}data/{key}");
-                let state = match (ctx.cutoff, meta.current_created()) {
-                    (Some(cutoff), Some(created)) if created > cutoff => State::Rotated,
-                    _ => State::Active,
-                };
-                // `created_at`: when the current version was written (the rotation policy's age).
-                let created_at = meta
-                    .current_created()
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default();
-                let a = || {
-                    attrs([
-                        ("mount", mount.clone()),
-                        ("key", key.clone()),
-                        ("current_version", meta.current_version.to_string()),
-                        ("created_at", created_at.clone()),
-                    ])
-                };
-                let display = format!("KV secret {data_path}");
-                if owned_by(cfg, identity, &meta.custom_metadata) {
-                    res.findings.push(finding(
-                        kinds::KV_SECRET,
-                        &data_path,
-                        display.clone(),
-                        Relation::Owns,
-                        Holder::Shared,
-                        state,
-                        Path::new().then("owns", format!("secret {data_path}")),
-                        a(),
-                    ));
-                }
-                let set = rules.iter().map(|(n, r)| (n.as_str(), r.as_slice()));
-                if let Some((caps, pattern, names)) = policy::effective(set, &data_path) {
-                    if policy::allows_read(&caps) {
-                        for n in names {
-                            for (path, _) in policy_paths.get(&n).into_iter().flatten() {
-                                res.findings.push(finding(
-                                    kinds::KV_SECRET,
-                                    &data_path,
-                                    display.clone(),
-                                    Relation::CanRead,
-                                    Holder::Shared,
-                                    state,
-                                    path.then(
-                                        "can-read",
-                                        format!("secret {data_path} (path \"{pattern}\")"),
-                                    ),
-                                    a(),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        // 4. The policies reaching the person and the KV secrets (v1 and v2) she owns or reads.
+        self.resolve_secrets(ctx, &policy_paths, &mut res).await?;
 
         // 5. AppRole secret-ids the person owns (the auth mounts read for the logins above).
         self.resolve_approle(ctx, &auth, &owned_nhi_aliases, &mut res)
@@ -413,27 +305,6 @@ impl VaultProvider {
             .collect();
         found.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(found)
-    }
-
-    /// Every secret key of a KV v2 mount, depth-first.
-    async fn kv_keys(&self, mount: &str) -> Result<Vec<String>, CallError> {
-        let mut out = Vec::new();
-        let mut stack = vec![String::new()];
-        while let Some(prefix) = stack.pop() {
-            let path = format!("{mount}metadata/{prefix}");
-            let r = self.client.sdk("LIST", &path, |c| {
-                vaultrs::kv2::list(c, bare_mount(mount), &prefix)
-            });
-            for k in keys(r.await)? {
-                let full = format!("{prefix}{k}");
-                if k.ends_with('/') {
-                    stack.push(full);
-                } else {
-                    out.push(full);
-                }
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -1,7 +1,9 @@
 //! The HTTP API as a client independent of the provider, to seed the server and read it back,
 //! and the provider under test pointed at the same server and namespace.
 
-use closeout_contract::{Identity, IdentityKind, IdentityStatus};
+use closeout_contract::{
+    ActionParams, ActionRequest, Identity, IdentityKind, IdentityStatus, ResolveContext,
+};
 use closeout_testkit::OpenBaoServer;
 use closeout_vault::{VaultConfig, VaultProvider};
 use serde_json::{json, Value};
@@ -162,5 +164,69 @@ pub fn person(id: &str, email: &str) -> Identity {
         location: None,
         employment_type: None,
         tags: Default::default(),
+    }
+}
+
+impl Api {
+    /// Write the ACL policy `name`.
+    pub async fn policy(&self, name: &str, text: &str) {
+        self.root(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": text })),
+        )
+        .await;
+    }
+
+    /// Create an entity named `name` holding `policies`; its id.
+    pub async fn entity(&self, name: &str, policies: &[&str]) -> String {
+        self.root(
+            "POST",
+            "identity/entity",
+            Some(json!({"name": name, "policies": policies})),
+        )
+        .await["data"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Mount a KV engine of `version` at `path`.
+    pub async fn mount_kv(&self, path: &str, version: u8) {
+        self.root(
+            "POST",
+            &format!("sys/mounts/{path}"),
+            Some(json!({"type": "kv", "options": {"version": version.to_string()}})),
+        )
+        .await;
+    }
+
+    /// The data of a KV v1 secret (`<mount>/<key>`).
+    pub async fn kv1(&self, path: &str) -> Value {
+        self.root("GET", path, None).await["data"].clone()
+    }
+}
+
+/// The action `verb` on `f`, in run `run`.
+pub fn request(run: &str, f: &closeout_contract::Finding, verb: &str) -> ActionRequest {
+    ActionRequest {
+        idempotency_key: format!("{run}/{}/{verb}", f.id),
+        verb: verb.into(),
+        finding: f.clone(),
+        params: ActionParams {
+            run_id: run.into(),
+            ..Default::default()
+        },
+    }
+}
+
+/// A resolution context for `identity` with the cutoff now (after a short pause, so what the
+/// test writes next is after it).
+pub async fn context_now(identity: Identity) -> ResolveContext {
+    let cutoff = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    ResolveContext {
+        identity,
+        cutoff: Some(cutoff),
     }
 }

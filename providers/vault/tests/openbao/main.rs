@@ -8,4 +8,5 @@
 
 mod api;
 mod entitlements;
+mod kv_v1;
 mod leaver;
