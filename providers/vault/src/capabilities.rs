@@ -93,7 +93,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::KV_SECRET,
-            description: "KV secret (v2 or v1) the person owns (v2 custom metadata) or can read through a policy; rotate writes new random values for every key (v2: a new version, check-and-set; v1: in place, recorded at kv1_rotation_record_path); destroy-old-versions (v2) destroys the versions she knew, a v1 secret keeps none",
+            description: "KV secret (v2 or v1) the person owns (v2 custom metadata), can read through a policy, or could grant herself (a policy write, see the exposure); rotate writes new random values for every key (v2: a new version, check-and-set; v1: in place, recorded at kv1_rotation_record_path); destroy-old-versions (v2) destroys the versions she knew, a v1 secret keeps none",
             verbs: &[verbs::ROTATE, DESTROY_OLD_VERSIONS],
         },
         KindSpec {
@@ -177,6 +177,8 @@ const PERMISSIONS: &[Permission] = &[
     resolve("update auth/token/lookup-accessor"),
     resolve("update sys/audit-hash/*"),
     resolve("list sys/leases/lookup/*"),
+    resolve("list auth/token/roles"),
+    resolve("read auth/token/roles/*"),
     resolve("list {kv}/metadata/*"),
     resolve("read {kv}/metadata/*"),
     resolve("list {kv1}/*"),

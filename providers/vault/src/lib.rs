@@ -12,7 +12,7 @@
 //! `scripts/check-layers.py`):
 //!
 //! layer 0: capabilities, config, model, policy, audit_trail
-//! layer 1: client, findings, correlation
+//! layer 1: client, findings, correlation, reach
 //! layer 2: server
 //! layer 3: tokens, lease, pki, approle, health, entitlements, kv
 //! layer 4: secrets
@@ -25,14 +25,15 @@
 //!   reader of a file audit device's log).
 //! - `client`: HTTP (vaultrs and typed calls), the gate, error classification. `findings`: the
 //!   finding builders several modules share. `correlation`: whose entity, token or secret is
-//!   whose.
+//!   whose. `reach`: the ways a policy set lets its holder grant itself any policy (pure).
 //! - `server`: [`VaultProvider`] itself, `connect`, and the reads and writes of the server the
 //!   modules above share (entities, groups, token lookups, mounts, KV v2 metadata).
 //! - One area each: `tokens` (the accessor scan and audit-log attribution of orphan tokens),
 //!   `lease`, `pki`, `approle` (resolve, act, live state), `health` (the caller's capabilities),
 //!   `entitlements` (grants, unclaimed entities), `kv` (KV v1 and v2: listing, state, rotation,
 //!   live state).
-//! - `secrets`: the policies reaching the person and the KV secrets they reach.
+//! - `secrets`: the policies reaching the person, what they let her grant herself (exposures),
+//!   and the KV secrets they reach.
 //! - `resolve` (correlation and reachability, calling the areas), `actions` (execute, live
 //!   state and probes, dispatching to the areas).
 //! - `provider`: the `Provider` impl, delegating to the modules above; nothing imports it.
@@ -57,6 +58,7 @@ mod model;
 mod pki;
 pub mod policy;
 mod provider;
+mod reach;
 mod resolve;
 mod secrets;
 mod server;

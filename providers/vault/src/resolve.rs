@@ -266,7 +266,8 @@ impl VaultProvider {
             }
         }
 
-        // 4. The policies reaching the person and the KV secrets (v1 and v2) she owns or reads.
+        // 4. The policies reaching the person, what they let her grant herself, and the KV
+        // secrets (v1 and v2) she owns, reads or could grant herself.
         self.resolve_secrets(ctx, &policy_paths, &mut res).await?;
 
         // 5. AppRole secret-ids the person owns (the auth mounts read for the logins above).

@@ -1,28 +1,100 @@
 //! The secrets a person reaches through the policies she holds: every KV secret (v1 and v2) she
-//! owns or can read. One read of each policy reaching her, one listing of the mounts and of each
-//! KV mount, the metadata of each v2 secret: nothing per principal.
+//! owns, can read, or could grant herself, and the ways she could grant herself any policy (an
+//! exposure of the whole Vault). One read of each policy reaching her, one listing of the mounts
+//! and of each KV mount, the metadata of each v2 secret (as before), the token roles only when
+//! her policies may use them: nothing per principal.
 
-use crate::capabilities::kinds;
+use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{seg, CallError, Data};
 use crate::findings::{attrs, finding};
 use crate::kv::state_since;
 use crate::model::{KvMetadata, Mount};
 use crate::policy::{self, PathRule};
+use crate::reach::{self, GrantSelf, Rules};
 use crate::server::VaultProvider;
-use closeout_contract::{Holder, Path, ProviderError, Relation, Resolution, ResolveContext, State};
+use closeout_contract::{
+    Exposure, Holder, Path, ProviderError, Relation, Resolution, ResolveContext, State,
+};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use std::collections::BTreeMap;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Policies reaching the person: name -> every (path to it, entity id or "" for a token).
 pub(crate) type PolicyPaths = BTreeMap<String, Vec<(Path, String)>>;
 
-/// The policy set a person holds: policy name -> its rules.
-type Rules = BTreeMap<String, Vec<PathRule>>;
-
 /// How a secret is the person's: the relation and the path that explains it.
 type Reached = (Relation, Path);
 
+/// `auth/token/roles/<name>`: which policies tokens created from it may carry.
+#[derive(Debug, Default, Deserialize)]
+struct TokenRole {
+    #[serde(default, deserialize_with = "crate::model::nullable")]
+    allowed_policies: Vec<String>,
+    #[serde(default, deserialize_with = "crate::model::nullable")]
+    allowed_policies_glob: Vec<String>,
+    #[serde(default, deserialize_with = "crate::model::nullable")]
+    disallowed_policies: Vec<String>,
+    #[serde(default, deserialize_with = "crate::model::nullable")]
+    disallowed_policies_glob: Vec<String>,
+}
+
+impl TokenRole {
+    /// The policies a token from this role may carry beyond `held` (and `default`), as a
+    /// phrase; `None` when only held ones (a role with no allow list and no deny list keeps the
+    /// parent's subset rule).
+    fn beyond(&self, held: &BTreeSet<String>) -> Option<String> {
+        let extra: Vec<&str> = self
+            .allowed_policies
+            .iter()
+            .map(String::as_str)
+            .filter(|p| *p != "default" && !held.contains(*p))
+            .collect();
+        if !extra.is_empty() {
+            return Some(format!("policies {}", extra.join(", ")));
+        }
+        if !self.allowed_policies_glob.is_empty() {
+            return Some(format!(
+                "policies matching {}",
+                self.allowed_policies_glob.join(", ")
+            ));
+        }
+        let denies_only = self.allowed_policies.is_empty()
+            && (!self.disallowed_policies.is_empty() || !self.disallowed_policies_glob.is_empty());
+        denies_only.then(|| "any policy not disallowed".to_string())
+    }
+}
+
+/// A way to grant herself any policy, as the step a path shows: `policy P can <what>: <caps>
+/// on <path> (path "<pattern>")`.
+fn grant_label(g: &GrantSelf, policy: &str) -> String {
+    format!(
+        "policy {policy} can {}: {} on {} (path \"{}\")",
+        g.what, g.capabilities, g.path, g.pattern
+    )
+}
+
+/// Every (path to a policy giving a grant-self, its label).
+fn grant_steps(grants: &[GrantSelf], policy_paths: &PolicyPaths) -> Vec<(Path, String)> {
+    let mut out = Vec::new();
+    for g in grants {
+        for name in &g.policies {
+            for (path, _) in policy_paths.get(name).into_iter().flatten() {
+                out.push((path.clone(), grant_label(g, name)));
+            }
+        }
+    }
+    out
+}
+
 impl VaultProvider {
+    /// The scope an exposure names: the server, and the namespace when one is configured.
+    fn scope(&self) -> String {
+        match &self.config.namespace {
+            Some(ns) => format!("vault {} namespace {ns}", self.client.address()),
+            None => format!("vault {}", self.client.address()),
+        }
+    }
+
     /// The rules of every policy reaching the person.
     async fn read_policies(
         &self,
@@ -65,7 +137,44 @@ impl VaultProvider {
         Ok(rules)
     }
 
-    /// Step 4 of resolution: policies, KV secrets.
+    /// Token roles the person may create tokens from that carry policies she does not hold.
+    /// Read only when her rules may use a token role at all.
+    async fn token_role_grants(
+        &self,
+        rules: &Rules,
+        held: &BTreeSet<String>,
+    ) -> Result<Vec<GrantSelf>, ProviderError> {
+        if !reach::may_use_token_roles(rules) {
+            return Ok(Vec::new());
+        }
+        let names = self.client.list("auth/token/roles").await?;
+        let mut out = Vec::new();
+        for name in names {
+            let create = format!("auth/token/create/{name}");
+            let Some((capabilities, pattern, policies)) = reach::allows_update(rules, &create)
+            else {
+                continue;
+            };
+            let path = format!("auth/token/roles/{}", seg(&name));
+            let role = match self.client.get::<Data<TokenRole>>(&path).await {
+                Ok(r) => r.map(|d| d.data).unwrap_or_default(),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(beyond) = role.beyond(held) {
+                out.push(GrantSelf {
+                    what: format!("create tokens from token role {name}, which allows {beyond}"),
+                    path: create,
+                    capabilities,
+                    pattern,
+                    policies,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Step 4 of resolution: policies, grant-self, KV secrets.
     pub(crate) async fn resolve_secrets(
         &self,
         ctx: &ResolveContext,
@@ -73,18 +182,40 @@ impl VaultProvider {
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
         let rules = self.read_policies(policy_paths, res).await?;
+        let held: BTreeSet<String> = policy_paths.keys().cloned().collect();
+        let mut grants = reach::grant_self(&rules, &held);
+        grants.extend(self.token_role_grants(&rules, &held).await?);
+        let steps = grant_steps(&grants, policy_paths);
+        if !grants.is_empty() {
+            let mut whats: Vec<&str> = grants.iter().map(|g| g.what.as_str()).collect();
+            whats.sort();
+            whats.dedup();
+            res.exposures.push(Exposure {
+                provider: PROVIDER.into(),
+                scope: self.scope(),
+                what: format!(
+                    "can grant itself any policy, and so every secret here: {}",
+                    whats.join("; ")
+                ),
+                paths: steps
+                    .iter()
+                    .map(|(p, label)| p.then("can-grant-self", label.clone()))
+                    .collect(),
+            });
+        }
         let mounts = self.mounts("sys/mounts").await?;
         for (mount, m) in &mounts {
             if m.mount_type == "kv" {
-                self.resolve_kv_mount(ctx, mount, m, &rules, policy_paths, res)
+                self.resolve_kv_mount(ctx, mount, m, &rules, policy_paths, &steps, res)
                     .await?;
             }
         }
         Ok(())
     }
 
-    /// One KV mount: every secret the person owns (v2 custom metadata) or can read, with its
-    /// state against the cutoff.
+    /// One KV mount: every secret the person owns (v2 custom metadata), can read, or could
+    /// grant herself, with its state against the cutoff.
+    #[allow(clippy::too_many_arguments)]
     async fn resolve_kv_mount(
         &self,
         ctx: &ResolveContext,
@@ -92,6 +223,7 @@ impl VaultProvider {
         m: &Mount,
         rules: &Rules,
         policy_paths: &PolicyPaths,
+        grant_steps: &[(Path, String)],
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
         let conc = self.config.max_in_flight.max(1);
@@ -153,6 +285,12 @@ impl VaultProvider {
                         }
                     }
                 }
+            }
+            for (path, label) in grant_steps {
+                how.push((
+                    Relation::CanGrantSelf,
+                    path.then("can-grant-self", format!("secret {dp} ({label})")),
+                ));
             }
             if !how.is_empty() {
                 found.push((key, dp, how));
@@ -224,5 +362,32 @@ impl VaultProvider {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_roles_beyond_the_held_policies() {
+        let held: BTreeSet<String> = ["a".to_string()].into();
+        let role = |allowed: &[&str], glob: &[&str], disallowed: &[&str]| TokenRole {
+            allowed_policies: allowed.iter().map(|s| s.to_string()).collect(),
+            allowed_policies_glob: glob.iter().map(|s| s.to_string()).collect(),
+            disallowed_policies: disallowed.iter().map(|s| s.to_string()).collect(),
+            disallowed_policies_glob: Vec::new(),
+        };
+        assert_eq!(role(&["a", "default"], &[], &[]).beyond(&held), None);
+        assert_eq!(role(&[], &[], &[]).beyond(&held), None, "subset rule");
+        assert_eq!(
+            role(&["a", "b"], &[], &[]).beyond(&held).as_deref(),
+            Some("policies b")
+        );
+        assert!(role(&[], &["team-*"], &[]).beyond(&held).is_some());
+        assert_eq!(
+            role(&[], &[], &["root"]).beyond(&held).as_deref(),
+            Some("any policy not disallowed")
+        );
     }
 }

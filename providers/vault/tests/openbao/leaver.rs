@@ -71,7 +71,7 @@ async fn seed(api: &Api) -> Seeded {
     api.root(
         "POST",
         "sys/policies/acl/alice-own",
-        Some(json!({"policy": "path \"secret/data/alice/+\" { capabilities = [\"read\"] }\npath \"auth/token/create\" { capabilities = [\"update\", \"sudo\"] }\npath \"pki2/issue/leased\" { capabilities = [\"update\"] }\n"})),
+        Some(json!({"policy": "path \"secret/data/alice/+\" { capabilities = [\"read\"] }\npath \"auth/token/create\" { capabilities = [\"update\"] }\npath \"auth/token/create-orphan\" { capabilities = [\"update\"] }\npath \"pki2/issue/leased\" { capabilities = [\"update\"] }\n"})),
     )
     .await;
     let mk_entity = |name: &str, policies: Value, metadata: Value| {
@@ -86,9 +86,16 @@ async fn seed(api: &Api) -> Seeded {
     let alice_entity = mk_entity("alice.smith", json!(["alice-own"]), json!({})).await;
     let bob_entity = mk_entity("bob", json!([]), json!({})).await;
     let svc = mk_entity("svc-batch", json!([]), json!({"owner": "E100"})).await;
-    for (name, entity, pw) in [
-        ("alice.smith", &alice_entity, ALICE_PASSWORD),
-        ("bob", &bob_entity, "bob-pw"),
+    // Alice's login token carries alice-own itself (not only through her entity), so the
+    // orphan she creates may carry it too (a child's policies are a subset of its parent's).
+    for (name, entity, pw, policies) in [
+        (
+            "alice.smith",
+            &alice_entity,
+            ALICE_PASSWORD,
+            json!(["alice-own"]),
+        ),
+        ("bob", &bob_entity, "bob-pw", json!([])),
     ] {
         api.root(
             "POST",
@@ -99,7 +106,7 @@ async fn seed(api: &Api) -> Seeded {
         api.root(
             "POST",
             &format!("auth/userpass/users/{name}"),
-            Some(json!({"password": pw})),
+            Some(json!({"password": pw, "token_policies": policies})),
         )
         .await;
     }
@@ -134,13 +141,14 @@ async fn seed(api: &Api) -> Seeded {
     assert_eq!(s, 200, "{v}");
     let alice_child = v["auth"]["client_token"].as_str().unwrap().to_string();
     // An orphan alice's token created (no entity: only the audit log ties it to her), and a
-    // child of that orphan.
+    // child of that orphan. `create-orphan` needs no sudo: sudo on token creation would let her
+    // mint tokens with any policy (a grant-self, tested in grant_self.rs).
     let (s, v) = api
         .call(
             "POST",
-            "auth/token/create",
+            "auth/token/create-orphan",
             &alice_token,
-            Some(json!({"display_name": "orphan", "no_parent": true, "policies": ["default", "alice-own"]})),
+            Some(json!({"display_name": "orphan", "policies": ["default", "alice-own"]})),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -413,6 +421,9 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
         "a secret value leaked into the resolution"
     );
     assert_eq!(r.accounts.len(), 1, "{:#?}", r.accounts);
+    // Nothing here is out of Closeout's sight, and nobody can grant herself a policy.
+    assert!(r.gaps.is_empty(), "{:#?}", r.gaps);
+    assert!(r.exposures.is_empty(), "{:#?}", r.exposures);
     assert_eq!(r.accounts[0].resource, s.alice_entity);
     assert_eq!(of_kind(&r, "entity").len(), 1);
     assert_eq!(of_kind(&r, "entity-alias").len(), 1);

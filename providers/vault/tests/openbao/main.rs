@@ -8,5 +8,6 @@
 
 mod api;
 mod entitlements;
+mod grant_self;
 mod kv_v1;
 mod leaver;
