@@ -3,9 +3,9 @@
 //! destroy by accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, keys, seg, CallError};
+use crate::client::{bare_mount, seg, CallError};
 use crate::correlation::{owned_by, OwnedNhiAlias};
-use crate::findings::finding;
+use crate::findings::{finding, listed};
 use crate::model::Mount;
 use crate::server::VaultProvider;
 use closeout_contract::{
@@ -86,13 +86,18 @@ impl VaultProvider {
                 .iter()
                 .filter(|a| a.mount_accessor == m.accessor)
                 .collect();
+            let roles_path = format!("auth/{mount}role");
             let roles = self
                 .client
-                .sdk("LIST", &format!("auth/{mount}role"), |c| {
-                    approle::list(c, bare_mount(mount))
-                })
+                .sdk("LIST", &roles_path, |c| approle::list(c, bare_mount(mount)))
                 .await;
-            for role in keys(roles.map(|r| r.keys))? {
+            let roles = listed(
+                roles.map(|r| r.keys),
+                kinds::APPROLE_SECRET_ID,
+                &roles_path,
+                &mut res.gaps,
+            )?;
+            for role in roles {
                 // Does an NHI the person owns log in through this role? (Only read the role-id
                 // when the person owns an NHI under this mount.)
                 let backing = if nhis_here.is_empty() {
@@ -113,7 +118,12 @@ impl VaultProvider {
                 let accessors = self.client.sdk("LIST", &path, |c| {
                     approle::secret::list(c, bare_mount(mount), &role)
                 });
-                let accessors = keys(accessors.await.map(|r| r.keys))?;
+                let accessors = listed(
+                    accessors.await.map(|r| r.keys),
+                    kinds::APPROLE_SECRET_ID,
+                    &path,
+                    &mut res.gaps,
+                )?;
                 let role_ref = &role;
                 let found: Vec<(String, SecretIdInfo)> = stream::iter(accessors)
                     .map(|acc| async move {

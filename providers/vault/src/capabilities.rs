@@ -47,6 +47,17 @@ pub mod kinds {
     pub const LEASE: &str = "lease";
 }
 
+/// The kinds of the gaps this provider reports besides listings of finding kinds it could not
+/// make (those carry the finding kind: `kv-secret`, `token`, ...). A site accepts a gap by kind.
+pub mod gap_kinds {
+    /// A secrets engine the person reaches whose content Closeout does not enumerate.
+    pub const SECRETS_ENGINE: &str = "secrets-engine";
+    /// A policy Closeout could not read or parse.
+    pub const POLICY_DOCUMENT: &str = "policy-document";
+    /// Token roles Closeout could not list or read.
+    pub const TOKEN_ROLE: &str = "token-role";
+}
+
 /// What the Vault provider resolves and which verbs it supports on each kind.
 pub const CAPABILITIES: Capabilities = Capabilities {
     provider: PROVIDER,

@@ -37,6 +37,11 @@ impl CallError {
         self.status == Some(404)
     }
 
+    /// Vault refused the call (HTTP 403): the token lacks the capability.
+    pub fn is_refused(&self) -> bool {
+        self.status == Some(403)
+    }
+
     /// `lookup-accessor` / `revoke-accessor` of an accessor that no longer exists.
     pub fn is_invalid_accessor(&self) -> bool {
         matches!(self.status, Some(400) | Some(403) | Some(404))

@@ -2,9 +2,10 @@
 //! a grant) must build identically, with the provider's id scheme `vault:<kind>:<resource>`.
 
 use crate::capabilities::{kinds, PROVIDER};
+use crate::client::CallError;
 use crate::config::VaultConfig;
 use crate::model::{Entity, Group};
-use closeout_contract::{Finding, Holder, Path, Relation, State};
+use closeout_contract::{Finding, Gap, Holder, Path, Relation, State};
 use std::collections::BTreeMap;
 
 /// Build a finding with the provider's id scheme `vault:<kind>:<resource>`.
@@ -115,4 +116,45 @@ pub(crate) fn nhi_entity_finding(config: &VaultConfig, entity: &Entity) -> Findi
         Path::new().then("owns", format!("entity {}", entity.name)),
         attributes,
     )
+}
+
+/// A gap: what resolution could not list, read or evaluate (open unless the site accepts it by
+/// `kind`).
+pub(crate) fn gap(kind: &str, resource: &str, reason: String, paths: Vec<Path>) -> Gap {
+    Gap {
+        provider: PROVIDER.into(),
+        kind: kind.into(),
+        resource: resource.into(),
+        reason,
+        paths,
+    }
+}
+
+/// The gap of a listing Vault refused (HTTP 403): what it would have found is unknown.
+pub(crate) fn refused_listing(kind: &str, path: &str, error: &impl std::fmt::Display) -> Gap {
+    gap(
+        kind,
+        path,
+        format!("listing {path} was refused ({error}): the {kind} findings under it are unknown"),
+        Vec::new(),
+    )
+}
+
+/// A LIST's keys: empty when the path holds nothing (404); empty with a gap (in `gaps`) when
+/// Vault refused it (403), since the `kind` findings under `path` are then unknown.
+pub(crate) fn listed(
+    r: Result<Vec<String>, CallError>,
+    kind: &str,
+    path: &str,
+    gaps: &mut Vec<Gap>,
+) -> Result<Vec<String>, CallError> {
+    match r {
+        Ok(keys) => Ok(keys),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) if e.is_refused() => {
+            gaps.push(refused_listing(kind, path, &e));
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
 }

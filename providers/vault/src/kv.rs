@@ -10,7 +10,7 @@
 //!   overwrite (new values again) before recording it.
 
 use crate::capabilities::PROVIDER;
-use crate::client::{bare_mount, keys, CallError};
+use crate::client::{bare_mount, CallError};
 use crate::model::{KvData, KvMetadata};
 use crate::server::VaultProvider;
 use closeout_contract::{
@@ -52,10 +52,19 @@ pub(crate) fn state_since(
     }
 }
 
+/// The keys of one KV mount, and the prefixes Vault refused to list.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub keys: Vec<String>,
+    /// `(path, error)` of each LIST answered 403: what lies below is unknown.
+    pub refused: Vec<(String, CallError)>,
+}
+
 impl VaultProvider {
-    /// Every secret key of a KV mount (v1 or v2), depth-first.
-    pub(crate) async fn kv_keys(&self, mount: &str, v1: bool) -> Result<Vec<String>, CallError> {
-        let mut out = Vec::new();
+    /// Every secret key of a KV mount (v1 or v2), depth-first. A LIST refused (403) is kept in
+    /// [`Listing::refused`] and the walk goes on.
+    pub(crate) async fn kv_keys(&self, mount: &str, v1: bool) -> Result<Listing, CallError> {
+        let mut out = Listing::default();
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {
             let r = if v1 {
@@ -66,6 +75,7 @@ impl VaultProvider {
                     })
                     .await
                     .map(|r| r.data.keys)
+                    .map_err(|e| (path, e))
             } else {
                 let path = format!("{mount}metadata/{prefix}");
                 self.client
@@ -73,13 +83,23 @@ impl VaultProvider {
                         vaultrs::kv2::list(c, bare_mount(mount), &prefix)
                     })
                     .await
+                    .map_err(|e| (path, e))
             };
-            for k in keys(r)? {
+            let keys = match r {
+                Ok(keys) => keys,
+                Err((_, e)) if e.is_not_found() => Vec::new(),
+                Err((path, e)) if e.is_refused() => {
+                    out.refused.push((path, e));
+                    continue;
+                }
+                Err((_, e)) => return Err(e),
+            };
+            for k in keys {
                 let full = format!("{prefix}{k}");
                 if k.ends_with('/') {
                     stack.push(full);
                 } else {
-                    out.push(full);
+                    out.keys.push(full);
                 }
             }
         }

@@ -5,7 +5,7 @@
 use crate::audit_trail::LeaseGrant;
 use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{CallError, Data};
-use crate::findings::finding;
+use crate::findings::{finding, listed};
 use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, Holder, Identity, Path, ProviderError, Relation,
@@ -58,7 +58,14 @@ impl VaultProvider {
             };
             let mut stack = vec![prefix.clone()];
             while let Some(p) = stack.pop() {
-                for k in self.client.list(&format!("sys/leases/lookup/{p}")).await? {
+                let path = format!("sys/leases/lookup/{p}");
+                let keys = listed(
+                    self.client.list(&path).await,
+                    kinds::LEASE,
+                    &path,
+                    &mut res.gaps,
+                )?;
+                for k in keys {
                     let full = format!("{p}{k}");
                     if k.ends_with('/') {
                         stack.push(full);

@@ -25,7 +25,8 @@
 //!   reader of a file audit device's log).
 //! - `client`: HTTP (vaultrs and typed calls), the gate, error classification. `findings`: the
 //!   finding builders several modules share. `correlation`: whose entity, token or secret is
-//!   whose. `reach`: the ways a policy set lets its holder grant itself any policy (pure).
+//!   whose. `reach`: the ways a policy set lets its holder grant itself any policy, and the
+//!   mounts it reaches (pure).
 //! - `server`: [`VaultProvider`] itself, `connect`, and the reads and writes of the server the
 //!   modules above share (entities, groups, token lookups, mounts, KV v2 metadata).
 //! - One area each: `tokens` (the accessor scan and audit-log attribution of orphan tokens),
@@ -33,7 +34,8 @@
 //!   `entitlements` (grants, unclaimed entities), `kv` (KV v1 and v2: listing, state, rotation,
 //!   live state).
 //! - `secrets`: the policies reaching the person, what they let her grant herself (exposures),
-//!   and the KV secrets they reach.
+//!   the KV secrets they reach, and what stays unknown (gaps: engines Closeout does not
+//!   enumerate, unreadable policies, refused listings).
 //! - `resolve` (correlation and reachability, calling the areas), `actions` (execute, live
 //!   state and probes, dispatching to the areas).
 //! - `provider`: the `Provider` impl, delegating to the modules above; nothing imports it.
@@ -64,6 +66,6 @@ mod secrets;
 mod server;
 mod tokens;
 
-pub use capabilities::{kinds, CAPABILITIES, DESTROY_OLD_VERSIONS, PROVIDER};
+pub use capabilities::{gap_kinds, kinds, CAPABILITIES, DESTROY_OLD_VERSIONS, PROVIDER};
 pub use config::{NameRule, VaultConfig, VaultError};
 pub use server::VaultProvider;

@@ -3,9 +3,9 @@
 //! reads the CRL and looks for the serial.
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, found, keys, seg, CallError};
+use crate::client::{bare_mount, found, seg, CallError};
 use crate::config::VaultConfig;
-use crate::findings::finding;
+use crate::findings::{finding, listed};
 use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, Holder, Identity, Path, ProbeOutcome, ProviderError,
@@ -143,13 +143,12 @@ impl VaultProvider {
         let conc = self.config.max_in_flight.max(1);
         let mounts = self.mounts("sys/mounts").await?;
         for (mount, _) in mounts.iter().filter(|(_, m)| m.mount_type == "pki") {
+            let certs_path = format!("{mount}certs");
             let serials = self
                 .client
-                .sdk("LIST", &format!("{mount}certs"), |c| {
-                    cert::list(c, bare_mount(mount))
-                })
+                .sdk("LIST", &certs_path, |c| cert::list(c, bare_mount(mount)))
                 .await;
-            let serials = keys(serials)?;
+            let serials = listed(serials, kinds::PKI_CERTIFICATE, &certs_path, &mut res.gaps)?;
             let found: Vec<(String, CertFacts, i64, String)> = stream::iter(serials)
                 .map(|serial| async move {
                     let c = self.read_cert(mount, &serial).await?;

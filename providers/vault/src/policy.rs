@@ -7,7 +7,7 @@
 //! in the merged set wins over everything.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One `path` rule of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,6 +365,94 @@ pub fn allows_read(caps: &BTreeSet<String>) -> bool {
     !caps.contains("deny") && (caps.contains("read") || caps.contains("root"))
 }
 
+/// What identity templating (`{{identity.entity.name}}` ...) in a policy path is filled with,
+/// for one entity of the person's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateValues {
+    pub entity_id: String,
+    pub entity_name: String,
+    pub metadata: BTreeMap<String, String>,
+    /// Alias per mount accessor: (alias id, alias name).
+    pub aliases: BTreeMap<String, (String, String)>,
+    /// The entity's groups (direct and inherited): id -> name.
+    pub groups: BTreeMap<String, String>,
+}
+
+/// `pattern` with its identity templates filled from `v`. `Ok(None)` when a template names a
+/// value the entity does not have (Vault then skips the rule); `Err` for a template Closeout
+/// does not evaluate (alias or group metadata, or another parameter), naming it.
+pub fn expand(pattern: &str, v: &TemplateValues) -> Result<Option<String>, String> {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unterminated template in {pattern:?}"))?;
+        let name = after[..end].trim();
+        let parts: Vec<&str> = name.split('.').collect();
+        let value = match parts.as_slice() {
+            ["identity", "entity", "id"] => Some(v.entity_id.clone()),
+            ["identity", "entity", "name"] => Some(v.entity_name.clone()),
+            ["identity", "entity", "metadata", key] => v.metadata.get(*key).cloned(),
+            ["identity", "entity", "aliases", accessor, "id"] => {
+                v.aliases.get(*accessor).map(|a| a.0.clone())
+            }
+            ["identity", "entity", "aliases", accessor, "name"] => {
+                v.aliases.get(*accessor).map(|a| a.1.clone())
+            }
+            ["identity", "groups", "ids", id, "name"] => v.groups.get(*id).cloned(),
+            ["identity", "groups", "names", group, "id"] => v
+                .groups
+                .iter()
+                .find(|(_, n)| n == group)
+                .map(|(id, _)| id.clone()),
+            _ => {
+                return Err(format!(
+                    "template {{{{{name}}}}} is not evaluated by Closeout"
+                ))
+            }
+        };
+        match value.filter(|x| !x.is_empty()) {
+            Some(x) => out.push_str(&x),
+            None => return Ok(None),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
+/// `rules` with templated patterns filled for each of `entities` (a rule per entity whose
+/// template resolves; none when the person has no entity, as Vault skips them for entity-less
+/// tokens). `Err` names the first template Closeout does not evaluate.
+pub fn expand_rules(
+    rules: Vec<PathRule>,
+    entities: &[TemplateValues],
+) -> Result<Vec<PathRule>, String> {
+    let mut out = Vec::with_capacity(rules.len());
+    for rule in rules {
+        if !rule.pattern.contains("{{") {
+            out.push(rule);
+            continue;
+        }
+        for v in entities {
+            if let Some(pattern) = expand(&rule.pattern, v)? {
+                out.push(PathRule {
+                    pattern,
+                    capabilities: rule.capabilities.clone(),
+                });
+            }
+        }
+        if entities.is_empty() {
+            // Still check the template is one Closeout evaluates.
+            expand(&rule.pattern, &TemplateValues::default())?;
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +526,75 @@ path "/sys/leases/lookup" { policy = "write" }
         let (caps, _, _) = effective(set, "secret/data/ops/shared").unwrap();
         assert!(allows_read(&caps));
         assert!(effective(set, "secret/data/ops/db").is_none());
+    }
+
+    #[test]
+    fn identity_templates_are_filled_skipped_or_refused() {
+        let v = TemplateValues {
+            entity_id: "e-1".into(),
+            entity_name: "alice.smith".into(),
+            metadata: [("team".to_string(), "pay".to_string())].into(),
+            aliases: [(
+                "auth_userpass_1".to_string(),
+                ("al-1".to_string(), "alice".to_string()),
+            )]
+            .into(),
+            groups: [("g-1".to_string(), "devs".to_string())].into(),
+        };
+        let e = |p: &str| expand(p, &v);
+        assert_eq!(
+            e("secret/data/{{identity.entity.name}}/*")
+                .unwrap()
+                .as_deref(),
+            Some("secret/data/alice.smith/*")
+        );
+        assert_eq!(
+            e("x/{{ identity.entity.id }}/{{identity.entity.metadata.team}}")
+                .unwrap()
+                .as_deref(),
+            Some("x/e-1/pay")
+        );
+        assert_eq!(
+            e("u/{{identity.entity.aliases.auth_userpass_1.name}}")
+                .unwrap()
+                .as_deref(),
+            Some("u/alice")
+        );
+        assert_eq!(
+            e("g/{{identity.groups.names.devs.id}}/{{identity.groups.ids.g-1.name}}")
+                .unwrap()
+                .as_deref(),
+            Some("g/g-1/devs")
+        );
+        assert_eq!(e("x/{{identity.entity.metadata.missing}}").unwrap(), None);
+        assert!(e("x/{{identity.entity.aliases.a.metadata.k}}").is_err());
+        assert!(e("x/{{identity.entity.name").is_err());
+        let rules = parse(
+            r#"path "secret/data/{{identity.entity.name}}/*" { capabilities = ["read"] }
+               path "secret/data/shared" { capabilities = ["read"] }"#,
+        )
+        .unwrap();
+        let two = [
+            v.clone(),
+            TemplateValues {
+                entity_name: "a2".into(),
+                ..v.clone()
+            },
+        ];
+        let patterns: Vec<String> = expand_rules(rules.clone(), &two)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.pattern)
+            .collect();
+        assert_eq!(
+            patterns,
+            [
+                "secret/data/alice.smith/*",
+                "secret/data/a2/*",
+                "secret/data/shared"
+            ]
+        );
+        assert_eq!(expand_rules(rules, &[]).unwrap().len(), 1);
     }
 
     #[test]

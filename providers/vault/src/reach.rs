@@ -1,6 +1,6 @@
 //! What a person's ACL rules reach beyond reading a KV secret: the ways they let her grant
 //! herself any policy (rewrite a policy she holds, write identity groups or entities, auth roles
-//! or users, mint tokens with any policy). Pure:
+//! or users, mint tokens with any policy), and which secrets engines they reach at all. Pure:
 //! evaluated over the policy set resolution already read, never per path on the server.
 //!
 //! A rule is checked on concrete *witness* paths: a sensitive endpoint (`identity/group/+/+`)
@@ -245,6 +245,31 @@ pub fn allows_update(rules: &Rules, path: &str) -> Option<(String, String, Vec<S
     has_any(&caps, &["create", "update", "root"]).then(|| (joined(&caps), pattern, policies))
 }
 
+/// How `rules` reach a path under `mount` (`transit/`): the first rule (in the rules' order)
+/// that grants any capability there once every rule is weighed, with the pattern and policies
+/// that decide. `None` when nothing under the mount is reachable.
+pub fn reach_under(rules: &Rules, mount: &str) -> Option<(String, String, Vec<String>)> {
+    let mount_segs: Vec<&str> = mount.trim_end_matches('/').split('/').collect();
+    for rule in rules.values().flatten() {
+        if rule.capabilities.is_empty() || rule.capabilities.contains("deny") {
+            continue;
+        }
+        let pattern_segs = rule.pattern.trim_end_matches('*').split('/').count();
+        let depth = pattern_segs.max(mount_segs.len() + 1);
+        let mut template: Vec<&str> = mount_segs.clone();
+        template.resize(depth, "+");
+        let Some(path) = witness(&rule.pattern, &template.join("/")) else {
+            continue;
+        };
+        if let Some((caps, pattern, policies)) = policy::effective(set(rules), &path) {
+            if !caps.contains("deny") && !caps.is_empty() {
+                return Some((joined(&caps), pattern, policies));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,17 +401,33 @@ mod tests {
             }],
         );
         assert!(!grant_self(&r, &held(&["root"])).is_empty());
+        assert!(reach_under(&r, "transit/").is_some());
     }
 
     #[test]
-    fn token_roles_are_read_only_when_the_rules_may_use_one() {
+    fn engines_are_reached_by_globs_plus_segments_and_exact_paths() {
+        let r = rules(&[(
+            "p",
+            r#"path "transit/encrypt/app" { capabilities = ["update"] }
+               path "+/creds/ro" { capabilities = ["read"] }
+               path "ssh/*" { capabilities = ["deny"] }
+               path "aws*" { capabilities = ["read"] }"#,
+        )]);
+        let (caps, pattern, names) = reach_under(&r, "transit/").unwrap();
+        assert_eq!(
+            (caps.as_str(), pattern.as_str()),
+            ("update", "transit/encrypt/app")
+        );
+        assert_eq!(names, vec!["p"]);
+        assert_eq!(reach_under(&r, "database/").unwrap().1, "+/creds/ro");
+        assert_eq!(reach_under(&r, "aws-prod/").unwrap().1, "aws*");
+        assert!(reach_under(&r, "ssh/").is_none(), "denied");
+        assert_eq!(reach_under(&r, "totp/").unwrap().1, "+/creds/ro");
+        assert!(reach_under(&r, "team/totp/").is_none());
         assert!(may_use_token_roles(&rules(&[(
             "p",
             r#"path "auth/token/create/*" { capabilities = ["update"] }"#
         )])));
-        assert!(!may_use_token_roles(&rules(&[(
-            "p",
-            r#"path "auth/token/create" { capabilities = ["update"] }"#
-        )])));
+        assert!(!may_use_token_roles(&r));
     }
 }

@@ -10,6 +10,7 @@ use crate::findings::{
     nhi_entity_finding,
 };
 use crate::model::Entity;
+use crate::policy::TemplateValues;
 use crate::secrets::PolicyPaths;
 use crate::server::VaultProvider;
 use closeout_contract::{
@@ -63,6 +64,8 @@ impl VaultProvider {
         // Policies reaching the person: name -> paths.
         let mut policy_paths: PolicyPaths = BTreeMap::new();
         let mut alias_names = Vec::new();
+        // What identity templating in the policies is filled with, per own entity.
+        let mut templates: Vec<TemplateValues> = Vec::new();
 
         for o in &own {
             let e = &o.entity;
@@ -117,6 +120,17 @@ impl VaultProvider {
                 .map(|g| (g.clone(), o.path.clone(), true))
                 .collect();
             let mut seen = BTreeSet::new();
+            let mut template = TemplateValues {
+                entity_id: e.id.clone(),
+                entity_name: e.name.clone(),
+                metadata: e.metadata.clone(),
+                aliases: e
+                    .aliases
+                    .iter()
+                    .map(|a| (a.mount_accessor.clone(), (a.id.clone(), a.name.clone())))
+                    .collect(),
+                groups: BTreeMap::new(),
+            };
             while let Some((gid, via, direct)) = queue.pop_front() {
                 if !seen.insert(gid.clone()) {
                     continue;
@@ -124,6 +138,7 @@ impl VaultProvider {
                 let Some(g) = self.read_group(&gid).await? else {
                     continue;
                 };
+                template.groups.insert(g.id.clone(), g.name.clone());
                 let path = via.then("member-of", format!("group {}", g.name));
                 let kind = if direct {
                     kinds::GROUP_MEMBERSHIP
@@ -142,12 +157,14 @@ impl VaultProvider {
                     queue.push_back((parent.clone(), path.clone(), false));
                 }
             }
+            templates.push(template);
         }
 
         // 2. Tokens: bounded concurrent lookups over the accessor list (only matches are kept),
         // and the orphans the audit log attributes to the person.
         let mut scan = self.resolve_tokens(identity, &own_ids).await?;
         res.warnings.append(&mut scan.warnings);
+        res.gaps.append(&mut scan.gaps);
         scan.tokens
             .sort_by(|a, b| a.info.accessor.cmp(&b.info.accessor));
         for pt in &scan.tokens {
@@ -266,9 +283,11 @@ impl VaultProvider {
             }
         }
 
-        // 4. The policies reaching the person, what they let her grant herself, and the KV
-        // secrets (v1 and v2) she owns, reads or could grant herself.
-        self.resolve_secrets(ctx, &policy_paths, &mut res).await?;
+        // 4. The policies reaching the person, what they let her grant herself, the KV secrets
+        // (v1 and v2) she owns, reads or could grant herself, and the engines Closeout does not
+        // enumerate that she reaches (gaps).
+        self.resolve_secrets(ctx, &policy_paths, &templates, &mut res)
+            .await?;
 
         // 5. AppRole secret-ids the person owns (the auth mounts read for the logins above).
         self.resolve_approle(ctx, &auth, &owned_nhi_aliases, &mut res)

@@ -1,15 +1,16 @@
 //! The secrets a person reaches through the policies she holds: every KV secret (v1 and v2) she
-//! owns, can read, or could grant herself, and the ways she could grant herself any policy (an
-//! exposure of the whole Vault). One read of each policy reaching her, one listing of the mounts
-//! and of each KV mount, the metadata of each v2 secret (as before), the token roles only when
-//! her policies may use them: nothing per principal.
+//! owns, can read, or could grant herself; the ways she could grant herself any policy (an
+//! exposure of the whole Vault); and the secrets engines she reaches that Closeout does not
+//! enumerate (gaps). One read of each policy reaching her, one listing of the mounts and of each
+//! KV mount, the metadata of each v2 secret (as before), the token roles only when her policies
+//! may use them: nothing per principal.
 
-use crate::capabilities::{kinds, PROVIDER};
+use crate::capabilities::{gap_kinds, kinds, PROVIDER};
 use crate::client::{seg, CallError, Data};
-use crate::findings::{attrs, finding};
+use crate::findings::{attrs, finding, gap, refused_listing};
 use crate::kv::state_since;
 use crate::model::{KvMetadata, Mount};
-use crate::policy::{self, PathRule};
+use crate::policy::{self, PathRule, TemplateValues};
 use crate::reach::{self, GrantSelf, Rules};
 use crate::server::VaultProvider;
 use closeout_contract::{
@@ -21,6 +22,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Policies reaching the person: name -> every (path to it, entity id or "" for a token).
 pub(crate) type PolicyPaths = BTreeMap<String, Vec<(Path, String)>>;
+
+/// Secrets engine types Closeout covers: KV (here), PKI (`pki`), and the per-namespace system,
+/// identity and cubbyhole mounts (identity is resolved as entities and groups; a cubbyhole dies
+/// with its token).
+const COVERED_ENGINES: &[&str] = &[
+    "kv",
+    "pki",
+    "system",
+    "ns_system",
+    "identity",
+    "ns_identity",
+    "cubbyhole",
+    "ns_cubbyhole",
+];
 
 /// How a secret is the person's: the relation and the path that explains it.
 type Reached = (Relation, Path);
@@ -95,14 +110,16 @@ impl VaultProvider {
         }
     }
 
-    /// The rules of every policy reaching the person.
+    /// The rules of every policy reaching the person. A policy Vault refuses to show (403) or
+    /// the parser cannot read is a `policy-document` gap: what it grants is unknown.
     async fn read_policies(
         &self,
         policy_paths: &PolicyPaths,
+        templates: &[TemplateValues],
         res: &mut Resolution,
     ) -> Result<Rules, ProviderError> {
         let mut rules: Rules = BTreeMap::new();
-        for name in policy_paths.keys() {
+        for (name, paths) in policy_paths {
             if name == "root" {
                 rules.insert(
                     name.clone(),
@@ -113,6 +130,14 @@ impl VaultProvider {
                 );
                 continue;
             }
+            let unknown = |reason: String| {
+                gap(
+                    gap_kinds::POLICY_DOCUMENT,
+                    name,
+                    reason,
+                    paths.iter().map(|(p, _)| p.clone()).collect(),
+                )
+            };
             // vaultrs's `sys::policy::read` uses the legacy `sys/policy/<name>`, which needs
             // another ACL grant than `sys/policies/acl/<name>`: a typed call keeps the grant.
             match self
@@ -123,14 +148,24 @@ impl VaultProvider {
                 Ok(Some(d)) => {
                     let text = d.data.get("policy").and_then(|p| p.as_str()).unwrap_or("");
                     match policy::parse(text) {
-                        Ok(r) => {
-                            rules.insert(name.clone(), r);
-                        }
-                        Err(e) => res.warnings.push(format!("policy {name}: {e}")),
+                        Ok(r) => match policy::expand_rules(r, templates) {
+                            Ok(r) => {
+                                rules.insert(name.clone(), r);
+                            }
+                            Err(e) => res.gaps.push(unknown(format!(
+                                "policy {name}: {e}, so what it grants is unknown"
+                            ))),
+                        },
+                        Err(e) => res.gaps.push(unknown(format!(
+                            "policy {name} could not be read ({e}; Closeout reads HCL path rules, not JSON policies): what it grants is unknown"
+                        ))),
                     }
                 }
                 Ok(None) => {}
                 Err(e) if e.is_not_found() => {}
+                Err(e) if e.is_refused() => res.gaps.push(unknown(format!(
+                    "reading policy {name} was refused ({e}): what it grants is unknown"
+                ))),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -143,11 +178,29 @@ impl VaultProvider {
         &self,
         rules: &Rules,
         held: &BTreeSet<String>,
+        res: &mut Resolution,
     ) -> Result<Vec<GrantSelf>, ProviderError> {
         if !reach::may_use_token_roles(rules) {
             return Ok(Vec::new());
         }
-        let names = self.client.list("auth/token/roles").await?;
+        let refused = |path: &str, e: &CallError| {
+            gap(
+                gap_kinds::TOKEN_ROLE,
+                path,
+                format!(
+                    "reading {path} was refused ({e}): whether the person can create tokens with policies she does not hold is unknown"
+                ),
+                Vec::new(),
+            )
+        };
+        let names = match self.client.list("auth/token/roles").await {
+            Ok(n) => n,
+            Err(e) if e.is_refused() => {
+                res.gaps.push(refused("auth/token/roles", &e));
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut out = Vec::new();
         for name in names {
             let create = format!("auth/token/create/{name}");
@@ -159,6 +212,10 @@ impl VaultProvider {
             let role = match self.client.get::<Data<TokenRole>>(&path).await {
                 Ok(r) => r.map(|d| d.data).unwrap_or_default(),
                 Err(e) if e.is_not_found() => continue,
+                Err(e) if e.is_refused() => {
+                    res.gaps.push(refused(&path, &e));
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             if let Some(beyond) = role.beyond(held) {
@@ -174,17 +231,19 @@ impl VaultProvider {
         Ok(out)
     }
 
-    /// Step 4 of resolution: policies, grant-self, KV secrets.
+    /// Step 4 of resolution: policies (identity templates filled from `templates`, one per own
+    /// entity), grant-self, KV secrets, other engines.
     pub(crate) async fn resolve_secrets(
         &self,
         ctx: &ResolveContext,
         policy_paths: &PolicyPaths,
+        templates: &[TemplateValues],
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
-        let rules = self.read_policies(policy_paths, res).await?;
+        let rules = self.read_policies(policy_paths, templates, res).await?;
         let held: BTreeSet<String> = policy_paths.keys().cloned().collect();
         let mut grants = reach::grant_self(&rules, &held);
-        grants.extend(self.token_role_grants(&rules, &held).await?);
+        grants.extend(self.token_role_grants(&rules, &held, res).await?);
         let steps = grant_steps(&grants, policy_paths);
         if !grants.is_empty() {
             let mut whats: Vec<&str> = grants.iter().map(|g| g.what.as_str()).collect();
@@ -208,6 +267,9 @@ impl VaultProvider {
             if m.mount_type == "kv" {
                 self.resolve_kv_mount(ctx, mount, m, &rules, policy_paths, &steps, res)
                     .await?;
+            } else if !COVERED_ENGINES.contains(&m.mount_type.as_str()) {
+                res.gaps
+                    .extend(engine_gap(mount, m, &rules, policy_paths, &steps));
             }
         }
         Ok(())
@@ -228,7 +290,10 @@ impl VaultProvider {
     ) -> Result<(), ProviderError> {
         let conc = self.config.max_in_flight.max(1);
         let v1 = m.options.get("version").map(String::as_str) != Some("2");
-        let listed = self.kv_keys(mount, v1).await?;
+        let listing = self.kv_keys(mount, v1).await?;
+        for (path, e) in &listing.refused {
+            res.gaps.push(refused_listing(kinds::KV_SECRET, path, e));
+        }
         // Closeout's own records of KV v1 rotations hold no secret.
         let record_prefix = self.config.kv1_record_prefix();
         let data_path = |key: &str| {
@@ -238,7 +303,8 @@ impl VaultProvider {
                 format!("{mount}data/{key}")
             }
         };
-        let keys: Vec<String> = listed
+        let keys: Vec<String> = listing
+            .keys
             .into_iter()
             .filter(|k| !data_path(k).starts_with(record_prefix))
             .collect();
@@ -363,6 +429,56 @@ impl VaultProvider {
         }
         Ok(())
     }
+}
+
+/// The gap of a secrets engine Closeout does not enumerate, when the person reaches it: through
+/// a rule of her policies, or (any engine) through a grant-self.
+fn engine_gap(
+    mount: &str,
+    m: &Mount,
+    rules: &Rules,
+    policy_paths: &PolicyPaths,
+    grant_steps: &[(Path, String)],
+) -> Option<closeout_contract::Gap> {
+    let kind = &m.mount_type;
+    let unknown = format!(
+        "Closeout does not enumerate what a {kind} engine holds or issues, so whether the person still holds a credential or secret from it is unknown"
+    );
+    if let Some((caps, pattern, names)) = reach::reach_under(rules, mount) {
+        let paths = names
+            .iter()
+            .flat_map(|n| policy_paths.get(n).into_iter().flatten())
+            .map(|(p, _)| {
+                p.then(
+                    "can-reach",
+                    format!("engine {mount} ({kind}; {caps} on path \"{pattern}\")"),
+                )
+            })
+            .collect();
+        return Some(gap(
+            gap_kinds::SECRETS_ENGINE,
+            mount,
+            format!(
+                "the person's policies reach the {kind} engine at {mount} ({caps} through policy {}, path \"{pattern}\"); {unknown}",
+                names.join(", ")
+            ),
+            paths,
+        ));
+    }
+    if grant_steps.is_empty() {
+        return None;
+    }
+    Some(gap(
+        gap_kinds::SECRETS_ENGINE,
+        mount,
+        format!(
+            "the person could grant herself any policy (see the exposure), so the {kind} engine at {mount} is within reach; {unknown}"
+        ),
+        grant_steps
+            .iter()
+            .map(|(p, label)| p.then("can-grant-self", format!("engine {mount} ({label})")))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

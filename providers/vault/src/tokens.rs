@@ -11,12 +11,13 @@
 //! the orphans of orphans are found too.
 
 use crate::audit_trail::{self, AuditTrail, CreatedToken, LeaseGrant, Requesters};
-use crate::capabilities::PROVIDER;
+use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{seg, CallError};
 use crate::correlation::owned_by;
+use crate::findings::refused_listing;
 use crate::model::TokenInfo;
 use crate::server::VaultProvider;
-use closeout_contract::{Identity, ProviderError};
+use closeout_contract::{Gap, Identity, ProviderError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +40,8 @@ pub(crate) struct TokenScan {
     /// Leases the person's requests obtained, per the audit log.
     pub leases: Vec<LeaseGrant>,
     pub warnings: Vec<String>,
+    /// The accessor listing, when Vault refused it: the person's tokens are unknown.
+    pub gaps: Vec<Gap>,
 }
 
 enum Keep {
@@ -48,16 +51,25 @@ enum Keep {
 }
 
 impl VaultProvider {
-    /// Look every accessor up; keep the ones `classify` keeps, split into (matches, candidates).
+    /// Every token accessor. vaultrs has no function listing accessors: a typed call.
+    async fn accessors(&self) -> Result<Vec<String>, CallError> {
+        self.client.list("auth/token/accessors").await
+    }
+
+    /// Look every accessor up (`listed`, or a fresh listing); keep the ones `classify` keeps,
+    /// split into (matches, candidates).
     async fn scan_accessors<F>(
         &self,
+        listed: Option<Vec<String>>,
         classify: F,
     ) -> Result<(Vec<TokenInfo>, Vec<TokenInfo>), CallError>
     where
         F: Fn(&TokenInfo) -> Keep + Sync,
     {
-        // vaultrs has no function listing accessors: a typed call.
-        let accessors = self.client.list("auth/token/accessors").await?;
+        let accessors = match listed {
+            Some(a) => a,
+            None => self.accessors().await?,
+        };
         let classify = &classify;
         let kept: Vec<(bool, TokenInfo)> = stream::iter(accessors)
             .map(|acc| async move { self.lookup_accessor(&acc).await })
@@ -137,9 +149,20 @@ impl VaultProvider {
         let is_persons = |t: &TokenInfo| {
             own_entity_ids.contains(&t.entity_id) || owned_by(cfg, identity, &t.meta)
         };
+        // The first listing: refused, every token of the person's is unknown (a gap).
+        let listed = match self.accessors().await {
+            Ok(a) => a,
+            Err(e) if e.is_refused() => {
+                return Ok(TokenScan {
+                    gaps: vec![refused_listing(kinds::TOKEN, "auth/token/accessors", &e)],
+                    ..TokenScan::default()
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(log) = cfg.audit_log.as_deref() else {
             let (matches, _) = self
-                .scan_accessors(|t| {
+                .scan_accessors(Some(listed), |t| {
                     if is_persons(t) {
                         Keep::Match
                     } else {
@@ -172,7 +195,7 @@ impl VaultProvider {
             )
             .await?;
         let (matches, mut candidates) = self
-            .scan_accessors(|t| {
+            .scan_accessors(Some(listed), |t| {
                 if is_persons(t) {
                     Keep::Match
                 } else if trail.created_near(t.creation_time) {
@@ -248,7 +271,7 @@ impl VaultProvider {
             let known_ref = &known;
             let trail_ref = &trail;
             (_, candidates) = self
-                .scan_accessors(|t| {
+                .scan_accessors(None, |t| {
                     if !known_ref.contains(&t.accessor) && trail_ref.created_near(t.creation_time) {
                         Keep::Candidate
                     } else {

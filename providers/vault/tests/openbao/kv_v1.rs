@@ -13,13 +13,16 @@ async fn kv_v1_secrets_are_found_rotated_in_place_and_read_as_rotated() {
     api.mount_kv("legacy", 1).await;
     api.policy(
         "legacy-read",
-        r#"path "legacy/app/*" { capabilities = ["read", "list"] }"#,
+        r#"path "legacy/app/*" { capabilities = ["read", "list"] }
+           path "legacy/home/{{identity.entity.name}}/*" { capabilities = ["read"] }"#,
     )
     .await;
     for (path, data) in [
         ("legacy/app/db", json!({"password": CANARY, "user": "svc"})),
         ("legacy/app/cache", json!({"token": CANARY})),
         ("legacy/other/x", json!({"password": CANARY})),
+        ("legacy/home/alice.smith/notes", json!({"token": CANARY})),
+        ("legacy/home/bob/notes", json!({"token": CANARY})),
     ] {
         api.root("POST", path, Some(data)).await;
     }
@@ -40,11 +43,17 @@ async fn kv_v1_secrets_are_found_rotated_in_place_and_read_as_rotated() {
         ids,
         [
             "vault:kv-secret:legacy/app/cache",
-            "vault:kv-secret:legacy/app/db"
+            "vault:kv-secret:legacy/app/db",
+            "vault:kv-secret:legacy/home/alice.smith/notes"
         ],
         "{kv:#?}"
     );
-    for f in &kv {
+    // The templated rule is filled with her entity's name: her folder, not bob's.
+    assert!(kv[2].paths[0]
+        .render("alice")
+        .ends_with("(path \"legacy/home/alice.smith/*\")"));
+    let kv = &kv[..2];
+    for f in kv {
         assert_eq!(f.attr("kv_version"), Some("1"));
         assert_eq!(f.relation, Relation::CanRead);
         assert_eq!(f.state, State::Active);
@@ -58,7 +67,7 @@ async fn kv_v1_secrets_are_found_rotated_in_place_and_read_as_rotated() {
         assert_eq!(p.live_state(f, &ctx).await.unwrap(), State::Active);
     }
 
-    for f in &kv {
+    for f in kv {
         let first = p.execute(&request("run-1", f, "rotate")).await.unwrap();
         assert!(
             !first.already_done && first.state == State::Rotated,
@@ -97,7 +106,7 @@ async fn kv_v1_secrets_are_found_rotated_in_place_and_read_as_rotated() {
         .contains(&db["password"].as_str().unwrap().to_string()));
 
     // Verification reads it as rotated: live state, and a fresh resolution.
-    for f in &kv {
+    for f in kv {
         assert_eq!(p.live_state(f, &ctx).await.unwrap(), State::Rotated);
     }
     let after = p.resolve(&ctx).await.unwrap();
@@ -111,7 +120,8 @@ async fn kv_v1_secrets_are_found_rotated_in_place_and_read_as_rotated() {
         states,
         [
             ("legacy/app/cache", State::Rotated),
-            ("legacy/app/db", State::Rotated)
+            ("legacy/app/db", State::Rotated),
+            ("legacy/home/alice.smith/notes", State::Active)
         ]
     );
     // A v1 secret keeps no old versions: nothing to destroy once rotated, and a secret

@@ -8,6 +8,7 @@
 
 mod api;
 mod entitlements;
+mod gaps;
 mod grant_self;
 mod kv_v1;
 mod leaver;
