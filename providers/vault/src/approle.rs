@@ -9,8 +9,8 @@ use crate::findings::{finding, listed};
 use crate::model::Mount;
 use crate::server::VaultProvider;
 use closeout_contract::{
-    ActionOutcome, ActionRequest, Finding, Holder, Path, ProviderError, Resolution, ResolveContext,
-    State,
+    ActionOutcome, ActionRequest, Finding, Holder, Path, ProbeOutcome, ProviderError, Resolution,
+    ResolveContext, SecretValue, State,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -41,6 +41,57 @@ impl From<vaultrs::api::auth::approle::responses::ReadSecretIDResponse> for Secr
 
 /// Custom-metadata key recording which action published a rotated secret-id.
 const PUBLISHED_BY: &str = "closeout-published-by";
+
+/// Custom-metadata key prefix on the published record: `closeout-secret-id:<accessor>` names the
+/// KV version holding that secret-id's value.
+const PUBLISHED_VERSION: &str = "closeout-secret-id:";
+
+/// How many `closeout-secret-id:` entries a record keeps (custom metadata holds at most 64
+/// keys); the oldest versions go first.
+const KEEP_PUBLISHED: usize = 16;
+
+/// Record that `version` of the published record holds the secret-id `accessor`, keeping the
+/// [`KEEP_PUBLISHED`] newest such entries.
+fn record_published(custom: &mut BTreeMap<String, String>, accessor: &str, version: u64) {
+    custom.insert(
+        format!("{PUBLISHED_VERSION}{accessor}"),
+        version.to_string(),
+    );
+    let mut entries: Vec<(u64, String)> = custom
+        .iter()
+        .filter(|(k, _)| k.starts_with(PUBLISHED_VERSION))
+        .map(|(k, v)| (v.parse().unwrap_or(0), k.clone()))
+        .collect();
+    entries.sort();
+    let excess = entries.len().saturating_sub(KEEP_PUBLISHED);
+    for (_, k) in entries.into_iter().take(excess) {
+        custom.remove(&k);
+    }
+}
+
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretValue, D::Error> {
+    String::deserialize(d).map(SecretValue::new)
+}
+
+/// One published version: `{role_id, secret_id}`.
+#[derive(Deserialize)]
+struct Published {
+    role_id: String,
+    #[serde(deserialize_with = "secret")]
+    secret_id: SecretValue,
+}
+
+/// An AppRole login's answer: only the token, to revoke it.
+#[derive(Deserialize)]
+struct Login {
+    auth: Option<LoginAuth>,
+}
+
+#[derive(Deserialize)]
+struct LoginAuth {
+    #[serde(deserialize_with = "secret")]
+    client_token: SecretValue,
+}
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -262,11 +313,12 @@ impl VaultProvider {
                         })
                         .await?;
                     new_acc = created.secret_id_accessor.clone();
-                    let secret = closeout_contract::SecretValue::new(created.secret_id);
+                    let secret = SecretValue::new(created.secret_id);
                     let data =
                         serde_json::json!({ "role_id": role_id, "secret_id": secret.expose() });
                     drop(secret);
-                    self.client
+                    let written = self
+                        .client
                         .sdk("POST", &kv_path, |c| {
                             vaultrs::kv2::set(c, bare_mount(&kv_mount), &kv_key, &data)
                         })
@@ -278,6 +330,9 @@ impl VaultProvider {
                         .map(|m| m.custom_metadata)
                         .unwrap_or_default();
                     custom.insert(PUBLISHED_BY.into(), action.idempotency_key.clone());
+                    // Which version holds the new secret-id: once it is rotated in turn, its
+                    // probe logs in with that version's value and must be refused.
+                    record_published(&mut custom, &new_acc, written.version);
                     self.set_custom_metadata(&kv_mount, &kv_key, custom).await?;
                 }
                 self.destroy_secret_id(mount, role, acc).await?;
@@ -294,6 +349,111 @@ impl VaultProvider {
                 provider: PROVIDER,
                 message: format!("verb {other} on kind {}", f.kind),
             }),
+        }
+    }
+
+    /// The probe of a secret-id: when its accessor still looks up, it is alive (no login is
+    /// tried: a login would spend one of its uses). When it is gone and Closeout published its
+    /// value (an earlier rotation), an AppRole login with that value must be refused; a token it
+    /// returns anyway is revoked at once. Otherwise the probe says which metadata it checked.
+    pub(crate) async fn probe_approle(&self, f: &Finding) -> Result<ProbeOutcome, ProviderError> {
+        let get = |k: &str| {
+            f.attr(k)
+                .ok_or_else(|| permanent(format!("finding {} lacks attribute {k}", f.id)))
+        };
+        let (mount, role, acc) = (get("mount")?, get("role")?, get("accessor")?);
+        let lookup = format!("auth/{mount}role/{role}/secret-id-accessor/lookup {acc}");
+        if self.lookup_secret_id(mount, role, acc).await?.is_some() {
+            return Ok(ProbeOutcome {
+                probe: lookup,
+                dead: false,
+                detail: "the accessor still looks up: the secret-id exists (no login tried, so none of its uses was spent)".into(),
+            });
+        }
+        let kv_path = self.config.nhi_secret_id_path.replace("{role}", role);
+        let record = kv_path
+            .split_once("/data/")
+            .map(|(m, k)| (format!("{m}/"), k.to_string()));
+        let version = match &record {
+            Some((kv_mount, kv_key)) => self.kv_metadata(kv_mount, kv_key).await?.and_then(|m| {
+                m.custom_metadata
+                    .get(&format!("{PUBLISHED_VERSION}{acc}"))
+                    .and_then(|v| v.parse::<u64>().ok())
+            }),
+            None => None,
+        };
+        let (Some((kv_mount, kv_key)), Some(version)) = (record, version) else {
+            return Ok(ProbeOutcome {
+                probe: lookup,
+                dead: true,
+                detail: format!(
+                    "the accessor no longer looks up; Closeout never published this secret-id (no {PUBLISHED_VERSION}{acc} on {kv_path}), so it holds no value to try a login with"
+                ),
+            });
+        };
+        let old = self
+            .client
+            .sdk("GET", &format!("{kv_path}?version={version}"), |c| {
+                vaultrs::kv2::read_version::<Published>(c, bare_mount(&kv_mount), &kv_key, version)
+            })
+            .await;
+        let old = match old {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => {
+                return Ok(ProbeOutcome {
+                    probe: lookup,
+                    dead: true,
+                    detail: format!(
+                        "the accessor no longer looks up; version {version} of {kv_path}, which held the secret-id, is deleted or destroyed, so no login could be tried"
+                    ),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let login = format!("auth/{mount}login");
+        let body = serde_json::json!({
+            "role_id": old.role_id,
+            "secret_id": old.secret_id.expose(),
+        });
+        drop(old);
+        let answer = self
+            .client
+            .call_with_token::<Login>("POST", &login, Some(&body), None)
+            .await;
+        drop(body);
+        let probe = format!(
+            "{lookup}, then POST {login} with the old secret-id (version {version} of {kv_path})"
+        );
+        match answer {
+            Ok(answer) => {
+                let token = answer.and_then(|a| a.auth).map(|a| a.client_token);
+                if let Some(token) = &token {
+                    // The probe must not leave a live token behind.
+                    self.client
+                        .call_with_token::<serde_json::Value>(
+                            "POST",
+                            "auth/token/revoke-self",
+                            None,
+                            Some(token),
+                        )
+                        .await?;
+                }
+                Ok(ProbeOutcome {
+                    probe,
+                    dead: false,
+                    detail: "the login with the old secret-id succeeded (the token it returned was revoked at once)".into(),
+                })
+            }
+            Err(e) if matches!(e.status, Some(400) | Some(403)) => Ok(ProbeOutcome {
+                probe,
+                dead: true,
+                detail: format!(
+                    "the accessor no longer looks up and the login was refused (HTTP {}: {})",
+                    e.status.unwrap_or_default(),
+                    e.errors.join("; ")
+                ),
+            }),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -7,6 +7,7 @@
 //! sees another's entities, policies or secrets.
 
 mod api;
+mod approle_probe;
 mod entitlements;
 mod gaps;
 mod grant_self;
