@@ -1,0 +1,220 @@
+//! Issue 13 ("closed means closed") for Vault, end to end through the real binary against a
+//! fresh OpenBao server seeded for each case (no demo organisation): `closeout apply leaver`, then
+//! the server read back.
+//!
+//! - A KV version 1 secret the leaver reads gets new values; a secrets engine Closeout does not
+//!   enumerate that she reaches keeps the run open (exit 3) until the site accepts that gap by
+//!   kind, and `verify` then says closed and lists the accepted gap.
+//! - A leaver who can rewrite a policy she holds exposes the Vault: the run lists the exposure and
+//!   rotates every secret, v1 and v2, that she could have granted herself. The shipped leaver's
+//!   Vault rotate step selects `owns` and `can-read` only, so this case runs a copy of the shipped
+//!   playbooks whose Vault step also selects `can-grant-self` (as its AWS and Azure steps do).
+
+mod common;
+
+use common::vault::VaultWorld;
+use common::{describe, json, REPO};
+use serde_json::{json, Value};
+
+const LEAVER: &str = "E1001";
+const CANARY: &str = "canary-closed-means-closed-5e1f";
+
+async fn entity(world: &VaultWorld, name: &str, policies: &[&str]) {
+    world
+        .api
+        .root(
+            "POST",
+            "identity/entity",
+            Some(json!({"name": name, "policies": policies})),
+        )
+        .await;
+}
+
+async fn policy(world: &VaultWorld, name: &str, text: &str) {
+    world
+        .api
+        .root(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": text })),
+        )
+        .await;
+}
+
+async fn mount(world: &VaultWorld, path: &str, body: Value) {
+    world
+        .api
+        .root("POST", &format!("sys/mounts/{path}"), Some(body))
+        .await;
+}
+
+fn apply(world: &VaultWorld) -> (Option<i32>, Value) {
+    let out = world.closeout(&[
+        "apply",
+        "leaver",
+        "--identity",
+        LEAVER,
+        "--yes",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(CANARY),
+        "the canary leaked:\n{}",
+        describe(&out)
+    );
+    let code = out.status.code();
+    (code, json(&out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kv_v1_secret_is_rotated_and_an_unenumerated_engine_keeps_the_run_open() {
+    let world = VaultWorld::new();
+    mount(
+        &world,
+        "legacy",
+        json!({"type": "kv", "options": {"version": "1"}}),
+    )
+    .await;
+    mount(&world, "transit", json!({"type": "transit"})).await;
+    world
+        .api
+        .root(
+            "POST",
+            "legacy/team/db",
+            Some(json!({"password": CANARY, "user": "svc"})),
+        )
+        .await;
+    world
+        .api
+        .root("POST", "legacy/other/x", Some(json!({"password": CANARY})))
+        .await;
+    policy(
+        &world,
+        "alice-legacy",
+        r#"path "legacy/team/*" { capabilities = ["read"] }
+           path "transit/encrypt/*" { capabilities = ["update"] }"#,
+    )
+    .await;
+    entity(&world, "alice.nguyen", &["alice-legacy"]).await;
+
+    let (code, report) = apply(&world);
+    assert_eq!(code, Some(3), "the transit gap keeps it open: {report:#}");
+    assert_eq!(report["status"], "open", "{report:#}");
+    let open = report["open"].as_array().expect("open");
+    assert_eq!(open.len(), 1, "{report:#}");
+    assert_eq!(open[0]["kind"], "unverified");
+    assert!(
+        open[0]["id"]
+            .as_str()
+            .is_some_and(|id| id.contains("secrets-engine") && id.contains("transit/")),
+        "{report:#}"
+    );
+    // The v1 secret she could read has new values; the one she could not is untouched.
+    let db = world.api.root("GET", "legacy/team/db", None).await["data"].clone();
+    assert!(!db.to_string().contains(CANARY), "{db}");
+    assert_eq!(db["password"].as_str().map(str::len), Some(40), "{db}");
+    assert_eq!(db["user"].as_str().map(str::len), Some(40), "{db}");
+    let other = world.api.root("GET", "legacy/other/x", None).await["data"].clone();
+    assert_eq!(other, json!({"password": CANARY}));
+
+    // The site accepts the gap by kind, with a reason: verify is closed and lists it.
+    let mut config = std::fs::read_to_string(world.config_path()).unwrap();
+    config.push_str(
+        "\n[[accept_unverified]]\nprovider = \"vault\"\nkind = \"secrets-engine\"\nreason = \"transit holds no credential a person can take away\"\n",
+    );
+    std::fs::write(world.config_path(), config).unwrap();
+    let out = world.closeout(&["verify", "--identity", LEAVER, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let verified = json(&out);
+    assert_eq!(verified["status"], "closed", "{verified:#}");
+    assert!(
+        verified.to_string().contains("transit holds no credential"),
+        "the accepted gap is listed: {verified:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaver_who_can_rewrite_her_policy_has_every_secret_rotated() {
+    let world = VaultWorld::new();
+    // The shipped playbooks, with the Vault rotate step selecting can-grant-self too.
+    let playbooks = world.dir.path().join("playbooks");
+    std::fs::create_dir_all(&playbooks).unwrap();
+    for entry in std::fs::read_dir(format!("{REPO}/playbooks")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text = text.replace(
+            "select: { provider: vault, kind: kv-secret, relation: [owns, can-read] }",
+            "select: { provider: vault, kind: kv-secret, relation: [owns, can-read, can-grant-self] }",
+        );
+        std::fs::write(playbooks.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let leaver = std::fs::read_to_string(playbooks.join("leaver.yaml")).unwrap();
+    assert!(
+        leaver.contains("can-read, can-grant-self] }"),
+        "the step moved"
+    );
+    let config = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace(
+            &format!("playbook_dir = \"{REPO}/playbooks\""),
+            &format!("playbook_dir = \"{}\"", playbooks.display()),
+        );
+    std::fs::write(world.config_path(), config).unwrap();
+
+    mount(
+        &world,
+        "legacy",
+        json!({"type": "kv", "options": {"version": "1"}}),
+    )
+    .await;
+    world
+        .api
+        .root("POST", "legacy/ops/db", Some(json!({"password": CANARY})))
+        .await;
+    for key in ["finance/ledger", "team/app"] {
+        world
+            .api
+            .root(
+                "POST",
+                &format!("secret/data/{key}"),
+                Some(json!({"data": {"password": CANARY}})),
+            )
+            .await;
+    }
+    policy(
+        &world,
+        "alice-admin",
+        r#"path "sys/policies/acl/*" { capabilities = ["create", "read", "update", "list"] }"#,
+    )
+    .await;
+    entity(&world, "alice.nguyen", &["alice-admin"]).await;
+
+    let (code, report) = apply(&world);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["status"], "closed", "{report:#}");
+    let exposures = report["exposures"].as_array().expect("exposures");
+    assert_eq!(exposures.len(), 1, "{report:#}");
+    assert!(
+        exposures[0]["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("rewrite policy alice-admin")),
+        "{report:#}"
+    );
+    // Every secret she could have granted herself has new values.
+    for key in ["finance/ledger", "team/app"] {
+        let v = world
+            .api
+            .root("GET", &format!("secret/data/{key}"), None)
+            .await;
+        assert_eq!(v["data"]["metadata"]["version"], 2, "{key}");
+        assert!(!v.to_string().contains(CANARY), "{key}");
+    }
+    let v1 = world.api.root("GET", "legacy/ops/db", None).await;
+    assert!(!v1.to_string().contains(CANARY), "{v1}");
+
+    // `verify` agrees from live state.
+    let out = world.closeout(&["verify", "--identity", LEAVER, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(json(&out)["status"], "closed");
+}
