@@ -31,7 +31,7 @@ impl Server {
         let events: Arc<Mutex<Vec<LifecycleEvent>>> = Arc::default();
         let fail_sink = Arc::new(AtomicBool::new(false));
         let (ev, fail) = (events.clone(), fail_sink.clone());
-        let sink: EventSink = Arc::new(move |e| {
+        let sink: EventSink = Arc::new(move |_tx: &rusqlite::Transaction<'_>, e| {
             if fail.load(Ordering::SeqCst) {
                 return Err("queue down (test)".into());
             }
