@@ -122,14 +122,47 @@ pub fn role_assignment_write(condition: Option<&str>) -> WriteConstraint {
     }
 }
 
-/// True when every leaf of `expr` is one Closeout evaluates for a role-assignment write.
+/// What can be told of a sub-expression for every role-assignment write, before knowing the
+/// role and principals: a constant (an `ActionMatches` on the write action), evaluable (only
+/// attributes and operators Closeout knows), or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Always(bool),
+    Evaluable,
+    Unknowable,
+}
+
+/// True when the condition can be evaluated for every role-assignment write: each clause is
+/// one Closeout evaluates, or is decided by a constant beside it (a delete clause guarded by
+/// `!ActionMatches{'…/delete'}` is true for a write, whatever it tests).
 fn fully_evaluable(expr: &Expr) -> bool {
+    shape(expr) != Shape::Unknowable
+}
+
+fn shape(expr: &Expr) -> Shape {
     match expr {
-        Expr::And(a, b) | Expr::Or(a, b) => fully_evaluable(a) && fully_evaluable(b),
-        Expr::Not(inner) => fully_evaluable(inner),
-        Expr::ActionMatches(_) => true,
-        Expr::SubOperationMatches(_) => false,
-        Expr::Exists { attribute, .. } => known_attribute(attribute),
+        Expr::ActionMatches(_) => {
+            Shape::Always(evaluate(expr, &Request::new(WRITE_ACTION)) == Truth::True)
+        }
+        Expr::Not(inner) => match shape(inner) {
+            Shape::Always(b) => Shape::Always(!b),
+            other => other,
+        },
+        Expr::And(a, b) => match (shape(a), shape(b)) {
+            (Shape::Always(false), _) | (_, Shape::Always(false)) => Shape::Always(false),
+            (Shape::Always(true), other) | (other, Shape::Always(true)) => other,
+            (Shape::Unknowable, _) | (_, Shape::Unknowable) => Shape::Unknowable,
+            _ => Shape::Evaluable,
+        },
+        Expr::Or(a, b) => match (shape(a), shape(b)) {
+            (Shape::Always(true), _) | (_, Shape::Always(true)) => Shape::Always(true),
+            (Shape::Always(false), other) | (other, Shape::Always(false)) => other,
+            (Shape::Unknowable, _) | (_, Shape::Unknowable) => Shape::Unknowable,
+            _ => Shape::Evaluable,
+        },
+        Expr::SubOperationMatches(_) => Shape::Unknowable,
+        Expr::Exists { attribute, .. } if known_attribute(attribute) => Shape::Evaluable,
+        Expr::Exists { .. } => Shape::Unknowable,
         Expr::Compare {
             attribute,
             operator,
@@ -137,9 +170,14 @@ fn fully_evaluable(expr: &Expr) -> bool {
             set,
             values,
         } => {
-            known_attribute(attribute)
+            let fits = known_attribute(attribute)
                 && matches!(operator.as_str(), "guidequals" | "guidnotequals")
-                && (quantifier.is_some() || (!set && values.len() == 1))
+                && (quantifier.is_some() || (!set && values.len() == 1));
+            if fits {
+                Shape::Evaluable
+            } else {
+                Shape::Unknowable
+            }
         }
     }
 }
