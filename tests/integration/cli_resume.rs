@@ -1,14 +1,15 @@
 //! The journal makes `apply` restartable (issue 2 item 7): the process is killed with SIGKILL in
 //! the middle of `apply`; `closeout resume RUN` — or a plain re-run of the same `apply` — finishes
 //! the run without repeating a finished action and ends closed; a second `apply` on a closed
-//! identity takes no action. Checked against the journal (read with SQLite), the audit log and
+//! identity takes no action. Checked against the journal (read through the store's API), the audit log and
 //! the account (read back with the AWS SDK).
 
-mod common;
+use crate::common;
 
+use closeout::store::journal::{ActionRecord, ActionStatus, RunStatus};
 use common::{
-    account_snapshot, audit_records, describe, journal_actions, journal_runs, json, plan_keys,
-    secret_version, JournalAction, World,
+    account_snapshot, actions_at, audit_records, describe, journal_actions, journal_runs, json,
+    plan_keys, secret_version, World,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Output, Stdio};
@@ -45,24 +46,18 @@ struct Killed {
     /// The plan's action key → (step, finding resource).
     plan_actions: BTreeMap<String, (String, String)>,
     /// The run's actions finished before the kill, as the journal recorded them.
-    finished: BTreeMap<String, JournalAction>,
+    finished: BTreeMap<String, ActionRecord>,
 }
 
 /// The journal's `done` actions while `apply` runs: `(key, step)`. The journal may not exist
 /// yet, or be half-created, while the child starts: that reads as nothing done.
 fn done_actions_now(world: &World) -> Vec<(String, String)> {
-    let path = world.journal_path();
-    if !path.exists() {
-        return Vec::new();
-    }
-    let query = || -> rusqlite::Result<Vec<(String, String)>> {
-        let conn = rusqlite::Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let mut stmt = conn.prepare("SELECT key, step FROM actions WHERE status = 'done'")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect()
-    };
-    query().unwrap_or_default()
+    actions_at(&world.journal_path())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.status == ActionStatus::Done)
+        .map(|a| (a.key, a.step))
+        .collect()
 }
 
 /// Spawn `apply` and SIGKILL it as soon as `ready` says the journal's finished actions are
@@ -111,7 +106,8 @@ fn kill_apply_when(
     let run = &runs[0];
     assert_eq!(run.identity, LEAVER);
     assert_eq!(
-        run.status, "running",
+        run.status,
+        RunStatus::Running,
         "the killed run is not left unfinished"
     );
     let plan: serde_json::Value = serde_json::from_str(&run.plan_json).expect("stored plan");
@@ -130,9 +126,9 @@ fn kill_apply_when(
             )
         })
         .collect();
-    let finished: BTreeMap<String, JournalAction> = journal_actions(world)
+    let finished: BTreeMap<String, ActionRecord> = journal_actions(world)
         .into_iter()
-        .filter(|a| a.run_id == run.id && (a.status == "done" || a.status == "already-done"))
+        .filter(|a| a.run_id == run.id && a.status.is_finished())
         .map(|a| (a.key.clone(), a))
         .collect();
     let planned = plan_keys(&plan);
@@ -165,9 +161,9 @@ fn assert_finished_without_repeats(world: &World, killed: &Killed) {
     let runs = journal_runs(world);
     assert_eq!(runs.len(), 1, "a second run was created: {runs:?}");
     assert_eq!(runs[0].id, killed.run_id);
-    assert_eq!(runs[0].status, "closed");
+    assert_eq!(runs[0].status, RunStatus::Closed);
 
-    let actions: BTreeMap<String, JournalAction> = journal_actions(world)
+    let actions: BTreeMap<String, ActionRecord> = journal_actions(world)
         .into_iter()
         .map(|a| (a.key.clone(), a))
         .collect();
@@ -175,10 +171,7 @@ fn assert_finished_without_repeats(world: &World, killed: &Killed) {
         let a = actions
             .get(key)
             .unwrap_or_else(|| panic!("planned action {key} never ran"));
-        assert!(
-            a.status == "done" || a.status == "already-done",
-            "planned action not finished: {a:?}"
-        );
+        assert!(a.status.is_finished(), "planned action not finished: {a:?}");
         assert_eq!(a.run_id, killed.run_id);
     }
     for (key, before) in &killed.finished {
@@ -363,12 +356,12 @@ async fn a_second_apply_on_a_closed_identity_takes_no_action() {
     let second_run = second["run"].as_str().unwrap().to_string();
     assert_ne!(second_run, first_run, "a closed run was reopened");
 
-    let new_actions: Vec<JournalAction> = journal_actions(&world)
+    let new_actions: Vec<ActionRecord> = journal_actions(&world)
         .into_iter()
         .filter(|a| a.run_id == second_run)
         .collect();
     assert!(
-        new_actions.iter().all(|a| a.status != "done"),
+        new_actions.iter().all(|a| a.status != ActionStatus::Done),
         "the second run took actions: {new_actions:?}"
     );
     let unchanged: BTreeSet<_> = actions_before.iter().map(|a| a.key.clone()).collect();
@@ -405,5 +398,5 @@ async fn apply_without_yes_does_not_resume_an_interrupted_run_unasked() {
     assert_eq!(account_snapshot(&sdk).await, before, "the account changed");
     let runs = journal_runs(&world);
     assert_eq!(runs[0].id, killed.run_id);
-    assert_eq!(runs[0].status, "running");
+    assert_eq!(runs[0].status, RunStatus::Running);
 }

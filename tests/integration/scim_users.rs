@@ -1,8 +1,7 @@
 //! SCIM intake behaviour over HTTP: the lifecycle events real IdP requests produce, retries,
 //! the sink failing, filters, pagination, auth and persistence.
 
-#[path = "scim/harness.rs"]
-mod harness;
+use crate::common::scim as harness;
 
 use closeout::event::EventSource;
 use closeout::trigger::Trigger;

@@ -3,7 +3,7 @@
 //! secrets Grace owns due and a one-day policy makes none due; `--apply` gives each a new version
 //! (read back from OpenBao's metadata).
 
-mod common;
+use crate::common;
 
 use common::vault::VaultWorld;
 use common::{describe, due_of, json};

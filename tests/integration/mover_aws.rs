@@ -2,14 +2,15 @@
 //! engineer with accumulated entitlements (shared baseline, old-role group, role creep) moves to
 //! Finance; everything is read back from IAM and Secrets Manager with the SDK.
 
-mod common;
+use crate::common;
 
 use common::mover::{
-    assert_never_touched, assert_removals_before_grants, drift_of, explain_line, journal_grants,
+    assert_never_touched, assert_removals_before_grants, drift_of, explain_line,
     use_source_and_policy, write_cast,
 };
 use common::{
-    account_snapshot, audit_records, describe, json, secret_version, urlencoding_decode, World,
+    account_snapshot, audit_records, describe, grants_at, json, secret_version, urlencoding_decode,
+    World,
 };
 use std::collections::BTreeMap;
 
@@ -569,14 +570,21 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_aws() {
     );
 
     // Only the time-bound grant is recorded, expiring an hour after it was made.
-    let grants = journal_grants(&world.journal_path());
+    let grants = grants_at(&world.journal_path());
     assert_eq!(grants.len(), 1, "{grants:?}");
-    let g = &grants[0];
+    let (identity, g) = &grants[0];
     assert_eq!(
-        (g.identity.as_str(), g.provider.as_str(), g.kind.as_str()),
+        (
+            identity.as_str(),
+            g.entitlement.provider.as_str(),
+            g.entitlement.kind.as_str()
+        ),
         ("E2003", "aws", "group-membership")
     );
-    assert_eq!((g.target.as_str(), g.rule.as_str()), ("oncall", "oncall"));
+    assert_eq!(
+        (g.entitlement.target.as_str(), g.rule.as_str()),
+        ("oncall", "oncall")
+    );
     assert!(g.granted_at >= started - chrono::Duration::seconds(1));
     assert_eq!(g.expires_at - g.granted_at, chrono::Duration::hours(1));
 

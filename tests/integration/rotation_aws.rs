@@ -6,8 +6,11 @@
 //! key, the old one inactive, the new key published; the secret has a new AWSCURRENT version);
 //! afterwards nothing is due under the 1-day policy and a second `--apply` changes nothing.
 
-mod common;
+use crate::common;
 
+use closeout::store::journal::RunStatus;
+use closeout::store::queue::QueueStatus;
+use closeout::trigger::Trigger;
 use common::serve::{api, wait_until, API_TOKEN};
 use common::{account_snapshot, describe, journal_runs, json, secret_version, World, REPO};
 
@@ -213,18 +216,13 @@ async fn rotate_due_lists_then_rotates_what_the_policy_makes_due() {
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Rotation events of `identity` in the service's queue, with their status.
-fn rotation_events(world: &World, identity: &str) -> Vec<String> {
-    let Some(conn) = common::open_journal(world) else {
-        return Vec::new();
-    };
-    let Ok(mut stmt) = conn.prepare(
-        "SELECT status FROM event_queue WHERE kind = 'rotation' AND identity = ?1 ORDER BY seq",
-    ) else {
-        return Vec::new();
-    };
-    stmt.query_map([identity], |r| r.get(0))
-        .map(|rows| rows.filter_map(Result::ok).collect())
-        .unwrap_or_default()
+fn rotation_events(world: &World, identity: &str) -> Vec<QueueStatus> {
+    let mut events: Vec<_> = common::queued_events(&world.journal_path())
+        .into_iter()
+        .filter(|e| e.event.kind == Trigger::Rotation && e.event.identity == identity)
+        .collect();
+    events.sort_by_key(|e| e.seq);
+    events.into_iter().map(|e| e.status).collect()
 }
 
 /// The scheduler of `closeout serve` (every second) stores one rotation event for Pat, and no
@@ -253,14 +251,19 @@ async fn the_serve_scheduler_submits_one_rotation_event_per_identity() {
         TIMEOUT,
         || {
             journal_runs(&world).iter().any(|r| {
-                r.identity == "P1" && r.trigger == "rotation" && r.status == "waiting-approval"
+                r.identity == "P1"
+                    && r.trigger == Trigger::Rotation
+                    && r.status == RunStatus::WaitingApproval
             })
         },
     )
     .await;
     // Three more passes of the scheduler: still one event and one run for P1.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    assert_eq!(rotation_events(&world, "P1"), ["waiting-approval"]);
+    assert_eq!(
+        rotation_events(&world, "P1"),
+        [QueueStatus::WaitingApproval]
+    );
     let runs: Vec<_> = journal_runs(&world)
         .into_iter()
         .filter(|r| r.identity == "P1")
@@ -291,7 +294,7 @@ async fn the_serve_scheduler_submits_one_rotation_event_per_identity() {
     wait_until("the approved rotation run to close", &log, TIMEOUT, || {
         journal_runs(&world)
             .iter()
-            .any(|r| r.id == run && r.status == "closed")
+            .any(|r| r.id == run && r.status == RunStatus::Closed)
     })
     .await;
     let after = account_snapshot(&sdk).await;

@@ -1,13 +1,15 @@
 //! Shared set-up for the CLI integration tests: a moto server, a work directory with a config
 //! and an HR export, and a way to run the real `closeout` binary.
 
-#![allow(dead_code)]
-
 pub mod azure;
 pub mod mover;
+pub mod scim;
 pub mod serve;
 pub mod vault;
 
+use closeout::store::grants::GrantRecord;
+use closeout::store::journal::{ActionRecord, Journal, JournalError, RunRecord};
+use closeout::store::queue::{EventQueue, QueuedEvent};
 use closeout_testkit::MotoServer;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -140,10 +142,9 @@ max_backoff_ms = 500
     )
 }
 
+/// The virtualenv with the emulators and the seed scripts' Python packages (the testkit's).
 pub fn venv() -> PathBuf {
-    std::env::var_os("CLOSEOUT_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(REPO).join(".venv"))
+    closeout_testkit::venv_dir()
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -215,7 +216,7 @@ pub fn start_serve(mut cmd: Command, log: &Path) -> Service {
     Service { child, base }
 }
 
-// ---- Reading state back (added for tests/cli_safety.rs and tests/cli_resume.rs) -------------
+// ---- Reading state back -----------------------------------------------------------------------
 
 /// A command's exit code and output, for assertion messages.
 pub fn describe(o: &Output) -> String {
@@ -227,92 +228,81 @@ pub fn describe(o: &Output) -> String {
     )
 }
 
-/// The world's journal, opened directly with SQLite; `None` when no command has created it.
-pub fn open_journal(world: &World) -> Option<rusqlite::Connection> {
-    let path = world.journal_path();
+/// The journal at `path`, opened through the store's API; `None` while no command has created
+/// it (opening would create it).
+pub fn journal_at(path: &Path) -> Option<Journal> {
     if !path.exists() {
         return None;
     }
-    let conn = rusqlite::Connection::open(&path).expect("open the journal");
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .expect("busy timeout");
-    Some(conn)
+    Some(Journal::open(path).unwrap_or_else(|e| panic!("open the journal: {e}")))
 }
 
-/// One row of the journal's `runs` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalRun {
-    pub id: String,
-    pub identity: String,
-    pub trigger: String,
-    pub status: String,
-    pub override_protected: bool,
-    pub plan_json: String,
-}
+/// More runs than any test makes: `Journal::runs` takes a limit.
+const ALL_RUNS: usize = 10_000;
 
-/// One row of the journal's `actions` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalAction {
-    pub key: String,
-    pub run_id: String,
-    pub step: String,
-    pub finding_id: String,
-    pub verb: String,
-    pub status: String,
-    pub attempts: i64,
-}
-
-/// Every run in the journal, oldest first (empty when there is no journal).
-pub fn journal_runs(world: &World) -> Vec<JournalRun> {
-    let Some(conn) = open_journal(world) else {
+/// Every run in the journal at `path`, oldest first (empty when there is no journal).
+pub fn runs_at(path: &Path) -> Vec<RunRecord> {
+    let Some(journal) = journal_at(path) else {
         return Vec::new();
     };
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, identity, trigger, status, override_protected, plan_json FROM runs \
-             ORDER BY created_at, id",
-        )
-        .expect("query runs");
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(JournalRun {
-                id: r.get(0)?,
-                identity: r.get(1)?,
-                trigger: r.get(2)?,
-                status: r.get(3)?,
-                override_protected: r.get::<_, i64>(4)? != 0,
-                plan_json: r.get(5)?,
-            })
-        })
-        .expect("read runs");
-    rows.map(|r| r.expect("run row")).collect()
+    let mut runs = journal
+        .runs(ALL_RUNS)
+        .unwrap_or_else(|e| panic!("read the runs: {e}"));
+    // `runs` lists the newest first.
+    runs.reverse();
+    runs
 }
 
-/// Every action in the journal (empty when there is no journal).
-pub fn journal_actions(world: &World) -> Vec<JournalAction> {
-    let Some(conn) = open_journal(world) else {
+/// Every run in the world's journal, oldest first (empty when there is no journal).
+pub fn journal_runs(world: &World) -> Vec<RunRecord> {
+    runs_at(&world.journal_path())
+}
+
+/// Every action of every run in the journal at `path`, in the order they started (empty when
+/// there is no journal). An error, not a panic, when the journal cannot be read: a test that
+/// polls while `closeout` creates it treats that as nothing done yet.
+pub fn actions_at(path: &Path) -> Result<Vec<ActionRecord>, JournalError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let journal = Journal::open(path)?;
+    let mut actions = Vec::new();
+    for run in journal.runs(ALL_RUNS)? {
+        actions.extend(journal.actions(&run.id)?);
+    }
+    actions.sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
+    Ok(actions)
+}
+
+/// Every action in the world's journal, in the order they started.
+pub fn journal_actions(world: &World) -> Vec<ActionRecord> {
+    actions_at(&world.journal_path()).unwrap_or_else(|e| panic!("read the actions: {e}"))
+}
+
+/// More events than any test queues: `EventQueue::list` takes a limit.
+const ALL_EVENTS: usize = 10_000;
+
+/// Every event in the queue at `path` (the journal's database), newest first, read through the
+/// store's API (empty when there is no database yet).
+pub fn queued_events(path: &Path) -> Vec<QueuedEvent> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    let queue = EventQueue::open(path).unwrap_or_else(|e| panic!("open the event queue: {e}"));
+    queue
+        .list(ALL_EVENTS, None)
+        .unwrap_or_else(|e| panic!("read the event queue: {e}"))
+}
+
+/// Every recorded time-bound grant in the journal at `path`, with its identity (empty when there
+/// is no journal).
+pub fn grants_at(path: &Path) -> Vec<(String, GrantRecord)> {
+    let Some(journal) = journal_at(path) else {
         return Vec::new();
     };
-    let mut stmt = conn
-        .prepare(
-            "SELECT key, run_id, step, finding_id, verb, status, attempts FROM actions \
-             ORDER BY started_at, key",
-        )
-        .expect("query actions");
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(JournalAction {
-                key: r.get(0)?,
-                run_id: r.get(1)?,
-                step: r.get(2)?,
-                finding_id: r.get(3)?,
-                verb: r.get(4)?,
-                status: r.get(5)?,
-                attempts: r.get(6)?,
-            })
-        })
-        .expect("read actions");
-    rows.map(|r| r.expect("action row")).collect()
+    journal
+        .grants()
+        .unwrap_or_else(|e| panic!("read the grants: {e}"))
 }
 
 /// The action keys of a plan (`closeout plan --format json`, or a run's stored `plan_json`).

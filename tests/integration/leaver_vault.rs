@@ -4,7 +4,7 @@
 //! authenticate, every certificate is revoked and in its CRL, every reachable KV secret has a new
 //! version, colleagues are untouched, and a second apply changes nothing.
 
-mod common;
+use crate::common;
 
 use common::vault::VaultWorld;
 use common::{describe, json, stderr, stdout};

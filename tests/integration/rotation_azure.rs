@@ -5,7 +5,7 @@
 //! certificates due, and `--apply` gives each a new version and disables the old one (read back
 //! from the Key Vault data plane), leaving her secrets alone.
 
-mod common;
+use crate::common;
 
 use common::azure::AzureWorld;
 use common::{describe, due_of, json};

@@ -3,7 +3,7 @@
 //! with the AWS SDK. Every item must be in the state the leaver playbook promises, colleagues and
 //! unreachable secrets untouched, and a second apply must change nothing.
 
-mod common;
+use crate::common;
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::Client as Secrets;

@@ -3,11 +3,14 @@
 //! grant (read back from IAM, expiry in the journal); once the grant expires, the expiry
 //! scheduler queues one converging mover run that removes it (read back), and no second one.
 
-mod common;
+use crate::common;
 
+use chrono::{DateTime, Utc};
+use closeout::store::journal::RunStatus;
+use closeout::trigger::Trigger;
 use common::mover::{use_source_and_policy, write_hr, Person};
 use common::serve::{post_event, signed, wait_until, WEBHOOK_SECRET};
-use common::{journal_runs, World};
+use common::{grants_at, journal_runs, World};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -42,21 +45,17 @@ async fn groups_of(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {
 }
 
 /// The joiner's recorded time-bound grants: (target, expires_at).
-fn grant_rows(world: &World) -> Vec<(String, String)> {
-    let Some(conn) = common::open_journal(world) else {
-        return Vec::new();
-    };
-    let Ok(mut stmt) =
-        conn.prepare("SELECT target, expires_at FROM grants WHERE identity = ?1 ORDER BY target")
-    else {
-        return Vec::new();
-    };
-    stmt.query_map([JOINER], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map(|rows| rows.filter_map(Result::ok).collect())
-        .unwrap_or_default()
+fn grant_rows(world: &World) -> Vec<(String, DateTime<Utc>)> {
+    let mut rows: Vec<_> = grants_at(&world.journal_path())
+        .into_iter()
+        .filter(|(identity, _)| identity == JOINER)
+        .map(|(_, g)| (g.entitlement.target, g.expires_at))
+        .collect();
+    rows.sort();
+    rows
 }
 
-fn runs(world: &World, trigger: &str) -> Vec<String> {
+fn runs(world: &World, trigger: Trigger) -> Vec<RunStatus> {
     journal_runs(world)
         .into_iter()
         .filter(|r| r.identity == JOINER && r.trigger == trigger)
@@ -118,7 +117,7 @@ async fn a_joiner_event_grants_the_baseline_and_the_scheduler_removes_the_expire
     assert_eq!(status, 202, "{answer}");
 
     wait_until("the joiner run to close", &log, TIMEOUT, || {
-        runs(&world, "joiner") == ["closed"]
+        runs(&world, Trigger::Joiner) == [RunStatus::Closed]
     })
     .await;
     assert_eq!(groups_of(&iam, USER).await, ["oncall", "staff"]);
@@ -140,7 +139,7 @@ async fn a_joiner_event_grants_the_baseline_and_the_scheduler_removes_the_expire
         ],
     );
     wait_until("the expiry mover run to close", &log, TIMEOUT, || {
-        runs(&world, "mover") == ["closed"]
+        runs(&world, Trigger::Mover) == [RunStatus::Closed]
     })
     .await;
     assert_eq!(
@@ -151,7 +150,7 @@ async fn a_joiner_event_grants_the_baseline_and_the_scheduler_removes_the_expire
     // Still matching the rule, the expired grant is not granted again, and no second run
     // starts for the same expiry.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(runs(&world, "mover"), ["closed"]);
+    assert_eq!(runs(&world, Trigger::Mover), [RunStatus::Closed]);
     assert_eq!(groups_of(&iam, USER).await, ["staff"]);
     assert_eq!(grant_rows(&world), rows, "the expired record is kept");
     drop(service);

@@ -1,10 +1,13 @@
 //! `closeout source diff OLD NEW [--submit]` with the real binary: the diff of two small CSV
 //! exports, nothing written without `--submit`, and a second submit of the same diff stores
-//! nothing (read back from the queue's table with rusqlite). No emulator: the configured Vault
+//! nothing (read back through the store's event queue API). No emulator: the configured Vault
 //! address is a closed port that the command must never contact.
 
-mod common;
+use crate::common;
 
+use closeout::event::EventSource;
+use closeout::store::queue::QueueStatus;
+use closeout::trigger::Trigger;
 use common::{config_without_providers, json, stderr, stdout, REPO};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -149,29 +152,27 @@ fn submitting_twice_stores_each_event_once() {
     assert_eq!(doc["submitted"]["new"], 0);
     assert_eq!(doc["submitted"]["duplicates"], 4);
 
-    let conn = rusqlite::Connection::open(dir.db()).expect("open queue");
-    let rows: Vec<(String, String, String, String)> = conn
-        .prepare("SELECT source, kind, identity, status FROM event_queue ORDER BY identity")
-        .expect("prepare")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    let expect = |id: &str, kind: &str| {
+    let mut rows: Vec<(EventSource, Trigger, String, QueueStatus)> =
+        common::queued_events(&dir.db())
+            .into_iter()
+            .map(|e| (e.event.source, e.event.kind, e.event.identity, e.status))
+            .collect();
+    rows.sort_by(|a, b| a.2.cmp(&b.2));
+    let expect = |id: &str, kind: Trigger| {
         (
-            "hr-diff".to_string(),
-            kind.to_string(),
+            EventSource::HrDiff,
+            kind,
             id.to_string(),
-            "pending".to_string(),
+            QueueStatus::Pending,
         )
     };
     assert_eq!(
         rows,
         vec![
-            expect("E2", "leaver"),
-            expect("E3", "mover"),
-            expect("E4", "leaver"),
-            expect("E6", "joiner"),
+            expect("E2", Trigger::Leaver),
+            expect("E3", Trigger::Mover),
+            expect("E4", Trigger::Leaver),
+            expect("E6", Trigger::Joiner),
         ]
     );
 }

@@ -4,8 +4,9 @@
 //! journal, an approval through the API, SIGTERM, and a SIGKILL mid-run followed by a restart
 //! that processes every accepted event exactly once and resumes the interrupted run.
 
-mod common;
+use crate::common;
 
+use closeout::store::journal::RunStatus;
 use common::vault::VaultWorld;
 use common::Service;
 use serde_json::json;
@@ -44,24 +45,18 @@ fn serve_log(world: &VaultWorld) -> String {
 }
 
 /// Runs of `identity` in the journal: (run id, status).
-fn runs_of(world: &VaultWorld, identity: &str) -> Vec<(String, String)> {
-    let db = world.dir.path().join("state/closeout.db");
-    let Ok(conn) = rusqlite::Connection::open(db) else {
-        return Vec::new();
-    };
-    let Ok(mut stmt) = conn.prepare("SELECT id, status FROM runs WHERE identity = ?1") else {
-        return Vec::new();
-    };
-    stmt.query_map([identity], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map(|rows| rows.filter_map(Result::ok).collect())
-        .unwrap_or_default()
+fn runs_of(world: &VaultWorld, identity: &str) -> Vec<(String, RunStatus)> {
+    common::runs_at(&world.dir.path().join("state/closeout.db"))
+        .into_iter()
+        .filter(|r| r.identity == identity)
+        .map(|r| (r.id, r.status))
+        .collect()
 }
 
 fn actions_started(world: &VaultWorld) -> usize {
-    let db = world.dir.path().join("state/closeout.db");
-    rusqlite::Connection::open(db)
-        .and_then(|c| c.query_row("SELECT COUNT(*) FROM actions", [], |r| r.get::<_, i64>(0)))
-        .unwrap_or(0) as usize
+    common::actions_at(&world.dir.path().join("state/closeout.db"))
+        .map(|actions| actions.len())
+        .unwrap_or(0)
 }
 
 async fn wait_for(what: &str, world: &VaultWorld, timeout: Duration, done: impl FnMut() -> bool) {
@@ -139,7 +134,11 @@ async fn webhooks_are_verified_stored_once_processed_and_approved() {
         "E1001's leaver run to close",
         &world,
         Duration::from_secs(120),
-        || runs_of(&world, "E1001").iter().any(|(_, s)| s == "closed"),
+        || {
+            runs_of(&world, "E1001")
+                .iter()
+                .any(|(_, s)| *s == RunStatus::Closed)
+        },
     )
     .await;
     assert_eq!(runs_of(&world, "E1001").len(), 1, "one event, one run");
@@ -173,7 +172,7 @@ async fn webhooks_are_verified_stored_once_processed_and_approved() {
         || {
             runs_of(&world, "E1002")
                 .iter()
-                .any(|(_, s)| s == "waiting-approval")
+                .any(|(_, s)| *s == RunStatus::WaitingApproval)
         },
     )
     .await;
@@ -190,7 +189,11 @@ async fn webhooks_are_verified_stored_once_processed_and_approved() {
         "the approved run to close",
         &world,
         Duration::from_secs(120),
-        || runs_of(&world, "E1002").iter().any(|(_, s)| s == "closed"),
+        || {
+            runs_of(&world, "E1002")
+                .iter()
+                .any(|(_, s)| *s == RunStatus::Closed)
+        },
     )
     .await;
     let audit = std::fs::read_to_string(world.dir.path().join("state/audit.jsonl")).unwrap();
@@ -260,9 +263,9 @@ async fn a_killed_service_resumes_and_processes_every_event_exactly_once() {
             let a = runs_of(&world, "E1001");
             let b = runs_of(&world, "E1002");
             a.len() == 1
-                && a.iter().all(|(_, s)| s == "closed")
+                && a.iter().all(|(_, s)| *s == RunStatus::Closed)
                 && b.len() == 2
-                && b.iter().all(|(_, s)| s == "closed")
+                && b.iter().all(|(_, s)| *s == RunStatus::Closed)
         },
     )
     .await;
@@ -346,7 +349,11 @@ async fn a_changed_hr_export_becomes_events_that_run() {
         "Carol's leaver run to close",
         &world,
         Duration::from_secs(120),
-        || runs_of(&world, "E1002").iter().any(|(_, s)| s == "closed"),
+        || {
+            runs_of(&world, "E1002")
+                .iter()
+                .any(|(_, s)| *s == RunStatus::Closed)
+        },
     )
     .await;
     assert_eq!(runs_of(&world, "E1002").len(), 1);

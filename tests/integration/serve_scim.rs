@@ -5,7 +5,7 @@
 //! submitted the event on another connection, so every lifecycle change answered 503 after the
 //! busy timeout ("event queue: database is locked") and stalled webhook intake meanwhile.
 
-mod common;
+use crate::common;
 
 use common::serve::{api, post_event, signed, API_TOKEN, WEBHOOK_SECRET};
 use common::vault::VaultWorld;

@@ -3,7 +3,7 @@
 //! orphans; after `apply leaver`, only the orphans remain (the source still names her as their
 //! owner). Nothing is changed by reconcile itself.
 
-mod common;
+use crate::common;
 
 use common::{describe, json, World};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! for a leaver, a second `apply` from another shell is refused with who holds the identity,
 //! and every secret is rotated once, not once per process. Read back from moto and the store.
 
-mod common;
+use crate::common;
 
 use closeout::store::journal::{ActionStatus, Journal};
 use common::{account_snapshot, describe, stderr, World};

@@ -7,7 +7,7 @@
 //! rotated with its old versions disabled, unrelated vaults and colleagues untouched, the
 //! account disabled and its sessions revoked, and a second apply changes nothing.
 
-mod common;
+use crate::common;
 
 use common::azure::{AzureWorld, ARM_SCOPE};
 use common::{describe, json, stderr, stdout};

@@ -1,8 +1,6 @@
 //! An in-process SCIM server for the tests: the router nested under `/scim/v2` on a free
 //! loopback port, a temporary database, and a sink that records events (or fails on demand).
 
-#![allow(dead_code)]
-
 use closeout::event::LifecycleEvent;
 use closeout::intake::scim::{router, EventSink, ScimConfig, ScimState};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! credentials and names the permissions the playbooks need that they lack (read from the
 //! providers themselves: OpenBao's `sys/capabilities-self`, the IAM policies moto holds).
 
-mod common;
+use crate::common;
 
 use common::vault::VaultWorld;
 use common::{stdout, World};

@@ -1,18 +1,8 @@
 //! The scim2-tester conformance suite (tests/scim/conformance.py) against the SCIM router
 //! served in-process. Fails, never skips, when the venv or the package is missing.
 
-#[path = "scim/harness.rs"]
-mod harness;
-
-use std::path::{Path, PathBuf};
-
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-fn venv() -> PathBuf {
-    std::env::var_os("CLOSEOUT_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(REPO).join(".venv"))
-}
+use crate::common::scim as harness;
+use crate::common::{venv, REPO};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim2_tester_reports_no_error() {

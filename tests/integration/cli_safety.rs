@@ -2,7 +2,7 @@
 //! `closeout` binary against moto. Every refusal is checked from outside: the account read back
 //! with the AWS SDK is unchanged, the journal holds no run, and the audit log says what it must.
 
-mod common;
+use crate::common;
 
 use common::{
     account_snapshot, audit_records, describe, journal_runs, json, plan_keys, stderr, stdout,

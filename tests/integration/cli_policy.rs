@@ -3,7 +3,7 @@
 //! another trigger, and a mover without a policy — each before any provider is contacted (the
 //! config names no provider at all).
 
-mod common;
+use crate::common;
 
 use common::{config_without_providers, describe, stderr, REPO};
 use std::process::{Command, Output};

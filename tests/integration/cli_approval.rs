@@ -1,7 +1,7 @@
 //! Steps that require approval stop the run with exit code 4 after the stages before them; the
 //! wait survives the process, and `closeout approve RUN` records the approver and finishes it.
 
-mod common;
+use crate::common;
 
 use common::{json, stderr, stdout, World, REPO};
 

@@ -140,67 +140,12 @@ pub fn assert_never_touched(audit: &[Value], journal: &Path, finding: &str) {
             "an action touched the shared entitlement: {r:#}"
         );
     }
-    let conn = rusqlite::Connection::open(journal).expect("open the journal");
-    let n: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM actions WHERE finding_id = ?1",
-            [finding],
-            |r| r.get(0),
-        )
-        .expect("count actions");
-    assert_eq!(n, 0, "the journal has actions on {finding}");
-}
-
-/// One row of the journal's `grants` table.
-#[derive(Debug, Clone)]
-pub struct GrantRow {
-    pub identity: String,
-    pub provider: String,
-    pub kind: String,
-    pub target: String,
-    pub rule: String,
-    pub granted_at: chrono::DateTime<chrono::Utc>,
-    pub expires_at: chrono::DateTime<chrono::Utc>,
-}
-
-pub fn journal_grants(journal: &Path) -> Vec<GrantRow> {
-    let conn = rusqlite::Connection::open(journal).expect("open the journal");
-    let mut stmt = conn
-        .prepare(
-            "SELECT identity, provider, kind, target, rule, granted_at, expires_at FROM grants \
-             ORDER BY identity, provider, kind, target",
-        )
-        .expect("query grants");
-    let time = |s: String| -> chrono::DateTime<chrono::Utc> {
-        s.parse()
-            .unwrap_or_else(|e| panic!("grant time {s:?}: {e}"))
-    };
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-            ))
-        })
-        .expect("read grants");
-    rows.map(|r| {
-        let (identity, provider, kind, target, rule, granted, expires) = r.expect("grant row");
-        GrantRow {
-            identity,
-            provider,
-            kind,
-            target,
-            rule,
-            granted_at: time(granted),
-            expires_at: time(expires),
-        }
-    })
-    .collect()
+    let actions = super::actions_at(journal).unwrap_or_else(|e| panic!("read the actions: {e}"));
+    let on_it: Vec<_> = actions.iter().filter(|a| a.finding_id == finding).collect();
+    assert!(
+        on_it.is_empty(),
+        "the journal has actions on {finding}: {on_it:#?}"
+    );
 }
 
 /// The line of `policy explain`'s text output naming `entitlement` (e.g. `aws group-membership

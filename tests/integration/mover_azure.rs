@@ -17,7 +17,7 @@
 //! were not),
 //! and the audit log shows every removal before any grant.
 
-mod common;
+use crate::common;
 
 use common::azure::{Api, AzureWorld};
 use common::{describe, json, stdout};

@@ -2,14 +2,14 @@
 //! real binary: an engineer with accumulated entitlements (shared baseline group, old-role group,
 //! role creep) moves to Finance; everything is read back through the Vault API.
 
-mod common;
+use crate::common;
 
 use common::mover::{
-    assert_never_touched, assert_removals_before_grants, drift_of, explain_line, journal_grants,
+    assert_never_touched, assert_removals_before_grants, drift_of, explain_line,
     use_source_and_policy, write_cast,
 };
 use common::vault::{Api, VaultWorld};
-use common::{audit_records_at, describe, json, stdout};
+use common::{audit_records_at, describe, grants_at, json, stdout};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -482,14 +482,21 @@ async fn joiner_gets_baseline_and_a_time_bound_grant_on_vault() {
         "{entity}"
     );
 
-    let grants = journal_grants(&journal);
+    let grants = grants_at(&journal);
     assert_eq!(grants.len(), 1, "{grants:?}");
-    let g = &grants[0];
+    let (identity, g) = &grants[0];
     assert_eq!(
-        (g.identity.as_str(), g.provider.as_str(), g.kind.as_str()),
+        (
+            identity.as_str(),
+            g.entitlement.provider.as_str(),
+            g.entitlement.kind.as_str()
+        ),
         ("E2003", "vault", "group-membership")
     );
-    assert_eq!((g.target.as_str(), g.rule.as_str()), ("oncall", "oncall"));
+    assert_eq!(
+        (g.entitlement.target.as_str(), g.rule.as_str()),
+        ("oncall", "oncall")
+    );
     assert!(g.granted_at >= started - chrono::Duration::seconds(1));
     assert_eq!(g.expires_at - g.granted_at, chrono::Duration::hours(1));
 

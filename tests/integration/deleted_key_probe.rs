@@ -2,7 +2,7 @@
 //! authenticate. moto enforces it after `INITIAL_NO_AUTH_ACTION_COUNT` calls (and, unlike AWS,
 //! still accepts *inactive* keys — so only deletion can be proven dead here).
 
-mod common;
+use crate::common;
 
 use closeout_testkit::MotoServer;
 use common::{json, stderr, stdout, REPO};
