@@ -4,12 +4,10 @@
 //! moto is found in the Python venv at `CLOSEOUT_VENV` (default: `<workspace>/.venv`). When it
 //! cannot be started the test fails with what is missing and how to install it; it never skips.
 
-#![allow(dead_code)]
-
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use closeout_aws::{AwsConfig, AwsProvider};
-use closeout_contract::{Identity, IdentityKind, IdentityStatus};
+use closeout_contract::{Finding, Identity, IdentityKind, IdentityStatus, Resolution};
 use serde_json::json;
 use std::sync::Once;
 
@@ -18,7 +16,8 @@ pub const CANARY: &str = "canary-7f3e9c";
 /// A moto server on a free loopback port (started by the shared testkit, which fails the test
 /// with install instructions when moto is missing), killed on drop.
 pub struct Moto {
-    server: closeout_testkit::MotoServer,
+    /// Held for its `Drop`: the server is killed with the handle.
+    _server: closeout_testkit::MotoServer,
     pub endpoint: String,
 }
 
@@ -27,7 +26,10 @@ impl Moto {
         setup_env();
         let server = closeout_testkit::MotoServer::start();
         let endpoint = server.endpoint();
-        Moto { server, endpoint }
+        Moto {
+            _server: server,
+            endpoint,
+        }
     }
 
     /// A provider pointed at this server (credentials from the environment, set by the harness).
@@ -306,6 +308,14 @@ pub fn identity(id: &str, email: &str, manager: Option<&str>) -> Identity {
         employment_type: None,
         tags: Default::default(),
     }
+}
+
+/// The finding `id` of a resolution; panics naming the ids it has when it is not there.
+pub fn find<'a>(r: &'a Resolution, id: &str) -> &'a Finding {
+    r.findings.iter().find(|f| f.id == id).unwrap_or_else(|| {
+        let ids: Vec<_> = r.findings.iter().map(|f| f.id.as_str()).collect();
+        panic!("no finding {id}; have {ids:#?}")
+    })
 }
 
 pub fn allow(action: &str, resource: &str) -> serde_json::Value {

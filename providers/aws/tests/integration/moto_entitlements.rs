@@ -2,7 +2,7 @@
 //! re-resolved with the id `grant_finding` promised; unclaimed IAM users; a service identity's
 //! IAM user handed to its owner (`nhi_findings`, then `reassign-owner`).
 
-mod common;
+use crate::common;
 
 use closeout_contract::{
     ActionParams, ActionRequest, Entitlement, ErrorClass, Finding, Holder, IdentityKind,

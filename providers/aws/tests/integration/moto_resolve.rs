@@ -1,7 +1,7 @@
 //! Resolution against a real moto server: every kind, with the paths that explain it, and
 //! nothing that belongs to somebody else.
 
-mod common;
+use crate::common;
 
 use closeout_contract::{Holder, Provider, Relation, ResolveContext, State};
 use common::*;
