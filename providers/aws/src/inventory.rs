@@ -770,6 +770,8 @@ pub fn last_changed(
 
 /// The staging label of a secret's current version.
 pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The staging label of the version a rotation replaced.
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 /// The staging label of a version being rotated in.
 pub const AWSPENDING: &str = "AWSPENDING";
 
