@@ -14,6 +14,7 @@ use crate::policy::playbook::{self, Playbook};
 use crate::registry::Providers;
 use crate::store::audit::{AuditEntry, AuditLog};
 use crate::store::journal::{Journal, RunRecord};
+use crate::store::lease::Leases;
 use crate::trigger::Trigger;
 use closeout_contract::{Identity, ResolveContext};
 use std::collections::BTreeMap;
@@ -31,7 +32,12 @@ pub struct Engine {
     pub audit: AuditLog,
     /// Who runs Closeout (recorded in the audit log).
     pub actor: String,
+    /// The per-identity leases: one process acts for an identity at a time.
+    pub leases: Leases,
 }
+
+/// How long an identity's lease lasts without renewal; a run renews it every third of that.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Engine {
     /// Load the config, the source, the journal and the audit log. No provider is contacted.
@@ -40,12 +46,14 @@ impl Engine {
         let directory = Directory::load(&config.source.path)?;
         let journal = Journal::open(&config.store.path)?;
         let audit = AuditLog::open(&config.audit.path)?;
+        let leases = Leases::new(&config.store.path, LEASE_TTL);
         Ok(Engine {
             config,
             directory,
             journal,
             audit,
             actor: current_actor(),
+            leases,
         })
     }
 

@@ -9,6 +9,7 @@ use crate::policy::playbook::PlaybookError;
 use crate::registry::RegistryError;
 use crate::store::audit::AuditError;
 use crate::store::journal::JournalError;
+use crate::store::lease::LeaseError;
 use crate::trigger::{Trigger, UnknownTrigger};
 use closeout_contract::ProviderError;
 use std::path::PathBuf;
@@ -72,6 +73,12 @@ pub enum EngineError {
     ToNotForTrigger(Trigger),
     #[error("stored plan of run {run} cannot be read: {message}")]
     StoredPlan { run: String, message: String },
+    /// Another process acts for the identity, or this one lost its lease.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    /// A blocking store task did not finish (the runtime is shutting down).
+    #[error("a store task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl EngineError {

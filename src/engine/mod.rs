@@ -6,6 +6,7 @@
 //! - [`base`]: the [`Engine`] (config, source, journal, audit log) and shared lookups;
 //! - [`planning`]: resolve and plan (changes nothing);
 //! - [`run`]: apply, resume, approve, verify as the trigger's closure says, report;
+//! - `lease`: one process acts for an identity at a time (the store's per-identity lease);
 //! - [`mover`]: a mover's new attributes;
 //! - [`rotation`]: what the rotation policies make due;
 //! - [`reconcile`]: drift without changes;
@@ -18,6 +19,7 @@
 pub mod base;
 pub mod doctor;
 pub mod error;
+mod lease;
 pub mod mover;
 pub mod planning;
 pub mod reconcile;

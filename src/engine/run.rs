@@ -50,6 +50,22 @@ impl Engine {
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
         let identity = self.subject(trigger, id, &options.to)?;
+        let lease_on = identity.id.clone();
+        self.leased(
+            &lease_on,
+            self.apply_leased(trigger, identity, options, confirm, progress),
+        )
+        .await
+    }
+
+    async fn apply_leased(
+        &self,
+        trigger: Trigger,
+        identity: Identity,
+        options: &ApplyOptions,
+        confirm: &mut (dyn FnMut(&Plan) -> Result<bool, EngineError> + Send),
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
         let book = self.playbook(trigger)?;
         if identity.is_protected() && !options.override_protected {
             return Err(EngineError::Protected(identity.id.clone()));
@@ -70,7 +86,7 @@ impl Engine {
                 "resuming unfinished run {} of {} for {}",
                 run.id, trigger, identity.id
             ));
-            return self.resume(&run.id, progress).await;
+            return self.resume_leased(&run.id, progress).await;
         }
         let providers = self.providers().await?;
         let now = Utc::now();
@@ -208,6 +224,19 @@ impl Engine {
 
     /// Finish an interrupted run without repeating its finished actions.
     pub async fn resume(
+        &self,
+        run_id: &str,
+        progress: &Progress,
+    ) -> Result<ClosureReport, EngineError> {
+        let run = self
+            .journal
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        self.leased(&run.identity, self.resume_leased(run_id, progress))
+            .await
+    }
+
+    async fn resume_leased(
         &self,
         run_id: &str,
         progress: &Progress,

@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::event::LifecycleEvent;
-use crate::store::queue::Submitted;
+use crate::store::queue::{EventQueue, Submitted};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -86,26 +86,31 @@ fn scim_unavailable(detail: String) -> Router {
     })
 }
 
-/// SCIM changes become events through the same store as webhooks.
+/// SCIM changes become events in the same store as webhooks, written in the SCIM change's own
+/// transaction (the SCIM store is the same file as the queue).
 fn scim_sink(state: Shared) -> crate::intake::scim::EventSink {
-    Arc::new(move |event: LifecycleEvent| {
-        if state.stopping.load(Ordering::SeqCst) {
-            return Err("the service is stopping".into());
-        }
-        let kind = event.kind.as_str();
-        match state.queue.submit(&event, chrono::Utc::now()) {
-            Ok(Submitted::New { .. }) => {
-                crate::metrics::global().event(kind, "accepted");
-                state.wake.notify_waiters();
-                Ok(())
+    Arc::new(
+        move |tx: &rusqlite::Transaction<'_>, event: LifecycleEvent| {
+            if state.stopping.load(Ordering::SeqCst) {
+                return Err("the service is stopping".into());
             }
-            Ok(Submitted::Duplicate { .. }) => {
-                crate::metrics::global().event(kind, "duplicate");
-                Ok(())
+            let kind = event.kind.as_str();
+            match EventQueue::submit_in(tx, &event, chrono::Utc::now()) {
+                Ok(Submitted::New { .. }) => {
+                    crate::metrics::global().event(kind, "accepted");
+                    // Before the commit: a woken worker's claim takes the write lock, so it waits
+                    // for this transaction and then sees the event.
+                    state.wake.notify_waiters();
+                    Ok(())
+                }
+                Ok(Submitted::Duplicate { .. }) => {
+                    crate::metrics::global().event(kind, "duplicate");
+                    Ok(())
+                }
+                Err(e) => Err(Box::new(e)),
             }
-            Err(e) => Err(Box::new(e)),
-        }
-    })
+        },
+    )
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

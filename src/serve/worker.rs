@@ -8,6 +8,7 @@
 use super::AppState;
 use crate::engine::{ApplyOptions, Engine, EngineError};
 use crate::pipeline::progress::Progress;
+use crate::store::lease::LeaseError;
 use crate::store::queue::{Claimed, Outcome};
 use crate::trigger::Trigger;
 use std::sync::Arc;
@@ -68,7 +69,10 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
                     }
                 }
             }
-            run_event(state, &engine, &claimed).await
+            match run_event(state, &engine, &claimed).await {
+                Some(outcome) => outcome,
+                None => return,
+            }
         }
         Err(e) => Outcome::Failed {
             message: format!("cannot open the engine: {e}"),
@@ -89,26 +93,32 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
     }
 }
 
-async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outcome {
+/// How long an event waits before another try when another process holds its identity's lease.
+const LEASE_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
+
+/// Process one event; `None` when it was given back to the queue for later (another process
+/// acts for its identity now).
+async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Option<Outcome> {
     let event = &claimed.event;
     let trigger = event.kind;
     let progress = Progress::silent();
     // A run already exists (the service stopped mid-run, or the run was approved): finish it.
     if let Some(run_id) = &claimed.run_id {
-        return outcome_of(engine.resume(run_id, &progress).await, Some(run_id));
+        let result = engine.resume(run_id, &progress).await;
+        return deferred(state, claimed, result).map(|r| outcome_of(r, Some(run_id)));
     }
     let identity = match engine.identity(&event.identity) {
         Ok(i) => i,
         Err(e) => {
-            return Outcome::Skipped {
+            return Some(Outcome::Skipped {
                 reason: e.to_string(),
-            }
+            })
         }
     };
     if let Err(e) = engine.playbook(trigger) {
-        return Outcome::Skipped {
+        return Some(Outcome::Skipped {
             reason: e.to_string(),
-        };
+        });
     }
     // Protected identities always wait for a person; other triggers wait unless configured to
     // apply automatically.
@@ -131,6 +141,7 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outc
     let result = engine
         .apply(trigger, &identity.id, &options, &mut no_prompt, &progress)
         .await;
+    let result = deferred(state, claimed, result)?;
     // Tie the run to the event as soon as it is known, so a crash resumes it.
     let run_id = match &result {
         Ok(report) => Some(report.run.clone()),
@@ -142,7 +153,32 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Outc
             tracing::error!(seq, error = %e, "cannot record the event's run");
         }
     }
-    outcome_of(result, run_id.as_ref())
+    Some(outcome_of(result, run_id.as_ref()))
+}
+
+/// The result, or `None` when another process holds the identity's lease: the event is given
+/// back to the queue, to be tried again after [`LEASE_RETRY`], not failed.
+fn deferred<T>(
+    state: &AppState,
+    claimed: &Claimed,
+    result: Result<T, EngineError>,
+) -> Option<Result<T, EngineError>> {
+    match result {
+        Err(EngineError::Lease(e @ LeaseError::Held { .. })) => {
+            tracing::info!(seq = claimed.seq, error = %e, "identity busy; the event waits");
+            crate::metrics::global().event(claimed.event.kind.as_str(), "deferred");
+            let retry_at = chrono::Utc::now() + LEASE_RETRY;
+            if let Err(e) =
+                state
+                    .queue
+                    .release(claimed.seq, &claimed.token, &e.to_string(), retry_at)
+            {
+                tracing::error!(seq = claimed.seq, error = %e, "cannot give the event back; it is retried after a restart");
+            }
+            None
+        }
+        other => Some(other),
+    }
 }
 
 fn outcome_of(

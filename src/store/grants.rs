@@ -54,6 +54,12 @@ impl Journal {
             .collect())
     }
 
+    /// Every recorded grant, with its identity, ordered by identity and entitlement (for
+    /// `closeout`'s readers and tests that check what the ledger holds as a whole).
+    pub fn grants(&self) -> Result<Vec<(String, GrantRecord)>, JournalError> {
+        self.grant_rows("", params![])
+    }
+
     /// Every recorded grant whose expiry is at or before `now`, with its identity.
     pub fn expired_grants(
         &self,
@@ -130,5 +136,44 @@ impl Journal {
             ));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(target: &str, at: DateTime<Utc>) -> GrantRecord {
+        GrantRecord {
+            entitlement: Entitlement::new("aws", "group-membership", target),
+            rule: "oncall".into(),
+            granted_at: at,
+            expires_at: at + chrono::Duration::hours(1),
+            run_id: "r1".into(),
+        }
+    }
+
+    #[test]
+    fn every_grant_is_listed_with_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+        assert!(j.grants().unwrap().is_empty());
+        let t0 = Utc::now();
+        j.record_grant("E2", &grant("oncall", t0)).unwrap();
+        j.record_grant("E1", &grant("devs", t0)).unwrap();
+        j.record_grant("E1", &grant("admins", t0)).unwrap();
+        let all: Vec<(String, String)> = j
+            .grants()
+            .unwrap()
+            .into_iter()
+            .map(|(identity, g)| (identity, g.entitlement.target))
+            .collect();
+        assert_eq!(
+            all,
+            [("E1", "admins"), ("E1", "devs"), ("E2", "oncall")]
+                .map(|(i, t)| (i.to_string(), t.to_string()))
+        );
+        assert_eq!(j.grants_of("E1").unwrap().len(), 2);
+        assert_eq!(ts(j.grants().unwrap()[2].1.granted_at), ts(t0));
     }
 }

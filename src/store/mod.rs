@@ -1,5 +1,5 @@
 //! Layer 2, the store: everything Closeout keeps durably — the run journal (runs, actions,
-//! observations), the grant ledger, the event queue and the audit log.
+//! observations), the grant ledger, the event queue, the per-identity leases and the audit log.
 //!
 //! Architecture invariant: the store knows records, not the pipeline: it imports only the
 //! vocabulary (layer 0), never a playbook, a plan or a provider. Nothing outside the store
@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod grants;
 pub mod journal;
+pub mod lease;
 pub mod observations;
 pub mod queue;
 pub mod sqlite;

@@ -245,13 +245,26 @@ impl EventQueue {
         event: &LifecycleEvent,
         received_at: DateTime<Utc>,
     ) -> Result<Submitted, QueueError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let submitted = EventQueue::submit_in(&tx, event, received_at)?;
+        tx.commit()?;
+        Ok(submitted)
+    }
+
+    /// Store an event inside the caller's transaction on the store's file (SCIM writes a User
+    /// and its event in one transaction): kept only if the caller commits. Opening a second
+    /// connection for the event instead would wait on the caller's own write lock.
+    pub fn submit_in(
+        tx: &rusqlite::Transaction<'_>,
+        event: &LifecycleEvent,
+        received_at: DateTime<Utc>,
+    ) -> Result<Submitted, QueueError> {
         let attributes =
             serde_json::to_string(&event.attributes).map_err(|e| QueueError::Corrupt {
                 seq: 0,
                 message: format!("cannot encode attributes: {e}"),
             })?;
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<(i64, String)> = tx
             .query_row(
                 "SELECT seq, status FROM event_queue WHERE source = ?1 AND external_id = ?2",
@@ -260,7 +273,6 @@ impl EventQueue {
             )
             .optional()?;
         if let Some((seq, status)) = existing {
-            tx.commit()?;
             return Ok(Submitted::Duplicate {
                 seq,
                 status: parse_status(seq, &status)?,
@@ -279,9 +291,9 @@ impl EventQueue {
                 ts(received_at),
             ],
         )?;
-        let seq = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(Submitted::New { seq })
+        Ok(Submitted::New {
+            seq: tx.last_insert_rowid(),
+        })
     }
 
     /// Submit several events (an HR export diff): each is stored once, duplicates are counted.

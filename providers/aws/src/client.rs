@@ -90,6 +90,29 @@ impl AwsProvider {
         })
     }
 
+    /// An STS client that signs with the given access key instead of the provider's
+    /// credentials, against the same endpoint and region: to test a key (a new one works, an
+    /// old one is refused). `retries`: the SDK's retries, off when a single answer is wanted.
+    pub(crate) fn sts_with_key(
+        &self,
+        id: &str,
+        secret: &closeout_contract::SecretValue,
+        retries: bool,
+    ) -> aws_sdk_sts::Client {
+        let creds = aws_credential_types::Credentials::new(
+            id,
+            secret.expose(),
+            None,
+            None,
+            "closeout-key-test",
+        );
+        let mut conf = aws_sdk_sts::config::Builder::from(&self.sdk).credentials_provider(creds);
+        if !retries {
+            conf = conf.retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled());
+        }
+        aws_sdk_sts::Client::from_conf(conf.build())
+    }
+
     /// Every item of a marker-paged IAM list. Each page passes the gate like any other call;
     /// `items` returns a page's items and, when the page is truncated, the next marker.
     pub(crate) async fn all_pages<P, T, E, Fut>(

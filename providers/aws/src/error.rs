@@ -138,6 +138,21 @@ impl CallError {
                 || (self.code.is_none() && self.status == Some(404)))
     }
 
+    /// The caller may not make this call (`AccessDenied`, HTTP 403): what it would have listed
+    /// is unknown, not empty.
+    pub fn is_access_denied(&self) -> bool {
+        self.failure == CallFailure::Service
+            && (self.code.as_deref().is_some_and(|c| {
+                matches!(
+                    c,
+                    "AccessDenied"
+                        | "AccessDeniedException"
+                        | "UnauthorizedOperation"
+                        | "UnauthorizedAccess"
+                )
+            }) || self.status == Some(403))
+    }
+
     pub fn is_throttling(&self) -> bool {
         self.code
             .as_deref()
@@ -318,6 +333,17 @@ mod tests {
                 .is_not_found()
         );
         assert!(!CallError::service("GetUser", 403, Some("AccessDenied"), "").is_not_found());
+        assert!(
+            CallError::service("ListMFADevices", 403, Some("AccessDenied"), "").is_access_denied()
+        );
+        assert!(
+            CallError::service("ListSecrets", 400, Some("AccessDeniedException"), "")
+                .is_access_denied()
+        );
+        assert!(
+            !CallError::service("ListSecrets", 400, Some("ValidationException"), "")
+                .is_access_denied()
+        );
         assert!(
             CallError::service("ListServiceSpecificCredentials", 500, None, "").is_unimplemented()
         );

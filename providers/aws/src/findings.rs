@@ -315,7 +315,7 @@ pub fn role_finding(
     if let Some(t) = revoke.and_then(|p| PolicyDocument::token_issue_cutoff(&p.text)) {
         d = d.attr("sessions_revoked_before", rfc3339(t));
     }
-    d.relation = Relation::CanAssume;
+    d.relation = reach.relation;
     d.holder = Holder::Shared;
     d.display = format!("role {}", role.name);
     d.state = session_state(revoke.map(|p| p.text.as_str()), ctx.cutoff);
@@ -323,7 +323,8 @@ pub fn role_finding(
     d.build()
 }
 
-/// A finding for a secret the identity owns or can read; `state` filled in by the caller.
+/// A finding for a secret the identity owns, can read, or can grant itself; `state` filled in
+/// by the caller.
 pub fn secret_finding(secret: &SecretInfo, reach: SecretReach) -> Finding {
     let mut d = Draft::new(kinds::SECRET, secret.arn.clone(), secret.arn.clone())
         .attr("name", secret.name.clone())
@@ -340,8 +341,10 @@ pub fn secret_finding(secret: &SecretInfo, reach: SecretReach) -> Finding {
     }
     d.relation = if reach.owner.is_some() {
         Relation::Owns
-    } else {
+    } else if reach.readable {
         Relation::CanRead
+    } else {
+        Relation::CanGrantSelf
     };
     d.holder = Holder::Shared;
     d.display = format!("secret {}", secret.name);
@@ -366,16 +369,14 @@ pub fn apply_versions(f: &mut Finding, versions: &SecretVersions, cutoff: Option
 mod tests {
     use super::*;
     use crate::inventory::{AttachedRef, ManagedPolicy};
-    use crate::reach::{
-        assumable_roles, role_sources, secret_reach, ASSUME_ROLE, GET_SECRET_VALUE,
-    };
+    use crate::reach::{reach, secret_reach, Node, ASSUME_ROLE, GET_SECRET_VALUE};
     use crate::tests::{allow, identity, render, sample, secret, ACCT};
     use closeout_contract::Path;
     #[test]
     fn person_findings_cover_the_user_and_skip_the_revoke_policy() {
         let inv = sample();
         let cfg = AwsConfig::default();
-        let p = Person::new(&inv, &inv.users[0]);
+        let p = Person::new(&inv.users[0]);
         let ctx = ResolveContext {
             identity: identity("E100", "alice@example.com"),
             cutoff: Some("2029-12-31T23:00:00Z".parse().unwrap()),
@@ -444,8 +445,13 @@ mod tests {
             ),
         ] {
             let doc = PolicyDocument::parse(&doc.to_string()).unwrap();
-            inv.managed
-                .insert(arn.clone(), ManagedPolicy { doc: Some(doc) });
+            inv.managed.insert(
+                arn.clone(),
+                ManagedPolicy {
+                    doc: Some(doc),
+                    problem: None,
+                },
+            );
         }
         inv.users[0].attached.push(AttachedRef {
             name: "read-att".into(),
@@ -464,7 +470,7 @@ mod tests {
             identity: identity("E100", "alice@example.com"),
             cutoff: None,
         };
-        let p = Person::new(&inv, &inv.users[0]);
+        let p = Person::new(&inv.users[0]);
         let fs = person_findings(&inv, &p, "x", &UserCredentials::default(), &ctx, &cfg);
         let path_of = |id: &str| {
             let f = fs.iter().find(|f| f.id == id).unwrap();
@@ -479,14 +485,11 @@ mod tests {
                 .any(|p| p.steps.len() > via.steps.len() && p.steps.starts_with(&via.steps))
         };
 
-        let reaches = assumable_roles(&inv, &p);
-        let roles: Vec<_> = reaches
-            .iter()
-            .map(|r| (r, role_sources(&inv, &inv.roles[r.idx])))
-            .collect();
+        let reached = reach(&inv, &[(Node::User(0), p.base.clone())]);
+        let reaches = reached.roles();
         let reach = |name: &str| {
             let s = secret(name, &[], None);
-            secret_reach(&inv, Some(&p), &roles, &s, &ctx.identity, &cfg).paths
+            secret_reach(&reached, &inv, &s, &ctx.identity, &cfg).paths
         };
         assert!(
             through(&reach("group-db"), &group),

@@ -7,6 +7,7 @@
 //! large): the few attached to the principals that matter are read one by one
 //! (`GetPolicy` + `GetPolicyVersion`, bounded concurrency).
 
+use crate::capabilities::kinds;
 use crate::client::AwsProvider;
 use crate::error::CallError;
 use crate::policy::PolicyDocument;
@@ -29,6 +30,8 @@ pub struct InlinePolicy {
     /// The JSON text, URL-decoded.
     pub text: String,
     pub doc: Option<PolicyDocument>,
+    /// Why the document could not be read in full (see [`Readable`]).
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct IamRole {
     pub arn: String,
     pub id: String,
     pub trust: Option<PolicyDocument>,
+    /// Why the trust policy could not be read in full.
+    pub trust_problem: Option<String>,
     pub attached: Vec<AttachedRef>,
     pub inline: Vec<InlinePolicy>,
     pub tags: Vec<(String, String)>,
@@ -64,6 +69,8 @@ pub struct IamRole {
 #[derive(Debug, Clone)]
 pub struct ManagedPolicy {
     pub doc: Option<PolicyDocument>,
+    /// Why the document could not be read in full (unparsable, statements skipped, not found).
+    pub problem: Option<String>,
 }
 
 /// Everything IAM says about the account's principals and policies.
@@ -98,20 +105,29 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn parse_doc(what: &str, text: &str, warnings: &mut Vec<String>) -> Option<PolicyDocument> {
+/// A parsed document, and why it could not be read in full: unparsable (no document) or with
+/// statements not understood. The problem is also a warning; resolution turns the problems of
+/// documents that matter to the identity into gaps.
+pub type Readable = (Option<PolicyDocument>, Option<String>);
+
+fn parse_doc(what: &str, text: &str, warnings: &mut Vec<String>) -> Readable {
     match PolicyDocument::parse(text) {
         Ok(doc) => {
-            if doc.skipped > 0 {
-                warnings.push(format!(
-                    "{what}: {} statement(s) not understood and ignored",
+            let problem = (doc.skipped > 0).then(|| {
+                format!(
+                    "{} statement(s) of {what} not understood and ignored",
                     doc.skipped
-                ));
+                )
+            });
+            if let Some(p) = &problem {
+                warnings.push(p.clone());
             }
-            Some(doc)
+            (Some(doc), problem)
         }
         Err(e) => {
-            warnings.push(format!("{what}: {e}; its statements are ignored"));
-            None
+            let problem = format!("{what}: {e}");
+            warnings.push(format!("{problem}; its statements are ignored"));
+            (None, Some(problem))
         }
     }
 }
@@ -128,8 +144,14 @@ fn inline(
             let text = crate::policy::decode_document(raw)
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
-            let doc = parse_doc(&format!("inline policy {name} of {owner}"), raw, warnings);
-            Some(InlinePolicy { name, text, doc })
+            let (doc, problem) =
+                parse_doc(&format!("inline policy {name} of {owner}"), raw, warnings);
+            Some(InlinePolicy {
+                name,
+                text,
+                doc,
+                problem,
+            })
         })
         .collect()
 }
@@ -204,14 +226,16 @@ impl AwsProvider {
                 let (Some(name), Some(arn)) = (r.role_name(), r.arn()) else {
                     continue;
                 };
-                let trust = r
-                    .assume_role_policy_document()
-                    .and_then(|t| parse_doc(&format!("trust policy of role {name}"), t, w));
+                let (trust, trust_problem) = match r.assume_role_policy_document() {
+                    Some(t) => parse_doc(&format!("trust policy of role {name}"), t, w),
+                    None => (None, None),
+                };
                 inv.roles.push(IamRole {
                     name: name.to_string(),
                     arn: arn.to_string(),
                     id: r.role_id().unwrap_or_default().to_string(),
                     trust,
+                    trust_problem,
                     attached: attached(r.attached_managed_policies()),
                     inline: inline(&format!("role {name}"), r.role_policy_list(), w),
                     tags: iam_tags(r.tags()),
@@ -226,10 +250,13 @@ impl AwsProvider {
                     .policy_version_list()
                     .iter()
                     .find(|v| v.is_default_version() || v.version_id() == default);
-                let doc = version
-                    .and_then(|v| v.document())
-                    .and_then(|d| parse_doc(&format!("managed policy {name}"), d, w));
-                inv.managed.insert(arn.to_string(), ManagedPolicy { doc });
+                let what = format!("managed policy {name}");
+                let (doc, problem) = match version.and_then(|v| v.document()) {
+                    Some(d) => parse_doc(&what, d, w),
+                    None => (None, Some(format!("{what}: no default version listed"))),
+                };
+                inv.managed
+                    .insert(arn.to_string(), ManagedPolicy { doc, problem });
             }
             match page.marker() {
                 Some(m) if page.is_truncated() => marker = Some(m.to_string()),
@@ -257,8 +284,8 @@ impl AwsProvider {
         if missing.is_empty() {
             return Ok(());
         }
-        // (policy ARN, (name, document) when found)
-        type Fetched = Result<(String, Option<(String, String)>), CallError>;
+        // (policy ARN, (name, document) when found, or why it could not be read)
+        type Fetched = Result<(String, Result<Option<(String, String)>, String>), CallError>;
         let fetched: Vec<Fetched> = stream::iter(missing)
             .map(|arn| async move {
                 let policy = match self
@@ -266,17 +293,18 @@ impl AwsProvider {
                     .await
                 {
                     Ok(out) => out,
-                    Err(e) if e.is_not_found() => return Ok((arn, None)),
+                    Err(e) if e.is_not_found() => return Ok((arn, Ok(None))),
+                    Err(e) if e.is_access_denied() => return Ok((arn, Err(e.to_string()))),
                     Err(e) => return Err(e),
                 };
                 let Some(p) = policy.policy() else {
-                    return Ok((arn, None));
+                    return Ok((arn, Ok(None)));
                 };
                 let name = p.policy_name().unwrap_or_default().to_string();
                 let Some(version) = p.default_version_id() else {
-                    return Ok((arn, None));
+                    return Ok((arn, Ok(None)));
                 };
-                let v = self
+                let v = match self
                     .call(
                         "GetPolicyVersion",
                         self.iam
@@ -285,13 +313,18 @@ impl AwsProvider {
                             .version_id(version)
                             .send(),
                     )
-                    .await?;
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(e) if e.is_access_denied() => return Ok((arn, Err(e.to_string()))),
+                    Err(e) => return Err(e),
+                };
                 let text = v
                     .policy_version()
                     .and_then(|v| v.document())
                     .unwrap_or_default()
                     .to_string();
-                Ok((arn, Some((name, text))))
+                Ok((arn, Ok(Some((name, text)))))
             })
             .buffer_unordered(self.gate.limits().max_in_flight)
             .collect()
@@ -299,14 +332,35 @@ impl AwsProvider {
         for r in fetched {
             let (arn, found) = r?;
             match found {
-                Some((name, text)) => {
-                    let doc =
-                        parse_doc(&format!("managed policy {name}"), &text, &mut inv.warnings);
-                    inv.managed.insert(arn, ManagedPolicy { doc });
+                Err(why) => {
+                    let problem = format!("managed policy {arn}: could not be read ({why})");
+                    inv.warnings
+                        .push(format!("{problem}; its statements are ignored"));
+                    inv.managed.insert(
+                        arn,
+                        ManagedPolicy {
+                            doc: None,
+                            problem: Some(problem),
+                        },
+                    );
                 }
-                None => inv.warnings.push(format!(
-                    "managed policy {arn}: not found; its statements are ignored"
-                )),
+                Ok(Some((name, text))) => {
+                    let (doc, problem) =
+                        parse_doc(&format!("managed policy {name}"), &text, &mut inv.warnings);
+                    inv.managed.insert(arn, ManagedPolicy { doc, problem });
+                }
+                Ok(None) => {
+                    let problem = format!("managed policy {arn}: not found");
+                    inv.warnings
+                        .push(format!("{problem}; its statements are ignored"));
+                    inv.managed.insert(
+                        arn,
+                        ManagedPolicy {
+                            doc: None,
+                            problem: Some(problem),
+                        },
+                    );
+                }
             }
         }
         Ok(())
@@ -351,6 +405,29 @@ pub struct UserCredentials {
     pub service_credentials: Vec<StatusCred>,
     pub mfa: Vec<MfaInfo>,
     pub warnings: Vec<String>,
+    /// Credential kinds that could not be listed (finding kind, why): unknown, so gaps.
+    pub unlisted: Vec<(&'static str, String)>,
+}
+
+/// A listing's result, or `None` with why it is unknown when the caller may not list it (a
+/// 403 is not an empty list).
+pub(crate) fn listed<T>(
+    r: Result<T, CallError>,
+    kind: &'static str,
+    user: &str,
+    unlisted: &mut Vec<(&'static str, String)>,
+) -> Result<Option<T>, CallError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_access_denied() => {
+            unlisted.push((
+                kind,
+                format!("{} for iam user {user} was refused ({e})", e.op),
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn is_active(s: &aws_sdk_iam::types::StatusType) -> bool {
@@ -622,21 +699,34 @@ impl AwsProvider {
             self.list_service_credentials(user),
             self.list_mfa(user),
         );
+        let mut u = Vec::new();
         let mut creds = UserCredentials {
-            login_profile: login?,
-            keys: keys?,
-            ssh_keys: ssh?,
-            certificates: certs?,
-            mfa: mfa?,
+            login_profile: listed(login, kinds::LOGIN_PROFILE, user, &mut u)?.flatten(),
+            keys: listed(keys, kinds::ACCESS_KEY, user, &mut u)?.unwrap_or_default(),
+            ssh_keys: listed(ssh, kinds::SSH_KEY, user, &mut u)?.unwrap_or_default(),
+            certificates: listed(certs, kinds::SIGNING_CERTIFICATE, user, &mut u)?
+                .unwrap_or_default(),
+            mfa: listed(mfa, kinds::MFA_DEVICE, user, &mut u)?.unwrap_or_default(),
             ..Default::default()
         };
-        match svc? {
-            Some(list) => creds.service_credentials = list,
-            None => creds.warnings.push(
-                "service-specific credentials: endpoint does not implement ListServiceSpecificCredentials"
-                    .into(),
-            ),
+        match listed(svc, kinds::SERVICE_CREDENTIAL, user, &mut u)? {
+            Some(Some(list)) => creds.service_credentials = list,
+            Some(None) => {
+                // Kept as a warning too: it is what people grep for; the gap is what counts.
+                creds.warnings.push(
+                    "service-specific credentials: endpoint does not implement ListServiceSpecificCredentials"
+                        .into(),
+                );
+                u.push((
+                    kinds::SERVICE_CREDENTIAL,
+                    format!(
+                        "the endpoint does not implement ListServiceSpecificCredentials: iam user {user}'s service-specific credentials (CodeCommit, Keyspaces, Bedrock) cannot be listed"
+                    ),
+                ));
+            }
+            None => {}
         }
+        creds.unlisted = u;
         Ok(creds)
     }
 }
@@ -648,10 +738,21 @@ pub struct SecretInfo {
     pub name: String,
     pub tags: Vec<(String, String)>,
     pub policy: Option<PolicyDocument>,
+    /// Why the resource policy could not be read in full (unparsable, or the read was refused).
+    pub policy_problem: Option<String>,
     pub rotation_enabled: bool,
     /// When the secret last changed: the later of `LastChangedDate` (any modification, a new
     /// version included) and `LastRotatedDate` (see [`last_changed`]).
     pub last_changed: Option<DateTime<Utc>>,
+}
+
+/// What `load_secrets` read.
+#[derive(Debug, Clone, Default)]
+pub struct SecretListing {
+    pub secrets: Vec<SecretInfo>,
+    pub warnings: Vec<String>,
+    /// Why the secrets could not be listed at all (`ListSecrets` refused): every secret unknown.
+    pub refused: Option<String>,
 }
 
 /// The later of a secret's `LastChangedDate` and `LastRotatedDate`. On AWS both are at or after
@@ -669,6 +770,8 @@ pub fn last_changed(
 
 /// The staging label of a secret's current version.
 pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The staging label of the version a rotation replaced.
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 /// The staging label of a version being rotated in.
 pub const AWSPENDING: &str = "AWSPENDING";
 
@@ -723,16 +826,26 @@ impl SecretVersions {
 impl AwsProvider {
     /// Every secret (all pages; `ListSecrets` returns the tags) and, per secret, its resource
     /// policy (`GetResourcePolicy`, which the list does not include; bounded concurrency).
-    pub(crate) async fn load_secrets(&self) -> Result<(Vec<SecretInfo>, Vec<String>), CallError> {
+    pub(crate) async fn load_secrets(&self) -> Result<SecretListing, CallError> {
         let mut secrets = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self
+            let page = match self
                 .call(
                     "ListSecrets",
                     self.sm.list_secrets().set_next_token(token.take()).send(),
                 )
-                .await?;
+                .await
+            {
+                Ok(page) => page,
+                Err(e) if e.is_access_denied() => {
+                    return Ok(SecretListing {
+                        refused: Some(format!("ListSecrets was refused ({e})")),
+                        ..Default::default()
+                    })
+                }
+                Err(e) => return Err(e),
+            };
             for s in page.secret_list() {
                 let (Some(arn), Some(name)) = (s.arn(), s.name()) else {
                     continue;
@@ -749,6 +862,7 @@ impl AwsProvider {
                         .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
                         .collect(),
                     policy: None,
+                    policy_problem: None,
                     rotation_enabled: s.rotation_enabled().unwrap_or(false),
                     last_changed: last_changed(s.last_changed_date(), s.last_rotated_date()),
                 });
@@ -758,7 +872,9 @@ impl AwsProvider {
                 _ => break,
             }
         }
-        let policies: Vec<Result<(usize, Option<String>), CallError>> = stream::iter(
+        // (secret index, the policy text, or why it could not be read)
+        type PolicyRead = Result<(usize, Result<Option<String>, String>), CallError>;
+        let policies: Vec<PolicyRead> = stream::iter(
             secrets
                 .iter()
                 .map(|s| s.arn.clone())
@@ -773,8 +889,11 @@ impl AwsProvider {
                 )
                 .await
             {
-                Ok(out) => Ok((i, out.resource_policy().map(str::to_string))),
-                Err(e) if e.is_not_found() => Ok((i, None)),
+                Ok(out) => Ok((i, Ok(out.resource_policy().map(str::to_string)))),
+                Err(e) if e.is_not_found() => Ok((i, Ok(None))),
+                Err(e) if e.is_access_denied() => {
+                    Ok((i, Err(format!("GetResourcePolicy was refused ({e})"))))
+                }
                 Err(e) => Err(e),
             }
         })
@@ -784,13 +903,25 @@ impl AwsProvider {
         let mut warnings = Vec::new();
         for r in policies {
             let (i, text) = r?;
-            if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-                let what = format!("resource policy of secret {}", secrets[i].name);
-                secrets[i].policy = parse_doc(&what, &text, &mut warnings);
+            let what = format!("resource policy of secret {}", secrets[i].name);
+            match text {
+                Ok(Some(text)) if !text.trim().is_empty() => {
+                    (secrets[i].policy, secrets[i].policy_problem) =
+                        parse_doc(&what, &text, &mut warnings);
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    warnings.push(format!("{what}: {why}"));
+                    secrets[i].policy_problem = Some(format!("{what}: {why}"));
+                }
             }
         }
         secrets.sort_by(|a, b| a.arn.cmp(&b.arn));
-        Ok((secrets, warnings))
+        Ok(SecretListing {
+            secrets,
+            warnings,
+            refused: None,
+        })
     }
 
     /// The versions of a secret (all pages). `Ok(None)` when the secret does not exist.

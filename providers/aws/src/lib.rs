@@ -27,8 +27,9 @@
 //! - Reading AWS: `inventory` (the account's principals, policies, credentials and secrets),
 //!   `principal` (live reads of one user, group or role).
 //! - Pure analysis: `correlation` (whose IAM principal is whose), `state` (states against the
-//!   cutoff), `reach` (assumable roles and readable secrets, with paths), `findings` (the finding
-//!   builders), `nhi` (owned NHIs and a service identity's principals).
+//!   cutoff), `reach` (to a fixpoint: the principals the identity can assume, act as or grant
+//!   itself, the secrets it can read or grant itself, and the gaps met, with paths), `findings`
+//!   (the finding builders), `nhi` (owned NHIs and a service identity's principals).
 //! - Serving the contract: `resolve` (resolution's I/O), `entitlements` (entitlements, grants,
 //!   unclaimed users), `health` (the caller's permissions), `live` (live state and probes).
 //! - Changing AWS: `iam_verbs`, `secret_rotation`, `nhi_key_rotation`, dispatched by `actions`.

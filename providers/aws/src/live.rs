@@ -5,10 +5,12 @@ use crate::capabilities::{kinds, PROVIDER};
 use crate::client::AwsProvider;
 use crate::error::{found, permanent};
 use crate::findings::required_attr as attr;
-use crate::inventory::{last_changed, tag};
+use crate::inventory::{last_changed, tag, AWSPREVIOUS};
 use crate::principal::Principal;
 use crate::state::{key_state, secret_state, session_state};
-use closeout_contract::{Finding, Holder, ProbeOutcome, ProviderError, ResolveContext, State};
+use closeout_contract::{
+    Finding, Holder, ProbeOutcome, ProviderError, ResolveContext, SecretValue, State,
+};
 
 impl AwsProvider {
     /// The live state of one finding.
@@ -197,8 +199,50 @@ impl AwsProvider {
         Ok(state)
     }
 
-    /// Actively check an old credential: an access key (does it still exist, is it inactive) or
-    /// a login profile (does it still exist).
+    /// The access key published in the NHI secret `name` at `stage` (`AWSCURRENT` for the
+    /// key in use, `AWSPREVIOUS` for the one a rotation replaced), if the secret exists and that
+    /// version holds one. The value never leaves a [`SecretValue`].
+    pub(crate) async fn read_published(
+        &self,
+        name: &str,
+        stage: &str,
+    ) -> Result<Option<(String, SecretValue)>, ProviderError> {
+        let out = match self
+            .call(
+                "GetSecretValue",
+                self.sm
+                    .get_secret_value()
+                    .secret_id(name)
+                    .version_stage(stage)
+                    .send(),
+            )
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(text) = out.secret_string() else {
+            return Ok(None);
+        };
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
+        else {
+            return Ok(None);
+        };
+        match (
+            map.get("AccessKeyId").and_then(|v| v.as_str()),
+            map.get("SecretAccessKey").and_then(|v| v.as_str()),
+        ) {
+            (Some(id), Some(secret)) => Ok(Some((id.to_string(), SecretValue::new(secret)))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Actively check an old credential. An access key whose secret Closeout holds (an NHI key
+    /// it rotated: the publish secret's `AWSPREVIOUS` version) is tried against
+    /// `sts:GetCallerIdentity` and must be refused, or at least not answer as the key's user;
+    /// any other access key, and a login profile, are checked by their metadata, and the
+    /// outcome says which.
     pub(crate) async fn probe_impl(
         &self,
         f: &Finding,
@@ -206,42 +250,18 @@ impl AwsProvider {
         match f.kind.as_str() {
             kinds::ACCESS_KEY => {
                 let id = f.resource.as_str();
-                let probe = format!("GetAccessKeyLastUsed {id}");
-                let out = match found(
-                    self.call(
-                        "GetAccessKeyLastUsed",
-                        self.iam.get_access_key_last_used().access_key_id(id).send(),
-                    )
-                    .await,
-                )? {
-                    Some(out) => out,
-                    None => {
-                        return Ok(Some(ProbeOutcome {
-                            probe,
-                            dead: true,
-                            detail: "key no longer exists".into(),
-                        }))
-                    }
+                let old_secret = match (&f.holder, f.attr("publish_secret")) {
+                    (Holder::Nhi(_), Some(name)) => self
+                        .read_published(name, AWSPREVIOUS)
+                        .await?
+                        .filter(|(published, _)| published == id)
+                        .map(|(_, secret)| secret),
+                    _ => None,
                 };
-                let user = out
-                    .user_name()
-                    .map(str::to_string)
-                    .or_else(|| f.attr("user").map(str::to_string))
-                    .unwrap_or_default();
-                let keys = self.list_keys_raw(&user).await?.unwrap_or_default();
-                let (dead, detail) = match keys.iter().find(|(k, _, _)| k == id) {
-                    None => (true, "key no longer exists".to_string()),
-                    Some((_, false, _)) => (
-                        true,
-                        "inactive (moto still accepts inactive keys; AWS refuses them)".to_string(),
-                    ),
-                    Some((_, true, _)) => (false, format!("key is active for iam user {user}")),
-                };
-                Ok(Some(ProbeOutcome {
-                    probe,
-                    dead,
-                    detail,
-                }))
+                match old_secret {
+                    Some(secret) => self.probe_key_by_sts(f, id, secret).await.map(Some),
+                    None => self.probe_key_by_metadata(f, id).await.map(Some),
+                }
             }
             kinds::LOGIN_PROFILE => {
                 let user = attr(f, "user")?;
@@ -262,5 +282,189 @@ impl AwsProvider {
             }
             _ => Ok(None),
         }
+    }
+}
+
+/// What `ListAccessKeys` says of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyListed {
+    Active,
+    Inactive,
+    Gone,
+}
+
+impl KeyListed {
+    fn of(keys: &[(String, bool, Option<chrono::DateTime<chrono::Utc>>)], id: &str) -> KeyListed {
+        match keys.iter().find(|(k, _, _)| k == id) {
+            None => KeyListed::Gone,
+            Some((_, true, _)) => KeyListed::Active,
+            Some((_, false, _)) => KeyListed::Inactive,
+        }
+    }
+
+    fn says(self) -> &'static str {
+        match self {
+            KeyListed::Active => "lists it Active",
+            KeyListed::Inactive => "lists it Inactive",
+            KeyListed::Gone => "no longer lists it",
+        }
+    }
+}
+
+/// Whether `arn` (from `GetCallerIdentity`) is iam user `user` (any path).
+fn is_user_arn(arn: &str, user: &str) -> bool {
+    arn.rsplit_once(":user/")
+        .is_some_and(|(_, path)| path.rsplit('/').next() == Some(user))
+}
+
+/// The probe's verdict from what STS answered and what `ListAccessKeys` says.
+///
+/// - Refused: dead, whatever the metadata says (AWS refuses a deleted or inactive key).
+/// - Answered as the key's user: alive, unless the key is listed Inactive or gone, which AWS
+///   would refuse: then the endpoint does not enforce key status (moto answers inactive keys as
+///   their user) and the metadata decides.
+/// - Answered as anyone else: not the key's user, so dead; an endpoint that answers unknown keys
+///   at all (moto answers them as `user/moto`) is not authenticating, so the metadata is
+///   reported beside it.
+fn sts_verdict(
+    id: &str,
+    user: &str,
+    answer: Result<String, String>,
+    listed: KeyListed,
+) -> (bool, String) {
+    let meta = format!("ListAccessKeys for iam user {user} {}", listed.says());
+    match answer {
+        Err(refusal) => (
+            true,
+            format!("sts:GetCallerIdentity with old access key {id} was refused ({refusal}); {meta}"),
+        ),
+        Ok(arn) if is_user_arn(&arn, user) => match listed {
+            KeyListed::Active => (
+                false,
+                format!("old access key {id} still authenticates as iam user {user} ({arn}); {meta}"),
+            ),
+            _ => (
+                true,
+                format!(
+                    "sts:GetCallerIdentity with old access key {id} answered as iam user {user} although {meta}: this endpoint does not enforce key status (moto accepts inactive keys; AWS refuses them), so the metadata decides: dead"
+                ),
+            ),
+        },
+        Ok(arn) => (
+            listed != KeyListed::Active,
+            format!(
+                "sts:GetCallerIdentity with old access key {id} did not answer as iam user {user} but as {arn}: this endpoint answers keys it does not know (moto does), so it proves nothing by itself; {meta}"
+            ),
+        ),
+    }
+}
+
+impl AwsProvider {
+    /// Try the old key itself (one `GetCallerIdentity`, no retries), then read its metadata.
+    async fn probe_key_by_sts(
+        &self,
+        f: &Finding,
+        id: &str,
+        secret: SecretValue,
+    ) -> Result<ProbeOutcome, ProviderError> {
+        let user = attr(f, "user")?;
+        let sts = self.sts_with_key(id, &secret, false);
+        drop(secret);
+        let answer = match self
+            .call("GetCallerIdentity", sts.get_caller_identity().send())
+            .await
+        {
+            Ok(out) => Ok(out.arn().unwrap_or_default().to_string()),
+            // A refusal: an AWS error, or a 4xx whose body the SDK could not parse (moto's STS
+            // answers an unknown key that way when it enforces authentication).
+            Err(e) if matches!(e.status, Some(400..=499)) && !e.is_throttling() => Err(e
+                .code
+                .clone()
+                .unwrap_or_else(|| format!("HTTP {}", e.status.unwrap_or_default()))),
+            // Not an answer about the key (unreachable, throttled, a server error): no verdict.
+            Err(e) => return Err(e.into()),
+        };
+        let keys = self.list_keys_raw(user).await?.unwrap_or_default();
+        let (dead, detail) = sts_verdict(id, user, answer, KeyListed::of(&keys, id));
+        Ok(ProbeOutcome {
+            probe: format!("sts:GetCallerIdentity with old access key {id}"),
+            dead,
+            detail,
+        })
+    }
+
+    /// Metadata only (Closeout does not hold the key's secret): does the key still exist, and
+    /// is it inactive.
+    async fn probe_key_by_metadata(
+        &self,
+        f: &Finding,
+        id: &str,
+    ) -> Result<ProbeOutcome, ProviderError> {
+        let probe = format!("GetAccessKeyLastUsed and ListAccessKeys {id} (metadata only: Closeout does not hold this key's secret)");
+        let out = match found(
+            self.call(
+                "GetAccessKeyLastUsed",
+                self.iam.get_access_key_last_used().access_key_id(id).send(),
+            )
+            .await,
+        )? {
+            Some(out) => out,
+            None => {
+                return Ok(ProbeOutcome {
+                    probe,
+                    dead: true,
+                    detail: "key no longer exists".into(),
+                })
+            }
+        };
+        let user = out
+            .user_name()
+            .map(str::to_string)
+            .or_else(|| f.attr("user").map(str::to_string))
+            .unwrap_or_default();
+        let keys = self.list_keys_raw(&user).await?.unwrap_or_default();
+        let (dead, detail) = match KeyListed::of(&keys, id) {
+            KeyListed::Gone => (true, "key no longer exists".to_string()),
+            KeyListed::Inactive => (
+                true,
+                "inactive (moto still accepts inactive keys; AWS refuses them)".to_string(),
+            ),
+            KeyListed::Active => (false, format!("key is active for iam user {user}")),
+        };
+        Ok(ProbeOutcome {
+            probe,
+            dead,
+            detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sts_verdicts() {
+        let me = "arn:aws:iam::123456789012:user/ci/svc-ci";
+        let (dead, d) = sts_verdict(
+            "AKIA1",
+            "svc-ci",
+            Err("InvalidClientTokenId".into()),
+            KeyListed::Active,
+        );
+        assert!(dead, "{d}");
+        assert!(d.contains("refused (InvalidClientTokenId)"), "{d}");
+        let (dead, d) = sts_verdict("AKIA1", "svc-ci", Ok(me.into()), KeyListed::Active);
+        assert!(!dead, "{d}");
+        let (dead, d) = sts_verdict("AKIA1", "svc-ci", Ok(me.into()), KeyListed::Inactive);
+        assert!(dead && d.contains("does not enforce key status"), "{d}");
+        let moto = "arn:aws:sts::123456789012:user/moto";
+        let (dead, d) = sts_verdict("AKIA1", "svc-ci", Ok(moto.into()), KeyListed::Gone);
+        assert!(dead && d.contains("answers keys it does not know"), "{d}");
+        assert!(!d.contains("secret"), "{d}");
+        let (dead, _) = sts_verdict("AKIA1", "svc-ci", Ok(moto.into()), KeyListed::Active);
+        assert!(!dead);
+        assert!(!is_user_arn("arn:aws:iam::1:user/svc-ci-2", "svc-ci"));
+        assert!(is_user_arn("arn:aws:iam::1:user/svc-ci", "svc-ci"));
     }
 }

@@ -16,42 +16,6 @@ use std::time::Duration;
 const KEY_TEST_ATTEMPTS: u32 = 8;
 
 impl AwsProvider {
-    /// The access key published in the NHI secret `name`, if the secret exists and holds one.
-    async fn read_published(
-        &self,
-        name: &str,
-    ) -> Result<Option<(String, SecretValue)>, ProviderError> {
-        let out = match self
-            .call(
-                "GetSecretValue",
-                self.sm
-                    .get_secret_value()
-                    .secret_id(name)
-                    .version_stage(AWSCURRENT)
-                    .send(),
-            )
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(text) = out.secret_string() else {
-            return Ok(None);
-        };
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
-        else {
-            return Ok(None);
-        };
-        match (
-            map.get("AccessKeyId").and_then(|v| v.as_str()),
-            map.get("SecretAccessKey").and_then(|v| v.as_str()),
-        ) {
-            (Some(id), Some(secret)) => Ok(Some((id.to_string(), SecretValue::new(secret)))),
-            _ => Ok(None),
-        }
-    }
-
     /// Publish a new key to the NHI secret: a new version of it, or the secret itself when missing.
     async fn publish_key(
         &self,
@@ -118,17 +82,7 @@ impl AwsProvider {
         id: &str,
         secret: &SecretValue,
     ) -> Result<(), ProviderError> {
-        let creds = aws_credential_types::Credentials::new(
-            id,
-            secret.expose(),
-            None,
-            None,
-            "closeout-rotation-test",
-        );
-        let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
-            .credentials_provider(creds)
-            .build();
-        let sts = aws_sdk_sts::Client::from_conf(conf);
+        let sts = self.sts_with_key(id, secret, true);
         let mut last: Option<CallError> = None;
         for attempt in 0..KEY_TEST_ATTEMPTS {
             if attempt > 0 {
@@ -193,7 +147,7 @@ impl AwsProvider {
                 format!("iam user {user} no longer exists"),
             ));
         };
-        let published = self.read_published(&secret_name).await?;
+        let published = self.read_published(&secret_name, AWSCURRENT).await?;
         let reusable = published
             .filter(|(id, _)| id != old && keys.iter().any(|(k, active, _)| k == id && *active));
         let old_active = keys.iter().find(|(k, _, _)| k == old).map(|(_, a, _)| *a);

@@ -9,9 +9,10 @@
 //! - Permission boundaries, SCPs and session policies are not considered.
 //!
 //! Supported: `Statement` as an object or a list; `Action`/`NotAction`, `Resource`/`NotResource`,
-//! `Principal`/`NotPrincipal` as a string or a list; `*` and `?` wildcards (actions match
-//! case-insensitively, resources case-sensitively, as IAM does); the policy variables
-//! `${aws:username}` and `${aws:userid}` (any other variable matches anything); documents that
+//! `Principal`/`NotPrincipal` as a string or a list (`AWS` and `Service` principals); `*` and
+//! `?` wildcards (actions match case-insensitively, resources case-sensitively, as IAM does); the
+//! policy variables `${aws:username}` and `${aws:userid}` (any other variable matches anything in
+//! an `Allow`, and makes a `Deny` count as conditional, so it never hides access); documents that
 //! arrive URL-encoded, as IAM returns them.
 
 use serde_json::Value;
@@ -46,6 +47,8 @@ struct Principals {
     everyone: bool,
     /// Values under `AWS`: ARNs, account ids, unique ids.
     aws: Vec<String>,
+    /// Values under `Service`: service principals such as `ec2.amazonaws.com`.
+    services: Vec<String>,
 }
 
 /// One statement of a policy document.
@@ -210,6 +213,12 @@ impl PolicyDocument {
             {
                 continue;
             }
+            if s.effect == Effect::Deny && has_unknown_variables(&s.resource, vars) {
+                // An unknown variable matched as `*`: the deny may be narrower than it looks,
+                // so it counts like a conditional one (never hides access).
+                d.conditional_deny = true;
+                continue;
+            }
             record(&mut d, &mut unconditional_allow, s, None);
         }
         d.conditional = d.allowed && !unconditional_allow;
@@ -232,6 +241,25 @@ impl PolicyDocument {
                 continue;
             }
             let Some(grantee) = principal_match(&s.principal, caller) else {
+                continue;
+            };
+            record(&mut d, &mut unconditional_allow, s, Some(grantee));
+        }
+        d.conditional = d.allowed && !unconditional_allow;
+        d
+    }
+
+    /// Evaluate as a role's trust policy for an AWS service (`ec2.amazonaws.com`): may the
+    /// service do `action` (`sts:AssumeRole`), so that compute launched with the role gets its
+    /// credentials? `grantee` is `Named` when the service is listed, `Everyone` for `*`.
+    pub fn service_trust_decision(&self, service: &str, action: &str) -> Decision {
+        let mut d = Decision::default();
+        let mut unconditional_allow = false;
+        for s in &self.statements {
+            if !action_matches(&s.action, action) {
+                continue;
+            }
+            let Some(grantee) = service_match(&s.principal, service) else {
                 continue;
             };
             record(&mut d, &mut unconditional_allow, s, Some(grantee));
@@ -359,7 +387,7 @@ fn principals(v: &Value) -> Option<Principals> {
     match v {
         Value::String(s) if s == "*" => Some(Principals {
             everyone: true,
-            aws: Vec::new(),
+            ..Default::default()
         }),
         Value::Object(map) => {
             let mut p = Principals::default();
@@ -373,8 +401,10 @@ fn principals(v: &Value) -> Option<Principals> {
                             p.aws.push(value);
                         }
                     }
+                } else if k == "Service" {
+                    p.services.extend(values);
                 }
-                // Service, Federated and CanonicalUser principals never name an IAM user/role.
+                // Federated and CanonicalUser principals never name an IAM user, role or service.
             }
             Some(p)
         }
@@ -430,6 +460,31 @@ fn resource_matches(p: &Patterns, resource: &str, vars: Vars<'_>) -> bool {
     }
 }
 
+/// Whether a pattern uses a policy variable [`substitute`] has no value for.
+fn has_unknown_variables(p: &Patterns, vars: Vars<'_>) -> bool {
+    let list = match p {
+        Patterns::Is(list) | Patterns::Not(list) => list,
+        Patterns::Missing => return false,
+    };
+    list.iter().any(|pat| {
+        let mut rest = pat.as_str();
+        while let Some(start) = rest.find("${") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return false;
+            };
+            let name = &after[..end];
+            let known = (name.eq_ignore_ascii_case("aws:username") && vars.username.is_some())
+                || (name.eq_ignore_ascii_case("aws:userid") && vars.userid.is_some());
+            if !known {
+                return true;
+            }
+            rest = &after[end + 1..];
+        }
+        false
+    })
+}
+
 /// Replace policy variables; unknown variables become `*` (match anything).
 fn substitute(pattern: &str, vars: Vars<'_>) -> String {
     if !pattern.contains("${") {
@@ -468,6 +523,16 @@ fn principal_match(spec: &PrincipalSpec, caller: &Caller<'_>) -> Option<Grantee>
             Some(_) => None,
             None => Some(Grantee::Everyone),
         },
+    }
+}
+
+fn service_match(spec: &PrincipalSpec, service: &str) -> Option<Grantee> {
+    let listed = |p: &Principals| p.services.iter().any(|s| s.eq_ignore_ascii_case(service));
+    match spec {
+        PrincipalSpec::Missing => None,
+        PrincipalSpec::Is(p) if listed(p) => Some(Grantee::Named),
+        PrincipalSpec::Is(p) => p.everyone.then_some(Grantee::Everyone),
+        PrincipalSpec::Not(p) => (!listed(p)).then_some(Grantee::Everyone),
     }
 }
 
@@ -826,6 +891,57 @@ mod tests {
             not_principal.trust_decision(&alice(), ASSUME).grantee,
             Some(Grantee::Everyone)
         );
+    }
+
+    #[test]
+    fn service_principals_in_trust_policies() {
+        let ec2 = doc(
+            json!({"Statement": [{"Effect": "Allow", "Principal": {"Service": ["ec2.amazonaws.com", "lambda.amazonaws.com"]}, "Action": ASSUME}]}),
+        );
+        let d = ec2.service_trust_decision("ec2.amazonaws.com", ASSUME);
+        assert!(d.grants() && d.grantee == Some(Grantee::Named));
+        assert!(
+            !ec2.service_trust_decision("ecs-tasks.amazonaws.com", ASSUME)
+                .allowed
+        );
+        // A service principal never matches an IAM user.
+        assert!(!ec2.trust_decision(&alice(), ASSUME).allowed);
+        let anyone =
+            doc(json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": ASSUME}]}));
+        assert_eq!(
+            anyone
+                .service_trust_decision("ec2.amazonaws.com", ASSUME)
+                .grantee,
+            Some(Grantee::Everyone)
+        );
+        let user_only = doc(
+            json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": ALICE}, "Action": ASSUME}]}),
+        );
+        assert!(
+            !user_only
+                .service_trust_decision("ec2.amazonaws.com", ASSUME)
+                .allowed
+        );
+    }
+
+    #[test]
+    fn a_deny_with_an_unknown_variable_never_hides_access() {
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": GET, "Resource": "*"},
+            {"Effect": "Deny", "Action": GET, "Resource": "arn:aws:secretsmanager:*:*:secret:${aws:PrincipalTag/team}-*"}
+        ]}));
+        let dec = d.identity_decision(GET, SECRET, Vars::default());
+        assert!(dec.grants() && dec.conditional_deny, "{dec:?}");
+        // A known variable is substituted and the deny applies.
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": GET, "Resource": "*"},
+            {"Effect": "Deny", "Action": GET, "Resource": "arn:aws:secretsmanager:*:*:secret:${aws:username}-*"}
+        ]}));
+        let vars = Vars {
+            username: Some("db"),
+            userid: None,
+        };
+        assert!(!d.identity_decision(GET, SECRET, vars).grants());
     }
 
     #[test]

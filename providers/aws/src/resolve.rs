@@ -3,17 +3,19 @@
 //! versions), concurrently and through the gate, and assemble the [`Resolution`]. Also serves
 //! `nhi_findings` from the same inventory.
 
-use crate::capabilities::PROVIDER;
+use crate::capabilities::{kinds, PROVIDER};
 use crate::client::AwsProvider;
 use crate::correlation::correlate;
 use crate::findings::{apply_versions, person_findings, role_finding, secret_finding};
 use crate::inventory::SecretVersions;
-use crate::nhi::{nhi_role_finding, nhi_user_findings, owned_nhis, service_nhi_findings};
+use crate::nhi::{
+    nhi_role_finding, nhi_user_finding, nhi_user_findings, owned_nhis, service_nhi_findings,
+};
 use crate::reach::{
-    assumable_roles, role_sources, secret_reach, user_policy_arns, Person, RoleReach, Source,
+    reach, secret_policy_gap, secret_reach, user_base, Node, Person, GAP_SECRET_LIST,
 };
 use chrono::{DateTime, Utc};
-use closeout_contract::{Account, Finding, ProviderError, Resolution, ResolveContext};
+use closeout_contract::{Account, Finding, Gap, Path, ProviderError, Resolution, ResolveContext};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 
@@ -43,34 +45,39 @@ impl AwsProvider {
         let correlation = correlate(&inv.users, identity, config);
         res.warnings.extend(correlation.warnings.iter().cloned());
         let person_idx = correlation.account.as_ref().map(|(i, _)| *i);
+        let (nhi_users, nhi_roles) = owned_nhis(&inv, person_idx, identity, config);
 
-        // AWS-managed policies of the person, its groups, then of the roles it can assume.
-        if let Some(i) = person_idx {
-            let arns = user_policy_arns(&inv, &inv.users[i]);
-            self.load_managed(&mut inv, arns).await?;
-        }
-        let role_idxs: Vec<usize> = match person_idx {
-            Some(i) => assumable_roles(&inv, &Person::new(&inv, &inv.users[i]))
-                .iter()
-                .map(|r| r.idx)
-                .collect(),
-            None => Vec::new(),
-        };
-        let role_arns: Vec<String> = role_idxs
-            .iter()
-            .flat_map(|i| inv.roles[*i].attached.iter().map(|a| a.arn.clone()))
+        // Where reach starts: the person's own IAM user, and the IAM users it owns (their keys
+        // are the person's to use until rotated, so what they reach is the person's too).
+        let starts: Vec<(Node, Path)> = person_idx
+            .map(|i| (Node::User(i), user_base(&inv.users[i].name)))
+            .into_iter()
+            .chain(nhi_users.iter().map(|i| {
+                let path = nhi_user_finding(&inv.users[*i], config).paths[0].clone();
+                (Node::User(*i), path)
+            }))
             .collect();
-        self.load_managed(&mut inv, role_arns).await?;
+        // The AWS-managed policies of every principal reached, read until reach stops growing:
+        // a policy read can open a new edge, whose principal has policies of its own.
+        loop {
+            let missing: Vec<String> = reach(&inv, &starts)
+                .attached_arns(&inv)
+                .into_iter()
+                .filter(|a| !inv.managed.contains_key(a))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            self.load_managed(&mut inv, missing).await?;
+        }
         res.warnings.append(&mut inv.warnings);
         let inventory = inv;
         let inv = &inventory;
 
-        let person = person_idx.map(|i| Person::new(inv, &inv.users[i]));
-        let reaches = person
-            .as_ref()
-            .map(|p| assumable_roles(inv, p))
-            .unwrap_or_default();
-        let (nhi_users, nhi_roles) = owned_nhis(inv, person_idx, identity, config);
+        let person = person_idx.map(|i| Person::new(&inv.users[i]));
+        let reached = reach(inv, &starts);
+        res.gaps.extend(reached.gaps.iter().cloned());
+        res.exposures.extend(reached.exposure());
 
         let creds = async {
             match &person {
@@ -79,12 +86,29 @@ impl AwsProvider {
             }
         };
         let nhi_keys = stream::iter(nhi_users.iter().copied())
-            .map(|i| async move { self.list_keys(&inv.users[i].name).await.map(|k| (i, k)) })
+            .map(|i| async move {
+                match self.list_keys(&inv.users[i].name).await {
+                    Ok(k) => Ok((i, Some(k))),
+                    Err(e) if e.is_access_denied() => Ok((i, None)),
+                    Err(e) => Err(e),
+                }
+            })
             .buffer_unordered(self.gate.limits().max_in_flight)
             .try_collect::<Vec<_>>();
-        let (creds, nhi_keys, (secrets, secret_warnings)) =
-            futures::try_join!(creds, nhi_keys, self.load_secrets())?;
-        res.warnings.extend(secret_warnings);
+        let (creds, nhi_keys, listing) = futures::try_join!(creds, nhi_keys, self.load_secrets())?;
+        res.warnings.extend(listing.warnings);
+        let secrets = listing.secrets;
+        if let Some(why) = listing.refused {
+            res.gaps.push(Gap {
+                provider: PROVIDER.to_string(),
+                kind: GAP_SECRET_LIST.to_string(),
+                resource: String::new(),
+                reason: format!(
+                    "{why}: which secrets the identity owns, reads or can grant itself is unknown"
+                ),
+                paths: Vec::new(),
+            });
+        }
 
         if let (Some(p), Some((_, matched_by))) = (&person, &correlation.account) {
             res.accounts.push(Account {
@@ -95,29 +119,57 @@ impl AwsProvider {
             });
             if let Some(creds) = &creds {
                 res.warnings.extend(creds.warnings.iter().cloned());
+                for (kind, reason) in &creds.unlisted {
+                    res.gaps.push(Gap {
+                        provider: PROVIDER.to_string(),
+                        kind: kind.to_string(),
+                        resource: p.user.name.clone(),
+                        reason: reason.clone(),
+                        paths: vec![p.base.then("has", format!("{kind} (not listed)"))],
+                    });
+                }
                 res.findings
                     .extend(person_findings(inv, p, matched_by, creds, ctx, config));
             }
         }
-        for r in &reaches {
+        for r in &reached.roles() {
             res.findings.push(role_finding(inv, r, ctx, config));
         }
         for (i, keys) in &nhi_keys {
-            res.findings
-                .extend(nhi_user_findings(&inv.users[*i], keys, ctx, config));
+            let user = &inv.users[*i];
+            match keys {
+                Some(keys) => res
+                    .findings
+                    .extend(nhi_user_findings(user, keys, ctx, config)),
+                None => {
+                    let nhi = nhi_user_finding(user, config);
+                    res.gaps.push(Gap {
+                        provider: PROVIDER.to_string(),
+                        kind: kinds::ACCESS_KEY.to_string(),
+                        resource: user.name.clone(),
+                        reason: format!(
+                            "ListAccessKeys for iam user {} was refused: its access keys are unknown",
+                            user.name
+                        ),
+                        paths: vec![nhi.paths[0].then("has", "access keys (not listed)")],
+                    });
+                    res.findings.push(nhi);
+                }
+            }
         }
         for i in &nhi_roles {
             res.findings.push(nhi_role_finding(&inv.roles[*i], config));
         }
 
-        let role_sources: Vec<(&RoleReach, Vec<Source<'_>>)> = reaches
-            .iter()
-            .map(|r| (r, role_sources(inv, &inv.roles[r.idx])))
-            .collect();
+        res.gaps.extend(
+            secrets
+                .iter()
+                .filter_map(|s| secret_policy_gap(&reached, s)),
+        );
         let mut secret_findings: Vec<Finding> = secrets
             .iter()
             .filter_map(|s| {
-                let reach = secret_reach(inv, person.as_ref(), &role_sources, s, identity, config);
+                let reach = secret_reach(&reached, inv, s, identity, config);
                 (!reach.paths.is_empty()).then(|| secret_finding(s, reach))
             })
             .collect();

@@ -49,6 +49,7 @@ pub fn inline(name: &str, v: serde_json::Value) -> InlinePolicy {
         name: name.into(),
         doc: Some(PolicyDocument::parse(&text).unwrap()),
         text,
+        problem: None,
     }
 }
 
@@ -58,6 +59,7 @@ pub fn role(name: &str, trust: serde_json::Value) -> IamRole {
         arn: format!("arn:aws:iam::{ACCT}:role/{name}"),
         id: format!("AROA{}", name.to_uppercase()),
         trust: Some(PolicyDocument::parse(&trust.to_string()).unwrap()),
+        trust_problem: None,
         attached: Vec::new(),
         inline: Vec::new(),
         tags: Vec::new(),
@@ -81,6 +83,7 @@ pub fn secret(name: &str, tags: &[(&str, &str)], policy: Option<serde_json::Valu
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         policy: policy.map(|p| PolicyDocument::parse(&p.to_string()).unwrap()),
+        policy_problem: None,
         rotation_enabled: false,
         last_changed: None,
     }
@@ -118,6 +121,7 @@ pub fn sample() -> Inventory {
                 )
                 .unwrap(),
             ),
+            problem: None,
         },
     );
     inv.groups.insert(

@@ -5,12 +5,14 @@
 //!
 //! # Order of a change
 //!
-//! In one SQLite transaction: the User is written, then the event is handed to the sink, then
-//! the transaction commits, then the request is answered. The sink failing rolls the change
-//! back (503), so an acknowledged change always produced its event. A commit failing after the
-//! sink accepted leaves an event for a change that was not kept; the IdP retries, and the retry
-//! produces the same event id (the version did not advance, and a new User's id is derived
-//! from its userName), which the queue recognises as a duplicate.
+//! In one SQLite transaction: the User is written, then the event is handed to the sink inside
+//! that same transaction, then the transaction commits, then the request is answered. In
+//! `closeout serve` the sink stores the event in the event queue of the same file, so the User
+//! and its event are kept together or not at all, and no second connection waits on this one's
+//! write lock. The sink failing rolls the change back (503), so an acknowledged change always
+//! produced its event. A retried request produces the same event id (the version did not
+//! advance, and a new User's id is derived from its userName), which the queue recognises as a
+//! duplicate.
 
 pub mod error;
 pub mod lifecycle;
@@ -42,8 +44,10 @@ use std::sync::{Arc, Mutex};
 use store::{Selection, StoredUser};
 
 /// Where events go: the durable queue. Called before the request is answered, inside the
-/// User's transaction; an `Err` fails the request with 503 and the change is not kept.
-pub type EventSink = Arc<dyn Fn(LifecycleEvent) -> Result<(), SinkError> + Send + Sync>;
+/// User's transaction, which it is given (an event written through it is kept only if the User
+/// is); an `Err` fails the request with 503 and the change is not kept.
+pub type EventSink =
+    Arc<dyn Fn(&rusqlite::Transaction<'_>, LifecycleEvent) -> Result<(), SinkError> + Send + Sync>;
 
 /// Why the sink did not keep an event (the queue's own error, or the service stopping).
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -583,7 +587,11 @@ fn commit_change(
     new: Option<&StoredUser>,
     make_id: Option<&MakeId>,
 ) -> Result<Option<StoredUser>, ScimError> {
-    let tx = conn.transaction().map_err(|e| store_error(e.into()))?;
+    // Immediate: take the write lock first, so a concurrent writer makes this wait (busy
+    // timeout) instead of failing when a read snapshot would have to be upgraded.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| store_error(e.into()))?;
     let mut new = new.cloned();
     if let (Some(n), Some(make_id)) = (new.as_mut(), make_id) {
         n.id = make_id(&tx).map_err(store_error)?;
@@ -626,7 +634,7 @@ fn commit_change(
             attributes,
             effective_at: Utc::now(),
         };
-        (inner.sink)(event).map_err(|e| {
+        (inner.sink)(&tx, event).map_err(|e| {
             tracing::warn!(error = %e, "the event queue refused a SCIM change; answering 503");
             ScimError::unavailable(format!(
                 "the change was not kept: the event queue is unavailable ({e})"

@@ -103,7 +103,8 @@ impl fmt::Debug for WebhookSecret {
 }
 
 impl WebhookSecret {
-    /// Parse `whsec_<base64>`; `index` only numbers the secret in errors.
+    /// Parse `whsec_<base64>`; `index` only numbers the secret in errors, counting from 1 as the
+    /// documentation and the operator do.
     fn parse_at(text: &str, index: usize) -> Result<WebhookSecret, SecretError> {
         let encoded = text
             .trim()
@@ -123,7 +124,7 @@ impl WebhookSecret {
 
     /// Parse one `whsec_<base64>` secret.
     pub fn parse(text: &str) -> Result<WebhookSecret, SecretError> {
-        WebhookSecret::parse_at(text, 0)
+        WebhookSecret::parse_at(text, 1)
     }
 
     fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
@@ -166,7 +167,7 @@ impl WebhookSecrets {
         let secrets = secrets
             .iter()
             .enumerate()
-            .map(|(i, s)| WebhookSecret::parse_at(s, i))
+            .map(|(i, s)| WebhookSecret::parse_at(s, i + 1))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(WebhookSecrets {
             secrets,
@@ -486,15 +487,17 @@ mod tests {
         assert_eq!(WebhookSecrets::parse(&[]).unwrap_err(), SecretError::None);
         let raw = "C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
         let err = WebhookSecrets::parse(&[SECRET.into(), raw.into()]).unwrap_err();
-        assert_eq!(err, SecretError::MissingPrefix { index: 1 });
+        // Positions count from 1, as the docs and the operator count: the second secret is #2.
+        assert_eq!(err, SecretError::MissingPrefix { index: 2 });
+        assert!(err.to_string().contains("#2"), "{err}");
         assert!(!err.to_string().contains(raw));
         let err = WebhookSecrets::parse(&["whsec_%%%notbase64".into()]).unwrap_err();
-        assert_eq!(err, SecretError::BadBase64 { index: 0 });
+        assert_eq!(err, SecretError::BadBase64 { index: 1 });
         assert!(!err.to_string().contains("notbase64"));
         let short = format!("whsec_{}", B64.encode([1u8; 8]));
         assert_eq!(
             WebhookSecrets::parse(&[short]).unwrap_err(),
-            SecretError::BadLength { index: 0, len: 8 }
+            SecretError::BadLength { index: 1, len: 8 }
         );
         let debug = format!("{:?}", secrets());
         assert!(

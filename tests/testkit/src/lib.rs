@@ -1,5 +1,6 @@
 //! Test support for Closeout's integration tests: start the real emulators, and fail loudly when
-//! they cannot start.
+//! they cannot start; and the provider contract suite ([`contract`]) every provider runs against
+//! its emulator.
 //!
 //! A test that needs an emulator starts its own, on a free loopback port, and the emulator dies
 //! with the handle (or, for OpenBao, shares one per test binary: [`OpenBaoServer::shared`], which
@@ -28,6 +29,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod contract;
 pub mod lowkey;
 pub mod openbao;
 pub use lowkey::{LowkeyVaultServer, VAULT_DOMAIN};

@@ -1,8 +1,10 @@
 //! Role-assignment conditions (ABAC, `conditionVersion` 2.0) on assignments that can write role
 //! assignments: which roles, and to which principals, the holder may assign.
 //!
-//! Closeout recognises the forms the Azure portal writes for "constrain roles" and "constrain
-//! roles and principals":
+//! The whole condition language is parsed ([`parse`]) and evaluated with three truth values
+//! ([`eval`]) against the request the holder would make to grant itself data access: the action
+//! `Microsoft.Authorization/roleAssignments/write`, the role definition GUID and the principal
+//! id(s) it would assign to. For example the portal's "constrain roles" form:
 //!
 //! ```text
 //! ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR
@@ -13,169 +15,175 @@
 //! AND ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR (...))
 //! ```
 //!
-//! plus `ForAnyOfAllValues:GuidNotEquals {...}` ("any role except"). Anything else it cannot
-//! evaluate counts as allowing every role and principal: a condition Closeout does not
-//! understand must not hide a path.
+//! Any other attribute (`@Principal[...]`, `@Resource[...]`, principal type), operator or shape
+//! is unknown, and an unknown result counts as allowing; a condition that does not parse allows
+//! everything and says why. A condition Closeout does not understand never hides a path.
 
-use std::collections::BTreeSet;
+mod eval;
+mod parse;
 
+pub use eval::Truth;
+use eval::{evaluate, Request};
+pub use parse::ParseError;
+use parse::{parse, Expr};
+
+const WRITE_ACTION: &str = "Microsoft.Authorization/roleAssignments/write";
 const ROLE_ATTRIBUTE: &str = "@request[microsoft.authorization/roleassignments:roledefinitionid]";
 const PRINCIPAL_ATTRIBUTE: &str = "@request[microsoft.authorization/roleassignments:principalid]";
-
-/// Which role definitions (by GUID, lower case) a condition lets the holder assign.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Roles {
-    Any,
-    Only(BTreeSet<String>),
-    AllBut(BTreeSet<String>),
-}
 
 /// What a condition on a role-assignment writer allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteConstraint {
-    pub roles: Roles,
-    /// `None`: any principal.
-    pub principals: Option<BTreeSet<String>>,
-    /// False when a condition was present but not understood (then everything is allowed).
+    /// The parsed condition; `None` when there is none (everything allowed). A condition that
+    /// does not parse is kept as its error.
+    condition: Option<Result<Expr, ParseError>>,
+    /// False when some clause of the condition cannot be evaluated (or it does not parse):
+    /// where that clause decides, Closeout counts it as allowing.
     pub evaluated: bool,
 }
 
 impl WriteConstraint {
+    /// No condition: any role to any principal.
     pub const UNCONSTRAINED: WriteConstraint = WriteConstraint {
-        roles: Roles::Any,
-        principals: None,
+        condition: None,
         evaluated: true,
     };
 
-    /// May the holder assign role `role_guid` to one of `principals`?
+    /// Does the condition let the holder assign role `role_guid` to one of `principals`?
+    /// True for some principal wins; otherwise unknown if unknown for some; otherwise false.
+    pub fn verdict(&self, role_guid: &str, principals: &[&str]) -> Truth {
+        let expr = match &self.condition {
+            None => return Truth::True,
+            Some(Err(_)) => return Truth::Unknown,
+            Some(Ok(expr)) => expr,
+        };
+        let request = |principal: Option<&str>| {
+            let r = Request::new(WRITE_ACTION).with(ROLE_ATTRIBUTE, vec![role_guid.to_string()]);
+            match principal {
+                Some(p) => r.with(PRINCIPAL_ATTRIBUTE, vec![p.to_string()]),
+                None => r,
+            }
+        };
+        if principals.is_empty() {
+            return evaluate(expr, &request(None));
+        }
+        principals
+            .iter()
+            .map(|p| evaluate(expr, &request(Some(p))))
+            .fold(Truth::False, |acc, t| match (acc, t) {
+                (Truth::True, _) | (_, Truth::True) => Truth::True,
+                (Truth::Unknown, _) | (_, Truth::Unknown) => Truth::Unknown,
+                _ => Truth::False,
+            })
+    }
+
+    /// May the holder assign role `role_guid` to one of `principals`? Unknown counts as yes.
     pub fn allows(&self, role_guid: &str, principals: &[&str]) -> bool {
-        let role = role_guid.to_ascii_lowercase();
-        let role_ok = match &self.roles {
-            Roles::Any => true,
-            Roles::Only(set) => set.contains(&role),
-            Roles::AllBut(set) => !set.contains(&role),
-        };
-        let principal_ok = match &self.principals {
-            None => true,
-            Some(set) => principals
-                .iter()
-                .any(|p| set.contains(&p.to_ascii_lowercase())),
-        };
-        role_ok && principal_ok
+        self.verdict(role_guid, principals) != Truth::False
     }
 
-    /// A phrase for paths: what the condition allows.
+    /// Why the condition could not be parsed, if it could not.
+    pub fn parse_error(&self) -> Option<&ParseError> {
+        match &self.condition {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A phrase for paths: whether the condition was evaluated, and if not why.
     pub fn describe(&self) -> String {
-        if !self.evaluated {
-            return "condition not evaluated: counts as allowing every role".into();
-        }
-        let roles = match &self.roles {
-            Roles::Any => "any role".to_string(),
-            Roles::Only(s) => format!("only roles {}", join(s)),
-            Roles::AllBut(s) => format!("any role but {}", join(s)),
-        };
-        match &self.principals {
-            None => format!("condition allows {roles}"),
-            Some(p) => format!("condition allows {roles} to principals {}", join(p)),
+        match &self.condition {
+            None => "no condition".into(),
+            Some(Err(e)) => {
+                format!("condition not evaluated ({e}): counts as allowing every role")
+            }
+            Some(Ok(_)) if self.evaluated => "condition evaluated".into(),
+            Some(Ok(_)) => "condition partly not evaluated (it tests attributes Closeout does not \
+                 know for this request): counts as allowing where they decide"
+                .into(),
         }
     }
-}
-
-fn join(s: &BTreeSet<String>) -> String {
-    s.iter().cloned().collect::<Vec<_>>().join(", ")
 }
 
 /// What `condition` (of an assignment whose role can write role assignments) allows.
 pub fn role_assignment_write(condition: Option<&str>) -> WriteConstraint {
-    let Some(condition) = condition.map(str::trim).filter(|c| !c.is_empty()) else {
+    let Some(text) = condition.map(str::trim).filter(|c| !c.is_empty()) else {
         return WriteConstraint::UNCONSTRAINED;
     };
-    let lower = condition.to_ascii_lowercase();
-    let not_understood = WriteConstraint {
-        evaluated: false,
-        ..WriteConstraint::UNCONSTRAINED
-    };
-    // Only the portal's shape: a write clause guarded by ActionMatches, attributes compared
-    // with GUID sets. Anything more (OR between attribute tests, other operators) is not
-    // evaluated.
-    if !lower.contains("actionmatches{'microsoft.authorization/roleassignments/write'}") {
-        return not_understood;
-    }
-    let Some(roles) = guid_test(&lower, ROLE_ATTRIBUTE) else {
-        return not_understood;
-    };
-    let roles = match roles {
-        Test::AnyOf(set) => Roles::Only(set),
-        Test::NoneOf(set) => Roles::AllBut(set),
-        Test::Absent => Roles::Any,
-    };
-    let principals = match guid_test(&lower, PRINCIPAL_ATTRIBUTE) {
-        Some(Test::AnyOf(set)) => Some(set),
-        Some(Test::Absent) => None,
-        // An exclusion list of principals, or an unknown operator: allow (conservative).
-        Some(Test::NoneOf(_)) | None => None,
-    };
-    WriteConstraint {
-        roles,
-        principals,
-        evaluated: true,
+    match parse(text) {
+        Ok(expr) => WriteConstraint {
+            evaluated: fully_evaluable(&expr),
+            condition: Some(Ok(expr)),
+        },
+        Err(e) => WriteConstraint {
+            condition: Some(Err(e)),
+            evaluated: false,
+        },
     }
 }
 
-enum Test {
-    Absent,
-    AnyOf(BTreeSet<String>),
-    NoneOf(BTreeSet<String>),
+/// What can be told of a sub-expression for every role-assignment write, before knowing the
+/// role and principals: a constant (an `ActionMatches` on the write action), evaluable (only
+/// attributes and operators Closeout knows), or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Always(bool),
+    Evaluable,
+    Unknowable,
 }
 
-/// The GUID-set test on `attribute` in the (lower-cased) condition; `None` when the attribute
-/// appears with an operator Closeout does not evaluate, or more than once.
-fn guid_test(lower: &str, attribute: &str) -> Option<Test> {
-    let mut found = lower.match_indices(attribute);
-    let Some((at, _)) = found.next() else {
-        return Some(Test::Absent);
-    };
-    if found.next().is_some() {
-        return None;
-    }
-    let rest = lower[at + attribute.len()..].trim_start();
-    let (positive, rest) = if let Some(r) = rest.strip_prefix("foranyofanyvalues:guidequals") {
-        (true, r)
-    } else if let Some(r) = rest.strip_prefix("foranyofallvalues:guidnotequals") {
-        (false, r)
-    } else if let Some(r) = rest.strip_prefix("guidequals") {
-        (true, r)
-    } else if let Some(r) = rest.strip_prefix("guidnotequals") {
-        (false, r)
-    } else {
-        return None;
-    };
-    let rest = rest.trim_start();
-    let set: BTreeSet<String> = if let Some(r) = rest.strip_prefix('{') {
-        let end = r.find('}')?;
-        r[..end]
-            .split(',')
-            .map(|g| g.trim().trim_matches('\'').to_string())
-            .filter(|g| !g.is_empty())
-            .collect()
-    } else {
-        let token: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
-            .collect();
-        if token.is_empty() {
-            return None;
+/// True when the condition can be evaluated for every role-assignment write: each clause is
+/// one Closeout evaluates, or is decided by a constant beside it (a delete clause guarded by
+/// `!ActionMatches{'…/delete'}` is true for a write, whatever it tests).
+fn fully_evaluable(expr: &Expr) -> bool {
+    shape(expr) != Shape::Unknowable
+}
+
+fn shape(expr: &Expr) -> Shape {
+    match expr {
+        Expr::ActionMatches(_) => {
+            Shape::Always(evaluate(expr, &Request::new(WRITE_ACTION)) == Truth::True)
         }
-        [token].into()
-    };
-    if set.is_empty() {
-        return None;
+        Expr::Not(inner) => match shape(inner) {
+            Shape::Always(b) => Shape::Always(!b),
+            other => other,
+        },
+        Expr::And(a, b) => match (shape(a), shape(b)) {
+            (Shape::Always(false), _) | (_, Shape::Always(false)) => Shape::Always(false),
+            (Shape::Always(true), other) | (other, Shape::Always(true)) => other,
+            (Shape::Unknowable, _) | (_, Shape::Unknowable) => Shape::Unknowable,
+            _ => Shape::Evaluable,
+        },
+        Expr::Or(a, b) => match (shape(a), shape(b)) {
+            (Shape::Always(true), _) | (_, Shape::Always(true)) => Shape::Always(true),
+            (Shape::Always(false), other) | (other, Shape::Always(false)) => other,
+            (Shape::Unknowable, _) | (_, Shape::Unknowable) => Shape::Unknowable,
+            _ => Shape::Evaluable,
+        },
+        Expr::SubOperationMatches(_) => Shape::Unknowable,
+        Expr::Exists { attribute, .. } if known_attribute(attribute) => Shape::Evaluable,
+        Expr::Exists { .. } => Shape::Unknowable,
+        Expr::Compare {
+            attribute,
+            operator,
+            quantifier,
+            set,
+            values,
+        } => {
+            let fits = known_attribute(attribute)
+                && matches!(operator.as_str(), "guidequals" | "guidnotequals")
+                && (quantifier.is_some() || (!set && values.len() == 1));
+            if fits {
+                Shape::Evaluable
+            } else {
+                Shape::Unknowable
+            }
+        }
     }
-    Some(if positive {
-        Test::AnyOf(set)
-    } else {
-        Test::NoneOf(set)
-    })
+}
+
+fn known_attribute(attribute: &str) -> bool {
+    attribute == ROLE_ATTRIBUTE || attribute == PRINCIPAL_ATTRIBUTE
 }
 
 #[cfg(test)]
@@ -213,7 +221,7 @@ mod tests {
         assert!(c.allows(SECRETS_USER, &["me"]));
         assert!(c.allows(&SECRETS_USER.to_uppercase(), &["me"]));
         assert!(!c.allows(OWNER, &["me"]));
-        assert!(c.describe().contains("only roles"));
+        assert_eq!(c.describe(), "condition evaluated");
     }
 
     #[test]
@@ -244,5 +252,41 @@ mod tests {
             assert!(c.allows(OWNER, &["me"]));
             assert!(c.describe().contains("not evaluated"));
         }
+    }
+
+    #[test]
+    fn an_or_between_role_tests_is_evaluated_whole() {
+        // Read as its first clause only, this hid the Owner path.
+        let c = role_assignment_write(Some(&format!(
+            "((!(ActionMatches{{'Microsoft.Authorization/roleAssignments/write'}})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] GuidEquals {SECRETS_USER} OR @Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] GuidEquals {OWNER}))"
+        )));
+        assert!(c.evaluated);
+        assert_eq!(c.verdict(OWNER, &["me"]), Truth::True);
+        assert_eq!(c.verdict(SECRETS_USER, &["me"]), Truth::True);
+        assert_eq!(
+            c.verdict("00000000-0000-0000-0000-000000000001", &["me"]),
+            Truth::False
+        );
+    }
+
+    #[test]
+    fn an_unparsable_condition_allows_and_says_why() {
+        let c = role_assignment_write(Some("((ActionMatches{'x'}"));
+        assert!(!c.evaluated);
+        assert!(c.parse_error().is_some());
+        assert_eq!(c.verdict(OWNER, &["me"]), Truth::Unknown);
+        assert!(c.allows(OWNER, &["me"]));
+        assert!(c.describe().starts_with("condition not evaluated ("));
+    }
+
+    #[test]
+    fn an_unknown_clause_only_matters_where_it_decides() {
+        let c = role_assignment_write(Some(&format!(
+            "@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{SECRETS_USER}}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] StringEqualsIgnoreCase 'ServicePrincipal'"
+        )));
+        assert!(!c.evaluated);
+        assert_eq!(c.verdict(OWNER, &["me"]), Truth::False);
+        assert_eq!(c.verdict(SECRETS_USER, &["me"]), Truth::Unknown);
+        assert!(c.describe().contains("partly not evaluated"));
     }
 }

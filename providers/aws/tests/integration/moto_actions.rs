@@ -1,0 +1,293 @@
+//! What the AWS provider's actions do beyond the contract suite (`contract.rs`): a secret
+//! rotation interrupted by a crash finishes and never rolls back someone else's rotation, an NHI
+//! key rotation refuses a user with two unpublished keys and resumes a published one, and
+//! unknown verbs or missing parameters are permanent errors.
+
+use crate::common;
+
+use chrono::{DateTime, Utc};
+use closeout_contract::{
+    ActionParams, ActionRequest, ErrorClass, Finding, Provider, ResolveContext,
+};
+use common::*;
+
+#[tokio::test]
+async fn secret_rotation_finishes_after_a_crash_and_never_rolls_back() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let arn = c
+        .secret(
+            "crash-db",
+            &format!("{CANARY}-crash"),
+            &[("owner", "E100")],
+            None,
+        )
+        .await;
+    let provider = moto.provider().await;
+    let ctx = ResolveContext {
+        identity: identity("E100", "alice@example.com", None),
+        cutoff: Some(Utc::now()),
+    };
+    let r = provider.resolve(&ctx).await.unwrap();
+    let f = find(&r, &format!("aws:secret:{arn}")).clone();
+    let request = ActionRequest {
+        idempotency_key: "run-7/rotate/crash-db".into(),
+        verb: "rotate".into(),
+        finding: f.clone(),
+        params: ActionParams::default(),
+    };
+    // Simulate a crash after the new value was staged: AWSPENDING with this action's token.
+    let token = {
+        // Same derivation as the provider (sha256 of the key, UUID-shaped): run once to learn it.
+        let out = provider.execute(&request).await.unwrap();
+        assert!(!out.already_done);
+        let versions =
+            c.sm.list_secret_version_ids()
+                .secret_id(&arn)
+                .send()
+                .await
+                .unwrap();
+        versions
+            .versions()
+            .iter()
+            .find(|v| v.version_stages().iter().any(|s| s == "AWSCURRENT"))
+            .unwrap()
+            .version_id()
+            .unwrap()
+            .to_string()
+    };
+    // Someone else rotates afterwards (stage, then promote: a plain PutSecretValue after an
+    // UpdateSecretVersionStage leaves two AWSCURRENT versions in moto 5.2): re-running our action
+    // must not bring our value back.
+    let theirs = "22222222-2222-4222-8222-222222222222";
+    c.sm.put_secret_value()
+        .secret_id(&arn)
+        .secret_string("their-value")
+        .client_request_token(theirs)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    c.sm.update_secret_version_stage()
+        .secret_id(&arn)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(theirs)
+        .remove_from_version_id(&token)
+        .send()
+        .await
+        .unwrap();
+    let again = provider.execute(&request).await.unwrap();
+    assert!(again.already_done, "{again:?}");
+    assert_eq!(
+        c.secret_value(&arn, "AWSCURRENT").await.as_deref(),
+        Some("their-value")
+    );
+
+    // A different action whose staged version was left AWSPENDING by a crash gets promoted.
+    let request2 = ActionRequest {
+        idempotency_key: "run-8/rotate/crash-db".into(),
+        ..request.clone()
+    };
+    let out = provider.execute(&request2).await.unwrap();
+    assert!(!out.already_done);
+    let ours2 = c.secret_value(&arn, "AWSCURRENT").await.unwrap();
+    // Stage the crash: move AWSCURRENT back, leave our version AWSPENDING only.
+    let versions =
+        c.sm.list_secret_version_ids()
+            .secret_id(&arn)
+            .send()
+            .await
+            .unwrap();
+    let current2 = versions
+        .versions()
+        .iter()
+        .find(|v| v.version_stages().iter().any(|s| s == "AWSCURRENT"))
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_string();
+    c.sm.update_secret_version_stage()
+        .secret_id(&arn)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(theirs)
+        .remove_from_version_id(&current2)
+        .send()
+        .await
+        .unwrap();
+    c.sm.update_secret_version_stage()
+        .secret_id(&arn)
+        .version_stage("AWSPENDING")
+        .move_to_version_id(&current2)
+        .send()
+        .await
+        .unwrap();
+    let resumed = provider.execute(&request2).await.unwrap();
+    assert!(!resumed.already_done, "{resumed:?}");
+    assert_eq!(
+        c.secret_value(&arn, "AWSCURRENT").await.as_deref(),
+        Some(ours2.as_str())
+    );
+    assert_eq!(
+        c.secret_value(&arn, "AWSPREVIOUS").await.as_deref(),
+        Some("their-value")
+    );
+    assert_ne!(token, current2);
+    assert!(!format!("{out:?}{resumed:?}{again:?}").contains(CANARY));
+}
+
+#[tokio::test]
+async fn nhi_key_rotation_refuses_two_unpublished_keys_and_resumes_a_published_one() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    c.user("svc-a", &[("owner", "E100")]).await;
+    c.user("svc-b", &[("owner", "E100")]).await;
+    for _ in 0..2 {
+        c.iam
+            .create_access_key()
+            .user_name("svc-a")
+            .send()
+            .await
+            .unwrap();
+    }
+    c.iam
+        .create_access_key()
+        .user_name("svc-b")
+        .send()
+        .await
+        .unwrap();
+    let provider = moto.provider().await;
+    let ctx = ResolveContext {
+        identity: identity("E100", "alice@example.com", None),
+        cutoff: Some(Utc::now()),
+    };
+    let r = provider.resolve(&ctx).await.unwrap();
+
+    // svc-a already has two keys, neither published: a clear permanent error, nothing created.
+    let a_keys = c.key_ids("svc-a").await;
+    let f = find(&r, &format!("aws:access-key:{}", a_keys[0])).clone();
+    let req = |f: &Finding, key: &str| ActionRequest {
+        idempotency_key: key.into(),
+        verb: "rotate".into(),
+        finding: f.clone(),
+        params: ActionParams::default(),
+    };
+    let err = provider.execute(&req(&f, "k1")).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(
+        err.to_string().contains("already has two access keys"),
+        "{err}"
+    );
+    assert_eq!(c.key_ids("svc-a").await.len(), 2);
+
+    // svc-b: a crash after publishing (old key still active) resumes without a third key.
+    let b_old = c.key_ids("svc-b").await[0].clone();
+    let fresh = c
+        .iam
+        .create_access_key()
+        .user_name("svc-b")
+        .send()
+        .await
+        .unwrap();
+    let fresh = fresh.access_key().unwrap();
+    c.secret(
+        "closeout/nhi/svc-b/access-key",
+        &serde_json::json!({"AccessKeyId": fresh.access_key_id(), "SecretAccessKey": fresh.secret_access_key()}).to_string(),
+        &[],
+        None,
+    )
+    .await;
+    let f = find(&r, &format!("aws:access-key:{b_old}")).clone();
+    let out = provider.execute(&req(&f, "k2")).await.unwrap();
+    assert!(!out.already_done);
+    assert!(out.detail.contains("reused"), "{}", out.detail);
+    assert_eq!(c.key_ids("svc-b").await.len(), 2);
+    assert_eq!(
+        c.key_status("svc-b", &b_old).await.as_deref(),
+        Some("Inactive")
+    );
+    assert_eq!(
+        c.key_status("svc-b", fresh.access_key_id())
+            .await
+            .as_deref(),
+        Some("Active")
+    );
+    assert!(!out.detail.contains(fresh.secret_access_key()));
+}
+
+#[tokio::test]
+async fn unknown_verbs_and_missing_parameters_are_permanent() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    c.user("erin", &[("identity", "E500")]).await;
+    c.user("svc-e", &[("owner", "E500")]).await;
+    let provider = moto.provider().await;
+    let ctx = ResolveContext {
+        identity: identity("E500", "erin@example.com", None),
+        cutoff: None,
+    };
+    let r = provider.resolve(&ctx).await.unwrap();
+    let user = find(&r, "aws:user:erin").clone();
+    let req = |f: &Finding, verb: &str, params: ActionParams| ActionRequest {
+        idempotency_key: "k".into(),
+        verb: verb.into(),
+        finding: f.clone(),
+        params,
+    };
+    let err = provider
+        .execute(&req(&user, "delete", ActionParams::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(
+        err.to_string().contains("user") && err.to_string().contains("delete"),
+        "{err}"
+    );
+    let err = provider
+        .execute(&req(&user, "revoke-sessions", ActionParams::default()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("sessions_issued_before"), "{err}");
+    let nhi = find(&r, "aws:nhi-user:svc-e").clone();
+    let err = provider
+        .execute(&req(&nhi, "reassign-owner", ActionParams::default()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("new_owner"), "{err}");
+
+    // An earlier, stricter revocation is already done; a later cutoff replaces it.
+    let t0: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+    let params = |t: DateTime<Utc>| ActionParams {
+        sessions_issued_before: Some(t),
+        ..Default::default()
+    };
+    assert!(
+        !provider
+            .execute(&req(&user, "revoke-sessions", params(t0)))
+            .await
+            .unwrap()
+            .already_done
+    );
+    let earlier = t0 - chrono::Duration::days(1);
+    assert!(
+        provider
+            .execute(&req(&user, "revoke-sessions", params(earlier)))
+            .await
+            .unwrap()
+            .already_done
+    );
+    let later = t0 + chrono::Duration::days(1);
+    assert!(
+        !provider
+            .execute(&req(&user, "revoke-sessions", params(later)))
+            .await
+            .unwrap()
+            .already_done
+    );
+    // The session-revocation policy never shows up as an inline-policy finding.
+    let r = provider.resolve(&ctx).await.unwrap();
+    assert!(r.findings.iter().all(|f| f.kind != "inline-policy"));
+    assert_eq!(
+        find(&r, "aws:user:erin").attr("sessions_revoked_before"),
+        Some("2030-01-02T00:00:00Z")
+    );
+}

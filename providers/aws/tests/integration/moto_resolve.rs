@@ -1,0 +1,268 @@
+//! Resolution against a real moto server: every kind, with the paths that explain it, and
+//! nothing that belongs to somebody else.
+
+use crate::common;
+
+use closeout_contract::{Holder, Provider, Relation, ResolveContext, State};
+use common::*;
+
+fn paths(r: &closeout_contract::Resolution, id: &str) -> Vec<String> {
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.id == id)
+        .unwrap_or_else(|| panic!("no finding {id}; have {:#?}", ids(r)));
+    f.paths.iter().map(|p| p.render("E100")).collect()
+}
+
+fn ids(r: &closeout_contract::Resolution) -> Vec<String> {
+    r.findings.iter().map(|f| f.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn resolves_every_kind_with_explained_paths() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let org = seed_org(&c).await;
+    let acct = &org.account;
+    let provider = moto.provider().await;
+    provider.health(&[]).await.expect("health");
+
+    let ctx = ResolveContext {
+        identity: identity("E100", "alice@example.com", Some("E900")),
+        cutoff: None,
+    };
+    let r = provider.resolve(&ctx).await.expect("resolve");
+
+    // The account, by tag.
+    assert_eq!(r.accounts.len(), 1);
+    assert_eq!(
+        r.accounts[0].resource,
+        format!("arn:aws:iam::{acct}:user/alice")
+    );
+    assert_eq!(r.accounts[0].matched_by, "tag identity = E100");
+    assert!(
+        r.warnings.iter().any(|w| w
+            == "service-specific credentials: endpoint does not implement ListServiceSpecificCredentials"),
+        "{:?}",
+        r.warnings
+    );
+
+    let s = |name: &str| org.secrets[name].clone();
+    let mut expected: Vec<String> = vec![
+        "aws:user:alice".into(),
+        "aws:login-profile:alice".into(),
+        format!("aws:access-key:{}", org.alice_keys[0]),
+        format!("aws:access-key:{}", org.alice_keys[1]),
+        format!("aws:access-key:{}", org.svc_keys[0]),
+        format!("aws:mfa-device:{}", org.mfa_serial),
+        "aws:group-membership:alice/devs".into(),
+        format!("aws:group-policy:alice/devs/{}", org.assume_app_arn),
+        "aws:group-policy:alice/devs/group-read".into(),
+        format!("aws:attached-policy:alice/{}", org.user_read_arn),
+        "aws:inline-policy:alice/inline-extra".into(),
+        format!("aws:assumable-role:arn:aws:iam::{acct}:role/direct-role"),
+        format!("aws:assumable-role:arn:aws:iam::{acct}:role/app-deploy"),
+        "aws:nhi-user:svc-ci".into(),
+        "aws:nhi-role:svc-role".into(),
+    ];
+    for name in [
+        "owned-secret",
+        "user-db",
+        "group-db",
+        "role-db",
+        "rp-user",
+        "rp-role",
+    ] {
+        expected.push(format!("aws:secret:{}", s(name)));
+    }
+    let got = ids(&r);
+    let ssh: Vec<&String> = got
+        .iter()
+        .filter(|i| i.starts_with("aws:ssh-key:"))
+        .collect();
+    let cert: Vec<&String> = got
+        .iter()
+        .filter(|i| i.starts_with("aws:signing-certificate:"))
+        .collect();
+    assert_eq!((ssh.len(), cert.len()), (1, 1), "{got:#?}");
+    let mut rest: Vec<String> = got
+        .iter()
+        .filter(|i| !i.starts_with("aws:ssh-key:") && !i.starts_with("aws:signing-certificate:"))
+        .cloned()
+        .collect();
+    rest.sort();
+    expected.sort();
+    assert_eq!(rest, expected);
+
+    // Nothing of dave's, nor the secrets no path reaches, nor the roles alice cannot assume.
+    let json = serde_json::to_string(&r).unwrap();
+    for absent in [
+        "dave-role",
+        "ops-admin",
+        "unreachable",
+        "rp-dave",
+        "other-db",
+        "svc-other",
+        "dave-all",
+    ] {
+        assert!(!json.contains(absent), "{absent} must not be a finding");
+    }
+    for k in &org.dave_keys {
+        assert!(!json.contains(k.as_str()));
+    }
+    // Secret values never appear.
+    assert!(
+        !json.contains(CANARY),
+        "a secret value leaked into the resolution"
+    );
+
+    // Paths.
+    assert_eq!(
+        paths(&r, &format!("aws:assumable-role:arn:aws:iam::{acct}:role/direct-role")),
+        vec!["E100 -account-> iam user alice -can-assume-> role direct-role (trust policy names iam user alice)"]
+    );
+    assert_eq!(
+        paths(&r, &format!("aws:assumable-role:arn:aws:iam::{acct}:role/app-deploy")),
+        vec![format!("E100 -account-> iam user alice -member-of-> group devs -attached-> policy assume-app -can-assume-> role app-deploy (trust policy trusts account {acct})")]
+    );
+    assert_eq!(
+        paths(&r, &format!("aws:secret:{}", s("owned-secret"))),
+        vec!["E100 -owns-> secret owned-secret (tag owner = alice@example.com)"]
+    );
+    assert_eq!(
+        paths(&r, &format!("aws:secret:{}", s("user-db"))),
+        vec!["E100 -account-> iam user alice -attached-> policy user-read -can-read-> secret user-db"]
+    );
+    assert_eq!(
+        paths(&r, &format!("aws:secret:{}", s("group-db"))),
+        vec!["E100 -account-> iam user alice -member-of-> group devs -inline-> inline policy group-read -can-read-> secret group-db"]
+    );
+    assert_eq!(
+        paths(&r, &format!("aws:secret:{}", s("role-db"))),
+        vec!["E100 -account-> iam user alice -can-assume-> role direct-role (trust policy names iam user alice) -inline-> inline policy role-read -can-read-> secret role-db"]
+    );
+    assert_eq!(
+        paths(&r, &format!("aws:secret:{}", s("rp-user"))),
+        vec!["E100 -account-> iam user alice -can-read-> secret rp-user (resource policy names iam user alice)"]
+    );
+    assert_eq!(
+        paths(&r, &format!("aws:secret:{}", s("rp-role"))),
+        vec![format!("E100 -account-> iam user alice -member-of-> group devs -attached-> policy assume-app -can-assume-> role app-deploy (trust policy trusts account {acct}) -can-read-> secret rp-role (resource policy names role app-deploy)")]
+    );
+    assert_eq!(
+        paths(&r, "aws:nhi-user:svc-ci"),
+        vec!["E100 -owns-> iam user svc-ci (tag owner = E100)"]
+    );
+    assert_eq!(
+        paths(&r, &format!("aws:access-key:{}", org.svc_keys[0])),
+        vec![format!(
+            "E100 -owns-> iam user svc-ci (tag owner = E100) -has-> access key {}",
+            org.svc_keys[0]
+        )]
+    );
+
+    // Relations, holders, states and attributes.
+    let f = |id: &str| r.findings.iter().find(|f| f.id == id).unwrap().clone();
+    let key = f(&format!("aws:access-key:{}", org.alice_keys[0]));
+    assert_eq!(
+        (key.relation, key.holder.clone(), key.state),
+        (Relation::Owns, Holder::Account, State::Active)
+    );
+    for a in [
+        "status",
+        "created",
+        "last_used",
+        "last_used_service",
+        "user",
+    ] {
+        assert!(
+            key.attr(a).is_some(),
+            "access key lacks {a}: {:?}",
+            key.attributes
+        );
+    }
+    let svc = f(&format!("aws:access-key:{}", org.svc_keys[0]));
+    assert_eq!(svc.holder, Holder::Nhi("svc-ci".into()));
+    assert_eq!(
+        f("aws:nhi-role:svc-role").attr("owner"),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        f("aws:nhi-role:svc-role").holder,
+        Holder::Nhi("svc-role".into())
+    );
+    assert_eq!(
+        f("aws:group-membership:alice/devs").relation,
+        Relation::MemberOf
+    );
+    let role = f(&format!(
+        "aws:assumable-role:arn:aws:iam::{acct}:role/app-deploy"
+    ));
+    assert_eq!(
+        (role.relation, role.holder, role.state),
+        (Relation::CanAssume, Holder::Shared, State::Active)
+    );
+    let owned = f(&format!("aws:secret:{}", s("owned-secret")));
+    assert_eq!(
+        (owned.relation, owned.state),
+        (Relation::Owns, State::Active)
+    );
+    assert!(owned.attr("current_version_created").is_some());
+    assert_eq!(
+        f(&format!("aws:secret:{}", s("user-db"))).relation,
+        Relation::CanRead
+    );
+    assert_eq!(f("aws:user:alice").state, State::Active);
+
+    // Same graph twice: resolution does not depend on listing order or timing.
+    let again = provider.resolve(&ctx).await.expect("resolve again");
+    assert_eq!(ids(&again), ids(&r));
+}
+
+#[tokio::test]
+async fn correlates_by_user_name_and_reports_ambiguity() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    c.user("bob.jones", &[]).await;
+    c.user("E300", &[]).await;
+    c.user("carol", &[("identity", "E999")]).await;
+    c.user("svc-report", &[("owner", "carol@example.com")])
+        .await;
+    let provider = moto.provider().await;
+
+    // Two users match Bob: by id and by email local part. The id rule comes first.
+    let ctx = ResolveContext {
+        identity: identity("E300", "Bob.Jones@example.com", None),
+        cutoff: None,
+    };
+    let r = provider.resolve(&ctx).await.unwrap();
+    assert_eq!(r.accounts.len(), 1);
+    assert!(r.accounts[0].resource.ends_with(":user/E300"));
+    assert_eq!(r.accounts[0].matched_by, "user name = id");
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.contains("several IAM users match identity E300")));
+
+    // Carol's user name is "carol" but it is tagged as somebody else's account; she still owns
+    // an NHI.
+    let ctx = ResolveContext {
+        identity: identity("E400", "carol@example.com", None),
+        cutoff: None,
+    };
+    let r = provider.resolve(&ctx).await.unwrap();
+    assert!(r.accounts.is_empty(), "{:?}", r.accounts);
+    assert_eq!(
+        r.findings.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        vec!["aws:nhi-user:svc-report"]
+    );
+
+    // Nobody.
+    let ctx = ResolveContext {
+        identity: identity("E999999", "nobody@example.com", None),
+        cutoff: None,
+    };
+    let r = provider.resolve(&ctx).await.unwrap();
+    assert!(r.accounts.is_empty() && r.findings.is_empty());
+}

@@ -1,0 +1,40 @@
+//! The root crate's integration tests, as one test binary (`cargo test --test integration`).
+//!
+//! One binary instead of one per file: the AWS SDK stack, the Azure double and the `closeout`
+//! library are linked once, and `cargo test` starts one process. Each module is one area;
+//! run one with a name filter, e.g. `cargo test --test integration leaver_vault::`.
+//!
+//! Every test builds its own world (a temporary directory with its config, journal and audit
+//! log, and its own emulator on a free loopback port, see [`common`]), so tests stay
+//! independent and run in parallel. The emulators are started per test rather than shared: the
+//! `closeout` binary, the demo seed scripts and the providers reach moto and OpenBao with one
+//! fixed set of credentials and no account or namespace header, so two tests sharing a server
+//! would see each other's users, secrets and audit log. The shared helpers, including the
+//! store's read API wrappers, are in [`common`]. Tests read Closeout's state through the store's
+//! public API (`closeout::store`), never its SQL.
+
+mod common;
+
+mod cli_approval;
+mod cli_doctor;
+mod cli_lease;
+mod cli_policy;
+mod cli_reconcile;
+mod cli_resume;
+mod cli_safety;
+mod cli_source_diff;
+mod deleted_key_probe;
+mod leaver_aws;
+mod leaver_azure;
+mod leaver_vault;
+mod mover_aws;
+mod mover_azure;
+mod mover_vault;
+mod rotation_aws;
+mod rotation_azure;
+mod rotation_vault;
+mod scim_conformance;
+mod scim_users;
+mod serve_lifecycle;
+mod serve_movers;
+mod serve_scim;
