@@ -213,7 +213,9 @@ class Seeder:
         self.policy(
             "alice-platform",
             ("secret/data/platform/+", ["read"]),
-            ("auth/token/create", ["update", "sudo"]),
+            # No sudo: with sudo she could mint tokens with any policy, and so reach everything.
+            ("auth/token/create", ["update"]),
+            ("auth/token/create-orphan", ["update"]),
             ("pki/issue/*", ["update"]),
         )
         self.policy("oncall", ("secret/data/oncall/*", ["read"]))
@@ -233,7 +235,7 @@ class Seeder:
         }
         v.post(
             "auth/userpass/users/alice.nguyen",
-            {"password": passwords["alice.nguyen"], "token_policies": ["oncall"]},
+            {"password": passwords["alice.nguyen"], "token_policies": ["oncall", "alice-platform"]},
         )
         v.post(
             "auth/userpass/users/carol.diaz",
@@ -253,7 +255,7 @@ class Seeder:
             self.alias(name, entity_id, userpass)
         self.note(
             "entities with userpass logins: alice.nguyen (entity policy alice-platform, token "
-            "policy oncall), carol.diaz (token policy oncall), bob.martin; grace.kim (no login)"
+            "policies oncall and alice-platform), carol.diaz (token policy oncall), bob.martin; grace.kim (no login)"
         )
 
         # Identity groups: platform (Alice, Carol) is a member of engineering, which has the policy.
@@ -371,10 +373,9 @@ class Seeder:
             token=alice_token,
         )["auth"]["client_token"]
         alice_cron = v.post(
-            "auth/token/create",
+            "auth/token/create-orphan",
             {
                 "display_name": "alice-cron",
-                "no_parent": True,
                 "policies": ["default", "alice-platform"],
                 "ttl": "720h",
                 "meta": {"purpose": "nightly report cron job"},
@@ -384,8 +385,8 @@ class Seeder:
         # The cron job's own orphan: no entity, created by an orphan; only the audit log, two
         # generations deep, ties it to Alice.
         alice_cron_worker = v.post(
-            "auth/token/create",
-            {"display_name": "alice-cron-worker", "no_parent": True, "ttl": "24h"},
+            "auth/token/create-orphan",
+            {"display_name": "alice-cron-worker", "ttl": "24h"},
             token=alice_cron,
         )["auth"]["client_token"]
         leased_cert, lease_id = self.issue("pki", "people-leased", ALICE_EMAIL, token=alice_token)

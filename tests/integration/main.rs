@@ -27,6 +27,7 @@ mod deleted_key_probe;
 mod leaver_aws;
 mod leaver_azure;
 mod leaver_vault;
+mod leaver_vault_closed;
 mod mover_aws;
 mod mover_azure;
 mod mover_vault;
