@@ -9,6 +9,14 @@ use closeout_contract::{
 /// The provider's name in findings, playbooks and configuration.
 pub const PROVIDER: &str = "azure";
 
+/// Tag a rotation puts on the new version of a Key Vault object: which run made it (so a retry
+/// recognises its own version instead of making another).
+pub(crate) const ROTATED_BY_RUN_TAG: &str = "closeout-run";
+
+/// The display-name prefix of application credentials Closeout adds (`{prefix} {run} {old key
+/// id}`): a retry recognises its own, verification recognises a replaced one.
+pub(crate) const CREDENTIAL_DISPLAY_PREFIX: &str = "closeout rotation";
+
 /// The finding kinds this provider emits.
 pub mod kinds {
     /// The person's Entra user.
@@ -309,3 +317,29 @@ const PERMISSIONS: &[Permission] = &[
         "Microsoft.KeyVault/vaults/certificates/update/action",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_list_every_kind_once() {
+        let mut kinds: Vec<_> = CAPABILITIES.kinds.iter().map(|k| k.kind).collect();
+        let n = kinds.len();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(n, kinds.len());
+        assert!(CAPABILITIES.verb("user", "disable").is_some());
+        assert!(CAPABILITIES
+            .verb("sign-in-sessions", "revoke-sessions")
+            .is_some());
+        assert!(CAPABILITIES.verb("role-assignment", "remove").is_some());
+        assert!(CAPABILITIES
+            .verb("group-role-assignment", "remove")
+            .is_none());
+        assert!(CAPABILITIES.verb("kv-secret", "rotate").is_some());
+        assert!(CAPABILITIES.verb("group-membership", "grant").is_some());
+        assert!(CAPABILITIES.verb("role-assignment", "grant").is_some());
+        assert!(CAPABILITIES.verb("access-policy", "grant").is_none());
+    }
+}

@@ -13,7 +13,7 @@
 //! path (no host), the service's error code and message, never a request or response body.
 
 use crate::http::CallError;
-use crate::keyvault::ObjectType;
+use crate::object::ObjectType;
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::RETRY_AFTER;

@@ -1,160 +1,27 @@
 //! Entra ID through Microsoft Graph v1.0: the person's user (by object id, UPN, mail or
 //! `employeeId`, in the configured order), the groups they are in (directly and through nested
 //! groups), and the applications and service principals they own with their credentials.
-//!
-//! Graph never returns a credential's secret after creation; the types here have no field for
-//! one.
 
+use crate::entra::{Group, OwnedObject, User, UserMatch};
 use crate::http::{Api, AzureHttp, CallError};
-use crate::keyvault::{Principal, Principals};
+use crate::principal::{Principal, Principals};
 use closeout_contract::Identity;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::json;
 
-/// A way to find the person's Entra user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum UserMatch {
-    /// The identity's id is the user's object id.
-    ObjectId,
-    /// The identity's email is the user principal name.
-    Upn,
-    /// The identity's email is the user's `mail`.
-    Mail,
-    /// The identity's id is the user's `employeeId`.
-    EmployeeId,
+/// The Graph path of a user, group, application or service principal.
+pub(crate) fn object_path(collection: &str, id: &str) -> String {
+    format!("/v1.0/{collection}/{}", urlencoding::encode(id))
 }
 
-impl UserMatch {
-    pub const DEFAULTS: [UserMatch; 4] = [
-        UserMatch::ObjectId,
-        UserMatch::Upn,
-        UserMatch::Mail,
-        UserMatch::EmployeeId,
-    ];
-
-    /// The name of the user's property this rule compares.
-    pub fn property(self) -> &'static str {
-        match self {
-            UserMatch::ObjectId => "object id",
-            UserMatch::Upn => "userPrincipalName",
-            UserMatch::Mail => "mail",
-            UserMatch::EmployeeId => "employeeId",
-        }
-    }
-
-    /// The identity's value this rule compares (its id or its email).
-    fn identity_value(self, identity: &Identity) -> &str {
-        match self {
-            UserMatch::ObjectId | UserMatch::EmployeeId => &identity.id,
-            UserMatch::Upn | UserMatch::Mail => &identity.email,
-        }
-    }
-
-    /// The user's value this rule compares.
-    pub fn user_value(self, user: &User) -> Option<&str> {
-        match self {
-            UserMatch::ObjectId => Some(&user.id),
-            UserMatch::Upn => user.user_principal_name.as_deref(),
-            UserMatch::Mail => user.mail.as_deref(),
-            UserMatch::EmployeeId => user.employee_id.as_deref(),
-        }
-    }
-
-    /// What this rule compares for `identity`, e.g. `mail = alice@example.com` (the account's
-    /// `matched_by`).
-    pub fn describe(self, identity: &Identity) -> String {
-        format!("{} = {}", self.property(), self.identity_value(identity))
-    }
-
-    /// Whether `user` is `identity`'s by this rule, compared locally the way Graph's `eq`
-    /// compares (case-insensitively): for a listing of every user, where asking Graph once per
-    /// identity would be a call each.
-    pub fn matches(self, identity: &Identity, user: &User) -> bool {
-        let mine = self.identity_value(identity);
-        !mine.is_empty()
-            && self
-                .user_value(user)
-                .is_some_and(|theirs| mine.eq_ignore_ascii_case(theirs))
-    }
+/// Graph `$ref` bodies name the object by URL.
+pub(crate) fn odata_ref(graph_base: &str, id: &str) -> serde_json::Value {
+    json!({ "@odata.id": format!("{}/v1.0/directoryObjects/{id}", graph_base.trim_end_matches('/')) })
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct User {
-    pub id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub user_principal_name: Option<String>,
-    #[serde(default)]
-    pub mail: Option<String>,
-    #[serde(default)]
-    pub employee_id: Option<String>,
-    #[serde(default)]
-    pub account_enabled: Option<bool>,
-    #[serde(default)]
-    pub sign_in_sessions_valid_from_date_time: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Group {
-    pub id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
-
-/// A password credential as Graph lists it (no secret).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PasswordCredential {
-    pub key_id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub end_date_time: Option<String>,
-    #[serde(default)]
-    pub hint: Option<String>,
-}
-
-/// A certificate credential as Graph lists it (public part only).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyCredential {
-    pub key_id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub end_date_time: Option<String>,
-    #[serde(default, rename = "type")]
-    pub key_type: Option<String>,
-}
-
-/// An application or service principal the person owns.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OwnedObject {
-    #[serde(rename = "@odata.type", default)]
-    pub odata_type: String,
-    pub id: String,
-    #[serde(default)]
-    pub app_id: Option<String>,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub password_credentials: Vec<PasswordCredential>,
-    #[serde(default)]
-    pub key_credentials: Vec<KeyCredential>,
-}
-
-impl OwnedObject {
-    pub fn is_application(&self) -> bool {
-        self.odata_type == "#microsoft.graph.application"
-    }
-
-    pub fn is_service_principal(&self) -> bool {
-        self.odata_type == "#microsoft.graph.servicePrincipal"
-    }
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
 }
 
 /// `value` for an OData string literal: single quotes doubled, then percent-encoded for the URL.
@@ -199,7 +66,9 @@ pub async fn find_user(
     Ok(None)
 }
 
-async fn get_user(http: &AzureHttp, key: &str) -> Result<Option<User>, CallError> {
+/// The user with object id or UPN `key`, with the fields resolution reads; `None` when there is
+/// none.
+pub async fn get_user(http: &AzureHttp, key: &str) -> Result<Option<User>, CallError> {
     let path = format!(
         "/v1.0/users/{}?$select={USER_FIELDS}",
         urlencoding::encode(key)
@@ -339,6 +208,47 @@ pub async fn principals(http: &AzureHttp, user: &User) -> Result<Principals, Cal
         });
     }
     Ok(Principals { all })
+}
+
+/// The owners' object ids of the application or service principal `object_id` in `collection`
+/// (`applications`, `servicePrincipals`); `None` when the object no longer exists.
+pub async fn owners(
+    http: &AzureHttp,
+    collection: &str,
+    object_id: &str,
+) -> Result<Option<Vec<String>>, CallError> {
+    let path = format!("{}/owners?$select=id", object_path(collection, object_id));
+    match http.list::<IdOnly>(Api::Graph, &path).await {
+        Ok(owners) => Ok(Some(owners.into_iter().map(|o| o.id).collect())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether user `user_id` is in group `group_id` (directly, or through nesting when
+/// `transitive`); `None` when the user no longer exists.
+pub async fn in_group(
+    http: &AzureHttp,
+    user_id: &str,
+    group_id: &str,
+    transitive: bool,
+) -> Result<Option<bool>, CallError> {
+    let relation = if transitive {
+        "transitiveMemberOf"
+    } else {
+        "memberOf"
+    };
+    let path = format!(
+        "{}/{relation}/microsoft.graph.group?$select=id",
+        object_path("users", user_id)
+    );
+    match http.list::<IdOnly>(Api::Graph, &path).await {
+        Ok(groups) => Ok(Some(
+            groups.iter().any(|g| g.id.eq_ignore_ascii_case(group_id)),
+        )),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

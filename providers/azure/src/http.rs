@@ -5,7 +5,7 @@
 //! Error messages carry the method, the path and Azure's error code and message — never a
 //! request body or a token.
 
-use crate::PROVIDER;
+use crate::capabilities::PROVIDER;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, Transport};

@@ -15,32 +15,11 @@
 //! the vault and the role definitions, it lists every [`Access`] with the rule that makes it.
 
 use crate::condition::{self, WriteConstraint};
+use crate::object::{ObjectType, DATA_READS};
+use crate::principal::{Principal, Principals};
 use crate::rbac::{applies_at, RoleAssignment, RoleDefinition};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Data actions that expose what a vault protects, and which object types they expose. A
-/// certificate's private key is read through its backing secret (`getSecret`), so that action
-/// exposes certificates too; `certificates/read` and `keys/read` only show public parts and do
-/// not count. Keys count when the private key can be used.
-pub const DATA_READS: &[(&str, &[ObjectType])] = &[
-    (
-        "Microsoft.KeyVault/vaults/secrets/getSecret/action",
-        &[ObjectType::Secrets, ObjectType::Certificates],
-    ),
-    (
-        "Microsoft.KeyVault/vaults/keys/decrypt/action",
-        &[ObjectType::Keys],
-    ),
-    (
-        "Microsoft.KeyVault/vaults/keys/unwrap/action",
-        &[ObjectType::Keys],
-    ),
-    (
-        "Microsoft.KeyVault/vaults/keys/sign/action",
-        &[ObjectType::Keys],
-    ),
-];
 
 /// Management operations that let the holder add an access policy for itself.
 pub const ACCESS_POLICY_WRITES: &[&str] = &[
@@ -50,23 +29,6 @@ pub const ACCESS_POLICY_WRITES: &[&str] = &[
 
 /// The operation that lets the holder assign roles (in an RBAC vault: itself a data role).
 pub const ROLE_ASSIGNMENT_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ObjectType {
-    Secrets,
-    Keys,
-    Certificates,
-}
-
-impl ObjectType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectType::Secrets => "secrets",
-            ObjectType::Keys => "keys",
-            ObjectType::Certificates => "certificates",
-        }
-    }
-}
 
 /// `Microsoft.KeyVault/vaults` as ARM returns it (the fields Closeout reads).
 #[derive(Debug, Clone, Deserialize)]
@@ -139,36 +101,6 @@ impl PolicyPermissions {
             out.insert(ObjectType::Keys);
         }
         out
-    }
-}
-
-/// One of the person's principals: their user, or a group they are in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub object_id: String,
-    pub display: String,
-    /// For a group: the direct membership that puts the person in it (group id, name); removing
-    /// that membership removes the access. `None` for the user itself.
-    pub via_membership: Option<(String, String)>,
-}
-
-/// The person as RBAC and access policies see them.
-#[derive(Debug, Clone, Default)]
-pub struct Principals {
-    /// The user's object id first, then the groups (transitively).
-    pub all: Vec<Principal>,
-}
-
-impl Principals {
-    pub fn get(&self, object_id: &str) -> Option<&Principal> {
-        self.all
-            .iter()
-            .find(|p| p.object_id.eq_ignore_ascii_case(object_id))
-    }
-
-    /// The user's own object id.
-    pub fn user_id(&self) -> Option<&str> {
-        self.all.first().map(|p| p.object_id.as_str())
     }
 }
 

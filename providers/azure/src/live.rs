@@ -1,19 +1,17 @@
 //! The live state of one finding, read from Azure again (for verification of findings that no
 //! longer appear when the person is resolved again, e.g. a secret whose only path was removed).
 
-use crate::actions::{attr, object_path};
-use crate::credentials::DISPLAY_PREFIX;
+use crate::arm;
+use crate::capabilities::{kinds, CREDENTIAL_DISPLAY_PREFIX};
+use crate::client::AzureProvider;
+use crate::directory::{self, object_path};
+use crate::error::attr;
 use crate::http::Api;
-use crate::keyvault::ObjectType;
-use crate::resolve::{sessions_state, user_state};
-use crate::{kinds, AzureProvider};
+use crate::object::ObjectType;
+use crate::state::{sessions_state, user_state};
+use chrono::{DateTime, Utc};
 use closeout_contract::{Finding, ProviderError, ResolveContext, State};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct IdOnly {
-    id: String,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -39,14 +37,16 @@ impl AzureProvider {
         ctx: &ResolveContext,
     ) -> Result<State, ProviderError> {
         match f.kind.as_str() {
-            kinds::USER => Ok(match self.get_user(&f.resource).await? {
+            kinds::USER => Ok(match directory::get_user(&self.http, &f.resource).await? {
                 Some(u) => user_state(&u),
                 None => State::Deleted,
             }),
-            kinds::SIGN_IN_SESSIONS => Ok(match self.get_user(&f.resource).await? {
-                Some(u) => sessions_state(&u, ctx.cutoff),
-                None => State::Deleted,
-            }),
+            kinds::SIGN_IN_SESSIONS => {
+                Ok(match directory::get_user(&self.http, &f.resource).await? {
+                    Some(u) => sessions_state(&u, ctx.cutoff),
+                    None => State::Deleted,
+                })
+            }
             kinds::GROUP_MEMBERSHIP => self.in_group(f, false).await,
             kinds::INHERITED_GROUP => self.in_group(f, true).await,
             kinds::ROLE_ASSIGNMENT => self.assignment_state(f).await,
@@ -71,7 +71,8 @@ impl AzureProvider {
                     return Ok(State::Unknown);
                 };
                 Ok(
-                    match self.owners(attr(f, "collection")?, &f.resource).await? {
+                    match directory::owners(&self.http, attr(f, "collection")?, &f.resource).await?
+                    {
                         None => State::Deleted,
                         Some(o) if o.iter().any(|o| o.eq_ignore_ascii_case(user)) => State::Active,
                         Some(_) => State::Reassigned,
@@ -102,44 +103,25 @@ impl AzureProvider {
         transitive: bool,
     ) -> Result<State, ProviderError> {
         let user = attr(f, "user_id")?;
-        let relation = if transitive {
-            "transitiveMemberOf"
-        } else {
-            "memberOf"
-        };
-        let path = format!(
-            "{}/{relation}/microsoft.graph.group?$select=id",
-            object_path("users", user)
-        );
-        let groups: Vec<IdOnly> = match self.http.list(Api::Graph, &path).await {
-            Ok(g) => g,
-            Err(e) if e.is_not_found() => return Ok(State::Deleted),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(if groups.iter().any(|g| g.id.eq_ignore_ascii_case(group)) {
+        Ok(
+            match directory::in_group(&self.http, user, group, transitive).await? {
+                Some(true) => State::Active,
+                Some(false) | None => State::Deleted,
+            },
+        )
+    }
+
+    pub(crate) async fn assignment_state(&self, f: &Finding) -> Result<State, ProviderError> {
+        Ok(if arm::assignment_exists(&self.http, &f.resource).await? {
             State::Active
         } else {
             State::Deleted
         })
     }
 
-    pub(crate) async fn assignment_state(&self, f: &Finding) -> Result<State, ProviderError> {
-        let path = format!(
-            "{}?api-version={}",
-            f.resource,
-            crate::arm::AUTHORIZATION_API
-        );
-        match self.http.call::<IdOnly>(Api::Arm, "GET", &path, None).await {
-            Ok(Some(_)) => Ok(State::Active),
-            Ok(None) => Ok(State::Deleted),
-            Err(e) if e.is_not_found() => Ok(State::Deleted),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     async fn policy_state(&self, f: &Finding) -> Result<State, ProviderError> {
         let object_id = attr(f, "object_id")?;
-        Ok(match self.get_vault(attr(f, "vault_id")?).await? {
+        Ok(match arm::vault(&self.http, attr(f, "vault_id")?).await? {
             Some(v)
                 if v.properties
                     .access_policies
@@ -182,7 +164,7 @@ impl AzureProvider {
             replaced |= c
                 .display_name
                 .as_deref()
-                .is_some_and(|d| d.starts_with(DISPLAY_PREFIX) && d.ends_with(key_id));
+                .is_some_and(|d| d.starts_with(CREDENTIAL_DISPLAY_PREFIX) && d.ends_with(key_id));
         }
         Ok(if replaced {
             State::Rotated
@@ -199,5 +181,35 @@ impl AzureProvider {
     ) -> Result<State, ProviderError> {
         self.object_state(attr(f, "vault_uri")?, t, attr(f, "name")?, ctx.cutoff)
             .await
+    }
+
+    /// `Rotated` once the current version postdates the cutoff and every older version is
+    /// disabled; `Deleted` when the object is gone; `Active` otherwise.
+    pub(crate) async fn object_state(
+        &self,
+        vault_uri: &str,
+        t: ObjectType,
+        name: &str,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<State, ProviderError> {
+        let Some(cutoff) = cutoff else {
+            return Ok(State::Active);
+        };
+        let Some(current) = self.data.current(vault_uri, t, name).await? else {
+            return Ok(State::Deleted);
+        };
+        // Key Vault keeps whole seconds; a version made in the cutoff's second counts as after.
+        if current.created.is_none_or(|c| c < cutoff.timestamp()) {
+            return Ok(State::Active);
+        }
+        let versions = self.data.versions(vault_uri, t, name).await?;
+        let old_enabled = versions
+            .iter()
+            .any(|v| v.version != current.version && v.enabled);
+        Ok(if old_enabled {
+            State::Active
+        } else {
+            State::Rotated
+        })
     }
 }

@@ -2,9 +2,9 @@
 //! Microsoft Learn), evaluated by the Key Vault path rules — and the role table in
 //! `docs/azure-indirect-paths.md` checked against the result, so the docs stay true.
 
-use closeout_azure::keyvault::{
-    vault_access, Access, ObjectType, Principal, Principals, Reach, Vault,
-};
+use closeout_azure::keyvault::{vault_access, Access, Reach, Vault};
+use closeout_azure::object::ObjectType;
+use closeout_azure::principal::{Principal, Principals};
 use closeout_azure::rbac::{RoleAssignment, RoleDefinition};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

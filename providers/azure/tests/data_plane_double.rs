@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use closeout_azure::data_plane::{DataPlaneOptions, KeyVaultData};
 use closeout_azure::http::{Api, AzureHttp};
-use closeout_azure::keyvault::ObjectType;
+use closeout_azure::object::ObjectType;
 use closeout_azure_double::{
     AzureDouble, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID,
 };

@@ -4,7 +4,8 @@
 
 mod common;
 
-use closeout_azure::directory::{self, UserMatch};
+use closeout_azure::directory;
+use closeout_azure::entra::UserMatch;
 use closeout_azure::http::{Api, AzureHttp};
 use closeout_azure_double::DEFAULT_CLIENT_SECRET;
 use closeout_contract::{Identity, IdentityKind, IdentityStatus};

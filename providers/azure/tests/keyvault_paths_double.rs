@@ -244,7 +244,7 @@ async fn direct_and_indirect_paths_to_every_vault() {
             employment_type: None,
             tags: Default::default(),
         },
-        &[directory::UserMatch::Upn],
+        &[closeout_azure::UserMatch::Upn],
     )
     .await
     .unwrap()
