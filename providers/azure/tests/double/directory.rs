@@ -2,7 +2,7 @@
 //! the user by each correlation rule, groups through nesting, owned applications and service
 //! principals with their credentials (never a secret).
 
-mod common;
+use crate::common;
 
 use closeout_azure::directory;
 use closeout_azure::entra::UserMatch;

@@ -9,8 +9,9 @@ use closeout_azure::rbac::{RoleAssignment, RoleDefinition};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const ROLES: &str = include_str!("../../../tests/azure-double/data/builtin-role-definitions.json");
-const DOC: &str = include_str!("../../../docs/azure-indirect-paths.md");
+const ROLES: &str =
+    include_str!("../../../../tests/azure-double/data/builtin-role-definitions.json");
+const DOC: &str = include_str!("../../../../docs/azure-indirect-paths.md");
 const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
 
 fn builtin() -> (

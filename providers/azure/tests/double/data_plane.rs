@@ -4,7 +4,7 @@
 //! keeping secret values out of errors. Values are read back with raw REST calls, not through
 //! the code under test.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,7 +1,5 @@
 //! A client of the Azure test double, for the provider's integration tests.
 
-#![allow(dead_code)] // each test binary uses its own part
-
 use closeout_azure::http::{AzureHttp, Endpoints};
 use closeout_azure::AzureConfig;
 use closeout_azure_double::{

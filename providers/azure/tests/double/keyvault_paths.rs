@@ -3,7 +3,7 @@
 //! the vault, Key Vault Contributor on an access-policy vault, a conditioned role-assignment
 //! writer on an RBAC vault, a direct data role, an access policy for a group.
 
-mod common;
+use crate::common;
 
 use closeout_azure::directory;
 use closeout_azure::http::{Api, AzureHttp};
