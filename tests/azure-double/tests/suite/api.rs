@@ -1,6 +1,6 @@
 //! Drives the double over HTTPS with `reqwest`, trusting only the double's CA.
 
-mod common;
+use crate::common;
 
 use common::{all_pages, client_trusting, id, token_response, Env, ARM_SCOPE, GRAPH_SCOPE};
 use reqwest::Method;
