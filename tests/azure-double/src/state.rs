@@ -71,6 +71,12 @@ impl App {
     pub fn new(config: Config, base_url: String, vault_port: u16) -> Self {
         let mut state = State::default();
         state.arm.init_root(&config.tenant_id);
+        let clients: Vec<&str> = config
+            .clients
+            .iter()
+            .map(|c| c.client_id.as_str())
+            .collect();
+        state.graph.init(&clients);
         Self {
             config,
             base_url,

@@ -11,6 +11,7 @@ mod common;
 mod data_plane;
 mod directory;
 mod entitlements;
+mod health;
 mod http;
 mod keyvault_paths;
 mod provider;
