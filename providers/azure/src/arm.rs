@@ -1,10 +1,10 @@
 //! Azure Resource Manager reads for RBAC and Key Vault: the scope tree (management groups and
-//! the subscriptions under them), role definitions, the role assignments reaching a user
-//! (directly or through groups, at every scope), and the vaults — then every path to each
+//! the subscriptions under them), role definitions, every role assignment of each subscription
+//! (at, above and below it), and the vaults — then every path to each
 //! vault, evaluated by [`crate::keyvault::vault_access`] over the [`Survey`]; and the single
 //! reads actions and verification make (one vault, one assignment).
 
-use crate::http::{Api, AzureHttp, CallError};
+use crate::http::{Api, AzureHttp, CallError, Unread};
 use crate::keyvault::{Access, Vault};
 use crate::principal::Principals;
 use crate::rbac::{RoleAssignment, RoleDefinition};
@@ -144,23 +144,7 @@ pub async fn role_definitions_named(
     .await
 }
 
-/// Every role assignment in or above the subscription (and below it) that reaches the user,
-/// directly or through any group: ARM's `assignedTo()` filter, one paged list.
-pub async fn assignments_reaching(
-    http: &AzureHttp,
-    subscription_id: &str,
-    user_object_id: &str,
-) -> Result<Vec<RoleAssignment>, CallError> {
-    http.list(
-        Api::Arm,
-        &format!(
-            "/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHORIZATION_API}&$filter=assignedTo('{}')",
-            urlencoding::encode(user_object_id)
-        ),
-    )
-    .await
-}
-
+/// Every vault of the subscription, with its access policies and permission model.
 pub async fn vaults(http: &AzureHttp, subscription_id: &str) -> Result<Vec<Vault>, CallError> {
     http.list(
         Api::Arm,
@@ -171,37 +155,86 @@ pub async fn vaults(http: &AzureHttp, subscription_id: &str) -> Result<Vec<Vault
     .await
 }
 
-/// Survey every subscription the caller can see for the user with object id `user_id`: per
-/// subscription one paged list each of role definitions, assignments (`assignedTo()`) and vaults.
-pub async fn survey(http: &AzureHttp, user_id: &str) -> Result<Survey, CallError> {
-    let mut out = Survey {
-        tree: scope_tree(http).await?,
-        ..Survey::default()
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    for sub in subscriptions(http).await? {
-        out.roles
-            .extend(role_definitions(http, &sub.subscription_id).await?);
-        for a in assignments_reaching(http, &sub.subscription_id, user_id).await? {
-            if seen.insert(a.id.to_ascii_lowercase()) {
-                out.assignments.push(a);
-            }
+/// Every role assignment at, above and below the subscription: one paged list, no filter.
+pub async fn assignments(
+    http: &AzureHttp,
+    subscription_id: &str,
+) -> Result<Vec<RoleAssignment>, CallError> {
+    http.list(
+        Api::Arm,
+        &format!(
+            "/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHORIZATION_API}"
+        ),
+    )
+    .await
+}
+
+/// Survey every subscription the caller can see: the management-group tree, then per
+/// subscription one paged list each of role definitions, role assignments (all of them: whose
+/// reach they make is decided locally) and vaults. A listing refused or missing is recorded in
+/// [`Survey::unread`] and the survey goes on; the tree is only needed for paths to name the
+/// groups above a subscription (assignments there are matched through each subscription's own
+/// listing), so an unreadable tree leaves nothing unknown.
+pub async fn survey(http: &AzureHttp) -> Result<Survey, CallError> {
+    let mut out = Survey::default();
+    match scope_tree(http).await {
+        Ok(tree) => out.tree = tree,
+        Err(e) if e.refused_or_missing() => {}
+        Err(e) => return Err(e),
+    }
+    let subscriptions = match subscriptions(http).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.unread
+                .push(Unread::of("subscription", "", "the subscriptions", e)?);
+            Vec::new()
         }
-        out.vaults.extend(vaults(http, &sub.subscription_id).await?);
+    };
+    for sub in subscriptions {
+        let id = &sub.subscription_id;
+        let scope = format!("/subscriptions/{id}");
+        match role_definitions(http, id).await {
+            Ok(roles) => out.roles.extend(roles),
+            Err(e) => out.unread.push(Unread::of(
+                "role-definition",
+                scope.clone(),
+                format!("the role definitions of subscription {id}"),
+                e,
+            )?),
+        }
+        match assignments(http, id).await {
+            Ok(list) => {
+                for a in list {
+                    out.add_assignment(id, a);
+                }
+            }
+            Err(e) => out.unread.push(Unread::of(
+                "role-assignment",
+                scope.clone(),
+                format!("the role assignments of subscription {id}"),
+                e,
+            )?),
+        }
+        match vaults(http, id).await {
+            Ok(v) => out.vaults.extend(v),
+            Err(e) => out.unread.push(Unread::of(
+                "key-vault",
+                scope.clone(),
+                format!("the key vaults of subscription {id}"),
+                e,
+            )?),
+        }
     }
     Ok(out)
 }
 
-/// Every vault the person reaches, with every path, across every subscription the caller can
+/// Every vault `principals` reach, with every path, across every subscription the caller can
 /// see.
 pub async fn key_vault_paths(
     http: &AzureHttp,
     principals: &Principals,
 ) -> Result<Vec<(Vault, Vec<Access>)>, CallError> {
-    let Some(user) = principals.user_id() else {
-        return Ok(Vec::new());
-    };
-    let survey = survey(http, user).await?;
+    let survey = survey(http).await?;
     Ok(survey
         .key_vault_paths(principals)
         .into_iter()

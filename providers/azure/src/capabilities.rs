@@ -40,6 +40,10 @@ pub mod kinds {
     pub const OWNED_APPLICATION: &str = "owned-application";
     /// A service principal the user owns.
     pub const OWNED_SERVICE_PRINCIPAL: &str = "owned-service-principal";
+    /// A service principal the user can act as without owning it: that of an application they
+    /// own (an owner can add a credential and sign in as it), or one reached the same way from
+    /// such a principal. Its reach is the user's; it closes with the ownership.
+    pub const ACTS_AS_SERVICE_PRINCIPAL: &str = "acts-as-service-principal";
     /// A client secret of an owned application or service principal.
     pub const APP_PASSWORD: &str = "app-password";
     /// A certificate credential of an owned application or service principal.
@@ -105,6 +109,11 @@ pub const CAPABILITIES: Capabilities = Capabilities {
             kind: kinds::OWNED_SERVICE_PRINCIPAL,
             description: "service principal the user owns; reassign-owner adds the manager as owner, then removes the user",
             verbs: &[verbs::REASSIGN_OWNER],
+        },
+        KindSpec {
+            kind: kinds::ACTS_AS_SERVICE_PRINCIPAL,
+            description: "service principal the user can act as (of an application they own, or owned by one they can act as): everything it reaches is theirs; closes with the reassign-owner of the owned object its path starts with",
+            verbs: &[],
         },
         KindSpec {
             kind: kinds::APP_PASSWORD,

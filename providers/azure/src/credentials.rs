@@ -223,7 +223,7 @@ impl AzureProvider {
             }
             match self.http.token_for_app(app_id, secret).await {
                 Ok(()) => return Ok(", tested (token issued)".into()),
-                Err(e) => last = e,
+                Err(e) => last = e.to_string(),
             }
         }
         Err(permanent(format!(

@@ -144,12 +144,19 @@ pub struct OwnedObject {
     pub key_credentials: Vec<KeyCredential>,
 }
 
+/// The `@odata.type` of an application.
+pub const APPLICATION_TYPE: &str = "#microsoft.graph.application";
+/// The `@odata.type` of a service principal.
+pub const SERVICE_PRINCIPAL_TYPE: &str = "#microsoft.graph.servicePrincipal";
+
 impl OwnedObject {
+    /// An application registration.
     pub fn is_application(&self) -> bool {
-        self.odata_type == "#microsoft.graph.application"
+        self.odata_type == APPLICATION_TYPE
     }
 
+    /// A service principal.
     pub fn is_service_principal(&self) -> bool {
-        self.odata_type == "#microsoft.graph.servicePrincipal"
+        self.odata_type == SERVICE_PRINCIPAL_TYPE
     }
 }

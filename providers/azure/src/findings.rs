@@ -6,7 +6,9 @@
 
 use crate::capabilities::{kinds, PROVIDER};
 use crate::data_plane::ObjectSummary;
+use crate::directory::ActedAs;
 use crate::entra::{OwnedObject, User};
+use crate::http::Unread;
 use crate::keyvault::{Access, Reach, Vault, Via};
 use crate::object::ObjectType;
 use crate::principal::{Principal, Principals};
@@ -14,7 +16,7 @@ use crate::rbac::RoleAssignment;
 use crate::state::{sessions_state, user_state};
 use crate::survey::Survey;
 use chrono::{DateTime, Utc};
-use closeout_contract::{Finding, Holder, Path, Relation, Resolution, State};
+use closeout_contract::{Exposure, Finding, Gap, Holder, Path, Relation, Resolution, State};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -59,7 +61,13 @@ pub(crate) fn attrs<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String
 /// The path from the person to a principal: nothing for the user, else the direct membership
 /// and (when different) the group reached through it.
 pub(crate) fn path_to(principal: &Principal) -> Path {
-    let mut path = Path::new();
+    path_from(&Path::new(), principal)
+}
+
+/// The path to a principal from where `from` ends (the person, or a service principal they
+/// can act as): the direct membership and (when different) the group reached through it.
+fn path_from(from: &Path, principal: &Principal) -> Path {
+    let mut path = from.clone();
     if let Some((direct_id, direct_name)) = &principal.via_membership {
         path = path.then("member-of", format!("group {direct_name}"));
         if !direct_id.eq_ignore_ascii_case(&principal.object_id) {
@@ -131,12 +139,20 @@ pub(crate) struct VaultObject {
     pub summary: ObjectSummary,
 }
 
+/// One way the person reaches a vault: an access of theirs (`from` empty), or of a service
+/// principal they can act as (`from` is the path to it).
+#[derive(Debug, Clone)]
+pub(crate) struct Reached {
+    pub from: Path,
+    pub access: Access,
+}
+
 /// The finding of one vault object the person reaches through `access` or owns by the
 /// `owner_tag` tag (`owner`: the tag's value naming them); in state `Active` (the caller reads
 /// the real state).
 pub(crate) fn vault_object_finding(
     object: &VaultObject,
-    access: &[Access],
+    access: &[Reached],
     owner: Option<&str>,
     owner_tag: &str,
 ) -> Finding {
@@ -150,8 +166,8 @@ pub(crate) fn vault_object_finding(
         relation = Relation::Owns;
         paths.push(Path::new().then("owns", format!("{node} (tag {owner_tag}={owner})")));
     }
-    for a in access {
-        let (edge, path) = object_path(a, &object.vault, &node);
+    for r in access {
+        let (edge, path) = object_path(&r.from, &r.access, &object.vault, &node);
         relation = relation.min(edge);
         paths.push(path);
     }
@@ -204,23 +220,23 @@ pub(crate) fn vault_object_finding(
     )
 }
 
-/// The path from the person to a vault object (`node`) through one access, and the relation
-/// it gives.
-pub(crate) fn object_path(a: &Access, vault: &Vault, node: &str) -> (Relation, Path) {
+/// The path from the person to a vault object (`node`) through one access (of a principal
+/// reached by `from`), and the relation it gives.
+pub(crate) fn object_path(from: &Path, a: &Access, vault: &Vault, node: &str) -> (Relation, Path) {
     let edge = match a.reach {
         Reach::CanRead => Relation::CanRead,
         Reach::CanGrantSelf => Relation::CanGrantSelf,
     };
-    let path = access_path(a, vault)
+    let path = access_path(from, a, vault)
         .then("rule", a.rule.clone())
         .then(edge.as_str(), node);
     (edge, path)
 }
 
-/// The path from the person to a vault through one access: the membership chain, then the
-/// access policy or role assignment.
-fn access_path(a: &Access, vault: &Vault) -> Path {
-    let path = path_to(&a.principal);
+/// The path from the person to a vault through one access: how the principal is reached (the
+/// membership chain, after `from`), then the access policy or role assignment.
+fn access_path(from: &Path, a: &Access, vault: &Vault) -> Path {
+    let path = path_from(from, &a.principal);
     match &a.via {
         Via::AccessPolicy { .. } => path.then("named-in", policy_node(&vault.name, &a.principal)),
         Via::Assignment {
@@ -482,6 +498,111 @@ pub(crate) fn access_policy_findings(
     }
 }
 
+/// The one line a plan shows for a vault the person can grant themselves everything in (or
+/// every object of some kinds): `None` when no access does that.
+pub(crate) fn vault_exposure(vault: &Vault, reached: &[Reached]) -> Option<Exposure> {
+    let whole: Vec<&Reached> = reached
+        .iter()
+        .filter(|r| r.access.grants_whole_vault())
+        .collect();
+    if whole.is_empty() {
+        return None;
+    }
+    let kinds: std::collections::BTreeSet<ObjectType> = whole
+        .iter()
+        .flat_map(|r| r.access.objects.iter().copied())
+        .collect();
+    let what = if kinds.len() == ObjectType::ALL.len() {
+        "every secret, key and certificate".to_string()
+    } else {
+        format!(
+            "every {}",
+            kinds
+                .iter()
+                .map(|k| k.noun())
+                .collect::<Vec<_>>()
+                .join(" and every ")
+        )
+    };
+    let node = format!("vault {}", vault.name);
+    Some(Exposure {
+        provider: PROVIDER.into(),
+        scope: node.clone(),
+        what: format!("can grant itself {what} in {node}: all of them are rotated"),
+        paths: whole
+            .iter()
+            .map(|r| {
+                access_path(&r.from, &r.access, vault)
+                    .then("rule", r.access.rule.clone())
+                    .then(Relation::CanGrantSelf.as_str(), node.clone())
+            })
+            .collect(),
+    })
+}
+
+/// The paths from the person to `vault` itself through each of `reached` (for a gap about the
+/// vault: what it could not list is what these paths reach).
+pub(crate) fn vault_paths(vault: &Vault, reached: &[Reached]) -> Vec<Path> {
+    reached
+        .iter()
+        .map(|r| {
+            let edge = match r.access.reach {
+                Reach::CanRead => Relation::CanRead,
+                Reach::CanGrantSelf => Relation::CanGrantSelf,
+            };
+            access_path(&r.from, &r.access, vault)
+                .then("rule", r.access.rule.clone())
+                .then(edge.as_str(), format!("vault {}", vault.name))
+        })
+        .collect()
+}
+
+/// The path to a service principal the person can act as, from the steps of [`ActedAs`].
+pub(crate) fn acted_as_path(acted: &ActedAs) -> Path {
+    acted.steps.iter().fold(Path::new(), |p, (edge, node)| {
+        p.then(edge.clone(), node.clone())
+    })
+}
+
+/// The finding of a service principal the person can act as without owning it (the service
+/// principal of an application they own, or one reached through such a principal): closes
+/// with the ownership of the object at the start of its path.
+pub(crate) fn acts_as_finding(acted: &ActedAs) -> Finding {
+    let sp = &acted.service_principal;
+    let name = sp.display_name.clone().unwrap_or(sp.id.clone());
+    let (owned_collection, owned_id) = &acted.owned;
+    finding(
+        kinds::ACTS_AS_SERVICE_PRINCIPAL,
+        sp.id.clone(),
+        format!("Entra service principal {name} (the person can act as it)"),
+        Relation::CanActAs,
+        Holder::Nhi(name.clone()),
+        vec![acted_as_path(acted)],
+        attrs([
+            ("object_id", sp.id.as_str()),
+            ("collection", "servicePrincipals"),
+            ("app_id", sp.app_id.as_deref().unwrap_or("")),
+            ("app_name", name.as_str()),
+            ("owned_collection", owned_collection.as_str()),
+            ("owned_object_id", owned_id.as_str()),
+        ]),
+    )
+}
+
+/// The gap an unread listing leaves: open until read, or accepted by kind.
+pub(crate) fn gap_of(unread: &Unread, paths: Vec<Path>) -> Gap {
+    Gap {
+        provider: PROVIDER.into(),
+        kind: unread.kind.to_string(),
+        resource: unread.resource.clone(),
+        reason: format!(
+            "could not read {}: {}; what it holds is unknown, so not closed",
+            unread.what, unread.error
+        ),
+        paths,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,7 +731,7 @@ mod tests {
                 .flat_map(|(v, access)| {
                     access
                         .iter()
-                        .map(|a| object_path(a, v, node).1)
+                        .map(|a| object_path(&Path::new(), a, v, node).1)
                         .collect::<Vec<_>>()
                 })
                 .collect()

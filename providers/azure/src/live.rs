@@ -1,16 +1,18 @@
 //! The live state of one finding, read from Azure again (for verification of findings that no
-//! longer appear when the person is resolved again, e.g. a secret whose only path was removed).
+//! longer appear when the person is resolved again, e.g. a secret whose only path was removed),
+//! and the probes of old credentials.
 
 use crate::arm;
-use crate::capabilities::{kinds, CREDENTIAL_DISPLAY_PREFIX};
+use crate::capabilities::{kinds, CREDENTIAL_DISPLAY_PREFIX, PROVIDER};
 use crate::client::AzureProvider;
+use crate::config::credential_secret_name;
 use crate::directory::{self, object_path};
 use crate::error::attr;
-use crate::http::Api;
+use crate::http::{Api, CallError, TokenFailure};
 use crate::object::ObjectType;
 use crate::state::{sessions_state, user_state};
 use chrono::{DateTime, Utc};
-use closeout_contract::{Finding, ProviderError, ResolveContext, State};
+use closeout_contract::{Finding, ProbeOutcome, ProviderError, ResolveContext, SecretValue, State};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -21,7 +23,7 @@ struct Credential {
     display_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Credentials {
     #[serde(default)]
@@ -72,6 +74,23 @@ impl AzureProvider {
                 };
                 Ok(
                     match directory::owners(&self.http, attr(f, "collection")?, &f.resource).await?
+                    {
+                        None => State::Deleted,
+                        Some(o) if o.iter().any(|o| o.eq_ignore_ascii_case(user)) => State::Active,
+                        Some(_) => State::Reassigned,
+                    },
+                )
+            }
+            kinds::ACTS_AS_SERVICE_PRINCIPAL => {
+                // Closed once the person no longer owns the object the path starts with.
+                let user = attr(f, "user_id")?;
+                Ok(
+                    match directory::owners(
+                        &self.http,
+                        attr(f, "owned_collection")?,
+                        attr(f, "owned_object_id")?,
+                    )
+                    .await?
                     {
                         None => State::Deleted,
                         Some(o) if o.iter().any(|o| o.eq_ignore_ascii_case(user)) => State::Active,
@@ -179,8 +198,9 @@ impl AzureProvider {
         ctx: &ResolveContext,
         t: ObjectType,
     ) -> Result<State, ProviderError> {
-        self.object_state(attr(f, "vault_uri")?, t, attr(f, "name")?, ctx.cutoff)
-            .await
+        Ok(self
+            .object_state(attr(f, "vault_uri")?, t, attr(f, "name")?, ctx.cutoff)
+            .await?)
     }
 
     /// `Rotated` once the current version postdates the cutoff and every older version is
@@ -191,7 +211,7 @@ impl AzureProvider {
         t: ObjectType,
         name: &str,
         cutoff: Option<DateTime<Utc>>,
-    ) -> Result<State, ProviderError> {
+    ) -> Result<State, CallError> {
         let Some(cutoff) = cutoff else {
             return Ok(State::Active);
         };
@@ -211,5 +231,137 @@ impl AzureProvider {
         } else {
             State::Rotated
         })
+    }
+
+    /// Actively check an old credential after its rotation. An application's (or service
+    /// principal's) client secret whose value Closeout still holds — a version of the
+    /// credential-vault secret it published earlier, tagged with that credential's key id — is
+    /// tried at the token endpoint (client credentials) and must be refused. Otherwise the
+    /// probe reads the metadata and says so: the old key id must be gone from
+    /// `passwordCredentials` (`keyCredentials` for a certificate, whose private key Closeout
+    /// cannot sign with here).
+    pub(crate) async fn probe_impl(
+        &self,
+        f: &Finding,
+    ) -> Result<Option<ProbeOutcome>, ProviderError> {
+        let list = match f.kind.as_str() {
+            kinds::APP_PASSWORD => "passwordCredentials",
+            kinds::APP_CERTIFICATE => "keyCredentials",
+            _ => return Ok(None),
+        };
+        let key_id = attr(f, "key_id")?;
+        if f.kind == kinds::APP_PASSWORD {
+            if let Some(app_id) = f.attr("app_id").filter(|a| !a.is_empty()) {
+                if let Some((value, source)) = self.held_secret(f, key_id).await? {
+                    let probe = format!(
+                        "client-credentials token request as application {app_id} with the old secret {key_id} ({source})"
+                    );
+                    return match self.http.token_for_app(app_id, &value).await {
+                        Ok(()) => Ok(Some(ProbeOutcome {
+                            probe,
+                            dead: false,
+                            detail:
+                                "the token endpoint issued a token: the old secret still signs in"
+                                    .into(),
+                        })),
+                        Err(TokenFailure::Refused(message)) => Ok(Some(ProbeOutcome {
+                            probe,
+                            dead: true,
+                            detail: format!("refused: {message}"),
+                        })),
+                        Err(TokenFailure::Unreachable(message)) => {
+                            Err(ProviderError::Unreachable {
+                                provider: PROVIDER,
+                                endpoint: self.config.authority_host.clone(),
+                                message,
+                            })
+                        }
+                    };
+                }
+            }
+        }
+        let probe = format!(
+            "metadata: {list} of {} (Closeout does not hold the old {}; no sign-in was tried)",
+            f.display,
+            if f.kind == kinds::APP_PASSWORD {
+                "secret's value"
+            } else {
+                "private key"
+            }
+        );
+        let path = format!(
+            "{}?$select=id,passwordCredentials,keyCredentials",
+            object_path(attr(f, "collection")?, attr(f, "object_id")?)
+        );
+        let creds = match self
+            .http
+            .call::<Credentials>(Api::Graph, "GET", &path, None)
+            .await
+        {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) if e.is_not_found() => {
+                return Ok(Some(ProbeOutcome {
+                    probe,
+                    dead: true,
+                    detail: "the object no longer exists: no credential of it signs in".into(),
+                }))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let listed = if f.kind == kinds::APP_PASSWORD {
+            &creds.password_credentials
+        } else {
+            &creds.key_credentials
+        };
+        let present = listed.iter().any(|c| c.key_id.eq_ignore_ascii_case(key_id));
+        Ok(Some(ProbeOutcome {
+            probe,
+            dead: !present,
+            detail: if present {
+                format!("keyId {key_id} is still in {list}: the old credential still signs in")
+            } else {
+                format!("keyId {key_id} is no longer in {list}: the old credential cannot sign in")
+            },
+        }))
+    }
+
+    /// The value of client secret `key_id` of `f`'s application, when Closeout published it
+    /// (a version of the credential-vault secret tagged `credential = key_id`) and can still
+    /// read it; with where it was found.
+    async fn held_secret(
+        &self,
+        f: &Finding,
+        key_id: &str,
+    ) -> Result<Option<(SecretValue, String)>, ProviderError> {
+        let Some(vault) = self.config.credential_vault.as_deref() else {
+            return Ok(None);
+        };
+        let name = credential_secret_name(
+            &self.config.credential_secret_name,
+            f.attr("app_name").unwrap_or(&f.resource),
+            f.attr("app_id").unwrap_or(""),
+        );
+        let versions = match self.data.versions(vault, ObjectType::Secrets, &name).await {
+            Ok(v) => v,
+            Err(e) if matches!(e.status, Some(403 | 404)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(version) = versions.iter().find(|v| {
+            v.tags
+                .get("credential")
+                .is_some_and(|k| k.eq_ignore_ascii_case(key_id))
+        }) else {
+            return Ok(None);
+        };
+        Ok(self
+            .data
+            .secret_value(vault, &name, &version.version)
+            .await?
+            .map(|value| {
+                (
+                    value,
+                    format!("version {} of {name} in {vault}", version.version),
+                )
+            }))
     }
 }

@@ -79,3 +79,66 @@ pub const DATA_READS: &[(&str, &[ObjectType])] = &[
         &[ObjectType::Keys],
     ),
 ];
+
+/// The kind of object a Key Vault data action is on (`Microsoft.KeyVault/vaults/secrets/...`
+/// is on secrets): at a scope below the vault (`…/secrets/{name}`) only the actions on that
+/// kind apply.
+pub fn data_action_object(operation: &str) -> Option<ObjectType> {
+    let lower = operation.to_ascii_lowercase();
+    let rest = lower.strip_prefix("microsoft.keyvault/vaults/")?;
+    ObjectType::from_segment(rest.split('/').next()?)
+}
+
+/// The object a scope below `vault_id` names: `{vault_id}/secrets/{name}` is secret `name`
+/// (case-insensitive, as ARM ids are). `None` for the vault itself, anything above it, and
+/// anything else below it.
+pub fn object_scope(vault_id: &str, scope: &str) -> Option<(ObjectType, String)> {
+    let vault = vault_id.trim_end_matches('/');
+    let scope = scope.trim_end_matches('/');
+    if scope.len() <= vault.len() || !scope[..vault.len()].eq_ignore_ascii_case(vault) {
+        return None;
+    }
+    let rest = scope[vault.len()..].strip_prefix('/')?;
+    let (segment, name) = rest.split_once('/')?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    Some((ObjectType::from_segment(segment)?, name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_below_a_vault_name_one_object() {
+        let vault = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
+        assert_eq!(
+            object_scope(vault, &format!("{vault}/secrets/db")),
+            Some((ObjectType::Secrets, "db".into()))
+        );
+        assert_eq!(
+            object_scope(
+                vault,
+                "/SUBSCRIPTIONS/s/resourcegroups/RG/providers/microsoft.keyvault/vaults/KV/Keys/k1/"
+            ),
+            Some((ObjectType::Keys, "k1".into()))
+        );
+        assert_eq!(object_scope(vault, vault), None);
+        assert_eq!(object_scope(vault, &format!("{vault}2/secrets/db")), None);
+        assert_eq!(object_scope(vault, &format!("{vault}/secrets/db/v1")), None);
+        assert_eq!(
+            object_scope(vault, &format!("{vault}/accessPolicies/x")),
+            None
+        );
+        assert_eq!(
+            data_action_object("Microsoft.KeyVault/vaults/secrets/getSecret/action"),
+            Some(ObjectType::Secrets)
+        );
+        assert_eq!(
+            data_action_object("Microsoft.KeyVault/vaults/keys/decrypt/action"),
+            Some(ObjectType::Keys)
+        );
+        assert_eq!(data_action_object("Microsoft.KeyVault/vaults/write"), None);
+    }
+}

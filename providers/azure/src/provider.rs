@@ -56,11 +56,9 @@ impl Provider for AzureProvider {
 
     fn probe(
         &self,
-        _finding: &Finding,
+        finding: &Finding,
     ) -> impl Future<Output = Result<Option<ProbeOutcome>, ProviderError>> + Send {
-        // Proving an old client secret dead is what the app-credential rotation's own test does
-        // for the new one; live state (the key id gone) covers the old one. No separate probe.
-        std::future::ready(Ok(None))
+        Box::pin(self.probe_impl(finding))
     }
 
     fn entitlement(&self, finding: &Finding) -> Option<Entitlement> {

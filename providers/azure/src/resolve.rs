@@ -1,25 +1,39 @@
 //! Resolution: the person's Entra user, groups, owned applications and their credentials, the
-//! role assignments reaching them, the access policies naming them, and every Key Vault object
-//! they own, can read or can grant themselves — each finding with the paths that explain it.
-//! This module does the reading; `findings` builds the findings from what was read.
+//! service principals they can act as, the role assignments reaching them, the access policies
+//! naming them, and every Key Vault object they (or a service principal they can act as) own,
+//! can read or can grant themselves — each finding with the paths that explain it. What cannot
+//! be listed or read becomes a gap (open until read or accepted), never a warning only. This
+//! module does the reading; `findings` builds the findings from what was read.
 
-use crate::capabilities::PROVIDER;
+use crate::capabilities::{kinds, PROVIDER};
 use crate::client::AzureProvider;
-use crate::directory;
+use crate::config::credential_secret_name;
+use crate::directory::{self, user_principal};
 use crate::findings::{
-    access_policy_findings, assignment_findings, held_by, membership_findings, owned_findings,
-    user_findings, vault_object_finding, VaultObject,
+    access_policy_findings, acted_as_path, acts_as_finding, assignment_findings, gap_of, held_by,
+    membership_findings, owned_findings, user_findings, vault_exposure, vault_object_finding,
+    vault_paths, Reached, VaultObject,
 };
-use crate::keyvault::{Access, Vault};
+use crate::http::Unread;
+use crate::keyvault::Vault;
 use crate::object::ObjectType;
 use crate::principal::Principals;
 use crate::survey::Survey;
-use closeout_contract::{Account, Finding, ProviderError, Resolution, ResolveContext};
+use closeout_contract::{
+    Account, Finding, Gap, Path, ProviderError, Resolution, ResolveContext, State,
+};
 use futures::{stream, StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How many vault listings run at once (each still passes the provider's gate).
 const VAULT_LISTING_CONCURRENCY: usize = 4;
+
+/// One vault's listing of one object type: its objects, or the gap it left.
+enum Listing {
+    Objects(Vec<VaultObject>),
+    Unread(Gap),
+}
 
 impl AzureProvider {
     pub(crate) async fn resolve_impl(
@@ -46,17 +60,94 @@ impl AzureProvider {
         });
         user_findings(&user, &upn, ctx.cutoff, &mut out);
 
-        let principals = directory::principals(&self.http, &user).await?;
+        let principals = match directory::principals(&self.http, &user).await {
+            Ok(p) => p,
+            Err(e) => {
+                let unread = Unread::of(
+                    kinds::GROUP_MEMBERSHIP,
+                    user.id.clone(),
+                    format!("the groups of {upn}"),
+                    e,
+                )?;
+                out.gaps.push(gap_of(&unread, Vec::new()));
+                Principals {
+                    all: vec![user_principal(&user)],
+                }
+            }
+        };
         membership_findings(&principals, &mut out);
 
-        for owned in directory::owned_objects(&self.http, &user.id).await? {
-            owned_findings(&owned, &upn, &mut out);
+        let owned = match directory::owned_objects(&self.http, &user.id).await {
+            Ok(o) => o,
+            Err(e) => {
+                let unread = Unread::of(
+                    kinds::OWNED_APPLICATION,
+                    user.id.clone(),
+                    format!("the applications and service principals {upn} owns"),
+                    e,
+                )?;
+                out.gaps.push(gap_of(&unread, Vec::new()));
+                Vec::new()
+            }
+        };
+        for o in &owned {
+            owned_findings(o, &upn, &mut out);
         }
+        // Owning an application or service principal is acting as it: its reach is theirs.
+        let acting =
+            directory::acted_as(&self.http, kinds::ACTS_AS_SERVICE_PRINCIPAL, &owned).await?;
+        out.gaps
+            .extend(acting.unread.iter().map(|u| gap_of(u, Vec::new())));
+        out.findings.extend(
+            acting
+                .reached
+                .iter()
+                .filter(|a| !a.owned_directly)
+                .map(acts_as_finding),
+        );
 
-        let survey = crate::arm::survey(&self.http, &user.id).await?;
+        let survey = crate::arm::survey(&self.http).await?;
+        out.gaps
+            .extend(survey.unread.iter().map(|u| gap_of(u, Vec::new())));
         assignment_findings(&survey, &principals, &user.id, &mut out);
         access_policy_findings(&survey, &principals, &mut out);
-        self.vault_object_findings(&survey, &principals, ctx, &mut out)
+
+        // Whose reach is the person's: theirs, and every service principal they can act as.
+        let mut reachers: Vec<(Path, &Principals)> = vec![(Path::new(), &principals)];
+        reachers.extend(
+            acting
+                .reached
+                .iter()
+                .map(|a| (acted_as_path(a), &a.principals)),
+        );
+        for (from, who) in &reachers {
+            for a in survey.unknown_roles(who) {
+                out.gaps.push(Gap {
+                    provider: PROVIDER.into(),
+                    kind: "role-definition".into(),
+                    resource: a.id.clone(),
+                    reason: format!(
+                        "role assignment {} names role definition {}, which could not be read: what it grants is unknown, so not closed",
+                        a.name,
+                        a.role_guid()
+                    ),
+                    paths: vec![from.clone()],
+                });
+            }
+        }
+        // The credentials published for applications whose credentials this resolution
+        // rotates anyway (the person owns them): rotating the application credential publishes
+        // a new version and removes the old credential from the application, so the secret is
+        // not rotated on its own (that would overwrite a working credential with a random
+        // value).
+        let rotated_apps: Vec<(&str, &str)> = owned
+            .iter()
+            .filter_map(|o| {
+                let app_id = o.app_id.as_deref().filter(|a| !a.is_empty())?;
+                Some((o.display_name.as_deref().unwrap_or(&o.id), app_id))
+            })
+            .collect();
+        self.vault_object_findings(&survey, &reachers, &rotated_apps, ctx, &mut out)
             .await?;
         for f in &mut out.findings {
             held_by(f, &user.id);
@@ -65,58 +156,111 @@ impl AzureProvider {
         Ok(out)
     }
 
-    /// Key Vault objects: everything in a vault the person reaches (per object type the path
-    /// exposes), and everything anywhere tagged as theirs. One paged list per vault and type.
+    /// Key Vault objects: everything in a vault the person (or a service principal they can
+    /// act as) reaches, per object type and name the path exposes, and everything anywhere
+    /// tagged as theirs. One paged list per vault and type; a vault whose objects cannot be
+    /// listed is a gap. A vault the person can grant themselves everything in is an exposure.
     async fn vault_object_findings(
         &self,
         survey: &Survey,
-        principals: &Principals,
+        reachers: &[(Path, &Principals)],
+        rotated_apps: &[(&str, &str)],
         ctx: &ResolveContext,
         out: &mut Resolution,
     ) -> Result<(), ProviderError> {
-        let paths = survey.key_vault_paths(principals);
+        let mut reached: BTreeMap<String, Vec<Reached>> = BTreeMap::new();
+        for (from, principals) in reachers {
+            for (vault, accesses) in survey.key_vault_paths(principals) {
+                reached
+                    .entry(vault.id.to_ascii_lowercase())
+                    .or_default()
+                    .extend(accesses.into_iter().map(|access| Reached {
+                        from: from.clone(),
+                        access,
+                    }));
+            }
+        }
+        let reached_of = |vault: &Vault| -> &[Reached] {
+            reached
+                .get(&vault.id.to_ascii_lowercase())
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
+        for vault in &survey.vaults {
+            out.exposures
+                .extend(vault_exposure(vault, reached_of(vault)));
+        }
         // Owned (not borrowed) inputs: the futures below must not depend on local lifetimes.
-        let listings: Vec<(Arc<Vault>, ObjectType)> = survey
-            .vaults
-            .iter()
-            .filter(|v| v.properties.vault_uri.is_some())
-            .flat_map(|v| {
-                let v = Arc::new(v.clone());
-                ObjectType::ALL.map(|t| (v.clone(), t))
-            })
-            .collect();
-        let objects: Vec<Vec<VaultObject>> = stream::iter(listings)
-            .map(|(vault, t)| async move {
+        let mut listings: Vec<(Arc<Vault>, ObjectType, Vec<Path>)> = Vec::new();
+        for vault in &survey.vaults {
+            let paths = vault_paths(vault, reached_of(vault));
+            if vault.properties.vault_uri.is_none() {
+                // Its objects cannot be listed: unknown, whoever reaches it.
+                out.gaps.extend(ObjectType::ALL.map(|t| Gap {
+                    provider: PROVIDER.into(),
+                    kind: t.finding_kind().into(),
+                    resource: vault.id.clone(),
+                    reason: format!(
+                        "vault {} has no vaultUri: its {} could not be listed, so not closed",
+                        vault.name,
+                        t.as_str()
+                    ),
+                    paths: paths.clone(),
+                }));
+                continue;
+            }
+            let v = Arc::new(vault.clone());
+            for t in ObjectType::ALL {
+                listings.push((v.clone(), t, paths.clone()));
+            }
+        }
+        let listed: Vec<Listing> = stream::iter(listings)
+            .map(|(vault, t, paths)| async move {
                 let uri = vault.properties.vault_uri.clone().unwrap_or_default();
-                let listed = self.data.list(&uri, t).await?;
-                Ok::<_, ProviderError>(
-                    listed
-                        .into_iter()
-                        // A certificate's backing secret and key are covered by the
-                        // certificate finding (and cannot be rotated on their own).
-                        .filter(|s| !s.managed)
-                        .map(|summary| VaultObject {
-                            vault: vault.clone(),
-                            object_type: t,
-                            summary,
-                        })
-                        .collect(),
-                )
+                match self.data.list(&uri, t).await {
+                    Ok(listed) => Ok(Listing::Objects(
+                        listed
+                            .into_iter()
+                            // A certificate's backing secret and key are covered by the
+                            // certificate finding (and cannot be rotated on their own).
+                            .filter(|s| !s.managed)
+                            .map(|summary| VaultObject {
+                                vault: vault.clone(),
+                                object_type: t,
+                                summary,
+                            })
+                            .collect(),
+                    )),
+                    Err(e) => {
+                        let unread = Unread::of(
+                            t.finding_kind(),
+                            vault.id.clone(),
+                            format!("the {} of vault {}", t.as_str(), vault.name),
+                            e,
+                        )?;
+                        Ok::<_, ProviderError>(Listing::Unread(gap_of(&unread, paths)))
+                    }
+                }
             })
             .buffer_unordered(VAULT_LISTING_CONCURRENCY)
             .try_collect()
             .await?;
+        let mut objects = Vec::new();
+        for listing in listed {
+            match listing {
+                Listing::Objects(o) => objects.extend(o),
+                Listing::Unread(gap) => out.gaps.push(gap),
+            }
+        }
 
         let identity = &ctx.identity;
-        let candidates: Vec<(VaultObject, Vec<Access>, Option<String>)> = objects
+        let candidates: Vec<(VaultObject, Vec<Reached>, Option<String>)> = objects
             .into_iter()
-            .flatten()
+            .filter(|object| !self.published_credential_of(object, rotated_apps))
             .filter_map(|object| {
-                let access: Vec<Access> = paths
+                let access: Vec<Reached> = reached_of(&object.vault)
                     .iter()
-                    .filter(|(v, _)| v.id == object.vault.id)
-                    .flat_map(|(_, a)| a.iter())
-                    .filter(|a| a.objects.contains(&object.object_type))
+                    .filter(|r| r.access.exposes(object.object_type, &object.summary.name))
                     .cloned()
                     .collect();
                 let owner = object
@@ -128,7 +272,7 @@ impl AzureProvider {
                 (!access.is_empty() || owner.is_some()).then_some((object, access, owner))
             })
             .collect();
-        let findings: Vec<Finding> = stream::iter(candidates)
+        let found: Vec<(Finding, Option<Gap>)> = stream::iter(candidates)
             .map(|(object, access, owner)| async move {
                 let mut f = vault_object_finding(
                     &object,
@@ -137,15 +281,68 @@ impl AzureProvider {
                     &self.config.owner_tag,
                 );
                 let uri = object.vault.properties.vault_uri.as_deref().unwrap_or("");
-                f.state = self
-                    .object_state(uri, object.object_type, &object.summary.name, ctx.cutoff)
-                    .await?;
-                Ok::<_, ProviderError>(f)
+                let name = &object.summary.name;
+                let state = self
+                    .object_state(uri, object.object_type, name, ctx.cutoff)
+                    .await;
+                let gap = match state {
+                    Ok(state) => {
+                        f.state = state;
+                        None
+                    }
+                    Err(e) => {
+                        let unread = Unread::of(
+                            object.object_type.finding_kind(),
+                            f.resource.clone(),
+                            format!("the versions of {}", f.display),
+                            e,
+                        )?;
+                        f.state = State::Unknown;
+                        Some(gap_of(&unread, f.paths.clone()))
+                    }
+                };
+                Ok::<_, ProviderError>((f, gap))
             })
             .buffer_unordered(VAULT_LISTING_CONCURRENCY)
             .try_collect()
             .await?;
-        out.findings.extend(findings);
+        for (f, gap) in found {
+            out.findings.push(f);
+            out.gaps.extend(gap);
+        }
         Ok(())
+    }
+}
+
+impl AzureProvider {
+    /// Whether `object` is the published credential of one of `apps` (display name, appId): a
+    /// secret of the credential vault named as `credential_secret_name` names that
+    /// application's (or its `-certificate` variant), or tagged `application` = its appId as
+    /// the credential rotation tags what it publishes.
+    fn published_credential_of(&self, object: &VaultObject, apps: &[(&str, &str)]) -> bool {
+        let Some(credential_vault) = self.config.credential_vault.as_deref() else {
+            return false;
+        };
+        let same_vault = object
+            .vault
+            .properties
+            .vault_uri
+            .as_deref()
+            .is_some_and(|uri| {
+                uri.trim_end_matches('/')
+                    .eq_ignore_ascii_case(credential_vault.trim_end_matches('/'))
+            });
+        if !same_vault || object.object_type != ObjectType::Secrets {
+            return false;
+        }
+        let name = &object.summary.name;
+        let tagged = object.summary.tags.get("application");
+        apps.iter().any(|(app_name, app_id)| {
+            let published =
+                credential_secret_name(&self.config.credential_secret_name, app_name, app_id);
+            name.eq_ignore_ascii_case(&published)
+                || name.eq_ignore_ascii_case(&format!("{published}-certificate"))
+                || tagged.is_some_and(|t| t.eq_ignore_ascii_case(app_id))
+        })
     }
 }

@@ -2,10 +2,11 @@
 //! subscriptions, the role definitions, the role assignments and the vaults — and every path to
 //! each vault, evaluated by [`crate::keyvault::vault_access`]. Pure: `arm` fills it.
 
+use crate::http::Unread;
 use crate::keyvault::{vault_access, Access, Vault};
 use crate::principal::Principals;
 use crate::rbac::{RoleAssignment, RoleDefinition};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Who is whose parent above the subscriptions: subscription → management group → ... → root.
 #[derive(Debug, Default)]
@@ -48,9 +49,11 @@ impl ScopeTree {
     }
 }
 
-/// What ARM says about one person: the scope tree, every role definition, every role
-/// assignment reaching them (directly or through a group, at any scope, deduplicated across
-/// subscriptions) and every vault the caller can see.
+/// What ARM says about the tenant, read once per resolution: the scope tree, every role
+/// definition, every role assignment (at, above and below each subscription, deduplicated) and
+/// every vault the caller can see — and what could not be read. Whose reach is computed from it
+/// (the person's, or a service principal's they can act as) is the caller's choice: nothing in
+/// it is read per principal.
 #[derive(Debug, Default)]
 pub struct Survey {
     pub tree: ScopeTree,
@@ -58,23 +61,78 @@ pub struct Survey {
     pub roles: BTreeMap<String, RoleDefinition>,
     pub assignments: Vec<RoleAssignment>,
     pub vaults: Vec<Vault>,
+    /// Per subscription (lower-case id), the scopes above it that its assignment listing showed
+    /// assignments at (management groups, `/`): ARM lists them as applying to the subscription,
+    /// so they apply to its vaults even when the management-group tree cannot be read.
+    pub above: BTreeMap<String, BTreeSet<String>>,
+    /// What could not be read.
+    pub unread: Vec<Unread>,
+    /// The lower-case ids of `assignments`, so each is kept once.
+    seen: BTreeSet<String>,
+}
+
+/// The subscription id (lower case) in an ARM id, if it has one.
+pub fn subscription_of(id: &str) -> Option<String> {
+    let mut segments = id.trim_matches('/').split('/');
+    match (segments.next(), segments.next()) {
+        (Some(first), Some(sub)) if first.eq_ignore_ascii_case("subscriptions") => {
+            Some(sub.to_ascii_lowercase())
+        }
+        _ => None,
+    }
 }
 
 impl Survey {
-    /// Every vault the person reaches, with every path.
+    /// Record assignment `a`, listed for subscription `sub`, once.
+    pub fn add_assignment(&mut self, sub: &str, a: RoleAssignment) {
+        let sub = sub.to_ascii_lowercase();
+        let scope = a.scope().to_string();
+        if subscription_of(&scope).as_deref() != Some(sub.as_str()) {
+            self.above.entry(sub).or_default().insert(scope);
+        }
+        if self.seen.insert(a.id.to_ascii_lowercase()) {
+            self.assignments.push(a);
+        }
+    }
+
+    /// The scopes an assignment can be made at to apply to `vault`: its own chain, and every
+    /// scope above its subscription that subscription's listing showed.
+    pub fn chain(&self, vault: &Vault) -> Vec<String> {
+        let mut chain = self.tree.chain(&vault.id);
+        if let Some(above) = subscription_of(&vault.id).and_then(|s| self.above.get(&s)) {
+            for scope in above {
+                if !chain.iter().any(|c| c.eq_ignore_ascii_case(scope)) {
+                    chain.push(scope.clone());
+                }
+            }
+        }
+        chain
+    }
+
+    /// Every vault `principals` reach, with every path.
     pub fn key_vault_paths(&self, principals: &Principals) -> Vec<(&Vault, Vec<Access>)> {
         self.vaults
             .iter()
             .filter_map(|vault| {
                 let access = vault_access(
                     vault,
-                    &self.tree.chain(&vault.id),
+                    &self.chain(vault),
                     principals,
                     &self.assignments,
                     &self.roles,
                 );
                 (!access.is_empty()).then_some((vault, access))
             })
+            .collect()
+    }
+
+    /// The assignments naming one of `principals` whose role definition was not read: what
+    /// they grant is unknown.
+    pub fn unknown_roles<'a>(&'a self, principals: &'a Principals) -> Vec<&'a RoleAssignment> {
+        self.assignments
+            .iter()
+            .filter(|a| principals.get(&a.properties.principal_id).is_some())
+            .filter(|a| !self.roles.contains_key(&a.role_guid().to_ascii_lowercase()))
             .collect()
     }
 }

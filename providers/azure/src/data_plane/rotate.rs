@@ -13,7 +13,7 @@ use azure_security_keyvault_certificates::models::{
     CertificateClientCreateCertificateOptions, CreateCertificateParameters,
 };
 use azure_security_keyvault_keys::models::{CreateKeyParameters, CurveName, KeyOperation, KeyType};
-use azure_security_keyvault_secrets::models::SetSecretParameters;
+use azure_security_keyvault_secrets::models::{SecretClientGetSecretOptions, SetSecretParameters};
 use closeout_contract::SecretValue;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -250,5 +250,38 @@ impl KeyVaultData {
             }
         };
         version_of(certificate.id.as_ref()).ok_or_else(|| missing_id("POST", create_path.clone()))
+    }
+
+    /// The value of version `version` of secret `name` (a credential Closeout published, read
+    /// back to prove the credential dead); `None` when that version is gone, disabled or not
+    /// readable by Closeout.
+    pub async fn secret_value(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<SecretValue>, CallError> {
+        let c = self.clients(vault_uri)?;
+        let path = format!("/secrets/{name}/{version}");
+        let options = SecretClientGetSecretOptions {
+            secret_version: Some(version.to_string()),
+            ..Default::default()
+        };
+        match self.gated(c.secrets.get_secret(name, Some(options))).await {
+            Ok(response) => {
+                let secret = response
+                    .into_model()
+                    .map_err(|e| call_error("GET", path.clone(), &e))?;
+                Ok(secret.value.map(SecretValue::new))
+            }
+            Err(e) => {
+                let err = call_error("GET", path, &e);
+                if matches!(err.status, Some(403 | 404)) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 }

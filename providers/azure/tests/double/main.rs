@@ -7,6 +7,7 @@
 //! are per double — tests sharing one would see each other's worlds.
 
 mod builtin_roles;
+mod closure;
 mod common;
 mod data_plane;
 mod directory;
