@@ -1,44 +1,18 @@
 //! Executing one action idempotently: every verb first reads whether the change is already made
 //! (and answers "already done"), so a re-run after a crash repeats nothing.
 
-use crate::arm::{AUTHORIZATION_API, KEY_VAULT_API};
-use crate::directory::User;
+use crate::arm::{self, AUTHORIZATION_API, KEY_VAULT_API};
+use crate::capabilities::{kinds, PROVIDER, ROTATED_BY_RUN_TAG};
+use crate::client::AzureProvider;
+use crate::directory::{self, object_path, odata_ref};
+use crate::error::{attr, permanent};
 use crate::http::{Api, CallError};
-use crate::keyvault::{ObjectType, Vault};
-use crate::{kinds, AzureProvider, PROVIDER};
+use crate::object::ObjectType;
+use crate::state::sessions_state;
 use closeout_contract::{verbs, ActionOutcome, ActionRequest, Finding, ProviderError, State};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-
-pub(crate) fn permanent(message: impl Into<String>) -> ProviderError {
-    ProviderError::Permanent {
-        provider: PROVIDER,
-        message: message.into(),
-    }
-}
-
-pub(crate) fn attr<'a>(finding: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
-    finding
-        .attr(key)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| permanent(format!("finding {} has no {key} attribute", finding.id)))
-}
-
-/// The Graph path of a user, group, application or service principal.
-pub(crate) fn object_path(collection: &str, id: &str) -> String {
-    format!("/v1.0/{collection}/{}", urlencoding::encode(id))
-}
-
-/// Graph `$ref` bodies name the object by URL.
-pub(crate) fn odata_ref(graph_base: &str, id: &str) -> serde_json::Value {
-    json!({ "@odata.id": format!("{}/v1.0/directoryObjects/{id}", graph_base.trim_end_matches('/')) })
-}
-
-#[derive(Deserialize)]
-struct IdOnly {
-    id: String,
-}
 
 impl AzureProvider {
     pub(crate) async fn execute_impl(
@@ -92,21 +66,8 @@ impl AzureProvider {
         }
     }
 
-    pub(crate) async fn get_user(&self, id: &str) -> Result<Option<User>, ProviderError> {
-        let path = format!(
-            "{}?$select=id,displayName,userPrincipalName,mail,employeeId,accountEnabled,signInSessionsValidFromDateTime",
-            object_path("users", id)
-        );
-        match self.http.call::<User>(Api::Graph, "GET", &path, None).await {
-            Ok(u) => Ok(u),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     async fn disable_user(&self, f: &Finding) -> Result<ActionOutcome, ProviderError> {
-        let user = self
-            .get_user(&f.resource)
+        let user = directory::get_user(&self.http, &f.resource)
             .await?
             .ok_or_else(|| permanent(format!("Entra user {} no longer exists", f.resource)))?;
         if user.account_enabled == Some(false) {
@@ -134,12 +95,11 @@ impl AzureProvider {
         action: &ActionRequest,
     ) -> Result<ActionOutcome, ProviderError> {
         let f = &action.finding;
-        let user = self
-            .get_user(&f.resource)
+        let user = directory::get_user(&self.http, &f.resource)
             .await?
             .ok_or_else(|| permanent(format!("Entra user {} no longer exists", f.resource)))?;
         if let Some(before) = action.params.sessions_issued_before {
-            if crate::resolve::sessions_state(&user, Some(before)) == State::Revoked {
+            if sessions_state(&user, Some(before)) == State::Revoked {
                 return Ok(ActionOutcome::already(
                     State::Revoked,
                     format!("{} were already revoked after {before}", f.display),
@@ -204,19 +164,10 @@ impl AzureProvider {
         })
     }
 
-    pub(crate) async fn get_vault(&self, vault_id: &str) -> Result<Option<Vault>, ProviderError> {
-        let path = format!("{vault_id}?api-version={KEY_VAULT_API}");
-        match self.http.call::<Vault>(Api::Arm, "GET", &path, None).await {
-            Ok(v) => Ok(v),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     async fn remove_access_policy(&self, f: &Finding) -> Result<ActionOutcome, ProviderError> {
         let vault_id = attr(f, "vault_id")?;
         let object_id = attr(f, "object_id")?;
-        let Some(vault) = self.get_vault(vault_id).await? else {
+        let Some(vault) = arm::vault(&self.http, vault_id).await? else {
             return Ok(ActionOutcome::already(
                 State::Deleted,
                 format!("vault {vault_id} no longer exists"),
@@ -279,7 +230,7 @@ impl AzureProvider {
                 tags: Default::default(),
             };
             if let Some((user, _)) =
-                crate::directory::find_user(&self.http, &identity, &self.config.user_match).await?
+                directory::find_user(&self.http, &identity, &self.config.user_match).await?
             {
                 let upn = user.user_principal_name.unwrap_or(user.id.clone());
                 return Ok((user.id, upn));
@@ -332,26 +283,13 @@ impl AzureProvider {
         }
     }
 
-    pub(crate) async fn owners(
-        &self,
-        collection: &str,
-        object_id: &str,
-    ) -> Result<Option<Vec<String>>, ProviderError> {
-        let path = format!("{}/owners?$select=id", object_path(collection, object_id));
-        match self.http.list::<IdOnly>(Api::Graph, &path).await {
-            Ok(owners) => Ok(Some(owners.into_iter().map(|o| o.id).collect())),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     async fn reassign_owner(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
         let f = &action.finding;
         let collection = attr(f, "collection")?;
         // A joiner's NHI (found for a service identity) has no owner to remove: the new owner
         // is only added, and whoever else owns it stays.
         let user = f.attr("user_id");
-        let Some(owners) = self.owners(collection, &f.resource).await? else {
+        let Some(owners) = directory::owners(&self.http, collection, &f.resource).await? else {
             return Err(permanent(format!("{} no longer exists", f.display)));
         };
         let user_owns = user.is_some_and(|u| owners.iter().any(|o| o.eq_ignore_ascii_case(u)));
@@ -450,7 +388,3 @@ impl AzureProvider {
         })
     }
 }
-
-/// Tag a rotation puts on the new version: which run made it (so a retry recognises its own
-/// version instead of making another).
-pub(crate) const ROTATED_BY_RUN_TAG: &str = "closeout-run";

@@ -1,11 +1,14 @@
 //! Azure Resource Manager reads for RBAC and Key Vault: the scope tree (management groups and
-//! the subscriptions under them), role definitions, the role assignments reaching a user
-//! (directly or through groups, at every scope), and the vaults — then every path to each
-//! vault, evaluated by [`crate::keyvault::vault_access`].
+//! the subscriptions under them), role definitions, every role assignment of each subscription
+//! (at, above and below it), and the vaults — then every path to each
+//! vault, evaluated by [`crate::keyvault::vault_access`] over the [`Survey`]; and the single
+//! reads actions and verification make (one vault, one assignment).
 
-use crate::http::{Api, AzureHttp, CallError};
-use crate::keyvault::{vault_access, Access, Principals, Vault};
+use crate::http::{Api, AzureHttp, CallError, Unread};
+use crate::keyvault::{Access, Vault};
+use crate::principal::Principals;
 use crate::rbac::{RoleAssignment, RoleDefinition};
+use crate::survey::{ScopeTree, Survey};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -57,47 +60,6 @@ struct ParentRef {
 #[derive(Deserialize)]
 struct ChildRef {
     id: String,
-}
-
-/// Who is whose parent above the subscriptions: subscription → management group → ... → root.
-#[derive(Debug, Default)]
-pub struct ScopeTree {
-    /// Lower-cased scope id → parent scope id.
-    parents: BTreeMap<String, String>,
-}
-
-impl ScopeTree {
-    pub fn insert(&mut self, child: &str, parent: &str) {
-        self.parents
-            .insert(child.to_ascii_lowercase(), parent.to_string());
-    }
-
-    /// The scope chain of a resource: itself, its resource group, its subscription, the
-    /// management groups above that, and `/`.
-    pub fn chain(&self, resource_id: &str) -> Vec<String> {
-        let mut chain = vec![resource_id.to_string()];
-        let segments: Vec<&str> = resource_id.trim_matches('/').split('/').collect();
-        if segments.len() >= 4 && segments[2].eq_ignore_ascii_case("resourceGroups") {
-            chain.push(format!("/{}", segments[..4].join("/")));
-        }
-        if segments.len() >= 2 && segments[0].eq_ignore_ascii_case("subscriptions") {
-            let mut scope = format!("/{}", segments[..2].join("/"));
-            if !chain.iter().any(|c| c.eq_ignore_ascii_case(&scope)) {
-                chain.push(scope.clone());
-            }
-            // Up the management groups; bounded, in case of a cycle in bad data.
-            for _ in 0..16 {
-                let Some(parent) = self.parents.get(&scope.to_ascii_lowercase()) else {
-                    break;
-                };
-                chain.push(parent.clone());
-                scope = parent.clone();
-            }
-        }
-        chain.push("/".into());
-        chain.dedup();
-        chain
-    }
 }
 
 /// The management-group hierarchy: one list, then each group with its children.
@@ -182,23 +144,7 @@ pub async fn role_definitions_named(
     .await
 }
 
-/// Every role assignment in or above the subscription (and below it) that reaches the user,
-/// directly or through any group: ARM's `assignedTo()` filter, one paged list.
-pub async fn assignments_reaching(
-    http: &AzureHttp,
-    subscription_id: &str,
-    user_object_id: &str,
-) -> Result<Vec<RoleAssignment>, CallError> {
-    http.list(
-        Api::Arm,
-        &format!(
-            "/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHORIZATION_API}&$filter=assignedTo('{}')",
-            urlencoding::encode(user_object_id)
-        ),
-    )
-    .await
-}
-
+/// Every vault of the subscription, with its access policies and permission model.
 pub async fn vaults(http: &AzureHttp, subscription_id: &str) -> Result<Vec<Vault>, CallError> {
     http.list(
         Api::Arm,
@@ -209,68 +155,86 @@ pub async fn vaults(http: &AzureHttp, subscription_id: &str) -> Result<Vec<Vault
     .await
 }
 
-/// What ARM says about one person: the scope tree, every role definition, every role
-/// assignment reaching them (directly or through a group, at any scope, deduplicated across
-/// subscriptions) and every vault the caller can see.
-#[derive(Debug, Default)]
-pub struct Survey {
-    pub tree: ScopeTree,
-    /// Keyed by lower-case role GUID.
-    pub roles: BTreeMap<String, RoleDefinition>,
-    pub assignments: Vec<RoleAssignment>,
-    pub vaults: Vec<Vault>,
+/// Every role assignment at, above and below the subscription: one paged list, no filter.
+pub async fn assignments(
+    http: &AzureHttp,
+    subscription_id: &str,
+) -> Result<Vec<RoleAssignment>, CallError> {
+    http.list(
+        Api::Arm,
+        &format!(
+            "/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHORIZATION_API}"
+        ),
+    )
+    .await
 }
 
-impl Survey {
-    /// Every vault the person reaches, with every path.
-    pub fn key_vault_paths(&self, principals: &Principals) -> Vec<(&Vault, Vec<Access>)> {
-        self.vaults
-            .iter()
-            .filter_map(|vault| {
-                let access = vault_access(
-                    vault,
-                    &self.tree.chain(&vault.id),
-                    principals,
-                    &self.assignments,
-                    &self.roles,
-                );
-                (!access.is_empty()).then_some((vault, access))
-            })
-            .collect()
+/// Survey every subscription the caller can see: the management-group tree, then per
+/// subscription one paged list each of role definitions, role assignments (all of them: whose
+/// reach they make is decided locally) and vaults. A listing refused or missing is recorded in
+/// [`Survey::unread`] and the survey goes on; the tree is only needed for paths to name the
+/// groups above a subscription (assignments there are matched through each subscription's own
+/// listing), so an unreadable tree leaves nothing unknown.
+pub async fn survey(http: &AzureHttp) -> Result<Survey, CallError> {
+    let mut out = Survey::default();
+    match scope_tree(http).await {
+        Ok(tree) => out.tree = tree,
+        Err(e) if e.refused_or_missing() => {}
+        Err(e) => return Err(e),
     }
-}
-
-/// Survey every subscription the caller can see for the user with object id `user_id`: per
-/// subscription one paged list each of role definitions, assignments (`assignedTo()`) and vaults.
-pub async fn survey(http: &AzureHttp, user_id: &str) -> Result<Survey, CallError> {
-    let mut out = Survey {
-        tree: scope_tree(http).await?,
-        ..Survey::default()
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    for sub in subscriptions(http).await? {
-        out.roles
-            .extend(role_definitions(http, &sub.subscription_id).await?);
-        for a in assignments_reaching(http, &sub.subscription_id, user_id).await? {
-            if seen.insert(a.id.to_ascii_lowercase()) {
-                out.assignments.push(a);
-            }
+    let subscriptions = match subscriptions(http).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.unread
+                .push(Unread::of("subscription", "", "the subscriptions", e)?);
+            Vec::new()
         }
-        out.vaults.extend(vaults(http, &sub.subscription_id).await?);
+    };
+    for sub in subscriptions {
+        let id = &sub.subscription_id;
+        let scope = format!("/subscriptions/{id}");
+        match role_definitions(http, id).await {
+            Ok(roles) => out.roles.extend(roles),
+            Err(e) => out.unread.push(Unread::of(
+                "role-definition",
+                scope.clone(),
+                format!("the role definitions of subscription {id}"),
+                e,
+            )?),
+        }
+        match assignments(http, id).await {
+            Ok(list) => {
+                for a in list {
+                    out.add_assignment(id, a);
+                }
+            }
+            Err(e) => out.unread.push(Unread::of(
+                "role-assignment",
+                scope.clone(),
+                format!("the role assignments of subscription {id}"),
+                e,
+            )?),
+        }
+        match vaults(http, id).await {
+            Ok(v) => out.vaults.extend(v),
+            Err(e) => out.unread.push(Unread::of(
+                "key-vault",
+                scope.clone(),
+                format!("the key vaults of subscription {id}"),
+                e,
+            )?),
+        }
     }
     Ok(out)
 }
 
-/// Every vault the person reaches, with every path, across every subscription the caller can
+/// Every vault `principals` reach, with every path, across every subscription the caller can
 /// see.
 pub async fn key_vault_paths(
     http: &AzureHttp,
     principals: &Principals,
 ) -> Result<Vec<(Vault, Vec<Access>)>, CallError> {
-    let Some(user) = principals.user_id() else {
-        return Ok(Vec::new());
-    };
-    let survey = survey(http, user).await?;
+    let survey = survey(http).await?;
     Ok(survey
         .key_vault_paths(principals)
         .into_iter()
@@ -278,38 +242,28 @@ pub async fn key_vault_paths(
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The vault with ARM id `vault_id`; `None` when it no longer exists.
+pub async fn vault(http: &AzureHttp, vault_id: &str) -> Result<Option<Vault>, CallError> {
+    let path = format!("{vault_id}?api-version={KEY_VAULT_API}");
+    match http.call::<Vault>(Api::Arm, "GET", &path, None).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
-    #[test]
-    fn a_vaults_chain_climbs_the_management_groups() {
-        let mut tree = ScopeTree::default();
-        tree.insert(
-            "/subscriptions/S1",
-            "/providers/Microsoft.Management/managementGroups/platform",
-        );
-        tree.insert(
-            "/providers/Microsoft.Management/managementGroups/platform",
-            "/providers/Microsoft.Management/managementGroups/root",
-        );
-        let vault = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v";
-        assert_eq!(
-            tree.chain(vault),
-            [
-                vault,
-                "/subscriptions/s1/resourceGroups/rg",
-                "/subscriptions/s1",
-                "/providers/Microsoft.Management/managementGroups/platform",
-                "/providers/Microsoft.Management/managementGroups/root",
-                "/",
-            ]
-        );
-        // A cycle in bad data ends.
-        tree.insert(
-            "/providers/Microsoft.Management/managementGroups/root",
-            "/subscriptions/s1",
-        );
-        assert!(tree.chain(vault).len() < 40);
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(rename = "id")]
+    _id: String,
+}
+
+/// Whether the role assignment with ARM id `assignment_id` exists.
+pub async fn assignment_exists(http: &AzureHttp, assignment_id: &str) -> Result<bool, CallError> {
+    let path = format!("{assignment_id}?api-version={AUTHORIZATION_API}");
+    match http.call::<IdOnly>(Api::Arm, "GET", &path, None).await {
+        Ok(found) => Ok(found.is_some()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
     }
 }

@@ -9,6 +9,14 @@ use closeout_contract::{
 /// The provider's name in findings, playbooks and configuration.
 pub const PROVIDER: &str = "azure";
 
+/// Tag a rotation puts on the new version of a Key Vault object: which run made it (so a retry
+/// recognises its own version instead of making another).
+pub(crate) const ROTATED_BY_RUN_TAG: &str = "closeout-run";
+
+/// The display-name prefix of application credentials Closeout adds (`{prefix} {run} {old key
+/// id}`): a retry recognises its own, verification recognises a replaced one.
+pub(crate) const CREDENTIAL_DISPLAY_PREFIX: &str = "closeout rotation";
+
 /// The finding kinds this provider emits.
 pub mod kinds {
     /// The person's Entra user.
@@ -32,6 +40,10 @@ pub mod kinds {
     pub const OWNED_APPLICATION: &str = "owned-application";
     /// A service principal the user owns.
     pub const OWNED_SERVICE_PRINCIPAL: &str = "owned-service-principal";
+    /// A service principal the user can act as without owning it: that of an application they
+    /// own (an owner can add a credential and sign in as it), or one reached the same way from
+    /// such a principal. Its reach is the user's; it closes with the ownership.
+    pub const ACTS_AS_SERVICE_PRINCIPAL: &str = "acts-as-service-principal";
     /// A client secret of an owned application or service principal.
     pub const APP_PASSWORD: &str = "app-password";
     /// A certificate credential of an owned application or service principal.
@@ -97,6 +109,11 @@ pub const CAPABILITIES: Capabilities = Capabilities {
             kind: kinds::OWNED_SERVICE_PRINCIPAL,
             description: "service principal the user owns; reassign-owner adds the manager as owner, then removes the user",
             verbs: &[verbs::REASSIGN_OWNER],
+        },
+        KindSpec {
+            kind: kinds::ACTS_AS_SERVICE_PRINCIPAL,
+            description: "service principal the user can act as (of an application they own, or owned by one they can act as): everything it reaches is theirs; closes with the reassign-owner of the owned object its path starts with",
+            verbs: &[],
         },
         KindSpec {
             kind: kinds::APP_PASSWORD,
@@ -309,3 +326,29 @@ const PERMISSIONS: &[Permission] = &[
         "Microsoft.KeyVault/vaults/certificates/update/action",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_list_every_kind_once() {
+        let mut kinds: Vec<_> = CAPABILITIES.kinds.iter().map(|k| k.kind).collect();
+        let n = kinds.len();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(n, kinds.len());
+        assert!(CAPABILITIES.verb("user", "disable").is_some());
+        assert!(CAPABILITIES
+            .verb("sign-in-sessions", "revoke-sessions")
+            .is_some());
+        assert!(CAPABILITIES.verb("role-assignment", "remove").is_some());
+        assert!(CAPABILITIES
+            .verb("group-role-assignment", "remove")
+            .is_none());
+        assert!(CAPABILITIES.verb("kv-secret", "rotate").is_some());
+        assert!(CAPABILITIES.verb("group-membership", "grant").is_some());
+        assert!(CAPABILITIES.verb("role-assignment", "grant").is_some());
+        assert!(CAPABILITIES.verb("access-policy", "grant").is_none());
+    }
+}

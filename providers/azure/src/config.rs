@@ -1,6 +1,7 @@
 //! The Azure provider's configuration (`[providers.azure]`) and its pure validation.
 
-use crate::directory::UserMatch;
+use crate::capabilities::PROVIDER;
+use crate::entra::UserMatch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -91,7 +92,7 @@ pub enum AzureError {
 impl From<AzureError> for closeout_contract::ProviderError {
     fn from(e: AzureError) -> Self {
         closeout_contract::ProviderError::Config {
-            provider: crate::PROVIDER,
+            provider: PROVIDER,
             message: e.to_string(),
         }
     }
@@ -184,7 +185,7 @@ impl AzureConfig {
             validate_https("credential_vault", uri)?;
         }
         let name = &self.credential_secret_name;
-        let sample = crate::credentials::credential_secret_name(name, "app", "id");
+        let sample = credential_secret_name(name, "app", "id");
         if !(name.contains("{app}") || name.contains("{app_id}"))
             || !sample
                 .chars()
@@ -205,6 +206,25 @@ impl AzureConfig {
         }
         Ok(())
     }
+}
+
+/// `template` with `{app}` (slug of the display name) and `{app_id}` filled in.
+pub(crate) fn credential_secret_name(template: &str, app_name: &str, app_id: &str) -> String {
+    let slug: String = app_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    template.replace("{app}", &slug).replace("{app_id}", app_id)
 }
 
 impl closeout_contract::ProviderConfig for AzureConfig {
@@ -247,6 +267,18 @@ mod tests {
         assert_eq!(c.user_match, vec![UserMatch::Upn]);
         assert_eq!(c.host_overrides.len(), 1);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn secret_names_are_slugs() {
+        assert_eq!(
+            credential_secret_name("app-{app}-credential", "Payments API (prod)", "x"),
+            "app-payments-api-prod-credential"
+        );
+        assert_eq!(
+            credential_secret_name("{app_id}", "n", "123-abc"),
+            "123-abc"
+        );
     }
 
     #[test]

@@ -7,36 +7,17 @@
 //! logged. Its display name carries the run id, so a retry after a crash recognises (and
 //! replaces) a credential an earlier attempt added but may not have published.
 
-use crate::actions::{attr, object_path, permanent};
+use crate::capabilities::{kinds, CREDENTIAL_DISPLAY_PREFIX, PROVIDER, ROTATED_BY_RUN_TAG};
+use crate::client::AzureProvider;
+use crate::config::credential_secret_name;
+use crate::directory::object_path;
+use crate::error::{attr, permanent};
 use crate::http::Api;
-use crate::{AzureProvider, PROVIDER};
 use base64::Engine as _;
 use closeout_contract::{ActionOutcome, ActionRequest, ProviderError, SecretValue, State};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-
-/// The display-name prefix of credentials Closeout adds.
-pub(crate) const DISPLAY_PREFIX: &str = "closeout rotation";
-
-/// `template` with `{app}` (slug of the display name) and `{app_id}` filled in.
-pub(crate) fn credential_secret_name(template: &str, app_name: &str, app_id: &str) -> String {
-    let slug: String = app_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect::<String>()
-        .split('-')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    template.replace("{app}", &slug).replace("{app_id}", app_id)
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,7 +91,7 @@ impl AzureProvider {
             f.attr("app_name").unwrap_or(&f.resource),
             f.attr("app_id").unwrap_or(""),
         );
-        if f.kind == crate::kinds::APP_CERTIFICATE {
+        if f.kind == kinds::APP_CERTIFICATE {
             name.push_str("-certificate");
         }
         Ok((vault, name))
@@ -119,10 +100,7 @@ impl AzureProvider {
     fn publish_tags(action: &ActionRequest, credential: &str) -> BTreeMap<String, String> {
         let f = &action.finding;
         let mut tags = BTreeMap::from([
-            (
-                crate::actions::ROTATED_BY_RUN_TAG.to_string(),
-                action.params.run_id.clone(),
-            ),
+            (ROTATED_BY_RUN_TAG.to_string(), action.params.run_id.clone()),
             (
                 "application".to_string(),
                 f.attr("app_id").unwrap_or("").to_string(),
@@ -157,7 +135,10 @@ impl AzureProvider {
                 format!("{} was already replaced", f.display),
             ));
         }
-        let marker = format!("{DISPLAY_PREFIX} {} {old_key}", action.params.run_id);
+        let marker = format!(
+            "{CREDENTIAL_DISPLAY_PREFIX} {} {old_key}",
+            action.params.run_id
+        );
         // An earlier attempt's credential whose secret may never have been published: remove it
         // and start over (its value is unknown to us, so it can never be published now).
         for stale in creds
@@ -242,7 +223,7 @@ impl AzureProvider {
             }
             match self.http.token_for_app(app_id, secret).await {
                 Ok(()) => return Ok(", tested (token issued)".into()),
-                Err(e) => last = e,
+                Err(e) => last = e.to_string(),
             }
         }
         Err(permanent(format!(
@@ -273,7 +254,10 @@ impl AzureProvider {
                 format!("{} was already replaced", f.display),
             ));
         }
-        let marker = format!("{DISPLAY_PREFIX} {} {old_key}", action.params.run_id);
+        let marker = format!(
+            "{CREDENTIAL_DISPLAY_PREFIX} {} {old_key}",
+            action.params.run_id
+        );
         let subject = f.attr("app_name").unwrap_or("closeout-rotated");
         let (cert_der, bundle) = new_certificate(subject)?;
         let new_key_id = uuid::Uuid::new_v4().to_string();
@@ -357,18 +341,6 @@ fn new_certificate(subject: &str) -> Result<(Vec<u8>, SecretValue), ProviderErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_names_are_slugs() {
-        assert_eq!(
-            credential_secret_name("app-{app}-credential", "Payments API (prod)", "x"),
-            "app-payments-api-prod-credential"
-        );
-        assert_eq!(
-            credential_secret_name("{app_id}", "n", "123-abc"),
-            "123-abc"
-        );
-    }
 
     #[test]
     fn certificates_carry_a_private_key_that_debug_hides() {

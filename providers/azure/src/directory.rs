@@ -1,160 +1,27 @@
 //! Entra ID through Microsoft Graph v1.0: the person's user (by object id, UPN, mail or
 //! `employeeId`, in the configured order), the groups they are in (directly and through nested
 //! groups), and the applications and service principals they own with their credentials.
-//!
-//! Graph never returns a credential's secret after creation; the types here have no field for
-//! one.
 
-use crate::http::{Api, AzureHttp, CallError};
-use crate::keyvault::{Principal, Principals};
+use crate::entra::{Group, OwnedObject, User, UserMatch, SERVICE_PRINCIPAL_TYPE};
+use crate::http::{Api, AzureHttp, CallError, Unread};
+use crate::principal::{Principal, Principals};
 use closeout_contract::Identity;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::json;
 
-/// A way to find the person's Entra user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum UserMatch {
-    /// The identity's id is the user's object id.
-    ObjectId,
-    /// The identity's email is the user principal name.
-    Upn,
-    /// The identity's email is the user's `mail`.
-    Mail,
-    /// The identity's id is the user's `employeeId`.
-    EmployeeId,
+/// The Graph path of a user, group, application or service principal.
+pub(crate) fn object_path(collection: &str, id: &str) -> String {
+    format!("/v1.0/{collection}/{}", urlencoding::encode(id))
 }
 
-impl UserMatch {
-    pub const DEFAULTS: [UserMatch; 4] = [
-        UserMatch::ObjectId,
-        UserMatch::Upn,
-        UserMatch::Mail,
-        UserMatch::EmployeeId,
-    ];
-
-    /// The name of the user's property this rule compares.
-    pub fn property(self) -> &'static str {
-        match self {
-            UserMatch::ObjectId => "object id",
-            UserMatch::Upn => "userPrincipalName",
-            UserMatch::Mail => "mail",
-            UserMatch::EmployeeId => "employeeId",
-        }
-    }
-
-    /// The identity's value this rule compares (its id or its email).
-    fn identity_value(self, identity: &Identity) -> &str {
-        match self {
-            UserMatch::ObjectId | UserMatch::EmployeeId => &identity.id,
-            UserMatch::Upn | UserMatch::Mail => &identity.email,
-        }
-    }
-
-    /// The user's value this rule compares.
-    pub fn user_value(self, user: &User) -> Option<&str> {
-        match self {
-            UserMatch::ObjectId => Some(&user.id),
-            UserMatch::Upn => user.user_principal_name.as_deref(),
-            UserMatch::Mail => user.mail.as_deref(),
-            UserMatch::EmployeeId => user.employee_id.as_deref(),
-        }
-    }
-
-    /// What this rule compares for `identity`, e.g. `mail = alice@example.com` (the account's
-    /// `matched_by`).
-    pub fn describe(self, identity: &Identity) -> String {
-        format!("{} = {}", self.property(), self.identity_value(identity))
-    }
-
-    /// Whether `user` is `identity`'s by this rule, compared locally the way Graph's `eq`
-    /// compares (case-insensitively): for a listing of every user, where asking Graph once per
-    /// identity would be a call each.
-    pub fn matches(self, identity: &Identity, user: &User) -> bool {
-        let mine = self.identity_value(identity);
-        !mine.is_empty()
-            && self
-                .user_value(user)
-                .is_some_and(|theirs| mine.eq_ignore_ascii_case(theirs))
-    }
+/// Graph `$ref` bodies name the object by URL.
+pub(crate) fn odata_ref(graph_base: &str, id: &str) -> serde_json::Value {
+    json!({ "@odata.id": format!("{}/v1.0/directoryObjects/{id}", graph_base.trim_end_matches('/')) })
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct User {
-    pub id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub user_principal_name: Option<String>,
-    #[serde(default)]
-    pub mail: Option<String>,
-    #[serde(default)]
-    pub employee_id: Option<String>,
-    #[serde(default)]
-    pub account_enabled: Option<bool>,
-    #[serde(default)]
-    pub sign_in_sessions_valid_from_date_time: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Group {
-    pub id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
-
-/// A password credential as Graph lists it (no secret).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PasswordCredential {
-    pub key_id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub end_date_time: Option<String>,
-    #[serde(default)]
-    pub hint: Option<String>,
-}
-
-/// A certificate credential as Graph lists it (public part only).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyCredential {
-    pub key_id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub end_date_time: Option<String>,
-    #[serde(default, rename = "type")]
-    pub key_type: Option<String>,
-}
-
-/// An application or service principal the person owns.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OwnedObject {
-    #[serde(rename = "@odata.type", default)]
-    pub odata_type: String,
-    pub id: String,
-    #[serde(default)]
-    pub app_id: Option<String>,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub password_credentials: Vec<PasswordCredential>,
-    #[serde(default)]
-    pub key_credentials: Vec<KeyCredential>,
-}
-
-impl OwnedObject {
-    pub fn is_application(&self) -> bool {
-        self.odata_type == "#microsoft.graph.application"
-    }
-
-    pub fn is_service_principal(&self) -> bool {
-        self.odata_type == "#microsoft.graph.servicePrincipal"
-    }
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
 }
 
 /// `value` for an OData string literal: single quotes doubled, then percent-encoded for the URL.
@@ -199,7 +66,9 @@ pub async fn find_user(
     Ok(None)
 }
 
-async fn get_user(http: &AzureHttp, key: &str) -> Result<Option<User>, CallError> {
+/// The user with object id or UPN `key`, with the fields resolution reads; `None` when there is
+/// none.
+pub async fn get_user(http: &AzureHttp, key: &str) -> Result<Option<User>, CallError> {
     let path = format!(
         "/v1.0/users/{}?$select={USER_FIELDS}",
         urlencoding::encode(key)
@@ -280,25 +149,41 @@ pub fn direct_group_principal(group_id: &str, group_name: &str) -> Principal {
 
 /// The groups the user is in, directly and through nested groups.
 pub async fn transitive_groups(http: &AzureHttp, user_id: &str) -> Result<Vec<Group>, CallError> {
-    let path = format!(
-        "/v1.0/users/{}/transitiveMemberOf/microsoft.graph.group?$select=id,displayName",
-        urlencoding::encode(user_id)
-    );
-    http.list(Api::Graph, &path).await
+    groups_of(http, "users", user_id, "transitiveMemberOf").await
 }
 
 /// The groups the user is a direct member of (the memberships that can be removed).
 pub async fn direct_groups(http: &AzureHttp, user_id: &str) -> Result<Vec<Group>, CallError> {
+    groups_of(http, "users", user_id, "memberOf").await
+}
+
+/// The groups `id` (in `collection`: users, servicePrincipals, groups) is in: `memberOf` or
+/// `transitiveMemberOf`.
+async fn groups_of(
+    http: &AzureHttp,
+    collection: &str,
+    id: &str,
+    relation: &str,
+) -> Result<Vec<Group>, CallError> {
     let path = format!(
-        "/v1.0/users/{}/memberOf/microsoft.graph.group?$select=id,displayName",
-        urlencoding::encode(user_id)
+        "{}/{relation}/microsoft.graph.group?$select=id,displayName",
+        object_path(collection, id)
     );
     http.list(Api::Graph, &path).await
 }
 
 /// The applications and service principals the user owns, with their credentials.
 pub async fn owned_objects(http: &AzureHttp, user_id: &str) -> Result<Vec<OwnedObject>, CallError> {
-    let path = format!("/v1.0/users/{}/ownedObjects", urlencoding::encode(user_id));
+    owned_objects_of(http, "users", user_id).await
+}
+
+/// The applications and service principals `id` (in `collection`) owns.
+async fn owned_objects_of(
+    http: &AzureHttp,
+    collection: &str,
+    id: &str,
+) -> Result<Vec<OwnedObject>, CallError> {
+    let path = format!("{}/ownedObjects", object_path(collection, id));
     let all: Vec<OwnedObject> = http.list(Api::Graph, &path).await?;
     Ok(all
         .into_iter()
@@ -310,18 +195,25 @@ pub async fn owned_objects(http: &AzureHttp, user_id: &str) -> Result<Vec<OwnedO
 /// user in it (removing that membership removes what the group grants). One call for the
 /// direct groups, one for the transitive ones, and one per direct group for what it is in.
 pub async fn principals(http: &AzureHttp, user: &User) -> Result<Principals, CallError> {
-    let mut all = vec![user_principal(user)];
-    let direct = direct_groups(http, &user.id).await?;
+    principals_of(http, "users", &user.id, user_principal(user)).await
+}
+
+/// `me` (object `id` in `collection`) and every group it is in, each group with the direct
+/// membership that leads to it.
+async fn principals_of(
+    http: &AzureHttp,
+    collection: &str,
+    id: &str,
+    me: Principal,
+) -> Result<Principals, CallError> {
+    let mut all = vec![me];
+    let direct = groups_of(http, collection, id, "memberOf").await?;
     let mut reach: Vec<(Group, Vec<String>)> = Vec::with_capacity(direct.len());
     for d in direct {
-        let path = format!(
-            "/v1.0/groups/{}/transitiveMemberOf/microsoft.graph.group?$select=id,displayName",
-            urlencoding::encode(&d.id)
-        );
-        let above: Vec<Group> = http.list(Api::Graph, &path).await?;
+        let above = groups_of(http, "groups", &d.id, "transitiveMemberOf").await?;
         reach.push((d, above.into_iter().map(|g| g.id).collect()));
     }
-    for g in transitive_groups(http, &user.id).await? {
+    for g in groups_of(http, collection, id, "transitiveMemberOf").await? {
         let name = g.display_name.clone().unwrap_or_else(|| g.id.clone());
         let via = reach
             .iter()
@@ -339,6 +231,208 @@ pub async fn principals(http: &AzureHttp, user: &User) -> Result<Principals, Cal
         });
     }
     Ok(Principals { all })
+}
+
+/// A service principal the person can act as: they own it, or own its application (an owner
+/// can add a credential and sign in as it), or it is reached the same way from one they can
+/// act as.
+#[derive(Debug, Clone)]
+pub struct ActedAs {
+    /// The service principal (object id, appId, display name).
+    pub service_principal: OwnedObject,
+    /// The steps from the person to it, as (edge, node): `owns application A`, `can-act-as
+    /// service principal A`, `owns application B`, ...
+    pub steps: Vec<(String, String)>,
+    /// The object the person owns at the start of the chain: (Graph collection, object id).
+    /// Handing it over (reassign-owner) closes the chain.
+    pub owned: (String, String),
+    /// True when the person owns the service principal itself (its finding is then
+    /// `owned-service-principal`).
+    pub owned_directly: bool,
+    /// The service principal and the groups it is in, as RBAC and access policies see them.
+    pub principals: Principals,
+}
+
+/// What [`acted_as`] found, and what it could not read.
+#[derive(Debug, Default)]
+pub struct ActingReach {
+    pub reached: Vec<ActedAs>,
+    pub unread: Vec<Unread>,
+}
+
+fn noun(o: &OwnedObject) -> &'static str {
+    if o.is_application() {
+        "application"
+    } else {
+        "service principal"
+    }
+}
+
+fn name_of(o: &OwnedObject) -> &str {
+    o.display_name.as_deref().unwrap_or(&o.id)
+}
+
+/// Every service principal the owner of `owned` can act as, followed to a fixpoint: the
+/// service principal of each owned application (looked up by appId) or the owned service
+/// principal itself, then what that service principal owns, and so on; each service principal
+/// once. Per service principal reached: its groups (as [`principals`] reads a user's) and its
+/// owned objects; per application, one lookup of its service principal. A refused or missing
+/// read is recorded in `unread` and the rest goes on.
+pub async fn acted_as(
+    http: &AzureHttp,
+    kind: &'static str,
+    owned: &[OwnedObject],
+) -> Result<ActingReach, CallError> {
+    let mut out = ActingReach::default();
+    let mut seen: std::collections::BTreeSet<String> = Default::default();
+    // (the object, the steps to its owner, the person's own object the chain starts at)
+    type Step = (OwnedObject, Vec<(String, String)>, (String, String));
+    let mut queue: std::collections::VecDeque<Step> = owned
+        .iter()
+        .map(|o| {
+            let collection = if o.is_application() {
+                "applications"
+            } else {
+                "servicePrincipals"
+            };
+            (
+                o.clone(),
+                Vec::new(),
+                (collection.to_string(), o.id.clone()),
+            )
+        })
+        .collect();
+    while let Some((object, before, root)) = queue.pop_front() {
+        let mut steps = before.clone();
+        steps.push((
+            "owns".into(),
+            format!("{} {}", noun(&object), name_of(&object)),
+        ));
+        let sp = if object.is_service_principal() {
+            object.clone()
+        } else {
+            let Some(app_id) = object.app_id.as_deref().filter(|a| !a.is_empty()) else {
+                continue;
+            };
+            match service_principal_of_app(http, app_id).await {
+                Ok(Some(sp)) => sp,
+                // An application with no service principal in this tenant signs in nowhere.
+                Ok(None) => continue,
+                Err(e) => {
+                    out.unread.push(Unread::of(
+                        kind,
+                        object.id.clone(),
+                        format!("the service principal of application {}", name_of(&object)),
+                        e,
+                    )?);
+                    continue;
+                }
+            }
+        };
+        if !seen.insert(sp.id.to_ascii_lowercase()) {
+            continue;
+        }
+        let sp_node = format!("service principal {}", name_of(&sp));
+        if object.is_application() {
+            steps.push(("can-act-as".into(), sp_node.clone()));
+        }
+        let me = Principal {
+            object_id: sp.id.clone(),
+            display: sp_node.clone(),
+            via_membership: None,
+        };
+        let principals = match principals_of(http, "servicePrincipals", &sp.id, me.clone()).await {
+            Ok(p) => p,
+            Err(e) => {
+                out.unread.push(Unread::of(
+                    kind,
+                    sp.id.clone(),
+                    format!("the groups of {sp_node}"),
+                    e,
+                )?);
+                Principals { all: vec![me] }
+            }
+        };
+        match owned_objects_of(http, "servicePrincipals", &sp.id).await {
+            Ok(next) => {
+                for o in next {
+                    queue.push_back((o, steps.clone(), root.clone()));
+                }
+            }
+            Err(e) => out.unread.push(Unread::of(
+                kind,
+                sp.id.clone(),
+                format!("what {sp_node} owns"),
+                e,
+            )?),
+        }
+        out.reached.push(ActedAs {
+            owned_directly: before.is_empty() && object.is_service_principal(),
+            service_principal: sp,
+            steps,
+            owned: root,
+            principals,
+        });
+    }
+    Ok(out)
+}
+
+/// The service principal of application `app_id` in this tenant, if it has one.
+pub async fn service_principal_of_app(
+    http: &AzureHttp,
+    app_id: &str,
+) -> Result<Option<OwnedObject>, CallError> {
+    let path = format!(
+        "/v1.0/servicePrincipals?$filter=appId%20eq%20'{}'&$select=id,appId,displayName",
+        odata_literal(app_id)
+    );
+    let mut found: Vec<OwnedObject> = http.list(Api::Graph, &path).await?;
+    Ok(found.pop().map(|mut sp| {
+        // A list of one collection does not repeat the type on each item.
+        sp.odata_type = SERVICE_PRINCIPAL_TYPE.into();
+        sp
+    }))
+}
+
+/// The owners' object ids of the application or service principal `object_id` in `collection`
+/// (`applications`, `servicePrincipals`); `None` when the object no longer exists.
+pub async fn owners(
+    http: &AzureHttp,
+    collection: &str,
+    object_id: &str,
+) -> Result<Option<Vec<String>>, CallError> {
+    let path = format!("{}/owners?$select=id", object_path(collection, object_id));
+    match http.list::<IdOnly>(Api::Graph, &path).await {
+        Ok(owners) => Ok(Some(owners.into_iter().map(|o| o.id).collect())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether user `user_id` is in group `group_id` (directly, or through nesting when
+/// `transitive`); `None` when the user no longer exists.
+pub async fn in_group(
+    http: &AzureHttp,
+    user_id: &str,
+    group_id: &str,
+    transitive: bool,
+) -> Result<Option<bool>, CallError> {
+    let relation = if transitive {
+        "transitiveMemberOf"
+    } else {
+        "memberOf"
+    };
+    let path = format!(
+        "{}/{relation}/microsoft.graph.group?$select=id",
+        object_path("users", user_id)
+    );
+    match http.list::<IdOnly>(Api::Graph, &path).await {
+        Ok(groups) => Ok(Some(
+            groups.iter().any(|g| g.id.eq_ignore_ascii_case(group_id)),
+        )),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -7,14 +7,15 @@
 //! slash: empty for the tenant root, as the policy file writes it); an `access-policy` is the
 //! vault's name (removable only).
 
-use crate::actions::{attr, object_path, odata_ref, permanent};
 use crate::arm::AUTHORIZATION_API;
-use crate::capabilities::canonical_scope;
-use crate::directory::{self, User, UserMatch};
+use crate::capabilities::{canonical_scope, kinds, PROVIDER};
+use crate::client::AzureProvider;
+use crate::directory::{self, object_path, odata_ref};
+use crate::entra::{User, UserMatch};
+use crate::error::{attr, config_error, permanent};
+use crate::findings::{assignment_finding, held_by, membership_finding};
 use crate::http::{Api, CallError};
 use crate::rbac::{last_segment, RoleAssignment, RoleAssignmentProperties};
-use crate::resolve::{assignment_finding, held_by, membership_finding};
-use crate::{kinds, AzureProvider, PROVIDER};
 use closeout_contract::{
     ActionOutcome, Entitlement, Finding, Identity, ProviderError, ResolveContext, State,
     UnclaimedAccount,
@@ -25,13 +26,6 @@ use uuid::Uuid;
 /// The namespace of role-assignment names Closeout makes (UUID v5). Fixed for good: changing it
 /// would change the id of every grant planned but not yet made.
 const ASSIGNMENT_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0a2e_5b7d_4e39_9a41_c105_e0a7_2a55);
-
-fn config_error(message: impl Into<String>) -> ProviderError {
-    ProviderError::Config {
-        provider: PROVIDER,
-        message: message.into(),
-    }
-}
 
 /// The target of a role assignment: `ROLE@SCOPE`.
 pub fn assignment_target(role: &str, scope: &str) -> String {

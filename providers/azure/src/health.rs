@@ -11,9 +11,9 @@
 //! A permission granted only below a subscription (on one resource group or vault) is reported
 //! missing at the subscription: Closeout acts wherever the person's access is.
 
+use crate::client::AzureProvider;
 use crate::http::{Api, AzureHttp, CallError};
 use crate::rbac::{operation_matches, Permission};
-use crate::AzureProvider;
 use closeout_contract::{Health, ProviderError};
 use serde::Deserialize;
 use std::collections::BTreeSet;

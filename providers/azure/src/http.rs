@@ -5,7 +5,7 @@
 //! Error messages carry the method, the path and Azure's error code and message — never a
 //! request body or a token.
 
-use crate::PROVIDER;
+use crate::capabilities::PROVIDER;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, Transport};
@@ -64,8 +64,82 @@ pub struct CallError {
 }
 
 impl CallError {
+    /// The object (or API) is not there.
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
+    }
+
+    /// The endpoint refused to answer this caller (401, 403) or lacks the API (404, 405, 501,
+    /// or a 400 naming an unknown resource type, segment or query): what the call would have
+    /// listed or read is unknown. Throttling, server errors and transport failures are not: a
+    /// retry may succeed.
+    pub fn refused_or_missing(&self) -> bool {
+        match self.status {
+            Some(401 | 403 | 404 | 405 | 501) => true,
+            Some(400) => matches!(
+                self.code.as_str(),
+                "InvalidResourceType"
+                    | "NoRegisteredProviderFound"
+                    | "BadRequest"
+                    | "UnsupportedQuery"
+                    | "Request_UnsupportedQuery"
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Something a resolution could not list or read: what it is, the kind of finding (or check)
+/// left unknown, the resource, and the refusal.
+#[derive(Debug, Clone)]
+pub struct Unread {
+    /// The finding kind whose listing failed, or the check that could not be made.
+    pub kind: &'static str,
+    /// Which resource (a subscription, a vault, a user); empty when the whole kind.
+    pub resource: String,
+    /// What could not be read, in words: `the role assignments of subscription S`.
+    pub what: String,
+    /// The refusal.
+    pub error: CallError,
+}
+
+impl Unread {
+    /// `Ok(unread)` when `error` is a refusal or a missing API (the run goes on with it
+    /// unknown); the error itself otherwise.
+    pub fn of(
+        kind: &'static str,
+        resource: impl Into<String>,
+        what: impl Into<String>,
+        error: CallError,
+    ) -> Result<Unread, CallError> {
+        if error.refused_or_missing() {
+            Ok(Unread {
+                kind,
+                resource: resource.into(),
+                what: what.into(),
+                error,
+            })
+        } else {
+            Err(error)
+        }
+    }
+}
+
+/// Why a token request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenFailure {
+    /// The authority answered and refused the credentials (e.g. `AADSTS7000215`).
+    Refused(String),
+    /// No answer: the authority could not be reached.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for TokenFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenFailure::Refused(m) => write!(f, "token request refused: {m}"),
+            TokenFailure::Unreachable(m) => write!(f, "token request got no answer: {m}"),
+        }
     }
 }
 
@@ -186,26 +260,45 @@ impl AzureHttp {
         self.credential.clone()
     }
 
-    /// Ask the authority for an ARM token as application `client_id` with `secret`: proves a
-    /// freshly added client secret works. The error names no secret.
+    /// Ask the authority for an ARM token as application `client_id` with `secret`
+    /// (client credentials): proves a freshly added client secret works, or an old one dead.
+    /// The error names no secret.
     pub async fn token_for_app(
         &self,
         client_id: &str,
         secret: &closeout_contract::SecretValue,
-    ) -> Result<(), String> {
+    ) -> Result<(), TokenFailure> {
         let app = credential(
             &self.http,
             &self.endpoints,
             &self.tenant_id,
             client_id,
             secret.expose().to_string().into(),
-        )?;
+        )
+        .map_err(TokenFailure::Unreachable)?;
         let scope = self.scope(Api::Arm);
         let _pass = self.gate.enter().await;
-        app.get_token(&[scope.as_str()], None)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("token request refused: {}", e.kind()))
+        match app.get_token(&[scope.as_str()], None).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // The credential wraps the authority's answer; an answer with a 4xx status is
+                // a refusal, anything else (no answer, a 5xx) is not a verdict.
+                let answered = e
+                    .downcast_ref::<azure_core::Error>()
+                    .map(|inner| inner.kind())
+                    .is_some_and(|kind| {
+                        matches!(kind, azure_core::error::ErrorKind::HttpResponse { status, .. }
+                            if u16::from(*status) < 500)
+                    });
+                // The first line is the authority's code and message (`AADSTS7000215: ...`).
+                let message = e.to_string().lines().next().unwrap_or("").to_string();
+                Err(if answered {
+                    TokenFailure::Refused(message)
+                } else {
+                    TokenFailure::Unreachable(message)
+                })
+            }
+        }
     }
 
     fn base(&self, api: Api) -> &str {

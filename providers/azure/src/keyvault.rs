@@ -4,43 +4,27 @@
 //! - **Access-policy vaults** (`enableRbacAuthorization` false or absent): data access comes from
 //!   access policies naming the person or one of their groups. Anyone allowed
 //!   `Microsoft.KeyVault/vaults/write` or `Microsoft.KeyVault/vaults/accessPolicies/write` on the
-//!   vault (Contributor, Key Vault Contributor, Owner, ...) can add a policy for themselves: an
-//!   indirect path.
+//!   vault (Contributor, Key Vault Contributor, Owner, ...) can add a policy for themselves; anyone
+//!   allowed `Microsoft.Authorization/roleAssignments/write` there can assign themselves such a
+//!   role first (User Access Administrator, Role Based Access Control Administrator, ...): both
+//!   indirect paths.
 //! - **RBAC vaults**: data access comes from role assignments with Key Vault data actions at the
-//!   vault or above. Anyone allowed `Microsoft.Authorization/roleAssignments/write` there, with no
-//!   condition or with one that lets them assign a role with Key Vault data actions to
-//!   themselves, can grant themselves that role: an indirect path.
+//!   vault or above, or at one object below it (`…/secrets/{name}`: that object only, and only
+//!   the data actions on its kind). Anyone allowed `Microsoft.Authorization/roleAssignments/write`
+//!   there, with no condition or with one that lets them assign themselves a role with Key Vault
+//!   data actions (exposing what that role reads) or one that may write the vault, can grant
+//!   themselves access; anyone allowed `Microsoft.KeyVault/vaults/write` can turn
+//!   `enableRbacAuthorization` off and add an access policy for themselves: indirect paths.
 //!
 //! Pure: given the vault, its scope chain, the person's principals, the role assignments reaching
 //! the vault and the role definitions, it lists every [`Access`] with the rule that makes it.
 
 use crate::condition::{self, WriteConstraint};
+use crate::object::{data_action_object, object_scope, ObjectType, DATA_READS};
+use crate::principal::{Principal, Principals};
 use crate::rbac::{applies_at, RoleAssignment, RoleDefinition};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Data actions that expose what a vault protects, and which object types they expose. A
-/// certificate's private key is read through its backing secret (`getSecret`), so that action
-/// exposes certificates too; `certificates/read` and `keys/read` only show public parts and do
-/// not count. Keys count when the private key can be used.
-pub const DATA_READS: &[(&str, &[ObjectType])] = &[
-    (
-        "Microsoft.KeyVault/vaults/secrets/getSecret/action",
-        &[ObjectType::Secrets, ObjectType::Certificates],
-    ),
-    (
-        "Microsoft.KeyVault/vaults/keys/decrypt/action",
-        &[ObjectType::Keys],
-    ),
-    (
-        "Microsoft.KeyVault/vaults/keys/unwrap/action",
-        &[ObjectType::Keys],
-    ),
-    (
-        "Microsoft.KeyVault/vaults/keys/sign/action",
-        &[ObjectType::Keys],
-    ),
-];
 
 /// Management operations that let the holder add an access policy for itself.
 pub const ACCESS_POLICY_WRITES: &[&str] = &[
@@ -50,23 +34,6 @@ pub const ACCESS_POLICY_WRITES: &[&str] = &[
 
 /// The operation that lets the holder assign roles (in an RBAC vault: itself a data role).
 pub const ROLE_ASSIGNMENT_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ObjectType {
-    Secrets,
-    Keys,
-    Certificates,
-}
-
-impl ObjectType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectType::Secrets => "secrets",
-            ObjectType::Keys => "keys",
-            ObjectType::Certificates => "certificates",
-        }
-    }
-}
 
 /// `Microsoft.KeyVault/vaults` as ARM returns it (the fields Closeout reads).
 #[derive(Debug, Clone, Deserialize)]
@@ -142,36 +109,6 @@ impl PolicyPermissions {
     }
 }
 
-/// One of the person's principals: their user, or a group they are in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub object_id: String,
-    pub display: String,
-    /// For a group: the direct membership that puts the person in it (group id, name); removing
-    /// that membership removes the access. `None` for the user itself.
-    pub via_membership: Option<(String, String)>,
-}
-
-/// The person as RBAC and access policies see them.
-#[derive(Debug, Clone, Default)]
-pub struct Principals {
-    /// The user's object id first, then the groups (transitively).
-    pub all: Vec<Principal>,
-}
-
-impl Principals {
-    pub fn get(&self, object_id: &str) -> Option<&Principal> {
-        self.all
-            .iter()
-            .find(|p| p.object_id.eq_ignore_ascii_case(object_id))
-    }
-
-    /// The user's own object id.
-    pub fn user_id(&self) -> Option<&str> {
-        self.all.first().map(|p| p.object_id.as_str())
-    }
-}
-
 /// How the access arises.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
@@ -199,6 +136,10 @@ pub struct Access {
     pub reach: Reach,
     /// Object types exposed (for grant-self: everything the self-granted access could read).
     pub objects: BTreeSet<ObjectType>,
+    /// `Some(name)`: only the objects of those types called `name` (an assignment at a scope
+    /// below the vault, `…/secrets/{name}`, `…/keys/{name}` or `…/certificates/{name}`);
+    /// `None`: every object of those types in the vault.
+    pub only: Option<String>,
     pub via: Via,
     /// The principal the policy or assignment names (the user, or one of their groups).
     pub principal: Principal,
@@ -207,9 +148,97 @@ pub struct Access {
     pub rule: String,
 }
 
+impl Access {
+    /// Whether this access exposes the object of type `t` called `name`.
+    pub fn exposes(&self, t: ObjectType, name: &str) -> bool {
+        self.objects.contains(&t)
+            && self
+                .only
+                .as_deref()
+                .is_none_or(|only| only.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether this is the right to grant oneself every object of the vault.
+    pub fn grants_whole_vault(&self) -> bool {
+        self.reach == Reach::CanGrantSelf && self.only.is_none()
+    }
+}
+
+/// The management operation that lets the holder switch an RBAC vault to access policies
+/// (`enableRbacAuthorization: false`, on the API versions that allow it) and then write itself
+/// one.
+pub const VAULT_WRITE: &str = "Microsoft.KeyVault/vaults/write";
+
+fn all_objects() -> BTreeSet<ObjectType> {
+    ObjectType::ALL.into()
+}
+
+fn kinds(objects: &BTreeSet<ObjectType>) -> String {
+    objects
+        .iter()
+        .map(|o| o.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The object types `role`'s data actions read, and the `pattern grants operation` phrases
+/// saying why. At an object scope (`scope_kind`) only the actions on that kind of object apply.
+fn data_reads(
+    role: &RoleDefinition,
+    scope_kind: Option<ObjectType>,
+) -> (BTreeSet<ObjectType>, BTreeSet<String>) {
+    let mut objects = BTreeSet::new();
+    let mut patterns = BTreeSet::new();
+    for (op, exposed) in DATA_READS {
+        if scope_kind.is_some_and(|k| data_action_object(op) != Some(k)) {
+            continue;
+        }
+        if let Some(g) = role.grants_data_action(op) {
+            objects.extend(exposed.iter().copied());
+            patterns.insert(format!("{} grants {op}", g.pattern));
+        }
+    }
+    (objects, patterns)
+}
+
+/// The management operations that let the holder give itself data access to the whole vault:
+/// in an access-policy vault writing its access policies, in an RBAC vault writing the vault
+/// (switching it to access policies).
+fn vault_writes(vault: &Vault) -> &'static [&'static str] {
+    if vault.is_rbac() {
+        &[VAULT_WRITE]
+    } else {
+        ACCESS_POLICY_WRITES
+    }
+}
+
+/// What assigning oneself `role` (at the assignment's scope: the vault or above, or the
+/// object `scope_kind` names) would expose: the objects its data actions read (RBAC vaults
+/// only), or every object when it may write the vault's permissions (at the vault or above).
+fn self_grant_exposes(
+    vault: &Vault,
+    role: &RoleDefinition,
+    scope_kind: Option<ObjectType>,
+) -> BTreeSet<ObjectType> {
+    if scope_kind.is_none()
+        && vault_writes(vault)
+            .iter()
+            .any(|op| role.grants_action(op).is_some())
+    {
+        return all_objects();
+    }
+    if vault.is_rbac() {
+        data_reads(role, scope_kind).0
+    } else {
+        BTreeSet::new()
+    }
+}
+
 /// Every way `principals` reach `vault`. `chain` is the vault's scope chain (the vault id, its
 /// resource group, subscription, management groups, `/`); `assignments` may include assignments
-/// elsewhere (filtered here); `roles` is keyed by lower-case role GUID.
+/// elsewhere (filtered here; those at a scope below the vault reach the one object they name);
+/// `roles` is keyed by lower-case role GUID. An assignment whose role is not in `roles` is
+/// skipped: the caller reports it as unknown.
 pub fn vault_access(
     vault: &Vault,
     chain: &[String],
@@ -218,12 +247,6 @@ pub fn vault_access(
     roles: &BTreeMap<String, RoleDefinition>,
 ) -> Vec<Access> {
     let mut out = Vec::new();
-    let all_objects: BTreeSet<ObjectType> = [
-        ObjectType::Secrets,
-        ObjectType::Keys,
-        ObjectType::Certificates,
-    ]
-    .into();
     let principal_ids: Vec<&str> = principals
         .all
         .iter()
@@ -243,6 +266,7 @@ pub fn vault_access(
                 vault_id: vault.id.clone(),
                 reach: Reach::CanRead,
                 objects: objects.clone(),
+                only: None,
                 via: Via::AccessPolicy {
                     object_id: policy.object_id.clone(),
                 },
@@ -250,11 +274,7 @@ pub fn vault_access(
                 rule: format!(
                     "access policy for {} grants {}",
                     principal.display,
-                    objects
-                        .iter()
-                        .map(|o| o.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    kinds(&objects)
                 ),
             });
         }
@@ -264,16 +284,36 @@ pub fn vault_access(
         let Some(principal) = principals.get(&a.properties.principal_id) else {
             continue;
         };
-        if !applies_at(a.scope(), chain) {
-            continue;
-        }
+        // At the vault or above it (`None`), or at one object below it.
+        let object = if applies_at(a.scope(), chain) {
+            None
+        } else {
+            match object_scope(&vault.id, a.scope()) {
+                Some(object) => Some(object),
+                None => continue,
+            }
+        };
         let Some(role) = roles.get(&a.role_guid().to_ascii_lowercase()) else {
             continue;
         };
-        let via = Via::Assignment {
-            assignment_id: a.id.clone(),
-            role: role.role_name().to_string(),
-            scope: a.scope().to_string(),
+        let scope_kind = object.as_ref().map(|(t, _)| *t);
+        let only = object.as_ref().map(|(_, name)| name.clone());
+        let at = match &object {
+            None => String::new(),
+            Some((t, name)) => format!(" on {} {name}", t.noun()),
+        };
+        let access = |reach, objects, rule| Access {
+            vault_id: vault.id.clone(),
+            reach,
+            objects,
+            only: only.clone(),
+            via: Via::Assignment {
+                assignment_id: a.id.clone(),
+                role: role.role_name().to_string(),
+                scope: a.scope().to_string(),
+            },
+            principal: principal.clone(),
+            rule,
         };
         let condition_note = a
             .condition()
@@ -282,72 +322,71 @@ pub fn vault_access(
 
         // Direct data access (RBAC vaults only: access-policy vaults ignore data roles).
         if vault.is_rbac() {
-            let mut objects = BTreeSet::new();
-            let mut patterns = BTreeSet::new();
-            for (op, exposed) in DATA_READS {
-                if let Some(g) = role.grants_data_action(op) {
-                    objects.extend(exposed.iter().copied());
-                    patterns.insert(format!("{} grants {op}", g.pattern));
-                }
-            }
+            let (objects, patterns) = data_reads(role, scope_kind);
             if !objects.is_empty() {
-                out.push(Access {
-                    vault_id: vault.id.clone(),
-                    reach: Reach::CanRead,
+                out.push(access(
+                    Reach::CanRead,
                     objects,
-                    via: via.clone(),
-                    principal: principal.clone(),
-                    rule: format!(
-                        "data action {}{condition_note}",
+                    format!(
+                        "data action {}{at}{condition_note}",
                         patterns.into_iter().collect::<Vec<_>>().join("; ")
                     ),
-                });
+                ));
             }
         }
 
-        // Indirect: the right to grant oneself data access.
-        if vault.is_rbac() {
-            if let Some(g) = role.grants_action(ROLE_ASSIGNMENT_WRITE) {
-                let constraint: WriteConstraint = condition::role_assignment_write(a.condition());
-                let grantable: Vec<&RoleDefinition> = roles
-                    .values()
-                    .filter(|r| r.has_key_vault_data_actions())
-                    .filter(|r| constraint.allows(&r.name, &principal_ids))
-                    .collect();
-                if !grantable.is_empty() {
-                    let mut names: Vec<&str> = grantable.iter().map(|r| r.role_name()).collect();
-                    names.sort();
-                    out.push(Access {
-                        vault_id: vault.id.clone(),
-                        reach: Reach::CanGrantSelf,
-                        objects: all_objects.clone(),
-                        via: via.clone(),
-                        principal: principal.clone(),
-                        rule: format!(
-                            "action {} grants {ROLE_ASSIGNMENT_WRITE} in an RBAC vault; {}; it could assign itself {}",
-                            g.pattern,
-                            constraint.describe(),
-                            names.join(", ")
-                        ),
-                    });
+        // Indirect: the right to assign roles, here to oneself — a data role (RBAC vault), or
+        // a role that may write the vault's permissions (either model).
+        if let Some(g) = role.grants_action(ROLE_ASSIGNMENT_WRITE) {
+            let constraint: WriteConstraint = condition::role_assignment_write(a.condition());
+            let mut objects = BTreeSet::new();
+            let mut names = Vec::new();
+            for r in roles
+                .values()
+                .filter(|r| constraint.allows(&r.name, &principal_ids))
+            {
+                let exposed = self_grant_exposes(vault, r, scope_kind);
+                if !exposed.is_empty() {
+                    objects.extend(exposed);
+                    names.push(r.role_name());
                 }
             }
-        } else {
-            let write = ACCESS_POLICY_WRITES
+            if !objects.is_empty() {
+                names.sort();
+                let model = if vault.is_rbac() {
+                    "an RBAC vault"
+                } else {
+                    "an access-policy vault"
+                };
+                out.push(access(
+                    Reach::CanGrantSelf,
+                    objects,
+                    format!(
+                        "action {} grants {ROLE_ASSIGNMENT_WRITE}{at} in {model}; {}; it could assign itself {}",
+                        g.pattern,
+                        constraint.describe(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+
+        // Indirect: writing the vault's permissions (at the vault or above).
+        if object.is_none() {
+            let write = vault_writes(vault)
                 .iter()
                 .find_map(|op| role.grants_action(op).map(|g| (op, g)));
             if let Some((op, g)) = write {
-                out.push(Access {
-                    vault_id: vault.id.clone(),
-                    reach: Reach::CanGrantSelf,
-                    objects: all_objects.clone(),
-                    via,
-                    principal: principal.clone(),
-                    rule: format!(
-                        "action {} grants {op} in an access-policy vault: it could add an access policy for itself{condition_note}",
-                        g.pattern
-                    ),
-                });
+                let how = if vault.is_rbac() {
+                    "in an RBAC vault: it could turn enableRbacAuthorization off and add an access policy for itself"
+                } else {
+                    "in an access-policy vault: it could add an access policy for itself"
+                };
+                out.push(access(
+                    Reach::CanGrantSelf,
+                    all_objects(),
+                    format!("action {} grants {op} {how}{condition_note}", g.pattern),
+                ));
             }
         }
     }
@@ -506,20 +545,93 @@ mod tests {
             assignment("a4", SUB, "kvc", "alice", None),
         ];
         let got = vault_access(&v, &chain(&v), &alice(), &assignments, &roles());
-        assert_eq!(got.len(), 2, "{got:#?}");
+        assert_eq!(got.len(), 3, "{got:#?}");
         // Key Vault Certificate User reads secret values (and so certificate private keys).
         assert_eq!(got[0].reach, Reach::CanRead);
         assert!(got[0].objects.contains(&ObjectType::Secrets));
         assert!(got[0].objects.contains(&ObjectType::Certificates));
-        // The conditioned writer may assign Certificate User: a path. The one limited to Reader
-        // is not; Key Vault Contributor cannot write role assignments.
+        // The conditioned writer may assign Certificate User: a path to what that role reads,
+        // not to keys. The one limited to Reader is not a path.
         assert_eq!(got[1].reach, Reach::CanGrantSelf);
         assert_eq!(got[1].principal.object_id, "eng");
+        assert_eq!(
+            got[1].objects,
+            [ObjectType::Secrets, ObjectType::Certificates].into()
+        );
         assert!(
             got[1].rule.contains("Key Vault Certificate User"),
             "{}",
             got[1].rule
         );
+        // Key Vault Contributor cannot write role assignments, but may write the vault: turn
+        // RBAC off and add itself an access policy.
+        assert_eq!(got[2].reach, Reach::CanGrantSelf);
+        assert_eq!(got[2].objects, ObjectType::ALL.into());
+        assert!(
+            got[2].rule.contains("enableRbacAuthorization off"),
+            "{}",
+            got[2].rule
+        );
+    }
+
+    #[test]
+    fn an_assignment_below_the_vault_reaches_that_object_with_its_kind_only() {
+        let v = vault("rbac", Some(true), json!([]));
+        let at = |what: &str| format!("{}/{what}", v.id);
+        let assignments = [
+            assignment("a1", &at("secrets/db"), "secretsuser", "alice", None),
+            // A secrets role on a key or a certificate reads nothing.
+            assignment("a2", &at("keys/signing"), "secretsuser", "alice", None),
+            assignment("a3", &at("certificates/tls"), "secretsuser", "alice", None),
+            // Elsewhere: not this vault.
+            assignment(
+                "a4",
+                &format!(
+                    "{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/other/secrets/db"
+                ),
+                "secretsuser",
+                "alice",
+                None,
+            ),
+            // The right to assign roles on one secret: a path to that secret only.
+            assignment("a5", &at("secrets/api"), "rbacadmin", "alice", None),
+        ];
+        let got = vault_access(&v, &chain(&v), &alice(), &assignments, &roles());
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert_eq!(got[0].reach, Reach::CanRead);
+        assert_eq!(got[0].only.as_deref(), Some("db"));
+        assert!(got[0].exposes(ObjectType::Secrets, "DB"));
+        assert!(!got[0].exposes(ObjectType::Secrets, "other"));
+        assert!(!got[0].exposes(ObjectType::Keys, "db"));
+        assert!(got[0].rule.contains("on secret db"), "{}", got[0].rule);
+        assert_eq!(got[1].reach, Reach::CanGrantSelf);
+        assert_eq!(got[1].only.as_deref(), Some("api"));
+        assert!(!got[1].grants_whole_vault());
+        assert!(!got[1].objects.contains(&ObjectType::Keys));
+    }
+
+    #[test]
+    fn assigning_roles_reaches_an_access_policy_vault_through_a_vault_writer_role() {
+        let v = vault("ap", None, json!([]));
+        let only_secrets_user = "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {secretsuser}))";
+        let unconstrained = [assignment("a1", SUB, "rbacadmin", "alice", None)];
+        let got = vault_access(&v, &chain(&v), &alice(), &unconstrained, &roles());
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(got[0].grants_whole_vault());
+        assert!(
+            got[0].rule.contains("Key Vault Contributor"),
+            "it could assign itself a role that writes access policies: {}",
+            got[0].rule
+        );
+        // Limited to a data role: data roles do nothing in an access-policy vault.
+        let constrained = [assignment(
+            "a1",
+            SUB,
+            "rbacadmin",
+            "alice",
+            Some(only_secrets_user),
+        )];
+        assert!(vault_access(&v, &chain(&v), &alice(), &constrained, &roles()).is_empty());
     }
 
     #[test]

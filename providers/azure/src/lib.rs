@@ -8,262 +8,75 @@
 //!   findings with explained paths (see [`CAPABILITIES`]), `execute` runs one action idempotently,
 //!   `live_state` reads Azure again for verification.
 //!
-//! Module map:
-//! - pure core: [`rbac`] (role definitions and assignments, wildcard matching, scope
-//!   inheritance), [`condition`] (role-assignment conditions Closeout evaluates; anything else
-//!   counts as allowing), [`keyvault`] (every way a person reaches a vault's objects, directly or
-//!   by granting themselves access, each with its rule);
-//! - I/O: [`http`] (typed ARM and Graph calls, `azure_identity` tokens, paging, throttling),
-//!   [`arm`] (scope tree, role definitions, assignments, vaults), [`directory`] (the person's
-//!   user, groups and owned applications), [`data_plane`] (Key Vault secrets, keys and
-//!   certificates through the Azure SDK crates);
-//! - the provider: `resolve` (findings), `actions` (execute), `credentials` (application
-//!   credential rotation), `live` (live state for verification), [`entitlements`] (which
-//!   findings are grants a policy names, the findings grants will be, the `grant` verb, users no
-//!   identity claims).
+//! Module map, in layers (a module imports only from its own layer or lower ones; checked by
+//! `scripts/check-layers.py`):
 //!
-//! Every call passes through the provider's one [`CallGate`]. Secret values (the client secret,
-//! new application credentials, rotated vault values) only travel inside
+//! layer 0: capabilities, object, principal, entra
+//! layer 1: config, condition, error, rbac, state, http
+//! layer 2: keyvault, directory, data_plane
+//! layer 3: survey, arm, findings
+//! layer 4: client
+//! layer 5: resolve, live, health, nhi, entitlements
+//! layer 6: credentials, actions
+//! layer 7: provider
+//!
+//! - Vocabulary: `capabilities` (the provider's name, finding kinds, verbs, needed permissions,
+//!   the marks Closeout leaves in Azure), [`object`] (the three kinds of Key Vault object and
+//!   the data actions exposing each), [`principal`] (the person as RBAC sees them), [`entra`]
+//!   (Graph's user, group, application and service principal objects; how the person's user is
+//!   matched).
+//! - Pure rules and shared helpers: `config` (configuration and its validation), [`condition`]
+//!   (role-assignment conditions Closeout evaluates; anything else counts as allowing), `error`
+//!   (the provider errors), [`rbac`] (role definitions and assignments, wildcard matching, scope
+//!   inheritance), `state` (user and session states against the cutoff), [`http`] (typed ARM and
+//!   Graph calls, `azure_identity` tokens, paging, throttling).
+//! - Reading Azure: [`keyvault`] (pure: every way a person reaches a vault's objects, directly or
+//!   by granting themselves access, each with its rule), [`directory`] (the person's user, groups
+//!   and owned applications), [`data_plane`] (Key Vault secrets, keys and certificates through
+//!   the Azure SDK crates).
+//! - The tenant and the findings: [`survey`] (pure: the scope tree, role definitions,
+//!   assignments and vaults one resolution reads, and the paths to each vault), [`arm`] (reading
+//!   them), `findings` (pure: the findings built from what was read).
+//! - `client`: [`AzureProvider`] itself and its clients.
+//! - Serving the contract: `resolve` (resolution's I/O), `live` (live state for verification),
+//!   `health` (the caller's permissions), `nhi` (a service identity's applications),
+//!   [`entitlements`] (which findings are grants a policy names, the findings grants will be,
+//!   the `grant` verb, users no identity claims).
+//! - Changing Azure: `credentials` (application credential rotation), `actions` (execute,
+//!   dispatching every verb).
+//! - `provider`: the `Provider` impl, delegating to the modules above; nothing imports it.
+//!
+//! Every call passes through the provider's one [`closeout_contract::CallGate`]. Secret values
+//! (the client secret, new application credentials, rotated vault values) only travel inside
 //! [`closeout_contract::SecretValue`] or straight from Azure into the next request.
 
 mod actions;
 pub mod arm;
 mod capabilities;
+mod client;
 pub mod condition;
 mod config;
 mod credentials;
 pub mod data_plane;
 pub mod directory;
 pub mod entitlements;
+pub mod entra;
+mod error;
+mod findings;
 mod health;
 pub mod http;
 pub mod keyvault;
 mod live;
 mod nhi;
+pub mod object;
+pub mod principal;
+mod provider;
 pub mod rbac;
 mod resolve;
+mod state;
+pub mod survey;
 
 pub use capabilities::{canonical_scope, kinds, CAPABILITIES, PROVIDER};
+pub use client::AzureProvider;
 pub use config::{AzureConfig, AzureError};
-
-use closeout_contract::{
-    ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Health, Identity,
-    Limits, ProbeOutcome, Provider, ProviderError, Resolution, ResolveContext, State,
-    UnclaimedAccount,
-};
-use std::future::Future;
-
-/// The Azure provider.
-pub struct AzureProvider {
-    config: AzureConfig,
-    http: http::AzureHttp,
-    data: data_plane::KeyVaultData,
-}
-
-impl std::fmt::Debug for AzureProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AzureProvider")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-fn env_nonempty(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
-}
-
-async fn read_first_line(
-    field: &'static str,
-    path: &std::path::Path,
-) -> Result<String, AzureError> {
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| AzureError::File {
-            field,
-            path: path.display().to_string(),
-            message: e.kind().to_string(),
-        })?;
-    let first = text.lines().next().unwrap_or("").trim().to_string();
-    if first.is_empty() {
-        return Err(AzureError::File {
-            field,
-            path: path.display().to_string(),
-            message: "the file is empty".into(),
-        });
-    }
-    Ok(first)
-}
-
-impl AzureProvider {
-    /// Validate `config`, read the client secret (from `client_secret_file`, else
-    /// `AZURE_CLIENT_SECRET`) and the extra root certificate, and build the clients. Makes no
-    /// Azure call.
-    pub async fn connect(config: AzureConfig) -> Result<AzureProvider, AzureError> {
-        config.validate()?;
-        let secret = match &config.client_secret_file {
-            Some(path) => read_first_line("client_secret_file", path).await?,
-            None => env_nonempty("AZURE_CLIENT_SECRET")
-                .ok_or(AzureError::NoSecret)?
-                .trim()
-                .to_string(),
-        };
-        let ca_pem = match &config.ca_file {
-            Some(path) => {
-                Some(
-                    tokio::fs::read_to_string(path)
-                        .await
-                        .map_err(|e| AzureError::File {
-                            field: "ca_file",
-                            path: path.display().to_string(),
-                            message: e.kind().to_string(),
-                        })?,
-                )
-            }
-            None => None,
-        };
-        let gate = CallGate::new(limits_for(&config));
-        let endpoints = http::Endpoints {
-            authority_host: config.authority_host.clone(),
-            arm: config.arm_endpoint.clone(),
-            graph: config.graph_endpoint.clone(),
-            ..http::Endpoints::default()
-        };
-        let http = http::AzureHttp::new(
-            &config.tenant_id,
-            &config.client_id,
-            secret.into(),
-            endpoints,
-            ca_pem.as_deref(),
-            gate.clone(),
-        )
-        .map_err(AzureError::Client)?;
-        let data = data_plane::KeyVaultData::new(
-            http.credential(),
-            data_plane::DataPlaneOptions {
-                api_version: config.key_vault_api_version.clone(),
-                extra_root_pem: ca_pem,
-                host_overrides: config
-                    .host_overrides
-                    .iter()
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect(),
-            },
-            gate,
-        )
-        .map_err(AzureError::Client)?;
-        Ok(AzureProvider { config, http, data })
-    }
-
-    pub fn config(&self) -> &AzureConfig {
-        &self.config
-    }
-}
-
-fn limits_for(config: &AzureConfig) -> Limits {
-    Limits::configured(config.max_in_flight, config.requests_per_second)
-}
-
-impl Provider for AzureProvider {
-    type Config = AzureConfig;
-    const CAPABILITIES: &'static Capabilities = &CAPABILITIES;
-
-    fn connect(
-        config: AzureConfig,
-    ) -> impl Future<Output = Result<AzureProvider, AzureError>> + Send {
-        AzureProvider::connect(config)
-    }
-
-    fn limits(&self) -> Limits {
-        limits_for(&self.config)
-    }
-
-    fn health(
-        &self,
-        needs: &[&'static str],
-    ) -> impl Future<Output = Result<Health, ProviderError>> + Send {
-        Box::pin(self.health_impl(needs))
-    }
-
-    fn resolve(
-        &self,
-        ctx: &ResolveContext,
-    ) -> impl Future<Output = Result<Resolution, ProviderError>> + Send {
-        Box::pin(self.resolve_impl(ctx))
-    }
-
-    fn execute(
-        &self,
-        action: &ActionRequest,
-    ) -> impl Future<Output = Result<ActionOutcome, ProviderError>> + Send {
-        Box::pin(self.execute_impl(action))
-    }
-
-    fn live_state(
-        &self,
-        finding: &Finding,
-        ctx: &ResolveContext,
-    ) -> impl Future<Output = Result<State, ProviderError>> + Send {
-        Box::pin(self.live_state_impl(finding, ctx))
-    }
-
-    fn probe(
-        &self,
-        _finding: &Finding,
-    ) -> impl Future<Output = Result<Option<ProbeOutcome>, ProviderError>> + Send {
-        // Proving an old client secret dead is what the app-credential rotation's own test does
-        // for the new one; live state (the key id gone) covers the old one. No separate probe.
-        std::future::ready(Ok(None))
-    }
-
-    fn entitlement(&self, finding: &Finding) -> Option<Entitlement> {
-        entitlements::entitlement_of(finding)
-    }
-
-    fn grant_finding(
-        &self,
-        ctx: &ResolveContext,
-        entitlement: &Entitlement,
-    ) -> impl Future<Output = Result<Finding, ProviderError>> + Send {
-        Box::pin(self.grant_finding_impl(ctx, entitlement))
-    }
-
-    fn unclaimed_accounts(
-        &self,
-        identities: &[Identity],
-    ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
-        Box::pin(self.unclaimed_impl(identities))
-    }
-
-    fn nhi_findings(
-        &self,
-        nhi: &ResolveContext,
-    ) -> impl Future<Output = Result<Vec<Finding>, ProviderError>> + Send {
-        Box::pin(self.nhi_findings_impl(nhi))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn capabilities_list_every_kind_once() {
-        let mut kinds: Vec<_> = CAPABILITIES.kinds.iter().map(|k| k.kind).collect();
-        let n = kinds.len();
-        kinds.sort();
-        kinds.dedup();
-        assert_eq!(n, kinds.len());
-        assert!(CAPABILITIES.verb("user", "disable").is_some());
-        assert!(CAPABILITIES
-            .verb("sign-in-sessions", "revoke-sessions")
-            .is_some());
-        assert!(CAPABILITIES.verb("role-assignment", "remove").is_some());
-        assert!(CAPABILITIES
-            .verb("group-role-assignment", "remove")
-            .is_none());
-        assert!(CAPABILITIES.verb("kv-secret", "rotate").is_some());
-        assert!(CAPABILITIES.verb("group-membership", "grant").is_some());
-        assert!(CAPABILITIES.verb("role-assignment", "grant").is_some());
-        assert!(CAPABILITIES.verb("access-policy", "grant").is_none());
-    }
-}
+pub use entra::UserMatch;

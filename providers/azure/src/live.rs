@@ -1,19 +1,19 @@
 //! The live state of one finding, read from Azure again (for verification of findings that no
-//! longer appear when the person is resolved again, e.g. a secret whose only path was removed).
+//! longer appear when the person is resolved again, e.g. a secret whose only path was removed),
+//! and the probes of old credentials.
 
-use crate::actions::{attr, object_path};
-use crate::credentials::DISPLAY_PREFIX;
-use crate::http::Api;
-use crate::keyvault::ObjectType;
-use crate::resolve::{sessions_state, user_state};
-use crate::{kinds, AzureProvider};
-use closeout_contract::{Finding, ProviderError, ResolveContext, State};
+use crate::arm;
+use crate::capabilities::{kinds, CREDENTIAL_DISPLAY_PREFIX, PROVIDER};
+use crate::client::AzureProvider;
+use crate::config::credential_secret_name;
+use crate::directory::{self, object_path};
+use crate::error::attr;
+use crate::http::{Api, CallError, TokenFailure};
+use crate::object::ObjectType;
+use crate::state::{sessions_state, user_state};
+use chrono::{DateTime, Utc};
+use closeout_contract::{Finding, ProbeOutcome, ProviderError, ResolveContext, SecretValue, State};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct IdOnly {
-    id: String,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,7 +23,7 @@ struct Credential {
     display_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Credentials {
     #[serde(default)]
@@ -39,14 +39,16 @@ impl AzureProvider {
         ctx: &ResolveContext,
     ) -> Result<State, ProviderError> {
         match f.kind.as_str() {
-            kinds::USER => Ok(match self.get_user(&f.resource).await? {
+            kinds::USER => Ok(match directory::get_user(&self.http, &f.resource).await? {
                 Some(u) => user_state(&u),
                 None => State::Deleted,
             }),
-            kinds::SIGN_IN_SESSIONS => Ok(match self.get_user(&f.resource).await? {
-                Some(u) => sessions_state(&u, ctx.cutoff),
-                None => State::Deleted,
-            }),
+            kinds::SIGN_IN_SESSIONS => {
+                Ok(match directory::get_user(&self.http, &f.resource).await? {
+                    Some(u) => sessions_state(&u, ctx.cutoff),
+                    None => State::Deleted,
+                })
+            }
             kinds::GROUP_MEMBERSHIP => self.in_group(f, false).await,
             kinds::INHERITED_GROUP => self.in_group(f, true).await,
             kinds::ROLE_ASSIGNMENT => self.assignment_state(f).await,
@@ -71,7 +73,25 @@ impl AzureProvider {
                     return Ok(State::Unknown);
                 };
                 Ok(
-                    match self.owners(attr(f, "collection")?, &f.resource).await? {
+                    match directory::owners(&self.http, attr(f, "collection")?, &f.resource).await?
+                    {
+                        None => State::Deleted,
+                        Some(o) if o.iter().any(|o| o.eq_ignore_ascii_case(user)) => State::Active,
+                        Some(_) => State::Reassigned,
+                    },
+                )
+            }
+            kinds::ACTS_AS_SERVICE_PRINCIPAL => {
+                // Closed once the person no longer owns the object the path starts with.
+                let user = attr(f, "user_id")?;
+                Ok(
+                    match directory::owners(
+                        &self.http,
+                        attr(f, "owned_collection")?,
+                        attr(f, "owned_object_id")?,
+                    )
+                    .await?
+                    {
                         None => State::Deleted,
                         Some(o) if o.iter().any(|o| o.eq_ignore_ascii_case(user)) => State::Active,
                         Some(_) => State::Reassigned,
@@ -102,44 +122,25 @@ impl AzureProvider {
         transitive: bool,
     ) -> Result<State, ProviderError> {
         let user = attr(f, "user_id")?;
-        let relation = if transitive {
-            "transitiveMemberOf"
-        } else {
-            "memberOf"
-        };
-        let path = format!(
-            "{}/{relation}/microsoft.graph.group?$select=id",
-            object_path("users", user)
-        );
-        let groups: Vec<IdOnly> = match self.http.list(Api::Graph, &path).await {
-            Ok(g) => g,
-            Err(e) if e.is_not_found() => return Ok(State::Deleted),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(if groups.iter().any(|g| g.id.eq_ignore_ascii_case(group)) {
+        Ok(
+            match directory::in_group(&self.http, user, group, transitive).await? {
+                Some(true) => State::Active,
+                Some(false) | None => State::Deleted,
+            },
+        )
+    }
+
+    pub(crate) async fn assignment_state(&self, f: &Finding) -> Result<State, ProviderError> {
+        Ok(if arm::assignment_exists(&self.http, &f.resource).await? {
             State::Active
         } else {
             State::Deleted
         })
     }
 
-    pub(crate) async fn assignment_state(&self, f: &Finding) -> Result<State, ProviderError> {
-        let path = format!(
-            "{}?api-version={}",
-            f.resource,
-            crate::arm::AUTHORIZATION_API
-        );
-        match self.http.call::<IdOnly>(Api::Arm, "GET", &path, None).await {
-            Ok(Some(_)) => Ok(State::Active),
-            Ok(None) => Ok(State::Deleted),
-            Err(e) if e.is_not_found() => Ok(State::Deleted),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     async fn policy_state(&self, f: &Finding) -> Result<State, ProviderError> {
         let object_id = attr(f, "object_id")?;
-        Ok(match self.get_vault(attr(f, "vault_id")?).await? {
+        Ok(match arm::vault(&self.http, attr(f, "vault_id")?).await? {
             Some(v)
                 if v.properties
                     .access_policies
@@ -182,7 +183,7 @@ impl AzureProvider {
             replaced |= c
                 .display_name
                 .as_deref()
-                .is_some_and(|d| d.starts_with(DISPLAY_PREFIX) && d.ends_with(key_id));
+                .is_some_and(|d| d.starts_with(CREDENTIAL_DISPLAY_PREFIX) && d.ends_with(key_id));
         }
         Ok(if replaced {
             State::Rotated
@@ -197,7 +198,170 @@ impl AzureProvider {
         ctx: &ResolveContext,
         t: ObjectType,
     ) -> Result<State, ProviderError> {
-        self.object_state(attr(f, "vault_uri")?, t, attr(f, "name")?, ctx.cutoff)
+        Ok(self
+            .object_state(attr(f, "vault_uri")?, t, attr(f, "name")?, ctx.cutoff)
+            .await?)
+    }
+
+    /// `Rotated` once the current version postdates the cutoff and every older version is
+    /// disabled; `Deleted` when the object is gone; `Active` otherwise.
+    pub(crate) async fn object_state(
+        &self,
+        vault_uri: &str,
+        t: ObjectType,
+        name: &str,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<State, CallError> {
+        let Some(cutoff) = cutoff else {
+            return Ok(State::Active);
+        };
+        let Some(current) = self.data.current(vault_uri, t, name).await? else {
+            return Ok(State::Deleted);
+        };
+        // Key Vault keeps whole seconds; a version made in the cutoff's second counts as after.
+        if current.created.is_none_or(|c| c < cutoff.timestamp()) {
+            return Ok(State::Active);
+        }
+        let versions = self.data.versions(vault_uri, t, name).await?;
+        let old_enabled = versions
+            .iter()
+            .any(|v| v.version != current.version && v.enabled);
+        Ok(if old_enabled {
+            State::Active
+        } else {
+            State::Rotated
+        })
+    }
+
+    /// Actively check an old credential after its rotation. An application's (or service
+    /// principal's) client secret whose value Closeout still holds — a version of the
+    /// credential-vault secret it published earlier, tagged with that credential's key id — is
+    /// tried at the token endpoint (client credentials) and must be refused. Otherwise the
+    /// probe reads the metadata and says so: the old key id must be gone from
+    /// `passwordCredentials` (`keyCredentials` for a certificate, whose private key Closeout
+    /// cannot sign with here).
+    pub(crate) async fn probe_impl(
+        &self,
+        f: &Finding,
+    ) -> Result<Option<ProbeOutcome>, ProviderError> {
+        let list = match f.kind.as_str() {
+            kinds::APP_PASSWORD => "passwordCredentials",
+            kinds::APP_CERTIFICATE => "keyCredentials",
+            _ => return Ok(None),
+        };
+        let key_id = attr(f, "key_id")?;
+        if f.kind == kinds::APP_PASSWORD {
+            if let Some(app_id) = f.attr("app_id").filter(|a| !a.is_empty()) {
+                if let Some((value, source)) = self.held_secret(f, key_id).await? {
+                    let probe = format!(
+                        "client-credentials token request as application {app_id} with the old secret {key_id} ({source})"
+                    );
+                    return match self.http.token_for_app(app_id, &value).await {
+                        Ok(()) => Ok(Some(ProbeOutcome {
+                            probe,
+                            dead: false,
+                            detail:
+                                "the token endpoint issued a token: the old secret still signs in"
+                                    .into(),
+                        })),
+                        Err(TokenFailure::Refused(message)) => Ok(Some(ProbeOutcome {
+                            probe,
+                            dead: true,
+                            detail: format!("refused: {message}"),
+                        })),
+                        Err(TokenFailure::Unreachable(message)) => {
+                            Err(ProviderError::Unreachable {
+                                provider: PROVIDER,
+                                endpoint: self.config.authority_host.clone(),
+                                message,
+                            })
+                        }
+                    };
+                }
+            }
+        }
+        let probe = format!(
+            "metadata: {list} of {} (Closeout does not hold the old {}; no sign-in was tried)",
+            f.display,
+            if f.kind == kinds::APP_PASSWORD {
+                "secret's value"
+            } else {
+                "private key"
+            }
+        );
+        let path = format!(
+            "{}?$select=id,passwordCredentials,keyCredentials",
+            object_path(attr(f, "collection")?, attr(f, "object_id")?)
+        );
+        let creds = match self
+            .http
+            .call::<Credentials>(Api::Graph, "GET", &path, None)
             .await
+        {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) if e.is_not_found() => {
+                return Ok(Some(ProbeOutcome {
+                    probe,
+                    dead: true,
+                    detail: "the object no longer exists: no credential of it signs in".into(),
+                }))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let listed = if f.kind == kinds::APP_PASSWORD {
+            &creds.password_credentials
+        } else {
+            &creds.key_credentials
+        };
+        let present = listed.iter().any(|c| c.key_id.eq_ignore_ascii_case(key_id));
+        Ok(Some(ProbeOutcome {
+            probe,
+            dead: !present,
+            detail: if present {
+                format!("keyId {key_id} is still in {list}: the old credential still signs in")
+            } else {
+                format!("keyId {key_id} is no longer in {list}: the old credential cannot sign in")
+            },
+        }))
+    }
+
+    /// The value of client secret `key_id` of `f`'s application, when Closeout published it
+    /// (a version of the credential-vault secret tagged `credential = key_id`) and can still
+    /// read it; with where it was found.
+    async fn held_secret(
+        &self,
+        f: &Finding,
+        key_id: &str,
+    ) -> Result<Option<(SecretValue, String)>, ProviderError> {
+        let Some(vault) = self.config.credential_vault.as_deref() else {
+            return Ok(None);
+        };
+        let name = credential_secret_name(
+            &self.config.credential_secret_name,
+            f.attr("app_name").unwrap_or(&f.resource),
+            f.attr("app_id").unwrap_or(""),
+        );
+        let versions = match self.data.versions(vault, ObjectType::Secrets, &name).await {
+            Ok(v) => v,
+            Err(e) if matches!(e.status, Some(403 | 404)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(version) = versions.iter().find(|v| {
+            v.tags
+                .get("credential")
+                .is_some_and(|k| k.eq_ignore_ascii_case(key_id))
+        }) else {
+            return Ok(None);
+        };
+        Ok(self
+            .data
+            .secret_value(vault, &name, &version.version)
+            .await?
+            .map(|value| {
+                (
+                    value,
+                    format!("version {} of {name} in {vault}", version.version),
+                )
+            }))
     }
 }

@@ -6,10 +6,11 @@
 //! An application or service principal is the service identity's when its `displayName` equals
 //! the identity's id, email, or the email's local part (as IAM user names are matched on AWS).
 
-use crate::directory::{odata_literal, OwnedObject};
+use crate::client::AzureProvider;
+use crate::directory::odata_literal;
+use crate::entra::OwnedObject;
+use crate::findings::owned_object_finding;
 use crate::http::Api;
-use crate::resolve::owned_object_finding;
-use crate::AzureProvider;
 use closeout_contract::{Finding, Identity, ProviderError, ResolveContext};
 use std::collections::BTreeSet;
 

@@ -171,7 +171,7 @@ impl RoleDefinition {
 
     /// True when the role has any data action on Key Vault secrets, keys or certificates.
     pub fn has_key_vault_data_actions(&self) -> bool {
-        crate::keyvault::DATA_READS
+        crate::object::DATA_READS
             .iter()
             .any(|(op, _)| self.grants_data_action(op).is_some())
     }

@@ -1,16 +1,26 @@
 //! Resolution: the person's Entra user, groups, owned applications and their credentials, the
-//! role assignments reaching them, the access policies naming them, and every Key Vault object
-//! they own, can read or can grant themselves — each finding with the paths that explain it.
+//! service principals they can act as, the role assignments reaching them, the access policies
+//! naming them, and every Key Vault object they (or a service principal they can act as) own,
+//! can read or can grant themselves — each finding with the paths that explain it. What cannot
+//! be listed or read becomes a gap (open until read or accepted), never a warning only. This
+//! module does the reading; `findings` builds the findings from what was read.
 
-use crate::arm::Survey;
-use crate::data_plane::ObjectSummary;
-use crate::directory::{self, OwnedObject, User};
-use crate::keyvault::{Access, ObjectType, Principal, Principals, Reach, Vault, Via};
-use crate::rbac::RoleAssignment;
-use crate::{kinds, AzureProvider, PROVIDER};
-use chrono::{DateTime, Utc};
+use crate::capabilities::{kinds, PROVIDER};
+use crate::client::AzureProvider;
+use crate::config::credential_secret_name;
+use crate::directory::{self, user_principal};
+use crate::findings::{
+    access_policy_findings, acted_as_path, acts_as_finding, assignment_findings, gap_of, held_by,
+    membership_findings, owned_findings, user_findings, vault_exposure, vault_object_finding,
+    vault_paths, Reached, VaultObject,
+};
+use crate::http::Unread;
+use crate::keyvault::Vault;
+use crate::object::ObjectType;
+use crate::principal::Principals;
+use crate::survey::Survey;
 use closeout_contract::{
-    Account, Finding, Holder, Path, ProviderError, Relation, Resolution, ResolveContext, State,
+    Account, Finding, Gap, Path, ProviderError, Resolution, ResolveContext, State,
 };
 use futures::{stream, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
@@ -19,110 +29,10 @@ use std::sync::Arc;
 /// How many vault listings run at once (each still passes the provider's gate).
 const VAULT_LISTING_CONCURRENCY: usize = 4;
 
-pub(crate) fn finding_id(kind: &str, resource: &str) -> String {
-    format!("{PROVIDER}:{kind}:{resource}")
-}
-
-/// An active finding; callers that know better set `state` afterwards.
-fn finding(
-    kind: &str,
-    resource: String,
-    display: String,
-    relation: Relation,
-    holder: Holder,
-    paths: Vec<Path>,
-    attributes: BTreeMap<String, String>,
-) -> Finding {
-    Finding {
-        id: finding_id(kind, &resource),
-        provider: PROVIDER.into(),
-        kind: kind.into(),
-        relation,
-        holder,
-        resource,
-        display,
-        state: State::Active,
-        paths,
-        attributes,
-    }
-}
-
-fn attrs<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
-    pairs
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// The path from the person to a principal: nothing for the user, else the direct membership
-/// and (when different) the group reached through it.
-pub(crate) fn path_to(principal: &Principal) -> Path {
-    let mut path = Path::new();
-    if let Some((direct_id, direct_name)) = &principal.via_membership {
-        path = path.then("member-of", format!("group {direct_name}"));
-        if !direct_id.eq_ignore_ascii_case(&principal.object_id) {
-            path = path.then("member-of", principal.display.clone());
-        }
-    }
-    path
-}
-
-/// Actions on memberships and owned objects need the person's object id: every finding of a
-/// person carries it.
-pub(crate) fn held_by(f: &mut Finding, user_id: &str) {
-    f.attributes.insert("user_id".into(), user_id.to_string());
-}
-
-pub(crate) fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// `user` and `sign-in-sessions` states from the user object.
-pub(crate) fn user_state(user: &User) -> State {
-    if user.account_enabled == Some(false) {
-        State::Disabled
-    } else {
-        State::Active
-    }
-}
-
-pub(crate) fn sessions_state(user: &User, cutoff: Option<DateTime<Utc>>) -> State {
-    let valid_from = parse_time(user.sign_in_sessions_valid_from_date_time.as_deref());
-    match (valid_from, cutoff) {
-        // Graph may keep whole seconds: a revocation in the cutoff's second counts as after.
-        (Some(from), Some(cutoff)) if from.timestamp() >= cutoff.timestamp() => State::Revoked,
-        _ => State::Active,
-    }
-}
-
-pub(crate) fn object_kind(t: ObjectType) -> &'static str {
-    match t {
-        ObjectType::Secrets => kinds::KV_SECRET,
-        ObjectType::Keys => kinds::KV_KEY,
-        ObjectType::Certificates => kinds::KV_CERTIFICATE,
-    }
-}
-
-fn object_noun(t: ObjectType) -> &'static str {
-    match t {
-        ObjectType::Secrets => "secret",
-        ObjectType::Keys => "key",
-        ObjectType::Certificates => "certificate",
-    }
-}
-
-/// The resource of a vault object finding: `{vault name}/{secrets|keys|certificates}/{name}`.
-pub(crate) fn object_resource(vault: &str, t: ObjectType, name: &str) -> String {
-    format!("{vault}/{}/{name}", t.as_str())
-}
-
-/// One listed vault object with the vault it lives in.
-struct VaultObject {
-    vault: Arc<Vault>,
-    object_type: ObjectType,
-    summary: ObjectSummary,
+/// One vault's listing of one object type: its objects, or the gap it left.
+enum Listing {
+    Objects(Vec<VaultObject>),
+    Unread(Gap),
 }
 
 impl AzureProvider {
@@ -148,19 +58,96 @@ impl AzureProvider {
             display: format!("Entra user {upn}"),
             matched_by,
         });
-        self.user_findings(&user, &upn, ctx.cutoff, &mut out);
+        user_findings(&user, &upn, ctx.cutoff, &mut out);
 
-        let principals = directory::principals(&self.http, &user).await?;
+        let principals = match directory::principals(&self.http, &user).await {
+            Ok(p) => p,
+            Err(e) => {
+                let unread = Unread::of(
+                    kinds::GROUP_MEMBERSHIP,
+                    user.id.clone(),
+                    format!("the groups of {upn}"),
+                    e,
+                )?;
+                out.gaps.push(gap_of(&unread, Vec::new()));
+                Principals {
+                    all: vec![user_principal(&user)],
+                }
+            }
+        };
         membership_findings(&principals, &mut out);
 
-        for owned in directory::owned_objects(&self.http, &user.id).await? {
-            owned_findings(&owned, &upn, &mut out);
+        let owned = match directory::owned_objects(&self.http, &user.id).await {
+            Ok(o) => o,
+            Err(e) => {
+                let unread = Unread::of(
+                    kinds::OWNED_APPLICATION,
+                    user.id.clone(),
+                    format!("the applications and service principals {upn} owns"),
+                    e,
+                )?;
+                out.gaps.push(gap_of(&unread, Vec::new()));
+                Vec::new()
+            }
+        };
+        for o in &owned {
+            owned_findings(o, &upn, &mut out);
         }
+        // Owning an application or service principal is acting as it: its reach is theirs.
+        let acting =
+            directory::acted_as(&self.http, kinds::ACTS_AS_SERVICE_PRINCIPAL, &owned).await?;
+        out.gaps
+            .extend(acting.unread.iter().map(|u| gap_of(u, Vec::new())));
+        out.findings.extend(
+            acting
+                .reached
+                .iter()
+                .filter(|a| !a.owned_directly)
+                .map(acts_as_finding),
+        );
 
-        let survey = crate::arm::survey(&self.http, &user.id).await?;
+        let survey = crate::arm::survey(&self.http).await?;
+        out.gaps
+            .extend(survey.unread.iter().map(|u| gap_of(u, Vec::new())));
         assignment_findings(&survey, &principals, &user.id, &mut out);
         access_policy_findings(&survey, &principals, &mut out);
-        self.vault_object_findings(&survey, &principals, ctx, &mut out)
+
+        // Whose reach is the person's: theirs, and every service principal they can act as.
+        let mut reachers: Vec<(Path, &Principals)> = vec![(Path::new(), &principals)];
+        reachers.extend(
+            acting
+                .reached
+                .iter()
+                .map(|a| (acted_as_path(a), &a.principals)),
+        );
+        for (from, who) in &reachers {
+            for a in survey.unknown_roles(who) {
+                out.gaps.push(Gap {
+                    provider: PROVIDER.into(),
+                    kind: "role-definition".into(),
+                    resource: a.id.clone(),
+                    reason: format!(
+                        "role assignment {} names role definition {}, which could not be read: what it grants is unknown, so not closed",
+                        a.name,
+                        a.role_guid()
+                    ),
+                    paths: vec![from.clone()],
+                });
+            }
+        }
+        // The credentials published for applications whose credentials this resolution
+        // rotates anyway (the person owns them): rotating the application credential publishes
+        // a new version and removes the old credential from the application, so the secret is
+        // not rotated on its own (that would overwrite a working credential with a random
+        // value).
+        let rotated_apps: Vec<(&str, &str)> = owned
+            .iter()
+            .filter_map(|o| {
+                let app_id = o.app_id.as_deref().filter(|a| !a.is_empty())?;
+                Some((o.display_name.as_deref().unwrap_or(&o.id), app_id))
+            })
+            .collect();
+        self.vault_object_findings(&survey, &reachers, &rotated_apps, ctx, &mut out)
             .await?;
         for f in &mut out.findings {
             held_by(f, &user.id);
@@ -169,107 +156,111 @@ impl AzureProvider {
         Ok(out)
     }
 
-    fn user_findings(
-        &self,
-        user: &User,
-        upn: &str,
-        cutoff: Option<DateTime<Utc>>,
-        out: &mut Resolution,
-    ) {
-        let facts = attrs([
-            ("upn", upn),
-            ("mail", user.mail.as_deref().unwrap_or("")),
-            ("employee_id", user.employee_id.as_deref().unwrap_or("")),
-        ]);
-        out.findings.push(finding(
-            kinds::USER,
-            user.id.clone(),
-            format!("Entra user {upn}"),
-            Relation::Owns,
-            Holder::Account,
-            vec![Path::new().then("account", format!("Entra user {upn}"))],
-            facts.clone(),
-        ));
-        if let Some(f) = out.findings.last_mut() {
-            f.state = user_state(user);
-        }
-        let mut session_facts = facts;
-        if let Some(from) = &user.sign_in_sessions_valid_from_date_time {
-            session_facts.insert("sessions_valid_from".into(), from.clone());
-        }
-        out.findings.push(finding(
-            kinds::SIGN_IN_SESSIONS,
-            user.id.clone(),
-            format!("sign-in sessions of {upn}"),
-            Relation::Owns,
-            Holder::Account,
-            vec![Path::new()
-                .then("account", format!("Entra user {upn}"))
-                .then("has", "sign-in sessions")],
-            session_facts,
-        ));
-        if let Some(f) = out.findings.last_mut() {
-            f.state = sessions_state(user, cutoff);
-        }
-    }
-
-    /// Key Vault objects: everything in a vault the person reaches (per object type the path
-    /// exposes), and everything anywhere tagged as theirs. One paged list per vault and type.
+    /// Key Vault objects: everything in a vault the person (or a service principal they can
+    /// act as) reaches, per object type and name the path exposes, and everything anywhere
+    /// tagged as theirs. One paged list per vault and type; a vault whose objects cannot be
+    /// listed is a gap. A vault the person can grant themselves everything in is an exposure.
     async fn vault_object_findings(
         &self,
         survey: &Survey,
-        principals: &Principals,
+        reachers: &[(Path, &Principals)],
+        rotated_apps: &[(&str, &str)],
         ctx: &ResolveContext,
         out: &mut Resolution,
     ) -> Result<(), ProviderError> {
-        let paths = survey.key_vault_paths(principals);
+        let mut reached: BTreeMap<String, Vec<Reached>> = BTreeMap::new();
+        for (from, principals) in reachers {
+            for (vault, accesses) in survey.key_vault_paths(principals) {
+                reached
+                    .entry(vault.id.to_ascii_lowercase())
+                    .or_default()
+                    .extend(accesses.into_iter().map(|access| Reached {
+                        from: from.clone(),
+                        access,
+                    }));
+            }
+        }
+        let reached_of = |vault: &Vault| -> &[Reached] {
+            reached
+                .get(&vault.id.to_ascii_lowercase())
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
+        for vault in &survey.vaults {
+            out.exposures
+                .extend(vault_exposure(vault, reached_of(vault)));
+        }
         // Owned (not borrowed) inputs: the futures below must not depend on local lifetimes.
-        let listings: Vec<(Arc<Vault>, ObjectType)> = survey
-            .vaults
-            .iter()
-            .filter(|v| v.properties.vault_uri.is_some())
-            .flat_map(|v| {
-                let v = Arc::new(v.clone());
-                [
-                    ObjectType::Secrets,
-                    ObjectType::Keys,
-                    ObjectType::Certificates,
-                ]
-                .map(|t| (v.clone(), t))
-            })
-            .collect();
-        let objects: Vec<Vec<VaultObject>> = stream::iter(listings)
-            .map(|(vault, t)| async move {
+        let mut listings: Vec<(Arc<Vault>, ObjectType, Vec<Path>)> = Vec::new();
+        for vault in &survey.vaults {
+            let paths = vault_paths(vault, reached_of(vault));
+            if vault.properties.vault_uri.is_none() {
+                // Its objects cannot be listed: unknown, whoever reaches it.
+                out.gaps.extend(ObjectType::ALL.map(|t| Gap {
+                    provider: PROVIDER.into(),
+                    kind: t.finding_kind().into(),
+                    resource: vault.id.clone(),
+                    reason: format!(
+                        "vault {} has no vaultUri: its {} could not be listed, so not closed",
+                        vault.name,
+                        t.as_str()
+                    ),
+                    paths: paths.clone(),
+                }));
+                continue;
+            }
+            let v = Arc::new(vault.clone());
+            for t in ObjectType::ALL {
+                listings.push((v.clone(), t, paths.clone()));
+            }
+        }
+        let listed: Vec<Listing> = stream::iter(listings)
+            .map(|(vault, t, paths)| async move {
                 let uri = vault.properties.vault_uri.clone().unwrap_or_default();
-                let listed = self.data.list(&uri, t).await?;
-                Ok::<_, ProviderError>(
-                    listed
-                        .into_iter()
-                        // A certificate's backing secret and key are covered by the
-                        // certificate finding (and cannot be rotated on their own).
-                        .filter(|s| !s.managed)
-                        .map(|summary| VaultObject {
-                            vault: vault.clone(),
-                            object_type: t,
-                            summary,
-                        })
-                        .collect(),
-                )
+                match self.data.list(&uri, t).await {
+                    Ok(listed) => Ok(Listing::Objects(
+                        listed
+                            .into_iter()
+                            // A certificate's backing secret and key are covered by the
+                            // certificate finding (and cannot be rotated on their own).
+                            .filter(|s| !s.managed)
+                            .map(|summary| VaultObject {
+                                vault: vault.clone(),
+                                object_type: t,
+                                summary,
+                            })
+                            .collect(),
+                    )),
+                    Err(e) => {
+                        let unread = Unread::of(
+                            t.finding_kind(),
+                            vault.id.clone(),
+                            format!("the {} of vault {}", t.as_str(), vault.name),
+                            e,
+                        )?;
+                        Ok::<_, ProviderError>(Listing::Unread(gap_of(&unread, paths)))
+                    }
+                }
             })
             .buffer_unordered(VAULT_LISTING_CONCURRENCY)
             .try_collect()
             .await?;
+        let mut objects = Vec::new();
+        for listing in listed {
+            match listing {
+                Listing::Objects(o) => objects.extend(o),
+                Listing::Unread(gap) => out.gaps.push(gap),
+            }
+        }
 
         let identity = &ctx.identity;
-        let candidates: Vec<(VaultObject, Vec<Access>, Option<String>)> = objects
+        let candidates: Vec<(VaultObject, Vec<Reached>, Option<String>)> = objects
             .into_iter()
-            .flatten()
+            .filter(|object| !self.published_credential_of(object, rotated_apps))
             .filter_map(|object| {
-                let access: Vec<Access> = paths
+                let access: Vec<Reached> = reached_of(&object.vault)
                     .iter()
-                    .filter(|(v, _)| v.id == object.vault.id)
-                    .flat_map(|(_, a)| a.iter())
-                    .filter(|a| a.objects.contains(&object.object_type))
+                    .filter(|r| r.access.exposes(object.object_type, &object.summary.name))
                     .cloned()
                     .collect();
                 let owner = object
@@ -281,560 +272,77 @@ impl AzureProvider {
                 (!access.is_empty() || owner.is_some()).then_some((object, access, owner))
             })
             .collect();
-        let findings: Vec<Finding> = stream::iter(candidates)
+        let found: Vec<(Finding, Option<Gap>)> = stream::iter(candidates)
             .map(|(object, access, owner)| async move {
-                self.object_finding(object, &access, owner, ctx.cutoff)
-                    .await
+                let mut f = vault_object_finding(
+                    &object,
+                    &access,
+                    owner.as_deref(),
+                    &self.config.owner_tag,
+                );
+                let uri = object.vault.properties.vault_uri.as_deref().unwrap_or("");
+                let name = &object.summary.name;
+                let state = self
+                    .object_state(uri, object.object_type, name, ctx.cutoff)
+                    .await;
+                let gap = match state {
+                    Ok(state) => {
+                        f.state = state;
+                        None
+                    }
+                    Err(e) => {
+                        let unread = Unread::of(
+                            object.object_type.finding_kind(),
+                            f.resource.clone(),
+                            format!("the versions of {}", f.display),
+                            e,
+                        )?;
+                        f.state = State::Unknown;
+                        Some(gap_of(&unread, f.paths.clone()))
+                    }
+                };
+                Ok::<_, ProviderError>((f, gap))
             })
             .buffer_unordered(VAULT_LISTING_CONCURRENCY)
             .try_collect()
             .await?;
-        out.findings.extend(findings);
+        for (f, gap) in found {
+            out.findings.push(f);
+            out.gaps.extend(gap);
+        }
         Ok(())
     }
+}
 
-    async fn object_finding(
-        &self,
-        object: VaultObject,
-        access: &[Access],
-        owner: Option<String>,
-        cutoff: Option<DateTime<Utc>>,
-    ) -> Result<Finding, ProviderError> {
-        let t = object.object_type;
-        let vault = &object.vault.name;
+impl AzureProvider {
+    /// Whether `object` is the published credential of one of `apps` (display name, appId): a
+    /// secret of the credential vault named as `credential_secret_name` names that
+    /// application's (or its `-certificate` variant), or tagged `application` = its appId as
+    /// the credential rotation tags what it publishes.
+    fn published_credential_of(&self, object: &VaultObject, apps: &[(&str, &str)]) -> bool {
+        let Some(credential_vault) = self.config.credential_vault.as_deref() else {
+            return false;
+        };
+        let same_vault = object
+            .vault
+            .properties
+            .vault_uri
+            .as_deref()
+            .is_some_and(|uri| {
+                uri.trim_end_matches('/')
+                    .eq_ignore_ascii_case(credential_vault.trim_end_matches('/'))
+            });
+        if !same_vault || object.object_type != ObjectType::Secrets {
+            return false;
+        }
         let name = &object.summary.name;
-        let noun = object_noun(t);
-        let node = format!("{noun} {vault}/{name}");
-        let mut paths = Vec::new();
-        let mut relation = Relation::CanGrantSelf;
-        if let Some(owner) = &owner {
-            relation = Relation::Owns;
-            paths.push(Path::new().then(
-                "owns",
-                format!("{node} (tag {}={owner})", self.config.owner_tag),
-            ));
-        }
-        for a in access {
-            let (edge, path) = object_path(a, &object.vault, &node);
-            relation = relation.min(edge);
-            paths.push(path);
-        }
-        let uri = object.vault.properties.vault_uri.as_deref().unwrap_or("");
-        let state = self.object_state(uri, t, name, cutoff).await?;
-        let mut facts = attrs([
-            ("vault", vault.as_str()),
-            ("vault_uri", uri),
-            ("vault_id", object.vault.id.as_str()),
-            ("name", name.as_str()),
-            ("object_type", t.as_str()),
-            ("owner", owner.as_deref().unwrap_or("")),
-        ]);
-        if let Some(updated) = object
-            .summary
-            .updated
-            .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
-        {
-            facts.insert("updated".into(), updated.to_rfc3339());
-        }
-        // `created_at`: when the current version was made (the rotation policy's age).
-        if let Some(created) = object
-            .summary
-            .created
-            .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
-        {
-            facts.insert(
-                "created_at".into(),
-                created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            );
-        }
-        // `expires`: when the current version stops being valid (a certificate's notAfter, an
-        // object's `exp`), or "never": the rotation policy's `expires_within`.
-        let expires = object
-            .summary
-            .expires
-            .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
-            .map_or_else(
-                || closeout_contract::NEVER_EXPIRES.to_string(),
-                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            );
-        facts.insert("expires".into(), expires);
-        let mut f = finding(
-            object_kind(t),
-            object_resource(vault, t, name),
-            format!("Key Vault {node}"),
-            relation,
-            Holder::Shared,
-            paths,
-            facts,
-        );
-        f.state = state;
-        Ok(f)
-    }
-
-    /// `Rotated` once the current version postdates the cutoff and every older version is
-    /// disabled; `Deleted` when the object is gone; `Active` otherwise.
-    pub(crate) async fn object_state(
-        &self,
-        vault_uri: &str,
-        t: ObjectType,
-        name: &str,
-        cutoff: Option<DateTime<Utc>>,
-    ) -> Result<State, ProviderError> {
-        let Some(cutoff) = cutoff else {
-            return Ok(State::Active);
-        };
-        let Some(current) = self.data.current(vault_uri, t, name).await? else {
-            return Ok(State::Deleted);
-        };
-        // Key Vault keeps whole seconds; a version made in the cutoff's second counts as after.
-        if current.created.is_none_or(|c| c < cutoff.timestamp()) {
-            return Ok(State::Active);
-        }
-        let versions = self.data.versions(vault_uri, t, name).await?;
-        let old_enabled = versions
-            .iter()
-            .any(|v| v.version != current.version && v.enabled);
-        Ok(if old_enabled {
-            State::Active
-        } else {
-            State::Rotated
+        let tagged = object.summary.tags.get("application");
+        apps.iter().any(|(app_name, app_id)| {
+            let published =
+                credential_secret_name(&self.config.credential_secret_name, app_name, app_id);
+            name.eq_ignore_ascii_case(&published)
+                || name.eq_ignore_ascii_case(&format!("{published}-certificate"))
+                || tagged.is_some_and(|t| t.eq_ignore_ascii_case(app_id))
         })
-    }
-}
-
-/// The path from the person to a vault object (`node`) through one access, and the relation
-/// it gives.
-fn object_path(a: &Access, vault: &Vault, node: &str) -> (Relation, Path) {
-    let edge = match a.reach {
-        Reach::CanRead => Relation::CanRead,
-        Reach::CanGrantSelf => Relation::CanGrantSelf,
-    };
-    let path = access_path(a, vault)
-        .then("rule", a.rule.clone())
-        .then(edge.as_str(), node);
-    (edge, path)
-}
-
-/// The path from the person to a vault through one access: the membership chain, then the
-/// access policy or role assignment.
-fn access_path(a: &Access, vault: &Vault) -> Path {
-    let path = path_to(&a.principal);
-    match &a.via {
-        Via::AccessPolicy { .. } => path.then("named-in", policy_node(&vault.name, &a.principal)),
-        Via::Assignment {
-            assignment_id,
-            role,
-            scope,
-        } => path.then(
-            "assigned",
-            format!(
-                "role {role} at {} (assignment {})",
-                display_scope(scope),
-                crate::rbac::last_segment(assignment_id)
-            ),
-        ),
-    }
-}
-
-/// The node of an access policy: the same in the policy's finding and in the paths of the
-/// objects it opens, so the policy's path is a prefix of theirs.
-fn policy_node(vault: &str, principal: &Principal) -> String {
-    format!("access policy of vault {vault} for {}", principal.display)
-}
-
-pub(crate) fn display_scope(scope: &str) -> &str {
-    if scope.is_empty() {
-        "/"
-    } else {
-        scope
-    }
-}
-
-fn membership_findings(principals: &Principals, out: &mut Resolution) {
-    out.findings
-        .extend(principals.all.iter().skip(1).filter_map(membership_finding));
-}
-
-/// The membership finding of a group principal: `group-membership` when the group is the
-/// direct membership itself, `inherited-group` when reached through it. `None` for the user.
-pub(crate) fn membership_finding(p: &Principal) -> Option<Finding> {
-    let (direct_id, _) = p.via_membership.as_ref()?;
-    let direct = direct_id.eq_ignore_ascii_case(&p.object_id);
-    let kind = if direct {
-        kinds::GROUP_MEMBERSHIP
-    } else {
-        kinds::INHERITED_GROUP
-    };
-    let name = p.display.trim_start_matches("group ");
-    Some(finding(
-        kind,
-        p.object_id.clone(),
-        format!("membership in Entra {}", p.display),
-        Relation::MemberOf,
-        Holder::Account,
-        vec![path_to(p)],
-        attrs([
-            ("group", name),
-            ("group_id", &p.object_id),
-            ("direct_group_id", direct_id),
-        ]),
-    ))
-}
-
-/// The finding of an application or service principal as an NHI: `owner` names who owns it
-/// (omitted for one found for a service identity, whose owner a joiner is about to record).
-pub(crate) fn owned_object_finding(owned: &OwnedObject, owner: Option<&str>) -> Finding {
-    let (kind, noun, collection) = owned_noun(owned);
-    let name = owned.display_name.clone().unwrap_or(owned.id.clone());
-    let node = format!("{noun} {name}");
-    let mut facts = attrs([
-        ("object_id", owned.id.as_str()),
-        ("collection", collection),
-        ("app_id", owned.app_id.as_deref().unwrap_or("")),
-        ("app_name", name.as_str()),
-    ]);
-    if let Some(owner) = owner {
-        facts.insert("owner".into(), owner.into());
-    }
-    finding(
-        kind,
-        owned.id.clone(),
-        format!("Entra {node}"),
-        Relation::Owns,
-        Holder::Nhi(name),
-        vec![Path::new().then("owns", node)],
-        facts,
-    )
-}
-
-/// (kind, noun, Graph collection) of an owned object.
-fn owned_noun(owned: &OwnedObject) -> (&'static str, &'static str, &'static str) {
-    if owned.is_application() {
-        (kinds::OWNED_APPLICATION, "application", "applications")
-    } else {
-        (
-            kinds::OWNED_SERVICE_PRINCIPAL,
-            "service principal",
-            "servicePrincipals",
-        )
-    }
-}
-
-fn owned_findings(owned: &OwnedObject, owner: &str, out: &mut Resolution) {
-    let object = owned_object_finding(owned, Some(owner));
-    let (_, noun, _) = owned_noun(owned);
-    let node = format!("{noun} {}", object.attr("app_name").unwrap_or(&owned.id));
-    let holder = object.holder.clone();
-    let owns = object.paths[0].clone();
-    let base = object.attributes.clone();
-    out.findings.push(object);
-    for p in &owned.password_credentials {
-        let mut facts = base.clone();
-        facts.insert("key_id".into(), p.key_id.clone());
-        if let Some(end) = &p.end_date_time {
-            facts.insert("expires".into(), end.clone());
-        }
-        if let Some(hint) = &p.hint {
-            facts.insert("hint".into(), hint.clone());
-        }
-        out.findings.push(finding(
-            kinds::APP_PASSWORD,
-            format!("{}/{}", owned.id, p.key_id),
-            format!(
-                "client secret {} of {node}",
-                p.display_name.as_deref().unwrap_or(&p.key_id)
-            ),
-            Relation::Owns,
-            holder.clone(),
-            vec![owns.then("has", format!("client secret {}", p.key_id))],
-            facts,
-        ));
-    }
-    for k in &owned.key_credentials {
-        let mut facts = base.clone();
-        facts.insert("key_id".into(), k.key_id.clone());
-        if let Some(end) = &k.end_date_time {
-            facts.insert("expires".into(), end.clone());
-        }
-        out.findings.push(finding(
-            kinds::APP_CERTIFICATE,
-            format!("{}/{}", owned.id, k.key_id),
-            format!(
-                "certificate {} of {node}",
-                k.display_name.as_deref().unwrap_or(&k.key_id)
-            ),
-            Relation::Owns,
-            holder.clone(),
-            vec![owns.then("has", format!("certificate {}", k.key_id))],
-            facts,
-        ));
-    }
-}
-
-fn assignment_findings(
-    survey: &Survey,
-    principals: &Principals,
-    user_id: &str,
-    out: &mut Resolution,
-) {
-    for a in &survey.assignments {
-        let Some(principal) = principals.get(&a.properties.principal_id) else {
-            continue;
-        };
-        let role = survey
-            .roles
-            .get(&a.role_guid().to_ascii_lowercase())
-            .map(|r| r.role_name().to_string())
-            .unwrap_or_else(|| a.role_guid().to_string());
-        out.findings
-            .push(assignment_finding(a, &role, principal, user_id));
-    }
-}
-
-/// The finding of one role assignment reaching the person: `role-assignment` when its
-/// principal is the user (`user_id`), `group-role-assignment` when one of their groups.
-pub(crate) fn assignment_finding(
-    a: &RoleAssignment,
-    role: &str,
-    principal: &Principal,
-    user_id: &str,
-) -> Finding {
-    let own = principal.object_id.eq_ignore_ascii_case(user_id);
-    let scope = display_scope(a.scope());
-    let node = format!("role {role} at {scope} (assignment {})", a.name);
-    let mut facts = attrs([
-        ("role", role),
-        ("scope", scope),
-        ("principal_id", principal.object_id.as_str()),
-        // A grant PUTs it again; the role's name alone would need another lookup.
-        (
-            "role_definition_id",
-            a.properties.role_definition_id.as_str(),
-        ),
-        ("condition", a.condition().unwrap_or("")),
-    ]);
-    if !own {
-        facts.insert("group".into(), principal.display.clone());
-    }
-    finding(
-        if own {
-            kinds::ROLE_ASSIGNMENT
-        } else {
-            kinds::GROUP_ROLE_ASSIGNMENT
-        },
-        a.id.clone(),
-        format!("Azure {node}"),
-        Relation::MemberOf,
-        Holder::Account,
-        vec![path_to(principal).then("assigned", node)],
-        facts,
-    )
-}
-
-fn access_policy_findings(survey: &Survey, principals: &Principals, out: &mut Resolution) {
-    for vault in &survey.vaults {
-        for policy in &vault.properties.access_policies {
-            let Some(principal) = principals.get(&policy.object_id) else {
-                continue;
-            };
-            let own = principals
-                .user_id()
-                .is_some_and(|u| u.eq_ignore_ascii_case(&policy.object_id));
-            let node = policy_node(&vault.name, principal);
-            let p = &policy.permissions;
-            let mut facts = attrs([
-                ("vault", vault.name.as_str()),
-                ("vault_id", vault.id.as_str()),
-                ("object_id", policy.object_id.as_str()),
-                ("secrets", &p.secrets.join(",")),
-                ("keys", &p.keys.join(",")),
-                ("certificates", &p.certificates.join(",")),
-            ]);
-            if vault.is_rbac() {
-                // Dormant while the vault uses RBAC, live again if it switches back.
-                facts.insert("dormant".into(), "the vault uses Azure RBAC".into());
-            }
-            out.findings.push(finding(
-                if own {
-                    kinds::ACCESS_POLICY
-                } else {
-                    kinds::GROUP_ACCESS_POLICY
-                },
-                format!("{}/{}", vault.id, policy.object_id),
-                node.clone(),
-                Relation::MemberOf,
-                Holder::Account,
-                vec![path_to(principal).then("named-in", node)],
-                facts,
-            ));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn group(id: &str, name: &str, via: Option<(&str, &str)>) -> Principal {
-        Principal {
-            object_id: id.into(),
-            display: format!("group {name}"),
-            via_membership: via.map(|(a, b)| (a.into(), b.into())),
-        }
-    }
-
-    #[test]
-    fn memberships_split_into_direct_and_inherited_with_their_chain() {
-        let principals = Principals {
-            all: vec![
-                Principal {
-                    object_id: "u".into(),
-                    display: "user alice".into(),
-                    via_membership: None,
-                },
-                group("g1", "oncall", Some(("g1", "oncall"))),
-                group("g2", "platform", Some(("g1", "oncall"))),
-            ],
-        };
-        let mut out = Resolution::default();
-        membership_findings(&principals, &mut out);
-        assert_eq!(out.findings.len(), 2);
-        assert_eq!(out.findings[0].kind, kinds::GROUP_MEMBERSHIP);
-        assert_eq!(out.findings[1].kind, kinds::INHERITED_GROUP);
-        assert_eq!(
-            out.findings[1].paths[0].render("alice"),
-            "alice -member-of-> group oncall -member-of-> group platform"
-        );
-    }
-
-    #[test]
-    fn sessions_count_as_revoked_only_from_the_cutoff() {
-        let user: User = serde_json::from_value(serde_json::json!({
-            "id": "u", "accountEnabled": false,
-            "signInSessionsValidFromDateTime": "2026-11-30T10:00:00Z"
-        }))
-        .unwrap();
-        assert_eq!(user_state(&user), State::Disabled);
-        let at = |s: &str| Some(s.parse::<DateTime<Utc>>().unwrap());
-        assert_eq!(sessions_state(&user, None), State::Active);
-        assert_eq!(
-            sessions_state(&user, at("2026-11-30T09:59:59Z")),
-            State::Revoked
-        );
-        assert_eq!(
-            sessions_state(&user, at("2026-11-30T10:00:00.700Z")),
-            State::Revoked
-        );
-        assert_eq!(
-            sessions_state(&user, at("2026-11-30T10:00:01Z")),
-            State::Active
-        );
-    }
-
-    /// The orchestrator's rule: an object is reachable through an entitlement finding when one
-    /// of its paths starts with one of the entitlement's. Membership → the group's (nested)
-    /// role assignment → a secret it reads; the user's own assignment and access policy → the
-    /// secrets they open.
-    #[test]
-    fn entitlement_paths_are_prefixes_of_what_they_reach() {
-        use serde_json::json;
-        let sub = "/subscriptions/00000000-0000-4000-8000-000000000001";
-        let vault_id = format!("{sub}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv");
-        let role = |guid: &str, name: &str, data: &[&str]| {
-            serde_json::from_value::<crate::rbac::RoleDefinition>(json!({
-                "id": format!("/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
-                "name": guid,
-                "properties": {"roleName": name, "permissions": [{"dataActions": data}]}
-            }))
-            .unwrap()
-        };
-        let assignment = |name: &str, principal: &str| {
-            serde_json::from_value::<RoleAssignment>(json!({
-                "id": format!("{vault_id}/providers/Microsoft.Authorization/roleAssignments/{name}"),
-                "name": name,
-                "properties": {
-                    "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/secretsuser",
-                    "principalId": principal, "scope": vault_id
-                }
-            }))
-            .unwrap()
-        };
-        let vault = |rbac: bool| {
-            serde_json::from_value::<Vault>(json!({
-                "id": vault_id, "name": "kv",
-                "properties": {"tenantId": "t", "enableRbacAuthorization": rbac,
-                    "accessPolicies": [{"tenantId": "t", "objectId": "u",
-                        "permissions": {"secrets": ["get"]}}]}
-            }))
-            .unwrap()
-        };
-        let principals = Principals {
-            all: vec![
-                Principal {
-                    object_id: "u".into(),
-                    display: "user alice".into(),
-                    via_membership: None,
-                },
-                group("g1", "oncall", Some(("g1", "oncall"))),
-                group("g2", "platform", Some(("g1", "oncall"))),
-            ],
-        };
-        let mut survey = Survey::default();
-        survey.roles.insert(
-            "secretsuser".into(),
-            role(
-                "secretsuser",
-                "Key Vault Secrets User",
-                &["Microsoft.KeyVault/vaults/secrets/getSecret/action"],
-            ),
-        );
-        survey.assignments = vec![assignment("a-group", "g2"), assignment("a-own", "u")];
-        let mut out = Resolution::default();
-        membership_findings(&principals, &mut out);
-        assignment_findings(&survey, &principals, "u", &mut out);
-        survey.vaults = vec![vault(false)];
-        access_policy_findings(&survey, &principals, &mut out);
-        let of = |kind: &str| -> Vec<&Finding> {
-            out.findings.iter().filter(|f| f.kind == kind).collect()
-        };
-        let starts = |long: &Path, short: &Path| long.steps.starts_with(&short.steps);
-        let reaches = |through: &Finding, reached: &[Path]| {
-            through
-                .paths
-                .iter()
-                .any(|e| reached.iter().any(|p| starts(p, e)))
-        };
-        let membership = of(kinds::GROUP_MEMBERSHIP)[0];
-        assert!(reaches(membership, &of(kinds::INHERITED_GROUP)[0].paths));
-        let group_assignment = of(kinds::GROUP_ROLE_ASSIGNMENT)[0];
-        assert!(reaches(membership, &group_assignment.paths));
-        let own_assignment = of(kinds::ROLE_ASSIGNMENT)[0];
-        assert!(!reaches(membership, &own_assignment.paths));
-        let own_policy = of(kinds::ACCESS_POLICY)[0];
-
-        // The secret's paths, as object_finding builds them, on an RBAC vault (assignments)
-        // and on an access-policy vault.
-        let node = "secret kv/db";
-        let mut secret_paths = |rbac: bool| -> Vec<Path> {
-            survey.vaults = vec![vault(rbac)];
-            survey
-                .key_vault_paths(&principals)
-                .into_iter()
-                .flat_map(|(v, access)| {
-                    access
-                        .iter()
-                        .map(|a| object_path(a, v, node).1)
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
-        let via_rbac = secret_paths(true);
-        assert_eq!(via_rbac.len(), 2, "{via_rbac:?}");
-        assert!(reaches(membership, &via_rbac));
-        assert!(reaches(group_assignment, &via_rbac));
-        assert!(reaches(own_assignment, &via_rbac));
-        let via_policy = secret_paths(false);
-        assert!(reaches(own_policy, &via_policy), "{via_policy:?}");
-        assert!(!reaches(membership, &via_policy));
     }
 }

@@ -1,8 +1,10 @@
 //! Double-only routes (no Azure counterpart), under `/_double`, unauthenticated:
 //!
 //! - `POST /_double/faults` `{"path_prefix": "/v1.0/users", "count": 2, "retry_after_seconds": 1,
-//!   "method": "GET"}` — the next `count` calls whose path starts with `path_prefix` (case-insensitive;
-//!   `method` optional) answer 429 with `Retry-After`.
+//!   "method": "GET", "status": 429, "vault": "kv-name"}` — the next `count` calls whose path
+//!   starts with `path_prefix` (case-insensitive; `method` optional; `vault`: only on that vault's
+//!   data plane) answer `status` (default 429 with `Retry-After`; another 4xx/5xx as the API's own
+//!   error: 403 a permission denied, 404 an API the endpoint lacks).
 //! - `DELETE /_double/faults` — drops every pending fault.
 //! - `GET /_double/calls` — `{"calls":[{"method","path","query","status"}]}`, oldest first.
 //! - `DELETE /_double/calls` — clears the log.
@@ -27,6 +29,14 @@ struct FaultRequest {
     retry_after_seconds: u64,
     #[serde(default)]
     method: Option<String>,
+    #[serde(default)]
+    vault: Option<String>,
+    #[serde(default = "default_status")]
+    status: u16,
+}
+
+fn default_status() -> u16 {
+    429
 }
 
 fn default_retry_after() -> u64 {
@@ -58,9 +68,17 @@ pub async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if request.count == 0 {
         return bad("count must be at least 1".into());
     }
+    if !(400..=599).contains(&request.status) {
+        return bad(format!(
+            "status {} must be an error (400-599)",
+            request.status
+        ));
+    }
     let fault = Fault {
         path_prefix: request.path_prefix,
         method: request.method,
+        vault: request.vault,
+        status: request.status,
         remaining: request.count,
         retry_after_seconds: request.retry_after_seconds,
     };

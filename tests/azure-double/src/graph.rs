@@ -8,6 +8,7 @@ use axum::http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::app_roles::{self, AppRole, AppRoleAssignment, Side, GRAPH_APP_ID};
 use crate::auth::SecretCheck;
 use crate::http::{json_response, no_content, now_graph, page, ApiError, ApiResult, Flavor, Req};
 use crate::state::App;
@@ -17,6 +18,9 @@ pub struct GraphState {
     objects: HashMap<String, DirObject>,
     /// Creation order, so lists are stable.
     order: Vec<String>,
+    /// Service principals granted app roles of other service principals (application
+    /// permissions, e.g. Microsoft Graph's).
+    pub app_role_assignments: Vec<AppRoleAssignment>,
 }
 
 enum DirObject {
@@ -160,14 +164,19 @@ struct Application {
     owners: Vec<String>,
 }
 
-struct ServicePrincipal {
-    id: String,
-    app_id: String,
-    display_name: String,
+pub struct ServicePrincipal {
+    pub id: String,
+    pub app_id: String,
+    pub display_name: String,
     account_enabled: bool,
     passwords: Vec<PasswordCredential>,
     keys: Vec<KeyCredential>,
     owners: Vec<String>,
+    /// The app roles it offers (Microsoft Graph's application permissions; empty for the
+    /// tenant's own applications).
+    pub app_roles: Vec<AppRole>,
+    /// The tenant of its application: this one, or Microsoft's for Microsoft Graph.
+    app_owner_tenant: Option<String>,
 }
 
 impl DirObject {
@@ -223,6 +232,74 @@ fn key_json(k: &KeyCredential, with_key: bool) -> Value {
 }
 
 impl GraphState {
+    /// What every tenant has before anyone writes to it: Microsoft Graph's service principal
+    /// (with its application permissions as app roles), and an application with a service
+    /// principal for each configured client (application id = the client id), holding no role
+    /// and no app role until they are granted through ARM and Graph.
+    pub fn init(&mut self, client_ids: &[&str]) {
+        let now = now_graph();
+        let graph_id = uuid::Uuid::new_v4().to_string();
+        self.insert(
+            graph_id.clone(),
+            DirObject::ServicePrincipal(ServicePrincipal {
+                id: graph_id,
+                app_id: GRAPH_APP_ID.to_string(),
+                display_name: "Microsoft Graph".into(),
+                account_enabled: true,
+                passwords: Vec::new(),
+                keys: Vec::new(),
+                owners: Vec::new(),
+                app_roles: app_roles::graph_app_roles(),
+                app_owner_tenant: Some(app_roles::MICROSOFT_TENANT_ID.into()),
+            }),
+        );
+        for client in client_ids {
+            let app_object = uuid::Uuid::new_v4().to_string();
+            self.insert(
+                app_object.clone(),
+                DirObject::Application(Application {
+                    id: app_object,
+                    app_id: client.to_string(),
+                    display_name: client.to_string(),
+                    description: None,
+                    sign_in_audience: "AzureADMyOrg".into(),
+                    created: now.clone(),
+                    passwords: Vec::new(),
+                    keys: Vec::new(),
+                    owners: Vec::new(),
+                }),
+            );
+            let sp = uuid::Uuid::new_v4().to_string();
+            self.insert(
+                sp.clone(),
+                DirObject::ServicePrincipal(ServicePrincipal {
+                    id: sp,
+                    app_id: client.to_string(),
+                    display_name: client.to_string(),
+                    account_enabled: true,
+                    passwords: Vec::new(),
+                    keys: Vec::new(),
+                    owners: Vec::new(),
+                    app_roles: Vec::new(),
+                    app_owner_tenant: None,
+                }),
+            );
+        }
+    }
+
+    /// The service principal with object id `key`.
+    pub fn service_principal(&self, key: &str) -> Option<&ServicePrincipal> {
+        match self.objects.get(key) {
+            Some(DirObject::ServicePrincipal(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The object id of the service principal of application `app_id` (a token's client).
+    pub fn service_principal_id(&self, app_id: &str) -> Option<String> {
+        self.find_sp_by_app_id(app_id).map(|s| s.id.clone())
+    }
+
     fn insert(&mut self, id: String, object: DirObject) {
         self.order.push(id.clone());
         self.objects.insert(id, object);
@@ -286,7 +363,8 @@ impl GraphState {
                     "accountEnabled": s.account_enabled,
                     "appDisplayName": app_name,
                     "appId": s.app_id,
-                    "appOwnerOrganizationId": tenant,
+                    "appOwnerOrganizationId": s.app_owner_tenant.as_deref().unwrap_or(tenant),
+                    "appRoles": s.app_roles.iter().map(AppRole::to_json).collect::<Vec<_>>(),
                     "deletedDateTime": null,
                     "displayName": s.display_name,
                     "servicePrincipalNames": [s.app_id],
@@ -413,15 +491,22 @@ impl GraphState {
             .collect()
     }
 
-    /// Used by the token endpoint: checks a client secret against an application's passwords.
+    /// Used by the token endpoint: checks a client secret against the passwords of the
+    /// application and of its service principal (Entra accepts both for client credentials; a
+    /// service principal of another tenant's application has only its own).
     pub fn check_app_secret(&self, app_id: &str, secret: &str) -> SecretCheck {
-        let Some(app) = self.find_app_by_app_id(app_id) else {
-            return SecretCheck::UnknownApp;
-        };
         let Some(sp) = self.find_sp_by_app_id(app_id) else {
             return SecretCheck::UnknownApp;
         };
-        let Some(password) = app.passwords.iter().find(|p| p.secret == secret) else {
+        let app_passwords = self
+            .find_app_by_app_id(app_id)
+            .map(|a| a.passwords.as_slice())
+            .unwrap_or_default();
+        let Some(password) = app_passwords
+            .iter()
+            .chain(&sp.passwords)
+            .find(|p| p.secret == secret)
+        else {
             return SecretCheck::Wrong;
         };
         if !sp.account_enabled {
@@ -832,6 +917,18 @@ pub fn handle(app: &App, req: &Req) -> ApiResult {
         }
         _ => return Err(unknown_segment(req)),
     };
+    if kind == Kind::ServicePrincipal {
+        if let [_, id, rel, rest @ ..] = segs.as_slice() {
+            if let Some(side) = app_role_side(rel) {
+                return match (m, rest) {
+                    (&Method::GET, []) => app_roles::list(app, req, id, side),
+                    (&Method::POST, []) => app_roles::create(app, req, id, side),
+                    (&Method::DELETE, [assignment]) => app_roles::delete(app, id, side, assignment),
+                    _ => Err(unknown_segment(req)),
+                };
+            }
+        }
+    }
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     match (m, segs.as_slice()) {
         (&Method::GET, [_]) => list(app, req, kind),
@@ -878,6 +975,17 @@ pub fn handle(app: &App, req: &Req) -> ApiResult {
             remove_reference(app, kind, id, rel, target)
         }
         _ => Err(unknown_segment(req)),
+    }
+}
+
+/// Which end of app role assignments a service principal relationship segment lists.
+fn app_role_side(segment: &str) -> Option<Side> {
+    if segment.eq_ignore_ascii_case("appRoleAssignments") {
+        Some(Side::Principal)
+    } else if segment.eq_ignore_ascii_case("appRoleAssignedTo") {
+        Some(Side::Resource)
+    } else {
+        None
     }
 }
 
@@ -1072,6 +1180,8 @@ fn create(app: &App, req: &Req, kind: Kind) -> ApiResult {
                 passwords: Vec::new(),
                 keys: Vec::new(),
                 owners: Vec::new(),
+                app_roles: Vec::new(),
+                app_owner_tenant: None,
             })
         }
     };
@@ -1195,6 +1305,9 @@ fn delete(app: &App, kind: Kind, key: &str) -> ApiResult {
         graph.objects.remove(gone);
         graph.order.retain(|o| o != gone);
     }
+    graph
+        .app_role_assignments
+        .retain(|a| !doomed.contains(&a.principal_id) && !doomed.contains(&a.resource_id));
     for object in graph.objects.values_mut() {
         match object {
             DirObject::Group(g) => {

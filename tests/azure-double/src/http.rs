@@ -302,6 +302,38 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// An injected error in the API's own words: a permission denied (403) as ARM
+/// (`AuthorizationFailed`), Graph (`Authorization_RequestDenied`) or Key Vault (`Forbidden`)
+/// says it; an API the endpoint lacks (404) as ARM (`InvalidResourceType`) or Graph
+/// (`Request_ResourceNotFound`) does; anything else with a generic code.
+fn injected_error(flavor: Flavor, data_plane: bool, status: u16) -> ApiError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (code, message) = match (status.as_u16(), flavor, data_plane) {
+        (403, _, true) => (
+            "Forbidden",
+            "Caller is not authorized to perform action on resource (injected by the double).",
+        ),
+        (403, Flavor::Arm, false) => (
+            "AuthorizationFailed",
+            "The client does not have authorization to perform action over scope (injected by the double).",
+        ),
+        (403, Flavor::Graph, _) => (
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation (injected by the double).",
+        ),
+        (404, Flavor::Arm, _) => (
+            "InvalidResourceType",
+            "The resource type could not be found in the namespace for api version (injected by the double).",
+        ),
+        (404, Flavor::Graph, _) => (
+            "Request_ResourceNotFound",
+            "Resource not found for the segment (injected by the double).",
+        ),
+        _ => ("InjectedFault", "An error injected by the double."),
+    };
+    ApiError::new(flavor, status, code, message)
+}
+
 /// Records every call (method, vault host for the data plane, path, query, status; never bodies) and answers 429 for calls
 /// that match an injected fault. `/_double` routes are neither logged nor faulted.
 async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
@@ -313,9 +345,9 @@ async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Nex
         return next.run(request).await;
     }
     let flavor = flavor_of(&path);
-    let fault = app.take_fault(&method, &path);
+    let fault = app.take_fault(&method, &path, host.as_deref());
     let mut response = match fault {
-        Some(retry_after) => {
+        Some(fault) if fault.status == 429 => {
             let err = ApiError::new(
                 flavor,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -323,11 +355,12 @@ async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Nex
                 "Too many requests. Please retry after the interval in the Retry-After header (injected by the double).",
             );
             let mut response = err.into_response();
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            if let Ok(v) = HeaderValue::from_str(&fault.retry_after_seconds.to_string()) {
                 response.headers_mut().insert("retry-after", v);
             }
             response
         }
+        Some(fault) => injected_error(flavor, host.is_some(), fault.status).into_response(),
         None => next.run(request).await,
     };
     let request_id = uuid::Uuid::new_v4().to_string();

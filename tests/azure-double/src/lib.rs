@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod app_roles;
 mod arm;
 mod auth;
 mod control;

@@ -213,6 +213,7 @@ pub fn handle(app: &App, req: &Req, scope: &str, rest: &[String]) -> ApiResult {
             delete_assignment(app, scope, name)
         }
         (&Method::GET, [kind]) if is(kind, "roleDefinitions") => list_definitions(app, req, scope),
+        (&Method::GET, [kind]) if is(kind, "permissions") => list_permissions(app, req, scope),
         (&Method::GET, [kind, id]) if is(kind, "roleDefinitions") => get_definition(app, scope, id),
         (&Method::PUT, [kind, id]) if is(kind, "roleDefinitions") => {
             put_definition(app, req, scope, id)
@@ -483,6 +484,55 @@ fn list_assignments(app: &App, req: &Req, scope: &str) -> ApiResult {
         })
         .map(RoleAssignment::to_json)
         .collect();
+    drop(state);
+    let body = page(app, req, items, Flavor::Arm, None)?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The caller's permissions
+
+/// `GET {scope}/providers/Microsoft.Authorization/permissions`: what the caller may do at
+/// `scope` — one permission block (`actions`, `notActions`, `dataActions`, `notDataActions`) per
+/// block of each role assigned at or above the scope to the caller's service principal or a
+/// group it is in (transitively). The caller is the service principal of the token's client
+/// (application) id; one with no service principal in the directory holds nothing.
+fn list_permissions(app: &App, req: &Req, scope: &str) -> ApiResult {
+    let state = app.lock();
+    arm::check_scope_exists(&state.arm, scope)?;
+    let mut principals: Vec<String> = Vec::new();
+    if let Some(sp) = state.graph.service_principal_id(&req.caller) {
+        principals.extend(state.graph.transitive_group_ids(&sp));
+        principals.push(sp);
+    }
+    let above = arm::ancestors(&state.arm, scope);
+    let mut items: Vec<Value> = Vec::new();
+    for a in &state.arm.role_assignments {
+        let applies = above.contains(&arm::normalize(&a.scope))
+            && principals
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(&a.principal_id));
+        if !applies {
+            continue;
+        }
+        let Some(def) = find_definition(app, &state.arm, definition_guid(&a.role_definition_id))
+        else {
+            continue;
+        };
+        for p in &def.permissions {
+            let mut block = json!({
+                "actions": p.actions,
+                "notActions": p.not_actions,
+                "dataActions": p.data_actions,
+                "notDataActions": p.not_data_actions,
+            });
+            if let (Some(condition), Value::Object(map)) = (&a.condition, &mut block) {
+                map.insert("condition".into(), json!(condition));
+                map.insert("conditionVersion".into(), json!(a.condition_version));
+            }
+            items.push(block);
+        }
+    }
     drop(state);
     let body = page(app, req, items, Flavor::Arm, None)?;
     Ok(json_response(StatusCode::OK, body))

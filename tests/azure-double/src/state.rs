@@ -43,13 +43,18 @@ pub struct IssuedToken {
     pub expires: Instant,
 }
 
-/// An injected fault: the next `remaining` calls whose path starts with `path_prefix`
-/// (and whose method matches, when given) answer 429 with `Retry-After: retry_after_seconds`.
+/// An injected fault: the next `remaining` calls whose path starts with `path_prefix` (and
+/// whose method matches, when given; on the data plane of vault `vault`, when given) answer
+/// `status`: 429 with `Retry-After: retry_after_seconds`, or an error in the API's own shape
+/// (403 as a permission denied, 404 as an API the endpoint lacks, ...).
 #[derive(Debug, Clone, Serialize)]
 pub struct Fault {
     pub path_prefix: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vault: Option<String>,
+    pub status: u16,
     pub remaining: u32,
     pub retry_after_seconds: u64,
 }
@@ -71,6 +76,12 @@ impl App {
     pub fn new(config: Config, base_url: String, vault_port: u16) -> Self {
         let mut state = State::default();
         state.arm.init_root(&config.tenant_id);
+        let clients: Vec<&str> = config
+            .clients
+            .iter()
+            .map(|c| c.client_id.as_str())
+            .collect();
+        state.graph.init(&clients);
         Self {
             config,
             base_url,
@@ -88,21 +99,33 @@ impl App {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Consumes one matching fault, returning its `Retry-After` seconds.
-    pub fn take_fault(&self, method: &Method, path: &str) -> Option<u64> {
+    /// Consumes one matching fault. `vault_host` is the request's data-plane host
+    /// (`{vault}.{suffix}`), if it is one.
+    pub fn take_fault(
+        &self,
+        method: &Method,
+        path: &str,
+        vault_host: Option<&str>,
+    ) -> Option<Fault> {
         let mut state = self.lock();
         let lower = path.to_ascii_lowercase();
+        let vault = vault_host
+            .and_then(|h| h.split('.').next())
+            .map(str::to_ascii_lowercase);
         let fault = state.faults.iter_mut().find(|f| {
             f.remaining > 0
                 && lower.starts_with(&f.path_prefix.to_ascii_lowercase())
                 && f.method
                     .as_deref()
                     .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+                && f.vault
+                    .as_deref()
+                    .is_none_or(|v| vault.as_deref() == Some(v.to_ascii_lowercase().as_str()))
         })?;
         fault.remaining -= 1;
-        let retry = fault.retry_after_seconds;
+        let taken = fault.clone();
         state.faults.retain(|f| f.remaining > 0);
-        Some(retry)
+        Some(taken)
     }
 
     pub fn record_call(&self, call: CallRecord) {

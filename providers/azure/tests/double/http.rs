@@ -2,7 +2,7 @@
 //! double's token endpoint, paging across `@odata.nextLink` / `nextLink`, 429 with Retry-After
 //! classified as throttling, Azure's error code kept, a bad secret refused.
 
-mod common;
+use crate::common;
 
 use closeout_azure::http::Api;
 use closeout_azure_double::DEFAULT_CLIENT_SECRET;

@@ -3,7 +3,7 @@
 //! finished without leaving the unpublished credential behind, a repeat is "already done", and
 //! a bad configuration is refused before any call.
 
-mod common;
+use crate::common;
 
 use closeout_azure::{AzureConfig, AzureProvider};
 use closeout_azure_double::{DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID};

@@ -4,7 +4,7 @@
 //! the planned id, a throttled write surfaced), the Config errors of a missing or ambiguous group, and the Entra users no
 //! identity claims (one paged listing).
 
-mod common;
+use crate::common;
 
 use closeout_azure::http::Api::{Arm, Graph};
 use closeout_azure::http::AzureHttp;

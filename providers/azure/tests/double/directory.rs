@@ -2,9 +2,10 @@
 //! the user by each correlation rule, groups through nesting, owned applications and service
 //! principals with their credentials (never a secret).
 
-mod common;
+use crate::common;
 
-use closeout_azure::directory::{self, UserMatch};
+use closeout_azure::directory;
+use closeout_azure::entra::UserMatch;
 use closeout_azure::http::{Api, AzureHttp};
 use closeout_azure_double::DEFAULT_CLIENT_SECRET;
 use closeout_contract::{Identity, IdentityKind, IdentityStatus};

@@ -4,14 +4,14 @@
 //! keeping secret values out of errors. Values are read back with raw REST calls, not through
 //! the code under test.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use closeout_azure::data_plane::{DataPlaneOptions, KeyVaultData};
 use closeout_azure::http::{Api, AzureHttp};
-use closeout_azure::keyvault::ObjectType;
+use closeout_azure::object::ObjectType;
 use closeout_azure_double::{
     AzureDouble, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID,
 };

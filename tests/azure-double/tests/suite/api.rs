@@ -1,6 +1,6 @@
 //! Drives the double over HTTPS with `reqwest`, trusting only the double's CA.
 
-mod common;
+use crate::common;
 
 use common::{all_pages, client_trusting, id, token_response, Env, ARM_SCOPE, GRAPH_SCOPE};
 use reqwest::Method;
@@ -1142,6 +1142,21 @@ async fn injected_faults_answer_429_with_retry_after() {
         .await
         .expect("fault");
     assert_eq!(response.status().as_u16(), 400);
+
+    // A refusal in the API's own words, once.
+    let response = env
+        .http
+        .post(format!("{}/_double/faults", env.base))
+        .json(&json!({"path_prefix": "/v1.0/groups", "count": 1, "status": 403}))
+        .send()
+        .await
+        .expect("fault");
+    assert_eq!(response.status().as_u16(), 201);
+    let (status, body) = env.graph(Method::GET, "/groups", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    let (status, _) = env.graph(Method::GET, "/groups", None).await;
+    assert_eq!(status, 200);
     env.double.shutdown().await;
 }
 

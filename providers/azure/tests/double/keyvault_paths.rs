@@ -3,7 +3,7 @@
 //! the vault, Key Vault Contributor on an access-policy vault, a conditioned role-assignment
 //! writer on an RBAC vault, a direct data role, an access policy for a group.
 
-mod common;
+use crate::common;
 
 use closeout_azure::directory;
 use closeout_azure::http::{Api, AzureHttp};
@@ -244,7 +244,7 @@ async fn direct_and_indirect_paths_to_every_vault() {
             employment_type: None,
             tags: Default::default(),
         },
-        &[directory::UserMatch::Upn],
+        &[closeout_azure::UserMatch::Upn],
     )
     .await
     .unwrap()
@@ -283,12 +283,26 @@ async fn direct_and_indirect_paths_to_every_vault() {
     );
 
     let rbac = by_vault(&kv_rbac);
-    assert_eq!(rbac.len(), 2, "{rbac:#?}");
+    assert_eq!(rbac.len(), 3, "{rbac:#?}");
     let read = rbac.iter().find(|a| a.reach == Reach::CanRead).unwrap();
     assert!(matches!(&read.via, Via::Assignment { role, .. } if role == "Key Vault Secrets User"));
+    // Key Vault Contributor may write the RBAC vault too: turn RBAC off, add itself a policy.
+    let switch = rbac
+        .iter()
+        .find(|a| matches!(&a.via, Via::Assignment { role, .. } if role == "Key Vault Contributor"))
+        .unwrap();
+    assert_eq!(switch.reach, Reach::CanGrantSelf);
+    assert!(
+        switch.rule.contains("enableRbacAuthorization off"),
+        "{}",
+        switch.rule
+    );
     let grant = rbac
         .iter()
-        .find(|a| a.reach == Reach::CanGrantSelf)
+        .find(|a| {
+            a.reach == Reach::CanGrantSelf
+                && matches!(&a.via, Via::Assignment { role, .. } if role != "Key Vault Contributor")
+        })
         .unwrap();
     assert!(
         matches!(&grant.via, Via::Assignment { scope, .. } if scope.eq_ignore_ascii_case(mg)),

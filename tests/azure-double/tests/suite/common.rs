@@ -1,8 +1,6 @@
 //! Shared helpers: start a double (page size 2, so paging is exercised), a `reqwest` client
 //! that trusts only its CA, and tokens for ARM and Graph.
 
-#![allow(dead_code)]
-
 use closeout_azure_double::{AzureDouble, Config, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! is in the provider's tests): the challenge, api-version checks, routing by host, paging,
 //! disabled secrets and certificate-backed secrets and keys.
 
-mod common;
+use crate::common;
 
 use common::{client_trusting, Env};
 use reqwest::Method;

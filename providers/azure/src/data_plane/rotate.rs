@@ -1,0 +1,287 @@
+//! Rotation on the data plane, where the three kinds differ in substance: a secret gets a new
+//! random value, a key a new version of the same type, a certificate a new version from its own
+//! policy; and publishing a value Closeout holds (a rotated application credential).
+
+use super::client::KeyVaultData;
+use super::error::{call_error, missing_id, refused};
+use super::kind::{ObjectKind, Secrets};
+use super::model::{merged, version_of, Row};
+use super::transport::VaultClients;
+use crate::http::CallError;
+use azure_core::http::poller::PollerOptions;
+use azure_security_keyvault_certificates::models::{
+    CertificateClientCreateCertificateOptions, CreateCertificateParameters,
+};
+use azure_security_keyvault_keys::models::{CreateKeyParameters, CurveName, KeyOperation, KeyType};
+use azure_security_keyvault_secrets::models::{SecretClientGetSecretOptions, SetSecretParameters};
+use closeout_contract::SecretValue;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// How long a certificate create may take before we stop waiting (Azure: seconds for `Self`).
+const CERTIFICATE_WAIT: Duration = Duration::from_secs(120);
+
+impl KeyVaultData {
+    /// A new version with a new random value (32 random bytes, base64url), the same
+    /// `contentType`, and the current tags plus `extra_tags`; returns the new version id.
+    /// Refuses a certificate's (managed) secret: rotate the certificate instead.
+    pub async fn rotate_secret(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        extra_tags: &BTreeMap<String, String>,
+    ) -> Result<String, CallError> {
+        let c = self.clients(vault_uri)?;
+        let path = format!("/secrets/{name}");
+        // The current version's content type, tags and managed flag, from the versions list
+        // (no value is fetched; a disabled current version is listed too).
+        let versions_path = format!("/secrets/{name}/versions");
+        let rows = self
+            .rows::<Secrets>(Secrets::versions(&c, name), &versions_path)
+            .await?;
+        let mut newest: Option<Row> = None;
+        for row in rows {
+            if newest.as_ref().is_none_or(|n| row.created >= n.created) {
+                newest = Some(row);
+            }
+        }
+        let Some(Row {
+            content_type,
+            tags,
+            managed,
+            ..
+        }) = newest
+        else {
+            return Err(CallError {
+                method: "GET",
+                path: versions_path,
+                status: Some(404),
+                code: "SecretNotFound".into(),
+                message: format!("secret {name} has no versions"),
+                retry_after: None,
+            });
+        };
+        if managed {
+            return Err(refused(
+                "PUT",
+                path.clone(),
+                "ManagedSecret",
+                format!("secret {name} backs a certificate; rotate the certificate instead"),
+            ));
+        }
+        let bytes: [u8; 32] = rand::random();
+        let value = SecretValue::new(azure_core::base64::encode_url_safe(bytes));
+        self.put_secret(
+            &c,
+            name,
+            &value,
+            content_type,
+            merged(Some(tags.into_iter().collect()), extra_tags),
+        )
+        .await
+    }
+
+    /// Publishes `value` as a new version of secret `name` (e.g. a rotated app credential);
+    /// returns the version.
+    pub async fn set_secret(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        value: &SecretValue,
+        content_type: Option<&str>,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CallError> {
+        let c = self.clients(vault_uri)?;
+        let tags = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.put_secret(&c, name, value, content_type.map(str::to_string), tags)
+            .await
+    }
+
+    async fn put_secret(
+        &self,
+        c: &VaultClients,
+        name: &str,
+        value: &SecretValue,
+        content_type: Option<String>,
+        tags: HashMap<String, String>,
+    ) -> Result<String, CallError> {
+        let path = format!("/secrets/{name}");
+        let fail = |e: azure_core::Error| call_error("PUT", path.clone(), &e);
+        let body = SetSecretParameters {
+            value: Some(value.expose().to_string()),
+            content_type,
+            tags: Some(tags),
+            ..Default::default()
+        };
+        let secret = self
+            .gated(
+                c.secrets
+                    .set_secret(name, body.try_into().map_err(fail)?, None),
+            )
+            .await
+            .map_err(fail)?
+            .into_model()
+            .map_err(fail)?;
+        version_of(secret.id.as_ref()).ok_or_else(|| missing_id("PUT", path.clone()))
+    }
+
+    /// A new key version with the current one's type, size (from the modulus), curve and
+    /// operations, and the current tags plus `extra_tags`; returns the version. Refuses a
+    /// certificate's (managed) key.
+    pub async fn rotate_key(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        extra_tags: &BTreeMap<String, String>,
+    ) -> Result<String, CallError> {
+        let c = self.clients(vault_uri)?;
+        let path = format!("/keys/{name}");
+        let fail = |e: azure_core::Error| call_error("GET", path.clone(), &e);
+        let current = self
+            .gated(c.keys.get_key(name, None))
+            .await
+            .map_err(fail)?
+            .into_model()
+            .map_err(fail)?;
+        if current.managed == Some(true) {
+            return Err(refused(
+                "POST",
+                format!("/keys/{name}/create"),
+                "ManagedKey",
+                format!("key {name} backs a certificate; rotate the certificate instead"),
+            ));
+        }
+        let jwk = current.key.unwrap_or_default();
+        let kty = jwk.kty.clone();
+        let key_size = match kty {
+            Some(KeyType::Rsa) | Some(KeyType::RsaHsm) => jwk.n.as_ref().map(|n| {
+                let significant = n.iter().skip_while(|b| **b == 0).count();
+                i32::try_from(significant * 8).unwrap_or(2048)
+            }),
+            _ => None,
+        };
+        let curve: Option<CurveName> = jwk.crv.clone();
+        let key_ops: Option<Vec<KeyOperation>> = jwk.key_ops.as_ref().map(|ops| {
+            ops.iter()
+                .filter_map(|o| o.parse::<KeyOperation>().ok())
+                .collect()
+        });
+        let body = CreateKeyParameters {
+            kty,
+            key_size,
+            curve,
+            key_ops,
+            tags: Some(merged(current.tags, extra_tags)),
+            ..Default::default()
+        };
+        let create_path = format!("/keys/{name}/create");
+        let fail = |e: azure_core::Error| call_error("POST", create_path.clone(), &e);
+        let key = self
+            .gated(
+                c.keys
+                    .create_key(name, body.try_into().map_err(fail)?, None),
+            )
+            .await
+            .map_err(fail)?
+            .into_model()
+            .map_err(fail)?;
+        version_of(key.key.and_then(|k| k.kid).as_ref())
+            .ok_or_else(|| missing_id("POST", create_path.clone()))
+    }
+
+    /// A new certificate version from the existing policy (tags kept plus `extra_tags`), waiting
+    /// for the create operation to complete; returns the version. Key Vault makes a new backing
+    /// key and secret version with the same id.
+    pub async fn rotate_certificate(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        extra_tags: &BTreeMap<String, String>,
+    ) -> Result<String, CallError> {
+        let c = self.clients(vault_uri)?;
+        let policy_path = format!("/certificates/{name}/policy");
+        let policy = self
+            .gated(c.certificates.get_certificate_policy(name, None))
+            .await
+            .map_err(|e| call_error("GET", policy_path.clone(), &e))?
+            .into_model()
+            .map_err(|e| call_error("GET", policy_path.clone(), &e))?;
+        let get_path = format!("/certificates/{name}");
+        let current = self
+            .gated(c.certificates.get_certificate(name, None))
+            .await
+            .map_err(|e| call_error("GET", get_path.clone(), &e))?
+            .into_model()
+            .map_err(|e| call_error("GET", get_path.clone(), &e))?;
+        let create_path = format!("/certificates/{name}/create");
+        let fail = |e: azure_core::Error| call_error("POST", create_path.clone(), &e);
+        let body = CreateCertificateParameters {
+            certificate_policy: Some(policy),
+            tags: Some(merged(current.tags, extra_tags)),
+            ..Default::default()
+        };
+        let options = CertificateClientCreateCertificateOptions {
+            method_options: PollerOptions {
+                // The SDK's minimum; Azure finishes a self-signed certificate in seconds.
+                frequency: azure_core::time::Duration::seconds(1),
+                ..Default::default()
+            },
+        };
+        let poller = c
+            .certificates
+            .begin_create_certificate(name, body.try_into().map_err(fail)?, Some(options))
+            .map_err(fail)?;
+        // One gate pass for the whole operation: its polls come at most once a second.
+        let _pass = self.gate.enter().await;
+        let certificate = match tokio::time::timeout(CERTIFICATE_WAIT, poller).await {
+            Ok(result) => result.map_err(fail)?.into_model().map_err(fail)?,
+            Err(_) => {
+                return Err(CallError {
+                    method: "POST",
+                    path: create_path.clone(),
+                    status: None,
+                    code: "timeout".into(),
+                    message: format!(
+                        "the certificate operation did not complete within {} s",
+                        CERTIFICATE_WAIT.as_secs()
+                    ),
+                    retry_after: None,
+                })
+            }
+        };
+        version_of(certificate.id.as_ref()).ok_or_else(|| missing_id("POST", create_path.clone()))
+    }
+
+    /// The value of version `version` of secret `name` (a credential Closeout published, read
+    /// back to prove the credential dead); `None` when that version is gone, disabled or not
+    /// readable by Closeout.
+    pub async fn secret_value(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<SecretValue>, CallError> {
+        let c = self.clients(vault_uri)?;
+        let path = format!("/secrets/{name}/{version}");
+        let options = SecretClientGetSecretOptions {
+            secret_version: Some(version.to_string()),
+            ..Default::default()
+        };
+        match self.gated(c.secrets.get_secret(name, Some(options))).await {
+            Ok(response) => {
+                let secret = response
+                    .into_model()
+                    .map_err(|e| call_error("GET", path.clone(), &e))?;
+                Ok(secret.value.map(SecretValue::new))
+            }
+            Err(e) => {
+                let err = call_error("GET", path, &e);
+                if matches!(err.status, Some(403 | 404)) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! Closed means closed (issue 13), against the double: each class of path is seeded through
+//! ARM's and Graph's own write calls, resolved, acted on where a verb applies, and read back —
+//! an assignment on one secret, the right to assign roles or to write the vault, acting as the
+//! service principal of an owned application, a replaced client secret proven dead, and what
+//! cannot be listed reported as a gap.
+
+use crate::common::{roles, World};
+use chrono::Utc;
+use closeout_azure::http::Api::Graph;
+use closeout_azure::object::ObjectType;
+use closeout_azure::AzureProvider;
+use closeout_contract::{
+    ActionParams, ActionRequest, Finding, Identity, IdentityKind, IdentityStatus, Provider,
+    Relation, Resolution, ResolveContext, SecretValue, State,
+};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+fn person(id: &str, email: &str) -> Identity {
+    Identity {
+        id: id.into(),
+        email: email.into(),
+        name: email.into(),
+        kind: IdentityKind::Human,
+        status: IdentityStatus::Terminated,
+        manager: None,
+        department: None,
+        role: None,
+        location: None,
+        employment_type: None,
+        tags: Default::default(),
+    }
+}
+
+fn ctx(identity: &Identity, cutoff: Option<chrono::DateTime<Utc>>) -> ResolveContext {
+    ResolveContext {
+        identity: identity.clone(),
+        cutoff,
+    }
+}
+
+async fn resolve(provider: &AzureProvider, who: &Identity) -> Resolution {
+    provider.resolve(&ctx(who, None)).await.expect("resolution")
+}
+
+fn find<'a>(r: &'a Resolution, id: &str) -> &'a Finding {
+    r.findings
+        .iter()
+        .find(|f| f.id == id)
+        .unwrap_or_else(|| panic!("no finding {id} in {:#?}", ids(r)))
+}
+
+fn ids(r: &Resolution) -> Vec<&str> {
+    r.findings.iter().map(|f| f.id.as_str()).collect()
+}
+
+fn vault_objects(r: &Resolution) -> Vec<&str> {
+    let mut out: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind.starts_with("kv-"))
+        .map(|f| f.resource.as_str())
+        .collect();
+    out.sort();
+    out
+}
+
+fn paths(f: &Finding) -> Vec<String> {
+    f.paths.iter().map(|p| p.render("alice")).collect()
+}
+
+async fn act(provider: &AzureProvider, f: &Finding, verb: &str, run: &str) -> State {
+    act_with(provider, f, verb, run, None).await
+}
+
+async fn act_with(
+    provider: &AzureProvider,
+    f: &Finding,
+    verb: &str,
+    run: &str,
+    new_owner: Option<&str>,
+) -> State {
+    let outcome = provider
+        .execute(&ActionRequest {
+            idempotency_key: format!("{run}-{}", f.id),
+            verb: verb.into(),
+            finding: f.clone(),
+            params: ActionParams {
+                run_id: run.into(),
+                new_owner: new_owner.map(String::from),
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{verb} {}: {e}", f.id));
+    assert!(!outcome.already_done, "{}", outcome.detail);
+    outcome.state
+}
+
+/// The versions of a vault object, oldest first: (enabled, tags).
+async fn versions(
+    w: &World,
+    uri: &str,
+    t: ObjectType,
+    name: &str,
+) -> Vec<(bool, BTreeMap<String, String>)> {
+    w.kv()
+        .versions(uri, t, name)
+        .await
+        .unwrap_or_else(|e| panic!("versions of {name}: {e}"))
+        .into_iter()
+        .map(|v| (v.enabled, v.tags))
+        .collect()
+}
+
+async fn secret(w: &World, uri: &str, name: &str) {
+    w.kv()
+        .set_secret(
+            uri,
+            name,
+            &SecretValue::new(format!("seeded {name}")),
+            None,
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("seed secret {name}: {e}"));
+}
+
+fn uri_and_id(vault: &Value) -> (String, String) {
+    (
+        vault["properties"]["vaultUri"]
+            .as_str()
+            .expect("vaultUri")
+            .to_string(),
+        vault["id"].as_str().expect("id").to_string(),
+    )
+}
+
+/// An assignment at `…/secrets/db` exposes secret `db` and nothing else of the vault; one at
+/// `…/keys/signing` exposes that key only to a role whose data actions use keys (a secrets
+/// role there reads nothing). Rotating the secret leaves its neighbour untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_on_one_object_exposes_that_object_only() {
+    const SUB: &str = "a1a1a1a1-0000-4000-8000-000000000001";
+    let w = World::new("object-scope").await;
+    w.subscription(SUB, "rg").await;
+    let (uri, vault_id) = uri_and_id(&w.vault(SUB, "rg", "kv-scoped", true, json!([])).await);
+    secret(&w, &uri, "db").await;
+    secret(&w, &uri, "api").await;
+    w.key("kv-scoped", &uri, "signing").await;
+    w.key("kv-scoped", &uri, "other").await;
+    let alice = w.user("alice@example.com", "E1001").await;
+    let on = |what: &str| format!("{vault_id}/{what}");
+    w.assign(
+        &on("secrets/db"),
+        roles::KEY_VAULT_SECRETS_USER,
+        &alice,
+        "User",
+    )
+    .await;
+    w.assign(
+        &on("keys/signing"),
+        roles::KEY_VAULT_SECRETS_USER,
+        &alice,
+        "User",
+    )
+    .await;
+    w.assign(
+        &on("keys/signing"),
+        roles::KEY_VAULT_CRYPTO_USER,
+        &alice,
+        "User",
+    )
+    .await;
+    let provider = w.provider(None).await;
+    let who = person("E1001", "alice@example.com");
+
+    let r = resolve(&provider, &who).await;
+    assert_eq!(
+        vault_objects(&r),
+        ["kv-scoped/keys/signing", "kv-scoped/secrets/db"],
+        "{:#?}",
+        ids(&r)
+    );
+    let db = find(&r, "azure:kv-secret:kv-scoped/secrets/db");
+    assert_eq!(db.relation, Relation::CanRead);
+    assert!(
+        paths(db).iter().any(|p| p.contains("on secret db")),
+        "{:#?}",
+        paths(db)
+    );
+    assert!(r.gaps.is_empty(), "{:#?}", r.gaps);
+    assert!(r.exposures.is_empty(), "{:#?}", r.exposures);
+
+    let cutoff = Utc::now();
+    assert_eq!(
+        act(&provider, db, "rotate", "run-scope").await,
+        State::Rotated
+    );
+    let db_versions = versions(&w, &uri, ObjectType::Secrets, "db").await;
+    assert_eq!(
+        db_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [false, true]
+    );
+    let api_versions = versions(&w, &uri, ObjectType::Secrets, "api").await;
+    assert_eq!(
+        api_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [true],
+        "the neighbour is untouched"
+    );
+    let after = provider
+        .resolve(&ctx(&who, Some(cutoff)))
+        .await
+        .expect("resolution");
+    assert_eq!(
+        find(&after, "azure:kv-secret:kv-scoped/secrets/db").state,
+        State::Rotated
+    );
+    w.double.shutdown().await;
+}
+
+/// User Access Administrator over an access-policy vault can assign itself Key Vault
+/// Contributor and write itself an access policy; over an RBAC vault a data role. Key Vault
+/// Contributor on an RBAC vault can turn RBAC off. Each is an exposure of the whole vault and a
+/// can-grant-self path to every object, which the rotation then renews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigning_roles_or_writing_the_vault_exposes_every_object() {
+    const SUB: &str = "b2b2b2b2-0000-4000-8000-000000000002";
+    let w = World::new("grant-self").await;
+    w.subscription(SUB, "rg-kv").await;
+    let (ap_uri, _) = uri_and_id(&w.vault(SUB, "rg-kv", "kv-ap", false, json!([])).await);
+    let (rbac_uri, rbac_id) = uri_and_id(&w.vault(SUB, "rg-kv", "kv-rbac", true, json!([])).await);
+    secret(&w, &ap_uri, "s1").await;
+    w.key("kv-ap", &ap_uri, "k1").await;
+    secret(&w, &rbac_uri, "s2").await;
+    let alice = w.user("alice@example.com", "E1001").await;
+    let bob = w.user("bob@example.com", "E1002").await;
+    w.assign(
+        &format!("/subscriptions/{SUB}/resourceGroups/rg-kv"),
+        roles::USER_ACCESS_ADMINISTRATOR,
+        &alice,
+        "User",
+    )
+    .await;
+    w.assign(&rbac_id, roles::KEY_VAULT_CONTRIBUTOR, &bob, "User")
+        .await;
+    let provider = w.provider(None).await;
+
+    let alice_id = person("E1001", "alice@example.com");
+    let r = resolve(&provider, &alice_id).await;
+    let scopes: Vec<&str> = r.exposures.iter().map(|e| e.scope.as_str()).collect();
+    assert_eq!(
+        scopes,
+        ["vault kv-ap", "vault kv-rbac"],
+        "{:#?}",
+        r.exposures
+    );
+    assert!(r.exposures[0]
+        .what
+        .contains("every secret, key and certificate"));
+    assert_eq!(
+        vault_objects(&r),
+        ["kv-ap/keys/k1", "kv-ap/secrets/s1", "kv-rbac/secrets/s2"]
+    );
+    let s1 = find(&r, "azure:kv-secret:kv-ap/secrets/s1");
+    assert_eq!(s1.relation, Relation::CanGrantSelf);
+    assert!(
+        paths(s1)
+            .iter()
+            .any(|p| p.contains("User Access Administrator")
+                && p.contains("it could assign itself")
+                && p.contains("Key Vault Contributor")),
+        "{:#?}",
+        paths(s1)
+    );
+
+    let bob_id = person("E1002", "bob@example.com");
+    let rb = resolve(&provider, &bob_id).await;
+    let scopes: Vec<&str> = rb.exposures.iter().map(|e| e.scope.as_str()).collect();
+    assert_eq!(scopes, ["vault kv-rbac"]);
+    assert_eq!(vault_objects(&rb), ["kv-rbac/secrets/s2"]);
+    let s2 = find(&rb, "azure:kv-secret:kv-rbac/secrets/s2");
+    assert_eq!(s2.relation, Relation::CanGrantSelf);
+    assert!(
+        paths(s2)
+            .iter()
+            .any(|p| p.contains("enableRbacAuthorization off")),
+        "{:#?}",
+        paths(s2)
+    );
+
+    assert_eq!(
+        act(&provider, s1, "rotate", "run-grant").await,
+        State::Rotated
+    );
+    let k1 = find(&r, "azure:kv-key:kv-ap/keys/k1");
+    assert_eq!(
+        act(&provider, k1, "rotate", "run-grant").await,
+        State::Rotated
+    );
+    let s1_versions = versions(&w, &ap_uri, ObjectType::Secrets, "s1").await;
+    assert_eq!(
+        s1_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [false, true]
+    );
+    let k1_versions = versions(&w, &ap_uri, ObjectType::Keys, "k1").await;
+    assert_eq!(
+        k1_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [false, true]
+    );
+    w.double.shutdown().await;
+}
+
+/// An owner of an application can add it a credential and sign in as its service principal:
+/// what that service principal reaches (its role assignments, its group's access policy, and
+/// through an application it owns, another service principal's) is the owner's, each path
+/// through the ownership. The survey is read once: one role-assignment listing per
+/// subscription, however many service principals are followed. Handing the application over
+/// closes every such path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_owned_applications_service_principal_reaches_is_the_owners() {
+    const SUB: &str = "c3c3c3c3-0000-4000-8000-000000000003";
+    let w = World::new("acting").await;
+    w.subscription(SUB, "rg").await;
+    let alice = w.user("alice@example.com", "E1001").await;
+    w.user("bob@example.com", "E1002").await;
+    let (app_object, _, sp) = w.app("deploy-bot").await;
+    w.link("applications", &app_object, "owners", &alice).await;
+    let (helper_object, _, helper_sp) = w.app("helper").await;
+    w.link("applications", &helper_object, "owners", &sp).await;
+    let group = w
+        .call(
+            "POST",
+            Graph,
+            "/v1.0/groups",
+            json!({"displayName": "bots", "mailEnabled": false, "mailNickname": "bots",
+                   "securityEnabled": true}),
+        )
+        .await;
+    let group_id = group["id"].as_str().expect("group id").to_string();
+    w.link("groups", &group_id, "members", &sp).await;
+
+    let (app_uri, app_vault) = uri_and_id(&w.vault(SUB, "rg", "kv-app", true, json!([])).await);
+    let (legacy_uri, _) = uri_and_id(
+        &w.vault(
+            SUB,
+            "rg",
+            "kv-legacy",
+            false,
+            json!([{"tenantId": closeout_azure_double::DEFAULT_TENANT_ID, "objectId": group_id,
+                    "permissions": {"secrets": ["get", "list"]}}]),
+        )
+        .await,
+    );
+    secret(&w, &app_uri, "db").await;
+    w.key("kv-app", &app_uri, "signing").await;
+    secret(&w, &legacy_uri, "legacy").await;
+    w.assign(
+        &app_vault,
+        roles::KEY_VAULT_SECRETS_USER,
+        &sp,
+        "ServicePrincipal",
+    )
+    .await;
+    w.assign(
+        &app_vault,
+        roles::KEY_VAULT_CRYPTO_USER,
+        &helper_sp,
+        "ServicePrincipal",
+    )
+    .await;
+    let provider = w.provider(None).await;
+    let who = person("E1001", "alice@example.com");
+
+    let raw = w.raw("none");
+    let calls_url = format!("{}/_double/calls", w.double.base_url());
+    raw.delete(&calls_url).send().await.expect("clear calls");
+    let r = resolve(&provider, &who).await;
+    let calls: Value = raw
+        .get(&calls_url)
+        .send()
+        .await
+        .expect("calls")
+        .json()
+        .await
+        .expect("calls JSON");
+    let assignment_listings = calls["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter(|c| {
+            c["method"] == "GET"
+                && c["path"].as_str().is_some_and(|p| {
+                    p.ends_with("/providers/Microsoft.Authorization/roleAssignments")
+                })
+        })
+        .count();
+    assert_eq!(
+        assignment_listings, 1,
+        "one listing for the one subscription, not one per principal"
+    );
+
+    let acting: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == "acts-as-service-principal")
+        .collect();
+    assert_eq!(acting.len(), 2, "{:#?}", ids(&r));
+    let deploy_bot = find(&r, &format!("azure:acts-as-service-principal:{sp}"));
+    assert_eq!(deploy_bot.relation, Relation::CanActAs);
+    assert_eq!(
+        paths(deploy_bot),
+        ["alice -owns-> application deploy-bot -can-act-as-> service principal deploy-bot"]
+    );
+    let helper = find(&r, &format!("azure:acts-as-service-principal:{helper_sp}"));
+    assert!(paths(helper)[0].ends_with(
+        "service principal deploy-bot -owns-> application helper -can-act-as-> service principal helper"
+    ));
+    assert_eq!(
+        vault_objects(&r),
+        [
+            "kv-app/keys/signing",
+            "kv-app/secrets/db",
+            "kv-legacy/secrets/legacy"
+        ]
+    );
+    let db = find(&r, "azure:kv-secret:kv-app/secrets/db");
+    assert_eq!(db.relation, Relation::CanRead);
+    assert!(paths(db)[0].starts_with(
+        "alice -owns-> application deploy-bot -can-act-as-> service principal deploy-bot -assigned-> role Key Vault Secrets User"
+    ));
+    let legacy = find(&r, "azure:kv-secret:kv-legacy/secrets/legacy");
+    assert!(
+        paths(legacy)[0].contains("service principal deploy-bot -member-of-> group bots"),
+        "{:#?}",
+        paths(legacy)
+    );
+    // The service principal's own assignments are not the person's to remove.
+    assert!(!r
+        .findings
+        .iter()
+        .any(|f| f.kind.ends_with("role-assignment")));
+
+    assert_eq!(
+        act(&provider, db, "rotate", "run-acting").await,
+        State::Rotated
+    );
+    assert_eq!(
+        versions(&w, &app_uri, ObjectType::Secrets, "db")
+            .await
+            .iter()
+            .map(|v| v.0)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
+    let owned = r
+        .findings
+        .iter()
+        .find(|f| f.kind == "owned-application")
+        .expect("the owned application");
+    assert_eq!(
+        act_with(
+            &provider,
+            owned,
+            "reassign-owner",
+            "run-acting",
+            Some("bob@example.com")
+        )
+        .await,
+        State::Reassigned
+    );
+    let after = resolve(&provider, &who).await;
+    assert!(vault_objects(&after).is_empty(), "{:#?}", ids(&after));
+    assert!(!after
+        .findings
+        .iter()
+        .any(|f| f.kind == "acts-as-service-principal"));
+    let state = provider
+        .live_state(deploy_bot, &ctx(&who, None))
+        .await
+        .expect("live state");
+    assert_eq!(state, State::Reassigned);
+    w.double.shutdown().await;
+}
+
+/// After a client secret is rotated, the probe proves the old one dead: by the metadata when
+/// Closeout never held its value (the first rotation of a secret made outside it), by a
+/// refused token request when it did (a secret it published itself). A service principal's
+/// own secret rotates too: the double accepts it at the token endpoint, as Entra does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_client_secret_is_proven_dead() {
+    const SUB: &str = "d4d4d4d4-0000-4000-8000-000000000004";
+    let w = World::new("probe").await;
+    w.subscription(SUB, "rg").await;
+    let (creds_uri, _) = uri_and_id(&w.vault(SUB, "rg", "kv-creds", true, json!([])).await);
+    let alice = w.user("alice@example.com", "E1001").await;
+    let (app_object, app_id, _) = w.app("payments-api").await;
+    w.link("applications", &app_object, "owners", &alice).await;
+    let first = w
+        .call(
+            "POST",
+            Graph,
+            &format!("/v1.0/applications/{app_object}/addPassword"),
+            json!({"passwordCredential": {"displayName": "ci"}}),
+        )
+        .await;
+    let first_secret = first["secretText"]
+        .as_str()
+        .expect("secretText")
+        .to_string();
+    let first_key = first["keyId"].as_str().expect("keyId").to_string();
+    let provider = w.provider(Some(&creds_uri)).await;
+    let who = person("E1001", "alice@example.com");
+    let password_id = |key: &str| format!("azure:app-password:{app_object}/{key}");
+
+    let r = resolve(&provider, &who).await;
+    let old = find(&r, &password_id(&first_key)).clone();
+    assert_eq!(
+        act(&provider, &old, "rotate", "run-1").await,
+        State::Rotated
+    );
+    let (status, refused) = w.token(&app_id, &first_secret).await;
+    assert_eq!(status, 401, "the old secret no longer signs in: {refused}");
+    let probe = provider
+        .probe(&old)
+        .await
+        .expect("probe")
+        .expect("a probe for client secrets");
+    assert!(probe.dead, "{probe:#?}");
+    assert!(
+        probe.probe.starts_with("metadata: passwordCredentials"),
+        "{probe:#?}"
+    );
+    assert!(probe.probe.contains("does not hold"), "{probe:#?}");
+    assert!(probe.detail.contains("no longer in passwordCredentials"));
+
+    // The secret Closeout published is the next one to rotate: its value is held.
+    let r = resolve(&provider, &who).await;
+    let published = r
+        .findings
+        .iter()
+        .find(|f| f.kind == "app-password")
+        .expect("the published client secret")
+        .clone();
+    assert_eq!(
+        act(&provider, &published, "rotate", "run-2").await,
+        State::Rotated
+    );
+    let probe = provider
+        .probe(&published)
+        .await
+        .expect("probe")
+        .expect("a probe for client secrets");
+    assert!(probe.dead, "{probe:#?}");
+    assert!(
+        probe.probe.starts_with("client-credentials token request"),
+        "{probe:#?}"
+    );
+    assert!(probe.detail.contains("AADSTS7000215"), "{probe:#?}");
+    let published_versions = versions(
+        &w,
+        &creds_uri,
+        ObjectType::Secrets,
+        "app-payments-api-credential",
+    )
+    .await;
+    assert_eq!(published_versions.len(), 2);
+    assert_eq!(
+        published_versions[0]
+            .1
+            .get("credential")
+            .map(String::as_str),
+        published.attr("key_id")
+    );
+
+    // A service principal's own client secret.
+    let (_, _, svc_sp) = w.app("svc-direct").await;
+    w.link("servicePrincipals", &svc_sp, "owners", &alice).await;
+    let sp_secret = w
+        .call(
+            "POST",
+            Graph,
+            &format!("/v1.0/servicePrincipals/{svc_sp}/addPassword"),
+            json!({"passwordCredential": {"displayName": "sp"}}),
+        )
+        .await;
+    let r = resolve(&provider, &who).await;
+    let sp_password = find(
+        &r,
+        &format!(
+            "azure:app-password:{svc_sp}/{}",
+            sp_secret["keyId"].as_str().expect("keyId")
+        ),
+    );
+    let outcome = provider
+        .execute(&ActionRequest {
+            idempotency_key: "sp".into(),
+            verb: "rotate".into(),
+            finding: sp_password.clone(),
+            params: ActionParams {
+                run_id: "run-3".into(),
+                ..Default::default()
+            },
+        })
+        .await
+        .expect("the service principal's secret rotates");
+    assert!(
+        outcome.detail.contains("tested (token issued)"),
+        "{}",
+        outcome.detail
+    );
+    w.double.shutdown().await;
+}
+
+/// A vault whose secrets the endpoint refuses to list, an owned-objects listing refused, and a
+/// vault listing the endpoint lacks are gaps — each naming what is unknown and why — while the
+/// rest of the resolution goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cannot_be_listed_is_a_gap() {
+    const SUB: &str = "e5e5e5e5-0000-4000-8000-000000000005";
+    let w = World::new("gaps").await;
+    w.subscription(SUB, "rg").await;
+    let (open_uri, open_id) = uri_and_id(&w.vault(SUB, "rg", "kv-open", true, json!([])).await);
+    let (locked_uri, locked_id) =
+        uri_and_id(&w.vault(SUB, "rg", "kv-locked", true, json!([])).await);
+    secret(&w, &open_uri, "a").await;
+    secret(&w, &locked_uri, "b").await;
+    let alice = w.user("alice@example.com", "E1001").await;
+    for vault in [&open_id, &locked_id] {
+        w.assign(vault, roles::KEY_VAULT_SECRETS_USER, &alice, "User")
+            .await;
+    }
+    let provider = w.provider(None).await;
+    let who = person("E1001", "alice@example.com");
+
+    w.fault(
+        json!({"path_prefix": "/secrets", "vault": "kv-locked", "method": "GET",
+                   "status": 403, "count": 1}),
+    )
+    .await;
+    w.fault(
+        json!({"path_prefix": format!("/v1.0/users/{alice}/ownedObjects"),
+                   "status": 403, "count": 1}),
+    )
+    .await;
+    let r = resolve(&provider, &who).await;
+    assert_eq!(vault_objects(&r), ["kv-open/secrets/a"], "the rest goes on");
+    let locked = r
+        .gaps
+        .iter()
+        .find(|g| g.kind == "kv-secret")
+        .unwrap_or_else(|| panic!("{:#?}", r.gaps));
+    assert_eq!(locked.resource, locked_id);
+    assert!(locked.reason.contains("HTTP 403"), "{}", locked.reason);
+    assert!(
+        locked
+            .paths
+            .iter()
+            .any(|p| p.render("alice").contains("Key Vault Secrets User")),
+        "the gap says how the person reaches the vault: {locked:#?}"
+    );
+    assert!(
+        r.gaps.iter().any(|g| g.kind == "owned-application"),
+        "{:#?}",
+        r.gaps
+    );
+    assert_eq!(r.gaps.len(), 2, "{:#?}", r.gaps);
+
+    // An API the endpoint lacks.
+    w.fault(
+        json!({"path_prefix": format!("/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults"),
+                   "status": 404, "count": 1}),
+    )
+    .await;
+    let r = resolve(&provider, &who).await;
+    let vaults = r
+        .gaps
+        .iter()
+        .find(|g| g.kind == "key-vault")
+        .unwrap_or_else(|| panic!("{:#?}", r.gaps));
+    assert_eq!(vaults.resource, format!("/subscriptions/{SUB}"));
+    assert!(vaults.reason.contains("HTTP 404"), "{}", vaults.reason);
+    assert!(vault_objects(&r).is_empty());
+
+    // Nothing refused: nothing unknown.
+    let r = resolve(&provider, &who).await;
+    assert!(r.gaps.is_empty(), "{:#?}", r.gaps);
+    assert_eq!(
+        vault_objects(&r),
+        ["kv-locked/secrets/b", "kv-open/secrets/a"]
+    );
+    w.double.shutdown().await;
+}
