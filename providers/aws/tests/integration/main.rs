@@ -10,6 +10,7 @@
 //! - `moto_actions`: action behaviour beyond the contract (crash recovery, refusals, errors).
 //! - `moto_entitlements`: grants, unclaimed accounts, NHI findings of service identities.
 //! - `moto_resolve`: resolution of every kind with its explained paths, correlation.
+//! - `reach_moto`: reach to a fixpoint, one test per class of path, and the authenticating probe.
 //! - `sdk_environment`: the SDK's standard environment, in a child process.
 
 mod common;
@@ -18,4 +19,5 @@ mod contract;
 mod moto_actions;
 mod moto_entitlements;
 mod moto_resolve;
+mod reach_moto;
 mod sdk_environment;
