@@ -13,7 +13,7 @@ step "scripts/setup.sh"
 scripts/setup.sh
 
 step "scripts/check-layers.py (no module cycles, no import from a lower layer to a higher one)"
-python3 scripts/check-layers.py src providers/contract/src
+python3 scripts/check-layers.py src providers/*/src
 
 step "cargo fmt --all --check"
 cargo fmt --all --check

@@ -4,12 +4,12 @@
 //! secret, a gap; and the probe that authenticates with an NHI's old access key. Each seeds the
 //! path, resolves, executes what the leaver playbook would, and reads AWS back.
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
 use closeout_contract::{
     ActionOutcome, ActionParams, ActionRequest, Finding, Provider, Relation, Resolution,
     ResolveContext, State,
 };
-use crate::common::*;
 use serde_json::json;
 
 const ALICE_EMAIL: &str = "alice@example.com";
