@@ -71,21 +71,7 @@ step_openbao() {
     log "openbao: $version"
 }
 
-# ---------------------------------------------------------------------------------------------
-# 4. Lowkey Vault (Azure Key Vault data plane) jar — to be added with the Azure provider.
-#    Sketch (Java 17 + Maven, Maven Central only; the jar lands in .emulators/lib/):
-#        LOWKEY_VERSION=3.4.x
-#        jar="$ROOT/.emulators/lib/lowkey-vault-app-$LOWKEY_VERSION.jar"
-#        [[ -f "$jar" ]] || mvn -q dependency:copy \
-#            -Dartifact=com.github.nagyesta.lowkey-vault:lowkey-vault-app:$LOWKEY_VERSION:jar \
-#            -DoutputDirectory="$ROOT/.emulators/lib" >&2
-# ---------------------------------------------------------------------------------------------
-step_lowkey_vault() {
-    :
-}
-
 step_toolchain
 step_python
 step_openbao
-step_lowkey_vault
 log "done"

@@ -17,8 +17,8 @@
 //! ```
 //!
 //! The Python virtualenv holding `moto_server` (and `bao`) is `$CLOSEOUT_VENV`, or `.venv` at the
-//! workspace root (where `scripts/setup.sh` creates it). Lowkey Vault ([`LowkeyVaultServer`]) is a
-//! jar that `scripts/setup.sh` fetches into `.emulators/lib/`, run with `java` 17+.
+//! workspace root (where `scripts/setup.sh` creates it). The Azure double (`tests/azure-double`)
+//! runs in the test process; `docs/keyvault-data-plane.md` says why Key Vault is tested against it.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
@@ -30,9 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod contract;
-pub mod lowkey;
 pub mod openbao;
-pub use lowkey::{LowkeyVaultServer, VAULT_DOMAIN};
 pub use openbao::OpenBaoServer;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -8,6 +8,7 @@
 
 mod api;
 mod approle_probe;
+mod contract;
 mod entitlements;
 mod gaps;
 mod grant_self;
