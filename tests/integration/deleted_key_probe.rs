@@ -140,7 +140,9 @@ async fn a_deleted_key_no_longer_authenticates() {
         format!(
             "playbook_dir = \"playbooks\"\n[source]\npath = \"{REPO}/examples/demo/hr.csv\"\n\
              [store]\npath = \"state/j.db\"\n[audit]\npath = \"state/audit.jsonl\"\n\
-             [providers.aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
+             {accepts}\n\
+             [providers.aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
+            accepts = common::MOTO_ACCEPTS
         ),
     )
     .unwrap();

@@ -90,12 +90,12 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::ASSUMABLE_ROLE,
-            description: "IAM role the person can assume (trust policy names the user, or names the account and an identity policy allows it)",
+            description: "IAM role the person can assume at any depth (trust policy names the user or a role it reached, or names the account and an identity policy allows it), or pass to compute it can launch",
             verbs: &[verbs::REVOKE_SESSIONS],
         },
         KindSpec {
             kind: kinds::SECRET,
-            description: "Secrets Manager secret the person owns (owner tag) or can read (identity, group, role or resource policy)",
+            description: "Secrets Manager secret the person owns (owner tag), can read (identity, group, role or resource policy of anything it reaches) or can grant itself (PutResourcePolicy, or an IAM write exposing the account)",
             verbs: &[verbs::ROTATE],
         },
         KindSpec {
