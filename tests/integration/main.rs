@@ -25,6 +25,7 @@ mod cli_safety;
 mod cli_source_diff;
 mod deleted_key_probe;
 mod leaver_aws;
+mod leaver_aws_reach;
 mod leaver_azure;
 mod leaver_vault;
 mod leaver_vault_closed;

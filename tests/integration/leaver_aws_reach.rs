@@ -3,10 +3,8 @@
 //! self-grant on her own user exposes the account in the plan and every secret is rotated, and
 //! a gap nobody accepted keeps the run open (exit 3) until the site accepts it by name.
 
-mod common;
-
+use crate::common::{json, stderr, stdout, World, MOTO_ACCEPTS};
 use aws_sdk_secretsmanager::Client as Secrets;
-use common::{json, stderr, stdout, World, MOTO_ACCEPTS};
 use serde_json::Value;
 
 const LEAVER: &str = "E1001";
