@@ -50,6 +50,12 @@ async fn the_vault_provider_passes_the_contract_suite() {
     let v1 = api.kv1("kv1/app/cache").await;
     assert!(v2["data"]["data"]["password"].is_string(), "{v2}");
     assert!(v1["token"].is_string(), "{v1}");
-    assert!(!v2.to_string().contains(CANARY), "kv2/app/db kept its value");
-    assert!(!v1.to_string().contains(CANARY), "kv1/app/cache kept its value");
+    assert!(
+        !v2.to_string().contains(CANARY),
+        "kv2/app/db kept its value"
+    );
+    assert!(
+        !v1.to_string().contains(CANARY),
+        "kv1/app/cache kept its value"
+    );
 }
