@@ -42,10 +42,15 @@ impl CallError {
         self.status == Some(403)
     }
 
-    /// `lookup-accessor` / `revoke-accessor` of an accessor that no longer exists.
+    /// `lookup-accessor` / `revoke-accessor` of an accessor that no longer exists: "invalid
+    /// accessor", or "token not found" when a parent's revocation removed the token between
+    /// Closeout's lookup and its revoke (OpenBao answers 400 then).
     pub fn is_invalid_accessor(&self) -> bool {
         matches!(self.status, Some(400) | Some(403) | Some(404))
-            && self.errors.iter().any(|e| e.contains("invalid accessor"))
+            && self
+                .errors
+                .iter()
+                .any(|e| e.contains("invalid accessor") || e.contains("token not found"))
     }
 }
 
@@ -429,6 +434,8 @@ mod tests {
             err(Some(400), &["1 error occurred:\n\t* invalid accessor\n\n"]).is_invalid_accessor()
         );
         assert!(!err(Some(403), &["permission denied"]).is_invalid_accessor());
+        // A token a concurrent revocation of its parent removed (issue 14 item 6).
+        assert!(err(Some(400), &["token not found"]).is_invalid_accessor());
     }
 
     const CANARY: &str = "canary-5b1d-secret-value";
