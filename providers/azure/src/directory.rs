@@ -256,7 +256,9 @@ pub struct ActedAs {
 /// What [`acted_as`] found, and what it could not read.
 #[derive(Debug, Default)]
 pub struct ActingReach {
+    /// Every service principal reached, once.
     pub reached: Vec<ActedAs>,
+    /// The reads refused or missing on the way (the rest was followed).
     pub unread: Vec<Unread>,
 }
 

@@ -50,7 +50,9 @@ pub struct Config {
     /// The one tenant the double serves (`/{tenant}/oauth2/v2.0/token`, `tenantId` fields).
     pub tenant_id: String,
     /// Clients accepted at the token endpoint, besides applications with a password added
-    /// through Graph `addPassword`.
+    /// through Graph `addPassword`. Each is also in the directory from the start, as an
+    /// application and a service principal whose appId is the client id, granted nothing until
+    /// roles and app roles are assigned to it (what `closeout doctor` reads).
     pub clients: Vec<ClientCredential>,
     /// Page size of every list when the caller sends no `$top`.
     pub page_size: usize,
