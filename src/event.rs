@@ -28,6 +28,7 @@ pub enum EventSource {
 }
 
 impl EventSource {
+    /// The kebab-case name, as stored in the queue and shown in the audit log and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             EventSource::Webhook => "webhook",
@@ -42,6 +43,8 @@ impl EventSource {
 /// One lifecycle event. Never carries a secret: attributes are HR facts (department, manager...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LifecycleEvent {
+    /// Which intake produced the event; with `external_id` it identifies the event for
+    /// deduplication.
     pub source: EventSource,
     /// Unique per source: the `webhook-id`, a SCIM request's derived id, a diff's line id. A
     /// second event with the same source and id is a duplicate and is not processed again.

@@ -19,18 +19,23 @@ pub struct Grace {
 }
 
 impl Grace {
+    /// No wait at all (`0s`): the step may act as soon as the finding is in the required state.
     pub const ZERO: Grace = Grace { seconds: 0 };
 
+    /// A duration of `seconds`, capped at the 10-year maximum a playbook may state, so date
+    /// arithmetic on it cannot overflow.
     pub fn from_seconds(seconds: u64) -> Grace {
         Grace {
             seconds: seconds.min(MAX_SECONDS),
         }
     }
 
+    /// The duration in whole seconds.
     pub fn seconds(self) -> u64 {
         self.seconds
     }
 
+    /// The same duration as a [`chrono::Duration`], for arithmetic on timestamps.
     pub fn to_chrono(self) -> chrono::Duration {
         // MAX_SECONDS fits comfortably in an i64.
         chrono::Duration::seconds(self.seconds as i64)

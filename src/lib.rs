@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Closeout: resolve every credential and entitlement bound to an identity, run ordered playbooks
 //! that contain, revoke and rotate them, and prove closure by reading the providers again.
 //!

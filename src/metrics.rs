@@ -118,6 +118,9 @@ impl Metrics {
         out
     }
 
+    /// Count one event of `kind` (its trigger, e.g. `leaver`) with an `outcome`: at intake
+    /// `accepted` or `duplicate`, from the worker `done`, `failed`, `waiting-approval`, `skipped`
+    /// or `deferred`.
     pub fn event(&self, kind: &str, outcome: &str) {
         self.events
             .get_or_create(&vec![
@@ -127,6 +130,8 @@ impl Metrics {
             .inc();
     }
 
+    /// Record one executed action of `provider`: its `outcome` (`done`, `already-done`, `failed`,
+    /// `finished-earlier`) and the time it took over all its attempts.
     pub fn action(&self, provider: &str, outcome: &str, took: Duration) {
         self.action_seconds
             .get_or_create(&vec![
@@ -136,6 +141,8 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Count one provider call error of `class` (`retryable`, `permanent`, `throttled`); a
+    /// `throttled` error also counts in the provider's throttle counter.
     pub fn provider_error(&self, provider: &str, class: &str) {
         self.provider_errors
             .get_or_create(&vec![

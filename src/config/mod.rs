@@ -13,15 +13,31 @@ use std::path::{Path, PathBuf};
 /// Errors reading or validating the configuration. All are bad input (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read (missing, unreadable).
     #[error("cannot read config {path}: {source}")]
     Read {
+        /// The configuration file.
         path: PathBuf,
+        /// The I/O error reading it.
         source: std::io::Error,
     },
+    /// The file is not valid TOML or does not match the schema (an unknown key, a wrong type).
     #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The TOML parser's message, which names the offending key and line.
+        message: String,
+    },
+    /// The file parses but a check across its values fails (no provider configured, backoff
+    /// bounds reversed, an invalid rotation policy...).
     #[error("config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong, naming the section.
+        message: String,
+    },
 }
 
 /// The whole configuration file. Relative paths are relative to the working directory.
@@ -33,12 +49,16 @@ pub struct Config {
     pub playbook_dir: PathBuf,
     /// The authoritative source (HR export).
     pub source: SourceConfig,
+    /// `[store]`: where the SQLite database lives (run journal, grant ledger, event queue).
     #[serde(default)]
     pub store: StoreConfig,
+    /// `[audit]`: where the audit log lives.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[execution]`: retries and backoff of provider calls.
     #[serde(default)]
     pub execution: ExecutionConfig,
+    /// `[providers.<name>]`: the providers this site uses; at least one must be configured.
     #[serde(default)]
     pub providers: ProvidersConfig,
     /// The entitlement policy movers, joiners and policy drift are computed from.
@@ -56,6 +76,7 @@ pub struct Config {
     pub accept_unverified: Vec<acceptance::Acceptance>,
 }
 
+/// `[source]`: the authoritative source of identities (the HR export).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -71,6 +92,7 @@ pub struct PolicyConfig {
     pub entitlements: Option<PathBuf>,
 }
 
+/// `[store]`: the durable store, one SQLite file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
@@ -87,6 +109,8 @@ impl Default for StoreConfig {
     }
 }
 
+/// `[audit]`: the audit log, a hash-chained JSON-lines file kept apart from the database (see
+/// [`crate::store::audit`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
@@ -166,6 +190,8 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// Parse and validate `text` as the configuration file at `path` (`path` only names the file in
+    /// errors); [`Config::load`] without the read.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),

@@ -35,13 +35,19 @@ pub const MOVER_FIELDS: [&str; 5] = [
     "employment_type",
 ];
 
+/// An error diffing two HR exports.
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
+    /// One of the exports is unreadable or invalid; the error names the file and the place.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The NEW export could not be read again to compute its digest (changed or removed
+    /// meanwhile).
     #[error("cannot read source {}: {source}", .path.display())]
     Read {
+        /// The NEW export.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -50,6 +56,7 @@ pub enum DiffError {
 /// One event of a diff, with what it was before (for a reader; not part of the event).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DiffEntry {
+    /// The event to submit.
     pub event: LifecycleEvent,
     /// Why: `new`, `rehired`, `terminated`, `absent from NEW`, `changed`.
     pub reason: &'static str,
@@ -60,7 +67,9 @@ pub struct DiffEntry {
 /// A change that is reported but produces no event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DiffWarning {
+    /// The identity's id.
     pub identity: String,
+    /// What changed and why no event was made for it (e.g. a change to `suspended`).
     pub message: String,
 }
 
@@ -69,7 +78,9 @@ pub struct DiffWarning {
 pub struct SourceDiff {
     /// SHA-256 (hex) of the NEW file, part of every event's external id.
     pub new_sha256: String,
+    /// The joiner, leaver and mover events, sorted by identity id.
     pub events: Vec<DiffEntry>,
+    /// Changes that make no event, sorted by identity id.
     pub warnings: Vec<DiffWarning>,
 }
 

@@ -62,7 +62,12 @@ pub enum Location {
     /// A 1-based line and column (JSON syntax errors).
     LineColumn(u64, u64),
     /// A record of a JSON array, 0-based; `array` is `""` for a top-level array or `"identities"`.
-    Record { array: &'static str, index: usize },
+    Record {
+        /// The array's key: `""` (top-level array) or `"identities"`.
+        array: &'static str,
+        /// The record's 0-based index in it.
+        index: usize,
+    },
 }
 
 impl fmt::Display for Location {
@@ -90,57 +95,94 @@ impl Location {
 /// What is wrong with a source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    /// The CSV file has no header row (it is empty, or only blank).
     #[error("empty file: expected a header row with at least {}", REQUIRED.join(","))]
     NoHeader,
+    /// Required columns (CSV) or keys (JSON) are absent.
     #[error("missing required column{} {} (found: {})", plural(.missing.len()), quoted(.missing), .found.join(", "))]
     MissingColumns {
+        /// The missing fields, in canonical form (`id`, `email`, ...).
         missing: Vec<String>,
+        /// The columns or keys present, as written in the file.
         found: Vec<String>,
     },
+    /// Two headers (or keys of one JSON record) normalise to the same field, e.g. `employment_type`
+    /// and `Employment Type`: which one counts would be a guess.
     #[error("column {column:?} appears twice (as {first:?} and {second:?})")]
     DuplicateColumn {
+        /// The field both name, in canonical form.
         column: String,
+        /// The first spelling.
         first: String,
+        /// The second spelling.
         second: String,
     },
+    /// The file is not well-formed CSV or JSON; the parser's message.
     #[error("{0}")]
     Syntax(String),
+    /// The JSON document is neither an array nor an object with an `identities` array; the value
+    /// is what was found (`a string`, `an object without "identities"`, ...).
     #[error(
         "expected a JSON array of identities or an object {{\"identities\": [...]}}, found {0}"
     )]
     NotAList(&'static str),
+    /// An element of the JSON array is not an object; the value is its JSON type.
     #[error("expected an object for an identity, found {0}")]
     NotAnObject(&'static str),
+    /// A JSON value has the wrong type (e.g. a number for `tags`, an object for `email`).
     #[error("field {field:?} must be {expected}, found {found}")]
     FieldType {
+        /// The key as written in the file.
         field: String,
+        /// What the field accepts.
         expected: &'static str,
+        /// The JSON type found.
         found: &'static str,
     },
+    /// A field that must not be empty is (`id` or `email`).
     #[error("empty {0}")]
     Empty(&'static str),
+    /// The email is not `local@domain` without whitespace.
     #[error("malformed email {0:?}: expected local@domain without spaces")]
     MalformedEmail(String),
+    /// `kind` is not `human`, `service` or an accepted synonym.
     #[error(
         "unknown kind {0:?} (allowed: human, service; also accepted: person, nhi, service-account)"
     )]
     UnknownKind(String),
+    /// `status` is not `active`, `terminated` or `suspended` (`inactive` is deliberately not
+    /// accepted: see the module documentation).
     #[error("unknown status {0:?} (allowed: active, terminated, suspended)")]
     UnknownStatus(String),
+    /// Two identities have the same id.
     #[error("duplicate id {id:?} (first on {first})")]
-    DuplicateId { id: String, first: String },
+    DuplicateId {
+        /// The repeated id.
+        id: String,
+        /// Where the first identity with it is (`line 3`, `[0]`).
+        first: String,
+    },
+    /// Two identities have the same email (compared case-insensitively).
     #[error("duplicate email {email:?} (first on {first}, id {first_id:?})")]
     DuplicateEmail {
+        /// The repeated email, as written the second time.
         email: String,
+        /// Where the first identity with it is.
         first: String,
+        /// The first identity's id.
         first_id: String,
     },
+    /// A tag contains `,`, which is not a separator: kept as one tag it could hide `protected`.
     #[error("tag {0:?} contains ','; separate tags with ';' or '|'")]
     CommaInTag(String),
+    /// An id equals another identity's email, so looking either up would be ambiguous.
     #[error("id {id:?} is also the email of {other_id:?} ({other}); an id or email must name one identity")]
     IdIsAnotherEmail {
+        /// The id.
         id: String,
+        /// The id of the identity whose email it is.
         other_id: String,
+        /// Where that identity is.
         other: String,
     },
 }
@@ -164,18 +206,29 @@ fn quoted(items: &[String]) -> String {
 /// An error loading the authoritative source.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The file cannot be read (missing, unreadable, not UTF-8).
     #[error("cannot read source {}: {source}", .path.display())]
     Read {
+        /// The source file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file's extension is neither `.csv` nor `.json`.
     #[error("{}: unsupported source format: expected a .csv or .json file", .path.display())]
-    UnsupportedFormat { path: PathBuf },
+    UnsupportedFormat {
+        /// The source file.
+        path: PathBuf,
+    },
+    /// The file was read but its content is rejected; nothing from it is used.
     #[error("{file}{at}: {problem}")]
     Invalid {
+        /// The source file, as named in the message.
         file: String,
+        /// Where in the file.
         at: Location,
+        /// What is wrong.
         problem: Box<Problem>,
     },
 }
@@ -287,10 +340,12 @@ impl Directory {
         &self.identities
     }
 
+    /// How many identities the source holds.
     pub fn len(&self) -> usize {
         self.identities.len()
     }
 
+    /// Whether the source holds no identity.
     pub fn is_empty(&self) -> bool {
         self.identities.is_empty()
     }

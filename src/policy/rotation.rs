@@ -17,9 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What the policy says of one finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// A policy makes it due; the reason says which threshold it crossed (`... 95 days old >=
+    /// 90d`).
     Due(String),
     /// The needed fact is missing or unreadable: neither due nor not due.
     Unknown(String),
+    /// Policies apply, none makes it due, and each had the fact it needs.
     NotDue,
 }
 
@@ -103,43 +106,58 @@ pub fn evaluate(policies: &[Policy], f: &Finding, now: DateTime<Utc>) -> Option<
 /// A finding the policy makes due, or whose age is unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DueFinding {
+    /// The finding's id.
     pub id: String,
+    /// Its provider.
     pub provider: String,
+    /// Its kind.
     pub kind: String,
+    /// How the finding is shown to a person.
     pub display: String,
+    /// Why it is listed: the threshold crossed, or which fact is missing.
     pub reason: String,
 }
 
 /// One identity's due findings (it takes the shared ones no earlier identity took).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DueIdentity {
+    /// The identity's id in the source.
     pub identity: String,
+    /// Findings a policy makes due: the scheduled rotation acts on these.
     pub due: Vec<DueFinding>,
+    /// Findings whose age or expiry is unknown: reported, never acted on.
     pub unknown: Vec<DueFinding>,
 }
 
 impl DueIdentity {
+    /// The ids of the due findings (not the unknown ones): what a rotation run acts on.
     pub fn ids(&self) -> BTreeSet<String> {
         self.due.iter().map(|d| d.id.clone()).collect()
     }
 }
 
+/// The result of a due check over many identities (`closeout rotate --due`, the serve scheduler).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DueReport {
+    /// How many identities were checked.
     pub checked: usize,
     /// Only identities with something due or unknown, in source order.
     pub identities: Vec<DueIdentity>,
 }
 
 impl DueReport {
+    /// How many findings are due, over all identities.
     pub fn due_count(&self) -> usize {
         self.identities.iter().map(|i| i.due.len()).sum()
     }
 
+    /// How many findings have an unknown age or expiry, over all identities.
     pub fn unknown_count(&self) -> usize {
         self.identities.iter().map(|i| i.unknown.len()).sum()
     }
 
+    /// The report as `closeout rotate --due` prints it: a summary line, then each identity's due
+    /// and unknown findings.
     pub fn render_text(&self) -> String {
         let mut out = format!(
             "rotate: {} identit{} checked, {} finding(s) due, {} with unknown age\n",
@@ -207,6 +225,8 @@ pub fn select_due(
 /// The finding ids a scheduled rotation event carries (attribute `findings`, space-separated).
 pub const EVENT_FINDINGS: &str = "findings";
 
+/// The finding ids a rotation event carries in its [`EVENT_FINDINGS`] attribute; `None` when it has
+/// no such attribute.
 pub fn event_findings(attributes: &BTreeMap<String, String>) -> Option<BTreeSet<String>> {
     attributes
         .get(EVENT_FINDINGS)

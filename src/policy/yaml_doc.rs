@@ -11,9 +11,13 @@ use std::fmt;
 /// no position, e.g. the file cannot be read). Lines and columns count from 1.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Diagnostic {
+    /// The file as named to the user (the path given, or a display name).
     pub file: String,
+    /// The line, from 1; 0 when the problem has no position (then not shown).
     pub line: usize,
+    /// The column, from 1; meaningless when `line` is 0.
     pub column: usize,
+    /// What is wrong, and where possible how to fix it.
     pub message: String,
 }
 
@@ -67,14 +71,18 @@ pub fn load_mapping(
 /// A line and column (both from 1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pos {
+    /// The line, from 1 (0: unknown).
     pub line: usize,
+    /// The column, from 1 (0: unknown).
     pub column: usize,
 }
 
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sp<T> {
+    /// Where the value starts in the file.
     pub pos: Pos,
+    /// The value.
     pub value: T,
 }
 
@@ -85,6 +93,7 @@ pub struct Diags {
 }
 
 impl Diags {
+    /// An empty collection for the file named `file` in every diagnostic.
     pub fn new(file: &str) -> Self {
         Diags {
             file: file.to_string(),
@@ -92,6 +101,7 @@ impl Diags {
         }
     }
 
+    /// Report a problem at `pos` (an unknown position is shown as line 1, column 1).
     pub fn at(&mut self, pos: Pos, message: impl Into<String>) {
         self.list.push(Diagnostic {
             file: self.file.clone(),
@@ -106,11 +116,13 @@ impl Diags {
         self.list.len()
     }
 
+    /// Every problem reported, in the order reported.
     pub fn into_list(self) -> Vec<Diagnostic> {
         self.list
     }
 }
 
+/// The start of a marked-YAML span as a [`Pos`] (unknown: 0, 0).
 pub fn span_pos(span: &Span) -> Pos {
     span.start()
         .map(|m| Pos {
@@ -128,6 +140,7 @@ pub fn node_pos(node: &Node) -> Pos {
     }
 }
 
+/// Where a mapping starts: its first key (see [`node_pos`]).
 pub fn map_pos(m: &MarkedMappingNode) -> Pos {
     m.keys()
         .map(|k| span_pos(k.span()))
@@ -135,17 +148,21 @@ pub fn map_pos(m: &MarkedMappingNode) -> Pos {
         .unwrap_or_else(|| span_pos(m.span()))
 }
 
+/// Whether a scalar is YAML null (empty, `~`, `null`): a field written without a value.
 pub fn is_null(s: &MarkedScalarNode) -> bool {
     matches!(s.as_str(), "" | "~" | "null" | "Null" | "NULL")
 }
 
 /// The fields of one mapping, after reporting the ones not in `allowed`.
 pub struct Fields<'n> {
+    /// Where the mapping starts.
     pub pos: Pos,
     found: Vec<(&'static str, Pos, &'n Node)>,
 }
 
 impl<'n> Fields<'n> {
+    /// Read `map`'s fields, reporting each key not in `allowed` as unknown in `what` (e.g. "a
+    /// step").
     pub fn read(
         d: &mut Diags,
         map: &'n MarkedMappingNode,
@@ -173,6 +190,7 @@ impl<'n> Fields<'n> {
         }
     }
 
+    /// The field `name`, with where its key is, if it was written (and allowed).
     pub fn get(&self, name: &str) -> Option<(Pos, &'n Node)> {
         self.found
             .iter()
@@ -181,6 +199,7 @@ impl<'n> Fields<'n> {
     }
 }
 
+/// `node` as a mapping, or `None` after reporting that `what` must be one.
 pub fn mapping<'n>(d: &mut Diags, node: &'n Node, what: &str) -> Option<&'n MarkedMappingNode> {
     match node {
         Node::Mapping(m) => Some(m),
@@ -209,6 +228,7 @@ pub fn string(d: &mut Diags, node: &Node, field: &str) -> Option<Sp<String>> {
     }
 }
 
+/// A boolean value (`true`/`false`); `None` after reporting anything else.
 pub fn boolean(d: &mut Diags, node: &Node, field: &str) -> Option<Sp<bool>> {
     match node.as_scalar().and_then(|s| s.as_bool()) {
         Some(b) => Some(Sp {

@@ -77,10 +77,17 @@ const SENSITIVE: [&str; 7] = [
 /// What a caller records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// Who ran Closeout: `$CLOSEOUT_ACTOR`, else the OS user. An approver is named in `details`.
     pub actor: String,
+    /// What happened, as a dotted name (`run.started`, `action.done`, `run.finished`,
+    /// `override.protected`, ...).
     pub event: String,
+    /// The run the entry belongs to, if any.
     pub run: Option<String>,
+    /// The identity the entry is about, if any.
     pub identity: Option<String>,
+    /// Event-specific JSON. [`AuditLog::append`] redacts it before writing; never put a secret in
+    /// it anyway.
     pub details: Value,
 }
 
@@ -88,15 +95,25 @@ pub struct AuditEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
+    /// Position in the chain: 1 for the first record, then +1 per record, without gaps.
     pub seq: u64,
+    /// When the record was appended (UTC); written with microseconds.
     #[serde(serialize_with = "serialize_at")]
     pub at: DateTime<Utc>,
+    /// Who acted (see [`AuditEntry::actor`]).
     pub actor: String,
+    /// What happened (see [`AuditEntry::event`]).
     pub event: String,
+    /// The run id, or `null`.
     pub run: Option<String>,
+    /// The identity id, or `null`.
     pub identity: Option<String>,
+    /// The entry's details as written, i.e. after [`redact`].
     pub details: Value,
+    /// The previous record's `hash`; [`GENESIS`] for the first record.
     pub prev: String,
+    /// Lower-case hex SHA-256 of `prev` followed by the canonical JSON of the record without this
+    /// field.
     pub hash: String,
 }
 
@@ -204,68 +221,136 @@ pub fn redact(value: &mut Value) {
 /// What is wrong with a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Violation {
+    /// A line is not a well-formed record: not UTF-8, not JSON, a field missing or unknown, or
+    /// `prev`/`hash` not 64 lower-case hex digits. The message says which.
     #[error("malformed record: {0}")]
     Malformed(String),
+    /// An empty line; the writer never produces one, so the file was edited.
     #[error("blank line")]
     BlankLine,
+    /// The last line has no trailing newline: an append was cut short or the file truncated.
     #[error("incomplete last line (no trailing newline): an append was cut short or the file was truncated")]
     Incomplete,
+    /// A record's content no longer matches its own hash: the record was edited.
     #[error("record seq {seq} was edited: stored hash {stored}, computed {computed}")]
     HashMismatch {
+        /// The edited record's seq.
         seq: u64,
+        /// The hash written on the line.
         stored: String,
+        /// The hash its content has now.
         computed: String,
     },
+    /// A record's hash matches but the line is not in canonical form (reformatted, keys
+    /// reordered): the line was edited.
     #[error("record seq {seq} is not in canonical form: the line was edited")]
-    NotCanonical { seq: u64 },
+    NotCanonical {
+        /// The record's seq.
+        seq: u64,
+    },
+    /// A record appears before its turn: records were moved.
     #[error("expected seq {expected}, found seq {found}: records are out of order (seq {expected} is on line {expected_on_line})")]
     Reordered {
+        /// The seq this line should have held.
         expected: u64,
+        /// The seq it holds.
         found: u64,
+        /// The 1-based line where the expected record was found later in the file.
         expected_on_line: u64,
     },
+    /// The seq jumps forward and the skipped records are nowhere in the file: they were deleted.
     #[error("expected seq {expected}, found seq {found}: {} record(s) deleted before this line", .found - .expected)]
-    Deleted { expected: u64, found: u64 },
+    Deleted {
+        /// The first missing seq.
+        expected: u64,
+        /// The seq found instead; `found - expected` records are missing.
+        found: u64,
+    },
+    /// The seq goes backwards or repeats: records were duplicated or moved.
     #[error(
         "expected seq {expected}, found seq {found} again: records duplicated or out of order"
     )]
-    Repeated { expected: u64, found: u64 },
+    Repeated {
+        /// The seq this line should have held.
+        expected: u64,
+        /// The earlier seq it holds.
+        found: u64,
+    },
+    /// A record's `prev` is not the hash of the record before it: the chain is broken (a record
+    /// was replaced, or the log spliced from two chains).
     #[error("record seq {seq} does not chain to the record before it: prev {prev}, but that record's hash is {expected}")]
     PrevMismatch {
+        /// The record whose `prev` is wrong.
         seq: u64,
+        /// The `prev` it holds.
         prev: String,
+        /// The hash of the record before it.
         expected: String,
     },
+    /// The head file is gone while the log holds more than one record, so a deletion at the end
+    /// could not be detected.
     #[error("head file {head} is missing but the log holds {records} records: records at the end may have been deleted")]
-    HeadMissing { head: String, records: u64 },
+    HeadMissing {
+        /// The head file's path.
+        head: String,
+        /// Records in the log.
+        records: u64,
+    },
+    /// The head names a later record than the log's last: records were deleted from the end.
     #[error("head file says the last record is seq {head_seq}, but the log ends at seq {last_seq}: {} record(s) deleted from the end", .head_seq - .last_seq)]
-    HeadAhead { head_seq: u64, last_seq: u64 },
+    HeadAhead {
+        /// The seq the head file records.
+        head_seq: u64,
+        /// The last seq in the log.
+        last_seq: u64,
+    },
+    /// The head and the last record disagree in a way no interrupted append explains (the log's
+    /// end or the head was replaced).
     #[error("head file (seq {head_seq}, hash {head_hash}) does not match the last record (seq {last_seq}, hash {last_hash})")]
     HeadMismatch {
+        /// The seq the head file records.
         head_seq: u64,
+        /// The hash the head file records.
         head_hash: String,
+        /// The log's last seq.
         last_seq: u64,
+        /// The log's last hash.
         last_hash: String,
     },
+    /// The head file is not `{"hash":"<64 hex>","seq":N}`.
     #[error("malformed head file {head}: {reason}")]
-    HeadMalformed { head: String, reason: String },
+    HeadMalformed {
+        /// The head file's path.
+        head: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// An error reading, appending to or verifying the audit log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// The file system refused: the log or its head cannot be created, opened, locked, read,
+    /// written or synced. Nothing says the log itself is damaged.
     #[error("audit log {}: cannot {action}: {source}", .path.display())]
     Io {
+        /// The log or head file the operation was on.
         path: PathBuf,
+        /// What was being done, as a phrase after "cannot" (`lock`, `read the head file`, ...).
         action: &'static str,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
     /// The log fails verification; `line` is 1-based when the problem is on a line.
     #[error("{}{}: {violation}", .path.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
     Integrity {
+        /// The log or head file that is not intact.
         path: PathBuf,
+        /// The 1-based line of the violation; `None` when it is not tied to a line (a malformed
+        /// head file, or the check of the log's end before an append).
         line: Option<u64>,
+        /// What is wrong.
         violation: Violation,
     },
 }
@@ -522,6 +607,7 @@ impl AuditLog {
         Ok(AuditLog { path, head })
     }
 
+    /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
     }

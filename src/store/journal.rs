@@ -14,16 +14,29 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+/// An error reading or writing the run journal.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// The database cannot be opened, created or brought up to the current schema.
     #[error("cannot open the journal {path}: {message}")]
-    Open { path: PathBuf, message: String },
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What failed (SQLite's message, or the schema migration's).
+        message: String,
+    },
+    /// An SQLite error reading or writing the journal (locked database, full disk, ...).
     #[error("journal: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The run id names no run in the journal.
     #[error("journal: run {0} not found")]
     NoSuchRun(String),
+    /// A stored value cannot be read back (an unknown run status, trigger or action status): the
+    /// database was edited, or written by a newer Closeout.
     #[error("journal: corrupt record: {0}")]
     Corrupt(String),
+    /// A stored timestamp cannot be parsed: the database was edited, or written by a newer
+    /// Closeout.
     #[error("journal: corrupt record: {0}")]
     Timestamp(#[from] BadTimestamp),
 }
@@ -45,6 +58,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The kebab-case name, as stored in the journal and shown by `closeout runs`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -55,6 +69,7 @@ impl RunStatus {
         }
     }
 
+    /// The status named by `s` (as [`RunStatus::as_str`] writes it), or `None` for an unknown name.
     pub fn parse(s: &str) -> Option<RunStatus> {
         [
             RunStatus::Running,
@@ -79,19 +94,33 @@ impl RunStatus {
 /// One run: one playbook for one identity and trigger.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRecord {
+    /// The run id, `r<UTC start time>-<6 hex digits>` (e.g. `r20260501T120000Z-3fa2c1`).
     pub id: String,
+    /// The identity's id in the authoritative source.
     pub identity: String,
+    /// The trigger the run executes (its playbook is `<trigger>.yaml`).
     pub trigger: Trigger,
+    /// The playbook's name, as the playbook states it.
     pub playbook: String,
+    /// SHA-256 (hex) of the playbook's source text at planning time, so a report shows exactly
+    /// which playbook ran.
     pub playbook_digest: String,
+    /// Where the run is in its life; written as it changes.
     pub status: RunStatus,
+    /// When the run was planned and recorded.
     pub created_at: DateTime<Utc>,
     /// When the triggering event took effect (the CLI: when the run was created).
     pub effective_at: DateTime<Utc>,
     /// Sessions issued before it are revoked; shared secrets must be rotated after it.
     pub cutoff: DateTime<Utc>,
+    /// When containment finished: the first stage, or a stage named `contain`, completing with no
+    /// failed action, whichever comes first. `None` until then; set once, never moved.
     pub contained_at: Option<DateTime<Utc>>,
+    /// When the run reached a final status for this attempt (closed, open or failed); `None` while
+    /// running or waiting for approval, and reset by a resume.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The run acted on a protected identity by explicit `--override-protected` (also in the audit
+    /// log).
     pub override_protected: bool,
     /// The plan, as JSON (see `crate::pipeline::plan::Plan`).
     pub plan_json: String,
@@ -101,12 +130,19 @@ pub struct RunRecord {
     pub approved_by: Option<String>,
 }
 
+/// The state of one action in the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionStatus {
+    /// Written before the provider call. An action found in this state after a crash was in flight
+    /// and is run again (provider actions are idempotent).
     Started,
+    /// The provider made the change.
     Done,
+    /// The provider reported the change was already in place (e.g. the key was already deleted);
+    /// counts as finished.
     AlreadyDone,
+    /// The provider call failed (permanently, or after the last retry); `error` says why.
     Failed,
 }
 
@@ -131,6 +167,7 @@ impl ActionStatus {
         .find(|a| a.as_str() == s)
     }
 
+    /// Whether the action completed (done or already done); a finished action is skipped on resume.
     pub fn is_finished(self) -> bool {
         matches!(self, ActionStatus::Done | ActionStatus::AlreadyDone)
     }
@@ -139,36 +176,60 @@ impl ActionStatus {
 /// One action of a run, as journaled.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ActionRecord {
+    /// The run the action belongs to.
     pub run_id: String,
+    /// The idempotency key (see `crate::pipeline::plan::idempotency_key`); unique across the
+    /// journal.
     pub key: String,
+    /// The playbook stage the action is in.
     pub stage: String,
+    /// The playbook step that selected it.
     pub step: String,
+    /// The finding acted on, `<provider>:<kind>:<id>` (e.g. `aws:access-key:AKIA...`).
     pub finding_id: String,
+    /// The provider that executes it.
     pub provider: String,
+    /// The verb executed (`deactivate`, `delete`, `rotate`, ...).
     pub verb: String,
+    /// Where the action is (see [`ActionStatus`]).
     pub status: ActionStatus,
+    /// How many times the action was started: 1, plus one for every later run of it (a resume after
+    /// a crash or a failure). Retries of the provider call inside one start are not counted.
     pub attempts: u32,
+    /// When the action was first started.
     pub started_at: DateTime<Utc>,
+    /// When it last finished or failed; `None` if it never has. A restarted action keeps the
+    /// previous value until it ends again.
     pub finished_at: Option<DateTime<Utc>>,
     /// Non-secret description from the provider.
     pub detail: Option<String>,
     /// The finding's state after the action.
     pub state: Option<String>,
+    /// The provider's error when `failed`; cleared when the action is started again.
     pub error: Option<String>,
 }
 
 /// What an action is about, for [`Journal::action_started`].
 #[derive(Debug, Clone)]
 pub struct ActionStart<'a> {
+    /// The run.
     pub run_id: &'a str,
+    /// The idempotency key; a second start with the same key updates the existing record.
     pub key: &'a str,
+    /// The playbook stage.
     pub stage: &'a str,
+    /// The playbook step.
     pub step: &'a str,
+    /// The finding, `<provider>:<kind>:<id>`.
     pub finding_id: &'a str,
+    /// The provider that executes the action.
     pub provider: &'a str,
+    /// The verb.
     pub verb: &'a str,
 }
 
+/// The run journal: runs and their actions in the SQLite database. Safe to share between threads
+/// (one connection behind a mutex); several processes may open the same file.
 pub struct Journal {
     conn: Mutex<Connection>,
     path: PathBuf,
@@ -197,6 +258,7 @@ impl Journal {
         })
     }
 
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -207,6 +269,7 @@ impl Journal {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Record a new run (status, plan and cutoff as decided by the engine).
     pub fn create_run(&self, run: &RunRecord) -> Result<(), JournalError> {
         self.conn().execute(
             &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
@@ -231,6 +294,8 @@ impl Journal {
         Ok(())
     }
 
+    /// Set the run's status and when it finished (`None` while running or waiting for approval).
+    /// Fails with [`JournalError::NoSuchRun`] for an unknown id.
     pub fn set_run_status(
         &self,
         id: &str,
@@ -268,6 +333,8 @@ impl Journal {
         Ok(())
     }
 
+    /// Store the run's closure report (JSON), replacing any earlier one (a resumed run is verified
+    /// again).
     pub fn save_report(&self, id: &str, report_json: &str) -> Result<(), JournalError> {
         self.conn().execute(
             "UPDATE runs SET report_json = ?2 WHERE id = ?1",
@@ -276,6 +343,7 @@ impl Journal {
         Ok(())
     }
 
+    /// The run with this id, or `None`.
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>, JournalError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
@@ -374,6 +442,7 @@ impl Journal {
         Ok(cutoff.as_deref().map(parse_ts).transpose()?)
     }
 
+    /// The journaled action with this idempotency key, or `None` when it was never started.
     pub fn action(&self, key: &str) -> Result<Option<ActionRecord>, JournalError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -383,6 +452,7 @@ impl Journal {
         raw.map(RawAction::into_record).transpose()
     }
 
+    /// The run's actions, in the order they were started.
     pub fn actions(&self, run_id: &str) -> Result<Vec<ActionRecord>, JournalError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -434,6 +504,7 @@ impl Journal {
         Ok(())
     }
 
+    /// Record the action's failure (after its last attempt) with the provider's error.
     pub fn action_failed(&self, key: &str, error: &str) -> Result<(), JournalError> {
         self.conn().execute(
             "UPDATE actions SET status = 'failed', error = ?2, finished_at = ?3 WHERE key = ?1",

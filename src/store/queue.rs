@@ -26,18 +26,39 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+/// An error reading or writing the event queue.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
+    /// The database cannot be opened or created, or its table cannot be created.
     #[error("cannot open the event queue {path}: {message}")]
-    Open { path: PathBuf, message: String },
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's message.
+        message: String,
+    },
+    /// An SQLite error reading or writing the queue (locked database, full disk, ...).
     #[error("event queue: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The worker's claim token no longer holds the event: it was recovered after a presumed
+    /// crash, or already finished. The worker must drop it.
     #[error(
         "event queue: event {seq} is not claimed by this worker (claim lost or already finished)"
     )]
-    NotClaimed { seq: i64 },
+    NotClaimed {
+        /// The event's sequence number.
+        seq: i64,
+    },
+    /// A stored event cannot be read back (an unknown status, source or kind, a bad timestamp
+    /// or attributes), or an event's attributes cannot be encoded: the database was edited or
+    /// written by a newer Closeout.
     #[error("event queue: corrupt record {seq}: {message}")]
-    Corrupt { seq: i64, message: String },
+    Corrupt {
+        /// The event's sequence number (0 when no single stored event is concerned).
+        seq: i64,
+        /// What cannot be read.
+        message: String,
+    },
 }
 
 /// Where a queued event is in its life.
@@ -52,13 +73,18 @@ pub enum QueueStatus {
     Processing,
     /// Its run stopped at an approval gate; `approve_waiting` puts it back to pending.
     WaitingApproval,
+    /// The worker's run finished and produced a closure report, which says whether the identity is
+    /// closed; `run_id` names the run.
     Done,
+    /// The engine returned an error for the event (the run could not start, or stopped on an
+    /// error); `message` says why. A later event of the identity may run.
     Failed,
     /// Nothing to do (for example an unknown identity), with the reason.
     Skipped,
 }
 
 impl QueueStatus {
+    /// Every status, in lifecycle order.
     pub const ALL: [QueueStatus; 6] = [
         QueueStatus::Pending,
         QueueStatus::Processing,
@@ -68,6 +94,7 @@ impl QueueStatus {
         QueueStatus::Skipped,
     ];
 
+    /// The kebab-case name, as stored in the queue table.
     pub fn as_str(self) -> &'static str {
         match self {
             QueueStatus::Pending => "pending",
@@ -79,6 +106,8 @@ impl QueueStatus {
         }
     }
 
+    /// The status named by `s` (as [`QueueStatus::as_str`] writes it), or `None` for an unknown
+    /// name.
     pub fn parse(s: &str) -> Option<QueueStatus> {
         QueueStatus::ALL.into_iter().find(|q| q.as_str() == s)
     }
@@ -111,18 +140,28 @@ pub struct SubmitCounts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
     /// Stored durably under this sequence number.
-    New { seq: i64 },
+    New {
+        /// The new event's sequence number.
+        seq: i64,
+    },
     /// Already stored (same source and external id); nothing was written.
-    Duplicate { seq: i64, status: QueueStatus },
+    Duplicate {
+        /// The stored event's sequence number.
+        seq: i64,
+        /// Where the stored event is now.
+        status: QueueStatus,
+    },
 }
 
 impl Submitted {
+    /// The event's sequence number, new or existing.
     pub fn seq(&self) -> i64 {
         match self {
             Submitted::New { seq } | Submitted::Duplicate { seq, .. } => *seq,
         }
     }
 
+    /// Whether the event was stored now (not a duplicate).
     pub fn is_new(&self) -> bool {
         matches!(self, Submitted::New { .. })
     }
@@ -131,8 +170,12 @@ impl Submitted {
 /// An event a worker now owns. `token` proves the claim to `set_run`, `finish` and `release`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
+    /// The event's sequence number in the queue.
     pub seq: i64,
+    /// A random token for this claim only: a worker that lost its claim (recovered by another
+    /// process) cannot finish the event.
     pub token: String,
+    /// The event to process.
     pub event: LifecycleEvent,
     /// The run started for this event before a crash: resume it rather than start another.
     pub run_id: Option<String>,
@@ -143,33 +186,62 @@ pub struct Claimed {
 /// An event found `processing` at start-up, now pending again (and claimed first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovered {
+    /// The event's sequence number.
     pub seq: i64,
+    /// The event.
     pub event: LifecycleEvent,
+    /// The run started for it before the crash, if it got that far; the caller resumes it.
     pub run_id: Option<String>,
+    /// Times the event was claimed so far, the interrupted claim included.
     pub attempts: u32,
 }
 
 /// How a worker finished an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Done { run_id: String },
-    Failed { message: String },
-    WaitingApproval { run_id: String },
-    Skipped { reason: String },
+    /// The run finished and produced its closure report.
+    Done {
+        /// The run.
+        run_id: String,
+    },
+    /// The engine returned an error.
+    Failed {
+        /// The error, prefixed with the run id when a run was started.
+        message: String,
+    },
+    /// The run stopped at an approval gate; the event waits until the run is approved.
+    WaitingApproval {
+        /// The run waiting for approval.
+        run_id: String,
+    },
+    /// Nothing to do for the event.
+    Skipped {
+        /// Why (an identity the source does not know, no playbook for the trigger, ...).
+        reason: String,
+    },
 }
 
 /// One stored event with its processing state.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct QueuedEvent {
+    /// Position in submission order; unique and increasing.
     pub seq: i64,
+    /// The event as submitted.
     pub event: LifecycleEvent,
+    /// Where it is in its life.
     pub status: QueueStatus,
+    /// When the queue stored it.
     pub received_at: DateTime<Utc>,
+    /// The run started for it, once a worker recorded one (kept when the event later fails).
     pub run_id: Option<String>,
+    /// Times claimed by a worker (a crash counts as an attempt).
     pub attempts: u32,
     /// A failure's message or a skip's reason (the last error after a release).
     pub message: Option<String>,
+    /// When a worker last claimed it; `None` if none has.
     pub claimed_at: Option<DateTime<Utc>>,
+    /// When it reached a finished status (done, failed, skipped); `None` while pending, processing
+    /// or waiting for approval.
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -207,6 +279,8 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// The durable event queue (see the module documentation for its guarantees). Safe to share between
+/// threads; several processes may open the same file.
 pub struct EventQueue {
     conn: Mutex<Connection>,
     path: PathBuf,
@@ -230,6 +304,7 @@ impl EventQueue {
         })
     }
 
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -465,6 +540,7 @@ impl EventQueue {
         Ok(seq)
     }
 
+    /// The stored event with this sequence number, or `None`.
     pub fn get(&self, seq: i64) -> Result<Option<QueuedEvent>, QueueError> {
         let conn = self.conn();
         let raw = conn

@@ -25,6 +25,8 @@ pub struct Mapping {
     pub location: Option<AttrPath>,
 }
 
+/// Whether the User counts as active: only an explicit `"active": false` makes it inactive (a User
+/// without `active` is active).
 pub fn is_active(doc: &Map<String, Value>) -> bool {
     doc.get("active") != Some(&Value::Bool(false))
 }

@@ -71,14 +71,19 @@ pub struct ScimConfig {
 /// Why the SCIM router cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ScimSetupError {
+    /// The SCIM store cannot be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// `location_attribute` is not a path this server supports.
     #[error("scim location_attribute {path:?}: {source}")]
     LocationAttribute {
+        /// The configured path.
         path: String,
+        /// Why it is refused.
         #[source]
         source: ScimError,
     },
+    /// No bearer token is configured: every request would be refused.
     #[error("scim: at least one non-empty bearer token is required")]
     NoToken,
 }

@@ -8,18 +8,28 @@ use super::path::{is_read_only, AttrPath, EXTERNAL_ID};
 use super::schema::{self, normalise, normalise_single, Kind, ENTERPRISE_USER, PATCH_OP};
 use serde_json::{Map, Value};
 
+/// A PATCH operation's `op`, read case-insensitively (Entra ID sends `Replace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// Add the value (appended to a multi-valued attribute, set on a single-valued one).
     Add,
+    /// Replace the value (of the matching elements, with a filter).
     Replace,
+    /// Remove the attribute, or the elements a filter matches; a required attribute cannot be
+    /// removed.
     Remove,
 }
 
 /// One parsed operation.
 #[derive(Debug, Clone)]
 pub struct Operation {
+    /// What to do.
     pub op: Op,
+    /// The attribute path as sent; `None` (not allowed for `remove`): `value` is an object of
+    /// attribute paths to values.
     pub path: Option<String>,
+    /// The value as sent (normalised when applied). Required by `add` and `replace`; on a `remove`
+    /// of a multi-valued attribute it names the elements to remove (Entra ID's form).
     pub value: Option<Value>,
 }
 

@@ -24,7 +24,9 @@ pub const EXTERNAL_ID: Attr = {
 /// `sub eq value` inside brackets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueFilter {
+    /// The sub-attribute compared (`type` in `emails[type eq "work"]`).
     pub attr: &'static Attr,
+    /// The value it must equal.
     pub value: Value,
 }
 
@@ -51,7 +53,9 @@ pub struct AttrPath {
     pub schema: &'static str,
     /// `None`: the whole extension (the bare enterprise URN).
     pub attr: Option<&'static Attr>,
+    /// The value filter in brackets, selecting elements of a multi-valued attribute.
     pub filter: Option<ValueFilter>,
+    /// The sub-attribute after the attribute (`givenName` in `name.givenName`), if any.
     pub sub: Option<&'static Attr>,
 }
 

@@ -8,9 +8,14 @@
 use super::error::ScimError;
 use serde_json::{json, Map, Value};
 
+/// The core User schema URN (RFC 7643 §4.1).
 pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// The enterprise User extension URN (RFC 7643 §4.3): `employeeNumber`, `department`, `manager`,
+/// ...
 pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// The schema URN of a list response (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+/// The schema URN a PATCH request body must declare (RFC 7644 §3.5.2).
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub use super::error::ERROR;
 
@@ -20,28 +25,46 @@ pub const MAX_RESULTS: usize = 200;
 /// An attribute's data type (RFC 7643 §2.3), the subset used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A string; compared case-insensitively unless the attribute is `case_exact`.
     String,
+    /// A boolean; the strings `"true"` and `"false"` (any case) are accepted, as some IdPs send
+    /// them.
     Boolean,
+    /// An object with these sub-attributes; sub-attributes not listed are dropped.
     Complex(&'static [Attr]),
 }
 
+/// Whether a client may write an attribute (RFC 7643 §7 `mutability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutability {
+    /// The client may set and change it.
     ReadWrite,
+    /// Only the server sets it; a client's write is refused with `mutability`.
     ReadOnly,
 }
 
 /// One attribute definition (RFC 7643 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attr {
+    /// The attribute's name as in the schema (`userName`, `emails`, ...); matched
+    /// case-insensitively.
     pub name: &'static str,
+    /// The data type.
     pub kind: Kind,
+    /// Multi-valued: an array of values of `kind`.
     pub multi: bool,
+    /// A User without it is refused, and it cannot be removed.
     pub required: bool,
+    /// Values are compared exactly (case-sensitively) in filters.
     pub case_exact: bool,
+    /// Whether a client may write it.
     pub mutability: Mutability,
+    /// No two Users may share a value (`uniqueness: server`, e.g. `userName`).
     pub unique: bool,
+    /// The suggested values (`canonicalValues`), e.g. `work`, `home` for a `type`; published, not
+    /// enforced.
     pub canonical: &'static [&'static str],
+    /// The description published in `/Schemas`.
     pub description: &'static str,
 }
 
@@ -274,6 +297,7 @@ pub fn normalise_single(attr: &Attr, value: Value) -> Result<Option<Value>, Scim
     }
 }
 
+/// The JSON type of `v` as an error message names it (`a string`, `null`, ...).
 pub fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

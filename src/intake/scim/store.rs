@@ -10,17 +10,25 @@ use std::path::Path;
 /// A failure of the SCIM store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database cannot be opened, or its tables created.
     #[error("SCIM store {path}: {source}")]
     Open {
+        /// The database file.
         path: String,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
+    /// An SQLite error reading or writing Users.
     #[error("SCIM store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// A User's stored document is not a JSON object (the database was edited), or a document
+    /// could not be encoded.
     #[error("SCIM store: user {id} holds a corrupt document: {source}")]
     Corrupt {
+        /// The User's id.
         id: String,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },
@@ -29,11 +37,14 @@ pub enum StoreError {
 /// One stored User: the server's fields and the attributes document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredUser {
+    /// The server-assigned id (a UUID-shaped hex string derived from the userName).
     pub id: String,
     /// Starts at 1 and grows by one with every change that was kept; `meta.version` and the
     /// events' ids are made from it.
     pub version: i64,
+    /// When the User was created (`meta.created`).
     pub created: DateTime<Utc>,
+    /// When the User last changed (`meta.lastModified`).
     pub last_modified: DateTime<Utc>,
     /// Canonical attribute names; `externalId` and the enterprise extension (under its URN)
     /// included; no `id`, `meta` or `schemas`.
@@ -41,12 +52,14 @@ pub struct StoredUser {
 }
 
 impl StoredUser {
+    /// The `userName` (`""` if the document has none, which validation does not let in).
     pub fn user_name(&self) -> &str {
         self.doc
             .get("userName")
             .and_then(Value::as_str)
             .unwrap_or_default()
     }
+    /// The weak ETag of this version, `W/"<version>"`, for `If-Match` and `meta.version`.
     pub fn etag(&self) -> String {
         format!("W/\"{}\"", self.version)
     }
@@ -71,6 +84,8 @@ CREATE TABLE IF NOT EXISTS scim_user_names (
 );
 ";
 
+/// Open the SCIM store at `path` (normally the journal's database), creating its tables; WAL and
+/// `synchronous=FULL` so an answered change is durable.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     let err = |source| StoreError::Open {
         path: path.display().to_string(),
@@ -114,6 +129,7 @@ fn decode(
     })
 }
 
+/// The User with this id, or `None`.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<StoredUser>, StoreError> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM scim_users WHERE id = ?1"),
@@ -138,9 +154,13 @@ pub fn id_by_user_name(conn: &Connection, user_name: &str) -> Result<Option<Stri
 
 /// Which Users a list query selects.
 pub enum Selection<'a> {
+    /// Every User.
     All,
+    /// The User with this `userName`, compared case-insensitively.
     UserName(&'a str),
+    /// The User with this `externalId`, compared exactly.
     ExternalId(&'a str),
+    /// The User with this id.
     Id(&'a str),
 }
 
@@ -227,6 +247,7 @@ pub fn put(tx: &Transaction<'_>, user: &StoredUser) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Delete the User with this id (nothing when there is none).
 pub fn delete(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
     tx.execute("DELETE FROM scim_users WHERE id = ?1", [id])?;
     Ok(())

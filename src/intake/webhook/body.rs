@@ -34,12 +34,20 @@ struct WebhookIdentity {
 /// Why a webhook body is refused (each becomes a 400 or 422 with this text).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
+    /// Not JSON, not the expected shape (a missing or unknown key, a wrong type), or a field longer
+    /// than 512 bytes (400). The message is serde_json's, which names the place but not the
+    /// content.
     #[error("the body is not valid JSON for an event: {0}")]
     Malformed(String),
+    /// `type` is not an event an outside system may send (`joiner`, `mover`, `leaver`, `incident`);
+    /// the value is what was sent (422).
     #[error("unknown event type {0:?}: expected one of joiner, mover, leaver, incident")]
     UnknownType(String),
+    /// `identity.id` is empty or only whitespace (422).
     #[error("identity.id must not be empty")]
     NoIdentity,
+    /// A mover without `identity.attributes`: without the new values there is nothing to move to
+    /// (422).
     #[error("a mover event needs identity.attributes with the new values")]
     MoverWithoutAttributes,
 }

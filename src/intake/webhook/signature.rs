@@ -38,42 +38,78 @@ const MAC_LEN: usize = 32;
 /// Why a configured secret is refused. The value itself is never repeated (it is a secret).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
+    /// The list of secrets is empty: no request could ever be accepted.
     #[error("no webhook secret is configured")]
     None,
+    /// A secret is not in the `whsec_<base64>` form.
     #[error("webhook secret #{index} does not start with `whsec_`")]
-    MissingPrefix { index: usize },
+    MissingPrefix {
+        /// The secret's position in the configured list, from 1.
+        index: usize,
+    },
+    /// The part after `whsec_` is not standard base64.
     #[error("webhook secret #{index} is not valid base64 after `whsec_`")]
-    BadBase64 { index: usize },
+    BadBase64 {
+        /// The secret's position in the configured list, from 1.
+        index: usize,
+    },
+    /// The decoded key is shorter or longer than Standard Webhooks allows.
     #[error("webhook secret #{index} is {len} bytes; Standard Webhooks requires {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES}")]
-    BadLength { index: usize, len: usize },
+    BadLength {
+        /// The secret's position in the configured list, from 1.
+        index: usize,
+        /// The decoded key's length in bytes.
+        len: usize,
+    },
 }
 
 /// Why a request is refused (each becomes a 401, or 400 for a malformed header).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
+    /// A required header is absent (400); the value names it.
     #[error("missing header {0}")]
     MissingHeader(&'static str),
+    /// `webhook-id` is empty, too long, or contains `.`, whitespace or a control character (400).
     #[error("webhook-id must be 1 to {MAX_ID_LEN} characters without '.' or whitespace")]
     InvalidId,
+    /// `webhook-timestamp` is not plain decimal digits (400).
     #[error("webhook-timestamp is not a number of seconds since the epoch")]
     InvalidTimestamp,
+    /// The timestamp is older than the tolerance: a replay, or a sender whose clock is behind
+    /// (401).
     #[error("webhook-timestamp is {age_secs} s old, more than the {tolerance_secs} s tolerance")]
-    TimestampTooOld { age_secs: i64, tolerance_secs: i64 },
-    #[error("webhook-timestamp is {ahead_secs} s in the future, more than the {tolerance_secs} s tolerance")]
-    TimestampInFuture {
-        ahead_secs: i64,
+    TimestampTooOld {
+        /// How old the timestamp is, in seconds.
+        age_secs: i64,
+        /// The configured tolerance, in seconds.
         tolerance_secs: i64,
     },
+    /// The timestamp is further ahead than the tolerance: a request prepared for a later replay,
+    /// or a sender whose clock is ahead (401).
+    #[error("webhook-timestamp is {ahead_secs} s in the future, more than the {tolerance_secs} s tolerance")]
+    TimestampInFuture {
+        /// How far ahead the timestamp is, in seconds.
+        ahead_secs: i64,
+        /// The configured tolerance, in seconds.
+        tolerance_secs: i64,
+    },
+    /// `webhook-signature` has no entry, or its only `v1` entries are empty (401).
     #[error("webhook-signature is empty")]
     EmptySignature,
+    /// `webhook-signature` has entries, none of them `v1,...` (401).
     #[error("webhook-signature has no v1 signature")]
     NoV1Signature,
+    /// More than [`MAX_SIGNATURES`] entries; refused before any HMAC is computed (401).
     #[error("webhook-signature has more than {MAX_SIGNATURES} entries")]
     TooManySignatures,
+    /// A `v1` signature is not valid base64 (401).
     #[error("webhook-signature: a v1 signature is not valid base64")]
     MalformedSignature,
+    /// A `v1` signature decodes to the wrong number of bytes; the value is that number (401).
     #[error("webhook-signature: a v1 signature is {0} bytes, not 32 (truncated?)")]
     SignatureLength(usize),
+    /// Well-formed, but no `v1` signature matches any configured secret: wrong secret, or the
+    /// id, timestamp or body differ from what was signed (401).
     #[error("webhook-signature does not match")]
     Mismatch,
 }
@@ -181,6 +217,8 @@ impl WebhookSecrets {
         self
     }
 
+    /// The accepted difference between `webhook-timestamp` and our clock, in seconds, either
+    /// way.
     pub fn tolerance_secs(&self) -> i64 {
         self.tolerance_secs
     }

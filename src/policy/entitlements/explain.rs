@@ -7,24 +7,35 @@ use closeout_contract::{Entitlement, Identity};
 use serde::Serialize;
 use std::fmt::Write as _;
 
+/// One entitlement the policy says the identity should hold.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequiredLine {
+    /// The entitlement, as its provider names it.
     pub entitlement: Entitlement,
+    /// The rules that grant it, in file order.
     pub rules: Vec<String>,
+    /// Whether the identity holds it now.
     pub held: bool,
+    /// When a time-bound grant ends: its recorded expiry, or when a grant made now would end.
+    /// `None` without a time bound.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// One entitlement the identity holds now.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveLine {
+    /// The live finding's id.
     pub finding: String,
+    /// How the finding is shown to a person.
     pub display: String,
+    /// The entitlement, as its provider names it.
     pub entitlement: Entitlement,
     /// The rules that justify it; empty: none does.
     pub justified_by: Vec<String>,
     /// `justified`, `unjustified` or `expired`.
     pub standing: &'static str,
+    /// When its time-bound grant ends or ended; `None` without a time bound.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -32,15 +43,21 @@ pub struct LiveLine {
 /// The explanation of one identity's entitlements.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
+    /// The identity explained.
     pub identity: Identity,
+    /// The entitlement policy file the explanation is against.
     pub policy: String,
+    /// What the identity should hold, sorted by entitlement.
     pub required: Vec<RequiredLine>,
+    /// What it holds, each with the rule that justifies it or its standing.
     pub live: Vec<LiveLine>,
     /// Required entitlements of providers that are not configured (not checked).
     pub unchecked: Vec<Entitlement>,
 }
 
 impl Explanation {
+    /// Explain `identity`'s entitlements from its `review` against the policy in `policy_file`;
+    /// `unchecked` are the required entitlements of providers that are not configured.
     pub fn new(
         identity: &Identity,
         policy_file: &str,
@@ -105,6 +122,7 @@ impl Explanation {
         self.required.iter().all(|r| r.held) && self.live.iter().all(|l| l.standing == "justified")
     }
 
+    /// The explanation as `closeout policy explain` prints it.
     pub fn render_text(&self) -> String {
         let i = &self.identity;
         let mut out = String::new();

@@ -20,6 +20,7 @@ use std::path::Path;
 /// A policy that could not be loaded: every diagnostic, one per line when displayed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyError {
+    /// Every problem found, in file order; never empty.
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -33,14 +34,20 @@ impl fmt::Display for PolicyError {
 /// A source attribute a rule can match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Attribute {
+    /// `department` in the source.
     Department,
+    /// `role` (the job title) in the source.
     Role,
+    /// `location` in the source.
     Location,
+    /// `employment_type` in the source (employee, contractor, ...).
     EmploymentType,
+    /// `human` or `service`: the identity's kind.
     Kind,
 }
 
 impl Attribute {
+    /// Every attribute, in the order the documentation lists them.
     pub const ALL: [Attribute; 5] = [
         Attribute::Department,
         Attribute::Role,
@@ -49,6 +56,7 @@ impl Attribute {
         Attribute::Kind,
     ];
 
+    /// The name a policy writes under `when:` (the HR export's column name).
     pub fn as_str(self) -> &'static str {
         match self {
             Attribute::Department => "department",
@@ -59,6 +67,7 @@ impl Attribute {
         }
     }
 
+    /// The attribute named by `s` (as [`Attribute::as_str`] writes it), or `None`.
     pub fn parse(s: &str) -> Option<Attribute> {
         Attribute::ALL.into_iter().find(|a| a.as_str() == s)
     }
@@ -85,11 +94,14 @@ impl Attribute {
 /// regard to case) and the identity carries every listed tag. Empty: every active identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Conditions {
+    /// Attribute → the values it may have; an identity without the attribute does not match.
     pub attributes: BTreeMap<Attribute, Vec<String>>,
+    /// Tags the identity must all carry, compared exactly (the source lower-cases its tags).
     pub tags: BTreeSet<String>,
 }
 
 impl Conditions {
+    /// Whether `identity` meets every condition.
     pub fn matches(&self, identity: &Identity) -> bool {
         self.attributes.iter().all(|(attr, values)| {
             attr.value_of(identity).is_some_and(|v| {
@@ -122,12 +134,17 @@ impl Conditions {
 /// One rule: identities matching `when` should hold `grants`, for `duration` when it is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
+    /// The rule's name, unique in the policy; explanations and the grant ledger cite it.
     pub name: String,
+    /// Free text for a reader.
     pub description: Option<String>,
+    /// Which identities the rule applies to.
     pub when: Conditions,
+    /// The entitlements those identities should hold.
     pub grants: Vec<Entitlement>,
     /// Time-bound (elevated) grants expire this long after they were granted.
     pub duration: Option<Grace>,
+    /// The line where the rule starts in the file.
     pub line: usize,
 }
 
@@ -143,7 +160,9 @@ pub struct Requirement {
 /// A validated entitlement policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntitlementPolicy {
+    /// The file it was read from.
     pub file: String,
+    /// The rules, in file order.
     pub rules: Vec<Rule>,
 }
 

@@ -16,7 +16,10 @@ pub use crate::store::grants::GrantRecord;
 pub enum Standing {
     /// Some rule requires it; `expires_at` when every such rule is time-bound.
     Justified {
+        /// The rules that require it, in file order.
         rules: Vec<String>,
+        /// When the grant expires: the recorded grant's expiry, or, with no grant recorded, now
+        /// plus the rule's duration. `None` when some rule requires it without a time bound.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<DateTime<Utc>>,
     },
@@ -24,7 +27,9 @@ pub enum Standing {
     Unjustified,
     /// Only time-bound rules require it and its recorded grant has expired.
     Expired {
+        /// The time-bound rules that required it, in file order.
         rules: Vec<String>,
+        /// When the recorded grant expired.
         expires_at: DateTime<Utc>,
     },
 }
@@ -39,8 +44,11 @@ impl Standing {
 /// One entitlement the identity holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveEntitlement {
+    /// The live finding that is the entitlement (a group membership, a role assignment, ...).
     pub finding: Finding,
+    /// The entitlement, as its provider names it.
     pub entitlement: Entitlement,
+    /// How it stands against the policy.
     #[serde(flatten)]
     pub standing: Standing,
 }
@@ -48,7 +56,9 @@ pub struct LiveEntitlement {
 /// One entitlement a rule requires that the identity does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingEntitlement {
+    /// The entitlement to grant.
     pub entitlement: Entitlement,
+    /// The rules that require it, in file order.
     pub rules: Vec<String>,
     /// When a time-bound grant made now would expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,7 +68,10 @@ pub struct MissingEntitlement {
 /// The identity's entitlements against the policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
+    /// The entitlements the identity holds, each with its standing.
     pub live: Vec<LiveEntitlement>,
+    /// The entitlements the policy requires that the identity does not hold (a joiner or mover
+    /// grants them).
     pub missing: Vec<MissingEntitlement>,
     /// Time-bound entitlements held with no recorded grant: their clock starts now (the caller
     /// records them when it acts).
@@ -66,6 +79,7 @@ pub struct Review {
 }
 
 impl Review {
+    /// The live entitlements to remove: unjustified or expired.
     pub fn removable(&self) -> impl Iterator<Item = &LiveEntitlement> {
         self.live.iter().filter(|l| l.standing.is_removable())
     }

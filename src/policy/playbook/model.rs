@@ -16,6 +16,7 @@ use std::path::Path;
 /// A playbook that could not be loaded: every diagnostic, one per line when displayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaybookError {
+    /// Every problem found, in file order; never empty.
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -62,6 +63,7 @@ pub enum EntitlementStanding {
 }
 
 impl EntitlementStanding {
+    /// Every standing, in the order the documentation lists them.
     pub const ALL: [EntitlementStanding; 4] = [
         EntitlementStanding::Justified,
         EntitlementStanding::Unjustified,
@@ -69,6 +71,7 @@ impl EntitlementStanding {
         EntitlementStanding::Missing,
     ];
 
+    /// The kebab-case name a playbook writes in `entitlement:`.
     pub fn as_str(self) -> &'static str {
         match self {
             EntitlementStanding::Justified => "justified",
@@ -78,6 +81,7 @@ impl EntitlementStanding {
         }
     }
 
+    /// The standing named by `s` (as [`EntitlementStanding::as_str`] writes it), or `None`.
     pub fn parse(s: &str) -> Option<EntitlementStanding> {
         EntitlementStanding::ALL
             .into_iter()
@@ -104,12 +108,14 @@ pub enum Reach {
 }
 
 impl Reach {
+    /// Every reach, in the order the documentation lists them.
     pub const ALL: [Reach; 3] = [
         Reach::OnlyThroughRemoved,
         Reach::ProviderLosingAccess,
         Reach::CreatedForIdentity,
     ];
 
+    /// The kebab-case name a playbook writes in `reach:`.
     pub fn as_str(self) -> &'static str {
         match self {
             Reach::OnlyThroughRemoved => "only-through-removed",
@@ -118,6 +124,7 @@ impl Reach {
         }
     }
 
+    /// The reach named by `s` (as [`Reach::as_str`] writes it), or `None`.
     pub fn parse(s: &str) -> Option<Reach> {
         Reach::ALL.into_iter().find(|r| r.as_str() == s)
     }
@@ -143,12 +150,23 @@ pub struct SelectionFacts {
 /// (`[deleted]` when `entitlement` lists `missing`: a missing entitlement is not held yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
+    /// Providers the step acts in (`aws`, `vault`, ...); a finding of any other provider is not
+    /// selected.
     pub provider: Vec<String>,
+    /// Finding kinds it acts on (`access-key`, `session`, ...), each a kind of one of the
+    /// providers; a finding of another kind is not selected.
     pub kind: Vec<String>,
+    /// How the finding relates to the identity (`owns`, `member-of`, `can-assume`, ...); empty:
+    /// any.
     pub relation: Vec<Relation>,
+    /// The projected states selected; defaults to `[active]`.
     pub state: Vec<State>,
+    /// Who holds the finding (`account`, `nhi`, `shared`); empty: any.
     pub holder: Vec<HolderKind>,
+    /// How the entitlement stands against the policy (movers, joiners); empty: any.
     pub entitlement: Vec<EntitlementStanding>,
+    /// What the finding is reached through, relative to the entitlements the plan removes; `None`:
+    /// not a criterion.
     pub reach: Option<Reach>,
 }
 
@@ -183,12 +201,16 @@ impl Selector {
 /// One step: apply one verb to every finding the selector matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
+    /// The step's name, unique in the playbook; part of each action's idempotency key.
     pub name: String,
+    /// Which findings the step acts on.
     pub select: Selector,
     /// The verb, e.g. `deactivate`; supported by every selected (provider, kind).
     pub action: String,
     /// Act only on findings that have been in their current state at least this long.
     pub grace: Option<Grace>,
+    /// The step's actions wait for an approval before they run (a service run stops at the stage
+    /// with the run in `waiting-approval`).
     pub requires_approval: bool,
     /// Where the step starts in the file.
     pub line: usize,
@@ -220,10 +242,13 @@ impl Step {
 /// A stage: steps that run together; a stage starts only when the one before it has finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
+    /// The stage's name, unique in the playbook; `contain` marks the containment stage.
     pub name: String,
     /// The verify stage: no steps; re-resolve from live state and probe. Always the last stage.
     pub verify: bool,
+    /// The steps, run concurrently within the stage. Empty for the verify stage.
     pub steps: Vec<Step>,
+    /// The line where the stage starts in the file.
     pub line: usize,
 }
 
@@ -232,11 +257,16 @@ pub struct Stage {
 pub struct Playbook {
     /// The file it was read from (as given to [`parse`]).
     pub file: String,
+    /// The playbook's `name`.
     pub name: String,
+    /// Free text for a reader; not used in planning.
     pub description: Option<String>,
+    /// The triggers it may run for (at least one); the playbook for trigger `t` is `<t>.yaml` and
+    /// must list `t`.
     pub triggers: Vec<Trigger>,
     /// Blast radius: a run that needs more actions stops for explicit confirmation.
     pub max_actions: usize,
+    /// The stages in order; the last is the verify stage.
     pub stages: Vec<Stage>,
     pub(super) digest: String,
     /// Gaps this playbook's runs accept by name, each with its reason (`accept_unverified:`).
