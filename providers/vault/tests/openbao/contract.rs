@@ -37,7 +37,7 @@ async fn the_vault_provider_passes_the_contract_suite() {
         &provider,
         &ctx,
         &[
-            Case::new("vault:kv-secret:kv2/app/db", "rotate", State::Rotated),
+            Case::new("vault:kv-secret:kv2/data/app/db", "rotate", State::Rotated),
             Case::new("vault:kv-secret:kv1/app/cache", "rotate", State::Rotated),
         ],
         &[CANARY],
