@@ -9,6 +9,7 @@
 mod builtin_roles;
 mod closure;
 mod common;
+mod contract;
 mod data_plane;
 mod directory;
 mod entitlements;
