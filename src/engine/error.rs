@@ -17,62 +17,131 @@ use std::path::PathBuf;
 /// Everything an engine operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The configuration file is unreadable or invalid (exit 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The HR export is unreadable or invalid; nothing is done on a partial source (exit 2).
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The trigger's playbook does not parse or validate; every problem is listed (exit 2).
     #[error(transparent)]
     Playbook(#[from] PlaybookError),
+    /// No plan can be made (no manager to reassign to, a playbook without the trigger) (exit 2).
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// No identity in the source has this id or email (exit 2).
     #[error(
         "unknown identity {id:?}: no identity with that id or email in the source {source_path}"
     )]
-    UnknownIdentity { id: String, source_path: PathBuf },
+    UnknownIdentity {
+        /// The id or email asked for.
+        id: String,
+        /// The source file searched.
+        source_path: PathBuf,
+    },
+    /// The trigger name is not one Closeout knows (exit 2).
     #[error(transparent)]
     UnknownTrigger(#[from] UnknownTrigger),
+    /// The playbook directory has no `<trigger>.yaml` (exit 2).
     #[error("no playbook for trigger {trigger:?}: {path} does not exist")]
-    NoPlaybook { trigger: Trigger, path: PathBuf },
+    NoPlaybook {
+        /// The trigger.
+        trigger: Trigger,
+        /// The playbook file expected.
+        path: PathBuf,
+    },
+    /// None of the providers the playbook names is configured, so it could do nothing (exit 2).
     #[error("playbook {playbook} uses provider {provider:?}, and none of its providers is configured (configured: {configured}); add a [providers.{provider}] section to the config")]
     ProviderNotConfigured {
+        /// The playbook's name.
         playbook: String,
+        /// The first provider it names.
         provider: String,
+        /// The providers configured, comma-separated.
         configured: String,
     },
+    /// The identity is tagged `protected` (e.g. break-glass) and `--override-protected` was not
+    /// given; the value is its id (exit 2).
     #[error("identity {0} is protected (tag `protected`); refusing to act without --override-protected (the override is audited)")]
     Protected(String),
+    /// The plan takes more actions than the playbook's `max_actions`; nothing was done. Re-run
+    /// with `--confirm-actions N` after reviewing it (exit 2).
     #[error("the plan has {actions} actions, more than the playbook's blast-radius limit of {limit}; review the plan and re-run with --confirm-actions {actions}")]
-    BlastRadius { actions: usize, limit: usize },
+    BlastRadius {
+        /// Actions the plan takes.
+        actions: usize,
+        /// The playbook's limit.
+        limit: usize,
+    },
+    /// Confirmation is needed but there is no terminal to ask on; use `--yes` (exit 2).
     #[error("refusing to apply without --yes: stdin is not a terminal to ask on")]
     NotInteractive,
+    /// The operator answered no at the confirmation; nothing was changed (exit 1).
     #[error("apply cancelled: nothing was changed")]
     Declined,
+    /// No run with this id in the journal (exit 2).
     #[error("run {0} not found in the journal")]
     NoSuchRun(String),
+    /// A provider failed while resolving or verifying (exit 2 when its configuration is wrong,
+    /// else 1).
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A `[providers.NAME]` section is invalid or the provider cannot be built (exit 2).
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The run journal cannot be read or written (exit 1).
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The audit log cannot be appended to, or is not intact; the engine stops rather than act
+    /// unaudited (exit 1).
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A stage could not be executed (journal, audit log, a provider no longer configured)
+    /// (exit 1).
     #[error(transparent)]
     Executor(#[from] ExecutorError),
+    /// The run stopped at a stage with approval-gated steps; `closeout approve RUN` releases it.
+    /// Not a failure (exit 4).
     #[error("run {run} waits for approval before stage {stage}: `closeout approve {run}` releases it (the approver is audited)")]
-    WaitingApproval { run: String, stage: String },
+    WaitingApproval {
+        /// The run waiting.
+        run: String,
+        /// The stage it waits before.
+        stage: String,
+    },
+    /// `approve` of a run that is not waiting for approval (exit 2).
     #[error("run {run} is {status}; only a run waiting for approval can be approved")]
-    NotWaiting { run: String, status: String },
+    NotWaiting {
+        /// The run.
+        run: String,
+        /// Its current status.
+        status: String,
+    },
+    /// A trigger whose closure is measured against the entitlement policy (mover, joiner), or a
+    /// policy command, with no `[policy] entitlements` in the configuration (exit 2).
     #[error("trigger {trigger} needs the entitlement policy: set `[policy] entitlements = \"PATH\"` in the config (format in docs/entitlements.md)")]
-    NoPolicy { trigger: String },
+    NoPolicy {
+        /// The trigger that needs it.
+        trigger: String,
+    },
+    /// The entitlement policy does not parse or validate; every problem is listed (exit 2).
     #[error("entitlement policy:\n{0}")]
     Policy(#[from] PolicyError),
+    /// A `--to` attribute a mover cannot change; the message lists those it can (exit 2).
     #[error("bad --to {0}")]
     BadAttribute(String),
+    /// `--to` given for a trigger other than mover (exit 2).
     #[error("--to is for the mover trigger only: trigger {0} acts on the source's attributes")]
     ToNotForTrigger(Trigger),
+    /// The plan stored with a run cannot be read or written as JSON (a journal from an
+    /// incompatible version) (exit 1).
     #[error("stored plan of run {run} cannot be read: {message}")]
-    StoredPlan { run: String, message: String },
+    StoredPlan {
+        /// The run.
+        run: String,
+        /// The JSON error.
+        message: String,
+    },
     /// Another process acts for the identity, or this one lost its lease.
     #[error(transparent)]
     Lease(#[from] LeaseError),

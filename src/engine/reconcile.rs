@@ -21,18 +21,26 @@ use closeout_contract::{Identity, IdentityKind, IdentityStatus};
 use closeout_contract::{ProviderError, ResolveContext};
 use serde::Serialize;
 
+/// A class of drift between the source and the providers (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DriftKind {
+    /// The source says terminated, but something bound to the identity is still open.
     TerminatedStillUsable,
+    /// A non-human identity whose owner is terminated, or not in the source.
     OrphanedNhi,
+    /// A provider account no active identity in the source correlates with.
     UnclaimedAccount,
+    /// An entitlement held that no policy rule justifies.
     UnjustifiedEntitlement,
+    /// An entitlement a policy rule requires that is not held.
     MissingEntitlement,
+    /// A time-bound grant past its expiry that is still held.
     ExpiredGrant,
 }
 
 impl DriftKind {
+    /// The kebab-case name, as the report prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             DriftKind::TerminatedStillUsable => "terminated-still-usable",
@@ -48,8 +56,11 @@ impl DriftKind {
 /// One piece of drift.
 #[derive(Debug, Clone, Serialize)]
 pub struct Drift {
+    /// The class of drift.
     pub kind: DriftKind,
+    /// Who it is about: the identity's id, or for an unclaimed account `<provider>:<resource>`.
     pub identity: String,
+    /// What is wrong, in a sentence.
     pub detail: String,
     /// For terminated identities: what is still open.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -61,6 +72,7 @@ pub struct Drift {
 pub struct ReconcileReport {
     /// Terminated identities checked against the providers.
     pub terminated_checked: usize,
+    /// Every piece of drift found; empty when the source and the providers agree.
     pub drift: Vec<Drift>,
     /// Drift classes this reconcile could not look for, and why.
     pub not_checked: Vec<String>,
@@ -234,6 +246,7 @@ async fn policy_drift(
 }
 
 impl ReconcileReport {
+    /// The report as `closeout reconcile` prints it.
     pub fn render_text(&self) -> String {
         let mut out = format!(
             "reconcile: {} terminated identit{} checked, {} drift item(s)\n",

@@ -22,7 +22,12 @@ use std::collections::{BTreeMap, BTreeSet};
 /// How to apply.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
+    /// Skip the interactive confirmation of the plan (`--yes`); also when resuming an interrupted
+    /// run. The blast-radius confirmation is still required.
     pub yes: bool,
+    /// Allow acting on a protected identity (`--override-protected`); without it, applying to one
+    /// fails with [`EngineError::Protected`]. The override is recorded on the run and in the audit
+    /// log.
     pub override_protected: bool,
     /// Explicit confirmation of a plan above the blast-radius limit: must equal its size.
     pub confirm_actions: Option<usize>,

@@ -22,43 +22,74 @@ use tokio::sync::Semaphore;
 /// How one planned action ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionResult {
+    /// The provider made the change.
     Done {
+        /// The provider's non-secret description of what it did.
         detail: String,
+        /// The finding's state after the action, as the provider reports it; the journal
+        /// records it as the start of any grace period.
         state: String,
     },
+    /// The provider found the change already in effect (e.g. the key was already deleted); counts
+    /// as finished.
     AlreadyDone {
+        /// The provider's description.
         detail: String,
+        /// The finding's state, as the provider reports it (or the state the verb leaves, when
+        /// the provider reported the change as already done).
         state: String,
     },
     /// Finished in an earlier (interrupted) attempt of this run; not repeated.
     FinishedEarlier,
+    /// The provider call failed permanently, or on its last attempt.
     Failed {
+        /// The provider's error message.
         error: String,
+        /// The provider's endpoint did not answer (as opposed to answering with a refusal).
         unreachable: bool,
     },
 }
 
 impl ActionResult {
+    /// Whether the action failed; a stage with a failure stops the run before the next stage.
     pub fn is_failure(&self) -> bool {
         matches!(self, ActionResult::Failed { .. })
     }
 }
 
+/// An error that stops a stage: the run's records could not be written, or the plan names a
+/// provider that is not configured. A provider's refusal is not one (it is an
+/// [`ActionResult::Failed`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
+    /// The journal could not record the action.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The audit log could not record the action; the action is not marked finished without it.
     #[error(transparent)]
     Audit(#[from] crate::store::audit::AuditError),
+    /// The plan names a provider that is not configured now (the configuration changed since
+    /// the plan was made).
     #[error("action {key}: provider {provider} is not configured")]
-    ProviderMissing { key: String, provider: String },
+    ProviderMissing {
+        /// The action's idempotency key.
+        key: String,
+        /// The provider it needs.
+        provider: String,
+    },
 }
 
+/// Runs a plan's actions against the providers, journaling and auditing each one.
 pub struct Executor<'a> {
+    /// The configured provider instances.
     pub providers: &'a Providers,
+    /// Where each action is recorded before and after its provider call.
     pub journal: &'a Journal,
+    /// The audit log: each finished or failed action is appended before the journal marks it.
     pub audit: &'a AuditLog,
+    /// Retries and backoff.
     pub execution: &'a ExecutionConfig,
+    /// Where progress is reported (a terminal, or nowhere).
     pub progress: &'a Progress,
     /// Who is acting (recorded in the audit log).
     pub actor: &'a str,

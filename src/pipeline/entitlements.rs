@@ -78,10 +78,13 @@ fn sessions_losing_access(
 /// What a mover or joiner plan is built from, beyond the resolved findings.
 #[derive(Debug, Clone, Default)]
 pub struct EntitlementPlan {
+    /// The identity's live entitlements against the policy, and the missing ones.
     pub review: Review,
     /// The findings the missing entitlements will be once granted (state deleted).
     pub grant_findings: Vec<Finding>,
+    /// The `entitlement` and `reach` facts the playbook's selectors match on.
     pub facts: SelectionFacts,
+    /// Time-bound grants the run records once granted (or at once, when already held).
     pub time_bound: Vec<PlannedGrant>,
     /// Entitlements the policy requires in a provider that is not configured.
     pub skipped: Vec<Entitlement>,
@@ -185,7 +188,9 @@ fn unreachable_provider(e: &Entitlement) -> Result<Finding, ProviderError> {
 
 /// An acted-on finding and the state its action should have left it in.
 pub struct Expected<'a> {
+    /// The finding acted on.
     pub finding: &'a Finding,
+    /// The state the action should have left it in.
     pub state: State,
 }
 

@@ -5,6 +5,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
+/// Where a run reports its progress: a bar, plain lines, or nowhere (the service). Shared by the
+/// concurrent actions of a stage.
 pub struct Progress {
     mode: Mode,
     bar: Mutex<Option<ProgressBar>>,
@@ -28,6 +30,7 @@ impl Progress {
         Progress::with_mode(mode)
     }
 
+    /// Report nothing (the workers of `closeout serve`, tests).
     pub fn silent() -> Progress {
         Progress::with_mode(Mode::Silent)
     }
@@ -43,6 +46,7 @@ impl Progress {
         self.bar.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A stage starts with `actions` actions (a new bar replaces the previous stage's).
     pub fn stage(&self, name: &str, actions: usize) {
         match self.mode {
             Mode::Silent => {}
@@ -62,6 +66,7 @@ impl Progress {
         }
     }
 
+    /// One action ended: its verb, the finding as displayed, and how it ended.
     pub fn action_finished(&self, verb: &str, what: &str, outcome: &str) {
         match self.mode {
             Mode::Silent => {}
@@ -75,6 +80,8 @@ impl Progress {
         }
     }
 
+    /// A free-form line (resuming, verifying, a stage stopped), printed above the bar if there is
+    /// one.
     pub fn message(&self, text: &str) {
         match self.mode {
             Mode::Silent => {}
@@ -86,6 +93,7 @@ impl Progress {
         }
     }
 
+    /// The stage ended: close its bar.
     pub fn finish(&self) {
         if let Some(bar) = self.bar().take() {
             bar.finish();

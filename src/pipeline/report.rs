@@ -13,28 +13,47 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+/// The closure report of one run: what was found, what was done, what is still open, and how long
+/// containment and closure took. Stored with the run (JSON) and rendered as text or Markdown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClosureReport {
+    /// The run id.
     pub run: String,
+    /// Who the report is about.
     pub identity: IdentitySummary,
+    /// The trigger the run executed.
     pub trigger: Trigger,
+    /// The playbook's name.
     pub playbook: String,
+    /// SHA-256 (hex) of the playbook's source text: which exact playbook ran.
     pub playbook_digest: String,
     /// `closed`, `open` (verification found open findings) or `failed` (an action failed).
     pub status: String,
+    /// When the triggering event took effect; the origin of both durations below.
     pub effective_at: DateTime<Utc>,
+    /// When the run was created.
     pub started_at: DateTime<Utc>,
+    /// When containment finished (see the journal's `contained_at`); `None` if it has not.
     pub contained_at: Option<DateTime<Utc>>,
+    /// When verification finished and this report was made.
     pub finished_at: DateTime<Utc>,
     /// Sign-in and sessions stopped, counted from the effective time (NIST SP 800-53 PS-4).
     pub time_to_containment_seconds: Option<f64>,
     /// Verified closed, counted from the effective time; absent while anything is open.
     pub time_to_closure_seconds: Option<f64>,
+    /// Counts over the whole run.
     pub summary: Summary,
+    /// Every finding seen (before the run, acted on, or found by verification), sorted by id.
     pub findings: Vec<ReportFinding>,
+    /// Actions the plan left for later because their grace period has not passed.
     pub deferred: Vec<ReportDeferred>,
+    /// Findings still usable, or whose state is unknown; empty means closed.
     pub open: Vec<OpenFinding>,
+    /// Credential probes made during verification (an old credential actively tried) and whether
+    /// each proved it dead.
     pub probes: Vec<ProbeRecord>,
+    /// The providers' warnings from the verification resolve (non-fatal notes; what could not be
+    /// verified is in `open` or `accepted_gaps`).
     pub warnings: Vec<String>,
     /// Gaps the site accepted by name (not open, and always listed).
     #[serde(default)]
@@ -44,70 +63,116 @@ pub struct ClosureReport {
     pub exposures: Vec<Exposure>,
 }
 
+/// Who the report is about, as the source names them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdentitySummary {
+    /// The identity's id in the source.
     pub id: String,
+    /// Their email.
     pub email: String,
+    /// Their display name.
     pub name: String,
 }
 
+/// Counts over the whole run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
+    /// Findings in the report.
     pub findings: usize,
+    /// Actions the provider carried out.
     pub actions_done: usize,
+    /// Actions the provider found already in effect.
     pub actions_already_done: usize,
+    /// Actions that failed, or were interrupted and never finished.
     pub actions_failed: usize,
+    /// Actions deferred by a grace period.
     pub deferred: usize,
+    /// Findings still open after verification.
     pub open: usize,
 }
 
+/// One finding, with how it is reached and what was done to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportFinding {
+    /// The finding id, `<provider>:<kind>:<id>`.
     pub id: String,
+    /// Its provider.
     pub provider: String,
+    /// Its kind (`access-key`, `session`, ...).
     pub kind: String,
+    /// How it relates to the identity (`owns`, `member-of`, ...).
     pub relation: String,
+    /// How the finding is shown to a person.
     pub display: String,
+    /// How the identity reaches it, each path rendered from the identity (`E1001 <a@example.com>
+    /// -member-of-> group devs -can-assume-> ...`).
     pub paths: Vec<String>,
+    /// Its state before the run; `absent` when only verification found it.
     pub initial_state: String,
+    /// Its live state after the run; `gone` when verification no longer finds it.
     pub final_state: String,
+    /// The actions taken on it, in the order they started.
     pub actions: Vec<ReportAction>,
 }
 
+/// One action taken on a finding.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportAction {
+    /// The playbook stage.
     pub stage: String,
+    /// The playbook step.
     pub step: String,
+    /// The verb executed.
     pub verb: String,
+    /// `done`, `already-done`, `failed`, or `started` (interrupted).
     pub status: String,
+    /// The provider's non-secret description of what it did.
     pub detail: Option<String>,
+    /// The provider's error, when the action failed.
     pub error: Option<String>,
+    /// When the action was first started.
     pub started_at: DateTime<Utc>,
+    /// When it ended; `None` if it never did.
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// An action the plan deferred: the finding has not been in its state for the step's grace period
+/// yet.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportDeferred {
+    /// The finding id.
     pub finding: String,
+    /// How the finding is shown to a person.
     pub display: String,
+    /// The step that will act on it.
     pub step: String,
+    /// The verb it will execute.
     pub verb: String,
+    /// When the grace period ends and a later run may act.
     pub due_at: DateTime<Utc>,
 }
 
 /// Everything the report is made from.
 pub struct ReportInput<'a> {
+    /// The run.
     pub run: &'a RunRecord,
+    /// The identity the run is for.
     pub identity: &'a Identity,
+    /// The plan the run followed.
     pub plan: &'a Plan,
     /// Findings as resolved before the run (the plan's findings plus the initial graph).
     pub initial: &'a [Finding],
+    /// The run's actions, as journaled.
     pub actions: &'a [ActionRecord],
+    /// What verification found.
     pub verification: &'a Verification,
+    /// The run's final status.
     pub status: RunStatus,
+    /// When verification finished.
     pub finished_at: DateTime<Utc>,
 }
 
+/// Build the closure report of a run from its journal and its verification. Pure.
 pub fn build(input: &ReportInput<'_>) -> ClosureReport {
     let origin = identity_label(input.identity);
     let mut findings: BTreeMap<String, ReportFinding> = BTreeMap::new();
@@ -233,10 +298,12 @@ pub fn build(input: &ReportInput<'_>) -> ClosureReport {
 }
 
 impl ClosureReport {
+    /// Whether the run ended closed: no failed action and nothing open after verification.
     pub fn is_closed(&self) -> bool {
         self.status == "closed"
     }
 
+    /// The report as text, for a terminal.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -318,6 +385,7 @@ impl ClosureReport {
         out
     }
 
+    /// The report as Markdown (`--format markdown`).
     pub fn render_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(

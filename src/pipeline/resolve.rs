@@ -12,10 +12,14 @@ use serde::Serialize;
 /// Everything bound to one identity across providers.
 #[derive(Debug, Clone, Serialize)]
 pub struct Graph {
+    /// The identity resolved.
     pub identity: Identity,
+    /// Its principal in each provider, with the correlation rule that matched; sorted by provider
+    /// and resource.
     pub accounts: Vec<Account>,
     /// Sorted by id: never depends on provider listing order.
     pub findings: Vec<Finding>,
+    /// The providers' non-fatal notes, sorted.
     pub warnings: Vec<String>,
     /// What a provider could not list, read or evaluate. Each is also a finding of kind
     /// [`UNVERIFIED`] (state unknown, so open) unless accepted.
@@ -74,6 +78,7 @@ pub fn gap_of(finding: &Finding) -> Option<Gap> {
 }
 
 impl Graph {
+    /// The findings that are still open (active, or state unknown).
     pub fn open_findings(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.state.is_open())
     }
@@ -123,6 +128,7 @@ impl Graph {
     }
 }
 
+/// How the identity is written as the first node of a path: `id <email>`.
 pub fn identity_label(identity: &Identity) -> String {
     format!("{} <{}>", identity.id, identity.email)
 }

@@ -12,29 +12,44 @@ use std::collections::{BTreeMap, BTreeSet};
 /// How many live-state reads and probes run at once (each provider's own gate still applies).
 const VERIFY_CONCURRENCY: usize = 8;
 
+/// A finding closure does not hold for: still usable, or its state unknown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpenFinding {
+    /// The finding id.
     pub id: String,
+    /// Its provider.
     pub provider: String,
+    /// Its kind.
     pub kind: String,
+    /// How the finding is shown to a person.
     pub display: String,
+    /// Its live state: `active`, `unknown` (not read or not evaluated), or what the provider
+    /// reports when a probe shows the credential still works despite it.
     pub state: State,
+    /// Why it is open: still active after the run, not verified (a gap), or a probe shows it still
+    /// works.
     pub reason: String,
 }
 
+/// One probe of an acted-on credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeRecord {
+    /// The finding probed.
     pub finding: String,
+    /// What was tried and whether the credential is proven dead.
     #[serde(flatten)]
     pub outcome: ProbeOutcome,
 }
 
+/// What verification found: the identity resolved again from live state, the live state of
+/// everything acted on, the probes, and what stays open.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     /// The graph as resolved after the run.
     pub graph: Graph,
     /// The live state of every finding in the graph or acted on.
     pub final_states: BTreeMap<String, State>,
+    /// Probes of acted-on findings, sorted by finding id.
     pub probes: Vec<ProbeRecord>,
     /// Everything still usable, or unknown; empty means closed.
     pub open: Vec<OpenFinding>,
@@ -53,6 +68,7 @@ pub struct AcceptedGap {
 }
 
 impl Verification {
+    /// Whether nothing is open (every gap accepted, nothing active, no probe succeeded).
     pub fn is_closed(&self) -> bool {
         self.open.is_empty()
     }

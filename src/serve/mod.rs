@@ -24,23 +24,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why `closeout serve` cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The configuration file is unreadable or invalid (exit 2).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A secret file (webhook secrets, SCIM or API token) cannot be read or is empty (exit 2).
     #[error("[serve] {0}")]
     SecretFile(#[from] crate::config::serve::SecretFileError),
+    /// A webhook signing secret is not a valid `whsec_` secret (exit 2).
     #[error("[serve] webhook secrets: {0}")]
     WebhookSecrets(#[from] crate::intake::webhook::SecretError),
+    /// The event queue cannot be opened or recovered at start-up (exit 1).
     #[error(transparent)]
     Queue(#[from] crate::store::queue::QueueError),
+    /// The run journal cannot be opened (exit 1).
     #[error(transparent)]
     Journal(#[from] crate::store::journal::JournalError),
+    /// The listen address cannot be bound (in use, or not permitted) (exit 1).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The configured address.
         addr: std::net::SocketAddr,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// An I/O error at start-up (e.g. the store's directory cannot be created) or while serving
+    /// (exit 1).
     #[error("the server stopped: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -30,17 +30,23 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Everything a plan is made from.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
+    /// The playbook to apply; it must list `trigger`.
     pub playbook: &'a Playbook,
+    /// The identity the run is for (for a mover, with its new attributes).
     pub identity: &'a Identity,
     /// The identity's manager from the source: the new owner of the NHIs it owns.
     pub manager: Option<&'a Identity>,
     /// The findings resolved from every provider.
     pub findings: &'a [Finding],
+    /// The run's id; part of every idempotency key.
     pub run_id: &'a str,
+    /// The planning time: grace periods are judged against it, and sessions issued before it are
+    /// revoked.
     pub now: DateTime<Utc>,
     /// Finding id → when Closeout moved the finding into its current state (from the journal).
     /// Grace periods count from it.
     pub state_since: &'a BTreeMap<String, DateTime<Utc>>,
+    /// The trigger the run executes.
     pub trigger: Trigger,
     /// What the entitlement review knows (movers and joiners; empty otherwise).
     pub facts: &'a SelectionFacts,
@@ -54,20 +60,30 @@ pub struct PlanInput<'a> {
     pub exposures: &'a [Exposure],
 }
 
+/// Why a plan cannot be made. Both are problems in the playbook or the source, not in a provider.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A `reassign-owner` step selects an NHI the identity owns, but the source names no manager to
+    /// hand it to.
     #[error("step `{step}` reassigns the owner of {finding}, but identity {identity} has no manager in the source to hand it to; set the manager in the source, or remove the step")]
     NoManager {
+        /// The identity whose NHI it is.
         identity: String,
+        /// The step that reassigns.
         step: String,
+        /// The NHI finding.
         finding: String,
     },
+    /// The playbook does not list the trigger in its `triggers`.
     #[error(
         "playbook `{playbook}` does not handle trigger `{trigger}` (its triggers: {triggers})"
     )]
     WrongTrigger {
+        /// The playbook's name.
         playbook: String,
+        /// The trigger the run is for.
         trigger: Trigger,
+        /// The triggers it does list, comma-separated.
         triggers: String,
     },
 }
@@ -77,13 +93,19 @@ pub enum PlanError {
 pub struct PlannedAction {
     /// The idempotency key: see [`idempotency_key`].
     pub key: String,
+    /// The playbook stage the action belongs to.
     pub stage: String,
+    /// The playbook step that selected the finding.
     pub step: String,
+    /// The verb to execute (`deactivate`, `delete`, `revoke-sessions`, ...).
     pub verb: String,
     /// The state the finding is in once the verb succeeded.
     pub expect: State,
+    /// The finding acted on, as resolved when planning.
     pub finding: Finding,
+    /// The verb's parameters: the run id, the session cutoff, the new owner.
     pub params: ActionParams,
+    /// The action waits for an approval before it runs.
     pub requires_approval: bool,
 }
 
@@ -102,21 +124,29 @@ impl PlannedAction {
 /// An action a grace period holds back: it becomes due at `due_at`; a run after that takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deferred {
+    /// The stage the step is in.
     pub stage: String,
+    /// The step that would act.
     pub step: String,
+    /// The finding it would act on.
     pub finding_id: String,
+    /// How the finding is shown to a person.
     pub display: String,
+    /// The verb it would execute.
     pub verb: String,
     /// When the finding entered its current state (the grace period's start).
     pub since: DateTime<Utc>,
+    /// When the grace period ends and a run may take the action.
     pub due_at: DateTime<Utc>,
     /// Why `since` is what it is, when it is not a journal fact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
+/// One playbook stage with its planned actions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedStage {
+    /// The stage's name.
     pub name: String,
     /// The verify stage: no actions; the run re-resolves and probes.
     pub verify: bool,
@@ -127,15 +157,23 @@ pub struct PlannedStage {
 /// What a run will do, shown before anything changes and stored in the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The playbook's name.
     pub playbook: String,
+    /// SHA-256 (hex) of the playbook's source text.
     pub playbook_digest: String,
+    /// The identity the plan is for (for a mover, with its new attributes).
     pub identity: Identity,
+    /// The trigger the run executes.
     pub trigger: Trigger,
+    /// The run id the idempotency keys are made from.
     pub run_id: String,
+    /// When the plan was made.
     pub created_at: DateTime<Utc>,
     /// The playbook's blast-radius limit (always set by [`build`]; `None` would mean no limit).
     pub max_actions: Option<usize>,
+    /// The stages in playbook order; the last is the verify stage.
     pub stages: Vec<PlannedStage>,
+    /// Actions held back by a grace period; a later run takes them.
     pub deferred: Vec<Deferred>,
     /// Ids of open findings that no step acts on (now or deferred); verify reports them, except
     /// for a mover or joiner, which leaves them as they are.
@@ -155,9 +193,11 @@ pub struct Plan {
 /// A time-bound grant a run records, with the finding whose grant action it waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedGrant {
+    /// The finding whose grant action the record waits for.
     pub finding_id: String,
     /// False when the entitlement is already held (its clock starts with this run).
     pub needs_grant: bool,
+    /// The grant to record: entitlement, rule, grant and expiry times.
     pub record: GrantRecord,
 }
 
@@ -343,6 +383,7 @@ impl Plan {
         self.stages.iter().flat_map(|s| s.actions.iter())
     }
 
+    /// How many actions the plan takes, over all stages (the blast radius).
     pub fn action_count(&self) -> usize {
         self.stages.iter().map(|s| s.actions.len()).sum()
     }
