@@ -96,8 +96,7 @@ pub enum EngineError {
     /// unaudited (exit 1).
     #[error(transparent)]
     Audit(#[from] AuditError),
-    /// A stage could not be executed (journal, audit log, a provider no longer configured)
-    /// (exit 1).
+    /// A stage could not run: journal, audit log, or a provider no longer configured (exit 1).
     #[error(transparent)]
     Executor(#[from] ExecutorError),
     /// The run stopped at a stage with approval-gated steps; `closeout approve RUN` releases it.

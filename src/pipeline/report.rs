@@ -136,8 +136,7 @@ pub struct ReportAction {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// An action the plan deferred: the finding has not been in its state for the step's grace period
-/// yet.
+/// An action the plan deferred: its finding has not been in its state for the step's grace period.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportDeferred {
     /// The finding id.

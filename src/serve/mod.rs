@@ -50,8 +50,7 @@ pub enum ServeError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// An I/O error at start-up (e.g. the store's directory cannot be created) or while serving
-    /// (exit 1).
+    /// An I/O error at start-up (the store's directory cannot be made) or while serving (exit 1).
     #[error("the server stopped: {0}")]
     Io(#[from] std::io::Error),
 }

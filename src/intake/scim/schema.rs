@@ -10,8 +10,7 @@ use serde_json::{json, Map, Value};
 
 /// The core User schema URN (RFC 7643 §4.1).
 pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-/// The enterprise User extension URN (RFC 7643 §4.3): `employeeNumber`, `department`, `manager`,
-/// ...
+/// The enterprise User extension URN (RFC 7643 §4.3): `employeeNumber`, `department`, ...
 pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 /// The schema URN of a list response (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
