@@ -55,7 +55,7 @@ impl Truth {
     }
 
     /// True for some element when any is true; unknown when none is true and one is unknown.
-    fn any(items: impl IntoIterator<Item = Truth>) -> Truth {
+    pub(super) fn any(items: impl IntoIterator<Item = Truth>) -> Truth {
         items.into_iter().fold(Truth::False, Truth::or)
     }
 

@@ -57,24 +57,14 @@ impl WriteConstraint {
             Some(Err(_)) => return Truth::Unknown,
             Some(Ok(expr)) => expr,
         };
-        let request = |principal: Option<&str>| {
-            let r = Request::new(WRITE_ACTION).with(ROLE_ATTRIBUTE, vec![role_guid.to_string()]);
-            match principal {
-                Some(p) => r.with(PRINCIPAL_ATTRIBUTE, vec![p.to_string()]),
-                None => r,
-            }
-        };
         if principals.is_empty() {
-            return evaluate(expr, &request(None));
+            return evaluate(expr, &write_request(role_guid, None));
         }
-        principals
-            .iter()
-            .map(|p| evaluate(expr, &request(Some(p))))
-            .fold(Truth::False, |acc, t| match (acc, t) {
-                (Truth::True, _) | (_, Truth::True) => Truth::True,
-                (Truth::Unknown, _) | (_, Truth::Unknown) => Truth::Unknown,
-                _ => Truth::False,
-            })
+        Truth::any(
+            principals
+                .iter()
+                .map(|p| evaluate(expr, &write_request(role_guid, Some(p)))),
+        )
     }
 
     /// May the holder assign role `role_guid` to one of `principals`? Unknown counts as yes.
@@ -102,6 +92,15 @@ impl WriteConstraint {
                  know for this request): counts as allowing where they decide"
                 .into(),
         }
+    }
+}
+
+/// The role-assignment write the holder would make: role `role_guid`, to `principal` when known.
+fn write_request(role_guid: &str, principal: Option<&str>) -> Request {
+    let request = Request::new(WRITE_ACTION).with(ROLE_ATTRIBUTE, vec![role_guid.to_string()]);
+    match principal {
+        Some(p) => request.with(PRINCIPAL_ATTRIBUTE, vec![p.to_string()]),
+        None => request,
     }
 }
 
@@ -160,30 +159,16 @@ fn shape(expr: &Expr) -> Shape {
             (Shape::Unknowable, _) | (_, Shape::Unknowable) => Shape::Unknowable,
             _ => Shape::Evaluable,
         },
-        Expr::SubOperationMatches(_) => Shape::Unknowable,
-        Expr::Exists { attribute, .. } if known_attribute(attribute) => Shape::Evaluable,
-        Expr::Exists { .. } => Shape::Unknowable,
-        Expr::Compare {
-            attribute,
-            operator,
-            quantifier,
-            set,
-            values,
-        } => {
-            let fits = known_attribute(attribute)
-                && matches!(operator.as_str(), "guidequals" | "guidnotequals")
-                && (quantifier.is_some() || (!set && values.len() == 1));
-            if fits {
-                Shape::Evaluable
-            } else {
-                Shape::Unknowable
+        // A leaf is evaluable when the evaluator decides it for a write whose role and
+        // principal are known: the same attributes, operators and shapes `verdict` evaluates.
+        leaf => {
+            const ANY_GUID: &str = "00000000-0000-0000-0000-000000000000";
+            match evaluate(leaf, &write_request(ANY_GUID, Some(ANY_GUID))) {
+                Truth::Unknown => Shape::Unknowable,
+                _ => Shape::Evaluable,
             }
         }
     }
-}
-
-fn known_attribute(attribute: &str) -> bool {
-    attribute == ROLE_ATTRIBUTE || attribute == PRINCIPAL_ATTRIBUTE
 }
 
 #[cfg(test)]
