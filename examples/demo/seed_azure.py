@@ -23,6 +23,11 @@ She owns three applications (deploy-pipeline with a client secret and a certific
 cost-report, and oncall-bot, co-owned with Carol); Carol owns metrics-exporter. deploy-pipeline's
 current client secret is published to kv-closeout-ops, where Closeout publishes rotated ones.
 
+Closeout's own client (closeout-test-client) is granted what `closeout doctor` checks, as a
+tenant administrator would: the Graph application permissions User.ReadWrite.All,
+GroupMember.ReadWrite.All and Application.ReadWrite.All, and Owner plus Key Vault Administrator on
+both subscriptions.
+
 Usage:
     eval "$(scripts/emulators.sh env)"
     .venv/bin/python examples/demo/seed_azure.py
@@ -85,6 +90,10 @@ HR_CSV = REPO / "examples" / "demo" / "hr.csv"
 # The double's defaults; examples/demo/closeout.toml names the same tenant and client.
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c105"
 CLIENT_ID = "closeout-test-client"
+# Microsoft Graph's application id (the same in every tenant) and the application permissions
+# Closeout's client is granted on it.
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_PERMISSIONS = ("User.ReadWrite.All", "GroupMember.ReadWrite.All", "Application.ReadWrite.All")
 VAULT_DNS_SUFFIX = "lowkey-vault.local"
 LOCATION = "westeurope"
 
@@ -322,6 +331,8 @@ class Seeder:
                 "certificates": [],
                 "applications": [],
             },
+            # Closeout's own client's grants (not a person's; never touched by a run).
+            "closeout": {"role_assignments": []},
             "colleagues": {
                 "role_assignments": [],
                 "access_policies": [],
@@ -410,6 +421,41 @@ class Seeder:
             },
         )
         return key_id, thumbprint
+
+    # --- Closeout's own client -------------------------------------------------------------------
+
+    def grant_closeout_client(self):
+        """Give the configured client what `closeout doctor` asks for, as a tenant administrator would.
+
+        Microsoft Graph application permissions (admin-consented app role assignments on the
+        client's service principal): User.ReadWrite.All (read users, disable them, revoke their
+        sign-in sessions), GroupMember.ReadWrite.All (read and change memberships) and
+        Application.ReadWrite.All (read applications, add and remove their credentials, change
+        owners); each ReadWrite permission covers its Read.All. On both subscriptions: Owner (read
+        and change role assignments and access policies, read vaults and management groups) and
+        Key Vault Administrator (the data actions on secrets, keys and certificates).
+        """
+        sp = self.az.graph("GET", f"servicePrincipals(appId='{CLIENT_ID}')", params={"$select": "id"})["id"]
+        self.ids["closeout-client"] = sp
+        graph = self.az.graph("GET", f"servicePrincipals(appId='{GRAPH_APP_ID}')",
+                              params={"$select": "id,appRoles"})
+        offered = {r["value"]: r["id"] for r in graph.get("appRoles", [])}
+        for permission in GRAPH_PERMISSIONS:
+            if permission not in offered:
+                die(f"Microsoft Graph in the double does not offer {permission}")
+            self.az.graph(
+                "POST",
+                f"servicePrincipals/{sp}/appRoleAssignments",
+                {"principalId": sp, "resourceId": graph["id"], "appRoleId": offered[permission]},
+            )
+        for subscription in (PROD_SUBSCRIPTION, FINANCE_SUBSCRIPTION):
+            for role in ("Owner", "Key Vault Administrator"):
+                self.assign(f"/subscriptions/{subscription}", role, "closeout-client", "ServicePrincipal",
+                            f"Closeout's client: {role}", who="closeout")
+        self.note(
+            f"Closeout's client {CLIENT_ID}: Graph {', '.join(GRAPH_PERMISSIONS)}; Owner and Key "
+            "Vault Administrator on both subscriptions"
+        )
 
     # --- ARM building blocks -------------------------------------------------------------------
 
@@ -809,6 +855,8 @@ class Seeder:
             "kv-closeout-ops (RBAC): where rotated application credentials are published; "
             "deploy-pipeline's service principal reads it"
         )
+
+        self.grant_closeout_client()
 
         # --- Read back the directory and RBAC the summary claims ----------------------------------
         groups = az.graph("GET", f"users/{alice}/transitiveMemberOf/microsoft.graph.group",
