@@ -27,6 +27,7 @@ mod deleted_key_probe;
 mod leaver_aws;
 mod leaver_aws_reach;
 mod leaver_azure;
+mod leaver_azure_closed;
 mod leaver_vault;
 mod leaver_vault_closed;
 mod mover_aws;
