@@ -26,6 +26,7 @@ mod cli_source_diff;
 mod deleted_key_probe;
 mod leaver_aws;
 mod leaver_aws_reach;
+mod leaver_aws_refused;
 mod leaver_azure;
 mod leaver_azure_closed;
 mod leaver_vault;
