@@ -129,6 +129,10 @@ pub enum Reach {
     CanGrantSelf,
 }
 
+/// Key Vault data actions a role grants that read objects, each with the object kinds it
+/// exposes (a subset of [`DATA_READS`]).
+pub type DataReads = Vec<(&'static str, &'static [ObjectType])>;
+
 /// One way the person reaches a vault's objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
@@ -150,7 +154,7 @@ pub struct Access {
     /// Key Vault data actions the role grants that read objects (each with the kinds it
     /// exposes). Each object is exposed only when the condition does not exclude it for one of
     /// those actions.
-    pub condition: Option<(DataCondition, Vec<(&'static str, &'static [ObjectType])>)>,
+    pub condition: Option<(DataCondition, DataReads)>,
     /// The assignment's condition could not be parsed (why): what it allows is unknown, so the
     /// access counts as allowing and is also a gap.
     pub condition_error: Option<String>,
