@@ -186,6 +186,7 @@ impl Engine {
             time_bound: &time_bound,
             only,
             exposures: &graph.exposures,
+            gaps: &graph.gaps,
         })?;
         Ok(Planned { graph, plan })
     }

@@ -425,8 +425,9 @@ impl Engine {
 
     /// Verify a run's closure from live state, as its trigger's [`Closure`] defines it: the one
     /// verification behind the run's report, `verify --identity` and `runs show` of an
-    /// unfinished run. Gaps are settled against the configuration's and the playbook's
-    /// `accept_unverified`.
+    /// unfinished run. The gaps found when the run was planned are carried forward (removing the
+    /// access that exposed one does not make it known), and every gap is settled against the
+    /// configuration's and the playbook's `accept_unverified`.
     pub async fn verify_closure(
         &self,
         providers: &Providers,
@@ -469,6 +470,7 @@ impl Engine {
             }
         };
         if closure != Closure::ActedOn {
+            verification.carry_gaps(&plan.gaps);
             let mut acceptances = self.config.accept_unverified.clone();
             acceptances.extend(plan.accept_unverified.iter().cloned());
             verification.settle_gaps(&acceptances);

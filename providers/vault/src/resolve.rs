@@ -283,10 +283,11 @@ impl VaultProvider {
             }
         }
 
-        // 4. The policies reaching the person, what they let her grant herself, the KV secrets
+        // 4. The policies reaching the person (and those of the AppRole roles she can log in as),
+        // what they let her grant herself, the KV secrets
         // (v1 and v2) she owns, reads or could grant herself, and the engines Closeout does not
         // enumerate that she reaches (gaps).
-        self.resolve_secrets(ctx, &policy_paths, &templates, &mut res)
+        self.resolve_secrets(ctx, &auth, &policy_paths, &templates, &mut res)
             .await?;
 
         // 5. AppRole secret-ids the person owns (the auth mounts read for the logins above).

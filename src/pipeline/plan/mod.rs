@@ -21,7 +21,7 @@ use crate::store::grants::GrantRecord;
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
 use closeout_contract::{
-    verbs, ActionParams, ActionRequest, Exposure, Finding, Holder, Identity, State, Verb,
+    verbs, ActionParams, ActionRequest, Exposure, Finding, Gap, Holder, Identity, State, Verb,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -58,6 +58,9 @@ pub struct PlanInput<'a> {
     pub only: Option<&'a BTreeSet<String>>,
     /// Scopes the identity can grant itself everything in (from the resolution).
     pub exposures: &'a [Exposure],
+    /// What the providers could not list, read or evaluate when the plan was made (from the
+    /// resolution); verification keeps each one open until it is accepted or known.
+    pub gaps: &'a [Gap],
 }
 
 /// Why a plan cannot be made. Both are problems in the playbook or the source, not in a provider.
@@ -188,6 +191,11 @@ pub struct Plan {
     /// Scopes the identity can grant itself everything in, one line each in the plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exposures: Vec<Exposure>,
+    /// What the providers could not list, read or evaluate when the plan was made. A gap that
+    /// only existed through access the run then removed is still unknown (what that access
+    /// reached before is not known), so verification carries every one of them forward.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
 }
 
 /// A time-bound grant a run records, with the finding whose grant action it waits for.
@@ -374,6 +382,7 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         time_bound: input.time_bound.to_vec(),
         accept_unverified: book.accept_unverified.clone(),
         exposures: input.exposures.to_vec(),
+        gaps: input.gaps.to_vec(),
     })
 }
 
@@ -520,6 +529,7 @@ stages:
             time_bound: &[],
             only: None,
             exposures: &[],
+            gaps: &[],
         }
     }
 

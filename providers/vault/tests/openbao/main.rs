@@ -6,6 +6,7 @@
 //! every other test works in a namespace of its own, so the tests can run concurrently and none
 //! sees another's entities, policies or secrets.
 
+mod act_as;
 mod api;
 mod approle_probe;
 mod contract;
