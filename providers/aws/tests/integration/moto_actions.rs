@@ -486,3 +486,167 @@ async fn nhi_key_rotation_survives_a_lost_create_access_key_answer_retried_by_th
     assert!(!out.already_done, "{out:?}");
     assert_rotated_once(&c, "svc-lost", &old, "lost CreateAccessKey answer").await;
 }
+
+/// Run `request` as the executor would: retry while the error is retryable, up to `attempts`.
+async fn execute_like_the_executor(
+    provider: &closeout_aws::AwsProvider,
+    request: &ActionRequest,
+    attempts: u32,
+) -> Result<closeout_contract::ActionOutcome, closeout_contract::ProviderError> {
+    let mut n = 0;
+    loop {
+        n += 1;
+        match provider.execute(request).await {
+            Err(e) if e.class() != ErrorClass::Permanent && n < attempts => {
+                // As the executor does: never sooner than a Retry-After.
+                let wait = match e.class() {
+                    ErrorClass::Throttled(Some(after)) => after,
+                    _ => std::time::Duration::from_millis(100),
+                };
+                tokio::time::sleep(wait).await
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Issue 14, the chaos bench at the provider level (`scripts/chaos.sh` runs it at scale with
+/// `CLOSEOUT_CHAOS_RUNS`; CI runs the default sample of five): runs of an NHI key rotation
+/// and a secret rotation, each through a proxy failing 20% of all calls (503, 429 with
+/// `Retry-After`, reset connections) and "killed" after a random call (that call's answer lost,
+/// every later call refused), then resumed through the same faults. Every run converges on the
+/// resume, with no duplicated effect read back from moto: one new key, one new secret version.
+#[tokio::test]
+async fn chaos_sample_rotations_converge_under_faults_and_kills() {
+    use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
+    use rand::Rng;
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let direct = moto.provider().await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let faulted = moto
+        .provider_with(closeout_aws::AwsConfig {
+            endpoint_url: Some(proxy.endpoint()),
+            retry: closeout_contract::RetryPolicy {
+                base_ms: 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
+    let faults = |p: f64| {
+        vec![
+            Rule::new(When::Probability(p / 3.0), Fault::Status { status: 503 }),
+            Rule::new(
+                When::Probability(p / 3.0),
+                Fault::TooManyRequests {
+                    retry_after_secs: 1,
+                },
+            ),
+            Rule::new(When::Probability(p / 3.0), Fault::Reset),
+        ]
+    };
+    let runs: u64 = std::env::var("CLOSEOUT_CHAOS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let (mut closed, mut stuck, mut duplicated) = (0u64, Vec::new(), Vec::new());
+    for run in 0..runs {
+        let user = format!("svc-chaos-{run}");
+        c.user(&user, &[("owner", "E100")]).await;
+        c.iam
+            .create_access_key()
+            .user_name(&user)
+            .send()
+            .await
+            .unwrap();
+        let old = c.key_ids(&user).await[0].clone();
+        let arn = c
+            .secret(
+                &format!("chaos-db-{run}"),
+                &format!("{CANARY}-{run}"),
+                &[("owner", "E100")],
+                None,
+            )
+            .await;
+        let r = direct
+            .resolve(&ResolveContext {
+                identity: identity("E100", "alice@example.com", None),
+                cutoff: Some(Utc::now()),
+            })
+            .await
+            .unwrap();
+        let request = |id: &str, what: &str| ActionRequest {
+            idempotency_key: format!("chaos-{run}/rotate/{what}"),
+            verb: "rotate".into(),
+            finding: find(&r, id).clone(),
+            params: ActionParams::default(),
+        };
+        let requests = [
+            request(&format!("aws:access-key:{old}"), "key"),
+            request(&format!("aws:secret:{arn}"), "secret"),
+        ];
+
+        // The apply: faults, and a kill after a random call.
+        let kill = proxy.requests() + rand::rng().random_range(1..=16);
+        let mut rules = vec![
+            Rule::new(When::Nth(kill), Fault::ForwardThenReset),
+            Rule::new(When::From(kill + 1), Fault::Reset),
+        ];
+        rules.extend(faults(0.2));
+        proxy.set_rules(rules);
+        for req in &requests {
+            let _ = execute_like_the_executor(&faulted, req, 5).await;
+        }
+
+        // The resume: the same faults, no kill.
+        proxy.set_rules(faults(0.2));
+        let mut failed = Vec::new();
+        for req in &requests {
+            if let Err(e) = execute_like_the_executor(&faulted, req, 5).await {
+                failed.push(format!("{}: {e}", req.idempotency_key));
+            }
+        }
+        proxy.set_rules(vec![]);
+        if !failed.is_empty() {
+            stuck.push(format!("run {run}: {failed:?}"));
+            continue;
+        }
+        let versions =
+            c.sm.list_secret_version_ids()
+                .secret_id(&arn)
+                .send()
+                .await
+                .unwrap();
+        let rotated = c.secret_value(&arn, "AWSCURRENT").await.as_deref()
+            != Some(format!("{CANARY}-{run}").as_str());
+        match rotated_once(&c, &user, &old).await {
+            Err(e) if e.starts_with("duplicated") => duplicated.push(format!("run {run}: {e}")),
+            Err(e) => stuck.push(format!("run {run}: {e}")),
+            Ok(()) if versions.versions().len() > 2 => duplicated.push(format!(
+                "run {run}: {} versions of the secret where one new was due",
+                versions.versions().len()
+            )),
+            Ok(()) if !rotated => stuck.push(format!("run {run}: the secret was not rotated")),
+            Ok(()) => closed += 1,
+        }
+    }
+    let report = proxy.retry_after_report();
+    let injected = proxy.log().iter().filter(|e| e.fault.is_some()).count();
+    println!(
+        "CHAOS aws: runs={runs} closed={closed} stuck={} duplicated={} requests={} faults_injected={injected} retry_after_throttled={} retried={} honoured={}",
+        stuck.len(),
+        duplicated.len(),
+        proxy.requests(),
+        report.throttled,
+        report.retried,
+        report.honoured
+    );
+    assert!(stuck.is_empty(), "stuck: {stuck:#?}");
+    assert!(duplicated.is_empty(), "duplicated: {duplicated:#?}");
+    assert_eq!(closed, runs);
+    assert_eq!(
+        report.honoured, report.retried,
+        "Retry-After not honoured: {report:?}"
+    );
+}
