@@ -11,9 +11,8 @@ use crate::pipeline::progress::Progress;
 use crate::registry::Providers;
 use crate::store::audit::{AuditEntry, AuditLog};
 use crate::store::journal::{ActionStart, Journal, JournalError};
-use closeout_contract::{ActionRequest, ErrorClass, ProviderError};
+use closeout_contract::{ActionRequest, ErrorClass, ProviderError, RetryPolicy};
 use futures::stream::{self, StreamExt};
-use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -252,22 +251,23 @@ impl Executor<'_> {
         Ok(result)
     }
 
-    /// The wait before the next attempt, or `None` to give up.
+    /// The wait before the next attempt, or `None` to give up: the arithmetic of the providers'
+    /// [`RetryPolicy`] (full jitter under `base · 2^attempt`, capped; never sooner than a
+    /// `Retry-After`), with the executor's attempts and no deadline.
     fn backoff(&self, error: &ProviderError, attempt: u32) -> Option<Duration> {
         if attempt >= self.execution.max_attempts {
             return None;
         }
-        let cap = self.execution.max_backoff_ms;
-        let exp = self
-            .execution
-            .base_backoff_ms
-            .saturating_mul(1u64 << attempt.min(20))
-            .min(cap);
-        let jittered = Duration::from_millis(rand::rng().random_range(0..=exp.max(1)));
+        let policy = RetryPolicy {
+            max_attempts: self.execution.max_attempts,
+            base_ms: self.execution.base_backoff_ms,
+            cap_ms: self.execution.max_backoff_ms,
+            deadline_ms: u64::MAX,
+        };
+        // The policy's first backoff is `base`; the executor's has always been `2 · base`.
         match error.class() {
-            ErrorClass::Retryable => Some(jittered),
-            ErrorClass::Throttled(Some(retry_after)) => Some(retry_after.max(jittered)),
-            ErrorClass::Throttled(None) => Some(jittered),
+            ErrorClass::Retryable => Some(policy.delay_for(attempt + 1, None)),
+            ErrorClass::Throttled(retry_after) => Some(policy.delay_for(attempt + 1, retry_after)),
             ErrorClass::Permanent | ErrorClass::AlreadyDone => None,
         }
     }

@@ -17,6 +17,7 @@ pub mod finding;
 pub mod gate;
 pub mod identity;
 pub mod provider;
+pub mod retry;
 pub mod secret;
 
 pub use action::{ActionOutcome, ActionParams, ActionRequest};
@@ -33,4 +34,5 @@ pub use finding::{
 pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};
 pub use provider::{Health, ProbeOutcome, Provider, ProviderConfig, ResolveContext};
+pub use retry::{RetryPolicy, RetryPolicyError};
 pub use secret::{replacement_for, SecretValue};

@@ -259,7 +259,7 @@ impl VaultProvider {
             // A userpass name holds no `/`; vaultrs would read such a name as more segments.
             for name in names.iter().filter(|n| !n.contains('/')) {
                 let path = format!("auth/{mount}users/{}", seg(name));
-                let user = self.client.sdk("GET", &path, |c| {
+                let user = self.client.sdk_read("GET", &path, |c| {
                     vaultrs::auth::userpass::user::read(c, bare_mount(mount), name)
                 });
                 match user.await {

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 pub mod contract;
 pub mod openbao;
+pub mod proxy;
 pub use openbao::OpenBaoServer;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -11,6 +11,7 @@ mod api;
 mod approle_probe;
 mod contract;
 mod entitlements;
+mod faults;
 mod gaps;
 mod grant_self;
 mod kv_v1;
