@@ -138,45 +138,45 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
 
     let router = http::router(state.clone(), scim_token);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // The workers run inside this task (the engine's futures borrow across awaits and are not
-    // `Send`), concurrently with the server, which spawns its connections itself.
-    let mut tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = (0..serve
-        .workers)
-        .map(|n| Box::pin(worker::run(state.clone(), n, stop_rx.clone())) as _)
-        .collect();
-    if serve.source_poll_secs > 0 {
-        tasks.push(Box::pin(schedule::file_source(
-            state.clone(),
-            Duration::from_secs(serve.source_poll_secs),
-            stop_rx.clone(),
-        )));
+    // Each worker and each scheduler runs on its own thread with its own single-threaded
+    // runtime: the engine's futures borrow across awaits and are not `Send`, so they cannot be
+    // spawned on the shared runtime, and a thread of their own means a slow provider call, store
+    // write or fsync in one never holds up another, nor the listener.
+    let mut loops: Vec<Background> = Vec::new();
+    for n in 0..serve.workers {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn(format!("worker-{n}"), move || {
+            worker::run(state, n, stop)
+        })?);
     }
-    if serve.reconcile_every_secs > 0 {
-        tasks.push(Box::pin(schedule::reconcile(
-            state.clone(),
-            Duration::from_secs(serve.reconcile_every_secs),
-            stop_rx.clone(),
-        )));
+    let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+    if let Some(every) = every(serve.source_poll_secs) {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn("file-source".into(), move || {
+            schedule::file_source(state, every, stop)
+        })?);
     }
-    if serve.rotation_every_secs > 0 {
-        tasks.push(Box::pin(schedule::rotation(
-            state.clone(),
-            Duration::from_secs(serve.rotation_every_secs),
-            stop_rx.clone(),
-        )));
+    if let Some(every) = every(serve.reconcile_every_secs) {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn("reconcile".into(), move || {
+            schedule::reconcile(state, every, stop)
+        })?);
     }
-    if serve.expiry_every_secs > 0 {
-        tasks.push(Box::pin(schedule::expiry(
-            state.clone(),
-            Duration::from_secs(serve.expiry_every_secs),
-            stop_rx.clone(),
-        )));
+    if let Some(every) = every(serve.rotation_every_secs) {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn("rotation".into(), move || {
+            schedule::rotation(state, every, stop)
+        })?);
     }
-    let workers = futures::future::join_all(tasks);
-    tokio::pin!(workers);
+    if let Some(every) = every(serve.expiry_every_secs) {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn("expiry".into(), move || {
+            schedule::expiry(state, every, stop)
+        })?);
+    }
 
     let shutdown_state = state.clone();
-    let server = axum::serve(listener, router)
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("stopping: intake closed, in-flight runs may finish");
@@ -184,27 +184,56 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
             let _ = stop_tx.send(true);
             shutdown_state.wake.notify_waiters();
         })
-        .into_future();
-    tokio::pin!(server);
-    let mut workers_done = false;
-    let served = loop {
-        tokio::select! {
-            r = &mut server => break r,
-            _ = &mut workers, if !workers_done => workers_done = true,
-        }
-    };
+        .into_future()
+        .await;
     served?;
 
-    if !workers_done {
-        let grace = Duration::from_secs(serve.shutdown_grace_secs);
-        if tokio::time::timeout(grace, &mut workers).await.is_err() {
-            tracing::warn!(
-                grace_secs = serve.shutdown_grace_secs,
-                "runs still in flight after the grace period; they resume on the next start"
-            );
-        }
+    // The loops saw the stop signal with the listener; runs in flight get the grace period.
+    let grace = Duration::from_secs(serve.shutdown_grace_secs);
+    let all = futures::future::join_all(loops.into_iter().map(Background::finished));
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            grace_secs = serve.shutdown_grace_secs,
+            "runs still in flight after the grace period; they resume on the next start"
+        );
     }
     Ok(())
+}
+
+/// A worker or scheduler loop on a thread of its own, with a single-threaded runtime.
+struct Background {
+    name: String,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Background {
+    /// Start `make()`'s future on a new thread named `name`.
+    fn spawn<F, Fut>(name: String, make: F) -> Result<Background, ServeError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                runtime.block_on(make());
+                // The receiver is gone only when the service stopped waiting.
+                let _ = tx.send(());
+            })?;
+        Ok(Background { name, done })
+    }
+
+    /// Wait until the loop has returned (it returns after the stop signal, once its current
+    /// event or pass is finished).
+    async fn finished(self) {
+        if self.done.await.is_err() {
+            tracing::error!(thread = %self.name, "a worker thread ended abnormally");
+        }
+    }
 }
 
 async fn shutdown_signal() {
