@@ -17,6 +17,7 @@ mod worker;
 
 use crate::config::Config;
 use crate::intake::webhook::WebhookSecrets;
+use crate::store::blocking::off_runtime;
 use crate::store::queue::EventQueue;
 use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
@@ -104,8 +105,11 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     {
         std::fs::create_dir_all(parent)?;
     }
-    let queue = Arc::new(EventQueue::open(&config.store.path)?);
-    let journal = crate::store::journal::Journal::open(&config.store.path)?;
+    // Opening waits while another process writes to the store: off the async runtime.
+    let path = config.store.path.clone();
+    let queue = Arc::new(off_runtime(move || EventQueue::open(&path)).await?);
+    let path = config.store.path.clone();
+    let journal = off_runtime(move || crate::store::journal::Journal::open(&path)).await?;
     let state = Arc::new(AppState {
         config_path: config_path.to_path_buf(),
         config,
@@ -117,7 +121,7 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
         wake: tokio::sync::Notify::new(),
     });
 
-    let recovered = state.queue.recover()?;
+    let recovered = state.queue.call(|q| q.recover()).await?;
     if !recovered.is_empty() {
         tracing::warn!(
             events = recovered.len(),

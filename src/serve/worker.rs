@@ -27,7 +27,7 @@ pub(crate) async fn run(
         if *stop.borrow() {
             return;
         }
-        let claimed = match state.queue.claim_next(chrono::Utc::now()) {
+        let claimed = match state.queue.call(|q| q.claim_next(chrono::Utc::now())).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(worker = n, error = %e, "cannot read the event queue");
@@ -52,7 +52,7 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
     let event = &claimed.event;
     let trigger = event.kind;
     tracing::info!(worker = n, seq, %trigger, identity = %event.identity, "processing event");
-    let outcome = match Engine::open(&state.config_path) {
+    let outcome = match Engine::open_async(&state.config_path).await {
         Ok(mut engine) => {
             engine.actor = format!(
                 "closeout-serve (event {seq} from {})",
@@ -85,9 +85,11 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
         Outcome::Skipped { .. } => "skipped",
     };
     crate::metrics::global().event(trigger.as_str(), label);
+    let token = claimed.token.clone();
     if let Err(e) = state
         .queue
-        .finish(seq, &claimed.token, &outcome, chrono::Utc::now())
+        .call(move |q| q.finish(seq, &token, &outcome, chrono::Utc::now()))
+        .await
     {
         tracing::error!(seq, error = %e, "cannot record the event's outcome; it is retried after a restart");
     }
@@ -105,7 +107,9 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Opti
     // A run already exists (the service stopped mid-run, or the run was approved): finish it.
     if let Some(run_id) = &claimed.run_id {
         let result = engine.resume(run_id, &progress).await;
-        return deferred(state, claimed, result).map(|r| outcome_of(r, Some(run_id)));
+        return deferred(state, claimed, result)
+            .await
+            .map(|r| outcome_of(r, Some(run_id)));
     }
     let identity = match engine.identity(&event.identity) {
         Ok(i) => i,
@@ -141,7 +145,7 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Opti
     let result = engine
         .apply(trigger, &identity.id, &options, &mut no_prompt, &progress)
         .await;
-    let result = deferred(state, claimed, result)?;
+    let result = deferred(state, claimed, result).await?;
     // Tie the run to the event as soon as it is known, so a crash resumes it.
     let run_id = match &result {
         Ok(report) => Some(report.run.clone()),
@@ -149,7 +153,12 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Opti
         Err(_) => None,
     };
     if let Some(run) = &run_id {
-        if let Err(e) = state.queue.set_run(seq, &claimed.token, run) {
+        let (token, run) = (claimed.token.clone(), run.clone());
+        if let Err(e) = state
+            .queue
+            .call(move |q| q.set_run(seq, &token, &run))
+            .await
+        {
             tracing::error!(seq, error = %e, "cannot record the event's run");
         }
     }
@@ -158,7 +167,7 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Opti
 
 /// The result, or `None` when another process holds the identity's lease: the event is given
 /// back to the queue, to be tried again after [`LEASE_RETRY`], not failed.
-fn deferred<T>(
+async fn deferred<T>(
     state: &AppState,
     claimed: &Claimed,
     result: Result<T, EngineError>,
@@ -168,10 +177,11 @@ fn deferred<T>(
             tracing::info!(seq = claimed.seq, error = %e, "identity busy; the event waits");
             crate::metrics::global().event(claimed.event.kind.as_str(), "deferred");
             let retry_at = chrono::Utc::now() + LEASE_RETRY;
-            if let Err(e) =
-                state
-                    .queue
-                    .release(claimed.seq, &claimed.token, &e.to_string(), retry_at)
+            let (seq, token, why) = (claimed.seq, claimed.token.clone(), e.to_string());
+            if let Err(e) = state
+                .queue
+                .call(move |q| q.release(seq, &token, &why, retry_at))
+                .await
             {
                 tracing::error!(seq = claimed.seq, error = %e, "cannot give the event back; it is retried after a restart");
             }
