@@ -409,7 +409,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
             "the service is stopping",
         );
     }
-    match state.queue.call(|q| q.depth()).await {
+    match state.status.call(|q| q.depth()).await {
         Ok(_) => "ready\n".into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
     }
@@ -417,7 +417,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
 
 async fn metrics(State(state): State<Shared>) -> Response {
     let m = crate::metrics::global();
-    if let Ok(depth) = state.queue.call(|q| q.depth()).await {
+    if let Ok(depth) = state.status.call(|q| q.depth()).await {
         m.queue_depth.set(depth as i64);
     }
     if let Ok(counts) = state.journal.call(|j| j.runs_by_status()).await {

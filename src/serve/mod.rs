@@ -70,7 +70,11 @@ impl ServeError {
 pub(crate) struct AppState {
     pub config_path: PathBuf,
     pub config: Config,
+    /// Intake's and the schedulers' connection to the queue (each worker opens its own, so a
+    /// worker waiting on the store never holds this one).
     pub queue: Arc<EventQueue>,
+    /// A connection for `/readyz` and `/metrics` only: they read while writers wait.
+    pub status: EventQueue,
     pub journal: crate::store::journal::Journal,
     pub webhook_secrets: Option<WebhookSecrets>,
     pub api_token: Option<String>,
@@ -109,11 +113,14 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     let path = config.store.path.clone();
     let queue = Arc::new(off_runtime(move || EventQueue::open(&path)).await?);
     let path = config.store.path.clone();
+    let status = off_runtime(move || EventQueue::open(&path)).await?;
+    let path = config.store.path.clone();
     let journal = off_runtime(move || crate::store::journal::Journal::open(&path)).await?;
     let state = Arc::new(AppState {
         config_path: config_path.to_path_buf(),
         config,
         queue,
+        status,
         journal,
         webhook_secrets,
         api_token,
