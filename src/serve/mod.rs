@@ -4,6 +4,7 @@
 //!
 //! - [`crate::config::serve`]: the `[serve]` section.
 //! - [`http`]: the routes.
+//! - [`listen`]: the listener (connection limit, header-read and idle timeouts).
 //! - [`worker`]: claiming events and running their playbook.
 //!
 //! Shutdown: SIGTERM (or Ctrl-C) stops intake at once (new connections are refused, `/readyz`
@@ -12,6 +13,7 @@
 //! is resumed — not restarted — by the next `closeout serve`.
 
 mod http;
+mod listen;
 mod schedule;
 mod worker;
 
@@ -19,7 +21,6 @@ use crate::config::Config;
 use crate::intake::webhook::WebhookSecrets;
 use crate::store::blocking::off_runtime;
 use crate::store::queue::EventQueue;
-use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -187,17 +188,19 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     }
 
     let shutdown_state = state.clone();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("stopping: intake closed, in-flight runs may finish");
-            shutdown_state.stopping.store(true, Ordering::SeqCst);
-            let _ = stop_tx.send(true);
-            shutdown_state.wake.notify_waiters();
-        })
-        .into_future()
-        .await;
-    served?;
+    let limits = listen::Limits {
+        header_read: Duration::from_secs(serve.header_read_timeout_secs),
+        idle: Duration::from_secs(serve.idle_timeout_secs),
+        max_connections: serve.max_connections,
+    };
+    listen::serve(listener, router, limits, async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: intake closed, in-flight runs may finish");
+        shutdown_state.stopping.store(true, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        shutdown_state.wake.notify_waiters();
+    })
+    .await;
 
     // The loops saw the stop signal with the listener; runs in flight get the grace period.
     let grace = Duration::from_secs(serve.shutdown_grace_secs);
