@@ -52,6 +52,19 @@ pub struct ServeConfig {
     pub idle_timeout_secs: u64,
     /// Connections served at once; more wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Who may read `/metrics`: `"token"` (the read API's bearer token) or `"none"` (anyone).
+    pub metrics_auth: MetricsAuth,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MetricsAuth {
+    /// The read API's bearer token (`api_token_file` / `CLOSEOUT_API_TOKEN`).
+    #[serde(rename = "token")]
+    Token,
+    /// Anyone who can reach the listener (a scraper on a trusted network).
+    #[serde(rename = "none")]
+    Unauthenticated,
 }
 
 impl Default for ServeConfig {
@@ -73,6 +86,7 @@ impl Default for ServeConfig {
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_connections: 256,
+            metrics_auth: MetricsAuth::Token,
         }
     }
 }
@@ -195,12 +209,15 @@ mod tests {
         };
         assert!(c.validate().unwrap_err().to_string().contains("workers"));
         assert!(ServeConfig::default().applies_automatically(Trigger::Leaver));
-        let c: ServeConfig = toml::from_str("max_connections = 0").unwrap();
+        let c: ServeConfig =
+            toml::from_str("metrics_auth = \"none\"\nmax_connections = 0").unwrap();
+        assert_eq!(c.metrics_auth, MetricsAuth::Unauthenticated);
         assert!(c
             .validate()
             .unwrap_err()
             .to_string()
             .contains("max_connections"));
+        assert_eq!(ServeConfig::default().metrics_auth, MetricsAuth::Token);
         assert!(!ServeConfig::default().applies_automatically(Trigger::Mover));
     }
 }

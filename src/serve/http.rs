@@ -415,7 +415,12 @@ async fn readyz(State(state): State<Shared>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Shared>) -> Response {
+async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if state.config.serve.metrics_auth == crate::config::serve::MetricsAuth::Token {
+        if let Some(r) = unauthorized(&state, &headers) {
+            return r;
+        }
+    }
     let m = crate::metrics::global();
     if let Ok(depth) = state.status.call(|q| q.depth()).await {
         m.queue_depth.set(depth as i64);
