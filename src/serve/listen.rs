@@ -134,6 +134,24 @@ struct Phase {
     in_flight: AtomicUsize,
     /// Requests handled so far (a change means a response was just produced).
     finished: AtomicU64,
+    /// The connection's task, parked on a read while a request was handled: woken when the
+    /// request ends, so the idle deadline starts (hyper does not read again by itself until
+    /// the client sends something).
+    parked: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl Phase {
+    fn park(&self, waker: &std::task::Waker) {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        *parked = Some(waker.clone());
+    }
+
+    fn unpark(&self) {
+        let parked = self.parked.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(waker) = parked {
+            waker.wake();
+        }
+    }
 }
 
 /// A request being handled; dropped when its response is produced or the connection drops it.
@@ -150,6 +168,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.finished.fetch_add(1, Ordering::SeqCst);
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.unpark();
     }
 }
 
@@ -222,8 +241,11 @@ impl AsyncRead for Guarded {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            // A handler is at work (or reading its body): no deadline.
-            Poll::Pending if busy => Poll::Pending,
+            // A handler is at work (or reading its body): no deadline until it ends.
+            Poll::Pending if busy => {
+                this.phase.park(cx.waker());
+                Poll::Pending
+            }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
