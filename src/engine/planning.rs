@@ -61,9 +61,12 @@ impl Engine {
         let identity = self.subject(Trigger::Mover, id, to)?;
         let policy = self.policy("policy explain")?;
         let providers = self.providers().await?;
-        let ctx = self.context(&identity)?;
+        let ctx = self.context(&identity).await?;
         let graph = resolve(&providers, &ctx).await?;
-        let grants = self.journal.grants_of(&identity.id)?;
+        let grants = {
+            let id = identity.id.clone();
+            self.journal.call(move |j| j.grants_of(&id)).await?
+        };
         let review = entitlement_live::review_findings(
             &providers,
             &ctx,
@@ -120,7 +123,7 @@ impl Engine {
         now: DateTime<Utc>,
         only: Option<&BTreeSet<String>>,
     ) -> Result<Planned, EngineError> {
-        let ctx = self.context(identity)?;
+        let ctx = self.context(identity).await?;
         // A missing or broken policy is bad input: say so before any provider is called.
         let policy = if trigger.needs_policy() {
             Some(self.policy(trigger.as_str())?)
@@ -131,7 +134,10 @@ impl Engine {
         let mut facts = SelectionFacts::default();
         let mut time_bound = Vec::new();
         if let Some(policy) = &policy {
-            let grants = self.journal.grants_of(&identity.id)?;
+            let grants = {
+                let id = identity.id.clone();
+                self.journal.call(move |j| j.grants_of(&id)).await?
+            };
             let prepared =
                 entitlement_live::prepare(providers, &ctx, policy, &graph, &grants, now, run_id)
                     .await?;
@@ -154,8 +160,10 @@ impl Engine {
                 .findings
                 .extend(nhis.into_iter().filter(|f| !known.contains(&f.id)));
         }
-        let acted = self.journal.state_since()?;
-        let observed = self.journal.observations()?;
+        let (acted, observed) = self
+            .journal
+            .call(|j| Ok((j.state_since()?, j.observations()?)))
+            .await?;
         // A grace period counts from when Closeout left the finding in the state it is in now,
         // or else from when a run first saw it in that state.
         let state_since: BTreeMap<String, DateTime<Utc>> = graph

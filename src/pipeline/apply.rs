@@ -142,7 +142,9 @@ impl Executor<'_> {
         identity: &str,
         action: &PlannedAction,
     ) -> Result<ActionResult, ExecutorError> {
-        if let Some(previous) = self.journal.action(&action.key)? {
+        let key = action.key.clone();
+        let previous = self.journal.call(move |j| j.action(&key)).await?;
+        if let Some(previous) = previous {
             if previous.status.is_finished() {
                 self.progress.action_finished(
                     &action.verb,
@@ -166,15 +168,20 @@ impl Executor<'_> {
                 key: action.key.clone(),
                 provider: action.finding.provider.clone(),
             })?;
-        self.journal.action_started(&ActionStart {
-            run_id,
-            key: &action.key,
-            stage: &action.stage,
-            step: &action.step,
-            finding_id: &action.finding.id,
-            provider: &action.finding.provider,
-            verb: &action.verb,
-        })?;
+        let (run, a) = (run_id.to_string(), action.clone());
+        self.journal
+            .call(move |j| {
+                j.action_started(&ActionStart {
+                    run_id: &run,
+                    key: &a.key,
+                    stage: &a.stage,
+                    step: &a.step,
+                    finding_id: &a.finding.id,
+                    provider: &a.finding.provider,
+                    verb: &a.verb,
+                })
+            })
+            .await?;
         let request = ActionRequest {
             idempotency_key: action.key.clone(),
             verb: action.verb.clone(),
@@ -247,7 +254,7 @@ impl Executor<'_> {
             ActionResult::FinishedEarlier => "finished-earlier",
         };
         metrics.action(&action.finding.provider, outcome, started.elapsed());
-        self.record(run_id, identity, action, &result)?;
+        self.record(run_id, identity, action, &result).await?;
         Ok(result)
     }
 
@@ -272,7 +279,7 @@ impl Executor<'_> {
         }
     }
 
-    fn record(
+    async fn record(
         &self,
         run_id: &str,
         identity: &str,
@@ -292,34 +299,37 @@ impl Executor<'_> {
         // Audit first, journal second: a crash in between leaves the action `started` in the
         // journal, so resume runs it again (idempotently) and audits it again — an action is
         // never finished without an audit record.
-        self.audit.append(AuditEntry {
-            actor: self.actor.to_string(),
-            event: event.to_string(),
-            run: Some(run_id.to_string()),
-            identity: Some(identity.to_string()),
-            details: serde_json::json!({
-                "key": action.key,
-                "stage": action.stage,
-                "step": action.step,
-                "verb": action.verb,
-                "finding": action.finding.id,
-                "provider": action.finding.provider,
-                "outcome": detail,
-                "state": state,
-            }),
-        })?;
-        match result {
-            ActionResult::Done { .. } | ActionResult::AlreadyDone { .. } => {
-                self.journal.action_finished(
-                    &action.key,
-                    matches!(result, ActionResult::AlreadyDone { .. }),
-                    state,
-                    detail,
-                )?
-            }
-            ActionResult::Failed { error, .. } => self.journal.action_failed(&action.key, error)?,
-            ActionResult::FinishedEarlier => {}
-        }
+        self.audit
+            .append_async(AuditEntry {
+                actor: self.actor.to_string(),
+                event: event.to_string(),
+                run: Some(run_id.to_string()),
+                identity: Some(identity.to_string()),
+                details: serde_json::json!({
+                    "key": action.key,
+                    "stage": action.stage,
+                    "step": action.step,
+                    "verb": action.verb,
+                    "finding": action.finding.id,
+                    "provider": action.finding.provider,
+                    "outcome": detail,
+                    "state": state,
+                }),
+            })
+            .await?;
+        let (key, owned) = (action.key.clone(), result.clone());
+        self.journal
+            .call(move |j| match &owned {
+                ActionResult::Done { detail, state } => {
+                    j.action_finished(&key, false, state, detail)
+                }
+                ActionResult::AlreadyDone { detail, state } => {
+                    j.action_finished(&key, true, state, detail)
+                }
+                ActionResult::Failed { error, .. } => j.action_failed(&key, error),
+                ActionResult::FinishedEarlier => Ok(()),
+            })
+            .await?;
         self.progress
             .action_finished(&action.verb, &action.finding.display, event);
         Ok(())

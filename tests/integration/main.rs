@@ -39,6 +39,7 @@ mod rotation_azure;
 mod rotation_vault;
 mod scim_conformance;
 mod scim_users;
+mod serve_internals;
 mod serve_lifecycle;
 mod serve_movers;
 mod serve_scim;
