@@ -27,7 +27,9 @@ export CLOSEOUT_CHAOS_RUNS="${1:-100}"
 log="$(mktemp -t closeout-chaos.XXXXXX)"
 started=$SECONDS
 status=0
-cargo test -p closeout-aws --test integration -- --nocapture \
+# --workspace, not -p: the workspace build shares its dependencies with the suite; the filters
+# below match tests of the AWS crate only.
+cargo test --workspace --test integration -- --nocapture \
     chaos_sample_rotations_converge_under_faults_and_kills \
     nhi_key_rotation_killed_at_every_provider_call_converges_on_resume >"$log" 2>&1 || status=$?
 grep -E '^CHAOS|^test |test result' "$log" || true

@@ -57,11 +57,28 @@ impl AwsProvider {
             None => format!("the AWS endpoints of region {region}"),
         };
         let limits = limits_for(&config);
-        // Every client gets the classifier that honours `Retry-After` (see `retry`).
-        let iam = aws_sdk_iam::config::Builder::from(&sdk).retry_classifier(RetryAfterClassifier);
-        let sts = aws_sdk_sts::config::Builder::from(&sdk).retry_classifier(RetryAfterClassifier);
+        // Every client gets the classifier that honours `Retry-After` (see `retry`), and a retry
+        // quota (the SDK's token bucket) of its own: the SDK's default partition keeps one
+        // bucket per service for the whole process, so a provider connected after a fault storm
+        // (a resume in the same process, a test) would start with the quota another drained.
+        let iam = aws_sdk_iam::config::Builder::from(&sdk)
+            .retry_classifier(RetryAfterClassifier)
+            .retry_partition(
+                aws_sdk_iam::config::retry::RetryPartition::custom("closeout-iam").build(),
+            );
+        let sts = aws_sdk_sts::config::Builder::from(&sdk)
+            .retry_classifier(RetryAfterClassifier)
+            .retry_partition(
+                aws_sdk_sts::config::retry::RetryPartition::custom("closeout-sts").build(),
+            );
         let sm = aws_sdk_secretsmanager::config::Builder::from(&sdk)
-            .retry_classifier(RetryAfterClassifier);
+            .retry_classifier(RetryAfterClassifier)
+            .retry_partition(
+                aws_sdk_secretsmanager::config::retry::RetryPartition::custom(
+                    "closeout-secretsmanager",
+                )
+                .build(),
+            );
         Ok(AwsProvider {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),

@@ -524,8 +524,10 @@ async fn chaos_sample_rotations_converge_under_faults_and_kills() {
     let c = moto.clients().await;
     let direct = moto.provider().await;
     let proxy = FaultProxy::start(&moto.endpoint).await;
-    let faulted = moto
-        .provider_with(closeout_aws::AwsConfig {
+    // A provider per process: the apply and the resume are separate `closeout` processes, each
+    // with its own SDK clients (and so its own SDK retry quota).
+    let connect = || async {
+        moto.provider_with(closeout_aws::AwsConfig {
             endpoint_url: Some(proxy.endpoint()),
             retry: closeout_contract::RetryPolicy {
                 base_ms: 20,
@@ -533,7 +535,8 @@ async fn chaos_sample_rotations_converge_under_faults_and_kills() {
             },
             ..Default::default()
         })
-        .await;
+        .await
+    };
     let faults = |p: f64| {
         vec![
             Rule::new(When::Probability(p / 3.0), Fault::Status { status: 503 }),
@@ -595,12 +598,14 @@ async fn chaos_sample_rotations_converge_under_faults_and_kills() {
         ];
         rules.extend(faults(0.2));
         proxy.set_rules(rules);
+        let faulted = connect().await;
         for req in &requests {
             let _ = execute_like_the_executor(&faulted, req, 5).await;
         }
 
         // The resume: the same faults, no kill.
         proxy.set_rules(faults(0.2));
+        let faulted = connect().await;
         let mut failed = Vec::new();
         for req in &requests {
             if let Err(e) = execute_like_the_executor(&faulted, req, 5).await {
