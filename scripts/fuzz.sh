@@ -76,7 +76,10 @@ for t in "${targets[@]}"; do
     set -e
     end=$(date +%s.%N)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    per_sec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    wall=$(echo "$end - $start" | bc)
+    # Over the wall time of the whole run, start-up and corpus loading included (libFuzzer's own
+    # average is rounded to whole seconds).
+    per_sec=$(echo "scale=0; ${execs:-0} / $wall" | bc)
     crashes=$(find "$artifacts" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
     if [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ]; then
         crashes="?"
@@ -87,7 +90,7 @@ for t in "${targets[@]}"; do
         tail -30 "$log" >&2
     fi
     line=$(printf '%-14s %12s execs %9s exec/s %8.0f s  crashes: %s  corpus: %s' \
-        "$t" "${execs:-?}" "${per_sec:-?}" "$(echo "$end - $start" | bc)" "$crashes" \
+        "$t" "${execs:-?}" "${per_sec:-?}" "$wall" "$crashes" \
         "$(find "$corpus" -type f | wc -l)")
     echo "$line"
     summary+=("$line")
