@@ -10,6 +10,7 @@ pub mod approve;
 pub mod attributes;
 pub mod audit;
 pub mod doctor;
+pub mod evidence;
 pub mod global;
 pub mod output;
 pub mod plan;
@@ -68,6 +69,12 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// A run's signed evidence bundle: export it, or verify one offline.
+    Evidence {
+        /// The evidence subcommand.
+        #[command(subcommand)]
+        command: evidence::EvidenceCommand,
+    },
     /// Playbook tools.
     Playbook {
         /// The playbook subcommand.
@@ -120,7 +127,10 @@ impl Command {
             Command::Rotate(a) => list(a.format),
             Command::Doctor(a) => list(a.format),
             Command::Source { command } => list(command.format()),
-            Command::Audit { .. } | Command::Playbook { .. } | Command::Serve => Format::Text,
+            Command::Audit { .. }
+            | Command::Evidence { .. }
+            | Command::Playbook { .. }
+            | Command::Serve => Format::Text,
         }
     }
 }
@@ -137,6 +147,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
         Command::Resume(args) => resume::run(global, args).await,
         Command::Approve(args) => approve::run(global, args).await,
         Command::Audit { command } => audit::run(global, command),
+        Command::Evidence { command } => evidence::run(global, command).await,
         Command::Playbook { command } => Ok(playbook::run(command)),
         Command::Policy { command } => policy::run(global, command).await,
         Command::Source { command } => source::run(global, command),

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod entitlements;
+pub mod evidence;
 pub mod plan;
 pub mod progress;
 pub mod report;

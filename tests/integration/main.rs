@@ -17,6 +17,7 @@ mod common;
 
 mod cli_approval;
 mod cli_doctor;
+mod cli_evidence;
 mod cli_lease;
 mod cli_policy;
 mod cli_reconcile;
