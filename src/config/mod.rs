@@ -77,6 +77,43 @@ pub struct Config {
     /// `[[approvals.approver]]`: who may approve runs and how each is authenticated.
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// `[report]`: the targets the HTML report measures runs against.
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// `[report]`: time-to-containment and time-to-closure targets (durations such as `15m`, `4h`),
+/// counted from the event's effective time; the HTML report shows each run against them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Target time to containment (sign-in and sessions stopped).
+    pub containment_target: Option<String>,
+    /// Target time to verified closure.
+    pub closure_target: Option<String>,
+}
+
+impl ReportConfig {
+    /// The targets, parsed (validation has already checked them).
+    pub fn targets(&self) -> (Option<crate::grace::Grace>, Option<crate::grace::Grace>) {
+        let parse = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| crate::grace::Grace::parse(t).ok())
+        };
+        (parse(&self.containment_target), parse(&self.closure_target))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("containment_target", &self.containment_target),
+            ("closure_target", &self.closure_target),
+        ] {
+            if let Some(v) = value {
+                crate::grace::Grace::parse(v).map_err(|e| format!("[report] {field}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[approvals]`: the people who may approve approval-gated runs. With none configured, a CLI
@@ -282,6 +319,7 @@ impl Config {
             .map_err(|e| invalid(e.to_string()))?;
         acceptance::validate(&self.accept_unverified).map_err(|e| invalid(e.to_string()))?;
         self.approvals.validate().map_err(invalid)?;
+        self.report.validate().map_err(invalid)?;
         if self.execution.max_attempts == 0 {
             return Err(invalid(
                 "[execution] max_attempts must be at least 1".into(),

@@ -33,6 +33,21 @@ fn parse(run: &str, what: &'static str, text: &str) -> Result<Value, ExportError
 }
 
 impl Engine {
+    /// A finished run's closure report as one self-contained HTML page, measured against the
+    /// configuration's `[report]` targets. Contacts no provider.
+    pub fn html_report(&self, run_id: &str) -> Result<String, EngineError> {
+        let (run, report) = self.run_report(run_id)?;
+        let report = report.ok_or(ExportError::Unfinished(run.id))?;
+        let (containment, closure) = self.config.report.targets();
+        Ok(crate::pipeline::report_html::render(
+            &report,
+            &crate::pipeline::report_html::Targets {
+                containment,
+                closure,
+            },
+        ))
+    }
+
     /// The sealed evidence bundle of a finished run. Contacts no provider; checks the whole
     /// audit log against the signing key's public half first.
     pub async fn evidence(&self, run_id: &str) -> Result<Bundle, EngineError> {

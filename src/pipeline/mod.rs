@@ -12,5 +12,6 @@ pub mod evidence;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod report_html;
 pub mod resolve;
 pub mod verify;

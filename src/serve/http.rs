@@ -34,6 +34,7 @@ pub(crate) fn router(state: Shared, scim_token: Option<String>) -> Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/approve", post(approve_run))
+        .route("/runs/{id}/report", get(run_report_html))
         .route("/v1/identities/{id}/graph", get(identity_graph))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -382,6 +383,44 @@ async fn approve_run(
                 .into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "queue", e.to_string()),
+    }
+}
+
+/// `GET /runs/{id}/report`: the run's self-contained HTML report. API token.
+async fn run_report_html(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    let engine = match crate::engine::Engine::open_async(&state.config_path).await {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
+    };
+    let run = id.clone();
+    let rendered = tokio::task::spawn_blocking(move || engine.html_report(&run)).await;
+    match rendered {
+        Ok(Ok(html)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    axum::http::header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+                ),
+            ],
+            html,
+        )
+            .into_response(),
+        Ok(Err(e @ crate::engine::EngineError::NoSuchRun(_))) => {
+            error(StatusCode::NOT_FOUND, "no-such-run", e.to_string())
+        }
+        Ok(Err(e @ crate::engine::EngineError::Export(_))) => {
+            error(StatusCode::CONFLICT, "no-report", e.to_string())
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
     }
 }
 

@@ -35,6 +35,7 @@ mod leaver_vault_closed;
 mod mover_aws;
 mod mover_azure;
 mod mover_vault;
+mod report_html;
 mod rotation_aws;
 mod rotation_azure;
 mod rotation_vault;
