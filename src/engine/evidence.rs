@@ -48,8 +48,9 @@ impl Engine {
         ))
     }
 
-    /// The sealed evidence bundle of a finished run. Contacts no provider; checks the whole
-    /// audit log against the signing key's public half first.
+    /// The sealed evidence bundle of a finished run. Contacts no provider; checks the audit
+    /// log's chain and the run's records signed with the current key first
+    /// ([`crate::store::audit::run_slice`]).
     pub async fn evidence(&self, run_id: &str) -> Result<Bundle, EngineError> {
         let key = self
             .audit

@@ -1048,9 +1048,11 @@ pub fn check_signature(record: &AuditRecord, keys: &KeyRing) -> Result<(), Viola
 }
 
 /// The lines (without newlines) of the records of `run`, in log order, after checking the whole
-/// log with [`verify_signed`] against `keys`.
+/// log's chain and head with [`verify`] and the signature of every record of `run` that names a
+/// key in `keys` (records signed with a key rotated out earlier are passed through: whoever
+/// verifies them brings that key).
 pub fn run_slice(path: &Path, run: &str, keys: &KeyRing) -> Result<Vec<String>, AuditError> {
-    verify_signed(path, keys)?;
+    verify(path)?;
     let text = std::fs::read_to_string(path).map_err(io_err(path, "read"))?;
     let mut out = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -1060,6 +1062,15 @@ pub fn run_slice(path: &Path, run: &str, keys: &KeyRing) -> Result<Vec<String>, 
             violation,
         })?;
         if record.run.as_deref() == Some(run) {
+            if record.key.as_deref().is_some_and(|k| keys.get(k).is_some()) {
+                check_record_signature(&record, keys).map_err(|violation| {
+                    AuditError::Integrity {
+                        path: path.to_path_buf(),
+                        line: Some(index as u64 + 1),
+                        violation,
+                    }
+                })?;
+            }
             out.push(line.to_string());
         }
     }
@@ -1899,6 +1910,31 @@ mod tests {
         let e = unsigned.append(entry("x", json!({}))).expect_err("refused");
         assert!(
             matches!(&e, AuditError::SigningKeyRequired { key: k, .. } if k == key.id()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_run_slice_checks_the_current_key_and_passes_older_keys_through() {
+        let (_dir, log, old, _ring) = signed_log(2);
+        let new = PrivateKey::generate();
+        let log = log.with_signer(new.clone());
+        log.append(entry("after.rotation", json!({})))
+            .expect("append");
+        let mut other = entry("other.run", json!({}));
+        other.run = Some("run-2".into());
+        log.append(other).expect("append");
+        let ring = KeyRing::new([new.public()]);
+        let slice = run_slice(log.path(), "run-1", &ring).expect("slice");
+        assert_eq!(slice.len(), 3, "{slice:?}");
+        assert!(slice[0].contains(old.id()) && slice[2].contains(new.id()));
+        // A record of the run signed with the current key but edited and re-chained is refused.
+        let mut all = lines(&log);
+        all[2] = all[2].replace("after.rotation", "after.rotation!");
+        rechain(&log, &all, true);
+        let e = run_slice(log.path(), "run-1", &ring).expect_err("refused");
+        assert!(
+            matches!(e.violation(), Some(Violation::BadSignature { seq: 3, .. })),
             "{e}"
         );
     }
