@@ -13,7 +13,7 @@ use layout::core::geometry::Point;
 use layout::core::style::StyleAttr;
 use layout::std_shapes::shapes::{Arrow, Element, ShapeKind};
 use layout::topo::layout::VisualGraph;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// The targets the report measures the run against (`[report]` in the configuration).
@@ -72,9 +72,41 @@ fn short(text: &str, max: usize) -> String {
     s
 }
 
-/// One graph as SVG: the identity, one node per finding (coloured by its state on this side),
-/// an edge from the identity to each finding labelled with its relation, laid out by
-/// `layout-rs`. Each finding's node is a `<g class="node finding" data-finding=…>`.
+/// The steps of a rendered path (`origin -edge-> node -edge-> node`): `(edge, node)` pairs.
+fn path_steps(path: &str, origin: &str) -> Vec<(String, String)> {
+    let rest = path.strip_prefix(origin).unwrap_or(path);
+    let mut steps: Vec<(String, String)> = Vec::new();
+    let mut rest = rest;
+    while let Some(start) = rest.find(" -") {
+        let after = &rest[start + 2..];
+        let Some(arrow) = after.find("-> ") else {
+            break;
+        };
+        let edge = &after[..arrow];
+        if edge.is_empty() || edge.contains(' ') {
+            // A " -" inside a node's label: it belongs to the previous node.
+            if let Some(last) = steps.last_mut() {
+                last.1.push_str(&rest[..start + 2]);
+            }
+            rest = after;
+            continue;
+        }
+        if let Some(last) = steps.last_mut() {
+            last.1.push_str(&rest[..start]);
+        }
+        steps.push((edge.to_string(), String::new()));
+        rest = &after[arrow + 3..];
+    }
+    if let Some(last) = steps.last_mut() {
+        last.1.push_str(rest);
+    }
+    steps
+}
+
+/// One graph as SVG, laid out by `layout-rs`: the identity, one node per finding (coloured by
+/// its state on this side; a `<g class="node finding" data-finding=…>`), and the nodes its
+/// paths pass through that are not findings themselves (`<g class="node path">`), with an edge
+/// per path step labelled with its relation.
 fn graph_svg(report: &ClosureReport, side: Side) -> String {
     let mut graph = VisualGraph::new(Orientation::LeftToRight);
     let node = |label: &str, fill_color: &str, props: String| {
@@ -83,7 +115,7 @@ fn graph_svg(report: &ClosureReport, side: Side) -> String {
         look.rounded = 6;
         look.line_width = 1;
         look.font_size = 13;
-        let width = (label.chars().count() as f64 * 7.5 + 24.0).clamp(80.0, 360.0);
+        let width = (label.chars().count() as f64 * 7.0 + 24.0).clamp(80.0, 380.0);
         Element::create_with_properties(
             ShapeKind::new_box(label),
             look,
@@ -92,14 +124,15 @@ fn graph_svg(report: &ClosureReport, side: Side) -> String {
             props,
         )
     };
+    let origin = format!("{} <{}>", report.identity.id, report.identity.email);
     let root = graph.add_node(node(
-        &short(
-            &format!("{} <{}>", report.identity.id, report.identity.email),
-            48,
-        ),
+        &short(&origin, 48),
         "#dbe7f7",
         "class=\"node identity\"".to_string(),
     ));
+    // Each finding's node, and the label its paths end with.
+    let mut by_label: BTreeMap<String, layout::adt::dag::NodeHandle> = BTreeMap::new();
+    let mut finding_nodes = Vec::new();
     for f in &report.findings {
         let state = match side {
             Side::Before => f.initial_state.as_str(),
@@ -113,7 +146,46 @@ fn graph_svg(report: &ClosureReport, side: Side) -> String {
             escape(state)
         );
         let handle = graph.add_node(node(&label, fill(state), props));
-        graph.add_edge(Arrow::simple(&f.relation), root, handle);
+        for p in &f.paths {
+            if let Some((_, last)) = path_steps(p, &origin).last() {
+                by_label.entry(last.clone()).or_insert(handle);
+            }
+        }
+        finding_nodes.push((f, handle));
+    }
+    let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for (f, handle) in &finding_nodes {
+        let mut linked = false;
+        for p in &f.paths {
+            let steps = path_steps(p, &origin);
+            let mut from = root;
+            for (i, (edge, label)) in steps.iter().enumerate() {
+                let to = if i + 1 == steps.len() {
+                    *handle
+                } else {
+                    match by_label.get(label) {
+                        Some(h) => *h,
+                        None => {
+                            let h = graph.add_node(node(
+                                &short(label, 50),
+                                "#ffffff",
+                                "class=\"node path\"".to_string(),
+                            ));
+                            by_label.insert(label.clone(), h);
+                            h
+                        }
+                    }
+                };
+                if from != to && edges.insert((from.get_index(), to.get_index())) {
+                    graph.add_edge(Arrow::simple(edge), from, to);
+                }
+                from = to;
+            }
+            linked |= !steps.is_empty();
+        }
+        if !linked && edges.insert((root.get_index(), handle.get_index())) {
+            graph.add_edge(Arrow::simple(&f.relation), root, *handle);
+        }
     }
     let mut svg = SVGWriter::new();
     graph.do_it(false, false, false, &mut svg);
@@ -455,5 +527,25 @@ mod tests {
         let (_, class) = timing(Some(90.0), Some(Grace::from_seconds(60)), "");
         assert_eq!(class, "missed");
         assert_eq!(timing(None, None, "pending").1, "pending");
+    }
+
+    #[test]
+    fn rendered_paths_split_into_steps() {
+        let origin = "E1 <a@x>";
+        assert_eq!(
+            path_steps(
+                "E1 <a@x> -account-> iam user alice -member-of-> group dev-ops",
+                origin
+            ),
+            vec![
+                ("account".to_string(), "iam user alice".to_string()),
+                ("member-of".to_string(), "group dev-ops".to_string()),
+            ]
+        );
+        assert_eq!(
+            path_steps("E1 <a@x> -has-> key -x y- z", origin),
+            vec![("has".to_string(), "key -x y- z".to_string())]
+        );
+        assert!(path_steps("E1 <a@x>", origin).is_empty());
     }
 }
