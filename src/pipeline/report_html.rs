@@ -291,6 +291,18 @@ const SCRIPT: &str = r#"
     });
     shown.textContent = String(count);
   }
+  function choose(select, value) {
+    for (var i = 0; i < select.options.length; i += 1) {
+      if (select.options[i].value === value) { select.value = value; }
+    }
+  }
+  // A link may preselect the filters: report.html#provider=aws&state=open
+  location.hash.replace(/^#/, '').split('&').forEach(function (pair) {
+    var kv = pair.split('=');
+    var value = decodeURIComponent(kv[1] || '');
+    if (kv[0] === 'provider') { choose(provider, value); }
+    if (kv[0] === 'state') { choose(state, value); }
+  });
   provider.addEventListener('change', apply);
   state.addEventListener('change', apply);
   apply();

@@ -137,6 +137,40 @@ async fn the_html_report_renders_in_chromium_with_every_finding_and_graph_node()
         }
     }
 
+    // The filters (preselected through the page's #fragment): only the open findings, then
+    // one provider; rows and graph nodes outside the filter are hidden or dimmed.
+    let open: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| matches!(f["final_state"].as_str(), Some("active" | "unknown")))
+        .collect();
+    assert!(!open.is_empty() && open.len() < ids.len(), "{open:?}");
+    let filtered = world.dir.path().join("filtered.html");
+    std::fs::copy(&page, &filtered).unwrap();
+    let (dom, console) = chromium(
+        Path::new(&format!("{}#state=open", filtered.display())),
+        &["--dump-dom".to_string()],
+    );
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    assert!(dom.contains(&format!("<span id=\"shown-count\">{}</span>", open.len())));
+    assert_eq!(
+        dom.matches("<tr class=\"finding state-closed hidden\"")
+            .count(),
+        ids.len() - open.len()
+    );
+    assert_eq!(
+        svg_of(&dom, "before")
+            .matches("class=\"node finding dimmed\"")
+            .count(),
+        ids.len() - open.len()
+    );
+    let (dom, _) = chromium(
+        Path::new(&format!("{}#provider=none-such", filtered.display())),
+        &["--dump-dom".to_string()],
+    );
+    assert!(dom.contains(&format!("<span id=\"shown-count\">{}</span>", ids.len())));
+
     // The screenshot, kept as a test artifact.
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-html");
     std::fs::create_dir_all(&shots).unwrap();
