@@ -52,6 +52,10 @@ eval "$(scripts/emulators.sh env)"
 banner "resetting .closeout-dev/"
 rm -rf .closeout-dev
 mkdir -p .closeout-dev
+# The audit signing key (docs/audit.md): every audit record and the evidence manifest are signed
+# with it; the .pub half is what an auditor verifies with.
+"${CLOSEOUT[@]}" audit keygen --out .closeout-dev/audit.key >/dev/null
+export CLOSEOUT_AUDIT_KEY_FILE="$ROOT/.closeout-dev/audit.key"
 
 banner "seeding the sample organisation into moto (examples/demo/seed_aws.py)"
 "$CLOSEOUT_VENV/bin/python" examples/demo/seed_aws.py
@@ -86,6 +90,15 @@ banner "closeout runs show <last run>"
 last_run="$("${CLOSEOUT[@]}" runs list --limit 1 --format json \
     | "$CLOSEOUT_VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)[0]["run"])')"
 "${CLOSEOUT[@]}" runs show "$last_run" || true
+
+banner "audit log, HTML report and evidence bundle of $last_run"
+"${CLOSEOUT[@]}" audit verify --public-key .closeout-dev/audit.key.pub
+report_html="$ROOT/.closeout-dev/report-$last_run.html"
+bundle="$ROOT/.closeout-dev/evidence-$last_run.tar.gz"
+"${CLOSEOUT[@]}" report "$last_run" --format html -o "$report_html"
+"${CLOSEOUT[@]}" evidence export "$last_run" -o "$bundle"
+# Offline: only the bundle and the public key.
+"${CLOSEOUT[@]}" evidence verify "$bundle" --public-key .closeout-dev/audit.key.pub | tail -1
 # ---- end of closeout -------------------------------------------------------------------------
 
 case "$apply_rc" in
@@ -96,4 +109,7 @@ esac
 if [[ -n "${KEEP_EMULATORS:-}" ]]; then
     banner "moto (http://127.0.0.1:$MOTO_PORT), OpenBao (http://127.0.0.1:$BAO_PORT) and the Azure double (https://127.0.0.1:$AZURE_PORT) left running: eval \"\$(scripts/emulators.sh env)\" to use them, scripts/emulators.sh stop to stop them"
 fi
+echo "HTML report:     $report_html"
+echo "evidence bundle: $bundle"
+echo "audit public key: $ROOT/.closeout-dev/audit.key.pub"
 exit "$apply_rc"

@@ -71,7 +71,25 @@ step_openbao() {
     log "openbao: $version"
 }
 
+# ---------------------------------------------------------------------------------------------
+# 4. Headless Chromium (Debian's `chromium` package): the HTML report's browser test renders the
+#    report in it (tests/integration/report_html.rs).
+# ---------------------------------------------------------------------------------------------
+step_chromium() {
+    if command -v chromium >/dev/null 2>&1; then
+        return
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "chromium not found and no apt-get: install Debian's chromium package"
+    log "installing Debian's chromium package (headless browser for the HTML report test)"
+    local sudo=""
+    [[ "$(id -u)" == "0" ]] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
+    command -v chromium >/dev/null 2>&1 || die "chromium did not install"
+}
+
 step_toolchain
 step_python
 step_openbao
+step_chromium
 log "done"

@@ -10,6 +10,7 @@ pub mod approve;
 pub mod attributes;
 pub mod audit;
 pub mod doctor;
+pub mod evidence;
 pub mod global;
 pub mod output;
 pub mod plan;
@@ -17,6 +18,7 @@ pub mod playbook;
 pub mod policy;
 pub mod prompt;
 pub mod reconcile;
+pub mod report;
 pub mod resolve;
 pub mod resume;
 pub mod rotate;
@@ -58,6 +60,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// List runs, or show one run's closure report.
     Runs(runs::RunsArgs),
+    /// A finished run's closure report; `--format html` (the default) is one self-contained page.
+    Report(report::ReportArgs),
     /// Finish an interrupted run without repeating finished actions.
     Resume(resume::ResumeArgs),
     /// Approve a run waiting for approval (audited) and finish it.
@@ -67,6 +71,12 @@ pub enum Command {
         /// The audit subcommand.
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// A run's signed evidence bundle: export it, or verify one offline.
+    Evidence {
+        /// The evidence subcommand.
+        #[command(subcommand)]
+        command: evidence::EvidenceCommand,
     },
     /// Playbook tools.
     Playbook {
@@ -120,7 +130,14 @@ impl Command {
             Command::Rotate(a) => list(a.format),
             Command::Doctor(a) => list(a.format),
             Command::Source { command } => list(command.format()),
-            Command::Audit { .. } | Command::Playbook { .. } | Command::Serve => Format::Text,
+            Command::Report(a) => match a.format {
+                report::ReportFormat::Json => Format::Json,
+                _ => Format::Text,
+            },
+            Command::Audit { .. }
+            | Command::Evidence { .. }
+            | Command::Playbook { .. }
+            | Command::Serve => Format::Text,
         }
     }
 }
@@ -135,8 +152,10 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
         Command::Verify(args) => verify::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Resume(args) => resume::run(global, args).await,
+        Command::Report(args) => report::run(global, args),
         Command::Approve(args) => approve::run(global, args).await,
         Command::Audit { command } => audit::run(global, command),
+        Command::Evidence { command } => evidence::run(global, command).await,
         Command::Playbook { command } => Ok(playbook::run(command)),
         Command::Policy { command } => policy::run(global, command).await,
         Command::Source { command } => source::run(global, command),

@@ -74,6 +74,95 @@ pub struct Config {
     /// accepts by name, each with its reason; every other gap keeps closure open.
     #[serde(default)]
     pub accept_unverified: Vec<acceptance::Acceptance>,
+    /// `[[approvals.approver]]`: who may approve runs and how each is authenticated.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+    /// `[report]`: the targets the HTML report measures runs against.
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// `[report]`: time-to-containment and time-to-closure targets (durations such as `15m`, `4h`),
+/// counted from the event's effective time; the HTML report shows each run against them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Target time to containment (sign-in and sessions stopped).
+    pub containment_target: Option<String>,
+    /// Target time to verified closure.
+    pub closure_target: Option<String>,
+}
+
+impl ReportConfig {
+    /// The targets, parsed (validation has already checked them).
+    pub fn targets(&self) -> (Option<crate::grace::Grace>, Option<crate::grace::Grace>) {
+        let parse = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| crate::grace::Grace::parse(t).ok())
+        };
+        (parse(&self.containment_target), parse(&self.closure_target))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("containment_target", &self.containment_target),
+            ("closure_target", &self.closure_target),
+        ] {
+            if let Some(v) = value {
+                crate::grace::Grace::parse(v).map_err(|e| format!("[report] {field}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[approvals]`: the people who may approve approval-gated runs. With none configured, a CLI
+/// approval is by the operating-system user and the API refuses approvals.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// `[[approvals.approver]]`, one per person.
+    #[serde(default)]
+    pub approver: Vec<ApproverConfig>,
+}
+
+/// One approver: a name and at least one way to authenticate them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverConfig {
+    /// The approver's name as audited; compared with who started a run (`$CLOSEOUT_ACTOR` or the
+    /// OS user), who may not approve it.
+    pub name: String,
+    /// A file holding this approver's own bearer token for `POST /v1/runs/{id}/approve`.
+    pub token_file: Option<PathBuf>,
+    /// This approver's Ed25519 public key (64 hex digits): `closeout approve RUN --key FILE`
+    /// signs the approval with the private half.
+    pub public_key_file: Option<PathBuf>,
+}
+
+impl ApprovalsConfig {
+    /// Pure checks: names non-empty and unique, each approver authenticated some way.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.approver {
+            if a.name.trim().is_empty() || a.name.len() > 128 {
+                return Err("[[approvals.approver]] name must be 1 to 128 characters".into());
+            }
+            if !seen.insert(a.name.as_str()) {
+                return Err(format!(
+                    "[[approvals.approver]] name {:?} appears twice",
+                    a.name
+                ));
+            }
+            if a.token_file.is_none() && a.public_key_file.is_none() {
+                return Err(format!(
+                    "[[approvals.approver]] {:?} needs token_file or public_key_file",
+                    a.name
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[source]`: the authoritative source of identities (the HR export).
@@ -117,12 +206,17 @@ pub struct AuditConfig {
     /// The append-only, hash-chained audit log (JSON lines).
     #[serde(default = "default_audit_path")]
     pub path: PathBuf,
+    /// The Ed25519 private key (64 hex digits, `closeout audit keygen`) that signs every record,
+    /// the head and evidence manifests. Unset: `$CLOSEOUT_AUDIT_KEY_FILE`, else the key itself in
+    /// `$CLOSEOUT_AUDIT_KEY`; with none, records are unsigned (docs/audit.md).
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             path: default_audit_path(),
+            signing_key_file: None,
         }
     }
 }
@@ -224,6 +318,8 @@ impl Config {
             .policies()
             .map_err(|e| invalid(e.to_string()))?;
         acceptance::validate(&self.accept_unverified).map_err(|e| invalid(e.to_string()))?;
+        self.approvals.validate().map_err(invalid)?;
+        self.report.validate().map_err(invalid)?;
         if self.execution.max_attempts == 0 {
             return Err(invalid(
                 "[execution] max_attempts must be at least 1".into(),

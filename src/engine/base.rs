@@ -15,6 +15,7 @@ use crate::registry::Providers;
 use crate::store::audit::{AuditEntry, AuditLog};
 use crate::store::journal::{Journal, RunRecord};
 use crate::store::lease::Leases;
+use crate::store::signing::PrivateKey;
 use crate::trigger::Trigger;
 use closeout_contract::{Identity, ResolveContext};
 use std::collections::BTreeMap;
@@ -32,6 +33,9 @@ pub struct Engine {
     pub audit: AuditLog,
     /// Who runs Closeout (recorded in the audit log).
     pub actor: String,
+    /// The operating-system user behind a person's command ([`os_user`]); `None` for the
+    /// service, which acts for events rather than for a person.
+    pub os_user: Option<String>,
     /// The per-identity leases: one process acts for an identity at a time.
     pub leases: Leases,
 }
@@ -45,7 +49,10 @@ impl Engine {
         let config = Config::load(config_path)?;
         let directory = Directory::load(&config.source.path)?;
         let journal = Journal::open(&config.store.path)?;
-        let audit = AuditLog::open(&config.audit.path)?;
+        let mut audit = AuditLog::open(&config.audit.path)?;
+        if let Some(key) = audit_signing_key(&config.audit)? {
+            audit = audit.with_signer(key);
+        }
         let leases = Leases::new(&config.store.path, LEASE_TTL);
         Ok(Engine {
             config,
@@ -53,6 +60,7 @@ impl Engine {
             journal,
             audit,
             actor: current_actor(),
+            os_user: Some(os_user()),
             leases,
         })
     }
@@ -203,9 +211,55 @@ impl Engine {
     }
 }
 
-/// Who is running Closeout: `$CLOSEOUT_ACTOR`, else the OS user.
+/// The audit signing key: `[audit] signing_key_file`, else `$CLOSEOUT_AUDIT_KEY_FILE`, else the
+/// hex key in `$CLOSEOUT_AUDIT_KEY`; `None` when none is set (records are then unsigned).
+pub fn audit_signing_key(
+    config: &crate::config::AuditConfig,
+) -> Result<Option<PrivateKey>, EngineError> {
+    if let Some(path) = &config.signing_key_file {
+        return Ok(Some(PrivateKey::read(path)?));
+    }
+    if let Some(path) = std::env::var_os("CLOSEOUT_AUDIT_KEY_FILE").filter(|p| !p.is_empty()) {
+        return Ok(Some(PrivateKey::read(Path::new(&path))?));
+    }
+    match std::env::var("CLOSEOUT_AUDIT_KEY") {
+        Ok(hex) if !hex.trim().is_empty() => {
+            Ok(Some(PrivateKey::parse(&hex, "$CLOSEOUT_AUDIT_KEY")?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Who is running Closeout: `$CLOSEOUT_ACTOR`, else the OS user (`$USER`, `$LOGNAME`, else the
+/// process's uid looked up in `/etc/passwd`, else `uid:N`). Never empty, never "unknown".
 pub fn current_actor() -> String {
-    std::env::var("CLOSEOUT_ACTOR")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into())
+    let named = |var: &str| std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    named("CLOSEOUT_ACTOR")
+        .or_else(|| named("USER"))
+        .or_else(|| named("LOGNAME"))
+        .unwrap_or_else(os_user)
+}
+
+/// The OS user this process runs as, from its uid (Unix); the executable's owner elsewhere.
+pub fn os_user() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        // `/proc/self` belongs to the process's (effective) user.
+        let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        if let Some(uid) = uid {
+            let name = std::fs::read_to_string("/etc/passwd")
+                .ok()
+                .and_then(|text| {
+                    text.lines().find_map(|line| {
+                        let mut fields = line.split(':');
+                        let name = fields.next()?;
+                        let id = fields.nth(1)?;
+                        (id.parse::<u32>().ok() == Some(uid)).then(|| name.to_string())
+                    })
+                });
+            return name.unwrap_or_else(|| format!("uid:{uid}"));
+        }
+    }
+    format!("process:{}", std::process::id())
 }

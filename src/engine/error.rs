@@ -96,6 +96,30 @@ pub enum EngineError {
     /// unaudited (exit 1).
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// An approval was refused: not an authenticated approver, or the run's own starter (exit 2).
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    /// The approval was recorded but the run needs more distinct approvers (exit 4).
+    #[error(
+        "run {run} has {have} of {required} approvals ({approvers}): it waits for another approver"
+    )]
+    NeedsMoreApprovals {
+        /// The run.
+        run: String,
+        /// The approvers so far, comma-separated.
+        approvers: String,
+        /// How many approvals it has.
+        have: usize,
+        /// How many distinct approvers it needs.
+        required: u32,
+    },
+    /// An evidence bundle cannot be made (exit 1; 2 for a run that is unfinished or an output
+    /// that exists).
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// The audit signing key cannot be read or is not a key (exit 2).
+    #[error("audit signing key: {0}")]
+    AuditKey(#[from] crate::store::signing::KeyError),
     /// A stage could not run: journal, audit log, or a provider no longer configured (exit 1).
     #[error(transparent)]
     Executor(#[from] ExecutorError),
@@ -169,11 +193,80 @@ impl EngineError {
             | EngineError::Policy(_)
             | EngineError::BadAttribute(_)
             | EngineError::ToNotForTrigger(_)
-            | EngineError::Registry(_) => 2,
+            | EngineError::Registry(_)
+            | EngineError::AuditKey(_)
+            | EngineError::Approval(_) => 2,
             EngineError::Provider(ProviderError::Config { .. })
             | EngineError::NotWaiting { .. } => 2,
-            EngineError::WaitingApproval { .. } => 4,
+            EngineError::WaitingApproval { .. } | EngineError::NeedsMoreApprovals { .. } => 4,
             _ => 1,
         }
     }
+}
+
+/// Why an approval was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// Approvers are configured, so a CLI approval must be signed with one's key.
+    #[error("approvers are configured ([[approvals.approver]]): sign the approval with your key: closeout approve RUN --key FILE")]
+    KeyRequired,
+    /// The key given belongs to no configured approver.
+    #[error("key {key} is not the key of any configured approver ([[approvals.approver]] public_key_file)")]
+    NotAnApprover {
+        /// The key id.
+        key: String,
+    },
+    /// `--key` without any approver configured to check it against.
+    #[error(
+        "--key needs [[approvals.approver]] entries with public_key_file to check the key against"
+    )]
+    NoApprovers,
+    /// An approver's key or token file cannot be read.
+    #[error("approver {name}: {message}")]
+    ApproverFile {
+        /// The approver.
+        name: String,
+        /// What failed (never a secret).
+        message: String,
+    },
+    /// The approver started the run.
+    #[error("{approver} started run {run} and may not approve it: another approver must")]
+    SelfApproval {
+        /// The run.
+        run: String,
+        /// The approver.
+        approver: String,
+    },
+    /// The approval's signature does not verify with the approver's configured key.
+    #[error("the approval of run {run} by {approver} is not signed by their configured key")]
+    BadSignature {
+        /// The run.
+        run: String,
+        /// The approver.
+        approver: String,
+    },
+}
+
+/// Why a bundle cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Without the audit signing key the manifest cannot be signed.
+    #[error("no audit signing key is configured ([audit] signing_key_file, CLOSEOUT_AUDIT_KEY_FILE or CLOSEOUT_AUDIT_KEY): the bundle's manifest must be signed")]
+    NoSigningKey,
+    /// The run has no closure report yet.
+    #[error("run {0} has no closure report yet (it is unfinished): finish it first")]
+    Unfinished(String),
+    /// A stored document is not the JSON it should be.
+    #[error("run {run}: stored {what} is not valid JSON: {message}")]
+    Stored {
+        /// The run.
+        run: String,
+        /// Which document.
+        what: &'static str,
+        /// The parser's message.
+        message: String,
+    },
+    /// Reading or writing the bundle failed.
+    #[error(transparent)]
+    Bundle(#[from] crate::pipeline::evidence::EvidenceError),
 }

@@ -6,6 +6,8 @@
 //! - [`base`]: the [`Engine`] (config, source, journal, audit log) and shared lookups;
 //! - [`planning`]: resolve and plan (changes nothing);
 //! - [`run`]: apply, resume, approve, verify as the trigger's closure says, report;
+//! - [`evidence`]: a finished run's signed evidence bundle;
+//! - [`approval`]: authenticated approvers, never the run's starter, N distinct approvers;
 //! - `lease`: one process acts for an identity at a time (the store's per-identity lease);
 //! - [`mover`]: a mover's new attributes;
 //! - [`rotation`]: what the rotation policies make due;
@@ -16,9 +18,11 @@
 //! it asks the [`crate::trigger::Trigger`], never compares trigger names. Faces (CLI, service)
 //! call the engine and render; they hold no run logic.
 
+pub mod approval;
 pub mod base;
 pub mod doctor;
 pub mod error;
+pub mod evidence;
 mod lease;
 pub mod mover;
 pub mod planning;
@@ -29,7 +33,8 @@ pub mod run;
 #[cfg(test)]
 mod tests;
 
-pub use base::{current_actor, Engine};
+pub use approval::{ApprovalOutcome, Approver, ApproverProof};
+pub use base::{current_actor, os_user, Engine};
 pub use error::EngineError;
 pub use mover::{moved, MOVABLE_ATTRIBUTES};
 pub use planning::Planned;

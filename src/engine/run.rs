@@ -159,9 +159,20 @@ impl Engine {
             plan_json,
             report_json: None,
             approved_by: None,
+            started_by: Some(self.actor.clone()),
+            started_os_user: self.os_user.clone(),
         };
         let record = run.clone();
-        self.journal.call(move |j| j.create_run(&record)).await?;
+        let graph_json = serde_json::to_string(&graph).map_err(|e| EngineError::StoredPlan {
+            run: run_id.clone(),
+            message: e.to_string(),
+        })?;
+        self.journal
+            .call(move |j| {
+                j.create_run(&record)?;
+                j.save_graph(&record.id, "before", &graph_json)
+            })
+            .await?;
         if run.override_protected {
             self.audit_event(
                 "override.protected",
@@ -188,6 +199,7 @@ impl Engine {
                 "playbook": book.name,
                 "playbook_digest": run.playbook_digest,
                 "actions": plan.action_count(),
+                "plan_sha256": sha256_hex(&run.plan_json),
             }),
         )
         .await?;
@@ -195,13 +207,28 @@ impl Engine {
             .await
     }
 
-    /// Release a run waiting for approval (the approver is audited), then finish it.
+    /// Record `approver`'s approval of a run waiting for one (audited); once it has as many
+    /// distinct approvers as it requires, finish it. Short of that, fails with
+    /// [`EngineError::NeedsMoreApprovals`] (the approval is kept).
     pub async fn approve(
         &self,
         run_id: &str,
+        approver: &super::approval::Approver,
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
-        self.record_approval(run_id, &self.actor).await?;
+        let (_, outcome) = self.record_approval(run_id, approver).await?;
+        if let super::approval::ApprovalOutcome::Pending {
+            approvers,
+            required,
+        } = outcome
+        {
+            return Err(EngineError::NeedsMoreApprovals {
+                run: run_id.to_string(),
+                approvers: approvers.join(", "),
+                have: approvers.len(),
+                required,
+            });
+        }
         let report = self.resume(run_id, progress).await?;
         // A run the service created waits in its queue too: let it see the run is done.
         let (path, run) = (self.config.store.path.clone(), run_id.to_string());
@@ -213,33 +240,6 @@ impl Engine {
             tracing::warn!(error = %e, "cannot update the service's event queue");
         }
         Ok(report)
-    }
-
-    /// Record an approval of a run waiting for one (audited) without running it: the service's
-    /// worker resumes it. Returns the run's identity.
-    pub async fn record_approval(
-        &self,
-        run_id: &str,
-        approver: &str,
-    ) -> Result<String, EngineError> {
-        let run = self.stored_run(run_id).await?;
-        if run.status != RunStatus::WaitingApproval {
-            return Err(EngineError::NotWaiting {
-                run: run.id,
-                status: run.status.as_str().to_string(),
-            });
-        }
-        let identity = self.identity(&run.identity)?;
-        let (id, who) = (run.id.clone(), approver.to_string());
-        self.journal.call(move |j| j.approve(&id, &who)).await?;
-        self.audit_event(
-            "run.approved",
-            Some(&run.id),
-            &identity,
-            serde_json::json!({ "approver": approver }),
-        )
-        .await?;
-        Ok(run.identity)
     }
 
     /// Finish an interrupted run without repeating its finished actions.
@@ -387,9 +387,16 @@ impl Engine {
             run: run.id.clone(),
             message: e.to_string(),
         })?;
+        let report_sha256 = sha256_hex(&report_json);
+        let graph_after =
+            serde_json::to_string(&verification.graph).map_err(|e| EngineError::StoredPlan {
+                run: run.id.clone(),
+                message: e.to_string(),
+            })?;
         let id = run.id.clone();
         self.journal
             .call(move |j| {
+                j.save_graph(&id, "after", &graph_after)?;
                 j.save_report(&id, &report_json)?;
                 j.set_run_status(&id, status, Some(finished_at))
             })
@@ -401,6 +408,7 @@ impl Engine {
             serde_json::json!({
                 "status": report.status,
                 "open": report.open.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
+                "report_sha256": report_sha256,
             }),
         )
         .await?;
@@ -544,7 +552,7 @@ impl Engine {
     }
 
     /// The run with this id, read off the async runtime.
-    async fn stored_run(&self, run_id: &str) -> Result<RunRecord, EngineError> {
+    pub(crate) async fn stored_run(&self, run_id: &str) -> Result<RunRecord, EngineError> {
         let id = run_id.to_string();
         self.journal
             .call(move |j| j.run(&id))
@@ -559,8 +567,15 @@ fn new_run_id(now: DateTime<Utc>) -> String {
     format!("r{}-{suffix:06x}", now.format("%Y%m%dT%H%M%SZ"))
 }
 
+/// Lower-case hex SHA-256 of a stored document (the plan's and the report's JSON as the journal
+/// keeps them): what the audit log records, so an evidence bundle's copies can be checked.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// The plan a run stored when it started.
-fn stored_plan(run: &RunRecord) -> Result<Plan, EngineError> {
+pub(crate) fn stored_plan(run: &RunRecord) -> Result<Plan, EngineError> {
     serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
         run: run.id.clone(),
         message: e.to_string(),

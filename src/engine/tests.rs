@@ -173,9 +173,15 @@ async fn runs_that_do_not_exist_or_do_not_wait_cannot_be_resumed_or_approved() {
             plan_json: "{}".into(),
             report_json: None,
             approved_by: None,
+            started_by: None,
+            started_os_user: None,
         })
         .unwrap();
-    let err = engine.record_approval("r1", "carol").await.unwrap_err();
+    let carol = crate::engine::Approver {
+        name: "carol".into(),
+        proof: crate::engine::ApproverProof::OsUser,
+    };
+    let err = engine.record_approval("r1", &carol).await.unwrap_err();
     assert!(matches!(err, EngineError::NotWaiting { .. }), "{err}");
     assert_eq!(err.exit_code(), 2);
 }

@@ -8,8 +8,10 @@
 
 pub mod apply;
 pub mod entitlements;
+pub mod evidence;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod report_html;
 pub mod resolve;
 pub mod verify;

@@ -242,6 +242,27 @@ pub fn boolean(d: &mut Diags, node: &Node, field: &str) -> Option<Sp<bool>> {
     }
 }
 
+/// A whole number in `min..=max`; `None` after reporting anything else.
+pub fn number_in(d: &mut Diags, node: &Node, field: &str, min: u32, max: u32) -> Option<Sp<u32>> {
+    match node
+        .as_scalar()
+        .and_then(|s| s.as_str().parse::<u32>().ok())
+        .filter(|n| (min..=max).contains(n))
+    {
+        Some(n) => Some(Sp {
+            pos: node_pos(node),
+            value: n,
+        }),
+        None => {
+            d.at(
+                node_pos(node),
+                format!("`{field}` must be a whole number from {min} to {max}"),
+            );
+            None
+        }
+    }
+}
+
 /// A string or a list of strings; at least one. `None` after reporting a problem.
 pub fn string_list(d: &mut Diags, node: &Node, field: &str) -> Option<Vec<Sp<String>>> {
     let items: Vec<&Node> = match node {

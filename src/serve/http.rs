@@ -34,6 +34,7 @@ pub(crate) fn router(state: Shared, scim_token: Option<String>) -> Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/approve", post(approve_run))
+        .route("/runs/{id}/report", get(run_report_html))
         .route("/v1/identities/{id}/graph", get(identity_graph))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -303,39 +304,34 @@ async fn get_run(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApproveBody {
-    /// Who approves (audited).
-    approver: String,
-}
-
+/// `POST /v1/runs/{id}/approve`: the bearer token must be one approver's own token
+/// (`[[approvals.approver]] token_file`); the approver is who the token belongs to, never a name
+/// in the body. The shared API token does not approve.
 async fn approve_run(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
 ) -> Response {
-    if let Some(r) = unauthorized(&state, &headers) {
-        return r;
-    }
-    let approver = match serde_json::from_slice::<ApproveBody>(&body) {
-        Ok(b) if !b.approver.trim().is_empty() && b.approver.len() <= 256 => b.approver,
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                r#"the body must be {"approver": "<who approves>"}"#,
-            )
-        }
-    };
+    let given = header(&headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
     let engine = match crate::engine::Engine::open_async(&state.config_path).await {
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
     };
-    let who = format!("{approver} (via the API)");
-    match engine.record_approval(&id, &who).await {
-        Ok(_) => {}
+    let approver =
+        match engine.token_approver(&given) {
+            Ok(Some(a)) if !given.is_empty() => a,
+            Ok(_) => return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "an approver's own bearer token is required ([[approvals.approver]] token_file)",
+            ),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
+        };
+    let outcome = match engine.record_approval(&id, &approver).await {
+        Ok((_, outcome)) => outcome,
         Err(crate::engine::EngineError::NoSuchRun(_)) => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -346,19 +342,85 @@ async fn approve_run(
         Err(e @ crate::engine::EngineError::NotWaiting { .. }) => {
             return error(StatusCode::CONFLICT, "not-waiting", e.to_string())
         }
+        Err(e @ crate::engine::EngineError::Approval(_)) => {
+            return error(StatusCode::FORBIDDEN, "approval-refused", e.to_string())
+        }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
-    }
+    };
+    let approvers = match outcome {
+        crate::engine::ApprovalOutcome::Pending {
+            approvers,
+            required,
+        } => {
+            return (
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "status": "approval-recorded",
+                    "run": id,
+                    "approver": approver.name,
+                    "approvers": approvers,
+                    "required": required,
+                })),
+            )
+                .into_response()
+        }
+        crate::engine::ApprovalOutcome::Released { approvers } => approvers,
+    };
     let run = id.clone();
     match state.queue.call(move |q| q.approve_waiting(&run)).await {
         Ok(seq) => {
             state.wake.notify_waiters();
             (
                 StatusCode::ACCEPTED,
-                Json(json!({ "status": "approved", "run": id, "approver": who, "event": seq })),
+                Json(json!({
+                    "status": "approved",
+                    "run": id,
+                    "approver": approver.name,
+                    "approvers": approvers,
+                    "event": seq,
+                })),
             )
                 .into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "queue", e.to_string()),
+    }
+}
+
+/// `GET /runs/{id}/report`: the run's self-contained HTML report. API token.
+async fn run_report_html(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    let engine = match crate::engine::Engine::open_async(&state.config_path).await {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
+    };
+    let run = id.clone();
+    let rendered = tokio::task::spawn_blocking(move || engine.html_report(&run)).await;
+    match rendered {
+        Ok(Ok(html)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    axum::http::header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+                ),
+            ],
+            html,
+        )
+            .into_response(),
+        Ok(Err(e @ crate::engine::EngineError::NoSuchRun(_))) => {
+            error(StatusCode::NOT_FOUND, "no-such-run", e.to_string())
+        }
+        Ok(Err(e @ crate::engine::EngineError::Export(_))) => {
+            error(StatusCode::CONFLICT, "no-report", e.to_string())
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
     }
 }
 

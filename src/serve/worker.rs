@@ -69,6 +69,7 @@ async fn process(state: &AppState, queue: &EventQueue, n: usize, claimed: Claime
                 "closeout-serve (event {seq} from {})",
                 event.source.as_str()
             );
+            engine.os_user = None;
             // A joiner the HR export does not list yet: act on the identity the event describes.
             if engine.identity(&event.identity).is_err() {
                 if let Some(joiner) = event.joiner_identity() {

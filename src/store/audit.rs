@@ -57,6 +57,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::signing::{Domain, KeyRing, PrivateKey, SignatureCheck};
+
 /// The `prev` of the first record: 64 zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -113,8 +115,16 @@ pub struct AuditRecord {
     /// The previous record's `hash`; [`GENESIS`] for the first record.
     pub prev: String,
     /// Lower-case hex SHA-256 of `prev` followed by the canonical JSON of the record without this
-    /// field.
+    /// field and without `sig`.
     pub hash: String,
+    /// The id of the key that signed the record (covered by `hash`); absent on an unsigned
+    /// record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Ed25519 signature (128 hex digits) of `closeout-audit-record-v1\n<hash>` by `key`; absent
+    /// on an unsigned record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 fn format_at(at: &DateTime<Utc>) -> String {
@@ -138,6 +148,9 @@ impl AuditRecord {
         map.insert("identity".into(), opt(&self.identity));
         map.insert("details".into(), self.details.clone());
         map.insert("prev".into(), Value::String(self.prev.clone()));
+        if let Some(key) = &self.key {
+            map.insert("key".into(), Value::String(key.clone()));
+        }
         map
     }
 
@@ -145,6 +158,9 @@ impl AuditRecord {
     pub fn to_line(&self) -> String {
         let mut map = self.unhashed();
         map.insert("hash".into(), Value::String(self.hash.clone()));
+        if let Some(sig) = &self.sig {
+            map.insert("sig".into(), Value::String(sig.clone()));
+        }
         canonical_json(&Value::Object(map))
     }
 }
@@ -317,6 +333,43 @@ pub enum Violation {
         /// The log's last hash.
         last_hash: String,
     },
+    /// A record carries no signature although the log is verified against public keys: it was
+    /// written without a signing key, or forged (appended or inserted by someone without it).
+    #[error(
+        "record seq {seq} is not signed: it was written without the audit signing key, or forged"
+    )]
+    Unsigned {
+        /// The record.
+        seq: u64,
+    },
+    /// A record names a key that is not among the public keys given.
+    #[error("record seq {seq} is signed by key {key}, which is not among the public keys given ({known})")]
+    UnknownKey {
+        /// The record.
+        seq: u64,
+        /// The key id it names.
+        key: String,
+        /// The key ids given, comma-separated.
+        known: String,
+    },
+    /// A record's signature does not verify: its content was changed and its hash (and the
+    /// chain after it) recomputed, or the record was forged.
+    #[error("record seq {seq}: signature by key {key} does not verify: the record was edited and the chain recomputed, or forged")]
+    BadSignature {
+        /// The record.
+        seq: u64,
+        /// The key id it names.
+        key: String,
+    },
+    /// The head file is not signed by a known key although the log is verified against public
+    /// keys: it was rewritten, so records at the end may have been cut.
+    #[error("head file {head} {reason}: it was rewritten, so records at the end of the log may have been cut")]
+    HeadSignature {
+        /// The head file's path.
+        head: String,
+        /// What is wrong (`is not signed`, `is signed by unknown key K`, `signature does not verify`).
+        reason: String,
+    },
     /// The head file is not `{"hash":"<64 hex>","seq":N}`.
     #[error("malformed head file {head}: {reason}")]
     HeadMalformed {
@@ -353,6 +406,15 @@ pub enum AuditError {
         /// What is wrong.
         violation: Violation,
     },
+    /// The log's last record is signed but this handle has no signing key: appending an unsigned
+    /// record would break verification against the public keys.
+    #[error("audit log {}: its records are signed (key {key}) but no signing key is configured ([audit] signing_key_file or CLOSEOUT_AUDIT_KEY)", .path.display())]
+    SigningKeyRequired {
+        /// The log.
+        path: PathBuf,
+        /// The key id of the last record.
+        key: String,
+    },
     /// An asynchronous append never ran (the runtime is shutting down).
     #[error("audit log: {0}")]
     Interrupted(#[from] super::blocking::Interrupted),
@@ -363,7 +425,9 @@ impl AuditError {
     pub fn violation(&self) -> Option<&Violation> {
         match self {
             AuditError::Integrity { violation, .. } => Some(violation),
-            AuditError::Io { .. } | AuditError::Interrupted(_) => None,
+            AuditError::Io { .. }
+            | AuditError::SigningKeyRequired { .. }
+            | AuditError::Interrupted(_) => None,
         }
     }
 
@@ -371,7 +435,9 @@ impl AuditError {
     pub fn line(&self) -> Option<u64> {
         match self {
             AuditError::Integrity { line, .. } => *line,
-            AuditError::Io { .. } | AuditError::Interrupted(_) => None,
+            AuditError::Io { .. }
+            | AuditError::SigningKeyRequired { .. }
+            | AuditError::Interrupted(_) => None,
         }
     }
 }
@@ -396,6 +462,10 @@ pub struct VerifyReport {
     pub last_hash: String,
     /// Benign findings, e.g. a head one record behind after an interrupted append.
     pub warnings: Vec<String>,
+    /// Whether every record's and the head's signature was checked against public keys.
+    pub signatures_checked: bool,
+    /// The ids of the keys that signed records, sorted.
+    pub signed_by: Vec<String>,
 }
 
 impl fmt::Display for VerifyReport {
@@ -411,6 +481,13 @@ impl fmt::Display for VerifyReport {
                 self.last_seq,
                 self.last_hash
             )?;
+            if self.signatures_checked {
+                write!(
+                    f,
+                    ", every record and the head signed (key {})",
+                    self.signed_by.join(", ")
+                )?;
+            }
         }
         for warning in &self.warnings {
             write!(f, "; warning: {warning}")?;
@@ -425,6 +502,15 @@ impl fmt::Display for VerifyReport {
 struct Head {
     hash: String,
     seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sig: Option<String>,
+}
+
+/// What the head's signature covers: `<seq>\n<hash>` in the [`Domain::Head`] domain.
+fn head_body(seq: u64, hash: &str) -> String {
+    format!("{seq}\n{hash}")
 }
 
 /// How the head relates to the last record.
@@ -523,6 +609,7 @@ fn check_line(line: &[u8]) -> Result<AuditRecord, Violation> {
         }
     }
     map.remove("hash");
+    map.remove("sig");
     let computed = chain_hash(&record.prev, &map);
     if computed != record.hash {
         return Err(Violation::HashMismatch {
@@ -591,6 +678,7 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 pub struct AuditLog {
     path: PathBuf,
     head: PathBuf,
+    signer: Option<PrivateKey>,
 }
 
 impl AuditLog {
@@ -607,7 +695,27 @@ impl AuditLog {
             .open(&path)
             .map_err(io_err(&path, "open for appending"))?;
         let head = head_path(&path);
-        Ok(AuditLog { path, head })
+        Ok(AuditLog {
+            path,
+            head,
+            signer: None,
+        })
+    }
+
+    /// Sign every record this handle appends, and the head, with `key`.
+    pub fn with_signer(mut self, key: PrivateKey) -> AuditLog {
+        self.signer = Some(key);
+        self
+    }
+
+    /// The key this handle signs with, if any.
+    pub fn signer(&self) -> Option<&PrivateKey> {
+        self.signer.as_ref()
+    }
+
+    /// The id of the key this handle signs with, if any.
+    pub fn key_id(&self) -> Option<&str> {
+        self.signer.as_ref().map(PrivateKey::id)
     }
 
     /// The log file.
@@ -653,6 +761,12 @@ impl AuditLog {
         )
         .map_err(integrity)?;
 
+        if let (None, Some(key)) = (&self.signer, last.as_ref().and_then(|r| r.key.clone())) {
+            return Err(AuditError::SigningKeyRequired {
+                path: path.clone(),
+                key,
+            });
+        }
         let (seq, prev) = last.map_or((1, GENESIS.to_string()), |r| (r.seq + 1, r.hash));
         let now = Utc::now();
         let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
@@ -668,8 +782,14 @@ impl AuditLog {
             details,
             prev,
             hash: String::new(),
+            key: self.signer.as_ref().map(|k| k.id().to_string()),
+            sig: None,
         };
         record.hash = chain_hash(&record.prev, &record.unhashed());
+        record.sig = self
+            .signer
+            .as_ref()
+            .map(|k| k.sign(Domain::Record, &record.hash));
         let mut line = record.to_line();
         line.push('\n');
         file.write_all(line.as_bytes())
@@ -678,6 +798,11 @@ impl AuditLog {
         self.write_head(&Head {
             hash: record.hash.clone(),
             seq: record.seq,
+            key: self.signer.as_ref().map(|k| k.id().to_string()),
+            sig: self
+                .signer
+                .as_ref()
+                .map(|k| k.sign(Domain::Head, &head_body(record.seq, &record.hash))),
         })?;
         drop(file);
         Ok(record)
@@ -696,10 +821,14 @@ impl AuditLog {
         let mut tmp = self.head.as_os_str().to_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let text = format!(
-            "{}\n",
-            canonical_json(&serde_json::json!({"hash": head.hash, "seq": head.seq}))
-        );
+        let mut map = Map::new();
+        map.insert("hash".into(), Value::String(head.hash.clone()));
+        map.insert("seq".into(), Value::from(head.seq));
+        if let (Some(key), Some(sig)) = (&head.key, &head.sig) {
+            map.insert("key".into(), Value::String(key.clone()));
+            map.insert("sig".into(), Value::String(sig.clone()));
+        }
+        let text = format!("{}\n", canonical_json(&Value::Object(map)));
         let err = io_err(
             &self.head,
             "write the head file (the record itself was appended)",
@@ -719,8 +848,63 @@ impl AuditLog {
 /// record, `seq` counting 1, 2, 3, ..., every `prev` equal to the hash before it, and the head file
 /// matching the last record. A missing or empty log (with no head, or a head one record behind
 /// nothing) verifies as 0 records. The first problem found is returned with its line.
+///
+/// Without public keys this cannot tell a genuine log from one re-chained by someone who edited
+/// a record and recomputed every hash: use [`verify_signed`].
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
-    let path = path.as_ref();
+    verify_with(path.as_ref(), None)
+}
+
+/// [`verify`], and every record and the head signed by one of `keys`: detects an edited record
+/// whose hash and everything after it was recomputed (a re-chain), a forged appended record, and
+/// a head rewritten after cutting records from the end.
+pub fn verify_signed(path: impl AsRef<Path>, keys: &KeyRing) -> Result<VerifyReport, AuditError> {
+    verify_with(path.as_ref(), Some(keys))
+}
+
+fn check_record_signature(record: &AuditRecord, keys: &KeyRing) -> Result<(), Violation> {
+    match keys.check(
+        Domain::Record,
+        &record.hash,
+        record.key.as_deref(),
+        record.sig.as_deref(),
+    ) {
+        SignatureCheck::Valid => Ok(()),
+        SignatureCheck::Unsigned => Err(Violation::Unsigned { seq: record.seq }),
+        SignatureCheck::UnknownKey => Err(Violation::UnknownKey {
+            seq: record.seq,
+            key: record.key.clone().unwrap_or_default(),
+            known: keys.ids().join(", "),
+        }),
+        SignatureCheck::Invalid => Err(Violation::BadSignature {
+            seq: record.seq,
+            key: record.key.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+fn check_head_signature(head_file: &Path, head: &Head, keys: &KeyRing) -> Result<(), Violation> {
+    let reason = match keys.check(
+        Domain::Head,
+        &head_body(head.seq, &head.hash),
+        head.key.as_deref(),
+        head.sig.as_deref(),
+    ) {
+        SignatureCheck::Valid => return Ok(()),
+        SignatureCheck::Unsigned => "is not signed".to_string(),
+        SignatureCheck::UnknownKey => format!(
+            "is signed by key {}, not among the public keys given",
+            head.key.as_deref().unwrap_or_default()
+        ),
+        SignatureCheck::Invalid => "has a signature that does not verify".to_string(),
+    };
+    Err(Violation::HeadSignature {
+        head: head_file.display().to_string(),
+        reason,
+    })
+}
+
+fn verify_with(path: &Path, keys: Option<&KeyRing>) -> Result<VerifyReport, AuditError> {
     let head_file = head_path(path);
     let integrity = |line: Option<u64>, violation: Violation| AuditError::Integrity {
         path: path.to_path_buf(),
@@ -735,6 +919,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
     let mut records = 0u64;
     let mut last: Option<AuditRecord> = None;
     let mut line_no = 0u64;
+    let mut signed_by: Vec<String> = Vec::new();
     // Hold the shared lock (if the file exists) until the head has been read too.
     let _guard = match file {
         None => None,
@@ -787,6 +972,14 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
                     };
                     return Err(integrity(at, violation));
                 }
+                if let Some(keys) = keys {
+                    check_record_signature(&record, keys).map_err(|v| integrity(at, v))?;
+                }
+                if let Some(key) = &record.key {
+                    if !signed_by.contains(key) {
+                        signed_by.push(key.clone());
+                    }
+                }
                 records += 1;
                 last = Some(record);
             }
@@ -802,7 +995,25 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
             .map(|r| (r.seq, r.hash.as_str(), r.prev.as_str())),
     )
     .map_err(|v| integrity(last_line, v))?;
+    if let (Some(keys), true) = (keys, records > 0) {
+        let head = head.as_ref().ok_or_else(|| {
+            integrity(
+                last_line,
+                Violation::HeadMissing {
+                    head: head_file.display().to_string(),
+                    records,
+                },
+            )
+        })?;
+        check_head_signature(&head_file, head, keys).map_err(|v| integrity(last_line, v))?;
+    }
     let mut warnings = Vec::new();
+    if keys.is_none() && !signed_by.is_empty() {
+        warnings.push(format!(
+            "the records are signed (key {}) but no public key was given, so no signature was checked and a re-chained log would pass: verify with --public-key",
+            signed_by.join(", ")
+        ));
+    }
     if let (HeadState::OneBehind, Some(r)) = (state, &last) {
         if r.seq > 1 || head.is_some() {
             warnings.push(format!(
@@ -817,7 +1028,53 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
         last_seq: last.as_ref().map_or(0, |r| r.seq),
         last_hash: last.map_or_else(|| GENESIS.to_string(), |r| r.hash),
         warnings,
+        signatures_checked: keys.is_some(),
+        signed_by: {
+            signed_by.sort();
+            signed_by
+        },
     })
+}
+
+/// Parse and self-check one record line (without its newline): well-formed, canonical, its hash
+/// matching its content. What an evidence bundle's audit slice is checked with, record by record.
+pub fn check_record_line(line: &str) -> Result<AuditRecord, Violation> {
+    check_line(line.as_bytes())
+}
+
+/// Check one record's signature against `keys` (see [`verify_signed`]).
+pub fn check_signature(record: &AuditRecord, keys: &KeyRing) -> Result<(), Violation> {
+    check_record_signature(record, keys)
+}
+
+/// The lines (without newlines) of the records of `run`, in log order, after checking the whole
+/// log's chain and head with [`verify`] and the signature of every record of `run` that names a
+/// key in `keys` (records signed with a key rotated out earlier are passed through: whoever
+/// verifies them brings that key).
+pub fn run_slice(path: &Path, run: &str, keys: &KeyRing) -> Result<Vec<String>, AuditError> {
+    verify(path)?;
+    let text = std::fs::read_to_string(path).map_err(io_err(path, "read"))?;
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let record = check_line(line.as_bytes()).map_err(|violation| AuditError::Integrity {
+            path: path.to_path_buf(),
+            line: Some(index as u64 + 1),
+            violation,
+        })?;
+        if record.run.as_deref() == Some(run) {
+            if record.key.as_deref().is_some_and(|k| keys.get(k).is_some()) {
+                check_record_signature(&record, keys).map_err(|violation| {
+                    AuditError::Integrity {
+                        path: path.to_path_buf(),
+                        line: Some(index as u64 + 1),
+                        violation,
+                    }
+                })?;
+            }
+            out.push(line.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// The 1-based line holding the record with `seq`, for telling a reorder from a deletion.
@@ -1347,5 +1604,338 @@ mod tests {
         assert!(!text.contains(CANARY), "{text}");
         assert!(text.contains(REDACTED));
         assert_eq!(verify(log.path()).expect("ok").records, 1);
+    }
+    /// A signed log of `n` records and its key ring.
+    fn signed_log(n: usize) -> (tempfile::TempDir, AuditLog, PrivateKey, KeyRing) {
+        let (dir, log) = log_with(0);
+        let key = PrivateKey::generate();
+        let log = log.with_signer(key.clone());
+        for i in 0..n {
+            log.append(entry(&format!("event.{i}"), json!({"i": i})))
+                .expect("append");
+        }
+        let ring = KeyRing::new([key.public()]);
+        (dir, log, key, ring)
+    }
+
+    fn signed_err(log: &AuditLog, ring: &KeyRing) -> AuditError {
+        match verify_signed(log.path(), ring) {
+            Ok(report) => panic!("expected a violation, got {report}"),
+            Err(e) => e,
+        }
+    }
+
+    /// What an attacker does with the documented algorithm: recompute every `hash` (and `prev`)
+    /// from the first line on, keeping or dropping the signatures, and rewrite the head.
+    fn rechain(log: &AuditLog, lines: &[String], keep_sigs: bool) -> Vec<String> {
+        let mut prev = GENESIS.to_string();
+        let mut out = Vec::new();
+        let mut last_seq = 0;
+        for line in lines {
+            let mut value: Value = serde_json::from_str(line).expect("json");
+            let map = value.as_object_mut().expect("object");
+            map.remove("hash");
+            let sig = map.remove("sig");
+            if !keep_sigs {
+                map.remove("key");
+            }
+            map.insert("prev".into(), Value::String(prev.clone()));
+            let mut hasher = Sha256::new();
+            hasher.update(prev.as_bytes());
+            hasher.update(canonical_json(&value).as_bytes());
+            let hash = hex::encode(hasher.finalize());
+            let map = value.as_object_mut().expect("object");
+            map.insert("hash".into(), Value::String(hash.clone()));
+            if keep_sigs {
+                if let Some(sig) = sig {
+                    map.insert("sig".into(), sig);
+                }
+            }
+            last_seq = map["seq"].as_u64().expect("seq");
+            out.push(canonical_json(&value));
+            prev = hash;
+        }
+        write_lines(log, &out);
+        std::fs::write(
+            log.head_path(),
+            format!("{{\"hash\":\"{prev}\",\"seq\":{last_seq}}}\n"),
+        )
+        .expect("head");
+        out
+    }
+
+    #[test]
+    fn signed_log_verifies_and_names_its_key() {
+        let (_dir, log, key, ring) = signed_log(3);
+        let report = verify_signed(log.path(), &ring).expect("verifies");
+        assert!(report.signatures_checked);
+        assert_eq!(report.signed_by, vec![key.id().to_string()]);
+        assert!(
+            report
+                .to_string()
+                .contains("every record and the head signed"),
+            "{report}"
+        );
+        for line in lines(&log) {
+            let record: AuditRecord = serde_json::from_str(&line).expect("record");
+            assert_eq!(record.key.as_deref(), Some(key.id()));
+            assert_eq!(record.sig.as_ref().map(String::len), Some(128));
+        }
+        let head = std::fs::read_to_string(log.head_path()).expect("head");
+        assert!(
+            head.contains(key.id()) && head.contains("\"sig\""),
+            "{head}"
+        );
+        // Without keys the chain still verifies, with a warning that nothing was checked.
+        let plain = verify(log.path()).expect("chain");
+        assert!(!plain.signatures_checked);
+        assert_eq!(plain.warnings.len(), 1, "{plain}");
+        assert!(plain.to_string().contains("--public-key"), "{plain}");
+        // An unsigned log fails signed verification at its first record.
+        let (_dir, unsigned) = log_with(2);
+        let e = signed_err(&unsigned, &ring);
+        assert_eq!(e.violation(), Some(&Violation::Unsigned { seq: 1 }));
+    }
+
+    #[test]
+    fn rechained_log_is_detected_at_the_edited_record() {
+        for keep_sigs in [true, false] {
+            let (_dir, log, _key, ring) = signed_log(5);
+            let mut all = lines(&log);
+            all[2] = all[2].replace("\"actor\":\"tester\"", "\"actor\":\"mallory\"");
+            rechain(&log, &all, keep_sigs);
+            // The chain alone is intact again: exactly the attack of issue 18.
+            assert_eq!(verify(log.path()).expect("chain recomputed").records, 5);
+            let e = signed_err(&log, &ring);
+            assert_eq!(e.line(), Some(if keep_sigs { 3 } else { 1 }), "{e}");
+            let expected = if keep_sigs {
+                Violation::BadSignature {
+                    seq: 3,
+                    key: _key.id().to_string(),
+                }
+            } else {
+                Violation::Unsigned { seq: 1 }
+            };
+            assert_eq!(e.violation(), Some(&expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn signed_log_tampering_is_detected_and_named() {
+        // Edited in place.
+        let (_dir, log, _key, ring) = signed_log(4);
+        let mut all = lines(&log);
+        all[1] = all[1].replace("\"i\":1", "\"i\":9");
+        write_lines(&log, &all);
+        let e = signed_err(&log, &ring);
+        assert!(
+            matches!(e.violation(), Some(Violation::HashMismatch { seq: 2, .. })),
+            "{e}"
+        );
+
+        // Reordered.
+        let (_dir, log, _key, ring) = signed_log(4);
+        let mut all = lines(&log);
+        all.swap(1, 2);
+        write_lines(&log, &all);
+        let e = signed_err(&log, &ring);
+        assert!(
+            matches!(
+                e.violation(),
+                Some(Violation::Reordered {
+                    expected: 2,
+                    found: 3,
+                    ..
+                })
+            ),
+            "{e}"
+        );
+
+        // Deleted from the middle.
+        let (_dir, log, _key, ring) = signed_log(4);
+        let mut all = lines(&log);
+        all.remove(2);
+        write_lines(&log, &all);
+        let e = signed_err(&log, &ring);
+        assert!(
+            matches!(
+                e.violation(),
+                Some(Violation::Deleted {
+                    expected: 3,
+                    found: 4
+                })
+            ),
+            "{e}"
+        );
+
+        // Deleted from the middle and re-chained.
+        let (_dir, log, _key, ring) = signed_log(4);
+        let mut all = lines(&log);
+        all.remove(1);
+        let all: Vec<String> = all
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut v: Value = serde_json::from_str(l).expect("json");
+                v["seq"] = Value::from(i as u64 + 1);
+                canonical_json(&v)
+            })
+            .collect();
+        rechain(&log, &all, true);
+        let e = signed_err(&log, &ring);
+        assert!(
+            matches!(e.violation(), Some(Violation::BadSignature { seq: 2, .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn forged_appended_record_is_detected() {
+        // An attacker appends a chained record (with or without a copied signature) and
+        // rewrites the head to match.
+        for copy_sig in [false, true] {
+            let (_dir, log, _key, ring) = signed_log(3);
+            let mut all = lines(&log);
+            let mut forged: Value = serde_json::from_str(&all[2]).expect("json");
+            forged["seq"] = Value::from(4u64);
+            forged["event"] = Value::from("run.approved");
+            forged["actor"] = Value::from("mallory");
+            if !copy_sig {
+                forged.as_object_mut().expect("obj").remove("sig");
+                forged.as_object_mut().expect("obj").remove("key");
+            }
+            all.push(canonical_json(&forged));
+            rechain(&log, &all, true);
+            let e = signed_err(&log, &ring);
+            assert_eq!(e.line(), Some(4), "{e}");
+            let expected = if copy_sig {
+                Violation::BadSignature {
+                    seq: 4,
+                    key: _key.id().to_string(),
+                }
+            } else {
+                Violation::Unsigned { seq: 4 }
+            };
+            assert_eq!(e.violation(), Some(&expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn truncated_signed_log_is_detected_even_with_a_rewritten_head() {
+        // Cut, head left alone: the head is ahead.
+        let (_dir, log, _key, ring) = signed_log(4);
+        let mut all = lines(&log);
+        all.truncate(2);
+        write_lines(&log, &all);
+        let e = signed_err(&log, &ring);
+        assert!(
+            matches!(
+                e.violation(),
+                Some(Violation::HeadAhead {
+                    head_seq: 4,
+                    last_seq: 2
+                })
+            ),
+            "{e}"
+        );
+
+        // Cut and the head rewritten to the new end, unsigned or with the last record's
+        // signature copied: the head's signature gives it away.
+        for copy in [false, true] {
+            let (_dir, log, _key, ring) = signed_log(4);
+            let mut all = lines(&log);
+            all.truncate(2);
+            write_lines(&log, &all);
+            let last: AuditRecord = serde_json::from_str(&all[1]).expect("record");
+            let head = if copy {
+                format!(
+                    "{{\"hash\":\"{}\",\"key\":\"{}\",\"seq\":2,\"sig\":\"{}\"}}\n",
+                    last.hash,
+                    last.key.as_deref().unwrap_or_default(),
+                    last.sig.as_deref().unwrap_or_default()
+                )
+            } else {
+                format!("{{\"hash\":\"{}\",\"seq\":2}}\n", last.hash)
+            };
+            std::fs::write(log.head_path(), head).expect("head");
+            assert_eq!(
+                verify(log.path()).expect("the chain alone passes").records,
+                2
+            );
+            let e = signed_err(&log, &ring);
+            assert!(
+                matches!(e.violation(), Some(Violation::HeadSignature { .. })),
+                "{e}"
+            );
+            assert!(e.to_string().contains("may have been cut"), "{e}");
+        }
+
+        // Cut and the head deleted.
+        let (_dir, log, _key, ring) = signed_log(3);
+        let mut all = lines(&log);
+        all.truncate(1);
+        write_lines(&log, &all);
+        std::fs::remove_file(log.head_path()).expect("rm");
+        let e = signed_err(&log, &ring);
+        assert!(
+            matches!(e.violation(), Some(Violation::HeadMissing { .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn key_rotation_keeps_old_records_verifiable() {
+        let (_dir, log, old, _ring) = signed_log(2);
+        let new = PrivateKey::generate();
+        let log = log.with_signer(new.clone());
+        log.append(entry("after.rotation", json!({})))
+            .expect("append");
+        let both = KeyRing::new([old.public(), new.public()]);
+        let report = verify_signed(log.path(), &both).expect("both keys");
+        let mut ids = vec![old.id().to_string(), new.id().to_string()];
+        ids.sort();
+        assert_eq!(report.signed_by, ids);
+        let only_new = KeyRing::new([new.public()]);
+        let e = signed_err(&log, &only_new);
+        assert!(
+            matches!(e.violation(), Some(Violation::UnknownKey { seq: 1, .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_signed_log_refuses_unsigned_appends() {
+        let (_dir, log, key, _ring) = signed_log(1);
+        let unsigned = AuditLog::open(log.path()).expect("open");
+        let e = unsigned.append(entry("x", json!({}))).expect_err("refused");
+        assert!(
+            matches!(&e, AuditError::SigningKeyRequired { key: k, .. } if k == key.id()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_run_slice_checks_the_current_key_and_passes_older_keys_through() {
+        let (_dir, log, old, _ring) = signed_log(2);
+        let new = PrivateKey::generate();
+        let log = log.with_signer(new.clone());
+        log.append(entry("after.rotation", json!({})))
+            .expect("append");
+        let mut other = entry("other.run", json!({}));
+        other.run = Some("run-2".into());
+        log.append(other).expect("append");
+        let ring = KeyRing::new([new.public()]);
+        let slice = run_slice(log.path(), "run-1", &ring).expect("slice");
+        assert_eq!(slice.len(), 3, "{slice:?}");
+        assert!(slice[0].contains(old.id()) && slice[2].contains(new.id()));
+        // A record of the run signed with the current key but edited and re-chained is refused.
+        let mut all = lines(&log);
+        all[2] = all[2].replace("after.rotation", "after.rotation!");
+        rechain(&log, &all, true);
+        let e = run_slice(log.path(), "run-1", &ring).expect_err("refused");
+        assert!(
+            matches!(e.violation(), Some(Violation::BadSignature { seq: 3, .. })),
+            "{e}"
+        );
     }
 }

@@ -129,8 +129,26 @@ pub struct RunRecord {
     pub plan_json: String,
     /// The closure report, as JSON, once verified.
     pub report_json: Option<String>,
-    /// Who released the run's approval-gated steps, if anyone.
+    /// Who released the run's approval-gated steps (the approvers, comma-separated, once as many
+    /// distinct approvers as the plan requires have approved), if anyone.
     pub approved_by: Option<String>,
+    /// Who started the run (the actor: a CLI user, or the service for an event); an approver
+    /// may not approve a run they started. `None` for runs journaled before it was recorded.
+    pub started_by: Option<String>,
+    /// The operating-system user of the process that started the run (differs from
+    /// `started_by` when `$CLOSEOUT_ACTOR` names someone else); may not approve it either.
+    pub started_os_user: Option<String>,
+}
+
+/// One approver's approval of a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Approval {
+    /// Who approved (an authenticated name).
+    pub approver: String,
+    /// How they were authenticated (`api-token`, `signed`, `os-user`).
+    pub method: String,
+    /// When.
+    pub approved_at: DateTime<Utc>,
 }
 
 /// The state of one action in the journal.
@@ -241,7 +259,8 @@ pub struct Journal {
 }
 
 const RUN_COLUMNS: &str = "id, identity, trigger, playbook, playbook_digest, status, created_at, \
-     effective_at, cutoff, contained_at, finished_at, override_protected, plan_json, report_json, approved_by";
+     effective_at, cutoff, contained_at, finished_at, override_protected, plan_json, report_json, approved_by, \
+     started_by, started_os_user";
 
 const ACTION_COLUMNS: &str = "run_id, key, stage, step, finding_id, provider, verb, status, \
      attempts, started_at, finished_at, detail, state, error";
@@ -287,7 +306,7 @@ impl Journal {
     /// Record a new run (status, plan and cutoff as decided by the engine).
     pub fn create_run(&self, run: &RunRecord) -> Result<(), JournalError> {
         self.conn().execute(
-            &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
+            &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"),
             params![
                 run.id,
                 run.identity,
@@ -304,6 +323,8 @@ impl Journal {
                 run.plan_json,
                 run.report_json,
                 run.approved_by,
+                run.started_by,
+                run.started_os_user,
             ],
         )?;
         Ok(())
@@ -337,6 +358,77 @@ impl Journal {
             return Err(JournalError::NoSuchRun(id.into()));
         }
         Ok(())
+    }
+
+    /// Record one approver's approval (once per approver: a repeat changes nothing) and return
+    /// every approval of the run so far, oldest first.
+    pub fn add_approval(
+        &self,
+        id: &str,
+        approver: &str,
+        method: &str,
+    ) -> Result<Vec<Approval>, JournalError> {
+        {
+            let conn = self.conn();
+            let exists: bool = conn.query_row(
+                "SELECT EXISTS(SELECT 1 FROM runs WHERE id = ?1)",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(JournalError::NoSuchRun(id.into()));
+            }
+            conn.execute(
+                "INSERT OR IGNORE INTO approvals (run_id, approver, method, approved_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, approver, method, ts(Utc::now())],
+            )?;
+        }
+        self.approvals(id)
+    }
+
+    /// The run's approvals, oldest first.
+    pub fn approvals(&self, id: &str) -> Result<Vec<Approval>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT approver, method, approved_at FROM approvals WHERE run_id = ?1 ORDER BY approved_at, approver",
+        )?;
+        let rows = stmt
+            .query_map(params![id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(approver, method, at)| {
+                Ok(Approval {
+                    approver,
+                    method,
+                    approved_at: parse_ts(&at)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Keep the access graph of a run as JSON: `before` (resolved when it was planned) or
+    /// `after` (resolved by its latest verification; replaced by a later one).
+    pub fn save_graph(&self, id: &str, which: &str, json: &str) -> Result<(), JournalError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO run_graphs (run_id, which, graph_json) VALUES (?1, ?2, ?3)",
+            params![id, which, json],
+        )?;
+        Ok(())
+    }
+
+    /// The graph [`Journal::save_graph`] kept, if any.
+    pub fn graph(&self, id: &str, which: &str) -> Result<Option<String>, JournalError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT graph_json FROM run_graphs WHERE run_id = ?1 AND which = ?2")?;
+        let mut rows = stmt.query_map(params![id, which], |r| r.get::<_, String>(0))?;
+        Ok(rows.next().transpose()?)
     }
 
     /// Record when containment finished (first time only).
@@ -579,6 +671,8 @@ struct RawRun {
     plan_json: String,
     report_json: Option<String>,
     approved_by: Option<String>,
+    started_by: Option<String>,
+    started_os_user: Option<String>,
 }
 
 fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
@@ -598,6 +692,8 @@ fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
         plan_json: r.get(12)?,
         report_json: r.get(13)?,
         approved_by: r.get(14)?,
+        started_by: r.get(15)?,
+        started_os_user: r.get(16)?,
     })
 }
 
@@ -621,6 +717,8 @@ impl RawRun {
             plan_json: self.plan_json,
             report_json: self.report_json,
             approved_by: self.approved_by,
+            started_by: self.started_by,
+            started_os_user: self.started_os_user,
         })
     }
 }
@@ -709,6 +807,8 @@ mod tests {
             plan_json: "{}".into(),
             report_json: None,
             approved_by: None,
+            started_by: Some("tester".into()),
+            started_os_user: None,
         }
     }
 
@@ -793,7 +893,7 @@ mod tests {
         {
             let conn = Connection::open(&path).unwrap();
             let old = SCHEMA.replace(
-                "    report_json TEXT,\n    approved_by TEXT,\n    approved_at TEXT\n",
+                "    report_json TEXT,\n    approved_by TEXT,\n    approved_at TEXT,\n    started_by TEXT,\n    started_os_user TEXT\n",
                 "    report_json TEXT\n",
             );
             assert_ne!(old, SCHEMA);
@@ -803,9 +903,34 @@ mod tests {
         j.create_run(&run("r1", "E1", "leaver", Utc::now()))
             .unwrap();
         j.approve("r1", "alice").unwrap();
+        let r = j.run("r1").unwrap().unwrap();
+        assert_eq!(r.approved_by.as_deref(), Some("alice"));
+        assert_eq!(r.started_by.as_deref(), Some("tester"));
+    }
+
+    #[test]
+    fn approvals_are_kept_once_per_approver_and_graphs_by_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+        assert!(matches!(
+            j.add_approval("nope", "alice", "signed"),
+            Err(JournalError::NoSuchRun(_))
+        ));
+        j.create_run(&run("r1", "E1", "leaver", Utc::now()))
+            .unwrap();
+        assert_eq!(j.add_approval("r1", "alice", "signed").unwrap().len(), 1);
+        assert_eq!(j.add_approval("r1", "alice", "signed").unwrap().len(), 1);
+        let all = j.add_approval("r1", "bob", "api-token").unwrap();
+        let names: Vec<&str> = all.iter().map(|a| a.approver.as_str()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&"alice") && names.contains(&"bob"));
+        assert_eq!(j.graph("r1", "before").unwrap(), None);
+        j.save_graph("r1", "before", "{\"findings\":[]}").unwrap();
+        j.save_graph("r1", "after", "{}").unwrap();
+        j.save_graph("r1", "after", "{\"x\":1}").unwrap();
         assert_eq!(
-            j.run("r1").unwrap().unwrap().approved_by.as_deref(),
-            Some("alice")
+            j.graph("r1", "after").unwrap().as_deref(),
+            Some("{\"x\":1}")
         );
     }
 

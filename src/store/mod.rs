@@ -12,4 +12,5 @@ pub mod journal;
 pub mod lease;
 pub mod observations;
 pub mod queue;
+pub mod signing;
 pub mod sqlite;

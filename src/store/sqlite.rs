@@ -26,7 +26,7 @@ pub struct BadTimestamp {
     pub source: chrono::ParseError,
 }
 
-/// The journal's tables: runs, actions, observations, grants.
+/// The journal's tables: runs, approvals, actions, observations, grants.
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -44,7 +44,22 @@ CREATE TABLE IF NOT EXISTS runs (
     plan_json TEXT NOT NULL,
     report_json TEXT,
     approved_by TEXT,
-    approved_at TEXT
+    approved_at TEXT,
+    started_by TEXT,
+    started_os_user TEXT
+);
+CREATE TABLE IF NOT EXISTS run_graphs (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    which TEXT NOT NULL,
+    graph_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, which)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    approver TEXT NOT NULL,
+    method TEXT NOT NULL,
+    approved_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, approver)
 );
 CREATE INDEX IF NOT EXISTS runs_by_identity ON runs(identity, created_at);
 CREATE TABLE IF NOT EXISTS actions (
@@ -124,7 +139,12 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let columns: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for (column, ty) in [("approved_by", "TEXT"), ("approved_at", "TEXT")] {
+    for (column, ty) in [
+        ("approved_by", "TEXT"),
+        ("approved_at", "TEXT"),
+        ("started_by", "TEXT"),
+        ("started_os_user", "TEXT"),
+    ] {
         if !columns.iter().any(|c| c == column) {
             conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {ty}"))?;
         }

@@ -17,6 +17,7 @@ mod common;
 
 mod cli_approval;
 mod cli_doctor;
+mod cli_evidence;
 mod cli_lease;
 mod cli_policy;
 mod cli_reconcile;
@@ -34,6 +35,7 @@ mod leaver_vault_closed;
 mod mover_aws;
 mod mover_azure;
 mod mover_vault;
+mod report_html;
 mod rotation_aws;
 mod rotation_azure;
 mod rotation_vault;

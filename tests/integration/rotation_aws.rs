@@ -11,7 +11,7 @@ use crate::common;
 use closeout::store::journal::RunStatus;
 use closeout::store::queue::QueueStatus;
 use closeout::trigger::Trigger;
-use common::serve::{api, wait_until, API_TOKEN};
+use common::serve::{wait_until, API_TOKEN};
 use common::{account_snapshot, describe, journal_runs, json, secret_version, World, REPO};
 
 const HR: &str = "\
@@ -237,7 +237,8 @@ async fn the_serve_scheduler_submits_one_rotation_event_per_identity() {
     configure(
         &world,
         &format!(
-            "{DUE_NOW}\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nrotation_every_secs = 1\nauto_apply = [\"leaver\"]\n"
+            "{DUE_NOW}\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nrotation_every_secs = 1\nauto_apply = [\"leaver\"]\n{}",
+            common::serve::approver_section(world.dir.path())
         ),
     );
     let log = world.dir.path().join("serve.log");
@@ -286,13 +287,8 @@ async fn the_serve_scheduler_submits_one_rotation_event_per_identity() {
     assert!(metrics.contains("closeout_rotations_due 2"), "{metrics}");
 
     let run = runs[0].id.clone();
-    let (status, approved) = api(
-        &service.base,
-        "POST",
-        &format!("/v1/runs/{run}/approve"),
-        Some(serde_json::json!({"approver": "sec-lead"})),
-    )
-    .await;
+    let (status, approved) =
+        common::serve::approve(&service.base, &run, common::serve::APPROVER_TOKEN).await;
     assert_eq!(status, 202, "approve: {approved}");
     wait_until("the approved rotation run to close", &log, TIMEOUT, || {
         journal_runs(&world)

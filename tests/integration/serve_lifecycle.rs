@@ -9,17 +9,19 @@ use crate::common;
 use closeout::store::journal::RunStatus;
 use common::vault::VaultWorld;
 use common::Service;
-use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::serve::{
-    api, post_event as post, signed, wait_until, API_TOKEN, WEBHOOK_SECRET as SECRET,
+    api, approve, post_event as post, signed, wait_until, API_TOKEN, APPROVER, APPROVER_TOKEN,
+    WEBHOOK_SECRET as SECRET,
 };
 
 fn add_serve_section(world: &VaultWorld, auto_apply: &[&str]) {
     let path = world.config_path();
     let mut text = std::fs::read_to_string(&path).expect("config");
+    // Before [serve]: tests append lines to the [serve] section.
+    text.push_str(&common::serve::approver_section(world.dir.path()));
     text.push_str(&format!(
         "\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 2\nshutdown_grace_secs = 20\nmax_body_bytes = 4096\nauto_apply = {auto_apply:?}\n"
     ));
@@ -177,14 +179,13 @@ async fn webhooks_are_verified_stored_once_processed_and_approved() {
     )
     .await;
     let waiting = runs_of(&world, "E1002")[0].0.clone();
-    let (status, body) = api(
-        base,
-        "POST",
-        &format!("/v1/runs/{waiting}/approve"),
-        Some(json!({"approver": "secops@example.com"})),
-    )
-    .await;
+    // The shared API token reads but does not approve; only an approver's own token does, and
+    // the approver is who the token belongs to.
+    let (status, body) = approve(base, &waiting, API_TOKEN).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = approve(base, &waiting, APPROVER_TOKEN).await;
     assert_eq!(status, 202, "{body}");
+    assert_eq!(body["approver"], APPROVER, "{body}");
     wait_for(
         "the approved run to close",
         &world,

@@ -110,6 +110,13 @@ pub struct PlannedAction {
     pub params: ActionParams,
     /// The action waits for an approval before it runs.
     pub requires_approval: bool,
+    /// How many distinct approvers must approve first (when `requires_approval`).
+    #[serde(default = "one_approval")]
+    pub approvals: u32,
+}
+
+fn one_approval() -> u32 {
+    1
 }
 
 impl PlannedAction {
@@ -350,6 +357,7 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     finding: (*finding).clone(),
                     params,
                     requires_approval: step.requires_approval,
+                    approvals: step.approvals,
                 });
                 projected.insert(id, leaves);
                 changed.insert(id);
@@ -401,6 +409,16 @@ impl Plan {
     pub fn exceeds_limit(&self) -> bool {
         self.max_actions
             .is_some_and(|limit| self.action_count() > limit)
+    }
+
+    /// How many distinct approvers the plan's approval-gated actions need (0 when none is
+    /// gated).
+    pub fn approvals_required(&self) -> u32 {
+        self.actions()
+            .filter(|a| a.requires_approval)
+            .map(|a| a.approvals.max(1))
+            .max()
+            .unwrap_or(0)
     }
 
     /// How many actions wait for approval.

@@ -212,6 +212,9 @@ pub struct Step {
     /// The step's actions wait for an approval before they run (a service run stops at the stage
     /// with the run in `waiting-approval`).
     pub requires_approval: bool,
+    /// How many distinct approvers must approve (`approvals: N`; 1 when only
+    /// `requires_approval: true`). None of them may be who started the run.
+    pub approvals: u32,
     /// Where the step starts in the file.
     pub line: usize,
     /// The verb's definition for each (provider, kind) the step can select.

@@ -553,6 +553,13 @@ fn bad_scalar_types_and_durations_are_reported() {
         "`requires_approval` must be true or false",
     );
     assert_has(
+        &errs(&GOOD.replace(
+            "action: deactivate",
+            "action: deactivate\n        approvals: 0",
+        )),
+        "`approvals` must be a whole number from 1 to 10",
+    );
+    assert_has(
         &errs(&GOOD.replace("name: test", "name: [a]")),
         "t.yaml:1:7: `name` must be a string",
     );
@@ -984,4 +991,18 @@ stages:
     .map(ToString::to_string)
     .collect();
     assert_has(&e, "destroys what cannot be brought back");
+}
+
+#[test]
+fn approvals_n_gates_the_step_with_n_distinct_approvers() {
+    let book = ok(&GOOD.replace(
+        "action: deactivate",
+        "action: deactivate\n        approvals: 2",
+    ));
+    let (_, step) = book
+        .steps()
+        .find(|(_, s)| s.action == "deactivate")
+        .expect("the deactivate step");
+    assert!(step.requires_approval);
+    assert_eq!(step.approvals, 2);
 }

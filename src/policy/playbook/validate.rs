@@ -319,6 +319,7 @@ fn check_steps(
                 action: action.value.clone(),
                 grace: step.grace.as_ref().map(|g| g.value),
                 requires_approval: step.requires_approval,
+                approvals: step.approvals.unwrap_or(1),
                 line: step.pos.line,
                 verbs,
             });

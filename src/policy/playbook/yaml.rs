@@ -6,8 +6,8 @@ use super::model::{EntitlementStanding, HolderKind, Reach};
 use crate::config::acceptance::Acceptance;
 use crate::grace::Grace;
 use crate::policy::yaml_doc::{
-    boolean, enum_list, is_null, load_mapping, mapping, node_pos, string, string_list, Diags,
-    Fields, Pos, Sp,
+    boolean, enum_list, is_null, load_mapping, mapping, node_pos, number_in, string, string_list,
+    Diags, Fields, Pos, Sp,
 };
 use crate::trigger::Trigger;
 use closeout_contract::{Relation, State};
@@ -48,6 +48,8 @@ pub(super) struct RawStep {
     /// `grace` is written (even if it could not be read).
     pub grace_written: bool,
     pub requires_approval: bool,
+    /// `approvals`: distinct approvers the step needs (implies `requires_approval`).
+    pub approvals: Option<u32>,
     /// A field of the step could not be read; semantic checks would only repeat the problem.
     pub broken: bool,
 }
@@ -76,7 +78,14 @@ const TOP_FIELDS: &[&str] = &[
 const ACCEPT_FIELDS: &[&str] = &["provider", "kind", "resource", "reason"];
 const LIMIT_FIELDS: &[&str] = &["max_actions"];
 const STAGE_FIELDS: &[&str] = &["name", "verify", "steps"];
-const STEP_FIELDS: &[&str] = &["name", "select", "action", "grace", "requires_approval"];
+const STEP_FIELDS: &[&str] = &[
+    "name",
+    "select",
+    "action",
+    "grace",
+    "requires_approval",
+    "approvals",
+];
 const SELECT_FIELDS: &[&str] = &[
     "provider",
     "kind",
@@ -321,6 +330,10 @@ fn read_step(d: &mut Diags, node: &Node) -> Option<RawStep> {
         .get("requires_approval")
         .and_then(|(_, n)| boolean(d, n, "requires_approval"))
         .is_some_and(|b| b.value);
+    let approvals = f
+        .get("approvals")
+        .and_then(|(_, n)| number_in(d, n, "approvals", 1, 10))
+        .map(|n| n.value);
     let broken = d.count() > before;
     Some(RawStep {
         pos: f.pos,
@@ -329,7 +342,8 @@ fn read_step(d: &mut Diags, node: &Node) -> Option<RawStep> {
         action,
         grace,
         grace_written: f.get("grace").is_some(),
-        requires_approval,
+        requires_approval: requires_approval || approvals.is_some(),
+        approvals,
         broken,
     })
 }

@@ -63,3 +63,29 @@ pub async fn wait_until(what: &str, log: &Path, timeout: Duration, mut done: imp
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The approver whose own API token is [`APPROVER_TOKEN`] (`approver_section`).
+pub const APPROVER: &str = "secops@example.com";
+pub const APPROVER_TOKEN: &str = "test-approver-token-secops";
+
+/// A `[[approvals.approver]]` section for [`APPROVER`], its token in a file under `dir`.
+pub fn approver_section(dir: &Path) -> String {
+    let file = dir.join("approver.token");
+    std::fs::write(&file, format!("{APPROVER_TOKEN}\n")).expect("write the approver token");
+    format!(
+        "\n[[approvals.approver]]\nname = \"{APPROVER}\"\ntoken_file = \"{}\"\n",
+        file.display()
+    )
+}
+
+/// `POST /v1/runs/{run}/approve` with `token`: (status, JSON body or null).
+pub async fn approve(base: &str, run: &str, token: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/runs/{run}/approve"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the service answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}

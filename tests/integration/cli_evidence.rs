@@ -1,0 +1,423 @@
+//! Issue 18: a signed audit log an auditor can check without trusting Closeout, and a signed
+//! evidence bundle per run that verifies offline with only the public key. Every tampering an
+//! auditor would try — an edited, reordered, deleted, appended or truncated record, and a log
+//! re-chained with the documented algorithm (`audit_tamper.py`) — is detected and named; so is
+//! a changed, added or re-signed bundle file. No secret value reaches the bundle.
+
+use crate::common;
+
+use common::{audit_records, journal_runs, stderr, stdout, World, REPO};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// `closeout audit keygen --out DIR/NAME`: (private key, public key).
+fn keygen(world: &World, name: &str) -> (PathBuf, PathBuf) {
+    let private = world.dir.path().join(name);
+    let out = world.closeout(&["audit", "keygen", "--out", private.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let public = world.dir.path().join(format!("{name}.pub"));
+    assert!(public.exists() && stdout(&out).contains("key id"));
+    (private, public)
+}
+
+/// `closeout ARGS` signing the audit log with `key`.
+fn signed(world: &World, key: &Path, args: &[&str]) -> Output {
+    world
+        .command(args)
+        .env("CLOSEOUT_AUDIT_KEY_FILE", key)
+        .output()
+        .expect("run closeout")
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A closed leaver run of E1001 with a signed audit log: (world, canary, private, public, run).
+async fn signed_leaver_run() -> (World, String, PathBuf, PathBuf, String) {
+    let world = World::new();
+    let canary = world.seed_demo();
+    let (private, public) = keygen(&world, "audit.key");
+    let out = signed(
+        &world,
+        &private,
+        &[
+            "apply",
+            "leaver",
+            "--identity",
+            "E1001",
+            "--yes",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let run = journal_runs(&world)[0].id.clone();
+    (world, canary, private, public, run)
+}
+
+fn verify_log(world: &World, public: &Path) -> Output {
+    world.closeout(&["audit", "verify", "--public-key", public.to_str().unwrap()])
+}
+
+#[tokio::test]
+async fn the_signed_audit_log_names_every_tampering() {
+    let (world, _canary, _private, public, run) = signed_leaver_run().await;
+
+    // Every record is signed by the key, names a known actor, and the chain holds the plan's
+    // and the report's SHA-256 as the journal keeps them.
+    let records = audit_records(&world);
+    assert!(records.len() >= 5, "{records:?}");
+    let key_id = records[0]["key"].as_str().expect("key id").to_string();
+    for r in &records {
+        assert_eq!(r["key"], key_id.as_str(), "{r}");
+        assert_eq!(r["sig"].as_str().map(str::len), Some(128), "{r}");
+        assert_eq!(r["actor"], "integration-test", "{r}");
+    }
+    let stored = journal_runs(&world).remove(0);
+    let started = records
+        .iter()
+        .find(|r| r["event"] == "run.started")
+        .unwrap();
+    assert_eq!(started["details"]["plan_sha256"], sha256(&stored.plan_json));
+    let finished = records
+        .iter()
+        .find(|r| r["event"] == "run.finished")
+        .unwrap();
+    assert_eq!(
+        finished["details"]["report_sha256"],
+        sha256(stored.report_json.as_deref().unwrap())
+    );
+    assert_eq!(stored.started_by.as_deref(), Some("integration-test"));
+
+    let ok = verify_log(&world, &public);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains(&format!("every record and the head signed (key {key_id})")),
+        "{}",
+        stdout(&ok)
+    );
+    let unkeyed = world.closeout(&["audit", "verify"]);
+    assert_eq!(unkeyed.status.code(), Some(0));
+    assert!(
+        stdout(&unkeyed).contains("no signature was checked"),
+        "{}",
+        stdout(&unkeyed)
+    );
+
+    // `audit verify` needs no provider, no source: a config with only [audit].
+    let bare = world.dir.path().join("audit-only.toml");
+    std::fs::write(
+        &bare,
+        format!(
+            "[audit]\npath = {:?}\n",
+            world.audit_path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_closeout"))
+        .args([
+            "--config",
+            bare.to_str().unwrap(),
+            "audit",
+            "verify",
+            "--public-key",
+        ])
+        .arg(&public)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A different key does not vouch for the log.
+    let (_, other) = keygen(&world, "other.key");
+    let out = verify_log(&world, &other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("record seq 1 is signed by key"),
+        "{}",
+        stderr(&out)
+    );
+
+    let log = world.audit_path();
+    let head = PathBuf::from(format!("{}.head", log.display()));
+    let (log_text, head_text) = (
+        std::fs::read_to_string(&log).unwrap(),
+        std::fs::read_to_string(&head).unwrap(),
+    );
+    let last = records.len();
+    let cases: Vec<(&str, String)> = vec![
+        ("edit", "record seq 3 was edited".into()),
+        (
+            "rechain",
+            format!("record seq 3: signature by key {key_id} does not verify"),
+        ),
+        (
+            "reorder",
+            "expected seq 2, found seq 3: records are out of order".into(),
+        ),
+        (
+            "delete",
+            "expected seq 3, found seq 4: 1 record(s) deleted".into(),
+        ),
+        ("append", format!("record seq {} is not signed", last + 1)),
+        (
+            "truncate",
+            "records at the end of the log may have been cut".into(),
+        ),
+    ];
+    let python = common::venv().join("bin/python");
+    for (mode, expected) in cases {
+        std::fs::write(&log, &log_text).unwrap();
+        std::fs::write(&head, &head_text).unwrap();
+        let tamper = std::process::Command::new(&python)
+            .arg(format!("{REPO}/tests/integration/audit_tamper.py"))
+            .arg(mode)
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(tamper.status.success(), "{mode}: {}", stderr(&tamper));
+        if mode == "rechain" || mode == "truncate" {
+            // The chain alone is intact again: without the key this is what issue 18 found.
+            let chain = world.closeout(&["audit", "verify"]);
+            assert_eq!(chain.status.code(), Some(0), "{mode}: {}", stderr(&chain));
+        }
+        let out = verify_log(&world, &public);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{mode} was not detected: {}",
+            stdout(&out)
+        );
+        assert!(stderr(&out).contains(&expected), "{mode}: {}", stderr(&out));
+    }
+    // Restored, the log verifies again and the run's evidence can still be exported.
+    std::fs::write(&log, &log_text).unwrap();
+    std::fs::write(&head, &head_text).unwrap();
+    assert_eq!(verify_log(&world, &public).status.code(), Some(0));
+    let _ = run;
+}
+
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `closeout evidence verify` where nothing but the bundle and the public key exists: another
+/// directory, no config file, an empty environment.
+fn offline_verify(bundle: &Path, public: &Path) -> Output {
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_closeout"))
+        .current_dir(elsewhere.path())
+        .args(["evidence", "verify"])
+        .arg(bundle)
+        .arg("--public-key")
+        .arg(public)
+        .env_clear()
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_evidence_bundle_verifies_offline_and_names_every_mismatch() {
+    let (world, canary, private, public, run) = signed_leaver_run().await;
+    let dir = world.dir.path().join("bundle");
+    let out = signed(
+        &world,
+        &private,
+        &["evidence", "export", &run, "-o", dir.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tarball = world.dir.path().join("out/evidence.tar.gz");
+    let out = signed(
+        &world,
+        &private,
+        &["evidence", "export", &run, "-o", tarball.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Exporting over an existing bundle is refused.
+    let again = signed(
+        &world,
+        &private,
+        &["evidence", "export", &run, "-o", dir.to_str().unwrap()],
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+
+    let names: Vec<String> = files_of(&dir).into_iter().map(|(n, _)| n).collect();
+    for expected in [
+        "README.txt",
+        "actions.json",
+        "audit.jsonl",
+        "graph-after.json",
+        "graph-before.json",
+        "manifest.json",
+        "manifest.sig",
+        "plan.json",
+        "playbook.yaml",
+        "probes.json",
+        "report.json",
+        "run.json",
+    ] {
+        assert!(
+            names.contains(&expected.to_string()),
+            "{expected} missing: {names:?}"
+        );
+    }
+    // No secret value anywhere in the bundle (the seed planted a canary secret value).
+    for (name, bytes) in files_of(&dir) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&canary),
+            "the canary secret value is in {name}"
+        );
+    }
+    let actions: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("actions.json")).unwrap()).unwrap();
+    let actions = actions["actions"].as_array().unwrap();
+    assert!(!actions.is_empty());
+    assert!(actions
+        .iter()
+        .all(|a| a["status"] == "done" || a["status"] == "already-done"));
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert!(audit.lines().all(|l| l.contains(&run)), "{audit}");
+    assert!(audit.contains("\"run.started\"") && audit.contains("\"run.finished\""));
+    let before: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("graph-before.json")).unwrap()).unwrap();
+    assert!(!before["findings"].as_array().unwrap().is_empty());
+
+    // Both forms verify offline with only the public key.
+    for bundle in [&dir, &tarball] {
+        let out = offline_verify(bundle, &public);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).ends_with("bundle verified\n"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(stdout(&out).contains("ok   plan.json matches the audit log"));
+        assert!(stdout(&out).contains("ok   report.json matches the audit log"));
+    }
+
+    // Tampering, each on a fresh copy, each explained.
+    let copy = |name: &str| -> PathBuf {
+        let to = world.dir.path().join(name);
+        std::fs::create_dir(&to).unwrap();
+        for (file, bytes) in files_of(&dir) {
+            std::fs::write(to.join(file), bytes).unwrap();
+        }
+        to
+    };
+    let edit = |path: &Path, from: &str, to: &str| {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains(from), "{} lacks {from}", path.display());
+        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    };
+    let fails = |bundle: &Path, expected: &[&str]| {
+        let out = offline_verify(bundle, &public);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        for e in expected {
+            assert!(
+                stdout(&out).contains(e),
+                "expected {e:?} in:\n{}",
+                stdout(&out)
+            );
+        }
+        assert!(stdout(&out).ends_with("bundle NOT verified\n"));
+    };
+
+    // A file changed after export.
+    let t = copy("t-report");
+    edit(
+        &t.join("report.json"),
+        "\"status\":\"closed\"",
+        "\"status\":\"open\"",
+    );
+    fails(
+        &t,
+        &[
+            "FAIL file report.json: SHA-256 is",
+            "the file was changed after export",
+        ],
+    );
+
+    // The same change with the manifest's digest updated: the manifest's signature breaks.
+    let t = copy("t-manifest");
+    let old =
+        closeout::pipeline::evidence::sha256_hex(&std::fs::read(t.join("report.json")).unwrap());
+    edit(
+        &t.join("report.json"),
+        "\"status\":\"closed\"",
+        "\"status\":\"open\"",
+    );
+    let new =
+        closeout::pipeline::evidence::sha256_hex(&std::fs::read(t.join("report.json")).unwrap());
+    edit(&t.join("manifest.json"), &old, &new);
+    fails(
+        &t,
+        &[
+            "FAIL manifest signature: does not verify with key",
+            "FAIL report.json matches the audit log: SHA-256 is",
+        ],
+    );
+
+    // A file added, one removed.
+    let t = copy("t-files");
+    std::fs::write(t.join("extra.txt"), "planted").unwrap();
+    std::fs::remove_file(t.join("probes.json")).unwrap();
+    fails(
+        &t,
+        &[
+            "FAIL file extra.txt: not in the manifest: added after export",
+            "FAIL file probes.json: listed in the manifest but missing",
+        ],
+    );
+
+    // The whole bundle re-sealed by someone else's key, with an audit record edited: the
+    // manifest is signed by an unknown key, and the record's signature no longer verifies.
+    let t = copy("t-resealed");
+    edit(
+        &t.join("audit.jsonl"),
+        "\"actor\":\"integration-test\"",
+        "\"actor\":\"mallory\"",
+    );
+    let mut bundle = closeout::pipeline::evidence::Bundle::read(&t).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(bundle.get("manifest.json").unwrap()).unwrap();
+    let forger = closeout::store::signing::PrivateKey::generate();
+    bundle.seal(
+        serde_json::json!({"run": manifest["run"], "identity": manifest["identity"]}),
+        &forger,
+    );
+    let resealed = world.dir.path().join("t-resealed-out");
+    bundle.write(&resealed).unwrap();
+    fails(
+        &resealed,
+        &[
+            "FAIL manifest signature: signed by key",
+            "which is not among the public keys given",
+            "FAIL audit.jsonl line 1: record seq 1 was edited",
+        ],
+    );
+}
