@@ -342,6 +342,9 @@ class Seeder:
             "prod/payments/db",
             value=json.dumps({"username": "payments", "password": f"{canary}-{random_value()}"}),
             description="Payments database (via oncall-responder)",
+            # A JSON secret is rotated only by a named strategy (docs/rotation.md): here only
+            # the password changes; the username is kept.
+            **{"closeout:rotation": "template:password"},
         )
         self.secret(
             "team/analytics-key",

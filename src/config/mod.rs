@@ -223,6 +223,9 @@ impl Config {
         self.rotation
             .policies()
             .map_err(|e| invalid(e.to_string()))?;
+        self.rotation
+            .validate_strategies()
+            .map_err(|e| invalid(e.to_string()))?;
         acceptance::validate(&self.accept_unverified).map_err(|e| invalid(e.to_string()))?;
         if self.execution.max_attempts == 0 {
             return Err(invalid(

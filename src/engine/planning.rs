@@ -128,6 +128,8 @@ impl Engine {
             None
         };
         let mut graph = resolve(providers, &ctx).await?;
+        // Secrets that name no rotation strategy themselves get the configured rule's.
+        self.config.rotation.apply_strategies(&mut graph.findings);
         let mut facts = SelectionFacts::default();
         let mut time_bound = Vec::new();
         if let Some(policy) = &policy {

@@ -116,7 +116,17 @@ pub async fn verify(
         .open_findings()
         .map(|f| match gap_of(f) {
             Some(_) => open_finding_of_gap(f),
-            None => open_finding(f, f.state, "still bound and usable after the run".into()),
+            None => match closeout_contract::rotation_strategy::needs_strategy(f) {
+                Some(reason) => open_finding(
+                    f,
+                    f.state,
+                    format!(
+                        "not rotated, {}: {reason}",
+                        closeout_contract::rotation_strategy::NEEDS
+                    ),
+                ),
+                None => open_finding(f, f.state, "still bound and usable after the run".into()),
+            },
         })
         .collect();
     for (f, state) in live_states_of_gone(providers, ctx, acted, &final_states).await? {

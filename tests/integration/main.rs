@@ -34,6 +34,7 @@ mod mover_azure;
 mod mover_vault;
 mod rotation_aws;
 mod rotation_azure;
+mod rotation_strategy;
 mod rotation_vault;
 mod scim_conformance;
 mod scim_users;

@@ -17,6 +17,7 @@ pub mod finding;
 pub mod gate;
 pub mod identity;
 pub mod provider;
+pub mod rotation_strategy;
 pub mod secret;
 
 pub use action::{ActionOutcome, ActionParams, ActionRequest};
@@ -33,4 +34,5 @@ pub use finding::{
 pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};
 pub use provider::{Health, ProbeOutcome, Provider, ProviderConfig, ResolveContext};
-pub use secret::{replacement_for, SecretValue};
+pub use rotation_strategy::{Choice, Shape, Strategy, StrategyError};
+pub use secret::SecretValue;
