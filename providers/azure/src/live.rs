@@ -233,6 +233,52 @@ impl AzureProvider {
         })
     }
 
+    /// The login probe of a Key Vault secret rotated by a database strategy: its previous
+    /// version must be refused by PostgreSQL, its current one must log in.
+    async fn probe_database_secret(
+        &self,
+        f: &Finding,
+    ) -> Result<Option<ProbeOutcome>, ProviderError> {
+        let strategy = f
+            .attr(closeout_contract::rotation_strategy::ATTR)
+            .and_then(|s| closeout_contract::Strategy::parse(s).ok());
+        if !strategy.is_some_and(|s| s.is_postgres()) {
+            return Ok(None);
+        }
+        let (uri, name) = (attr(f, "vault_uri")?, attr(f, "name")?);
+        let probe =
+            format!("PostgreSQL login with the previous and current versions of secret {name}");
+        let versions = self
+            .data
+            .versions(uri, crate::object::ObjectType::Secrets, name)
+            .await?;
+        let mut newest_first = versions.iter().rev();
+        let (Some(cur), Some(prev)) = (newest_first.next(), newest_first.next()) else {
+            return Ok(Some(ProbeOutcome {
+                probe,
+                dead: false,
+                detail: "the secret has no previous version: it was not rotated".into(),
+            }));
+        };
+        let old = self.data.secret_value(uri, name, &prev.version).await?;
+        let new = self.data.secret_value(uri, name, &cur.version).await?;
+        let (Some(old), Some(new)) = (old, new) else {
+            return Ok(Some(ProbeOutcome {
+                probe,
+                dead: false,
+                detail: "the previous or current version cannot be read".into(),
+            }));
+        };
+        let (dead, detail) = closeout_postgres::probe(&old, &new)
+            .await
+            .map_err(|e| e.into_provider(PROVIDER, &probe))?;
+        Ok(Some(ProbeOutcome {
+            probe,
+            dead,
+            detail,
+        }))
+    }
+
     /// Actively check an old credential after its rotation. An application's (or service
     /// principal's) client secret whose value Closeout still holds — a version of the
     /// credential-vault secret it published earlier, tagged with that credential's key id — is
@@ -247,6 +293,7 @@ impl AzureProvider {
         let list = match f.kind.as_str() {
             kinds::APP_PASSWORD => "passwordCredentials",
             kinds::APP_CERTIFICATE => "keyCredentials",
+            kinds::KV_SECRET => return self.probe_database_secret(f).await,
             _ => return Ok(None),
         };
         let key_id = attr(f, "key_id")?;
@@ -340,6 +387,7 @@ impl AzureProvider {
             &self.config.credential_secret_name,
             f.attr("app_name").unwrap_or(&f.resource),
             f.attr("app_id").unwrap_or(""),
+            f.attr("object_id").unwrap_or(&f.resource),
         );
         let versions = match self.data.versions(vault, ObjectType::Secrets, &name).await {
             Ok(v) => v,

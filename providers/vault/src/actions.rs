@@ -287,6 +287,7 @@ impl VaultProvider {
                 }))
             }
             kinds::PKI_CERTIFICATE => Ok(Some(self.probe_pki(f).await?)),
+            kinds::KV_SECRET => self.probe_kv_database(f).await,
             kinds::APPROLE_SECRET_ID => Ok(Some(self.probe_approle(f).await?)),
             _ => Ok(None),
         }

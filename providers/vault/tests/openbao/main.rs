@@ -14,3 +14,4 @@ mod gaps;
 mod grant_self;
 mod kv_v1;
 mod leaver;
+mod postgres_rotation;
