@@ -72,7 +72,8 @@ async fn case(name: &str, value: &Value, strategy: Option<&str>) -> Case {
     let provider = moto.provider().await;
     let ctx = ResolveContext {
         identity: identity("E100", "alice@example.com", None),
-        cutoff: Some(Utc::now()),
+        // moto's dates are whole seconds: a cutoff just after seeding could precede them.
+        cutoff: Some(Utc::now() + chrono::Duration::seconds(2)),
     };
     let r = provider.resolve(&ctx).await.unwrap();
     let finding = find(&r, &format!("aws:secret:{arn}")).clone();
@@ -173,7 +174,8 @@ async fn alternating_users_switch_to_the_clone_and_retire_the_old_password() {
         let provider = moto.provider().await;
         let ctx = ResolveContext {
             identity: identity("E100", "alice@example.com", None),
-            cutoff: Some(Utc::now()),
+            // moto's dates are whole seconds: a cutoff just after seeding could precede them.
+            cutoff: Some(Utc::now() + chrono::Duration::seconds(2)),
         };
         let r = provider.resolve(&ctx).await.unwrap();
         let finding = find(&r, &format!("aws:secret:{arn}")).clone();
@@ -318,7 +320,12 @@ async fn template_changes_only_its_fields_and_an_unknown_shape_is_untouched() {
     let unknown =
         json!({"engine": "mysql", "host": "db", "username": "u", "password": "canary-pw"});
     let case = case("app/unknown", &unknown, None).await;
-    assert_eq!(case.finding.attr("value_shape"), Some("json-object"));
+    assert_eq!(
+        case.finding.attr("value_shape"),
+        Some("json-object"),
+        "{:#?}",
+        case.finding
+    );
     assert_eq!(
         case.finding.attr("value_fields"),
         Some("engine,host,password,username")
@@ -346,7 +353,8 @@ async fn template_changes_only_its_fields_and_an_unknown_shape_is_untouched() {
         let provider = moto.provider().await;
         let ctx = ResolveContext {
             identity: identity("E100", "alice@example.com", None),
-            cutoff: Some(Utc::now()),
+            // moto's dates are whole seconds: a cutoff just after seeding could precede them.
+            cutoff: Some(Utc::now() + chrono::Duration::seconds(2)),
         };
         let r = provider.resolve(&ctx).await.unwrap();
         let finding = find(&r, &format!("aws:secret:{arn}")).clone();
