@@ -128,6 +128,28 @@ impl Engine {
             None
         };
         let mut graph = resolve(providers, &ctx).await?;
+        // A secret the identity's previous run could not rotate (no rotation strategy) is
+        // planned again while it is still unrotated, even when the identity no longer reaches
+        // it: the value it could copy is unchanged.
+        if let Some(run) = self.journal.latest_run(&identity.id)? {
+            let previous = super::run::stored_plan(&run)?;
+            let known: BTreeSet<String> = graph.findings.iter().map(|f| f.id.clone()).collect();
+            for n in previous.needs_strategy {
+                if known.contains(&n.finding.id) {
+                    continue;
+                }
+                let Some(p) = providers.get(&n.finding.provider) else {
+                    continue;
+                };
+                let state = p.live_state(&n.finding, &ctx).await?;
+                if state.is_open() {
+                    let mut f = n.finding;
+                    f.state = state;
+                    graph.findings.push(f);
+                }
+            }
+            graph.findings.sort_by(|a, b| a.id.cmp(&b.id));
+        }
         // Secrets that name no rotation strategy themselves get the configured rule's.
         self.config.rotation.apply_strategies(&mut graph.findings);
         let mut facts = SelectionFacts::default();

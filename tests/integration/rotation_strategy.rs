@@ -40,6 +40,8 @@ async fn a_json_secret_without_a_strategy_is_untouched_and_keeps_the_run_open() 
         .send()
         .await
         .expect("create eng/warehouse");
+    // moto keeps whole seconds: let the cutoff of the run fall after the secret's creation.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
 
     let plan = world.closeout(&["plan", "leaver", "--identity", LEAVER]);
     let text = stdout(&plan);

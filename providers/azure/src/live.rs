@@ -222,6 +222,19 @@ impl AzureProvider {
         if current.created.is_none_or(|c| c < cutoff.timestamp()) {
             return Ok(State::Active);
         }
+        // A key's old versions stay enabled on purpose (they still decrypt and unwrap; a key
+        // is not a credential a leaver carries away), and a secret rotated at its database
+        // keeps them too (the database refuses their password): a current version made after
+        // the cutoff is the rotation. Anything else still holds the old value while an older
+        // version is enabled.
+        let database = current
+            .tags
+            .get(closeout_contract::rotation_strategy::TAG)
+            .and_then(|s| closeout_contract::Strategy::parse(s).ok())
+            .is_some_and(|s| s.is_postgres());
+        if t == ObjectType::Keys || (t == ObjectType::Secrets && database) {
+            return Ok(State::Rotated);
+        }
         let versions = self.data.versions(vault_uri, t, name).await?;
         let old_enabled = versions
             .iter()

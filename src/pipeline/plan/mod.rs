@@ -216,6 +216,9 @@ pub struct NeedsStrategy {
     pub display: String,
     /// Why no strategy applies, and how to name one.
     pub reason: String,
+    /// The finding as resolved (verification reads its live state even when the identity no
+    /// longer reaches it).
+    pub finding: Finding,
 }
 
 /// A time-bound grant a run records, with the finding whose grant action it waits for.
@@ -338,6 +341,7 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                                 finding_id: finding.id.clone(),
                                 display: finding.display.clone(),
                                 reason,
+                                finding: (*finding).clone(),
                             });
                         }
                         continue;
