@@ -174,3 +174,33 @@ mod tests {
         );
     }
 }
+
+/// Properties of the duration syntax, read from playbooks and the config file (docs/fuzzing.md).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The canonical form reads back to the same duration.
+        #[test]
+        fn display_round_trips(seconds in 0..=MAX_SECONDS) {
+            let g = Grace::from_seconds(seconds);
+            prop_assert_eq!(Grace::parse(&g.to_string()), Ok(g));
+        }
+
+        /// Any text: a duration within the bound, or a typed refusal naming the text.
+        #[test]
+        fn any_text_is_read_or_refused(text in "[0-9smhd \\PC]{0,24}") {
+            match Grace::parse(&text) {
+                Ok(g) => prop_assert!(g.seconds() <= MAX_SECONDS),
+                Err(e) => {
+                    prop_assert_eq!(&e.text, &text);
+                    prop_assert!(!e.why.is_empty());
+                }
+            }
+        }
+    }
+}

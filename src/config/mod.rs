@@ -283,3 +283,102 @@ mod tests {
         assert!(err.starts_with("config closeout.toml:"), "{err}");
     }
 }
+
+/// Properties over generated configuration text (docs/fuzzing.md; the fuzz target `config_toml`
+/// drives [`Config::parse`] with coverage-guided input).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::test_edit::{edited, snippet};
+    use proptest::prelude::*;
+
+    const DEMO: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/demo/closeout.toml"
+    ));
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("closeout.toml"), text)
+    }
+
+    /// A refusal names the file and says what is wrong.
+    fn check_refusal(e: &ConfigError) -> Result<(), TestCaseError> {
+        let shown = e.to_string();
+        prop_assert!(shown.contains("closeout.toml"), "{}", shown);
+        prop_assert!(
+            matches!(e, ConfigError::Parse { .. } | ConfigError::Invalid { .. }),
+            "{:?}",
+            e
+        );
+        Ok(())
+    }
+
+    /// An accepted config means the same after TOML re-serialises it (another layout, quoting and
+    /// key order): its meaning does not hang on formatting.
+    fn check_reformatted(text: &str, config: &Config) -> Result<(), TestCaseError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let again = toml::to_string(&table).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let reparsed = parse(&again);
+        prop_assert!(reparsed.is_ok(), "{:?}\n{}", reparsed.err(), again);
+        prop_assert_eq!(format!("{:?}", reparsed.unwrap()), format!("{config:?}"));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any text: a config or a typed error naming the file, never a panic.
+        #[test]
+        fn any_text_is_parsed_or_refused(text in "[\\PC\n\t]{0,200}") {
+            match parse(&text) {
+                Ok(config) => check_reformatted(&text, &config)?,
+                Err(e) => check_refusal(&e)?,
+            }
+        }
+
+        /// An edit of the demo config: accepted (and stable under re-serialising) or refused.
+        #[test]
+        fn edited_configs_are_parsed_or_refused(
+            at in any::<prop::sample::Index>(),
+            len in 0usize..40,
+            kind in any::<u8>(),
+            snippet in snippet(),
+        ) {
+            let text = edited(DEMO, at, len, kind, &snippet);
+            match parse(&text) {
+                Ok(config) => check_reformatted(&text, &config)?,
+                Err(e) => check_refusal(&e)?,
+            }
+        }
+
+        /// Generated execution limits are accepted exactly when they are consistent, and read back
+        /// as written.
+        #[test]
+        fn execution_limits_read_back(
+            attempts in 0u32..20,
+            base in 0u64..100_000,
+            max in 0u64..100_000,
+            dir in "[a-z][a-z0-9/_-]{0,20}",
+        ) {
+            let text = format!(
+                "playbook_dir = {dir:?}\n[source]\npath = \"hr.csv\"\n[providers.aws]\n\
+                 [execution]\nmax_attempts = {attempts}\nbase_backoff_ms = {base}\nmax_backoff_ms = {max}\n"
+            );
+            match parse(&text) {
+                Ok(c) => {
+                    prop_assert!(attempts >= 1 && base <= max);
+                    prop_assert_eq!(c.execution.max_attempts, attempts);
+                    prop_assert_eq!(c.execution.base_backoff_ms, base);
+                    prop_assert_eq!(c.execution.max_backoff_ms, max);
+                    prop_assert_eq!(c.playbook_dir, PathBuf::from(dir));
+                    check_reformatted(&text, &parse(&text).unwrap())?;
+                }
+                Err(e) => {
+                    prop_assert!(attempts == 0 || base > max, "{}", e);
+                    prop_assert!(matches!(e, ConfigError::Invalid { .. }), "{:?}", e);
+                }
+            }
+        }
+    }
+}

@@ -45,6 +45,26 @@ pub struct ServeConfig {
     /// Look for time-bound grants past their expiry this often and store one `mover` event
     /// (same attributes: converge to the policy) per identity holding one (0: off).
     pub expiry_every_secs: u64,
+    /// How long a client has to send a request's headers, from its first byte (from the
+    /// connection's opening for its first request); then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Who may read `/metrics`: `"token"` (the read API's bearer token) or `"none"` (anyone).
+    pub metrics_auth: MetricsAuth,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MetricsAuth {
+    /// The read API's bearer token (`api_token_file` / `CLOSEOUT_API_TOKEN`).
+    #[serde(rename = "token")]
+    Token,
+    /// Anyone who can reach the listener (a scraper on a trusted network).
+    #[serde(rename = "none")]
+    Unauthenticated,
 }
 
 impl Default for ServeConfig {
@@ -63,6 +83,10 @@ impl Default for ServeConfig {
             reconcile_every_secs: 0,
             rotation_every_secs: 0,
             expiry_every_secs: 0,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 256,
+            metrics_auth: MetricsAuth::Token,
         }
     }
 }
@@ -118,6 +142,14 @@ impl ServeConfig {
             1,
             3600,
         )?;
+        check(
+            "header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            1,
+            300,
+        )?;
+        check("idle_timeout_secs", self.idle_timeout_secs, 1, 3600)?;
+        check("max_connections", self.max_connections as u64, 1, 65_536)?;
         Ok(())
     }
 
@@ -177,6 +209,15 @@ mod tests {
         };
         assert!(c.validate().unwrap_err().to_string().contains("workers"));
         assert!(ServeConfig::default().applies_automatically(Trigger::Leaver));
+        let c: ServeConfig =
+            toml::from_str("metrics_auth = \"none\"\nmax_connections = 0").unwrap();
+        assert_eq!(c.metrics_auth, MetricsAuth::Unauthenticated);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_connections"));
+        assert_eq!(ServeConfig::default().metrics_auth, MetricsAuth::Token);
         assert!(!ServeConfig::default().applies_automatically(Trigger::Mover));
     }
 }

@@ -57,6 +57,13 @@ impl Engine {
         })
     }
 
+    /// [`Engine::open`] off the async runtime: opening reads the configuration and the source and
+    /// opens the journal's SQLite file, which waits while another connection writes.
+    pub async fn open_async(config_path: &Path) -> Result<Engine, EngineError> {
+        let path = config_path.to_path_buf();
+        tokio::task::spawn_blocking(move || Engine::open(&path)).await?
+    }
+
     /// The identity with this id or email in the source.
     pub fn identity(&self, id: &str) -> Result<Identity, EngineError> {
         self.directory
@@ -141,10 +148,14 @@ impl Engine {
     }
 
     /// What a provider needs to resolve `identity` now: its cutoff from the journal.
-    pub fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
+    pub async fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
+        let id = identity.id.clone();
         Ok(ResolveContext {
             identity: identity.clone(),
-            cutoff: self.journal.containment_cutoff(&identity.id)?,
+            cutoff: self
+                .journal
+                .call(move |j| j.containment_cutoff(&id))
+                .await?,
         })
     }
 
@@ -152,7 +163,7 @@ impl Engine {
     pub async fn resolve(&self, id: &str) -> Result<Graph, EngineError> {
         let identity = self.identity(id)?;
         let providers = self.providers().await?;
-        Ok(resolve(&providers, &self.context(&identity)?).await?)
+        Ok(resolve(&providers, &self.context(&identity).await?).await?)
     }
 
     /// The report of a finished run, or its journaled state.
@@ -171,21 +182,23 @@ impl Engine {
         Ok((run, report))
     }
 
-    /// Append one audit record by this engine's actor.
-    pub(crate) fn audit_event(
+    /// Append one audit record by this engine's actor (off the async runtime: it fsyncs).
+    pub(crate) async fn audit_event(
         &self,
         event: &str,
         run: Option<&str>,
         identity: &Identity,
         details: serde_json::Value,
     ) -> Result<(), EngineError> {
-        self.audit.append(AuditEntry {
-            actor: self.actor.clone(),
-            event: event.to_string(),
-            run: run.map(str::to_string),
-            identity: Some(identity.id.clone()),
-            details,
-        })?;
+        self.audit
+            .append_async(AuditEntry {
+                actor: self.actor.clone(),
+                event: event.to_string(),
+                run: run.map(str::to_string),
+                identity: Some(identity.id.clone()),
+                details,
+            })
+            .await?;
         Ok(())
     }
 }

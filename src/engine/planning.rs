@@ -10,6 +10,7 @@ use crate::policy::entitlements::explain::Explanation;
 use crate::policy::entitlements::Review;
 use crate::policy::playbook::{Playbook, SelectionFacts};
 use crate::registry::Providers;
+use crate::store::journal::RunRecord;
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
 use closeout_contract::{Finding, Identity, IdentityKind, IdentityStatus, ResolveContext};
@@ -61,9 +62,12 @@ impl Engine {
         let identity = self.subject(Trigger::Mover, id, to)?;
         let policy = self.policy("policy explain")?;
         let providers = self.providers().await?;
-        let ctx = self.context(&identity)?;
+        let ctx = self.context(&identity).await?;
         let graph = resolve(&providers, &ctx).await?;
-        let grants = self.journal.grants_of(&identity.id)?;
+        let grants = {
+            let id = identity.id.clone();
+            self.journal.call(move |j| j.grants_of(&id)).await?
+        };
         let review = entitlement_live::review_findings(
             &providers,
             &ctx,
@@ -120,7 +124,7 @@ impl Engine {
         now: DateTime<Utc>,
         only: Option<&BTreeSet<String>>,
     ) -> Result<Planned, EngineError> {
-        let ctx = self.context(identity)?;
+        let ctx = self.context(identity).await?;
         // A missing or broken policy is bad input: say so before any provider is called.
         let policy = if trigger.needs_policy() {
             Some(self.policy(trigger.as_str())?)
@@ -132,7 +136,7 @@ impl Engine {
         // planned again while it is still unrotated, even when the identity no longer reaches
         // it: the value it could copy is unchanged.
         if let Some(run) = self.journal.latest_run(&identity.id)? {
-            let previous = super::run::stored_plan(&run)?;
+            let previous = stored_plan(&run)?;
             let known: BTreeSet<String> = graph.findings.iter().map(|f| f.id.clone()).collect();
             for n in previous.needs_strategy {
                 if known.contains(&n.finding.id) {
@@ -155,7 +159,10 @@ impl Engine {
         let mut facts = SelectionFacts::default();
         let mut time_bound = Vec::new();
         if let Some(policy) = &policy {
-            let grants = self.journal.grants_of(&identity.id)?;
+            let grants = {
+                let id = identity.id.clone();
+                self.journal.call(move |j| j.grants_of(&id)).await?
+            };
             let prepared =
                 entitlement_live::prepare(providers, &ctx, policy, &graph, &grants, now, run_id)
                     .await?;
@@ -178,8 +185,10 @@ impl Engine {
                 .findings
                 .extend(nhis.into_iter().filter(|f| !known.contains(&f.id)));
         }
-        let acted = self.journal.state_since()?;
-        let observed = self.journal.observations()?;
+        let (acted, observed) = self
+            .journal
+            .call(|j| Ok((j.state_since()?, j.observations()?)))
+            .await?;
         // A grace period counts from when Closeout left the finding in the state it is in now,
         // or else from when a run first saw it in that state.
         let state_since: BTreeMap<String, DateTime<Utc>> = graph
@@ -210,7 +219,16 @@ impl Engine {
             time_bound: &time_bound,
             only,
             exposures: &graph.exposures,
+            gaps: &graph.gaps,
         })?;
         Ok(Planned { graph, plan })
     }
+}
+
+/// The plan a run stored when it started.
+pub(crate) fn stored_plan(run: &RunRecord) -> Result<Plan, EngineError> {
+    serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
+        run: run.id.clone(),
+        message: e.to_string(),
+    })
 }

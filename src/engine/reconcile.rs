@@ -17,8 +17,8 @@ use crate::pipeline::entitlements::review_findings;
 use crate::pipeline::verify::OpenFinding;
 use crate::policy::entitlements::Standing;
 use crate::registry::Providers;
+use closeout_contract::ProviderError;
 use closeout_contract::{Identity, IdentityKind, IdentityStatus};
-use closeout_contract::{ProviderError, ResolveContext};
 use serde::Serialize;
 
 /// A class of drift between the source and the providers (see the module documentation).
@@ -187,12 +187,12 @@ async fn policy_drift(
     let now = chrono::Utc::now();
     let mut out = Vec::new();
     for identity in active {
-        let ctx = ResolveContext {
-            identity: identity.clone(),
-            cutoff: engine.journal.containment_cutoff(&identity.id)?,
-        };
+        let ctx = engine.context(identity).await?;
         let graph = crate::pipeline::resolve::resolve(providers, &ctx).await?;
-        let grants = engine.journal.grants_of(&identity.id)?;
+        let grants = {
+            let id = identity.id.clone();
+            engine.journal.call(move |j| j.grants_of(&id)).await?
+        };
         let review = review_findings(
             providers,
             &ctx,

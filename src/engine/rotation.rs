@@ -47,7 +47,7 @@ pub async fn due(engine: &Engine, only: Option<&str>) -> Result<DueReport, Engin
     // One identity at a time: each resolution already fans out across the providers.
     for identity in &identities {
         let graph =
-            crate::pipeline::resolve::resolve(&providers, &engine.context(identity)?).await?;
+            crate::pipeline::resolve::resolve(&providers, &engine.context(identity).await?).await?;
         let mut findings = graph.findings;
         findings.dedup_by(|a, b| a.id == b.id);
         resolved.push((identity.id.clone(), findings));

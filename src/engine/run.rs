@@ -5,7 +5,7 @@
 
 use super::base::Engine;
 use super::error::EngineError;
-use super::planning::Planned;
+use super::planning::{stored_plan, Planned};
 use crate::pipeline::apply::{ActionResult, Executor};
 use crate::pipeline::entitlements::{self as entitlement_live, Expected};
 use crate::pipeline::plan::Plan;
@@ -75,7 +75,13 @@ impl Engine {
         if identity.is_protected() && !options.override_protected {
             return Err(EngineError::Protected(identity.id.clone()));
         }
-        if let Some(run) = self.journal.unfinished_run(&identity.id, trigger)? {
+        let unfinished = {
+            let id = identity.id.clone();
+            self.journal
+                .call(move |j| j.unfinished_run(&id, trigger))
+                .await?
+        };
+        if let Some(run) = unfinished {
             // Finishing an interrupted run is still an apply: without --yes it asks first.
             if !options.yes {
                 let plan: Plan =
@@ -127,8 +133,10 @@ impl Engine {
         let cutoff = if trigger.cutoff_is_run_start() {
             now
         } else {
+            let id = identity.id.clone();
             self.journal
-                .containment_cutoff(&identity.id)?
+                .call(move |j| j.containment_cutoff(&id))
+                .await?
                 .unwrap_or(now)
         };
         let plan_json = serde_json::to_string(&plan).map_err(|e| EngineError::StoredPlan {
@@ -152,22 +160,25 @@ impl Engine {
             report_json: None,
             approved_by: None,
         };
-        self.journal.create_run(&run)?;
+        let record = run.clone();
+        self.journal.call(move |j| j.create_run(&record)).await?;
         if run.override_protected {
             self.audit_event(
                 "override.protected",
                 Some(&run_id),
                 &identity,
                 serde_json::json!({ "trigger": trigger }),
-            )?;
+            )
+            .await?;
         }
-        self.journal.observe(
-            graph
-                .findings
-                .iter()
-                .map(|f| (f.id.as_str(), f.state.as_str())),
-            now,
-        )?;
+        let seen: Vec<(String, String)> = graph
+            .findings
+            .iter()
+            .map(|f| (f.id.clone(), f.state.as_str().to_string()))
+            .collect();
+        self.journal
+            .call(move |j| j.observe(seen.iter().map(|(f, s)| (f.as_str(), s.as_str())), now))
+            .await?;
         self.audit_event(
             "run.started",
             Some(&run_id),
@@ -178,7 +189,8 @@ impl Engine {
                 "playbook_digest": run.playbook_digest,
                 "actions": plan.action_count(),
             }),
-        )?;
+        )
+        .await?;
         self.execute_run(&providers, run, &identity, &plan, &graph.findings, progress)
             .await
     }
@@ -189,27 +201,28 @@ impl Engine {
         run_id: &str,
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
-        self.record_approval(run_id, &self.actor)?;
+        self.record_approval(run_id, &self.actor).await?;
         let report = self.resume(run_id, progress).await?;
         // A run the service created waits in its queue too: let it see the run is done.
-        match crate::store::queue::EventQueue::open(&self.config.store.path) {
-            Ok(queue) => {
-                if let Err(e) = queue.approve_waiting(run_id) {
-                    tracing::warn!(error = %e, "cannot update the service's event queue");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot open the service's event queue"),
+        let (path, run) = (self.config.store.path.clone(), run_id.to_string());
+        let updated = crate::store::blocking::off_runtime(move || {
+            crate::store::queue::EventQueue::open(&path)?.approve_waiting(&run)
+        })
+        .await;
+        if let Err(e) = updated {
+            tracing::warn!(error = %e, "cannot update the service's event queue");
         }
         Ok(report)
     }
 
     /// Record an approval of a run waiting for one (audited) without running it: the service's
     /// worker resumes it. Returns the run's identity.
-    pub fn record_approval(&self, run_id: &str, approver: &str) -> Result<String, EngineError> {
-        let run = self
-            .journal
-            .run(run_id)?
-            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+    pub async fn record_approval(
+        &self,
+        run_id: &str,
+        approver: &str,
+    ) -> Result<String, EngineError> {
+        let run = self.stored_run(run_id).await?;
         if run.status != RunStatus::WaitingApproval {
             return Err(EngineError::NotWaiting {
                 run: run.id,
@@ -217,13 +230,15 @@ impl Engine {
             });
         }
         let identity = self.identity(&run.identity)?;
-        self.journal.approve(&run.id, approver)?;
+        let (id, who) = (run.id.clone(), approver.to_string());
+        self.journal.call(move |j| j.approve(&id, &who)).await?;
         self.audit_event(
             "run.approved",
             Some(&run.id),
             &identity,
             serde_json::json!({ "approver": approver }),
-        )?;
+        )
+        .await?;
         Ok(run.identity)
     }
 
@@ -233,10 +248,7 @@ impl Engine {
         run_id: &str,
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
-        let run = self
-            .journal
-            .run(run_id)?
-            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let run = self.stored_run(run_id).await?;
         self.leased(&run.identity, self.resume_leased(run_id, progress))
             .await
     }
@@ -246,10 +258,7 @@ impl Engine {
         run_id: &str,
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
-        let run = self
-            .journal
-            .run(run_id)?
-            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let run = self.stored_run(run_id).await?;
         let plan: Plan =
             serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
                 run: run.id.clone(),
@@ -270,14 +279,17 @@ impl Engine {
                 return Ok(report);
             }
         }
+        let id = run.id.clone();
         self.journal
-            .set_run_status(&run.id, RunStatus::Running, None)?;
+            .call(move |j| j.set_run_status(&id, RunStatus::Running, None))
+            .await?;
         self.audit_event(
             "run.resumed",
             Some(&run.id),
             &identity,
             serde_json::json!({}),
-        )?;
+        )
+        .await?;
         let providers = self.providers().await?;
         self.execute_run(&providers, run, &identity, &plan, &[], progress)
             .await
@@ -306,14 +318,17 @@ impl Engine {
                 continue;
             }
             if run.approved_by.is_none() && stage.actions.iter().any(|a| a.requires_approval) {
+                let id = run.id.clone();
                 self.journal
-                    .set_run_status(&run.id, RunStatus::WaitingApproval, None)?;
+                    .call(move |j| j.set_run_status(&id, RunStatus::WaitingApproval, None))
+                    .await?;
                 self.audit_event(
                     "run.waiting-approval",
                     Some(&run.id),
                     identity,
                     serde_json::json!({ "stage": stage.name }),
-                )?;
+                )
+                .await?;
                 return Err(EngineError::WaitingApproval {
                     run: run.id.clone(),
                     stage: stage.name.clone(),
@@ -329,7 +344,8 @@ impl Engine {
                 && (stage.name == "contain" || (index == 0 && run.contained_at.is_none()))
             {
                 let at = Utc::now();
-                self.journal.set_contained(&run.id, at)?;
+                let id = run.id.clone();
+                self.journal.call(move |j| j.set_contained(&id, at)).await?;
                 run.contained_at.get_or_insert(at);
             }
             if stage_failed {
@@ -344,7 +360,7 @@ impl Engine {
         }
         progress.message("verifying closure against live state");
         if !failed && plan.trigger.closure() == Closure::MatchesPolicy {
-            self.record_time_bound(&run.id, identity, plan)?;
+            self.record_time_bound(&run.id, identity, plan).await?;
         }
         let verification = self.verify_closure(providers, &run, identity, plan).await?;
         let status = if failed {
@@ -355,7 +371,8 @@ impl Engine {
             RunStatus::Open
         };
         let finished_at = Utc::now();
-        let actions = self.journal.actions(&run.id)?;
+        let id = run.id.clone();
+        let actions = self.journal.call(move |j| j.actions(&id)).await?;
         let report = report::build(&ReportInput {
             run: &run,
             identity,
@@ -370,9 +387,13 @@ impl Engine {
             run: run.id.clone(),
             message: e.to_string(),
         })?;
-        self.journal.save_report(&run.id, &report_json)?;
+        let id = run.id.clone();
         self.journal
-            .set_run_status(&run.id, status, Some(finished_at))?;
+            .call(move |j| {
+                j.save_report(&id, &report_json)?;
+                j.set_run_status(&id, status, Some(finished_at))
+            })
+            .await?;
         self.audit_event(
             "run.finished",
             Some(&run.id),
@@ -381,7 +402,8 @@ impl Engine {
                 "status": report.status,
                 "open": report.open.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
             }),
-        )?;
+        )
+        .await?;
         Ok(report)
     }
 
@@ -392,7 +414,11 @@ impl Engine {
     pub async fn verify_identity(&self, id: &str) -> Result<Verification, EngineError> {
         let identity = self.identity(id)?;
         let providers = self.providers().await?;
-        if let Some(run) = self.journal.latest_run(&identity.id)? {
+        let latest = {
+            let id = identity.id.clone();
+            self.journal.call(move |j| j.latest_run(&id)).await?
+        };
+        if let Some(run) = latest {
             let plan = stored_plan(&run)?;
             let subject = if run.trigger.takes_new_attributes() || run.trigger.needs_policy() {
                 plan.identity.clone()
@@ -401,17 +427,14 @@ impl Engine {
             };
             return self.verify_closure(&providers, &run, &subject, &plan).await;
         }
-        let mut verification = verify(&providers, &self.context(&identity)?, &[]).await?;
+        let mut verification = verify(&providers, &self.context(&identity).await?, &[]).await?;
         verification.settle_gaps(&self.config.accept_unverified);
         Ok(verification)
     }
 
     /// Verify one run's closure from live state now (an unfinished run has no report yet).
     pub async fn verify_run(&self, run_id: &str) -> Result<Verification, EngineError> {
-        let run = self
-            .journal
-            .run(run_id)?
-            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let run = self.stored_run(run_id).await?;
         let plan = stored_plan(&run)?;
         let identity = if run.trigger.takes_new_attributes() || run.trigger.needs_policy() {
             plan.identity.clone()
@@ -425,8 +448,9 @@ impl Engine {
 
     /// Verify a run's closure from live state, as its trigger's [`Closure`] defines it: the one
     /// verification behind the run's report, `verify --identity` and `runs show` of an
-    /// unfinished run. Gaps are settled against the configuration's and the playbook's
-    /// `accept_unverified`.
+    /// unfinished run. The gaps found when the run was planned are carried forward (removing the
+    /// access that exposed one does not make it known), and every gap is settled against the
+    /// configuration's and the playbook's `accept_unverified`.
     pub async fn verify_closure(
         &self,
         providers: &Providers,
@@ -442,7 +466,10 @@ impl Engine {
         let mut verification = match closure {
             Closure::MatchesPolicy => {
                 let policy = self.policy(plan.trigger.as_str())?;
-                let grants = self.journal.grants_of(&identity.id)?;
+                let grants = {
+                    let id = identity.id.clone();
+                    self.journal.call(move |j| j.grants_of(&id)).await?
+                };
                 let expected: Vec<Expected<'_>> = plan
                     .actions()
                     .map(|a| Expected {
@@ -482,6 +509,7 @@ impl Engine {
             }
         };
         if closure != Closure::ActedOn {
+            verification.carry_gaps(&plan.gaps);
             let mut acceptances = self.config.accept_unverified.clone();
             acceptances.extend(plan.accept_unverified.iter().cloned());
             verification.settle_gaps(&acceptances);
@@ -491,15 +519,17 @@ impl Engine {
 
     /// Record the plan's time-bound grants whose grant finished (or that were already held),
     /// and forget the records of entitlements the identity no longer matches a rule for.
-    fn record_time_bound(
+    async fn record_time_bound(
         &self,
         run_id: &str,
         identity: &Identity,
         plan: &Plan,
     ) -> Result<(), EngineError> {
+        let run = run_id.to_string();
         let finished: BTreeSet<String> = self
             .journal
-            .actions(run_id)?
+            .call(move |j| j.actions(&run))
+            .await?
             .into_iter()
             .filter(|a| {
                 matches!(a.status, ActionStatus::Done | ActionStatus::AlreadyDone)
@@ -507,15 +537,32 @@ impl Engine {
             })
             .map(|a| a.finding_id)
             .collect();
-        for g in &plan.time_bound {
-            if !g.needs_grant || finished.contains(&g.finding_id) {
-                self.journal.record_grant(&identity.id, &g.record)?;
-            }
-        }
+        let record: Vec<_> = plan
+            .time_bound
+            .iter()
+            .filter(|g| !g.needs_grant || finished.contains(&g.finding_id))
+            .map(|g| g.record.clone())
+            .collect();
+        let id = identity.id.clone();
+        self.journal
+            .call(move |j| record.iter().try_for_each(|g| j.record_grant(&id, g)))
+            .await?;
         let policy = self.policy(plan.trigger.as_str())?;
-        let keep = policy.required(identity).into_keys().collect();
-        self.journal.drop_grants_except(&identity.id, &keep)?;
+        let keep: BTreeSet<_> = policy.required(identity).into_keys().collect();
+        let id = identity.id.clone();
+        self.journal
+            .call(move |j| j.drop_grants_except(&id, &keep))
+            .await?;
         Ok(())
+    }
+
+    /// The run with this id, read off the async runtime.
+    async fn stored_run(&self, run_id: &str) -> Result<RunRecord, EngineError> {
+        let id = run_id.to_string();
+        self.journal
+            .call(move |j| j.run(&id))
+            .await?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))
     }
 }
 
@@ -523,12 +570,4 @@ impl Engine {
 fn new_run_id(now: DateTime<Utc>) -> String {
     let suffix: u32 = rand::random::<u32>() & 0x00ff_ffff;
     format!("r{}-{suffix:06x}", now.format("%Y%m%dT%H%M%SZ"))
-}
-
-/// The plan a run stored when it started.
-pub(crate) fn stored_plan(run: &RunRecord) -> Result<Plan, EngineError> {
-    serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
-        run: run.id.clone(),
-        message: e.to_string(),
-    })
 }

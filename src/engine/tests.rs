@@ -175,20 +175,20 @@ async fn runs_that_do_not_exist_or_do_not_wait_cannot_be_resumed_or_approved() {
             approved_by: None,
         })
         .unwrap();
-    let err = engine.record_approval("r1", "carol").unwrap_err();
+    let err = engine.record_approval("r1", "carol").await.unwrap_err();
     assert!(matches!(err, EngineError::NotWaiting { .. }), "{err}");
     assert_eq!(err.exit_code(), 2);
 }
 
-#[test]
-fn the_cutoff_of_a_rotation_is_its_own_start_and_of_a_leaver_the_first_containment() {
+#[tokio::test]
+async fn the_cutoff_of_a_rotation_is_its_own_start_and_of_a_leaver_the_first_containment() {
     assert!(Trigger::Rotation.cutoff_is_run_start());
     assert!(!Trigger::Leaver.cutoff_is_run_start());
     let (_dir, engine) = setup("");
     let alice = engine.identity("alice@example.com").unwrap();
     assert_eq!(alice.id, "E1", "an identity is found by email too");
     assert_eq!(
-        engine.context(&alice).unwrap().cutoff,
+        engine.context(&alice).await.unwrap().cutoff,
         None,
         "no run yet: nothing rotated"
     );

@@ -1206,3 +1206,162 @@ mod tests {
         assert!(!dir.is_empty());
     }
 }
+
+/// Properties over generated exports (docs/fuzzing.md; the fuzz targets `hr_csv` and `hr_json`
+/// drive the same parsers with coverage-guided input).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Generated identities, valid by construction: unique ids and emails, a manager that is
+    /// another identity, values without surrounding whitespace (the parser trims), lower-case tags.
+    fn identities() -> impl Strategy<Value = Vec<Identity>> {
+        let word = "[A-Za-z0-9][A-Za-z0-9 ,.'\"-]{0,10}[A-Za-z0-9]";
+        let one = (
+            word,
+            prop::sample::select(vec![IdentityKind::Human, IdentityKind::Service]),
+            prop::sample::select(vec![
+                IdentityStatus::Active,
+                IdentityStatus::Terminated,
+                IdentityStatus::Suspended,
+            ]),
+            any::<bool>(),
+            prop::option::of("[A-Za-z0-9][A-Za-z0-9 ]{0,8}[A-Za-z0-9]"),
+            prop::option::of("[A-Za-z0-9]{1,8}"),
+            prop::collection::btree_set("[a-z0-9-]{1,8}", 0..3),
+        );
+        prop::collection::vec(one, 0..6).prop_map(|rows| {
+            rows.into_iter()
+                .enumerate()
+                .map(
+                    |(i, (name, kind, status, managed, department, role, tags))| Identity {
+                        id: format!("E{i}"),
+                        email: format!("person{i}@Example.com"),
+                        name,
+                        kind,
+                        status,
+                        manager: (managed && i > 0).then(|| "E0".to_string()),
+                        department,
+                        role,
+                        location: None,
+                        employment_type: None,
+                        tags,
+                    },
+                )
+                .collect()
+        })
+    }
+
+    fn kind_name(k: IdentityKind) -> &'static str {
+        match k {
+            IdentityKind::Human => "human",
+            IdentityKind::Service => "service",
+        }
+    }
+
+    fn status_name(s: IdentityStatus) -> &'static str {
+        match s {
+            IdentityStatus::Active => "active",
+            IdentityStatus::Terminated => "terminated",
+            IdentityStatus::Suspended => "suspended",
+        }
+    }
+
+    /// The export as an HR system's CSV writer would produce it (quoting where needed).
+    fn to_csv(ids: &[Identity]) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let header = [
+            "id",
+            "email",
+            "name",
+            "kind",
+            "status",
+            "manager",
+            "department",
+            "role",
+            "tags",
+        ];
+        w.write_record(header).unwrap();
+        for i in ids {
+            let tags = i.tags.iter().cloned().collect::<Vec<_>>().join(";");
+            w.write_record([
+                i.id.as_str(),
+                &i.email,
+                &i.name,
+                kind_name(i.kind),
+                status_name(i.status),
+                i.manager.as_deref().unwrap_or(""),
+                i.department.as_deref().unwrap_or(""),
+                i.role.as_deref().unwrap_or(""),
+                &tags,
+            ])
+            .unwrap();
+        }
+        String::from_utf8(w.into_inner().unwrap()).unwrap()
+    }
+
+    fn to_json(ids: &[Identity]) -> String {
+        let rows: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "id": i.id, "email": i.email, "name": i.name,
+                    "kind": kind_name(i.kind), "status": status_name(i.status),
+                    "manager": i.manager, "department": i.department, "role": i.role,
+                    "tags": i.tags,
+                })
+            })
+            .collect();
+        serde_json::json!({ "identities": rows }).to_string()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A valid export written by a CSV writer reads back as exactly its identities.
+        #[test]
+        fn csv_reads_back_what_was_written(ids in identities()) {
+            let text = to_csv(&ids);
+            let dir = parse_csv("hr.csv", &text);
+            prop_assert!(dir.is_ok(), "{:?}\n{}", dir.as_ref().err().map(ToString::to_string), text);
+            let dir = dir.unwrap();
+            prop_assert_eq!(dir.identities(), ids.as_slice());
+        }
+
+        /// The same export as JSON reads back the same.
+        #[test]
+        fn json_reads_back_what_was_written(ids in identities()) {
+            let text = to_json(&ids);
+            let dir = parse_json("hr.json", &text);
+            prop_assert!(dir.is_ok(), "{:?}\n{}", dir.as_ref().err().map(ToString::to_string), text);
+            let dir = dir.unwrap();
+            prop_assert_eq!(dir.identities(), ids.as_slice());
+        }
+
+        /// Any text as CSV: a directory or an error that names the file, never a panic.
+        #[test]
+        fn any_csv_is_read_or_refused(text in "[\\PC\n\r,\"]{0,200}") {
+            if let Err(e) = parse_csv("hr.csv", &text) {
+                prop_assert!(e.to_string().starts_with("hr.csv"), "{}", e);
+            }
+        }
+
+        /// A CSV that starts with a valid header, then anything: same promise, deeper in.
+        #[test]
+        fn csv_rows_of_any_text_are_read_or_refused(rows in "[\\PC\n\r,\";|]{0,200}") {
+            let text = format!("id,email,name,kind,status,manager,tags\n{rows}");
+            if let Err(e) = parse_csv("hr.csv", &text) {
+                prop_assert!(e.to_string().starts_with("hr.csv"), "{}", e);
+            }
+        }
+
+        /// Any text as JSON: same promise.
+        #[test]
+        fn any_json_is_read_or_refused(text in "[\\PC\n{}\\[\\]\":,]{0,200}") {
+            if let Err(e) = parse_json("hr.json", &text) {
+                prop_assert!(e.to_string().starts_with("hr.json"), "{}", e);
+            }
+        }
+    }
+}

@@ -11,9 +11,8 @@ use crate::pipeline::progress::Progress;
 use crate::registry::Providers;
 use crate::store::audit::{AuditEntry, AuditLog};
 use crate::store::journal::{ActionStart, Journal, JournalError};
-use closeout_contract::{ActionRequest, ErrorClass, ProviderError};
+use closeout_contract::{ActionRequest, ErrorClass, ProviderError, RetryPolicy};
 use futures::stream::{self, StreamExt};
-use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +142,9 @@ impl Executor<'_> {
         identity: &str,
         action: &PlannedAction,
     ) -> Result<ActionResult, ExecutorError> {
-        if let Some(previous) = self.journal.action(&action.key)? {
+        let key = action.key.clone();
+        let previous = self.journal.call(move |j| j.action(&key)).await?;
+        if let Some(previous) = previous {
             if previous.status.is_finished() {
                 self.progress.action_finished(
                     &action.verb,
@@ -167,15 +168,20 @@ impl Executor<'_> {
                 key: action.key.clone(),
                 provider: action.finding.provider.clone(),
             })?;
-        self.journal.action_started(&ActionStart {
-            run_id,
-            key: &action.key,
-            stage: &action.stage,
-            step: &action.step,
-            finding_id: &action.finding.id,
-            provider: &action.finding.provider,
-            verb: &action.verb,
-        })?;
+        let (run, a) = (run_id.to_string(), action.clone());
+        self.journal
+            .call(move |j| {
+                j.action_started(&ActionStart {
+                    run_id: &run,
+                    key: &a.key,
+                    stage: &a.stage,
+                    step: &a.step,
+                    finding_id: &a.finding.id,
+                    provider: &a.finding.provider,
+                    verb: &a.verb,
+                })
+            })
+            .await?;
         let request = ActionRequest {
             idempotency_key: action.key.clone(),
             verb: action.verb.clone(),
@@ -248,31 +254,32 @@ impl Executor<'_> {
             ActionResult::FinishedEarlier => "finished-earlier",
         };
         metrics.action(&action.finding.provider, outcome, started.elapsed());
-        self.record(run_id, identity, action, &result)?;
+        self.record(run_id, identity, action, &result).await?;
         Ok(result)
     }
 
-    /// The wait before the next attempt, or `None` to give up.
+    /// The wait before the next attempt, or `None` to give up: the arithmetic of the providers'
+    /// [`RetryPolicy`] (full jitter under `base · 2^attempt`, capped; never sooner than a
+    /// `Retry-After`), with the executor's attempts and no deadline.
     fn backoff(&self, error: &ProviderError, attempt: u32) -> Option<Duration> {
         if attempt >= self.execution.max_attempts {
             return None;
         }
-        let cap = self.execution.max_backoff_ms;
-        let exp = self
-            .execution
-            .base_backoff_ms
-            .saturating_mul(1u64 << attempt.min(20))
-            .min(cap);
-        let jittered = Duration::from_millis(rand::rng().random_range(0..=exp.max(1)));
+        let policy = RetryPolicy {
+            max_attempts: self.execution.max_attempts,
+            base_ms: self.execution.base_backoff_ms,
+            cap_ms: self.execution.max_backoff_ms,
+            deadline_ms: u64::MAX,
+        };
+        // The policy's first backoff is `base`; the executor's has always been `2 · base`.
         match error.class() {
-            ErrorClass::Retryable => Some(jittered),
-            ErrorClass::Throttled(Some(retry_after)) => Some(retry_after.max(jittered)),
-            ErrorClass::Throttled(None) => Some(jittered),
+            ErrorClass::Retryable => Some(policy.delay_for(attempt + 1, None)),
+            ErrorClass::Throttled(retry_after) => Some(policy.delay_for(attempt + 1, retry_after)),
             ErrorClass::Permanent | ErrorClass::AlreadyDone => None,
         }
     }
 
-    fn record(
+    async fn record(
         &self,
         run_id: &str,
         identity: &str,
@@ -292,34 +299,37 @@ impl Executor<'_> {
         // Audit first, journal second: a crash in between leaves the action `started` in the
         // journal, so resume runs it again (idempotently) and audits it again — an action is
         // never finished without an audit record.
-        self.audit.append(AuditEntry {
-            actor: self.actor.to_string(),
-            event: event.to_string(),
-            run: Some(run_id.to_string()),
-            identity: Some(identity.to_string()),
-            details: serde_json::json!({
-                "key": action.key,
-                "stage": action.stage,
-                "step": action.step,
-                "verb": action.verb,
-                "finding": action.finding.id,
-                "provider": action.finding.provider,
-                "outcome": detail,
-                "state": state,
-            }),
-        })?;
-        match result {
-            ActionResult::Done { .. } | ActionResult::AlreadyDone { .. } => {
-                self.journal.action_finished(
-                    &action.key,
-                    matches!(result, ActionResult::AlreadyDone { .. }),
-                    state,
-                    detail,
-                )?
-            }
-            ActionResult::Failed { error, .. } => self.journal.action_failed(&action.key, error)?,
-            ActionResult::FinishedEarlier => {}
-        }
+        self.audit
+            .append_async(AuditEntry {
+                actor: self.actor.to_string(),
+                event: event.to_string(),
+                run: Some(run_id.to_string()),
+                identity: Some(identity.to_string()),
+                details: serde_json::json!({
+                    "key": action.key,
+                    "stage": action.stage,
+                    "step": action.step,
+                    "verb": action.verb,
+                    "finding": action.finding.id,
+                    "provider": action.finding.provider,
+                    "outcome": detail,
+                    "state": state,
+                }),
+            })
+            .await?;
+        let (key, owned) = (action.key.clone(), result.clone());
+        self.journal
+            .call(move |j| match &owned {
+                ActionResult::Done { detail, state } => {
+                    j.action_finished(&key, false, state, detail)
+                }
+                ActionResult::AlreadyDone { detail, state } => {
+                    j.action_finished(&key, true, state, detail)
+                }
+                ActionResult::Failed { error, .. } => j.action_failed(&key, error),
+                ActionResult::FinishedEarlier => Ok(()),
+            })
+            .await?;
         self.progress
             .action_finished(&action.verb, &action.finding.display, event);
         Ok(())

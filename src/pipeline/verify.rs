@@ -2,7 +2,7 @@
 //! acted on, and probe old credentials where the provider can. Never trusts the journal.
 
 use crate::config::acceptance::Acceptance;
-use crate::pipeline::resolve::{gap_of, resolve, Graph};
+use crate::pipeline::resolve::{gap_finding, gap_of, resolve, Graph};
 use crate::registry::Providers;
 use closeout_contract::{Finding, Gap, ProbeOutcome, ProviderError, ResolveContext, State};
 use futures::stream::{self, StreamExt};
@@ -71,6 +71,39 @@ impl Verification {
     /// Whether nothing is open (every gap accepted, nothing active, no probe succeeded).
     pub fn is_closed(&self) -> bool {
         self.open.is_empty()
+    }
+
+    /// Carry forward the gaps found when the run was planned. Removing the access that exposed
+    /// a gap does not make it known: what that access reached before the run is as unknown as
+    /// it was, so each planned gap the live graph no longer shows is added back (open, unless
+    /// settled as accepted). One is dropped only when verification proves the unknown is now
+    /// known: the live graph still reaches the gap's resource through a finding of the same
+    /// provider that is no gap (the provider could list, read or evaluate it this time).
+    pub fn carry_gaps(&mut self, planned: &[Gap]) {
+        for gap in planned {
+            let carried = gap_finding(gap);
+            if self.graph.findings.iter().any(|f| f.id == carried.id) {
+                continue;
+            }
+            let now_known = !gap.resource.is_empty()
+                && self.graph.findings.iter().any(|f| {
+                    f.provider == gap.provider && f.resource == gap.resource && gap_of(f).is_none()
+                });
+            if now_known {
+                continue;
+            }
+            let still_unknown = Gap {
+                reason: format!(
+                    "{} (found when the run was planned; the access that exposed it is gone now, but what it reached before is still unknown)",
+                    gap.reason
+                ),
+                ..gap.clone()
+            };
+            self.graph.findings.push(gap_finding(&still_unknown));
+            self.graph.gaps.push(still_unknown);
+        }
+        self.graph.findings.sort_by(|a, b| a.id.cmp(&b.id));
+        self.graph.gaps.sort();
     }
 
     /// Settle the graph's gaps: each one an acceptance covers is listed as accepted and is not
@@ -314,7 +347,6 @@ fn open_finding_of_gap(f: &Finding) -> OpenFinding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::resolve::gap_finding;
     use closeout_contract::Identity;
 
     fn verification_with(gaps: &[Gap]) -> Verification {
@@ -355,6 +387,45 @@ mod tests {
             reason: "the endpoint does not serve the listing".into(),
             paths: vec![],
         }
+    }
+
+    #[test]
+    fn a_planned_gap_the_live_graph_no_longer_shows_stays_open_unless_accepted() {
+        let mut v = verification_with(&[]);
+        v.carry_gaps(&[gap("secrets-engine")]);
+        v.settle_gaps(&[]);
+        assert!(!v.is_closed(), "the run removed the path, not the unknown");
+        assert!(
+            v.open[0].reason.contains("found when the run was planned"),
+            "{}",
+            v.open[0].reason
+        );
+        let mut v = verification_with(&[]);
+        v.carry_gaps(&[gap("secrets-engine")]);
+        v.settle_gaps(&[Acceptance {
+            provider: None,
+            kind: "secrets-engine".into(),
+            resource: None,
+            reason: "holds no credential".into(),
+        }]);
+        assert!(v.is_closed());
+        assert_eq!(v.accepted.len(), 1);
+    }
+
+    #[test]
+    fn a_planned_gap_still_in_the_live_graph_is_not_doubled_and_a_known_one_is_dropped() {
+        let mut v = verification_with(&[gap("policy-document")]);
+        v.carry_gaps(&[gap("policy-document")]);
+        assert_eq!(v.graph.findings.len(), 1);
+        // The provider read the resource this time: a finding on it that is no gap.
+        let mut v = verification_with(&[]);
+        let mut known = gap_finding(&gap("policy-document"));
+        known.id = "aws:secret:alice".into();
+        known.kind = "secret".into();
+        v.graph.findings.push(known);
+        v.carry_gaps(&[gap("policy-document")]);
+        v.settle_gaps(&[]);
+        assert!(v.is_closed(), "{:?}", v.open);
     }
 
     #[test]

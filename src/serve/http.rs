@@ -172,11 +172,10 @@ async fn post_event(State(state): State<Shared>, headers: HeaderMap, body: Bytes
     };
     let kind = event.kind.as_str();
     // The insert fsyncs: off the async threads.
-    let queue = state.queue.clone();
-    let stored = tokio::task::spawn_blocking(move || queue.submit(&event, chrono::Utc::now()))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let stored = state
+        .queue
+        .call(move |q| q.submit(&event, chrono::Utc::now()))
+        .await;
     match stored {
         Ok(Submitted::New { seq }) => {
             metrics.event(kind, "accepted");
@@ -250,7 +249,7 @@ async fn list_runs(
         return r;
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    match state.journal.runs(limit) {
+    match state.journal.call(move |j| j.runs(limit)).await {
         Ok(runs) => Json(json!({
             "runs": runs.iter().map(|r| json!({
                 "run": r.id,
@@ -278,7 +277,8 @@ async fn get_run(
     if let Some(r) = unauthorized(&state, &headers) {
         return r;
     }
-    match state.journal.run(&id) {
+    let wanted = id.clone();
+    match state.journal.call(move |j| j.run(&wanted)).await {
         Ok(Some(run)) => match run.report_json.as_deref() {
             Some(report) => (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -329,12 +329,12 @@ async fn approve_run(
             )
         }
     };
-    let engine = match crate::engine::Engine::open(&state.config_path) {
+    let engine = match crate::engine::Engine::open_async(&state.config_path).await {
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
     };
     let who = format!("{approver} (via the API)");
-    match engine.record_approval(&id, &who) {
+    match engine.record_approval(&id, &who).await {
         Ok(_) => {}
         Err(crate::engine::EngineError::NoSuchRun(_)) => {
             return error(
@@ -348,7 +348,8 @@ async fn approve_run(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
     }
-    match state.queue.approve_waiting(&id) {
+    let run = id.clone();
+    match state.queue.call(move |q| q.approve_waiting(&run)).await {
         Ok(seq) => {
             state.wake.notify_waiters();
             (
@@ -375,7 +376,7 @@ async fn identity_graph(
     if let Some(r) = unauthorized(&state, &headers) {
         return r;
     }
-    let engine = match crate::engine::Engine::open(&state.config_path) {
+    let engine = match crate::engine::Engine::open_async(&state.config_path).await {
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e.to_string()),
     };
@@ -408,25 +409,30 @@ async fn readyz(State(state): State<Shared>) -> Response {
             "the service is stopping",
         );
     }
-    match state.queue.depth() {
+    match state.status.call(|q| q.depth()).await {
         Ok(_) => "ready\n".into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
     }
 }
 
-async fn metrics(State(state): State<Shared>) -> Response {
+async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if state.config.serve.metrics_auth == crate::config::serve::MetricsAuth::Token {
+        if let Some(r) = unauthorized(&state, &headers) {
+            return r;
+        }
+    }
     let m = crate::metrics::global();
-    if let Ok(depth) = state.queue.depth() {
+    if let Ok(depth) = state.status.call(|q| q.depth()).await {
         m.queue_depth.set(depth as i64);
     }
-    if let Ok(counts) = state.journal.runs_by_status() {
+    if let Ok(counts) = state.journal.call(|j| j.runs_by_status()).await {
         for (status, n) in counts {
             m.runs
                 .get_or_create(&vec![("status", status)])
                 .set(n as i64);
         }
     }
-    if let Ok(open) = open_findings(&state.journal) {
+    if let Ok(open) = state.journal.call(open_findings).await {
         m.open_findings.set(open as i64);
     }
     (

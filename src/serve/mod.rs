@@ -4,6 +4,7 @@
 //!
 //! - [`crate::config::serve`]: the `[serve]` section.
 //! - [`http`]: the routes.
+//! - [`listen`]: the listener (connection limit, header-read and idle timeouts).
 //! - [`worker`]: claiming events and running their playbook.
 //!
 //! Shutdown: SIGTERM (or Ctrl-C) stops intake at once (new connections are refused, `/readyz`
@@ -12,13 +13,14 @@
 //! is resumed — not restarted — by the next `closeout serve`.
 
 mod http;
+mod listen;
 mod schedule;
 mod worker;
 
 use crate::config::Config;
 use crate::intake::webhook::WebhookSecrets;
+use crate::store::blocking::off_runtime;
 use crate::store::queue::EventQueue;
-use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,7 +71,11 @@ impl ServeError {
 pub(crate) struct AppState {
     pub config_path: PathBuf,
     pub config: Config,
+    /// Intake's and the schedulers' connection to the queue (each worker opens its own, so a
+    /// worker waiting on the store never holds this one).
     pub queue: Arc<EventQueue>,
+    /// A connection for `/readyz` and `/metrics` only: they read while writers wait.
+    pub status: EventQueue,
     pub journal: crate::store::journal::Journal,
     pub webhook_secrets: Option<WebhookSecrets>,
     pub api_token: Option<String>,
@@ -104,12 +110,18 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     {
         std::fs::create_dir_all(parent)?;
     }
-    let queue = Arc::new(EventQueue::open(&config.store.path)?);
-    let journal = crate::store::journal::Journal::open(&config.store.path)?;
+    // Opening waits while another process writes to the store: off the async runtime.
+    let path = config.store.path.clone();
+    let queue = Arc::new(off_runtime(move || EventQueue::open(&path)).await?);
+    let path = config.store.path.clone();
+    let status = off_runtime(move || EventQueue::open(&path)).await?;
+    let path = config.store.path.clone();
+    let journal = off_runtime(move || crate::store::journal::Journal::open(&path)).await?;
     let state = Arc::new(AppState {
         config_path: config_path.to_path_buf(),
         config,
         queue,
+        status,
         journal,
         webhook_secrets,
         api_token,
@@ -117,7 +129,7 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
         wake: tokio::sync::Notify::new(),
     });
 
-    let recovered = state.queue.recover()?;
+    let recovered = state.queue.call(|q| q.recover()).await?;
     if !recovered.is_empty() {
         tracing::warn!(
             events = recovered.len(),
@@ -138,73 +150,104 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
 
     let router = http::router(state.clone(), scim_token);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // The workers run inside this task (the engine's futures borrow across awaits and are not
-    // `Send`), concurrently with the server, which spawns its connections itself.
-    let mut tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = (0..serve
-        .workers)
-        .map(|n| Box::pin(worker::run(state.clone(), n, stop_rx.clone())) as _)
-        .collect();
-    if serve.source_poll_secs > 0 {
-        tasks.push(Box::pin(schedule::file_source(
-            state.clone(),
-            Duration::from_secs(serve.source_poll_secs),
-            stop_rx.clone(),
-        )));
+    // Each worker and each scheduler runs on its own thread with its own single-threaded
+    // runtime: the engine's futures borrow across awaits and are not `Send`, so they cannot be
+    // spawned on the shared runtime, and a thread of their own means a slow provider call, store
+    // write or fsync in one never holds up another, nor the listener.
+    let mut loops: Vec<Background> = Vec::new();
+    for n in 0..serve.workers {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn(format!("worker-{n}"), move || {
+            worker::run(state, n, stop)
+        })?);
     }
-    if serve.reconcile_every_secs > 0 {
-        tasks.push(Box::pin(schedule::reconcile(
-            state.clone(),
-            Duration::from_secs(serve.reconcile_every_secs),
-            stop_rx.clone(),
-        )));
+    let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+    if let Some(every) = every(serve.source_poll_secs) {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn("file-source".into(), move || {
+            schedule::file_source(state, every, stop)
+        })?);
     }
-    if serve.rotation_every_secs > 0 {
-        tasks.push(Box::pin(schedule::rotation(
-            state.clone(),
-            Duration::from_secs(serve.rotation_every_secs),
-            stop_rx.clone(),
-        )));
+    if let Some(every) = every(serve.reconcile_every_secs) {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn("reconcile".into(), move || {
+            schedule::reconcile(state, every, stop)
+        })?);
     }
-    if serve.expiry_every_secs > 0 {
-        tasks.push(Box::pin(schedule::expiry(
-            state.clone(),
-            Duration::from_secs(serve.expiry_every_secs),
-            stop_rx.clone(),
-        )));
+    if let Some(every) = every(serve.rotation_every_secs) {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn("rotation".into(), move || {
+            schedule::rotation(state, every, stop)
+        })?);
     }
-    let workers = futures::future::join_all(tasks);
-    tokio::pin!(workers);
+    if let Some(every) = every(serve.expiry_every_secs) {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        loops.push(Background::spawn("expiry".into(), move || {
+            schedule::expiry(state, every, stop)
+        })?);
+    }
 
     let shutdown_state = state.clone();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("stopping: intake closed, in-flight runs may finish");
-            shutdown_state.stopping.store(true, Ordering::SeqCst);
-            let _ = stop_tx.send(true);
-            shutdown_state.wake.notify_waiters();
-        })
-        .into_future();
-    tokio::pin!(server);
-    let mut workers_done = false;
-    let served = loop {
-        tokio::select! {
-            r = &mut server => break r,
-            _ = &mut workers, if !workers_done => workers_done = true,
-        }
+    let limits = listen::Limits {
+        header_read: Duration::from_secs(serve.header_read_timeout_secs),
+        idle: Duration::from_secs(serve.idle_timeout_secs),
+        max_connections: serve.max_connections,
     };
-    served?;
+    listen::serve(listener, router, limits, async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: intake closed, in-flight runs may finish");
+        shutdown_state.stopping.store(true, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        shutdown_state.wake.notify_waiters();
+    })
+    .await;
 
-    if !workers_done {
-        let grace = Duration::from_secs(serve.shutdown_grace_secs);
-        if tokio::time::timeout(grace, &mut workers).await.is_err() {
-            tracing::warn!(
-                grace_secs = serve.shutdown_grace_secs,
-                "runs still in flight after the grace period; they resume on the next start"
-            );
-        }
+    // The loops saw the stop signal with the listener; runs in flight get the grace period.
+    let grace = Duration::from_secs(serve.shutdown_grace_secs);
+    let all = futures::future::join_all(loops.into_iter().map(Background::finished));
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            grace_secs = serve.shutdown_grace_secs,
+            "runs still in flight after the grace period; they resume on the next start"
+        );
     }
     Ok(())
+}
+
+/// A worker or scheduler loop on a thread of its own, with a single-threaded runtime.
+struct Background {
+    name: String,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Background {
+    /// Start `make()`'s future on a new thread named `name`.
+    fn spawn<F, Fut>(name: String, make: F) -> Result<Background, ServeError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                runtime.block_on(make());
+                // The receiver is gone only when the service stopped waiting.
+                let _ = tx.send(());
+            })?;
+        Ok(Background { name, done })
+    }
+
+    /// Wait until the loop has returned (it returns after the stop signal, once its current
+    /// event or pass is finished).
+    async fn finished(self) {
+        if self.done.await.is_err() {
+            tracing::error!(thread = %self.name, "a worker thread ended abnormally");
+        }
+    }
 }
 
 async fn shutdown_signal() {

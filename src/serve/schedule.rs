@@ -4,6 +4,7 @@
 
 use super::AppState;
 use crate::event::{EventSource, LifecycleEvent};
+use crate::store::blocking::off_runtime;
 use crate::trigger::Trigger;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub(crate) enum ScheduleError {
     Queue(#[from] crate::store::queue::QueueError),
     #[error(transparent)]
     Journal(#[from] crate::store::journal::JournalError),
+    #[error(transparent)]
+    Interrupted(#[from] crate::store::blocking::Interrupted),
 }
 
 /// One poll of the file source; returns how many new events were stored. The first poll only
@@ -102,7 +105,8 @@ pub(crate) async fn file_source(
         every,
         stop,
         "file source (HR export)",
-        |s| async move { poll_source(&s) },
+        // Reads and writes files and commits to the store: off the async runtime.
+        |s| off_runtime(move || poll_source(&s)),
     )
     .await
 }
@@ -120,7 +124,7 @@ pub(crate) async fn reconcile(
         if *stop.borrow() {
             return;
         }
-        let engine = match crate::engine::Engine::open(&state.config_path) {
+        let engine = match crate::engine::Engine::open_async(&state.config_path).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "reconcile: cannot open the engine");
@@ -144,8 +148,8 @@ pub(crate) async fn reconcile(
 /// One pass of the rotation scheduler: compute what the rotation policy makes due and store one
 /// `rotation` event per identity with due findings, unless that identity already has a rotation
 /// event queued, running or waiting for approval. Returns how many events were stored.
-pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, ScheduleError> {
-    let engine = crate::engine::Engine::open(&state.config_path)?;
+pub(crate) async fn schedule_rotations(state: Arc<AppState>) -> Result<usize, ScheduleError> {
+    let engine = crate::engine::Engine::open_async(&state.config_path).await?;
     let report = crate::engine::rotation::due(&engine, None).await?;
     crate::metrics::global()
         .rotations_due
@@ -155,7 +159,10 @@ pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, Schedu
             tracing::warn!(identity = %i.identity, finding = %u.id, reason = %u.reason, "rotation: age unknown");
         }
     }
-    let busy = state.queue.unfinished_identities(Trigger::Rotation)?;
+    let busy = state
+        .queue
+        .call(|q| q.unfinished_identities(Trigger::Rotation))
+        .await?;
     let now = chrono::Utc::now();
     let events = report
         .identities
@@ -179,8 +186,9 @@ pub(crate) async fn schedule_rotations(state: &AppState) -> Result<usize, Schedu
                 .into(),
                 effective_at: now,
             }
-        });
-    store_events(state, events, now)
+        })
+        .collect::<Vec<_>>();
+    off_runtime(move || store_events(&state, events, now)).await
 }
 
 /// Store the scheduler's events (a duplicate id is not stored twice) and wake the workers.
@@ -237,7 +245,7 @@ pub(crate) async fn rotation(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     on_cadence(state, every, stop, "rotation scheduler", |s| async move {
-        schedule_rotations(&s).await
+        schedule_rotations(s).await
     })
     .await
 }
@@ -283,7 +291,8 @@ pub(crate) async fn expiry(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     on_cadence(state, every, stop, "expiry scheduler", |s| async move {
-        schedule_expiries(&s)
+        // Opens the engine, reads the journal and commits to the store: off the async runtime.
+        off_runtime(move || schedule_expiries(&s)).await
     })
     .await
 }

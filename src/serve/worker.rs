@@ -8,8 +8,9 @@
 use super::AppState;
 use crate::engine::{ApplyOptions, Engine, EngineError};
 use crate::pipeline::progress::Progress;
+use crate::store::blocking::off_runtime;
 use crate::store::lease::LeaseError;
-use crate::store::queue::{Claimed, Outcome};
+use crate::store::queue::{Claimed, EventQueue, Outcome};
 use crate::trigger::Trigger;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +24,21 @@ pub(crate) async fn run(
     n: usize,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // A connection of this worker's own: a claim that waits for the store's lock (up to the
+    // busy timeout) holds up this worker only, not the others, intake or the status routes.
+    let path = state.config.store.path.clone();
+    let queue = match off_runtime(move || EventQueue::open(&path)).await {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::error!(worker = n, error = %e, "cannot open the event queue; this worker stops");
+            return;
+        }
+    };
     loop {
         if *stop.borrow() {
             return;
         }
-        let claimed = match state.queue.claim_next(chrono::Utc::now()) {
+        let claimed = match queue.call(|q| q.claim_next(chrono::Utc::now())).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(worker = n, error = %e, "cannot read the event queue");
@@ -35,7 +46,7 @@ pub(crate) async fn run(
             }
         };
         match claimed {
-            Some(event) => process(&state, n, event).await,
+            Some(event) => process(&state, &queue, n, event).await,
             None => {
                 tokio::select! {
                     _ = state.wake.notified() => {}
@@ -47,12 +58,12 @@ pub(crate) async fn run(
     }
 }
 
-async fn process(state: &AppState, n: usize, claimed: Claimed) {
+async fn process(state: &AppState, queue: &EventQueue, n: usize, claimed: Claimed) {
     let seq = claimed.seq;
     let event = &claimed.event;
     let trigger = event.kind;
     tracing::info!(worker = n, seq, %trigger, identity = %event.identity, "processing event");
-    let outcome = match Engine::open(&state.config_path) {
+    let outcome = match Engine::open_async(&state.config_path).await {
         Ok(mut engine) => {
             engine.actor = format!(
                 "closeout-serve (event {seq} from {})",
@@ -69,7 +80,7 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
                     }
                 }
             }
-            match run_event(state, &engine, &claimed).await {
+            match run_event(state, queue, &engine, &claimed).await {
                 Some(outcome) => outcome,
                 None => return,
             }
@@ -85,9 +96,10 @@ async fn process(state: &AppState, n: usize, claimed: Claimed) {
         Outcome::Skipped { .. } => "skipped",
     };
     crate::metrics::global().event(trigger.as_str(), label);
-    if let Err(e) = state
-        .queue
-        .finish(seq, &claimed.token, &outcome, chrono::Utc::now())
+    let token = claimed.token.clone();
+    if let Err(e) = queue
+        .call(move |q| q.finish(seq, &token, &outcome, chrono::Utc::now()))
+        .await
     {
         tracing::error!(seq, error = %e, "cannot record the event's outcome; it is retried after a restart");
     }
@@ -98,14 +110,21 @@ const LEASE_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
 
 /// Process one event; `None` when it was given back to the queue for later (another process
 /// acts for its identity now).
-async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Option<Outcome> {
+async fn run_event(
+    state: &AppState,
+    queue: &EventQueue,
+    engine: &Engine,
+    claimed: &Claimed,
+) -> Option<Outcome> {
     let event = &claimed.event;
     let trigger = event.kind;
     let progress = Progress::silent();
     // A run already exists (the service stopped mid-run, or the run was approved): finish it.
     if let Some(run_id) = &claimed.run_id {
         let result = engine.resume(run_id, &progress).await;
-        return deferred(state, claimed, result).map(|r| outcome_of(r, Some(run_id)));
+        return deferred(queue, claimed, result)
+            .await
+            .map(|r| outcome_of(r, Some(run_id)));
     }
     let identity = match engine.identity(&event.identity) {
         Ok(i) => i,
@@ -141,7 +160,7 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Opti
     let result = engine
         .apply(trigger, &identity.id, &options, &mut no_prompt, &progress)
         .await;
-    let result = deferred(state, claimed, result)?;
+    let result = deferred(queue, claimed, result).await?;
     // Tie the run to the event as soon as it is known, so a crash resumes it.
     let run_id = match &result {
         Ok(report) => Some(report.run.clone()),
@@ -149,7 +168,8 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Opti
         Err(_) => None,
     };
     if let Some(run) = &run_id {
-        if let Err(e) = state.queue.set_run(seq, &claimed.token, run) {
+        let (token, run) = (claimed.token.clone(), run.clone());
+        if let Err(e) = queue.call(move |q| q.set_run(seq, &token, &run)).await {
             tracing::error!(seq, error = %e, "cannot record the event's run");
         }
     }
@@ -158,8 +178,8 @@ async fn run_event(state: &AppState, engine: &Engine, claimed: &Claimed) -> Opti
 
 /// The result, or `None` when another process holds the identity's lease: the event is given
 /// back to the queue, to be tried again after [`LEASE_RETRY`], not failed.
-fn deferred<T>(
-    state: &AppState,
+async fn deferred<T>(
+    queue: &EventQueue,
     claimed: &Claimed,
     result: Result<T, EngineError>,
 ) -> Option<Result<T, EngineError>> {
@@ -168,10 +188,10 @@ fn deferred<T>(
             tracing::info!(seq = claimed.seq, error = %e, "identity busy; the event waits");
             crate::metrics::global().event(claimed.event.kind.as_str(), "deferred");
             let retry_at = chrono::Utc::now() + LEASE_RETRY;
-            if let Err(e) =
-                state
-                    .queue
-                    .release(claimed.seq, &claimed.token, &e.to_string(), retry_at)
+            let (seq, token, why) = (claimed.seq, claimed.token.clone(), e.to_string());
+            if let Err(e) = queue
+                .call(move |q| q.release(seq, &token, &why, retry_at))
+                .await
             {
                 tracing::error!(seq = claimed.seq, error = %e, "cannot give the event back; it is retried after a restart");
             }

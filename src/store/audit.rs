@@ -353,6 +353,9 @@ pub enum AuditError {
         /// What is wrong.
         violation: Violation,
     },
+    /// An asynchronous append never ran (the runtime is shutting down).
+    #[error("audit log: {0}")]
+    Interrupted(#[from] super::blocking::Interrupted),
 }
 
 impl AuditError {
@@ -360,7 +363,7 @@ impl AuditError {
     pub fn violation(&self) -> Option<&Violation> {
         match self {
             AuditError::Integrity { violation, .. } => Some(violation),
-            AuditError::Io { .. } => None,
+            AuditError::Io { .. } | AuditError::Interrupted(_) => None,
         }
     }
 
@@ -368,7 +371,7 @@ impl AuditError {
     pub fn line(&self) -> Option<u64> {
         match self {
             AuditError::Integrity { line, .. } => *line,
-            AuditError::Io { .. } => None,
+            AuditError::Io { .. } | AuditError::Interrupted(_) => None,
         }
     }
 }
@@ -678,6 +681,13 @@ impl AuditLog {
         })?;
         drop(file);
         Ok(record)
+    }
+
+    /// [`AuditLog::append`] off the async runtime (it locks the file and fsyncs it and its head;
+    /// see [`super::blocking`]).
+    pub async fn append_async(&self, entry: AuditEntry) -> Result<AuditRecord, AuditError> {
+        let log = self.clone();
+        super::blocking::off_runtime(move || log.append(entry)).await
     }
 
     /// Replace the head file atomically. Called with the log's exclusive lock held, so the

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// An error reading or writing the run journal.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,9 @@ pub enum JournalError {
     /// Closeout.
     #[error("journal: corrupt record: {0}")]
     Timestamp(#[from] BadTimestamp),
+    /// An asynchronous call never ran (the runtime is shutting down).
+    #[error("journal: {0}")]
+    Interrupted(#[from] super::blocking::Interrupted),
 }
 
 /// Where a run is in its life.
@@ -229,9 +232,11 @@ pub struct ActionStart<'a> {
 }
 
 /// The run journal: runs and their actions in the SQLite database. Safe to share between threads
-/// (one connection behind a mutex); several processes may open the same file.
+/// (one connection behind a mutex); a clone shares the connection; several processes may open
+/// the same file. Async code calls it through [`Journal::call`].
+#[derive(Clone)]
 pub struct Journal {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -253,7 +258,7 @@ impl Journal {
             .map_err(|e| open_err(e.to_string()))?;
         migrate(&conn).map_err(|e| open_err(format!("schema migration: {e}")))?;
         Ok(Journal {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
         })
     }
@@ -261,6 +266,16 @@ impl Journal {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Run `f` on this journal off the async runtime (see [`super::blocking`]), e.g.
+    /// `journal.call(move |j| j.create_run(&run)).await`.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Journal) -> Result<R, JournalError> + Send + 'static,
+    ) -> Result<R, JournalError> {
+        let journal = self.clone();
+        super::blocking::off_runtime(move || f(&journal)).await
     }
 
     pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -6,6 +6,7 @@
 //! touches its SQL; tests use its API too.
 
 pub mod audit;
+pub mod blocking;
 pub mod grants;
 pub mod journal;
 pub mod lease;

@@ -24,7 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// An error reading or writing the event queue.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,9 @@ pub enum QueueError {
         /// What cannot be read.
         message: String,
     },
+    /// An asynchronous call never ran (the runtime is shutting down).
+    #[error("event queue: {0}")]
+    Interrupted(#[from] super::blocking::Interrupted),
 }
 
 /// Where a queued event is in its life.
@@ -280,9 +283,11 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 /// The durable event queue (see the module documentation for its guarantees). Safe to share between
-/// threads; several processes may open the same file.
+/// threads (a clone shares the connection); several processes may open the same file. Async code
+/// calls it through [`EventQueue::call`].
+#[derive(Clone)]
 pub struct EventQueue {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -299,7 +304,7 @@ impl EventQueue {
         conn.execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
         Ok(EventQueue {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
         })
     }
@@ -307,6 +312,16 @@ impl EventQueue {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Run `f` on this queue off the async runtime (see [`super::blocking`]), e.g.
+    /// `queue.call(move |q| q.depth()).await`.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EventQueue) -> Result<R, QueueError> + Send + 'static,
+    ) -> Result<R, QueueError> {
+        let queue = self.clone();
+        super::blocking::off_runtime(move || f(&queue)).await
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

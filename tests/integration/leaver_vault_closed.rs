@@ -206,3 +206,93 @@ async fn a_leaver_who_can_rewrite_her_policy_has_every_secret_rotated() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(json(&out)["status"], "closed");
 }
+
+/// A gap found when the run was planned stays open after the run removed the only access that
+/// exposed it: what that access reached before is still unknown. The run, `runs show` and
+/// `verify --identity` agree (exit 3, the gap with its reason) until the site accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_reached_only_through_a_removed_group_stays_open() {
+    let world = VaultWorld::new();
+    mount(&world, "transit", json!({"type": "transit"})).await;
+    policy(
+        &world,
+        "crypto-use",
+        r#"path "transit/encrypt/*" { capabilities = ["update"] }"#,
+    )
+    .await;
+    entity(&world, "alice.nguyen", &[]).await;
+    let alice = world
+        .api
+        .root("GET", "identity/entity/name/alice.nguyen", None)
+        .await["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    world
+        .api
+        .root(
+            "POST",
+            "identity/group",
+            Some(
+                json!({"name": "crypto", "policies": ["crypto-use"], "member_entity_ids": [alice]}),
+            ),
+        )
+        .await;
+
+    let (code, report) = apply(&world);
+    // The run removed her membership: the group no longer lists her.
+    let group = world
+        .api
+        .root("GET", "identity/group/name/crypto", None)
+        .await;
+    let members = group["data"]["member_entity_ids"].clone();
+    assert!(
+        !members.to_string().contains(&alice),
+        "the membership was removed: {group:#}"
+    );
+    assert_eq!(code, Some(3), "the planned gap stays open: {report:#}");
+    assert_eq!(report["status"], "open", "{report:#}");
+    let open = report["open"].as_array().expect("open");
+    let gap = open
+        .iter()
+        .find(|o| {
+            o["kind"] == "unverified"
+                && o["id"]
+                    .as_str()
+                    .is_some_and(|id| id.contains("secrets-engine") && id.contains("transit/"))
+        })
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert!(
+        gap["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("found when the run was planned")),
+        "{report:#}"
+    );
+
+    // `runs show` and `verify --identity` say the same.
+    let run = report["run"].as_str().expect("run id").to_string();
+    let out = world.closeout(&["runs", "show", &run, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(json(&out)["open"], report["open"]);
+    let out = world.closeout(&["verify", "--identity", LEAVER, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let verified = json(&out);
+    assert_eq!(verified["status"], "open", "{verified:#}");
+    assert_eq!(
+        verified["open"]
+            .as_array()
+            .map(|o| o.iter().map(|o| o["id"].clone()).collect::<Vec<_>>()),
+        Some(vec![gap["id"].clone()]),
+        "{verified:#}"
+    );
+
+    // Accepted by kind, it is listed and no longer open.
+    let mut config = std::fs::read_to_string(world.config_path()).unwrap();
+    config.push_str(
+        "\n[[accept_unverified]]\nprovider = \"vault\"\nkind = \"secrets-engine\"\nreason = \"transit holds no credential a person can take away\"\n",
+    );
+    std::fs::write(world.config_path(), config).unwrap();
+    let out = world.closeout(&["verify", "--identity", LEAVER, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(json(&out)["status"], "closed");
+}

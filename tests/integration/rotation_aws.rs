@@ -274,7 +274,10 @@ async fn the_serve_scheduler_submits_one_rotation_event_per_identity() {
         before,
         "nothing changes before approval"
     );
-    let metrics = reqwest::get(format!("{}/metrics", service.base))
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", service.base))
+        .bearer_auth(API_TOKEN)
+        .send()
         .await
         .expect("metrics")
         .text()

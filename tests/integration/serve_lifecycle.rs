@@ -202,8 +202,11 @@ async fn webhooks_are_verified_stored_once_processed_and_approved() {
         "the approver is audited"
     );
 
-    // Metrics in the Prometheus text format.
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    // Metrics in the Prometheus text format, behind the API token.
+    let metrics = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(API_TOKEN)
+        .send()
         .await
         .unwrap()
         .text()

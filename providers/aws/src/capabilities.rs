@@ -206,6 +206,8 @@ const PERMISSIONS: &[Permission] = &[
     act(kinds::ACCESS_KEY, "rotate", "iam:UpdateAccessKey"),
     act(kinds::ACCESS_KEY, "rotate", "iam:DeleteAccessKey"),
     act(kinds::ACCESS_KEY, "rotate", "iam:TagUser"),
+    act(kinds::ACCESS_KEY, "rotate", "iam:UntagUser"),
+    act(kinds::ACCESS_KEY, "rotate", "iam:ListUserTags"),
     act(kinds::ACCESS_KEY, "rotate", "secretsmanager:CreateSecret"),
     act(kinds::ACCESS_KEY, "rotate", "secretsmanager:GetSecretValue"),
     act(kinds::ACCESS_KEY, "rotate", "secretsmanager:PutSecretValue"),

@@ -6,6 +6,7 @@
 
 use crate::config::{AwsConfig, AwsError};
 use crate::error::CallError;
+use crate::retry::{retry_config, timeout_config, RetryAfterClassifier};
 use aws_config::BehaviorVersion;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
@@ -39,9 +40,10 @@ impl AwsProvider {
     /// no AWS call; credentials are resolved on first use.
     pub async fn connect(config: AwsConfig) -> Result<AwsProvider, AwsError> {
         config.validate()?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-            aws_config::retry::RetryConfig::standard().with_max_attempts(config.max_attempts),
-        );
+        let policy = config.retry_policy();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(retry_config(&policy))
+            .timeout_config(timeout_config(&policy));
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
@@ -55,10 +57,32 @@ impl AwsProvider {
             None => format!("the AWS endpoints of region {region}"),
         };
         let limits = limits_for(&config);
+        // Every client gets the classifier that honours `Retry-After` (see `retry`), and a retry
+        // quota (the SDK's token bucket) of its own: the SDK's default partition keeps one
+        // bucket per service for the whole process, so a provider connected after a fault storm
+        // (a resume in the same process, a test) would start with the quota another drained.
+        let iam = aws_sdk_iam::config::Builder::from(&sdk)
+            .retry_classifier(RetryAfterClassifier)
+            .retry_partition(
+                aws_sdk_iam::config::retry::RetryPartition::custom("closeout-iam").build(),
+            );
+        let sts = aws_sdk_sts::config::Builder::from(&sdk)
+            .retry_classifier(RetryAfterClassifier)
+            .retry_partition(
+                aws_sdk_sts::config::retry::RetryPartition::custom("closeout-sts").build(),
+            );
+        let sm = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+            .retry_classifier(RetryAfterClassifier)
+            .retry_partition(
+                aws_sdk_secretsmanager::config::retry::RetryPartition::custom(
+                    "closeout-secretsmanager",
+                )
+                .build(),
+            );
         Ok(AwsProvider {
-            iam: aws_sdk_iam::Client::new(&sdk),
-            sts: aws_sdk_sts::Client::new(&sdk),
-            sm: aws_sdk_secretsmanager::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::from_conf(iam.build()),
+            sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            sm: aws_sdk_secretsmanager::Client::from_conf(sm.build()),
             gate: CallGate::new(limits),
             config,
             sdk,
@@ -106,7 +130,9 @@ impl AwsProvider {
             None,
             "closeout-key-test",
         );
-        let mut conf = aws_sdk_sts::config::Builder::from(&self.sdk).credentials_provider(creds);
+        let mut conf = aws_sdk_sts::config::Builder::from(&self.sdk)
+            .credentials_provider(creds)
+            .retry_classifier(RetryAfterClassifier);
         if !retries {
             conf = conf.retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled());
         }

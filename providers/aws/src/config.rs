@@ -1,5 +1,6 @@
 //! The AWS provider's configuration (`[providers.aws]`) and its pure validation.
 
+use closeout_contract::RetryPolicy;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the AWS provider (IAM, STS and Secrets Manager).
@@ -33,7 +34,12 @@ pub struct AwsConfig {
     /// How many AWS calls may start per second (token bucket).
     pub requests_per_second: f64,
     /// Attempts per AWS call made by the SDK's own retry (throttling, 5xx, connection errors).
+    /// It is the attempts of [`AwsConfig::retry_policy`]: `retry.max_attempts` is not read.
     pub max_attempts: u32,
+    /// Backoff of the SDK's retry (`[providers.aws.retry]`): `base_ms` doubling up to `cap_ms`
+    /// with full jitter, a server's `Retry-After` honoured (up to `cap_ms`), and no call —
+    /// retries included — running past `deadline_ms`.
+    pub retry: RetryPolicy,
 }
 
 /// A form of the identity's name that an IAM user name may equal.
@@ -74,7 +80,8 @@ impl Default for AwsConfig {
             session_revoke_policy: "closeout-revoke-sessions".into(),
             max_in_flight: 8,
             requests_per_second: 20.0,
-            max_attempts: 3,
+            max_attempts: 5,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -153,7 +160,18 @@ impl AwsConfig {
         if self.max_attempts == 0 {
             return Err(invalid("max_attempts", "must be at least 1"));
         }
+        self.retry
+            .validate()
+            .map_err(|e| invalid("retry", e.to_string()))?;
         Ok(())
+    }
+
+    /// The retry policy of every AWS call: `retry` with `max_attempts` as its attempts.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            ..self.retry
+        }
     }
 
     /// The name of the secret a rotated key of NHI user `user` is published to.
@@ -284,7 +302,7 @@ mod tests {
             "closeout/nhi/svc-ci/access-key"
         );
         assert_eq!(c.max_in_flight, 8);
-        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.max_attempts, 5);
     }
 
     #[test]

@@ -99,6 +99,12 @@ impl CallError {
             SdkError::ResponseError(r) => {
                 e.failure = CallFailure::Response;
                 e.status = Some(r.raw().status().as_u16());
+                e.retry_after = r
+                    .raw()
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
                 e.message = Some("the response could not be parsed".into());
             }
             SdkError::ConstructionFailure(_) => {

@@ -633,8 +633,21 @@ impl AwsProvider {
                     Ok(p) => p,
                     Err(e) if e.is_unimplemented() => return Ok(None),
                     Err(e) if matches!(e.status, Some(500..=599)) || e.is_throttling() => {
-                        self.call("ListServiceSpecificCredentials", request.send())
-                            .await?
+                        // The probe above ran without the SDK's retry: wait as a throttled
+                        // answer asked before the retried call.
+                        if let Some(wait) = e.retry_after {
+                            tokio::time::sleep(wait).await;
+                        }
+                        // The probe's failure may have hidden an endpoint that does not implement
+                        // the call at all: its retried answer says so just the same.
+                        match self
+                            .call("ListServiceSpecificCredentials", request.send())
+                            .await
+                        {
+                            Ok(p) => p,
+                            Err(e) if e.is_unimplemented() => return Ok(None),
+                            Err(e) => return Err(e),
+                        }
                     }
                     Err(e) => return Err(e),
                 }

@@ -11,7 +11,7 @@
 //! Module map, in layers (a module imports only from its own layer or lower ones; checked by
 //! `scripts/check-layers.py`):
 //!
-//! layer 0: capabilities, config, error, policy
+//! layer 0: capabilities, config, error, policy, retry
 //! layer 1: client
 //! layer 2: inventory, principal
 //! layer 3: correlation, state, reach, findings, nhi
@@ -58,6 +58,7 @@ mod principal;
 mod provider;
 mod reach;
 mod resolve;
+mod retry;
 mod secret_rotation;
 mod state;
 #[cfg(test)]

@@ -164,7 +164,13 @@ impl AwsProvider {
                 if described.deleted_date().is_some() {
                     return Ok(State::Deleted);
                 }
-                match self.secret_versions(&f.resource).await? {
+                let versions = match self.secret_versions(&f.resource).await {
+                    Ok(v) => v,
+                    // Refused: its versions, so whether it is rotated, are unknown.
+                    Err(e) if e.is_access_denied() => return Ok(State::Unknown),
+                    Err(e) => return Err(e.into()),
+                };
+                match versions {
                     Some(mut v) => {
                         v.last_changed = last_changed(
                             described.last_changed_date(),

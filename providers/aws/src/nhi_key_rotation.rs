@@ -1,15 +1,92 @@
 //! The access-key rotation protocol of an owned NHI (`rotate` on its access key): create a key,
 //! publish it to the NHI's secret, prove it works with STS, then retire the old key. A key already
 //! published and active is reused, so an interrupted rotation finishes instead of starting over.
+//!
+//! The one gap a crash can leave is between `CreateAccessKey` and publishing: the new key exists
+//! but its secret (returned only by `CreateAccessKey`) is lost. So before creating a key the
+//! rotation records its intent on the IAM user, as the tag [`PENDING_TAG`] holding the time and
+//! the keys the user had then ([`Intent`]). A later attempt that finds the intent deletes every
+//! key created since that is neither one of those keys nor the published one — a key only this
+//! protocol can have made and nobody can use — and creates a fresh one. The tag is removed when
+//! the rotation finishes.
 
 use crate::capabilities::PROVIDER;
 use crate::client::AwsProvider;
 use crate::error::{permanent, CallError, CallFailure};
 use crate::inventory::AWSCURRENT;
+use crate::principal::Principal;
 use crate::secret_rotation::request_token;
-use aws_sdk_iam::types::StatusType;
+use aws_sdk_iam::types::{StatusType, Tag};
+use chrono::{DateTime, Utc};
 use closeout_contract::{ActionOutcome, Finding, Holder, ProviderError, SecretValue, State};
 use std::time::Duration;
+
+/// The IAM user tag recording a rotation's intent to create an access key (see the module docs).
+pub(crate) const PENDING_TAG: &str = "closeout:pending-key";
+
+/// How much earlier than the recorded intent a key's `CreateDate` may be and still count as
+/// created after it: the intent's time is Closeout's clock, `CreateDate` is AWS's.
+const CLOCK_SKEW_SECS: i64 = 300;
+
+/// A rotation's recorded intent to create a key: when, for which action, and the keys the user
+/// had then. Written as the tag value `action=<token> at=<unix secs> had=<id>+<id>` (IAM tag
+/// values allow letters, digits, spaces and `_.:/=+-@`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Intent {
+    /// The first 8 characters of the action's request token, for audit.
+    pub action: String,
+    /// When the intent was recorded.
+    pub at: DateTime<Utc>,
+    /// The access keys the user had when it was recorded.
+    pub had: Vec<String>,
+}
+
+impl Intent {
+    /// The tag value.
+    pub fn render(&self) -> String {
+        format!(
+            "action={} at={} had={}",
+            self.action,
+            self.at.timestamp(),
+            self.had.join("+")
+        )
+    }
+
+    /// Parse a tag value written by [`Intent::render`]; `None` for anything else.
+    pub fn parse(value: &str) -> Option<Intent> {
+        let mut action = None;
+        let mut at = None;
+        let mut had = None;
+        for part in value.split(' ') {
+            match part.split_once('=')? {
+                ("action", v) => action = Some(v.to_string()),
+                ("at", v) => at = DateTime::from_timestamp(v.parse().ok()?, 0),
+                ("had", v) => {
+                    had = Some(
+                        v.split('+')
+                            .filter(|k| !k.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                    )
+                }
+                _ => return None,
+            }
+        }
+        Some(Intent {
+            action: action?,
+            at: at?,
+            had: had?,
+        })
+    }
+
+    /// Whether `key`, created at `created`, can only be a key a rotation made after this intent:
+    /// not among the keys the user had, and created no earlier than the intent (less the clock
+    /// skew allowed). A key without a creation date is never claimed.
+    pub fn claims(&self, key: &str, created: Option<DateTime<Utc>>) -> bool {
+        !self.had.iter().any(|k| k == key)
+            && created.is_some_and(|c| c >= self.at - chrono::Duration::seconds(CLOCK_SKEW_SECS))
+    }
+}
 
 /// How often a freshly created access key is tried before giving up (IAM is eventually
 /// consistent: a new key can take several seconds to work).
@@ -126,6 +203,78 @@ impl AwsProvider {
         })
     }
 
+    /// Delete an access key; one already gone is fine.
+    async fn delete_key(&self, user: &str, id: &str) -> Result<(), ProviderError> {
+        match self
+            .call(
+                "DeleteAccessKey",
+                self.iam
+                    .delete_access_key()
+                    .user_name(user)
+                    .access_key_id(id)
+                    .send(),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user's keys without the ones an interrupted attempt created and never published:
+    /// those the recorded [`Intent`] claims, other than `old` and the published key. Each is
+    /// deleted (its secret is lost, so nobody can use it). No intent recorded: `keys` as is.
+    async fn drop_orphan_keys(
+        &self,
+        user: &str,
+        old: &str,
+        published: Option<&str>,
+        keys: Vec<(String, bool, Option<DateTime<Utc>>)>,
+    ) -> Result<Vec<(String, bool, Option<DateTime<Utc>>)>, ProviderError> {
+        let tags = self
+            .principal_tags(Principal::User(user))
+            .await?
+            .unwrap_or_default();
+        let Some(intent) = tags
+            .iter()
+            .find(|(k, _)| k == PENDING_TAG)
+            .and_then(|(_, v)| Intent::parse(v))
+        else {
+            return Ok(keys);
+        };
+        let mut kept = Vec::with_capacity(keys.len());
+        for k in keys {
+            let orphan = k.0 != old && Some(k.0.as_str()) != published && intent.claims(&k.0, k.2);
+            if orphan {
+                tracing::info!(user, key = %k.0, intent = %intent.render(), "deleting an access key an interrupted rotation created and never published");
+                self.delete_key(user, &k.0).await?;
+            } else {
+                kept.push(k);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Remove the intent tag: the rotation is finished (removing an absent tag is no error).
+    async fn clear_intent(&self, user: &str) -> Result<(), ProviderError> {
+        match self
+            .call(
+                "UntagUser",
+                self.iam
+                    .untag_user()
+                    .user_name(user)
+                    .tag_keys(PENDING_TAG)
+                    .send(),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Rotate an owned NHI's access key: create new, publish, test, deactivate old.
     pub(crate) async fn rotate_nhi_key(
         &self,
@@ -148,12 +297,16 @@ impl AwsProvider {
             ));
         };
         let published = self.read_published(&secret_name, AWSCURRENT).await?;
+        let published_id = published.as_ref().map(|(id, _)| id.clone());
         let reusable = published
             .filter(|(id, _)| id != old && keys.iter().any(|(k, active, _)| k == id && *active));
         let old_active = keys.iter().find(|(k, _, _)| k == old).map(|(_, a, _)| *a);
         let (new_id, new_secret, created) = match reusable {
             Some((id, s)) => (id, s, false),
             None => {
+                let keys = self
+                    .drop_orphan_keys(user, old, published_id.as_deref(), keys)
+                    .await?;
                 if keys.len() >= 2 {
                     let ids: Vec<&str> = keys.iter().map(|(k, _, _)| k.as_str()).collect();
                     return Err(permanent(format!(
@@ -161,12 +314,47 @@ impl AwsProvider {
                         ids.join(", ")
                     )));
                 }
-                let out = self
+                let intent = Intent {
+                    action: request_token(key)[..8].to_string(),
+                    at: Utc::now(),
+                    had: keys.iter().map(|(k, _, _)| k.clone()).collect(),
+                };
+                self.call(
+                    "TagUser",
+                    self.iam
+                        .tag_user()
+                        .user_name(user)
+                        .tags(
+                            Tag::builder()
+                                .key(PENDING_TAG)
+                                .value(intent.render())
+                                .build()
+                                .map_err(|e| permanent(format!("bad tag: {e}")))?,
+                        )
+                        .send(),
+                )
+                .await?;
+                let out = match self
                     .call(
                         "CreateAccessKey",
                         self.iam.create_access_key().user_name(user).send(),
                     )
-                    .await?;
+                    .await
+                {
+                    Ok(out) => out,
+                    // The quota of two keys is met when an earlier attempt's key, whose answer was
+                    // lost (a retried call), still exists: the next attempt finds it through the
+                    // intent and deletes it, so this is worth retrying.
+                    Err(e) if e.code.as_deref() == Some("LimitExceeded") => {
+                        return Err(ProviderError::Transient {
+                            provider: PROVIDER,
+                            message: format!(
+                                "{e} (an access key created by an interrupted attempt is removed on retry)"
+                            ),
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let Some(k) = out.access_key() else {
                     return Err(permanent("CreateAccessKey returned no access key"));
                 };
@@ -177,18 +365,13 @@ impl AwsProvider {
                     .publish_key(&secret_name, user, &id, &secret, key)
                     .await
                 {
-                    // Nobody can use a key whose secret was never published: remove it so the
-                    // retry starts from a clean state instead of finding two keys.
-                    let _ = self
-                        .call(
-                            "DeleteAccessKey",
-                            self.iam
-                                .delete_access_key()
-                                .user_name(user)
-                                .access_key_id(&id)
-                                .send(),
-                        )
-                        .await;
+                    // A permanent failure: nobody can use a key whose secret cannot be published,
+                    // so remove it now. Any other failure may have published it after all (the
+                    // answer was lost): the next attempt either finds it published and reuses
+                    // it, or finds it through the intent and deletes it.
+                    if e.class() == closeout_contract::ErrorClass::Permanent {
+                        let _ = self.delete_key(user, &id).await;
+                    }
                     return Err(e);
                 }
                 (id, secret, true)
@@ -196,12 +379,13 @@ impl AwsProvider {
         };
         match old_active {
             Some(false) | None if !created => {
+                self.clear_intent(user).await?;
                 return Ok(ActionOutcome::already(
                     State::Inactive,
                     format!(
                         "access key {old} of iam user {user} is already retired; access key {new_id} is published in secret {secret_name}"
                     ),
-                ))
+                ));
             }
             _ => {}
         }
@@ -229,6 +413,7 @@ impl AwsProvider {
             Some(false) => "found already inactive",
             None => "found already deleted",
         };
+        self.clear_intent(user).await?;
         let state = if retired == "found already deleted" {
             State::Deleted
         } else {
@@ -241,5 +426,45 @@ impl AwsProvider {
                 if created { "created" } else { "reused the already published" }
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_intent_round_trips_through_its_tag_value_and_claims_only_new_keys() {
+        let at = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        let i = Intent {
+            action: "1a2b3c4d".into(),
+            at,
+            had: vec!["AKIAOLD".into()],
+        };
+        let v = i.render();
+        assert_eq!(v, "action=1a2b3c4d at=1900000000 had=AKIAOLD");
+        assert!(v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " _.:/=+-@".contains(c)));
+        assert_eq!(Intent::parse(&v), Some(i.clone()));
+        let none = Intent {
+            had: vec![],
+            ..i.clone()
+        };
+        assert_eq!(Intent::parse(&none.render()), Some(none));
+        assert_eq!(Intent::parse("someone else's value"), None);
+
+        let later = Some(at + chrono::Duration::seconds(3));
+        assert!(i.claims("AKIANEW", later));
+        assert!(
+            !i.claims("AKIAOLD", later),
+            "a key the user had is never claimed"
+        );
+        assert!(!i.claims("AKIANEW", None), "no creation date: not claimed");
+        assert!(
+            !i.claims("AKIANEW", Some(at - chrono::Duration::hours(1))),
+            "a key older than the intent is someone else's"
+        );
+        assert!(i.claims("AKIANEW", Some(at - chrono::Duration::seconds(10))));
     }
 }

@@ -118,6 +118,12 @@ pub const GAP_ACT_AS_CREDENTIAL: &str = "act-as-credential";
 pub const GAP_PASSED_ROLE_COMPUTE: &str = "passed-role-compute";
 /// Gap kind: the secrets of the account could not be listed.
 pub const GAP_SECRET_LIST: &str = "secret";
+/// Gap kind: the account's users, groups, roles and policies could not be listed
+/// (`GetAccountAuthorizationDetails` refused): nothing about the identity is known.
+pub const GAP_IAM_INVENTORY: &str = "iam-inventory";
+/// Gap kind: a secret's versions could not be listed (`ListSecretVersionIds` refused): whether
+/// it was rotated since the cutoff is unknown.
+pub const GAP_SECRET_VERSIONS: &str = "secret-versions";
 
 /// One identity policy of a principal, and the steps from the principal to it.
 #[derive(Debug, Clone)]

@@ -6,13 +6,15 @@
 use crate::capabilities::{kinds, PROVIDER};
 use crate::client::AwsProvider;
 use crate::correlation::correlate;
+use crate::error::CallError;
 use crate::findings::{apply_versions, person_findings, role_finding, secret_finding};
 use crate::inventory::SecretVersions;
 use crate::nhi::{
     nhi_role_finding, nhi_user_finding, nhi_user_findings, owned_nhis, service_nhi_findings,
 };
 use crate::reach::{
-    reach, secret_policy_gap, secret_reach, user_base, Node, Person, GAP_SECRET_LIST,
+    reach, secret_policy_gap, secret_reach, user_base, Node, Person, GAP_IAM_INVENTORY,
+    GAP_SECRET_LIST, GAP_SECRET_VERSIONS,
 };
 use chrono::{DateTime, Utc};
 use closeout_contract::{Account, Finding, Gap, Path, ProviderError, Resolution, ResolveContext};
@@ -40,7 +42,25 @@ impl AwsProvider {
         let config = &self.config;
         let identity = &ctx.identity;
         let mut res = Resolution::default();
-        let mut inv = self.load_inventory().await?;
+        let mut inv = match self.load_inventory().await {
+            Ok(inv) => inv,
+            // Without the inventory nothing of the identity can be told: not even its user.
+            // Unknown, so open, with the reason — not a failed resolution that hides why.
+            Err(e) if e.is_access_denied() => {
+                res.gaps.push(Gap {
+                    provider: PROVIDER.to_string(),
+                    kind: GAP_IAM_INVENTORY.to_string(),
+                    resource: String::new(),
+                    reason: format!(
+                        "{} was refused ({e}): the identity's IAM user, groups, roles, policies and what they reach are unknown",
+                        e.op
+                    ),
+                    paths: Vec::new(),
+                });
+                return Ok(res);
+            }
+            Err(e) => return Err(e.into()),
+        };
 
         let correlation = correlate(&inv.users, identity, config);
         res.warnings.extend(correlation.warnings.iter().cloned());
@@ -177,26 +197,47 @@ impl AwsProvider {
             .iter()
             .map(|s| (s.arn.as_str(), s.last_changed))
             .collect();
-        let versions: Vec<(usize, Option<SecretVersions>)> = stream::iter(
+        let versions: Vec<(usize, Result<Option<SecretVersions>, CallError>)> = stream::iter(
             secret_findings
                 .iter()
                 .map(|f| f.resource.clone())
                 .enumerate()
                 .collect::<Vec<_>>(),
         )
-        .map(|(i, arn)| async move { self.secret_versions(&arn).await.map(|v| (i, v)) })
+        .map(|(i, arn)| async move {
+            match self.secret_versions(&arn).await {
+                Ok(v) => Ok((i, Ok(v))),
+                Err(e) if e.is_access_denied() => Ok((i, Err(e))),
+                Err(e) => Err(e),
+            }
+        })
         .buffer_unordered(self.gate.limits().max_in_flight)
         .try_collect()
         .await?;
         let mut gone = Vec::new();
         for (i, v) in versions {
             match v {
-                Some(mut v) => {
+                Ok(Some(mut v)) => {
                     let f = &mut secret_findings[i];
                     v.last_changed = last_changed.get(f.resource.as_str()).copied().flatten();
                     apply_versions(f, &v, ctx.cutoff)
                 }
-                None => gone.push(i),
+                Ok(None) => gone.push(i),
+                // The secret is reached, so it stays a finding (and is acted on as usual);
+                // whether it was rotated since the cutoff is unknown, so it is a gap too.
+                Err(e) => {
+                    let f = &secret_findings[i];
+                    res.gaps.push(Gap {
+                        provider: PROVIDER.to_string(),
+                        kind: GAP_SECRET_VERSIONS.to_string(),
+                        resource: f.resource.clone(),
+                        reason: format!(
+                            "{} for {} was refused ({e}): whether it was rotated since the cutoff is unknown",
+                            e.op, f.display
+                        ),
+                        paths: f.paths.clone(),
+                    });
+                }
             }
         }
         // The shape of each open secret's current value (never the value), for the plan's

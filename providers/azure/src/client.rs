@@ -90,7 +90,8 @@ impl AzureProvider {
             ca_pem.as_deref(),
             gate.clone(),
         )
-        .map_err(AzureError::Client)?;
+        .map_err(AzureError::Client)?
+        .with_retry(config.retry);
         let data = KeyVaultData::new(
             http.credential(),
             DataPlaneOptions {

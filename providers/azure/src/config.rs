@@ -49,6 +49,9 @@ pub struct AzureConfig {
     pub max_in_flight: usize,
     /// How many Azure calls may start per second (token bucket).
     pub requests_per_second: f64,
+    /// How reads (`GET`) are retried on 5xx, 429 and no answer (`[providers.azure.retry]`):
+    /// jittered exponential backoff honouring `Retry-After`, within a deadline.
+    pub retry: closeout_contract::RetryPolicy,
 }
 
 impl Default for AzureConfig {
@@ -69,6 +72,7 @@ impl Default for AzureConfig {
             credential_secret_name: "app-{app}-{object_id}-credential".into(),
             max_in_flight: 8,
             requests_per_second: 20.0,
+            retry: closeout_contract::RetryPolicy::default(),
         }
     }
 }
@@ -208,6 +212,9 @@ impl AzureConfig {
         if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
             return Err(invalid("requests_per_second", "must be a positive number"));
         }
+        self.retry
+            .validate()
+            .map_err(|e| invalid("retry", e.to_string()))?;
         Ok(())
     }
 }

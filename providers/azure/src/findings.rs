@@ -167,7 +167,8 @@ pub(crate) fn vault_object_finding(
         paths.push(Path::new().then("owns", format!("{node} (tag {owner_tag}={owner})")));
     }
     for r in access {
-        let (edge, path) = object_path(&r.from, &r.access, &object.vault, &node);
+        let rule = r.access.rule_for(t, name);
+        let (edge, path) = object_path(&r.from, &r.access, &object.vault, &node, &rule);
         relation = relation.min(edge);
         paths.push(path);
     }
@@ -236,14 +237,20 @@ pub(crate) fn vault_object_finding(
 }
 
 /// The path from the person to a vault object (`node`) through one access (of a principal
-/// reached by `from`), and the relation it gives.
-pub(crate) fn object_path(from: &Path, a: &Access, vault: &Vault, node: &str) -> (Relation, Path) {
+/// reached by `from`) and the `rule` that makes it reach that object, and the relation it gives.
+pub(crate) fn object_path(
+    from: &Path,
+    a: &Access,
+    vault: &Vault,
+    node: &str,
+    rule: &str,
+) -> (Relation, Path) {
     let edge = match a.reach {
         Reach::CanRead => Relation::CanRead,
         Reach::CanGrantSelf => Relation::CanGrantSelf,
     };
     let path = access_path(from, a, vault)
-        .then("rule", a.rule.clone())
+        .then("rule", rule)
         .then(edge.as_str(), node);
     (edge, path)
 }
@@ -746,7 +753,7 @@ mod tests {
                 .flat_map(|(v, access)| {
                     access
                         .iter()
-                        .map(|a| object_path(&Path::new(), a, v, node).1)
+                        .map(|a| object_path(&Path::new(), a, v, node, &a.rule).1)
                         .collect::<Vec<_>>()
                 })
                 .collect()

@@ -10,16 +10,11 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
-use closeout_contract::{CallGate, ProviderError};
+use closeout_contract::{CallGate, ProviderError, RetryPolicy};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How many times a throttled read is retried before the throttling error is returned.
-pub const READ_THROTTLE_RETRIES: u32 = 3;
-/// The longest `Retry-After` a read waits inside one call.
-pub const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(30);
 
 /// Which API a call goes to: its base URL and the token scope it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +215,8 @@ pub struct AzureHttp {
     tenant_id: String,
     endpoints: Endpoints,
     gate: CallGate,
+    /// How reads are retried (see [`AzureHttp::call`]).
+    retry: RetryPolicy,
 }
 
 impl AzureHttp {
@@ -251,7 +248,14 @@ impl AzureHttp {
             tenant_id: tenant_id.to_string(),
             endpoints,
             gate,
+            retry: RetryPolicy::default(),
         })
+    }
+
+    /// The same client, retrying reads by `retry`.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> AzureHttp {
+        self.retry = retry;
+        self
     }
 
     /// The credential, shared with the Key Vault data-plane clients (`data_plane`), which
@@ -319,10 +323,11 @@ impl AzureHttp {
     /// One call. `path_or_url` is a path under the API's base (with its query, e.g.
     /// `?api-version=...`) or an absolute `nextLink`. `Ok(None)` for 204 No Content.
     ///
-    /// A throttled read (429) is retried after its `Retry-After` (capped), up to
-    /// [`READ_THROTTLE_RETRIES`] times: resolution has no retry loop of its own. A throttled write
-    /// is returned at once as [`CallError`] with `retry_after`, and the executor retries the
-    /// whole action (writes are not assumed idempotent at this layer).
+    /// A read (`GET`) that fails with a 5xx, a 429 or no answer is retried by the client's
+    /// [`RetryPolicy`] (jittered backoff, never sooner than `Retry-After`, within the deadline):
+    /// resolution has no retry loop of its own. A failed write is returned at once as
+    /// [`CallError`] (with `retry_after`), and the executor retries the whole action (writes are
+    /// not assumed idempotent at this layer).
     pub async fn call<T: DeserializeOwned>(
         &self,
         api: Api,
@@ -330,25 +335,16 @@ impl AzureHttp {
         path_or_url: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Option<T>, CallError> {
-        let mut attempt = 0;
-        loop {
-            match self.call_once(api, method, path_or_url, body).await {
-                Err(e)
-                    if e.status == Some(429)
-                        && method == "GET"
-                        && attempt < READ_THROTTLE_RETRIES =>
-                {
-                    attempt += 1;
-                    let wait = e
-                        .retry_after
-                        .unwrap_or(Duration::from_secs(2))
-                        .min(MAX_THROTTLE_WAIT);
-                    tracing::warn!(path = %e.path, wait_secs = wait.as_secs(), attempt, "Azure throttled a read; waiting as Retry-After asks");
-                    tokio::time::sleep(wait).await;
-                }
-                other => return other,
-            }
+        if method != "GET" {
+            return self.call_once(api, method, path_or_url, body).await;
         }
+        self.retry
+            .run(
+                path_or_url,
+                |e: &CallError| ProviderError::from(e.clone()).class(),
+                || self.call_once(api, method, path_or_url, body),
+            )
+            .await
     }
 
     async fn call_once<T: DeserializeOwned>(

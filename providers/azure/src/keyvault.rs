@@ -19,7 +19,7 @@
 //! Pure: given the vault, its scope chain, the person's principals, the role assignments reaching
 //! the vault and the role definitions, it lists every [`Access`] with the rule that makes it.
 
-use crate::condition::{self, WriteConstraint};
+use crate::condition::{self, DataCondition, Truth, WriteConstraint};
 use crate::object::{data_action_object, object_scope, ObjectType, DATA_READS};
 use crate::principal::{Principal, Principals};
 use crate::rbac::{applies_at, RoleAssignment, RoleDefinition};
@@ -129,6 +129,10 @@ pub enum Reach {
     CanGrantSelf,
 }
 
+/// Key Vault data actions a role grants that read objects, each with the object kinds it
+/// exposes (a subset of [`DATA_READS`]).
+pub type DataReads = Vec<(&'static str, &'static [ObjectType])>;
+
 /// One way the person reaches a vault's objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
@@ -146,6 +150,14 @@ pub struct Access {
     /// The rule that makes it, for the path: e.g. `action Microsoft.KeyVault/* grants
     /// Microsoft.KeyVault/vaults/write in an access-policy vault`.
     pub rule: String,
+    /// Direct data access through an assignment with a condition: the condition, and the
+    /// Key Vault data actions the role grants that read objects (each with the kinds it
+    /// exposes). Each object is exposed only when the condition does not exclude it for one of
+    /// those actions.
+    pub condition: Option<(DataCondition, DataReads)>,
+    /// The assignment's condition could not be parsed (why): what it allows is unknown, so the
+    /// access counts as allowing and is also a gap.
+    pub condition_error: Option<String>,
 }
 
 impl Access {
@@ -156,6 +168,40 @@ impl Access {
                 .only
                 .as_deref()
                 .is_none_or(|only| only.eq_ignore_ascii_case(name))
+            && self.condition_verdict(t, name) != Truth::False
+    }
+
+    /// What the assignment's condition says about the object of type `t` called `name`: true
+    /// for one of the role's data actions that read it wins; unknown when none is true and one
+    /// is unknown (counts as exposed). True when there is no condition.
+    pub fn condition_verdict(&self, t: ObjectType, name: &str) -> Truth {
+        let Some((condition, reads)) = &self.condition else {
+            return Truth::True;
+        };
+        condition::any(
+            reads
+                .iter()
+                .filter(|(_, exposed)| exposed.contains(&t))
+                .map(|(op, _)| condition.verdict(op, name)),
+        )
+    }
+
+    /// The rule for the path to the object of type `t` called `name`: [`Access::rule`], with
+    /// what the assignment's condition says about that object when there is one.
+    pub fn rule_for(&self, t: ObjectType, name: &str) -> String {
+        if self.condition.is_none() {
+            return self.rule.clone();
+        }
+        let note = match (self.condition_verdict(t, name), &self.condition_error) {
+            (_, Some(e)) => {
+                format!("assignment condition not evaluated ({e}): counts as allowing")
+            }
+            (Truth::Unknown, None) => "assignment condition not evaluated for this object (it \
+                 tests what Closeout does not know): counts as allowing"
+                .to_string(),
+            (_, None) => "assignment condition evaluated: allows it".to_string(),
+        };
+        format!("{} ({note})", self.rule)
     }
 
     /// Whether this is the right to grant oneself every object of the vault.
@@ -276,6 +322,8 @@ pub fn vault_access(
                     principal.display,
                     kinds(&objects)
                 ),
+                condition: None,
+                condition_error: None,
             });
         }
     }
@@ -302,6 +350,13 @@ pub fn vault_access(
             None => String::new(),
             Some((t, name)) => format!(" on {} {name}", t.noun()),
         };
+        // A condition that does not parse allows everything (unknown is not excluded), and
+        // every access through the assignment carries why, so resolution reports it as a gap.
+        let data_condition = condition::data_access(a.condition());
+        let condition_error = data_condition
+            .as_ref()
+            .and_then(DataCondition::parse_error)
+            .map(ToString::to_string);
         let access = |reach, objects, rule| Access {
             vault_id: vault.id.clone(),
             reach,
@@ -314,24 +369,39 @@ pub fn vault_access(
             },
             principal: principal.clone(),
             rule,
+            condition: None,
+            condition_error: condition_error.clone(),
         };
         let condition_note = a
             .condition()
             .map(|_| " (assignment condition not evaluated: counts as allowing)")
             .unwrap_or("");
 
-        // Direct data access (RBAC vaults only: access-policy vaults ignore data roles).
+        // Direct data access (RBAC vaults only: access-policy vaults ignore data roles). A
+        // condition on the assignment is evaluated per object (see [`Access::exposes`]).
         if vault.is_rbac() {
             let (objects, patterns) = data_reads(role, scope_kind);
             if !objects.is_empty() {
-                out.push(access(
+                let mut direct = access(
                     Reach::CanRead,
                     objects,
                     format!(
-                        "data action {}{at}{condition_note}",
+                        "data action {}{at}",
                         patterns.into_iter().collect::<Vec<_>>().join("; ")
                     ),
-                ));
+                );
+                direct.condition = data_condition.clone().map(|c| {
+                    let reads = DATA_READS
+                        .iter()
+                        .filter(|(op, _)| {
+                            scope_kind.is_none_or(|k| data_action_object(op) == Some(k))
+                                && role.grants_data_action(op).is_some()
+                        })
+                        .map(|(op, exposed)| (*op, *exposed))
+                        .collect();
+                    (c, reads)
+                });
+                out.push(direct);
             }
         }
 

@@ -15,7 +15,7 @@ use crate::findings::{
     vault_paths, Reached, VaultObject,
 };
 use crate::http::Unread;
-use crate::keyvault::Vault;
+use crate::keyvault::{Vault, Via};
 use crate::object::ObjectType;
 use crate::principal::Principals;
 use crate::survey::Survey;
@@ -25,6 +25,9 @@ use closeout_contract::{
 use futures::{stream, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The gap an assignment condition Closeout cannot parse is: what it allows is unknown.
+pub const GAP_ROLE_ASSIGNMENT_CONDITION: &str = "role-assignment-condition";
 
 /// How many vault listings run at once (each still passes the provider's gate).
 const VAULT_LISTING_CONCURRENCY: usize = 4;
@@ -206,6 +209,8 @@ impl AzureProvider {
             out.exposures
                 .extend(vault_exposure(vault, reached_of(vault)));
         }
+        out.gaps
+            .extend(unparsed_conditions(&survey.vaults, &reached));
         // Owned (not borrowed) inputs: the futures below must not depend on local lifetimes.
         let mut listings: Vec<(Arc<Vault>, ObjectType, Vec<Path>)> = Vec::new();
         for vault in &survey.vaults {
@@ -336,6 +341,46 @@ impl AzureProvider {
         }
         Ok(())
     }
+}
+
+/// One gap per role assignment whose condition Closeout cannot parse and that reaches a vault:
+/// the access counts as allowing (its objects are found and acted on), but what the condition
+/// allows is unknown, so closure is not claimed unless the site accepts the gap.
+/// `reached` is keyed by lower-case vault id.
+fn unparsed_conditions(vaults: &[Vault], reached: &BTreeMap<String, Vec<Reached>>) -> Vec<Gap> {
+    let mut gaps: BTreeMap<String, Gap> = BTreeMap::new();
+    for vault in vaults {
+        let Some(reached) = reached.get(&vault.id.to_ascii_lowercase()) else {
+            continue;
+        };
+        for r in reached {
+            let (
+                Some(error),
+                Via::Assignment {
+                    assignment_id,
+                    role,
+                    scope,
+                },
+            ) = (&r.access.condition_error, &r.access.via)
+            else {
+                continue;
+            };
+            gaps.entry(assignment_id.to_ascii_lowercase())
+                .or_insert_with(|| Gap {
+                    provider: PROVIDER.into(),
+                    kind: GAP_ROLE_ASSIGNMENT_CONDITION.into(),
+                    resource: assignment_id.clone(),
+                    reason: format!(
+                        "role assignment {} (role {role} at {scope}) has a condition Closeout cannot parse ({error}): it counts as allowing, but what it allows is unknown, so not closed",
+                        crate::rbac::last_segment(assignment_id)
+                    ),
+                    paths: Vec::new(),
+                })
+                .paths
+                .extend(vault_paths(vault, std::slice::from_ref(r)));
+        }
+    }
+    gaps.into_values().collect()
 }
 
 impl AzureProvider {

@@ -17,6 +17,7 @@ pub mod finding;
 pub mod gate;
 pub mod identity;
 pub mod provider;
+pub mod retry;
 pub mod rotation_strategy;
 pub mod secret;
 
@@ -34,5 +35,6 @@ pub use finding::{
 pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};
 pub use provider::{Health, ProbeOutcome, Provider, ProviderConfig, ResolveContext};
+pub use retry::{RetryPolicy, RetryPolicyError};
 pub use rotation_strategy::{Choice, Shape, Strategy, StrategyError};
 pub use secret::SecretValue;

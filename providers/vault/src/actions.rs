@@ -298,7 +298,7 @@ impl VaultProvider {
     /// Whether the userpass user of a `password-login` finding exists.
     async fn login_exists(&self, f: &Finding) -> Result<bool, ProviderError> {
         let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);
-        let r = self.client.sdk("GET", &f.resource, |c| {
+        let r = self.client.sdk_read("GET", &f.resource, |c| {
             vaultrs::auth::userpass::user::read(c, bare_mount(mount), user)
         });
         match r.await {

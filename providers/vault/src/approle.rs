@@ -140,7 +140,7 @@ impl VaultProvider {
             let roles_path = format!("auth/{mount}role");
             let roles = self
                 .client
-                .sdk("LIST", &roles_path, |c| approle::list(c, bare_mount(mount)))
+                .sdk_read("LIST", &roles_path, |c| approle::list(c, bare_mount(mount)))
                 .await;
             let roles = listed(
                 roles.map(|r| r.keys),
@@ -156,7 +156,7 @@ impl VaultProvider {
                 } else {
                     let role_id = self
                         .client
-                        .sdk(
+                        .sdk_read(
                             "GET",
                             &format!("auth/{mount}role/{}/role-id", seg(&role)),
                             |c| approle::read_id(c, bare_mount(mount), &role),
@@ -166,7 +166,7 @@ impl VaultProvider {
                     nhis_here.iter().copied().find(|a| a.name == role_id)
                 };
                 let path = format!("auth/{mount}role/{}/secret-id", seg(&role));
-                let accessors = self.client.sdk("LIST", &path, |c| {
+                let accessors = self.client.sdk_read("LIST", &path, |c| {
                     approle::secret::list(c, bare_mount(mount), &role)
                 });
                 let accessors = listed(
@@ -291,7 +291,7 @@ impl VaultProvider {
                     let path = format!("auth/{mount}role/{}/role-id", seg(role));
                     let role_id = self
                         .client
-                        .sdk("GET", &path, |c| {
+                        .sdk_read("GET", &path, |c| {
                             approle::read_id(c, bare_mount(mount), role)
                         })
                         .await?
@@ -393,7 +393,7 @@ impl VaultProvider {
         };
         let old = self
             .client
-            .sdk("GET", &format!("{kv_path}?version={version}"), |c| {
+            .sdk_read("GET", &format!("{kv_path}?version={version}"), |c| {
                 vaultrs::kv2::read_version::<Published>(c, bare_mount(&kv_mount), &kv_key, version)
             })
             .await;

@@ -56,6 +56,11 @@ pub mod gap_kinds {
     pub const POLICY_DOCUMENT: &str = "policy-document";
     /// Token roles Closeout could not list or read.
     pub const TOKEN_ROLE: &str = "token-role";
+    /// AppRole roles Closeout could not list or read where the person may mint secret-ids.
+    pub const APPROLE_ROLE: &str = "approle-role";
+    /// A child namespace of the configured one: Closeout does not follow it, so what in it
+    /// reaches the person is unknown.
+    pub const NAMESPACE: &str = "namespace";
 }
 
 /// What the Vault provider resolves and which verbs it supports on each kind.
@@ -190,11 +195,13 @@ const PERMISSIONS: &[Permission] = &[
     resolve("list sys/leases/lookup/*"),
     resolve("list auth/token/roles"),
     resolve("read auth/token/roles/*"),
+    resolve("list sys/namespaces"),
     resolve("list {kv}/metadata/*"),
     resolve("read {kv}/metadata/*"),
     resolve("list {kv1}/*"),
     resolve("list {userpass}/users"),
     resolve("list {approle}/role"),
+    resolve("read {approle}/role/*"),
     resolve("list {approle}/role/*/secret-id"),
     resolve("update {approle}/role/*/secret-id-accessor/lookup"),
     resolve("list {pki}/certs"),

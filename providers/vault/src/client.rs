@@ -7,7 +7,7 @@
 
 use crate::capabilities::PROVIDER;
 use crate::config::VaultError;
-use closeout_contract::{CallGate, ProviderError, SecretValue};
+use closeout_contract::{CallGate, ErrorClass, ProviderError, RetryPolicy, SecretValue};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -110,6 +110,31 @@ pub struct Client {
     token: SecretValue,
     namespace: Option<String>,
     gate: CallGate,
+    /// How reads are retried (see [`Client::call_with_token`] and [`Client::sdk_read`]).
+    retry: RetryPolicy,
+}
+
+/// `POST` endpoints that only read (lookups, capability checks, audit hashes).
+const READ_POSTS: &[&str] = &[
+    "auth/token/lookup",
+    "auth/token/lookup-accessor",
+    "auth/token/lookup-self",
+    "sys/leases/lookup",
+    "sys/capabilities",
+    "sys/capabilities-self",
+    "sys/capabilities-accessor",
+];
+
+/// Whether a call only reads, so repeating it is harmless: `GET`, `LIST`, or a `POST` to a
+/// lookup endpoint.
+fn is_read(method: &str, path: &str) -> bool {
+    matches!(method, "GET" | "LIST")
+        || (method == "POST" && (READ_POSTS.contains(&path) || path.starts_with("sys/audit-hash/")))
+}
+
+/// How the retry policy sees a failed call.
+fn class_of(e: &CallError) -> ErrorClass {
+    ProviderError::from(e.clone()).class()
 }
 
 impl Client {
@@ -133,7 +158,14 @@ impl Client {
             token,
             namespace,
             gate,
+            retry: RetryPolicy::default(),
         })
+    }
+
+    /// The same client, retrying reads by `retry`.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
     }
 
     pub fn address(&self) -> &str {
@@ -155,8 +187,26 @@ impl Client {
             .await
     }
 
-    /// One call with another token (probes) or none (logins).
+    /// One call with another token (probes) or none (logins). A read (`GET`, `LIST`) that
+    /// fails with a 5xx, a 429 or no answer is retried by the client's [`RetryPolicy`]
+    /// (honouring `Retry-After`): resolution and verification have no retry loop of their own.
     pub async fn call_with_token<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        token: Option<&SecretValue>,
+    ) -> Result<Option<T>, CallError> {
+        if is_read(method, path) {
+            self.retry
+                .run(path, class_of, || self.call_once(method, path, body, token))
+                .await
+        } else {
+            self.call_once(method, path, body, token).await
+        }
+    }
+
+    async fn call_once<T: DeserializeOwned>(
         &self,
         method: &'static str,
         path: &str,
@@ -222,6 +272,23 @@ impl Client {
         let e = fail(Some(status), errors, retry_after);
         tracing::debug!(error = %e, "vault call failed");
         Err(e)
+    }
+
+    /// A `vaultrs` call that only reads (`GET`, `LIST`, a lookup) through [`Client::sdk`],
+    /// retried like [`Client::call_with_token`]'s reads.
+    pub async fn sdk_read<'a, T, F, Fut>(
+        &'a self,
+        method: &'static str,
+        path: &str,
+        call: F,
+    ) -> Result<T, CallError>
+    where
+        F: Fn(&'a VaultClient) -> Fut,
+        Fut: Future<Output = Result<T, SdkError>>,
+    {
+        self.retry
+            .run(path, class_of, || self.sdk(method, path, &call))
+            .await
     }
 
     /// One `vaultrs` call through the gate; `method` and `path` name it in errors.
@@ -509,7 +576,7 @@ mod tests {
         let client =
             Client::new(addr, SecretValue::new("tok-7"), Some("team-a".into()), gate).unwrap();
         let lookup = || {
-            client.sdk("POST", "auth/token/lookup-accessor", |c| {
+            client.sdk_read("POST", "auth/token/lookup-accessor", |c| {
                 vaultrs::token::lookup_accessor(c, "acc-1")
             })
         };
@@ -538,7 +605,7 @@ mod tests {
         )
         .unwrap();
         let e = client
-            .sdk("GET", "auth/token/lookup-self", vaultrs::token::lookup_self)
+            .sdk_read("GET", "auth/token/lookup-self", vaultrs::token::lookup_self)
             .await
             .unwrap_err();
         let text = e.to_string();
@@ -563,5 +630,22 @@ mod tests {
             panic!("a token with a newline was accepted")
         };
         assert!(!e.to_string().contains("bad"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::is_read;
+
+    #[test]
+    fn reads_are_gets_lists_and_lookups_never_writes() {
+        assert!(is_read("GET", "identity/entity/id/x"));
+        assert!(is_read("LIST", "auth/token/accessors"));
+        assert!(is_read("POST", "auth/token/lookup-accessor"));
+        assert!(is_read("POST", "sys/audit-hash/file"));
+        assert!(!is_read("POST", "auth/token/revoke-accessor"));
+        assert!(!is_read("POST", "secret/data/x"));
+        assert!(!is_read("PUT", "sys/policies/acl/x"));
+        assert!(!is_read("DELETE", "identity/entity/id/x"));
     }
 }

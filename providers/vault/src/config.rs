@@ -48,6 +48,10 @@ pub struct VaultConfig {
     pub max_in_flight: usize,
     /// How many Vault calls may start per second (token bucket).
     pub requests_per_second: f64,
+    /// How reads (`GET`, `LIST`) are retried on 5xx, 429 and no answer (`[providers.vault.retry]`):
+    /// jittered exponential backoff honouring `Retry-After`, within a deadline. Writes are
+    /// retried by the executor, action by action.
+    pub retry: closeout_contract::RetryPolicy,
 }
 
 /// A form of the identity's name that a Vault name may equal.
@@ -95,6 +99,7 @@ impl Default for VaultConfig {
             kv1_rotation_record_path: "secret/data/closeout/kv1-rotations/{path}".into(),
             max_in_flight: 8,
             requests_per_second: 50.0,
+            retry: closeout_contract::RetryPolicy::default(),
         }
     }
 }
@@ -251,6 +256,9 @@ impl VaultConfig {
         if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
             return Err(invalid("requests_per_second", "must be a positive number"));
         }
+        self.retry
+            .validate()
+            .map_err(|e| invalid("retry", e.to_string()))?;
         Ok(())
     }
 }

@@ -98,7 +98,7 @@ impl VaultProvider {
             let r = if v1 {
                 let path = format!("{mount}{prefix}");
                 self.client
-                    .sdk("LIST", &path, |c| {
+                    .sdk_read("LIST", &path, |c| {
                         vaultrs::kv1::list(c, bare_mount(mount), &prefix)
                     })
                     .await
@@ -107,7 +107,7 @@ impl VaultProvider {
             } else {
                 let path = format!("{mount}metadata/{prefix}");
                 self.client
-                    .sdk("LIST", &path, |c| {
+                    .sdk_read("LIST", &path, |c| {
                         vaultrs::kv2::list(c, bare_mount(mount), &prefix)
                     })
                     .await
@@ -200,7 +200,7 @@ impl VaultProvider {
         let path = format!("{mount}{key}");
         match self
             .client
-            .sdk("GET", &path, |c| {
+            .sdk_read("GET", &path, |c| {
                 vaultrs::kv1::get::<KvData>(c, bare_mount(mount), key)
             })
             .await
@@ -319,7 +319,7 @@ impl VaultProvider {
         let version = meta.current_version;
         let current: KvData = match self
             .client
-            .sdk("GET", &format!("{data_path}?version={version}"), |c| {
+            .sdk_read("GET", &format!("{data_path}?version={version}"), |c| {
                 vaultrs::kv2::read_version(c, bare_mount(mount), key, version)
             })
             .await

@@ -131,7 +131,7 @@ impl VaultProvider {
         let path = format!("{mount}cert/{}", seg(serial));
         let r = self
             .client
-            .sdk("GET", &path, |c| cert::read(c, bare_mount(mount), serial));
+            .sdk_read("GET", &path, |c| cert::read(c, bare_mount(mount), serial));
         Ok(found(r.await)?.map(CertData::from))
     }
 
@@ -146,7 +146,7 @@ impl VaultProvider {
             let certs_path = format!("{mount}certs");
             let serials = self
                 .client
-                .sdk("LIST", &certs_path, |c| cert::list(c, bare_mount(mount)))
+                .sdk_read("LIST", &certs_path, |c| cert::list(c, bare_mount(mount)))
                 .await;
             let serials = listed(serials, kinds::PKI_CERTIFICATE, &certs_path, &mut res.gaps)?;
             let found: Vec<(String, CertFacts, i64, String)> = stream::iter(serials)
@@ -222,7 +222,7 @@ impl VaultProvider {
         }
         // Rotate the CRL either way, so a crash between revoke and rotate heals on rerun.
         self.client
-            .sdk("GET", &format!("{mount}crl/rotate"), |c| {
+            .sdk_read("GET", &format!("{mount}crl/rotate"), |c| {
                 cert::crl::rotate(c, bare_mount(mount))
             })
             .await?;
@@ -257,7 +257,7 @@ impl VaultProvider {
             .is_some_and(|c| c.revocation_time > 0);
         let crl = self
             .client
-            .sdk("GET", &format!("{mount}cert/crl"), |c| {
+            .sdk_read("GET", &format!("{mount}cert/crl"), |c| {
                 cert::read(c, bare_mount(mount), "crl")
             })
             .await?;

@@ -245,6 +245,34 @@ pub fn allows_update(rules: &Rules, path: &str) -> Option<(String, String, Vec<S
     has_any(&caps, &["create", "update", "root"]).then(|| (joined(&caps), pattern, policies))
 }
 
+/// The endpoints under an AppRole role that mint a new secret-id for it.
+const SECRET_ID_ENDPOINTS: &[&str] = &["secret-id", "custom-secret-id"];
+
+/// Whether some rule may let its holder mint a secret-id for a role of the AppRole mount
+/// `mount` (`approle/`): worth listing the mount's roles only then.
+pub fn may_mint_secret_ids(rules: &Rules, mount: &str) -> bool {
+    rules.values().flatten().any(|rule| {
+        has_any(&rule.capabilities, &["create", "update", "root"])
+            && SECRET_ID_ENDPOINTS
+                .iter()
+                .any(|e| witness(&rule.pattern, &format!("auth/{mount}role/+/{e}")).is_some())
+    })
+}
+
+/// Whether `rules` let their holder mint a secret-id for AppRole role `role` of mount `mount`
+/// (`approle/`) — and so log in as that role (a role-id names the role, it is no secret):
+/// the endpoint, the capabilities there, and the pattern and policies that decide.
+pub fn mints_secret_id(
+    rules: &Rules,
+    mount: &str,
+    role: &str,
+) -> Option<(String, String, String, Vec<String>)> {
+    SECRET_ID_ENDPOINTS.iter().find_map(|e| {
+        let path = format!("auth/{mount}role/{role}/{e}");
+        allows_update(rules, &path).map(|(caps, pattern, policies)| (path, caps, pattern, policies))
+    })
+}
+
 /// How `rules` reach a path under `mount` (`transit/`): the first rule (in the rules' order)
 /// that grants any capability there once every rule is weighed, with the pattern and policies
 /// that decide. `None` when nothing under the mount is reachable.
@@ -388,6 +416,30 @@ mod tests {
             let found = grant_self(&r, &held(&["mine"]));
             assert!(found.is_empty(), "{text}: {found:#?}");
         }
+    }
+
+    #[test]
+    fn minting_a_secret_id_for_a_role_is_found_and_a_deny_wins() {
+        let r = rules(&[(
+            "p",
+            r#"path "auth/approle/role/+/secret-id" { capabilities = ["update"] }
+               path "auth/approle/role/vault-admin/secret-id" { capabilities = ["deny"] }"#,
+        )]);
+        assert!(may_mint_secret_ids(&r, "approle/"));
+        assert!(!may_mint_secret_ids(&r, "other/"));
+        let (path, caps, pattern, names) = mints_secret_id(&r, "approle/", "ci").unwrap();
+        assert_eq!(path, "auth/approle/role/ci/secret-id");
+        assert_eq!(
+            (caps.as_str(), pattern.as_str()),
+            ("update", "auth/approle/role/+/secret-id")
+        );
+        assert_eq!(names, vec!["p"]);
+        assert!(mints_secret_id(&r, "approle/", "vault-admin").is_none());
+        let read_only = rules(&[(
+            "p",
+            r#"path "auth/approle/role/*" { capabilities = ["read", "list"] }"#,
+        )]);
+        assert!(mints_secret_id(&read_only, "approle/", "ci").is_none());
     }
 
     #[test]

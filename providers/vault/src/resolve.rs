@@ -259,7 +259,7 @@ impl VaultProvider {
             // A userpass name holds no `/`; vaultrs would read such a name as more segments.
             for name in names.iter().filter(|n| !n.contains('/')) {
                 let path = format!("auth/{mount}users/{}", seg(name));
-                let user = self.client.sdk("GET", &path, |c| {
+                let user = self.client.sdk_read("GET", &path, |c| {
                     vaultrs::auth::userpass::user::read(c, bare_mount(mount), name)
                 });
                 match user.await {
@@ -283,10 +283,11 @@ impl VaultProvider {
             }
         }
 
-        // 4. The policies reaching the person, what they let her grant herself, the KV secrets
+        // 4. The policies reaching the person (and those of the AppRole roles she can log in as),
+        // what they let her grant herself, the KV secrets
         // (v1 and v2) she owns, reads or could grant herself, and the engines Closeout does not
         // enumerate that she reaches (gaps).
-        self.resolve_secrets(ctx, &policy_paths, &templates, &mut res)
+        self.resolve_secrets(ctx, &auth, &policy_paths, &templates, &mut res)
             .await?;
 
         // 5. AppRole secret-ids the person owns (the auth mounts read for the logins above).

@@ -7,7 +7,7 @@
 
 use crate::capabilities::{gap_kinds, kinds, PROVIDER};
 use crate::client::{seg, CallError, Data};
-use crate::findings::{attrs, finding, gap, refused_listing};
+use crate::findings::{attrs, finding, gap, listed, refused_listing};
 use crate::kv::state_since;
 use crate::model::{KvMetadata, Mount};
 use crate::policy::{self, PathRule, TemplateValues};
@@ -40,6 +40,24 @@ const COVERED_ENGINES: &[&str] = &[
 
 /// How a secret is the person's: the relation and the path that explains it.
 type Reached = (Relation, Path);
+
+/// `auth/<approle mount>/role/<name>`: the policies its tokens carry.
+#[derive(Debug, Default, Deserialize)]
+struct AppRoleRole {
+    #[serde(default, deserialize_with = "crate::model::nullable")]
+    token_policies: Vec<String>,
+    /// The pre-`token_policies` name of the same list, still returned by some servers.
+    #[serde(default, deserialize_with = "crate::model::nullable")]
+    policies: Vec<String>,
+}
+
+/// An AppRole role the person can log in as (she may mint a secret-id for it): the policies
+/// its tokens carry, and the paths from her to the role.
+struct ActedAs {
+    role: String,
+    policies: BTreeSet<String>,
+    paths: Vec<Path>,
+}
 
 /// `auth/token/roles/<name>`: which policies tokens created from it may carry.
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +191,122 @@ impl VaultProvider {
         Ok(rules)
     }
 
+    /// The AppRole roles (not yet in `acted`) that `rules` let the person mint a secret-id for,
+    /// with the policies of their tokens. A mount's roles are listed only when some rule may
+    /// mint a secret-id there, and a role is read only when the rules do for it.
+    async fn approles_acted_as(
+        &self,
+        rules: &Rules,
+        auth: &BTreeMap<String, Mount>,
+        acted: &BTreeSet<String>,
+        policy_paths: &PolicyPaths,
+        res: &mut Resolution,
+    ) -> Result<Vec<ActedAs>, ProviderError> {
+        let mut out = Vec::new();
+        for (mount, _) in auth.iter().filter(|(_, m)| m.mount_type == "approle") {
+            if !reach::may_mint_secret_ids(rules, mount) {
+                continue;
+            }
+            let roles_path = format!("auth/{mount}role");
+            let roles = listed(
+                self.client.list(&roles_path).await,
+                gap_kinds::APPROLE_ROLE,
+                &roles_path,
+                &mut res.gaps,
+            )?;
+            for role in roles {
+                let role_path = format!("auth/{mount}role/{role}");
+                if acted.contains(&role_path) {
+                    continue;
+                }
+                let Some((endpoint, caps, pattern, names)) =
+                    reach::mints_secret_id(rules, mount, &role)
+                else {
+                    continue;
+                };
+                let mut paths: Vec<Path> = Vec::new();
+                for n in &names {
+                    let label = format!(
+                        "approle role {role} at auth/{mount} (policy {n} can mint a secret-id and log in as it: {caps} on {endpoint} (path \"{pattern}\"))"
+                    );
+                    for (p, _) in policy_paths.get(n).into_iter().flatten() {
+                        paths.push(p.then("can-act-as", label.clone()));
+                    }
+                }
+                let read = self
+                    .client
+                    .get::<Data<AppRoleRole>>(&format!("auth/{mount}role/{}", seg(&role)))
+                    .await;
+                let read = match read {
+                    Ok(Some(d)) => d.data,
+                    Ok(None) => continue,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) if e.is_refused() => {
+                        res.gaps.push(gap(
+                            gap_kinds::APPROLE_ROLE,
+                            &role_path,
+                            format!(
+                                "reading {role_path} was refused ({e}): the person can log in as it (she may mint its secret-ids), but which policies its tokens carry is unknown"
+                            ),
+                            paths,
+                        ));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let policies = read
+                    .token_policies
+                    .into_iter()
+                    .chain(read.policies)
+                    .filter(|p| p != "default")
+                    .collect();
+                out.push(ActedAs {
+                    role: role_path,
+                    policies,
+                    paths,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A gap per child namespace of the configured one (of the root namespace when none is
+    /// configured). Closeout reads one namespace; groups, policies and secrets in a child can
+    /// still reach the person (a child's group may hold her entity, her policies may name a
+    /// child's paths), so each one it does not follow is unknown, never silently left out.
+    async fn namespace_gaps(&self, res: &mut Resolution) -> Result<(), ProviderError> {
+        let here = self.config.namespace.as_deref().map_or_else(
+            || "the root namespace".to_string(),
+            |ns| format!("namespace {ns}"),
+        );
+        match self.client.list("sys/namespaces").await {
+            Ok(children) => {
+                for child in children {
+                    res.gaps.push(gap(
+                        gap_kinds::NAMESPACE,
+                        &child,
+                        format!(
+                            "{here} has a child namespace {child}, which Closeout does not follow: groups, policies, tokens and secrets in it that may reach the person are unknown"
+                        ),
+                        Vec::new(),
+                    ));
+                }
+            }
+            Err(e) if e.is_refused() => res.gaps.push(gap(
+                gap_kinds::NAMESPACE,
+                "",
+                format!(
+                    "listing the child namespaces of {here} was refused ({e}): whether namespaces Closeout does not follow reach the person is unknown"
+                ),
+                Vec::new(),
+            )),
+            // A server without namespaces (Vault Community) does not serve the path.
+            Err(e) if e.status.is_some_and(|s| s == 400 || s == 405) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
     /// Token roles the person may create tokens from that carry policies she does not hold.
     /// Read only when her rules may use a token role at all.
     async fn token_role_grants(
@@ -237,11 +371,48 @@ impl VaultProvider {
     pub(crate) async fn resolve_secrets(
         &self,
         ctx: &ResolveContext,
+        auth: &BTreeMap<String, Mount>,
         policy_paths: &PolicyPaths,
         templates: &[TemplateValues],
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
-        let rules = self.read_policies(policy_paths, templates, res).await?;
+        let mut policy_paths = policy_paths.clone();
+        let mut rules = self.read_policies(&policy_paths, templates, res).await?;
+        // AppRole roles she can mint a secret-id for are roles she can log in as: the policies
+        // of their tokens are hers, followed until nothing new is found (those policies may
+        // mint secret-ids for further roles).
+        let mut acted: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let found = self
+                .approles_acted_as(&rules, auth, &acted, &policy_paths, res)
+                .await?;
+            if found.is_empty() {
+                break;
+            }
+            let mut added: PolicyPaths = BTreeMap::new();
+            for a in found {
+                acted.insert(a.role);
+                for p in &a.policies {
+                    for path in &a.paths {
+                        added
+                            .entry(p.clone())
+                            .or_default()
+                            .push((path.then("attached", format!("policy {p}")), String::new()));
+                    }
+                }
+            }
+            let unread: PolicyPaths = added
+                .iter()
+                .filter(|(name, _)| !policy_paths.contains_key(*name))
+                .map(|(name, paths)| (name.clone(), paths.clone()))
+                .collect();
+            rules.extend(self.read_policies(&unread, templates, res).await?);
+            for (name, paths) in added {
+                policy_paths.entry(name).or_default().extend(paths);
+            }
+        }
+        self.namespace_gaps(res).await?;
+        let policy_paths = &policy_paths;
         let held: BTreeSet<String> = policy_paths.keys().cloned().collect();
         let mut grants = reach::grant_self(&rules, &held);
         grants.extend(self.token_role_grants(&rules, &held, res).await?);

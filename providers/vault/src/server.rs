@@ -74,7 +74,8 @@ impl VaultProvider {
             ),
         };
         let gate = CallGate::new(limits_for(&config));
-        let client = Client::new(address, token, config.namespace.clone(), gate)?;
+        let client =
+            Client::new(address, token, config.namespace.clone(), gate)?.with_retry(config.retry);
         Ok(VaultProvider { config, client })
     }
 
@@ -85,7 +86,7 @@ impl VaultProvider {
 
     pub(crate) async fn read_entity(&self, id: &str) -> Result<Option<Entity>, CallError> {
         let path = format!("identity/entity/id/{}", seg(id));
-        let r = self.client.sdk("GET", &path, |c| {
+        let r = self.client.sdk_read("GET", &path, |c| {
             vaultrs::identity::entity::read_by_id(c, id)
         });
         Ok(found(r.await)?.map(Entity::from))
@@ -94,7 +95,7 @@ impl VaultProvider {
     /// Every entity, read one by one (bounded): the list's `key_info` lacks the metadata and
     /// policies correlation and resolution need.
     pub(crate) async fn all_entities(&self) -> Result<Vec<Entity>, CallError> {
-        let ids = self.client.sdk(
+        let ids = self.client.sdk_read(
             "LIST",
             "identity/entity/id",
             vaultrs::identity::entity::list_by_id,
@@ -110,7 +111,7 @@ impl VaultProvider {
 
     pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
         let path = format!("identity/group/id/{}", seg(id));
-        let r = self.client.sdk("GET", &path, |c| {
+        let r = self.client.sdk_read("GET", &path, |c| {
             vaultrs::identity::group::read_by_id(c, id)
         });
         Ok(found(r.await)?.map(Group::from))
@@ -122,7 +123,7 @@ impl VaultProvider {
     ) -> Result<Option<TokenInfo>, CallError> {
         match self
             .client
-            .sdk("POST", "auth/token/lookup-accessor", |c| {
+            .sdk_read("POST", "auth/token/lookup-accessor", |c| {
                 vaultrs::token::lookup_accessor(c, accessor)
             })
             .await
@@ -136,10 +137,10 @@ impl VaultProvider {
     /// The mounts of `sys/auth` (auth methods) or else `sys/mounts` (secret engines).
     pub(crate) async fn mounts(&self, path: &str) -> Result<BTreeMap<String, Mount>, CallError> {
         let all: Vec<(String, Mount)> = if path == "sys/auth" {
-            let r = self.client.sdk("GET", path, vaultrs::sys::auth::list);
+            let r = self.client.sdk_read("GET", path, vaultrs::sys::auth::list);
             r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
         } else {
-            let r = self.client.sdk("GET", path, vaultrs::sys::mount::list);
+            let r = self.client.sdk_read("GET", path, vaultrs::sys::mount::list);
             r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
         };
         Ok(all.into_iter().filter(|(k, _)| k.ends_with('/')).collect())
@@ -151,7 +152,7 @@ impl VaultProvider {
         key: &str,
     ) -> Result<Option<KvMetadata>, CallError> {
         let path = format!("{mount}metadata/{key}");
-        let r = self.client.sdk("GET", &path, |c| {
+        let r = self.client.sdk_read("GET", &path, |c| {
             vaultrs::kv2::read_metadata(c, bare_mount(mount), key)
         });
         Ok(found(r.await)?.map(KvMetadata::from))

@@ -534,3 +534,150 @@ mod tests {
         apply(&mut doc, &[]).unwrap();
     }
 }
+
+/// Properties over generated bodies (docs/fuzzing.md; the fuzz target `scim_patch` drives the
+/// same functions with coverage-guided input).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Words a SCIM body is made of, so generated JSON reaches past the first check.
+    const WORDS: &[&str] = &[
+        "schemas",
+        PATCH_OP,
+        "Operations",
+        "op",
+        "add",
+        "Replace",
+        "remove",
+        "path",
+        "value",
+        "userName",
+        "active",
+        "name",
+        "name.givenName",
+        "emails",
+        "emails[type eq \"work\"].value",
+        "emails[type eq \"work\"]",
+        "primary",
+        "type",
+        "work",
+        "externalId",
+        "id",
+        "meta",
+        ENTERPRISE_USER,
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+        "manager",
+        "False",
+    ];
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(WORDS).prop_map(str::to_string),
+            "\\PC{0,8}",
+        ]
+    }
+
+    /// Any JSON, biased towards SCIM's keys and values.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            word().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((word(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A PatchOp body whose operations are generated JSON.
+    fn patch_body() -> impl Strategy<Value = Value> {
+        prop::collection::vec(json_value(), 0..4)
+            .prop_map(|ops| json!({"schemas": [PATCH_OP], "Operations": ops}))
+    }
+
+    fn base() -> Map<String, Value> {
+        document(&json!({
+            "userName": "ada",
+            "active": true,
+            "name": {"givenName": "Ada"},
+            "emails": [{"value": "a@x.io", "type": "work", "primary": true}],
+            ENTERPRISE_USER: {"department": "Eng"},
+        }))
+        .unwrap()
+    }
+
+    /// Single-valued string attributes a client may write, with the path naming each.
+    fn string_paths() -> Vec<String> {
+        let core = schema::USER_ATTRS
+            .iter()
+            .filter(|a| a.kind == Kind::String && !a.multi && !is_read_only(a.name))
+            .map(|a| a.name.to_string());
+        let ext = schema::ENTERPRISE_ATTRS
+            .iter()
+            .filter(|a| a.kind == Kind::String && !a.multi)
+            .map(|a| format!("{ENTERPRISE_USER}:{}", a.name));
+        core.chain(ext)
+            .chain(["name.familyName".to_string()])
+            .collect()
+    }
+
+    fn assert_typed(e: &ScimError) -> Result<(), TestCaseError> {
+        prop_assert_eq!(e.status.as_u16(), 400, "{}", e);
+        prop_assert!(e.scim_type.is_some() && !e.detail.is_empty(), "{}", e);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any JSON as a PATCH body: parsed and applied, or a typed 400; never a panic.
+        #[test]
+        fn any_body_is_applied_or_refused(body in prop_oneof![json_value(), patch_body()]) {
+            match parse(&body) {
+                Ok(ops) => {
+                    let mut doc = base();
+                    if let Err(e) = apply(&mut doc, &ops) {
+                        assert_typed(&e)?;
+                    }
+                }
+                Err(e) => assert_typed(&e)?,
+            }
+        }
+
+        /// Any JSON as a full User: a stored document or a typed 400; a stored document is a
+        /// fixed point (building it again from itself changes nothing).
+        #[test]
+        fn document_is_idempotent(body in json_value()) {
+            match document(&body) {
+                Ok(doc) => prop_assert_eq!(document(&Value::Object(doc.clone())), Ok(doc)),
+                Err(e) => assert_typed(&e)?,
+            }
+        }
+
+        /// A replace of a string attribute, in any spelling of `op`, sets exactly that value.
+        #[test]
+        fn replace_sets_the_value(
+            path in prop::sample::select(string_paths()),
+            value in "\\PC{1,20}",
+            op in prop::sample::select(vec!["replace", "Replace", "REPLACE", "add", "Add"]),
+        ) {
+            let body = json!({"schemas": [PATCH_OP],
+                "Operations": [{"op": op, "path": path, "value": value}]});
+            let mut doc = base();
+            let applied = parse(&body).and_then(|ops| apply(&mut doc, &ops));
+            prop_assert!(applied.is_ok(), "{applied:?}");
+            prop_assert_eq!(
+                AttrPath::parse(&path).unwrap().get_str(&doc),
+                Some(value.as_str())
+            );
+        }
+    }
+}

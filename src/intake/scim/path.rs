@@ -117,8 +117,7 @@ impl AttrPath {
         };
         let mut filter = None;
         if let Some(after) = tail.strip_prefix('[') {
-            let close = after
-                .find(']')
+            let close = closing_bracket(after)
                 .ok_or_else(|| ScimError::invalid_filter(format!("unclosed '[' in {raw:?}")))?;
             let Kind::Complex(sub) = attr.kind else {
                 return Err(ScimError::invalid_filter(format!(
@@ -200,6 +199,23 @@ impl AttrPath {
             None => target.as_str(),
         }
     }
+}
+
+/// Where the value filter opened by a `[` ends: the first `]` outside a JSON string, so that a
+/// compared value may itself contain `]` (`emails[value eq "a]b"]`).
+fn closing_bracket(text: &str) -> Option<usize> {
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            ']' if !in_string => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `sub eq "value"` (the inside of brackets).
@@ -313,6 +329,23 @@ mod tests {
         );
     }
 
+    /// Found by the property `a_valid_path_parses_to_its_ast`: the first `]` was taken as the
+    /// end of the filter even inside the quoted value, so a valid path was refused.
+    #[test]
+    fn a_bracket_inside_a_filter_value_is_not_the_closing_bracket() {
+        let p = AttrPath::parse(r#"emails[value eq "]"]"#).unwrap();
+        assert_eq!(p.filter.unwrap().value, Value::from("]"));
+        let p = AttrPath::parse(r#"emails[value eq "a\"]b"].display"#).unwrap();
+        assert_eq!(p.filter.unwrap().value, Value::from("a\"]b"));
+        assert_eq!(p.sub.unwrap().name, "display");
+        assert_eq!(
+            AttrPath::parse(r#"emails[value eq "]"#)
+                .unwrap_err()
+                .scim_type,
+            Some("invalidFilter")
+        );
+    }
+
     #[test]
     fn list_filters_parse() {
         assert_eq!(
@@ -334,6 +367,170 @@ mod tests {
                 Some("invalidFilter"),
                 "{bad}"
             );
+        }
+    }
+}
+
+/// Properties over generated paths and filters (docs/fuzzing.md; the fuzz target `scim_filter`
+/// drives both parsers with coverage-guided input).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `name` with each ASCII letter's case chosen by `flips` (names match case-insensitively).
+    fn recase(name: &str, flips: &[bool]) -> String {
+        name.chars()
+            .zip(flips.iter().chain(std::iter::repeat(&false)))
+            .map(|(c, up)| {
+                if *up {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    }
+
+    fn flips() -> impl Strategy<Value = Vec<bool>> {
+        prop::collection::vec(any::<bool>(), 0..24)
+    }
+
+    /// A filter value: any printable text, brackets and quotes included.
+    fn value() -> impl Strategy<Value = String> {
+        "[\\PC\\]\\[\"\\\\ .]{0,16}"
+    }
+
+    /// A list filter and a way of writing it: the AST, then the text a client sends.
+    fn list_filter() -> impl Strategy<Value = (ListFilter, String)> {
+        (
+            0..3usize,
+            value(),
+            flips(),
+            flips(),
+            any::<bool>(),
+            "[ \t]{1,3}",
+            "[ \t]{1,3}",
+        )
+            .prop_map(|(which, v, f1, f2, urn, sp1, sp2)| {
+                let (name, ast) = match which {
+                    0 => ("userName", ListFilter::UserName(v.clone())),
+                    1 => ("externalId", ListFilter::ExternalId(v.clone())),
+                    _ => ("id", ListFilter::Id(v.clone())),
+                };
+                let prefix = if urn {
+                    format!("{CORE_USER}:")
+                } else {
+                    String::new()
+                };
+                let text = format!(
+                    "{prefix}{}{sp1}{}{sp2}{}",
+                    recase(name, &f1),
+                    recase("eq", &f2),
+                    Value::String(v)
+                );
+                (ast, text)
+            })
+    }
+
+    /// An attribute path and its text: any attribute of either schema, with a value filter on a
+    /// multi-valued complex attribute and a sub-attribute where the schema has them.
+    fn attr_path() -> impl Strategy<Value = (AttrPath, String)> {
+        let attrs: Vec<(&'static str, &'static Attr)> = schema::USER_ATTRS
+            .iter()
+            .chain(std::iter::once(&EXTERNAL_ID))
+            .map(|a| (CORE_USER, a))
+            .chain(
+                schema::ENTERPRISE_ATTRS
+                    .iter()
+                    .map(|a| (ENTERPRISE_USER, a)),
+            )
+            .filter(|(_, a)| !is_read_only(a.name))
+            .collect();
+        (
+            prop::sample::select(attrs),
+            any::<bool>(),
+            flips(),
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+            any::<bool>(),
+            value(),
+        )
+            .prop_map(
+                |((urn, attr), prefixed, f, fi, si, with_filter, with_sub, v)| {
+                    let mut text = if urn == ENTERPRISE_USER || prefixed {
+                        format!("{urn}:")
+                    } else {
+                        String::new()
+                    };
+                    text.push_str(&recase(attr.name, &f));
+                    let mut path = AttrPath {
+                        schema: urn,
+                        attr: Some(attr),
+                        filter: None,
+                        sub: None,
+                    };
+                    if let Kind::Complex(subs) = attr.kind {
+                        if attr.multi && with_filter {
+                            let on = &subs[fi.index(subs.len())];
+                            text.push_str(&format!(
+                                "[{} eq {}]",
+                                on.name,
+                                Value::String(v.clone())
+                            ));
+                            path.filter = Some(ValueFilter {
+                                attr: on,
+                                value: Value::String(v),
+                            });
+                        }
+                        if with_sub && (!attr.multi || path.filter.is_some()) {
+                            let sub = &subs[si.index(subs.len())];
+                            text.push('.');
+                            text.push_str(sub.name);
+                            path.sub = Some(sub);
+                        }
+                    }
+                    (path, text)
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A generated filter parses to the AST it was written from.
+        #[test]
+        fn a_valid_filter_parses_to_its_ast((ast, text) in list_filter()) {
+            prop_assert_eq!(ListFilter::parse(&text), Ok(ast));
+        }
+
+        /// A generated path parses to the path it was written from.
+        #[test]
+        fn a_valid_path_parses_to_its_ast((ast, text) in attr_path()) {
+            prop_assert_eq!(AttrPath::parse(&text), Ok(ast));
+        }
+
+        /// Any text: a filter or a 400 `invalidFilter`, never a panic.
+        #[test]
+        fn any_filter_text_is_parsed_or_refused(text in "\\PC{0,40}") {
+            if let Err(e) = ListFilter::parse(&text) {
+                prop_assert_eq!(e.status.as_u16(), 400);
+                prop_assert_eq!(e.scim_type, Some("invalidFilter"));
+            }
+        }
+
+        /// Any text: a path or a typed 400 (`invalidPath`, `invalidFilter`, `mutability`), never a
+        /// panic.
+        #[test]
+        fn any_path_text_is_parsed_or_refused(text in "[\\PCa-z\\[\\]. :\"]{0,40}") {
+            if let Err(e) = AttrPath::parse(&text) {
+                prop_assert_eq!(e.status.as_u16(), 400);
+                prop_assert!(
+                    matches!(e.scim_type, Some("invalidPath" | "invalidFilter" | "mutability")),
+                    "{:?}", e
+                );
+            }
         }
     }
 }

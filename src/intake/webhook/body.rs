@@ -154,3 +154,78 @@ mod tests {
         ));
     }
 }
+
+/// Properties of the parser over generated bodies (docs/fuzzing.md; the fuzz target
+/// `webhook_body` drives the same function with coverage-guided input).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+    }
+
+    /// A body an HR system could send: an accepted type, an id with optional surrounding
+    /// whitespace, some attributes, an optional `effective_at`.
+    fn valid_body() -> impl Strategy<Value = (String, String, BTreeMap<String, String>, Option<i64>)>
+    {
+        (
+            prop::sample::select(vec!["joiner", "mover", "leaver", "incident"]),
+            "[ \t]{0,2}[A-Za-z0-9._@-]{1,40}[ \t]{0,2}",
+            prop::collection::btree_map("[a-z_]{1,12}", "\\PC{0,20}", 1..4),
+            prop::option::of(0i64..4_000_000_000),
+        )
+            .prop_map(|(kind, id, attrs, at)| (kind.to_string(), id, attrs, at))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes: an event or a typed refusal with a message, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Err(e) = parse_event(&body, "m", now()) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        /// JSON-shaped text (the likelier input): same promise.
+        #[test]
+        fn json_like_text_never_panics(body in "[{}\\[\\]\":, a-z0-9_\\\\]{0,80}") {
+            let _ = parse_event(body.as_bytes(), "m", now());
+        }
+
+        /// A valid body parses to exactly what was sent: the trimmed id, the attributes, the time
+        /// (or `now` without one), and the webhook id as the external id.
+        #[test]
+        fn a_valid_body_parses_to_what_was_sent((kind, id, attrs, at) in valid_body()) {
+            let mut body = json!({"type": kind, "identity": {"id": id, "attributes": attrs}});
+            let at = at.and_then(|s| DateTime::from_timestamp(s, 0));
+            if let Some(at) = at {
+                body["effective_at"] = json!(at.to_rfc3339());
+            }
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let event = parse_event(&bytes, "msg_7", now());
+            prop_assert!(event.is_ok(), "{event:?}");
+            let event = event.unwrap_or_else(|_| unreachable!());
+            prop_assert_eq!(event.kind.as_str(), kind.as_str());
+            prop_assert_eq!(event.identity.as_str(), id.trim());
+            prop_assert_eq!(&event.attributes, &attrs);
+            prop_assert_eq!(event.effective_at, at.unwrap_or_else(now));
+            prop_assert_eq!(event.external_id.as_str(), "msg_7");
+        }
+
+        /// A type outside the four is refused by name, whatever else the body holds.
+        #[test]
+        fn an_unknown_type_is_named(kind in "[a-z]{1,10}") {
+            prop_assume!(!["joiner", "mover", "leaver", "incident"].contains(&kind.as_str()));
+            let body = json!({"type": kind, "identity": {"id": "E1"}}).to_string();
+            prop_assert_eq!(
+                parse_event(body.as_bytes(), "m", now()),
+                Err(EventError::UnknownType(kind))
+            );
+        }
+    }
+}

@@ -22,7 +22,7 @@ use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
 use closeout_contract::rotation_strategy;
 use closeout_contract::{
-    verbs, ActionParams, ActionRequest, Exposure, Finding, Holder, Identity, State, Verb,
+    verbs, ActionParams, ActionRequest, Exposure, Finding, Gap, Holder, Identity, State, Verb,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -59,6 +59,9 @@ pub struct PlanInput<'a> {
     pub only: Option<&'a BTreeSet<String>>,
     /// Scopes the identity can grant itself everything in (from the resolution).
     pub exposures: &'a [Exposure],
+    /// What the providers could not list, read or evaluate when the plan was made (from the
+    /// resolution); verification keeps each one open until it is accepted or known.
+    pub gaps: &'a [Gap],
 }
 
 /// Why a plan cannot be made. Both are problems in the playbook or the source, not in a provider.
@@ -204,6 +207,11 @@ pub struct Plan {
     /// (they are in `untouched` too) until a strategy is configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs_strategy: Vec<NeedsStrategy>,
+    /// What the providers could not list, read or evaluate when the plan was made. A gap that
+    /// only existed through access the run then removed is still unknown (what that access
+    /// reached before is not known), so verification carries every one of them forward.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
 }
 
 /// A secret a `rotate` step selects that is not rotated because no rotation strategy covers it
@@ -428,6 +436,7 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         accept_unverified: book.accept_unverified.clone(),
         exposures: input.exposures.to_vec(),
         needs_strategy,
+        gaps: input.gaps.to_vec(),
     })
 }
 
@@ -602,6 +611,7 @@ stages:
             time_bound: &[],
             only: None,
             exposures: &[],
+            gaps: &[],
         }
     }
 

@@ -719,3 +719,103 @@ rules:
             .any(|d| d.message.contains("missing field `rules`")));
     }
 }
+
+/// Properties over generated policy text (docs/fuzzing.md; the fuzz target `policy_yaml` drives
+/// [`parse`] with coverage-guided input).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::test_edit::{edited, snippet};
+    use proptest::prelude::*;
+
+    const DEMO: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/demo/entitlements.yaml"
+    ));
+
+    fn caps() -> &'static [&'static Capabilities] {
+        crate::registry::CAPABILITIES
+    }
+
+    fn check_refusal(text: &str, diags: &[Diagnostic]) -> Result<(), TestCaseError> {
+        prop_assert!(!diags.is_empty());
+        let lines = text.lines().count() + 1;
+        for d in diags {
+            prop_assert_eq!(d.file.as_str(), "p.yaml");
+            prop_assert!(!d.message.is_empty());
+            prop_assert!(d.line <= lines, "line {} of {}: {}", d.line, lines, d);
+        }
+        Ok(())
+    }
+
+    /// Rules built from parts: unique names, a department condition, AWS groups, a duration.
+    fn generated() -> impl Strategy<Value = (String, Vec<(String, usize, Option<Grace>)>)> {
+        prop::collection::btree_map(
+            "[a-z][a-z0-9-]{0,12}",
+            (
+                "[A-Za-z][A-Za-z0-9]{0,10}",
+                prop::collection::btree_set("[a-z][a-z0-9-]{0,10}", 1..4),
+                prop::option::of((1u64..=3650 * 86_400).prop_map(Grace::from_seconds)),
+            ),
+            1..5,
+        )
+        .prop_map(|rules| {
+            let mut text = String::from("rules:\n");
+            let mut parts = Vec::new();
+            for (name, (department, groups, duration)) in rules {
+                text.push_str(&format!(
+                    "  - name: {name}\n    when: {{ department: {department} }}\n"
+                ));
+                if let Some(d) = duration {
+                    text.push_str(&format!("    duration: {d}\n"));
+                }
+                text.push_str("    grants:\n");
+                for g in &groups {
+                    text.push_str(&format!("      - {{ provider: aws, group: {g} }}\n"));
+                }
+                parts.push((name, groups.len(), duration));
+            }
+            (text, parts)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any text: a policy or diagnostics, never a panic.
+        #[test]
+        fn any_text_is_parsed_or_refused(text in "[\\PC\n\t]{0,200}") {
+            if let Err(diags) = parse("p.yaml", &text, caps()) {
+                check_refusal(&text, &diags)?;
+            }
+        }
+
+        /// An edit of the demo policy: a policy or diagnostics.
+        #[test]
+        fn edited_policies_are_parsed_or_refused(
+            at in any::<prop::sample::Index>(),
+            len in 0usize..40,
+            kind in any::<u8>(),
+            snippet in snippet(),
+        ) {
+            let text = edited(DEMO, at, len, kind, &snippet);
+            if let Err(diags) = parse("p.yaml", &text, caps()) {
+                check_refusal(&text, &diags)?;
+            }
+        }
+
+        /// A generated valid policy parses to the rules it was written with, in order.
+        #[test]
+        fn a_generated_policy_parses_to_its_rules((text, parts) in generated()) {
+            let policy = parse("p.yaml", &text, caps());
+            prop_assert!(policy.is_ok(), "{:?}\n{}", policy.err(), text);
+            let got: Vec<(String, usize, Option<Grace>)> = policy
+                .unwrap()
+                .rules
+                .into_iter()
+                .map(|r| (r.name, r.grants.len(), r.duration))
+                .collect();
+            prop_assert_eq!(got, parts);
+        }
+    }
+}

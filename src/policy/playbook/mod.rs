@@ -110,3 +110,8 @@ pub fn check_files<P: AsRef<Path>>(paths: &[P], caps: &[&'static Capabilities]) 
         })
         .collect()
 }
+
+/// Properties over generated playbook text (docs/fuzzing.md; the fuzz target `playbook_yaml`
+/// drives [`parse`] with coverage-guided input).
+#[cfg(test)]
+mod properties;

@@ -416,6 +416,27 @@ impl Api {
         principal: &str,
         principal_type: &str,
     ) -> String {
+        self.assign_role_with_condition(
+            subscription,
+            scope,
+            role_guid,
+            principal,
+            principal_type,
+            None,
+        )
+        .await
+    }
+
+    /// Like [`Api::assign_role`], with an ABAC `condition` (version 2.0) when given.
+    pub async fn assign_role_with_condition(
+        &self,
+        subscription: &str,
+        scope: &str,
+        role_guid: &str,
+        principal: &str,
+        principal_type: &str,
+        condition: Option<&str>,
+    ) -> String {
         // ARM takes any GUID as the assignment's name.
         let h = format!("{:032x}", rand::random::<u128>());
         let name = format!(
@@ -430,11 +451,16 @@ impl Api {
             "{}{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01",
             self.base
         );
-        let body = serde_json::json!({"properties": {
+        let mut properties = serde_json::json!({
             "roleDefinitionId": format!(
                 "/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
             ),
-            "principalId": principal, "principalType": principal_type}});
+            "principalId": principal, "principalType": principal_type});
+        if let Some(c) = condition {
+            properties["condition"] = serde_json::json!(c);
+            properties["conditionVersion"] = serde_json::json!("2.0");
+        }
+        let body = serde_json::json!({ "properties": properties });
         let answer = self.write(ARM_SCOPE, "PUT", &url, &body).await;
         answer["id"].as_str().expect("assignment id").to_string()
     }

@@ -30,10 +30,17 @@ impl World {
 
     /// Like [`World::new`], with extra lines in the `[providers.aws]` section.
     pub fn with_aws_extra(extra: &str) -> World {
-        let moto = MotoServer::start();
+        let world = World::with_moto(MotoServer::start());
+        world.write_config(&format!("{REPO}/playbooks"), extra);
+        world
+    }
+
+    /// Like [`World::new`], around a moto server started by the caller (e.g. one that enforces
+    /// IAM authorization after its first requests).
+    pub fn with_moto(moto: MotoServer) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
         let world = World { moto, dir };
-        world.write_config(&format!("{REPO}/playbooks"), extra);
+        world.write_config(&format!("{REPO}/playbooks"), "");
         world
     }
 

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 pub mod contract;
 pub mod openbao;
 pub mod postgres;
+pub mod proxy;
 pub use openbao::OpenBaoServer;
 pub use postgres::PostgresServer;
 

@@ -266,3 +266,61 @@ async fn correlates_by_user_name_and_reports_ambiguity() {
     let r = provider.resolve(&ctx).await.unwrap();
     assert!(r.accounts.is_empty() && r.findings.is_empty());
 }
+
+/// Issue 14, item 4: a single 5xx, 429 or reset connection during resolution used to end the
+/// apply (and the SDK ignored `Retry-After`). Through a fault-injecting proxy between the
+/// provider and moto, resolution finds exactly what it finds without faults, and every 429 was
+/// retried no sooner than its `Retry-After`.
+#[tokio::test]
+async fn resolve_through_faulted_reads_converges_and_honours_retry_after() {
+    use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    seed_org(&c).await;
+    let ctx = ResolveContext {
+        identity: identity("E100", "alice@example.com", Some("E900")),
+        cutoff: None,
+    };
+    let mut want = ids(&moto.provider().await.resolve(&ctx).await.unwrap());
+    want.sort();
+
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let faulted = moto
+        .provider_with(closeout_aws::AwsConfig {
+            endpoint_url: Some(proxy.endpoint()),
+            ..Default::default()
+        })
+        .await;
+    let base = proxy.requests();
+    let at = |n: u64, fault: Fault| Rule::new(When::Nth(base + n), fault);
+    proxy.set_rules(vec![
+        at(2, Fault::Status { status: 503 }),
+        at(
+            3,
+            Fault::TooManyRequests {
+                retry_after_secs: 1,
+            },
+        ),
+        at(8, Fault::Reset),
+        at(
+            12,
+            Fault::TooManyRequests {
+                retry_after_secs: 2,
+            },
+        ),
+        at(20, Fault::Status { status: 500 }),
+        at(27, Fault::Status { status: 502 }),
+    ]);
+    let mut got = ids(&faulted
+        .resolve(&ctx)
+        .await
+        .expect("resolution through faulted reads"));
+    got.sort();
+    assert_eq!(got, want);
+    let injected = proxy.log().iter().filter(|e| e.fault.is_some()).count();
+    assert_eq!(injected, 6, "{:#?}", proxy.log());
+    let report = proxy.retry_after_report();
+    assert_eq!(report.throttled, 2, "{report:?}");
+    assert_eq!(report.retried, 2, "{report:?}");
+    assert_eq!(report.honoured, 2, "Retry-After not honoured: {report:?}");
+}

@@ -18,9 +18,17 @@
 //! Any other attribute (`@Principal[...]`, `@Resource[...]`, principal type), operator or shape
 //! is unknown, and an unknown result counts as allowing; a condition that does not parse allows
 //! everything and says why. A condition Closeout does not understand never hides a path.
+//!
+//! Conditions on assignments of Key Vault data roles ([`data_access`]) go through the same
+//! evaluator, per object: the request is the data action that reads it
+//! (`Microsoft.KeyVault/vaults/secrets/getSecret/action`, …) with the object's name as
+//! `@Resource[Microsoft.KeyVault/vaults/{secrets|keys|certificates}:name]`. An object the
+//! condition excludes is not exposed; one it cannot decide counts as exposed, and says so.
 
 mod eval;
 mod parse;
+
+use crate::object::{data_action_object, ObjectType};
 
 pub use eval::Truth;
 use eval::{evaluate, Request};
@@ -171,6 +179,60 @@ fn shape(expr: &Expr) -> Shape {
     }
 }
 
+/// A condition on an assignment of a role with Key Vault data actions: which objects those
+/// actions apply to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataCondition {
+    /// The parsed condition, or why it does not parse.
+    condition: Result<Expr, ParseError>,
+}
+
+/// What `condition` (of an assignment of a role with Key Vault data actions) allows; `None`
+/// when there is none (every object the role reads).
+pub fn data_access(condition: Option<&str>) -> Option<DataCondition> {
+    let text = condition.map(str::trim).filter(|c| !c.is_empty())?;
+    Some(DataCondition {
+        condition: parse(text),
+    })
+}
+
+impl DataCondition {
+    /// Does the condition let data action `action` apply to the object `name`? The object's
+    /// kind (and so its `name` attribute) is the action's (`…/vaults/secrets/getSecret/action`:
+    /// a secret, also for a certificate's backing secret). Unknown when the condition does not
+    /// parse or tests what Closeout does not know for the request.
+    pub fn verdict(&self, action: &str, name: &str) -> Truth {
+        let Ok(expr) = &self.condition else {
+            return Truth::Unknown;
+        };
+        let mut request = Request::new(action);
+        if let Some(kind) = data_action_object(action) {
+            request = request.with(&name_attribute(kind), vec![name.to_string()]);
+        }
+        evaluate(expr, &request)
+    }
+
+    /// Why the condition could not be parsed, if it could not.
+    pub fn parse_error(&self) -> Option<&ParseError> {
+        self.condition.as_ref().err()
+    }
+}
+
+/// True when one is true; unknown when none is true and one is unknown; false otherwise
+/// (also for none at all).
+pub fn any(items: impl IntoIterator<Item = Truth>) -> Truth {
+    Truth::any(items)
+}
+
+/// `@Resource[Microsoft.KeyVault/vaults/secrets:name]` for secrets, and so on, as the parser
+/// writes attributes (lower case).
+fn name_attribute(kind: ObjectType) -> String {
+    format!(
+        "@resource[microsoft.keyvault/vaults/{}:name]",
+        kind.as_str()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +335,34 @@ mod tests {
         assert_eq!(c.verdict(OWNER, &["me"]), Truth::False);
         assert_eq!(c.verdict(SECRETS_USER, &["me"]), Truth::Unknown);
         assert!(c.describe().contains("partly not evaluated"));
+    }
+
+    const GET_SECRET: &str = "Microsoft.KeyVault/vaults/secrets/getSecret/action";
+    const DECRYPT: &str = "Microsoft.KeyVault/vaults/keys/decrypt/action";
+
+    #[test]
+    fn a_data_condition_on_the_object_name_is_evaluated_per_object() {
+        let c = data_access(Some(
+            "((!(ActionMatches{'Microsoft.KeyVault/vaults/secrets/getSecret/action'})) OR (@Resource[Microsoft.KeyVault/vaults/secrets:name] StringEquals 'db'))",
+        ))
+        .expect("a condition");
+        assert_eq!(c.verdict(GET_SECRET, "db"), Truth::True);
+        assert_eq!(c.verdict(GET_SECRET, "api"), Truth::False);
+        // Another action is not what the condition restricts.
+        assert_eq!(c.verdict(DECRYPT, "signing"), Truth::True);
+        assert!(c.parse_error().is_none());
+        assert_eq!(data_access(Some("  ")), None);
+    }
+
+    #[test]
+    fn a_data_condition_closeout_cannot_decide_counts_as_allowing() {
+        let tags = data_access(Some(
+            "@Resource[Microsoft.KeyVault/vaults/secrets:tags] StringEquals 'x'",
+        ))
+        .expect("a condition");
+        assert_eq!(tags.verdict(GET_SECRET, "db"), Truth::Unknown);
+        let broken = data_access(Some("((@Resource[x")).expect("a condition");
+        assert!(broken.parse_error().is_some());
+        assert_eq!(broken.verdict(GET_SECRET, "db"), Truth::Unknown);
     }
 }

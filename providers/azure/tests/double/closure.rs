@@ -704,13 +704,156 @@ async fn what_cannot_be_listed_is_a_gap() {
     w.double.shutdown().await;
 }
 
+/// A condition on a data role's assignment is evaluated per object: Key Vault Secrets User
+/// limited to the secret named `db` exposes `db` only (and the rotation leaves its neighbour
+/// alone); a condition Closeout cannot decide for an object (it tests tags it does not read)
+/// counts as allowing, and the path says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_role_condition_decides_which_objects_are_exposed() {
+    const SUB: &str = "f6f6f6f6-0000-4000-8000-000000000006";
+    let w = World::new("data-condition").await;
+    w.subscription(SUB, "rg").await;
+    let (uri, vault_id) = uri_and_id(&w.vault(SUB, "rg", "kv-cond", true, json!([])).await);
+    secret(&w, &uri, "db").await;
+    secret(&w, &uri, "api").await;
+    w.key("kv-cond", &uri, "signing").await;
+    let alice = w.user("alice@example.com", "E1001").await;
+    w.assign_with_condition(
+        &vault_id,
+        roles::KEY_VAULT_SECRETS_USER,
+        &alice,
+        "User",
+        Some("((!(ActionMatches{'Microsoft.KeyVault/vaults/secrets/getSecret/action'})) OR (@Resource[Microsoft.KeyVault/vaults/secrets:name] StringEquals 'db'))"),
+    )
+    .await;
+    w.assign_with_condition(
+        &vault_id,
+        roles::KEY_VAULT_CRYPTO_USER,
+        &alice,
+        "User",
+        Some("@Resource[Microsoft.KeyVault/vaults/keys:tags] StringEquals 'prod'"),
+    )
+    .await;
+    let provider = w.provider(None).await;
+    let who = person("E1001", "alice@example.com");
+
+    let r = resolve(&provider, &who).await;
+    assert_eq!(
+        vault_objects(&r),
+        ["kv-cond/keys/signing", "kv-cond/secrets/db"],
+        "secret api is excluded by the condition: {:#?}",
+        ids(&r)
+    );
+    assert!(r.gaps.is_empty(), "{:#?}", r.gaps);
+    let db = find(&r, "azure:kv-secret:kv-cond/secrets/db");
+    assert_eq!(db.relation, Relation::CanRead);
+    assert!(
+        paths(db)
+            .iter()
+            .any(|p| p.contains("assignment condition evaluated: allows it")),
+        "{:#?}",
+        paths(db)
+    );
+    let signing = find(&r, "azure:kv-key:kv-cond/keys/signing");
+    assert!(
+        paths(signing).iter().any(
+            |p| p.contains("not evaluated for this object") && p.contains("counts as allowing")
+        ),
+        "{:#?}",
+        paths(signing)
+    );
+
+    assert_eq!(
+        act(&provider, db, "rotate", "run-cond").await,
+        State::Rotated
+    );
+    let db_versions = versions(&w, &uri, ObjectType::Secrets, "db").await;
+    assert_eq!(
+        db_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [false, true]
+    );
+    let api_versions = versions(&w, &uri, ObjectType::Secrets, "api").await;
+    assert_eq!(
+        api_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [true],
+        "the excluded secret is untouched"
+    );
+    w.double.shutdown().await;
+}
+
+/// A condition Closeout cannot parse (a comparison with a principal attribute on its right)
+/// counts as allowing — the objects are found and acted on — and is a gap naming the
+/// assignment, so the run cannot say closed unless the site accepts it. Both on a data role
+/// and on a role that may assign roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_condition_closeout_cannot_parse_is_a_gap_naming_the_assignment() {
+    const SUB: &str = "a7a7a7a7-0000-4000-8000-000000000007";
+    const UNPARSED: &str = "((!(ActionMatches{'Microsoft.KeyVault/vaults/secrets/getSecret/action'})) OR (@Resource[Microsoft.KeyVault/vaults/secrets:name] StringEquals @Principal[Microsoft.Directory/CustomSecurityAttributes/Id:Vault_Secret]))";
+    let w = World::new("unparsed-condition").await;
+    w.subscription(SUB, "rg").await;
+    let (uri, vault_id) = uri_and_id(&w.vault(SUB, "rg", "kv-abac", true, json!([])).await);
+    let (_, other_id) = uri_and_id(&w.vault(SUB, "rg", "kv-admin", true, json!([])).await);
+    secret(&w, &uri, "db").await;
+    let alice = w.user("alice@example.com", "E1001").await;
+    let data = w
+        .assign_with_condition(
+            &vault_id,
+            roles::KEY_VAULT_SECRETS_USER,
+            &alice,
+            "User",
+            Some(UNPARSED),
+        )
+        .await;
+    let admin = w
+        .assign_with_condition(
+            &other_id,
+            roles::USER_ACCESS_ADMINISTRATOR,
+            &alice,
+            "User",
+            Some("((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals @Principal[x:y]))"),
+        )
+        .await;
+    let provider = w.provider(None).await;
+    let who = person("E1001", "alice@example.com");
+
+    let r = resolve(&provider, &who).await;
+    // Counted as allowing: the secret is found.
+    assert_eq!(vault_objects(&r), ["kv-abac/secrets/db"], "{:#?}", ids(&r));
+    let mut gaps: Vec<(&str, &str)> = r
+        .gaps
+        .iter()
+        .map(|g| (g.kind.as_str(), g.resource.as_str()))
+        .collect();
+    gaps.sort();
+    let mut want = vec![
+        ("role-assignment-condition", admin.as_str()),
+        ("role-assignment-condition", data.as_str()),
+    ];
+    want.sort();
+    assert_eq!(gaps, want, "{:#?}", r.gaps);
+    for g in &r.gaps {
+        let name = g.resource.rsplit('/').next().unwrap();
+        assert!(
+            g.reason.contains(&format!("role assignment {name}"))
+                && g.reason.contains("cannot parse"),
+            "{}",
+            g.reason
+        );
+        assert!(
+            !g.paths.is_empty(),
+            "the gap says how she reaches it: {g:#?}"
+        );
+    }
+    w.double.shutdown().await;
+}
+
 /// Rotation strategies on Key Vault secrets against a real PostgreSQL 15: a secret tagged
 /// `closeout:rotation = postgresql-single-user` gets a new password at the database (the old
 /// one refused, the new one working, every other field kept, the login probe dead), its
 /// pending copy retired; a JSON secret of an unknown shape is refused and left as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_secret_is_rotated_at_the_database_and_an_unknown_shape_is_untouched() {
-    const SUB: &str = "f6f6f6f6-0000-4000-8000-000000000006";
+    const SUB: &str = "b8b8b8b8-0000-4000-8000-000000000016";
     let pg = closeout_testkit::PostgresServer::shared();
     pg.psql("CREATE ROLE kv_pay LOGIN PASSWORD 'kv-old-pw'");
     let w = World::new("pg-strategy").await;
@@ -829,7 +972,7 @@ async fn a_database_secret_is_rotated_at_the_database_and_an_unknown_shape_is_un
 /// secret of its own (the name carries the object id), and each published value signs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn colliding_display_names_publish_every_credential_to_its_own_secret() {
-    const SUB: &str = "a7a7a7a7-0000-4000-8000-000000000007";
+    const SUB: &str = "c9c9c9c9-0000-4000-8000-000000000017";
     let w = World::new("collide").await;
     w.subscription(SUB, "rg").await;
     let (creds_uri, _) = uri_and_id(&w.vault(SUB, "rg", "kv-creds", true, json!([])).await);

@@ -168,15 +168,33 @@ impl World {
         principal: &str,
         principal_type: &str,
     ) -> String {
+        self.assign_with_condition(scope, role, principal, principal_type, None)
+            .await
+    }
+
+    /// Like [`World::assign`], with an ABAC `condition` (version 2.0) when given.
+    pub async fn assign_with_condition(
+        &self,
+        scope: &str,
+        role: &str,
+        principal: &str,
+        principal_type: &str,
+        condition: Option<&str>,
+    ) -> String {
         let name = uuid::Uuid::new_v4();
+        let mut properties = serde_json::json!({
+            "roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+            "principalId": principal, "principalType": principal_type});
+        if let Some(c) = condition {
+            properties["condition"] = serde_json::json!(c);
+            properties["conditionVersion"] = serde_json::json!("2.0");
+        }
         let assignment = self
             .call(
                 "PUT",
                 closeout_azure::http::Api::Arm,
                 &format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01"),
-                serde_json::json!({"properties": {
-                    "roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
-                    "principalId": principal, "principalType": principal_type}}),
+                serde_json::json!({ "properties": properties }),
             )
             .await;
         assignment["id"]

@@ -97,8 +97,9 @@ async fn paging_throttling_errors_and_tokens_against_the_double() {
         "Retry-After was not honoured"
     );
 
-    // More 429s than the retries: a throttling error carrying the delay, for the executor.
-    let count = closeout_azure::http::READ_THROTTLE_RETRIES + 1;
+    // As many 429s as the policy's attempts: a throttling error carrying the delay, for the
+    // executor.
+    let count = closeout_contract::RetryPolicy::default().max_attempts;
     assert_eq!(fault(count).await.unwrap().status().as_u16(), 201);
     let throttled: ProviderError = azure
         .call::<Value>(Api::Graph, "GET", "/v1.0/users", None)

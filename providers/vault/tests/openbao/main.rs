@@ -6,10 +6,12 @@
 //! every other test works in a namespace of its own, so the tests can run concurrently and none
 //! sees another's entities, policies or secrets.
 
+mod act_as;
 mod api;
 mod approle_probe;
 mod contract;
 mod entitlements;
+mod faults;
 mod gaps;
 mod grant_self;
 mod kv_v1;

@@ -37,10 +37,15 @@ impl Moto {
         self.provider_with(AwsConfig::default()).await
     }
 
+    /// A provider with `config`, pointed at this server unless `config` names another endpoint
+    /// (a fault-injecting proxy in front of it).
     pub async fn provider_with(&self, config: AwsConfig) -> AwsProvider {
         AwsProvider::connect(AwsConfig {
             region: Some("us-east-1".into()),
-            endpoint_url: Some(self.endpoint.clone()),
+            endpoint_url: config
+                .endpoint_url
+                .clone()
+                .or_else(|| Some(self.endpoint.clone())),
             requests_per_second: 1000.0,
             ..config
         })

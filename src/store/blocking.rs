@@ -1,0 +1,26 @@
+//! Store calls from async code: SQLite commits (`synchronous=FULL`) and the audit log's fsyncs
+//! block their thread, for as long as a lock is held by another connection (up to the busy
+//! timeout) or the disk takes. Async code runs them on tokio's blocking pool through
+//! [`off_runtime`], so a slow write holds one blocking thread, never a runtime thread (and with
+//! it every task scheduled there).
+
+/// A store call that never ran: the runtime shut down before it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the store call did not run: the runtime is shutting down")]
+pub struct Interrupted;
+
+/// Run the blocking store call `f` on tokio's blocking pool and wait for it. A panic in `f` is
+/// resumed here, as if `f` had been called directly.
+pub async fn off_runtime<R, E>(f: impl FnOnce() -> Result<R, E> + Send + 'static) -> Result<R, E>
+where
+    R: Send + 'static,
+    E: From<Interrupted> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(Interrupted.into()),
+        },
+    }
+}

@@ -1,0 +1,491 @@
+//! A fault-injecting HTTP/1.1 reverse proxy, to put between Closeout and an emulator (moto,
+//! OpenBao, the Azure double) and see that an interrupted or faulted run still converges.
+//!
+//! Each request gets a number (1, 2, …, in arrival order) and is checked against the
+//! [`Rule`]s in order; the first rule that matches decides its [`Fault`], otherwise the request
+//! is forwarded unchanged. Rules fire on the Nth request, from the Nth on, or with a
+//! probability, and may be limited to reads. Every request is logged ([`LogEntry`]) so a test can
+//! check, for instance, that a client waited at least the `Retry-After` it was given
+//! ([`FaultProxy::retry_after_report`]).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use closeout_testkit::proxy::{FaultProxy, Fault, Rule, When};
+//! let proxy = FaultProxy::start("http://127.0.0.1:5000").await;
+//! proxy.set_rules(vec![Rule::new(When::Probability(0.2), Fault::TooManyRequests { retry_after_secs: 1 }).reads_only()]);
+//! // point the client at proxy.endpoint()
+//! # }
+//! ```
+//!
+//! The proxy runs on the caller's tokio runtime; it stops when the [`FaultProxy`] is dropped.
+//! `src/bin/fault-proxy.rs` runs the same proxy as a process, for `scripts/chaos.sh`.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::Rng;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the proxy does to a request a rule matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "fault")]
+pub enum Fault {
+    /// Answer with this status (a 5xx) without forwarding.
+    Status {
+        /// The HTTP status, e.g. 500 or 503.
+        status: u16,
+    },
+    /// Answer 429 with `Retry-After: <secs>` without forwarding.
+    TooManyRequests {
+        /// The `Retry-After` value in seconds.
+        retry_after_secs: u64,
+    },
+    /// Close the connection without forwarding or answering.
+    Reset,
+    /// Wait, then forward.
+    Latency {
+        /// How long to wait, in milliseconds.
+        millis: u64,
+    },
+    /// Forward the request (so its effect happens), then close the connection instead of
+    /// answering: the answer is lost, as when a process dies right after a call.
+    ForwardThenReset,
+}
+
+/// When a rule fires.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum When {
+    /// On every matching request.
+    Always,
+    /// On the request with this number (1-based, counted over all requests).
+    Nth(u64),
+    /// On every request from this number on.
+    From(u64),
+    /// On each matching request with this probability (0.0 to 1.0).
+    Probability(f64),
+}
+
+/// One fault rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// When it fires.
+    pub when: When,
+    /// What it does.
+    pub fault: Fault,
+    /// Only requests that read (see [`is_read`]).
+    pub reads_only: bool,
+}
+
+impl Rule {
+    /// A rule for every request.
+    pub fn new(when: When, fault: Fault) -> Rule {
+        Rule {
+            when,
+            fault,
+            reads_only: false,
+        }
+    }
+
+    /// The same rule, limited to reads.
+    pub fn reads_only(mut self) -> Rule {
+        self.reads_only = true;
+        self
+    }
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    /// Its number, 1-based.
+    pub n: u64,
+    /// When it arrived, milliseconds since the Unix epoch.
+    pub at_ms: u128,
+    /// The HTTP method.
+    pub method: String,
+    /// The path, without query.
+    pub path: String,
+    /// The operation: the AWS `Action` or `X-Amz-Target` when there is one, else
+    /// `METHOD path`.
+    pub op: String,
+    /// Whether [`is_read`] counts it as a read.
+    pub read: bool,
+    /// A hash of method, path, query and body: a retried request has the same one (its
+    /// signature headers differ, its content does not).
+    pub key: u64,
+    /// The fault injected, if any.
+    pub fault: Option<Fault>,
+    /// The status returned to the client (`None`: connection closed).
+    pub status: Option<u16>,
+}
+
+/// How well clients honoured `Retry-After`: of the 429s the proxy sent, how many were followed
+/// by a retry of the same operation, and how many of those came no earlier than asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RetryAfterReport {
+    /// 429 answers with `Retry-After` sent.
+    pub throttled: u64,
+    /// Of those, the ones a later request of the same operation followed.
+    pub retried: u64,
+    /// Of those, the ones retried no earlier than `Retry-After` asked.
+    pub honoured: u64,
+}
+
+struct Shared {
+    upstream: String,
+    rules: Mutex<Vec<Rule>>,
+    log: Mutex<Vec<LogEntry>>,
+    counter: AtomicU64,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A running proxy. Dropping it stops accepting connections.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Whether a request reads: `GET`/`HEAD`/`LIST`, an AWS operation named `Get…`, `List…`,
+/// `Describe…`, `Simulate…`, or a Vault `LIST` made as `GET ?list=true`.
+pub fn is_read(method: &str, op: &str) -> bool {
+    if matches!(method, "GET" | "HEAD" | "LIST") {
+        return true;
+    }
+    let name = op.rsplit('.').next().unwrap_or(op);
+    ["Get", "List", "Describe", "Simulate"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// The AWS operation of a request: `X-Amz-Target` (JSON protocols) or the `Action` form field
+/// (query protocols).
+fn aws_op(req_target: Option<&str>, body: &[u8]) -> Option<String> {
+    if let Some(t) = req_target {
+        return Some(t.rsplit('.').next().unwrap_or(t).to_string());
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .map(str::to_string)
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+/// Why the proxy closed a connection without answering.
+#[derive(Debug, thiserror::Error)]
+enum ProxyError {
+    #[error("fault injected: connection reset")]
+    Reset,
+    #[error("cannot read the request body: {0}")]
+    Body(#[from] hyper::Error),
+}
+
+impl FaultProxy {
+    /// Start a proxy on a free loopback port in front of `upstream` (`http://host:port`).
+    pub async fn start(upstream: &str) -> FaultProxy {
+        Self::start_on(upstream, 0).await
+    }
+
+    /// Start a proxy on `port` (0: any free one) in front of `upstream`.
+    pub async fn start_on(upstream: &str, port: u16) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("fault proxy: cannot bind 127.0.0.1:{port}: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("fault proxy: cannot read the bound address: {e}"));
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            rules: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            counter: AtomicU64::new(0),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        });
+        let accept = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = accept.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { handle(shared, req).await }
+                    });
+                    // A reset fault ends the connection with an error: expected, not logged.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FaultProxy { addr, shared, task }
+    }
+
+    /// `http://127.0.0.1:<port>`, to give clients instead of the upstream's address.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Replace the rules (requests already counted keep their numbers).
+    pub fn set_rules(&self, rules: Vec<Rule>) {
+        *self.shared.rules.lock().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    /// Requests seen so far.
+    pub fn requests(&self) -> u64 {
+        self.shared.counter.load(Ordering::SeqCst)
+    }
+
+    /// A copy of the log.
+    pub fn log(&self) -> Vec<LogEntry> {
+        self.shared
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How well clients honoured the 429s' `Retry-After` (see [`retry_after_report`]).
+    pub fn retry_after_report(&self) -> RetryAfterReport {
+        retry_after_report(&self.log())
+    }
+}
+
+/// Of the 429s with `Retry-After` in `log`: how many were retried (a later request with the
+/// same method, path, query and body) and how many of those no earlier than asked (10 ms tolerance for clock
+/// granularity).
+pub fn retry_after_report(log: &[LogEntry]) -> RetryAfterReport {
+    let mut r = RetryAfterReport::default();
+    for (i, e) in log.iter().enumerate() {
+        let Some(Fault::TooManyRequests { retry_after_secs }) = &e.fault else {
+            continue;
+        };
+        r.throttled += 1;
+        let next = log[i + 1..].iter().find(|n| n.key == e.key);
+        if let Some(next) = next {
+            r.retried += 1;
+            if next.at_ms + 10 >= e.at_ms + u128::from(*retry_after_secs) * 1000 {
+                r.honoured += 1;
+            }
+        }
+    }
+    r
+}
+
+fn fires(rule: &Rule, n: u64, read: bool) -> bool {
+    if rule.reads_only && !read {
+        return false;
+    }
+    match rule.when {
+        When::Always => true,
+        When::Nth(k) => n == k,
+        When::From(k) => n >= k,
+        When::Probability(p) => rand::rng().random_bool(p.clamp(0.0, 1.0)),
+    }
+}
+
+fn reply(status: u16, retry_after: Option<u64>) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "text/plain");
+    if let Some(s) = retry_after {
+        b = b.header("retry-after", s.to_string());
+    }
+    b.body(Full::new(Bytes::from(format!(
+        "fault injected by the test proxy: {status}"
+    ))))
+    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ProxyError> {
+    let n = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
+    let at_ms = now_ms();
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok());
+    let op = aws_op(target, &body).unwrap_or_else(|| format!("{method} {path}"));
+    let read = is_read(&method, &op);
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        method.hash(&mut h);
+        parts.uri.path_and_query().map(|p| p.as_str()).hash(&mut h);
+        body.hash(&mut h);
+        h.finish()
+    };
+    let fault = {
+        let rules = shared.rules.lock().unwrap_or_else(|e| e.into_inner());
+        rules
+            .iter()
+            .find(|r| fires(r, n, read))
+            .map(|r| r.fault.clone())
+    };
+    let mut entry = LogEntry {
+        n,
+        at_ms,
+        method,
+        path,
+        op,
+        read,
+        key,
+        fault: fault.clone(),
+        status: None,
+    };
+    let log = |entry: LogEntry| {
+        shared
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(entry);
+    };
+    match fault {
+        Some(Fault::Status { status }) => {
+            entry.status = Some(status);
+            log(entry);
+            return Ok(reply(status, None));
+        }
+        Some(Fault::TooManyRequests { retry_after_secs }) => {
+            entry.status = Some(429);
+            log(entry);
+            return Ok(reply(429, Some(retry_after_secs)));
+        }
+        Some(Fault::Reset) => {
+            log(entry);
+            return Err(ProxyError::Reset);
+        }
+        Some(Fault::Latency { millis }) => tokio::time::sleep(Duration::from_millis(millis)).await,
+        Some(Fault::ForwardThenReset) | None => {}
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri = format!("{}{}", shared.upstream, path_and_query);
+    let mut out = Request::builder().method(parts.method.clone()).uri(uri);
+    for (k, v) in &parts.headers {
+        out = out.header(k, v);
+    }
+    let Ok(out) = out.body(Full::new(body)) else {
+        log(entry);
+        return Ok(reply(502, None));
+    };
+    let answer = match shared.client.request(out).await {
+        Ok(resp) => {
+            let (rparts, rbody) = resp.into_parts();
+            match rbody.collect().await {
+                Ok(b) => {
+                    let mut resp = Response::new(Full::new(b.to_bytes()));
+                    *resp.status_mut() = rparts.status;
+                    for (k, v) in &rparts.headers {
+                        // The body is re-sent whole: hyper sets the framing itself.
+                        if k != "transfer-encoding" && k != "content-length" {
+                            resp.headers_mut().append(k, v.clone());
+                        }
+                    }
+                    resp
+                }
+                Err(_) => reply(502, None),
+            }
+        }
+        Err(_) => reply(502, None),
+    };
+    if fault == Some(Fault::ForwardThenReset) {
+        log(entry);
+        return Err(ProxyError::Reset);
+    }
+    entry.status = Some(answer.status().as_u16());
+    log(entry);
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_recognised_by_method_and_operation() {
+        assert!(is_read("GET", "GET /v1/sys/health"));
+        assert!(is_read("POST", "ListAccessKeys"));
+        assert!(is_read("POST", "GetSecretValue"));
+        assert!(!is_read("POST", "CreateAccessKey"));
+        assert!(!is_read("PUT", "PUT /v1/secret/data/x"));
+        assert_eq!(
+            aws_op(None, b"Action=ListUsers&Version=2010-05-08").as_deref(),
+            Some("ListUsers")
+        );
+        assert_eq!(
+            aws_op(Some("secretsmanager.GetSecretValue"), b"{}").as_deref(),
+            Some("GetSecretValue")
+        );
+    }
+
+    #[test]
+    fn retry_after_report_compares_the_next_request_of_the_same_operation() {
+        let e = |n, at_ms, op: &str, fault| LogEntry {
+            n,
+            at_ms,
+            method: "POST".into(),
+            path: "/".into(),
+            op: op.into(),
+            read: true,
+            key: op.len() as u64,
+            fault,
+            status: None,
+        };
+        let t = Some(Fault::TooManyRequests {
+            retry_after_secs: 2,
+        });
+        let log = vec![
+            e(1, 0, "ListUsers", t.clone()),
+            e(2, 100, "GetUser", None),
+            e(3, 2_000, "ListUsers", None),
+            e(4, 3_000, "GetUser", t),
+            e(5, 3_500, "GetUser", None),
+        ];
+        assert_eq!(
+            retry_after_report(&log),
+            RetryAfterReport {
+                throttled: 2,
+                retried: 2,
+                honoured: 1
+            }
+        );
+    }
+}
