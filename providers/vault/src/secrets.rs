@@ -24,12 +24,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Policies reaching the person: name -> every (path to it, entity id or "" for a token).
 pub(crate) type PolicyPaths = BTreeMap<String, Vec<(Path, String)>>;
 
-/// Secrets engine types Closeout covers: KV (here), PKI (`pki`), and the per-namespace system,
+/// Secrets engine types Closeout covers: KV (here), PKI (`pki`), database (`database`: static
+/// roles, connections, and dynamic credentials as leases), and the per-namespace system,
 /// identity and cubbyhole mounts (identity is resolved as entities and groups; a cubbyhole dies
 /// with its token).
 const COVERED_ENGINES: &[&str] = &[
     "kv",
     "pki",
+    "database",
     "system",
     "ns_system",
     "identity",
@@ -438,6 +440,9 @@ impl VaultProvider {
         for (mount, m) in &mounts {
             if m.mount_type == "kv" {
                 self.resolve_kv_mount(ctx, mount, m, &rules, policy_paths, &steps, res)
+                    .await?;
+            } else if m.mount_type == "database" {
+                self.resolve_database_mount(ctx.cutoff, mount, &rules, policy_paths, &steps, res)
                     .await?;
             } else if !COVERED_ENGINES.contains(&m.mount_type.as_str()) {
                 res.gaps

@@ -10,6 +10,7 @@ mod act_as;
 mod api;
 mod approle_probe;
 mod contract;
+mod database_engine;
 mod entitlements;
 mod faults;
 mod gaps;
