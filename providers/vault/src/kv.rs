@@ -377,16 +377,18 @@ impl VaultProvider {
         let f = &action.finding;
         let mount = attr(f, "mount")?;
         let key = attr(f, "key")?;
-        let data_path = format!("{mount}data/{key}");
-        if is_v1(f) {
-            return Err(ProviderError::Unsupported {
-                provider: PROVIDER,
-                message: format!(
-                    "secret {data_path}: {strategy} needs a KV v2 mount (a pending version is kept beside it); KV v1 keeps none"
-                ),
-            });
-        }
-        if self.kv_metadata(mount, key).await?.is_none() {
+        let v1 = is_v1(f);
+        let data_path = if v1 {
+            format!("{mount}{key}")
+        } else {
+            format!("{mount}data/{key}")
+        };
+        let exists = if v1 {
+            self.kv1_read(mount, key).await?.is_some()
+        } else {
+            self.kv_metadata(mount, key).await?.is_some()
+        };
+        if !exists {
             return Ok(ActionOutcome::already(
                 State::Deleted,
                 format!("secret {data_path} no longer exists"),
@@ -395,6 +397,7 @@ impl VaultProvider {
         let (pending_mount, pending_key) = self.config.kv1_record(&format!("pending/{data_path}"));
         let store = KvStore {
             vault: self,
+            v1,
             mount,
             key,
             pending_mount: &pending_mount,
@@ -572,9 +575,13 @@ fn database_strategy(f: &Finding) -> Option<Strategy> {
         .filter(Strategy::is_postgres)
 }
 
-/// One KV v2 secret as one database rotation (one idempotency key) sees it.
+/// One KV secret as one database rotation (one idempotency key) sees it. The pending value is
+/// a KV v2 secret beside the KV v1 rotation records for both versions; a v2 secret's promotion
+/// is a new version (check-and-set) marked with the key in its custom metadata, a v1 secret's
+/// is written in place and marked by its rotation record (it keeps no previous value).
 struct KvStore<'a> {
     vault: &'a VaultProvider,
+    v1: bool,
     mount: &'a str,
     key: &'a str,
     pending_mount: &'a str,
@@ -584,7 +591,140 @@ struct KvStore<'a> {
 
 impl KvStore<'_> {
     fn permanent(&self, what: &str) -> ProviderError {
+        if self.v1 {
+            return permanent(format!("secret {}{}: {what}", self.mount, self.key));
+        }
         permanent(format!("secret {}data/{}: {what}", self.mount, self.key))
+    }
+
+    /// A KV v2 secret: the pending value written as a new version (check-and-set), marked
+    /// with this rotation's key.
+    async fn v2_promote(&self) -> Result<(), ProviderError> {
+        let meta = self.meta().await?;
+        if meta.custom_metadata.get(ROTATED_BY).map(String::as_str) != Some(self.idempotency_key) {
+            let pending = self
+                .vault
+                .kv2_value(self.pending_mount, self.pending_key, None)
+                .await?
+                .ok_or_else(|| self.permanent("its pending value is gone"))?;
+            let data: serde_json::Value = serde_json::from_str(pending.expose())
+                .map_err(|_| self.permanent("the pending value is not JSON"))?;
+            drop(pending);
+            let cas = u32::try_from(meta.current_version)
+                .map_err(|_| self.permanent("version too large"))?;
+            let data_path = format!("{}data/{}", self.mount, self.key);
+            self.vault
+                .client
+                .sdk("POST", &data_path, |c| {
+                    let options = SetSecretRequestOptions { cas };
+                    vaultrs::kv2::set_with_options(
+                        c,
+                        bare_mount(self.mount),
+                        self.key,
+                        &data,
+                        options,
+                    )
+                })
+                .await?;
+            drop(data);
+            let mut custom = meta.custom_metadata.clone();
+            custom.insert(ROTATED_BY.into(), self.idempotency_key.to_string());
+            self.vault
+                .set_custom_metadata(self.mount, self.key, custom)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The pending value is no longer needed: destroy it with its metadata.
+    async fn clear_pending(&self) -> Result<(), ProviderError> {
+        let path = format!("{}metadata/{}", self.pending_mount, self.pending_key);
+        match self
+            .vault
+            .client
+            .sdk("DELETE", &path, |c| {
+                vaultrs::kv2::delete_metadata(c, bare_mount(self.pending_mount), self.pending_key)
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A KV v2 secret: its current value when this rotation's key marks it promoted.
+    async fn v2_promoted(&self) -> Result<Option<SecretValue>, ProviderError> {
+        let meta = self.meta().await?;
+        if meta.custom_metadata.get(ROTATED_BY).map(String::as_str) != Some(self.idempotency_key) {
+            return Ok(None);
+        }
+        let v = self
+            .vault
+            .kv2_value(self.mount, self.key, Some(meta.current_version))
+            .await?
+            .ok_or_else(|| self.permanent("its current version is deleted"))?;
+        Ok(Some(v))
+    }
+
+    /// A KV v1 secret's current value as JSON text.
+    async fn v1_value(&self) -> Result<SecretValue, ProviderError> {
+        let d = self
+            .vault
+            .kv1_read(self.mount, self.key)
+            .await?
+            .ok_or_else(|| self.permanent("no longer exists"))?;
+        Ok(SecretValue::new(
+            serde_json::Value::Object(d.data).to_string(),
+        ))
+    }
+
+    /// A KV v1 secret: whether its rotation record carries this rotation's key.
+    async fn v1_promoted(&self) -> Result<bool, ProviderError> {
+        Ok(self
+            .vault
+            .kv1_record(self.mount, self.key)
+            .await?
+            .is_some_and(|m| {
+                m.custom_metadata.get(ROTATED_BY).map(String::as_str) == Some(self.idempotency_key)
+            }))
+    }
+
+    /// A KV v1 secret: write the pending value in place, then the rotation record.
+    async fn v1_promote(&self, data: serde_json::Value) -> Result<(), ProviderError> {
+        let path = format!("{}{}", self.mount, self.key);
+        let serde_json::Value::Object(map) = data else {
+            return Err(self.permanent("the pending value is not a JSON object"));
+        };
+        let fields: std::collections::HashMap<&str, &serde_json::Value> =
+            map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        self.vault
+            .client
+            .sdk("POST", &path, |c| {
+                vaultrs::kv1::set(c, bare_mount(self.mount), self.key, &fields)
+            })
+            .await?;
+        drop(fields);
+        drop(map);
+        let (record_mount, record_key) = self.vault.config.kv1_record(&path);
+        let record = self.vault.kv_metadata(&record_mount, &record_key).await?;
+        let data = serde_json::json!({
+            "secret": path,
+            "rotated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        let record_path = format!("{record_mount}data/{record_key}");
+        self.vault
+            .client
+            .sdk("POST", &record_path, |c| {
+                vaultrs::kv2::set(c, bare_mount(&record_mount), &record_key, &data)
+            })
+            .await?;
+        let mut custom = record.map(|m| m.custom_metadata).unwrap_or_default();
+        custom.insert(ROTATED_BY.into(), self.idempotency_key.to_string());
+        self.vault
+            .set_custom_metadata(&record_mount, &record_key, custom)
+            .await?;
+        Ok(())
     }
 
     async fn meta(&self) -> Result<KvMetadata, ProviderError> {
@@ -597,13 +737,11 @@ impl KvStore<'_> {
 
 impl SecretStore for KvStore<'_> {
     async fn staged(&self) -> Result<Staged, ProviderError> {
-        let meta = self.meta().await?;
-        if meta.custom_metadata.get(ROTATED_BY).map(String::as_str) == Some(self.idempotency_key) {
-            let v = self
-                .vault
-                .kv2_value(self.mount, self.key, Some(meta.current_version))
-                .await?
-                .ok_or_else(|| self.permanent("its current version is deleted"))?;
+        if self.v1 {
+            if self.v1_promoted().await? {
+                return Ok(Staged::Current(self.v1_value().await?));
+            }
+        } else if let Some(v) = self.v2_promoted().await? {
             return Ok(Staged::Current(v));
         }
         let ours = self
@@ -628,6 +766,9 @@ impl SecretStore for KvStore<'_> {
     }
 
     async fn current(&self) -> Result<SecretValue, ProviderError> {
+        if self.v1 {
+            return self.v1_value().await;
+        }
         let meta = self.meta().await?;
         self.vault
             .kv2_value(self.mount, self.key, Some(meta.current_version))
@@ -636,6 +777,9 @@ impl SecretStore for KvStore<'_> {
     }
 
     async fn previous(&self) -> Result<Option<SecretValue>, ProviderError> {
+        if self.v1 {
+            return Ok(None);
+        }
         let meta = self.meta().await?;
         Ok(match meta.current_version {
             0 | 1 => None,
@@ -673,53 +817,22 @@ impl SecretStore for KvStore<'_> {
     }
 
     async fn promote(&self) -> Result<(), ProviderError> {
-        let meta = self.meta().await?;
-        if meta.custom_metadata.get(ROTATED_BY).map(String::as_str) != Some(self.idempotency_key) {
-            let pending = self
-                .vault
-                .kv2_value(self.pending_mount, self.pending_key, None)
-                .await?
-                .ok_or_else(|| self.permanent("its pending value is gone"))?;
-            let data: serde_json::Value = serde_json::from_str(pending.expose())
-                .map_err(|_| self.permanent("the pending value is not JSON"))?;
-            drop(pending);
-            let cas = u32::try_from(meta.current_version)
-                .map_err(|_| self.permanent("version too large"))?;
-            let data_path = format!("{}data/{}", self.mount, self.key);
-            self.vault
-                .client
-                .sdk("POST", &data_path, |c| {
-                    let options = SetSecretRequestOptions { cas };
-                    vaultrs::kv2::set_with_options(
-                        c,
-                        bare_mount(self.mount),
-                        self.key,
-                        &data,
-                        options,
-                    )
-                })
-                .await?;
-            drop(data);
-            let mut custom = meta.custom_metadata.clone();
-            custom.insert(ROTATED_BY.into(), self.idempotency_key.to_string());
-            self.vault
-                .set_custom_metadata(self.mount, self.key, custom)
-                .await?;
+        if self.v1 {
+            if !self.v1_promoted().await? {
+                let pending = self
+                    .vault
+                    .kv2_value(self.pending_mount, self.pending_key, None)
+                    .await?
+                    .ok_or_else(|| self.permanent("its pending value is gone"))?;
+                let data: serde_json::Value = serde_json::from_str(pending.expose())
+                    .map_err(|_| self.permanent("the pending value is not JSON"))?;
+                drop(pending);
+                self.v1_promote(data).await?;
+            }
+        } else {
+            self.v2_promote().await?;
         }
-        // The pending value is no longer needed: destroy it with its metadata.
-        let path = format!("{}metadata/{}", self.pending_mount, self.pending_key);
-        match self
-            .vault
-            .client
-            .sdk("DELETE", &path, |c| {
-                vaultrs::kv2::delete_metadata(c, bare_mount(self.pending_mount), self.pending_key)
-            })
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.clear_pending().await
     }
 
     async fn other(&self, reference: &str) -> Result<SecretValue, ProviderError> {

@@ -170,3 +170,96 @@ async fn a_killed_kv_rotation_resumes_to_the_same_end() {
         assert!(pg.can_login(&user, &format!("pending-{i}-pw")), "kill{i}");
     }
 }
+
+/// KV v1 keeps no metadata, so its strategy comes from a `[[rotation.strategy]]` rule (set on
+/// the finding here as the plan sets it). The pending value is kept beside the rotation records,
+/// the password set and tested at the database, then written in place and recorded: the old
+/// password refused, the new one working, every other field kept. A second secret is left as a
+/// run killed after *set* leaves it (pending stored, the database changed, the secret not yet
+/// written) and resumes to the same end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_user_rotation_on_kv_v1_writes_in_place_and_resumes_after_a_kill() {
+    let pg = PostgresServer::shared();
+    pg.psql("CREATE ROLE vault_v1pay LOGIN PASSWORD 'v1-old-pw'");
+    pg.psql("CREATE ROLE vault_v1kill LOGIN PASSWORD 'v1-kill-old-pw'");
+    let api = Api::namespace("pg-v1").await;
+    api.mount_kv("legacy", 1).await;
+    let pay = login(pg, "vault_v1pay", "v1-old-pw");
+    let killed = login(pg, "vault_v1kill", "v1-kill-old-pw");
+    api.root("POST", "legacy/db/pay", Some(pay.clone())).await;
+    api.root("POST", "legacy/db/killed", Some(killed.clone()))
+        .await;
+    api.policy(
+        "v1-read",
+        r#"path "legacy/db/*" { capabilities = ["read", "list"] }"#,
+    )
+    .await;
+    api.entity("alice.smith", &["v1-read"]).await;
+    let p = api.provider("pg-v1").await;
+    let ctx = context_now(person("E100", "alice.smith@example.com")).await;
+    let r = p.resolve(&ctx).await.unwrap();
+    let finding = |key: &str| {
+        let mut f = r
+            .findings
+            .iter()
+            .find(|f| f.kind == "kv-secret" && f.attr("key") == Some(key))
+            .unwrap_or_else(|| panic!("no finding for {key}: {:#?}", r.findings))
+            .clone();
+        assert_eq!(f.attr("kv_version"), Some("1"));
+        f.attributes
+            .insert("rotation".into(), "postgresql-single-user".into());
+        f
+    };
+
+    let f = finding("db/pay");
+    let out = p.execute(&request("run-v1", &f, "rotate")).await.unwrap();
+    assert!(!out.already_done && out.state == State::Rotated, "{out:?}");
+    let after = api.kv1("legacy/db/pay").await;
+    for k in ["engine", "host", "port", "username", "dbname", "owner_team"] {
+        assert_eq!(after[k], pay[k], "{k}");
+    }
+    let new = after["password"].as_str().unwrap().to_string();
+    assert_ne!(new, "v1-old-pw");
+    assert!(
+        !pg.can_login("vault_v1pay", "v1-old-pw"),
+        "old password still works"
+    );
+    assert!(pg.can_login("vault_v1pay", &new), "new password refused");
+    assert_eq!(p.live_state(&f, &ctx).await.unwrap(), State::Rotated);
+    let again = p.execute(&request("run-v1", &f, "rotate")).await.unwrap();
+    assert!(again.already_done, "{again:?}");
+    assert_eq!(api.kv1("legacy/db/pay").await, after, "not rotated twice");
+
+    // Killed after *set*: this action's pending value stored, the database already changed.
+    let g = finding("db/killed");
+    let req = request("run-v1", &g, "rotate");
+    let mut pending = login(pg, "vault_v1kill", "v1-kill-pending-pw");
+    pending["owner_team"] = json!("payments");
+    let at = "closeout/kv1-rotations/pending/legacy/db/killed";
+    api.root(
+        "POST",
+        &format!("secret/data/{at}"),
+        Some(json!({ "data": pending })),
+    )
+    .await;
+    api.root(
+        "POST",
+        &format!("secret/metadata/{at}"),
+        Some(json!({"custom_metadata": {"closeout-rotated-by": req.idempotency_key}})),
+    )
+    .await;
+    pg.psql("ALTER ROLE vault_v1kill PASSWORD 'v1-kill-pending-pw'");
+    p.execute(&req).await.unwrap();
+    assert_eq!(
+        api.kv1("legacy/db/killed").await,
+        pending,
+        "the stored pending value is the one promoted"
+    );
+    assert!(!pg.can_login("vault_v1kill", "v1-kill-old-pw"));
+    assert!(pg.can_login("vault_v1kill", "v1-kill-pending-pw"));
+    assert_eq!(p.live_state(&g, &ctx).await.unwrap(), State::Rotated);
+    let (status, _) = api
+        .call("GET", &format!("secret/data/{at}"), "root", None)
+        .await;
+    assert_eq!(status, 404, "the pending copy is gone");
+}
