@@ -1215,4 +1215,60 @@ stages:
             .render_text()
             .contains("Plan: 0 actions, 0 deferred, 0 untouched open findings."));
     }
+
+    /// Regression (issue 16): two applications whose display names differ only in case and
+    /// spacing had their rotated credentials published to one secret, each overwriting the
+    /// other. A plan whose rotations publish two objects' credentials to one secret is refused
+    /// before anything runs; one secret per object passes.
+    #[test]
+    fn two_credentials_published_to_one_secret_are_refused_at_plan_time() {
+        use closeout_contract::action::{PUBLISH_FOR_ATTR, PUBLISH_SECRET_ATTR};
+        let action = |object: &str, secret: &str| {
+            let mut finding = f(
+                "azure",
+                "app-password",
+                object,
+                Relation::Owns,
+                Holder::Account,
+                State::Active,
+            );
+            finding
+                .attributes
+                .insert(PUBLISH_SECRET_ATTR.into(), secret.into());
+            finding
+                .attributes
+                .insert(PUBLISH_FOR_ATTR.into(), object.into());
+            PlannedAction {
+                key: format!("k-{object}"),
+                stage: "rotate".into(),
+                step: "rotate-entra-app-credentials".into(),
+                verb: verbs::ROTATE.name.into(),
+                expect: State::Rotated,
+                finding,
+                params: ActionParams::default(),
+                requires_approval: false,
+            }
+        };
+        let stage = |actions| PlannedStage {
+            name: "rotate".into(),
+            verify: false,
+            actions,
+        };
+        let err = check_publish_collisions(&[stage(vec![
+            action("app-1", "app-payments-api-credential"),
+            action("app-2", "app-payments-api-credential"),
+        ])])
+        .unwrap_err();
+        assert!(
+            matches!(&err, PlanError::PublishCollision { secret, objects, .. }
+                if secret == "app-payments-api-credential" && objects == "app-1, app-2"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("{object_id}"), "{err}");
+        check_publish_collisions(&[stage(vec![
+            action("app-1", "app-payments-api-app-1-credential"),
+            action("app-2", "app-payments-api-app-2-credential"),
+        ])])
+        .unwrap();
+    }
 }
