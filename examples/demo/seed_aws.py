@@ -342,6 +342,9 @@ class Seeder:
             "prod/payments/db",
             value=json.dumps({"username": "payments", "password": f"{canary}-{random_value()}"}),
             description="Payments database (via oncall-responder)",
+            # A JSON secret is rotated only by a named strategy (docs/rotation.md): here only
+            # the password changes; the username is kept.
+            **{"closeout:rotation": "template:password"},
         )
         self.secret(
             "team/analytics-key",
@@ -356,6 +359,29 @@ class Seeder:
             description="Owned by Alice",
             owner=ALICE_EMAIL,
         )
+        pg = load_pg_seed()
+        if pg:
+            # The payments database's own credentials (scripts/emulators.sh runs PostgreSQL):
+            # rotated at the database, every field but the password kept.
+            self.secret(
+                "prod/payments/postgres",
+                value=json.dumps(
+                    {
+                        "engine": "postgres",
+                        "host": pg["host"],
+                        "port": pg["port"],
+                        "dbname": pg["dbname"],
+                        "username": "payments_app",
+                        "password": pg["passwords"]["payments_app"],
+                    }
+                ),
+                description="Payments PostgreSQL login (via oncall-responder)",
+                **{"closeout:rotation": "postgresql-single-user"},
+            )
+            self.note(
+                f"prod/payments/postgres: the payments database's login payments_app "
+                f"(PostgreSQL 127.0.0.1:{pg['port']}; tag closeout:rotation = postgresql-single-user)"
+            )
         self.secret("finance/ledger-key", description="Nothing of Alice reaches this", owner="E1005")
         self.secret("carol/deploy-token", owner="carol.diaz@example.com")
         self.secret("data/warehouse-password", owner="E1003")
@@ -368,6 +394,18 @@ class Seeder:
             "secrets out of her reach: finance/ledger-key, carol/deploy-token, "
             "data/warehouse-password, security/break-glass-codes"
         )
+
+
+def load_pg_seed():
+    """The payments database seed_postgres.py wrote, when the demo runs PostgreSQL."""
+    if not os.environ.get("DEMO_PG_PORT"):
+        return None
+    path = os.environ.get("DEMO_PG_SEED", ".emulators/postgres-seed.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        die(f"DEMO_PG_PORT is set but {path} cannot be read ({e}): run seed_postgres.py first")
 
 
 def main():

@@ -894,6 +894,26 @@ class Seeder:
         self.certificate("kv-data", "data-ingest-tls", "CN=ingest.data.example.com",
                          ["ingest.data.example.com"], who="alice", reach="direct")
 
+        pg = load_pg_seed()
+        if pg:
+            # The payments database's login (scripts/emulators.sh runs PostgreSQL): rotated at the
+            # database by the strategy its tag names, every field but the password kept.
+            self.secret(
+                "kv-data",
+                "payments-postgres",
+                json.dumps({"engine": "postgres", "host": pg["host"], "port": pg["port"],
+                            "dbname": pg["dbname"], "username": "payments_keyvault",
+                            "password": pg["passwords"]["payments_keyvault"]}),
+                content_type="application/json",
+                tags={"closeout:rotation": "postgresql-single-user"},
+                who="alice",
+                reach="direct",
+            )
+            self.note(
+                f"kv-data payments-postgres: the payments database's login payments_keyvault "
+                f"(PostgreSQL 127.0.0.1:{pg['port']}; tag closeout:rotation = postgresql-single-user)"
+            )
+
         self.secret("kv-oncall", "pagerduty-integration-key", random_value(), who="alice", reach="direct")
         self.secret("kv-oncall", "statuspage-token", random_value(), tags=owned, who="alice", reach="direct")
         self.key("kv-oncall", "oncall-webhook-signing", who="alice", reach="direct")
@@ -948,6 +968,18 @@ def load_canary(canary_file):
     canary_file.parent.mkdir(parents=True, exist_ok=True)
     canary_file.write_text(canary + "\n")
     return canary
+
+
+def load_pg_seed():
+    """The payments database seed_postgres.py wrote, when the demo runs PostgreSQL."""
+    if not os.environ.get("DEMO_PG_PORT"):
+        return None
+    path = os.environ.get("DEMO_PG_SEED", ".emulators/postgres-seed.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        die(f"DEMO_PG_PORT is set but {path} cannot be read ({e}): run seed_postgres.py first")
 
 
 def main():

@@ -191,7 +191,7 @@ class Seeder:
 
     # --- the organisation ----------------------------------------------------------------------
 
-    def seed(self, canary, canary_password):
+    def seed(self, canary, canary_password, pg=None):
         v = self.v
         if "userpass/" in v.get("sys/auth")["data"]:
             die(
@@ -217,6 +217,18 @@ class Seeder:
             ("auth/token/create", ["update"]),
             ("auth/token/create-orphan", ["update"]),
             ("pki/issue/*", ["update"]),
+            # The payments database (only when scripts/emulators.sh runs PostgreSQL): its KV
+            # secret, dynamic credentials, a static role's credentials and the connection.
+            *(
+                [
+                    ("secret/data/payments/*", ["read"]),
+                    ("database/creds/payments-app", ["read"]),
+                    ("database/static-creds/payments-static", ["read"]),
+                    ("database/config/payments", ["read"]),
+                ]
+                if pg
+                else []
+            ),
         )
         self.policy("oncall", ("secret/data/oncall/*", ["read"]))
         self.policy("deploy-bot", ("secret/data/deploy/*", ["read"]))
@@ -290,6 +302,9 @@ class Seeder:
             "secrets out of her reach: engineering/break-glass (denied), finance/ledger, "
             "carol/notes, metrics/exporter"
         )
+
+        if pg:
+            self.payments_database(pg)
 
         # PKI: two mounts; roles without leases, one with generate_lease.
         self.pki_mount("pki", "Example Corp Demo Root CA", "people certificates")
@@ -412,6 +427,15 @@ class Seeder:
         ).status_code
         if denied != 403:
             die(f"engineering/break-glass answered HTTP {denied} to Alice, expected 403")
+        if pg:
+            # What she takes with her: dynamic credentials (a lease her token obtained) and the
+            # static role's current password.
+            dynamic = v.get("database/creds/payments-app", token=alice_token)
+            v.get("database/static-creds/payments-static", token=alice_token)
+            self.note(
+                f"database: Alice obtained dynamic credentials (lease {dynamic['lease_id']}, user "
+                f"{dynamic['data']['username']}) and read static-creds/payments-static"
+            )
         self.credentials["alice"].update(
             tokens=[alice_token, alice_cli, alice_cron, alice_cron_worker, ci_runner],
             userpass=["alice.nguyen", passwords["alice.nguyen"]],
@@ -432,6 +456,79 @@ class Seeder:
             "owner = her email); Carol's login token"
         )
         self.note(f"lease Alice obtained: {lease_id} (certificate CN={ALICE_EMAIL})")
+
+
+    def payments_database(self, pg):
+        """The payments database: its KV secret (rotated at the database by the
+        postgresql-single-user strategy its custom metadata names), and a database engine
+        connection to it with a static and a dynamic role."""
+        v = self.v
+        self.kv(
+            "payments/db",
+            {
+                "engine": "postgres",
+                "host": pg["host"],
+                "port": str(pg["port"]),
+                "dbname": pg["dbname"],
+                "username": "payments_kv",
+                "password": pg["passwords"]["payments_kv"],
+            },
+        )
+        v.post(
+            "secret/metadata/payments/db",
+            {"custom_metadata": {"closeout:rotation": "postgresql-single-user"}},
+        )
+        v.post("sys/mounts/database", {"type": "database"})
+        v.post(
+            "database/config/payments",
+            {
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": (
+                    f"postgresql://{{{{username}}}}:{{{{password}}}}@{pg['host']}:{pg['port']}/"
+                    f"{pg['dbname']}?sslmode=disable"
+                ),
+                "username": "vault_admin",
+                "password": pg["passwords"]["vault_admin"],
+                "allowed_roles": ["payments-app", "payments-static"],
+            },
+        )
+        v.post(
+            "database/static-roles/payments-static",
+            {"db_name": "payments", "username": "payments_static", "rotation_period": "720h"},
+        )
+        v.post(
+            "database/roles/payments-app",
+            {
+                "db_name": "payments",
+                "creation_statements": [
+                    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+                ],
+                # Dropping the user is all a revocation needs: it was granted nothing (the
+                # plugin's default revocation revokes every table and sequence privilege in the
+                # schema first, which vault_admin may not do on the other roles' tables).
+                "revocation_statements": ["DROP ROLE IF EXISTS \"{{name}}\";"],
+                "default_ttl": "8h",
+                "max_ttl": "24h",
+            },
+        )
+        self.note(
+            f"payments database (PostgreSQL 127.0.0.1:{pg['port']}): KV secret payments/db "
+            "(custom metadata closeout:rotation = postgresql-single-user, user payments_kv); "
+            "database engine connection payments (user vault_admin), static role "
+            "payments-static (user payments_static), dynamic role payments-app"
+        )
+
+
+def load_pg_seed():
+    """The payments database seed_postgres.py wrote, when the demo runs PostgreSQL."""
+    if not os.environ.get("DEMO_PG_PORT"):
+        return None
+    path = os.environ.get("DEMO_PG_SEED", ".emulators/postgres-seed.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        die(f"DEMO_PG_PORT is set but {path} cannot be read ({e}): run seed_postgres.py first")
 
 
 def vault_address():
@@ -474,7 +571,7 @@ def main():
     canary_password = f"{canary}-{random_value()}" if canary_env else None
 
     seeder = Seeder(Vault(address, token))
-    seeder.seed(canary, canary_password)
+    seeder.seed(canary, canary_password, load_pg_seed())
     credentials_file = os.environ.get("CLOSEOUT_SEED_CREDENTIALS_FILE")
     if credentials_file:
         path = pathlib.Path(credentials_file)

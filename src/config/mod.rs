@@ -317,6 +317,9 @@ impl Config {
         self.rotation
             .policies()
             .map_err(|e| invalid(e.to_string()))?;
+        self.rotation
+            .validate_strategies()
+            .map_err(|e| invalid(e.to_string()))?;
         acceptance::validate(&self.accept_unverified).map_err(|e| invalid(e.to_string()))?;
         self.approvals.validate().map_err(invalid)?;
         self.report.validate().map_err(invalid)?;

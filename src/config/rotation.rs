@@ -6,7 +6,8 @@
 //! `crate::policy::rotation`.
 
 use crate::grace::{BadDuration, Grace};
-use closeout_contract::{AgeFacts, Finding, HolderKind};
+use closeout_contract::rotation_strategy;
+use closeout_contract::{AgeFacts, Finding, HolderKind, Strategy};
 use serde::Deserialize;
 
 /// `[rotation]`: the rotation policy.
@@ -16,6 +17,93 @@ pub struct RotationConfig {
     /// The `[[rotation.policy]]` entries, in file order.
     #[serde(default)]
     pub policy: Vec<PolicyEntry>,
+    /// The `[[rotation.strategy]]` rules, in file order: the rotation strategy of secrets that
+    /// do not name one themselves (tag or custom metadata `closeout:rotation`).
+    #[serde(default)]
+    pub strategy: Vec<StrategyRule>,
+}
+
+/// One `[[rotation.strategy]]` rule: secrets of `provider` whose name (or resource id) is
+/// `name` — or starts with it, when it ends in `*` — are rotated by `strategy` unless they name
+/// one themselves. The first matching rule wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyRule {
+    /// The provider whose secrets it covers.
+    pub provider: String,
+    /// The secret's name (`payments/db`, a Vault path `kv/data/payments/db`, a Key Vault
+    /// secret's name), or a prefix ending in `*`.
+    pub name: String,
+    /// The strategy (`random`, `template:password`, `postgresql-single-user`, ...).
+    pub strategy: String,
+}
+
+/// A `[[rotation.strategy]]` rule that does not validate, named by its 1-based position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[[rotation.strategy]] #{entry}: {problem}")]
+pub struct StrategyRuleError {
+    /// The rule's position in the file, from 1.
+    pub entry: usize,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl StrategyRule {
+    fn matches(&self, f: &Finding) -> bool {
+        if f.provider != self.provider {
+            return false;
+        }
+        let names = [f.attr("name"), Some(f.resource.as_str())];
+        match self.name.strip_suffix('*') {
+            Some(prefix) => names.iter().flatten().any(|n| n.starts_with(prefix)),
+            None => names.iter().flatten().any(|n| *n == self.name),
+        }
+    }
+}
+
+impl RotationConfig {
+    /// Check every `[[rotation.strategy]]` rule (pure).
+    pub fn validate_strategies(&self) -> Result<(), StrategyRuleError> {
+        for (i, r) in self.strategy.iter().enumerate() {
+            let err = |problem: String| StrategyRuleError {
+                entry: i + 1,
+                problem,
+            };
+            if crate::registry::capabilities(&r.provider).is_none() {
+                return Err(err(format!(
+                    "unknown provider {:?} (known: {})",
+                    r.provider,
+                    crate::registry::known().join(", ")
+                )));
+            }
+            if r.name.trim().is_empty() {
+                return Err(err(
+                    "`name` must name a secret or a prefix ending in *".into()
+                ));
+            }
+            Strategy::parse(&r.strategy).map_err(|e| err(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Give each secret finding that names no strategy itself the strategy of the first rule
+    /// that matches it (attribute `rotation`, source `config`).
+    pub fn apply_strategies(&self, findings: &mut [Finding]) {
+        for f in findings {
+            // Only secrets whose value Closeout generates (AWS `secret`, Vault and Key Vault
+            // `kv-secret`); a key or a credential is rotated its own way.
+            let is_secret = f.kind == "secret" || f.kind == "kv-secret";
+            if !is_secret || f.attr(rotation_strategy::ATTR).is_some() {
+                continue;
+            }
+            if let Some(rule) = self.strategy.iter().find(|r| r.matches(f)) {
+                f.attributes
+                    .insert(rotation_strategy::ATTR.into(), rule.strategy.trim().into());
+                f.attributes
+                    .insert(rotation_strategy::SOURCE_ATTR.into(), "config".into());
+            }
+        }
+    }
 }
 
 /// One `[[rotation.policy]]` entry as written; [`RotationConfig::policies`] validates it.

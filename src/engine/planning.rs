@@ -10,6 +10,7 @@ use crate::policy::entitlements::explain::Explanation;
 use crate::policy::entitlements::Review;
 use crate::policy::playbook::{Playbook, SelectionFacts};
 use crate::registry::Providers;
+use crate::store::journal::RunRecord;
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
 use closeout_contract::{Finding, Identity, IdentityKind, IdentityStatus, ResolveContext};
@@ -131,6 +132,30 @@ impl Engine {
             None
         };
         let mut graph = resolve(providers, &ctx).await?;
+        // A secret the identity's previous run could not rotate (no rotation strategy) is
+        // planned again while it is still unrotated, even when the identity no longer reaches
+        // it: the value it could copy is unchanged.
+        if let Some(run) = self.journal.latest_run(&identity.id)? {
+            let previous = stored_plan(&run)?;
+            let known: BTreeSet<String> = graph.findings.iter().map(|f| f.id.clone()).collect();
+            for n in previous.needs_strategy {
+                if known.contains(&n.finding.id) {
+                    continue;
+                }
+                let Some(p) = providers.get(&n.finding.provider) else {
+                    continue;
+                };
+                let state = p.live_state(&n.finding, &ctx).await?;
+                if state.is_open() {
+                    let mut f = n.finding;
+                    f.state = state;
+                    graph.findings.push(f);
+                }
+            }
+            graph.findings.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        // Secrets that name no rotation strategy themselves get the configured rule's.
+        self.config.rotation.apply_strategies(&mut graph.findings);
         let mut facts = SelectionFacts::default();
         let mut time_bound = Vec::new();
         if let Some(policy) = &policy {
@@ -198,4 +223,12 @@ impl Engine {
         })?;
         Ok(Planned { graph, plan })
     }
+}
+
+/// The plan a run stored when it started.
+pub(crate) fn stored_plan(run: &RunRecord) -> Result<Plan, EngineError> {
+    serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
+        run: run.id.clone(),
+        message: e.to_string(),
+    })
 }

@@ -5,7 +5,7 @@
 
 use super::base::Engine;
 use super::error::EngineError;
-use super::planning::Planned;
+use super::planning::{stored_plan, Planned};
 use crate::pipeline::apply::{ActionResult, Executor};
 use crate::pipeline::entitlements::{self as entitlement_live, Expected};
 use crate::pipeline::plan::Plan;
@@ -492,14 +492,27 @@ impl Engine {
             }
             Closure::ActedOn => {
                 // The identity keeps its other access: only what the run rotated is checked.
+                // A secret the plan could not rotate (no rotation strategy) was due: it is
+                // expected rotated, so it stays open until a strategy is configured.
                 let acted: Vec<(Finding, State)> = plan
                     .actions()
                     .map(|a| (a.finding.clone(), a.expect))
+                    .chain(
+                        plan.needs_strategy
+                            .iter()
+                            .map(|n| (n.finding.clone(), State::Rotated)),
+                    )
                     .collect();
                 verify_acted(providers, &ctx, &acted).await?
             }
             Closure::NothingOpen => {
-                let acted: Vec<Finding> = plan.actions().map(|a| a.finding.clone()).collect();
+                // A secret the plan could not rotate (no rotation strategy) is read live even
+                // when the identity no longer reaches it: the value it could copy is unchanged.
+                let acted: Vec<Finding> = plan
+                    .actions()
+                    .map(|a| a.finding.clone())
+                    .chain(plan.needs_strategy.iter().map(|n| n.finding.clone()))
+                    .collect();
                 verify(providers, &ctx, &acted).await?
             }
         };
@@ -572,12 +585,4 @@ fn new_run_id(now: DateTime<Utc>) -> String {
 pub fn sha256_hex(text: &str) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
-}
-
-/// The plan a run stored when it started.
-pub(crate) fn stored_plan(run: &RunRecord) -> Result<Plan, EngineError> {
-    serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
-        run: run.id.clone(),
-        message: e.to_string(),
-    })
 }

@@ -149,13 +149,21 @@ pub async fn verify(
         .open_findings()
         .map(|f| match gap_of(f) {
             Some(_) => open_finding_of_gap(f),
-            None => open_finding(f, f.state, "still bound and usable after the run".into()),
+            None => open_finding(
+                f,
+                f.state,
+                reason_for(f, "still bound and usable after the run"),
+            ),
         })
         .collect();
     for (f, state) in live_states_of_gone(providers, ctx, acted, &final_states).await? {
         final_states.insert(f.id.clone(), state);
         if state.is_open() {
-            open.push(open_finding(f, state, "live state is still usable".into()));
+            open.push(open_finding(
+                f,
+                state,
+                reason_for(f, "live state is still usable"),
+            ));
         }
     }
     let probes = probe_acted(providers, acted, &final_states, &mut open).await?;
@@ -204,7 +212,10 @@ pub async fn verify_acted(
             open.push(open_finding(
                 f,
                 state,
-                format!("expected {want} after the run, live state is {state}"),
+                reason_for(
+                    f,
+                    &format!("expected {want} after the run, live state is {state}"),
+                ),
             ));
         }
     }
@@ -292,6 +303,18 @@ async fn probe_acted(
     }
     probes.sort_by(|a, b| a.finding.cmp(&b.finding));
     Ok(probes)
+}
+
+/// Why `f` is open: for a secret no rotation strategy covers, that (it was not rotated, so the
+/// value a leaver copied is still the value); otherwise `otherwise`.
+fn reason_for(f: &Finding, otherwise: &str) -> String {
+    match closeout_contract::rotation_strategy::needs_strategy(f) {
+        Some(reason) => format!(
+            "not rotated, {}: {reason}",
+            closeout_contract::rotation_strategy::NEEDS
+        ),
+        None => otherwise.to_string(),
+    }
 }
 
 fn open_finding(f: &Finding, state: State, reason: String) -> OpenFinding {

@@ -38,6 +38,7 @@ mod mover_vault;
 mod report_html;
 mod rotation_aws;
 mod rotation_azure;
+mod rotation_strategy;
 mod rotation_vault;
 mod scim_conformance;
 mod scim_users;

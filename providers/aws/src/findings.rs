@@ -330,6 +330,13 @@ pub fn secret_finding(secret: &SecretInfo, reach: SecretReach) -> Finding {
         .attr("name", secret.name.clone())
         .attr("arn", secret.arn.clone())
         .attr("rotation_enabled", secret.rotation_enabled.to_string());
+    if let Some(strategy) = closeout_contract::rotation_strategy::from_tags(
+        secret.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        d = d
+            .attr(closeout_contract::rotation_strategy::ATTR, strategy)
+            .attr(closeout_contract::rotation_strategy::SOURCE_ATTR, "tag");
+    }
     if let Some(owner) = &reach.owner {
         d = d.attr("owner", owner.clone());
     }

@@ -937,6 +937,59 @@ impl AwsProvider {
         })
     }
 
+    /// The shape of a secret's `AWSCURRENT` value (plain, binary, a JSON object's field names),
+    /// so the plan can say which rotation strategy it gets; the value itself is dropped here.
+    /// `Ok(None)` when the secret or its current version does not exist.
+    pub(crate) async fn secret_shape(
+        &self,
+        secret: &str,
+    ) -> Result<Option<closeout_contract::Shape>, CallError> {
+        let out = match self
+            .call(
+                "GetSecretValue",
+                self.sm
+                    .get_secret_value()
+                    .secret_id(secret)
+                    .version_stage(crate::inventory::AWSCURRENT)
+                    .send(),
+            )
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(match out.secret_string() {
+            Some(s) => closeout_contract::Shape::of(s),
+            None => closeout_contract::Shape::Binary,
+        }))
+    }
+
+    /// The value of `secret` at `stage` (or version `id`); `None` when there is none.
+    pub(crate) async fn secret_value_at(
+        &self,
+        secret: &str,
+        stage: Option<&str>,
+        id: Option<&str>,
+    ) -> Result<Option<closeout_contract::SecretValue>, CallError> {
+        let got = self
+            .call(
+                "GetSecretValue",
+                self.sm
+                    .get_secret_value()
+                    .secret_id(secret)
+                    .set_version_stage(stage.map(str::to_string))
+                    .set_version_id(id.map(str::to_string))
+                    .send(),
+            )
+            .await;
+        match got {
+            Ok(v) => Ok(v.secret_string().map(closeout_contract::SecretValue::new)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The versions of a secret (all pages). `Ok(None)` when the secret does not exist.
     pub(crate) async fn secret_versions(
         &self,

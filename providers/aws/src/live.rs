@@ -5,7 +5,7 @@ use crate::capabilities::{kinds, PROVIDER};
 use crate::client::AwsProvider;
 use crate::error::{found, permanent};
 use crate::findings::required_attr as attr;
-use crate::inventory::{last_changed, tag, AWSPREVIOUS};
+use crate::inventory::{last_changed, tag, AWSCURRENT, AWSPREVIOUS};
 use crate::principal::Principal;
 use crate::state::{key_state, secret_state, session_state};
 use closeout_contract::{
@@ -284,6 +284,40 @@ impl AwsProvider {
                         dead: false,
                         detail: "login profile exists: console sign-in is still possible".into(),
                     },
+                }))
+            }
+            // A secret rotated by a database strategy: the previous value (what a leaver may
+            // have copied) must be refused by PostgreSQL, and the current one must log in.
+            kinds::SECRET => {
+                let strategy = f
+                    .attr(closeout_contract::rotation_strategy::ATTR)
+                    .and_then(|s| closeout_contract::Strategy::parse(s).ok());
+                if !strategy.is_some_and(|s| s.is_postgres()) {
+                    return Ok(None);
+                }
+                let secret = f.resource.as_str();
+                let probe = format!(
+                    "PostgreSQL login with the AWSPREVIOUS and AWSCURRENT values of secret {}",
+                    f.attr("name").unwrap_or(secret)
+                );
+                let old = self
+                    .secret_value_at(secret, Some(AWSPREVIOUS), None)
+                    .await?;
+                let new = self.secret_value_at(secret, Some(AWSCURRENT), None).await?;
+                let (Some(old), Some(new)) = (old, new) else {
+                    return Ok(Some(ProbeOutcome {
+                        probe,
+                        dead: false,
+                        detail: "the secret has no previous value yet: it was not rotated".into(),
+                    }));
+                };
+                let (dead, detail) = closeout_postgres::probe(&old, &new)
+                    .await
+                    .map_err(|e| e.into_provider(PROVIDER, &probe))?;
+                Ok(Some(ProbeOutcome {
+                    probe,
+                    dead,
+                    detail,
                 }))
             }
             _ => Ok(None),

@@ -80,7 +80,11 @@ pub fn nhi_user_findings(
     let mut out = vec![nhi];
     for k in keys {
         let mut d = access_key_draft(&user.name, k)
-            .attr("publish_secret", config.nhi_secret_name(&user.name));
+            .attr("publish_secret", config.nhi_secret_name(&user.name))
+            .attr(
+                closeout_contract::action::PUBLISH_FOR_ATTR,
+                user.arn.clone(),
+            );
         d.holder = holder.clone();
         d.display = format!("access key {} of iam user {} (non-human)", k.id, user.name);
         d.state = key_state(k.active, true, k.created, ctx.cutoff);

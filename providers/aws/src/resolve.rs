@@ -240,6 +240,37 @@ impl AwsProvider {
                 }
             }
         }
+        // The shape of each open secret's current value (never the value), for the plan's
+        // rotation strategy; a secret with a rotation function is rotated by it, not by value.
+        let shapes: Vec<(usize, Option<closeout_contract::Shape>)> = stream::iter(
+            secret_findings
+                .iter()
+                .enumerate()
+                .filter(|(i, f)| {
+                    !gone.contains(i)
+                        && f.state.is_open()
+                        && f.attr("rotation_enabled") != Some("true")
+                })
+                .map(|(i, f)| (i, f.resource.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .map(|(i, arn)| async move {
+            match self.secret_shape(&arn).await {
+                Ok(s) => Ok((i, s)),
+                // Closeout may list a secret it cannot read: the strategy is then decided when
+                // the value is read to rotate it.
+                Err(e) if e.is_access_denied() => Ok((i, None)),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(self.gate.limits().max_in_flight)
+        .try_collect()
+        .await?;
+        for (i, shape) in shapes {
+            if let Some(shape) = shape {
+                shape.record(&mut secret_findings[i].attributes);
+            }
+        }
         res.findings.extend(
             secret_findings
                 .into_iter()

@@ -3,11 +3,14 @@
 //! secret with rotation configured, `RotateSecret` under the same token. The staging labels make
 //! every step safe to repeat.
 
+use crate::capabilities::PROVIDER;
 use crate::client::AwsProvider;
-use crate::inventory::{AWSCURRENT, AWSPENDING};
-use closeout_contract::{
-    replacement_for, ActionOutcome, Finding, ProviderError, SecretValue, State,
-};
+use crate::inventory::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use closeout_contract::rotation_strategy;
+use closeout_contract::rotation_strategy::rotate_for;
+use closeout_contract::Strategy;
+use closeout_contract::{ActionOutcome, Finding, ProviderError, SecretValue, State};
+use closeout_postgres::{SecretStore, Staged};
 use sha2::{Digest, Sha256};
 
 /// A UUID-shaped string derived from `key`: the same key always gives the same token, so a
@@ -41,6 +44,13 @@ impl AwsProvider {
         let secret = f.resource.as_str();
         let name = f.attr("name").unwrap_or(secret);
         let token = request_token(key);
+        if f.attr("rotation_enabled") != Some("true") {
+            if let Some(strategy) = database_strategy(f) {
+                return self
+                    .rotate_database_secret(secret, name, &token, &strategy)
+                    .await;
+            }
+        }
         let Some(versions) = self.secret_versions(secret).await? else {
             return Ok(ActionOutcome::already(
                 State::Deleted,
@@ -98,8 +108,15 @@ impl AwsProvider {
                     .client_request_token(&token)
                     .version_stages(AWSPENDING);
                 let put = match old.secret_string() {
+                    // The secret's strategy decides what changes; a structured value with no
+                    // strategy is refused, never scrambled (it stays open).
                     Some(s) => {
-                        let new = replacement_for(&SecretValue::new(s));
+                        let new = rotate_for(f, &SecretValue::new(s)).map_err(|e| {
+                            ProviderError::Config {
+                                provider: PROVIDER,
+                                message: format!("secret {name} was not rotated: {e}"),
+                            }
+                        })?;
                         put.secret_string(new.expose())
                     }
                     None => {
@@ -178,6 +195,35 @@ impl AwsProvider {
         })
     }
 
+    /// Rotate a secret holding a PostgreSQL login by its database strategy: create (a new
+    /// version staged `AWSPENDING` under this action's token), set (at the database), test
+    /// (log in with it), finish (promote to `AWSCURRENT`); see `closeout_postgres`.
+    async fn rotate_database_secret(
+        &self,
+        secret: &str,
+        name: &str,
+        token: &str,
+        strategy: &Strategy,
+    ) -> Result<ActionOutcome, ProviderError> {
+        if self.secret_versions(secret).await?.is_none() {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("secret {name} no longer exists"),
+            ));
+        }
+        let store = SmStore {
+            aws: self,
+            secret,
+            token,
+        };
+        let done = closeout_postgres::rotate(PROVIDER, name, strategy, &store).await?;
+        Ok(if done.changed {
+            ActionOutcome::done(State::Rotated, done.detail)
+        } else {
+            ActionOutcome::already(State::Rotated, done.detail)
+        })
+    }
+
     async fn clear_pending(&self, secret: &str, version: &str) -> Result<(), ProviderError> {
         self.call(
             "UpdateSecretVersionStage",
@@ -190,6 +236,126 @@ impl AwsProvider {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The database strategy a secret finding names, if any.
+fn database_strategy(f: &Finding) -> Option<Strategy> {
+    let named = f.attr(rotation_strategy::ATTR)?;
+    Strategy::parse(named).ok().filter(Strategy::is_postgres)
+}
+
+/// One secret's versions as one database rotation (one request token) sees them: this
+/// rotation's version is `token`, staged `AWSPENDING` until promoted.
+struct SmStore<'a> {
+    aws: &'a AwsProvider,
+    secret: &'a str,
+    token: &'a str,
+}
+
+impl SecretStore for SmStore<'_> {
+    async fn staged(&self) -> Result<Staged, ProviderError> {
+        let Some(versions) = self.aws.secret_versions(self.secret).await? else {
+            return Ok(Staged::None);
+        };
+        let Some(ours) = versions.by_id(self.token) else {
+            return Ok(Staged::None);
+        };
+        let current = ours.has(AWSCURRENT);
+        let pending = ours.has(AWSPENDING);
+        if !current && !pending {
+            return Ok(Staged::Superseded);
+        }
+        let value = self
+            .aws
+            .secret_value_at(self.secret, None, Some(self.token))
+            .await?
+            .ok_or_else(|| ProviderError::Permanent {
+                provider: PROVIDER,
+                message: format!(
+                    "version {} of secret {} has no string value",
+                    self.token, self.secret
+                ),
+            })?;
+        if current {
+            if pending {
+                self.aws.clear_pending(self.secret, self.token).await?;
+            }
+            Ok(Staged::Current(value))
+        } else {
+            Ok(Staged::Pending(value))
+        }
+    }
+
+    async fn current(&self) -> Result<SecretValue, ProviderError> {
+        self.aws
+            .secret_value_at(self.secret, Some(AWSCURRENT), None)
+            .await?
+            .ok_or_else(|| ProviderError::Permanent {
+                provider: PROVIDER,
+                message: format!("secret {} has no AWSCURRENT string value", self.secret),
+            })
+    }
+
+    async fn previous(&self) -> Result<Option<SecretValue>, ProviderError> {
+        Ok(self
+            .aws
+            .secret_value_at(self.secret, Some(AWSPREVIOUS), None)
+            .await?)
+    }
+
+    async fn stage(&self, value: &SecretValue) -> Result<(), ProviderError> {
+        self.aws
+            .call(
+                "PutSecretValue",
+                self.aws
+                    .sm
+                    .put_secret_value()
+                    .secret_id(self.secret)
+                    .client_request_token(self.token)
+                    .version_stages(AWSPENDING)
+                    .secret_string(value.expose())
+                    .send(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn promote(&self) -> Result<(), ProviderError> {
+        let current = self
+            .aws
+            .secret_versions(self.secret)
+            .await?
+            .and_then(|v| v.with_stage(AWSCURRENT).map(|c| c.id.clone()));
+        if current.as_deref() != Some(self.token) {
+            let mut promote = self
+                .aws
+                .sm
+                .update_secret_version_stage()
+                .secret_id(self.secret)
+                .version_stage(AWSCURRENT)
+                .move_to_version_id(self.token);
+            if let Some(c) = &current {
+                promote = promote.remove_from_version_id(c);
+            }
+            self.aws
+                .call("UpdateSecretVersionStage", promote.send())
+                .await?;
+        }
+        self.aws.clear_pending(self.secret, self.token).await
+    }
+
+    async fn other(&self, reference: &str) -> Result<SecretValue, ProviderError> {
+        self.aws
+            .secret_value_at(reference, Some(AWSCURRENT), None)
+            .await?
+            .ok_or_else(|| ProviderError::Config {
+                provider: PROVIDER,
+                message: format!(
+                    "the admin secret {reference} named by secret {} does not exist",
+                    self.secret
+                ),
+            })
     }
 }
 

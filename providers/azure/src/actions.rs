@@ -9,7 +9,11 @@ use crate::error::{attr, permanent};
 use crate::http::{Api, CallError};
 use crate::object::ObjectType;
 use crate::state::sessions_state;
-use closeout_contract::{verbs, ActionOutcome, ActionRequest, Finding, ProviderError, State};
+use closeout_contract::rotation_strategy;
+use closeout_contract::{
+    verbs, ActionOutcome, ActionRequest, Finding, ProviderError, SecretValue, State, Strategy,
+};
+use closeout_postgres::{SecretStore, Staged};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -54,6 +58,9 @@ impl AzureProvider {
             }
             (kinds::KV_KEY, v) if v == verbs::ROTATE.name => {
                 self.rotate_vault_object(action, ObjectType::Keys).await
+            }
+            (kinds::KV_KEY, v) if v == crate::capabilities::DISABLE_OLD_VERSIONS.name => {
+                self.disable_old_key_versions(f).await
             }
             (kinds::KV_CERTIFICATE, v) if v == verbs::ROTATE.name => {
                 self.rotate_vault_object(action, ObjectType::Certificates)
@@ -354,6 +361,11 @@ impl AzureProvider {
         let uri = attr(f, "vault_uri")?;
         let name = attr(f, "name")?;
         let run = &action.params.run_id;
+        if t == ObjectType::Secrets {
+            if let Some(strategy) = database_strategy(f) {
+                return self.rotate_database_secret(uri, name, run, &strategy).await;
+            }
+        }
         let Some(current) = self.data.current(uri, t, name).await? else {
             return Ok(ActionOutcome::already(
                 State::Deleted,
@@ -366,13 +378,29 @@ impl AzureProvider {
         } else {
             let tags = BTreeMap::from([(ROTATED_BY_RUN_TAG.to_string(), run.clone())]);
             let v = match t {
-                ObjectType::Secrets => self.data.rotate_secret(uri, name, &tags).await?,
+                ObjectType::Secrets => {
+                    let named = f.attr(closeout_contract::rotation_strategy::ATTR);
+                    self.data.rotate_secret(uri, name, named, &tags).await?
+                }
                 ObjectType::Keys => self.data.rotate_key(uri, name, &tags).await?,
                 ObjectType::Certificates => self.data.rotate_certificate(uri, name, &tags).await?,
             };
             (v, true)
         };
         // Retire the old versions only after the new one is current (create -> set -> retire).
+        // A key's old versions stay enabled: data encrypted or wrapped under them must still
+        // decrypt or unwrap; `disable-old-versions` retires them when the playbook asks.
+        if t == ObjectType::Keys {
+            let detail = format!(
+                "{} now at version {version}; older versions left enabled (they still decrypt and unwrap)",
+                f.display
+            );
+            return Ok(if made {
+                ActionOutcome::done(State::Rotated, detail)
+            } else {
+                ActionOutcome::already(State::Rotated, detail)
+            });
+        }
         let disabled = self
             .data
             .disable_versions_except(uri, t, name, &version)
@@ -386,5 +414,228 @@ impl AzureProvider {
         } else {
             ActionOutcome::already(State::Rotated, detail)
         })
+    }
+}
+
+impl AzureProvider {
+    /// `disable-old-versions` on a key: every version but the current one disabled (the data
+    /// under them can then no longer be decrypted or unwrapped; the playbook asks for it).
+    async fn disable_old_key_versions(&self, f: &Finding) -> Result<ActionOutcome, ProviderError> {
+        let uri = attr(f, "vault_uri")?;
+        let name = attr(f, "name")?;
+        let Some(current) = self.data.current(uri, ObjectType::Keys, name).await? else {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("{} no longer exists", f.display),
+            ));
+        };
+        let disabled = self
+            .data
+            .disable_versions_except(uri, ObjectType::Keys, name, &current.version)
+            .await?;
+        let detail = format!(
+            "{}: {disabled} version(s) older than {} disabled",
+            f.display, current.version
+        );
+        Ok(if disabled > 0 {
+            ActionOutcome::done(State::Rotated, detail)
+        } else {
+            ActionOutcome::already(State::Rotated, detail)
+        })
+    }
+}
+
+/// The database strategy a finding names, if any.
+fn database_strategy(f: &Finding) -> Option<Strategy> {
+    Strategy::parse(f.attr(rotation_strategy::ATTR)?)
+        .ok()
+        .filter(Strategy::is_postgres)
+}
+
+/// The secret that holds the pending value of secret `name` while a database rotation runs.
+pub(crate) fn pending_secret_name(name: &str) -> String {
+    format!("{name}-closeout-pending")
+}
+
+impl AzureProvider {
+    /// Rotate a Key Vault secret holding a PostgreSQL login by its database strategy (create,
+    /// set, test, finish; see `closeout_postgres`). The pending value is a separate secret
+    /// (`<name>-closeout-pending`, tagged with the run), since a new version of the secret itself
+    /// would be what consumers read at once. Old versions stay enabled: the database refuses
+    /// their password, and the login probe reads the previous one to prove it.
+    async fn rotate_database_secret(
+        &self,
+        uri: &str,
+        name: &str,
+        run: &str,
+        strategy: &Strategy,
+    ) -> Result<ActionOutcome, ProviderError> {
+        if self
+            .data
+            .current(uri, ObjectType::Secrets, name)
+            .await?
+            .is_none()
+        {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("secret {name} no longer exists"),
+            ));
+        }
+        let pending = pending_secret_name(name);
+        let store = KvSecretStore {
+            azure: self,
+            uri,
+            name,
+            pending: &pending,
+            run,
+        };
+        let done = closeout_postgres::rotate(PROVIDER, name, strategy, &store).await?;
+        Ok(if done.changed {
+            ActionOutcome::done(State::Rotated, done.detail)
+        } else {
+            ActionOutcome::already(State::Rotated, done.detail)
+        })
+    }
+}
+
+/// One Key Vault secret as one database rotation (one run) sees it.
+struct KvSecretStore<'a> {
+    azure: &'a AzureProvider,
+    uri: &'a str,
+    name: &'a str,
+    pending: &'a str,
+    run: &'a str,
+}
+
+impl KvSecretStore<'_> {
+    fn gone(&self, what: &str) -> ProviderError {
+        permanent(format!("secret {}: {what}", self.name))
+    }
+}
+
+impl SecretStore for KvSecretStore<'_> {
+    async fn staged(&self) -> Result<Staged, ProviderError> {
+        let data = &self.azure.data;
+        let current = data
+            .current(self.uri, ObjectType::Secrets, self.name)
+            .await?;
+        if current
+            .is_some_and(|c| c.tags.get(ROTATED_BY_RUN_TAG).map(String::as_str) == Some(self.run))
+        {
+            let v = data
+                .current_secret_value(self.uri, self.name)
+                .await?
+                .ok_or_else(|| self.gone("its current version cannot be read"))?;
+            return Ok(Staged::Current(v));
+        }
+        let pending = data
+            .current(self.uri, ObjectType::Secrets, self.pending)
+            .await?;
+        if !pending.is_some_and(|p| {
+            p.enabled && p.tags.get(ROTATED_BY_RUN_TAG).map(String::as_str) == Some(self.run)
+        }) {
+            return Ok(Staged::None);
+        }
+        Ok(
+            match data.current_secret_value(self.uri, self.pending).await? {
+                Some(v) => Staged::Pending(v),
+                None => Staged::None,
+            },
+        )
+    }
+
+    async fn current(&self) -> Result<SecretValue, ProviderError> {
+        self.azure
+            .data
+            .current_secret_value(self.uri, self.name)
+            .await?
+            .ok_or_else(|| self.gone("its current version cannot be read"))
+    }
+
+    async fn previous(&self) -> Result<Option<SecretValue>, ProviderError> {
+        let versions = self
+            .azure
+            .data
+            .versions(self.uri, ObjectType::Secrets, self.name)
+            .await?;
+        let Some(prev) = versions.iter().rev().nth(1) else {
+            return Ok(None);
+        };
+        Ok(self
+            .azure
+            .data
+            .secret_value(self.uri, self.name, &prev.version)
+            .await?)
+    }
+
+    async fn stage(&self, value: &SecretValue) -> Result<(), ProviderError> {
+        let tags = BTreeMap::from([
+            (ROTATED_BY_RUN_TAG.to_string(), self.run.to_string()),
+            ("closeout-pending-for".to_string(), self.name.to_string()),
+        ]);
+        self.azure
+            .data
+            .set_secret(
+                self.uri,
+                self.pending,
+                value,
+                Some("application/json"),
+                &tags,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn promote(&self) -> Result<(), ProviderError> {
+        let data = &self.azure.data;
+        let current = data
+            .current(self.uri, ObjectType::Secrets, self.name)
+            .await?
+            .ok_or_else(|| self.gone("no longer exists"))?;
+        if current.tags.get(ROTATED_BY_RUN_TAG).map(String::as_str) != Some(self.run) {
+            let value = data
+                .current_secret_value(self.uri, self.pending)
+                .await?
+                .ok_or_else(|| self.gone("its pending value is gone"))?;
+            let mut tags = current.tags.clone();
+            tags.insert(ROTATED_BY_RUN_TAG.to_string(), self.run.to_string());
+            data.set_secret(self.uri, self.name, &value, None, &tags)
+                .await?;
+        }
+        // The pending secret no longer holds a value anyone needs: a marker version replaces
+        // it and every version with the password is disabled.
+        let marker_tags = BTreeMap::from([
+            (
+                ROTATED_BY_RUN_TAG.to_string(),
+                format!("{}-promoted", self.run),
+            ),
+            ("closeout-pending-for".to_string(), self.name.to_string()),
+        ]);
+        let marker = data
+            .set_secret(
+                self.uri,
+                self.pending,
+                &SecretValue::new("promoted"),
+                Some("text/plain"),
+                &marker_tags,
+            )
+            .await?;
+        data.disable_versions_except(self.uri, ObjectType::Secrets, self.pending, &marker)
+            .await?;
+        Ok(())
+    }
+
+    async fn other(&self, reference: &str) -> Result<SecretValue, ProviderError> {
+        self.azure
+            .data
+            .current_secret_value(self.uri, reference)
+            .await?
+            .ok_or_else(|| ProviderError::Config {
+                provider: PROVIDER,
+                message: format!(
+                    "the admin secret {reference} named by secret {} cannot be read in the same vault",
+                    self.name
+                ),
+            })
     }
 }

@@ -6,6 +6,15 @@ use closeout_contract::{
     Permission,
 };
 
+/// Disable every version of a Key Vault key but the current one. Not part of `rotate`: data
+/// encrypted or wrapped under an old version can then no longer be decrypted or unwrapped, so a
+/// playbook asks for it explicitly (after the data is re-encrypted).
+pub const DISABLE_OLD_VERSIONS: closeout_contract::Verb = closeout_contract::Verb {
+    name: "disable-old-versions",
+    leaves: closeout_contract::State::Rotated,
+    needs_grace: false,
+};
+
 /// The provider's name in findings, playbooks and configuration.
 pub const PROVIDER: &str = "azure";
 
@@ -127,13 +136,13 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::KV_SECRET,
-            description: "Key Vault secret the user owns (tag), can read, or can grant themselves; rotate writes a new version with a new random value and disables the old versions",
+            description: "Key Vault secret the user owns (tag), can read, or can grant themselves; rotate writes a new version by the secret's rotation strategy (tag closeout:rotation or a config rule; a plain value gets a new random one, a structured value with no strategy is refused) and disables the old versions; a PostgreSQL strategy changes the password at the database (pending value in <name>-closeout-pending) and keeps the old versions",
             verbs: &[verbs::ROTATE],
         },
         KindSpec {
             kind: kinds::KV_KEY,
-            description: "Key Vault key the user owns, can use, or can grant themselves; rotate creates a new version of the same type and disables the old versions",
-            verbs: &[verbs::ROTATE],
+            description: "Key Vault key the user owns, can use, or can grant themselves; rotate creates a new version of the same type and leaves the old versions enabled (data encrypted or wrapped under them must stay decryptable); disable-old-versions disables them when the playbook asks",
+            verbs: &[verbs::ROTATE, DISABLE_OLD_VERSIONS],
         },
         KindSpec {
             kind: kinds::KV_CERTIFICATE,
@@ -313,6 +322,11 @@ const PERMISSIONS: &[Permission] = &[
     act(
         kinds::KV_KEY,
         "rotate",
+        "Microsoft.KeyVault/vaults/keys/update/action",
+    ),
+    act(
+        kinds::KV_KEY,
+        "disable-old-versions",
         "Microsoft.KeyVault/vaults/keys/update/action",
     ),
     act(

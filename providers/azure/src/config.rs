@@ -39,7 +39,11 @@ pub struct AzureConfig {
     /// The vault URI where rotated application credentials are published.
     pub credential_vault: Option<String>,
     /// The secret name for a rotated application credential: `{app}` is the application's
-    /// display name as a slug, `{app_id}` its application (client) id.
+    /// display name as a slug, `{app_id}` its application (client) id, `{object_id}` the object
+    /// id of the application or service principal whose credential it is. Display names
+    /// collide (case, spacing, an application and its own service principal), so the default
+    /// names the object id too; two credentials of different objects that a template gives the
+    /// same name are refused at plan time.
     pub credential_secret_name: String,
     /// How many Azure calls may be in flight at once.
     pub max_in_flight: usize,
@@ -65,7 +69,7 @@ impl Default for AzureConfig {
             user_match: UserMatch::DEFAULTS.to_vec(),
             owner_tag: "owner".into(),
             credential_vault: None,
-            credential_secret_name: "app-{app}-credential".into(),
+            credential_secret_name: "app-{app}-{object_id}-credential".into(),
             max_in_flight: 8,
             requests_per_second: 20.0,
             retry: closeout_contract::RetryPolicy::default(),
@@ -189,8 +193,8 @@ impl AzureConfig {
             validate_https("credential_vault", uri)?;
         }
         let name = &self.credential_secret_name;
-        let sample = credential_secret_name(name, "app", "id");
-        if !(name.contains("{app}") || name.contains("{app_id}"))
+        let sample = credential_secret_name(name, "app", "id", "oid");
+        if !(name.contains("{app}") || name.contains("{app_id}") || name.contains("{object_id}"))
             || !sample
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -198,7 +202,7 @@ impl AzureConfig {
             return Err(invalid(
                 "credential_secret_name",
                 format!(
-                    "{name:?} must contain {{app}} or {{app_id}} and otherwise only letters, digits and -"
+                    "{name:?} must contain {{app}}, {{app_id}} or {{object_id}} and otherwise only letters, digits and -"
                 ),
             ));
         }
@@ -215,8 +219,13 @@ impl AzureConfig {
     }
 }
 
-/// `template` with `{app}` (slug of the display name) and `{app_id}` filled in.
-pub(crate) fn credential_secret_name(template: &str, app_name: &str, app_id: &str) -> String {
+/// `template` with `{app}` (slug of the display name), `{app_id}` and `{object_id}` filled in.
+pub fn credential_secret_name(
+    template: &str,
+    app_name: &str,
+    app_id: &str,
+    object_id: &str,
+) -> String {
     let slug: String = app_name
         .chars()
         .map(|c| {
@@ -231,7 +240,26 @@ pub(crate) fn credential_secret_name(template: &str, app_name: &str, app_id: &st
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join("-");
-    template.replace("{app}", &slug).replace("{app_id}", app_id)
+    template
+        .replace("{app}", &slug)
+        .replace("{app_id}", app_id)
+        .replace("{object_id}", object_id)
+}
+
+/// The secret a rotated credential of `f` is published to: `credential_secret_name` filled in
+/// from the finding (`-certificate` appended for a certificate, so an application with both
+/// kinds keeps its client secret readable under the configured name).
+pub(crate) fn publish_secret_name(config: &AzureConfig, f: &closeout_contract::Finding) -> String {
+    let mut name = credential_secret_name(
+        &config.credential_secret_name,
+        f.attr("app_name").unwrap_or(&f.resource),
+        f.attr("app_id").unwrap_or(""),
+        f.attr("object_id").unwrap_or(&f.resource),
+    );
+    if f.kind == crate::capabilities::kinds::APP_CERTIFICATE {
+        name.push_str("-certificate");
+    }
+    name
 }
 
 impl closeout_contract::ProviderConfig for AzureConfig {
@@ -279,12 +307,19 @@ mod tests {
     #[test]
     fn secret_names_are_slugs() {
         assert_eq!(
-            credential_secret_name("app-{app}-credential", "Payments API (prod)", "x"),
+            credential_secret_name("app-{app}-credential", "Payments API (prod)", "x", "o"),
             "app-payments-api-prod-credential"
         );
         assert_eq!(
-            credential_secret_name("{app_id}", "n", "123-abc"),
+            credential_secret_name("{app_id}", "n", "123-abc", "o"),
             "123-abc"
+        );
+        // The default tells apart names that differ only in case or spacing, and an
+        // application from its own service principal.
+        let d = AzureConfig::default().credential_secret_name;
+        assert_ne!(
+            credential_secret_name(&d, "Payments API", "a1", "obj-1"),
+            credential_secret_name(&d, "payments  api", "a1", "obj-2")
         );
     }
 

@@ -7,9 +7,8 @@
 //! logged. Its display name carries the run id, so a retry after a crash recognises (and
 //! replaces) a credential an earlier attempt added but may not have published.
 
-use crate::capabilities::{kinds, CREDENTIAL_DISPLAY_PREFIX, PROVIDER, ROTATED_BY_RUN_TAG};
+use crate::capabilities::{CREDENTIAL_DISPLAY_PREFIX, PROVIDER, ROTATED_BY_RUN_TAG};
 use crate::client::AzureProvider;
-use crate::config::credential_secret_name;
 use crate::directory::object_path;
 use crate::error::{attr, permanent};
 use crate::http::Api;
@@ -86,15 +85,7 @@ impl AzureProvider {
                 ),
             }
         })?;
-        let mut name = credential_secret_name(
-            &self.config.credential_secret_name,
-            f.attr("app_name").unwrap_or(&f.resource),
-            f.attr("app_id").unwrap_or(""),
-        );
-        if f.kind == kinds::APP_CERTIFICATE {
-            name.push_str("-certificate");
-        }
-        Ok((vault, name))
+        Ok((vault, crate::config::publish_secret_name(&self.config, f)))
     }
 
     fn publish_tags(action: &ActionRequest, credential: &str) -> BTreeMap<String, String> {

@@ -210,6 +210,21 @@ pub(crate) fn vault_object_finding(
             |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         );
     facts.insert("expires".into(), expires);
+    if t == ObjectType::Secrets {
+        if let Some(strategy) = closeout_contract::rotation_strategy::from_tags(
+            object
+                .summary
+                .tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        ) {
+            facts.insert(closeout_contract::rotation_strategy::ATTR.into(), strategy);
+            facts.insert(
+                closeout_contract::rotation_strategy::SOURCE_ATTR.into(),
+                "tag".into(),
+            );
+        }
+    }
     finding(
         t.finding_kind(),
         object_resource(vault, t, name),

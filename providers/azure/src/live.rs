@@ -222,6 +222,19 @@ impl AzureProvider {
         if current.created.is_none_or(|c| c < cutoff.timestamp()) {
             return Ok(State::Active);
         }
+        // A key's old versions stay enabled on purpose (they still decrypt and unwrap; a key
+        // is not a credential a leaver carries away), and a secret rotated at its database
+        // keeps them too (the database refuses their password): a current version made after
+        // the cutoff is the rotation. Anything else still holds the old value while an older
+        // version is enabled.
+        let database = current
+            .tags
+            .get(closeout_contract::rotation_strategy::TAG)
+            .and_then(|s| closeout_contract::Strategy::parse(s).ok())
+            .is_some_and(|s| s.is_postgres());
+        if t == ObjectType::Keys || (t == ObjectType::Secrets && database) {
+            return Ok(State::Rotated);
+        }
         let versions = self.data.versions(vault_uri, t, name).await?;
         let old_enabled = versions
             .iter()
@@ -231,6 +244,52 @@ impl AzureProvider {
         } else {
             State::Rotated
         })
+    }
+
+    /// The login probe of a Key Vault secret rotated by a database strategy: its previous
+    /// version must be refused by PostgreSQL, its current one must log in.
+    async fn probe_database_secret(
+        &self,
+        f: &Finding,
+    ) -> Result<Option<ProbeOutcome>, ProviderError> {
+        let strategy = f
+            .attr(closeout_contract::rotation_strategy::ATTR)
+            .and_then(|s| closeout_contract::Strategy::parse(s).ok());
+        if !strategy.is_some_and(|s| s.is_postgres()) {
+            return Ok(None);
+        }
+        let (uri, name) = (attr(f, "vault_uri")?, attr(f, "name")?);
+        let probe =
+            format!("PostgreSQL login with the previous and current versions of secret {name}");
+        let versions = self
+            .data
+            .versions(uri, crate::object::ObjectType::Secrets, name)
+            .await?;
+        let mut newest_first = versions.iter().rev();
+        let (Some(cur), Some(prev)) = (newest_first.next(), newest_first.next()) else {
+            return Ok(Some(ProbeOutcome {
+                probe,
+                dead: false,
+                detail: "the secret has no previous version: it was not rotated".into(),
+            }));
+        };
+        let old = self.data.secret_value(uri, name, &prev.version).await?;
+        let new = self.data.secret_value(uri, name, &cur.version).await?;
+        let (Some(old), Some(new)) = (old, new) else {
+            return Ok(Some(ProbeOutcome {
+                probe,
+                dead: false,
+                detail: "the previous or current version cannot be read".into(),
+            }));
+        };
+        let (dead, detail) = closeout_postgres::probe(&old, &new)
+            .await
+            .map_err(|e| e.into_provider(PROVIDER, &probe))?;
+        Ok(Some(ProbeOutcome {
+            probe,
+            dead,
+            detail,
+        }))
     }
 
     /// Actively check an old credential after its rotation. An application's (or service
@@ -247,6 +306,7 @@ impl AzureProvider {
         let list = match f.kind.as_str() {
             kinds::APP_PASSWORD => "passwordCredentials",
             kinds::APP_CERTIFICATE => "keyCredentials",
+            kinds::KV_SECRET => return self.probe_database_secret(f).await,
             _ => return Ok(None),
         };
         let key_id = attr(f, "key_id")?;
@@ -340,6 +400,7 @@ impl AzureProvider {
             &self.config.credential_secret_name,
             f.attr("app_name").unwrap_or(&f.resource),
             f.attr("app_id").unwrap_or(""),
+            f.attr("object_id").unwrap_or(&f.resource),
         );
         let versions = match self.data.versions(vault, ObjectType::Secrets, &name).await {
             Ok(v) => v,

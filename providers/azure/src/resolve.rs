@@ -143,17 +143,33 @@ impl AzureProvider {
         // a new version and removes the old credential from the application, so the secret is
         // not rotated on its own (that would overwrite a working credential with a random
         // value).
-        let rotated_apps: Vec<(&str, &str)> = owned
+        let rotated_apps: Vec<(&str, &str, &str)> = owned
             .iter()
             .filter_map(|o| {
                 let app_id = o.app_id.as_deref().filter(|a| !a.is_empty())?;
-                Some((o.display_name.as_deref().unwrap_or(&o.id), app_id))
+                Some((
+                    o.display_name.as_deref().unwrap_or(&o.id),
+                    app_id,
+                    o.id.as_str(),
+                ))
             })
             .collect();
         self.vault_object_findings(&survey, &reachers, &rotated_apps, ctx, &mut out)
             .await?;
         for f in &mut out.findings {
             held_by(f, &user.id);
+            // Where a rotation publishes this credential: the plan refuses two objects'
+            // credentials published to one secret name.
+            if self.config.credential_vault.is_some()
+                && (f.kind == kinds::APP_PASSWORD || f.kind == kinds::APP_CERTIFICATE)
+            {
+                let name = crate::config::publish_secret_name(&self.config, f);
+                let object = f.attr("object_id").unwrap_or(&f.resource).to_string();
+                f.attributes
+                    .insert(closeout_contract::action::PUBLISH_SECRET_ATTR.into(), name);
+                f.attributes
+                    .insert(closeout_contract::action::PUBLISH_FOR_ATTR.into(), object);
+            }
         }
         out.normalize();
         Ok(out)
@@ -167,7 +183,7 @@ impl AzureProvider {
         &self,
         survey: &Survey,
         reachers: &[(Path, &Principals)],
-        rotated_apps: &[(&str, &str)],
+        rotated_apps: &[(&str, &str, &str)],
         ctx: &ResolveContext,
         out: &mut Resolution,
     ) -> Result<(), ProviderError> {
@@ -293,6 +309,14 @@ impl AzureProvider {
                 let gap = match state {
                     Ok(state) => {
                         f.state = state;
+                        // The shape of an open secret's value (never the value), for the
+                        // plan's rotation strategy. Unreadable: the strategy is decided when
+                        // the value is read to rotate it (a structured value is refused then).
+                        if state.is_open() && object.object_type == ObjectType::Secrets {
+                            if let Ok(Some(shape)) = self.data.secret_shape(uri, name).await {
+                                shape.record(&mut f.attributes);
+                            }
+                        }
                         None
                     }
                     Err(e) => {
@@ -360,11 +384,12 @@ fn unparsed_conditions(vaults: &[Vault], reached: &BTreeMap<String, Vec<Reached>
 }
 
 impl AzureProvider {
-    /// Whether `object` is the published credential of one of `apps` (display name, appId): a
+    /// Whether `object` is the published credential of one of `apps` (display name, appId,
+    /// object id): a
     /// secret of the credential vault named as `credential_secret_name` names that
     /// application's (or its `-certificate` variant), or tagged `application` = its appId as
     /// the credential rotation tags what it publishes.
-    fn published_credential_of(&self, object: &VaultObject, apps: &[(&str, &str)]) -> bool {
+    fn published_credential_of(&self, object: &VaultObject, apps: &[(&str, &str, &str)]) -> bool {
         let Some(credential_vault) = self.config.credential_vault.as_deref() else {
             return false;
         };
@@ -382,9 +407,13 @@ impl AzureProvider {
         }
         let name = &object.summary.name;
         let tagged = object.summary.tags.get("application");
-        apps.iter().any(|(app_name, app_id)| {
-            let published =
-                credential_secret_name(&self.config.credential_secret_name, app_name, app_id);
+        apps.iter().any(|(app_name, app_id, object_id)| {
+            let published = credential_secret_name(
+                &self.config.credential_secret_name,
+                app_name,
+                app_id,
+                object_id,
+            );
             name.eq_ignore_ascii_case(&published)
                 || name.eq_ignore_ascii_case(&format!("{published}-certificate"))
                 || tagged.is_some_and(|t| t.eq_ignore_ascii_case(app_id))

@@ -4,6 +4,15 @@ use crate::finding::{Finding, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The finding attribute naming the secret a rotated credential is published to (an NHI's
+/// access key, an application's client secret or certificate).
+pub const PUBLISH_SECRET_ATTR: &str = "publish_secret";
+
+/// The finding attribute naming the object whose credential is published (a user's ARN, an
+/// application's or service principal's object id). Two objects whose rotated credentials would
+/// be published to one secret would overwrite each other: the plan refuses that.
+pub const PUBLISH_FOR_ATTR: &str = "publish_for";
+
 /// One action for a provider to execute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRequest {

@@ -18,6 +18,7 @@ pub mod gate;
 pub mod identity;
 pub mod provider;
 pub mod retry;
+pub mod rotation_strategy;
 pub mod secret;
 
 pub use action::{ActionOutcome, ActionParams, ActionRequest};
@@ -35,4 +36,5 @@ pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};
 pub use provider::{Health, ProbeOutcome, Provider, ProviderConfig, ResolveContext};
 pub use retry::{RetryPolicy, RetryPolicyError};
-pub use secret::{replacement_for, SecretValue};
+pub use rotation_strategy::{Choice, Shape, Strategy, StrategyError};
+pub use secret::SecretValue;

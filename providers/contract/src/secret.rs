@@ -32,22 +32,6 @@ impl std::fmt::Debug for SecretValue {
     }
 }
 
-/// A rotated replacement for `old`: when `old` is a JSON object, every key keeps its place and
-/// gets a new random string (so consumers that parse the structure keep working); otherwise a new
-/// random string.
-pub fn replacement_for(old: &SecretValue) -> SecretValue {
-    match serde_json::from_str::<serde_json::Value>(old.expose()) {
-        Ok(serde_json::Value::Object(map)) if !map.is_empty() => {
-            let rotated: serde_json::Map<String, serde_json::Value> = map
-                .into_iter()
-                .map(|(k, _)| (k, serde_json::Value::String(SecretValue::generate().0)))
-                .collect();
-            SecretValue(serde_json::Value::Object(rotated).to_string())
-        }
-        _ => SecretValue::generate(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,16 +47,5 @@ mod tests {
         let (a, b) = (SecretValue::generate(), SecretValue::generate());
         assert_ne!(a, b);
         assert_eq!(a.expose().len(), 40);
-    }
-
-    #[test]
-    fn json_structure_is_preserved_with_new_values() {
-        let old = SecretValue::new(r#"{"username":"app","password":"canary"}"#);
-        let new = replacement_for(&old);
-        let v: serde_json::Value = serde_json::from_str(new.expose()).unwrap();
-        let obj = v.as_object().unwrap();
-        assert_eq!(obj.len(), 2);
-        assert!(obj.contains_key("username") && obj.contains_key("password"));
-        assert!(!new.expose().contains("canary"));
     }
 }

@@ -150,6 +150,8 @@ impl VaultProvider {
             (kinds::APPROLE_SECRET_ID, "revoke" | "rotate") => self.execute_approle(action).await,
             (kinds::PKI_CERTIFICATE, "revoke") => self.execute_pki(action).await,
             (kinds::LEASE, "revoke") => self.execute_lease(action).await,
+            (kinds::DATABASE_STATIC_ROLE, "rotate") => self.rotate_static_role(action).await,
+            (kinds::DATABASE_CONNECTION, "rotate") => self.rotate_root(action).await,
             (kinds::NHI_ENTITY, "reassign-owner") => {
                 let id = attr(f, "entity_id")?;
                 let new_owner = action
@@ -252,6 +254,9 @@ impl VaultProvider {
             kinds::APPROLE_SECRET_ID => self.live_state_approle(f).await?,
             kinds::PKI_CERTIFICATE => self.live_state_pki(f).await?,
             kinds::LEASE => self.live_state_lease(f).await?,
+            kinds::DATABASE_STATIC_ROLE | kinds::DATABASE_CONNECTION => {
+                self.live_state_database(f, ctx.cutoff).await?
+            }
             other => return Err(permanent(format!("unknown kind {other}"))),
         })
     }
@@ -287,6 +292,7 @@ impl VaultProvider {
                 }))
             }
             kinds::PKI_CERTIFICATE => Ok(Some(self.probe_pki(f).await?)),
+            kinds::KV_SECRET => self.probe_kv_database(f).await,
             kinds::APPROLE_SECRET_ID => Ok(Some(self.probe_approle(f).await?)),
             _ => Ok(None),
         }

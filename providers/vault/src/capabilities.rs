@@ -43,8 +43,13 @@ pub mod kinds {
     pub const APPROLE_SECRET_ID: &str = "approle-secret-id";
     /// A PKI certificate issued to the person (subject CN, SAN email or SAN URI).
     pub const PKI_CERTIFICATE: &str = "pki-certificate";
-    /// A lease under one of the configured `lease_prefixes`.
+    /// A lease under one of the configured `lease_prefixes`, or one the audit log says the
+    /// person's requests obtained (a database engine's dynamic credentials among them).
     pub const LEASE: &str = "lease";
+    /// A database engine static role whose credentials the person could read.
+    pub const DATABASE_STATIC_ROLE: &str = "database-static-role";
+    /// A database engine connection whose configuration the person could read.
+    pub const DATABASE_CONNECTION: &str = "database-connection";
 }
 
 /// The kinds of the gaps this provider reports besides listings of finding kinds it could not
@@ -129,8 +134,18 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::LEASE,
-            description: "lease under a configured lease prefix ({id}, {email}, {local} filled in); revoke revokes it by id",
+            description: "lease under a configured lease prefix ({id}, {email}, {local} filled in), or obtained by the person's requests per the audit log (a database engine's dynamic credentials: revoking the lease drops the database user); revoke revokes it by id",
             verbs: &[verbs::REVOKE],
+        },
+        KindSpec {
+            kind: kinds::DATABASE_STATIC_ROLE,
+            description: "database engine static role whose credentials (static-creds) the person could read, or could grant herself; rotate is rotate-role: Vault sets a new password at the database (state: last_vault_rotation against the cutoff)",
+            verbs: &[verbs::ROTATE],
+        },
+        KindSpec {
+            kind: kinds::DATABASE_CONNECTION,
+            description: "database engine connection whose configuration the person could read, or could grant herself; rotate is rotate-root: Vault sets a new password for its own database user (recorded beside the KV v1 rotation records)",
+            verbs: &[verbs::ROTATE],
         },
     ],
     grant_forms: &[
@@ -150,6 +165,11 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     ages: &[
         AgeFacts {
             kind: kinds::KV_SECRET,
+            created: Some("created_at"),
+            expires: None,
+        },
+        AgeFacts {
+            kind: kinds::DATABASE_STATIC_ROLE,
             created: Some("created_at"),
             expires: None,
         },
@@ -177,7 +197,7 @@ const fn act(kind: &'static str, verb: &'static str, name: &'static str) -> Perm
 }
 
 /// The ACL capabilities each call needs, as `CAPABILITY PATH`. `{kv}` (KV v2), `{kv1}` (KV v1),
-/// `{pki}`, `{userpass}` and `{approle}` stand for every mount of that type; `*` for any one
+/// `{pki}`, `{userpass}`, `{approle}` and `{database}` stand for every mount of that type; `*` for any one
 /// name.
 const PERMISSIONS: &[Permission] = &[
     resolve("read auth/token/lookup-self"),
@@ -205,6 +225,10 @@ const PERMISSIONS: &[Permission] = &[
     resolve("list {approle}/role/*/secret-id"),
     resolve("update {approle}/role/*/secret-id-accessor/lookup"),
     resolve("list {pki}/certs"),
+    resolve("list {database}/static-roles"),
+    resolve("read {database}/static-roles/*"),
+    resolve("list {database}/config"),
+    resolve("read {database}/config/*"),
     resolve("read {pki}/cert/*"),
     act(kinds::ENTITY, "disable", "update identity/entity/id/*"),
     act(
@@ -259,4 +283,20 @@ const PERMISSIONS: &[Permission] = &[
     act(kinds::PKI_CERTIFICATE, "revoke", "update {pki}/revoke"),
     act(kinds::PKI_CERTIFICATE, "revoke", "read {pki}/crl/rotate"),
     act(kinds::LEASE, "revoke", "update sys/leases/revoke"),
+    act(
+        kinds::DATABASE_STATIC_ROLE,
+        "rotate",
+        "update {database}/rotate-role/*",
+    ),
+    act(
+        kinds::DATABASE_CONNECTION,
+        "rotate",
+        "update {database}/rotate-root/*",
+    ),
+    act(kinds::DATABASE_CONNECTION, "rotate", "update {kv}/data/*"),
+    act(
+        kinds::DATABASE_CONNECTION,
+        "rotate",
+        "update {kv}/metadata/*",
+    ),
 ];

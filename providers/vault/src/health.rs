@@ -1,6 +1,6 @@
 //! The health check: who the token is (`auth/token/lookup-self`), and which needed ACL
 //! capabilities it lacks, asked of Vault itself in one `sys/capabilities-self` call over concrete
-//! paths (each `{kv}`, `{kv1}`, `{pki}`, `{userpass}`, `{approle}` placeholder filled with every mount of
+//! paths (each `{kv}`, `{kv1}`, `{pki}`, `{userpass}`, `{approle}`, `{database}` placeholder filled with every mount of
 //! that type, each `*` with a sample name). A need whose placeholder names a mount type the server
 //! has none of is not asked: there is nothing of that kind to act on.
 
@@ -35,6 +35,7 @@ pub fn placeholders(
             "kv" if m.options.get("version").map(String::as_str) == Some("2") => "{kv}",
             "kv" => "{kv1}",
             "pki" => "{pki}",
+            "database" => "{database}",
             _ => continue,
         };
         out.entry(key)
@@ -62,9 +63,16 @@ pub fn probes(needs: &[&'static str], mounts: &BTreeMap<&'static str, Vec<String
             continue;
         };
         let pattern = pattern.replace('*', SAMPLE);
-        let placeholder = ["{kv1}", "{kv}", "{pki}", "{userpass}", "{approle}"]
-            .into_iter()
-            .find(|p| pattern.contains(p));
+        let placeholder = [
+            "{kv1}",
+            "{kv}",
+            "{pki}",
+            "{userpass}",
+            "{approle}",
+            "{database}",
+        ]
+        .into_iter()
+        .find(|p| pattern.contains(p));
         let paths = match placeholder {
             Some(p) => mounts
                 .get(p)

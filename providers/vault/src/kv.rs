@@ -1,10 +1,14 @@
 //! KV secrets, versions 1 and 2: listing a mount, the state of a secret against the cutoff,
 //! rotation, destroying the versions a person knew, live state.
 //!
+//! What changes is the secret's rotation strategy (`closeout_contract::rotation_strategy`): the
+//! custom metadata `closeout:rotation` (v2) or a config rule names it; a secret with one secret
+//! field gets a new value in it; any other secret with no strategy is refused, never scrambled.
+//!
 //! - v2: a rotation writes a new version (check-and-set on the version read) and records its
 //!   idempotency key in custom metadata; the version's creation time is the rotation's.
-//! - v1 keeps no versions and no metadata: a rotation overwrites the value in place (keys kept,
-//!   every value new), then writes a record at `kv1_rotation_record_path` (a KV v2 secret holding
+//! - v1 keeps no versions and no metadata: a rotation overwrites the value in place (the fields
+//!   the strategy names new, the others kept), then writes a record at `kv1_rotation_record_path` (a KV v2 secret holding
 //!   the time and run, its custom metadata the idempotency key). That record's creation time is
 //!   what the state of a v1 secret is read from. A crash between the two writes reruns the
 //!   overwrite (new values again) before recording it.
@@ -13,10 +17,12 @@ use crate::capabilities::PROVIDER;
 use crate::client::{bare_mount, CallError};
 use crate::model::{KvData, KvMetadata};
 use crate::server::VaultProvider;
+use closeout_contract::rotation_strategy::{self, rotate_named};
+use closeout_contract::Strategy;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProviderError, ResolveContext, SecretValue, State,
 };
-use std::collections::HashMap;
+use closeout_postgres::{SecretStore, Staged};
 use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 
 /// The custom-metadata key a KV rotation records its idempotency key under (v2: on the secret;
@@ -33,6 +39,28 @@ fn permanent(message: impl Into<String>) -> ProviderError {
 fn attr<'a>(f: &'a Finding, key: &str) -> Result<&'a str, ProviderError> {
     f.attr(key)
         .ok_or_else(|| permanent(format!("finding {} lacks attribute {key}", f.id)))
+}
+
+/// The rotated data for `current` under the strategy `named` (else the default for its shape):
+/// only the fields the strategy names change. A secret no strategy covers is refused with a
+/// configuration error naming it, and nothing is written.
+fn rotated_data(
+    path: &str,
+    named: Option<&str>,
+    current: KvData,
+) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
+    let old = SecretValue::new(serde_json::Value::Object(current.data).to_string());
+    let new = rotate_named(named, &old).map_err(|e| ProviderError::Config {
+        provider: PROVIDER,
+        message: format!("secret {path} was not rotated: {e}"),
+    })?;
+    drop(old);
+    match serde_json::from_str::<serde_json::Value>(new.expose()) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(permanent(format!(
+            "secret {path}: the rotated value is not a map of fields"
+        ))),
+    }
 }
 
 /// Whether a `kv-secret` finding is on a KV version 1 mount (findings made before v1 was
@@ -133,6 +161,40 @@ impl VaultProvider {
         Ok((state_since(cutoff, written), written))
     }
 
+    /// The field names of a KV secret's current value (never the values), for the plan's rotation
+    /// strategy; `None` when it does not exist or Closeout may not read it.
+    pub(crate) async fn kv_fields(
+        &self,
+        mount: &str,
+        key: &str,
+        v1: bool,
+    ) -> Result<Option<Vec<String>>, CallError> {
+        let read = if v1 {
+            self.kv1_read(mount, key).await
+        } else {
+            match self
+                .client
+                .sdk("GET", &format!("{mount}data/{key}"), |c| {
+                    vaultrs::kv2::read::<KvData>(c, bare_mount(mount), key)
+                })
+                .await
+            {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        match read {
+            Ok(d) => Ok(d.map(|d| {
+                let mut keys: Vec<String> = d.data.keys().cloned().collect();
+                keys.sort();
+                keys
+            })),
+            Err(e) if e.is_refused() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The current data of a KV v1 secret; `None` when it does not exist.
     async fn kv1_read(&self, mount: &str, key: &str) -> Result<Option<KvData>, CallError> {
         let path = format!("{mount}{key}");
@@ -153,6 +215,9 @@ impl VaultProvider {
         &self,
         action: &ActionRequest,
     ) -> Result<ActionOutcome, ProviderError> {
+        if let Some(strategy) = database_strategy(&action.finding) {
+            return self.rotate_kv_database(action, &strategy).await;
+        }
         if is_v1(&action.finding) {
             self.rotate_kv1(action).await
         } else {
@@ -160,7 +225,7 @@ impl VaultProvider {
         }
     }
 
-    /// New random values for every key, written in place; then the rotation record.
+    /// The fields the strategy names rotated, written in place; then the rotation record.
     async fn rotate_kv1(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
         let f = &action.finding;
         let mount = attr(f, "mount")?;
@@ -183,22 +248,18 @@ impl VaultProvider {
                 format!("KV v1 secret {path} no longer exists"),
             ));
         };
-        // Keys preserved, every value replaced; the old values are dropped unread.
-        let keys: Vec<String> = current.data.keys().cloned().collect();
-        drop(current);
-        let new_values: Vec<SecretValue> = keys.iter().map(|_| SecretValue::generate()).collect();
-        let rotated: HashMap<&str, &str> = keys
-            .iter()
-            .map(String::as_str)
-            .zip(new_values.iter().map(|v| v.expose()))
-            .collect();
+        // The fields the strategy names get new values; the others are kept.
+        let rotated = rotated_data(&path, action.finding.attr(rotation_strategy::ATTR), current)?;
+        let keys: Vec<String> = rotated.keys().cloned().collect();
+        let fields: std::collections::HashMap<&str, &serde_json::Value> =
+            rotated.iter().map(|(k, v)| (k.as_str(), v)).collect();
         self.client
             .sdk("POST", &path, |c| {
-                vaultrs::kv1::set(c, bare_mount(mount), key, &rotated)
+                vaultrs::kv1::set(c, bare_mount(mount), key, &fields)
             })
             .await?;
+        drop(fields);
         drop(rotated);
-        drop(new_values);
         // The record: when and by which run (no secret), and the idempotency key.
         let data = serde_json::json!({
             "secret": path,
@@ -223,13 +284,17 @@ impl VaultProvider {
         Ok(ActionOutcome::done(
             State::Rotated,
             format!(
-                "wrote new values for the {} keys of KV v1 secret {path} (recorded at {record_path})",
-                keys.len()
+                "rotated KV v1 secret {path} ({} keys, strategy {}) (recorded at {record_path})",
+                keys.len(),
+                action
+                    .finding
+                    .attr(rotation_strategy::ATTR)
+                    .unwrap_or("default for its shape")
             ),
         ))
     }
 
-    /// New random values for every key of the current version, written as a new version with
+    /// The current version with the fields its strategy names rotated, written as a new version with
     /// check-and-set on the version read; the idempotency key is recorded in custom metadata.
     async fn rotate_kv2(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
         let f = &action.finding;
@@ -268,16 +333,13 @@ impl VaultProvider {
             }
             Err(e) => return Err(e.into()),
         };
-        // Keys preserved, every value replaced; the old values are dropped unread.
-        let rotated: serde_json::Map<String, serde_json::Value> = current
-            .data
-            .keys()
-            .map(|k| {
-                let v = SecretValue::generate();
-                (k.clone(), serde_json::Value::String(v.expose().to_string()))
-            })
-            .collect();
-        drop(current);
+        // The strategy: the secret's own custom metadata, else a config rule on the finding.
+        let named = meta
+            .custom_metadata
+            .get(rotation_strategy::TAG)
+            .map(String::as_str)
+            .or(f.attr(rotation_strategy::ATTR));
+        let rotated = rotated_data(&data_path, named, current)?;
         let n_keys = rotated.len();
         let cas = u32::try_from(version)
             .map_err(|_| permanent(format!("secret {data_path}: version {version} too large")))?;
@@ -295,8 +357,132 @@ impl VaultProvider {
         self.set_custom_metadata(mount, key, custom).await?;
         Ok(ActionOutcome::done(
             State::Rotated,
-            format!("wrote version {version} of {data_path} with new values for its {n_keys} keys"),
+            format!(
+                "wrote version {version} of {data_path} (strategy {}, {n_keys} keys)",
+                named.unwrap_or("default for its shape")
+            ),
         ))
+    }
+
+    /// Rotate a KV v2 secret holding a PostgreSQL login by its database strategy (create, set,
+    /// test, finish; see `closeout_postgres`). The pending value is a KV v2 secret beside the
+    /// rotation records (`kv1_rotation_record_path` with `pending/<path>`), which consumers of the
+    /// secret never read; promotion writes it as the secret's new version (check-and-set) and
+    /// records the idempotency key in the secret's custom metadata.
+    async fn rotate_kv_database(
+        &self,
+        action: &ActionRequest,
+        strategy: &Strategy,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let f = &action.finding;
+        let mount = attr(f, "mount")?;
+        let key = attr(f, "key")?;
+        let v1 = is_v1(f);
+        let data_path = if v1 {
+            format!("{mount}{key}")
+        } else {
+            format!("{mount}data/{key}")
+        };
+        let exists = if v1 {
+            self.kv1_read(mount, key).await?.is_some()
+        } else {
+            self.kv_metadata(mount, key).await?.is_some()
+        };
+        if !exists {
+            return Ok(ActionOutcome::already(
+                State::Deleted,
+                format!("secret {data_path} no longer exists"),
+            ));
+        }
+        let (pending_mount, pending_key) = self.config.kv1_record(&format!("pending/{data_path}"));
+        let store = KvStore {
+            vault: self,
+            v1,
+            mount,
+            key,
+            pending_mount: &pending_mount,
+            pending_key: &pending_key,
+            idempotency_key: &action.idempotency_key,
+        };
+        let done = closeout_postgres::rotate(PROVIDER, &data_path, strategy, &store).await?;
+        Ok(if done.changed {
+            ActionOutcome::done(State::Rotated, done.detail)
+        } else {
+            ActionOutcome::already(State::Rotated, done.detail)
+        })
+    }
+
+    /// The data of version `version` of a KV v2 secret (the current one when `None`) as a JSON
+    /// object's text; `None` when it does not exist or is deleted.
+    pub(crate) async fn kv2_value(
+        &self,
+        mount: &str,
+        key: &str,
+        version: Option<u64>,
+    ) -> Result<Option<SecretValue>, CallError> {
+        let path = format!("{mount}data/{key}");
+        let read = match version {
+            Some(v) => {
+                self.client
+                    .sdk("GET", &format!("{path}?version={v}"), |c| {
+                        vaultrs::kv2::read_version::<KvData>(c, bare_mount(mount), key, v)
+                    })
+                    .await
+            }
+            None => {
+                self.client
+                    .sdk("GET", &path, |c| {
+                        vaultrs::kv2::read::<KvData>(c, bare_mount(mount), key)
+                    })
+                    .await
+            }
+        };
+        match read {
+            Ok(d) => Ok(Some(SecretValue::new(
+                serde_json::Value::Object(d.data).to_string(),
+            ))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The login probe of a KV v2 secret rotated by a database strategy: its previous version
+    /// must be refused by PostgreSQL, its current one must log in.
+    pub(crate) async fn probe_kv_database(
+        &self,
+        f: &Finding,
+    ) -> Result<Option<closeout_contract::ProbeOutcome>, ProviderError> {
+        if database_strategy(f).is_none() || is_v1(f) {
+            return Ok(None);
+        }
+        let (mount, key) = (attr(f, "mount")?, attr(f, "key")?);
+        let probe =
+            format!("PostgreSQL login with the previous and current versions of {mount}data/{key}");
+        let Some(meta) = self.kv_metadata(mount, key).await? else {
+            return Ok(None);
+        };
+        let current = self
+            .kv2_value(mount, key, Some(meta.current_version))
+            .await?;
+        let previous = match meta.current_version {
+            0 | 1 => None,
+            v => self.kv2_value(mount, key, Some(v - 1)).await?,
+        };
+        let (Some(old), Some(new)) = (previous, current) else {
+            return Ok(Some(closeout_contract::ProbeOutcome {
+                probe,
+                dead: false,
+                detail: "the secret has no previous version: it was not rotated".into(),
+            }));
+        };
+        let (dead, detail) = closeout_postgres::probe(&old, &new)
+            .await
+            .map_err(|e| e.into_provider(PROVIDER, &probe))?;
+        Ok(Some(closeout_contract::ProbeOutcome {
+            probe,
+            dead,
+            detail,
+        }))
     }
 
     /// Destroy every version older than the current one. Only for secrets Closeout rotated:
@@ -379,5 +565,294 @@ impl VaultProvider {
             None => State::Deleted,
             Some(m) => state_since(ctx.cutoff, m.current_created()),
         })
+    }
+}
+
+/// The database strategy a finding names, if any.
+fn database_strategy(f: &Finding) -> Option<Strategy> {
+    Strategy::parse(f.attr(rotation_strategy::ATTR)?)
+        .ok()
+        .filter(Strategy::is_postgres)
+}
+
+/// One KV secret as one database rotation (one idempotency key) sees it. The pending value is
+/// a KV v2 secret beside the KV v1 rotation records for both versions; a v2 secret's promotion
+/// is a new version (check-and-set) marked with the key in its custom metadata, a v1 secret's
+/// is written in place and marked by its rotation record (it keeps no previous value).
+struct KvStore<'a> {
+    vault: &'a VaultProvider,
+    v1: bool,
+    mount: &'a str,
+    key: &'a str,
+    pending_mount: &'a str,
+    pending_key: &'a str,
+    idempotency_key: &'a str,
+}
+
+impl KvStore<'_> {
+    fn permanent(&self, what: &str) -> ProviderError {
+        if self.v1 {
+            return permanent(format!("secret {}{}: {what}", self.mount, self.key));
+        }
+        permanent(format!("secret {}data/{}: {what}", self.mount, self.key))
+    }
+
+    /// A KV v2 secret: the pending value written as a new version (check-and-set), marked
+    /// with this rotation's key.
+    async fn v2_promote(&self) -> Result<(), ProviderError> {
+        let meta = self.meta().await?;
+        if meta.custom_metadata.get(ROTATED_BY).map(String::as_str) != Some(self.idempotency_key) {
+            let pending = self
+                .vault
+                .kv2_value(self.pending_mount, self.pending_key, None)
+                .await?
+                .ok_or_else(|| self.permanent("its pending value is gone"))?;
+            let data: serde_json::Value = serde_json::from_str(pending.expose())
+                .map_err(|_| self.permanent("the pending value is not JSON"))?;
+            drop(pending);
+            let cas = u32::try_from(meta.current_version)
+                .map_err(|_| self.permanent("version too large"))?;
+            let data_path = format!("{}data/{}", self.mount, self.key);
+            self.vault
+                .client
+                .sdk("POST", &data_path, |c| {
+                    let options = SetSecretRequestOptions { cas };
+                    vaultrs::kv2::set_with_options(
+                        c,
+                        bare_mount(self.mount),
+                        self.key,
+                        &data,
+                        options,
+                    )
+                })
+                .await?;
+            drop(data);
+            let mut custom = meta.custom_metadata.clone();
+            custom.insert(ROTATED_BY.into(), self.idempotency_key.to_string());
+            self.vault
+                .set_custom_metadata(self.mount, self.key, custom)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The pending value is no longer needed: destroy it with its metadata.
+    async fn clear_pending(&self) -> Result<(), ProviderError> {
+        let path = format!("{}metadata/{}", self.pending_mount, self.pending_key);
+        match self
+            .vault
+            .client
+            .sdk("DELETE", &path, |c| {
+                vaultrs::kv2::delete_metadata(c, bare_mount(self.pending_mount), self.pending_key)
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A KV v2 secret: its current value when this rotation's key marks it promoted.
+    async fn v2_promoted(&self) -> Result<Option<SecretValue>, ProviderError> {
+        let meta = self.meta().await?;
+        if meta.custom_metadata.get(ROTATED_BY).map(String::as_str) != Some(self.idempotency_key) {
+            return Ok(None);
+        }
+        let v = self
+            .vault
+            .kv2_value(self.mount, self.key, Some(meta.current_version))
+            .await?
+            .ok_or_else(|| self.permanent("its current version is deleted"))?;
+        Ok(Some(v))
+    }
+
+    /// A KV v1 secret's current value as JSON text.
+    async fn v1_value(&self) -> Result<SecretValue, ProviderError> {
+        let d = self
+            .vault
+            .kv1_read(self.mount, self.key)
+            .await?
+            .ok_or_else(|| self.permanent("no longer exists"))?;
+        Ok(SecretValue::new(
+            serde_json::Value::Object(d.data).to_string(),
+        ))
+    }
+
+    /// A KV v1 secret: whether its rotation record carries this rotation's key.
+    async fn v1_promoted(&self) -> Result<bool, ProviderError> {
+        Ok(self
+            .vault
+            .kv1_record(self.mount, self.key)
+            .await?
+            .is_some_and(|m| {
+                m.custom_metadata.get(ROTATED_BY).map(String::as_str) == Some(self.idempotency_key)
+            }))
+    }
+
+    /// A KV v1 secret: write the pending value in place, then the rotation record.
+    async fn v1_promote(&self, data: serde_json::Value) -> Result<(), ProviderError> {
+        let path = format!("{}{}", self.mount, self.key);
+        let serde_json::Value::Object(map) = data else {
+            return Err(self.permanent("the pending value is not a JSON object"));
+        };
+        let fields: std::collections::HashMap<&str, &serde_json::Value> =
+            map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        self.vault
+            .client
+            .sdk("POST", &path, |c| {
+                vaultrs::kv1::set(c, bare_mount(self.mount), self.key, &fields)
+            })
+            .await?;
+        drop(fields);
+        drop(map);
+        let (record_mount, record_key) = self.vault.config.kv1_record(&path);
+        let record = self.vault.kv_metadata(&record_mount, &record_key).await?;
+        let data = serde_json::json!({
+            "secret": path,
+            "rotated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        let record_path = format!("{record_mount}data/{record_key}");
+        self.vault
+            .client
+            .sdk("POST", &record_path, |c| {
+                vaultrs::kv2::set(c, bare_mount(&record_mount), &record_key, &data)
+            })
+            .await?;
+        let mut custom = record.map(|m| m.custom_metadata).unwrap_or_default();
+        custom.insert(ROTATED_BY.into(), self.idempotency_key.to_string());
+        self.vault
+            .set_custom_metadata(&record_mount, &record_key, custom)
+            .await?;
+        Ok(())
+    }
+
+    async fn meta(&self) -> Result<KvMetadata, ProviderError> {
+        self.vault
+            .kv_metadata(self.mount, self.key)
+            .await?
+            .ok_or_else(|| self.permanent("no longer exists"))
+    }
+}
+
+impl SecretStore for KvStore<'_> {
+    async fn staged(&self) -> Result<Staged, ProviderError> {
+        if self.v1 {
+            if self.v1_promoted().await? {
+                return Ok(Staged::Current(self.v1_value().await?));
+            }
+        } else if let Some(v) = self.v2_promoted().await? {
+            return Ok(Staged::Current(v));
+        }
+        let ours = self
+            .vault
+            .kv_metadata(self.pending_mount, self.pending_key)
+            .await?
+            .is_some_and(|m| {
+                m.custom_metadata.get(ROTATED_BY).map(String::as_str) == Some(self.idempotency_key)
+            });
+        if !ours {
+            return Ok(Staged::None);
+        }
+        // The pending secret holds the new value's fields as they are.
+        match self
+            .vault
+            .kv2_value(self.pending_mount, self.pending_key, None)
+            .await?
+        {
+            Some(v) => Ok(Staged::Pending(v)),
+            None => Ok(Staged::None),
+        }
+    }
+
+    async fn current(&self) -> Result<SecretValue, ProviderError> {
+        if self.v1 {
+            return self.v1_value().await;
+        }
+        let meta = self.meta().await?;
+        self.vault
+            .kv2_value(self.mount, self.key, Some(meta.current_version))
+            .await?
+            .ok_or_else(|| self.permanent("its current version is deleted"))
+    }
+
+    async fn previous(&self) -> Result<Option<SecretValue>, ProviderError> {
+        if self.v1 {
+            return Ok(None);
+        }
+        let meta = self.meta().await?;
+        Ok(match meta.current_version {
+            0 | 1 => None,
+            v => {
+                self.vault
+                    .kv2_value(self.mount, self.key, Some(v - 1))
+                    .await?
+            }
+        })
+    }
+
+    async fn stage(&self, value: &SecretValue) -> Result<(), ProviderError> {
+        let data: serde_json::Value = serde_json::from_str(value.expose())
+            .map_err(|_| self.permanent("the pending value is not JSON"))?;
+        let path = format!("{}data/{}", self.pending_mount, self.pending_key);
+        self.vault
+            .client
+            .sdk("POST", &path, |c| {
+                vaultrs::kv2::set(c, bare_mount(self.pending_mount), self.pending_key, &data)
+            })
+            .await
+            .map_err(|e| {
+                permanent(format!(
+                    "the pending value of {}data/{} could not be stored at {path} (kv1_rotation_record_path must be on a KV v2 mount Closeout can write): {e}",
+                    self.mount, self.key
+                ))
+            })?;
+        drop(data);
+        // The key last: a pending value without it is not this rotation's, and is replaced.
+        let custom = [(ROTATED_BY.to_string(), self.idempotency_key.to_string())].into();
+        self.vault
+            .set_custom_metadata(self.pending_mount, self.pending_key, custom)
+            .await?;
+        Ok(())
+    }
+
+    async fn promote(&self) -> Result<(), ProviderError> {
+        if self.v1 {
+            if !self.v1_promoted().await? {
+                let pending = self
+                    .vault
+                    .kv2_value(self.pending_mount, self.pending_key, None)
+                    .await?
+                    .ok_or_else(|| self.permanent("its pending value is gone"))?;
+                let data: serde_json::Value = serde_json::from_str(pending.expose())
+                    .map_err(|_| self.permanent("the pending value is not JSON"))?;
+                drop(pending);
+                self.v1_promote(data).await?;
+            }
+        } else {
+            self.v2_promote().await?;
+        }
+        self.clear_pending().await
+    }
+
+    async fn other(&self, reference: &str) -> Result<SecretValue, ProviderError> {
+        // A KV v2 data path: `<mount>/data/<key>`.
+        let Some((mount, key)) = reference.split_once("/data/") else {
+            return Err(ProviderError::Config {
+                provider: PROVIDER,
+                message: format!(
+                    "secret {}data/{}: admin_secret {reference:?} is not a KV v2 path (<mount>/data/<key>)",
+                    self.mount, self.key
+                ),
+            });
+        };
+        let mount = format!("{mount}/");
+        self.vault
+            .kv2_value(&mount, key, None)
+            .await?
+            .ok_or_else(|| ProviderError::Config {
+                provider: PROVIDER,
+                message: format!("the admin secret {reference} does not exist"),
+            })
     }
 }

@@ -14,7 +14,7 @@
 //! layer 0: capabilities, config, model, policy, audit_trail
 //! layer 1: client, findings, correlation, reach
 //! layer 2: server
-//! layer 3: tokens, lease, pki, approle, health, entitlements, kv
+//! layer 3: tokens, lease, pki, approle, health, entitlements, kv, database
 //! layer 4: secrets
 //! layer 5: resolve, actions
 //! layer 6: provider
@@ -32,7 +32,8 @@
 //! - One area each: `tokens` (the accessor scan and audit-log attribution of orphan tokens),
 //!   `lease`, `pki`, `approle` (resolve, act, live state), `health` (the caller's capabilities),
 //!   `entitlements` (grants, unclaimed entities), `kv` (KV v1 and v2: listing, state, rotation,
-//!   live state).
+//!   live state), `database` (the database engine: static roles and connections the person
+//!   could read, rotate-role and rotate-root, dynamic credentials' leases named by role).
 //! - `secrets`: the policies reaching the person, what they let her grant herself (exposures),
 //!   the KV secrets they reach, and what stays unknown (gaps: engines Closeout does not
 //!   enumerate, unreadable policies, refused listings).
@@ -51,6 +52,7 @@ mod capabilities;
 mod client;
 mod config;
 mod correlation;
+mod database;
 mod entitlements;
 mod findings;
 mod health;

@@ -5,6 +5,7 @@
 use crate::capabilities::{kinds, PROVIDER};
 use crate::client::{bare_mount, seg};
 use crate::correlation::{auth_mount_path, login_names, own_entity_match, owned_by, OwnedNhiAlias};
+use crate::database::dynamic_role;
 use crate::findings::{
     attrs, entity_base, entity_policy_finding, entity_state, finding, membership_finding,
     nhi_entity_finding,
@@ -299,6 +300,32 @@ impl VaultProvider {
         // requests obtained.
         self.resolve_leases(identity, &mut res).await?;
         self.resolve_audit_leases(&scan.leases, &mut res).await?;
+        // A lease under a database mount's `creds/<role>/` is a dynamic database credential:
+        // named so, with its role (revoking the lease makes Vault drop the database user).
+        let database_mounts: Vec<String> = self
+            .mounts("sys/mounts")
+            .await?
+            .into_iter()
+            .filter(|(_, m)| m.mount_type == "database")
+            .map(|(k, _)| k)
+            .collect();
+        if !database_mounts.is_empty() {
+            for f in res.findings.iter_mut().filter(|f| f.kind == kinds::LEASE) {
+                let Some((mount, role)) = f
+                    .attr("lease_id")
+                    .and_then(|id| dynamic_role(id, &database_mounts))
+                    .map(|(m, r)| (m.to_string(), r.to_string()))
+                else {
+                    continue;
+                };
+                f.display = format!(
+                    "dynamic database credentials of role {role} at {mount} ({})",
+                    f.display
+                );
+                f.attributes.insert("database_mount".into(), mount);
+                f.attributes.insert("database_role".into(), role);
+            }
+        }
 
         if own.is_empty() {
             res.warnings.push(format!(

@@ -13,8 +13,9 @@ use crate::model::{KvMetadata, Mount};
 use crate::policy::{self, PathRule, TemplateValues};
 use crate::reach::{self, GrantSelf, Rules};
 use crate::server::VaultProvider;
+use closeout_contract::rotation_strategy;
 use closeout_contract::{
-    Exposure, Holder, Path, ProviderError, Relation, Resolution, ResolveContext, State,
+    Exposure, Holder, Path, ProviderError, Relation, Resolution, ResolveContext, Shape, State,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -23,12 +24,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Policies reaching the person: name -> every (path to it, entity id or "" for a token).
 pub(crate) type PolicyPaths = BTreeMap<String, Vec<(Path, String)>>;
 
-/// Secrets engine types Closeout covers: KV (here), PKI (`pki`), and the per-namespace system,
+/// Secrets engine types Closeout covers: KV (here), PKI (`pki`), database (`database`: static
+/// roles, connections, and dynamic credentials as leases), and the per-namespace system,
 /// identity and cubbyhole mounts (identity is resolved as entities and groups; a cubbyhole dies
 /// with its token).
 const COVERED_ENGINES: &[&str] = &[
     "kv",
     "pki",
+    "database",
     "system",
     "ns_system",
     "identity",
@@ -438,6 +441,9 @@ impl VaultProvider {
             if m.mount_type == "kv" {
                 self.resolve_kv_mount(ctx, mount, m, &rules, policy_paths, &steps, res)
                     .await?;
+            } else if m.mount_type == "database" {
+                self.resolve_database_mount(ctx.cutoff, mount, &rules, policy_paths, &steps, res)
+                    .await?;
             } else if !COVERED_ENGINES.contains(&m.mount_type.as_str()) {
                 res.gaps
                     .extend(engine_gap(mount, m, &rules, policy_paths, &steps));
@@ -551,6 +557,25 @@ impl VaultProvider {
         } else {
             BTreeMap::new()
         };
+        // The field names of each open secret's value (never the values): the plan says which
+        // rotation strategy it gets, or that it needs one.
+        let open_keys: Vec<String> = found
+            .iter()
+            .filter(|(k, _, _)| match metas.get(k) {
+                Some(meta) => state_since(ctx.cutoff, meta.current_created()).is_open(),
+                None => v1_states.get(k).is_none_or(|(s, _)| s.is_open()),
+            })
+            .map(|(k, _, _)| k.clone())
+            .collect();
+        let fields: BTreeMap<String, Vec<String>> = stream::iter(open_keys)
+            .map(|k| async move {
+                let f = self.kv_fields(mount, &k, v1).await?;
+                Ok::<_, CallError>(f.map(|f| (k, f)))
+            })
+            .buffer_unordered(conc)
+            .try_filter_map(|x| async move { Ok(x) })
+            .try_collect()
+            .await?;
         for (key, dp, how) in found {
             let (state, written, version) = match metas.get(&key) {
                 Some(meta) => (
@@ -579,6 +604,19 @@ impl VaultProvider {
             ]);
             if !v1 {
                 attributes.insert("current_version".into(), version);
+            }
+            if let Some(strategy) = metas
+                .get(&key)
+                .and_then(|m| m.custom_metadata.get(rotation_strategy::TAG))
+            {
+                attributes.insert(rotation_strategy::ATTR.into(), strategy.trim().to_string());
+                attributes.insert(
+                    rotation_strategy::SOURCE_ATTR.into(),
+                    "custom-metadata".into(),
+                );
+            }
+            if let Some(fields) = fields.get(&key) {
+                Shape::Object(fields.clone()).record(&mut attributes);
             }
             let display = if v1 {
                 format!("KV v1 secret {dp}")

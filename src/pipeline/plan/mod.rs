@@ -20,6 +20,7 @@ use crate::policy::playbook::{Playbook, SelectionFacts, Step};
 use crate::store::grants::GrantRecord;
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
+use closeout_contract::rotation_strategy;
 use closeout_contract::{
     verbs, ActionParams, ActionRequest, Exposure, Finding, Gap, Holder, Identity, State, Verb,
 };
@@ -76,6 +77,17 @@ pub enum PlanError {
         step: String,
         /// The NHI finding.
         finding: String,
+    },
+    /// Two objects' rotated credentials would be published to the same secret, each overwriting
+    /// the other (a `credential_secret_name` that names only the display name, say).
+    #[error("the rotated credentials of {objects} would all be published to secret {secret} ({provider}), each overwriting the other; make the secret name unique per object (e.g. credential_secret_name with {{object_id}})")]
+    PublishCollision {
+        /// The provider.
+        provider: String,
+        /// The secret name.
+        secret: String,
+        /// The objects, comma-separated.
+        objects: String,
     },
     /// The playbook does not list the trigger in its `triggers`.
     #[error(
@@ -198,11 +210,30 @@ pub struct Plan {
     /// Scopes the identity can grant itself everything in, one line each in the plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exposures: Vec<Exposure>,
+    /// Secrets a `rotate` step selects but no rotation strategy covers: not rotated, and open
+    /// (they are in `untouched` too) until a strategy is configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_strategy: Vec<NeedsStrategy>,
     /// What the providers could not list, read or evaluate when the plan was made. A gap that
     /// only existed through access the run then removed is still unknown (what that access
     /// reached before is not known), so verification carries every one of them forward.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<Gap>,
+}
+
+/// A secret a `rotate` step selects that is not rotated because no rotation strategy covers it
+/// (see `closeout_contract::rotation_strategy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedsStrategy {
+    /// The finding.
+    pub finding_id: String,
+    /// How it is shown to a person.
+    pub display: String,
+    /// Why no strategy applies, and how to name one.
+    pub reason: String,
+    /// The finding as resolved (verification reads its live state even when the identity no
+    /// longer reaches it).
+    pub finding: Finding,
 }
 
 /// A time-bound grant a run records, with the finding whose grant action it waits for.
@@ -298,6 +329,7 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let mut touched: BTreeSet<&str> = BTreeSet::new();
     let mut stages = Vec::with_capacity(book.stages.len());
     let mut deferred = Vec::new();
+    let mut needs_strategy: Vec<NeedsStrategy> = Vec::new();
 
     for stage in &book.stages {
         let mut actions = Vec::new();
@@ -311,6 +343,25 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                 let Some(verb) = step.verb_for(finding) else {
                     continue;
                 };
+                // A structured secret no rotation strategy covers is never rotated (a new value
+                // in every field would scramble the ones that are not secrets): the plan names
+                // it, and it stays open until a strategy is configured.
+                if verb.name == verbs::ROTATE.name {
+                    if let Some(reason) = rotation_strategy::needs_strategy(finding) {
+                        if !needs_strategy
+                            .iter()
+                            .any(|n: &NeedsStrategy| n.finding_id == id)
+                        {
+                            needs_strategy.push(NeedsStrategy {
+                                finding_id: finding.id.clone(),
+                                display: finding.display.clone(),
+                                reason,
+                                finding: (*finding).clone(),
+                            });
+                        }
+                        continue;
+                    }
+                }
                 touched.insert(id);
                 if let Some(grace) = step.grace {
                     let (since, note) = if changed.contains(id) {
@@ -370,6 +421,8 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         });
     }
 
+    check_publish_collisions(&stages)?;
+
     let untouched = findings
         .iter()
         .filter(|f| f.state.is_open() && !touched.contains(f.id.as_str()))
@@ -390,8 +443,37 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         time_bound: input.time_bound.to_vec(),
         accept_unverified: book.accept_unverified.clone(),
         exposures: input.exposures.to_vec(),
+        needs_strategy,
         gaps: input.gaps.to_vec(),
     })
+}
+
+/// Refuse a plan whose rotations would publish two objects' credentials to one secret.
+fn check_publish_collisions(stages: &[PlannedStage]) -> Result<(), PlanError> {
+    use closeout_contract::action::{PUBLISH_FOR_ATTR, PUBLISH_SECRET_ATTR};
+    let mut by_secret: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for a in stages.iter().flat_map(|s| s.actions.iter()) {
+        if a.verb != verbs::ROTATE.name {
+            continue;
+        }
+        let f = &a.finding;
+        if let (Some(secret), Some(object)) =
+            (f.attr(PUBLISH_SECRET_ATTR), f.attr(PUBLISH_FOR_ATTR))
+        {
+            by_secret
+                .entry((f.provider.as_str(), secret))
+                .or_default()
+                .insert(object);
+        }
+    }
+    match by_secret.into_iter().find(|(_, objects)| objects.len() > 1) {
+        Some(((provider, secret), objects)) => Err(PlanError::PublishCollision {
+            provider: provider.to_string(),
+            secret: secret.to_string(),
+            objects: objects.into_iter().collect::<Vec<_>>().join(", "),
+        }),
+        None => Ok(()),
+    }
 }
 
 impl Plan {
@@ -1150,5 +1232,62 @@ stages:
         assert!(plan
             .render_text()
             .contains("Plan: 0 actions, 0 deferred, 0 untouched open findings."));
+    }
+
+    /// Regression (issue 16): two applications whose display names differ only in case and
+    /// spacing had their rotated credentials published to one secret, each overwriting the
+    /// other. A plan whose rotations publish two objects' credentials to one secret is refused
+    /// before anything runs; one secret per object passes.
+    #[test]
+    fn two_credentials_published_to_one_secret_are_refused_at_plan_time() {
+        use closeout_contract::action::{PUBLISH_FOR_ATTR, PUBLISH_SECRET_ATTR};
+        let action = |object: &str, secret: &str| {
+            let mut finding = f(
+                "azure",
+                "app-password",
+                object,
+                Relation::Owns,
+                Holder::Account,
+                State::Active,
+            );
+            finding
+                .attributes
+                .insert(PUBLISH_SECRET_ATTR.into(), secret.into());
+            finding
+                .attributes
+                .insert(PUBLISH_FOR_ATTR.into(), object.into());
+            PlannedAction {
+                key: format!("k-{object}"),
+                stage: "rotate".into(),
+                step: "rotate-entra-app-credentials".into(),
+                verb: verbs::ROTATE.name.into(),
+                expect: State::Rotated,
+                finding,
+                params: ActionParams::default(),
+                requires_approval: false,
+                approvals: 0,
+            }
+        };
+        let stage = |actions| PlannedStage {
+            name: "rotate".into(),
+            verify: false,
+            actions,
+        };
+        let err = check_publish_collisions(&[stage(vec![
+            action("app-1", "app-payments-api-credential"),
+            action("app-2", "app-payments-api-credential"),
+        ])])
+        .unwrap_err();
+        assert!(
+            matches!(&err, PlanError::PublishCollision { secret, objects, .. }
+                if secret == "app-payments-api-credential" && objects == "app-1, app-2"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("{object_id}"), "{err}");
+        check_publish_collisions(&[stage(vec![
+            action("app-1", "app-payments-api-app-1-credential"),
+            action("app-2", "app-payments-api-app-2-credential"),
+        ])])
+        .unwrap();
     }
 }

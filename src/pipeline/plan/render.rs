@@ -3,6 +3,8 @@
 
 use super::{Deferred, Plan};
 use crate::trigger::Closure;
+use closeout_contract::rotation_strategy::{self, NEEDS};
+use closeout_contract::Choice;
 use std::fmt::Write as _;
 
 /// Attribute keys never printed, whatever their value.
@@ -109,6 +111,27 @@ impl Plan {
                     if let Some(path) = a.finding.paths.first() {
                         let _ = writeln!(out, "          via {}", path.render(&origin));
                     }
+                    if a.verb == closeout_contract::verbs::ROTATE.name {
+                        if let Some(Choice::Use { strategy, named }) =
+                            rotation_strategy::choose(&a.finding)
+                        {
+                            let from = if named {
+                                a.finding
+                                    .attr(rotation_strategy::SOURCE_ATTR)
+                                    .unwrap_or("named")
+                                    .to_string()
+                            } else {
+                                format!(
+                                    "default for a {} value",
+                                    a.finding
+                                        .attr(rotation_strategy::SHAPE_ATTR)
+                                        .unwrap_or("plain")
+                                )
+                            };
+                            let _ =
+                                writeln!(out, "          rotation strategy: {strategy} ({from})");
+                        }
+                    }
                     let attrs: Vec<String> = a
                         .finding
                         .attributes
@@ -157,6 +180,16 @@ impl Plan {
             );
             for id in &self.untouched {
                 let _ = writeln!(out, "    ! {id}");
+            }
+        }
+        if !self.needs_strategy.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nNot rotated, {NEEDS} ({}): each stays open until one is configured:",
+                self.needs_strategy.len()
+            );
+            for n in &self.needs_strategy {
+                let _ = writeln!(out, "    ! {} ({}): {}", n.display, n.finding_id, n.reason);
             }
         }
         for e in &self.exposures {

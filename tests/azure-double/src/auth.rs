@@ -124,7 +124,14 @@ pub async fn token(
 
     let mut state = app.lock();
     if let Some(client) = app.config.clients.iter().find(|c| c.client_id == client_id) {
-        if client.client_secret != client_secret {
+        // A configured client is in the directory too: a secret added to its application or
+        // service principal through Graph `addPassword` signs in as well, as on Entra.
+        if client.client_secret != client_secret
+            && !matches!(
+                state.graph.check_app_secret(client_id, client_secret),
+                SecretCheck::Valid
+            )
+        {
             return invalid_secret(client_id);
         }
     } else {

@@ -49,6 +49,9 @@ graph_endpoint = "{base}"
 ca_file = "{ca}"
 host_overrides = {{ "{VAULT_SUFFIX}" = "127.0.0.1" }}
 credential_vault = "https://kv-closeout-ops.{VAULT_SUFFIX}:{port}/"
+# The demo seed publishes deploy-pipeline's secret under the display-name template (as the
+# demo's config names it); the plan refuses it should two objects' credentials collide.
+credential_secret_name = "app-{{app}}-credential"
 max_in_flight = 4
 "#,
             common = config_without_providers(&format!("{REPO}/playbooks")),

@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 
 pub mod contract;
 pub mod openbao;
+pub mod postgres;
 pub mod proxy;
 pub use openbao::OpenBaoServer;
+pub use postgres::PostgresServer;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;

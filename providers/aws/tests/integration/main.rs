@@ -10,6 +10,7 @@
 //! - `moto_actions`: action behaviour beyond the contract (crash recovery, refusals, errors).
 //! - `moto_entitlements`: grants, unclaimed accounts, NHI findings of service identities.
 //! - `moto_resolve`: resolution of every kind with its explained paths, correlation.
+//! - `postgres_rotation`: rotation strategies, PostgreSQL passwords changed at a real database.
 //! - `reach_moto`: reach to a fixpoint, one test per class of path, and the authenticating probe.
 //! - `sdk_environment`: the SDK's standard environment, in a child process.
 
@@ -19,5 +20,6 @@ mod contract;
 mod moto_actions;
 mod moto_entitlements;
 mod moto_resolve;
+mod postgres_rotation;
 mod reach_moto;
 mod sdk_environment;

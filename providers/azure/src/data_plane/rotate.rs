@@ -14,21 +14,32 @@ use azure_security_keyvault_certificates::models::{
 };
 use azure_security_keyvault_keys::models::{CreateKeyParameters, CurveName, KeyOperation, KeyType};
 use azure_security_keyvault_secrets::models::{SecretClientGetSecretOptions, SetSecretParameters};
-use closeout_contract::SecretValue;
+use closeout_contract::rotation_strategy::{self, rotate_named};
+use closeout_contract::{SecretValue, Shape};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// How long a certificate create may take before we stop waiting (Azure: seconds for `Self`).
 const CERTIFICATE_WAIT: Duration = Duration::from_secs(120);
 
+/// A plain secret's new value: 32 random bytes, base64url.
+fn random_value() -> SecretValue {
+    let bytes: [u8; 32] = rand::random();
+    SecretValue::new(azure_core::base64::encode_url_safe(bytes))
+}
+
 impl KeyVaultData {
-    /// A new version with a new random value (32 random bytes, base64url), the same
+    /// A new version whose value the secret's rotation strategy makes from the current one (the
+    /// tag `closeout:rotation`, else `named` from a config rule, else the default for the
+    /// value's shape: a plain value becomes 32 random bytes, base64url), the same
     /// `contentType`, and the current tags plus `extra_tags`; returns the new version id.
-    /// Refuses a certificate's (managed) secret: rotate the certificate instead.
+    /// Refuses a certificate's (managed) secret: rotate the certificate instead; and a
+    /// structured value no strategy covers (never scrambled).
     pub async fn rotate_secret(
         &self,
         vault_uri: &str,
         name: &str,
+        named: Option<&str>,
         extra_tags: &BTreeMap<String, String>,
     ) -> Result<String, CallError> {
         let c = self.clients(vault_uri)?;
@@ -69,8 +80,34 @@ impl KeyVaultData {
                 format!("secret {name} backs a certificate; rotate the certificate instead"),
             ));
         }
-        let bytes: [u8; 32] = rand::random();
-        let value = SecretValue::new(azure_core::base64::encode_url_safe(bytes));
+        let named =
+            rotation_strategy::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .or(named.map(str::to_string));
+        let current = self.current_secret_value(vault_uri, name).await?;
+        let value = match (&named, current) {
+            // A plain value (or one no longer readable) with no strategy named: as before,
+            // 32 random bytes, base64url.
+            (None, None) => random_value(),
+            (None, Some(old)) if Shape::of(old.expose()) == Shape::Plain => random_value(),
+            (named, Some(old)) => rotate_named(named.as_deref(), &old).map_err(|e| {
+                refused(
+                    "PUT",
+                    path.clone(),
+                    "RotationStrategy",
+                    format!("secret {name} was not rotated: {e}"),
+                )
+            })?,
+            (Some(_), None) => {
+                return Err(refused(
+                    "GET",
+                    path.clone(),
+                    "RotationStrategy",
+                    format!(
+                        "secret {name} names a rotation strategy, but its current value cannot be read to apply it"
+                    ),
+                ))
+            }
+        };
         self.put_secret(
             &c,
             name,
@@ -250,6 +287,46 @@ impl KeyVaultData {
             }
         };
         version_of(certificate.id.as_ref()).ok_or_else(|| missing_id("POST", create_path.clone()))
+    }
+
+    /// The value of the current version of secret `name`; `None` when it is gone, disabled or
+    /// not readable by Closeout.
+    pub async fn current_secret_value(
+        &self,
+        vault_uri: &str,
+        name: &str,
+    ) -> Result<Option<SecretValue>, CallError> {
+        let c = self.clients(vault_uri)?;
+        let path = format!("/secrets/{name}");
+        match self.gated(c.secrets.get_secret(name, None)).await {
+            Ok(response) => {
+                let secret = response
+                    .into_model()
+                    .map_err(|e| call_error("GET", path.clone(), &e))?;
+                Ok(secret.value.map(SecretValue::new))
+            }
+            Err(e) => {
+                let err = call_error("GET", path, &e);
+                if matches!(err.status, Some(403 | 404)) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// The shape of secret `name`'s current value (never the value), for the plan's rotation
+    /// strategy; `None` when it cannot be read.
+    pub async fn secret_shape(
+        &self,
+        vault_uri: &str,
+        name: &str,
+    ) -> Result<Option<Shape>, CallError> {
+        Ok(self
+            .current_secret_value(vault_uri, name)
+            .await?
+            .map(|v| Shape::of(v.expose())))
     }
 
     /// The value of version `version` of secret `name` (a credential Closeout published, read

@@ -303,6 +303,18 @@ async fn assigning_roles_or_writing_the_vault_exposes_every_object() {
         s1_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
         [false, true]
     );
+    // A key's old version stays enabled after a rotation: what was encrypted or wrapped under
+    // it must still decrypt and unwrap (read back: both versions enabled).
+    let k1_versions = versions(&w, &ap_uri, ObjectType::Keys, "k1").await;
+    assert_eq!(
+        k1_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [true, true]
+    );
+    // The playbook can ask to disable them.
+    assert_eq!(
+        act(&provider, k1, "disable-old-versions", "run-disable").await,
+        State::Rotated
+    );
     let k1_versions = versions(&w, &ap_uri, ObjectType::Keys, "k1").await;
     assert_eq!(
         k1_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
@@ -561,7 +573,7 @@ async fn a_replaced_client_secret_is_proven_dead() {
         &w,
         &creds_uri,
         ObjectType::Secrets,
-        "app-payments-api-credential",
+        &format!("app-payments-api-{app_object}-credential"),
     )
     .await;
     assert_eq!(published_versions.len(), 2);
@@ -831,6 +843,198 @@ async fn a_condition_closeout_cannot_parse_is_a_gap_naming_the_assignment() {
             !g.paths.is_empty(),
             "the gap says how she reaches it: {g:#?}"
         );
+    }
+    w.double.shutdown().await;
+}
+
+/// Rotation strategies on Key Vault secrets against a real PostgreSQL 15: a secret tagged
+/// `closeout:rotation = postgresql-single-user` gets a new password at the database (the old
+/// one refused, the new one working, every other field kept, the login probe dead), its
+/// pending copy retired; a JSON secret of an unknown shape is refused and left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_secret_is_rotated_at_the_database_and_an_unknown_shape_is_untouched() {
+    const SUB: &str = "b8b8b8b8-0000-4000-8000-000000000016";
+    let pg = closeout_testkit::PostgresServer::shared();
+    pg.psql("CREATE ROLE kv_pay LOGIN PASSWORD 'kv-old-pw'");
+    let w = World::new("pg-strategy").await;
+    w.subscription(SUB, "rg").await;
+    let (uri, vault_id) = uri_and_id(&w.vault(SUB, "rg", "kv-pg", true, json!([])).await);
+    let before = json!({
+        "engine": "postgres", "host": "127.0.0.1", "port": pg.port(),
+        "username": "kv_pay", "password": "kv-old-pw", "dbname": "postgres",
+        "team": "payments",
+    });
+    let tagged = BTreeMap::from([(
+        "closeout:rotation".to_string(),
+        "postgresql-single-user".to_string(),
+    )]);
+    w.kv()
+        .set_secret(
+            &uri,
+            "pay",
+            &SecretValue::new(before.to_string()),
+            None,
+            &tagged,
+        )
+        .await
+        .expect("seed pay");
+    let unknown = json!({"username": "svc", "token": "canary-kv-unknown", "url": "https://x"});
+    w.kv()
+        .set_secret(
+            &uri,
+            "unknown",
+            &SecretValue::new(unknown.to_string()),
+            None,
+            &BTreeMap::new(),
+        )
+        .await
+        .expect("seed unknown");
+    let alice = w.user("alice@example.com", "E1001").await;
+    w.assign(&vault_id, roles::KEY_VAULT_SECRETS_USER, &alice, "User")
+        .await;
+    let provider = w.provider(None).await;
+    let who = person("E1001", "alice@example.com");
+    let r = resolve(&provider, &who).await;
+    let pay = find(&r, "azure:kv-secret:kv-pg/secrets/pay");
+    assert_eq!(pay.attr("rotation"), Some("postgresql-single-user"));
+    assert_eq!(
+        act(&provider, pay, "rotate", "run-pg").await,
+        State::Rotated
+    );
+    let current = w
+        .kv()
+        .current_secret_value(&uri, "pay")
+        .await
+        .expect("read pay")
+        .expect("pay has a value");
+    let after: Value = serde_json::from_str(current.expose()).expect("json");
+    for k in ["engine", "host", "port", "username", "dbname", "team"] {
+        assert_eq!(after[k], before[k], "{k}");
+    }
+    let new = after["password"].as_str().expect("password");
+    assert!(
+        !pg.can_login("kv_pay", "kv-old-pw"),
+        "old password still works"
+    );
+    assert!(pg.can_login("kv_pay", new), "new password refused");
+    let probe = provider
+        .probe(pay)
+        .await
+        .expect("probe")
+        .expect("a login probe");
+    assert!(probe.dead, "{probe:?}");
+    // The pending copy holds no password any more: its versions are disabled but a marker.
+    let pending = versions(&w, &uri, ObjectType::Secrets, "pay-closeout-pending").await;
+    assert_eq!(
+        pending.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [false, true]
+    );
+
+    let u = find(&r, "azure:kv-secret:kv-pg/secrets/unknown");
+    assert_eq!(u.attr("value_fields"), Some("token,url,username"));
+    let err = provider
+        .execute(&ActionRequest {
+            idempotency_key: "run-pg-unknown".into(),
+            verb: "rotate".into(),
+            finding: u.clone(),
+            params: ActionParams {
+                run_id: "run-pg".into(),
+                ..Default::default()
+            },
+        })
+        .await
+        .expect_err("an unknown shape is refused");
+    assert!(
+        err.to_string().contains("needs a rotation strategy"),
+        "{err}"
+    );
+    let still = w
+        .kv()
+        .current_secret_value(&uri, "unknown")
+        .await
+        .expect("read unknown")
+        .expect("value");
+    assert_eq!(
+        serde_json::from_str::<Value>(still.expose()).expect("json"),
+        unknown
+    );
+    assert_eq!(
+        versions(&w, &uri, ObjectType::Secrets, "unknown")
+            .await
+            .len(),
+        1
+    );
+    w.double.shutdown().await;
+}
+
+/// Two applications whose display names differ only in case and spacing, and one of them with a
+/// client secret on its own service principal too: each rotated credential is published to a
+/// secret of its own (the name carries the object id), and each published value signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colliding_display_names_publish_every_credential_to_its_own_secret() {
+    const SUB: &str = "c9c9c9c9-0000-4000-8000-000000000017";
+    let w = World::new("collide").await;
+    w.subscription(SUB, "rg").await;
+    let (creds_uri, _) = uri_and_id(&w.vault(SUB, "rg", "kv-creds", true, json!([])).await);
+    let alice = w.user("alice@example.com", "E1001").await;
+    // An application, its own service principal, and an application whose name differs only
+    // in case and spacing: one secret each.
+    let (app1, app1_id, sp1) = w.app("Payments API").await;
+    let (app2, app2_id, _) = w.app("payments  api").await;
+    let holders = [
+        ("applications", app1, app1_id.clone()),
+        ("servicePrincipals", sp1, app1_id),
+        ("applications", app2, app2_id),
+    ];
+    for (collection, object, _) in &holders {
+        w.link(collection, object, "owners", &alice).await;
+        w.call(
+            "POST",
+            Graph,
+            &format!("/v1.0/{collection}/{object}/addPassword"),
+            json!({"passwordCredential": {"displayName": "ci"}}),
+        )
+        .await;
+    }
+    let provider = w.provider(Some(&creds_uri)).await;
+    let who = person("E1001", "alice@example.com");
+    let r = resolve(&provider, &who).await;
+    let passwords: Vec<Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == "app-password")
+        .cloned()
+        .collect();
+    assert_eq!(passwords.len(), 3, "{:#?}", ids(&r));
+    let names: std::collections::BTreeSet<&str> = passwords
+        .iter()
+        .filter_map(|f| f.attr("publish_secret"))
+        .collect();
+    assert_eq!(names.len(), 3, "one secret per object: {names:?}");
+    for (i, f) in passwords.iter().enumerate() {
+        assert_eq!(
+            act(&provider, f, "rotate", &format!("run-{i}")).await,
+            State::Rotated
+        );
+    }
+    // Read back: each object's published secret holds a client secret that signs in as its app.
+    for (_, object, app_id) in &holders {
+        let f = passwords
+            .iter()
+            .find(|f| f.attr("object_id") == Some(object.as_str()))
+            .expect("finding of the object");
+        let name = f.attr("publish_secret").expect("publish_secret");
+        assert!(name.contains(object.as_str()), "{name}");
+        let value = w
+            .kv()
+            .current_secret_value(&creds_uri, name)
+            .await
+            .expect("read published")
+            .expect("published value");
+        // Published as text/plain: the client secret itself.
+        let secret = value.expose().to_string();
+        let (status, body) = w.token(app_id, &secret).await;
+        assert_eq!(status, 200, "{name}: {body}");
     }
     w.double.shutdown().await;
 }

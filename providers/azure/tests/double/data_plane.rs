@@ -220,7 +220,7 @@ async fn secrets_set_list_rotate_and_disable_old_versions() {
     // Rotation: a new random value, same content type, tags kept plus the extra one.
     let rotated = env
         .kv
-        .rotate_secret(uri, "db-password", &tags(&[("closeout", "rotated")]))
+        .rotate_secret(uri, "db-password", None, &tags(&[("closeout", "rotated")]))
         .await
         .expect("rotate");
     let (status, body) = env
@@ -409,7 +409,7 @@ async fn keys_and_certificates_rotate() {
     assert!(listed.iter().any(|s| s.name == "web" && s.managed));
     let err = env
         .kv
-        .rotate_secret(uri, "web", &BTreeMap::new())
+        .rotate_secret(uri, "web", None, &BTreeMap::new())
         .await
         .expect_err("managed secret");
     assert_eq!(err.code, "ManagedSecret");

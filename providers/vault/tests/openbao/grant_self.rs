@@ -38,6 +38,13 @@ async fn every_way_to_grant_oneself_a_policy_exposes_every_secret() {
             Some(json!({"data": {"password": CANARY, "user": "svc"}})),
         )
         .await;
+        // A secret of two fields is rotated only by a named strategy: its password.
+        api.root(
+            "POST",
+            &format!("secret/metadata/{key}"),
+            Some(json!({"custom_metadata": {"closeout:rotation": "template:password"}})),
+        )
+        .await;
     }
     api.root(
         "POST",
@@ -162,6 +169,7 @@ async fn every_way_to_grant_oneself_a_policy_exposes_every_secret() {
         let (version, data) = api.kv(key).await;
         assert_eq!(version, 2, "{key}");
         assert!(!data.to_string().contains(CANARY), "{key} kept its value");
+        assert_eq!(data["user"], "svc", "{key}: only the password changes");
     }
     assert!(!api.kv1("legacy/ops/db").await.to_string().contains(CANARY));
     // Verified from live state: every one rotated; the v1 rotation record is no secret.

@@ -2,7 +2,7 @@
 //! gets new values in place, and reads as rotated afterwards (from Closeout's rotation record).
 
 use crate::api::{context_now, person, request, Api};
-use closeout_contract::{Provider, Relation, State};
+use closeout_contract::{Finding, Provider, Relation, State};
 use serde_json::json;
 
 const CANARY: &str = "canary-kv1-4b7e-never-print-me";
@@ -67,7 +67,37 @@ async fn kv_v1_secrets_are_found_rotated_in_place_and_read_as_rotated() {
         assert_eq!(p.live_state(f, &ctx).await.unwrap(), State::Active);
     }
 
-    for f in kv {
+    // A secret of two fields names no strategy (KV v1 has no metadata): refused, unchanged.
+    let db_finding = kv
+        .iter()
+        .find(|f| f.resource == "legacy/app/db")
+        .expect("legacy/app/db");
+    let refused = p
+        .execute(&request("run-0", db_finding, "rotate"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("needs a rotation strategy"),
+        "{refused}"
+    );
+    assert_eq!(
+        api.kv1("legacy/app/db").await,
+        json!({"password": CANARY, "user": "svc"})
+    );
+    // The site's [[rotation.strategy]] rule names one (the orchestrator puts it on the finding).
+    let kv: Vec<Finding> = kv
+        .iter()
+        .map(|f| {
+            let mut f = (*f).clone();
+            if f.resource == "legacy/app/db" {
+                f.attributes
+                    .insert("rotation".into(), "template:password".into());
+            }
+            f
+        })
+        .collect();
+    let kv: Vec<&Finding> = kv.iter().collect();
+    for f in &kv {
         let first = p.execute(&request("run-1", f, "rotate")).await.unwrap();
         assert!(
             !first.already_done && first.state == State::Rotated,
@@ -77,14 +107,13 @@ async fn kv_v1_secrets_are_found_rotated_in_place_and_read_as_rotated() {
         assert!(again.already_done, "{again:?}");
         assert!(!format!("{first:?}{again:?}").contains("canary"));
     }
-    // Read back: same keys, every value new; the secret out of reach untouched.
+    // Read back: same keys, only the password new; the secret out of reach untouched.
     let db = api.kv1("legacy/app/db").await;
     let mut keys: Vec<&String> = db.as_object().unwrap().keys().collect();
     keys.sort();
     assert_eq!(keys, ["password", "user"]);
-    for v in db.as_object().unwrap().values() {
-        assert_eq!(v.as_str().unwrap().len(), 40, "{db}");
-    }
+    assert_eq!(db["password"].as_str().unwrap().len(), 40, "{db}");
+    assert_eq!(db["user"], "svc", "{db}");
     assert!(!api
         .kv1("legacy/app/cache")
         .await
@@ -106,7 +135,7 @@ async fn kv_v1_secrets_are_found_rotated_in_place_and_read_as_rotated() {
         .contains(&db["password"].as_str().unwrap().to_string()));
 
     // Verification reads it as rotated: live state, and a fresh resolution.
-    for f in kv {
+    for f in &kv {
         assert_eq!(p.live_state(f, &ctx).await.unwrap(), State::Rotated);
     }
     let after = p.resolve(&ctx).await.unwrap();

@@ -192,8 +192,18 @@ async fn seed(api: &Api) -> Seeded {
     }
     api.root(
         "POST",
+        "secret/metadata/team/app",
+        Some(json!({"custom_metadata": {"closeout:rotation": "template:password"}})),
+    )
+    .await;
+    api.root(
+        "POST",
         "secret/metadata/owned/db",
-        Some(json!({"custom_metadata": {"owner": "alice.smith@example.com"}})),
+        // Two fields: only the one the strategy names is rotated (docs/rotation.md).
+        Some(json!({"custom_metadata": {
+            "owner": "alice.smith@example.com",
+            "closeout:rotation": "template:password"
+        }})),
     )
     .await;
     // AppRole: alice owns a secret-id of `batch` (rotated) and of `ci` (destroyed); bob one of `ci`.
@@ -647,13 +657,18 @@ async fn leaver_closes_out_everything_and_leaves_colleagues_alone() {
         assert_eq!(version, 2, "{key}");
         let obj = data.as_object().unwrap();
         assert!(
-            obj.values().all(|v| v.as_str().unwrap().len() == 40),
+            obj.iter()
+                .filter(|(k, _)| k.as_str() != "host" && k.as_str() != "user")
+                .all(|(_, v)| v.as_str().unwrap().len() == 40),
             "{key}"
         );
         assert!(!data.to_string().contains("canary"));
     }
+    // The fields the strategy does not name are kept.
+    assert_eq!(api.kv("team/app").await.1["user"], "svc");
     let (_, data) = api.kv("owned/db").await;
-    assert!(data.get("host").is_some() && data.get("password").is_some());
+    assert_eq!(data["host"], "db1");
+    assert_eq!(data["password"].as_str().map(str::len), Some(40));
     for key in ["team/private", "other/x"] {
         let (version, data) = api.kv(key).await;
         assert_eq!(version, 1, "{key} was touched");

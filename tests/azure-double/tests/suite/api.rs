@@ -464,6 +464,60 @@ async fn application_passwords_are_added_used_and_removed() {
     .await;
     assert_eq!(status, 200, "{body}");
 
+    // A secret added to the service principal (not the application) signs in too, as on
+    // Entra: client credentials accept either object's password.
+    let (status, sp_credential) = env
+        .graph(
+            Method::POST,
+            &format!("/servicePrincipals/{}/addPassword", id(&sp)),
+            Some(json!({"passwordCredential": {"displayName": "sp-ci"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{sp_credential}");
+    let sp_secret = sp_credential["secretText"]
+        .as_str()
+        .expect("secretText once")
+        .to_string();
+    let (status, body) = token_response(
+        &env.http,
+        &env.base,
+        &env.tenant,
+        &app_id,
+        &sp_secret,
+        GRAPH_SCOPE,
+    )
+    .await;
+    assert_eq!(status, 200, "service principal secret: {body}");
+    // The same for a configured client (it is in the directory too): its configured secret and
+    // one added to its service principal both sign in.
+    let client = closeout_azure_double::DEFAULT_CLIENT_ID;
+    let (status, client_sp) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals(appId='{client}')"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{client_sp}");
+    let (status, added) = env
+        .graph(
+            Method::POST,
+            &format!("/servicePrincipals/{}/addPassword", id(&client_sp)),
+            Some(json!({"passwordCredential": {"displayName": "rotated"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{added}");
+    let (status, body) = token_response(
+        &env.http,
+        &env.base,
+        &env.tenant,
+        client,
+        added["secretText"].as_str().expect("secretText"),
+        GRAPH_SCOPE,
+    )
+    .await;
+    assert_eq!(status, 200, "configured client, added secret: {body}");
+
     let (status, _) = env
         .graph(
             Method::POST,

@@ -577,17 +577,19 @@ pub async fn seed_org(c: &Clients) -> Org {
 
     let mut secrets = std::collections::BTreeMap::new();
     let value = |n: &str| format!("{{\"username\":\"{n}\",\"password\":\"{CANARY}-{n}\"}}");
+    // JSON secrets are rotated by a named strategy (docs/rotation.md): only the password.
+    const TEMPLATE: (&str, &str) = ("closeout:rotation", "template:password");
     let owned = c
         .secret(
             "owned-secret",
             &value("owned"),
-            &[("owner", "alice@example.com")],
+            &[("owner", "alice@example.com"), TEMPLATE],
             None,
         )
         .await;
     secrets.insert("owned-secret".to_string(), owned);
     for name in ["user-db", "group-db", "role-db", "other-db"] {
-        let arn = c.secret(name, &value(name), &[], None).await;
+        let arn = c.secret(name, &value(name), &[TEMPLATE], None).await;
         secrets.insert(name.to_string(), arn);
     }
     let rp = |principal: &str| json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
@@ -604,7 +606,7 @@ pub async fn seed_org(c: &Clients) -> Org {
         .secret(
             "rp-role",
             &value("rp-role"),
-            &[],
+            &[TEMPLATE],
             Some(rp(&format!("arn:aws:iam::{acct}:role/app-deploy"))),
         )
         .await;
@@ -613,13 +615,18 @@ pub async fn seed_org(c: &Clients) -> Org {
         .secret(
             "unreachable",
             &value("unreachable"),
-            &[("owner", "dave@example.com")],
+            &[("owner", "dave@example.com"), TEMPLATE],
             None,
         )
         .await;
     secrets.insert("unreachable".into(), arn);
     let arn = c
-        .secret("rp-dave", &value("rp-dave"), &[], Some(rp(&dave_arn)))
+        .secret(
+            "rp-dave",
+            &value("rp-dave"),
+            &[TEMPLATE],
+            Some(rp(&dave_arn)),
+        )
         .await;
     secrets.insert("rp-dave".into(), arn);
 
