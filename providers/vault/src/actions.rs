@@ -297,9 +297,12 @@ impl VaultProvider {
     /// Whether the userpass user of a `password-login` finding exists.
     async fn login_exists(&self, f: &Finding) -> Result<bool, ProviderError> {
         let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);
-        let r = self.client.sdk_read("GET", &f.resource, |c| {
-            vaultrs::auth::userpass::user::read(c, bare_mount(mount), user)
-        });
+        let path = format!("auth/{mount}users/{}", crate::client::seg(user));
+        let r = self
+            .client
+            .read_data::<vaultrs::api::auth::userpass::responses::ReadUserResponse>(
+                "GET", &path, None,
+            );
         match r.await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),

@@ -3,7 +3,7 @@
 //! destroy by accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, seg, CallError};
+use crate::client::{bare_mount, seg, CallError, Versioned};
 use crate::correlation::{owned_by, OwnedNhiAlias};
 use crate::findings::{finding, listed};
 use crate::model::Mount;
@@ -138,16 +138,8 @@ impl VaultProvider {
                 .filter(|a| a.mount_accessor == m.accessor)
                 .collect();
             let roles_path = format!("auth/{mount}role");
-            let roles = self
-                .client
-                .sdk_read("LIST", &roles_path, |c| approle::list(c, bare_mount(mount)))
-                .await;
-            let roles = listed(
-                roles.map(|r| r.keys),
-                kinds::APPROLE_SECRET_ID,
-                &roles_path,
-                &mut res.gaps,
-            )?;
+            let roles = self.client.list_keys(&roles_path).await;
+            let roles = listed(roles, kinds::APPROLE_SECRET_ID, &roles_path, &mut res.gaps)?;
             for role in roles {
                 // Does an NHI the person owns log in through this role? (Only read the role-id
                 // when the person owns an NHI under this mount.)
@@ -156,21 +148,19 @@ impl VaultProvider {
                 } else {
                     let role_id = self
                         .client
-                        .sdk_read(
+                        .read_data::<vaultrs::api::auth::approle::responses::ReadRoleIDResponse>(
                             "GET",
                             &format!("auth/{mount}role/{}/role-id", seg(&role)),
-                            |c| approle::read_id(c, bare_mount(mount), &role),
+                            None,
                         )
                         .await?
                         .role_id;
                     nhis_here.iter().copied().find(|a| a.name == role_id)
                 };
                 let path = format!("auth/{mount}role/{}/secret-id", seg(&role));
-                let accessors = self.client.sdk_read("LIST", &path, |c| {
-                    approle::secret::list(c, bare_mount(mount), &role)
-                });
+                let accessors = self.client.list_keys(&path);
                 let accessors = listed(
-                    accessors.await.map(|r| r.keys),
+                    accessors.await,
                     kinds::APPROLE_SECRET_ID,
                     &path,
                     &mut res.gaps,
@@ -291,9 +281,9 @@ impl VaultProvider {
                     let path = format!("auth/{mount}role/{}/role-id", seg(role));
                     let role_id = self
                         .client
-                        .sdk_read("GET", &path, |c| {
-                            approle::read_id(c, bare_mount(mount), role)
-                        })
+                        .read_data::<vaultrs::api::auth::approle::responses::ReadRoleIDResponse>(
+                            "GET", &path, None,
+                        )
                         .await?
                         .role_id;
                     // The new secret-id is owned by the new owner when the orchestrator names
@@ -382,7 +372,7 @@ impl VaultProvider {
             }),
             None => None,
         };
-        let (Some((kv_mount, kv_key)), Some(version)) = (record, version) else {
+        let (Some(_), Some(version)) = (record, version) else {
             return Ok(ProbeOutcome {
                 probe: lookup,
                 dead: true,
@@ -393,10 +383,9 @@ impl VaultProvider {
         };
         let old = self
             .client
-            .sdk_read("GET", &format!("{kv_path}?version={version}"), |c| {
-                vaultrs::kv2::read_version::<Published>(c, bare_mount(&kv_mount), &kv_key, version)
-            })
-            .await;
+            .read_data::<Versioned<Published>>("GET", &format!("{kv_path}?version={version}"), None)
+            .await
+            .map(|v| v.data);
         let old = match old {
             Ok(p) => p,
             Err(e) if e.is_not_found() => {

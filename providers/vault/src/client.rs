@@ -110,7 +110,7 @@ pub struct Client {
     token: SecretValue,
     namespace: Option<String>,
     gate: CallGate,
-    /// How reads are retried (see [`Client::call_with_token`] and [`Client::sdk_read`]).
+    /// How reads are retried (see [`Client::call_with_token`] and [`Client::read_data`]).
     retry: RetryPolicy,
 }
 
@@ -274,21 +274,39 @@ impl Client {
         Err(e)
     }
 
-    /// A `vaultrs` call that only reads (`GET`, `LIST`, a lookup) through [`Client::sdk`],
-    /// retried like [`Client::call_with_token`]'s reads.
-    pub async fn sdk_read<'a, T, F, Fut>(
-        &'a self,
+    /// A read answered `{"data": T}` (`GET`, `LIST`, a lookup `POST`): a typed call rather
+    /// than a `vaultrs` one, because `vaultrs`'s errors drop the answer's headers and so a
+    /// 429's or 503's `Retry-After`; retried by the client's [`RetryPolicy`] honouring it
+    /// (`vaultrs`'s response types are reused for `T`).
+    pub async fn read_data<T: DeserializeOwned>(
+        &self,
         method: &'static str,
         path: &str,
-        call: F,
-    ) -> Result<T, CallError>
-    where
-        F: Fn(&'a VaultClient) -> Fut,
-        Fut: Future<Output = Result<T, SdkError>>,
-    {
-        self.retry
-            .run(path, class_of, || self.sdk(method, path, &call))
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, CallError> {
+        match self.call::<Data<T>>(method, path, body).await? {
+            Some(d) => Ok(d.data),
+            None => Err(CallError {
+                method,
+                path: path.to_string(),
+                status: Some(204),
+                errors: vec!["the response held no data".into()],
+                retry_after: None,
+                endpoint: self.address.clone(),
+            }),
+        }
+    }
+
+    /// `LIST path`: the keys; a 404 stays an error (see [`Client::list`] for "empty").
+    pub async fn list_keys(&self, path: &str) -> Result<Vec<String>, CallError> {
+        #[derive(Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            keys: Vec<String>,
+        }
+        self.read_data::<Keys>("LIST", path, None)
             .await
+            .map(|k| k.keys)
     }
 
     /// One `vaultrs` call through the gate; `method` and `path` name it in errors.
@@ -356,6 +374,12 @@ impl Client {
 /// The standard `{"data": ...}` envelope.
 #[derive(Debug, Deserialize)]
 pub struct Data<T> {
+    pub data: T,
+}
+
+/// A KV v2 version's `data` (`GET <mount>data/<key>` answers `{"data": {"data": .., "metadata": ..}}`).
+#[derive(Debug, Deserialize)]
+pub struct Versioned<T> {
     pub data: T,
 }
 
@@ -576,7 +600,7 @@ mod tests {
         let client =
             Client::new(addr, SecretValue::new("tok-7"), Some("team-a".into()), gate).unwrap();
         let lookup = || {
-            client.sdk_read("POST", "auth/token/lookup-accessor", |c| {
+            client.sdk("POST", "auth/token/lookup-accessor", |c| {
                 vaultrs::token::lookup_accessor(c, "acc-1")
             })
         };
@@ -605,7 +629,7 @@ mod tests {
         )
         .unwrap();
         let e = client
-            .sdk_read("GET", "auth/token/lookup-self", vaultrs::token::lookup_self)
+            .sdk("GET", "auth/token/lookup-self", vaultrs::token::lookup_self)
             .await
             .unwrap_err();
         let text = e.to_string();

@@ -10,7 +10,7 @@
 //!   overwrite (new values again) before recording it.
 
 use crate::capabilities::PROVIDER;
-use crate::client::{bare_mount, CallError};
+use crate::client::{bare_mount, CallError, Versioned};
 use crate::model::{KvData, KvMetadata};
 use crate::server::VaultProvider;
 use closeout_contract::{
@@ -22,6 +22,12 @@ use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 /// The custom-metadata key a KV rotation records its idempotency key under (v2: on the secret;
 /// v1: on its rotation record).
 pub(crate) const ROTATED_BY: &str = "closeout-rotated-by";
+
+/// The custom-metadata key a KV v2 rotation records its intent under before it writes the new
+/// version: `<idempotency key>@<version it replaces>`. An attempt whose write took effect but
+/// whose answer (or the marking that follows) was lost is recognised by it, so the retry marks
+/// that version rather than writing another (issue 14: two new versions where one was due).
+pub(crate) const ROTATING: &str = "closeout-rotating";
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -69,21 +75,10 @@ impl VaultProvider {
         while let Some(prefix) = stack.pop() {
             let r = if v1 {
                 let path = format!("{mount}{prefix}");
-                self.client
-                    .sdk_read("LIST", &path, |c| {
-                        vaultrs::kv1::list(c, bare_mount(mount), &prefix)
-                    })
-                    .await
-                    .map(|r| r.data.keys)
-                    .map_err(|e| (path, e))
+                self.client.list_keys(&path).await.map_err(|e| (path, e))
             } else {
                 let path = format!("{mount}metadata/{prefix}");
-                self.client
-                    .sdk_read("LIST", &path, |c| {
-                        vaultrs::kv2::list(c, bare_mount(mount), &prefix)
-                    })
-                    .await
-                    .map_err(|e| (path, e))
+                self.client.list_keys(&path).await.map_err(|e| (path, e))
             };
             let keys = match r {
                 Ok(keys) => keys,
@@ -136,13 +131,7 @@ impl VaultProvider {
     /// The current data of a KV v1 secret; `None` when it does not exist.
     async fn kv1_read(&self, mount: &str, key: &str) -> Result<Option<KvData>, CallError> {
         let path = format!("{mount}{key}");
-        match self
-            .client
-            .sdk_read("GET", &path, |c| {
-                vaultrs::kv1::get::<KvData>(c, bare_mount(mount), key)
-            })
-            .await
-        {
+        match self.client.read_data::<KvData>("GET", &path, None).await {
             Ok(d) => Ok(Some(d)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -251,15 +240,32 @@ impl VaultProvider {
                 ),
             ));
         }
+        let intent = |v: u64| format!("{}@{v}", action.idempotency_key);
         let version = meta.current_version;
+        if version > 0 && meta.custom_metadata.get(ROTATING) == Some(&intent(version - 1)) {
+            // An earlier attempt recorded its intent to replace version - 1 and the secret is
+            // one version further: that write took effect (with check-and-set on version - 1,
+            // nothing else could have made it version - 1 + 1 without failing it). Mark it.
+            let mut custom = meta.custom_metadata.clone();
+            custom.remove(ROTATING);
+            custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
+            self.set_custom_metadata(mount, key, custom).await?;
+            return Ok(ActionOutcome::done(
+                State::Rotated,
+                format!(
+                    "version {version} of {data_path}, written by an earlier attempt whose answer was lost, recorded as the rotation"
+                ),
+            ));
+        }
+        let mut custom = meta.custom_metadata.clone();
+        custom.insert(ROTATING.into(), intent(version));
+        self.set_custom_metadata(mount, key, custom.clone()).await?;
         let current: KvData = match self
             .client
-            .sdk_read("GET", &format!("{data_path}?version={version}"), |c| {
-                vaultrs::kv2::read_version(c, bare_mount(mount), key, version)
-            })
+            .read_data::<Versioned<KvData>>("GET", &format!("{data_path}?version={version}"), None)
             .await
         {
-            Ok(d) => d,
+            Ok(d) => d.data,
             Err(e) if e.is_not_found() => {
                 return Err(permanent(format!(
                     "secret {data_path}: current version {} is deleted or destroyed",
@@ -290,7 +296,7 @@ impl VaultProvider {
             .await?;
         drop(rotated);
         let version = written.version;
-        let mut custom = meta.custom_metadata.clone();
+        custom.remove(ROTATING);
         custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
         self.set_custom_metadata(mount, key, custom).await?;
         Ok(ActionOutcome::done(

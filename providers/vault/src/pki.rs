@@ -12,6 +12,7 @@ use closeout_contract::{
     Relation, Resolution, State,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
+use vaultrs::api::pki::responses::{ReadCertificateResponse, RotateCRLsResponse};
 use vaultrs::pki::cert;
 use x509_parser::extensions::GeneralName;
 
@@ -131,7 +132,7 @@ impl VaultProvider {
         let path = format!("{mount}cert/{}", seg(serial));
         let r = self
             .client
-            .sdk_read("GET", &path, |c| cert::read(c, bare_mount(mount), serial));
+            .read_data::<ReadCertificateResponse>("GET", &path, None);
         Ok(found(r.await)?.map(CertData::from))
     }
 
@@ -144,10 +145,7 @@ impl VaultProvider {
         let mounts = self.mounts("sys/mounts").await?;
         for (mount, _) in mounts.iter().filter(|(_, m)| m.mount_type == "pki") {
             let certs_path = format!("{mount}certs");
-            let serials = self
-                .client
-                .sdk_read("LIST", &certs_path, |c| cert::list(c, bare_mount(mount)))
-                .await;
+            let serials = self.client.list_keys(&certs_path).await;
             let serials = listed(serials, kinds::PKI_CERTIFICATE, &certs_path, &mut res.gaps)?;
             let found: Vec<(String, CertFacts, i64, String)> = stream::iter(serials)
                 .map(|serial| async move {
@@ -222,9 +220,7 @@ impl VaultProvider {
         }
         // Rotate the CRL either way, so a crash between revoke and rotate heals on rerun.
         self.client
-            .sdk_read("GET", &format!("{mount}crl/rotate"), |c| {
-                cert::crl::rotate(c, bare_mount(mount))
-            })
+            .read_data::<RotateCRLsResponse>("GET", &format!("{mount}crl/rotate"), None)
             .await?;
         Ok(if already {
             ActionOutcome::already(
@@ -257,9 +253,7 @@ impl VaultProvider {
             .is_some_and(|c| c.revocation_time > 0);
         let crl = self
             .client
-            .sdk_read("GET", &format!("{mount}cert/crl"), |c| {
-                cert::read(c, bare_mount(mount), "crl")
-            })
+            .read_data::<ReadCertificateResponse>("GET", &format!("{mount}cert/crl"), None)
             .await?;
         let want = serial.replace('-', ":").to_ascii_lowercase();
         let in_crl = crl_serials(&crl.certificate).contains(&want);

@@ -86,21 +86,18 @@ impl VaultProvider {
 
     pub(crate) async fn read_entity(&self, id: &str) -> Result<Option<Entity>, CallError> {
         let path = format!("identity/entity/id/{}", seg(id));
-        let r = self.client.sdk_read("GET", &path, |c| {
-            vaultrs::identity::entity::read_by_id(c, id)
-        });
+        let r = self
+            .client
+            .read_data::<vaultrs::api::identity::entity::responses::ReadEntityByIdResponse>(
+                "GET", &path, None,
+            );
         Ok(found(r.await)?.map(Entity::from))
     }
 
     /// Every entity, read one by one (bounded): the list's `key_info` lacks the metadata and
     /// policies correlation and resolution need.
     pub(crate) async fn all_entities(&self) -> Result<Vec<Entity>, CallError> {
-        let ids = self.client.sdk_read(
-            "LIST",
-            "identity/entity/id",
-            vaultrs::identity::entity::list_by_id,
-        );
-        let ids = keys(ids.await.map(|r| r.keys))?;
+        let ids = keys(self.client.list_keys("identity/entity/id").await)?;
         stream::iter(ids)
             .map(|id| async move { self.read_entity(&id).await })
             .buffer_unordered(self.config.max_in_flight.max(1))
@@ -111,9 +108,11 @@ impl VaultProvider {
 
     pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
         let path = format!("identity/group/id/{}", seg(id));
-        let r = self.client.sdk_read("GET", &path, |c| {
-            vaultrs::identity::group::read_by_id(c, id)
-        });
+        let r = self
+            .client
+            .read_data::<vaultrs::api::identity::group::responses::ReadGroupByIdResponse>(
+                "GET", &path, None,
+            );
         Ok(found(r.await)?.map(Group::from))
     }
 
@@ -123,9 +122,11 @@ impl VaultProvider {
     ) -> Result<Option<TokenInfo>, CallError> {
         match self
             .client
-            .sdk_read("POST", "auth/token/lookup-accessor", |c| {
-                vaultrs::token::lookup_accessor(c, accessor)
-            })
+            .read_data::<vaultrs::api::token::responses::LookupTokenResponse>(
+                "POST",
+                "auth/token/lookup-accessor",
+                Some(&serde_json::json!({ "accessor": accessor })),
+            )
             .await
         {
             Ok(t) => Ok(Some(t.into())),
@@ -137,10 +138,16 @@ impl VaultProvider {
     /// The mounts of `sys/auth` (auth methods) or else `sys/mounts` (secret engines).
     pub(crate) async fn mounts(&self, path: &str) -> Result<BTreeMap<String, Mount>, CallError> {
         let all: Vec<(String, Mount)> = if path == "sys/auth" {
-            let r = self.client.sdk_read("GET", path, vaultrs::sys::auth::list);
+            let r = self.client.read_data::<std::collections::HashMap<
+                String,
+                vaultrs::api::sys::responses::AuthResponse,
+            >>("GET", path, None);
             r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
         } else {
-            let r = self.client.sdk_read("GET", path, vaultrs::sys::mount::list);
+            let r = self.client.read_data::<std::collections::HashMap<
+                String,
+                vaultrs::api::sys::responses::MountResponse,
+            >>("GET", path, None);
             r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
         };
         Ok(all.into_iter().filter(|(k, _)| k.ends_with('/')).collect())
@@ -152,9 +159,11 @@ impl VaultProvider {
         key: &str,
     ) -> Result<Option<KvMetadata>, CallError> {
         let path = format!("{mount}metadata/{key}");
-        let r = self.client.sdk_read("GET", &path, |c| {
-            vaultrs::kv2::read_metadata(c, bare_mount(mount), key)
-        });
+        let r = self
+            .client
+            .read_data::<vaultrs::api::kv2::responses::ReadSecretMetadataResponse>(
+                "GET", &path, None,
+            );
         Ok(found(r.await)?.map(KvMetadata::from))
     }
 
