@@ -24,7 +24,9 @@
 use crate::common;
 
 use closeout::store::journal::RunStatus;
-use closeout_testkit::proxy::{retry_after_report, Fault, FaultProxy, Rule, When};
+use closeout_testkit::proxy::{
+    retried_too_soon, retry_after_report, Fault, FaultProxy, Rule, When,
+};
 use common::azure::AzureWorld;
 use common::vault::VaultWorld;
 use common::{runs_at, World};
@@ -614,17 +616,10 @@ async fn faulted(provider: Provider) -> Tally {
         proxy.set_rules(Vec::new());
         let log: Vec<_> = proxy.log().into_iter().filter(|e| e.n > first).collect();
         let report = retry_after_report(&log);
-        for (i, e) in log.iter().enumerate() {
-            if let Some(Fault::TooManyRequests { retry_after_secs }) = &e.fault {
-                if let Some(next) = log[i + 1..].iter().find(|n| n.key == e.key) {
-                    let waited = next.at_ms.saturating_sub(e.at_ms);
-                    if waited + 10 < u128::from(*retry_after_secs) * 1000 {
-                        tally
-                            .too_soon
-                            .push(format!("run {run}: {} retried after {waited} ms", e.op));
-                    }
-                }
-            }
+        for (op, waited) in retried_too_soon(&log) {
+            tally
+                .too_soon
+                .push(format!("run {run}: {op} retried after {waited} ms"));
         }
         tally.requests += log.len() as u64;
         tally.injected += log.iter().filter(|e| e.fault.is_some()).count() as u64;

@@ -10,14 +10,13 @@
 //!   overwrite (new values again) before recording it.
 
 use crate::capabilities::PROVIDER;
-use crate::client::{bare_mount, CallError, Versioned};
+use crate::client::{CallError, Versioned};
 use crate::model::{KvData, KvMetadata};
 use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProviderError, ResolveContext, SecretValue, State,
 };
 use std::collections::HashMap;
-use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 
 /// The custom-metadata key a KV rotation records its idempotency key under (v2: on the secret;
 /// v1: on its rotation record).
@@ -28,6 +27,12 @@ pub(crate) const ROTATED_BY: &str = "closeout-rotated-by";
 /// whose answer (or the marking that follows) was lost is recognised by it, so the retry marks
 /// that version rather than writing another (issue 14: two new versions where one was due).
 pub(crate) const ROTATING: &str = "closeout-rotating";
+
+/// The answer of a KV v2 write: the version written.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Written {
+    pub version: u64,
+}
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -182,9 +187,7 @@ impl VaultProvider {
             .zip(new_values.iter().map(|v| v.expose()))
             .collect();
         self.client
-            .sdk("POST", &path, |c| {
-                vaultrs::kv1::set(c, bare_mount(mount), key, &rotated)
-            })
+            .write_json("POST", &path, &serde_json::json!(rotated))
             .await?;
         drop(rotated);
         drop(new_values);
@@ -196,9 +199,7 @@ impl VaultProvider {
         });
         let record_path = format!("{record_mount}data/{record_key}");
         self.client
-            .sdk("POST", &record_path, |c| {
-                vaultrs::kv2::set(c, bare_mount(&record_mount), &record_key, &data)
-            })
+            .write_json("POST", &record_path, &serde_json::json!({ "data": data }))
             .await
             .map_err(|e| {
                 permanent(format!(
@@ -289,10 +290,11 @@ impl VaultProvider {
             .map_err(|_| permanent(format!("secret {data_path}: version {version} too large")))?;
         let written = self
             .client
-            .sdk("POST", &data_path, |c| {
-                let options = SetSecretRequestOptions { cas };
-                vaultrs::kv2::set_with_options(c, bare_mount(mount), key, &rotated, options)
-            })
+            .write_data::<Written>(
+                "POST",
+                &data_path,
+                &serde_json::json!({ "data": rotated, "options": { "cas": cas } }),
+            )
             .await?;
         drop(rotated);
         let version = written.version;
@@ -355,9 +357,11 @@ impl VaultProvider {
         }
         let n = old.len();
         self.client
-            .sdk("PUT", &format!("{mount}destroy/{key}"), |c| {
-                vaultrs::kv2::destroy_versions(c, bare_mount(mount), key, old)
-            })
+            .write_json(
+                "PUT",
+                &format!("{mount}destroy/{key}"),
+                &serde_json::json!({ "versions": old }),
+            )
             .await?;
         Ok(ActionOutcome::done(
             State::Rotated,

@@ -3,7 +3,7 @@
 //! reads the CRL and looks for the serial.
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, found, seg, CallError};
+use crate::client::{found, seg, CallError};
 use crate::config::VaultConfig;
 use crate::findings::{finding, listed};
 use crate::server::VaultProvider;
@@ -13,7 +13,6 @@ use closeout_contract::{
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use vaultrs::api::pki::responses::{ReadCertificateResponse, RotateCRLsResponse};
-use vaultrs::pki::cert;
 use x509_parser::extensions::GeneralName;
 
 /// `<mount>/cert/<serial>` and `<mount>/cert/crl`: the fields Closeout reads.
@@ -213,9 +212,11 @@ impl VaultProvider {
         let already = cert.revocation_time > 0;
         if !already {
             self.client
-                .sdk("POST", &format!("{mount}revoke"), |c| {
-                    cert::revoke(c, bare_mount(mount), serial)
-                })
+                .write_json(
+                    "POST",
+                    &format!("{mount}revoke"),
+                    &serde_json::json!({ "serial_number": serial }),
+                )
                 .await?;
         }
         // Rotate the CRL either way, so a crash between revoke and rotate heals on rerun.

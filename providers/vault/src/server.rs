@@ -3,16 +3,15 @@
 //! metadata). Everything above this layer reaches Vault through these methods or through
 //! [`Client`].
 
-use crate::client::{bare_mount, found, keys, seg, CallError, Client};
+use crate::client::{found, keys, seg, CallError, Client};
 use crate::config::{validate_address, VaultConfig, VaultError};
 use crate::model::{Entity, Group, KvMetadata, Mount, TokenInfo};
 use closeout_contract::{CallGate, Limits, SecretValue};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use vaultrs::api::identity::entity::requests::{
     UpdateEntityByIdRequest, UpdateEntityByIdRequestBuilder,
 };
-use vaultrs::api::kv2::requests::SetSecretMetadataRequest;
 
 /// The Vault / OpenBao provider.
 pub struct VaultProvider {
@@ -175,11 +174,31 @@ impl VaultProvider {
     ) -> Result<(), CallError> {
         let mut b = UpdateEntityByIdRequest::builder();
         set(&mut b);
+        b.id(id);
+        let r = b.build().map_err(|e| CallError {
+            method: "POST",
+            path: format!("identity/entity/id/{}", seg(id)),
+            status: None,
+            errors: vec![format!("the request could not be built: {e}")],
+            retry_after: None,
+            endpoint: self.client.address().to_string(),
+        })?;
+        let mut body = serde_json::Map::new();
+        if let Some(v) = r.name {
+            body.insert("name".into(), v.into());
+        }
+        if let Some(v) = r.metadata {
+            body.insert("metadata".into(), serde_json::json!(v));
+        }
+        if let Some(v) = r.policies {
+            body.insert("policies".into(), serde_json::json!(v));
+        }
+        if let Some(v) = r.disabled {
+            body.insert("disabled".into(), v.into());
+        }
         let path = format!("identity/entity/id/{}", seg(id));
         self.client
-            .sdk("POST", &path, |c| async move {
-                vaultrs::identity::entity::update_by_id(c, id, Some(&mut b)).await
-            })
+            .write_json("POST", &path, &serde_json::Value::Object(body))
             .await
     }
 
@@ -190,13 +209,13 @@ impl VaultProvider {
         key: &str,
         custom: BTreeMap<String, String>,
     ) -> Result<(), CallError> {
-        let mut b = SetSecretMetadataRequest::builder();
-        b.custom_metadata(custom.into_iter().collect::<HashMap<_, _>>());
         let path = format!("{mount}metadata/{key}");
         self.client
-            .sdk("POST", &path, |c| async move {
-                vaultrs::kv2::set_metadata(c, bare_mount(mount), key, Some(&mut b)).await
-            })
+            .write_json(
+                "POST",
+                &path,
+                &serde_json::json!({ "custom_metadata": custom }),
+            )
             .await
     }
 }

@@ -348,24 +348,61 @@ impl FaultProxy {
 }
 
 /// Of the 429s with `Retry-After` in `log`: how many were retried (a later request with the
-/// same method, path, query and body) and how many of those no earlier than asked (10 ms tolerance for clock
-/// granularity).
+/// same method, path, query and body) and how many of those no earlier than asked (10 ms
+/// tolerance for clock granularity). See [`retry_pairs`] for how a retry is told from an
+/// identical request of another caller.
 pub fn retry_after_report(log: &[LogEntry]) -> RetryAfterReport {
     let mut r = RetryAfterReport::default();
+    for (_, retry) in retry_pairs(log) {
+        r.throttled += 1;
+        if let Some((_, honoured)) = retry {
+            r.retried += 1;
+            r.honoured += u64::from(honoured);
+        }
+    }
+    r
+}
+
+/// The 429s retried sooner than their `Retry-After`: the operation and how long the client
+/// waited, in milliseconds.
+pub fn retried_too_soon(log: &[LogEntry]) -> Vec<(String, u128)> {
+    retry_pairs(log)
+        .into_iter()
+        .filter_map(|(throttled, retry)| match retry {
+            Some((next, false)) => Some((
+                throttled.op.clone(),
+                next.at_ms.saturating_sub(throttled.at_ms),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each 429 with `Retry-After`, with its retry and whether that came no sooner than asked.
+///
+/// Identical requests also come from concurrent callers (two certificate revocations on one
+/// mount each rotate its CRL), so "the next request with the same content" is not always the
+/// retry. Each later request is taken as the retry of at most one 429: the first one that came
+/// no sooner than asked if there is one, else the first one (too soon), else none.
+fn retry_pairs(log: &[LogEntry]) -> Vec<(&LogEntry, Option<(&LogEntry, bool)>)> {
+    let mut used = vec![false; log.len()];
+    let mut out = Vec::new();
     for (i, e) in log.iter().enumerate() {
         let Some(Fault::TooManyRequests { retry_after_secs }) = &e.fault else {
             continue;
         };
-        r.throttled += 1;
-        let next = log[i + 1..].iter().find(|n| n.key == e.key);
-        if let Some(next) = next {
-            r.retried += 1;
-            if next.at_ms + 10 >= e.at_ms + u128::from(*retry_after_secs) * 1000 {
-                r.honoured += 1;
-            }
+        let due = e.at_ms + u128::from(*retry_after_secs) * 1000;
+        let later = || (i + 1..log.len()).filter(|&j| !used[j] && log[j].key == e.key);
+        let pick = later()
+            .find(|&j| log[j].at_ms + 10 >= due)
+            .map(|j| (j, true))
+            .or_else(|| later().next().map(|j| (j, false)));
+        if let Some((j, _)) = pick {
+            used[j] = true;
         }
+        out.push((e, pick.map(|(j, honoured)| (&log[j], honoured))));
     }
-    r
+    out
 }
 
 fn fires(rule: &Rule, fired: u64, n: u64, read: bool, op: &str) -> bool {
@@ -606,7 +643,7 @@ mod tests {
             e(1, 0, "ListUsers", t.clone()),
             e(2, 100, "GetUser", None),
             e(3, 2_000, "ListUsers", None),
-            e(4, 3_000, "GetUser", t),
+            e(4, 3_000, "GetUser", t.clone()),
             e(5, 3_500, "GetUser", None),
         ];
         assert_eq!(
@@ -614,6 +651,36 @@ mod tests {
             RetryAfterReport {
                 throttled: 2,
                 retried: 2,
+                honoured: 1
+            }
+        );
+        assert_eq!(retried_too_soon(&log), vec![("GetUser".to_string(), 500)]);
+        // Another caller's identical request in between is not taken for the retry when the
+        // retry itself comes later, as asked.
+        let log = vec![
+            e(1, 0, "ListUsers", t.clone()),
+            e(2, 60, "ListUsers", None),
+            e(3, 2_100, "ListUsers", None),
+        ];
+        assert_eq!(
+            retry_after_report(&log),
+            RetryAfterReport {
+                throttled: 1,
+                retried: 1,
+                honoured: 1
+            }
+        );
+        // Two 429s, one later request: only one of them counts as retried.
+        let log = vec![
+            e(1, 0, "ListUsers", t.clone()),
+            e(2, 10, "ListUsers", t),
+            e(3, 2_100, "ListUsers", None),
+        ];
+        assert_eq!(
+            retry_after_report(&log),
+            RetryAfterReport {
+                throttled: 2,
+                retried: 1,
                 honoured: 1
             }
         );
