@@ -24,9 +24,10 @@ export CLOSEOUT_CHAOS_RUNS="$n" CLOSEOUT_CHAOS_KILLS="$n" CLOSEOUT_CHAOS_FAULTED
 log="$(mktemp -t closeout-chaos.XXXXXX)"
 started=$SECONDS
 status=0
-# --workspace, not -p: the workspace build shares its dependencies with the suite. Two test
-# threads: the six CLI benches run two at a time on top of their emulators.
-cargo test --workspace --test integration -- --nocapture --test-threads 2 \
+# --workspace, not -p: the workspace build shares its dependencies with the suite. Three test
+# threads: the CLI benches run three at a time (they mostly wait: on the emulators, on
+# Retry-After).
+cargo test --workspace --no-fail-fast --test integration -- --nocapture --test-threads 3 \
     chaos:: \
     chaos_sample_rotations_converge_under_faults_and_kills \
     nhi_key_rotation_killed_at_every_provider_call_converges_on_resume >"$log" 2>&1 || status=$?

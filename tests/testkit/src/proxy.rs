@@ -92,6 +92,8 @@ pub struct Rule {
     /// Only requests whose operation ([`LogEntry::op`], e.g. `POST /v1/secret/data/x`)
     /// contains this text.
     pub op_contains: Option<String>,
+    /// Only requests whose operation is exactly this.
+    pub op_is: Option<String>,
 }
 
 impl Rule {
@@ -102,7 +104,14 @@ impl Rule {
             fault,
             reads_only: false,
             op_contains: None,
+            op_is: None,
         }
+    }
+
+    /// The same rule, limited to the operation `op` exactly.
+    pub fn on(mut self, op: &str) -> Rule {
+        self.op_is = Some(op.to_string());
+        self
     }
 
     /// The same rule, limited to operations containing `text`.
@@ -409,7 +418,9 @@ fn fires(rule: &Rule, fired: u64, n: u64, read: bool, op: &str) -> bool {
     if rule.reads_only && !read {
         return false;
     }
-    if rule.op_contains.as_ref().is_some_and(|t| !op.contains(t)) {
+    if rule.op_contains.as_ref().is_some_and(|t| !op.contains(t))
+        || rule.op_is.as_ref().is_some_and(|t| t != op)
+    {
         return false;
     }
     match rule.when {

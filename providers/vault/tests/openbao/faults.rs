@@ -241,3 +241,96 @@ async fn kv2_rotation_whose_write_answer_was_lost_writes_one_version() {
         assert!(again.already_done, "{key}: {again:?}");
     }
 }
+
+/// Issue 14, seen by the chaos bench: an AppRole secret-id rotation whose new secret-id was
+/// created (or published) but whose answer was lost was retried from scratch: a second
+/// secret-id, a second published version, and the first one left live. With the answer of the
+/// creation lost, then of the publication, the retried action ends with the old secret-id
+/// destroyed, exactly one new one live, and it published in exactly one new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_rotation_whose_answers_were_lost_leaves_one_new_secret_id() {
+    use crate::api::request;
+    use closeout_contract::{ErrorClass, State};
+    let api = Api::namespace("approle-lost").await;
+    api.root("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    let alice = context_now(person("E100", "alice.smith@example.com")).await;
+    let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
+    let faulted = through(&proxy, "approle-lost").await;
+    let lost_ops = [
+        "POST /v1/auth/approle/role/{role}/secret-id",
+        "POST /v1/secret/data/closeout/approle/{role}",
+    ];
+    for (n, lost) in lost_ops.into_iter().enumerate() {
+        let role = format!("batch-{n}");
+        api.root(
+            "POST",
+            &format!("auth/approle/role/{role}"),
+            Some(json!({"token_policies": ["default"]})),
+        )
+        .await;
+        api.root(
+            "POST",
+            &format!("auth/approle/role/{role}/secret-id"),
+            Some(json!({"metadata": json!({"owner": "E100"}).to_string()})),
+        )
+        .await;
+        let r = faulted.resolve(&alice).await.unwrap();
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.kind == "approle-secret-id" && f.attr("role") == Some(role.as_str()))
+            .unwrap_or_else(|| panic!("no secret-id finding for {role}: {:#?}", r.findings))
+            .clone();
+        let old = f.attr("accessor").unwrap().to_string();
+        let lost = lost.replace("{role}", &role);
+        proxy.set_rules(vec![
+            Rule::new(When::Times(1), Fault::ForwardThenReset).on(&lost)
+        ]);
+        let req = request("run-1", &f, "rotate");
+        let mut attempts = 0;
+        let out = loop {
+            attempts += 1;
+            match faulted.execute(&req).await {
+                Ok(out) => break out,
+                Err(e) if e.class() != ErrorClass::Permanent && attempts < 5 => continue,
+                Err(e) => panic!("{role}: attempt {attempts}: {e}"),
+            }
+        };
+        proxy.set_rules(Vec::new());
+        assert!(attempts > 1, "{role}: no fault fired ({lost})");
+        assert_eq!(out.state, State::Deleted, "{role}: {out:?}");
+        let live: Vec<String> = api
+            .root("LIST", &format!("auth/approle/role/{role}/secret-id"), None)
+            .await["data"]["keys"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            live.len(),
+            1,
+            "{role} ({lost}): one new secret-id: {live:?}"
+        );
+        assert_ne!(live[0], old, "{role}: the old secret-id is still live");
+        let record = api
+            .root(
+                "GET",
+                &format!("secret/metadata/closeout/approle/{role}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            record["data"]["current_version"], 1,
+            "{role} ({lost}): published once: {record}"
+        );
+        assert_eq!(
+            record["data"]["custom_metadata"][format!("closeout-secret-id:{}", live[0])],
+            "1",
+            "{role}: the live secret-id is the published one: {record}"
+        );
+    }
+}
