@@ -167,7 +167,7 @@ pub struct RetryAfterReport {
 /// How the proxy reaches the upstream server.
 enum Upstream {
     /// Plain HTTP (moto, OpenBao).
-    Plain(Client<HttpConnector, Full<Bytes>>),
+    Plain(Box<Client<HttpConnector, Full<Bytes>>>),
     /// HTTPS, trusting the given CA (the Azure double).
     Tls(reqwest::Client),
 }
@@ -242,7 +242,7 @@ impl FaultProxy {
 
     /// Start a proxy on `port` (0: any free one) in front of `upstream`.
     pub async fn start_on(upstream: &str, port: u16) -> FaultProxy {
-        let client = Upstream::Plain(Client::builder(TokioExecutor::new()).build_http());
+        let client = Upstream::Plain(Box::new(Client::builder(TokioExecutor::new()).build_http()));
         Self::serve(upstream, port, client, None).await
     }
 
