@@ -15,6 +15,7 @@
 
 mod common;
 
+mod chaos;
 mod cli_approval;
 mod cli_doctor;
 mod cli_evidence;

@@ -9,7 +9,7 @@
 
 use crate::capabilities::kinds;
 use crate::client::AwsProvider;
-use crate::error::CallError;
+use crate::error::{CallError, CallFailure};
 use crate::policy::PolicyDocument;
 use aws_sdk_iam::types::EntityType;
 use chrono::{DateTime, Utc};
@@ -632,9 +632,18 @@ impl AwsProvider {
                 {
                     Ok(p) => p,
                     Err(e) if e.is_unimplemented() => return Ok(None),
-                    Err(e) if matches!(e.status, Some(500..=599)) || e.is_throttling() => {
-                        // The probe above ran without the SDK's retry: wait as a throttled
-                        // answer asked before the retried call.
+                    // A 5xx with an AWS code, a throttle, or no answer at all (a reset
+                    // connection, a timeout: issue 14 saw one end the apply): the probe ran
+                    // without the SDK's retry, so ask again with it.
+                    Err(e)
+                        if matches!(e.status, Some(500..=599))
+                            || e.is_throttling()
+                            || matches!(
+                                e.failure,
+                                CallFailure::Dispatch | CallFailure::Timeout
+                            ) =>
+                    {
+                        // Wait as a throttled answer asked before the retried call.
                         if let Some(wait) = e.retry_after {
                             tokio::time::sleep(wait).await;
                         }

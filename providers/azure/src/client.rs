@@ -105,7 +105,8 @@ impl AzureProvider {
             },
             gate,
         )
-        .map_err(AzureError::Client)?;
+        .map_err(AzureError::Client)?
+        .with_retry(config.retry);
         Ok(AzureProvider { config, http, data })
     }
 

@@ -104,6 +104,41 @@ impl AzureProvider {
         tags
     }
 
+    /// The version of the publish target an earlier attempt of this rotation already wrote,
+    /// with the credential it holds: the current version is tagged with this run and with one
+    /// of `ours` (credentials carrying this rotation's marker). A retry after a lost answer
+    /// (or a failure after publishing) then finishes from there instead of adding and
+    /// publishing another credential (issue 14: two new versions where one was due).
+    async fn published_earlier(
+        &self,
+        vault: &str,
+        secret_name: &str,
+        action: &ActionRequest,
+        ours: &[&str],
+    ) -> Result<Option<(String, String)>, ProviderError> {
+        if ours.is_empty() {
+            return Ok(None);
+        }
+        let Some(current) = self
+            .data
+            .current(vault, crate::object::ObjectType::Secrets, secret_name)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let run = current.tags.get(ROTATED_BY_RUN_TAG);
+        let credential = current.tags.get("credential");
+        Ok(match (run, credential) {
+            (Some(run), Some(c))
+                if *run == action.params.run_id
+                    && ours.iter().any(|k| k.eq_ignore_ascii_case(c)) =>
+            {
+                Some((current.version, c.clone()))
+            }
+            _ => None,
+        })
+    }
+
     pub(crate) async fn rotate_app_password(
         &self,
         action: &ActionRequest,
@@ -130,15 +165,39 @@ impl AzureProvider {
             "{CREDENTIAL_DISPLAY_PREFIX} {} {old_key}",
             action.params.run_id
         );
-        // An earlier attempt's credential whose secret may never have been published: remove it
-        // and start over (its value is unknown to us, so it can never be published now).
-        for stale in creds
+        let ours: Vec<&str> = creds
             .password_credentials
             .iter()
             .filter(|p| p.display_name.as_deref() == Some(marker.as_str()))
+            .map(|p| p.key_id.as_str())
+            .collect();
+        if let Some((version, key_id)) = self
+            .published_earlier(&vault, &secret_name, action, &ours)
+            .await?
         {
-            self.remove_password(collection, object_id, &stale.key_id)
-                .await?;
+            if let Some(secret) = self
+                .data
+                .secret_value(&vault, &secret_name, &version)
+                .await?
+            {
+                for stale in ours.iter().filter(|k| !k.eq_ignore_ascii_case(&key_id)) {
+                    self.remove_password(collection, object_id, stale).await?;
+                }
+                let tested = self.test_client_secret(action, &secret).await?;
+                self.remove_password(collection, object_id, old_key).await?;
+                return Ok(ActionOutcome::done(
+                    State::Rotated,
+                    format!(
+                        "{}: new client secret {key_id}, published to {secret_name} (version {version}) in {vault} by an earlier attempt{tested}; old one removed",
+                        f.display
+                    ),
+                ));
+            }
+        }
+        // An earlier attempt's credential whose secret may never have been published: remove it
+        // and start over (its value is unknown to us, so it can never be published now).
+        for stale in ours {
+            self.remove_password(collection, object_id, stale).await?;
         }
         let added: AddedPassword = self
             .http
@@ -249,6 +308,36 @@ impl AzureProvider {
             "{CREDENTIAL_DISPLAY_PREFIX} {} {old_key}",
             action.params.run_id
         );
+        let ours: Vec<&str> = creds
+            .key_credentials
+            .iter()
+            .filter(|k| display_of(k) == marker)
+            .map(key_id_of)
+            .collect();
+        if let Some((version, key_id)) = self
+            .published_earlier(&vault, &secret_name, action, &ours)
+            .await?
+        {
+            // Keep the published one, drop the old one and any other of this rotation's.
+            let keys: Vec<serde_json::Value> = creds
+                .key_credentials
+                .iter()
+                .filter(|k| {
+                    let id = key_id_of(k);
+                    !id.eq_ignore_ascii_case(old_key)
+                        && (display_of(k) != marker || id.eq_ignore_ascii_case(&key_id))
+                })
+                .cloned()
+                .collect();
+            self.patch_keys(collection, object_id, &keys).await?;
+            return Ok(ActionOutcome::done(
+                State::Rotated,
+                format!(
+                    "{}: new certificate {key_id}, published to {secret_name} (version {version}) in {vault} by an earlier attempt; old one removed",
+                    f.display
+                ),
+            ));
+        }
         let subject = f.attr("app_name").unwrap_or("closeout-rotated");
         let (cert_der, bundle) = new_certificate(subject)?;
         let new_key_id = uuid::Uuid::new_v4().to_string();

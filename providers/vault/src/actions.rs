@@ -1,13 +1,11 @@
 //! Execute (idempotent), live state and probes.
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, seg};
 use crate::server::VaultProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext, State,
 };
 use std::collections::HashMap;
-use vaultrs::api::identity::group::requests::UpdateGroupByIdRequest;
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -82,14 +80,7 @@ impl VaultProvider {
                     .filter(|m| *m != eid)
                     .cloned()
                     .collect();
-                let mut b = UpdateGroupByIdRequest::builder();
-                b.member_entity_ids(members);
-                let path = format!("identity/group/id/{}", seg(gid));
-                self.client
-                    .sdk("POST", &path, |c| async move {
-                        vaultrs::identity::group::update_by_id(c, gid, Some(&mut b)).await
-                    })
-                    .await?;
+                self.set_group_members(gid, members).await?;
                 Ok(ActionOutcome::done(
                     State::Deleted,
                     format!("removed entity {eid} from group {}", g.name),
@@ -108,9 +99,11 @@ impl VaultProvider {
                 }
                 match self
                     .client
-                    .sdk("POST", "auth/token/revoke-accessor", |c| {
-                        vaultrs::token::revoke_accessor(c, acc)
-                    })
+                    .write_json(
+                        "POST",
+                        "auth/token/revoke-accessor",
+                        &serde_json::json!({ "accessor": acc }),
+                    )
                     .await
                 {
                     Ok(()) => Ok(ActionOutcome::done(
@@ -133,10 +126,9 @@ impl VaultProvider {
                     ));
                 }
                 let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);
+                let delete = format!("auth/{mount}users/{}", crate::client::seg(user));
                 self.client
-                    .sdk("DELETE", path, |c| {
-                        vaultrs::auth::userpass::user::delete(c, bare_mount(mount), user)
-                    })
+                    .call::<serde_json::Value>("DELETE", &delete, None)
                     .await?;
                 Ok(ActionOutcome::done(
                     State::Deleted,
@@ -303,9 +295,12 @@ impl VaultProvider {
     /// Whether the userpass user of a `password-login` finding exists.
     async fn login_exists(&self, f: &Finding) -> Result<bool, ProviderError> {
         let (mount, user) = (attr(f, "mount")?, attr(f, "user")?);
-        let r = self.client.sdk_read("GET", &f.resource, |c| {
-            vaultrs::auth::userpass::user::read(c, bare_mount(mount), user)
-        });
+        let path = format!("auth/{mount}users/{}", crate::client::seg(user));
+        let r = self
+            .client
+            .read_data::<vaultrs::api::auth::userpass::responses::ReadUserResponse>(
+                "GET", &path, None,
+            );
         match r.await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),

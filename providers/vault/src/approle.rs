@@ -3,7 +3,7 @@
 //! destroy by accessor, and rotate (issue a new one, publish it to KV, then destroy the old one).
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, seg, CallError};
+use crate::client::{seg, CallError, Versioned};
 use crate::correlation::{owned_by, OwnedNhiAlias};
 use crate::findings::{finding, listed};
 use crate::model::Mount;
@@ -15,8 +15,6 @@ use closeout_contract::{
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use vaultrs::api::auth::approle::requests::GenerateNewSecretIDRequest;
-use vaultrs::auth::approle::role as approle;
 
 /// `auth/<mount>/role/<role>/secret-id-accessor/lookup`.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +39,22 @@ impl From<vaultrs::api::auth::approle::responses::ReadSecretIDResponse> for Secr
 
 /// Custom-metadata key recording which action published a rotated secret-id.
 const PUBLISHED_BY: &str = "closeout-published-by";
+
+/// Custom-metadata key on the published record while a rotation publishes:
+/// `<idempotency key>@<version it replaces>@<new accessor>`.
+const PUBLISHING: &str = "closeout-publishing";
+
+/// Metadata key on a secret-id a rotation created: the rotation's idempotency key.
+const ROTATION_TAG: &str = "closeout-rotation";
+
+/// The accessor an earlier attempt of rotation `key` published, when the record's
+/// [`PUBLISHING`] entry names `key` and the version before `current` (so that write landed).
+fn publishing_of(entry: &str, key: &str, current: u64) -> Option<String> {
+    let mut parts = entry.rsplitn(3, '@');
+    let (acc, version, k) = (parts.next()?, parts.next()?, parts.next()?);
+    let version: u64 = version.parse().ok()?;
+    (k == key && version + 1 == current && !acc.is_empty()).then(|| acc.to_string())
+}
 
 /// Custom-metadata key prefix on the published record: `closeout-secret-id:<accessor>` names the
 /// KV version holding that secret-id's value.
@@ -110,9 +124,11 @@ impl VaultProvider {
         let path = format!("auth/{mount}role/{}/secret-id-accessor/lookup", seg(role));
         match self
             .client
-            .sdk("POST", &path, |c| {
-                approle::secret::read_accessor(c, bare_mount(mount), role, accessor)
-            })
+            .read_data::<vaultrs::api::auth::approle::responses::ReadSecretIDResponse>(
+                "POST",
+                &path,
+                Some(&serde_json::json!({ "secret_id_accessor": accessor })),
+            )
             .await
         {
             Ok(d) => Ok(Some(d.into())),
@@ -138,16 +154,8 @@ impl VaultProvider {
                 .filter(|a| a.mount_accessor == m.accessor)
                 .collect();
             let roles_path = format!("auth/{mount}role");
-            let roles = self
-                .client
-                .sdk_read("LIST", &roles_path, |c| approle::list(c, bare_mount(mount)))
-                .await;
-            let roles = listed(
-                roles.map(|r| r.keys),
-                kinds::APPROLE_SECRET_ID,
-                &roles_path,
-                &mut res.gaps,
-            )?;
+            let roles = self.client.list_keys(&roles_path).await;
+            let roles = listed(roles, kinds::APPROLE_SECRET_ID, &roles_path, &mut res.gaps)?;
             for role in roles {
                 // Does an NHI the person owns log in through this role? (Only read the role-id
                 // when the person owns an NHI under this mount.)
@@ -156,21 +164,19 @@ impl VaultProvider {
                 } else {
                     let role_id = self
                         .client
-                        .sdk_read(
+                        .read_data::<vaultrs::api::auth::approle::responses::ReadRoleIDResponse>(
                             "GET",
                             &format!("auth/{mount}role/{}/role-id", seg(&role)),
-                            |c| approle::read_id(c, bare_mount(mount), &role),
+                            None,
                         )
                         .await?
                         .role_id;
                     nhis_here.iter().copied().find(|a| a.name == role_id)
                 };
                 let path = format!("auth/{mount}role/{}/secret-id", seg(&role));
-                let accessors = self.client.sdk_read("LIST", &path, |c| {
-                    approle::secret::list(c, bare_mount(mount), &role)
-                });
+                let accessors = self.client.list_keys(&path);
                 let accessors = listed(
-                    accessors.await.map(|r| r.keys),
+                    accessors.await,
                     kinds::APPROLE_SECRET_ID,
                     &path,
                     &mut res.gaps,
@@ -239,12 +245,37 @@ impl VaultProvider {
         Ok(())
     }
 
+    /// Destroy every secret-id of `role` that rotation `key` created, but `keep`: what earlier
+    /// attempts left when their answer was lost before the new secret-id was published.
+    async fn destroy_tagged_secret_ids(
+        &self,
+        mount: &str,
+        role: &str,
+        key: &str,
+        keep: Option<&str>,
+    ) -> Result<(), CallError> {
+        let path = format!("auth/{mount}role/{}/secret-id", seg(role));
+        let accessors = crate::client::keys(self.client.list_keys(&path).await)?;
+        for acc in accessors.iter().filter(|a| Some(a.as_str()) != keep) {
+            let tagged = self
+                .lookup_secret_id(mount, role, acc)
+                .await?
+                .is_some_and(|i| i.metadata.get(ROTATION_TAG).map(String::as_str) == Some(key));
+            if tagged {
+                self.destroy_secret_id(mount, role, acc).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn destroy_secret_id(&self, mount: &str, role: &str, acc: &str) -> Result<(), CallError> {
         let path = format!("auth/{mount}role/{}/secret-id-accessor/destroy", seg(role));
         self.client
-            .sdk("POST", &path, |c| {
-                approle::secret::delete_accessor(c, bare_mount(mount), role, acc)
-            })
+            .write_json(
+                "POST",
+                &path,
+                &serde_json::json!({ "secret_id_accessor": acc }),
+            )
             .await
     }
 
@@ -274,65 +305,85 @@ impl VaultProvider {
             }
             "rotate" => {
                 // create-new → publish → retire-old. A crash after publishing is recognised by
-                // the published version's marker, so a rerun only destroys the old one.
+                // the published version's marker, so a rerun only destroys the old one. Each
+                // new secret-id carries the action's key in its metadata, and the intent to
+                // publish it (key, version replaced, accessor) is recorded on the KV record
+                // first: a rerun after a lost answer recognises a publish that took effect
+                // (marks it instead of publishing again) and destroys any secret-id an earlier
+                // attempt created but did not publish (issue 14: two new secret-ids and two
+                // new versions where one was due).
+                let key = &action.idempotency_key;
                 let kv_path = self.config.nhi_secret_id_path.replace("{role}", role);
                 let (kv_mount, kv_key) = kv_path
                     .split_once("/data/")
                     .map(|(m, k)| (format!("{m}/"), k.to_string()))
                     .ok_or_else(|| permanent("nhi_secret_id_path is not a KV v2 data path"))?;
-                let published = self
-                    .kv_metadata(&kv_mount, &kv_key)
-                    .await?
-                    .is_some_and(|m| {
-                        m.custom_metadata.get(PUBLISHED_BY) == Some(&action.idempotency_key)
-                    });
+                let record = self.kv_metadata(&kv_mount, &kv_key).await?;
+                let current = record.as_ref().map_or(0, |m| m.current_version);
+                let mut custom = record.map(|m| m.custom_metadata).unwrap_or_default();
+                let published = custom.get(PUBLISHED_BY) == Some(key);
                 let mut new_acc = String::new();
                 if !published {
-                    let path = format!("auth/{mount}role/{}/role-id", seg(role));
-                    let role_id = self
-                        .client
-                        .sdk_read("GET", &path, |c| {
-                            approle::read_id(c, bare_mount(mount), role)
-                        })
-                        .await?
-                        .role_id;
-                    // The new secret-id is owned by the new owner when the orchestrator names
-                    // one (the person's manager), so the person no longer owns a live secret-id.
-                    let mut metadata = info.metadata.clone();
-                    if let Some(owner) = &action.params.new_owner {
-                        metadata.insert(self.config.owner_key.clone(), owner.clone());
-                    }
-                    let mut b = GenerateNewSecretIDRequest::builder();
-                    b.metadata(serde_json::to_string(&metadata).unwrap_or_default());
-                    let path = format!("auth/{mount}role/{}/secret-id", seg(role));
-                    let created = self
-                        .client
-                        .sdk("POST", &path, |c| async move {
-                            approle::secret::generate(c, bare_mount(mount), role, Some(&mut b))
-                                .await
-                        })
+                    let landed = custom
+                        .get(PUBLISHING)
+                        .and_then(|p| publishing_of(p, key, current));
+                    self.destroy_tagged_secret_ids(mount, role, key, landed.as_deref())
                         .await?;
-                    new_acc = created.secret_id_accessor.clone();
-                    let secret = SecretValue::new(created.secret_id);
-                    let data =
-                        serde_json::json!({ "role_id": role_id, "secret_id": secret.expose() });
-                    drop(secret);
-                    let written = self
-                        .client
-                        .sdk("POST", &kv_path, |c| {
-                            vaultrs::kv2::set(c, bare_mount(&kv_mount), &kv_key, &data)
-                        })
-                        .await?;
-                    drop(data);
-                    let mut custom = self
-                        .kv_metadata(&kv_mount, &kv_key)
-                        .await?
-                        .map(|m| m.custom_metadata)
-                        .unwrap_or_default();
-                    custom.insert(PUBLISHED_BY.into(), action.idempotency_key.clone());
+                    let version = if let Some(landed) = landed {
+                        new_acc = landed;
+                        current
+                    } else {
+                        let path = format!("auth/{mount}role/{}/role-id", seg(role));
+                        let role_id = self
+                            .client
+                            .read_data::<vaultrs::api::auth::approle::responses::ReadRoleIDResponse>(
+                                "GET", &path, None,
+                            )
+                            .await?
+                            .role_id;
+                        // The new secret-id is owned by the new owner when the orchestrator
+                        // names one (the person's manager), so the person no longer owns a
+                        // live secret-id.
+                        let mut metadata = info.metadata.clone();
+                        if let Some(owner) = &action.params.new_owner {
+                            metadata.insert(self.config.owner_key.clone(), owner.clone());
+                        }
+                        metadata.insert(ROTATION_TAG.into(), key.clone());
+                        let path = format!("auth/{mount}role/{}/secret-id", seg(role));
+                        let created = self
+                            .client
+                            .write_data::<vaultrs::api::auth::approle::responses::GenerateNewSecretIDResponse>(
+                                "POST",
+                                &path,
+                                &serde_json::json!({
+                                    "metadata": serde_json::to_string(&metadata).unwrap_or_default()
+                                }),
+                            )
+                            .await?;
+                        new_acc = created.secret_id_accessor.clone();
+                        let secret = SecretValue::new(created.secret_id);
+                        custom.insert(PUBLISHING.into(), format!("{key}@{current}@{new_acc}"));
+                        self.set_custom_metadata(&kv_mount, &kv_key, custom.clone())
+                            .await?;
+                        let data =
+                            serde_json::json!({ "role_id": role_id, "secret_id": secret.expose() });
+                        drop(secret);
+                        let written = self
+                            .client
+                            .write_data::<crate::kv::Written>(
+                                "POST",
+                                &kv_path,
+                                &serde_json::json!({ "data": data }),
+                            )
+                            .await?;
+                        drop(data);
+                        written.version
+                    };
+                    custom.remove(PUBLISHING);
+                    custom.insert(PUBLISHED_BY.into(), key.clone());
                     // Which version holds the new secret-id: once it is rotated in turn, its
                     // probe logs in with that version's value and must be refused.
-                    record_published(&mut custom, &new_acc, written.version);
+                    record_published(&mut custom, &new_acc, version);
                     self.set_custom_metadata(&kv_mount, &kv_key, custom).await?;
                 }
                 self.destroy_secret_id(mount, role, acc).await?;
@@ -382,7 +433,7 @@ impl VaultProvider {
             }),
             None => None,
         };
-        let (Some((kv_mount, kv_key)), Some(version)) = (record, version) else {
+        let (Some(_), Some(version)) = (record, version) else {
             return Ok(ProbeOutcome {
                 probe: lookup,
                 dead: true,
@@ -393,10 +444,9 @@ impl VaultProvider {
         };
         let old = self
             .client
-            .sdk_read("GET", &format!("{kv_path}?version={version}"), |c| {
-                vaultrs::kv2::read_version::<Published>(c, bare_mount(&kv_mount), &kv_key, version)
-            })
-            .await;
+            .read_data::<Versioned<Published>>("GET", &format!("{kv_path}?version={version}"), None)
+            .await
+            .map(|v| v.data);
         let old = match old {
             Ok(p) => p,
             Err(e) if e.is_not_found() => {

@@ -1,6 +1,9 @@
-//! The HTTP side. Calls `vaultrs` has a function for go through [`Client::sdk`]; the rest are
-//! typed `reqwest` calls through [`Client::call`]. Both pass the provider's [`CallGate`] and
-//! classify failures into [`CallError`]s.
+//! The HTTP side: typed `reqwest` calls through [`Client::call`] (reads through
+//! [`Client::read_data`], retried honouring `Retry-After`; writes through [`Client::write_json`]
+//! and [`Client::write_data`]), deserialized into `vaultrs`'s response types where it has them.
+//! `vaultrs`'s own calls are not used: its errors drop the answer's headers, so a 429's
+//! `Retry-After` could not be honoured (issue 14). Every call passes the provider's
+//! [`CallGate`] and failures are classified into [`CallError`]s.
 //!
 //! Error messages are built from the method, the API path and Vault's `errors` array only —
 //! never from request or response bodies — so a secret value cannot reach an error.
@@ -11,11 +14,7 @@ use closeout_contract::{CallGate, ErrorClass, ProviderError, RetryPolicy, Secret
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::future::Future;
 use std::time::Duration;
-use tracing::instrument::WithSubscriber;
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
-use vaultrs::error::ClientError as SdkError;
 
 /// The fixed text for an answer that could not be read: the body may hold secret values.
 const UNPARSED: &str = "the response could not be parsed";
@@ -104,13 +103,11 @@ struct ErrorBody {
 /// The Vault client: address, token, namespace and the gate.
 pub struct Client {
     http: reqwest::Client,
-    /// The `vaultrs` client: same address, token, namespace and `reqwest` client as `http`.
-    vault: VaultClient,
     address: String,
     token: SecretValue,
     namespace: Option<String>,
     gate: CallGate,
-    /// How reads are retried (see [`Client::call_with_token`] and [`Client::sdk_read`]).
+    /// How reads are retried (see [`Client::call_with_token`] and [`Client::read_data`]).
     retry: RetryPolicy,
 }
 
@@ -126,10 +123,14 @@ const READ_POSTS: &[&str] = &[
 ];
 
 /// Whether a call only reads, so repeating it is harmless: `GET`, `LIST`, or a `POST` to a
-/// lookup endpoint.
+/// lookup endpoint (AppRole secret-id lookups included).
 fn is_read(method: &str, path: &str) -> bool {
     matches!(method, "GET" | "LIST")
-        || (method == "POST" && (READ_POSTS.contains(&path) || path.starts_with("sys/audit-hash/")))
+        || (method == "POST"
+            && (READ_POSTS.contains(&path)
+                || path.starts_with("sys/audit-hash/")
+                || path.ends_with("/secret-id/lookup")
+                || path.ends_with("/secret-id-accessor/lookup")))
 }
 
 /// How the retry policy sees a failed call.
@@ -150,10 +151,9 @@ impl Client {
             .build()
             .map_err(|e| VaultError::Client(e.to_string()))?;
         let address = address.trim_end_matches('/').to_string();
-        let vault = vault_client(&address, &token, namespace.as_deref(), &http)?;
+        check_settings(&address, &token, namespace.as_deref())?;
         Ok(Client {
             http,
-            vault,
             address,
             token,
             namespace,
@@ -274,48 +274,74 @@ impl Client {
         Err(e)
     }
 
-    /// A `vaultrs` call that only reads (`GET`, `LIST`, a lookup) through [`Client::sdk`],
-    /// retried like [`Client::call_with_token`]'s reads.
-    pub async fn sdk_read<'a, T, F, Fut>(
-        &'a self,
+    /// A read answered `{"data": T}` (`GET`, `LIST`, a lookup `POST`): a typed call rather
+    /// than a `vaultrs` one, because `vaultrs`'s errors drop the answer's headers and so a
+    /// 429's or 503's `Retry-After`; retried by the client's [`RetryPolicy`] honouring it
+    /// (`vaultrs`'s response types are reused for `T`).
+    pub async fn read_data<T: DeserializeOwned>(
+        &self,
         method: &'static str,
         path: &str,
-        call: F,
-    ) -> Result<T, CallError>
-    where
-        F: Fn(&'a VaultClient) -> Fut,
-        Fut: Future<Output = Result<T, SdkError>>,
-    {
-        self.retry
-            .run(path, class_of, || self.sdk(method, path, &call))
-            .await
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, CallError> {
+        match self.call::<Data<T>>(method, path, body).await? {
+            Some(d) => Ok(d.data),
+            None => Err(CallError {
+                method,
+                path: path.to_string(),
+                status: Some(204),
+                errors: vec!["the response held no data".into()],
+                retry_after: None,
+                endpoint: self.address.clone(),
+            }),
+        }
     }
 
-    /// One `vaultrs` call through the gate; `method` and `path` name it in errors.
-    pub async fn sdk<'a, T, F, Fut>(
-        &'a self,
+    /// A write whose answer is not needed, as a typed call: a failure carries the answer's
+    /// `Retry-After`, so the executor's retry of the action waits it out (`vaultrs`'s errors
+    /// drop it). Not retried here: an action is idempotent as a whole, not each call in it.
+    pub async fn write_json(
+        &self,
         method: &'static str,
         path: &str,
-        call: F,
-    ) -> Result<T, CallError>
-    where
-        F: FnOnce(&'a VaultClient) -> Fut,
-        Fut: Future<Output = Result<T, SdkError>>,
-    {
-        let result = {
-            let _pass = self.gate.enter().await;
-            tracing::trace!(method, path, "vault call");
-            // vaultrs and rustify log every failed call (a 404 included) at ERROR level; the
-            // failure is logged once below, like a typed call's.
-            call(&self.vault)
-                .with_subscriber(tracing::subscriber::NoSubscriber::default())
-                .await
-        };
-        result.map_err(|e| {
-            let e = sdk_error(method, path, &self.address, e);
-            tracing::debug!(error = %e, "vault call failed");
-            e
-        })
+        body: &serde_json::Value,
+    ) -> Result<(), CallError> {
+        self.call::<serde_json::Value>(method, path, Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// A write answered `{"data": T}` (a KV v2 write's version, a new secret-id), as a typed
+    /// call for the same reason as [`Client::write_json`].
+    pub async fn write_data<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, CallError> {
+        match self.call::<Data<T>>(method, path, Some(body)).await? {
+            Some(d) => Ok(d.data),
+            None => Err(CallError {
+                method,
+                path: path.to_string(),
+                status: Some(204),
+                errors: vec!["the response held no data".into()],
+                retry_after: None,
+                endpoint: self.address.clone(),
+            }),
+        }
+    }
+
+    /// `LIST path`: the keys; a 404 stays an error (see [`Client::list`] for "empty").
+    pub async fn list_keys(&self, path: &str) -> Result<Vec<String>, CallError> {
+        #[derive(Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            keys: Vec<String>,
+        }
+        self.read_data::<Keys>("LIST", path, None)
+            .await
+            .map(|k| k.keys)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, CallError> {
@@ -359,6 +385,12 @@ pub struct Data<T> {
     pub data: T,
 }
 
+/// A KV v2 version's `data` (`GET <mount>data/<key>` answers `{"data": {"data": .., "metadata": ..}}`).
+#[derive(Debug, Deserialize)]
+pub struct Versioned<T> {
+    pub data: T,
+}
+
 fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
@@ -370,16 +402,14 @@ fn without_url(e: &reqwest::Error) -> String {
     closeout_contract::with_causes(kind, e)
 }
 
-/// The `vaultrs` client, sharing `http` (its pool, 30 s timeout and TLS settings). Every setting
-/// is given, so none is read from `VAULT_*` variables.
-fn vault_client(
+/// Check the address, token and namespace before any call: an invalid header value would
+/// otherwise fail every call (or, in some clients, panic).
+fn check_settings(
     address: &str,
     token: &SecretValue,
     namespace: Option<&str>,
-    http: &reqwest::Client,
-) -> Result<VaultClient, VaultError> {
+) -> Result<(), VaultError> {
     let fail = |m: &str| VaultError::Client(m.to_string());
-    // vaultrs panics on an invalid address or header value: check them first.
     reqwest::Url::parse(address).map_err(|_| fail("the address is not a URL"))?;
     reqwest::header::HeaderValue::from_str(token.expose())
         .map_err(|_| fail("the token is not a valid HTTP header value"))?;
@@ -387,62 +417,7 @@ fn vault_client(
         reqwest::header::HeaderValue::from_str(ns)
             .map_err(|_| fail("the namespace is not a valid HTTP header value"))?;
     }
-    let settings = VaultClientSettingsBuilder::default()
-        .address(address)
-        .token(token.expose())
-        .namespace(namespace.map(str::to_string))
-        .timeout(Some(Duration::from_secs(30)))
-        .verify(true)
-        .ca_certs(Vec::new())
-        .identity(None)
-        .build()
-        .map_err(|e| VaultError::Client(e.to_string()))?;
-    let mut vault = VaultClient::new(settings).map_err(|e| VaultError::Client(e.to_string()))?;
-    vault.http.http = http.clone();
-    Ok(vault)
-}
-
-/// A `vaultrs` error as a [`CallError`]: the status and Vault's `errors` only. Response content
-/// (parse errors carry the body) and URLs are dropped.
-fn sdk_error(method: &'static str, path: &str, endpoint: &str, e: SdkError) -> CallError {
-    use rustify::errors::ClientError as Rest;
-    let (status, errors) = match e {
-        SdkError::APIError { code, errors } => (Some(code), errors),
-        SdkError::RestClientError { source } => match source {
-            // An error answer without Vault's `errors` array (e.g. AppRole's 404).
-            Rest::ServerResponseError { code, .. } => (Some(code), Vec::new()),
-            Rest::RequestError { source, .. } | Rest::ResponseError { source } => {
-                let cause = match source.downcast_ref::<reqwest::Error>() {
-                    Some(e) => without_url(e),
-                    None => "request failed".to_string(),
-                };
-                (None, vec![cause])
-            }
-            // rustify parses only 2xx answers (Vault sends 200 with a body).
-            Rest::ResponseParseError { .. } | Rest::ResponseConversionError { .. } => {
-                (Some(200), vec![UNPARSED.into()])
-            }
-            _ => (None, vec!["the request could not be built".into()]),
-        },
-        SdkError::JsonParseError { .. } => (Some(200), vec![UNPARSED.into()]),
-        SdkError::ResponseEmptyError | SdkError::ResponseDataEmptyError => {
-            (Some(200), vec!["the response held no data".into()])
-        }
-        _ => (None, vec!["the request could not be built".into()]),
-    };
-    CallError {
-        method,
-        path: path.to_string(),
-        status,
-        errors,
-        retry_after: None,
-        endpoint: endpoint.to_string(),
-    }
-}
-
-/// A mount path as `vaultrs` takes it (no trailing `/`).
-pub fn bare_mount(path: &str) -> &str {
-    path.trim_end_matches('/')
+    Ok(())
 }
 
 /// `Ok(None)` when Vault answers 404.
@@ -507,41 +482,6 @@ mod tests {
 
     const CANARY: &str = "canary-5b1d-secret-value";
 
-    #[test]
-    fn vaultrs_errors_keep_status_and_errors_but_never_bodies() {
-        use rustify::errors::ClientError as Rest;
-        let map = |e| sdk_error("GET", "secret/data/app", "http://127.0.0.1:1", e);
-        // serde's own message quotes the offending value.
-        let parse = serde_json::from_str::<u64>(&format!("\"{CANARY}\"")).unwrap_err();
-        assert!(parse.to_string().contains(CANARY));
-        let e = map(SdkError::RestClientError {
-            source: Rest::ResponseParseError {
-                source: parse.into(),
-                content: Some(format!("{{\"data\":{{\"password\":\"{CANARY}\"}}}}")),
-            },
-        });
-        assert_eq!(
-            e.to_string(),
-            "GET /v1/secret/data/app: HTTP 200: the response could not be parsed"
-        );
-        assert_eq!(
-            ProviderError::from(e).class(),
-            closeout_contract::ErrorClass::Permanent
-        );
-        let e = map(SdkError::RestClientError {
-            source: Rest::ServerResponseError {
-                code: 404,
-                content: Some(CANARY.into()),
-            },
-        });
-        assert!(e.is_not_found() && e.errors.is_empty(), "{e}");
-        let e = map(SdkError::APIError {
-            code: 400,
-            errors: vec!["1 error occurred:\n\t* invalid accessor\n\n".into()],
-        });
-        assert!(e.is_invalid_accessor());
-    }
-
     /// Answer one HTTP request on a local port with `response`; the thread returns the request.
     fn one_answer(response: String) -> (String, std::thread::JoinHandle<String>) {
         use std::io::{Read, Write};
@@ -562,7 +502,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sdk_calls_pass_the_gate_send_token_and_namespace_and_hide_bodies() {
+    async fn calls_pass_the_gate_send_token_and_namespace_and_hide_bodies() {
         let body = format!("{{\"data\":\"{CANARY}\"}}");
         let (addr, served) = one_answer(format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -575,10 +515,13 @@ mod tests {
         });
         let client =
             Client::new(addr, SecretValue::new("tok-7"), Some("team-a".into()), gate).unwrap();
+        let body = serde_json::json!({ "accessor": "acc-1" });
         let lookup = || {
-            client.sdk_read("POST", "auth/token/lookup-accessor", |c| {
-                vaultrs::token::lookup_accessor(c, "acc-1")
-            })
+            client.read_data::<vaultrs::api::token::responses::LookupTokenResponse>(
+                "POST",
+                "auth/token/lookup-accessor",
+                Some(&body),
+            )
         };
         // A full gate holds the call back.
         let pass = client.gate().enter().await;
@@ -605,7 +548,8 @@ mod tests {
         )
         .unwrap();
         let e = client
-            .sdk_read("GET", "auth/token/lookup-self", vaultrs::token::lookup_self)
+            .with_retry(RetryPolicy::never())
+            .read_data::<serde_json::Value>("GET", "auth/token/lookup-self", None)
             .await
             .unwrap_err();
         let text = e.to_string();

@@ -18,7 +18,6 @@ use closeout_contract::{
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-use vaultrs::api::identity::group::requests::UpdateGroupByIdRequest;
 
 /// The entitlement a finding is: a direct group membership (target: the group name) or a
 /// policy set on the person's own entity (the policy name).
@@ -315,13 +314,13 @@ impl VaultProvider {
         gid: &str,
         members: Vec<String>,
     ) -> Result<(), CallError> {
-        let mut b = UpdateGroupByIdRequest::builder();
-        b.member_entity_ids(members);
         let path = format!("identity/group/id/{}", seg(gid));
         self.client
-            .sdk("POST", &path, |c| async move {
-                vaultrs::identity::group::update_by_id(c, gid, Some(&mut b)).await
-            })
+            .write_json(
+                "POST",
+                &path,
+                &serde_json::json!({ "member_entity_ids": members }),
+            )
             .await
     }
 

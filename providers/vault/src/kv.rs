@@ -14,7 +14,7 @@
 //!   overwrite (new values again) before recording it.
 
 use crate::capabilities::PROVIDER;
-use crate::client::{bare_mount, CallError};
+use crate::client::{CallError, Versioned};
 use crate::model::{KvData, KvMetadata};
 use crate::server::VaultProvider;
 use closeout_contract::rotation_strategy::{self, rotate_named};
@@ -23,11 +23,22 @@ use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProviderError, ResolveContext, SecretValue, State,
 };
 use closeout_postgres::{SecretStore, Staged};
-use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 
 /// The custom-metadata key a KV rotation records its idempotency key under (v2: on the secret;
 /// v1: on its rotation record).
 pub(crate) const ROTATED_BY: &str = "closeout-rotated-by";
+
+/// The custom-metadata key a KV v2 rotation records its intent under before it writes the new
+/// version: `<idempotency key>@<version it replaces>`. An attempt whose write took effect but
+/// whose answer (or the marking that follows) was lost is recognised by it, so the retry marks
+/// that version rather than writing another (issue 14: two new versions where one was due).
+pub(crate) const ROTATING: &str = "closeout-rotating";
+
+/// The answer of a KV v2 write: the version written.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Written {
+    pub version: u64,
+}
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -97,21 +108,10 @@ impl VaultProvider {
         while let Some(prefix) = stack.pop() {
             let r = if v1 {
                 let path = format!("{mount}{prefix}");
-                self.client
-                    .sdk_read("LIST", &path, |c| {
-                        vaultrs::kv1::list(c, bare_mount(mount), &prefix)
-                    })
-                    .await
-                    .map(|r| r.data.keys)
-                    .map_err(|e| (path, e))
+                self.client.list_keys(&path).await.map_err(|e| (path, e))
             } else {
                 let path = format!("{mount}metadata/{prefix}");
-                self.client
-                    .sdk_read("LIST", &path, |c| {
-                        vaultrs::kv2::list(c, bare_mount(mount), &prefix)
-                    })
-                    .await
-                    .map_err(|e| (path, e))
+                self.client.list_keys(&path).await.map_err(|e| (path, e))
             };
             let keys = match r {
                 Ok(keys) => keys,
@@ -174,12 +174,10 @@ impl VaultProvider {
         } else {
             match self
                 .client
-                .sdk("GET", &format!("{mount}data/{key}"), |c| {
-                    vaultrs::kv2::read::<KvData>(c, bare_mount(mount), key)
-                })
+                .read_data::<Versioned<KvData>>("GET", &format!("{mount}data/{key}"), None)
                 .await
             {
-                Ok(d) => Ok(Some(d)),
+                Ok(d) => Ok(Some(d.data)),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(e),
             }
@@ -198,13 +196,7 @@ impl VaultProvider {
     /// The current data of a KV v1 secret; `None` when it does not exist.
     async fn kv1_read(&self, mount: &str, key: &str) -> Result<Option<KvData>, CallError> {
         let path = format!("{mount}{key}");
-        match self
-            .client
-            .sdk_read("GET", &path, |c| {
-                vaultrs::kv1::get::<KvData>(c, bare_mount(mount), key)
-            })
-            .await
-        {
+        match self.client.read_data::<KvData>("GET", &path, None).await {
             Ok(d) => Ok(Some(d)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -254,9 +246,7 @@ impl VaultProvider {
         let fields: std::collections::HashMap<&str, &serde_json::Value> =
             rotated.iter().map(|(k, v)| (k.as_str(), v)).collect();
         self.client
-            .sdk("POST", &path, |c| {
-                vaultrs::kv1::set(c, bare_mount(mount), key, &fields)
-            })
+            .write_json("POST", &path, &serde_json::json!(rotated))
             .await?;
         drop(fields);
         drop(rotated);
@@ -268,9 +258,7 @@ impl VaultProvider {
         });
         let record_path = format!("{record_mount}data/{record_key}");
         self.client
-            .sdk("POST", &record_path, |c| {
-                vaultrs::kv2::set(c, bare_mount(&record_mount), &record_key, &data)
-            })
+            .write_json("POST", &record_path, &serde_json::json!({ "data": data }))
             .await
             .map_err(|e| {
                 permanent(format!(
@@ -316,15 +304,32 @@ impl VaultProvider {
                 ),
             ));
         }
+        let intent = |v: u64| format!("{}@{v}", action.idempotency_key);
         let version = meta.current_version;
+        if version > 0 && meta.custom_metadata.get(ROTATING) == Some(&intent(version - 1)) {
+            // An earlier attempt recorded its intent to replace version - 1 and the secret is
+            // one version further: that write took effect (with check-and-set on version - 1,
+            // nothing else could have made it version - 1 + 1 without failing it). Mark it.
+            let mut custom = meta.custom_metadata.clone();
+            custom.remove(ROTATING);
+            custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
+            self.set_custom_metadata(mount, key, custom).await?;
+            return Ok(ActionOutcome::done(
+                State::Rotated,
+                format!(
+                    "version {version} of {data_path}, written by an earlier attempt whose answer was lost, recorded as the rotation"
+                ),
+            ));
+        }
+        let mut custom = meta.custom_metadata.clone();
+        custom.insert(ROTATING.into(), intent(version));
+        self.set_custom_metadata(mount, key, custom.clone()).await?;
         let current: KvData = match self
             .client
-            .sdk_read("GET", &format!("{data_path}?version={version}"), |c| {
-                vaultrs::kv2::read_version(c, bare_mount(mount), key, version)
-            })
+            .read_data::<Versioned<KvData>>("GET", &format!("{data_path}?version={version}"), None)
             .await
         {
-            Ok(d) => d,
+            Ok(d) => d.data,
             Err(e) if e.is_not_found() => {
                 return Err(permanent(format!(
                     "secret {data_path}: current version {} is deleted or destroyed",
@@ -345,14 +350,15 @@ impl VaultProvider {
             .map_err(|_| permanent(format!("secret {data_path}: version {version} too large")))?;
         let written = self
             .client
-            .sdk("POST", &data_path, |c| {
-                let options = SetSecretRequestOptions { cas };
-                vaultrs::kv2::set_with_options(c, bare_mount(mount), key, &rotated, options)
-            })
+            .write_data::<Written>(
+                "POST",
+                &data_path,
+                &serde_json::json!({ "data": rotated, "options": { "cas": cas } }),
+            )
             .await?;
         drop(rotated);
         let version = written.version;
-        let mut custom = meta.custom_metadata.clone();
+        custom.remove(ROTATING);
         custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
         self.set_custom_metadata(mount, key, custom).await?;
         Ok(ActionOutcome::done(
@@ -424,22 +430,18 @@ impl VaultProvider {
         let read = match version {
             Some(v) => {
                 self.client
-                    .sdk("GET", &format!("{path}?version={v}"), |c| {
-                        vaultrs::kv2::read_version::<KvData>(c, bare_mount(mount), key, v)
-                    })
+                    .read_data::<Versioned<KvData>>("GET", &format!("{path}?version={v}"), None)
                     .await
             }
             None => {
                 self.client
-                    .sdk("GET", &path, |c| {
-                        vaultrs::kv2::read::<KvData>(c, bare_mount(mount), key)
-                    })
+                    .read_data::<Versioned<KvData>>("GET", &path, None)
                     .await
             }
         };
         match read {
             Ok(d) => Ok(Some(SecretValue::new(
-                serde_json::Value::Object(d.data).to_string(),
+                serde_json::Value::Object(d.data.data).to_string(),
             ))),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -535,9 +537,11 @@ impl VaultProvider {
         }
         let n = old.len();
         self.client
-            .sdk("PUT", &format!("{mount}destroy/{key}"), |c| {
-                vaultrs::kv2::destroy_versions(c, bare_mount(mount), key, old)
-            })
+            .write_json(
+                "PUT",
+                &format!("{mount}destroy/{key}"),
+                &serde_json::json!({ "versions": old }),
+            )
             .await?;
         Ok(ActionOutcome::done(
             State::Rotated,
@@ -615,16 +619,11 @@ impl KvStore<'_> {
             let data_path = format!("{}data/{}", self.mount, self.key);
             self.vault
                 .client
-                .sdk("POST", &data_path, |c| {
-                    let options = SetSecretRequestOptions { cas };
-                    vaultrs::kv2::set_with_options(
-                        c,
-                        bare_mount(self.mount),
-                        self.key,
-                        &data,
-                        options,
-                    )
-                })
+                .write_json(
+                    "POST",
+                    &data_path,
+                    &serde_json::json!({ "data": data, "options": { "cas": cas } }),
+                )
                 .await?;
             drop(data);
             let mut custom = meta.custom_metadata.clone();
@@ -642,9 +641,7 @@ impl KvStore<'_> {
         match self
             .vault
             .client
-            .sdk("DELETE", &path, |c| {
-                vaultrs::kv2::delete_metadata(c, bare_mount(self.pending_mount), self.pending_key)
-            })
+            .call::<serde_json::Value>("DELETE", &path, None)
             .await
         {
             Ok(_) => Ok(()),
@@ -696,16 +693,9 @@ impl KvStore<'_> {
         let serde_json::Value::Object(map) = data else {
             return Err(self.permanent("the pending value is not a JSON object"));
         };
-        let fields: std::collections::HashMap<&str, &serde_json::Value> =
-            map.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        self.vault
-            .client
-            .sdk("POST", &path, |c| {
-                vaultrs::kv1::set(c, bare_mount(self.mount), self.key, &fields)
-            })
-            .await?;
+        let fields = serde_json::Value::Object(map);
+        self.vault.client.write_json("POST", &path, &fields).await?;
         drop(fields);
-        drop(map);
         let (record_mount, record_key) = self.vault.config.kv1_record(&path);
         let record = self.vault.kv_metadata(&record_mount, &record_key).await?;
         let data = serde_json::json!({
@@ -715,9 +705,7 @@ impl KvStore<'_> {
         let record_path = format!("{record_mount}data/{record_key}");
         self.vault
             .client
-            .sdk("POST", &record_path, |c| {
-                vaultrs::kv2::set(c, bare_mount(&record_mount), &record_key, &data)
-            })
+            .write_json("POST", &record_path, &serde_json::json!({ "data": data }))
             .await?;
         let mut custom = record.map(|m| m.custom_metadata).unwrap_or_default();
         custom.insert(ROTATED_BY.into(), self.idempotency_key.to_string());
@@ -797,9 +785,7 @@ impl SecretStore for KvStore<'_> {
         let path = format!("{}data/{}", self.pending_mount, self.pending_key);
         self.vault
             .client
-            .sdk("POST", &path, |c| {
-                vaultrs::kv2::set(c, bare_mount(self.pending_mount), self.pending_key, &data)
-            })
+            .write_json("POST", &path, &serde_json::json!({ "data": data }))
             .await
             .map_err(|e| {
                 permanent(format!(

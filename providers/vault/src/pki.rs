@@ -3,7 +3,7 @@
 //! reads the CRL and looks for the serial.
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, found, seg, CallError};
+use crate::client::{found, seg, CallError};
 use crate::config::VaultConfig;
 use crate::findings::{finding, listed};
 use crate::server::VaultProvider;
@@ -12,7 +12,7 @@ use closeout_contract::{
     Relation, Resolution, State,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
-use vaultrs::pki::cert;
+use vaultrs::api::pki::responses::{ReadCertificateResponse, RotateCRLsResponse};
 use x509_parser::extensions::GeneralName;
 
 /// `<mount>/cert/<serial>` and `<mount>/cert/crl`: the fields Closeout reads.
@@ -131,7 +131,7 @@ impl VaultProvider {
         let path = format!("{mount}cert/{}", seg(serial));
         let r = self
             .client
-            .sdk_read("GET", &path, |c| cert::read(c, bare_mount(mount), serial));
+            .read_data::<ReadCertificateResponse>("GET", &path, None);
         Ok(found(r.await)?.map(CertData::from))
     }
 
@@ -144,10 +144,7 @@ impl VaultProvider {
         let mounts = self.mounts("sys/mounts").await?;
         for (mount, _) in mounts.iter().filter(|(_, m)| m.mount_type == "pki") {
             let certs_path = format!("{mount}certs");
-            let serials = self
-                .client
-                .sdk_read("LIST", &certs_path, |c| cert::list(c, bare_mount(mount)))
-                .await;
+            let serials = self.client.list_keys(&certs_path).await;
             let serials = listed(serials, kinds::PKI_CERTIFICATE, &certs_path, &mut res.gaps)?;
             let found: Vec<(String, CertFacts, i64, String)> = stream::iter(serials)
                 .map(|serial| async move {
@@ -215,16 +212,16 @@ impl VaultProvider {
         let already = cert.revocation_time > 0;
         if !already {
             self.client
-                .sdk("POST", &format!("{mount}revoke"), |c| {
-                    cert::revoke(c, bare_mount(mount), serial)
-                })
+                .write_json(
+                    "POST",
+                    &format!("{mount}revoke"),
+                    &serde_json::json!({ "serial_number": serial }),
+                )
                 .await?;
         }
         // Rotate the CRL either way, so a crash between revoke and rotate heals on rerun.
         self.client
-            .sdk_read("GET", &format!("{mount}crl/rotate"), |c| {
-                cert::crl::rotate(c, bare_mount(mount))
-            })
+            .read_data::<RotateCRLsResponse>("GET", &format!("{mount}crl/rotate"), None)
             .await?;
         Ok(if already {
             ActionOutcome::already(
@@ -257,9 +254,7 @@ impl VaultProvider {
             .is_some_and(|c| c.revocation_time > 0);
         let crl = self
             .client
-            .sdk_read("GET", &format!("{mount}cert/crl"), |c| {
-                cert::read(c, bare_mount(mount), "crl")
-            })
+            .read_data::<ReadCertificateResponse>("GET", &format!("{mount}cert/crl"), None)
             .await?;
         let want = serial.replace('-', ":").to_ascii_lowercase();
         let in_crl = crl_serials(&crl.certificate).contains(&want);

@@ -3,7 +3,7 @@
 //! certificates and leases.
 
 use crate::capabilities::{kinds, PROVIDER};
-use crate::client::{bare_mount, seg};
+use crate::client::seg;
 use crate::correlation::{auth_mount_path, login_names, own_entity_match, owned_by, OwnedNhiAlias};
 use crate::database::dynamic_role;
 use crate::findings::{
@@ -260,9 +260,11 @@ impl VaultProvider {
             // A userpass name holds no `/`; vaultrs would read such a name as more segments.
             for name in names.iter().filter(|n| !n.contains('/')) {
                 let path = format!("auth/{mount}users/{}", seg(name));
-                let user = self.client.sdk_read("GET", &path, |c| {
-                    vaultrs::auth::userpass::user::read(c, bare_mount(mount), name)
-                });
+                let user = self
+                    .client
+                    .read_data::<vaultrs::api::auth::userpass::responses::ReadUserResponse>(
+                        "GET", &path, None,
+                    );
                 match user.await {
                     Ok(_) => res.findings.push(finding(
                         kinds::PASSWORD_LOGIN,

@@ -3,16 +3,15 @@
 //! metadata). Everything above this layer reaches Vault through these methods or through
 //! [`Client`].
 
-use crate::client::{bare_mount, found, keys, seg, CallError, Client};
+use crate::client::{found, keys, seg, CallError, Client};
 use crate::config::{validate_address, VaultConfig, VaultError};
 use crate::model::{Entity, Group, KvMetadata, Mount, TokenInfo};
 use closeout_contract::{CallGate, Limits, SecretValue};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use vaultrs::api::identity::entity::requests::{
     UpdateEntityByIdRequest, UpdateEntityByIdRequestBuilder,
 };
-use vaultrs::api::kv2::requests::SetSecretMetadataRequest;
 
 /// The Vault / OpenBao provider.
 pub struct VaultProvider {
@@ -86,21 +85,18 @@ impl VaultProvider {
 
     pub(crate) async fn read_entity(&self, id: &str) -> Result<Option<Entity>, CallError> {
         let path = format!("identity/entity/id/{}", seg(id));
-        let r = self.client.sdk_read("GET", &path, |c| {
-            vaultrs::identity::entity::read_by_id(c, id)
-        });
+        let r = self
+            .client
+            .read_data::<vaultrs::api::identity::entity::responses::ReadEntityByIdResponse>(
+                "GET", &path, None,
+            );
         Ok(found(r.await)?.map(Entity::from))
     }
 
     /// Every entity, read one by one (bounded): the list's `key_info` lacks the metadata and
     /// policies correlation and resolution need.
     pub(crate) async fn all_entities(&self) -> Result<Vec<Entity>, CallError> {
-        let ids = self.client.sdk_read(
-            "LIST",
-            "identity/entity/id",
-            vaultrs::identity::entity::list_by_id,
-        );
-        let ids = keys(ids.await.map(|r| r.keys))?;
+        let ids = keys(self.client.list_keys("identity/entity/id").await)?;
         stream::iter(ids)
             .map(|id| async move { self.read_entity(&id).await })
             .buffer_unordered(self.config.max_in_flight.max(1))
@@ -111,9 +107,11 @@ impl VaultProvider {
 
     pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
         let path = format!("identity/group/id/{}", seg(id));
-        let r = self.client.sdk_read("GET", &path, |c| {
-            vaultrs::identity::group::read_by_id(c, id)
-        });
+        let r = self
+            .client
+            .read_data::<vaultrs::api::identity::group::responses::ReadGroupByIdResponse>(
+                "GET", &path, None,
+            );
         Ok(found(r.await)?.map(Group::from))
     }
 
@@ -123,9 +121,11 @@ impl VaultProvider {
     ) -> Result<Option<TokenInfo>, CallError> {
         match self
             .client
-            .sdk_read("POST", "auth/token/lookup-accessor", |c| {
-                vaultrs::token::lookup_accessor(c, accessor)
-            })
+            .read_data::<vaultrs::api::token::responses::LookupTokenResponse>(
+                "POST",
+                "auth/token/lookup-accessor",
+                Some(&serde_json::json!({ "accessor": accessor })),
+            )
             .await
         {
             Ok(t) => Ok(Some(t.into())),
@@ -137,10 +137,16 @@ impl VaultProvider {
     /// The mounts of `sys/auth` (auth methods) or else `sys/mounts` (secret engines).
     pub(crate) async fn mounts(&self, path: &str) -> Result<BTreeMap<String, Mount>, CallError> {
         let all: Vec<(String, Mount)> = if path == "sys/auth" {
-            let r = self.client.sdk_read("GET", path, vaultrs::sys::auth::list);
+            let r = self.client.read_data::<std::collections::HashMap<
+                String,
+                vaultrs::api::sys::responses::AuthResponse,
+            >>("GET", path, None);
             r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
         } else {
-            let r = self.client.sdk_read("GET", path, vaultrs::sys::mount::list);
+            let r = self.client.read_data::<std::collections::HashMap<
+                String,
+                vaultrs::api::sys::responses::MountResponse,
+            >>("GET", path, None);
             r.await?.into_iter().map(|(k, v)| (k, v.into())).collect()
         };
         Ok(all.into_iter().filter(|(k, _)| k.ends_with('/')).collect())
@@ -152,9 +158,11 @@ impl VaultProvider {
         key: &str,
     ) -> Result<Option<KvMetadata>, CallError> {
         let path = format!("{mount}metadata/{key}");
-        let r = self.client.sdk_read("GET", &path, |c| {
-            vaultrs::kv2::read_metadata(c, bare_mount(mount), key)
-        });
+        let r = self
+            .client
+            .read_data::<vaultrs::api::kv2::responses::ReadSecretMetadataResponse>(
+                "GET", &path, None,
+            );
         Ok(found(r.await)?.map(KvMetadata::from))
     }
 
@@ -166,11 +174,31 @@ impl VaultProvider {
     ) -> Result<(), CallError> {
         let mut b = UpdateEntityByIdRequest::builder();
         set(&mut b);
+        b.id(id);
+        let r = b.build().map_err(|e| CallError {
+            method: "POST",
+            path: format!("identity/entity/id/{}", seg(id)),
+            status: None,
+            errors: vec![format!("the request could not be built: {e}")],
+            retry_after: None,
+            endpoint: self.client.address().to_string(),
+        })?;
+        let mut body = serde_json::Map::new();
+        if let Some(v) = r.name {
+            body.insert("name".into(), v.into());
+        }
+        if let Some(v) = r.metadata {
+            body.insert("metadata".into(), serde_json::json!(v));
+        }
+        if let Some(v) = r.policies {
+            body.insert("policies".into(), serde_json::json!(v));
+        }
+        if let Some(v) = r.disabled {
+            body.insert("disabled".into(), v.into());
+        }
         let path = format!("identity/entity/id/{}", seg(id));
         self.client
-            .sdk("POST", &path, |c| async move {
-                vaultrs::identity::entity::update_by_id(c, id, Some(&mut b)).await
-            })
+            .write_json("POST", &path, &serde_json::Value::Object(body))
             .await
     }
 
@@ -181,13 +209,13 @@ impl VaultProvider {
         key: &str,
         custom: BTreeMap<String, String>,
     ) -> Result<(), CallError> {
-        let mut b = SetSecretMetadataRequest::builder();
-        b.custom_metadata(custom.into_iter().collect::<HashMap<_, _>>());
         let path = format!("{mount}metadata/{key}");
         self.client
-            .sdk("POST", &path, |c| async move {
-                vaultrs::kv2::set_metadata(c, bare_mount(mount), key, Some(&mut b)).await
-            })
+            .write_json(
+                "POST",
+                &path,
+                &serde_json::json!({ "custom_metadata": custom }),
+            )
             .await
     }
 }

@@ -62,8 +62,14 @@ pub struct Config {
     pub vault_dns_suffix: String,
     /// Port in `vaultUri`. 0 (the default) means the double's own port: the double then serves
     /// the Key Vault data plane itself (requests whose `Host` is `{vault}.{vault_dns_suffix}`).
-    /// Another value points vaults at an outside data-plane server (Lowkey Vault).
+    /// Another value points vaults at an outside data-plane server (Lowkey Vault), or at a
+    /// proxy in front of the double (it still serves requests whose `Host` is a vault host).
     pub vault_port: u16,
+    /// Port in the absolute links the double writes (`nextLink`, `@odata.context`, the token
+    /// endpoint in its OpenID configuration). 0 (the default) means its own port; a proxy in
+    /// front of the double (the chaos bench's fault proxy) sets its own port here so that
+    /// clients following links keep going through it.
+    pub public_port: u16,
 }
 
 /// The tenant id the double uses by default.
@@ -85,6 +91,7 @@ impl Default for Config {
             port: 0,
             vault_dns_suffix: "lowkey-vault.local".to_string(),
             vault_port: 0,
+            public_port: 0,
         }
     }
 }
@@ -134,7 +141,12 @@ impl AzureDouble {
             port: config.port,
             source,
         })?;
-        let base_url = format!("https://127.0.0.1:{}", addr.port());
+        let public_port = if config.public_port == 0 {
+            addr.port()
+        } else {
+            config.public_port
+        };
+        let base_url = format!("https://127.0.0.1:{public_port}");
         let vault_port = if config.vault_port == 0 {
             addr.port()
         } else {
@@ -166,6 +178,13 @@ impl AzureDouble {
     /// PEM of the CA certificate that signed the server's certificate: add it as a trusted root.
     pub fn ca_pem(&self) -> &str {
         &self.certs.ca_pem
+    }
+
+    /// A TLS acceptor presenting the double's own certificate (signed by [`Self::ca_pem`]), for
+    /// a proxy that terminates TLS in front of the double, so clients keep verifying it
+    /// against the same CA.
+    pub fn tls_acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, DoubleError> {
+        tls::acceptor(&self.certs)
     }
 
     /// PEM of the server (leaf) certificate.

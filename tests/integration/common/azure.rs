@@ -24,8 +24,16 @@ pub struct AzureWorld {
 
 impl AzureWorld {
     pub async fn new() -> AzureWorld {
+        AzureWorld::with_public_port(0).await
+    }
+
+    /// Like [`AzureWorld::new`], for a proxy on `port` in front of the double (0: none): the
+    /// double writes that port in its links and vault URIs, and the config names it.
+    pub async fn with_public_port(port: u16) -> AzureWorld {
         let double = AzureDouble::start(Config {
             page_size: 2,
+            public_port: port,
+            vault_port: port,
             ..Config::default()
         })
         .await
@@ -35,8 +43,11 @@ impl AzureWorld {
         std::fs::write(&ca, double.ca_pem()).expect("write the CA");
         let secret_file = dir.path().join("azure-client-secret");
         std::fs::write(&secret_file, format!("{DEFAULT_CLIENT_SECRET}\n")).expect("secret file");
-        let base = double.base_url();
-        let port = double.addr().port();
+        let (base, port) = if port == 0 {
+            (double.base_url(), double.addr().port())
+        } else {
+            (format!("https://127.0.0.1:{port}"), port)
+        };
         let config = format!(
             r#"{common}
 [providers.azure]

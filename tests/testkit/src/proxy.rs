@@ -18,7 +18,12 @@
 //! ```
 //!
 //! The proxy runs on the caller's tokio runtime; it stops when the [`FaultProxy`] is dropped.
-//! `src/bin/fault-proxy.rs` runs the same proxy as a process, for `scripts/chaos.sh`.
+//!
+//! In front of an HTTPS server (the Azure double) it terminates TLS with the server's own
+//! certificate and forwards over TLS to it, trusting the server's CA ([`FaultProxy::start_tls_on`]):
+//! the client keeps its real settings (`https://`, certificate verified against the CA file),
+//! only the port differs, and the `Host` header (which the double routes Key Vault data-plane
+//! calls by) is forwarded unchanged.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -71,6 +76,8 @@ pub enum When {
     From(u64),
     /// On each matching request with this probability (0.0 to 1.0).
     Probability(f64),
+    /// On the first this many requests the rule matches (counted from [`FaultProxy::set_rules`]).
+    Times(u64),
 }
 
 /// One fault rule.
@@ -82,6 +89,11 @@ pub struct Rule {
     pub fault: Fault,
     /// Only requests that read (see [`is_read`]).
     pub reads_only: bool,
+    /// Only requests whose operation ([`LogEntry::op`], e.g. `POST /v1/secret/data/x`)
+    /// contains this text.
+    pub op_contains: Option<String>,
+    /// Only requests whose operation is exactly this.
+    pub op_is: Option<String>,
 }
 
 impl Rule {
@@ -91,7 +103,21 @@ impl Rule {
             when,
             fault,
             reads_only: false,
+            op_contains: None,
+            op_is: None,
         }
+    }
+
+    /// The same rule, limited to the operation `op` exactly.
+    pub fn on(mut self, op: &str) -> Rule {
+        self.op_is = Some(op.to_string());
+        self
+    }
+
+    /// The same rule, limited to operations containing `text`.
+    pub fn matching(mut self, text: &str) -> Rule {
+        self.op_contains = Some(text.to_string());
+        self
     }
 
     /// The same rule, limited to reads.
@@ -138,12 +164,21 @@ pub struct RetryAfterReport {
     pub honoured: u64,
 }
 
+/// How the proxy reaches the upstream server.
+enum Upstream {
+    /// Plain HTTP (moto, OpenBao).
+    Plain(Box<Client<HttpConnector, Full<Bytes>>>),
+    /// HTTPS, trusting the given CA (the Azure double).
+    Tls(reqwest::Client),
+}
+
 struct Shared {
     upstream: String,
-    rules: Mutex<Vec<Rule>>,
+    /// The rules, each with how often it fired since it was set.
+    rules: Mutex<Vec<(Rule, u64)>>,
     log: Mutex<Vec<LogEntry>>,
     counter: AtomicU64,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Upstream,
 }
 
 /// A running proxy. Dropping it stops accepting connections.
@@ -207,6 +242,35 @@ impl FaultProxy {
 
     /// Start a proxy on `port` (0: any free one) in front of `upstream`.
     pub async fn start_on(upstream: &str, port: u16) -> FaultProxy {
+        let client = Upstream::Plain(Box::new(Client::builder(TokioExecutor::new()).build_http()));
+        Self::serve(upstream, port, client, None).await
+    }
+
+    /// Start a proxy on `port` in front of the HTTPS server `upstream` (`https://host:port`):
+    /// it accepts TLS with `acceptor` (the server's own certificate, so clients verify it
+    /// against the server's CA as before) and forwards over TLS trusting `upstream_ca_pem`.
+    pub async fn start_tls_on(
+        upstream: &str,
+        port: u16,
+        acceptor: tokio_rustls::TlsAcceptor,
+        upstream_ca_pem: &str,
+    ) -> FaultProxy {
+        let ca = reqwest::Certificate::from_pem(upstream_ca_pem.as_bytes())
+            .unwrap_or_else(|e| panic!("fault proxy: the upstream CA is not PEM: {e}"));
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("fault proxy: cannot build the TLS client: {e}"));
+        Self::serve(upstream, port, Upstream::Tls(client), Some(acceptor)).await
+    }
+
+    async fn serve(
+        upstream: &str,
+        port: u16,
+        client: Upstream,
+        acceptor: Option<tokio_rustls::TlsAcceptor>,
+    ) -> FaultProxy {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| panic!("fault proxy: cannot bind 127.0.0.1:{port}: {e}"));
@@ -218,7 +282,7 @@ impl FaultProxy {
             rules: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client,
         });
         let accept = shared.clone();
         let task = tokio::spawn(async move {
@@ -227,25 +291,38 @@ impl FaultProxy {
                     continue;
                 };
                 let shared = accept.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
                         async move { handle(shared, req).await }
                     });
+                    let http = hyper::server::conn::http1::Builder::new();
                     // A reset fault ends the connection with an error: expected, not logged.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    match acceptor {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                        }
+                    }
                 });
             }
         });
         FaultProxy { addr, shared, task }
     }
 
-    /// `http://127.0.0.1:<port>`, to give clients instead of the upstream's address.
+    /// `http://127.0.0.1:<port>` (`https://` in front of a TLS server), to give clients
+    /// instead of the upstream's address.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.shared.client {
+            Upstream::Plain(_) => format!("http://{}", self.addr),
+            Upstream::Tls(_) => format!("https://{}", self.addr),
+        }
     }
 
     /// The port it listens on.
@@ -255,7 +332,8 @@ impl FaultProxy {
 
     /// Replace the rules (requests already counted keep their numbers).
     pub fn set_rules(&self, rules: Vec<Rule>) {
-        *self.shared.rules.lock().unwrap_or_else(|e| e.into_inner()) = rules;
+        *self.shared.rules.lock().unwrap_or_else(|e| e.into_inner()) =
+            rules.into_iter().map(|r| (r, 0)).collect();
     }
 
     /// Requests seen so far.
@@ -279,28 +357,70 @@ impl FaultProxy {
 }
 
 /// Of the 429s with `Retry-After` in `log`: how many were retried (a later request with the
-/// same method, path, query and body) and how many of those no earlier than asked (10 ms tolerance for clock
-/// granularity).
+/// same method, path, query and body) and how many of those no earlier than asked (10 ms
+/// tolerance for clock granularity). See [`retry_pairs`] for how a retry is told from an
+/// identical request of another caller.
 pub fn retry_after_report(log: &[LogEntry]) -> RetryAfterReport {
     let mut r = RetryAfterReport::default();
-    for (i, e) in log.iter().enumerate() {
-        let Some(Fault::TooManyRequests { retry_after_secs }) = &e.fault else {
-            continue;
-        };
+    for (_, retry) in retry_pairs(log) {
         r.throttled += 1;
-        let next = log[i + 1..].iter().find(|n| n.key == e.key);
-        if let Some(next) = next {
+        if let Some((_, honoured)) = retry {
             r.retried += 1;
-            if next.at_ms + 10 >= e.at_ms + u128::from(*retry_after_secs) * 1000 {
-                r.honoured += 1;
-            }
+            r.honoured += u64::from(honoured);
         }
     }
     r
 }
 
-fn fires(rule: &Rule, n: u64, read: bool) -> bool {
+/// The 429s retried sooner than their `Retry-After`: the operation and how long the client
+/// waited, in milliseconds.
+pub fn retried_too_soon(log: &[LogEntry]) -> Vec<(String, u128)> {
+    retry_pairs(log)
+        .into_iter()
+        .filter_map(|(throttled, retry)| match retry {
+            Some((next, false)) => Some((
+                throttled.op.clone(),
+                next.at_ms.saturating_sub(throttled.at_ms),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each 429 with `Retry-After`, with its retry and whether that came no sooner than asked.
+///
+/// Identical requests also come from concurrent callers (two certificate revocations on one
+/// mount each rotate its CRL), so "the next request with the same content" is not always the
+/// retry. Each later request is taken as the retry of at most one 429: the first one that came
+/// no sooner than asked if there is one, else the first one (too soon), else none.
+fn retry_pairs(log: &[LogEntry]) -> Vec<(&LogEntry, Option<(&LogEntry, bool)>)> {
+    let mut used = vec![false; log.len()];
+    let mut out = Vec::new();
+    for (i, e) in log.iter().enumerate() {
+        let Some(Fault::TooManyRequests { retry_after_secs }) = &e.fault else {
+            continue;
+        };
+        let due = e.at_ms + u128::from(*retry_after_secs) * 1000;
+        let later = || (i + 1..log.len()).filter(|&j| !used[j] && log[j].key == e.key);
+        let pick = later()
+            .find(|&j| log[j].at_ms + 10 >= due)
+            .map(|j| (j, true))
+            .or_else(|| later().next().map(|j| (j, false)));
+        if let Some((j, _)) = pick {
+            used[j] = true;
+        }
+        out.push((e, pick.map(|(j, honoured)| (&log[j], honoured))));
+    }
+    out
+}
+
+fn fires(rule: &Rule, fired: u64, n: u64, read: bool, op: &str) -> bool {
     if rule.reads_only && !read {
+        return false;
+    }
+    if rule.op_contains.as_ref().is_some_and(|t| !op.contains(t))
+        || rule.op_is.as_ref().is_some_and(|t| t != op)
+    {
         return false;
     }
     match rule.when {
@@ -308,6 +428,7 @@ fn fires(rule: &Rule, n: u64, read: bool) -> bool {
         When::Nth(k) => n == k,
         When::From(k) => n >= k,
         When::Probability(p) => rand::rng().random_bool(p.clamp(0.0, 1.0)),
+        When::Times(k) => fired < k,
     }
 }
 
@@ -350,11 +471,14 @@ async fn handle(
         h.finish()
     };
     let fault = {
-        let rules = shared.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rules = shared.rules.lock().unwrap_or_else(|e| e.into_inner());
         rules
-            .iter()
-            .find(|r| fires(r, n, read))
-            .map(|r| r.fault.clone())
+            .iter_mut()
+            .find(|(r, fired)| fires(r, *fired, n, read, &op))
+            .map(|(r, fired)| {
+                *fired += 1;
+                r.fault.clone()
+            })
     };
     let mut entry = LogEntry {
         n,
@@ -398,33 +522,9 @@ async fn handle(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let uri = format!("{}{}", shared.upstream, path_and_query);
-    let mut out = Request::builder().method(parts.method.clone()).uri(uri);
-    for (k, v) in &parts.headers {
-        out = out.header(k, v);
-    }
-    let Ok(out) = out.body(Full::new(body)) else {
-        log(entry);
-        return Ok(reply(502, None));
-    };
-    let answer = match shared.client.request(out).await {
-        Ok(resp) => {
-            let (rparts, rbody) = resp.into_parts();
-            match rbody.collect().await {
-                Ok(b) => {
-                    let mut resp = Response::new(Full::new(b.to_bytes()));
-                    *resp.status_mut() = rparts.status;
-                    for (k, v) in &rparts.headers {
-                        // The body is re-sent whole: hyper sets the framing itself.
-                        if k != "transfer-encoding" && k != "content-length" {
-                            resp.headers_mut().append(k, v.clone());
-                        }
-                    }
-                    resp
-                }
-                Err(_) => reply(502, None),
-            }
-        }
-        Err(_) => reply(502, None),
+    let answer = match &shared.client {
+        Upstream::Plain(client) => forward_plain(client, &parts, &uri, body).await,
+        Upstream::Tls(client) => forward_tls(client, &parts, &uri, body).await,
     };
     if fault == Some(Fault::ForwardThenReset) {
         log(entry);
@@ -433,6 +533,84 @@ async fn handle(
     entry.status = Some(answer.status().as_u16());
     log(entry);
     Ok(answer)
+}
+
+/// Forward over plain HTTP; a 502 when the upstream cannot be reached.
+async fn forward_plain(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    parts: &hyper::http::request::Parts,
+    uri: &str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    let mut out = Request::builder().method(parts.method.clone()).uri(uri);
+    for (k, v) in &parts.headers {
+        out = out.header(k, v);
+    }
+    let Ok(out) = out.body(Full::new(body)) else {
+        return reply(502, None);
+    };
+    match client.request(out).await {
+        Ok(resp) => {
+            let (rparts, rbody) = resp.into_parts();
+            match rbody.collect().await {
+                Ok(b) => answer_with(rparts.status, &rparts.headers, b.to_bytes()),
+                Err(_) => reply(502, None),
+            }
+        }
+        Err(_) => reply(502, None),
+    }
+}
+
+/// Forward over HTTPS, every header included (`Host` too: the Azure double routes Key Vault
+/// data-plane calls by it); a 502 when the upstream cannot be reached.
+async fn forward_tls(
+    client: &reqwest::Client,
+    parts: &hyper::http::request::Parts,
+    uri: &str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {
+        return reply(502, None);
+    };
+    let mut out = client.request(method, uri).body(body);
+    for (k, v) in &parts.headers {
+        if k != "content-length" && k != "transfer-encoding" {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let Ok(resp) = out.send().await else {
+        return reply(502, None);
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = hyper::HeaderMap::new();
+    for (k, v) in resp.headers() {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(k.as_str().as_bytes()),
+            hyper::header::HeaderValue::from_bytes(v.as_bytes()),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    match resp.bytes().await {
+        Ok(b) => answer_with(status, &headers, b),
+        Err(_) => reply(502, None),
+    }
+}
+
+/// An answer with the upstream's status, headers and whole body (hyper sets the framing).
+fn answer_with(
+    status: StatusCode,
+    headers: &hyper::HeaderMap,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    for (k, v) in headers {
+        if k != "transfer-encoding" && k != "content-length" {
+            resp.headers_mut().append(k, v.clone());
+        }
+    }
+    resp
 }
 
 #[cfg(test)]
@@ -476,7 +654,7 @@ mod tests {
             e(1, 0, "ListUsers", t.clone()),
             e(2, 100, "GetUser", None),
             e(3, 2_000, "ListUsers", None),
-            e(4, 3_000, "GetUser", t),
+            e(4, 3_000, "GetUser", t.clone()),
             e(5, 3_500, "GetUser", None),
         ];
         assert_eq!(
@@ -484,6 +662,36 @@ mod tests {
             RetryAfterReport {
                 throttled: 2,
                 retried: 2,
+                honoured: 1
+            }
+        );
+        assert_eq!(retried_too_soon(&log), vec![("GetUser".to_string(), 500)]);
+        // Another caller's identical request in between is not taken for the retry when the
+        // retry itself comes later, as asked.
+        let log = vec![
+            e(1, 0, "ListUsers", t.clone()),
+            e(2, 60, "ListUsers", None),
+            e(3, 2_100, "ListUsers", None),
+        ];
+        assert_eq!(
+            retry_after_report(&log),
+            RetryAfterReport {
+                throttled: 1,
+                retried: 1,
+                honoured: 1
+            }
+        );
+        // Two 429s, one later request: only one of them counts as retried.
+        let log = vec![
+            e(1, 0, "ListUsers", t.clone()),
+            e(2, 10, "ListUsers", t),
+            e(3, 2_100, "ListUsers", None),
+        ];
+        assert_eq!(
+            retry_after_report(&log),
+            RetryAfterReport {
+                throttled: 2,
+                retried: 1,
                 honoured: 1
             }
         );

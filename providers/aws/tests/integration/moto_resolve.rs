@@ -324,3 +324,44 @@ async fn resolve_through_faulted_reads_converges_and_honours_retry_after() {
     assert_eq!(report.retried, 2, "{report:?}");
     assert_eq!(report.honoured, 2, "Retry-After not honoured: {report:?}");
 }
+
+/// Issue 14, seen by the chaos bench: the first `ListServiceSpecificCredentials` of each user
+/// goes out without the SDK's retry (an endpoint that lacks the call, as moto does, then costs
+/// one request); a reset connection or a timeout on it ended the resolution instead of being
+/// asked again with the retry. Every user's first probe is now reset once; the resolution
+/// finds what it finds without faults.
+#[tokio::test]
+async fn a_reset_service_credential_probe_is_asked_again() {
+    use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    seed_org(&c).await;
+    let ctx = ResolveContext {
+        identity: identity("E100", "alice@example.com", Some("E900")),
+        cutoff: None,
+    };
+    let mut want = ids(&moto.provider().await.resolve(&ctx).await.unwrap());
+    want.sort();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let faulted = moto
+        .provider_with(closeout_aws::AwsConfig {
+            endpoint_url: Some(proxy.endpoint()),
+            ..Default::default()
+        })
+        .await;
+    proxy.set_rules(vec![
+        Rule::new(When::Times(3), Fault::Reset).on("ListServiceSpecificCredentials")
+    ]);
+    let mut got = ids(&faulted
+        .resolve(&ctx)
+        .await
+        .expect("resolution with reset service-credential probes"));
+    got.sort();
+    assert_eq!(got, want);
+    let resets = proxy
+        .log()
+        .iter()
+        .filter(|e| e.fault == Some(Fault::Reset))
+        .count();
+    assert!(resets >= 1, "no probe was reset: {:#?}", proxy.log());
+}

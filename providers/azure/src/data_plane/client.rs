@@ -11,7 +11,7 @@ use crate::object::ObjectType;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::pager::PageIterator;
 use azure_core::http::{ClientOptions, Response, RetryOptions, Transport};
-use closeout_contract::CallGate;
+use closeout_contract::{CallGate, ProviderError, RetryPolicy};
 use futures::TryStreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,9 @@ pub struct KeyVaultData {
     api_version: String,
     pub(super) gate: CallGate,
     clients: Mutex<HashMap<String, Arc<VaultClients>>>,
+    /// How reads (lists, versions, the current version) are retried: resolution and
+    /// verification have no retry loop of their own, and the SDK's retry is off.
+    retry: RetryPolicy,
 }
 
 /// Calls `$body` with `$k` the [`ObjectKind`] of the runtime `$kind`.
@@ -66,7 +69,30 @@ impl KeyVaultData {
             api_version: options.api_version,
             gate,
             clients: Mutex::new(HashMap::new()),
+            retry: RetryPolicy::default(),
         })
+    }
+
+    /// The same, retrying reads by `retry` (never sooner than a `Retry-After`).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Run a read under the retry policy: a 5xx, a 429 or no answer is retried (a paged
+    /// listing from its first page).
+    async fn read<T, F, Fut>(&self, path: &str, call: F) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
+        self.retry
+            .run(
+                path,
+                |e: &CallError| ProviderError::from(e.clone()).class(),
+                call,
+            )
+            .await
     }
 
     /// The clients of `vault_uri`, made on first use.
@@ -124,7 +150,11 @@ impl KeyVaultData {
         vault_uri: &str,
         kind: ObjectType,
     ) -> Result<Vec<ObjectSummary>, CallError> {
-        for_kind!(kind, K => self.list_of::<K>(vault_uri).await)
+        let path = format!("{vault_uri} list {}", kind.as_str());
+        self.read(&path, || async {
+            for_kind!(kind, K => self.list_of::<K>(vault_uri).await)
+        })
+        .await
     }
 
     async fn list_of<K: ObjectKind>(
@@ -144,7 +174,11 @@ impl KeyVaultData {
         kind: ObjectType,
         name: &str,
     ) -> Result<Vec<VersionSummary>, CallError> {
-        for_kind!(kind, K => self.versions_of::<K>(vault_uri, name).await)
+        let path = format!("{vault_uri} versions of {}/{name}", kind.as_str());
+        self.read(&path, || async {
+            for_kind!(kind, K => self.versions_of::<K>(vault_uri, name).await)
+        })
+        .await
     }
 
     async fn versions_of<K: ObjectKind>(
@@ -169,7 +203,11 @@ impl KeyVaultData {
         kind: ObjectType,
         name: &str,
     ) -> Result<Option<VersionSummary>, CallError> {
-        for_kind!(kind, K => self.current_of::<K>(vault_uri, name).await)
+        let path = format!("{vault_uri} current {}/{name}", kind.as_str());
+        self.read(&path, || async {
+            for_kind!(kind, K => self.current_of::<K>(vault_uri, name).await)
+        })
+        .await
     }
 
     async fn current_of<K: ObjectKind>(

@@ -1038,3 +1038,87 @@ async fn colliding_display_names_publish_every_credential_to_its_own_secret() {
     }
     w.double.shutdown().await;
 }
+
+/// Issue 14, seen by the chaos bench: an app password rotation that failed after publishing
+/// (here the removal of the old secret answered 503) was retried from scratch: the published
+/// credential was removed as "an earlier attempt's", a third added and published again, so the
+/// credential vault had two new versions where one was due. The retry now recognises the
+/// version it published (tagged with the run and a credential carrying the rotation's marker)
+/// and only finishes: one new version, one new credential, the old one gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_password_rotation_failing_after_publishing_publishes_once() {
+    const SUB: &str = "d4d4d4d4-0000-4000-8000-000000000014";
+    let w = World::new("publish-once").await;
+    w.subscription(SUB, "rg").await;
+    let (creds_uri, _) = uri_and_id(&w.vault(SUB, "rg", "kv-creds", true, json!([])).await);
+    let alice = w.user("alice@example.com", "E1001").await;
+    let (app_object, _, _) = w.app("billing-api").await;
+    w.link("applications", &app_object, "owners", &alice).await;
+    let first = w
+        .call(
+            "POST",
+            Graph,
+            &format!("/v1.0/applications/{app_object}/addPassword"),
+            json!({"passwordCredential": {"displayName": "ci"}}),
+        )
+        .await;
+    let first_key = first["keyId"].as_str().expect("keyId").to_string();
+    let provider = w.provider(Some(&creds_uri)).await;
+    let who = person("E1001", "alice@example.com");
+    let r = resolve(&provider, &who).await;
+    let old = find(&r, &format!("azure:app-password:{app_object}/{first_key}")).clone();
+    w.fault(
+        json!({"path_prefix": format!("/v1.0/applications/{app_object}/removePassword"),
+                   "method": "POST", "count": 1, "status": 503}),
+    )
+    .await;
+    let request = ActionRequest {
+        idempotency_key: format!("run-1-{}", old.id),
+        verb: "rotate".into(),
+        finding: old.clone(),
+        params: ActionParams {
+            run_id: "run-1".into(),
+            ..ActionParams::default()
+        },
+    };
+    let failed = provider.execute(&request).await;
+    assert!(
+        failed.is_err(),
+        "the injected 503 did not fail the first attempt: {failed:?}"
+    );
+    let outcome = provider
+        .execute(&request)
+        .await
+        .expect("the retried rotation");
+    assert_eq!(outcome.state, State::Rotated, "{outcome:?}");
+    let published = versions(
+        &w,
+        &creds_uri,
+        ObjectType::Secrets,
+        "app-billing-api-credential",
+    )
+    .await;
+    assert_eq!(published.len(), 1, "published once: {published:?}");
+    let app = w
+        .call(
+            "GET",
+            Graph,
+            &format!("/v1.0/applications/{app_object}?$select=passwordCredentials"),
+            Value::Null,
+        )
+        .await;
+    let keys: Vec<&str> = app["passwordCredentials"]
+        .as_array()
+        .expect("passwordCredentials")
+        .iter()
+        .filter_map(|p| p["keyId"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 1, "one credential left: {keys:?}");
+    assert_ne!(keys[0], first_key, "the old credential is gone");
+    assert_eq!(
+        published[0].1.get("credential").map(String::as_str),
+        Some(keys[0]),
+        "the credential left is the one published"
+    );
+    w.double.shutdown().await;
+}

@@ -2,9 +2,10 @@
 //! used to end the apply. Through a fault-injecting proxy between the provider and OpenBao,
 //! resolution finds what it finds without faults, and every 429 was retried.
 //!
-//! Not yet asserted: that each retry waited `Retry-After`. Reads made through `vaultrs`
-//! (`Client::sdk_read`) cannot see the header (its errors carry status and message only), so
-//! they back off by the policy alone; typed reads (`Client::call_with_token`) honour it.
+//! And every retry of a 429 waits its `Retry-After`: reads used to go through `vaultrs`, whose
+//! errors carry status and message only, so those backed off by the policy alone (a few hundred
+//! milliseconds) however long the server asked; every read is now a typed call that sees the
+//! header (`Client::read_data`).
 
 use crate::api::{context_now, person, Api};
 use closeout_contract::{Provider, Resolution};
@@ -12,6 +13,26 @@ use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
 use closeout_testkit::OpenBaoServer;
 use closeout_vault::{VaultConfig, VaultProvider};
 use serde_json::json;
+
+/// A provider reaching OpenBao through `proxy`, as root in `namespace`.
+async fn through(proxy: &FaultProxy, namespace: &str) -> VaultProvider {
+    let dir = std::env::temp_dir().join(format!(
+        "closeout-vault-faults-{namespace}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "root\n").unwrap();
+    VaultProvider::connect(VaultConfig {
+        address: Some(proxy.endpoint()),
+        token_file: Some(token_file),
+        namespace: Some(namespace.into()),
+        max_in_flight: 4,
+        ..VaultConfig::default()
+    })
+    .await
+    .unwrap()
+}
 
 fn ids(r: &Resolution) -> Vec<String> {
     let mut ids: Vec<String> = r.findings.iter().map(|f| f.id.clone()).collect();
@@ -47,19 +68,7 @@ async fn resolve_through_faulted_reads_converges() {
     assert!(!want.is_empty());
 
     let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
-    let dir = std::env::temp_dir().join(format!("closeout-vault-faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, "root\n").unwrap();
-    let faulted = VaultProvider::connect(VaultConfig {
-        address: Some(proxy.endpoint()),
-        token_file: Some(token_file),
-        namespace: Some("faults".into()),
-        max_in_flight: 4,
-        ..VaultConfig::default()
-    })
-    .await
-    .unwrap();
+    let faulted = through(&proxy, "faults").await;
     let base = proxy.requests();
     let at = |n: u64, fault: Fault| Rule::new(When::Nth(base + n), fault).reads_only();
     proxy.set_rules(vec![
@@ -92,4 +101,236 @@ async fn resolve_through_faulted_reads_converges() {
     let report = proxy.retry_after_report();
     assert!(report.throttled >= 1, "{report:?} {log:#?}");
     assert_eq!(report.retried, report.throttled, "{report:?}");
+}
+
+/// Issue 14: reads honour `Retry-After`. The first reads of a resolution (the mounts, the entity
+/// list, each entity, token lookups — all made through `vaultrs` before) are answered 429 with
+/// `Retry-After: 1`, every other one; each is retried, and no retry comes sooner than asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_reads_wait_out_retry_after() {
+    let api = Api::namespace("retry-after").await;
+    api.policy(
+        "team-read",
+        r#"path "secret/data/team/*" { capabilities = ["read"] }"#,
+    )
+    .await;
+    api.entity("alice.smith", &["team-read"]).await;
+    api.entity("bob.jones", &["team-read"]).await;
+    for n in 0..3 {
+        api.root(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["team-read"], "meta": {"identity": "E100"}, "display_name": format!("alice-{n}")})),
+        )
+        .await;
+    }
+    let alice = context_now(person("E100", "alice.smith@example.com")).await;
+    let want = ids(&api
+        .provider("retry-after")
+        .await
+        .resolve(&alice)
+        .await
+        .unwrap());
+
+    let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
+    let faulted = through(&proxy, "retry-after").await;
+    let base = proxy.requests();
+    proxy.set_rules(
+        (0..12u64)
+            .map(|k| {
+                Rule::new(
+                    When::Nth(base + 1 + 2 * k),
+                    Fault::TooManyRequests {
+                        retry_after_secs: 1,
+                    },
+                )
+                .reads_only()
+            })
+            .collect(),
+    );
+    let got = ids(&faulted
+        .resolve(&alice)
+        .await
+        .expect("resolution through throttled reads"));
+    assert_eq!(got, want);
+    let log = proxy.log();
+    let throttled: Vec<&str> = log
+        .iter()
+        .filter(|e| e.status == Some(429))
+        .map(|e| e.op.as_str())
+        .collect();
+    assert!(throttled.len() >= 6, "{throttled:?}");
+    assert!(
+        throttled
+            .iter()
+            .any(|op| op.contains("identity/entity") || op.contains("sys/")),
+        "no read formerly made through vaultrs was throttled: {throttled:?}"
+    );
+    let report = proxy.retry_after_report();
+    assert_eq!(report.retried, report.throttled, "{report:?} {log:#?}");
+    assert_eq!(
+        report.honoured, report.retried,
+        "a throttled read was retried sooner than Retry-After: {report:?} {log:#?}"
+    );
+}
+
+/// Issue 14, seen by the chaos bench: a KV v2 rotation whose new version was written but whose
+/// answer was lost (or whose marking failed after it) was retried from scratch and wrote a
+/// second new version. The write of the new version has its answer cut off (the write takes
+/// effect); the retried action then finishes with exactly one new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv2_rotation_whose_write_answer_was_lost_writes_one_version() {
+    use crate::api::request;
+    use closeout_contract::{ErrorClass, State};
+    let api = Api::namespace("kv2-lost").await;
+    api.policy(
+        "team-read",
+        r#"path "secret/data/team/*" { capabilities = ["read"] }"#,
+    )
+    .await;
+    api.entity("alice.smith", &["team-read"]).await;
+    let alice = context_now(person("E100", "alice.smith@example.com")).await;
+    let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
+    let faulted = through(&proxy, "kv2-lost").await;
+    let version = |m: serde_json::Value| m["data"]["current_version"].as_u64().unwrap();
+    for (n, lost) in ["/data/team/"].into_iter().enumerate() {
+        let key = format!("team/db-{n}");
+        api.root(
+            "POST",
+            &format!("secret/data/{key}"),
+            Some(json!({"data": {"password": "x"}})),
+        )
+        .await;
+        let r = faulted.resolve(&alice).await.unwrap();
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.resource == format!("secret/data/{key}"))
+            .unwrap_or_else(|| panic!("no finding for {key}: {:#?}", r.findings));
+        let before = version(
+            api.root("GET", &format!("secret/metadata/{key}"), None)
+                .await,
+        );
+        // The first write matching `lost` loses its answer.
+        proxy.set_rules(vec![Rule::new(When::Times(1), Fault::ForwardThenReset)
+            .matching(&format!("POST /v1/secret{lost}"))]);
+        let req = request("run-1", f, "rotate");
+        let mut attempts = 0;
+        let out = loop {
+            attempts += 1;
+            match faulted.execute(&req).await {
+                Ok(out) => break out,
+                Err(e) if e.class() != ErrorClass::Permanent && attempts < 5 => continue,
+                Err(e) => panic!("{key}: attempt {attempts}: {e}"),
+            }
+        };
+        proxy.set_rules(Vec::new());
+        assert!(attempts > 1, "{key}: no fault fired");
+        assert_eq!(out.state, State::Rotated, "{key}: {out:?}");
+        let after = version(
+            api.root("GET", &format!("secret/metadata/{key}"), None)
+                .await,
+        );
+        assert_eq!(
+            after,
+            before + 1,
+            "{key}: one new version was due (answer of {lost} lost)"
+        );
+        // And it reads as rotated by this action: a further attempt does nothing.
+        let again = faulted.execute(&req).await.unwrap();
+        assert!(again.already_done, "{key}: {again:?}");
+    }
+}
+
+/// Issue 14, seen by the chaos bench: an AppRole secret-id rotation whose new secret-id was
+/// created (or published) but whose answer was lost was retried from scratch: a second
+/// secret-id, a second published version, and the first one left live. With the answer of the
+/// creation lost, then of the publication, the retried action ends with the old secret-id
+/// destroyed, exactly one new one live, and it published in exactly one new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_rotation_whose_answers_were_lost_leaves_one_new_secret_id() {
+    use crate::api::request;
+    use closeout_contract::{ErrorClass, State};
+    let api = Api::namespace("approle-lost").await;
+    api.root("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    let alice = context_now(person("E100", "alice.smith@example.com")).await;
+    let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
+    let faulted = through(&proxy, "approle-lost").await;
+    let lost_ops = [
+        "POST /v1/auth/approle/role/{role}/secret-id",
+        "POST /v1/secret/data/closeout/approle/{role}",
+    ];
+    for (n, lost) in lost_ops.into_iter().enumerate() {
+        let role = format!("batch-{n}");
+        api.root(
+            "POST",
+            &format!("auth/approle/role/{role}"),
+            Some(json!({"token_policies": ["default"]})),
+        )
+        .await;
+        api.root(
+            "POST",
+            &format!("auth/approle/role/{role}/secret-id"),
+            Some(json!({"metadata": json!({"owner": "E100"}).to_string()})),
+        )
+        .await;
+        let r = faulted.resolve(&alice).await.unwrap();
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.kind == "approle-secret-id" && f.attr("role") == Some(role.as_str()))
+            .unwrap_or_else(|| panic!("no secret-id finding for {role}: {:#?}", r.findings))
+            .clone();
+        let old = f.attr("accessor").unwrap().to_string();
+        let lost = lost.replace("{role}", &role);
+        proxy.set_rules(vec![
+            Rule::new(When::Times(1), Fault::ForwardThenReset).on(&lost)
+        ]);
+        let req = request("run-1", &f, "rotate");
+        let mut attempts = 0;
+        let out = loop {
+            attempts += 1;
+            match faulted.execute(&req).await {
+                Ok(out) => break out,
+                Err(e) if e.class() != ErrorClass::Permanent && attempts < 5 => continue,
+                Err(e) => panic!("{role}: attempt {attempts}: {e}"),
+            }
+        };
+        proxy.set_rules(Vec::new());
+        assert!(attempts > 1, "{role}: no fault fired ({lost})");
+        assert_eq!(out.state, State::Deleted, "{role}: {out:?}");
+        let live: Vec<String> = api
+            .root("LIST", &format!("auth/approle/role/{role}/secret-id"), None)
+            .await["data"]["keys"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            live.len(),
+            1,
+            "{role} ({lost}): one new secret-id: {live:?}"
+        );
+        assert_ne!(live[0], old, "{role}: the old secret-id is still live");
+        let record = api
+            .root(
+                "GET",
+                &format!("secret/metadata/closeout/approle/{role}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            record["data"]["current_version"], 1,
+            "{role} ({lost}): published once: {record}"
+        );
+        assert_eq!(
+            record["data"]["custom_metadata"][format!("closeout-secret-id:{}", live[0])],
+            "1",
+            "{role}: the live secret-id is the published one: {record}"
+        );
+    }
 }
