@@ -1,0 +1,142 @@
+//! Joiner and mover through the entitlement hooks: a grant the policy names becomes the finding
+//! `resolve` reports, granting is idempotent, and removing it is read back.
+
+use crate::common::{ctx, person, Realm};
+use closeout_contract::{ActionParams, ActionRequest, Entitlement, Provider, State};
+use closeout_keycloak::{kinds, CAPABILITIES};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_from_the_policy_are_made_read_back_and_removed() {
+    let realm = Realm::new("grants").await;
+    let reports = realm.client("reports", "reports-secret", json!({})).await;
+    realm
+        .admin(
+            "POST",
+            &format!("/clients/{reports}/roles"),
+            Some(json!({"name": "editor"})),
+        )
+        .await;
+    realm
+        .admin("POST", "/roles", Some(json!({"name": "finance"})))
+        .await;
+    realm
+        .admin("POST", "/groups", Some(json!({"name": "fin"})))
+        .await;
+    let fin = realm.admin("GET", "/group-by-path/fin", None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    realm
+        .admin(
+            "POST",
+            &format!("/groups/{fin}/children"),
+            Some(json!({"name": "ap"})),
+        )
+        .await;
+    let carol = realm
+        .user("carol", "carol@example.com", "carol-pw", json!({}))
+        .await;
+    let provider = realm.provider(None).await;
+    let carol_ctx = ctx(person("E300", "carol@example.com", None), None);
+
+    // The policy's words, through the grant forms.
+    let group = (CAPABILITIES.grant_form("group").unwrap().target)("fin/ap", &[]).unwrap();
+    let role = (CAPABILITIES.grant_form("realm-role").unwrap().target)("finance", &[]).unwrap();
+    let client_role =
+        (CAPABILITIES.grant_form("client-role").unwrap().target)("editor", &["reports"]).unwrap();
+    let wanted = [
+        Entitlement::new("keycloak", kinds::GROUP_MEMBERSHIP, group),
+        Entitlement::new("keycloak", kinds::REALM_ROLE, role),
+        Entitlement::new("keycloak", kinds::CLIENT_ROLE, client_role),
+    ];
+    for e in &wanted {
+        let f = provider
+            .grant_finding(&carol_ctx, e)
+            .await
+            .expect("grant finding");
+        assert_eq!(f.state, State::Deleted);
+        let req = |verb: &str| ActionRequest {
+            idempotency_key: format!("test/{}/{verb}", f.id),
+            verb: verb.into(),
+            finding: f.clone(),
+            params: ActionParams::default(),
+        };
+        let out = provider.execute(&req("grant")).await.expect("grant");
+        assert!(!out.already_done && out.state == State::Active, "{out:?}");
+        let again = provider.execute(&req("grant")).await.expect("grant again");
+        assert!(again.already_done, "{again:?}");
+        // resolve reports it under the same id, and it is the same entitlement.
+        let res = provider.resolve(&carol_ctx).await.expect("resolve");
+        let live = res
+            .findings
+            .iter()
+            .find(|l| l.id == f.id)
+            .unwrap_or_else(|| panic!("{} not resolved: {:#?}", f.id, res.findings));
+        assert_eq!(provider.entitlement(live).as_ref(), Some(e));
+        assert_eq!(
+            provider.live_state(live, &carol_ctx).await.unwrap(),
+            State::Active
+        );
+    }
+    // Read back from the admin API.
+    let groups = realm
+        .admin("GET", &format!("/users/{carol}/groups"), None)
+        .await;
+    assert_eq!(groups[0]["path"], "/fin/ap", "{groups}");
+    let mappings = realm
+        .admin("GET", &format!("/users/{carol}/role-mappings"), None)
+        .await;
+    assert!(
+        mappings["realmMappings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "finance"),
+        "{mappings}"
+    );
+    assert_eq!(
+        mappings["clientMappings"]["reports"]["mappings"][0]["name"], "editor",
+        "{mappings}"
+    );
+
+    // A mover loses the client role.
+    let res = provider.resolve(&carol_ctx).await.unwrap();
+    let held = res
+        .findings
+        .iter()
+        .find(|f| f.kind == kinds::CLIENT_ROLE)
+        .unwrap()
+        .clone();
+    let remove = ActionRequest {
+        idempotency_key: "test/remove".into(),
+        verb: "remove".into(),
+        finding: held.clone(),
+        params: ActionParams::default(),
+    };
+    assert_eq!(
+        provider.execute(&remove).await.unwrap().state,
+        State::Deleted
+    );
+    assert_eq!(
+        provider.live_state(&held, &carol_ctx).await.unwrap(),
+        State::Deleted
+    );
+    let mappings = realm
+        .admin("GET", &format!("/users/{carol}/role-mappings"), None)
+        .await;
+    assert!(
+        mappings["clientMappings"].get("reports").is_none(),
+        "{mappings}"
+    );
+
+    // Granting a group that does not exist is a configuration error naming it.
+    let err = provider
+        .grant_finding(
+            &carol_ctx,
+            &Entitlement::new("keycloak", kinds::GROUP_MEMBERSHIP, "/nope"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/nope"), "{err}");
+}
