@@ -69,7 +69,7 @@ impl ScimApp {
                     app.output_tail()
                 );
             }
-            if http_status(port, "/ServiceProviderConfig").is_some() {
+            if http_status(port, "/v2/ServiceProviderConfig").is_some() {
                 return app;
             }
             if Instant::now() >= deadline {
@@ -81,9 +81,9 @@ impl ScimApp {
         }
     }
 
-    /// `http://127.0.0.1:<port>` (the SCIM base URL).
+    /// `http://127.0.0.1:<port>/v2`, the SCIM base URL scim2-server serves.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}/v2", self.port)
     }
 
     /// The bearer token it accepts.
