@@ -509,7 +509,7 @@ impl Provider for ScimProvider {
         &self,
         _finding: &Finding,
     ) -> impl Future<Output = Result<Option<ProbeOutcome>, ProviderError>> + Send {
-        async { Ok(None) }
+        std::future::ready(Ok(None))
     }
 
     fn entitlement(&self, f: &Finding) -> Option<Entitlement> {
