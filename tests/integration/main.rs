@@ -34,6 +34,7 @@ mod leaver_vault;
 mod leaver_vault_closed;
 mod mover_aws;
 mod mover_azure;
+mod mover_idp;
 mod mover_vault;
 mod rotation_aws;
 mod rotation_azure;
