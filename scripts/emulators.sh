@@ -513,6 +513,7 @@ scim_app_start() {
     fi
     [[ -x "$VENV/bin/scim2-server" ]] || die "scim2-server not found at $VENV/bin/scim2-server: run scripts/setup.sh"
     port_busy "$port" && die "port $port on 127.0.0.1 is already in use; set ${name^^}_PORT to a free port"
+    mkdir -p "$STATE_DIR"
     : >"$STATE_DIR/scim-$name.log"
     log "starting SCIM app $name on http://127.0.0.1:$port/v2"
     PYTHONUNBUFFERED=1 nohup "$VENV/bin/scim2-server" --hostname 127.0.0.1 --port "$port" \
