@@ -8,8 +8,9 @@ use crate::model;
 use crate::resolve::encode_path;
 use crate::server::KeycloakProvider;
 use closeout_contract::{
-    ActionOutcome, ActionRequest, Capabilities, Entitlement, Finding, Health, Holder, Limits,
-    ProbeOutcome, Provider, ProviderError, Relation, Resolution, ResolveContext, State,
+    ActionOutcome, ActionRequest, Capabilities, Entitlement, Finding, Health, Holder, Identity,
+    Limits, ProbeOutcome, Provider, ProviderError, Relation, Resolution, ResolveContext, State,
+    UnclaimedAccount,
 };
 use std::future::Future;
 
@@ -252,6 +253,13 @@ impl Provider for KeycloakProvider {
         entitlement: &Entitlement,
     ) -> impl Future<Output = Result<Finding, ProviderError>> + Send {
         Box::pin(self.grant_finding_impl(ctx, entitlement))
+    }
+
+    fn unclaimed_accounts(
+        &self,
+        identities: &[Identity],
+    ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
+        Box::pin(self.unclaimed_impl(identities))
     }
 }
 

@@ -5,7 +5,7 @@ use crate::client::CallError;
 use crate::config::Correlation;
 use crate::findings::{attrs, finding, id, millis, user_path};
 use crate::model;
-use crate::server::KeycloakProvider;
+use crate::server::{KeycloakProvider, PAGE};
 use closeout_contract::{
     Account, Finding, Gap, Holder, Identity, Path, ProviderError, Relation, Resolution,
     ResolveContext, State,
@@ -59,6 +59,55 @@ impl KeycloakProvider {
             }
         }
         Ok(None)
+    }
+
+    /// Every user of the realm (service-account users excepted) that none of `identities`
+    /// correlates with by the configured rules; one paged listing.
+    pub(crate) async fn unclaimed_impl(
+        &self,
+        identities: &[Identity],
+    ) -> Result<Vec<closeout_contract::UnclaimedAccount>, ProviderError> {
+        let realm = self.realm();
+        let rules: Vec<String> = self.config.correlation.iter().map(describe).collect();
+        let mut out = Vec::new();
+        let mut first = 0;
+        loop {
+            let page: Vec<model::User> = self
+                .client
+                .admin(
+                    "GET",
+                    &format!("/users?first={first}&max={PAGE}&briefRepresentation=false"),
+                    None,
+                )
+                .await?
+                .unwrap_or_default();
+            let n = page.len();
+            first += n;
+            for u in page {
+                if u.service_account_client_id.is_some() {
+                    continue;
+                }
+                let claimed = identities
+                    .iter()
+                    .any(|i| self.config.correlation.iter().any(|r| matches(r, &u, i)));
+                if !claimed {
+                    out.push(closeout_contract::UnclaimedAccount {
+                        provider: PROVIDER.into(),
+                        resource: format!("{realm}/{}", u.id),
+                        display: format!("user {} in realm {realm}", u.username),
+                        reason: format!(
+                            "no active identity matches user {} by {}",
+                            u.username,
+                            rules.join(", ")
+                        ),
+                        enabled: u.enabled,
+                    });
+                }
+            }
+            if n < PAGE {
+                return Ok(out);
+            }
+        }
     }
 
     pub(crate) async fn resolve_impl(

@@ -7,7 +7,7 @@ use crate::config::{LeaverMode, MatchAttribute, MatchValue, ScimConfig, ScimErro
 use closeout_contract::{
     ActionOutcome, ActionRequest, CallGate, Capabilities, Entitlement, Finding, Gap, Health,
     Holder, Identity, Limits, Path, ProbeOutcome, Provider, ProviderError, Relation, Resolution,
-    ResolveContext, State,
+    ResolveContext, State, UnclaimedAccount,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -392,6 +392,40 @@ impl ScimProvider {
         }
     }
 
+    /// Every User of every app that none of `identities` matches by the app's attribute.
+    async fn unclaimed_impl(
+        &self,
+        identities: &[Identity],
+    ) -> Result<Vec<UnclaimedAccount>, ProviderError> {
+        let mut out = Vec::new();
+        for app in &self.apps {
+            let attr = app.config.match_attribute;
+            let form = app.config.value_form();
+            for u in app.list("/Users", None).await? {
+                let claimed = identities
+                    .iter()
+                    .any(|i| identity_value(i, form).is_some_and(|v| user_matches(&u, attr, &v)));
+                if claimed {
+                    continue;
+                }
+                let id = u["id"].as_str().unwrap_or_default();
+                let name = u["userName"].as_str().unwrap_or(id);
+                out.push(UnclaimedAccount {
+                    provider: PROVIDER.into(),
+                    resource: format!("{}/{id}", app.name()),
+                    display: format!("user {name} in app {}", app.name()),
+                    reason: format!(
+                        "no active identity matches its {} in app {}",
+                        attr.filter_path(),
+                        app.name()
+                    ),
+                    enabled: u["active"].as_bool().unwrap_or(true),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn health_impl(&self) -> Result<Health, ProviderError> {
         let mut names = Vec::new();
         for app in &self.apps {
@@ -530,6 +564,13 @@ impl Provider for ScimProvider {
         entitlement: &Entitlement,
     ) -> impl Future<Output = Result<Finding, ProviderError>> + Send {
         Box::pin(self.grant_finding_impl(ctx, entitlement))
+    }
+
+    fn unclaimed_accounts(
+        &self,
+        identities: &[Identity],
+    ) -> impl Future<Output = Result<Vec<UnclaimedAccount>, ProviderError>> + Send {
+        Box::pin(self.unclaimed_impl(identities))
     }
 }
 

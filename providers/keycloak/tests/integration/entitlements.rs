@@ -130,6 +130,22 @@ async fn grants_from_the_policy_are_made_read_back_and_removed() {
         "{mappings}"
     );
 
+    // Reconcile: a user no identity claims is unclaimed; Carol is claimed.
+    realm
+        .user("ghost", "ghost@example.com", "ghost-pw", json!({}))
+        .await;
+    let unclaimed = provider
+        .unclaimed_accounts(std::slice::from_ref(&carol_ctx.identity))
+        .await
+        .expect("unclaimed accounts");
+    let names: Vec<&str> = unclaimed.iter().map(|u| u.display.as_str()).collect();
+    assert_eq!(
+        names,
+        [format!("user ghost in realm {}", realm.name)],
+        "{unclaimed:?}"
+    );
+    assert!(unclaimed[0].enabled);
+
     // Granting a group that does not exist is a configuration error naming it.
     let err = provider
         .grant_finding(

@@ -311,4 +311,14 @@ async fn grants_from_the_policy_and_throttled_reads() {
         .find(|l| l.id == f.id)
         .expect("the grant is resolved under its id");
     assert_eq!(provider.entitlement(live), Some(e));
+
+    // Reconcile: with Carol active nobody is unclaimed; without her, her account is.
+    assert!(provider
+        .unclaimed_accounts(std::slice::from_ref(&ctx.identity))
+        .await
+        .unwrap()
+        .is_empty());
+    let unclaimed = provider.unclaimed_accounts(&[]).await.unwrap();
+    assert_eq!(unclaimed.len(), 1, "{unclaimed:?}");
+    assert_eq!(unclaimed[0].resource, format!("wiki/{carol}"));
 }
