@@ -23,7 +23,8 @@ pub const VERSION: &str = "26.7.3";
 pub const ADMIN_USERNAME: &str = "admin";
 /// Its password: a fixed, public value for a throwaway in-memory server on loopback.
 pub const ADMIN_PASSWORD: &str = "closeout-test-admin";
-/// How long a start may take (the first start after `kc.sh build` augments again: ~2 min).
+/// How long a start may take (about a minute on 2 cores; two when start-dev must augment first,
+/// which `scripts/setup.sh` makes it do once).
 pub const KEYCLOAK_START_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A Keycloak dev server on a free port of 127.0.0.1, stopped (SIGTERM) when dropped.
