@@ -322,3 +322,56 @@ async fn grants_from_the_policy_and_throttled_reads() {
     assert_eq!(unclaimed.len(), 1, "{unclaimed:?}");
     assert_eq!(unclaimed[0].resource, format!("wiki/{carol}"));
 }
+
+/// An app that refuses filtering (400 to the filtered query): the person is found by listing
+/// every User page by page and matching here.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_without_filtering_is_listed_and_matched_here() {
+    let crm_app = ScimApp::start(CRM_TOKEN);
+    let crm = Seed::new(&crm_app);
+    for i in 0..4 {
+        crm.user(
+            &format!("u{i}@example.com"),
+            &format!("x{i}"),
+            &format!("u{i}@example.com"),
+        )
+        .await;
+    }
+    let dana = crm.user("dana@example.com", "x9", "Dana@Example.com").await;
+    let proxy = FaultProxy::start(&crm_app.base_url().replace("/v2", "")).await;
+    proxy.set_rules(vec![Rule::new(When::Nth(1), Fault::Status { status: 400 })]);
+    let mut config = app(
+        "crm",
+        format!("{}/v2", proxy.endpoint()),
+        CRM_TOKEN,
+        MatchAttribute::Email,
+        LeaverMode::Delete,
+    );
+    config.page_size = 2;
+    let provider = ScimProvider::connect(ScimConfig {
+        apps: vec![config],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let res = provider
+        .resolve(&person("E400", "dana@example.com"))
+        .await
+        .expect("resolve");
+    assert!(res.gaps.is_empty(), "{:?}", res.gaps);
+    assert!(
+        res.findings
+            .iter()
+            .any(|f| f.id == format!("scim:app-account:crm/{dana}")),
+        "{:#?}",
+        res.findings
+    );
+    let log = proxy.log();
+    assert_eq!(log[0].status, Some(400));
+    // 5 Users in pages of 2: three unfiltered pages after the refused filter.
+    let listings = log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.ends_with("/Users"))
+        .count();
+    assert!(listings >= 4, "{log:#?}");
+}
