@@ -9,6 +9,7 @@ use crate::server::KeycloakProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext, State,
 };
+use tracing::Instrument;
 
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
@@ -42,10 +43,15 @@ impl KeycloakProvider {
         &self,
         a: &ActionRequest,
     ) -> Result<ActionOutcome, ProviderError> {
+        let span = tracing::info_span!("keycloak.execute", finding = %a.finding.id, verb = %a.verb);
+        // One action at a time (see `KeycloakProvider::writes`).
+        let _serial = self.writes.lock().await;
+        self.execute_serial(a).instrument(span).await
+    }
+
+    async fn execute_serial(&self, a: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
         let f = &a.finding;
         let verb = a.verb.as_str();
-        let span = tracing::info_span!("keycloak.execute", finding = %f.id, verb);
-        let _enter = span.enter();
         match (f.kind.as_str(), verb) {
             (kinds::USER, "disable") => self.disable_user(f).await,
             (kinds::SESSIONS, "revoke-sessions") => self.logout(f).await,
@@ -133,6 +139,10 @@ impl KeycloakProvider {
             ));
         }
         rep["enabled"] = serde_json::Value::Bool(false);
+        // Leave the not-before a logout set alone.
+        if let Some(obj) = rep.as_object_mut() {
+            obj.remove("notBefore");
+        }
         self.client
             .admin::<serde_json::Value>("PUT", &path, Some(&rep))
             .await?;
@@ -341,6 +351,11 @@ impl KeycloakProvider {
             rep["attributes"] = serde_json::json!({});
         }
         rep["attributes"][key.as_str()] = serde_json::Value::String(owner.to_string());
+        // Never write a secret back: the representation carries the client's current secret,
+        // and a PUT without one leaves it as it is.
+        if let Some(obj) = rep.as_object_mut() {
+            obj.remove("secret");
+        }
         self.client
             .admin::<serde_json::Value>("PUT", &path, Some(&rep))
             .await?;

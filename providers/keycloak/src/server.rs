@@ -10,6 +10,13 @@ use std::path::PathBuf;
 pub struct KeycloakProvider {
     pub(crate) client: Client,
     pub(crate) config: KeycloakConfig,
+    /// Held for the whole of every action. Keycloak's admin API updates a user or a client by
+    /// PUT of its whole representation (a partial one drops attributes), so two actions on the
+    /// same user or client running at once (a stage's actions run concurrently) can undo each
+    /// other: a reassign-owner PUT read before a secret rotation writes the old secret back; a
+    /// disable racing a credential removal was seen to leave the user enabled. Actions are
+    /// few and quick; reads (resolve, live state) are not serialized.
+    pub(crate) writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for KeycloakProvider {
@@ -41,7 +48,11 @@ impl KeycloakProvider {
                 })?,
         };
         let client = Client::new(&config, credential)?;
-        Ok(KeycloakProvider { client, config })
+        Ok(KeycloakProvider {
+            client,
+            config,
+            writes: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub(crate) fn realm(&self) -> &str {

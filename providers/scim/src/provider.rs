@@ -12,6 +12,7 @@ use closeout_contract::{
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
+use tracing::Instrument;
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
@@ -272,9 +273,12 @@ impl ScimProvider {
     }
 
     async fn execute_impl(&self, a: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
+        let span = tracing::info_span!("scim.execute", finding = %a.finding.id, verb = %a.verb);
+        self.execute_inner(a).instrument(span).await
+    }
+
+    async fn execute_inner(&self, a: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
         let f = &a.finding;
-        let span = tracing::info_span!("scim.execute", finding = %f.id, verb = %a.verb);
-        let _enter = span.enter();
         match (f.kind.as_str(), a.verb.as_str()) {
             (kinds::APP_ACCOUNT, verb @ ("disable" | "remove")) => {
                 let (app, uid, user) = self.user_of(f).await?;

@@ -394,3 +394,98 @@ fn kinds_of_leaver() -> [&'static str; 9] {
         kinds::OWNED_CLIENT,
     ]
 }
+
+/// A stage's actions run concurrently: rotating a client's secret while reassigning its owner,
+/// and disabling a user while removing her credential and logging her out, must not undo each
+/// other (a PUT of a whole representation read before the other write would).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_actions_on_one_user_and_one_client_do_not_undo_each_other() {
+    let realm = Realm::new("race").await;
+    let r = realm.name.clone();
+    realm.client("portal", PORTAL_SECRET, json!({})).await;
+    let sync = realm
+        .client(
+            "billing-sync",
+            SYNC_SECRET,
+            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice@example.com"}}),
+        )
+        .await;
+    let alice = realm
+        .user(
+            "alice",
+            "alice@example.com",
+            ALICE_PW,
+            json!({"employee_id": ["E100"]}),
+        )
+        .await;
+    let refresh = realm
+        .sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, false)
+        .await;
+    let publish = std::env::temp_dir().join(format!("closeout-kc-race-{}-{r}", std::process::id()));
+    let provider = std::sync::Arc::new(realm.provider(Some(publish.clone())).await);
+    let ctx = ctx(
+        person("E100", "alice@example.com", Some("bob@example.com")),
+        None,
+    );
+    let res = provider.resolve(&ctx).await.expect("resolve");
+    let request = |kind: &str, verb: &str| {
+        let finding = res
+            .findings
+            .iter()
+            .find(|f| f.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {:#?}", res.findings))
+            .clone();
+        closeout_contract::ActionRequest {
+            idempotency_key: format!("race/{kind}/{verb}"),
+            verb: verb.into(),
+            finding,
+            params: ActionParams {
+                new_owner: Some("bob@example.com".into()),
+                ..Default::default()
+            },
+        }
+    };
+    let actions = [
+        request(kinds::CLIENT_SECRET, "rotate"),
+        request(kinds::OWNED_CLIENT, "reassign-owner"),
+        request(kinds::USER, "disable"),
+        request(kinds::CREDENTIAL, "remove"),
+        request(kinds::SESSIONS, "revoke-sessions"),
+    ];
+    let handles: Vec<_> = actions
+        .into_iter()
+        .map(|a| {
+            let p = std::sync::Arc::clone(&provider);
+            tokio::spawn(async move { p.execute(&a).await })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("task").expect("action");
+    }
+    assert!(realm
+        .client_credentials("billing-sync", SYNC_SECRET)
+        .await
+        .is_err());
+    let published = std::fs::read_to_string(publish.join(&r).join("billing-sync")).unwrap();
+    assert!(realm
+        .client_credentials("billing-sync", published.trim())
+        .await
+        .is_ok());
+    let client = realm.admin("GET", &format!("/clients/{sync}"), None).await;
+    assert_eq!(client["attributes"]["owner"], "bob@example.com");
+    let user = realm.admin("GET", &format!("/users/{alice}"), None).await;
+    assert_eq!(user["enabled"], false);
+    let creds = realm
+        .admin("GET", &format!("/users/{alice}/credentials"), None)
+        .await;
+    assert_eq!(creds.as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        realm
+            .refresh("portal", PORTAL_SECRET, &refresh)
+            .await
+            .err()
+            .as_deref(),
+        Some("invalid_grant")
+    );
+    let _ = std::fs::remove_dir_all(publish);
+}
