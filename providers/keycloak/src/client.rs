@@ -343,20 +343,48 @@ impl Client {
     ) -> Result<Option<T>, CallError> {
         if method == "GET" {
             self.retry
-                .run(path, class_of, || self.admin_once(method, path, body))
+                .run(path, class_of, || {
+                    self.admin_once(&self.realm, method, path, body)
+                })
                 .await
         } else {
-            self.admin_once(method, path, body).await
+            self.admin_once(&self.realm, method, path, body).await
+        }
+    }
+
+    /// A read under `/admin/realms/{realm}` of another realm (the one Closeout signs in to).
+    pub async fn admin_get_in<T: DeserializeOwned>(
+        &self,
+        realm: &str,
+        path: &str,
+    ) -> Result<Option<T>, CallError> {
+        self.retry
+            .run(path, class_of, || self.admin_once(realm, "GET", path, None))
+            .await
+    }
+
+    /// The realm Closeout signs in to.
+    pub fn auth_realm(&self) -> &str {
+        &self.auth_realm
+    }
+
+    /// How Closeout signs in: the admin user (password grant), or `None` for the service account
+    /// of `admin_client_id` (client credentials).
+    pub fn admin_identity(&self) -> (Option<&str>, &str) {
+        match self.auth {
+            AdminAuth::Password => (self.admin_username.as_deref(), &self.admin_client_id),
+            AdminAuth::ClientCredentials => (None, &self.admin_client_id),
         }
     }
 
     async fn admin_once<T: DeserializeOwned>(
         &self,
+        realm: &str,
         method: &'static str,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Option<T>, CallError> {
-        let full = format!("/admin/realms/{}{path}", urlencoding::encode(&self.realm));
+        let full = format!("/admin/realms/{}{path}", urlencoding::encode(realm));
         let mut renew = false;
         loop {
             let token = self.admin_token(renew).await?;

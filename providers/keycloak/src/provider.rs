@@ -45,21 +45,136 @@ impl KeycloakProvider {
         let _: Option<Vec<model::User>> = self.client.admin("GET", "/users?max=1", None).await?;
         let _: Option<Vec<model::Client>> =
             self.client.admin("GET", "/clients?max=1", None).await?;
-        let unchecked = needs
-            .iter()
-            .filter(|n| !n.ends_with(":view-users") && !n.ends_with(":view-clients"))
-            .map(|n| {
-                (
-                    n.to_string(),
-                    "Closeout does not read its own role mappings; only the view roles were proven by reading".to_string(),
-                )
-            })
-            .collect();
-        Ok(Health {
+        let mut health = Health {
             principal: self.client.principal(),
             missing: Vec::new(),
-            unchecked,
-        })
+            unchecked: Vec::new(),
+        };
+        match self.own_roles().await {
+            Ok(held) => {
+                for n in needs {
+                    let role = n.strip_prefix("realm-management:").unwrap_or(n);
+                    if !held.iter().any(|h| h == role) {
+                        health.missing.push(n.to_string());
+                    }
+                }
+            }
+            Err(reason) => {
+                health.unchecked = needs
+                    .iter()
+                    .map(|n| (n.to_string(), reason.clone()))
+                    .collect();
+            }
+        }
+        Ok(health)
+    }
+
+    /// The realm-management roles Closeout's own principal holds for the configured realm
+    /// (composites expanded): every one for a master-realm `admin`; otherwise the roles of the
+    /// realm's management client (`{realm}-realm` in master, `realm-management` in the realm
+    /// itself). `Err` says why they could not be read.
+    async fn own_roles(&self) -> Result<Vec<String>, String> {
+        let auth_realm = self.client.auth_realm().to_string();
+        let enc = |s: &str| urlencoding::encode(s).into_owned();
+        // Closeout's own user in the realm it signs in to: the admin user, or the service
+        // account of its client (admin-cli's lightweight tokens name no subject).
+        let sub = match self.client.admin_identity() {
+            (Some(username), _) => {
+                let users: Vec<model::User> = self
+                    .client
+                    .admin_get_in(
+                        &auth_realm,
+                        &format!("/users?username={}&exact=true", enc(username)),
+                    )
+                    .await
+                    .map_err(|e| format!("Closeout's own user could not be read: {e}"))?
+                    .unwrap_or_default();
+                users
+                    .into_iter()
+                    .find(|u| u.username.eq_ignore_ascii_case(username))
+                    .map(|u| u.id)
+                    .ok_or(format!("user {username} not found in realm {auth_realm}"))?
+            }
+            (None, client_id) => {
+                let clients: Vec<model::Client> = self
+                    .client
+                    .admin_get_in(
+                        &auth_realm,
+                        &format!("/clients?clientId={}", enc(client_id)),
+                    )
+                    .await
+                    .map_err(|e| format!("Closeout's own client could not be read: {e}"))?
+                    .unwrap_or_default();
+                let client = clients
+                    .into_iter()
+                    .find(|c| c.client_id == client_id)
+                    .ok_or(format!(
+                        "client {client_id} not found in realm {auth_realm}"
+                    ))?;
+                let user: Option<model::User> = self
+                    .client
+                    .admin_get_in(
+                        &auth_realm,
+                        &format!("/clients/{}/service-account-user", enc(&client.id)),
+                    )
+                    .await
+                    .map_err(|e| {
+                        format!("the service account of {client_id} could not be read: {e}")
+                    })?;
+                user.map(|u| u.id)
+                    .ok_or(format!("client {client_id} has no service account"))?
+            }
+        };
+        let realm_roles: Vec<model::Role> = self
+            .client
+            .admin_get_in(
+                &auth_realm,
+                &format!("/users/{}/role-mappings/realm/composite", enc(&sub)),
+            )
+            .await
+            .map_err(|e| format!("Closeout's own role mappings could not be read: {e}"))?
+            .unwrap_or_default();
+        const ALL: [&str; 3] = ["view-users", "view-clients", "query-groups"];
+        const MANAGE: [&str; 2] = ["manage-users", "manage-clients"];
+        if auth_realm == "master" && realm_roles.iter().any(|r| r.name == "admin") {
+            return Ok(ALL
+                .iter()
+                .chain(MANAGE.iter())
+                .map(|s| s.to_string())
+                .collect());
+        }
+        let management = if auth_realm == "master" {
+            format!("{}-realm", self.realm())
+        } else {
+            "realm-management".to_string()
+        };
+        let clients: Vec<model::Client> = self
+            .client
+            .admin_get_in(
+                &auth_realm,
+                &format!("/clients?clientId={}", enc(&management)),
+            )
+            .await
+            .map_err(|e| format!("client {management} could not be read: {e}"))?
+            .unwrap_or_default();
+        let client = clients
+            .into_iter()
+            .find(|c| c.client_id == management)
+            .ok_or(format!("realm {auth_realm} has no client {management}"))?;
+        let roles: Vec<model::Role> = self
+            .client
+            .admin_get_in(
+                &auth_realm,
+                &format!(
+                    "/users/{}/role-mappings/clients/{}/composite",
+                    enc(&sub),
+                    enc(&client.id)
+                ),
+            )
+            .await
+            .map_err(|e| format!("Closeout's own roles of {management} could not be read: {e}"))?
+            .unwrap_or_default();
+        Ok(roles.into_iter().map(|r| r.name).collect())
     }
 
     async fn grant_finding_impl(

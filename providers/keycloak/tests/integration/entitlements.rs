@@ -146,6 +146,95 @@ async fn grants_from_the_policy_are_made_read_back_and_removed() {
     );
     assert!(unclaimed[0].enabled);
 
+    // Doctor: the master admin holds every role the capabilities name; a service account of
+    // the realm holding only view-users lacks the rest, by name.
+    let needs: Vec<&'static str> = CAPABILITIES.permissions.iter().map(|p| p.name).collect();
+    let health = provider.health(&needs).await.expect("health");
+    assert!(
+        health.missing.is_empty() && health.unchecked.is_empty(),
+        "{health:?}"
+    );
+    realm
+        .client(
+            "closeout",
+            "closeout-sa-secret",
+            json!({"serviceAccountsEnabled": true}),
+        )
+        .await;
+    let sa_client = realm.admin("GET", "/clients?clientId=closeout", None).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sa_user = realm
+        .admin(
+            "GET",
+            &format!("/clients/{sa_client}/service-account-user"),
+            None,
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rm = realm
+        .admin("GET", "/clients?clientId=realm-management", None)
+        .await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let view_users = realm
+        .admin("GET", &format!("/clients/{rm}/roles/view-users"), None)
+        .await;
+    realm
+        .admin(
+            "POST",
+            &format!("/users/{sa_user}/role-mappings/clients/{rm}"),
+            Some(json!([view_users])),
+        )
+        .await;
+    let secret_file = std::env::temp_dir().join(format!(
+        "closeout-kc-sa-{}-{}",
+        std::process::id(),
+        realm.name
+    ));
+    std::fs::write(&secret_file, "closeout-sa-secret").unwrap();
+    let sa = closeout_keycloak::KeycloakProvider::connect(closeout_keycloak::KeycloakConfig {
+        base_url: realm.base.clone(),
+        realm: realm.name.clone(),
+        auth_realm: realm.name.clone(),
+        admin_client_id: "closeout".into(),
+        credential_file: Some(secret_file.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("connect as the service account");
+    let health = sa.health(&needs).await;
+    let _ = std::fs::remove_file(secret_file);
+    // Listing clients needs view-clients: the health check says so as an error.
+    let err = health.expect_err("view-clients is missing");
+    assert!(err.to_string().contains("403"), "{err}");
+    realm
+        .admin(
+            "POST",
+            &format!("/users/{sa_user}/role-mappings/clients/{rm}"),
+            Some(json!([realm
+                .admin("GET", &format!("/clients/{rm}/roles/view-clients"), None)
+                .await])),
+        )
+        .await;
+    let health = sa.health(&needs).await.expect("health with the view roles");
+    let mut missing = health.missing.clone();
+    missing.sort();
+    missing.dedup();
+    assert_eq!(
+        missing,
+        // view-users is a composite that carries query-groups.
+        [
+            "realm-management:manage-clients",
+            "realm-management:manage-users"
+        ],
+        "{health:?}"
+    );
+
     // Granting a group that does not exist is a configuration error naming it.
     let err = provider
         .grant_finding(
