@@ -91,6 +91,20 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
         .await;
     let c_sales = w.scim_group(&w.crm, "sales", &[&c_alice, &c_bob]).await;
 
+    // Doctor: both providers reachable, every permission the playbooks need held.
+    let doctor = w.closeout(&["doctor"]);
+    assert_eq!(
+        doctor.status.code(),
+        Some(0),
+        "doctor:\n{}",
+        describe(&doctor)
+    );
+    assert!(
+        stdout(&doctor).contains("[keycloak] reachable as user admin of realm master"),
+        "{}",
+        describe(&doctor)
+    );
+
     let out = w.closeout(&[
         "apply",
         "leaver",
