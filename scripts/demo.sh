@@ -2,12 +2,14 @@
 # The demo: install what is needed, start the emulators (moto, the AWS emulator, on 127.0.0.1:4566;
 # an OpenBao dev server, the Vault API, on 127.0.0.1:8200; the Azure test double, ARM + Microsoft
 # Graph + Key Vault over HTTPS, on 127.0.0.1:8444; a throwaway PostgreSQL 15 cluster, the
-# payments database, on a free loopback port), seed the sample organisation into all four
-# (examples/demo/seed_postgres.py, seed_aws.py, seed_vault.py, seed_azure.py: the payments
-# database's credentials sit in Secrets Manager, Vault KV and Key Vault, and Vault's database
-# engine has a connection to it), then close out the leaver Alice Nguyen (E1001) on AWS, Vault
-# and Azure: doctor, plan, apply, closure report. The payments logins she could read get new
-# passwords at the database, and the ones she knew are refused.
+# payments database, on a free loopback port; Keycloak, the identity provider, on 127.0.0.1:8180;
+# two downstream SCIM apps on 127.0.0.1:8091 and 8092), seed the sample organisation into all of
+# them (examples/demo/seed_postgres.py, seed_aws.py, seed_vault.py, seed_azure.py, seed_idp.py:
+# the payments database's credentials sit in Secrets Manager, Vault KV and Key Vault, and Vault's
+# database engine has a connection to it), then close out the leaver Alice Nguyen (E1001) on AWS,
+# Vault, Azure, Keycloak and the apps: doctor, plan, apply, closure report. The payments logins
+# she could read get new passwords at the database, and the ones she knew are refused; her
+# sessions and app accounts are read back (examples/demo/check_idp.py).
 #
 #   scripts/demo.sh                      run the demo; the emulators are stopped at the end
 #   KEEP_EMULATORS=1 scripts/demo.sh     leave them running to explore afterwards, e.g.
@@ -30,6 +32,7 @@ export CLOSEOUT_VENV="${CLOSEOUT_VENV:-$ROOT/.venv}"
 export MOTO_PORT=4566
 export BAO_PORT=8200
 export AZURE_PORT=8444
+export KEYCLOAK_PORT=8180 WIKI_PORT=8091 CRM_PORT=8092
 CONFIG=examples/demo/closeout.toml
 LEAVER=E1001
 
@@ -76,6 +79,9 @@ banner "seeding the sample organisation into OpenBao (examples/demo/seed_vault.p
 banner "seeding the sample organisation into the Azure double (examples/demo/seed_azure.py)"
 "$CLOSEOUT_VENV/bin/python" examples/demo/seed_azure.py
 
+banner "seeding the identity provider (Keycloak) and the apps behind it (examples/demo/seed_idp.py)"
+"$CLOSEOUT_VENV/bin/python" examples/demo/seed_idp.py .closeout-dev/idp-tokens.json
+
 banner "giving Closeout its own IAM user in moto (examples/demo/closeout_iam.py)"
 # The seeds above use moto's default credentials; Closeout runs as a principal of its own, as in
 # production, so `closeout doctor` can read what it is allowed to do.
@@ -110,6 +116,9 @@ bundle="$ROOT/.closeout-dev/evidence-$last_run.tar.gz"
 # Offline: only the bundle and the public key.
 "${CLOSEOUT[@]}" evidence verify "$bundle" --public-key .closeout-dev/audit.key.pub | tail -1
 # ---- end of closeout -------------------------------------------------------------------------
+
+banner "Alice's sign-in sessions and app accounts, read back from Keycloak and the apps (examples/demo/check_idp.py)"
+"$CLOSEOUT_VENV/bin/python" examples/demo/check_idp.py .closeout-dev/idp-tokens.json || true
 
 case "$apply_rc" in
     0) banner "done: $LEAVER is closed out" ;;

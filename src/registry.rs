@@ -119,6 +119,8 @@ providers! {
     aws => Aws(closeout_aws::AwsProvider),
     vault => Vault(closeout_vault::VaultProvider),
     azure => Azure(closeout_azure::AzureProvider),
+    keycloak => Keycloak(closeout_keycloak::KeycloakProvider),
+    scim => Scim(closeout_scim::ScimProvider),
 }
 
 /// The capabilities of the provider called `name`, if Closeout has such a provider.
@@ -244,6 +246,8 @@ mod tests {
         assert!(capabilities("aws").is_some());
         assert!(capabilities("vault").is_some());
         assert!(capabilities("azure").is_some());
+        assert!(capabilities("keycloak").is_some());
+        assert!(capabilities("scim").is_some());
         assert!(capabilities("gcp").is_none());
         // A provider's findings, playbook steps and config section use one name.
         assert_eq!(SECTIONS, known().as_slice());

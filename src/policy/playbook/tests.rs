@@ -106,7 +106,10 @@ fn shipped_leaver_is_valid_against_the_provider_capabilities() {
     let names: Vec<&str> = book.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["contain", "revoke", "rotate", "retire", "verify"]);
     assert_eq!(book.max_actions, 200);
-    assert_eq!(book.providers(), ["aws", "azure", "vault"]);
+    assert_eq!(
+        book.providers(),
+        ["aws", "azure", "keycloak", "scim", "vault"]
+    );
     assert!(book.handles(Trigger::Leaver) && !book.handles(Trigger::Incident));
     assert!(book.stages.last().unwrap().verify);
     let retire = &book.stages[3].steps[0];

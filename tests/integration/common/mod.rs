@@ -2,6 +2,7 @@
 //! and an HR export, and a way to run the real `closeout` binary.
 
 pub mod azure;
+pub mod idp;
 pub mod mover;
 pub mod scim;
 pub mod serve;

@@ -30,11 +30,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod contract;
+pub mod keycloak;
 pub mod openbao;
 pub mod postgres;
 pub mod proxy;
+pub mod scim_app;
+pub use keycloak::KeycloakServer;
 pub use openbao::OpenBaoServer;
 pub use postgres::PostgresServer;
+pub use scim_app::ScimApp;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;

@@ -1,0 +1,238 @@
+//! The identity provider and the apps behind it, end to end with the real binary and the shipped
+//! leaver playbook: Alice (E1001) signs in through Keycloak (online and offline) and has accounts
+//! in two SCIM apps that name her differently; `closeout apply leaver` closes everything, and it
+//! is read back: her old refresh and offline tokens are refused (`invalid_grant`), the client she
+//! owned has a new published secret (the old one refused) and belongs to her manager, the wiki
+//! keeps an inactive account, the CRM none, and Bob's session and accounts are untouched.
+
+use crate::common::idp::IdpWorld;
+use crate::common::{describe, json, stderr, stdout};
+use serde_json::json;
+
+const ALICE_PW: &str = "alice-pw-canary-e1001";
+const PORTAL_SECRET: &str = "portal-secret-canary";
+const BOT_SECRET: &str = "deploy-bot-secret-canary";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
+    let w = IdpWorld::new().await;
+    w.kc_client("portal", PORTAL_SECRET, json!({})).await;
+    let bot = w
+        .kc_client("deploy-bot", BOT_SECRET,
+            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice.nguyen@example.com"}}))
+        .await;
+    w.kc("POST", "/roles", Some(json!({"name": "oncall"})))
+        .await;
+    w.kc("POST", "/groups", Some(json!({"name": "engineering"})))
+        .await;
+    let eng = w.kc("GET", "/group-by-path/engineering", None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.kc(
+        "POST",
+        &format!("/groups/{eng}/children"),
+        Some(json!({"name": "platform"})),
+    )
+    .await;
+    let platform = w
+        .kc("GET", "/group-by-path/engineering/platform", None)
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alice = w
+        .kc_user("alice", "alice.nguyen@example.com", "E1001", ALICE_PW)
+        .await;
+    let bob = w
+        .kc_user("bob", "bob.martin@example.com", "E1000", "bob-pw")
+        .await;
+    w.kc("PUT", &format!("/users/{alice}/groups/{platform}"), None)
+        .await;
+    let oncall = w.kc("GET", "/roles/oncall", None).await;
+    w.kc(
+        "POST",
+        &format!("/users/{alice}/role-mappings/realm"),
+        Some(json!([oncall])),
+    )
+    .await;
+    let alice_refresh = w
+        .sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, false)
+        .await;
+    let alice_offline = w
+        .sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, true)
+        .await;
+    let bob_refresh = w
+        .sign_in("portal", PORTAL_SECRET, "bob", "bob-pw", false)
+        .await;
+
+    let w_alice = w
+        .scim_user(&w.wiki, "anguyen", "E1001", "alice.nguyen@example.com")
+        .await;
+    let w_bob = w
+        .scim_user(&w.wiki, "bmartin", "E1000", "bob.martin@example.com")
+        .await;
+    let w_editors = w.scim_group(&w.wiki, "editors", &[&w_alice, &w_bob]).await;
+    let c_alice = w
+        .scim_user(
+            &w.crm,
+            "alice.nguyen@example.com",
+            "crm-1",
+            "alice.nguyen@example.com",
+        )
+        .await;
+    let c_bob = w
+        .scim_user(
+            &w.crm,
+            "bob.martin@example.com",
+            "crm-2",
+            "bob.martin@example.com",
+        )
+        .await;
+    let c_sales = w.scim_group(&w.crm, "sales", &[&c_alice, &c_bob]).await;
+
+    // Doctor: both providers reachable, every permission the playbooks need held.
+    let doctor = w.closeout(&["doctor"]);
+    assert_eq!(
+        doctor.status.code(),
+        Some(0),
+        "doctor:\n{}",
+        describe(&doctor)
+    );
+    assert!(
+        stdout(&doctor).contains("[keycloak] reachable as user admin of realm master"),
+        "{}",
+        describe(&doctor)
+    );
+
+    let out = w.closeout(&[
+        "apply",
+        "leaver",
+        "--identity",
+        "E1001",
+        "--yes",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "apply failed:\n{}",
+        describe(&out)
+    );
+    let report = json(&out);
+    assert_eq!(report["status"], "closed", "{report:#}");
+    for canary in [
+        ALICE_PW,
+        PORTAL_SECRET,
+        BOT_SECRET,
+        alice_refresh.as_str(),
+        w.wiki.token(),
+    ] {
+        assert!(
+            !stdout(&out).contains(canary) && !stderr(&out).contains(canary),
+            "a secret leaked into the output"
+        );
+        for file in w.state_files() {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+            assert!(
+                !text.contains(canary),
+                "a secret leaked into {}",
+                file.display()
+            );
+        }
+    }
+
+    // Keycloak refuses Alice's old tokens; Bob's still work.
+    assert_eq!(
+        w.refresh("portal", PORTAL_SECRET, &alice_refresh)
+            .await
+            .err()
+            .as_deref(),
+        Some("invalid_grant")
+    );
+    assert_eq!(
+        w.refresh("portal", PORTAL_SECRET, &alice_offline)
+            .await
+            .err()
+            .as_deref(),
+        Some("invalid_grant")
+    );
+    assert!(w
+        .refresh("portal", PORTAL_SECRET, &bob_refresh)
+        .await
+        .is_ok());
+    let user = w.kc("GET", &format!("/users/{alice}"), None).await;
+    assert_eq!(user["enabled"], false);
+    for what in ["sessions", "consents", "credentials", "groups"] {
+        let list = w.kc("GET", &format!("/users/{alice}/{what}"), None).await;
+        assert_eq!(list.as_array().map(Vec::len), Some(0), "{what}: {list}");
+    }
+    // The client she owned: new secret published and working, old one refused, owned by Bob.
+    let old = w
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "deploy-bot"),
+            ("client_secret", BOT_SECRET),
+        ])
+        .await;
+    assert!(old.is_err(), "the old client secret still works");
+    let published = std::fs::read_to_string(w.publish_dir().join(&w.realm).join("deploy-bot"))
+        .expect("published secret");
+    assert!(w
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "deploy-bot"),
+            ("client_secret", published.trim())
+        ])
+        .await
+        .is_ok());
+    let client = w.kc("GET", &format!("/clients/{bot}"), None).await;
+    assert_eq!(client["attributes"]["owner"], "bob.martin@example.com");
+    assert!(!w
+        .kc("GET", &format!("/users/{bob}/sessions"), None)
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // The apps: the wiki deactivated her (account kept), the CRM deleted her; groups lost only her.
+    let (_, wu) = w
+        .scim(&w.wiki, "GET", &format!("/Users/{w_alice}"), None)
+        .await;
+    assert_eq!(wu["active"], false, "{wu}");
+    assert_eq!(
+        w.scim(&w.crm, "GET", &format!("/Users/{c_alice}"), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        w.scim_members(&w.wiki, &w_editors).await,
+        vec![w_bob.clone()]
+    );
+    assert_eq!(w.scim_members(&w.crm, &c_sales).await, vec![c_bob.clone()]);
+    let (_, wb) = w
+        .scim(&w.wiki, "GET", &format!("/Users/{w_bob}"), None)
+        .await;
+    assert_eq!(wb["active"], true);
+
+    // A second apply finds nothing left to do.
+    let again = w.closeout(&[
+        "apply",
+        "leaver",
+        "--identity",
+        "E1001",
+        "--yes",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "second apply:\n{}",
+        describe(&again)
+    );
+    assert_eq!(json(&again)["status"], "closed");
+}
