@@ -97,6 +97,20 @@ async fn act_with(
     outcome.state
 }
 
+/// The version a key operation's `kid` names.
+fn kid_version(result: &serde_json::Value) -> String {
+    let kid = result["kid"].as_str().expect("kid");
+    kid.rsplit('/').next().expect("version").to_string()
+}
+
+/// The bytes of a key operation's `value` (base64url).
+fn b64(result: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(result["value"].as_str().expect("value"))
+        .expect("base64url value")
+}
+
 /// The versions of a vault object, oldest first: (enabled, tags).
 async fn versions(
     w: &World,
@@ -294,9 +308,88 @@ async fn assigning_roles_or_writing_the_vault_exposes_every_object() {
         State::Rotated
     );
     let k1 = find(&r, "azure:kv-key:kv-ap/keys/k1");
+    // Data encrypted and a key wrapped under the current (soon old) version, as a consumer of
+    // the key would have done before the rotation.
+    let plaintext = b"payroll export 2026-12";
+    let data_key = [7u8; 32];
+    let (status, encrypted) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            None,
+            "encrypt",
+            "RSA-OAEP-256",
+            plaintext,
+        )
+        .await;
+    assert_eq!(status, 200, "{encrypted}");
+    let old_version = kid_version(&encrypted);
+    let ciphertext = b64(&encrypted);
+    let (status, wrapped) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            Some(&old_version),
+            "wrapkey",
+            "RSA-OAEP",
+            &data_key,
+        )
+        .await;
+    assert_eq!(status, 200, "{wrapped}");
+    let wrapped = b64(&wrapped);
+    let (status, legacy) = w
+        .key_op("kv-ap", &ap_uri, "k1", None, "encrypt", "RSA1_5", plaintext)
+        .await;
+    assert_eq!(status, 200, "{legacy}");
+    let legacy = b64(&legacy);
     assert_eq!(
         act(&provider, k1, "rotate", "run-grant").await,
         State::Rotated
+    );
+    // The old version still decrypts and unwraps (read back from the vault); the current
+    // version is a new one, and it does not decrypt what the old one encrypted.
+    for (op, alg, input, expected) in [
+        ("decrypt", "RSA-OAEP-256", &ciphertext, plaintext.as_slice()),
+        ("unwrapkey", "RSA-OAEP", &wrapped, data_key.as_slice()),
+        ("decrypt", "RSA1_5", &legacy, plaintext.as_slice()),
+    ] {
+        let (status, out) = w
+            .key_op("kv-ap", &ap_uri, "k1", Some(&old_version), op, alg, input)
+            .await;
+        assert_eq!(status, 200, "{op} {alg} with the old version: {out}");
+        assert_eq!(b64(&out), expected, "{op} {alg}");
+        assert_eq!(kid_version(&out), old_version);
+    }
+    let (status, current) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            None,
+            "encrypt",
+            "RSA-OAEP-256",
+            plaintext,
+        )
+        .await;
+    assert_eq!(status, 200, "{current}");
+    let new_version = kid_version(&current);
+    assert_ne!(new_version, old_version, "the current version is a new one");
+    let (status, out) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            None,
+            "decrypt",
+            "RSA-OAEP-256",
+            &ciphertext,
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "the new version decrypted the old ciphertext: {out}"
     );
     let s1_versions = versions(&w, &ap_uri, ObjectType::Secrets, "s1").await;
     assert_eq!(
@@ -320,6 +413,32 @@ async fn assigning_roles_or_writing_the_vault_exposes_every_object() {
         k1_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
         [false, true]
     );
+    // Disabled, the old version refuses to decrypt and unwrap, as Key Vault does; the current
+    // one still decrypts what it encrypted.
+    for (op, alg, input) in [
+        ("decrypt", "RSA-OAEP-256", &ciphertext),
+        ("unwrapkey", "RSA-OAEP", &wrapped),
+    ] {
+        let (status, out) = w
+            .key_op("kv-ap", &ap_uri, "k1", Some(&old_version), op, alg, input)
+            .await;
+        assert_eq!(status, 403, "{op} with the disabled version: {out}");
+        assert_eq!(out["error"]["code"], "Forbidden", "{out}");
+        assert_eq!(out["error"]["innererror"]["code"], "KeyDisabled", "{out}");
+    }
+    let (status, out) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            Some(&new_version),
+            "decrypt",
+            "RSA-OAEP-256",
+            &b64(&current),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(b64(&out), plaintext);
     w.double.shutdown().await;
 }
 
