@@ -1157,3 +1157,178 @@ async fn colliding_display_names_publish_every_credential_to_its_own_secret() {
     }
     w.double.shutdown().await;
 }
+
+/// A Key Vault PostgreSQL rotation killed between any two phases resumes to the same end. Each
+/// kill point's state is built as the provider leaves it: after *create* the pending secret
+/// `<name>-closeout-pending` (tagged with the run) holds the new value; after *set* (and
+/// *test*, which changes nothing) the database has it too; after *finish* the secret's current
+/// version is the new value but the pending copy is not yet retired. Resumed, the secret's
+/// current value is the staged one, the old password is refused and the new one works, nobody
+/// was locked out at the kill point, and the pending copy no longer holds the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_key_vault_database_rotation_resumes_to_the_same_end() {
+    const SUB: &str = "b9b9b9b9-0000-4000-8000-000000000016";
+    const RUN: &str = "run-kill";
+    let pg = closeout_testkit::PostgresServer::shared();
+    let w = World::new("pg-kill").await;
+    w.subscription(SUB, "rg").await;
+    let (uri, vault_id) = uri_and_id(&w.vault(SUB, "rg", "kv-pgkill", true, json!([])).await);
+    let alice = w.user("alice@example.com", "E1001").await;
+    w.assign(&vault_id, roles::KEY_VAULT_SECRETS_USER, &alice, "User")
+        .await;
+    // (kill point, database already set, secret already promoted)
+    let points = [
+        ("after-create", false, false),
+        ("after-set", true, false),
+        ("after-test", true, false),
+        ("after-finish", true, true),
+    ];
+    let tagged = BTreeMap::from([(
+        "closeout:rotation".to_string(),
+        "postgresql-single-user".to_string(),
+    )]);
+    for (i, (point, _, _)) in points.iter().enumerate() {
+        let user = format!("kv_kill{i}");
+        pg.psql(&format!("CREATE ROLE {user} LOGIN PASSWORD 'kv-kill-old'"));
+        let before = json!({
+            "engine": "postgres", "host": "127.0.0.1", "port": pg.port(),
+            "username": user, "password": "kv-kill-old", "dbname": "postgres",
+            "kill_point": point,
+        });
+        w.kv()
+            .set_secret(
+                &uri,
+                &format!("kill{i}"),
+                &SecretValue::new(before.to_string()),
+                None,
+                &tagged,
+            )
+            .await
+            .expect("seed");
+    }
+    let provider = w.provider(None).await;
+    let r = resolve(&provider, &person("E1001", "alice@example.com")).await;
+    for (i, (point, set, promoted)) in points.into_iter().enumerate() {
+        let name = format!("kill{i}");
+        let user = format!("kv_kill{i}");
+        let new_pw = format!("kv-kill-pending-{i}");
+        let f = find(&r, &format!("azure:kv-secret:kv-pgkill/secrets/{name}"));
+        let before: Value = serde_json::from_str(
+            w.kv()
+                .current_secret_value(&uri, &name)
+                .await
+                .expect("read")
+                .expect("value")
+                .expose(),
+        )
+        .expect("json");
+        let mut pending = before.clone();
+        pending["password"] = json!(new_pw);
+        let run_tags = BTreeMap::from([
+            ("closeout-run".to_string(), RUN.to_string()),
+            ("closeout-pending-for".to_string(), name.clone()),
+        ]);
+        // create
+        w.kv()
+            .set_secret(
+                &uri,
+                &format!("{name}-closeout-pending"),
+                &SecretValue::new(pending.to_string()),
+                Some("application/json"),
+                &run_tags,
+            )
+            .await
+            .expect("stage");
+        // set (and test)
+        if set {
+            pg.psql(&format!("ALTER ROLE {user} PASSWORD '{new_pw}'"));
+        }
+        // finish, killed before the pending copy is retired
+        if promoted {
+            let tags = BTreeMap::from([
+                (
+                    "closeout:rotation".to_string(),
+                    "postgresql-single-user".to_string(),
+                ),
+                ("closeout-run".to_string(), RUN.to_string()),
+            ]);
+            w.kv()
+                .set_secret(
+                    &uri,
+                    &name,
+                    &SecretValue::new(pending.to_string()),
+                    None,
+                    &tags,
+                )
+                .await
+                .expect("promote");
+        }
+        assert!(
+            pg.can_login(&user, "kv-kill-old") || pg.can_login(&user, &new_pw),
+            "{point}: locked out"
+        );
+        let outcome = provider
+            .execute(&ActionRequest {
+                idempotency_key: format!("{RUN}-{}", f.id),
+                verb: "rotate".into(),
+                finding: f.clone(),
+                params: ActionParams {
+                    run_id: RUN.into(),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{point}: {e}"));
+        assert_eq!(outcome.state, State::Rotated, "{point}: {outcome:?}");
+        let after: Value = serde_json::from_str(
+            w.kv()
+                .current_secret_value(&uri, &name)
+                .await
+                .expect("read")
+                .expect("value")
+                .expose(),
+        )
+        .expect("json");
+        assert_eq!(
+            after, pending,
+            "{point}: the staged value is the one promoted"
+        );
+        assert!(
+            !pg.can_login(&user, "kv-kill-old"),
+            "{point}: the old password still works"
+        );
+        assert!(
+            pg.can_login(&user, &new_pw),
+            "{point}: new password refused"
+        );
+        // The pending copy keeps no password: only its marker version is enabled.
+        let copies = versions(
+            &w,
+            &uri,
+            ObjectType::Secrets,
+            &format!("{name}-closeout-pending"),
+        )
+        .await;
+        assert_eq!(
+            copies.iter().map(|v| v.0).collect::<Vec<_>>(),
+            [false, true],
+            "{point}"
+        );
+        // Resumed again: nothing more changes.
+        let again = provider
+            .execute(&ActionRequest {
+                idempotency_key: format!("{RUN}-{}", f.id),
+                verb: "rotate".into(),
+                finding: f.clone(),
+                params: ActionParams {
+                    run_id: RUN.into(),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{point} again: {e}"));
+        assert!(again.already_done, "{point}: {again:?}");
+        assert!(pg.can_login(&user, &new_pw), "{point}: rotated twice");
+    }
+    w.double.shutdown().await;
+}
