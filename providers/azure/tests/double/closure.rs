@@ -975,6 +975,9 @@ async fn a_database_secret_is_rotated_at_the_database_and_an_unknown_shape_is_un
     const SUB: &str = "b8b8b8b8-0000-4000-8000-000000000016";
     let pg = closeout_testkit::PostgresServer::shared();
     pg.psql("CREATE ROLE kv_pay LOGIN PASSWORD 'kv-old-pw'");
+    // Every statement of kv_pay's sessions goes to the server log (a non-superuser cannot turn
+    // it off): the log shows what crossed the wire.
+    pg.psql("ALTER ROLE kv_pay SET log_statement = 'all'");
     let w = World::new("pg-strategy").await;
     w.subscription(SUB, "rg").await;
     let (uri, vault_id) = uri_and_id(&w.vault(SUB, "rg", "kv-pg", true, json!([])).await);
@@ -1036,6 +1039,13 @@ async fn a_database_secret_is_rotated_at_the_database_and_an_unknown_shape_is_un
         "old password still works"
     );
     assert!(pg.can_login("kv_pay", new), "new password refused");
+    // The new password never crossed the wire: ALTER ROLE carried its SCRAM verifier.
+    let log = pg.log();
+    assert!(
+        log.contains("ALTER ROLE \"kv_pay\" WITH PASSWORD 'SCRAM-SHA-256$4096:"),
+        "no logged ALTER ROLE with a verifier"
+    );
+    assert!(!log.contains(new), "the new password is in the server log");
     let probe = provider
         .probe(pay)
         .await
