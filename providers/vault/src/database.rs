@@ -120,6 +120,29 @@ fn readable(
     how
 }
 
+/// Every (path to a policy allowing a write on the engine, its label): `policy P can <what>:
+/// <caps> on <path> (path "<pattern>")`, as a grant-self step reads.
+fn write_steps(
+    writes: &[crate::reach::GrantSelf],
+    policy_paths: &PolicyPaths,
+) -> Vec<(Path, String)> {
+    let mut out = Vec::new();
+    for g in writes {
+        for name in &g.policies {
+            for (path, _) in policy_paths.get(name).into_iter().flatten() {
+                out.push((
+                    path.clone(),
+                    format!(
+                        "policy {name} can {}: {} on {} (path \"{}\")",
+                        g.what, g.capabilities, g.path, g.pattern
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 impl VaultProvider {
     async fn static_role(&self, mount: &str, name: &str) -> Result<Option<StaticRole>, CallError> {
         match self
@@ -187,7 +210,7 @@ impl VaultProvider {
         // its connections reach: followed like a grant-self (every static role and connection
         // root of the mount is hers to rotate), and a gap for what rotation cannot undo.
         let writes = crate::reach::database_engine_writes(rules, mount);
-        let write_steps = crate::secrets::grant_steps(&writes, policy_paths);
+        let write_steps = write_steps(&writes, policy_paths);
         let mut steps: Vec<(Path, String)> = grant_steps.to_vec();
         steps.extend(write_steps.iter().cloned());
         let grant_steps = steps.as_slice();

@@ -110,7 +110,7 @@ fn grant_label(g: &GrantSelf, policy: &str) -> String {
 }
 
 /// Every (path to a policy giving a grant-self, its label).
-pub(crate) fn grant_steps(grants: &[GrantSelf], policy_paths: &PolicyPaths) -> Vec<(Path, String)> {
+fn grant_steps(grants: &[GrantSelf], policy_paths: &PolicyPaths) -> Vec<(Path, String)> {
     let mut out = Vec::new();
     for g in grants {
         for name in &g.policies {
