@@ -4,7 +4,8 @@
 //! RBAC vault, direct data roles, access policies, owned applications with secrets and
 //! certificates, colleagues sharing the groups), `closeout apply leaver --yes` with the real
 //! binary, then everything read back: every path gone, every exposed secret, key and certificate
-//! rotated with its old versions disabled, unrelated vaults and colleagues untouched, the
+//! rotated (old versions of secrets and certificates disabled; a key's old version still
+//! unwraps what it wrapped), unrelated vaults and colleagues untouched, the
 //! account disabled and its sessions revoked, and a second apply changes nothing.
 
 use crate::common;
@@ -20,6 +21,11 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]
         .as_str()
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn items<'a>(seeded: &'a Value, who: &str, what: &str) -> &'a Vec<Value> {
@@ -109,6 +115,26 @@ async fn leaver_is_closed_out_and_read_back_from_azure() {
     ] {
         assert!(plan_text.contains(kind), "plan lacks {kind}:\n{plan_text}");
     }
+
+    // A consumer of each of her keys wrapped a data key under the version seeded: after the
+    // rotation that version must still unwrap it (Key Vault keys are rotated, not revoked).
+    let data_key = b"0123456789abcdef0123456789abcdef";
+    let mut wrapped = Vec::new();
+    for (collection, vault, name, version) in objects(&seeded, "alice") {
+        if collection != "keys" {
+            continue;
+        }
+        let (status, answer) = api
+            .kv_post(
+                &vault,
+                &format!("keys/{name}/{version}/wrapkey"),
+                &serde_json::json!({"alg": "RSA-OAEP-256", "value": b64url(data_key)}),
+            )
+            .await;
+        assert_eq!(status, 200, "wrap with {vault}/{name}: {answer}");
+        wrapped.push((vault, name, version, str_of(&answer, "value").to_string()));
+    }
+    assert!(!wrapped.is_empty(), "the demo gives her keys");
 
     let started = chrono::Utc::now().timestamp();
     let out = world
@@ -238,6 +264,33 @@ async fn leaver_is_closed_out_and_read_back_from_azure() {
         let newest = versions.iter().max_by_key(|v| v.2).expect("a version");
         assert_ne!(newest.0, seeded_version, "{vault}/{name} not rotated");
         assert!(newest.2 >= started - 1, "{vault}/{name}: {versions:?}");
+    }
+    // The seeded (now old) version still unwraps what it wrapped; the current version is the
+    // new one.
+    for (vault, name, version, value) in &wrapped {
+        let (status, answer) = api
+            .kv_post(
+                vault,
+                &format!("keys/{name}/{version}/unwrapkey"),
+                &serde_json::json!({"alg": "RSA-OAEP-256", "value": value}),
+            )
+            .await;
+        assert_eq!(status, 200, "unwrap with the old {vault}/{name}: {answer}");
+        assert_eq!(str_of(&answer, "value"), b64url(data_key), "{vault}/{name}");
+        let (status, current) = api.kv(vault, &format!("keys/{name}")).await;
+        assert_eq!(status, 200, "{current}");
+        let current = current["key"]["kid"].as_str().expect("kid");
+        let newest = api
+            .kv_versions(vault, "keys", name)
+            .await
+            .into_iter()
+            .max_by_key(|v| v.2)
+            .expect("a version");
+        assert!(current.ends_with(&format!("/{}", newest.0)), "{current}");
+        assert!(
+            !current.ends_with(&format!("/{version}")),
+            "{vault}/{name} not rotated"
+        );
     }
     for (collection, vault, name, seeded_version) in objects(&seeded, "colleagues") {
         if vault == "kv-closeout-ops" {

@@ -511,6 +511,31 @@ impl KvSecretStore<'_> {
     fn gone(&self, what: &str) -> ProviderError {
         permanent(format!("secret {}: {what}", self.name))
     }
+
+    /// The pending secret no longer holds a value anyone needs: a marker version replaces it
+    /// and every version with the password is disabled.
+    async fn retire_pending(&self) -> Result<(), ProviderError> {
+        let data = &self.azure.data;
+        let marker_tags = BTreeMap::from([
+            (
+                ROTATED_BY_RUN_TAG.to_string(),
+                format!("{}-promoted", self.run),
+            ),
+            ("closeout-pending-for".to_string(), self.name.to_string()),
+        ]);
+        let marker = data
+            .set_secret(
+                self.uri,
+                self.pending,
+                &SecretValue::new("promoted"),
+                Some("text/plain"),
+                &marker_tags,
+            )
+            .await?;
+        data.disable_versions_except(self.uri, ObjectType::Secrets, self.pending, &marker)
+            .await?;
+        Ok(())
+    }
 }
 
 impl SecretStore for KvSecretStore<'_> {
@@ -522,6 +547,16 @@ impl SecretStore for KvSecretStore<'_> {
         if current
             .is_some_and(|c| c.tags.get(ROTATED_BY_RUN_TAG).map(String::as_str) == Some(self.run))
         {
+            // Promoted already; a run killed before the pending copy was retired retires it now,
+            // so no second secret keeps the password.
+            let pending = data
+                .current(self.uri, ObjectType::Secrets, self.pending)
+                .await?;
+            if pending.is_some_and(|p| {
+                p.enabled && p.tags.get(ROTATED_BY_RUN_TAG).map(String::as_str) == Some(self.run)
+            }) {
+                self.retire_pending().await?;
+            }
             let v = data
                 .current_secret_value(self.uri, self.name)
                 .await?
@@ -602,27 +637,7 @@ impl SecretStore for KvSecretStore<'_> {
             data.set_secret(self.uri, self.name, &value, None, &tags)
                 .await?;
         }
-        // The pending secret no longer holds a value anyone needs: a marker version replaces
-        // it and every version with the password is disabled.
-        let marker_tags = BTreeMap::from([
-            (
-                ROTATED_BY_RUN_TAG.to_string(),
-                format!("{}-promoted", self.run),
-            ),
-            ("closeout-pending-for".to_string(), self.name.to_string()),
-        ]);
-        let marker = data
-            .set_secret(
-                self.uri,
-                self.pending,
-                &SecretValue::new("promoted"),
-                Some("text/plain"),
-                &marker_tags,
-            )
-            .await?;
-        data.disable_versions_except(self.uri, ObjectType::Secrets, self.pending, &marker)
-            .await?;
-        Ok(())
+        self.retire_pending().await
     }
 
     async fn other(&self, reference: &str) -> Result<SecretValue, ProviderError> {

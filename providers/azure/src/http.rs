@@ -10,7 +10,7 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
-use closeout_contract::{CallGate, ProviderError, RetryPolicy};
+use closeout_contract::{CallGate, ErrorClass, ProviderError, RetryPolicy};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -325,9 +325,11 @@ impl AzureHttp {
     ///
     /// A read (`GET`) that fails with a 5xx, a 429 or no answer is retried by the client's
     /// [`RetryPolicy`] (jittered backoff, never sooner than `Retry-After`, within the deadline):
-    /// resolution has no retry loop of its own. A failed write is returned at once as
-    /// [`CallError`] (with `retry_after`), and the executor retries the whole action (writes are
-    /// not assumed idempotent at this layer).
+    /// resolution has no retry loop of its own. A write answered 429 is retried here too: ARM
+    /// and Graph throttle a request before doing anything, so sending it again cannot do it
+    /// twice. Any other failed write (a 5xx, a reset, no answer: it may have taken effect) is
+    /// returned at once as [`CallError`] (with `retry_after`), and the executor retries the
+    /// whole action, which is idempotent as a whole.
     pub async fn call<T: DeserializeOwned>(
         &self,
         api: Api,
@@ -336,7 +338,17 @@ impl AzureHttp {
         body: Option<&serde_json::Value>,
     ) -> Result<Option<T>, CallError> {
         if method != "GET" {
-            return self.call_once(api, method, path_or_url, body).await;
+            return self
+                .retry
+                .run(
+                    path_or_url,
+                    |e: &CallError| match e.status {
+                        Some(429) => ErrorClass::Throttled(e.retry_after),
+                        _ => ErrorClass::Permanent,
+                    },
+                    || self.call_once(api, method, path_or_url, body),
+                )
+                .await;
         }
         self.retry
             .run(

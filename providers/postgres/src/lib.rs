@@ -230,15 +230,18 @@ fn quote_literal(value: &str) -> String {
 /// `ALTER ROLE <role> WITH PASSWORD ...`, as `by` (the role itself, or an admin).
 async fn set_password(by: &Login, role: &str, password: &SecretValue) -> Result<(), PgError> {
     let client = by.connect().await?;
-    // ALTER ROLE takes no bind parameters; the literal is quoted. The statement text is never
-    // logged: PostgreSQL's own log_statement would show it, so the session turns it off first
-    // where allowed (a superuser); the password is hashed (SCRAM) before it is stored.
+    // ALTER ROLE takes no bind parameters; the literal is quoted. The password itself never
+    // crosses the wire: the statement carries its SCRAM-SHA-256 verifier (fresh salt, 4096
+    // iterations; PostgreSQL stores a verifier as given), so neither an unencrypted connection
+    // nor PostgreSQL's statement log shows it. The session still turns log_statement off where
+    // allowed (a superuser).
     let _ = client.batch_execute("SET log_statement = 'none'").await;
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     client
         .batch_execute(&format!(
             "ALTER ROLE {} WITH PASSWORD {}",
             quote_ident(role),
-            quote_literal(password.expose())
+            quote_literal(&verifier)
         ))
         .await
         .map_err(|e| {

@@ -66,6 +66,9 @@ pub mod gap_kinds {
     /// A child namespace of the configured one: Closeout does not follow it, so what in it
     /// reaches the person is unknown.
     pub const NAMESPACE: &str = "namespace";
+    /// A database secrets engine whose roles, static roles or connections the person could
+    /// write: what she may have created at its databases (users, grants) is unknown.
+    pub const DATABASE_ENGINE_WRITE: &str = "database-engine-write";
 }
 
 /// What the Vault provider resolves and which verbs it supports on each kind.

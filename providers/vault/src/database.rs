@@ -19,9 +19,9 @@
 //!
 //! Only names, usernames and times are read; no password ever leaves Vault through Closeout.
 
-use crate::capabilities::{kinds, PROVIDER};
+use crate::capabilities::{gap_kinds, kinds, PROVIDER};
 use crate::client::{seg, CallError, Data};
-use crate::findings::{attrs, finding, listed};
+use crate::findings::{attrs, finding, gap, listed};
 use crate::kv::{state_since, ROTATED_BY};
 use crate::policy::{self, PathRule};
 use crate::server::VaultProvider;
@@ -120,6 +120,29 @@ fn readable(
     how
 }
 
+/// Every (path to a policy allowing a write on the engine, its label): `policy P can <what>:
+/// <caps> on <path> (path "<pattern>")`, as a grant-self step reads.
+fn write_steps(
+    writes: &[crate::reach::GrantSelf],
+    policy_paths: &PolicyPaths,
+) -> Vec<(Path, String)> {
+    let mut out = Vec::new();
+    for g in writes {
+        for name in &g.policies {
+            for (path, _) in policy_paths.get(name).into_iter().flatten() {
+                out.push((
+                    path.clone(),
+                    format!(
+                        "policy {name} can {}: {} on {} (path \"{}\")",
+                        g.what, g.capabilities, g.path, g.pattern
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 impl VaultProvider {
     async fn static_role(&self, mount: &str, name: &str) -> Result<Option<StaticRole>, CallError> {
         match self
@@ -183,6 +206,36 @@ impl VaultProvider {
         grant_steps: &[(Path, String)],
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
+        // Writing the engine's roles, static roles or connections is reach to every database
+        // its connections reach: followed like a grant-self (every static role and connection
+        // root of the mount is hers to rotate), and a gap for what rotation cannot undo.
+        let writes = crate::reach::database_engine_writes(rules, mount);
+        let write_steps = write_steps(&writes, policy_paths);
+        let mut steps: Vec<(Path, String)> = grant_steps.to_vec();
+        steps.extend(write_steps.iter().cloned());
+        let grant_steps = steps.as_slice();
+        if !write_steps.is_empty() {
+            let mut whats: Vec<&str> = writes.iter().map(|g| g.what.as_str()).collect();
+            whats.sort();
+            whats.dedup();
+            res.gaps.push(gap(
+                gap_kinds::DATABASE_ENGINE_WRITE,
+                mount,
+                format!(
+                    "the person could {} at database engine {mount}: every static role and \
+                     connection root credential there is rotated, but database users or grants \
+                     she may have created through a role's creation statements, and where a \
+                     connection she rewrote pointed, cannot be read through Vault; check the \
+                     databases, then accept this gap by kind {}",
+                    whats.join("; "),
+                    gap_kinds::DATABASE_ENGINE_WRITE
+                ),
+                write_steps
+                    .iter()
+                    .map(|(p, label)| p.then("can-grant-self", label.clone()))
+                    .collect(),
+            ));
+        }
         let roles_path = format!("{mount}static-roles");
         let roles = listed(
             self.client.list(&roles_path).await,

@@ -245,6 +245,61 @@ pub fn allows_update(rules: &Rules, path: &str) -> Option<(String, String, Vec<S
     has_any(&caps, &["create", "update", "root"]).then(|| (joined(&caps), pattern, policies))
 }
 
+/// The endpoints of a database secrets engine whose write gives the writer every database the
+/// engine's connections reach: a role (`roles/<r>`: credentials with any creation statements,
+/// so any grants), a static role (`static-roles/<r>`: take over any database user's password),
+/// a connection (`config/<c>`: repoint it at a server of hers, and Vault sends the root
+/// credentials there; or change its allowed roles).
+const DATABASE_WRITES: &[(&str, &str)] = &[
+    (
+        "roles/+",
+        "write a dynamic role (credentials with any grants at every database of the engine)",
+    ),
+    (
+        "static-roles/+",
+        "write a static role (take over any user at every database of the engine)",
+    ),
+    (
+        "config/+",
+        "write a connection (repoint it, and Vault sends it the root credentials)",
+    ),
+];
+
+/// Every way `rules` let their holder write the roles, static roles or connections of the
+/// database engine at `mount` (`database/`): each is reach to every database its connections
+/// reach, as a grant-self is to every secret.
+pub fn database_engine_writes(rules: &Rules, mount: &str) -> Vec<GrantSelf> {
+    let mut out: Vec<GrantSelf> = Vec::new();
+    for (template, what) in DATABASE_WRITES {
+        let template = format!("{mount}{template}");
+        for rule in rules.values().flatten() {
+            if !has_any(&rule.capabilities, &["create", "update", "root"]) {
+                continue;
+            }
+            let Some(path) = witness(&rule.pattern, &template) else {
+                continue;
+            };
+            let Some((caps, pattern, policies)) = allows_update(rules, &path) else {
+                continue;
+            };
+            if !out
+                .iter()
+                .any(|o| o.pattern == pattern && o.policies == policies && o.what == *what)
+            {
+                out.push(GrantSelf {
+                    what: (*what).to_string(),
+                    path,
+                    capabilities: caps,
+                    pattern,
+                    policies,
+                });
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The endpoints under an AppRole role that mint a new secret-id for it.
 const SECRET_ID_ENDPOINTS: &[&str] = &["secret-id", "custom-secret-id"];
 
@@ -481,5 +536,35 @@ mod tests {
             r#"path "auth/token/create/*" { capabilities = ["update"] }"#
         )])));
         assert!(!may_use_token_roles(&r));
+    }
+
+    #[test]
+    fn writing_database_engine_roles_or_connections_is_reach() {
+        let mut rules = Rules::new();
+        rules.insert(
+            "dba".into(),
+            policy::parse(
+                r#"path "database/roles/*" { capabilities = ["create", "update"] }
+                   path "database/config/payments" { capabilities = ["update"] }
+                   path "database/static-roles/*" { capabilities = ["read", "list"] }
+                   path "other/roles/*" { capabilities = ["create"] }"#,
+            )
+            .expect("policy"),
+        );
+        let writes = database_engine_writes(&rules, "database/");
+        let paths: Vec<&str> = writes.iter().map(|g| g.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["database/config/payments", "database/roles/closeout-sample"],
+            "{writes:#?}"
+        );
+        // A deny on the one path takes it away; reading alone is no write.
+        rules.insert(
+            "deny".into(),
+            policy::parse(r#"path "database/config/payments" { capabilities = ["deny"] }"#)
+                .expect("policy"),
+        );
+        assert_eq!(database_engine_writes(&rules, "database/").len(), 1);
+        assert!(database_engine_writes(&rules, "db2/").is_empty());
     }
 }

@@ -104,6 +104,9 @@ struct KeyVersion {
     key_ops: Vec<String>,
     /// The public JWK members (`n`, `e` or `crv`, `x`, `y`), base64url.
     public: Map<String, Value>,
+    /// The private key as PKCS#8 DER (RSA and EC P-256/384/521; none for `oct` and P-256K):
+    /// kept so that every version, old ones included, can decrypt and unwrap.
+    private_pkcs8: Option<Vec<u8>>,
     tags: BTreeMap<String, String>,
     attrs: Attrs,
     managed: bool,
@@ -443,6 +446,14 @@ fn route(ctx: &Ctx, req: &Req) -> Result<Response, KvError> {
         (["keys", _, "versions"], [_, name, _]) if m == Method::GET => key_versions(ctx, req, name),
         (["keys", _, "create"], [_, name, _]) if m == Method::POST => create_key(ctx, req, name),
         (["keys", _, "rotate"], [_, name, _]) if m == Method::POST => rotate_key(ctx, name),
+        (["keys", _, op], [_, name, _]) if m == Method::POST && KeyOp::parse(op).is_some() => {
+            key_operation(ctx, req, name, None, op)
+        }
+        (["keys", _, _, op], [_, name, version, _])
+            if m == Method::POST && KeyOp::parse(op).is_some() =>
+        {
+            key_operation(ctx, req, name, Some(version), op)
+        }
         (["keys", _], [_, name]) if m == Method::GET => get_key(ctx, name, None),
         (["keys", _, _], [_, name, version]) if m == Method::GET => {
             get_key(ctx, name, Some(version))
@@ -1046,6 +1057,7 @@ fn create_key(ctx: &Ctx, req: &Req, name: &str) -> Result<Response, KvError> {
         size: key.size,
         crv: key.crv,
         key_ops,
+        private_pkcs8: key.pair.as_ref().map(KeyPair::serialize_der),
         public: key.public,
         tags: input.tags.unwrap_or_default(),
         attrs: Attrs::new(input.attributes.as_ref()),
@@ -1086,6 +1098,7 @@ fn rotate_key(ctx: &Ctx, name: &str) -> Result<Response, KvError> {
         size: key.size,
         crv: key.crv,
         key_ops,
+        private_pkcs8: key.pair.as_ref().map(KeyPair::serialize_der),
         public: key.public,
         tags,
         attrs: Attrs::new(None),
@@ -1183,6 +1196,170 @@ fn update_key(
         StatusCode::OK,
         key_json(ctx, &object_name, v, true, true),
     ))
+}
+
+/// The cryptographic operations of the keys data plane, by their URL segment (lower case).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyOp {
+    Encrypt,
+    Decrypt,
+    WrapKey,
+    UnwrapKey,
+}
+
+impl KeyOp {
+    fn parse(segment: &str) -> Option<KeyOp> {
+        match segment {
+            "encrypt" => Some(KeyOp::Encrypt),
+            "decrypt" => Some(KeyOp::Decrypt),
+            "wrapkey" => Some(KeyOp::WrapKey),
+            "unwrapkey" => Some(KeyOp::UnwrapKey),
+            _ => None,
+        }
+    }
+
+    /// The name in `key_ops` and in Key Vault's error messages.
+    fn name(self) -> &'static str {
+        match self {
+            KeyOp::Encrypt => "encrypt",
+            KeyOp::Decrypt => "decrypt",
+            KeyOp::WrapKey => "wrapKey",
+            KeyOp::UnwrapKey => "unwrapKey",
+        }
+    }
+
+    /// Decrypt and unwrap use the private key; Key Vault refuses them on a disabled version.
+    /// Encrypt and wrap use the public key only (the SDKs do them locally when they hold it).
+    fn private(self) -> bool {
+        matches!(self, KeyOp::Decrypt | KeyOp::UnwrapKey)
+    }
+}
+
+/// `KeyOperationsParameters`: `alg` and `value` (base64url). `iv`, `aad` and `tag` belong to
+/// the AES algorithms, which the double does not serve.
+#[derive(Deserialize)]
+struct KeyOperationIn {
+    alg: Option<String>,
+    value: Option<String>,
+}
+
+/// `POST /keys/{name}[/{version}]/{encrypt|decrypt|wrapkey|unwrapkey}` with an RSA key:
+/// `RSA-OAEP` (SHA-1), `RSA-OAEP-256` or `RSA1_5`, on aws-lc-rs with the version's own private
+/// key. Answers a `KeyOperationResult`: `kid` (with the version) and `value` (base64url).
+fn key_operation(
+    ctx: &Ctx,
+    req: &Req,
+    name: &str,
+    version: Option<&str>,
+    segment: &str,
+) -> Result<Response, KvError> {
+    let op = KeyOp::parse(segment)
+        .ok_or_else(|| KvError::bad(format!("Unknown key operation {segment}.")))?;
+    let input: KeyOperationIn = body(req)?;
+    let alg = input
+        .alg
+        .ok_or_else(|| KvError::bad("The parameter 'alg' is required."))?;
+    let value = input
+        .value
+        .ok_or_else(|| KvError::bad("The parameter 'value' is required."))?;
+    let value = URL_SAFE_NO_PAD
+        .decode(value.trim_end_matches('='))
+        .map_err(|_| KvError::bad("The parameter 'value' is not valid base64url."))?;
+    let (kid, family, private) = {
+        let state = ctx.app.lock();
+        let object = state
+            .kv
+            .get(&ctx.vault)
+            .and_then(|d| d.keys.get(&name.to_ascii_lowercase()))
+            .ok_or_else(|| KvError::not_found(Kind::Key, name, version))?;
+        let v = pick(&object.versions, |v| v.version.as_str(), version)
+            .ok_or_else(|| KvError::not_found(Kind::Key, name, version))?;
+        if op.private() && !v.attrs.enabled {
+            let mut e = KvError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("Operation {} is not allowed on a disabled key.", op.name()),
+            );
+            e.inner = Some("KeyDisabled");
+            return Err(e);
+        }
+        if !v.key_ops.iter().any(|o| o == op.name()) {
+            let mut e = KvError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("Operation {} is not permitted on this key.", op.name()),
+            );
+            e.inner = Some("KeyOperationForbidden");
+            return Err(e);
+        }
+        (
+            format!("{}/keys/{}/{}", ctx.base, object.name, v.version),
+            family(&v.kty),
+            v.private_pkcs8.clone(),
+        )
+    };
+    if family != "RSA" {
+        return Err(KvError::bad(format!(
+            "The double serves {} with RSA keys only (this key is {family}).",
+            op.name()
+        )));
+    }
+    let private = private.ok_or_else(|| KvError::internal("the key version has no private key"))?;
+    let out = rsa_operation(op, &alg, &private, &value)?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"kid": kid, "value": URL_SAFE_NO_PAD.encode(out)}),
+    ))
+}
+
+/// One RSA encryption or decryption. A ciphertext that does not decrypt is Key Vault's
+/// `BadParameter` (the message names no byte of it).
+fn rsa_operation(op: KeyOp, alg: &str, pkcs8: &[u8], value: &[u8]) -> Result<Vec<u8>, KvError> {
+    use aws_lc_rs::rsa::{
+        OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey,
+        Pkcs1PublicEncryptingKey, PrivateDecryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
+    };
+    let key = PrivateDecryptingKey::from_pkcs8(pkcs8)
+        .map_err(|_| KvError::internal("cannot load the key version's private key"))?;
+    let size = key.key_size_bytes();
+    let refused = || {
+        KvError::bad(format!("The {alg} {} operation failed: the value does not fit the key or was not made with it.", op.name()))
+    };
+    let mut out = vec![0u8; size];
+    let oaep = match alg {
+        "RSA-OAEP" => Some(&OAEP_SHA1_MGF1SHA1),
+        "RSA-OAEP-256" => Some(&OAEP_SHA256_MGF1SHA256),
+        "RSA1_5" => None,
+        _ => {
+            return Err(KvError::bad(format!(
+                "Invalid algorithm {alg} for an RSA key: use RSA-OAEP, RSA-OAEP-256 or RSA1_5."
+            )))
+        }
+    };
+    let written = match (op.private(), oaep) {
+        (false, Some(alg)) => OaepPublicEncryptingKey::new(key.public_key())
+            .map_err(|_| refused())?
+            .encrypt(alg, value, &mut out, None)
+            .map_err(|_| refused())?
+            .len(),
+        (false, None) => Pkcs1PublicEncryptingKey::new(key.public_key())
+            .map_err(|_| refused())?
+            .encrypt(value, &mut out)
+            .map_err(|_| refused())?
+            .len(),
+        (true, Some(alg)) => OaepPrivateDecryptingKey::new(key)
+            .map_err(|_| refused())?
+            .decrypt(alg, value, &mut out, None)
+            .map_err(|_| refused())?
+            .len(),
+        (true, None) => Pkcs1PrivateDecryptingKey::new(key)
+            .map_err(|_| refused())?
+            .decrypt(value, &mut out)
+            .map_err(|_| refused())?
+            .len(),
+    };
+    out.truncate(written);
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1527,6 +1704,7 @@ fn issue(
             size: key.size,
             crv: key.crv,
             key_ops,
+            private_pkcs8: Some(pair.serialize_der()),
             public: key.public,
             tags: tags.clone(),
             attrs: attrs.clone(),

@@ -296,6 +296,12 @@ impl Api {
         self.call(VAULT_SCOPE, "GET", &url).await
     }
 
+    /// One Key Vault data-plane POST with a JSON body (`path` like `keys/k/{version}/wrapkey`).
+    pub async fn kv_post(&self, vault: &str, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}{path}?api-version={KV_API}", self.vault_uri(vault));
+        self.send(VAULT_SCOPE, "POST", &url, Some(body)).await
+    }
+
     /// Every version of a vault object: (version id, enabled, created unix seconds).
     pub async fn kv_versions(
         &self,

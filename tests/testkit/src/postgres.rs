@@ -199,6 +199,11 @@ impl PostgresServer {
         self.port
     }
 
+    /// The server's log so far (what `log_statement` recorded, among the rest).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
     /// The superuser's password.
     pub fn superuser_password(&self) -> &str {
         &self.superuser_password

@@ -97,6 +97,20 @@ async fn act_with(
     outcome.state
 }
 
+/// The version a key operation's `kid` names.
+fn kid_version(result: &serde_json::Value) -> String {
+    let kid = result["kid"].as_str().expect("kid");
+    kid.rsplit('/').next().expect("version").to_string()
+}
+
+/// The bytes of a key operation's `value` (base64url).
+fn b64(result: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(result["value"].as_str().expect("value"))
+        .expect("base64url value")
+}
+
 /// The versions of a vault object, oldest first: (enabled, tags).
 async fn versions(
     w: &World,
@@ -294,9 +308,88 @@ async fn assigning_roles_or_writing_the_vault_exposes_every_object() {
         State::Rotated
     );
     let k1 = find(&r, "azure:kv-key:kv-ap/keys/k1");
+    // Data encrypted and a key wrapped under the current (soon old) version, as a consumer of
+    // the key would have done before the rotation.
+    let plaintext = b"payroll export 2026-12";
+    let data_key = [7u8; 32];
+    let (status, encrypted) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            None,
+            "encrypt",
+            "RSA-OAEP-256",
+            plaintext,
+        )
+        .await;
+    assert_eq!(status, 200, "{encrypted}");
+    let old_version = kid_version(&encrypted);
+    let ciphertext = b64(&encrypted);
+    let (status, wrapped) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            Some(&old_version),
+            "wrapkey",
+            "RSA-OAEP",
+            &data_key,
+        )
+        .await;
+    assert_eq!(status, 200, "{wrapped}");
+    let wrapped = b64(&wrapped);
+    let (status, legacy) = w
+        .key_op("kv-ap", &ap_uri, "k1", None, "encrypt", "RSA1_5", plaintext)
+        .await;
+    assert_eq!(status, 200, "{legacy}");
+    let legacy = b64(&legacy);
     assert_eq!(
         act(&provider, k1, "rotate", "run-grant").await,
         State::Rotated
+    );
+    // The old version still decrypts and unwraps (read back from the vault); the current
+    // version is a new one, and it does not decrypt what the old one encrypted.
+    for (op, alg, input, expected) in [
+        ("decrypt", "RSA-OAEP-256", &ciphertext, plaintext.as_slice()),
+        ("unwrapkey", "RSA-OAEP", &wrapped, data_key.as_slice()),
+        ("decrypt", "RSA1_5", &legacy, plaintext.as_slice()),
+    ] {
+        let (status, out) = w
+            .key_op("kv-ap", &ap_uri, "k1", Some(&old_version), op, alg, input)
+            .await;
+        assert_eq!(status, 200, "{op} {alg} with the old version: {out}");
+        assert_eq!(b64(&out), expected, "{op} {alg}");
+        assert_eq!(kid_version(&out), old_version);
+    }
+    let (status, current) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            None,
+            "encrypt",
+            "RSA-OAEP-256",
+            plaintext,
+        )
+        .await;
+    assert_eq!(status, 200, "{current}");
+    let new_version = kid_version(&current);
+    assert_ne!(new_version, old_version, "the current version is a new one");
+    let (status, out) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            None,
+            "decrypt",
+            "RSA-OAEP-256",
+            &ciphertext,
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "the new version decrypted the old ciphertext: {out}"
     );
     let s1_versions = versions(&w, &ap_uri, ObjectType::Secrets, "s1").await;
     assert_eq!(
@@ -320,6 +413,32 @@ async fn assigning_roles_or_writing_the_vault_exposes_every_object() {
         k1_versions.iter().map(|v| v.0).collect::<Vec<_>>(),
         [false, true]
     );
+    // Disabled, the old version refuses to decrypt and unwrap, as Key Vault does; the current
+    // one still decrypts what it encrypted.
+    for (op, alg, input) in [
+        ("decrypt", "RSA-OAEP-256", &ciphertext),
+        ("unwrapkey", "RSA-OAEP", &wrapped),
+    ] {
+        let (status, out) = w
+            .key_op("kv-ap", &ap_uri, "k1", Some(&old_version), op, alg, input)
+            .await;
+        assert_eq!(status, 403, "{op} with the disabled version: {out}");
+        assert_eq!(out["error"]["code"], "Forbidden", "{out}");
+        assert_eq!(out["error"]["innererror"]["code"], "KeyDisabled", "{out}");
+    }
+    let (status, out) = w
+        .key_op(
+            "kv-ap",
+            &ap_uri,
+            "k1",
+            Some(&new_version),
+            "decrypt",
+            "RSA-OAEP-256",
+            &b64(&current),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(b64(&out), plaintext);
     w.double.shutdown().await;
 }
 
@@ -856,6 +975,9 @@ async fn a_database_secret_is_rotated_at_the_database_and_an_unknown_shape_is_un
     const SUB: &str = "b8b8b8b8-0000-4000-8000-000000000016";
     let pg = closeout_testkit::PostgresServer::shared();
     pg.psql("CREATE ROLE kv_pay LOGIN PASSWORD 'kv-old-pw'");
+    // Every statement of kv_pay's sessions goes to the server log (a non-superuser cannot turn
+    // it off): the log shows what crossed the wire.
+    pg.psql("ALTER ROLE kv_pay SET log_statement = 'all'");
     let w = World::new("pg-strategy").await;
     w.subscription(SUB, "rg").await;
     let (uri, vault_id) = uri_and_id(&w.vault(SUB, "rg", "kv-pg", true, json!([])).await);
@@ -917,6 +1039,13 @@ async fn a_database_secret_is_rotated_at_the_database_and_an_unknown_shape_is_un
         "old password still works"
     );
     assert!(pg.can_login("kv_pay", new), "new password refused");
+    // The new password never crossed the wire: ALTER ROLE carried its SCRAM verifier.
+    let log = pg.log();
+    assert!(
+        log.contains("ALTER ROLE \"kv_pay\" WITH PASSWORD 'SCRAM-SHA-256$4096:"),
+        "no logged ALTER ROLE with a verifier"
+    );
+    assert!(!log.contains(new), "the new password is in the server log");
     let probe = provider
         .probe(pay)
         .await
@@ -1091,13 +1220,10 @@ async fn an_app_password_rotation_failing_after_publishing_publishes_once() {
         .await
         .expect("the retried rotation");
     assert_eq!(outcome.state, State::Rotated, "{outcome:?}");
-    let published = versions(
-        &w,
-        &creds_uri,
-        ObjectType::Secrets,
-        "app-billing-api-credential",
-    )
-    .await;
+    let name = old
+        .attr("publish_secret")
+        .expect("the finding names where its credential is published");
+    let published = versions(&w, &creds_uri, ObjectType::Secrets, name).await;
     assert_eq!(published.len(), 1, "published once: {published:?}");
     let app = w
         .call(
@@ -1120,5 +1246,245 @@ async fn an_app_password_rotation_failing_after_publishing_publishes_once() {
         Some(keys[0]),
         "the credential left is the one published"
     );
+    w.double.shutdown().await;
+}
+
+/// A Key Vault PostgreSQL rotation killed between any two phases resumes to the same end. Each
+/// kill point's state is built as the provider leaves it: after *create* the pending secret
+/// `<name>-closeout-pending` (tagged with the run) holds the new value; after *set* (and
+/// *test*, which changes nothing) the database has it too; after *finish* the secret's current
+/// version is the new value but the pending copy is not yet retired. Resumed, the secret's
+/// current value is the staged one, the old password is refused and the new one works, nobody
+/// was locked out at the kill point, and the pending copy no longer holds the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_key_vault_database_rotation_resumes_to_the_same_end() {
+    const SUB: &str = "b9b9b9b9-0000-4000-8000-000000000016";
+    const RUN: &str = "run-kill";
+    let pg = closeout_testkit::PostgresServer::shared();
+    let w = World::new("pg-kill").await;
+    w.subscription(SUB, "rg").await;
+    let (uri, vault_id) = uri_and_id(&w.vault(SUB, "rg", "kv-pgkill", true, json!([])).await);
+    let alice = w.user("alice@example.com", "E1001").await;
+    w.assign(&vault_id, roles::KEY_VAULT_SECRETS_USER, &alice, "User")
+        .await;
+    // (kill point, database already set, secret already promoted)
+    let points = [
+        ("after-create", false, false),
+        ("after-set", true, false),
+        ("after-test", true, false),
+        ("after-finish", true, true),
+    ];
+    let tagged = BTreeMap::from([(
+        "closeout:rotation".to_string(),
+        "postgresql-single-user".to_string(),
+    )]);
+    for (i, (point, _, _)) in points.iter().enumerate() {
+        let user = format!("kv_kill{i}");
+        pg.psql(&format!("CREATE ROLE {user} LOGIN PASSWORD 'kv-kill-old'"));
+        let before = json!({
+            "engine": "postgres", "host": "127.0.0.1", "port": pg.port(),
+            "username": user, "password": "kv-kill-old", "dbname": "postgres",
+            "kill_point": point,
+        });
+        w.kv()
+            .set_secret(
+                &uri,
+                &format!("kill{i}"),
+                &SecretValue::new(before.to_string()),
+                None,
+                &tagged,
+            )
+            .await
+            .expect("seed");
+    }
+    let provider = w.provider(None).await;
+    let r = resolve(&provider, &person("E1001", "alice@example.com")).await;
+    for (i, (point, set, promoted)) in points.into_iter().enumerate() {
+        let name = format!("kill{i}");
+        let user = format!("kv_kill{i}");
+        let new_pw = format!("kv-kill-pending-{i}");
+        let f = find(&r, &format!("azure:kv-secret:kv-pgkill/secrets/{name}"));
+        let before: Value = serde_json::from_str(
+            w.kv()
+                .current_secret_value(&uri, &name)
+                .await
+                .expect("read")
+                .expect("value")
+                .expose(),
+        )
+        .expect("json");
+        let mut pending = before.clone();
+        pending["password"] = json!(new_pw);
+        let run_tags = BTreeMap::from([
+            ("closeout-run".to_string(), RUN.to_string()),
+            ("closeout-pending-for".to_string(), name.clone()),
+        ]);
+        // create
+        w.kv()
+            .set_secret(
+                &uri,
+                &format!("{name}-closeout-pending"),
+                &SecretValue::new(pending.to_string()),
+                Some("application/json"),
+                &run_tags,
+            )
+            .await
+            .expect("stage");
+        // set (and test)
+        if set {
+            pg.psql(&format!("ALTER ROLE {user} PASSWORD '{new_pw}'"));
+        }
+        // finish, killed before the pending copy is retired
+        if promoted {
+            let tags = BTreeMap::from([
+                (
+                    "closeout:rotation".to_string(),
+                    "postgresql-single-user".to_string(),
+                ),
+                ("closeout-run".to_string(), RUN.to_string()),
+            ]);
+            w.kv()
+                .set_secret(
+                    &uri,
+                    &name,
+                    &SecretValue::new(pending.to_string()),
+                    None,
+                    &tags,
+                )
+                .await
+                .expect("promote");
+        }
+        assert!(
+            pg.can_login(&user, "kv-kill-old") || pg.can_login(&user, &new_pw),
+            "{point}: locked out"
+        );
+        let outcome = provider
+            .execute(&ActionRequest {
+                idempotency_key: format!("{RUN}-{}", f.id),
+                verb: "rotate".into(),
+                finding: f.clone(),
+                params: ActionParams {
+                    run_id: RUN.into(),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{point}: {e}"));
+        assert_eq!(outcome.state, State::Rotated, "{point}: {outcome:?}");
+        let after: Value = serde_json::from_str(
+            w.kv()
+                .current_secret_value(&uri, &name)
+                .await
+                .expect("read")
+                .expect("value")
+                .expose(),
+        )
+        .expect("json");
+        assert_eq!(
+            after, pending,
+            "{point}: the staged value is the one promoted"
+        );
+        assert!(
+            !pg.can_login(&user, "kv-kill-old"),
+            "{point}: the old password still works"
+        );
+        assert!(
+            pg.can_login(&user, &new_pw),
+            "{point}: new password refused"
+        );
+        // The pending copy keeps no password: only its marker version is enabled.
+        let copies = versions(
+            &w,
+            &uri,
+            ObjectType::Secrets,
+            &format!("{name}-closeout-pending"),
+        )
+        .await;
+        assert_eq!(
+            copies.iter().map(|v| v.0).collect::<Vec<_>>(),
+            [false, true],
+            "{point}"
+        );
+        // Resumed again: nothing more changes.
+        let again = provider
+            .execute(&ActionRequest {
+                idempotency_key: format!("{RUN}-{}", f.id),
+                verb: "rotate".into(),
+                finding: f.clone(),
+                params: ActionParams {
+                    run_id: RUN.into(),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{point} again: {e}"));
+        assert!(again.already_done, "{point}: {again:?}");
+        assert!(pg.can_login(&user, &new_pw), "{point}: rotated twice");
+    }
+    w.double.shutdown().await;
+}
+
+/// Issue 14, seen by the chaos bench: an app credential rotation is several writes (add,
+/// publish, remove), and at 20% faults the whole action could spend its attempts. A write
+/// answered 429 was not done (ARM and Graph throttle before acting), so the client sends it
+/// again after `Retry-After` instead of failing the action: one `execute`, one new credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_write_is_retried_in_place_not_failed() {
+    const SUB: &str = "d4d4d4d4-0000-4000-8000-000000000429";
+    let w = World::new("throttled-write").await;
+    w.subscription(SUB, "rg").await;
+    let (creds_uri, _) = uri_and_id(&w.vault(SUB, "rg", "kv-creds", true, json!([])).await);
+    let alice = w.user("alice@example.com", "E1001").await;
+    let (app_object, _, _) = w.app("ledger-api").await;
+    w.link("applications", &app_object, "owners", &alice).await;
+    let first = w
+        .call(
+            "POST",
+            Graph,
+            &format!("/v1.0/applications/{app_object}/addPassword"),
+            json!({"passwordCredential": {"displayName": "ci"}}),
+        )
+        .await;
+    let first_key = first["keyId"].as_str().expect("keyId").to_string();
+    let provider = w.provider(Some(&creds_uri)).await;
+    let who = person("E1001", "alice@example.com");
+    let r = resolve(&provider, &who).await;
+    let old = find(&r, &format!("azure:app-password:{app_object}/{first_key}")).clone();
+    for path in ["addPassword", "removePassword"] {
+        w.fault(json!({
+            "path_prefix": format!("/v1.0/applications/{app_object}/{path}"),
+            "method": "POST", "count": 1, "retry_after_seconds": 1,
+        }))
+        .await;
+    }
+    let outcome = provider
+        .execute(&ActionRequest {
+            idempotency_key: format!("run-1-{}", old.id),
+            verb: "rotate".into(),
+            finding: old.clone(),
+            params: ActionParams {
+                run_id: "run-1".into(),
+                ..ActionParams::default()
+            },
+        })
+        .await
+        .expect("both throttled writes were sent again and the rotation finished in one execute");
+    assert_eq!(outcome.state, State::Rotated, "{outcome:?}");
+    let app = w
+        .call(
+            "GET",
+            Graph,
+            &format!("/v1.0/applications/{app_object}?$select=passwordCredentials"),
+            Value::Null,
+        )
+        .await;
+    let keys: Vec<&str> = app["passwordCredentials"]
+        .as_array()
+        .expect("passwordCredentials")
+        .iter()
+        .filter_map(|p| p["keyId"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 1, "one credential, not two: {keys:?}");
+    assert_ne!(keys[0], first_key, "the old credential is gone");
     w.double.shutdown().await;
 }

@@ -284,6 +284,46 @@ impl World {
         assert_eq!(response.status().as_u16(), 200, "create key {name}");
     }
 
+    /// `POST {vault_uri}/keys/{name}[/{version}]/{op}` (`encrypt`, `decrypt`, `wrapkey`,
+    /// `unwrapkey`) with `alg` and `value` (bytes, sent base64url): the HTTP status and body.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn key_op(
+        &self,
+        vault: &str,
+        vault_uri: &str,
+        name: &str,
+        version: Option<&str>,
+        op: &str,
+        alg: &str,
+        value: &[u8],
+    ) -> (u16, serde_json::Value) {
+        use base64::Engine as _;
+        let token = self.vault_token().await;
+        let path = match version {
+            Some(v) => format!("keys/{name}/{v}/{op}"),
+            None => format!("keys/{name}/{op}"),
+        };
+        let response = self
+            .raw(vault)
+            .post(format!(
+                "{}/{path}?api-version=7.6",
+                vault_uri.trim_end_matches('/')
+            ))
+            .bearer_auth(token)
+            .json(&serde_json::json!({
+                "alg": alg,
+                "value": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
+            }))
+            .send()
+            .await
+            .expect("key operation");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// A data-plane token of the seeding client.
     async fn vault_token(&self) -> String {
         let response = self

@@ -282,3 +282,179 @@ async fn a_leavers_database_credentials_are_revoked_and_rotated_at_the_database(
         "the revoked lease is gone"
     );
 }
+
+/// Writing a database engine's roles is reach to every database its connections reach: a
+/// writer makes a role whose creation statements give her any grants (shown here for real), so
+/// every static role and the connection's root credentials of that mount are `can-grant-self`
+/// findings rotated at the database, and what she may have created there (users, grants) is an
+/// open `database-engine-write` gap naming the mount, which rotation cannot close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_database_engine_roles_is_reach_to_every_database_of_the_engine() {
+    let pg = PostgresServer::shared();
+    pg.psql("CREATE ROLE dbw_root LOGIN CREATEROLE PASSWORD 'dbw-root-old'");
+    pg.psql("CREATE ROLE dbw_s1 LOGIN PASSWORD 'dbw-s1-seed'");
+    pg.psql("CREATE ROLE dbw_s2 LOGIN PASSWORD 'dbw-s2-seed'");
+    let api = Api::namespace("db-writer").await;
+    api.root(
+        "POST",
+        "sys/mounts/database",
+        Some(json!({"type": "database"})),
+    )
+    .await;
+    api.root(
+        "POST",
+        "database/config/pay",
+        Some(json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": format!(
+                "postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable",
+                pg.port()
+            ),
+            "username": "dbw_root",
+            "password": "dbw-root-old",
+            "allowed_roles": ["*"],
+        })),
+    )
+    .await;
+    let mut seeded = Vec::new();
+    for (role, user) in [("s1", "dbw_s1"), ("s2", "dbw_s2")] {
+        api.root(
+            "POST",
+            &format!("database/static-roles/{role}"),
+            Some(json!({"db_name": "pay", "username": user, "rotation_period": "24h"})),
+        )
+        .await;
+        let pw = api
+            .root("GET", &format!("database/static-creds/{role}"), None)
+            .await["data"]["password"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(pg.can_login(user, &pw));
+        seeded.push((user, pw));
+    }
+    // She may write dynamic roles only: no read of any credential or configuration.
+    api.policy(
+        "db-write",
+        r#"path "database/roles/*" { capabilities = ["create", "update"] }
+           path "database/creds/*" { capabilities = ["read"] }"#,
+    )
+    .await;
+    api.root(
+        "POST",
+        "sys/auth/userpass",
+        Some(json!({"type": "userpass"})),
+    )
+    .await;
+    let auth = api.root("GET", "sys/auth", None).await;
+    let up = auth["data"]["userpass/"]["accessor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bea = api.entity("bea.writer", &["db-write"]).await;
+    api.root(
+        "POST",
+        "identity/entity-alias",
+        Some(json!({"name": "bea.writer", "canonical_id": bea, "mount_accessor": up})),
+    )
+    .await;
+    api.root(
+        "POST",
+        "auth/userpass/users/bea.writer",
+        Some(json!({"password": "bea-pw"})),
+    )
+    .await;
+    let (st, v) = api.login("bea.writer", "bea-pw").await;
+    assert_eq!(st, 200, "{v}");
+    let token = v["auth"]["client_token"].as_str().unwrap().to_string();
+    // The reach is real: a role of hers whose user gets the root user's grants.
+    let (st, v) = api
+        .call(
+            "POST",
+            "database/roles/bea-own",
+            &token,
+            Some(json!({
+                "db_name": "pay",
+                "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE dbw_s1;"],
+                "default_ttl": "1h",
+            })),
+        )
+        .await;
+    assert!(st == 204 || st == 200, "her role write: {st} {v}");
+    let (st, creds) = api
+        .call("GET", "database/creds/bea-own", &token, None)
+        .await;
+    assert_eq!(st, 200, "{creds}");
+    let user = creds["data"]["username"].as_str().unwrap();
+    assert!(pg.can_login(user, creds["data"]["password"].as_str().unwrap()));
+
+    let p = api
+        .provider_with("db-writer", "root", VaultConfig::default())
+        .await;
+    let ctx = context_now(person("E300", "bea.writer@example.com")).await;
+    let r = p.resolve(&ctx).await.unwrap();
+    let gaps: Vec<_> = r
+        .gaps
+        .iter()
+        .filter(|g| g.kind == "database-engine-write")
+        .collect();
+    assert_eq!(gaps.len(), 1, "{:#?}", r.gaps);
+    assert_eq!(gaps[0].resource, "database/");
+    assert!(
+        gaps[0].reason.contains("write a dynamic role")
+            && gaps[0].paths[0].render("bea").contains("policy db-write"),
+        "{:#?}",
+        gaps[0]
+    );
+    let statics = of_kind(&r, "database-static-role");
+    let mut names: Vec<&str> = statics.iter().map(|f| f.resource.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["database/static-roles/s1", "database/static-roles/s2"],
+        "{statics:#?}"
+    );
+    let conns = of_kind(&r, "database-connection");
+    assert_eq!(conns.len(), 1, "{conns:#?}");
+    for f in statics.iter().chain(conns.iter()) {
+        assert_eq!(
+            f.relation,
+            closeout_contract::Relation::CanGrantSelf,
+            "{f:#?}"
+        );
+        assert!(
+            f.paths
+                .iter()
+                .any(|p| p.render("bea").contains("database/roles/")),
+            "{:#?}",
+            f.paths
+        );
+        let out = p.execute(&request("run-dbw", f, "rotate")).await.unwrap();
+        assert_eq!(out.state, State::Rotated, "{out:?}");
+    }
+    // Read back at the database: every static password and the root password changed.
+    for (user, old) in &seeded {
+        assert!(
+            !pg.can_login(user, old),
+            "{user}'s old password still logs in"
+        );
+    }
+    assert!(
+        !pg.can_login("dbw_root", "dbw-root-old"),
+        "the root password still logs in"
+    );
+    // Rotation does not undo what she made at the database: the gap stays while the reach
+    // does, and names it.
+    let r = p.resolve(&ctx).await.unwrap();
+    assert!(
+        r.gaps.iter().any(|g| g.kind == "database-engine-write"),
+        "{:#?}",
+        r.gaps
+    );
+    for f in of_kind(&r, "database-static-role")
+        .into_iter()
+        .chain(of_kind(&r, "database-connection"))
+    {
+        assert_eq!(f.state, State::Rotated, "{f:#?}");
+    }
+}
