@@ -1168,6 +1168,68 @@ async fn colliding_display_names_publish_every_credential_to_its_own_secret() {
     w.double.shutdown().await;
 }
 
+/// Alice owns app `app` with one password ("ci"); Closeout publishes rotated credentials to
+/// vault kv-creds. What the app-password rotation tests start from.
+struct OwnedPassword {
+    w: World,
+    creds_uri: String,
+    app_object: String,
+    first_key: String,
+    provider: AzureProvider,
+    /// The finding of the first password, as resolved.
+    old: Finding,
+}
+
+impl OwnedPassword {
+    async fn new(sub: &str, world: &str, app: &str) -> OwnedPassword {
+        let w = World::new(world).await;
+        w.subscription(sub, "rg").await;
+        let (creds_uri, _) = uri_and_id(&w.vault(sub, "rg", "kv-creds", true, json!([])).await);
+        let alice = w.user("alice@example.com", "E1001").await;
+        let (app_object, _, _) = w.app(app).await;
+        w.link("applications", &app_object, "owners", &alice).await;
+        let first = w
+            .call(
+                "POST",
+                Graph,
+                &format!("/v1.0/applications/{app_object}/addPassword"),
+                json!({"passwordCredential": {"displayName": "ci"}}),
+            )
+            .await;
+        let first_key = first["keyId"].as_str().expect("keyId").to_string();
+        let provider = w.provider(Some(&creds_uri)).await;
+        let who = person("E1001", "alice@example.com");
+        let r = resolve(&provider, &who).await;
+        let old = find(&r, &format!("azure:app-password:{app_object}/{first_key}")).clone();
+        OwnedPassword {
+            w,
+            creds_uri,
+            app_object,
+            first_key,
+            provider,
+            old,
+        }
+    }
+}
+
+/// The key ids of an application's password credentials, read back from Graph.
+async fn password_key_ids(w: &World, app_object: &str) -> Vec<String> {
+    let app = w
+        .call(
+            "GET",
+            Graph,
+            &format!("/v1.0/applications/{app_object}?$select=passwordCredentials"),
+            Value::Null,
+        )
+        .await;
+    app["passwordCredentials"]
+        .as_array()
+        .expect("passwordCredentials")
+        .iter()
+        .filter_map(|p| p["keyId"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Issue 14, seen by the chaos bench: an app password rotation that failed after publishing
 /// (here the removal of the old secret answered 503) was retried from scratch: the published
 /// credential was removed as "an earlier attempt's", a third added and published again, so the
@@ -1176,26 +1238,19 @@ async fn colliding_display_names_publish_every_credential_to_its_own_secret() {
 /// and only finishes: one new version, one new credential, the old one gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_password_rotation_failing_after_publishing_publishes_once() {
-    const SUB: &str = "d4d4d4d4-0000-4000-8000-000000000014";
-    let w = World::new("publish-once").await;
-    w.subscription(SUB, "rg").await;
-    let (creds_uri, _) = uri_and_id(&w.vault(SUB, "rg", "kv-creds", true, json!([])).await);
-    let alice = w.user("alice@example.com", "E1001").await;
-    let (app_object, _, _) = w.app("billing-api").await;
-    w.link("applications", &app_object, "owners", &alice).await;
-    let first = w
-        .call(
-            "POST",
-            Graph,
-            &format!("/v1.0/applications/{app_object}/addPassword"),
-            json!({"passwordCredential": {"displayName": "ci"}}),
-        )
-        .await;
-    let first_key = first["keyId"].as_str().expect("keyId").to_string();
-    let provider = w.provider(Some(&creds_uri)).await;
-    let who = person("E1001", "alice@example.com");
-    let r = resolve(&provider, &who).await;
-    let old = find(&r, &format!("azure:app-password:{app_object}/{first_key}")).clone();
+    let OwnedPassword {
+        w,
+        creds_uri,
+        app_object,
+        first_key,
+        provider,
+        old,
+    } = OwnedPassword::new(
+        "d4d4d4d4-0000-4000-8000-000000000014",
+        "publish-once",
+        "billing-api",
+    )
+    .await;
     w.fault(
         json!({"path_prefix": format!("/v1.0/applications/{app_object}/removePassword"),
                    "method": "POST", "count": 1, "status": 503}),
@@ -1225,25 +1280,12 @@ async fn an_app_password_rotation_failing_after_publishing_publishes_once() {
         .expect("the finding names where its credential is published");
     let published = versions(&w, &creds_uri, ObjectType::Secrets, name).await;
     assert_eq!(published.len(), 1, "published once: {published:?}");
-    let app = w
-        .call(
-            "GET",
-            Graph,
-            &format!("/v1.0/applications/{app_object}?$select=passwordCredentials"),
-            Value::Null,
-        )
-        .await;
-    let keys: Vec<&str> = app["passwordCredentials"]
-        .as_array()
-        .expect("passwordCredentials")
-        .iter()
-        .filter_map(|p| p["keyId"].as_str())
-        .collect();
+    let keys = password_key_ids(&w, &app_object).await;
     assert_eq!(keys.len(), 1, "one credential left: {keys:?}");
     assert_ne!(keys[0], first_key, "the old credential is gone");
     assert_eq!(
         published[0].1.get("credential").map(String::as_str),
-        Some(keys[0]),
+        Some(keys[0].as_str()),
         "the credential left is the one published"
     );
     w.double.shutdown().await;
@@ -1430,26 +1472,19 @@ async fn a_killed_key_vault_database_rotation_resumes_to_the_same_end() {
 /// again after `Retry-After` instead of failing the action: one `execute`, one new credential.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_write_is_retried_in_place_not_failed() {
-    const SUB: &str = "d4d4d4d4-0000-4000-8000-000000000429";
-    let w = World::new("throttled-write").await;
-    w.subscription(SUB, "rg").await;
-    let (creds_uri, _) = uri_and_id(&w.vault(SUB, "rg", "kv-creds", true, json!([])).await);
-    let alice = w.user("alice@example.com", "E1001").await;
-    let (app_object, _, _) = w.app("ledger-api").await;
-    w.link("applications", &app_object, "owners", &alice).await;
-    let first = w
-        .call(
-            "POST",
-            Graph,
-            &format!("/v1.0/applications/{app_object}/addPassword"),
-            json!({"passwordCredential": {"displayName": "ci"}}),
-        )
-        .await;
-    let first_key = first["keyId"].as_str().expect("keyId").to_string();
-    let provider = w.provider(Some(&creds_uri)).await;
-    let who = person("E1001", "alice@example.com");
-    let r = resolve(&provider, &who).await;
-    let old = find(&r, &format!("azure:app-password:{app_object}/{first_key}")).clone();
+    let OwnedPassword {
+        w,
+        app_object,
+        first_key,
+        provider,
+        old,
+        ..
+    } = OwnedPassword::new(
+        "d4d4d4d4-0000-4000-8000-000000000429",
+        "throttled-write",
+        "ledger-api",
+    )
+    .await;
     for path in ["addPassword", "removePassword"] {
         w.fault(json!({
             "path_prefix": format!("/v1.0/applications/{app_object}/{path}"),
@@ -1470,20 +1505,7 @@ async fn a_throttled_write_is_retried_in_place_not_failed() {
         .await
         .expect("both throttled writes were sent again and the rotation finished in one execute");
     assert_eq!(outcome.state, State::Rotated, "{outcome:?}");
-    let app = w
-        .call(
-            "GET",
-            Graph,
-            &format!("/v1.0/applications/{app_object}?$select=passwordCredentials"),
-            Value::Null,
-        )
-        .await;
-    let keys: Vec<&str> = app["passwordCredentials"]
-        .as_array()
-        .expect("passwordCredentials")
-        .iter()
-        .filter_map(|p| p["keyId"].as_str())
-        .collect();
+    let keys = password_key_ids(&w, &app_object).await;
     assert_eq!(keys.len(), 1, "one credential, not two: {keys:?}");
     assert_ne!(keys[0], first_key, "the old credential is gone");
     w.double.shutdown().await;
