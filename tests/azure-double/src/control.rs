@@ -1,9 +1,10 @@
 //! Double-only routes (no Azure counterpart), under `/_double`, unauthenticated:
 //!
 //! - `POST /_double/faults` `{"path_prefix": "/v1.0/users", "count": 2, "retry_after_seconds": 1,
-//!   "method": "GET", "status": 429, "vault": "kv-name"}` — the next `count` calls whose path
-//!   starts with `path_prefix` (case-insensitive; `method` optional; `vault`: only on that vault's
-//!   data plane) answer `status` (default 429 with `Retry-After`; another 4xx/5xx as the API's own
+//!   "method": "GET", "status": 429, "vault": "kv-name", "query_contains": "$skiptoken"}` — the
+//!   next `count` calls whose path starts with `path_prefix` (case-insensitive; `method`
+//!   optional; `vault`: only on that vault's data plane; `query_contains`: only calls whose query
+//!   string contains it) answer `status` (default 429 with `Retry-After`; another 4xx/5xx as the API's own
 //!   error: 403 a permission denied, 404 an API the endpoint lacks).
 //! - `DELETE /_double/faults` — drops every pending fault.
 //! - `GET /_double/calls` — `{"calls":[{"method","path","query","status"}]}`, oldest first.
@@ -31,6 +32,8 @@ struct FaultRequest {
     method: Option<String>,
     #[serde(default)]
     vault: Option<String>,
+    #[serde(default)]
+    query_contains: Option<String>,
     #[serde(default = "default_status")]
     status: u16,
 }
@@ -78,6 +81,7 @@ pub async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
         path_prefix: request.path_prefix,
         method: request.method,
         vault: request.vault,
+        query_contains: request.query_contains,
         status: request.status,
         remaining: request.count,
         retry_after_seconds: request.retry_after_seconds,

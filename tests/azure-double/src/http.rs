@@ -345,7 +345,7 @@ async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Nex
         return next.run(request).await;
     }
     let flavor = flavor_of(&path);
-    let fault = app.take_fault(&method, &path, host.as_deref());
+    let fault = app.take_fault(&method, &path, query.as_deref(), host.as_deref());
     let mut response = match fault {
         Some(fault) if fault.status == 429 => {
             let err = ApiError::new(

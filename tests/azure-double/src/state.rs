@@ -45,7 +45,8 @@ pub struct IssuedToken {
 
 /// An injected fault: the next `remaining` calls whose path starts with `path_prefix` (and
 /// whose method matches, when given; on the data plane of vault `vault`, when given) answer
-/// `status`: 429 with `Retry-After: retry_after_seconds`, or an error in the API's own shape
+/// `status` (and whose query contains `query_contains`, when given): 429 with
+/// `Retry-After: retry_after_seconds`, or an error in the API's own shape
 /// (403 as a permission denied, 404 as an API the endpoint lacks, ...).
 #[derive(Debug, Clone, Serialize)]
 pub struct Fault {
@@ -54,6 +55,9 @@ pub struct Fault {
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vault: Option<String>,
+    /// Only calls whose query string contains this (e.g. `$skiptoken`: a listing's later pages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_contains: Option<String>,
     pub status: u16,
     pub remaining: u32,
     pub retry_after_seconds: u64,
@@ -99,12 +103,13 @@ impl App {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Consumes one matching fault. `vault_host` is the request's data-plane host
+    /// Consumes one matching fault. `query` is the request's query string, `vault_host` its data-plane host
     /// (`{vault}.{suffix}`), if it is one.
     pub fn take_fault(
         &self,
         method: &Method,
         path: &str,
+        query: Option<&str>,
         vault_host: Option<&str>,
     ) -> Option<Fault> {
         let mut state = self.lock();
@@ -121,6 +126,9 @@ impl App {
                 && f.vault
                     .as_deref()
                     .is_none_or(|v| vault.as_deref() == Some(v.to_ascii_lowercase().as_str()))
+                && f.query_contains
+                    .as_deref()
+                    .is_none_or(|q| query.is_some_and(|query| query.contains(q)))
         })?;
         fault.remaining -= 1;
         let taken = fault.clone();

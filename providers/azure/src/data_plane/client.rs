@@ -3,7 +3,7 @@
 //! [`ObjectKind`].
 
 use super::error::call_error;
-use super::kind::{Certificates, Keys, ObjectKind, Secrets};
+use super::kind::{Certificates, Keys, ObjectKind, Secrets, StartPage};
 use super::model::{DataPlaneOptions, ObjectSummary, Row, VersionSummary};
 use super::transport::{http_client, VaultClients};
 use crate::http::CallError;
@@ -128,17 +128,34 @@ impl KeyVaultData {
         call.await
     }
 
-    /// Every row of a paged listing; one gate pass per page.
+    /// Every row of a paged listing, one gate pass per page. A page that fails is retried by
+    /// the read policy from its own link (the `nextLink` of the page before it), not the
+    /// listing from its first page: a listing of n pages, each failing with probability p,
+    /// would otherwise succeed with probability (1-p)^n per attempt, and long listings would
+    /// rarely finish while a service throttles.
     pub(super) async fn rows<K: ObjectKind>(
         &self,
-        pages: azure_core::Result<PageIterator<Response<K::Page>>>,
+        pages_from: impl Fn(StartPage) -> azure_core::Result<PageIterator<Response<K::Page>>>,
         path: &str,
     ) -> Result<Vec<Row>, CallError> {
         let fail = |e: azure_core::Error| call_error("GET", path.to_string(), &e);
-        let mut pages = pages.map_err(fail)?;
+        let mut from: StartPage = None;
         let mut out = Vec::new();
-        while let Some(page) = self.gated(pages.try_next()).await.map_err(fail)? {
+        loop {
+            let start = from.clone();
+            let (page, next) = self
+                .read(path, || async {
+                    let mut pages = pages_from(start.clone()).map_err(fail)?;
+                    let page = self.gated(pages.try_next()).await.map_err(fail)?;
+                    Ok((page, pages.into_continuation()))
+                })
+                .await?;
+            let Some(page) = page else { break };
             out.extend(K::rows(page).map_err(fail)?);
+            match next {
+                Some(next) => from = Some(next),
+                None => break,
+            }
         }
         Ok(out)
     }
@@ -150,11 +167,8 @@ impl KeyVaultData {
         vault_uri: &str,
         kind: ObjectType,
     ) -> Result<Vec<ObjectSummary>, CallError> {
-        let path = format!("{vault_uri} list {}", kind.as_str());
-        self.read(&path, || async {
-            for_kind!(kind, K => self.list_of::<K>(vault_uri).await)
-        })
-        .await
+        // Each page is retried in `rows`.
+        for_kind!(kind, K => self.list_of::<K>(vault_uri).await)
     }
 
     async fn list_of<K: ObjectKind>(
@@ -163,7 +177,7 @@ impl KeyVaultData {
     ) -> Result<Vec<ObjectSummary>, CallError> {
         let c = self.clients(vault_uri)?;
         let path = format!("/{}", K::TYPE.as_str());
-        let rows = self.rows::<K>(K::list(&c), &path).await?;
+        let rows = self.rows::<K>(|from| K::list(&c, from), &path).await?;
         Ok(rows.into_iter().filter_map(Row::summary).collect())
     }
 
@@ -174,11 +188,8 @@ impl KeyVaultData {
         kind: ObjectType,
         name: &str,
     ) -> Result<Vec<VersionSummary>, CallError> {
-        let path = format!("{vault_uri} versions of {}/{name}", kind.as_str());
-        self.read(&path, || async {
-            for_kind!(kind, K => self.versions_of::<K>(vault_uri, name).await)
-        })
-        .await
+        // Each page is retried in `rows`.
+        for_kind!(kind, K => self.versions_of::<K>(vault_uri, name).await)
     }
 
     async fn versions_of<K: ObjectKind>(
@@ -188,7 +199,9 @@ impl KeyVaultData {
     ) -> Result<Vec<VersionSummary>, CallError> {
         let c = self.clients(vault_uri)?;
         let path = format!("/{}/{name}/versions", K::TYPE.as_str());
-        let rows = self.rows::<K>(K::versions(&c, name), &path).await?;
+        let rows = self
+            .rows::<K>(|from| K::versions(&c, name, from), &path)
+            .await?;
         let mut out: Vec<VersionSummary> = rows.into_iter().filter_map(Row::version).collect();
         out.sort_by_key(|v| v.created);
         Ok(out)

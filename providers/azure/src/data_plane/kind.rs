@@ -7,22 +7,38 @@
 use super::model::{tags_of, unix, Row};
 use super::transport::VaultClients;
 use crate::object::ObjectType;
-use azure_core::http::pager::PageIterator;
+use azure_core::http::pager::{PageIterator, PagerContinuation, PagerOptions};
 use azure_core::http::Response;
 use azure_security_keyvault_certificates::models::{
-    CertificateAttributes, CertificateClientUpdateCertificatePropertiesOptions,
-    CertificateProperties, ListCertificatePropertiesResult, UpdateCertificatePropertiesParameters,
+    CertificateAttributes, CertificateClientListCertificatePropertiesOptions,
+    CertificateClientListCertificatePropertiesVersionsOptions,
+    CertificateClientUpdateCertificatePropertiesOptions, CertificateProperties,
+    ListCertificatePropertiesResult, UpdateCertificatePropertiesParameters,
 };
 use azure_security_keyvault_keys::models::{
-    KeyAttributes, KeyClientUpdateKeyPropertiesOptions, KeyProperties, ListKeyPropertiesResult,
+    KeyAttributes, KeyClientListKeyPropertiesOptions, KeyClientListKeyPropertiesVersionsOptions,
+    KeyClientUpdateKeyPropertiesOptions, KeyProperties, ListKeyPropertiesResult,
     UpdateKeyPropertiesParameters,
 };
 use azure_security_keyvault_secrets::models::{
-    ListSecretPropertiesResult, SecretAttributes, SecretClientUpdateSecretPropertiesOptions,
+    ListSecretPropertiesResult, SecretAttributes, SecretClientListSecretPropertiesOptions,
+    SecretClientListSecretPropertiesVersionsOptions, SecretClientUpdateSecretPropertiesOptions,
     SecretProperties, UpdateSecretPropertiesParameters,
 };
 use std::collections::HashMap;
 use std::future::Future;
+
+/// Where a listing starts: `None` at its first page, else at the page a continuation (the
+/// `nextLink` of the page before) names — to retry one failed page rather than the listing.
+pub(super) type StartPage = Option<PagerContinuation>;
+
+/// The pager options of a listing that starts at `from`.
+fn starting_at(from: StartPage) -> PagerOptions<'static> {
+    PagerOptions {
+        continuation: from,
+        ..PagerOptions::default()
+    }
+}
 
 /// One kind of Key Vault object, as the SDK reads and retires it.
 pub(super) trait ObjectKind: Send + Sync + 'static {
@@ -35,12 +51,17 @@ pub(super) trait ObjectKind: Send + Sync + 'static {
     /// One page of a listing.
     type Page: Send + 'static;
 
-    /// Every object's current version (`GET /{kind}`), page by page.
-    fn list(c: &VaultClients) -> azure_core::Result<PageIterator<Response<Self::Page>>>;
-    /// Every version of `name` (`GET /{kind}/{name}/versions`), page by page.
+    /// Every object's current version (`GET /{kind}`), page by page, from the page `from`
+    /// links to (`None`: the first).
+    fn list(
+        c: &VaultClients,
+        from: StartPage,
+    ) -> azure_core::Result<PageIterator<Response<Self::Page>>>;
+    /// Every version of `name` (`GET /{kind}/{name}/versions`), page by page, from `from`.
     fn versions(
         c: &VaultClients,
         name: &str,
+        from: StartPage,
     ) -> azure_core::Result<PageIterator<Response<Self::Page>>>;
     /// The rows of one page.
     fn rows(page: Response<Self::Page>) -> azure_core::Result<Vec<Row>>;
@@ -121,16 +142,30 @@ impl ObjectKind for Secrets {
     const CURRENT_FROM_VERSIONS_WHEN_UNREADABLE: bool = true;
     type Page = ListSecretPropertiesResult;
 
-    fn list(c: &VaultClients) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
-        Ok(c.secrets.list_secret_properties(None)?.into_pages())
+    fn list(
+        c: &VaultClients,
+        from: StartPage,
+    ) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
+        let options = SecretClientListSecretPropertiesOptions {
+            method_options: starting_at(from),
+            ..Default::default()
+        };
+        Ok(c.secrets
+            .list_secret_properties(Some(options))?
+            .into_pages())
     }
 
     fn versions(
         c: &VaultClients,
         name: &str,
+        from: StartPage,
     ) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
+        let options = SecretClientListSecretPropertiesVersionsOptions {
+            method_options: starting_at(from),
+            ..Default::default()
+        };
         Ok(c.secrets
-            .list_secret_properties_versions(name, None)?
+            .list_secret_properties_versions(name, Some(options))?
             .into_pages())
     }
 
@@ -181,16 +216,28 @@ impl ObjectKind for Keys {
     const CURRENT_FROM_VERSIONS_WHEN_UNREADABLE: bool = false;
     type Page = ListKeyPropertiesResult;
 
-    fn list(c: &VaultClients) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
-        Ok(c.keys.list_key_properties(None)?.into_pages())
+    fn list(
+        c: &VaultClients,
+        from: StartPage,
+    ) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
+        let options = KeyClientListKeyPropertiesOptions {
+            method_options: starting_at(from),
+            ..Default::default()
+        };
+        Ok(c.keys.list_key_properties(Some(options))?.into_pages())
     }
 
     fn versions(
         c: &VaultClients,
         name: &str,
+        from: StartPage,
     ) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
+        let options = KeyClientListKeyPropertiesVersionsOptions {
+            method_options: starting_at(from),
+            ..Default::default()
+        };
         Ok(c.keys
-            .list_key_properties_versions(name, None)?
+            .list_key_properties_versions(name, Some(options))?
             .into_pages())
     }
 
@@ -237,18 +284,30 @@ impl ObjectKind for Certificates {
     const CURRENT_FROM_VERSIONS_WHEN_UNREADABLE: bool = false;
     type Page = ListCertificatePropertiesResult;
 
-    fn list(c: &VaultClients) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
+    fn list(
+        c: &VaultClients,
+        from: StartPage,
+    ) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
+        let options = CertificateClientListCertificatePropertiesOptions {
+            method_options: starting_at(from),
+            ..Default::default()
+        };
         Ok(c.certificates
-            .list_certificate_properties(None)?
+            .list_certificate_properties(Some(options))?
             .into_pages())
     }
 
     fn versions(
         c: &VaultClients,
         name: &str,
+        from: StartPage,
     ) -> azure_core::Result<PageIterator<Response<Self::Page>>> {
+        let options = CertificateClientListCertificatePropertiesVersionsOptions {
+            method_options: starting_at(from),
+            ..Default::default()
+        };
         Ok(c.certificates
-            .list_certificate_properties_versions(name, None)?
+            .list_certificate_properties_versions(name, Some(options))?
             .into_pages())
     }
 

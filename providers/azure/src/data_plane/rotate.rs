@@ -48,7 +48,7 @@ impl KeyVaultData {
         // (no value is fetched; a disabled current version is listed too).
         let versions_path = format!("/secrets/{name}/versions");
         let rows = self
-            .rows::<Secrets>(Secrets::versions(&c, name), &versions_path)
+            .rows::<Secrets>(|from| Secrets::versions(&c, name, from), &versions_path)
             .await?;
         let mut newest: Option<Row> = None;
         for row in rows {
