@@ -366,6 +366,10 @@ impl AzureProvider {
                 return self.rotate_database_secret(uri, name, run, &strategy).await;
             }
         }
+        if t == ObjectType::Certificates {
+            // A version an earlier attempt's operation is still making counts as made.
+            self.data.await_certificate_operation(uri, name).await?;
+        }
         let Some(current) = self.data.current(uri, t, name).await? else {
             return Ok(ActionOutcome::already(
                 State::Deleted,

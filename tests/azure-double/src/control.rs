@@ -7,6 +7,9 @@
 //!   string contains it) answer `status` (default 429 with `Retry-After`; another 4xx/5xx as the API's own
 //!   error: 403 a permission denied, 404 an API the endpoint lacks).
 //! - `DELETE /_double/faults` — drops every pending fault.
+//! - `POST /_double/certificate-delay` `{"milliseconds": 3000}` — from now on a certificate
+//!   create operation on an existing certificate stays `inProgress` (and the old version current)
+//!   that long, as with a slow issuer; 0 (the default) completes it at once.
 //! - `GET /_double/calls` — `{"calls":[{"method","path","query","status"}]}`, oldest first.
 //! - `DELETE /_double/calls` — clears the log.
 
@@ -89,6 +92,21 @@ pub async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let mut state = app.lock();
     state.faults.push(fault.clone());
     json_response(StatusCode::CREATED, json!(fault))
+}
+
+#[derive(Debug, Deserialize)]
+struct CertificateDelay {
+    milliseconds: u64,
+}
+
+pub async fn set_certificate_delay(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<CertificateDelay>(&body) {
+        Ok(d) => {
+            app.set_certificate_delay(std::time::Duration::from_millis(d.milliseconds));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => bad(format!("body must be {{\"milliseconds\": N}}: {e}")),
+    }
 }
 
 pub async fn clear_faults(State(app): State<Arc<App>>) -> Response {

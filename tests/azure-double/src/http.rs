@@ -281,6 +281,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(crate::control::add_fault).delete(crate::control::clear_faults),
         )
         .route(
+            "/_double/certificate-delay",
+            post(crate::control::set_certificate_delay),
+        )
+        .route(
             "/_double/calls",
             get(crate::control::calls).delete(crate::control::clear_calls),
         )

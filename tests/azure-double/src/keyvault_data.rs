@@ -120,6 +120,10 @@ struct CertObject {
     versions: Vec<CertVersion>,
     /// The last create operation (`GET /certificates/{name}/pending`).
     pending: Option<Pending>,
+    /// Create operations accepted and not yet complete: `GET .../pending` answers `inProgress`
+    /// and the current version is still the old one, as on Key Vault, where a new version
+    /// appears only when its operation completes.
+    creating: u32,
 }
 
 struct CertVersion {
@@ -1745,11 +1749,50 @@ fn create_certificate(ctx: &Ctx, req: &Req, name: &str) -> Result<Response, KvEr
                 })?
         }
     };
-    let issued = issue(
+    // An existing certificate's operation is in progress from now until its version is
+    // published (a slow issuer: the double's `certificate_delay`).
+    let existing = {
+        let mut state = ctx.app.lock();
+        match state
+            .kv
+            .get_mut(&ctx.vault)
+            .and_then(|d| d.certificates.get_mut(&key))
+        {
+            Some(c) => {
+                c.creating += 1;
+                true
+            }
+            None => false,
+        }
+    };
+    let unmark = || {
+        if existing {
+            let mut state = ctx.app.lock();
+            if let Some(c) = state
+                .kv
+                .get_mut(&ctx.vault)
+                .and_then(|d| d.certificates.get_mut(&key))
+            {
+                c.creating = c.creating.saturating_sub(1);
+            }
+        }
+    };
+    let issued = match issue(
         &policy,
         input.attributes.as_ref(),
         input.tags.unwrap_or_default(),
-    )?;
+    ) {
+        Ok(issued) => issued,
+        Err(e) => {
+            unmark();
+            return Err(e);
+        }
+    };
+    let delay = ctx.app.certificate_delay();
+    if !delay.is_zero() {
+        // The handler is synchronous; keep the runtime's other tasks running meanwhile.
+        tokio::task::block_in_place(|| std::thread::sleep(delay));
+    }
     let mut state = ctx.app.lock();
     let data = state.kv.entry(ctx.vault.clone()).or_default();
     let unmanaged = |managed: Option<bool>| managed == Some(false);
@@ -1764,6 +1807,9 @@ fn create_certificate(ctx: &Ctx, req: &Req, name: &str) -> Result<Response, KvEr
             .and_then(|o| o.versions.last())
             .map(|v| v.managed),
     ) {
+        if let Some(c) = data.certificates.get_mut(&key).filter(|_| existing) {
+            c.creating = c.creating.saturating_sub(1);
+        }
         return Err(KvError::new(
             StatusCode::CONFLICT,
             "Conflict",
@@ -1783,6 +1829,7 @@ fn create_certificate(ctx: &Ctx, req: &Req, name: &str) -> Result<Response, KvEr
             policy_updated: now,
             versions: Vec::new(),
             pending: None,
+            creating: 0,
         });
     cert.policy = policy;
     cert.policy_updated = now;
@@ -1790,6 +1837,10 @@ fn create_certificate(ctx: &Ctx, req: &Req, name: &str) -> Result<Response, KvEr
     let object_name = cert.name.clone();
     let answer = pending_json(ctx, &object_name, &issued.pending, false);
     cert.pending = Some(issued.pending);
+    // Published under the same lock: no reader sees the operation done without its version.
+    if existing {
+        cert.creating = cert.creating.saturating_sub(1);
+    }
     data.keys
         .entry(key.clone())
         .or_insert_with(|| Object {
@@ -1842,9 +1893,10 @@ fn get_pending(ctx: &Ctx, name: &str) -> Result<Response, KvError> {
                 format!("Pending certificate not found: {name}"),
             )
         })?;
+        // The last operation's record; `inProgress` while a later one is not complete.
         Ok(json_response(
             StatusCode::OK,
-            pending_json(ctx, &c.name, p, true),
+            pending_json(ctx, &c.name, p, c.creating == 0),
         ))
     })
 }

@@ -20,6 +20,8 @@ pub struct App {
     pub vault_port: u16,
     pub builtin_roles: Vec<RoleDefinition>,
     state: Mutex<State>,
+    /// How long a certificate create operation stays `inProgress` (`/_double/certificate-delay`).
+    certificate_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -92,7 +94,23 @@ impl App {
             vault_port,
             builtin_roles: rbac::builtin_roles(),
             state: Mutex::new(state),
+            certificate_delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How long a certificate create operation stays in progress (a slow issuer).
+    pub fn certificate_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.certificate_delay_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    pub fn set_certificate_delay(&self, delay: std::time::Duration) {
+        self.certificate_delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {

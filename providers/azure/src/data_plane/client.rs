@@ -81,7 +81,7 @@ impl KeyVaultData {
 
     /// Run a read under the retry policy: a 5xx, a 429 or no answer is retried (a paged
     /// listing from its first page).
-    async fn read<T, F, Fut>(&self, path: &str, call: F) -> Result<T, CallError>
+    pub(super) async fn read<T, F, Fut>(&self, path: &str, call: F) -> Result<T, CallError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, CallError>>,

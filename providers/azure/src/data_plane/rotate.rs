@@ -226,6 +226,57 @@ impl KeyVaultData {
             .ok_or_else(|| missing_id("POST", create_path.clone()))
     }
 
+    /// Waits while a create operation of certificate `name` is in progress, so that the version
+    /// it makes is seen before anyone decides whether to make one. Key Vault creates a
+    /// certificate version asynchronously: the operation (`GET /certificates/{name}/pending`,
+    /// `inProgress`) exists before its version does, and a previous attempt whose process died
+    /// or whose answer was lost may have started one. Returns once no operation is in progress
+    /// (or none exists); an operation still in progress after [`CERTIFICATE_WAIT`] is an error
+    /// worth retrying, never a reason to create a second version.
+    pub async fn await_certificate_operation(
+        &self,
+        vault_uri: &str,
+        name: &str,
+    ) -> Result<(), CallError> {
+        let c = self.clients(vault_uri)?;
+        let path = format!("/certificates/{name}/pending");
+        let started = std::time::Instant::now();
+        loop {
+            let status = self
+                .read(&path, || async {
+                    let answer = self
+                        .gated(c.certificates.get_certificate_operation(name, None))
+                        .await
+                        .and_then(|r| r.into_model());
+                    match answer {
+                        Ok(operation) => Ok(operation.status),
+                        Err(e) => match call_error("GET", path.clone(), &e) {
+                            e if e.is_not_found() => Ok(None),
+                            e => Err(e),
+                        },
+                    }
+                })
+                .await?;
+            if !status.is_some_and(|s| s.eq_ignore_ascii_case("inProgress")) {
+                return Ok(());
+            }
+            if started.elapsed() >= CERTIFICATE_WAIT {
+                return Err(CallError {
+                    method: "GET",
+                    path,
+                    status: None,
+                    code: "timeout".into(),
+                    message: format!(
+                        "a create operation of the certificate is still in progress after {} s",
+                        CERTIFICATE_WAIT.as_secs()
+                    ),
+                    retry_after: None,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// A new certificate version from the existing policy (tags kept plus `extra_tags`), waiting
     /// for the create operation to complete; returns the version. Key Vault makes a new backing
     /// key and secret version with the same id.

@@ -620,3 +620,73 @@ async fn a_failed_page_is_retried_from_its_own_link_not_from_the_first_page() {
     );
     env.double.shutdown().await;
 }
+
+/// Regression (issue 14: 1 of 100 Azure kills made two certificate versions): an attempt that
+/// died after sending a certificate create left the operation in progress; the next attempt read
+/// the current version (still the old one), saw no version of its run and made another. Key
+/// Vault creates certificate versions asynchronously, so the rotation first waits for an
+/// operation in progress: the version that operation makes is the one the retry finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_create_in_progress_is_awaited_before_another_is_made() {
+    let env = Env::start("kv-cert-pending").await;
+    let uri = env.vault_uri.as_str();
+    let (status, _) = env
+        .rest(
+            reqwest::Method::POST,
+            "/certificates/tls/create",
+            Some(json!({"policy": {"issuer": {"name": "Self"},
+                       "x509_props": {"subject": "CN=tls"}, "key_props": {"kty": "EC", "crv": "P-256"}}})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let response = env
+        .raw
+        .post(format!(
+            "{}/_double/certificate-delay",
+            env.double.base_url()
+        ))
+        .json(&json!({"milliseconds": 3000}))
+        .send()
+        .await
+        .expect("delay");
+    assert_eq!(response.status().as_u16(), 204);
+
+    // The earlier attempt's create, tagged with its run: still in progress for 3 s.
+    let url = format!(
+        "{}/certificates/tls/create?api-version=7.6",
+        uri.trim_end_matches('/')
+    );
+    let earlier = env
+        .raw
+        .post(url)
+        .bearer_auth(&env.token)
+        .json(&json!({"tags": {"closeout-run": "run-1"}}))
+        .send();
+    let earlier = tokio::spawn(earlier);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, pending) = env
+        .rest(reqwest::Method::GET, "/certificates/tls/pending", None)
+        .await;
+    assert_eq!(pending["status"], "inProgress", "{pending}");
+
+    // What the retry does before deciding whether to make a version.
+    env.kv
+        .await_certificate_operation(uri, "tls")
+        .await
+        .expect("the operation completes");
+    let current = env
+        .kv
+        .current(uri, ObjectType::Certificates, "tls")
+        .await
+        .expect("current")
+        .expect("exists");
+    assert_eq!(
+        current.tags.get("closeout-run").map(String::as_str),
+        Some("run-1"),
+        "the retry would not recognise the version its run made: {:?}",
+        current.tags
+    );
+    let answer = earlier.await.expect("joined").expect("answered");
+    assert_eq!(answer.status().as_u16(), 202);
+    env.double.shutdown().await;
+}
