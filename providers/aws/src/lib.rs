@@ -57,6 +57,7 @@ pub mod policy;
 mod principal;
 mod provider;
 mod reach;
+mod receipts;
 mod resolve;
 mod retry;
 mod secret_rotation;
