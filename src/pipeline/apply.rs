@@ -261,7 +261,8 @@ impl Executor<'_> {
             ActionResult::FinishedEarlier => "finished-earlier",
         };
         metrics.action(&action.finding.provider, outcome, started.elapsed());
-        self.record(run_id, identity, action, &result, calls).await?;
+        self.record(run_id, identity, action, &result, calls)
+            .await?;
         Ok(result)
     }
 

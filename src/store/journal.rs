@@ -8,8 +8,8 @@
 
 use super::sqlite::{migrate, open_durable, parse_opt_ts, parse_ts, ts, BadTimestamp, SCHEMA};
 use crate::trigger::Trigger;
-use closeout_contract::ProviderCall;
 use chrono::{DateTime, Utc};
+use closeout_contract::ProviderCall;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -948,7 +948,10 @@ mod tests {
                 "    report_json TEXT,\n    approved_by TEXT,\n    approved_at TEXT,\n    started_by TEXT,\n    started_os_user TEXT\n",
                 "    report_json TEXT\n",
             );
-            let old = old.replace("    error TEXT,\n    provider_calls TEXT\n", "    error TEXT\n");
+            let old = old.replace(
+                "    error TEXT,\n    provider_calls TEXT\n",
+                "    error TEXT\n",
+            );
             assert_ne!(old, SCHEMA);
             assert!(!old.contains("provider_calls"));
             conn.execute_batch(&old).unwrap();
@@ -994,11 +997,18 @@ mod tests {
         j.action_finished("k1", false, "inactive", "d", &[call("c", Some(200))])
             .unwrap();
         let done = j.action("k1").unwrap().unwrap();
-        let ops: Vec<_> = done.provider_calls.iter().map(|c| c.operation.as_str()).collect();
+        let ops: Vec<_> = done
+            .provider_calls
+            .iter()
+            .map(|c| c.operation.as_str())
+            .collect();
         assert_eq!(ops, ["a", "b", "c"]);
         assert_eq!(done.provider_calls[1].status, None);
         assert_eq!(done.provider_calls[2].request_id.as_deref(), Some("id-c"));
-        assert_eq!(j.actions("r1").unwrap()[0].provider_calls, done.provider_calls);
+        assert_eq!(
+            j.actions("r1").unwrap()[0].provider_calls,
+            done.provider_calls
+        );
     }
 
     #[test]

@@ -421,3 +421,249 @@ async fn the_evidence_bundle_verifies_offline_and_names_every_mismatch() {
         ],
     );
 }
+
+/// `closeout ARGS` on the runtime (the proxy or the double serving it runs on this one), with
+/// the audit log signed by `key`.
+async fn signed_async(command: std::process::Command, key: &Path) -> Output {
+    let mut command = tokio::process::Command::from(command);
+    command
+        .env("CLOSEOUT_AUDIT_KEY_FILE", key)
+        .output()
+        .await
+        .expect("run closeout")
+}
+
+/// The exported bundle's actions of `run` (written to DIR/bundle).
+fn bundle_actions(dir: &Path) -> Vec<serde_json::Value> {
+    let actions: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("actions.json")).unwrap()).unwrap();
+    actions["actions"].as_array().unwrap().clone()
+}
+
+/// Every call of every action: (action key, call).
+fn calls_of(actions: &[serde_json::Value]) -> Vec<(String, serde_json::Value)> {
+    actions
+        .iter()
+        .flat_map(|a| {
+            let key = a["key"].as_str().unwrap().to_string();
+            a["provider_calls"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no provider_calls in {a}"))
+                .iter()
+                .map(move |c| (key.clone(), c.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Each executed action names at least one provider call with a status; the audit log's
+/// record of each action carries the same calls.
+fn assert_every_action_has_answered_calls(actions: &[serde_json::Value], audit: &str) {
+    assert!(!actions.is_empty());
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for a in actions {
+        let calls = a["provider_calls"].as_array().unwrap();
+        assert!(
+            calls.iter().any(|c| c["status"].as_u64().is_some()),
+            "action {} has no answered provider call: {a}",
+            a["key"]
+        );
+        for c in calls {
+            assert!(
+                c["operation"].as_str().is_some_and(|o| !o.is_empty()),
+                "{c}"
+            );
+            assert!(c["at"].as_str().is_some(), "{c}");
+        }
+        let audited = records
+            .iter()
+            .find(|r| {
+                r["details"]["key"] == a["key"]
+                    && r["event"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with("action."))
+            })
+            .unwrap_or_else(|| panic!("no audit record of {}", a["key"]));
+        assert_eq!(audited["details"]["provider_calls"], a["provider_calls"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aws_action_in_the_bundle_names_the_requests_moto_answered() {
+    use closeout_testkit::proxy::FaultProxy;
+    let world = World::new();
+    // A proxy between Closeout and moto logs what moto answered each request (its status and
+    // x-amzn-RequestId): the receipts in the bundle are checked against that log.
+    let proxy = FaultProxy::start(&world.moto.endpoint()).await;
+    let config = std::fs::read_to_string(world.config_path()).unwrap();
+    assert!(config.contains(&world.moto.endpoint()));
+    std::fs::write(
+        world.config_path(),
+        config.replace(&world.moto.endpoint(), &proxy.endpoint()),
+    )
+    .unwrap();
+    let canary = world.seed_demo();
+    let (private, _public) = keygen(&world, "audit.key");
+    let apply = signed_async(
+        world.command(&[
+            "apply",
+            "leaver",
+            "--identity",
+            "E1001",
+            "--yes",
+            "--format",
+            "json",
+        ]),
+        &private,
+    )
+    .await;
+    assert_eq!(apply.status.code(), Some(0), "{}", stderr(&apply));
+    let run = journal_runs(&world)[0].id.clone();
+    let dir = world.dir.path().join("bundle");
+    let out = signed(
+        &world,
+        &private,
+        &["evidence", "export", &run, "-o", dir.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let actions = bundle_actions(&dir);
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert_every_action_has_answered_calls(&actions, &audit);
+    let log = proxy.log();
+    let calls = calls_of(&actions);
+    let mut seen = std::collections::BTreeSet::new();
+    for (key, c) in &calls {
+        let id = c["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: an AWS call without a request id: {c}"));
+        assert!(seen.insert(id.to_string()), "{key}: request id {id} twice");
+        let answered = log
+            .iter()
+            .find(|e| e.request_id.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("{key}: moto never answered request id {id}: {c}"));
+        assert_eq!(c["status"].as_u64(), answered.status.map(u64::from), "{c}");
+        let op = c["operation"].as_str().unwrap();
+        assert!(
+            op.ends_with(&format!(":{}", answered.op)),
+            "{key}: receipt {op} for moto's {}",
+            answered.op
+        );
+    }
+    // The leaver's writes are there, by name.
+    let ops: Vec<&str> = calls
+        .iter()
+        .map(|(_, c)| c["operation"].as_str().unwrap())
+        .collect();
+    for write in ["iam:UpdateAccessKey", "iam:DeleteLoginProfile"] {
+        assert!(ops.contains(&write), "{write} not among {ops:?}");
+    }
+    let text = std::fs::read_to_string(dir.join("actions.json")).unwrap();
+    assert!(!text.contains(&canary));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_azure_action_in_the_bundle_names_the_requests_the_double_answered() {
+    use crate::common::azure::{AzureWorld, ARM_SCOPE};
+    let world = AzureWorld::new().await;
+    let (canary, _) = world.seed_demo().await;
+    let command = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_closeout"));
+        c.current_dir(world.dir.path())
+            .arg("--config")
+            .arg(world.config_path())
+            .args(args)
+            .env_remove("AZURE_CLIENT_SECRET")
+            .env("CLOSEOUT_ACTOR", "integration-test")
+            .env_remove("RUST_LOG");
+        c
+    };
+    let private = world.dir.path().join("audit.key");
+    let out = tokio::process::Command::from(command(&[
+        "audit",
+        "keygen",
+        "--out",
+        private.to_str().unwrap(),
+    ]))
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let apply = signed_async(
+        command(&[
+            "apply",
+            "leaver",
+            "--identity",
+            "E1001",
+            "--yes",
+            "--format",
+            "json",
+        ]),
+        &private,
+    )
+    .await;
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    let run = common::runs_at(&world.dir.path().join("state/closeout.db"))[0]
+        .id
+        .clone();
+    let dir = world.dir.path().join("bundle");
+    let out = signed_async(
+        command(&["evidence", "export", &run, "-o", dir.to_str().unwrap()]),
+        &private,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let actions = bundle_actions(&dir);
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert_every_action_has_answered_calls(&actions, &audit);
+    // The double's own log of what it answered, with the request id it sent back.
+    let (status, answered) = world
+        .api
+        .call(
+            ARM_SCOPE,
+            "GET",
+            &format!("{}/_double/calls", world.double.base_url()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let answered = answered["calls"].as_array().unwrap().clone();
+    let calls = calls_of(&actions);
+    let mut data_plane = 0;
+    for (key, c) in &calls {
+        let id = c["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: an Azure call without a request id: {c}"));
+        let record = answered
+            .iter()
+            .find(|r| r["request_id"] == id)
+            .unwrap_or_else(|| panic!("{key}: the double never answered request id {id}: {c}"));
+        assert_eq!(c["status"], record["status"], "{c} / {record}");
+        let host = record["host"].as_str().unwrap_or("");
+        data_plane += usize::from(!host.is_empty());
+        assert_eq!(
+            c["operation"].as_str().unwrap(),
+            format!(
+                "{} {host}{}",
+                record["method"].as_str().unwrap(),
+                record["path"].as_str().unwrap()
+            ),
+            "{key}"
+        );
+    }
+    assert!(
+        data_plane > 0,
+        "no Key Vault data-plane call among {calls:?}"
+    );
+    let text = std::fs::read_to_string(dir.join("actions.json")).unwrap();
+    assert!(!text.contains(&canary));
+}

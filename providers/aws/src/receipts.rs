@@ -45,7 +45,8 @@ impl Intercept for Receipts {
         }
         let response = context.response();
         let status = response.map(|r| r.status().as_u16());
-        let id = response.and_then(|r| request_id(|name| r.headers().get(name).map(str::to_string)));
+        let id =
+            response.and_then(|r| request_id(|name| r.headers().get(name).map(str::to_string)));
         receipt::record(ProviderCall::new(
             operation_name(cfg.load::<Metadata>()),
             status,

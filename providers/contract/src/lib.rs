@@ -35,8 +35,8 @@ pub use finding::{
 };
 pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};
-pub use receipt::ProviderCall;
 pub use provider::{Health, ProbeOutcome, Provider, ProviderConfig, ResolveContext};
+pub use receipt::ProviderCall;
 pub use retry::{RetryPolicy, RetryPolicyError};
 pub use rotation_strategy::{Choice, Shape, Strategy, StrategyError};
 pub use secret::SecretValue;

@@ -149,7 +149,9 @@ mod tests {
     #[tokio::test]
     async fn spawned_tasks_are_seen_only_when_scoped_and_inner_scopes_keep_their_own() {
         let ((), calls) = collect(async {
-            tokio::spawn(async { record(call("unseen")) }).await.unwrap();
+            tokio::spawn(async { record(call("unseen")) })
+                .await
+                .unwrap();
             tokio::spawn(scoped(async { record(call("seen")) }))
                 .await
                 .unwrap();

@@ -246,11 +246,11 @@ async fn set_password(by: &Login, role: &str, password: &SecretValue) -> Result<
         .await;
     record(by, &format!("ALTER ROLE {} PASSWORD", quote_ident(role)));
     done.map_err(|e| {
-            PgError::Sql(format!(
-                "ALTER ROLE {role} PASSWORD failed: {}",
-                sql_message(&e)
-            ))
-        })
+        PgError::Sql(format!(
+            "ALTER ROLE {role} PASSWORD failed: {}",
+            sql_message(&e)
+        ))
+    })
 }
 
 /// Record a statement in the current action's receipts: what it did (never its text, which
@@ -286,9 +286,7 @@ async fn ensure_clone(admin: &Login, base: &str, clone: &str) -> Result<(), PgEr
             ))
             .await;
         record(admin, &format!("CREATE ROLE {}", quote_ident(clone)));
-        done.map_err(|e| {
-                PgError::Sql(format!("CREATE ROLE {clone} failed: {}", sql_message(&e)))
-            })?;
+        done.map_err(|e| PgError::Sql(format!("CREATE ROLE {clone} failed: {}", sql_message(&e))))?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //!   data plane) answer `status` (default 429 with `Retry-After`; another 4xx/5xx as the API's own
 //!   error: 403 a permission denied, 404 an API the endpoint lacks).
 //! - `DELETE /_double/faults` — drops every pending fault.
-//! - `GET /_double/calls` — `{"calls":[{"method","path","query","status"}]}`, oldest first.
+//! - `GET /_double/calls` — `{"calls":[{"method","host","path","query","status","request_id"}]}`, oldest first.
 //! - `DELETE /_double/calls` — clears the log.
 
 use std::sync::Arc;

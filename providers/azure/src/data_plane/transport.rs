@@ -5,10 +5,10 @@ use super::model::DataPlaneOptions;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{ClientOptions, Context, Request};
-use closeout_contract::receipt::{self, ProviderCall};
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use closeout_contract::receipt::{self, ProviderCall};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,10 +78,9 @@ impl Policy for ReceiptPolicy {
             Ok(r) => receipt::record(ProviderCall::new(
                 operation,
                 Some(u16::from(r.status())),
-                r.headers()
-                    .get_optional_string(&azure_core::http::headers::HeaderName::from_static(
-                        "x-ms-request-id",
-                    )),
+                r.headers().get_optional_string(
+                    &azure_core::http::headers::HeaderName::from_static("x-ms-request-id"),
+                ),
             )),
             Err(_) => receipt::record(ProviderCall::new(operation, None, None)),
         }
