@@ -667,3 +667,112 @@ async fn every_azure_action_in_the_bundle_names_the_requests_the_double_answered
     let text = std::fs::read_to_string(dir.join("actions.json")).unwrap();
     assert!(!text.contains(&canary));
 }
+
+#[test]
+fn every_vault_action_in_the_bundle_names_its_calls_and_openbao_logged_their_ids() {
+    use crate::common::vault::VaultWorld;
+    let world = VaultWorld::new();
+    let (canary, _) = world.seed_demo();
+    let private = world.dir.path().join("audit.key");
+    let out = world.closeout(&["audit", "keygen", "--out", private.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let signed = |args: &[&str]| {
+        world
+            .command(args)
+            .env("CLOSEOUT_AUDIT_KEY_FILE", &private)
+            .output()
+            .expect("run closeout")
+    };
+    let apply = signed(&[
+        "apply",
+        "leaver",
+        "--identity",
+        "E1001",
+        "--yes",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    let run = common::runs_at(&world.dir.path().join("state/closeout.db"))[0]
+        .id
+        .clone();
+    let dir = world.dir.path().join("bundle");
+    let out = signed(&["evidence", "export", &run, "-o", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let actions = bundle_actions(&dir);
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert_every_action_has_answered_calls(&actions, &audit);
+    // OpenBao's file audit device logs every request with its id and path: each request id in
+    // the bundle is one OpenBao logged, for the path the receipt names.
+    let logged: std::collections::BTreeMap<String, String> =
+        std::fs::read_to_string(world.bao.audit_log())
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|e| {
+                Some((
+                    e["request"]["id"].as_str()?.to_string(),
+                    e["request"]["path"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+    let calls = calls_of(&actions);
+    let mut with_id = 0;
+    for (key, c) in &calls {
+        let op = c["operation"].as_str().unwrap();
+        // OpenBao names a request in the body of an answer that has one; a 204 has none.
+        if c["status"] == 200 {
+            assert!(
+                c["request_id"].is_string(),
+                "{key}: a 200 without its id: {c}"
+            );
+        }
+        let Some(id) = c["request_id"].as_str() else {
+            continue;
+        };
+        with_id += 1;
+        let path = logged
+            .get(id)
+            .unwrap_or_else(|| panic!("{key}: OpenBao never logged request id {id}: {c}"));
+        // The receipt keeps the path as sent (percent-encoded); OpenBao logs it decoded, and
+        // a LIST's with a trailing slash.
+        assert!(
+            percent_decoded(op).ends_with(&format!(" /v1/{}", path.trim_end_matches('/'))),
+            "{key}: {op} vs {path}"
+        );
+    }
+    assert!(with_id > 0, "no Vault call carried a request id: {calls:?}");
+    let text = std::fs::read_to_string(dir.join("actions.json")).unwrap();
+    assert!(!text.contains(&canary));
+}
+
+/// `text` with its `%XX` escapes decoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -246,7 +246,10 @@ impl Client {
             tracing::trace!(method, path, "vault call");
             req.send().await
         };
-        let operation = || format!("{method} /v1/{path}");
+        let operation = || {
+            let path = path.split('?').next().unwrap_or_default();
+            format!("{method} /v1/{path}")
+        };
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
