@@ -493,7 +493,7 @@ fn assert_every_action_has_answered_calls(actions: &[serde_json::Value], audit: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_aws_action_in_the_bundle_names_the_requests_moto_answered() {
-    use closeout_testkit::proxy::FaultProxy;
+    use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
     let world = World::new();
     // A proxy between Closeout and moto logs what moto answered each request (its status and
     // x-amzn-RequestId): the receipts in the bundle are checked against that log.
@@ -507,6 +507,13 @@ async fn every_aws_action_in_the_bundle_names_the_requests_moto_answered() {
     .unwrap();
     let canary = world.seed_demo();
     let (private, _public) = keygen(&world, "audit.key");
+    // The first UpdateAccessKey is answered 503 by the proxy: the SDK retries it, and both
+    // attempts are receipts of the action (the failed one with no request id: moto never saw it).
+    proxy.set_rules(vec![Rule::new(
+        When::Times(1),
+        Fault::Status { status: 503 },
+    )
+    .on("UpdateAccessKey")]);
     let apply = signed_async(
         world.command(&[
             "apply",
@@ -536,10 +543,12 @@ async fn every_aws_action_in_the_bundle_names_the_requests_moto_answered() {
     let log = proxy.log();
     let calls = calls_of(&actions);
     let mut seen = std::collections::BTreeSet::new();
+    let mut injected = Vec::new();
     for (key, c) in &calls {
-        let id = c["request_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{key}: an AWS call without a request id: {c}"));
+        let Some(id) = c["request_id"].as_str() else {
+            injected.push((key.clone(), c.clone()));
+            continue;
+        };
         assert!(seen.insert(id.to_string()), "{key}: request id {id} twice");
         let answered = log
             .iter()
@@ -553,6 +562,23 @@ async fn every_aws_action_in_the_bundle_names_the_requests_moto_answered() {
             answered.op
         );
     }
+    // The only call without a request id is the 503 the proxy injected, followed in the same
+    // action by the retry moto answered.
+    assert_eq!(injected.len(), 1, "{injected:?}");
+    let (key, failed) = &injected[0];
+    assert_eq!(failed["operation"], "iam:UpdateAccessKey");
+    assert_eq!(failed["status"], 503);
+    let same_action: Vec<&serde_json::Value> = calls
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, c)| c)
+        .collect();
+    let at = same_action.iter().position(|c| *c == failed).unwrap();
+    let retry = same_action
+        .get(at + 1)
+        .unwrap_or_else(|| panic!("no retry after the 503 in {same_action:?}"));
+    assert_eq!(retry["operation"], "iam:UpdateAccessKey");
+    assert_eq!(retry["status"], 200);
     // The leaver's writes are there, by name.
     let ops: Vec<&str> = calls
         .iter()
