@@ -16,10 +16,14 @@ use closeout_contract::receipt::{self, ProviderCall};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Receipts;
 
-/// `iam:DeleteAccessKey` from the SDK's `Metadata::new("DeleteAccessKey", "IAM")`.
+/// `iam:DeleteAccessKey` from the SDK's `Metadata::new("DeleteAccessKey", "IAM")`: the
+/// service as IAM actions name it (`Secrets Manager` is `secretsmanager`).
 pub fn operation_name(metadata: Option<&Metadata>) -> String {
     match metadata {
-        Some(m) => format!("{}:{}", m.service().to_ascii_lowercase(), m.name()),
+        Some(m) => {
+            let service: String = m.service().chars().filter(|c| !c.is_whitespace()).collect();
+            format!("{}:{}", service.to_ascii_lowercase(), m.name())
+        }
         None => "aws:unknown-operation".to_string(),
     }
 }
@@ -65,6 +69,8 @@ mod tests {
         let m = Metadata::new("DeleteAccessKey", "IAM");
         assert_eq!(operation_name(Some(&m)), "iam:DeleteAccessKey");
         assert_eq!(operation_name(None), "aws:unknown-operation");
+        let m = Metadata::new("PutSecretValue", "Secrets Manager");
+        assert_eq!(operation_name(Some(&m)), "secretsmanager:PutSecretValue");
         let headers = |name: &str| (name == "x-amz-request-id").then(|| "S3ID".to_string());
         assert_eq!(request_id(headers).as_deref(), Some("S3ID"));
         assert_eq!(request_id(|_| None), None);
