@@ -562,6 +562,16 @@ async fn every_aws_action_in_the_bundle_names_the_requests_moto_answered() {
             answered.op
         );
     }
+    // The HTML report shows each action's request ids.
+    let html = world.closeout(&["report", &run]);
+    assert_eq!(html.status.code(), Some(0), "{}", stderr(&html));
+    let html = stdout(&html);
+    for id in &seen {
+        assert!(
+            html.contains(&format!("<code>{id}</code>")),
+            "{id} not in the report"
+        );
+    }
     // The only call without a request id is the 503 the proxy injected, followed in the same
     // action by the retry moto answered.
     assert_eq!(injected.len(), 1, "{injected:?}");
