@@ -148,7 +148,7 @@ impl Engine {
         bundle.add_json(
             "actions.json",
             &json!({
-                "note": "status and detail are the provider's answer as journaled; the provider contract does not expose provider request ids",
+                "note": "status and detail are the provider's answer as journaled; provider_calls are the calls to the provider's server every attempt of the action made, each with the HTTP status and the server's request id when it gave one (docs/audit.md says what each provider records)",
                 "actions": actions.iter().map(|a| json!({
                     "key": a.key,
                     "stage": a.stage,
@@ -168,6 +168,7 @@ impl Engine {
                     "attempts": a.attempts,
                     "started_at": a.started_at,
                     "finished_at": a.finished_at,
+                    "provider_calls": a.provider_calls,
                 })).collect::<Vec<_>>(),
             }),
         );

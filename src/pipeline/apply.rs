@@ -3,7 +3,9 @@
 //! Within a stage, actions run concurrently up to each provider's in-flight limit (the
 //! provider's own call gate adds its token-bucket rate limit). A stage starts only when the one
 //! before it has finished. Retryable and throttled errors back off exponentially with full
-//! jitter, honouring a provider's `Retry-After`.
+//! jitter, honouring a provider's `Retry-After`. Each attempt runs inside a
+//! [`receipt::collect`] scope: the provider calls it made (operation, status, request id) are
+//! journaled and audited with the action's outcome.
 
 use crate::config::ExecutionConfig;
 use crate::pipeline::plan::PlannedAction;
@@ -11,7 +13,8 @@ use crate::pipeline::progress::Progress;
 use crate::registry::Providers;
 use crate::store::audit::{AuditEntry, AuditLog};
 use crate::store::journal::{ActionStart, Journal, JournalError};
-use closeout_contract::{ActionRequest, ErrorClass, ProviderError, RetryPolicy};
+use closeout_contract::receipt;
+use closeout_contract::{ActionRequest, ErrorClass, ProviderCall, ProviderError, RetryPolicy};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -191,8 +194,12 @@ impl Executor<'_> {
         let mut attempt = 1u32;
         let started = std::time::Instant::now();
         let metrics = crate::metrics::global();
+        // Every attempt's calls to the provider's server, failed attempts included: the
+        // evidence names each request the provider can look up.
+        let mut calls: Vec<ProviderCall> = Vec::new();
         let result = loop {
-            let outcome = provider.execute(&request).await;
+            let (outcome, attempt_calls) = receipt::collect(provider.execute(&request)).await;
+            calls.extend(attempt_calls);
             match outcome {
                 Ok(outcome) => {
                     let state = outcome.state.as_str().to_string();
@@ -254,7 +261,8 @@ impl Executor<'_> {
             ActionResult::FinishedEarlier => "finished-earlier",
         };
         metrics.action(&action.finding.provider, outcome, started.elapsed());
-        self.record(run_id, identity, action, &result).await?;
+        self.record(run_id, identity, action, &result, calls)
+            .await?;
         Ok(result)
     }
 
@@ -285,6 +293,7 @@ impl Executor<'_> {
         identity: &str,
         action: &PlannedAction,
         result: &ActionResult,
+        calls: Vec<ProviderCall>,
     ) -> Result<(), ExecutorError> {
         let (event, detail, state) = match result {
             ActionResult::Done { detail, state } => {
@@ -314,6 +323,7 @@ impl Executor<'_> {
                     "provider": action.finding.provider,
                     "outcome": detail,
                     "state": state,
+                    "provider_calls": calls,
                 }),
             })
             .await?;
@@ -321,12 +331,12 @@ impl Executor<'_> {
         self.journal
             .call(move |j| match &owned {
                 ActionResult::Done { detail, state } => {
-                    j.action_finished(&key, false, state, detail)
+                    j.action_finished(&key, false, state, detail, &calls)
                 }
                 ActionResult::AlreadyDone { detail, state } => {
-                    j.action_finished(&key, true, state, detail)
+                    j.action_finished(&key, true, state, detail, &calls)
                 }
-                ActionResult::Failed { error, .. } => j.action_failed(&key, error),
+                ActionResult::Failed { error, .. } => j.action_failed(&key, error, &calls),
                 ActionResult::FinishedEarlier => Ok(()),
             })
             .await?;

@@ -134,6 +134,10 @@ pub struct ReportAction {
     pub started_at: DateTime<Utc>,
     /// When it ended; `None` if it never did.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The request ids the provider's server gave the action's calls, in order (calls without
+    /// one left out; the evidence bundle has every call with its status).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_ids: Vec<String>,
 }
 
 /// An action the plan deferred: its finding has not been in its state for the step's grace period.
@@ -232,6 +236,11 @@ pub fn build(input: &ReportInput<'_>) -> ClosureReport {
                 error: a.error.clone(),
                 started_at: a.started_at,
                 finished_at: a.finished_at,
+                request_ids: a
+                    .provider_calls
+                    .iter()
+                    .filter_map(|c| c.request_id.clone())
+                    .collect(),
             });
         }
     }

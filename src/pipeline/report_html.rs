@@ -261,6 +261,7 @@ table.summary th { width: 16rem; }
 svg.graph g.dimmed { opacity: .15; }
 .filters { margin: .75rem 0; display: flex; gap: 1rem; align-items: center; }
 code { font-size: .85rem; }
+.ids { color: #556; font-size: .8rem; }
 ul.paths { margin: 0; padding-left: 1rem; }
 tr.hidden { display: none; }
 "#;
@@ -475,8 +476,20 @@ fn finding_row(report: &ClosureReport, f: &ReportFinding) -> String {
                     .or(a.detail.as_deref())
                     .map(|d| format!(": {}", e(d)))
                     .unwrap_or_default();
+                let ids = if a.request_ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "<div class=\"ids\">request ids: {}</div>",
+                        a.request_ids
+                            .iter()
+                            .map(|id| format!("<code>{}</code>", e(id)))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                };
                 format!(
-                    "<div>{} <b>{}</b> ({}){detail}</div>",
+                    "<div>{} <b>{}</b> ({}){detail}{ids}</div>",
                     e(&a.stage),
                     e(&a.verb),
                     e(&a.status)

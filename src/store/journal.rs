@@ -9,6 +9,7 @@
 use super::sqlite::{migrate, open_durable, parse_opt_ts, parse_ts, ts, BadTimestamp, SCHEMA};
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
+use closeout_contract::ProviderCall;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -228,6 +229,10 @@ pub struct ActionRecord {
     pub state: Option<String>,
     /// The provider's error when `failed`; cleared when the action is started again.
     pub error: Option<String>,
+    /// The calls to the provider's server that finished starts of the action made, in order,
+    /// each with its status and request id (every attempt, failed ones too); empty when none
+    /// were recorded (a journal from before receipts, or an action still in flight).
+    pub provider_calls: Vec<ProviderCall>,
 }
 
 /// What an action is about, for [`Journal::action_started`].
@@ -263,7 +268,7 @@ const RUN_COLUMNS: &str = "id, identity, trigger, playbook, playbook_digest, sta
      started_by, started_os_user";
 
 const ACTION_COLUMNS: &str = "run_id, key, stage, step, finding_id, provider, verb, status, \
-     attempts, started_at, finished_at, detail, state, error";
+     attempts, started_at, finished_at, detail, state, error, provider_calls";
 
 impl Journal {
     /// Open (creating it and its directory if needed) the journal at `path`.
@@ -591,32 +596,48 @@ impl Journal {
         Ok(attempts)
     }
 
-    /// Record the action's success (after the provider call).
+    /// Record the action's success (after the provider call), with the provider calls this
+    /// start of it made (added to those of earlier starts).
     pub fn action_finished(
         &self,
         key: &str,
         already_done: bool,
         state: &str,
         detail: &str,
+        calls: &[ProviderCall],
     ) -> Result<(), JournalError> {
         let status = if already_done {
             ActionStatus::AlreadyDone
         } else {
             ActionStatus::Done
         };
-        self.conn().execute(
-            "UPDATE actions SET status = ?2, state = ?3, detail = ?4, finished_at = ?5, error = NULL WHERE key = ?1",
-            params![key, status.as_str(), state, detail, ts(Utc::now())],
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let calls = calls_with_earlier(&tx, key, calls)?;
+        tx.execute(
+            "UPDATE actions SET status = ?2, state = ?3, detail = ?4, finished_at = ?5, error = NULL, provider_calls = ?6 WHERE key = ?1",
+            params![key, status.as_str(), state, detail, ts(Utc::now()), calls],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Record the action's failure (after its last attempt) with the provider's error.
-    pub fn action_failed(&self, key: &str, error: &str) -> Result<(), JournalError> {
-        self.conn().execute(
-            "UPDATE actions SET status = 'failed', error = ?2, finished_at = ?3 WHERE key = ?1",
-            params![key, error, ts(Utc::now())],
+    /// Record the action's failure (after its last attempt) with the provider's error and the
+    /// provider calls this start of it made (added to those of earlier starts).
+    pub fn action_failed(
+        &self,
+        key: &str,
+        error: &str,
+        calls: &[ProviderCall],
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let calls = calls_with_earlier(&tx, key, calls)?;
+        tx.execute(
+            "UPDATE actions SET status = 'failed', error = ?2, finished_at = ?3, provider_calls = ?4 WHERE key = ?1",
+            params![key, error, ts(Utc::now()), calls],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -740,6 +761,7 @@ struct RawAction {
     detail: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    provider_calls: Option<String>,
 }
 
 fn raw_action(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAction> {
@@ -760,6 +782,7 @@ fn raw_action(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAction> {
         detail: r.get(11)?,
         state: r.get(12)?,
         error: r.get(13)?,
+        provider_calls: r.get(14)?,
     })
 }
 
@@ -782,8 +805,37 @@ impl RawAction {
             detail: self.detail,
             state: self.state,
             error: self.error,
+            provider_calls: parse_calls(self.provider_calls.as_deref())?,
         })
     }
+}
+
+/// The stored calls of an action (a JSON array; NULL: none).
+fn parse_calls(text: Option<&str>) -> Result<Vec<ProviderCall>, JournalError> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => serde_json::from_str(t)
+            .map_err(|e| JournalError::Corrupt(format!("action provider calls: {e}"))),
+    }
+}
+
+/// The action's stored calls followed by `calls`, as JSON to store.
+fn calls_with_earlier(
+    conn: &Connection,
+    key: &str,
+    calls: &[ProviderCall],
+) -> Result<String, JournalError> {
+    let stored: Option<Option<String>> = conn
+        .query_row(
+            "SELECT provider_calls FROM actions WHERE key = ?1",
+            params![key],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut all = parse_calls(stored.flatten().as_deref())?;
+    all.extend_from_slice(calls);
+    serde_json::to_string(&all)
+        .map_err(|e| JournalError::Corrupt(format!("action provider calls: {e}")))
 }
 
 #[cfg(test)]
@@ -835,7 +887,7 @@ mod tests {
         assert_eq!(a.status, ActionStatus::Started);
         // An interrupted action started again counts its attempts.
         assert_eq!(j.action_started(&start("r1", "k1")).unwrap(), 2);
-        j.action_finished("k1", false, "inactive", "deactivated AK1")
+        j.action_finished("k1", false, "inactive", "deactivated AK1", &[])
             .unwrap();
         let a = j.action("k1").unwrap().unwrap();
         assert_eq!(a.status, ActionStatus::Done);
@@ -896,8 +948,20 @@ mod tests {
                 "    report_json TEXT,\n    approved_by TEXT,\n    approved_at TEXT,\n    started_by TEXT,\n    started_os_user TEXT\n",
                 "    report_json TEXT\n",
             );
+            let old = old.replace(
+                "    error TEXT,\n    provider_calls TEXT\n",
+                "    error TEXT\n",
+            );
             assert_ne!(old, SCHEMA);
+            assert!(!old.contains("provider_calls"));
             conn.execute_batch(&old).unwrap();
+            conn.execute_batch(
+                "INSERT INTO runs (id, identity, trigger, playbook, playbook_digest, status, created_at, effective_at, cutoff, plan_json) \
+                 VALUES ('r0', 'E0', 'leaver', 'leaver', 'd', 'closed', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '{}'); \
+                 INSERT INTO actions (key, run_id, stage, step, finding_id, provider, verb, status, attempts, started_at) \
+                 VALUES ('k0', 'r0', 'contain', 's', 'aws:access-key:AK0', 'aws', 'deactivate', 'done', 1, '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
         }
         let j = Journal::open(&path).unwrap();
         j.create_run(&run("r1", "E1", "leaver", Utc::now()))
@@ -906,6 +970,45 @@ mod tests {
         let r = j.run("r1").unwrap().unwrap();
         assert_eq!(r.approved_by.as_deref(), Some("alice"));
         assert_eq!(r.started_by.as_deref(), Some("tester"));
+        // An action journaled before receipts has none; a new one keeps its calls.
+        assert_eq!(j.action("k0").unwrap().unwrap().provider_calls, vec![]);
+        j.action_started(&start("r1", "k1")).unwrap();
+        let call = ProviderCall::new("iam:UpdateAccessKey", Some(200), Some("req-1".into()));
+        j.action_finished("k1", false, "inactive", "d", std::slice::from_ref(&call))
+            .unwrap();
+        assert_eq!(j.action("k1").unwrap().unwrap().provider_calls, vec![call]);
+    }
+
+    #[test]
+    fn every_starts_provider_calls_are_kept_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+        j.create_run(&run("r1", "E1", "leaver", Utc::now()))
+            .unwrap();
+        let call = |op: &str, status| ProviderCall::new(op, status, Some(format!("id-{op}")));
+        j.action_started(&start("r1", "k1")).unwrap();
+        j.action_failed("k1", "HTTP 503", &[call("a", Some(503)), call("b", None)])
+            .unwrap();
+        let failed = j.action("k1").unwrap().unwrap();
+        assert_eq!(failed.status, ActionStatus::Failed);
+        assert_eq!(failed.provider_calls.len(), 2);
+        // Started again (a resume): the earlier start's calls stay, this start's follow them.
+        j.action_started(&start("r1", "k1")).unwrap();
+        j.action_finished("k1", false, "inactive", "d", &[call("c", Some(200))])
+            .unwrap();
+        let done = j.action("k1").unwrap().unwrap();
+        let ops: Vec<_> = done
+            .provider_calls
+            .iter()
+            .map(|c| c.operation.as_str())
+            .collect();
+        assert_eq!(ops, ["a", "b", "c"]);
+        assert_eq!(done.provider_calls[1].status, None);
+        assert_eq!(done.provider_calls[2].request_id.as_deref(), Some("id-c"));
+        assert_eq!(
+            j.actions("r1").unwrap()[0].provider_calls,
+            done.provider_calls
+        );
     }
 
     #[test]

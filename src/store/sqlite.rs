@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS actions (
     finished_at TEXT,
     detail TEXT,
     state TEXT,
-    error TEXT
+    error TEXT,
+    provider_calls TEXT
 );
 CREATE INDEX IF NOT EXISTS actions_by_run ON actions(run_id);
 CREATE INDEX IF NOT EXISTS actions_by_finding ON actions(finding_id, finished_at);
@@ -135,18 +136,21 @@ pub fn open_durable(path: &Path) -> Result<Connection, OpenError> {
 
 /// Bring an older journal's tables up to [`SCHEMA`] (columns added since).
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('runs')")?;
-    let columns: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (column, ty) in [
-        ("approved_by", "TEXT"),
-        ("approved_at", "TEXT"),
-        ("started_by", "TEXT"),
-        ("started_os_user", "TEXT"),
+    for (table, column, ty) in [
+        ("runs", "approved_by", "TEXT"),
+        ("runs", "approved_at", "TEXT"),
+        ("runs", "started_by", "TEXT"),
+        ("runs", "started_os_user", "TEXT"),
+        // A JSON array of the provider calls each start of the action made (NULL: none
+        // recorded, as in journals written before receipts).
+        ("actions", "provider_calls", "TEXT"),
     ] {
+        let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+        let columns: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         if !columns.iter().any(|c| c == column) {
-            conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {ty}"))?;
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
         }
     }
     Ok(())

@@ -421,3 +421,394 @@ async fn the_evidence_bundle_verifies_offline_and_names_every_mismatch() {
         ],
     );
 }
+
+/// `closeout ARGS` on the runtime (the proxy or the double serving it runs on this one), with
+/// the audit log signed by `key`.
+async fn signed_async(command: std::process::Command, key: &Path) -> Output {
+    let mut command = tokio::process::Command::from(command);
+    command
+        .env("CLOSEOUT_AUDIT_KEY_FILE", key)
+        .output()
+        .await
+        .expect("run closeout")
+}
+
+/// The exported bundle's actions of `run` (written to DIR/bundle).
+fn bundle_actions(dir: &Path) -> Vec<serde_json::Value> {
+    let actions: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("actions.json")).unwrap()).unwrap();
+    actions["actions"].as_array().unwrap().clone()
+}
+
+/// Every call of every action: (action key, call).
+fn calls_of(actions: &[serde_json::Value]) -> Vec<(String, serde_json::Value)> {
+    actions
+        .iter()
+        .flat_map(|a| {
+            let key = a["key"].as_str().unwrap().to_string();
+            a["provider_calls"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no provider_calls in {a}"))
+                .iter()
+                .map(move |c| (key.clone(), c.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Each executed action names at least one provider call with a status; the audit log's
+/// record of each action carries the same calls.
+fn assert_every_action_has_answered_calls(actions: &[serde_json::Value], audit: &str) {
+    assert!(!actions.is_empty());
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for a in actions {
+        let calls = a["provider_calls"].as_array().unwrap();
+        assert!(
+            calls.iter().any(|c| c["status"].as_u64().is_some()),
+            "action {} has no answered provider call: {a}",
+            a["key"]
+        );
+        for c in calls {
+            assert!(
+                c["operation"].as_str().is_some_and(|o| !o.is_empty()),
+                "{c}"
+            );
+            assert!(c["at"].as_str().is_some(), "{c}");
+        }
+        let audited = records
+            .iter()
+            .find(|r| {
+                r["details"]["key"] == a["key"]
+                    && r["event"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with("action."))
+            })
+            .unwrap_or_else(|| panic!("no audit record of {}", a["key"]));
+        assert_eq!(audited["details"]["provider_calls"], a["provider_calls"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aws_action_in_the_bundle_names_the_requests_moto_answered() {
+    use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
+    let world = World::new();
+    // A proxy between Closeout and moto logs what moto answered each request (its status and
+    // x-amzn-RequestId): the receipts in the bundle are checked against that log.
+    let proxy = FaultProxy::start(&world.moto.endpoint()).await;
+    let config = std::fs::read_to_string(world.config_path()).unwrap();
+    assert!(config.contains(&world.moto.endpoint()));
+    std::fs::write(
+        world.config_path(),
+        config.replace(&world.moto.endpoint(), &proxy.endpoint()),
+    )
+    .unwrap();
+    let canary = world.seed_demo();
+    let (private, _public) = keygen(&world, "audit.key");
+    // The first UpdateAccessKey is answered 503 by the proxy: the SDK retries it, and both
+    // attempts are receipts of the action (the failed one with no request id: moto never saw it).
+    proxy.set_rules(vec![Rule::new(
+        When::Times(1),
+        Fault::Status { status: 503 },
+    )
+    .on("UpdateAccessKey")]);
+    let apply = signed_async(
+        world.command(&[
+            "apply",
+            "leaver",
+            "--identity",
+            "E1001",
+            "--yes",
+            "--format",
+            "json",
+        ]),
+        &private,
+    )
+    .await;
+    assert_eq!(apply.status.code(), Some(0), "{}", stderr(&apply));
+    let run = journal_runs(&world)[0].id.clone();
+    let dir = world.dir.path().join("bundle");
+    let out = signed(
+        &world,
+        &private,
+        &["evidence", "export", &run, "-o", dir.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let actions = bundle_actions(&dir);
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert_every_action_has_answered_calls(&actions, &audit);
+    let log = proxy.log();
+    let calls = calls_of(&actions);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut injected = Vec::new();
+    for (key, c) in &calls {
+        let Some(id) = c["request_id"].as_str() else {
+            injected.push((key.clone(), c.clone()));
+            continue;
+        };
+        assert!(seen.insert(id.to_string()), "{key}: request id {id} twice");
+        let answered = log
+            .iter()
+            .find(|e| e.request_id.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("{key}: moto never answered request id {id}: {c}"));
+        assert_eq!(c["status"].as_u64(), answered.status.map(u64::from), "{c}");
+        let op = c["operation"].as_str().unwrap();
+        assert!(
+            op.ends_with(&format!(":{}", answered.op)),
+            "{key}: receipt {op} for moto's {}",
+            answered.op
+        );
+    }
+    // The HTML report shows each action's request ids.
+    let html = world.closeout(&["report", &run]);
+    assert_eq!(html.status.code(), Some(0), "{}", stderr(&html));
+    let html = stdout(&html);
+    for id in &seen {
+        assert!(
+            html.contains(&format!("<code>{id}</code>")),
+            "{id} not in the report"
+        );
+    }
+    // The only call without a request id is the 503 the proxy injected, followed in the same
+    // action by the retry moto answered.
+    assert_eq!(injected.len(), 1, "{injected:?}");
+    let (key, failed) = &injected[0];
+    assert_eq!(failed["operation"], "iam:UpdateAccessKey");
+    assert_eq!(failed["status"], 503);
+    let same_action: Vec<&serde_json::Value> = calls
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, c)| c)
+        .collect();
+    let at = same_action.iter().position(|c| *c == failed).unwrap();
+    let retry = same_action
+        .get(at + 1)
+        .unwrap_or_else(|| panic!("no retry after the 503 in {same_action:?}"));
+    assert_eq!(retry["operation"], "iam:UpdateAccessKey");
+    assert_eq!(retry["status"], 200);
+    // The leaver's writes are there, by name.
+    let ops: Vec<&str> = calls
+        .iter()
+        .map(|(_, c)| c["operation"].as_str().unwrap())
+        .collect();
+    for write in ["iam:UpdateAccessKey", "iam:DeleteLoginProfile"] {
+        assert!(ops.contains(&write), "{write} not among {ops:?}");
+    }
+    let text = std::fs::read_to_string(dir.join("actions.json")).unwrap();
+    assert!(!text.contains(&canary));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_azure_action_in_the_bundle_names_the_requests_the_double_answered() {
+    use crate::common::azure::{AzureWorld, ARM_SCOPE};
+    let world = AzureWorld::new().await;
+    let (canary, _) = world.seed_demo().await;
+    let command = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_closeout"));
+        c.current_dir(world.dir.path())
+            .arg("--config")
+            .arg(world.config_path())
+            .args(args)
+            .env_remove("AZURE_CLIENT_SECRET")
+            .env("CLOSEOUT_ACTOR", "integration-test")
+            .env_remove("RUST_LOG");
+        c
+    };
+    let private = world.dir.path().join("audit.key");
+    let out = tokio::process::Command::from(command(&[
+        "audit",
+        "keygen",
+        "--out",
+        private.to_str().unwrap(),
+    ]))
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let apply = signed_async(
+        command(&[
+            "apply",
+            "leaver",
+            "--identity",
+            "E1001",
+            "--yes",
+            "--format",
+            "json",
+        ]),
+        &private,
+    )
+    .await;
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    let run = common::runs_at(&world.dir.path().join("state/closeout.db"))[0]
+        .id
+        .clone();
+    let dir = world.dir.path().join("bundle");
+    let out = signed_async(
+        command(&["evidence", "export", &run, "-o", dir.to_str().unwrap()]),
+        &private,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let actions = bundle_actions(&dir);
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert_every_action_has_answered_calls(&actions, &audit);
+    // The double's own log of what it answered, with the request id it sent back.
+    let (status, answered) = world
+        .api
+        .call(
+            ARM_SCOPE,
+            "GET",
+            &format!("{}/_double/calls", world.double.base_url()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let answered = answered["calls"].as_array().unwrap().clone();
+    let calls = calls_of(&actions);
+    let mut data_plane = 0;
+    for (key, c) in &calls {
+        let id = c["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: an Azure call without a request id: {c}"));
+        let record = answered
+            .iter()
+            .find(|r| r["request_id"] == id)
+            .unwrap_or_else(|| panic!("{key}: the double never answered request id {id}: {c}"));
+        assert_eq!(c["status"], record["status"], "{c} / {record}");
+        let host = record["host"].as_str().unwrap_or("");
+        data_plane += usize::from(!host.is_empty());
+        assert_eq!(
+            c["operation"].as_str().unwrap(),
+            format!(
+                "{} {host}{}",
+                record["method"].as_str().unwrap(),
+                record["path"].as_str().unwrap()
+            ),
+            "{key}"
+        );
+    }
+    assert!(
+        data_plane > 0,
+        "no Key Vault data-plane call among {calls:?}"
+    );
+    let text = std::fs::read_to_string(dir.join("actions.json")).unwrap();
+    assert!(!text.contains(&canary));
+}
+
+#[test]
+fn every_vault_action_in_the_bundle_names_its_calls_and_openbao_logged_their_ids() {
+    use crate::common::vault::VaultWorld;
+    let world = VaultWorld::new();
+    let (canary, _) = world.seed_demo();
+    let private = world.dir.path().join("audit.key");
+    let out = world.closeout(&["audit", "keygen", "--out", private.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let signed = |args: &[&str]| {
+        world
+            .command(args)
+            .env("CLOSEOUT_AUDIT_KEY_FILE", &private)
+            .output()
+            .expect("run closeout")
+    };
+    let apply = signed(&[
+        "apply",
+        "leaver",
+        "--identity",
+        "E1001",
+        "--yes",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    let run = common::runs_at(&world.dir.path().join("state/closeout.db"))[0]
+        .id
+        .clone();
+    let dir = world.dir.path().join("bundle");
+    let out = signed(&["evidence", "export", &run, "-o", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let actions = bundle_actions(&dir);
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert_every_action_has_answered_calls(&actions, &audit);
+    // OpenBao's file audit device logs every request with its id and path: each request id in
+    // the bundle is one OpenBao logged, for the path the receipt names.
+    let logged: std::collections::BTreeMap<String, String> =
+        std::fs::read_to_string(world.bao.audit_log())
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|e| {
+                Some((
+                    e["request"]["id"].as_str()?.to_string(),
+                    e["request"]["path"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+    let calls = calls_of(&actions);
+    let mut with_id = 0;
+    for (key, c) in &calls {
+        let op = c["operation"].as_str().unwrap();
+        // OpenBao names a request in the body of an answer that has one; a 204 has none.
+        if c["status"] == 200 {
+            assert!(
+                c["request_id"].is_string(),
+                "{key}: a 200 without its id: {c}"
+            );
+        }
+        let Some(id) = c["request_id"].as_str() else {
+            continue;
+        };
+        with_id += 1;
+        let path = logged
+            .get(id)
+            .unwrap_or_else(|| panic!("{key}: OpenBao never logged request id {id}: {c}"));
+        // The receipt keeps the path as sent (percent-encoded); OpenBao logs it decoded, and
+        // a LIST's with a trailing slash.
+        assert!(
+            percent_decoded(op).ends_with(&format!(" /v1/{}", path.trim_end_matches('/'))),
+            "{key}: {op} vs {path}"
+        );
+    }
+    assert!(with_id > 0, "no Vault call carried a request id: {calls:?}");
+    let text = std::fs::read_to_string(dir.join("actions.json")).unwrap();
+    assert!(!text.contains(&canary));
+}
+
+/// `text` with its `%XX` escapes decoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -144,6 +144,30 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
         }
     }
 
+    // Every action journaled the calls it made, each answered: Keycloak admin and token
+    // endpoint calls and SCIM calls by method and path (neither sends a request id).
+    let journal = crate::common::journal_at(&w.dir.path().join("state/closeout.db")).unwrap();
+    let run = journal.runs(10).unwrap().remove(0);
+    let actions = journal.actions(&run.id).unwrap();
+    assert!(!actions.is_empty());
+    for a in &actions {
+        assert!(
+            a.provider_calls.iter().any(|c| c.status.is_some()),
+            "{} has no answered provider call: {:?}",
+            a.key,
+            a.provider_calls
+        );
+        for c in &a.provider_calls {
+            let path = c.operation.split_once(' ').map(|(_, p)| p).unwrap_or("");
+            let expected = match a.provider.as_str() {
+                "keycloak" => path.starts_with("/admin/realms/") || path.starts_with("/realms/"),
+                _ => path.starts_with("/Users") || path.starts_with("/Groups"),
+            };
+            assert!(expected, "{}: {c:?}", a.key);
+            assert!(!c.operation.contains('?'), "{c:?}");
+        }
+    }
+
     // Keycloak refuses Alice's old tokens; Bob's still work.
     assert_eq!(
         w.refresh("portal", PORTAL_SECRET, &alice_refresh)

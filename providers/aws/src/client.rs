@@ -6,6 +6,7 @@
 
 use crate::config::{AwsConfig, AwsError};
 use crate::error::CallError;
+use crate::receipts::Receipts;
 use crate::retry::{retry_config, timeout_config, RetryAfterClassifier};
 use aws_config::BehaviorVersion;
 use aws_sdk_iam::config::http::HttpResponse;
@@ -61,18 +62,23 @@ impl AwsProvider {
         // quota (the SDK's token bucket) of its own: the SDK's default partition keeps one
         // bucket per service for the whole process, so a provider connected after a fault storm
         // (a resume in the same process, a test) would start with the quota another drained.
+        // Every client also records each attempt's status and request id for the action
+        // being executed (`receipts`).
         let iam = aws_sdk_iam::config::Builder::from(&sdk)
             .retry_classifier(RetryAfterClassifier)
+            .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_iam::config::retry::RetryPartition::custom("closeout-iam").build(),
             );
         let sts = aws_sdk_sts::config::Builder::from(&sdk)
             .retry_classifier(RetryAfterClassifier)
+            .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_sts::config::retry::RetryPartition::custom("closeout-sts").build(),
             );
         let sm = aws_sdk_secretsmanager::config::Builder::from(&sdk)
             .retry_classifier(RetryAfterClassifier)
+            .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_secretsmanager::config::retry::RetryPartition::custom(
                     "closeout-secretsmanager",
@@ -132,7 +138,8 @@ impl AwsProvider {
         );
         let mut conf = aws_sdk_sts::config::Builder::from(&self.sdk)
             .credentials_provider(creds)
-            .retry_classifier(RetryAfterClassifier);
+            .retry_classifier(RetryAfterClassifier)
+            .interceptor(Receipts);
         if !retries {
             conf = conf.retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled());
         }

@@ -11,7 +11,7 @@
 //! Module map, in layers (a module imports only from its own layer or lower ones; checked by
 //! `scripts/check-layers.py`):
 //!
-//! layer 0: capabilities, config, error, policy, retry
+//! layer 0: capabilities, config, error, policy, receipts, retry
 //! layer 1: client
 //! layer 2: inventory, principal
 //! layer 3: correlation, state, reach, findings, nhi
@@ -57,6 +57,7 @@ pub mod policy;
 mod principal;
 mod provider;
 mod reach;
+mod receipts;
 mod resolve;
 mod retry;
 mod secret_rotation;

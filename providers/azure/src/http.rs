@@ -10,6 +10,7 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use closeout_contract::receipt::{self, ProviderCall};
 use closeout_contract::{CallGate, ErrorClass, ProviderError, RetryPolicy};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -397,11 +398,20 @@ impl AzureHttp {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| fail(None, "transport".into(), transport_cause(&e), None))?;
+        let operation = || {
+            let path = shown.split('?').next().unwrap_or_default();
+            format!("{method} {path}")
+        };
+        let resp = req.send().await.map_err(|e| {
+            receipt::record(ProviderCall::new(operation(), None, None));
+            fail(None, "transport".into(), transport_cause(&e), None)
+        })?;
         let status = resp.status().as_u16();
+        receipt::record(ProviderCall::new(
+            operation(),
+            Some(status),
+            request_id(resp.headers()),
+        ));
         if status == 204 {
             return Ok(None);
         }
@@ -471,6 +481,14 @@ fn credential(
     )
     .map_err(|e| format!("cannot build the credential: {e}"))?;
     Ok(credential)
+}
+
+/// The id Azure gives a request: `x-ms-request-id` (ARM, Key Vault), `request-id` (Graph).
+pub fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    ["x-ms-request-id", "request-id"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok())
+        .map(str::to_string)
 }
 
 fn transport_cause(e: &reqwest::Error) -> String {

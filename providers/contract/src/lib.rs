@@ -17,6 +17,7 @@ pub mod finding;
 pub mod gate;
 pub mod identity;
 pub mod provider;
+pub mod receipt;
 pub mod retry;
 pub mod rotation_strategy;
 pub mod secret;
@@ -35,6 +36,7 @@ pub use finding::{
 pub use gate::{CallGate, Limits};
 pub use identity::{Identity, IdentityKind, IdentityStatus};
 pub use provider::{Health, ProbeOutcome, Provider, ProviderConfig, ResolveContext};
+pub use receipt::ProviderCall;
 pub use retry::{RetryPolicy, RetryPolicyError};
 pub use rotation_strategy::{Choice, Shape, Strategy, StrategyError};
 pub use secret::SecretValue;

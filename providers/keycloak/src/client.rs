@@ -8,6 +8,7 @@
 
 use crate::capabilities::PROVIDER;
 use crate::config::{AdminAuth, KeycloakConfig, KeycloakError};
+use closeout_contract::receipt::{self, ProviderCall};
 use closeout_contract::{CallGate, ErrorClass, Limits, ProviderError, RetryPolicy, SecretValue};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -188,13 +189,9 @@ impl Client {
         let url = self.token_url(realm);
         let path = format!("/realms/{realm}/protocol/openid-connect/token");
         let _pass = self.gate.enter().await;
-        let answer = self
-            .http
-            .post(&url)
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| self.no_answer("POST", &path, &e))?;
+        let answer = self.http.post(&url).form(form).send().await;
+        record("POST", &path, answer.as_ref().ok());
+        let answer = answer.map_err(|e| self.no_answer("POST", &path, &e))?;
         let status = answer.status().as_u16();
         let retry_after = retry_after(answer.headers());
         let body = answer.bytes().await.unwrap_or_default();
@@ -237,13 +234,9 @@ impl Client {
         let url = format!("{}/introspect", self.token_url(realm));
         let path = format!("/realms/{realm}/protocol/openid-connect/token/introspect");
         let _pass = self.gate.enter().await;
-        let answer = self
-            .http
-            .post(&url)
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| self.no_answer("POST", &path, &e))?;
+        let answer = self.http.post(&url).form(form).send().await;
+        record("POST", &path, answer.as_ref().ok());
+        let answer = answer.map_err(|e| self.no_answer("POST", &path, &e))?;
         let status = answer.status().as_u16();
         let retry_after = retry_after(answer.headers());
         let body = answer.bytes().await.unwrap_or_default();
@@ -398,10 +391,10 @@ impl Client {
             }
             let answer = {
                 let _pass = self.gate.enter().await;
-                req.send()
-                    .await
-                    .map_err(|e| self.no_answer(method, &full, &e))?
+                req.send().await
             };
+            record(method, &full, answer.as_ref().ok());
+            let answer = answer.map_err(|e| self.no_answer(method, &full, &e))?;
             let status = answer.status().as_u16();
             if status == 401 && !renew {
                 renew = true;
@@ -435,6 +428,21 @@ impl Client {
             });
         }
     }
+}
+
+/// Record the call in the current action's receipts: its status, and the request id when a
+/// proxy in front of Keycloak adds `X-Request-Id` (Keycloak itself sends none). `None`: no
+/// answer.
+fn record(method: &str, path: &str, answer: Option<&reqwest::Response>) {
+    let request_id = answer
+        .and_then(|a| a.headers().get("x-request-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    receipt::record(ProviderCall::new(
+        format!("{method} {}", path.split('?').next().unwrap_or_default()),
+        answer.map(|a| a.status().as_u16()),
+        request_id,
+    ));
 }
 
 /// `Retry-After` in seconds, when the answer had one.

@@ -237,19 +237,30 @@ async fn set_password(by: &Login, role: &str, password: &SecretValue) -> Result<
     // allowed (a superuser).
     let _ = client.batch_execute("SET log_statement = 'none'").await;
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
-    client
+    let done = client
         .batch_execute(&format!(
             "ALTER ROLE {} WITH PASSWORD {}",
             quote_ident(role),
             quote_literal(&verifier)
         ))
-        .await
-        .map_err(|e| {
-            PgError::Sql(format!(
-                "ALTER ROLE {role} PASSWORD failed: {}",
-                sql_message(&e)
-            ))
-        })
+        .await;
+    record(by, &format!("ALTER ROLE {} PASSWORD", quote_ident(role)));
+    done.map_err(|e| {
+        PgError::Sql(format!(
+            "ALTER ROLE {role} PASSWORD failed: {}",
+            sql_message(&e)
+        ))
+    })
+}
+
+/// Record a statement in the current action's receipts: what it did (never its text, which
+/// holds a password verifier) and where. PostgreSQL has no HTTP status and no request id.
+fn record(at: &Login, what: &str) {
+    closeout_contract::receipt::record(closeout_contract::ProviderCall::new(
+        format!("{what} on {}/{}", at.endpoint(), at.dbname),
+        None,
+        None,
+    ));
 }
 
 fn sql_message(e: &tokio_postgres::Error) -> String {
@@ -267,16 +278,15 @@ async fn ensure_clone(admin: &Login, base: &str, clone: &str) -> Result<(), PgEr
         .map_err(|e| PgError::Sql(sql_message(&e)))?
         .is_some();
     if !exists {
-        client
+        let done = client
             .batch_execute(&format!(
                 "CREATE ROLE {} WITH LOGIN IN ROLE {}",
                 quote_ident(clone),
                 quote_ident(base)
             ))
-            .await
-            .map_err(|e| {
-                PgError::Sql(format!("CREATE ROLE {clone} failed: {}", sql_message(&e)))
-            })?;
+            .await;
+        record(admin, &format!("CREATE ROLE {}", quote_ident(clone)));
+        done.map_err(|e| PgError::Sql(format!("CREATE ROLE {clone} failed: {}", sql_message(&e))))?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 use crate::capabilities::PROVIDER;
 use crate::config::{AppConfig, ScimError};
+use closeout_contract::receipt::{self, ProviderCall};
 use closeout_contract::{CallGate, ErrorClass, ProviderError, RetryPolicy, SecretValue};
 use serde::Deserialize;
 use serde_json::Value;
@@ -187,15 +188,28 @@ impl App {
         }
         let answer = {
             let _pass = self.gate.enter().await;
-            req.send().await.map_err(|e| {
-                err(
-                    None,
-                    Some(closeout_contract::with_causes("no answer", &e)),
-                    None,
-                )
-            })?
+            req.send().await
         };
+        let operation = || format!("{method} {}", path.split('?').next().unwrap_or_default());
+        let answer = answer.map_err(|e| {
+            receipt::record(ProviderCall::new(operation(), None, None));
+            err(
+                None,
+                Some(closeout_contract::with_causes("no answer", &e)),
+                None,
+            )
+        })?;
         let status = answer.status().as_u16();
+        // SCIM defines no request id; an app (or its gateway) may send `X-Request-Id`.
+        receipt::record(ProviderCall::new(
+            operation(),
+            Some(status),
+            answer
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ));
         let retry_after = answer
             .headers()
             .get(reqwest::header::RETRY_AFTER)

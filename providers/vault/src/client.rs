@@ -10,11 +10,19 @@
 
 use crate::capabilities::PROVIDER;
 use crate::config::VaultError;
+use closeout_contract::receipt::{self, ProviderCall};
 use closeout_contract::{CallGate, ErrorClass, ProviderError, RetryPolicy, SecretValue};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::time::Duration;
+
+/// The one field of an answer's body a receipt reads.
+#[derive(Deserialize)]
+struct RequestId {
+    #[serde(default)]
+    request_id: Option<String>,
+}
 
 /// The fixed text for an answer that could not be read: the body may hold secret values.
 const UNPARSED: &str = "the response could not be parsed";
@@ -238,9 +246,14 @@ impl Client {
             tracing::trace!(method, path, "vault call");
             req.send().await
         };
+        let operation = || {
+            let path = path.split('?').next().unwrap_or_default();
+            format!("{method} /v1/{path}")
+        };
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
+                receipt::record(ProviderCall::new(operation(), None, None));
                 // reqwest's error names the URL (no secrets: path only) and the cause.
                 let e = fail(None, vec![without_url(&e)], None);
                 tracing::debug!(error = %e, "vault call failed");
@@ -249,15 +262,25 @@ impl Client {
         };
         let status = resp.status().as_u16();
         if status == 204 {
+            receipt::record(ProviderCall::new(operation(), Some(status), None));
             return Ok(None);
         }
         if (200..300).contains(&status) {
-            return resp
-                .json::<T>()
-                .await
+            let bytes = resp.bytes().await;
+            // Vault and OpenBao name the request in the body (`request_id`), not a header.
+            let request_id = bytes
+                .as_ref()
+                .ok()
+                .and_then(|b| serde_json::from_slice::<RequestId>(b).ok())
+                .and_then(|r| r.request_id);
+            receipt::record(ProviderCall::new(operation(), Some(status), request_id));
+            return bytes
+                .ok()
+                .and_then(|b| serde_json::from_slice::<T>(&b).ok())
                 .map(Some)
-                .map_err(|_| fail(Some(status), vec![UNPARSED.into()], None));
+                .ok_or_else(|| fail(Some(status), vec![UNPARSED.into()], None));
         }
+        receipt::record(ProviderCall::new(operation(), Some(status), None));
         let retry_after = resp
             .headers()
             .get("retry-after")

@@ -10,7 +10,7 @@
 //! - `POST /_double/certificate-delay` `{"milliseconds": 3000}` — from now on a certificate
 //!   create operation on an existing certificate stays `inProgress` (and the old version current)
 //!   that long, as with a slow issuer; 0 (the default) completes it at once.
-//! - `GET /_double/calls` — `{"calls":[{"method","path","query","status"}]}`, oldest first.
+//! - `GET /_double/calls` — `{"calls":[{"method","host","path","query","status","request_id"}]}`, oldest first.
 //! - `DELETE /_double/calls` — clears the log.
 
 use std::sync::Arc;

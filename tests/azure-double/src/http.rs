@@ -381,6 +381,7 @@ async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Nex
         path,
         query,
         status: response.status().as_u16(),
+        request_id,
     });
     response
 }

@@ -76,6 +76,8 @@ pub struct CallRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     pub status: u16,
+    /// The id sent back in `x-ms-request-id` (ARM, Key Vault) or `request-id` (Graph).
+    pub request_id: String,
 }
 
 impl App {

@@ -76,8 +76,10 @@ max_in_flight = 4
         ]
     }
 
-    pub fn closeout(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_closeout"))
+    /// A `closeout ARGS` command with this world's config and no Vault token from outside.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_closeout"));
+        command
             .current_dir(self.dir.path())
             .arg("--config")
             .arg(self.config_path())
@@ -86,9 +88,12 @@ max_in_flight = 4
             .env_remove("BAO_TOKEN")
             .env_remove("VAULT_ADDR")
             .env("CLOSEOUT_ACTOR", "integration-test")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run closeout")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    pub fn closeout(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run closeout")
     }
 
     /// Seed the demo organisation; returns the canary and what was created.

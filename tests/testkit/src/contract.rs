@@ -6,7 +6,8 @@
 //!
 //! 1. `resolve` finds the seeded finding, the verb is one the provider lists for its kind, and
 //!    the finding is not already in the state the action will leave it in;
-//! 2. `execute` changes something (`already_done` false) and reports the expected state;
+//! 2. `execute` changes something (`already_done` false) and reports the expected state, and
+//!    records at least one answered provider call (`closeout_contract::receipt`);
 //! 3. `live_state`, read from the server, is that state;
 //! 4. executing the same request again is the idempotent success: `already_done` (or
 //!    [`ProviderError::AlreadyDone`]) in the same state;
@@ -14,7 +15,7 @@
 //! 6. resolving again, the finding is gone or in the expected state.
 //!
 //! Then `health` answers with a principal, and no text the provider returned (outcome details,
-//! errors, probes, findings) contains any of the seeded secret values given as `secrets`.
+//! errors, probes, findings, the receipts of `execute`) contains any of the seeded secret values given as `secrets`.
 //!
 //! The suite panics with the case and what the provider answered on the first violation. It
 //! returns what it saw so the provider's own test can read the server back for the
@@ -35,6 +36,7 @@
 //! # }
 //! ```
 
+use closeout_contract::receipt;
 use closeout_contract::{
     ActionOutcome, ActionParams, ActionRequest, Finding, Health, ProbeOutcome, Provider,
     ProviderError, Resolution, ResolveContext, State,
@@ -165,11 +167,14 @@ pub async fn run_suite<P: Provider>(
             finding: finding.clone(),
             params,
         };
-        let outcome = provider
-            .execute(&request)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: execute failed: {e}"));
+        let (outcome, calls) = receipt::collect(provider.execute(&request)).await;
+        let outcome = outcome.unwrap_or_else(|e| panic!("{what}: execute failed: {e}"));
         texts.push(outcome.detail.clone());
+        assert!(
+            calls.iter().any(|c| c.status.is_some()),
+            "{what}: execute recorded no answered provider call (receipts): {calls:?}"
+        );
+        texts.extend(calls.iter().map(|c| format!("{c:?}")));
         assert!(
             !outcome.already_done,
             "{what}: the first execution changed nothing: {outcome:?}"
@@ -186,7 +191,9 @@ pub async fn run_suite<P: Provider>(
             case.leaves
         );
 
-        match provider.execute(&request).await {
+        let (again, calls) = receipt::collect(provider.execute(&request)).await;
+        texts.extend(calls.iter().map(|c| format!("{c:?}")));
+        match again {
             Ok(again) => {
                 texts.push(again.detail.clone());
                 assert!(

@@ -150,6 +150,9 @@ pub struct LogEntry {
     pub fault: Option<Fault>,
     /// The status returned to the client (`None`: connection closed).
     pub status: Option<u16>,
+    /// The request id the upstream answered with (`x-amzn-RequestId`, `x-amz-request-id`,
+    /// `x-ms-request-id`, `request-id`); `None` for an injected fault or no such header.
+    pub request_id: Option<String>,
 }
 
 /// How well clients honoured `Retry-After`: of the 429s the proxy sent, how many were followed
@@ -490,6 +493,7 @@ async fn handle(
         key,
         fault: fault.clone(),
         status: None,
+        request_id: None,
     };
     let log = |entry: LogEntry| {
         shared
@@ -531,6 +535,15 @@ async fn handle(
         return Err(ProxyError::Reset);
     }
     entry.status = Some(answer.status().as_u16());
+    entry.request_id = [
+        "x-amzn-requestid",
+        "x-amz-request-id",
+        "x-ms-request-id",
+        "request-id",
+    ]
+    .iter()
+    .find_map(|h| answer.headers().get(*h)?.to_str().ok())
+    .map(str::to_string);
     log(entry);
     Ok(answer)
 }
@@ -646,6 +659,7 @@ mod tests {
             key: op.len() as u64,
             fault,
             status: None,
+            request_id: None,
         };
         let t = Some(Fault::TooManyRequests {
             retry_after_secs: 2,

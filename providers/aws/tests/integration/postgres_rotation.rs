@@ -114,15 +114,36 @@ async fn single_user_rotation_changes_the_password_at_the_database() {
     );
     let provider = case.moto.provider().await;
     let c = case.moto.clients().await;
-    let out = provider
-        .execute(&request("run-1/rotate/single", &case.finding))
-        .await
-        .unwrap();
+    let (out, calls) = closeout_contract::receipt::collect(
+        provider.execute(&request("run-1/rotate/single", &case.finding)),
+    )
+    .await;
+    let out = out.unwrap();
     assert!(!out.already_done, "{out:?}");
     let after = current(&c, &case.arn).await;
     assert_eq!(after["username"], "pay_single");
     kept(&before, &after);
     let new = after["password"].as_str().unwrap();
+    // The receipts: the Secrets Manager calls with moto's request ids, and the statement at
+    // the database by kind and role only — never a password or its verifier.
+    let alter: Vec<_> = calls
+        .iter()
+        .filter(|c| {
+            c.operation
+                .starts_with("ALTER ROLE \"pay_single\" PASSWORD on ")
+        })
+        .collect();
+    assert_eq!(alter.len(), 1, "{calls:?}");
+    assert_eq!((alter[0].status, &alter[0].request_id), (None, &None));
+    assert!(calls
+        .iter()
+        .any(|c| c.operation == "secretsmanager:PutSecretValue" && c.status == Some(200)));
+    assert!(calls
+        .iter()
+        .filter(|c| c.operation.starts_with("secretsmanager:"))
+        .all(|c| c.request_id.as_deref().is_some_and(|id| !id.is_empty())));
+    let text = format!("{calls:?}");
+    assert!(!text.contains(new) && !text.contains("old-single-pw") && !text.contains("SCRAM"));
     assert!(
         !pg.can_login("pay_single", "old-single-pw"),
         "old password still works"
@@ -183,10 +204,17 @@ async fn alternating_users_switch_to_the_clone_and_retire_the_old_password() {
     };
     let provider = case.moto.provider().await;
     let c = case.moto.clients().await;
-    provider
-        .execute(&request("run-1/rotate/alt", &case.finding))
-        .await
-        .unwrap();
+    let (out, calls) = closeout_contract::receipt::collect(
+        provider.execute(&request("run-1/rotate/alt", &case.finding)),
+    )
+    .await;
+    out.unwrap();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.operation.starts_with("CREATE ROLE \"pay_alt_clone\" on ")),
+        "{calls:?}"
+    );
     let after = current(&c, &case.arn).await;
     assert_eq!(after["username"], "pay_alt_clone");
     kept(&before, &after);

@@ -64,6 +64,7 @@ impl KeyVaultData {
             client_options: ClientOptions {
                 transport: Some(Transport::new(Arc::new(http))),
                 retry: RetryOptions::none(),
+                per_try_policies: vec![Arc::new(super::transport::ReceiptPolicy)],
                 ..ClientOptions::default()
             },
             api_version: options.api_version,

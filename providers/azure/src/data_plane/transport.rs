@@ -3,10 +3,12 @@
 
 use super::model::DataPlaneOptions;
 use azure_core::credentials::TokenCredential;
-use azure_core::http::ClientOptions;
+use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::{ClientOptions, Context, Request};
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use closeout_contract::receipt::{self, ProviderCall};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,56 @@ impl reqwest::dns::Resolve for SuffixResolver {
             };
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
+    }
+}
+
+/// A per-try policy of the data-plane clients (after the SDK's challenge authentication, before
+/// the transport): records each request sent as a [`ProviderCall`] — `METHOD host/path`, the
+/// status, `x-ms-request-id` — for the action being executed. The authentication handshake (a
+/// request sent without a token to learn the vault's challenge, answered 401) is not recorded.
+#[derive(Debug, Default)]
+pub(super) struct ReceiptPolicy;
+
+#[async_trait::async_trait]
+impl Policy for ReceiptPolicy {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let Some((first, rest)) = next.split_first() else {
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Other,
+                "the receipt policy must not be the last policy",
+            ));
+        };
+        if !receipt::is_collecting() {
+            return first.send(ctx, request, rest).await;
+        }
+        let operation = format!(
+            "{} {}{}",
+            request.method(),
+            request.url().host_str().unwrap_or_default(),
+            request.url().path()
+        );
+        let authorized = request
+            .headers()
+            .get_optional_str(&azure_core::http::headers::AUTHORIZATION)
+            .is_some();
+        let response = first.send(ctx, request, rest).await;
+        match &response {
+            Ok(r) if !authorized && u16::from(r.status()) == 401 => {}
+            Ok(r) => receipt::record(ProviderCall::new(
+                operation,
+                Some(u16::from(r.status())),
+                r.headers().get_optional_string(
+                    &azure_core::http::headers::HeaderName::from_static("x-ms-request-id"),
+                ),
+            )),
+            Err(_) => receipt::record(ProviderCall::new(operation, None, None)),
+        }
+        response
     }
 }
 
