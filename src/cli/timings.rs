@@ -79,7 +79,7 @@ impl Row {
 /// What the layer keeps on each span it counts.
 struct Started {
     at: Instant,
-    /// `name` of a phase, `provider` of a call or action.
+    /// `phase` of a phase, `provider` of a call or action.
     label: Option<String>,
     /// A call's wait at its provider's gate.
     gate_wait: Duration,
@@ -88,7 +88,7 @@ struct Started {
 /// The fields the layer reads from spans and events.
 #[derive(Default)]
 struct Fields {
-    name: Option<String>,
+    phase: Option<String>,
     provider: Option<String>,
     gate_wait_ms: u64,
 }
@@ -96,7 +96,7 @@ struct Fields {
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "name" => self.name = Some(value.to_string()),
+            "phase" => self.phase = Some(value.to_string()),
             "provider" => self.provider = Some(value.to_string()),
             _ => {}
         }
@@ -111,7 +111,7 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let text = || format!("{value:?}").trim_matches('"').to_string();
         match field.name() {
-            "name" => self.name = Some(text()),
+            "phase" => self.phase = Some(text()),
             "provider" => self.provider = Some(text()),
             _ => {}
         }
@@ -245,7 +245,7 @@ where
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         let label = if span.name() == PHASE_SPAN {
-            let name = fields.name.unwrap_or_else(|| NO_PHASE.into());
+            let name = fields.phase.unwrap_or_else(|| NO_PHASE.into());
             let mut tally = self.lock();
             if !tally.phases.iter().any(|(n, _)| *n == name) {
                 tally.phases.push((name.clone(), Duration::ZERO));
