@@ -2,7 +2,9 @@
 //! speed). Starts the real binary on a free port with a throwaway store, posts signed leaver
 //! events for `CLOSEOUT_BENCH_SECS` seconds (default 30) from `CLOSEOUT_BENCH_CONCURRENCY`
 //! connections (default 32), then reports accepted events per second, latency percentiles, the
-//! server's peak resident memory, and whether every accepted event is in the store.
+//! server's peak resident memory, and whether every accepted event is in the store. Every
+//! request has a timeout (`CLOSEOUT_BENCH_REQUEST_TIMEOUT_SECS`, default 10): a server that stops
+//! answering makes the bench report the timed-out requests and exit 1, rather than hang.
 //!
 //!     cargo bench --profile dev --bench webhook_load
 //!
@@ -36,6 +38,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 fn main() {
     let secs = env_or("CLOSEOUT_BENCH_SECS", 30);
     let concurrency = env_or("CLOSEOUT_BENCH_CONCURRENCY", 32) as usize;
+    let request_timeout = Duration::from_secs(env_or("CLOSEOUT_BENCH_REQUEST_TIMEOUT_SECS", 10));
     let dir = tempfile::tempdir().expect("temp dir");
     let repo = env!("CARGO_MANIFEST_DIR");
     std::fs::write(
@@ -86,8 +89,12 @@ workers = 2
         .expect("runtime");
     let accepted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let timed_out = Arc::new(AtomicU64::new(0));
     let latencies = runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .build()
+            .expect("HTTP client");
         let secret = closeout::intake::webhook::WebhookSecret::parse(SECRET).expect("secret");
         let secret = Arc::new(secret);
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -95,6 +102,7 @@ workers = 2
             .map(|c| {
                 let (client, base, secret) = (client.clone(), base.clone(), secret.clone());
                 let (accepted, failed) = (accepted.clone(), failed.clone());
+                let timed_out = timed_out.clone();
                 tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let mut n = 0u64;
@@ -119,6 +127,9 @@ workers = 2
                         match r {
                             Ok(r) if r.status().as_u16() == 202 => {
                                 accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) if e.is_timeout() => {
+                                timed_out.fetch_add(1, Ordering::Relaxed);
                             }
                             _ => {
                                 failed.fetch_add(1, Ordering::Relaxed);
@@ -170,6 +181,13 @@ workers = 2
         Some(kib) => println!("  server peak RSS: {:.1} MiB", kib as f64 / 1024.0),
         None => println!("  server peak RSS: unknown (no /proc)"),
     }
+    let timed_out = timed_out.load(Ordering::Relaxed);
+    if timed_out > 0 {
+        println!(
+            "  HANG: {timed_out} request(s) got no answer within {} s",
+            request_timeout.as_secs()
+        );
+    }
     println!(
         "  stored events: {stored} ({})",
         if stored == accepted as i64 {
@@ -178,4 +196,7 @@ workers = 2
             "MISMATCH: accepted events are missing from the store"
         }
     );
+    if timed_out > 0 {
+        std::process::exit(1);
+    }
 }

@@ -98,9 +98,9 @@ fi
 banner "closeout plan leaver --identity $LEAVER"
 "${CLOSEOUT[@]}" plan leaver --identity "$LEAVER"
 
-banner "closeout apply leaver --identity $LEAVER --yes"
+banner "closeout apply leaver --identity $LEAVER --yes --timings"
 apply_rc=0
-"${CLOSEOUT[@]}" apply leaver --identity "$LEAVER" --yes || apply_rc=$?
+"${CLOSEOUT[@]}" apply leaver --identity "$LEAVER" --yes --timings || apply_rc=$?
 
 banner "closeout runs show <last run>"
 last_run="$("${CLOSEOUT[@]}" runs list --limit 1 --format json \

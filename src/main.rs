@@ -1,8 +1,13 @@
 use clap::Parser;
+use closeout::cli::timings::Timings;
 use closeout::cli::{self, Cli, Format, LogFormat};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-fn init_logging(cli: &Cli) {
+/// Logs on stderr, and the `--timings` collector when asked for (returned, to print at the end).
+fn init_logging(cli: &Cli) -> Option<Timings> {
     let default = match cli.global.verbose {
         // A service says what it does; a command only what went wrong.
         0 if matches!(cli.command, cli::Command::Serve) => "closeout=info,warn",
@@ -11,18 +16,24 @@ fn init_logging(cli: &Cli) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.global.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match cli.global.log_format {
+        // A JSON log also records each span's closing, with its busy and idle time: the
+        // durations of runs, phases and actions (and of provider calls at -v).
+        LogFormat::Json => fmt.json().with_span_events(FmtSpan::CLOSE).boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    let timings = cli.global.timings.then(Timings::default);
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(timings.as_ref().map(Timings::layer))
+        .init();
+    timings
 }
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(&cli);
+    let timings = init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,5 +57,8 @@ fn main() {
             failure.code
         }
     };
+    if let Some(timings) = timings {
+        eprint!("{}", timings.render());
+    }
     std::process::exit(code);
 }

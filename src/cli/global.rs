@@ -22,6 +22,10 @@ pub struct GlobalArgs {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// When the command ends, print on stderr where its time went: per phase and provider, the
+    /// calls made, the time with a call in flight, the calls' summed time and throttled answers.
+    #[arg(long, global = true)]
+    pub timings: bool,
 }
 
 /// How logs are written on stderr.

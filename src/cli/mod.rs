@@ -25,6 +25,7 @@ pub mod rotate;
 pub mod runs;
 pub mod serve;
 pub mod source;
+pub mod timings;
 pub mod verify;
 
 pub use global::{exit, Failure, Format, GlobalArgs, ListFormat, LogFormat};

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::intake::source::Directory;
 use crate::pipeline::report::ClosureReport;
 use crate::pipeline::resolve::{resolve, Graph};
+use crate::pipeline::spans;
 use crate::policy::entitlements::policy as entitlement_policy;
 use crate::policy::entitlements::EntitlementPolicy;
 use crate::policy::playbook::{self, Playbook};
@@ -20,6 +21,7 @@ use crate::trigger::Trigger;
 use closeout_contract::{Identity, ResolveContext};
 use std::collections::BTreeMap;
 use std::path::Path;
+use tracing::Instrument;
 
 /// An opened Closeout: configuration, source, journal and audit log.
 pub struct Engine {
@@ -171,7 +173,10 @@ impl Engine {
     pub async fn resolve(&self, id: &str) -> Result<Graph, EngineError> {
         let identity = self.identity(id)?;
         let providers = self.providers().await?;
-        Ok(resolve(&providers, &self.context(&identity).await?).await?)
+        let ctx = self.context(&identity).await?;
+        Ok(resolve(&providers, &ctx)
+            .instrument(spans::phase("resolve"))
+            .await?)
     }
 
     /// The report of a finished run, or its journaled state.

@@ -6,6 +6,7 @@ use super::error::EngineError;
 use crate::pipeline::entitlements as entitlement_live;
 use crate::pipeline::plan::{self, Plan, PlanInput};
 use crate::pipeline::resolve::{resolve, Graph};
+use crate::pipeline::spans;
 use crate::policy::entitlements::explain::Explanation;
 use crate::policy::entitlements::Review;
 use crate::policy::playbook::{Playbook, SelectionFacts};
@@ -15,6 +16,7 @@ use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
 use closeout_contract::{Finding, Identity, IdentityKind, IdentityStatus, ResolveContext};
 use std::collections::{BTreeMap, BTreeSet};
+use tracing::Instrument;
 
 /// A plan together with the graph it came from.
 pub struct Planned {
@@ -63,7 +65,9 @@ impl Engine {
         let policy = self.policy("policy explain")?;
         let providers = self.providers().await?;
         let ctx = self.context(&identity).await?;
-        let graph = resolve(&providers, &ctx).await?;
+        let graph = resolve(&providers, &ctx)
+            .instrument(spans::phase("resolve"))
+            .await?;
         let grants = {
             let id = identity.id.clone();
             self.journal.call(move |j| j.grants_of(&id)).await?
@@ -131,7 +135,9 @@ impl Engine {
         } else {
             None
         };
-        let mut graph = resolve(providers, &ctx).await?;
+        let mut graph = resolve(providers, &ctx)
+            .instrument(spans::phase("resolve"))
+            .await?;
         // A secret the identity's previous run could not rotate (no rotation strategy) is
         // planned again while it is still unrotated, even when the identity no longer reaches
         // it: the value it could copy is unchanged.

@@ -14,12 +14,14 @@
 use super::base::Engine;
 use super::error::EngineError;
 use crate::pipeline::entitlements::review_findings;
+use crate::pipeline::spans;
 use crate::pipeline::verify::OpenFinding;
 use crate::policy::entitlements::Standing;
 use crate::registry::Providers;
 use closeout_contract::ProviderError;
 use closeout_contract::{Identity, IdentityKind, IdentityStatus};
 use serde::Serialize;
+use tracing::Instrument;
 
 /// A class of drift between the source and the providers (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -188,7 +190,9 @@ async fn policy_drift(
     let mut out = Vec::new();
     for identity in active {
         let ctx = engine.context(identity).await?;
-        let graph = crate::pipeline::resolve::resolve(providers, &ctx).await?;
+        let graph = crate::pipeline::resolve::resolve(providers, &ctx)
+            .instrument(spans::phase("resolve"))
+            .await?;
         let grants = {
             let id = identity.id.clone();
             engine.journal.call(move |j| j.grants_of(&id)).await?

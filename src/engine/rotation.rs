@@ -9,10 +9,12 @@ use super::run::ApplyOptions;
 use crate::pipeline::plan::Plan;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::report::ClosureReport;
+use crate::pipeline::spans;
 use crate::policy::rotation::{select_due, DueReport};
 use crate::trigger::Trigger;
 use chrono::Utc;
 use closeout_contract::{Identity, IdentityStatus};
+use tracing::Instrument;
 
 /// Resolve every active identity in the source (or the one given) and select what is due.
 /// Changes nothing.
@@ -46,8 +48,9 @@ pub async fn due(engine: &Engine, only: Option<&str>) -> Result<DueReport, Engin
     let mut resolved = Vec::with_capacity(identities.len());
     // One identity at a time: each resolution already fans out across the providers.
     for identity in &identities {
-        let graph =
-            crate::pipeline::resolve::resolve(&providers, &engine.context(identity).await?).await?;
+        let graph = crate::pipeline::resolve::resolve(&providers, &engine.context(identity).await?)
+            .instrument(spans::phase("resolve"))
+            .await?;
         let mut findings = graph.findings;
         findings.dedup_by(|a, b| a.id == b.id);
         resolved.push((identity.id.clone(), findings));

@@ -11,6 +11,7 @@ use crate::pipeline::entitlements::{self as entitlement_live, Expected};
 use crate::pipeline::plan::Plan;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::report::{self, ClosureReport, ReportInput};
+use crate::pipeline::spans;
 use crate::pipeline::verify::{verify, verify_acted, Verification};
 use crate::registry::Providers;
 use crate::store::journal::{ActionStatus, RunRecord, RunStatus};
@@ -18,6 +19,7 @@ use crate::trigger::{Closure, Trigger};
 use chrono::{DateTime, Utc};
 use closeout_contract::{Finding, Identity, ResolveContext, State};
 use std::collections::{BTreeMap, BTreeSet};
+use tracing::Instrument;
 
 /// How to apply.
 #[derive(Debug, Clone, Default)]
@@ -56,10 +58,12 @@ impl Engine {
     ) -> Result<ClosureReport, EngineError> {
         let identity = self.subject(trigger, id, &options.to)?;
         let lease_on = identity.id.clone();
+        let span = spans::run(trigger.as_str(), &identity.id);
         self.leased(
             &lease_on,
             self.apply_leased(trigger, identity, options, confirm, progress),
         )
+        .instrument(span)
         .await
     }
 
@@ -249,7 +253,9 @@ impl Engine {
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
         let run = self.stored_run(run_id).await?;
+        let span = spans::run(run.trigger.as_str(), &run.identity);
         self.leased(&run.identity, self.resume_leased(run_id, progress))
+            .instrument(span)
             .await
     }
 
@@ -312,6 +318,7 @@ impl Engine {
             progress,
             actor: &self.actor,
         };
+        tracing::Span::current().record("run_id", run.id.as_str());
         let mut failed = false;
         for (index, stage) in plan.stages.iter().enumerate() {
             if stage.verify {
@@ -337,6 +344,7 @@ impl Engine {
             progress.stage(&stage.name, stage.actions.len());
             let results = executor
                 .run_stage(&run.id, &identity.id, &stage.actions)
+                .instrument(spans::phase(&stage.name))
                 .await?;
             progress.finish();
             let stage_failed = results.values().any(ActionResult::is_failure);
@@ -362,7 +370,10 @@ impl Engine {
         if !failed && plan.trigger.closure() == Closure::MatchesPolicy {
             self.record_time_bound(&run.id, identity, plan).await?;
         }
-        let verification = self.verify_closure(providers, &run, identity, plan).await?;
+        let verification = self
+            .verify_closure(providers, &run, identity, plan)
+            .instrument(spans::phase("verify"))
+            .await?;
         let status = if failed {
             RunStatus::Failed
         } else if verification.is_closed() {
@@ -433,9 +444,15 @@ impl Engine {
             } else {
                 identity
             };
-            return self.verify_closure(&providers, &run, &subject, &plan).await;
+            return self
+                .verify_closure(&providers, &run, &subject, &plan)
+                .instrument(spans::phase("verify"))
+                .await;
         }
-        let mut verification = verify(&providers, &self.context(&identity).await?, &[]).await?;
+        let ctx = self.context(&identity).await?;
+        let mut verification = verify(&providers, &ctx, &[])
+            .instrument(spans::phase("verify"))
+            .await?;
         verification.settle_gaps(&self.config.accept_unverified);
         Ok(verification)
     }
@@ -451,6 +468,7 @@ impl Engine {
         };
         let providers = self.providers().await?;
         self.verify_closure(&providers, &run, &identity, &plan)
+            .instrument(spans::phase("verify"))
             .await
     }
 

@@ -10,6 +10,7 @@
 use crate::config::ExecutionConfig;
 use crate::pipeline::plan::PlannedAction;
 use crate::pipeline::progress::Progress;
+use crate::pipeline::spans;
 use crate::registry::Providers;
 use crate::store::audit::{AuditEntry, AuditLog};
 use crate::store::journal::{ActionStart, Journal, JournalError};
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// How one planned action ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +127,11 @@ impl Executor<'_> {
                 let semaphore = Arc::clone(&semaphores[action.finding.provider.as_str()]);
                 async move {
                     let _permit = semaphore.acquire_owned().await;
-                    let result = self.run_action(run_id, identity, action).await;
+                    let span = spans::action(&action.key, &action.verb, &action.finding.provider);
+                    let result = self
+                        .run_action(run_id, identity, action)
+                        .instrument(span)
+                        .await;
                     (action.key.clone(), result)
                 }
             })

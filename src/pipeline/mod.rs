@@ -14,4 +14,5 @@ pub mod progress;
 pub mod report;
 pub mod report_html;
 pub mod resolve;
+pub mod spans;
 pub mod verify;

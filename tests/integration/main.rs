@@ -25,6 +25,7 @@ mod cli_reconcile;
 mod cli_resume;
 mod cli_safety;
 mod cli_source_diff;
+mod cli_timings;
 mod deleted_key_probe;
 mod leaver_aws;
 mod leaver_aws_reach;

@@ -89,7 +89,7 @@ impl AwsProvider {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             sm: aws_sdk_secretsmanager::Client::from_conf(sm.build()),
-            gate: CallGate::new(limits),
+            gate: CallGate::named("aws", limits),
             config,
             sdk,
             endpoint,

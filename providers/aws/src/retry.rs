@@ -89,6 +89,17 @@ impl ClassifyRetry for RetryAfterClassifier {
             .headers()
             .get("retry-after")
             .and_then(parse_retry_after);
+        let throttling = status == 429
+            || matches!(
+                previous,
+                RetryAction::RetryIndicated(RetryReason::RetryableError {
+                    kind: ErrorKind::ThrottlingError,
+                    ..
+                })
+            );
+        if throttling {
+            closeout_contract::telemetry::throttled("aws", retry_after);
+        }
         Self::verdict(status, retry_after, previous)
     }
 

@@ -75,7 +75,7 @@ impl AzureProvider {
             }
             None => None,
         };
-        let gate = CallGate::new(limits_for(&config));
+        let gate = CallGate::named("azure", limits_for(&config));
         let endpoints = Endpoints {
             authority_host: config.authority_host.clone(),
             arm: config.arm_endpoint.clone(),

@@ -431,6 +431,9 @@ impl AzureHttp {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        if status == 429 {
+            closeout_contract::telemetry::throttled("azure", retry_after);
+        }
         let e = resp.json::<ErrorEnvelope>().await.unwrap_or_default().error;
         Err(fail(Some(status), e.code, e.message, retry_after))
     }

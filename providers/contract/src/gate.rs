@@ -1,5 +1,6 @@
 //! Bounded concurrency and a token-bucket rate limit for every call a provider makes.
 
+use crate::telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
@@ -39,12 +40,14 @@ impl Default for Limits {
 }
 
 /// A gate every provider call passes through: a semaphore bounds the calls in flight, a token
-/// bucket bounds the rate at which they start. Cloning shares the gate.
+/// bucket bounds the rate at which they start. Cloning shares the gate. Each pass carries the
+/// call's `provider_call` span ([`crate::telemetry`]).
 #[derive(Debug, Clone)]
 pub struct CallGate {
     semaphore: Arc<Semaphore>,
     bucket: Arc<Mutex<Bucket>>,
     limits: Limits,
+    provider: &'static str,
 }
 
 #[derive(Debug)]
@@ -53,14 +56,23 @@ struct Bucket {
     last: Instant,
 }
 
-/// Held while a call is in flight.
+/// Held while a call is in flight; dropping it closes the call's span.
 #[derive(Debug)]
 pub struct Pass {
     _permit: OwnedSemaphorePermit,
+    _span: tracing::Span,
 }
 
 impl CallGate {
-    /// A gate with `limits`.
+    /// A gate with `limits` for calls to `provider` (the name its call spans carry).
+    pub fn named(provider: &'static str, limits: Limits) -> Self {
+        CallGate {
+            provider,
+            ..CallGate::new(limits)
+        }
+    }
+
+    /// A gate with `limits`, for calls that name no provider in their spans.
     pub fn new(limits: Limits) -> Self {
         let limits = Limits {
             max_in_flight: limits.max_in_flight.max(1),
@@ -78,7 +90,13 @@ impl CallGate {
                 last: Instant::now(),
             })),
             limits,
+            provider: "-",
         }
+    }
+
+    /// The provider whose calls pass this gate.
+    pub fn provider(&self) -> &'static str {
+        self.provider
     }
 
     /// The limits the gate enforces.
@@ -88,6 +106,7 @@ impl CallGate {
 
     /// Wait for a slot and a token. Drop the returned [`Pass`] when the call has finished.
     pub async fn enter(&self) -> Pass {
+        let arrived = Instant::now();
         let permit = Arc::clone(&self.semaphore)
             .acquire_owned()
             .await
@@ -111,7 +130,12 @@ impl CallGate {
                 }
             };
             match wait {
-                None => return Pass { _permit: permit },
+                None => {
+                    return Pass {
+                        _permit: permit,
+                        _span: telemetry::provider_call(self.provider, arrived.elapsed()),
+                    }
+                }
                 Some(d) => tokio::time::sleep(d).await,
             }
         }

@@ -21,6 +21,7 @@ pub mod receipt;
 pub mod retry;
 pub mod rotation_strategy;
 pub mod secret;
+pub mod telemetry;
 
 pub use action::{ActionOutcome, ActionParams, ActionRequest};
 pub use capabilities::{

@@ -149,10 +149,10 @@ impl Client {
             admin_username: config.admin_username.clone(),
             credential,
             token: Mutex::new(None),
-            gate: CallGate::new(Limits::configured(
-                config.max_in_flight,
-                config.requests_per_second,
-            )),
+            gate: CallGate::named(
+                "keycloak",
+                Limits::configured(config.max_in_flight, config.requests_per_second),
+            ),
             retry: config.retry,
         })
     }
@@ -209,6 +209,9 @@ impl Client {
         }
         let err: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
         if status == 429 || status >= 500 {
+            if status == 429 {
+                closeout_contract::telemetry::throttled("keycloak", retry_after);
+            }
             return Err(CallError {
                 method: "POST",
                 path,
@@ -245,6 +248,9 @@ impl Client {
         }
         let err: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
         if status == 429 || status >= 500 {
+            if status == 429 {
+                closeout_contract::telemetry::throttled("keycloak", retry_after);
+            }
             return Err(CallError {
                 method: "POST",
                 path,
@@ -416,6 +422,9 @@ impl Client {
                         retry_after: None,
                         endpoint: self.base.clone(),
                     });
+            }
+            if status == 429 {
+                closeout_contract::telemetry::throttled("keycloak", retry_after);
             }
             let err: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(CallError {

@@ -236,6 +236,9 @@ impl App {
             let etag = etag.or_else(|| body["meta"]["version"].as_str().map(str::to_string));
             return Ok(Some(Versioned { body, etag }));
         }
+        if status == 429 {
+            closeout_contract::telemetry::throttled("scim", retry_after);
+        }
         let e: ScimErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
         let detail = match (e.scim_type, e.detail) {
             (Some(t), Some(d)) => Some(format!("{t}: {d}")),

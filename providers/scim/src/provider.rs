@@ -97,10 +97,10 @@ impl ScimProvider {
     /// Read every app's token and build the HTTP clients. No call is made.
     pub async fn connect(config: ScimConfig) -> Result<ScimProvider, ScimError> {
         config.validate()?;
-        let gate = CallGate::new(Limits::configured(
-            config.max_in_flight,
-            config.requests_per_second,
-        ));
+        let gate = CallGate::named(
+            "scim",
+            Limits::configured(config.max_in_flight, config.requests_per_second),
+        );
         let apps = config
             .apps
             .iter()

@@ -72,7 +72,7 @@ impl VaultProvider {
                     .trim(),
             ),
         };
-        let gate = CallGate::new(limits_for(&config));
+        let gate = CallGate::named("vault", limits_for(&config));
         let client =
             Client::new(address, token, config.namespace.clone(), gate)?.with_retry(config.retry);
         Ok(VaultProvider { config, client })
