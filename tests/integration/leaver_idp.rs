@@ -16,55 +16,55 @@ const BOT_SECRET: &str = "deploy-bot-secret-canary";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
     let w = IdpWorld::new().await;
-    w.kc_client("portal", PORTAL_SECRET, json!({})).await;
+    w.kc.client("portal", PORTAL_SECRET, json!({})).await;
     let bot = w
-        .kc_client("deploy-bot", BOT_SECRET,
+        .kc.client("deploy-bot", BOT_SECRET,
             json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice.nguyen@example.com"}}))
         .await;
-    w.kc("POST", "/roles", Some(json!({"name": "oncall"})))
+    w.kc.admin("POST", "/roles", Some(json!({"name": "oncall"})))
         .await;
-    w.kc("POST", "/groups", Some(json!({"name": "engineering"})))
+    w.kc.admin("POST", "/groups", Some(json!({"name": "engineering"})))
         .await;
-    let eng = w.kc("GET", "/group-by-path/engineering", None).await["id"]
+    let eng = w.kc.admin("GET", "/group-by-path/engineering", None).await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    w.kc(
+    w.kc.admin(
         "POST",
         &format!("/groups/{eng}/children"),
         Some(json!({"name": "platform"})),
     )
     .await;
-    let platform = w
-        .kc("GET", "/group-by-path/engineering/platform", None)
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let platform =
+        w.kc.admin("GET", "/group-by-path/engineering/platform", None)
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let alice = w
         .kc_user("alice", "alice.nguyen@example.com", "E1001", ALICE_PW)
         .await;
     let bob = w
         .kc_user("bob", "bob.martin@example.com", "E1000", "bob-pw")
         .await;
-    w.kc("PUT", &format!("/users/{alice}/groups/{platform}"), None)
+    w.kc.admin("PUT", &format!("/users/{alice}/groups/{platform}"), None)
         .await;
-    let oncall = w.kc("GET", "/roles/oncall", None).await;
-    w.kc(
+    let oncall = w.kc.admin("GET", "/roles/oncall", None).await;
+    w.kc.admin(
         "POST",
         &format!("/users/{alice}/role-mappings/realm"),
         Some(json!([oncall])),
     )
     .await;
-    let alice_refresh = w
-        .sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, false)
-        .await;
-    let alice_offline = w
-        .sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, true)
-        .await;
-    let bob_refresh = w
-        .sign_in("portal", PORTAL_SECRET, "bob", "bob-pw", false)
-        .await;
+    let alice_refresh =
+        w.kc.sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, false)
+            .await;
+    let alice_offline =
+        w.kc.sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, true)
+            .await;
+    let bob_refresh =
+        w.kc.sign_in("portal", PORTAL_SECRET, "bob", "bob-pw", false)
+            .await;
 
     let w_alice = w
         .scim_user(&w.wiki, "anguyen", "E1001", "alice.nguyen@example.com")
@@ -146,41 +146,45 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
 
     // Keycloak refuses Alice's old tokens; Bob's still work.
     assert_eq!(
-        w.refresh("portal", PORTAL_SECRET, &alice_refresh)
+        w.kc.refresh("portal", PORTAL_SECRET, &alice_refresh)
             .await
             .err()
             .as_deref(),
         Some("invalid_grant")
     );
     assert_eq!(
-        w.refresh("portal", PORTAL_SECRET, &alice_offline)
+        w.kc.refresh("portal", PORTAL_SECRET, &alice_offline)
             .await
             .err()
             .as_deref(),
         Some("invalid_grant")
     );
     assert!(w
+        .kc
         .refresh("portal", PORTAL_SECRET, &bob_refresh)
         .await
         .is_ok());
-    let user = w.kc("GET", &format!("/users/{alice}"), None).await;
+    let user = w.kc.admin("GET", &format!("/users/{alice}"), None).await;
     assert_eq!(user["enabled"], false);
     for what in ["sessions", "consents", "credentials", "groups"] {
-        let list = w.kc("GET", &format!("/users/{alice}/{what}"), None).await;
+        let list =
+            w.kc.admin("GET", &format!("/users/{alice}/{what}"), None)
+                .await;
         assert_eq!(list.as_array().map(Vec::len), Some(0), "{what}: {list}");
     }
     // The client she owned: new secret published and working, old one refused, owned by Bob.
-    let old = w
-        .token(&[
+    let old =
+        w.kc.token(&[
             ("grant_type", "client_credentials"),
             ("client_id", "deploy-bot"),
             ("client_secret", BOT_SECRET),
         ])
         .await;
     assert!(old.is_err(), "the old client secret still works");
-    let published = std::fs::read_to_string(w.publish_dir().join(&w.realm).join("deploy-bot"))
+    let published = std::fs::read_to_string(w.publish_dir().join(&w.kc.name).join("deploy-bot"))
         .expect("published secret");
     assert!(w
+        .kc
         .token(&[
             ("grant_type", "client_credentials"),
             ("client_id", "deploy-bot"),
@@ -188,10 +192,11 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
         ])
         .await
         .is_ok());
-    let client = w.kc("GET", &format!("/clients/{bot}"), None).await;
+    let client = w.kc.admin("GET", &format!("/clients/{bot}"), None).await;
     assert_eq!(client["attributes"]["owner"], "bob.martin@example.com");
     assert!(!w
-        .kc("GET", &format!("/users/{bob}/sessions"), None)
+        .kc
+        .admin("GET", &format!("/users/{bob}/sessions"), None)
         .await
         .as_array()
         .unwrap()
