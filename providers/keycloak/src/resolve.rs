@@ -212,6 +212,9 @@ impl KeycloakProvider {
         let consents: Vec<model::Consent> = self.user_list(uid, "consents").await?;
         for c in &consents {
             if !c.granted_client_scopes.is_empty() {
+                let mut scopes = c.granted_client_scopes.clone();
+                scopes.sort();
+                let scopes = scopes.join(",");
                 res.findings.push(finding(
                     id(kinds::CONSENT, realm, &format!("{uid}/{}", c.client_id)),
                     kinds::CONSENT,
@@ -219,15 +222,12 @@ impl KeycloakProvider {
                     Holder::Account,
                     c.client_id.clone(),
                     format!(
-                        "consent of user {} to client {}",
+                        "consent of user {} to client {} (scopes {scopes})",
                         user.username, c.client_id
                     ),
                     State::Active,
                     base.then("consented", format!("client {}", c.client_id)),
-                    u_attrs([
-                        ("client_id", c.client_id.clone()),
-                        ("scopes", c.granted_client_scopes.join(",")),
-                    ]),
+                    u_attrs([("client_id", c.client_id.clone()), ("scopes", scopes)]),
                 ));
             }
             let offline_client = c.additional_grants.iter().find_map(|g| {

@@ -6,3 +6,4 @@
 mod common;
 mod contract;
 mod entitlements;
+mod factors_consents;
