@@ -5,91 +5,26 @@
 //! owned has a new published secret (the old one refused) and belongs to her manager, the wiki
 //! keeps an inactive account, the CRM none, and Bob's session and accounts are untouched.
 
-use crate::common::idp::IdpWorld;
+use crate::common::idp::{IdpWorld, LeaverSeed, ALICE_PW, BOT_SECRET, PORTAL_SECRET};
 use crate::common::{describe, json, stderr, stdout};
-use serde_json::json;
-
-const ALICE_PW: &str = "alice-pw-canary-e1001";
-const PORTAL_SECRET: &str = "portal-secret-canary";
-const BOT_SECRET: &str = "deploy-bot-secret-canary";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
     let w = IdpWorld::new().await;
-    w.kc.client("portal", PORTAL_SECRET, json!({})).await;
-    let bot = w
-        .kc.client("deploy-bot", BOT_SECRET,
-            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice.nguyen@example.com"}}))
-        .await;
-    w.kc.admin("POST", "/roles", Some(json!({"name": "oncall"})))
-        .await;
-    w.kc.admin("POST", "/groups", Some(json!({"name": "engineering"})))
-        .await;
-    let eng = w.kc.admin("GET", "/group-by-path/engineering", None).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    w.kc.admin(
-        "POST",
-        &format!("/groups/{eng}/children"),
-        Some(json!({"name": "platform"})),
-    )
-    .await;
-    let platform =
-        w.kc.admin("GET", "/group-by-path/engineering/platform", None)
-            .await["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-    let alice = w
-        .kc_user("alice", "alice.nguyen@example.com", "E1001", ALICE_PW)
-        .await;
-    let bob = w
-        .kc_user("bob", "bob.martin@example.com", "E1000", "bob-pw")
-        .await;
-    w.kc.admin("PUT", &format!("/users/{alice}/groups/{platform}"), None)
-        .await;
-    let oncall = w.kc.admin("GET", "/roles/oncall", None).await;
-    w.kc.admin(
-        "POST",
-        &format!("/users/{alice}/role-mappings/realm"),
-        Some(json!([oncall])),
-    )
-    .await;
-    let alice_refresh =
-        w.kc.sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, false)
-            .await;
-    let alice_offline =
-        w.kc.sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, true)
-            .await;
-    let bob_refresh =
-        w.kc.sign_in("portal", PORTAL_SECRET, "bob", "bob-pw", false)
-            .await;
-
-    let w_alice = w
-        .scim_user(&w.wiki, "anguyen", "E1001", "alice.nguyen@example.com")
-        .await;
-    let w_bob = w
-        .scim_user(&w.wiki, "bmartin", "E1000", "bob.martin@example.com")
-        .await;
-    let w_editors = w.scim_group(&w.wiki, "editors", &[&w_alice, &w_bob]).await;
-    let c_alice = w
-        .scim_user(
-            &w.crm,
-            "alice.nguyen@example.com",
-            "crm-1",
-            "alice.nguyen@example.com",
-        )
-        .await;
-    let c_bob = w
-        .scim_user(
-            &w.crm,
-            "bob.martin@example.com",
-            "crm-2",
-            "bob.martin@example.com",
-        )
-        .await;
-    let c_sales = w.scim_group(&w.crm, "sales", &[&c_alice, &c_bob]).await;
+    let LeaverSeed {
+        alice,
+        bob,
+        bot,
+        alice_refresh,
+        alice_offline,
+        bob_refresh,
+        w_alice,
+        w_bob,
+        w_editors,
+        c_alice,
+        c_bob,
+        c_sales,
+    } = w.seed_leaver().await;
 
     // Doctor: both providers reachable, every permission the playbooks need held.
     let doctor = w.closeout(&["doctor"]);

@@ -10,6 +10,29 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// Alice's password, the portal's and the deploy bot's client secrets in [`IdpWorld::seed_leaver`]
+/// (canaries: none may appear in any output).
+pub const ALICE_PW: &str = "alice-pw-canary-e1001";
+pub const PORTAL_SECRET: &str = "portal-secret-canary";
+pub const BOT_SECRET: &str = "deploy-bot-secret-canary";
+
+/// What [`IdpWorld::seed_leaver`] made: Keycloak ids and tokens, SCIM ids per app.
+pub struct LeaverSeed {
+    pub alice: String,
+    pub bob: String,
+    /// The deploy bot client's UUID.
+    pub bot: String,
+    pub alice_refresh: String,
+    pub alice_offline: String,
+    pub bob_refresh: String,
+    pub w_alice: String,
+    pub w_bob: String,
+    pub w_editors: String,
+    pub c_alice: String,
+    pub c_bob: String,
+    pub c_sales: String,
+}
+
 pub struct IdpWorld {
     pub dir: tempfile::TempDir,
     /// The realm, seeded through the admin API (`kc.admin`, `kc.user`, `kc.client`), and its
@@ -77,6 +100,121 @@ leaver = "delete"
         );
         std::fs::write(world.config_path(), config).expect("write config");
         world
+    }
+
+    /// The leaver scenario: Alice (E1001, manager Bob) in /engineering/platform with realm role
+    /// oncall, signed in to the portal online and offline, owning the deploy-bot client; Bob
+    /// (E1000) signed in; both in the wiki (matched by externalId, group editors) and the CRM
+    /// (matched by email, group sales). Admin events are recorded (the chaos bench counts
+    /// client-secret regenerations from them).
+    pub async fn seed_leaver(&self) -> LeaverSeed {
+        let mut realm = self.kc.admin("GET", "", None).await;
+        realm["adminEventsEnabled"] = json!(true);
+        self.kc.admin("PUT", "", Some(realm)).await;
+        self.kc.client("portal", PORTAL_SECRET, json!({})).await;
+        let bot = self
+            .kc.client("deploy-bot", BOT_SECRET,
+                json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice.nguyen@example.com"}}))
+            .await;
+        self.kc
+            .admin("POST", "/roles", Some(json!({"name": "oncall"})))
+            .await;
+        self.kc
+            .admin("POST", "/groups", Some(json!({"name": "engineering"})))
+            .await;
+        let eng = self
+            .kc
+            .admin("GET", "/group-by-path/engineering", None)
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.kc
+            .admin(
+                "POST",
+                &format!("/groups/{eng}/children"),
+                Some(json!({"name": "platform"})),
+            )
+            .await;
+        let platform = self
+            .kc
+            .admin("GET", "/group-by-path/engineering/platform", None)
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let alice = self
+            .kc_user("alice", "alice.nguyen@example.com", "E1001", ALICE_PW)
+            .await;
+        let bob = self
+            .kc_user("bob", "bob.martin@example.com", "E1000", "bob-pw")
+            .await;
+        self.kc
+            .admin("PUT", &format!("/users/{alice}/groups/{platform}"), None)
+            .await;
+        let oncall = self.kc.admin("GET", "/roles/oncall", None).await;
+        self.kc
+            .admin(
+                "POST",
+                &format!("/users/{alice}/role-mappings/realm"),
+                Some(json!([oncall])),
+            )
+            .await;
+        let alice_refresh = self
+            .kc
+            .sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, false)
+            .await;
+        let alice_offline = self
+            .kc
+            .sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, true)
+            .await;
+        let bob_refresh = self
+            .kc
+            .sign_in("portal", PORTAL_SECRET, "bob", "bob-pw", false)
+            .await;
+
+        let w_alice = self
+            .scim_user(&self.wiki, "anguyen", "E1001", "alice.nguyen@example.com")
+            .await;
+        let w_bob = self
+            .scim_user(&self.wiki, "bmartin", "E1000", "bob.martin@example.com")
+            .await;
+        let w_editors = self
+            .scim_group(&self.wiki, "editors", &[&w_alice, &w_bob])
+            .await;
+        let c_alice = self
+            .scim_user(
+                &self.crm,
+                "alice.nguyen@example.com",
+                "crm-1",
+                "alice.nguyen@example.com",
+            )
+            .await;
+        let c_bob = self
+            .scim_user(
+                &self.crm,
+                "bob.martin@example.com",
+                "crm-2",
+                "bob.martin@example.com",
+            )
+            .await;
+        let c_sales = self
+            .scim_group(&self.crm, "sales", &[&c_alice, &c_bob])
+            .await;
+        LeaverSeed {
+            alice,
+            bob,
+            bot,
+            alice_refresh,
+            alice_offline,
+            bob_refresh,
+            w_alice,
+            w_bob,
+            w_editors,
+            c_alice,
+            c_bob,
+            c_sales,
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
