@@ -208,7 +208,7 @@ impl Bench {
                 } else {
                     None
                 };
-                world.seed_leaver().await;
+                crate::leaver_idp::seed_leaver(&world).await;
                 Bench {
                     inner: Inner::Idp(world),
                     proxy,

@@ -5,13 +5,114 @@
 //! owned has a new published secret (the old one refused) and belongs to her manager, the wiki
 //! keeps an inactive account, the CRM none, and Bob's session and accounts are untouched.
 
-use crate::common::idp::{IdpWorld, LeaverSeed, ALICE_PW, BOT_SECRET, PORTAL_SECRET};
+use crate::common::idp::IdpWorld;
 use crate::common::{describe, json, stderr, stdout};
+use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
-    let w = IdpWorld::new().await;
-    let LeaverSeed {
+const ALICE_PW: &str = "alice-pw-canary-e1001";
+const PORTAL_SECRET: &str = "portal-secret-canary";
+const BOT_SECRET: &str = "deploy-bot-secret-canary";
+
+/// What [`seed_leaver`] made: Keycloak ids and tokens, SCIM ids per app.
+pub struct LeaverSeed {
+    pub alice: String,
+    pub bob: String,
+    pub bot: String,
+    pub alice_refresh: String,
+    pub alice_offline: String,
+    pub bob_refresh: String,
+    pub w_alice: String,
+    pub w_bob: String,
+    pub w_editors: String,
+    pub c_alice: String,
+    pub c_bob: String,
+    pub c_sales: String,
+}
+
+/// The leaver scenario, also the chaos bench's Keycloak world: Alice (E1001, manager Bob) in
+/// /engineering/platform with realm role oncall, signed in to the portal online and offline,
+/// owning the deploy-bot client; Bob (E1000) signed in; both in the wiki (matched by externalId,
+/// group editors) and the CRM (matched by email, group sales). Admin events are recorded (the
+/// chaos bench counts client-secret regenerations from them).
+pub async fn seed_leaver(w: &IdpWorld) -> LeaverSeed {
+    let mut realm = w.kc.admin("GET", "", None).await;
+    realm["adminEventsEnabled"] = json!(true);
+    w.kc.admin("PUT", "", Some(realm)).await;
+    w.kc.client("portal", PORTAL_SECRET, json!({})).await;
+    let bot = w
+        .kc.client("deploy-bot", BOT_SECRET,
+            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice.nguyen@example.com"}}))
+        .await;
+    w.kc.admin("POST", "/roles", Some(json!({"name": "oncall"})))
+        .await;
+    w.kc.admin("POST", "/groups", Some(json!({"name": "engineering"})))
+        .await;
+    let eng = w.kc.admin("GET", "/group-by-path/engineering", None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.kc.admin(
+        "POST",
+        &format!("/groups/{eng}/children"),
+        Some(json!({"name": "platform"})),
+    )
+    .await;
+    let platform =
+        w.kc.admin("GET", "/group-by-path/engineering/platform", None)
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let alice = w
+        .kc_user("alice", "alice.nguyen@example.com", "E1001", ALICE_PW)
+        .await;
+    let bob = w
+        .kc_user("bob", "bob.martin@example.com", "E1000", "bob-pw")
+        .await;
+    w.kc.admin("PUT", &format!("/users/{alice}/groups/{platform}"), None)
+        .await;
+    let oncall = w.kc.admin("GET", "/roles/oncall", None).await;
+    w.kc.admin(
+        "POST",
+        &format!("/users/{alice}/role-mappings/realm"),
+        Some(json!([oncall])),
+    )
+    .await;
+    let alice_refresh =
+        w.kc.sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, false)
+            .await;
+    let alice_offline =
+        w.kc.sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, true)
+            .await;
+    let bob_refresh =
+        w.kc.sign_in("portal", PORTAL_SECRET, "bob", "bob-pw", false)
+            .await;
+
+    let w_alice = w
+        .scim_user(&w.wiki, "anguyen", "E1001", "alice.nguyen@example.com")
+        .await;
+    let w_bob = w
+        .scim_user(&w.wiki, "bmartin", "E1000", "bob.martin@example.com")
+        .await;
+    let w_editors = w.scim_group(&w.wiki, "editors", &[&w_alice, &w_bob]).await;
+    let c_alice = w
+        .scim_user(
+            &w.crm,
+            "alice.nguyen@example.com",
+            "crm-1",
+            "alice.nguyen@example.com",
+        )
+        .await;
+    let c_bob = w
+        .scim_user(
+            &w.crm,
+            "bob.martin@example.com",
+            "crm-2",
+            "bob.martin@example.com",
+        )
+        .await;
+    let c_sales = w.scim_group(&w.crm, "sales", &[&c_alice, &c_bob]).await;
+    LeaverSeed {
         alice,
         bob,
         bot,
@@ -24,8 +125,19 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
         c_alice,
         c_bob,
         c_sales,
-    } = w.seed_leaver().await;
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
+    let w = IdpWorld::new().await;
+    let s = seed_leaver(&w).await;
+    let alice = &s.alice;
+    let bob = &s.bob;
+    let bot = &s.bot;
+    let c_alice = &s.c_alice;
+    let w_alice = &s.w_alice;
+    let w_bob = &s.w_bob;
     // Doctor: both providers reachable, every permission the playbooks need held.
     let doctor = w.closeout(&["doctor"]);
     assert_eq!(
@@ -61,7 +173,7 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
         ALICE_PW,
         PORTAL_SECRET,
         BOT_SECRET,
-        alice_refresh.as_str(),
+        s.alice_refresh.as_str(),
         w.wiki.token(),
     ] {
         assert!(
@@ -81,14 +193,14 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
 
     // Keycloak refuses Alice's old tokens; Bob's still work.
     assert_eq!(
-        w.kc.refresh("portal", PORTAL_SECRET, &alice_refresh)
+        w.kc.refresh("portal", PORTAL_SECRET, &s.alice_refresh)
             .await
             .err()
             .as_deref(),
         Some("invalid_grant")
     );
     assert_eq!(
-        w.kc.refresh("portal", PORTAL_SECRET, &alice_offline)
+        w.kc.refresh("portal", PORTAL_SECRET, &s.alice_offline)
             .await
             .err()
             .as_deref(),
@@ -96,7 +208,7 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
     );
     assert!(w
         .kc
-        .refresh("portal", PORTAL_SECRET, &bob_refresh)
+        .refresh("portal", PORTAL_SECRET, &s.bob_refresh)
         .await
         .is_ok());
     let user = w.kc.admin("GET", &format!("/users/{alice}"), None).await;
@@ -149,10 +261,13 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
         404
     );
     assert_eq!(
-        w.scim_members(&w.wiki, &w_editors).await,
-        vec![w_bob.clone()]
+        w.scim_members(&w.wiki, &s.w_editors).await,
+        vec![s.w_bob.clone()]
     );
-    assert_eq!(w.scim_members(&w.crm, &c_sales).await, vec![c_bob.clone()]);
+    assert_eq!(
+        w.scim_members(&w.crm, &s.c_sales).await,
+        vec![s.c_bob.clone()]
+    );
     let (_, wb) = w
         .scim(&w.wiki, "GET", &format!("/Users/{w_bob}"), None)
         .await;

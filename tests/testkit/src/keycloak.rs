@@ -491,12 +491,8 @@ impl KeycloakRealm {
             }
             let status = answer.status();
             if status.is_redirection() {
-                let location = answer
-                    .headers()
-                    .get("location")
-                    .and_then(|l| l.to_str().ok())
-                    .expect("a redirect names its location")
-                    .to_string();
+                let location = header_text(&answer, "location")
+                    .unwrap_or_else(|| panic!("{url}: a redirect without a location"));
                 if location.starts_with(redirect_uri) {
                     let back = reqwest::Url::parse(&location).expect("redirect URL");
                     let code = back
@@ -549,6 +545,15 @@ impl KeycloakRealm {
             url.to_string()
         }
     }
+}
+
+fn header_text(answer: &reqwest::Response, name: &str) -> Option<String> {
+    answer
+        .headers()
+        .get(name)?
+        .to_str()
+        .ok()
+        .map(str::to_string)
 }
 
 /// The `action` of the first `<form ...>` tag whose text contains `marker`, HTML-unescaped.

@@ -5,7 +5,7 @@
 //! reads back none left, and a colleague's stays.
 
 use crate::common::{ctx, person, provider, Realm};
-use closeout_contract::{Provider, State};
+use closeout_contract::{Finding, Provider, Resolution, State};
 use closeout_keycloak::kinds;
 use closeout_testkit::contract::{run_suite, Case};
 use closeout_testkit::keycloak::{otp_credential, webauthn_credential};
@@ -33,6 +33,12 @@ async fn credentials(realm: &Realm, user: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The finding `id` of a resolution; panics with all of them when it is not there.
+fn found<'a>(res: &'a Resolution, id: &str) -> &'a Finding {
+    let hit = res.findings.iter().find(|f| f.id == id);
+    hit.unwrap_or_else(|| panic!("no finding {id} in {:#?}", res.findings))
 }
 
 fn person_rep(username: &str, employee: &str, password: &str, extra: Vec<Value>) -> Value {
@@ -84,11 +90,7 @@ async fn leaver_removes_otp_and_webauthn_credentials_and_a_colleagues_otp_stays(
     let mut cases = Vec::new();
     for (cid, kind) in &seeded {
         let want = format!("keycloak:{}:{r}/{alice}/{cid}", kinds::CREDENTIAL);
-        let f = res
-            .findings
-            .iter()
-            .find(|f| f.id == want)
-            .unwrap_or_else(|| panic!("no finding {want} in {:#?}", res.findings));
+        let f = found(&res, &want);
         assert_eq!(f.kind, kinds::CREDENTIAL);
         assert_eq!(f.attr("type"), Some(kind.as_str()), "{f:?}");
         assert_eq!(f.state, State::Active);
@@ -106,12 +108,12 @@ async fn leaver_removes_otp_and_webauthn_credentials_and_a_colleagues_otp_stays(
         }
         cases.push(Case::new(want, "remove", State::Deleted));
     }
-    let found = res
+    let credential_findings = res
         .findings
         .iter()
         .filter(|f| f.kind == kinds::CREDENTIAL)
         .count();
-    assert_eq!(found, 3, "{:#?}", res.findings);
+    assert_eq!(credential_findings, 3, "{:#?}", res.findings);
     assert!(
         !res.findings.iter().any(|f| f.id.contains(&bob)),
         "{:#?}",
@@ -154,20 +156,10 @@ async fn leaver_revokes_a_consent_with_its_scopes_and_the_token_it_issued_is_ref
         )
         .await;
     let alice = realm
-        .user(
-            "alice",
-            "alice@example.com",
-            ALICE_PW,
-            json!({"employee_id": ["E100"]}),
-        )
+        .import_user(person_rep("alice", "E100", ALICE_PW, vec![]))
         .await;
     let bob = realm
-        .user(
-            "bob",
-            "bob@example.com",
-            BOB_PW,
-            json!({"employee_id": ["E200"]}),
-        )
+        .import_user(person_rep("bob", "E200", BOB_PW, vec![]))
         .await;
     // Both sign in to the CRM in a browser and accept its consent screen.
     let scope = "openid profile email";
@@ -207,11 +199,7 @@ async fn leaver_revokes_a_consent_with_its_scopes_and_the_token_it_issued_is_ref
     let alice_ctx = ctx(person("E100", "alice@example.com", None), None);
     let res = provider.resolve(&alice_ctx).await.expect("resolve");
     let id = format!("keycloak:{}:{r}/{alice}/crm", kinds::CONSENT);
-    let consent = res
-        .findings
-        .iter()
-        .find(|f| f.id == id)
-        .unwrap_or_else(|| panic!("no {id} in {:#?}", res.findings));
+    let consent = found(&res, &id);
     let mut want = granted.clone();
     want.sort();
     assert_eq!(consent.attr("scopes"), Some(want.join(",").as_str()));
@@ -241,14 +229,8 @@ async fn leaver_revokes_a_consent_with_its_scopes_and_the_token_it_issued_is_ref
         .admin("GET", &format!("/users/{alice}/consents"), None)
         .await;
     assert_eq!(left.as_array().map(Vec::len), Some(0), "{left}");
-    assert_eq!(
-        realm
-            .refresh("crm", CRM_SECRET, &alice_refresh)
-            .await
-            .err()
-            .as_deref(),
-        Some("invalid_grant")
-    );
+    let refused = realm.refresh("crm", CRM_SECRET, &alice_refresh).await;
+    assert_eq!(refused.err().as_deref(), Some("invalid_grant"));
     // Bob's consent and his token are untouched.
     let bobs = realm
         .admin("GET", &format!("/users/{bob}/consents"), None)
