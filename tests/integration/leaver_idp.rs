@@ -1,17 +1,22 @@
 //! The identity provider and the apps behind it, end to end with the real binary and the shipped
-//! leaver playbook: Alice (E1001) signs in through Keycloak (online and offline) and has accounts
-//! in two SCIM apps that name her differently; `closeout apply leaver` closes everything, and it
-//! is read back: her old refresh and offline tokens are refused (`invalid_grant`), the client she
+//! leaver playbook: Alice (E1001, a password and a WebAuthn key) signs in through Keycloak
+//! (online, offline, and through the consent screen of a client that asks for it) and has
+//! accounts in two SCIM apps that name her differently; `closeout apply leaver` closes
+//! everything, and it is read back: no credential or consent left, her old refresh, offline and
+//! consented tokens are refused (`invalid_grant`), the client she
 //! owned has a new published secret (the old one refused) and belongs to her manager, the wiki
 //! keeps an inactive account, the CRM none, and Bob's session and accounts are untouched.
 
 use crate::common::idp::IdpWorld;
 use crate::common::{describe, json, stderr, stdout};
+use closeout_testkit::keycloak::webauthn_credential;
 use serde_json::json;
 
 const ALICE_PW: &str = "alice-pw-canary-e1001";
 const PORTAL_SECRET: &str = "portal-secret-canary";
 const BOT_SECRET: &str = "deploy-bot-secret-canary";
+const INTRANET_SECRET: &str = "intranet-secret-canary";
+const INTRANET_CALLBACK: &str = "http://127.0.0.1:9/intranet/callback";
 
 /// What [`seed_leaver`] made: Keycloak ids and tokens, SCIM ids per app.
 pub struct LeaverSeed {
@@ -21,6 +26,8 @@ pub struct LeaverSeed {
     pub alice_refresh: String,
     pub alice_offline: String,
     pub bob_refresh: String,
+    /// Alice's refresh token from the authorization-code flow of the intranet (consent given).
+    pub alice_consented: String,
     pub w_alice: String,
     pub w_bob: String,
     pub w_editors: String,
@@ -63,9 +70,14 @@ pub async fn seed_leaver(w: &IdpWorld) -> LeaverSeed {
             .as_str()
             .unwrap()
             .to_string();
-    let alice = w
-        .kc_user("alice", "alice.nguyen@example.com", "E1001", ALICE_PW)
-        .await;
+    let mut alice_rep = json!({"username": "alice", "email": "alice.nguyen@example.com",
+        "emailVerified": true, "enabled": true, "firstName": "alice", "lastName": "Example",
+        "attributes": {"employee_id": ["E1001"]}});
+    alice_rep["credentials"] = json!([
+        {"type": "password", "value": ALICE_PW, "temporary": false},
+        webauthn_credential("alice's security key", "YWxpY2UtbGVhdmVyLWtleQ")
+    ]);
+    let alice = w.kc.import_user(alice_rep).await;
     let bob = w
         .kc_user("bob", "bob.martin@example.com", "E1000", "bob-pw")
         .await;
@@ -87,6 +99,23 @@ pub async fn seed_leaver(w: &IdpWorld) -> LeaverSeed {
     let bob_refresh =
         w.kc.sign_in("portal", PORTAL_SECRET, "bob", "bob-pw", false)
             .await;
+    let intranet = json!({"standardFlowEnabled": true, "consentRequired": true,
+        "redirectUris": [INTRANET_CALLBACK]});
+    w.kc.client("intranet", INTRANET_SECRET, intranet).await;
+    let consented =
+        w.kc.sign_in_with_consent(
+            "intranet",
+            INTRANET_SECRET,
+            INTRANET_CALLBACK,
+            "openid profile",
+            "alice",
+            ALICE_PW,
+        )
+        .await;
+    let alice_consented = consented["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_string();
 
     let w_alice = w
         .scim_user(&w.wiki, "anguyen", "E1001", "alice.nguyen@example.com")
@@ -119,6 +148,7 @@ pub async fn seed_leaver(w: &IdpWorld) -> LeaverSeed {
         alice_refresh,
         alice_offline,
         bob_refresh,
+        alice_consented,
         w_alice,
         w_bob,
         w_editors,
@@ -133,6 +163,15 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
     let w = IdpWorld::new().await;
     let s = seed_leaver(&w).await;
     let alice = &s.alice;
+    // Seeded as meant: Keycloak holds her WebAuthn key and her consent to the intranet.
+    let held =
+        w.kc.admin("GET", &format!("/users/{alice}/credentials"), None)
+            .await;
+    assert!(held.to_string().contains("\"webauthn\""), "{held}");
+    let consents =
+        w.kc.admin("GET", &format!("/users/{alice}/consents"), None)
+            .await;
+    assert_eq!(consents[0]["clientId"], "intranet", "{consents}");
     let bob = &s.bob;
     let bot = &s.bot;
     let c_alice = &s.c_alice;
@@ -174,6 +213,8 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
         PORTAL_SECRET,
         BOT_SECRET,
         s.alice_refresh.as_str(),
+        s.alice_consented.as_str(),
+        INTRANET_SECRET,
         w.wiki.token(),
     ] {
         assert!(
@@ -206,6 +247,10 @@ async fn leaver_closes_the_identity_provider_and_every_downstream_app() {
             .as_deref(),
         Some("invalid_grant")
     );
+    let consented =
+        w.kc.refresh("intranet", INTRANET_SECRET, &s.alice_consented)
+            .await;
+    assert_eq!(consented.err().as_deref(), Some("invalid_grant"));
     assert!(w
         .kc
         .refresh("portal", PORTAL_SECRET, &s.bob_refresh)
