@@ -7,3 +7,4 @@ mod common;
 mod contract;
 mod entitlements;
 mod factors_consents;
+mod rotation_resume;
