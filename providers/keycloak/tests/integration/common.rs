@@ -38,6 +38,17 @@ pub async fn provider(realm: &Realm, publish_dir: Option<std::path::PathBuf>) ->
     .expect("the provider connects")
 }
 
+/// A confidential service-account client whose `owner` attribute names `owner`; its UUID.
+pub async fn owned_service_client(
+    realm: &Realm,
+    client_id: &str,
+    secret: &str,
+    owner: &str,
+) -> String {
+    let rep = serde_json::json!({"serviceAccountsEnabled": true, "attributes": {"owner": owner}});
+    realm.client(client_id, secret, rep).await
+}
+
 pub fn person(id: &str, email: &str, manager: Option<&str>) -> Identity {
     Identity {
         id: id.into(),

@@ -3,7 +3,7 @@
 //! (`invalid_grant`), the owned client's old secret is refused and the published new one works,
 //! the client now belongs to the manager, and a colleague's session still works.
 
-use crate::common::{ctx, person, provider, Realm};
+use crate::common::{ctx, owned_service_client, person, provider, Realm};
 use closeout_contract::{ActionParams, Provider, State};
 use closeout_keycloak::kinds;
 use closeout_testkit::contract::{run_suite, Case};
@@ -29,13 +29,7 @@ async fn leaver_closes_sessions_tokens_credentials_mappings_and_owned_clients() 
             Some(json!({"name": "viewer"})),
         )
         .await;
-    let sync = realm
-        .client(
-            "billing-sync",
-            SYNC_SECRET,
-            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice@example.com"}}),
-        )
-        .await;
+    let sync = owned_service_client(&realm, "billing-sync", SYNC_SECRET, "alice@example.com").await;
     // Roles and nested groups: /eng carries realm role eng-base; Alice is in /eng/platform.
     realm
         .admin("POST", "/roles", Some(json!({"name": "auditor"})))
@@ -403,13 +397,7 @@ async fn concurrent_actions_on_one_user_and_one_client_do_not_undo_each_other() 
     let realm = Realm::new("race").await;
     let r = realm.name.clone();
     realm.client("portal", PORTAL_SECRET, json!({})).await;
-    let sync = realm
-        .client(
-            "billing-sync",
-            SYNC_SECRET,
-            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice@example.com"}}),
-        )
-        .await;
+    let sync = owned_service_client(&realm, "billing-sync", SYNC_SECRET, "alice@example.com").await;
     let alice = realm
         .user(
             "alice",

@@ -3,23 +3,16 @@
 //! the same idempotency key, it publishes the secret its first run made instead of regenerating
 //! a second time.
 
-use crate::common::{ctx, person, provider, Realm};
+use crate::common::{ctx, owned_service_client, person, provider, Realm};
 use closeout_contract::{ActionParams, ActionRequest, Provider, State};
 use closeout_keycloak::kinds;
-use serde_json::json;
 
 const SYNC_SECRET: &str = "sync-secret-canary-1d7a";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotation_killed_after_regenerating_publishes_that_secret_on_its_next_run() {
     let realm = Realm::new("resume").await;
-    let sync = realm
-        .client(
-            "billing-sync",
-            SYNC_SECRET,
-            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice@example.com"}}),
-        )
-        .await;
+    let sync = owned_service_client(&realm, "billing-sync", SYNC_SECRET, "alice@example.com").await;
     let publish = std::env::temp_dir().join(format!(
         "closeout-kc-resume-{}-{}",
         std::process::id(),
@@ -51,10 +44,8 @@ async fn a_rotation_killed_after_regenerating_publishes_that_secret_on_its_next_
         finding,
         params: ActionParams::default(),
     };
-    let outcome = provider
-        .execute(&request)
-        .await
-        .expect("the rotation resumes");
+    let outcome = provider.execute(&request).await;
+    let outcome = outcome.expect("the rotation resumes");
     assert_eq!(outcome.state, State::Rotated, "{outcome:?}");
     // No second regeneration: Keycloak still holds the first run's secret, now published.
     let live = realm
