@@ -5,7 +5,8 @@
 #   scripts/chaos.sh 20         20 runs of each
 #
 # With the real binary (tests/integration/chaos.rs), per provider (AWS on moto, Vault on
-# OpenBao, Azure on the double), each run on a freshly seeded world, on the demo leaver:
+# OpenBao, Azure on the double, Keycloak with two SCIM apps), each run on a freshly seeded
+# world, on the demo leaver (for Keycloak, the leaver_idp scenario's Alice, also E1001):
 #   kills    `closeout apply` SIGKILLed after a random delay, then `closeout resume` until the
 #            run ends;
 #   faulted  `closeout apply` through the fault proxy failing 20% of all calls (503, 429 with

@@ -1,6 +1,7 @@
 //! Issue 14's chaos bench with the real binary, per provider (AWS on moto, Vault on OpenBao,
-//! Azure on the double), on the demo organisation's leaver (E1001, whose close-out deactivates,
-//! revokes and rotates across the provider):
+//! Azure on the double, Keycloak with its two SCIM apps), on the demo organisation's leaver
+//! (E1001, whose close-out deactivates, revokes and rotates across the provider; for Keycloak,
+//! `IdpWorld::seed_leaver`):
 //!
 //! - **kills**: `closeout apply` is started and SIGKILLed after a random delay (uniform over the
 //!   time an uninterrupted apply takes), then `closeout resume RUN` (or `apply` again when the
@@ -11,7 +12,10 @@
 //!
 //! Each run starts from a freshly seeded world. Afterwards the provider is read back directly
 //! (not through Closeout): the number of versions of every secret, of access keys per user,
-//! of AppRole secret-ids, of application passwords. A calibration run (an uninterrupted apply
+//! of AppRole secret-ids, of application passwords; for Keycloak, per user: enabled, sessions,
+//! credentials, groups, consents, realm roles, and per client the secret regenerations (from
+//! the realm's admin events), and per SCIM app the active users and group members. A
+//! calibration run (an uninterrupted apply
 //! on its own world) gives the change one close-out makes to each; a run is *closed* when the
 //! run's report says closed and every count changed exactly as in the calibration,
 //! *duplicated* when some count grew more (two new versions where one was due), *stuck*
@@ -28,6 +32,7 @@ use closeout_testkit::proxy::{
     retried_too_soon, retry_after_report, Fault, FaultProxy, Rule, When,
 };
 use common::azure::AzureWorld;
+use common::idp::IdpWorld;
 use common::vault::VaultWorld;
 use common::{runs_at, World};
 use rand::Rng;
@@ -82,6 +87,7 @@ enum Provider {
     Aws,
     Vault,
     Azure,
+    Keycloak,
 }
 
 impl Provider {
@@ -90,6 +96,7 @@ impl Provider {
             Provider::Aws => "aws",
             Provider::Vault => "vault",
             Provider::Azure => "azure",
+            Provider::Keycloak => "keycloak",
         }
     }
 }
@@ -99,6 +106,8 @@ enum Inner {
     Vault(VaultWorld),
     /// The world and its vaults' names (from the seed).
     Azure(AzureWorld, Vec<String>),
+    /// Keycloak and its two SCIM apps; faults are injected between Closeout and Keycloak only.
+    Idp(IdpWorld),
 }
 
 /// One seeded world of one provider, its config pointing through `proxy` when there is one.
@@ -186,6 +195,25 @@ impl Bench {
                     proxy,
                 }
             }
+            Provider::Keycloak => {
+                let world = IdpWorld::new().await;
+                let proxy = if through_proxy {
+                    let proxy = FaultProxy::start(&world.kc.base).await;
+                    rewrite(
+                        &world.config_path(),
+                        &format!("base_url = \"{}\"", world.kc.base),
+                        &format!("base_url = \"{}\"", proxy.endpoint()),
+                    );
+                    Some(proxy)
+                } else {
+                    None
+                };
+                crate::leaver_idp::seed_leaver(&world).await;
+                Bench {
+                    inner: Inner::Idp(world),
+                    proxy,
+                }
+            }
         };
         if through_proxy {
             rewrite(&bench.config_path(), FAST_EXECUTION, DEFAULT_EXECUTION);
@@ -198,6 +226,7 @@ impl Bench {
             Inner::Aws(w) => w.dir.path(),
             Inner::Vault(w) => w.dir.path(),
             Inner::Azure(w, _) => w.dir.path(),
+            Inner::Idp(w) => w.dir.path(),
         }
     }
 
@@ -260,6 +289,7 @@ impl Bench {
             Inner::Aws(w) => aws_counters(&w.sdk().await).await,
             Inner::Vault(w) => vault_counters(w).await,
             Inner::Azure(w, vaults) => azure_counters(w, vaults).await,
+            Inner::Idp(w) => idp_counters(w).await,
         }
     }
 }
@@ -388,6 +418,78 @@ async fn azure_counters(w: &AzureWorld, vaults: &[String]) -> BTreeMap<String, u
         let name = app["displayName"].as_str().unwrap_or_default();
         let passwords = app["passwordCredentials"].as_array().map_or(0, |p| p.len());
         c.insert(format!("app-passwords/{name}"), passwords as u64);
+    }
+    c
+}
+
+async fn idp_counters(w: &IdpWorld) -> BTreeMap<String, u64> {
+    let len = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len) as u64;
+    let mut c = BTreeMap::new();
+    let users = w.kc.admin("GET", "/users?max=1000", None).await;
+    for u in users.as_array().expect("a user list") {
+        let name = u["username"].as_str().unwrap_or_default();
+        let id = u["id"].as_str().unwrap_or_default();
+        c.insert(
+            format!("kc-enabled/{name}"),
+            u64::from(u["enabled"] == true),
+        );
+        for what in ["sessions", "credentials", "groups", "consents"] {
+            let list =
+                w.kc.admin("GET", &format!("/users/{id}/{what}"), None)
+                    .await;
+            c.insert(format!("kc-{what}/{name}"), len(&list));
+        }
+        let roles =
+            w.kc.admin("GET", &format!("/users/{id}/role-mappings/realm"), None)
+                .await;
+        c.insert(format!("kc-realm-roles/{name}"), len(&roles));
+    }
+    let events =
+        w.kc.admin(
+            "GET",
+            "/admin-events?operationTypes=ACTION&resourceTypes=CLIENT&max=10000",
+            None,
+        )
+        .await;
+    // The events name a client by UUID, which differs from world to world: count by clientId.
+    let clients: BTreeMap<String, String> =
+        w.kc.admin("GET", "/clients?max=1000", None)
+            .await
+            .as_array()
+            .expect("a client list")
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_string(),
+                    c["clientId"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+    for e in events.as_array().expect("an admin event list") {
+        let path = e["resourcePath"].as_str().unwrap_or_default();
+        if let Some(uuid) = path
+            .strip_prefix("clients/")
+            .and_then(|p| p.strip_suffix("/client-secret"))
+        {
+            let client = clients.get(uuid).map_or(uuid, String::as_str);
+            *c.entry(format!("kc-secret-regenerations/{client}"))
+                .or_insert(0) += 1;
+        }
+    }
+    for (app, api) in [("wiki", &w.wiki), ("crm", &w.crm)] {
+        let (_, users) = w.scim(api, "GET", "/Users?count=1000", None).await;
+        for u in users["Resources"].as_array().into_iter().flatten() {
+            let name = u["userName"].as_str().unwrap_or_default();
+            c.insert(
+                format!("scim-active/{app}/{name}"),
+                u64::from(u["active"] == true),
+            );
+        }
+        let (_, groups) = w.scim(api, "GET", "/Groups?count=1000", None).await;
+        for g in groups["Resources"].as_array().into_iter().flatten() {
+            let name = g["displayName"].as_str().unwrap_or_default();
+            c.insert(format!("scim-members/{app}/{name}"), len(&g["members"]));
+        }
     }
     c
 }
@@ -565,6 +667,12 @@ impl Tally {
 /// Kill `apply` at a random moment, then resume until the run ends.
 async fn kills(provider: Provider) -> Tally {
     let runs = sample("CLOSEOUT_CHAOS_KILLS", 3);
+    if provider == Provider::Keycloak {
+        // Keycloak's first close-out on a fresh server runs cold (its JIT): several times as
+        // long as the later ones, so delays drawn over it would mostly fall after the apply.
+        // A first calibration warms it; the second is the one the delays are drawn over.
+        calibrate(provider).await;
+    }
     let (took, expected) = calibrate(provider).await;
     let mut tally = Tally::default();
     for run in 0..runs {
@@ -674,4 +782,5 @@ chaos_tests! {
     aws_apply_killed_at_random_converges_on_resume, aws_apply_under_faults_converges_within_one_resume: Provider::Aws;
     vault_apply_killed_at_random_converges_on_resume, vault_apply_under_faults_converges_within_one_resume: Provider::Vault;
     azure_apply_killed_at_random_converges_on_resume, azure_apply_under_faults_converges_within_one_resume: Provider::Azure;
+    keycloak_apply_killed_at_random_converges_on_resume, keycloak_apply_under_faults_converges_within_one_resume: Provider::Keycloak;
 }

@@ -49,31 +49,31 @@ async fn mover_and_joiner_follow_the_policy_in_keycloak_and_the_apps() {
     use_source_and_policy(&w.config_path(), &hr, &policy);
 
     // Keycloak: the groups, roles and the reports client the policy names.
-    w.kc_client("portal", "portal-secret", json!({})).await;
-    let reports = w.kc_client("reports", "reports-secret", json!({})).await;
-    w.kc(
+    w.kc.client("portal", "portal-secret", json!({})).await;
+    let reports = w.kc.client("reports", "reports-secret", json!({})).await;
+    w.kc.admin(
         "POST",
         &format!("/clients/{reports}/roles"),
         Some(json!({"name": "viewer"})),
     )
     .await;
-    w.kc("POST", "/roles", Some(json!({"name": "ledger"})))
+    w.kc.admin("POST", "/roles", Some(json!({"name": "ledger"})))
         .await;
-    w.kc("POST", "/groups", Some(json!({"name": "engineering"})))
+    w.kc.admin("POST", "/groups", Some(json!({"name": "engineering"})))
         .await;
-    w.kc("POST", "/groups", Some(json!({"name": "finance"})))
+    w.kc.admin("POST", "/groups", Some(json!({"name": "finance"})))
         .await;
-    let fin = w.kc("GET", "/group-by-path/finance", None).await["id"]
+    let fin = w.kc.admin("GET", "/group-by-path/finance", None).await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    w.kc(
+    w.kc.admin(
         "POST",
         &format!("/groups/{fin}/children"),
         Some(json!({"name": "ap"})),
     )
     .await;
-    let eng = w.kc("GET", "/group-by-path/engineering", None).await["id"]
+    let eng = w.kc.admin("GET", "/group-by-path/engineering", None).await["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -87,23 +87,24 @@ async fn mover_and_joiner_follow_the_policy_in_keycloak_and_the_apps() {
         .kc_user("joe", "joe.new@example.com", "E2003", "joe-pw")
         .await;
     for u in [&pat, &sam] {
-        w.kc("PUT", &format!("/users/{u}/groups/{eng}"), None).await;
+        w.kc.admin("PUT", &format!("/users/{u}/groups/{eng}"), None)
+            .await;
     }
-    let viewer = w
-        .kc("GET", &format!("/clients/{reports}/roles/viewer"), None)
-        .await;
-    w.kc(
+    let viewer =
+        w.kc.admin("GET", &format!("/clients/{reports}/roles/viewer"), None)
+            .await;
+    w.kc.admin(
         "POST",
         &format!("/users/{pat}/role-mappings/clients/{reports}"),
         Some(json!([viewer])),
     )
     .await;
-    let pat_refresh = w
-        .sign_in("portal", "portal-secret", "pat", "pat-pw", false)
-        .await;
-    let sam_refresh = w
-        .sign_in("portal", "portal-secret", "sam", "sam-pw", false)
-        .await;
+    let pat_refresh =
+        w.kc.sign_in("portal", "portal-secret", "pat", "pat-pw", false)
+            .await;
+    let sam_refresh =
+        w.kc.sign_in("portal", "portal-secret", "sam", "sam-pw", false)
+            .await;
 
     // The apps: everyone has an account; the wiki's engineers group holds Pat and Sam.
     let w_pat = w
@@ -145,14 +146,16 @@ async fn mover_and_joiner_follow_the_policy_in_keycloak_and_the_apps() {
     assert_eq!(report["status"], "closed", "{report:#}");
     assert_eq!(
         names(
-            &w.kc("GET", &format!("/users/{pat}/groups"), None).await,
+            &w.kc
+                .admin("GET", &format!("/users/{pat}/groups"), None)
+                .await,
             "path"
         ),
         ["/finance/ap"]
     );
-    let m = w
-        .kc("GET", &format!("/users/{pat}/role-mappings"), None)
-        .await;
+    let m =
+        w.kc.admin("GET", &format!("/users/{pat}/role-mappings"), None)
+            .await;
     assert!(
         names(&m["realmMappings"], "name").contains(&"ledger".to_string()),
         "{m}"
@@ -160,19 +163,22 @@ async fn mover_and_joiner_follow_the_policy_in_keycloak_and_the_apps() {
     assert!(m["clientMappings"].get("reports").is_none(), "{m}");
     // Pat's session carried the removed roles: it is gone. Sam, who stays, keeps his.
     assert_eq!(
-        w.refresh("portal", "portal-secret", &pat_refresh)
+        w.kc.refresh("portal", "portal-secret", &pat_refresh)
             .await
             .err()
             .as_deref(),
         Some("invalid_grant")
     );
     assert!(w
+        .kc
         .refresh("portal", "portal-secret", &sam_refresh)
         .await
         .is_ok());
     assert_eq!(
         names(
-            &w.kc("GET", &format!("/users/{sam}/groups"), None).await,
+            &w.kc
+                .admin("GET", &format!("/users/{sam}/groups"), None)
+                .await,
             "path"
         ),
         ["/engineering"]
@@ -194,14 +200,16 @@ async fn mover_and_joiner_follow_the_policy_in_keycloak_and_the_apps() {
     assert_eq!(json(&out)["status"], "closed", "{}", describe(&out));
     assert_eq!(
         names(
-            &w.kc("GET", &format!("/users/{joe}/groups"), None).await,
+            &w.kc
+                .admin("GET", &format!("/users/{joe}/groups"), None)
+                .await,
             "path"
         ),
         ["/finance/ap"]
     );
-    let m = w
-        .kc("GET", &format!("/users/{joe}/role-mappings"), None)
-        .await;
+    let m =
+        w.kc.admin("GET", &format!("/users/{joe}/role-mappings"), None)
+            .await;
     assert!(
         names(&m["realmMappings"], "name").contains(&"ledger".to_string()),
         "{m}"

@@ -4,7 +4,7 @@ use crate::capabilities::{kinds, PROVIDER};
 use crate::client::CallError;
 use crate::findings::need;
 use crate::model;
-use crate::resolve::{encode_path, parents, secret_created};
+use crate::resolve::{encode_path, parents, secret_made_after};
 use crate::server::KeycloakProvider;
 use closeout_contract::{
     ActionOutcome, ActionRequest, Finding, ProbeOutcome, ProviderError, ResolveContext, State,
@@ -382,8 +382,9 @@ impl KeycloakProvider {
                     _ => State::Reassigned,
                 });
             }
-            return Ok(match (secret_created(&c), ctx.cutoff) {
-                (Some(t), Some(cut)) if t > cut => State::Rotated,
+            let published = self.publish_path(&c.client_id);
+            return Ok(match ctx.cutoff {
+                Some(cut) if secret_made_after(&c, cut, published.as_deref()) => State::Rotated,
                 _ => State::Active,
             });
         }

@@ -212,6 +212,9 @@ impl KeycloakProvider {
         let consents: Vec<model::Consent> = self.user_list(uid, "consents").await?;
         for c in &consents {
             if !c.granted_client_scopes.is_empty() {
+                let mut scopes = c.granted_client_scopes.clone();
+                scopes.sort();
+                let scopes = scopes.join(",");
                 res.findings.push(finding(
                     id(kinds::CONSENT, realm, &format!("{uid}/{}", c.client_id)),
                     kinds::CONSENT,
@@ -219,15 +222,12 @@ impl KeycloakProvider {
                     Holder::Account,
                     c.client_id.clone(),
                     format!(
-                        "consent of user {} to client {}",
+                        "consent of user {} to client {} (scopes {scopes})",
                         user.username, c.client_id
                     ),
                     State::Active,
                     base.then("consented", format!("client {}", c.client_id)),
-                    u_attrs([
-                        ("client_id", c.client_id.clone()),
-                        ("scopes", c.granted_client_scopes.join(",")),
-                    ]),
+                    u_attrs([("client_id", c.client_id.clone()), ("scopes", scopes)]),
                 ));
             }
             let offline_client = c.additional_grants.iter().find_map(|g| {
@@ -506,9 +506,9 @@ impl KeycloakProvider {
                 ]),
             ));
             if c.has_secret() {
-                let created = secret_created(&c);
-                let state = match (created, ctx.cutoff) {
-                    (Some(t), Some(cut)) if t > cut => State::Rotated,
+                let published = self.publish_path(&c.client_id);
+                let state = match ctx.cutoff {
+                    Some(cut) if secret_made_after(&c, cut, published.as_deref()) => State::Rotated,
                     _ => State::Active,
                 };
                 res.findings.push(finding(
@@ -524,7 +524,9 @@ impl KeycloakProvider {
                         ("client_uuid", c.id.clone()),
                         (
                             "created",
-                            created.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                            secret_created(&c)
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_default(),
                         ),
                         ("service_account", c.service_accounts_enabled.to_string()),
                     ]),
@@ -539,6 +541,27 @@ impl KeycloakProvider {
 pub(crate) fn secret_created(c: &model::Client) -> Option<chrono::DateTime<chrono::Utc>> {
     let secs: i64 = c.attributes.get(SECRET_CREATED)?.trim().parse().ok()?;
     chrono::DateTime::from_timestamp(secs, 0)
+}
+
+/// Whether the client's current secret was made after `cut`. Keycloak records its creation in
+/// whole seconds, so within the cutoff's own second it cannot say: then the secret counts as
+/// made after `cut` only if Closeout published it (`published`, written by the rotation right
+/// after regenerating) after `cut`. A close-out that rotates within a second of its start would
+/// otherwise see its own new secret as the old one and stay open.
+pub(crate) fn secret_made_after(
+    c: &model::Client,
+    cut: chrono::DateTime<chrono::Utc>,
+    published: Option<&std::path::Path>,
+) -> bool {
+    let Some(created) = secret_created(c) else {
+        return false;
+    };
+    if created.timestamp() != cut.timestamp() {
+        return created > cut;
+    }
+    published
+        .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
+        .is_some_and(|m| chrono::DateTime::<chrono::Utc>::from(m) > cut)
 }
 
 fn role_finding(
@@ -690,5 +713,37 @@ mod tests {
         );
         assert!(parents("/a").is_empty());
         assert_eq!(encode_path("/eng/team one"), "/eng/team%20one");
+    }
+
+    #[test]
+    fn a_secret_made_in_the_cutoffs_second_counts_only_when_published_after_it() {
+        let client = |secs: i64| -> model::Client {
+            serde_json::from_value(serde_json::json!({
+                "id": "u", "clientId": "bot",
+                "attributes": {SECRET_CREATED: secs.to_string()}
+            }))
+            .unwrap()
+        };
+        let cut = chrono::DateTime::from_timestamp(1_000, 500_000_000).unwrap();
+        assert!(secret_made_after(&client(1_001), cut, None));
+        assert!(!secret_made_after(&client(999), cut, None));
+        // Same second: unknown from Keycloak alone, so not rotated...
+        assert!(!secret_made_after(&client(1_000), cut, None));
+        let dir = std::env::temp_dir().join(format!("closeout-kc-cut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let published = dir.join("bot");
+        std::fs::write(&published, "x").unwrap();
+        // ...unless Closeout published it after the cutoff (the file is written now, long after
+        // 1970), and never from a file written before it.
+        assert!(secret_made_after(&client(1_000), cut, Some(&published)));
+        let later = chrono::Utc::now() + chrono::Duration::seconds(60);
+        let now_second = client(later.timestamp());
+        assert!(!secret_made_after(&now_second, later, Some(&published)));
+        assert!(!secret_made_after(
+            &client(1_000),
+            cut,
+            Some(&dir.join("none"))
+        ));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -122,27 +122,40 @@ impl KeycloakProvider {
                 format!("{} already rotated and published by this action", f.display),
             ));
         }
-        // Regenerate.
-        let new: model::ClientSecret = self
-            .client
-            .admin("POST", &secret_path, None)
-            .await?
-            .ok_or_else(|| {
-                permanent(format!(
-                    "regenerating the secret of {client_id} answered nothing"
-                ))
-            })?;
-        let new = new.value.map(SecretValue::new).ok_or_else(|| {
-            permanent(format!(
-                "regenerating the secret of {client_id} answered no value"
-            ))
-        })?;
-        // Publish (the retired value first, so the probe can try it).
         let io = |what: &str, p: &Path, e: std::io::Error| {
-            permanent(format!("the new secret of client {client_id} was generated but {what} {} failed: {e}; run the action again", p.display()))
+            permanent(format!("rotating the secret of client {client_id}: {what} {} failed: {e}; run the action again", p.display()))
         };
+        // Before regenerating: the value about to be retired, and that this action is about to
+        // regenerate. Killed between the regeneration and the publication, the action finds
+        // both on its next run and a live secret that is no longer the retired one: its own
+        // regeneration, which it publishes rather than regenerating again.
         let retired = sibling(&published, ".retired");
-        write_private(&retired, current.expose()).map_err(|e| io("writing", &retired, e))?;
+        let pending = sibling(&published, ".pending");
+        let interrupted = std::fs::read_to_string(&pending).unwrap_or_default().trim() == key;
+        let (new, current) = match read_secret(&retired) {
+            Some(old) if interrupted && old != current => (current, old),
+            _ => {
+                write_private(&retired, current.expose())
+                    .map_err(|e| io("writing", &retired, e))?;
+                write_private(&pending, key).map_err(|e| io("recording", &pending, e))?;
+                let new: model::ClientSecret = self
+                    .client
+                    .admin("POST", &secret_path, None)
+                    .await?
+                    .ok_or_else(|| {
+                        permanent(format!(
+                            "regenerating the secret of {client_id} answered nothing"
+                        ))
+                    })?;
+                let new = new.value.map(SecretValue::new).ok_or_else(|| {
+                    permanent(format!(
+                        "regenerating the secret of {client_id} answered no value"
+                    ))
+                })?;
+                (new, current)
+            }
+        };
+        // Publish.
         write_private(&published, new.expose()).map_err(|e| io("publishing to", &published, e))?;
         write_private(&record, key).map_err(|e| io("recording", &record, e))?;
         // Test: the new one works, the old one is refused.

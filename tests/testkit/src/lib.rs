@@ -35,7 +35,7 @@ pub mod openbao;
 pub mod postgres;
 pub mod proxy;
 pub mod scim_app;
-pub use keycloak::KeycloakServer;
+pub use keycloak::{KeycloakRealm, KeycloakServer};
 pub use openbao::OpenBaoServer;
 pub use postgres::PostgresServer;
 pub use scim_app::ScimApp;

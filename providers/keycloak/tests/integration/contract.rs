@@ -3,7 +3,7 @@
 //! (`invalid_grant`), the owned client's old secret is refused and the published new one works,
 //! the client now belongs to the manager, and a colleague's session still works.
 
-use crate::common::{ctx, person, Realm};
+use crate::common::{ctx, owned_service_client, person, provider, Realm};
 use closeout_contract::{ActionParams, Provider, State};
 use closeout_keycloak::kinds;
 use closeout_testkit::contract::{run_suite, Case};
@@ -29,13 +29,7 @@ async fn leaver_closes_sessions_tokens_credentials_mappings_and_owned_clients() 
             Some(json!({"name": "viewer"})),
         )
         .await;
-    let sync = realm
-        .client(
-            "billing-sync",
-            SYNC_SECRET,
-            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice@example.com"}}),
-        )
-        .await;
+    let sync = owned_service_client(&realm, "billing-sync", SYNC_SECRET, "alice@example.com").await;
     // Roles and nested groups: /eng carries realm role eng-base; Alice is in /eng/platform.
     realm
         .admin("POST", "/roles", Some(json!({"name": "auditor"})))
@@ -150,7 +144,7 @@ async fn leaver_closes_sessions_tokens_credentials_mappings_and_owned_clients() 
 
     let publish =
         std::env::temp_dir().join(format!("closeout-kc-publish-{}-{r}", std::process::id()));
-    let provider = realm.provider(Some(publish.clone())).await;
+    let provider = provider(&realm, Some(publish.clone())).await;
     let started = chrono::Utc::now();
     let alice_ctx = ctx(
         person("E100", "alice@example.com", Some("bob@example.com")),
@@ -403,13 +397,7 @@ async fn concurrent_actions_on_one_user_and_one_client_do_not_undo_each_other() 
     let realm = Realm::new("race").await;
     let r = realm.name.clone();
     realm.client("portal", PORTAL_SECRET, json!({})).await;
-    let sync = realm
-        .client(
-            "billing-sync",
-            SYNC_SECRET,
-            json!({"serviceAccountsEnabled": true, "attributes": {"owner": "alice@example.com"}}),
-        )
-        .await;
+    let sync = owned_service_client(&realm, "billing-sync", SYNC_SECRET, "alice@example.com").await;
     let alice = realm
         .user(
             "alice",
@@ -422,7 +410,7 @@ async fn concurrent_actions_on_one_user_and_one_client_do_not_undo_each_other() 
         .sign_in("portal", PORTAL_SECRET, "alice", ALICE_PW, false)
         .await;
     let publish = std::env::temp_dir().join(format!("closeout-kc-race-{}-{r}", std::process::id()));
-    let provider = std::sync::Arc::new(realm.provider(Some(publish.clone())).await);
+    let provider = std::sync::Arc::new(provider(&realm, Some(publish.clone())).await);
     let ctx = ctx(
         person("E100", "alice@example.com", Some("bob@example.com")),
         None,

@@ -1,7 +1,7 @@
 //! Joiner and mover through the entitlement hooks: a grant the policy names becomes the finding
 //! `resolve` reports, granting is idempotent, and removing it is read back.
 
-use crate::common::{ctx, person, Realm};
+use crate::common::{ctx, person, provider, Realm};
 use closeout_contract::{ActionParams, ActionRequest, Entitlement, Provider, State};
 use closeout_keycloak::{kinds, CAPABILITIES};
 use serde_json::json;
@@ -37,7 +37,7 @@ async fn grants_from_the_policy_are_made_read_back_and_removed() {
     let carol = realm
         .user("carol", "carol@example.com", "carol-pw", json!({}))
         .await;
-    let provider = realm.provider(None).await;
+    let provider = provider(&realm, None).await;
     let carol_ctx = ctx(person("E300", "carol@example.com", None), None);
 
     // The policy's words, through the grant forms.

@@ -6,3 +6,5 @@
 mod common;
 mod contract;
 mod entitlements;
+mod factors_consents;
+mod rotation_resume;
