@@ -310,7 +310,34 @@ fn rewrite(config: &Path, from: &str, to: &str) {
 fn status_of(out: &Output) -> String {
     let report = serde_json::from_slice::<serde_json::Value>(&out.stdout).ok();
     match report.as_ref().and_then(|v| v["status"].as_str()) {
-        Some(status) => status.to_string(),
+        Some("closed") => "closed".to_string(),
+        // Not closed: name the failed actions, so a stuck run says what stuck it.
+        Some(status) => {
+            let failed: Vec<String> = report
+                .iter()
+                .flat_map(|r| r["findings"].as_array().into_iter().flatten())
+                .flat_map(|f| {
+                    let display = f["display"].as_str().unwrap_or("?").to_string();
+                    f["actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|a| a["status"] == "failed")
+                        .map(move |a| {
+                            format!(
+                                "{} {display}: {}",
+                                a["verb"].as_str().unwrap_or("?"),
+                                a["error"].as_str().unwrap_or("?")
+                            )
+                        })
+                })
+                .collect();
+            if failed.is_empty() {
+                status.to_string()
+            } else {
+                format!("{status} ({})", failed.join("; "))
+            }
+        }
         None => format!(
             "exit {:?}: {}",
             out.status.code(),
