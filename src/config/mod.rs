@@ -231,6 +231,11 @@ pub struct ExecutionConfig {
     pub base_backoff_ms: u64,
     /// Upper bound of one backoff (a provider's `Retry-After` may be longer and is honoured).
     pub max_backoff_ms: u64,
+    /// An action whose previous start was interrupted mid-flight (the process died) is not run
+    /// again until this long after that start: a request it had sent may still be being served
+    /// (a Key Vault key create takes no idempotency key, so a retry that reads before it lands
+    /// would make a second version). 0 disables the wait.
+    pub interrupted_settle_secs: u64,
 }
 
 impl Default for ExecutionConfig {
@@ -239,6 +244,7 @@ impl Default for ExecutionConfig {
             max_attempts: 5,
             base_backoff_ms: 200,
             max_backoff_ms: 20_000,
+            interrupted_settle_secs: 20,
         }
     }
 }
@@ -326,6 +332,11 @@ impl Config {
         if self.execution.max_attempts == 0 {
             return Err(invalid(
                 "[execution] max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.execution.interrupted_settle_secs > 3600 {
+            return Err(invalid(
+                "[execution] interrupted_settle_secs must be at most 3600".into(),
             ));
         }
         if self.execution.base_backoff_ms > self.execution.max_backoff_ms {

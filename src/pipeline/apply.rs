@@ -168,6 +168,8 @@ impl Executor<'_> {
                     finding = %action.finding.id,
                     "action was interrupted mid-flight; running it again (provider actions are idempotent)"
                 );
+                self.settle_after_interrupted(action, previous.last_started_at)
+                    .await;
             }
         }
         let provider = self
@@ -270,6 +272,31 @@ impl Executor<'_> {
         self.record(run_id, identity, action, &result, calls)
             .await?;
         Ok(result)
+    }
+
+    /// Wait until an interrupted start's calls can no longer land: a request the dead process
+    /// sent may still be served after it died, and an action that reads the state first (has
+    /// my run already made this version?) would not see it yet. The wait ends
+    /// `interrupted_settle_secs` after that start (at once when that has passed).
+    async fn settle_after_interrupted(
+        &self,
+        action: &PlannedAction,
+        started: chrono::DateTime<chrono::Utc>,
+    ) {
+        let settle = chrono::Duration::seconds(self.execution.interrupted_settle_secs as i64);
+        let Ok(wait) = (started + settle - chrono::Utc::now()).to_std() else {
+            return;
+        };
+        if wait.is_zero() {
+            return;
+        }
+        self.progress.message(&format!(
+            "{} {}: its interrupted start may still have calls in flight; waiting {} s before running it again",
+            action.verb,
+            action.finding.display,
+            wait.as_secs().max(1)
+        ));
+        tokio::time::sleep(wait).await;
     }
 
     /// The wait before the next attempt, or `None` to give up: the arithmetic of the providers'

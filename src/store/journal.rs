@@ -220,6 +220,9 @@ pub struct ActionRecord {
     pub attempts: u32,
     /// When the action was first started.
     pub started_at: DateTime<Utc>,
+    /// When its latest start began (the first start's time in journals written before this
+    /// was kept): an interrupted start's calls may still land until some time after it.
+    pub last_started_at: DateTime<Utc>,
     /// When it last finished or failed; `None` if it never has. A restarted action keeps the
     /// previous value until it ends again.
     pub finished_at: Option<DateTime<Utc>>,
@@ -268,7 +271,7 @@ const RUN_COLUMNS: &str = "id, identity, trigger, playbook, playbook_digest, sta
      started_by, started_os_user";
 
 const ACTION_COLUMNS: &str = "run_id, key, stage, step, finding_id, provider, verb, status, \
-     attempts, started_at, finished_at, detail, state, error, provider_calls";
+     attempts, started_at, finished_at, detail, state, error, provider_calls, last_started_at";
 
 impl Journal {
     /// Open (creating it and its directory if needed) the journal at `path`.
@@ -583,9 +586,10 @@ impl Journal {
     pub fn action_started(&self, a: &ActionStart<'_>) -> Result<u32, JournalError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO actions (run_id, key, stage, step, finding_id, provider, verb, status, attempts, started_at) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7,'started',1,?8) \
-             ON CONFLICT(key) DO UPDATE SET status = 'started', attempts = attempts + 1, error = NULL",
+            "INSERT INTO actions (run_id, key, stage, step, finding_id, provider, verb, status, attempts, started_at, last_started_at) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,'started',1,?8,?8) \
+             ON CONFLICT(key) DO UPDATE SET status = 'started', attempts = attempts + 1, error = NULL, \
+             last_started_at = excluded.last_started_at",
             params![a.run_id, a.key, a.stage, a.step, a.finding_id, a.provider, a.verb, ts(Utc::now())],
         )?;
         let attempts: u32 = conn.query_row(
@@ -762,6 +766,7 @@ struct RawAction {
     state: Option<String>,
     error: Option<String>,
     provider_calls: Option<String>,
+    last_started_at: Option<String>,
 }
 
 fn raw_action(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAction> {
@@ -783,6 +788,7 @@ fn raw_action(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAction> {
         state: r.get(12)?,
         error: r.get(13)?,
         provider_calls: r.get(14)?,
+        last_started_at: r.get(15)?,
     })
 }
 
@@ -801,6 +807,10 @@ impl RawAction {
             verb,
             attempts: self.attempts,
             started_at: parse_ts(&self.started_at)?,
+            last_started_at: match self.last_started_at.as_deref() {
+                Some(t) => parse_ts(t)?,
+                None => parse_ts(&self.started_at)?,
+            },
             finished_at: parse_opt_ts(self.finished_at)?,
             detail: self.detail,
             state: self.state,

@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS actions (
     detail TEXT,
     state TEXT,
     error TEXT,
-    provider_calls TEXT
+    provider_calls TEXT,
+    last_started_at TEXT
 );
 CREATE INDEX IF NOT EXISTS actions_by_run ON actions(run_id);
 CREATE INDEX IF NOT EXISTS actions_by_finding ON actions(finding_id, finished_at);
@@ -144,6 +145,8 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         // A JSON array of the provider calls each start of the action made (NULL: none
         // recorded, as in journals written before receipts).
         ("actions", "provider_calls", "TEXT"),
+        // When the action's latest start began (NULL in older journals: its first start).
+        ("actions", "last_started_at", "TEXT"),
     ] {
         let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
         let columns: Vec<String> = stmt

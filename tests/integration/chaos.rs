@@ -811,3 +811,71 @@ chaos_tests! {
     azure_apply_killed_at_random_converges_on_resume, azure_apply_under_faults_converges_within_one_resume: Provider::Azure;
     keycloak_apply_killed_at_random_converges_on_resume, keycloak_apply_under_faults_converges_within_one_resume: Provider::Keycloak;
 }
+
+/// Regression (issue 14: 1 of 100 killed Azure close-outs made two versions of an RSA key): the
+/// killed process's key create was still being served when the resume read the key's current
+/// version, and Key Vault's key create takes no idempotency key. The executor now waits
+/// `[execution] interrupted_settle_secs` (20 s) after an interrupted start before running the
+/// action again. Here the double takes 15 s per create; the apply is killed while the key's
+/// create is being served, and the resume must find that version rather than make another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_create_still_served_after_a_kill_is_found_by_the_resume() {
+    let bench = Bench::new(Provider::Azure, false).await;
+    let Inner::Azure(world, _) = &bench.inner else {
+        panic!("an Azure bench");
+    };
+    let delay = |ms: u64| {
+        let url = format!("{}/_double/create-delay", world.double.base_url());
+        async move {
+            let (status, _) = world
+                .api
+                .send(
+                    "https://graph.microsoft.com/.default",
+                    "POST",
+                    &url,
+                    Some(&serde_json::json!({ "milliseconds": ms })),
+                )
+                .await;
+            assert_eq!(status, 204, "set the double's create delay");
+        }
+    };
+    let before = bench.counters().await;
+    delay(15_000).await;
+    let mut child = bench
+        .command(&APPLY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn closeout apply");
+    let key_rotation_started = Instant::now();
+    loop {
+        let started = common::actions_at(&bench.journal_path())
+            .unwrap_or_default()
+            .into_iter()
+            .any(|a| a.verb == "rotate" && a.finding_id.contains("platform-signing"));
+        if started {
+            break;
+        }
+        assert!(
+            key_rotation_started.elapsed() < Duration::from_secs(180),
+            "the key's rotation never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its reads take milliseconds; then its create is being served for 15 s.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    child.start_kill().expect("SIGKILL apply");
+    let _ = child.wait().await;
+    delay(0).await;
+
+    let (status, out) = bench.finish().await;
+    assert_eq!(status, "closed", "{}", String::from_utf8_lossy(&out.stderr));
+    let got = deltas(&before, &bench.counters().await);
+    assert_eq!(
+        got.get("kv-versions/kv-platform/keys/platform-signing"),
+        Some(&1),
+        "the key got a version per attempt: {got:?}"
+    );
+    // Every other key, secret and certificate in flight at the kill: one new version too.
+    assert!(got.values().all(|&d| d == 1), "{got:?}");
+}

@@ -7,9 +7,10 @@
 //!   string contains it) answer `status` (default 429 with `Retry-After`; another 4xx/5xx as the API's own
 //!   error: 403 a permission denied, 404 an API the endpoint lacks).
 //! - `DELETE /_double/faults` — drops every pending fault.
-//! - `POST /_double/certificate-delay` `{"milliseconds": 3000}` — from now on a certificate
-//!   create operation on an existing certificate stays `inProgress` (and the old version current)
-//!   that long, as with a slow issuer; 0 (the default) completes it at once.
+//! - `POST /_double/create-delay` `{"milliseconds": 3000}` — from now on a key create is served
+//!   that much later, and a certificate create operation on an existing certificate stays
+//!   `inProgress` that long (the old version current meanwhile), as with a slow HSM or issuer;
+//!   0 (the default) creates at once.
 //! - `GET /_double/calls` — `{"calls":[{"method","host","path","query","status","request_id"}]}`, oldest first.
 //! - `DELETE /_double/calls` — clears the log.
 
@@ -95,14 +96,14 @@ pub async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
 }
 
 #[derive(Debug, Deserialize)]
-struct CertificateDelay {
+struct CreateDelay {
     milliseconds: u64,
 }
 
-pub async fn set_certificate_delay(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<CertificateDelay>(&body) {
+pub async fn set_create_delay(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<CreateDelay>(&body) {
         Ok(d) => {
-            app.set_certificate_delay(std::time::Duration::from_millis(d.milliseconds));
+            app.set_create_delay(std::time::Duration::from_millis(d.milliseconds));
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => bad(format!("body must be {{\"milliseconds\": N}}: {e}")),

@@ -281,8 +281,8 @@ pub fn router(app: Arc<App>) -> Router {
             post(crate::control::add_fault).delete(crate::control::clear_faults),
         )
         .route(
-            "/_double/certificate-delay",
-            post(crate::control::set_certificate_delay),
+            "/_double/create-delay",
+            post(crate::control::set_create_delay),
         )
         .route(
             "/_double/calls",

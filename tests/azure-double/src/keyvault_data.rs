@@ -1055,6 +1055,12 @@ fn create_key(ctx: &Ctx, req: &Req, name: &str) -> Result<Response, KvError> {
         None => default_key_ops(&kty),
     };
     let key = generate_key(&kty, input.key_size, input.crv.as_deref())?;
+    // A slow create (the double's `create_delay`): the old version stays current meanwhile, as
+    // while any create is being served.
+    let delay = ctx.app.create_delay();
+    if !delay.is_zero() {
+        tokio::task::block_in_place(|| std::thread::sleep(delay));
+    }
     let version = KeyVersion {
         version: new_version(),
         kty: key.kty,
@@ -1750,7 +1756,7 @@ fn create_certificate(ctx: &Ctx, req: &Req, name: &str) -> Result<Response, KvEr
         }
     };
     // An existing certificate's operation is in progress from now until its version is
-    // published (a slow issuer: the double's `certificate_delay`).
+    // published (a slow issuer: the double's `create_delay`).
     let existing = {
         let mut state = ctx.app.lock();
         match state
@@ -1788,7 +1794,7 @@ fn create_certificate(ctx: &Ctx, req: &Req, name: &str) -> Result<Response, KvEr
             return Err(e);
         }
     };
-    let delay = ctx.app.certificate_delay();
+    let delay = ctx.app.create_delay();
     if !delay.is_zero() {
         // The handler is synchronous; keep the runtime's other tasks running meanwhile.
         tokio::task::block_in_place(|| std::thread::sleep(delay));

@@ -20,8 +20,8 @@ pub struct App {
     pub vault_port: u16,
     pub builtin_roles: Vec<RoleDefinition>,
     state: Mutex<State>,
-    /// How long a certificate create operation stays `inProgress` (`/_double/certificate-delay`).
-    certificate_delay_ms: std::sync::atomic::AtomicU64,
+    /// How long a key or certificate create takes (`/_double/create-delay`).
+    create_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -96,20 +96,20 @@ impl App {
             vault_port,
             builtin_roles: rbac::builtin_roles(),
             state: Mutex::new(state),
-            certificate_delay_ms: std::sync::atomic::AtomicU64::new(0),
+            create_delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// How long a certificate create operation stays in progress (a slow issuer).
-    pub fn certificate_delay(&self) -> std::time::Duration {
+    /// How long a key or certificate create takes (a slow HSM or issuer).
+    pub fn create_delay(&self) -> std::time::Duration {
         std::time::Duration::from_millis(
-            self.certificate_delay_ms
+            self.create_delay_ms
                 .load(std::sync::atomic::Ordering::Relaxed),
         )
     }
 
-    pub fn set_certificate_delay(&self, delay: std::time::Duration) {
-        self.certificate_delay_ms.store(
+    pub fn set_create_delay(&self, delay: std::time::Duration) {
+        self.create_delay_ms.store(
             delay.as_millis() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );

@@ -641,10 +641,7 @@ async fn a_certificate_create_in_progress_is_awaited_before_another_is_made() {
     assert_eq!(status, 202);
     let response = env
         .raw
-        .post(format!(
-            "{}/_double/certificate-delay",
-            env.double.base_url()
-        ))
+        .post(format!("{}/_double/create-delay", env.double.base_url()))
         .json(&json!({"milliseconds": 3000}))
         .send()
         .await
