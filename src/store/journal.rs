@@ -959,11 +959,12 @@ mod tests {
                 "    report_json TEXT\n",
             );
             let old = old.replace(
-                "    error TEXT,\n    provider_calls TEXT\n",
+                "    error TEXT,\n    provider_calls TEXT,\n    last_started_at TEXT\n",
                 "    error TEXT\n",
             );
             assert_ne!(old, SCHEMA);
             assert!(!old.contains("provider_calls"));
+            assert!(!old.contains("last_started_at"));
             conn.execute_batch(&old).unwrap();
             conn.execute_batch(
                 "INSERT INTO runs (id, identity, trigger, playbook, playbook_digest, status, created_at, effective_at, cutoff, plan_json) \
@@ -982,6 +983,9 @@ mod tests {
         assert_eq!(r.started_by.as_deref(), Some("tester"));
         // An action journaled before receipts has none; a new one keeps its calls.
         assert_eq!(j.action("k0").unwrap().unwrap().provider_calls, vec![]);
+        // An older action's latest start is its first.
+        let k0 = j.action("k0").unwrap().unwrap();
+        assert_eq!(k0.last_started_at, k0.started_at);
         j.action_started(&start("r1", "k1")).unwrap();
         let call = ProviderCall::new("iam:UpdateAccessKey", Some(200), Some("req-1".into()));
         j.action_finished("k1", false, "inactive", "d", std::slice::from_ref(&call))
@@ -1002,11 +1006,16 @@ mod tests {
         let failed = j.action("k1").unwrap().unwrap();
         assert_eq!(failed.status, ActionStatus::Failed);
         assert_eq!(failed.provider_calls.len(), 2);
-        // Started again (a resume): the earlier start's calls stay, this start's follow them.
+        // Started again (a resume): the earlier start's calls stay, this start's follow them;
+        // the first start's time stays, the latest start's moves.
+        std::thread::sleep(std::time::Duration::from_millis(5));
         j.action_started(&start("r1", "k1")).unwrap();
         j.action_finished("k1", false, "inactive", "d", &[call("c", Some(200))])
             .unwrap();
         let done = j.action("k1").unwrap().unwrap();
+        assert_eq!(done.started_at, failed.started_at);
+        assert!(done.last_started_at > failed.last_started_at);
+        assert_eq!(failed.last_started_at, failed.started_at);
         let ops: Vec<_> = done
             .provider_calls
             .iter()
