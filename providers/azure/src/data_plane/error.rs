@@ -97,6 +97,18 @@ pub(super) fn refused(
     }
 }
 
+/// A wait that ran out before the service finished (no answer to classify: retryable).
+pub(super) fn timed_out(method: &'static str, path: String, message: String) -> CallError {
+    CallError {
+        method,
+        path,
+        status: None,
+        code: "timeout".into(),
+        message,
+        retry_after: None,
+    }
+}
+
 /// An answer without the id the call should have returned.
 pub(super) fn missing_id(method: &'static str, path: String) -> CallError {
     CallError {

@@ -3,7 +3,7 @@
 //! policy; and publishing a value Closeout holds (a rotated application credential).
 
 use super::client::KeyVaultData;
-use super::error::{call_error, missing_id, refused};
+use super::error::{call_error, missing_id, refused, timed_out};
 use super::kind::{ObjectKind, Secrets};
 use super::model::{merged, version_of, Row};
 use super::transport::VaultClients;
@@ -261,17 +261,14 @@ impl KeyVaultData {
                 return Ok(());
             }
             if started.elapsed() >= CERTIFICATE_WAIT {
-                return Err(CallError {
-                    method: "GET",
+                return Err(timed_out(
+                    "GET",
                     path,
-                    status: None,
-                    code: "timeout".into(),
-                    message: format!(
+                    format!(
                         "a create operation of the certificate is still in progress after {} s",
                         CERTIFICATE_WAIT.as_secs()
                     ),
-                    retry_after: None,
-                });
+                ));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -324,17 +321,14 @@ impl KeyVaultData {
         let certificate = match tokio::time::timeout(CERTIFICATE_WAIT, poller).await {
             Ok(result) => result.map_err(fail)?.into_model().map_err(fail)?,
             Err(_) => {
-                return Err(CallError {
-                    method: "POST",
-                    path: create_path.clone(),
-                    status: None,
-                    code: "timeout".into(),
-                    message: format!(
+                return Err(timed_out(
+                    "POST",
+                    create_path.clone(),
+                    format!(
                         "the certificate operation did not complete within {} s",
                         CERTIFICATE_WAIT.as_secs()
                     ),
-                    retry_after: None,
-                })
+                ))
             }
         };
         version_of(certificate.id.as_ref()).ok_or_else(|| missing_id("POST", create_path.clone()))
