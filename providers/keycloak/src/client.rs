@@ -188,13 +188,7 @@ impl Client {
     ) -> Result<Result<TokenAnswer, Refusal>, CallError> {
         let url = self.token_url(realm);
         let path = format!("/realms/{realm}/protocol/openid-connect/token");
-        let _pass = self.gate.enter().await;
-        let answer = self.http.post(&url).form(form).send().await;
-        record("POST", &path, answer.as_ref().ok());
-        let answer = answer.map_err(|e| self.no_answer("POST", &path, &e))?;
-        let status = answer.status().as_u16();
-        let retry_after = retry_after(answer.headers());
-        let body = answer.bytes().await.unwrap_or_default();
+        let (status, body) = self.post_form(&url, &path, form).await?;
         if (200..300).contains(&status) {
             return serde_json::from_slice::<TokenAnswer>(&body)
                 .map(Ok)
@@ -207,24 +201,7 @@ impl Client {
                     endpoint: self.base.clone(),
                 });
         }
-        let err: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-        if status == 429 || status >= 500 {
-            if status == 429 {
-                closeout_contract::telemetry::throttled("keycloak", retry_after);
-            }
-            return Err(CallError {
-                method: "POST",
-                path,
-                status: Some(status),
-                error: err.error,
-                retry_after,
-                endpoint: self.base.clone(),
-            });
-        }
-        Ok(Err(Refusal {
-            status,
-            error: err.error.unwrap_or_else(|| format!("HTTP {status}")),
-        }))
+        Ok(Err(refusal(status, &body)))
     }
 
     /// Client authentication at a realm's token introspection endpoint: `Ok(())` when the
@@ -236,34 +213,44 @@ impl Client {
     ) -> Result<Result<(), Refusal>, CallError> {
         let url = format!("{}/introspect", self.token_url(realm));
         let path = format!("/realms/{realm}/protocol/openid-connect/token/introspect");
-        let _pass = self.gate.enter().await;
-        let answer = self.http.post(&url).form(form).send().await;
-        record("POST", &path, answer.as_ref().ok());
-        let answer = answer.map_err(|e| self.no_answer("POST", &path, &e))?;
-        let status = answer.status().as_u16();
-        let retry_after = retry_after(answer.headers());
-        let body = answer.bytes().await.unwrap_or_default();
+        let (status, body) = self.post_form(&url, &path, form).await?;
         if (200..300).contains(&status) {
             return Ok(Ok(()));
         }
-        let err: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+        Ok(Err(refusal(status, &body)))
+    }
+
+    /// POST `form` to one of a realm's OpenID endpoints under the gate: the answer's status and
+    /// body, or an error for no answer, a 429 (reported as throttled) or a 5xx. Any other status
+    /// is the endpoint's verdict, for the caller to read.
+    async fn post_form(
+        &self,
+        url: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(u16, Vec<u8>), CallError> {
+        let _pass = self.gate.enter().await;
+        let answer = self.http.post(url).form(form).send().await;
+        record("POST", path, answer.as_ref().ok());
+        let answer = answer.map_err(|e| self.no_answer("POST", path, &e))?;
+        let status = answer.status().as_u16();
+        let retry_after = retry_after(answer.headers());
+        let body = answer.bytes().await.unwrap_or_default().to_vec();
         if status == 429 || status >= 500 {
             if status == 429 {
                 closeout_contract::telemetry::throttled("keycloak", retry_after);
             }
+            let err: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
             return Err(CallError {
                 method: "POST",
-                path,
+                path: path.to_string(),
                 status: Some(status),
                 error: err.error,
                 retry_after,
                 endpoint: self.base.clone(),
             });
         }
-        Ok(Err(Refusal {
-            status,
-            error: err.error.unwrap_or_else(|| format!("HTTP {status}")),
-        }))
+        Ok((status, body))
     }
 
     fn no_answer(&self, method: &'static str, path: &str, e: &reqwest::Error) -> CallError {
@@ -452,6 +439,15 @@ fn record(method: &str, path: &str, answer: Option<&reqwest::Response>) {
         answer.map(|a| a.status().as_u16()),
         request_id,
     ));
+}
+
+/// An OpenID endpoint's refusal: its status and OAuth `error` (the status when it gave none).
+fn refusal(status: u16, body: &[u8]) -> Refusal {
+    let err: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    Refusal {
+        status,
+        error: err.error.unwrap_or_else(|| format!("HTTP {status}")),
+    }
 }
 
 /// `Retry-After` in seconds, when the answer had one.
