@@ -40,6 +40,8 @@ struct FaultRequest {
     query_contains: Option<String>,
     #[serde(default = "default_status")]
     status: u16,
+    #[serde(default)]
+    after_effect: bool,
 }
 
 fn default_status() -> u16 {
@@ -89,6 +91,7 @@ pub async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
         status: request.status,
         remaining: request.count,
         retry_after_seconds: request.retry_after_seconds,
+        after_effect: request.after_effect,
     };
     let mut state = app.lock();
     state.faults.push(fault.clone());

@@ -13,7 +13,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::state::{App, CallRecord};
+use crate::state::{App, CallRecord, Fault};
 
 /// Which API family a route belongs to; decides the error body shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,20 +351,13 @@ async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Nex
     let flavor = flavor_of(&path);
     let fault = app.take_fault(&method, &path, query.as_deref(), host.as_deref());
     let mut response = match fault {
-        Some(fault) if fault.status == 429 => {
-            let err = ApiError::new(
-                flavor,
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "Too many requests. Please retry after the interval in the Retry-After header (injected by the double).",
-            );
-            let mut response = err.into_response();
-            if let Ok(v) = HeaderValue::from_str(&fault.retry_after_seconds.to_string()) {
-                response.headers_mut().insert("retry-after", v);
+        Some(fault) => {
+            if fault.after_effect {
+                // The service acts; the client never hears of it.
+                let _lost = next.run(request).await;
             }
-            response
+            fault_response(flavor, host.is_some(), &fault)
         }
-        Some(fault) => injected_error(flavor, host.is_some(), fault.status).into_response(),
         None => next.run(request).await,
     };
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -383,6 +376,24 @@ async fn log_and_faults(State(app): State<Arc<App>>, request: Request, next: Nex
         status: response.status().as_u16(),
         request_id,
     });
+    response
+}
+
+/// The answer an injected fault gives: 429 with `Retry-After`, or the status's error body.
+fn fault_response(flavor: Flavor, data_plane: bool, fault: &Fault) -> Response {
+    if fault.status != 429 {
+        return injected_error(flavor, data_plane, fault.status).into_response();
+    }
+    let err = ApiError::new(
+        flavor,
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "Too many requests. Please retry after the interval in the Retry-After header (injected by the double).",
+    );
+    let mut response = err.into_response();
+    if let Ok(v) = HeaderValue::from_str(&fault.retry_after_seconds.to_string()) {
+        response.headers_mut().insert("retry-after", v);
+    }
     response
 }
 

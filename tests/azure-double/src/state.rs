@@ -63,6 +63,10 @@ pub struct Fault {
     pub status: u16,
     pub remaining: u32,
     pub retry_after_seconds: u64,
+    /// The call is carried out and only its answer replaced by the fault: an answer lost after
+    /// the service acted (a client must not act twice when it retries).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub after_effect: bool,
 }
 
 /// One logged call. Bodies are never recorded.

@@ -252,9 +252,9 @@ impl KeyVaultData {
         }
     }
 
-    /// Disables every enabled version except `keep`; returns how many it disabled. Refuses (404,
-    /// nothing changed) when `keep` is not a version of the object, so a typo cannot disable
-    /// everything. For certificates the certificate versions are disabled; Key Vault mirrors a
+    /// Disables every enabled version except `keep`; returns how many it disabled (each PATCH
+    /// retried in place). Refuses (404, nothing changed) when `keep` is not a version of the
+    /// object, so a typo cannot disable everything. For certificates the certificate versions are disabled; Key Vault mirrors a
     /// certificate's attributes to its backing key and secret version (Microsoft Learn, "About
     /// Azure Key Vault certificates"; the double does the same, not yet checked on real Azure), and
     /// the backing secret and key are managed: change the certificate, not them.
@@ -295,9 +295,13 @@ impl KeyVaultData {
             .filter(|v| v.enabled && !v.version.eq_ignore_ascii_case(keep))
         {
             let path = format!("/{}/{name}/{}", K::TYPE.as_str(), v.version);
-            self.gated(K::disable(&c, name, &v.version))
-                .await
-                .map_err(|e| call_error("PATCH", path, &e))?;
+            // Disabling is idempotent, so a failed PATCH is retried in place like a read.
+            self.read(&path, || async {
+                self.gated(K::disable(&c, name, &v.version))
+                    .await
+                    .map_err(|e| call_error("PATCH", path.clone(), &e))
+            })
+            .await?;
             disabled += 1;
         }
         Ok(disabled)

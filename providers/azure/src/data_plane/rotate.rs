@@ -8,15 +8,17 @@ use super::kind::{ObjectKind, Secrets};
 use super::model::{merged, version_of, Row};
 use super::transport::VaultClients;
 use crate::http::CallError;
-use azure_core::http::poller::PollerOptions;
+use crate::object::ObjectType;
 use azure_security_keyvault_certificates::models::{
-    CertificateClientCreateCertificateOptions, CreateCertificateParameters,
+    CertificateOperation, CreateCertificateParameters,
 };
 use azure_security_keyvault_keys::models::{CreateKeyParameters, CurveName, KeyOperation, KeyType};
 use azure_security_keyvault_secrets::models::{SecretClientGetSecretOptions, SetSecretParameters};
 use closeout_contract::rotation_strategy::{self, rotate_named};
 use closeout_contract::{SecretValue, Shape};
+use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long a certificate create may take before we stop waiting (Azure: seconds for `Self`).
@@ -230,26 +232,27 @@ impl KeyVaultData {
     /// it makes is seen before anyone decides whether to make one. Key Vault creates a
     /// certificate version asynchronously: the operation (`GET /certificates/{name}/pending`,
     /// `inProgress`) exists before its version does, and a previous attempt whose process died
-    /// or whose answer was lost may have started one. Returns once no operation is in progress
-    /// (or none exists); an operation still in progress after [`CERTIFICATE_WAIT`] is an error
-    /// worth retrying, never a reason to create a second version.
+    /// or whose answer was lost may have started one. Returns the operation's final state once
+    /// none is in progress (`None` when there is no operation); an operation still in progress
+    /// after [`CERTIFICATE_WAIT`] is an error worth retrying, never a reason to create a second
+    /// version. Each status read is retried in place.
     pub async fn await_certificate_operation(
         &self,
         vault_uri: &str,
         name: &str,
-    ) -> Result<(), CallError> {
+    ) -> Result<Option<CertificateOperation>, CallError> {
         let c = self.clients(vault_uri)?;
         let path = format!("/certificates/{name}/pending");
         let started = std::time::Instant::now();
         loop {
-            let status = self
+            let operation = self
                 .read(&path, || async {
                     let answer = self
                         .gated(c.certificates.get_certificate_operation(name, None))
                         .await
                         .and_then(|r| r.into_model());
                     match answer {
-                        Ok(operation) => Ok(operation.status),
+                        Ok(operation) => Ok(Some(operation)),
                         Err(e) => match call_error("GET", path.clone(), &e) {
                             e if e.is_not_found() => Ok(None),
                             e => Err(e),
@@ -257,8 +260,12 @@ impl KeyVaultData {
                     }
                 })
                 .await?;
-            if !status.is_some_and(|s| s.eq_ignore_ascii_case("inProgress")) {
-                return Ok(());
+            let in_progress = operation
+                .as_ref()
+                .and_then(|o| o.status.as_deref())
+                .is_some_and(|s| s.eq_ignore_ascii_case("inProgress"));
+            if !in_progress {
+                return Ok(operation);
             }
             if started.elapsed() >= CERTIFICATE_WAIT {
                 return Err(timed_out(
@@ -277,6 +284,11 @@ impl KeyVaultData {
     /// A new certificate version from the existing policy (tags kept plus `extra_tags`), waiting
     /// for the create operation to complete; returns the version. Key Vault makes a new backing
     /// key and secret version with the same id.
+    ///
+    /// Every call is retried in place, none by re-running the whole rotation: the reads simply,
+    /// the create only after making sure an earlier create did not already start (an answer
+    /// lost after Key Vault accepted it): any operation in progress is waited out and a current
+    /// version carrying `extra_tags` is taken as the one this rotation made.
     pub async fn rotate_certificate(
         &self,
         vault_uri: &str,
@@ -286,52 +298,106 @@ impl KeyVaultData {
         let c = self.clients(vault_uri)?;
         let policy_path = format!("/certificates/{name}/policy");
         let policy = self
-            .gated(c.certificates.get_certificate_policy(name, None))
-            .await
-            .map_err(|e| call_error("GET", policy_path.clone(), &e))?
-            .into_model()
-            .map_err(|e| call_error("GET", policy_path.clone(), &e))?;
+            .read(&policy_path, || async {
+                self.gated(c.certificates.get_certificate_policy(name, None))
+                    .await
+                    .and_then(|r| r.into_model())
+                    .map_err(|e| call_error("GET", policy_path.clone(), &e))
+            })
+            .await?;
         let get_path = format!("/certificates/{name}");
         let current = self
-            .gated(c.certificates.get_certificate(name, None))
-            .await
-            .map_err(|e| call_error("GET", get_path.clone(), &e))?
-            .into_model()
-            .map_err(|e| call_error("GET", get_path.clone(), &e))?;
-        let create_path = format!("/certificates/{name}/create");
-        let fail = |e: azure_core::Error| call_error("POST", create_path.clone(), &e);
+            .read(&get_path, || async {
+                self.gated(c.certificates.get_certificate(name, None))
+                    .await
+                    .and_then(|r| r.into_model())
+                    .map_err(|e| call_error("GET", get_path.clone(), &e))
+            })
+            .await?;
         let body = CreateCertificateParameters {
             certificate_policy: Some(policy),
             tags: Some(merged(current.tags, extra_tags)),
             ..Default::default()
         };
-        let options = CertificateClientCreateCertificateOptions {
-            method_options: PollerOptions {
-                // The SDK's minimum; Azure finishes a self-signed certificate in seconds.
-                frequency: azure_core::time::Duration::seconds(1),
-                ..Default::default()
-            },
-        };
-        let poller = c
-            .certificates
-            .begin_create_certificate(name, body.try_into().map_err(fail)?, Some(options))
-            .map_err(fail)?;
-        // One gate pass for the whole operation: its polls come at most once a second.
-        let _pass = self.gate.enter().await;
-        let certificate = match tokio::time::timeout(CERTIFICATE_WAIT, poller).await {
-            Ok(result) => result.map_err(fail)?.into_model().map_err(fail)?,
-            Err(_) => {
-                return Err(timed_out(
-                    "POST",
-                    create_path.clone(),
-                    format!(
-                        "the certificate operation did not complete within {} s",
-                        CERTIFICATE_WAIT.as_secs()
-                    ),
-                ))
+        let create_path = format!("/certificates/{name}/create");
+        if let Some(made) = self
+            .start_certificate_create(&c, vault_uri, name, &body, extra_tags)
+            .await?
+        {
+            return Ok(made);
+        }
+        let operation = self.await_certificate_operation(vault_uri, name).await?;
+        if let Some(failed) = operation.filter(|o| {
+            !o.status
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("completed"))
+        }) {
+            let (code, message) = failed
+                .error
+                .map(|e| (e.code.unwrap_or_default(), e.message.unwrap_or_default()))
+                .unwrap_or_default();
+            return Err(CallError {
+                method: "POST",
+                path: create_path,
+                status: None,
+                code: if code.is_empty() {
+                    "operation".into()
+                } else {
+                    code
+                },
+                message: format!(
+                    "the certificate operation ended {}: {message}",
+                    failed.status.as_deref().unwrap_or("without a status")
+                ),
+                retry_after: None,
+            });
+        }
+        match self
+            .current(vault_uri, ObjectType::Certificates, name)
+            .await?
+        {
+            Some(made) if carries(&made.tags, extra_tags) => Ok(made.version),
+            _ => Err(missing_id("POST", create_path)),
+        }
+    }
+
+    /// Sends the certificate create (the first request of the SDK's poller; its polling is
+    /// replaced by [`Self::await_certificate_operation`], whose reads are retried). Returns the
+    /// version when a retry finds that an earlier, unanswered create already made it.
+    async fn start_certificate_create(
+        &self,
+        c: &VaultClients,
+        vault_uri: &str,
+        name: &str,
+        body: &CreateCertificateParameters,
+        extra_tags: &BTreeMap<String, String>,
+    ) -> Result<Option<String>, CallError> {
+        let create_path = format!("/certificates/{name}/create");
+        let fail = |e: azure_core::Error| call_error("POST", create_path.clone(), &e);
+        let first_attempt = AtomicBool::new(true);
+        self.read(&create_path, || async {
+            if !first_attempt.swap(false, Ordering::Relaxed) {
+                self.await_certificate_operation(vault_uri, name).await?;
+                if let Some(current) = self
+                    .current(vault_uri, ObjectType::Certificates, name)
+                    .await?
+                {
+                    if carries(&current.tags, extra_tags) {
+                        return Ok(Some(current.version));
+                    }
+                }
             }
-        };
-        version_of(certificate.id.as_ref()).ok_or_else(|| missing_id("POST", create_path.clone()))
+            let mut poller = c
+                .certificates
+                .begin_create_certificate(name, body.clone().try_into().map_err(fail)?, None)
+                .map_err(fail)?;
+            match self.gated(poller.next()).await {
+                Some(Ok(_accepted)) => Ok(None),
+                Some(Err(e)) => Err(fail(e)),
+                None => Err(missing_id("POST", create_path.clone())),
+            }
+        })
+        .await
     }
 
     /// The value of the current version of secret `name`; `None` when it is gone, disabled or
@@ -406,4 +472,10 @@ impl KeyVaultData {
             }
         }
     }
+}
+
+/// Whether `tags` carry every one of `wanted` with the same value (the mark a rotation puts on
+/// the version it makes).
+fn carries(tags: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> bool {
+    wanted.iter().all(|(k, v)| tags.get(k) == Some(v))
 }
