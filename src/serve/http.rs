@@ -172,11 +172,8 @@ async fn post_event(State(state): State<Shared>, headers: HeaderMap, body: Bytes
         }
     };
     let kind = event.kind.as_str();
-    // The insert fsyncs: off the async threads.
-    let stored = state
-        .queue
-        .call(move |q| q.submit(&event, chrono::Utc::now()))
-        .await;
+    // Stored (committed with the events that arrived meanwhile) before the answer.
+    let stored = state.intake.submit(event, chrono::Utc::now()).await;
     match stored {
         Ok(Submitted::New { seq }) => {
             metrics.event(kind, "accepted");

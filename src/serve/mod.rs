@@ -74,6 +74,8 @@ pub(crate) struct AppState {
     /// Intake's and the schedulers' connection to the queue (each worker opens its own, so a
     /// worker waiting on the store never holds this one).
     pub queue: Arc<EventQueue>,
+    /// Webhook intake's submissions, committed in groups on `queue`'s connection.
+    pub intake: crate::store::group_commit::GroupCommit,
     /// A connection for `/readyz` and `/metrics` only: they read while writers wait.
     pub status: EventQueue,
     pub journal: crate::store::journal::Journal,
@@ -120,6 +122,7 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     let state = Arc::new(AppState {
         config_path: config_path.to_path_buf(),
         config,
+        intake: crate::store::group_commit::GroupCommit::start(EventQueue::clone(&queue)),
         queue,
         status,
         journal,

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod blocking;
 pub mod grants;
+pub mod group_commit;
 pub mod journal;
 pub mod lease;
 pub mod observations;

@@ -59,6 +59,15 @@ pub enum QueueError {
         /// What cannot be read.
         message: String,
     },
+    /// The transaction of a group commit failed (see [`super::group_commit`]): none of its
+    /// events was stored.
+    #[error("event queue: a batch of {events} event(s) was not stored: {message}")]
+    BatchFailed {
+        /// How many events the batch held.
+        events: usize,
+        /// The error of the batch's transaction.
+        message: String,
+    },
     /// An asynchronous call never ran (the runtime is shutting down).
     #[error("event queue: {0}")]
     Interrupted(#[from] super::blocking::Interrupted),
@@ -340,6 +349,28 @@ impl EventQueue {
         let submitted = EventQueue::submit_in(&tx, event, received_at)?;
         tx.commit()?;
         Ok(submitted)
+    }
+
+    /// Store several events in one transaction, one commit (one fsync) for all: what
+    /// [`super::group_commit::GroupCommit`] gives concurrent submitters. Each event gets its own
+    /// answer (an event whose attributes cannot be encoded is refused alone; a later event with the
+    /// `(source, external_id)` of an earlier one in the batch is its duplicate). An SQLite error
+    /// rolls the whole batch back and is the outer error: nothing of it was stored.
+    pub fn submit_batch(
+        &self,
+        events: &[(LifecycleEvent, DateTime<Utc>)],
+    ) -> Result<Vec<Result<Submitted, QueueError>>, QueueError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut answers = Vec::with_capacity(events.len());
+        for (event, received_at) in events {
+            match EventQueue::submit_in(&tx, event, *received_at) {
+                Err(QueueError::Sqlite(e)) => return Err(QueueError::Sqlite(e)),
+                answer => answers.push(answer),
+            }
+        }
+        tx.commit()?;
+        Ok(answers)
     }
 
     /// Store an event inside the caller's transaction on the store's file (SCIM writes a User
