@@ -57,7 +57,8 @@ impl AwsProvider {
             Some(url) => url.to_string(),
             None => format!("the AWS endpoints of region {region}"),
         };
-        let limits = limits_for(&config);
+        let gate = CallGate::named("aws", limits_for(&config));
+        let classifier = RetryAfterClassifier { gate: gate.clone() };
         // Every client gets the classifier that honours `Retry-After` (see `retry`), and a retry
         // quota (the SDK's token bucket) of its own: the SDK's default partition keeps one
         // bucket per service for the whole process, so a provider connected after a fault storm
@@ -65,19 +66,19 @@ impl AwsProvider {
         // Every client also records each attempt's status and request id for the action
         // being executed (`receipts`).
         let iam = aws_sdk_iam::config::Builder::from(&sdk)
-            .retry_classifier(RetryAfterClassifier)
+            .retry_classifier(classifier.clone())
             .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_iam::config::retry::RetryPartition::custom("closeout-iam").build(),
             );
         let sts = aws_sdk_sts::config::Builder::from(&sdk)
-            .retry_classifier(RetryAfterClassifier)
+            .retry_classifier(classifier.clone())
             .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_sts::config::retry::RetryPartition::custom("closeout-sts").build(),
             );
         let sm = aws_sdk_secretsmanager::config::Builder::from(&sdk)
-            .retry_classifier(RetryAfterClassifier)
+            .retry_classifier(classifier.clone())
             .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_secretsmanager::config::retry::RetryPartition::custom(
@@ -89,7 +90,7 @@ impl AwsProvider {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             sm: aws_sdk_secretsmanager::Client::from_conf(sm.build()),
-            gate: CallGate::named("aws", limits),
+            gate,
             config,
             sdk,
             endpoint,
@@ -138,7 +139,9 @@ impl AwsProvider {
         );
         let mut conf = aws_sdk_sts::config::Builder::from(&self.sdk)
             .credentials_provider(creds)
-            .retry_classifier(RetryAfterClassifier)
+            .retry_classifier(RetryAfterClassifier {
+                gate: self.gate.clone(),
+            })
             .interceptor(Receipts);
         if !retries {
             conf = conf.retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled());

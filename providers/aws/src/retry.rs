@@ -39,9 +39,13 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// Honours `Retry-After` and retries bare 429s and 5xxs (see the module docs).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RetryAfterClassifier;
+/// Honours `Retry-After` and retries bare 429s and 5xxs (see the module docs); tells the
+/// provider's gate of every throttle, so the provider's other calls slow down too.
+#[derive(Debug, Clone)]
+pub struct RetryAfterClassifier {
+    /// The provider's gate.
+    pub gate: closeout_contract::CallGate,
+}
 
 impl RetryAfterClassifier {
     /// The verdict for an answer with `status` and `retry_after`, given the verdict of the
@@ -98,7 +102,7 @@ impl ClassifyRetry for RetryAfterClassifier {
                 })
             );
         if throttling {
-            closeout_contract::telemetry::throttled("aws", retry_after);
+            self.gate.throttled(retry_after);
         }
         Self::verdict(status, retry_after, previous)
     }

@@ -432,7 +432,7 @@ impl AzureHttp {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status == 429 {
-            closeout_contract::telemetry::throttled("azure", retry_after);
+            self.gate.throttled(retry_after);
         }
         let e = resp.json::<ErrorEnvelope>().await.unwrap_or_default().error;
         Err(fail(Some(status), e.code, e.message, retry_after))

@@ -1,10 +1,23 @@
-//! Bounded concurrency and a token-bucket rate limit for every call a provider makes.
+//! Bounded concurrency and a token-bucket rate limit for every call a provider makes, adapting
+//! to throttling: a throttled answer ([`CallGate::throttled`]) halves the rate at which calls
+//! start and, when the answer named a `Retry-After`, holds every new call of the provider until
+//! then (not only the retry of the throttled one); the rate then recovers linearly to the
+//! configured one over [`RECOVERY`] without further throttling (additive increase,
+//! multiplicative decrease, as TCP does for congestion).
 
 use crate::telemetry;
 use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+/// How long the rate takes to climb back from its lowest to the configured one.
+pub const RECOVERY: Duration = Duration::from_secs(20);
+/// The lowest share of the configured rate throttling brings the gate down to.
+const MIN_SHARE: f64 = 1.0 / 32.0;
+/// The longest hold a `Retry-After` puts on the whole gate (a longer one is the retry's to wait).
+const MAX_HOLD: Duration = Duration::from_secs(30);
 
 /// Limits for one provider: how many calls may be in flight and how many may start per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,6 +67,25 @@ pub struct CallGate {
 struct Bucket {
     tokens: f64,
     last: Instant,
+    /// The share of the configured rate right after the last throttle (1: never throttled).
+    share_after_throttle: f64,
+    /// When the last throttle was seen.
+    throttled_at: Option<Instant>,
+    /// No call starts before this (a `Retry-After`).
+    hold_until: Option<Instant>,
+}
+
+impl Bucket {
+    /// The share of the configured rate allowed at `now`: back to 1 linearly over [`RECOVERY`].
+    fn share(&self, now: Instant) -> f64 {
+        match self.throttled_at {
+            None => 1.0,
+            Some(at) => {
+                let recovered = now.duration_since(at).as_secs_f64() / RECOVERY.as_secs_f64();
+                (self.share_after_throttle + recovered * (1.0 - MIN_SHARE)).min(1.0)
+            }
+        }
+    }
 }
 
 /// Held while a call is in flight; dropping it closes the call's span.
@@ -88,6 +120,9 @@ impl CallGate {
             bucket: Arc::new(Mutex::new(Bucket {
                 tokens: f64::from(limits.burst),
                 last: Instant::now(),
+                share_after_throttle: 1.0,
+                throttled_at: None,
+                hold_until: None,
             })),
             limits,
             provider: "-",
@@ -113,20 +148,19 @@ impl CallGate {
             .expect("the gate's semaphore is never closed");
         loop {
             let wait = {
-                let mut bucket = self.bucket.lock().await;
+                let mut bucket = self.bucket();
                 let now = Instant::now();
+                let rate = self.limits.requests_per_second * bucket.share(now);
                 let elapsed = now.duration_since(bucket.last).as_secs_f64();
                 bucket.last = now;
-                bucket.tokens = (bucket.tokens + elapsed * self.limits.requests_per_second)
-                    .min(f64::from(self.limits.burst));
-                if bucket.tokens >= 1.0 {
-                    bucket.tokens -= 1.0;
-                    None
-                } else {
-                    let missing = 1.0 - bucket.tokens;
-                    Some(Duration::from_secs_f64(
-                        missing / self.limits.requests_per_second,
-                    ))
+                bucket.tokens = (bucket.tokens + elapsed * rate).min(f64::from(self.limits.burst));
+                match bucket.hold_until.filter(|until| *until > now) {
+                    Some(until) => Some(until - now),
+                    None if bucket.tokens >= 1.0 => {
+                        bucket.tokens -= 1.0;
+                        None
+                    }
+                    None => Some(Duration::from_secs_f64((1.0 - bucket.tokens) / rate)),
                 }
             };
             match wait {
@@ -139,6 +173,35 @@ impl CallGate {
                 Some(d) => tokio::time::sleep(d).await,
             }
         }
+    }
+
+    /// The provider answered a call of this gate with a throttle (429, `Throttling`, ...),
+    /// asking to wait `retry_after` if it said so: emits the `throttled` event
+    /// ([`telemetry::throttled`]), halves the rate (not below 1/32 of the configured one) and
+    /// holds new calls until `retry_after` has passed (at most [`MAX_HOLD`]).
+    pub fn throttled(&self, retry_after: Option<Duration>) {
+        telemetry::throttled(self.provider, retry_after);
+        let mut bucket = self.bucket();
+        let now = Instant::now();
+        bucket.share_after_throttle = (bucket.share(now) / 2.0).max(MIN_SHARE);
+        bucket.throttled_at = Some(now);
+        bucket.tokens = bucket.tokens.min(0.0);
+        if let Some(after) = retry_after {
+            let until = now + after.min(MAX_HOLD);
+            bucket.hold_until = Some(bucket.hold_until.map_or(until, |held| held.max(until)));
+        }
+    }
+
+    fn bucket(&self) -> MutexGuard<'_, Bucket> {
+        // Every critical section leaves the bucket consistent: a poisoned lock is still usable.
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The rate (calls per second) the gate allows now: the configured one, or less after a
+    /// throttle.
+    pub fn current_rate(&self) -> f64 {
+        let bucket = self.bucket();
+        self.limits.requests_per_second * bucket.share(Instant::now())
     }
 }
 
@@ -186,5 +249,45 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_halves_the_rate_which_recovers_without_further_throttles() {
+        let gate = CallGate::new(Limits {
+            max_in_flight: 100,
+            requests_per_second: 100.0,
+            burst: 1,
+        });
+        gate.throttled(None);
+        assert!((gate.current_rate() - 50.0).abs() < 1e-9);
+        gate.throttled(None);
+        assert!((gate.current_rate() - 25.0).abs() < 1e-9);
+        for _ in 0..20 {
+            gate.throttled(None);
+        }
+        assert!((gate.current_rate() - 100.0 / 32.0).abs() < 1e-9);
+        tokio::time::advance(RECOVERY / 2).await;
+        let halfway = gate.current_rate();
+        assert!(halfway > 40.0 && halfway < 60.0, "{halfway}");
+        tokio::time::advance(RECOVERY).await;
+        assert!((gate.current_rate() - 100.0).abs() < 1e-9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_holds_every_new_call_of_the_gate() {
+        let gate = CallGate::new(Limits {
+            max_in_flight: 100,
+            requests_per_second: 1000.0,
+            burst: 100,
+        });
+        let start = Instant::now();
+        gate.throttled(Some(Duration::from_secs(3)));
+        let _p = gate.enter().await;
+        assert!(start.elapsed() >= Duration::from_secs(3));
+        // A Retry-After beyond the cap holds the gate only up to the cap.
+        let start = Instant::now();
+        gate.throttled(Some(Duration::from_secs(3600)));
+        let _q = gate.enter().await;
+        assert!(start.elapsed() >= MAX_HOLD && start.elapsed() < MAX_HOLD + Duration::from_secs(1));
     }
 }

@@ -238,7 +238,7 @@ impl Client {
         let body = answer.bytes().await.unwrap_or_default().to_vec();
         if status == 429 || status >= 500 {
             if status == 429 {
-                closeout_contract::telemetry::throttled("keycloak", retry_after);
+                self.gate.throttled(retry_after);
             }
             let err: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
             return Err(CallError {
@@ -411,7 +411,7 @@ impl Client {
                     });
             }
             if status == 429 {
-                closeout_contract::telemetry::throttled("keycloak", retry_after);
+                self.gate.throttled(retry_after);
             }
             let err: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(CallError {

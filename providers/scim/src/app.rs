@@ -237,7 +237,7 @@ impl App {
             return Ok(Some(Versioned { body, etag }));
         }
         if status == 429 {
-            closeout_contract::telemetry::throttled("scim", retry_after);
+            self.gate.throttled(retry_after);
         }
         let e: ScimErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
         let detail = match (e.scim_type, e.detail) {

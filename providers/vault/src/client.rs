@@ -293,7 +293,7 @@ impl Client {
             .map(|b| b.errors)
             .unwrap_or_default();
         if status == 429 {
-            closeout_contract::telemetry::throttled("vault", retry_after);
+            self.gate.throttled(retry_after);
         }
         let e = fail(Some(status), errors, retry_after);
         tracing::debug!(error = %e, "vault call failed");

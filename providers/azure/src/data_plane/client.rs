@@ -64,7 +64,10 @@ impl KeyVaultData {
             client_options: ClientOptions {
                 transport: Some(Transport::new(Arc::new(http))),
                 retry: RetryOptions::none(),
-                per_try_policies: vec![Arc::new(super::transport::ReceiptPolicy)],
+                per_try_policies: vec![
+                    Arc::new(super::transport::ReceiptPolicy),
+                    Arc::new(super::transport::ThrottlePolicy { gate: gate.clone() }),
+                ],
                 ..ClientOptions::default()
             },
             api_version: options.api_version,

@@ -39,9 +39,6 @@ pub(super) fn call_error(method: &'static str, path: String, e: &azure_core::Err
                 .and_then(|r| r.headers().get_optional_str(&RETRY_AFTER))
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            if u16::from(*status) == 429 {
-                closeout_contract::telemetry::throttled("azure", retry_after);
-            }
             let code = if body.code.is_empty() {
                 error_code.clone().unwrap_or_default()
             } else {

@@ -9,6 +9,7 @@ use azure_security_keyvault_certificates::{CertificateClient, CertificateClientO
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use closeout_contract::receipt::{self, ProviderCall};
+use closeout_contract::CallGate;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +84,43 @@ impl Policy for ReceiptPolicy {
                 ),
             )),
             Err(_) => receipt::record(ProviderCall::new(operation, None, None)),
+        }
+        response
+    }
+}
+
+/// A per-try policy of the data-plane clients: a request answered 429 tells the provider's gate
+/// ([`CallGate::throttled`], with the answer's `Retry-After`), so every call of the provider slows
+/// down, not only the retry of this one.
+#[derive(Debug)]
+pub(super) struct ThrottlePolicy {
+    pub gate: CallGate,
+}
+
+#[async_trait::async_trait]
+impl Policy for ThrottlePolicy {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let Some((first, rest)) = next.split_first() else {
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Other,
+                "the throttle policy must not be the last policy",
+            ));
+        };
+        let response = first.send(ctx, request, rest).await;
+        if let Ok(r) = &response {
+            if u16::from(r.status()) == 429 {
+                let retry_after = r
+                    .headers()
+                    .get_optional_str(&azure_core::http::headers::RETRY_AFTER)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                self.gate.throttled(retry_after);
+            }
         }
         response
     }

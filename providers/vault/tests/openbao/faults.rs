@@ -174,6 +174,63 @@ async fn throttled_reads_wait_out_retry_after() {
     );
 }
 
+/// Issue 15, item 1: a throttle slows the whole provider, not only the retry of the throttled
+/// call. One of 24 concurrent token lookups is answered 429 with `Retry-After: 2`; until those
+/// 2 s have passed, only the calls already admitted by the gate (at most its 4 in flight) reach
+/// the server, where before the other lookups went on at full speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_holds_the_providers_other_calls_until_retry_after() {
+    let api = Api::namespace("hold").await;
+    api.policy(
+        "team-read",
+        r#"path "secret/data/team/*" { capabilities = ["read"] }"#,
+    )
+    .await;
+    api.entity("alice.smith", &["team-read"]).await;
+    // Token lookups run concurrently (up to the gate's 4 in flight): what a hold must stop.
+    for n in 0..24 {
+        api.root(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["team-read"], "meta": {"identity": "E100"}, "display_name": format!("alice-{n}")})),
+        )
+        .await;
+    }
+    let alice = context_now(person("E100", "alice.smith@example.com")).await;
+    let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
+    let faulted = through(&proxy, "hold").await;
+    proxy.set_rules(vec![Rule::new(
+        When::Times(1),
+        Fault::TooManyRequests {
+            retry_after_secs: 2,
+        },
+    )
+    .matching("lookup-accessor")]);
+    faulted
+        .resolve(&alice)
+        .await
+        .expect("resolution through a throttled read");
+    let log = proxy.log();
+    let throttle = log
+        .iter()
+        .find(|e| e.status == Some(429))
+        .expect("a read was throttled");
+    let later: Vec<_> = log.iter().filter(|e| e.n > throttle.n).collect();
+    let early = later
+        .iter()
+        .filter(|e| e.at_ms < throttle.at_ms + 1_900)
+        .count();
+    assert!(
+        later.len() > 8,
+        "too few calls after the throttle to tell: {log:#?}"
+    );
+    assert!(
+        early <= 4,
+        "{early} calls reached the server during the Retry-After, more than the 4 the gate had \
+         admitted: {log:#?}"
+    );
+}
+
 /// Issue 14, seen by the chaos bench: a KV v2 rotation whose new version was written but whose
 /// answer was lost (or whose marking failed after it) was retried from scratch and wrote a
 /// second new version. The write of the new version has its answer cut off (the write takes
