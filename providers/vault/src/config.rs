@@ -97,8 +97,12 @@ impl Default for VaultConfig {
             audit_device: "file".into(),
             nhi_secret_id_path: "secret/data/closeout/approle/{role}".into(),
             kv1_rotation_record_path: "secret/data/closeout/kv1-rotations/{path}".into(),
-            max_in_flight: 8,
-            requests_per_second: 50.0,
+            // Vault and OpenBao limit no client unless an operator configures a rate-limit quota
+            // (`sys/quotas/rate-limit`, answered 429, which the gate adapts to): the in-flight
+            // cap is the bound, sized so that at 50 ms a round trip 32 calls keep 640/s going;
+            // the rate only guards against a runaway.
+            max_in_flight: 32,
+            requests_per_second: 5000.0,
             retry: closeout_contract::RetryPolicy::default(),
         }
     }

@@ -129,7 +129,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(p.limits().max_in_flight, 8);
+        assert_eq!(p.limits().max_in_flight, 32);
         assert!(!format!("{p:?}").contains("root\""));
         let err = p.health_impl(&[]).await.unwrap_err();
         assert!(err.is_unreachable(), "{err}");
