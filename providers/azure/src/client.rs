@@ -5,13 +5,16 @@
 use crate::config::{AzureConfig, AzureError};
 use crate::data_plane::{DataPlaneOptions, KeyVaultData};
 use crate::http::{AzureHttp, Endpoints};
-use closeout_contract::{CallGate, Limits};
+use crate::limits::Gates;
+use closeout_contract::Limits;
 
 /// The Azure provider.
 pub struct AzureProvider {
     pub(crate) config: AzureConfig,
     pub(crate) http: AzureHttp,
     pub(crate) data: KeyVaultData,
+    /// The gates of the API families (shared with `http` and `data`).
+    pub(crate) gates: Gates,
 }
 
 impl std::fmt::Debug for AzureProvider {
@@ -75,7 +78,7 @@ impl AzureProvider {
             }
             None => None,
         };
-        let gate = CallGate::named("azure", limits_for(&config));
+        let gates = Gates::from_config(&config);
         let endpoints = Endpoints {
             authority_host: config.authority_host.clone(),
             arm: config.arm_endpoint.clone(),
@@ -88,7 +91,7 @@ impl AzureProvider {
             secret.into(),
             endpoints,
             ca_pem.as_deref(),
-            gate.clone(),
+            gates.clone(),
         )
         .map_err(AzureError::Client)?
         .with_retry(config.retry);
@@ -103,11 +106,16 @@ impl AzureProvider {
                     .map(|(k, v)| (k.clone(), *v))
                     .collect(),
             },
-            gate,
+            gates.key_vault.clone(),
         )
         .map_err(AzureError::Client)?
         .with_retry(config.retry);
-        Ok(AzureProvider { config, http, data })
+        Ok(AzureProvider {
+            config,
+            http,
+            data,
+            gates,
+        })
     }
 
     /// The configuration the provider was built from.
@@ -117,10 +125,6 @@ impl AzureProvider {
 
     /// The concurrency and rate limits every call obeys.
     pub(crate) fn limits(&self) -> Limits {
-        limits_for(&self.config)
+        self.gates.widest()
     }
-}
-
-fn limits_for(config: &AzureConfig) -> Limits {
-    Limits::configured(config.max_in_flight, config.requests_per_second)
 }

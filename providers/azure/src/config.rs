@@ -45,10 +45,12 @@ pub struct AzureConfig {
     /// names the object id too; two credentials of different objects that a template gives the
     /// same name are refused at plan time.
     pub credential_secret_name: String,
-    /// How many Azure calls may be in flight at once.
-    pub max_in_flight: usize,
-    /// How many Azure calls may start per second (token bucket).
-    pub requests_per_second: f64,
+    /// How many calls of each API family (ARM, Graph, Key Vault) may be in flight at once; unset:
+    /// each family's default ([`crate::limits`]).
+    pub max_in_flight: Option<usize>,
+    /// How many calls of each API family may start per second (token bucket); unset: each
+    /// family's default from its documented quota ([`crate::limits`]).
+    pub requests_per_second: Option<f64>,
     /// How reads (`GET`) are retried on 5xx, 429 and no answer (`[providers.azure.retry]`):
     /// jittered exponential backoff honouring `Retry-After`, within a deadline.
     pub retry: closeout_contract::RetryPolicy,
@@ -70,8 +72,8 @@ impl Default for AzureConfig {
             owner_tag: "owner".into(),
             credential_vault: None,
             credential_secret_name: "app-{app}-{object_id}-credential".into(),
-            max_in_flight: 8,
-            requests_per_second: 20.0,
+            max_in_flight: None,
+            requests_per_second: None,
             retry: closeout_contract::RetryPolicy::default(),
         }
     }
@@ -206,10 +208,13 @@ impl AzureConfig {
                 ),
             ));
         }
-        if self.max_in_flight == 0 || self.max_in_flight > 256 {
+        if self.max_in_flight.is_some_and(|n| n == 0 || n > 256) {
             return Err(invalid("max_in_flight", "must be between 1 and 256"));
         }
-        if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
+        if self
+            .requests_per_second
+            .is_some_and(|r| !(r.is_finite() && r > 0.0))
+        {
             return Err(invalid("requests_per_second", "must be a positive number"));
         }
         self.retry
@@ -377,7 +382,7 @@ mod tests {
             ),
             (
                 AzureConfig {
-                    max_in_flight: 0,
+                    max_in_flight: Some(0),
                     ..valid()
                 },
                 "max_in_flight",

@@ -6,12 +6,13 @@
 //! request body or a token.
 
 use crate::capabilities::PROVIDER;
+use crate::limits::Gates;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
 use closeout_contract::receipt::{self, ProviderCall};
-use closeout_contract::{CallGate, ErrorClass, ProviderError, RetryPolicy};
+use closeout_contract::{ErrorClass, ProviderError, RetryPolicy};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -215,7 +216,7 @@ pub struct AzureHttp {
     credential: Arc<dyn TokenCredential>,
     tenant_id: String,
     endpoints: Endpoints,
-    gate: CallGate,
+    gates: Gates,
     /// How reads are retried (see [`AzureHttp::call`]).
     retry: RetryPolicy,
 }
@@ -229,7 +230,7 @@ impl AzureHttp {
         client_secret: Secret,
         endpoints: Endpoints,
         extra_root_pem: Option<&str>,
-        gate: CallGate,
+        gates: Gates,
     ) -> Result<AzureHttp, String> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -248,7 +249,7 @@ impl AzureHttp {
             credential,
             tenant_id: tenant_id.to_string(),
             endpoints,
-            gate,
+            gates,
             retry: RetryPolicy::default(),
         })
     }
@@ -282,7 +283,7 @@ impl AzureHttp {
         )
         .map_err(TokenFailure::Unreachable)?;
         let scope = self.scope(Api::Arm);
-        let _pass = self.gate.enter().await;
+        let _pass = self.gates.arm.enter().await;
         match app.get_token(&[scope.as_str()], None).await {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -386,7 +387,8 @@ impl AzureHttp {
             retry_after,
         };
         let scope = self.scope(api);
-        let _pass = self.gate.enter().await;
+        let gate = self.gates.of(api);
+        let _pass = gate.enter().await;
         let token = self
             .credential
             .get_token(&[scope.as_str()], None)
@@ -432,7 +434,7 @@ impl AzureHttp {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status == 429 {
-            self.gate.throttled(retry_after);
+            gate.throttled(retry_after);
         }
         let e = resp.json::<ErrorEnvelope>().await.unwrap_or_default().error;
         Err(fail(Some(status), e.code, e.message, retry_after))

@@ -66,6 +66,7 @@ mod findings;
 mod health;
 pub mod http;
 pub mod keyvault;
+pub mod limits;
 mod live;
 mod nhi;
 pub mod object;

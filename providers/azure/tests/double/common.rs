@@ -30,11 +30,7 @@ pub fn client(double: &AzureDouble, secret: &str) -> AzureHttp {
             ..Endpoints::default()
         },
         Some(double.ca_pem()),
-        CallGate::new(Limits {
-            max_in_flight: 4,
-            requests_per_second: 100.0,
-            burst: 10,
-        }),
+        closeout_azure::limits::Gates::shared(gate()),
     )
     .expect("client")
 }
