@@ -339,6 +339,16 @@ pub struct Exposure {
 }
 
 impl Resolution {
+    /// Take in everything `other` found (a part resolved on its own, concurrently with the
+    /// rest); [`Resolution::normalize`] then merges findings seen by both.
+    pub fn absorb(&mut self, other: Resolution) {
+        self.accounts.extend(other.accounts);
+        self.findings.extend(other.findings);
+        self.warnings.extend(other.warnings);
+        self.gaps.extend(other.gaps);
+        self.exposures.extend(other.exposures);
+    }
+
     /// Merge findings with the same id (their paths are unioned), then sort everything, so the
     /// result never depends on the order in which the provider listed things.
     pub fn normalize(&mut self) {

@@ -132,11 +132,26 @@ impl VaultProvider {
                     .collect(),
                 groups: BTreeMap::new(),
             };
+            // Level by level: a level's groups are read at once (each level is one round trip,
+            // not one per group); within a level the queue's order decides, as one at a time did.
+            let mut read: BTreeMap<String, Option<crate::model::Group>> = BTreeMap::new();
             while let Some((gid, via, direct)) = queue.pop_front() {
                 if !seen.insert(gid.clone()) {
                     continue;
                 }
-                let Some(g) = self.read_group(&gid).await? else {
+                if !read.contains_key(&gid) {
+                    let level: Vec<String> = std::iter::once(gid.clone())
+                        .chain(queue.iter().map(|(g, _, _)| g.clone()))
+                        .filter(|g| !read.contains_key(g) && (*g == gid || !seen.contains(g)))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let groups =
+                        futures::future::try_join_all(level.iter().map(|g| self.read_group(g)))
+                            .await?;
+                    read.extend(level.into_iter().zip(groups));
+                }
+                let Some(g) = read.get(&gid).cloned().flatten() else {
                     continue;
                 };
                 template.groups.insert(g.id.clone(), g.name.clone());
@@ -161,9 +176,33 @@ impl VaultProvider {
             templates.push(template);
         }
 
-        // 2. Tokens: bounded concurrent lookups over the accessor list (only matches are kept),
-        // and the orphans the audit log attributes to the person.
-        let mut scan = self.resolve_tokens(identity, &own_ids).await?;
+        // What needs only the entities runs at once: the token scan (bounded concurrent lookups
+        // over the accessor list, only matches kept, and the orphans the audit log attributes to
+        // the person), the auth mounts and userpass logins, PKI certificates, leases under the
+        // configured prefixes and the database mounts. Each writes its own resolution, merged
+        // below (resolutions are normalized, so the order of findings does not matter).
+        let names = login_names(cfg, identity, &alias_names);
+        let mut pki = Resolution::default();
+        let mut leases = Resolution::default();
+        let (mut scan, (auth, logins), (), (), database_mounts) = tokio::try_join!(
+            self.resolve_tokens(identity, &own_ids),
+            self.userpass_logins(&names),
+            self.resolve_pki(identity, &mut pki),
+            self.resolve_leases(identity, &mut leases),
+            async {
+                Ok::<_, ProviderError>(
+                    self.mounts("sys/mounts")
+                        .await?
+                        .into_iter()
+                        .filter(|(_, m)| m.mount_type == "database")
+                        .map(|(k, _)| k)
+                        .collect::<Vec<String>>(),
+                )
+            },
+        )?;
+        res.absorb(pki);
+        res.absorb(leases);
+        res.findings.extend(logins);
         res.warnings.append(&mut scan.warnings);
         res.gaps.append(&mut scan.gaps);
         scan.tokens
@@ -253,64 +292,24 @@ impl VaultProvider {
             }
         }
 
-        // 3. Userpass logins.
-        let auth = self.mounts("sys/auth").await?;
-        let names = login_names(cfg, identity, &alias_names);
-        for (mount, m) in auth.iter().filter(|(_, m)| m.mount_type == "userpass") {
-            // A userpass name holds no `/`; vaultrs would read such a name as more segments.
-            for name in names.iter().filter(|n| !n.contains('/')) {
-                let path = format!("auth/{mount}users/{}", seg(name));
-                let user = self
-                    .client
-                    .read_data::<vaultrs::api::auth::userpass::responses::ReadUserResponse>(
-                        "GET", &path, None,
-                    );
-                match user.await {
-                    Ok(_) => res.findings.push(finding(
-                        kinds::PASSWORD_LOGIN,
-                        &path,
-                        format!("userpass login {name} (auth/{mount})"),
-                        Relation::Owns,
-                        Holder::Account,
-                        State::Active,
-                        Path::new().then("login", format!("userpass {name} at auth/{mount}")),
-                        attrs([
-                            ("mount", mount.clone()),
-                            ("mount_accessor", m.accessor.clone()),
-                            ("user", name.clone()),
-                        ]),
-                    )),
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-
         // 4. The policies reaching the person (and those of the AppRole roles she can log in as),
-        // what they let her grant herself, the KV secrets
-        // (v1 and v2) she owns, reads or could grant herself, and the engines Closeout does not
-        // enumerate that she reaches (gaps).
-        self.resolve_secrets(ctx, &auth, &policy_paths, &templates, &mut res)
-            .await?;
-
-        // 5. AppRole secret-ids the person owns (the auth mounts read for the logins above).
-        self.resolve_approle(ctx, &auth, &owned_nhi_aliases, &mut res)
-            .await?;
-        // 6. PKI certificates issued to the person.
-        self.resolve_pki(identity, &mut res).await?;
-        // 7. Leases under the configured prefixes, and those the audit log says the person's
-        // requests obtained.
-        self.resolve_leases(identity, &mut res).await?;
-        self.resolve_audit_leases(&scan.leases, &mut res).await?;
+        // what they let her grant herself, the KV secrets (v1 and v2) she owns, reads or could
+        // grant herself, and the engines Closeout does not enumerate that she reaches (gaps);
+        // 5. AppRole secret-ids the person owns (the auth mounts read above); 7. the leases the
+        // audit log says the person's requests obtained. Independent of each other: at once.
+        let mut secrets = Resolution::default();
+        let mut approles = Resolution::default();
+        let mut audit_leases = Resolution::default();
+        tokio::try_join!(
+            self.resolve_secrets(ctx, &auth, &policy_paths, &templates, &mut secrets),
+            self.resolve_approle(ctx, &auth, &owned_nhi_aliases, &mut approles),
+            self.resolve_audit_leases(&scan.leases, &mut audit_leases),
+        )?;
+        res.absorb(secrets);
+        res.absorb(approles);
+        res.absorb(audit_leases);
         // A lease under a database mount's `creds/<role>/` is a dynamic database credential:
         // named so, with its role (revoking the lease makes Vault drop the database user).
-        let database_mounts: Vec<String> = self
-            .mounts("sys/mounts")
-            .await?
-            .into_iter()
-            .filter(|(_, m)| m.mount_type == "database")
-            .map(|(k, _)| k)
-            .collect();
         if !database_mounts.is_empty() {
             for f in res.findings.iter_mut().filter(|f| f.kind == kinds::LEASE) {
                 let Some((mount, role)) = f
@@ -337,6 +336,54 @@ impl VaultProvider {
         }
         res.normalize();
         Ok(res)
+    }
+
+    /// The auth mounts, and the userpass logins among `names` on every userpass mount (each
+    /// name and mount read at once).
+    async fn userpass_logins(
+        &self,
+        names: &[String],
+    ) -> Result<(BTreeMap<String, crate::model::Mount>, Vec<Finding>), ProviderError> {
+        let auth = self.mounts("sys/auth").await?;
+        let reads = auth
+            .iter()
+            .filter(|(_, m)| m.mount_type == "userpass")
+            // A userpass name holds no `/`; vaultrs would read such a name as more segments.
+            .flat_map(|(mount, m)| {
+                names
+                    .iter()
+                    .filter(|n| !n.contains('/'))
+                    .map(move |name| (mount, m, name))
+            })
+            .map(|(mount, m, name)| async move {
+                let path = format!("auth/{mount}users/{}", seg(name));
+                let user = self
+                    .client
+                    .read_data::<vaultrs::api::auth::userpass::responses::ReadUserResponse>(
+                        "GET", &path, None,
+                    )
+                    .await;
+                match user {
+                    Ok(_) => Ok(Some(finding(
+                        kinds::PASSWORD_LOGIN,
+                        &path,
+                        format!("userpass login {name} (auth/{mount})"),
+                        Relation::Owns,
+                        Holder::Account,
+                        State::Active,
+                        Path::new().then("login", format!("userpass {name} at auth/{mount}")),
+                        attrs([
+                            ("mount", mount.clone()),
+                            ("mount_accessor", m.accessor.clone()),
+                            ("user", name.clone()),
+                        ]),
+                    ))),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(ProviderError::from(e)),
+                }
+            });
+        let found = futures::future::try_join_all(reads).await?;
+        Ok((auth, found.into_iter().flatten().collect()))
     }
 
     /// `nhi_findings`: the entities a service identity correlates with (the rules of
