@@ -1,0 +1,258 @@
+//! The findings of what [`crate::entra_access`] read (pure): directory roles held and
+//! eligible, owned groups, app-role assignments, delegated grants and authentication methods,
+//! each with its path; and the tenant-wide reach of a privileged directory role, which makes
+//! every Key Vault object in the tenant the person's to rotate.
+
+use crate::capabilities::{kinds, PROVIDER};
+use crate::entra_access::{
+    method_collection, tenant_reach_role, EntraAccess, RoleGrant, PASSWORD_METHOD_TYPE,
+};
+use crate::findings::{attrs, finding, gap_of};
+use closeout_contract::{Exposure, Gap, Holder, Path, Relation, Resolution};
+
+/// A directory role that reaches everything the tenant holds: the path of its finding (the
+/// prefix of every path it opens), its name and why.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantReach {
+    /// The edge of the role's path (`assigned`, `eligible-for`).
+    pub edge: String,
+    /// The node of the role's path.
+    pub node: String,
+    /// Why the role reaches everything.
+    pub why: String,
+}
+
+impl TenantReach {
+    pub fn path(&self) -> Path {
+        Path::new().then(self.edge.clone(), self.node.clone())
+    }
+}
+
+fn display_directory_scope(scope: &str) -> String {
+    if scope == "/" {
+        "the tenant".to_string()
+    } else {
+        format!("scope {scope}")
+    }
+}
+
+/// Adds the findings (and the gaps of what was not read) to `out`; returns the roles that reach
+/// the whole tenant.
+pub(crate) fn entra_access_findings(
+    access: &EntraAccess,
+    upn: &str,
+    out: &mut Resolution,
+) -> Vec<TenantReach> {
+    out.gaps
+        .extend(access.unread.iter().map(|u| gap_of(u, Vec::new())));
+    let mut reach = Vec::new();
+    let mut role_finding = |g: &RoleGrant, kind: &str, edge: &str, schedule: Option<&RoleGrant>| {
+        let name = access.role_name(&g.role_definition_id);
+        let scope = display_directory_scope(g.scope());
+        let what = if kind == kinds::DIRECTORY_ROLE_ELIGIBILITY {
+            "eligible for"
+        } else {
+            "holds"
+        };
+        let node = format!(
+            "directory role {name} at {scope} ({} {})",
+            if kind == kinds::DIRECTORY_ROLE_ELIGIBILITY {
+                "eligibility"
+            } else {
+                "assignment"
+            },
+            g.id
+        );
+        let template = access.template_of(&g.role_definition_id).to_string();
+        let privileged = tenant_reach_role(&template);
+        let mut facts = attrs([
+            ("role", name.as_str()),
+            ("role_definition_id", g.role_definition_id.as_str()),
+            ("directory_scope_id", g.scope()),
+            ("principal_id", g.principal_id.as_str()),
+            ("upn", upn),
+        ]);
+        if let Some(s) = schedule {
+            facts.insert("removal".into(), "schedule-request".into());
+            facts.insert("schedule_id".into(), s.id.clone());
+        }
+        if privileged.is_some() && g.scope() == "/" {
+            facts.insert("tenant_reach".into(), "true".into());
+        }
+        let path = Path::new().then(edge, node.clone());
+        out.findings.push(finding(
+            kind,
+            g.id.clone(),
+            format!("Entra {what} directory role {name} at {scope}"),
+            Relation::MemberOf,
+            Holder::Account,
+            vec![path],
+            facts,
+        ));
+        if let (Some((_, why)), "/") = (privileged, g.scope()) {
+            reach.push(TenantReach {
+                edge: edge.to_string(),
+                node,
+                why: if kind == kinds::DIRECTORY_ROLE_ELIGIBILITY {
+                    format!("eligible for {name}, which it can activate itself: {why}")
+                } else {
+                    format!("{name} {why}")
+                },
+            });
+        }
+    };
+    for g in &access.roles {
+        let schedule = access.active_schedules.iter().find(|s| s.same_grant(g));
+        role_finding(g, kinds::DIRECTORY_ROLE, "assigned", schedule);
+    }
+    // An active schedule whose assignment was not listed (read apart): still held.
+    for s in &access.active_schedules {
+        if !access.roles.iter().any(|g| g.same_grant(s)) {
+            role_finding(s, kinds::DIRECTORY_ROLE, "assigned", Some(s));
+        }
+    }
+    for g in &access.eligible {
+        role_finding(g, kinds::DIRECTORY_ROLE_ELIGIBILITY, "eligible-for", None);
+    }
+
+    for group in &access.owned_groups {
+        let name = group.display_name.clone().unwrap_or(group.id.clone());
+        out.findings.push(finding(
+            kinds::OWNED_GROUP,
+            group.id.clone(),
+            format!("Entra group {name} (owned: an owner can add herself back)"),
+            Relation::Owns,
+            Holder::Account,
+            vec![Path::new().then("owns", format!("group {name}"))],
+            attrs([
+                ("object_id", group.id.as_str()),
+                ("collection", "groups"),
+                ("group", name.as_str()),
+            ]),
+        ));
+    }
+
+    for a in &access.app_roles {
+        let app = a
+            .resource_display_name
+            .clone()
+            .unwrap_or(a.resource_id.clone());
+        let role = if a.app_role_id == "00000000-0000-0000-0000-000000000000" {
+            "default access".to_string()
+        } else {
+            format!("app role {}", a.app_role_id)
+        };
+        out.findings.push(finding(
+            kinds::APP_ROLE_ASSIGNMENT,
+            a.id.clone(),
+            format!("{role} of enterprise application {app}"),
+            Relation::MemberOf,
+            Holder::Account,
+            vec![Path::new().then(
+                "assigned",
+                format!("{role} of application {app} (assignment {})", a.id),
+            )],
+            attrs([
+                ("resource_id", a.resource_id.as_str()),
+                ("resource_name", app.as_str()),
+                ("app_role_id", a.app_role_id.as_str()),
+            ]),
+        ));
+    }
+
+    for g in &access.grants {
+        let scope = g.scope.as_deref().unwrap_or("").trim().to_string();
+        out.findings.push(finding(
+            kinds::OAUTH2_GRANT,
+            g.id.clone(),
+            format!(
+                "delegated permissions '{scope}' granted to client {} on resource {}",
+                g.client_id, g.resource_id
+            ),
+            Relation::Owns,
+            Holder::Account,
+            vec![Path::new().then(
+                "consented",
+                format!("delegated grant to client {} ({scope})", g.client_id),
+            )],
+            attrs([
+                ("client_id", g.client_id.as_str()),
+                ("resource_id", g.resource_id.as_str()),
+                ("scope", scope.as_str()),
+            ]),
+        ));
+    }
+
+    for m in &access.methods {
+        if m.odata_type == PASSWORD_METHOD_TYPE {
+            continue;
+        }
+        let Some((collection, noun)) = method_collection(&m.odata_type) else {
+            out.gaps.push(Gap {
+                provider: PROVIDER.into(),
+                kind: kinds::AUTH_METHOD.into(),
+                resource: m.id.clone(),
+                reason: format!(
+                    "authentication method {} of {upn} has type {}, which Closeout cannot remove: whoever holds it may still sign in, so not closed",
+                    m.id, m.odata_type
+                ),
+                paths: vec![Path::new().then("has", format!("authentication method {}", m.id))],
+            });
+            continue;
+        };
+        let label = m
+            .display_name
+            .clone()
+            .or_else(|| m.phone_type.clone())
+            .unwrap_or(m.id.clone());
+        let user = access_user(out);
+        out.findings.push(finding(
+            kinds::AUTH_METHOD,
+            format!("{user}/{collection}/{}", m.id),
+            format!("{noun} authentication method {label} of {upn}"),
+            Relation::Owns,
+            Holder::Account,
+            vec![Path::new()
+                .then("account", format!("Entra user {upn}"))
+                .then("has", format!("{noun} authentication method {label}"))],
+            attrs([
+                ("collection", collection),
+                ("method_id", m.id.as_str()),
+                ("method_type", m.odata_type.as_str()),
+            ]),
+        ));
+    }
+    reach
+}
+
+/// The person's user object id: the account resolution found (pushed before these findings).
+fn access_user(out: &Resolution) -> String {
+    out.accounts
+        .first()
+        .map(|a| a.resource.clone())
+        .unwrap_or_default()
+}
+
+/// The one exposure line of the roles that reach the whole tenant; `None` without one.
+pub(crate) fn tenant_exposure(reach: &[TenantReach], tenant: &str) -> Option<Exposure> {
+    if reach.is_empty() {
+        return None;
+    }
+    let whys: Vec<&str> = reach.iter().map(|r| r.why.as_str()).collect();
+    Some(Exposure {
+        provider: PROVIDER.into(),
+        scope: format!("tenant {tenant}"),
+        what: format!(
+            "{}: reaches everything the tenant holds; every Key Vault secret, key and certificate in it is rotated",
+            whys.join("; ")
+        ),
+        paths: reach
+            .iter()
+            .map(|r| {
+                r.path()
+                    .then("rule", r.why.clone())
+                    .then(Relation::CanGrantSelf.as_str(), format!("tenant {tenant}"))
+            })
+            .collect(),
+    })
+}
