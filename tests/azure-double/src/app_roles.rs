@@ -5,10 +5,12 @@
 //! - `GET/POST /v1.0/servicePrincipals/{client}/appRoleAssignments`,
 //!   `DELETE .../appRoleAssignments/{assignment id}`;
 //! - `GET/POST /v1.0/servicePrincipals/{resource}/appRoleAssignedTo`,
-//!   `DELETE .../appRoleAssignedTo/{assignment id}`.
+//!   `DELETE .../appRoleAssignedTo/{assignment id}`;
+//! - `GET/POST /v1.0/users/{user}/appRoleAssignments`, `DELETE .../appRoleAssignments/{id}`.
 //!
 //! POST takes `{"principalId","resourceId","appRoleId"}` and checks, as Graph does: the
-//! principal is the service principal in the path (or the resource, for `appRoleAssignedTo`),
+//! principal is the service principal or user in the path (or the resource, for
+//! `appRoleAssignedTo`; its principal may be a user, group or service principal),
 //! the resource is a service principal offering that app role, and the assignment is new.
 
 use axum::http::StatusCode;

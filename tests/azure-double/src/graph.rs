@@ -1,6 +1,8 @@
 //! Microsoft Graph v1.0 under `/v1.0`: users, groups (nested), applications and service
 //! principals, with their relationships (manager, members, memberOf, transitive closures,
-//! owners, ownedObjects), password credentials and sign-in session revocation.
+//! owners, ownedObjects), password credentials and sign-in session revocation. Role management
+//! and delegated grants are routed to `entra_roles`, a user's authentication methods to
+//! `auth_methods`, app-role assignments to `app_roles`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
