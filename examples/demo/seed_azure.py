@@ -93,7 +93,13 @@ CLIENT_ID = "closeout-test-client"
 # Microsoft Graph's application id (the same in every tenant) and the application permissions
 # Closeout's client is granted on it.
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-GRAPH_PERMISSIONS = ("User.ReadWrite.All", "GroupMember.ReadWrite.All", "Application.ReadWrite.All")
+GRAPH_PERMISSIONS = (
+    "User.ReadWrite.All", "GroupMember.ReadWrite.All", "Application.ReadWrite.All",
+    # Entra directory roles and PIM, owned groups, app roles, delegated grants, authentication
+    # methods (issue 17).
+    "Group.ReadWrite.All", "RoleManagement.ReadWrite.Directory", "AppRoleAssignment.ReadWrite.All",
+    "DelegatedPermissionGrant.ReadWrite.All", "UserAuthenticationMethod.ReadWrite.All",
+)
 VAULT_DNS_SUFFIX = "lowkey-vault.local"
 LOCATION = "westeurope"
 
@@ -429,9 +435,11 @@ class Seeder:
 
         Microsoft Graph application permissions (admin-consented app role assignments on the
         client's service principal): User.ReadWrite.All (read users, disable them, revoke their
-        sign-in sessions), GroupMember.ReadWrite.All (read and change memberships) and
+        sign-in sessions), GroupMember.ReadWrite.All (read and change memberships),
         Application.ReadWrite.All (read applications, add and remove their credentials, change
-        owners); each ReadWrite permission covers its Read.All. On both subscriptions: Owner (read
+        owners), Group.ReadWrite.All (hand owned groups over), RoleManagement.ReadWrite.Directory
+        (directory roles and PIM), AppRoleAssignment.ReadWrite.All, DelegatedPermissionGrant.ReadWrite.All
+        and UserAuthenticationMethod.ReadWrite.All; each ReadWrite permission covers its Read. On both subscriptions: Owner (read
         and change role assignments and access policies, read vaults and management groups) and
         Key Vault Administrator (the data actions on secrets, keys and certificates).
         """

@@ -279,6 +279,9 @@ const PERMISSIONS: &[Permission] = &[
     resolve("graph:User.Read.All"),
     resolve("graph:GroupMember.Read.All"),
     resolve("graph:Application.Read.All"),
+    resolve("graph:RoleManagement.Read.Directory"),
+    resolve("graph:DelegatedPermissionGrant.Read.All"),
+    resolve("graph:UserAuthenticationMethod.Read.All"),
     resolve("Microsoft.Resources/subscriptions/read"),
     resolve("Microsoft.Management/managementGroups/read"),
     resolve("Microsoft.Authorization/roleDefinitions/read"),
@@ -327,6 +330,36 @@ const PERMISSIONS: &[Permission] = &[
         kinds::OWNED_SERVICE_PRINCIPAL,
         "reassign-owner",
         "graph:Application.ReadWrite.All",
+    ),
+    act(
+        kinds::DIRECTORY_ROLE,
+        "remove",
+        "graph:RoleManagement.ReadWrite.Directory",
+    ),
+    act(
+        kinds::DIRECTORY_ROLE_ELIGIBILITY,
+        "remove",
+        "graph:RoleManagement.ReadWrite.Directory",
+    ),
+    act(
+        kinds::OWNED_GROUP,
+        "reassign-owner",
+        "graph:Group.ReadWrite.All",
+    ),
+    act(
+        kinds::APP_ROLE_ASSIGNMENT,
+        "remove",
+        "graph:AppRoleAssignment.ReadWrite.All",
+    ),
+    act(
+        kinds::OAUTH2_GRANT,
+        "remove",
+        "graph:DelegatedPermissionGrant.ReadWrite.All",
+    ),
+    act(
+        kinds::AUTH_METHOD,
+        "remove",
+        "graph:UserAuthenticationMethod.ReadWrite.All",
     ),
     act(
         kinds::APP_PASSWORD,
