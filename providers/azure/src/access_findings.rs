@@ -49,10 +49,12 @@ pub(crate) fn entra_access_findings(
     let mut role_finding = |g: &RoleGrant, kind: &str, edge: &str, schedule: Option<&RoleGrant>| {
         let name = access.role_name(&g.role_definition_id);
         let scope = display_directory_scope(g.scope());
-        let what = if kind == kinds::DIRECTORY_ROLE_ELIGIBILITY {
-            "eligible for"
+        let held = if kind == kinds::DIRECTORY_ROLE_ELIGIBILITY {
+            "eligible through PIM"
+        } else if schedule.is_some() {
+            "active PIM assignment"
         } else {
-            "holds"
+            "assigned"
         };
         let node = format!(
             "directory role {name} at {scope} ({} {})",
@@ -83,7 +85,7 @@ pub(crate) fn entra_access_findings(
         out.findings.push(finding(
             kind,
             g.id.clone(),
-            format!("Entra {what} directory role {name} at {scope}"),
+            format!("Entra directory role {name} at {scope} ({held})"),
             Relation::MemberOf,
             Holder::Account,
             vec![path],
@@ -162,22 +164,25 @@ pub(crate) fn entra_access_findings(
 
     for g in &access.grants {
         let scope = g.scope.as_deref().unwrap_or("").trim().to_string();
+        let client = access.name_of(&g.client_id);
+        let resource = access.name_of(&g.resource_id);
         out.findings.push(finding(
             kinds::OAUTH2_GRANT,
             g.id.clone(),
             format!(
-                "delegated permissions '{scope}' granted to client {} on resource {}",
-                g.client_id, g.resource_id
+                "delegated permissions '{scope}' of {resource} granted to application {client}"
             ),
             Relation::Owns,
             Holder::Account,
             vec![Path::new().then(
                 "consented",
-                format!("delegated grant to client {} ({scope})", g.client_id),
+                format!("delegated grant to application {client} ({scope} of {resource})"),
             )],
             attrs([
                 ("client_id", g.client_id.as_str()),
+                ("client_name", client.as_str()),
                 ("resource_id", g.resource_id.as_str()),
+                ("resource_name", resource.as_str()),
                 ("scope", scope.as_str()),
             ]),
         ));

@@ -181,6 +181,8 @@ pub struct EntraAccess {
     pub app_roles: Vec<AppRoleAssignment>,
     pub grants: Vec<PermissionGrant>,
     pub methods: Vec<AuthMethod>,
+    /// Display names of the service principals the grants name (client and resource), by id.
+    pub names: Vec<(String, String)>,
     pub unread: Vec<Unread>,
 }
 
@@ -192,6 +194,15 @@ impl EntraAccess {
             .find(|d| d.id.eq_ignore_ascii_case(id))
             .and_then(|d| d.display_name.clone())
             .or_else(|| tenant_reach_role(id).map(|(n, _)| n.to_string()))
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// The display name of service principal `id` as read, or the id.
+    pub fn name_of(&self, id: &str) -> String {
+        self.names
+            .iter()
+            .find(|(i, _)| i.eq_ignore_ascii_case(id))
+            .map(|(_, n)| n.clone())
             .unwrap_or_else(|| id.to_string())
     }
 
@@ -304,6 +315,37 @@ pub async fn read(http: &AzureHttp, user_id: &str, upn: &str) -> Result<EntraAcc
         unread,
     )
     .await?;
+    // The names of the applications the grants name, for the plan's words only: a name that
+    // cannot be read leaves the id.
+    let mut wanted: Vec<&str> = out
+        .grants
+        .iter()
+        .flat_map(|g| [g.client_id.as_str(), g.resource_id.as_str()])
+        .filter(|id| !id.is_empty())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    for id in wanted {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Named {
+            #[serde(default)]
+            display_name: Option<String>,
+        }
+        let path = format!(
+            "{}?$select=displayName",
+            object_path("servicePrincipals", id)
+        );
+        match http.call::<Named>(Api::Graph, "GET", &path, None).await {
+            Ok(Some(Named {
+                display_name: Some(name),
+            })) => out.names.push((id.to_string(), name)),
+            Ok(_) => {}
+            Err(e) if e.refused_or_missing() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let unread = &mut out.unread;
     out.methods = listing(
         http,
         &format!("{}/authentication/methods", object_path("users", user_id)),

@@ -351,6 +351,8 @@ async fn a_leavers_roles_grants_owned_groups_and_methods_go_and_a_colleagues_sta
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].resource, a.grant);
     assert_eq!(grants[0].attr("scope"), Some("User.Read Mail.Read"));
+    assert_eq!(grants[0].attr("client_name"), Some("payroll"));
+    assert_eq!(grants[0].attr("resource_name"), Some("Microsoft Graph"));
     let mut methods: Vec<&str> = of_kind(&r, "auth-method")
         .iter()
         .map(|f| f.attr("collection").unwrap_or(""))
