@@ -261,3 +261,116 @@ pub(crate) fn tenant_exposure(reach: &[TenantReach], tenant: &str) -> Option<Exp
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entra_access::{AuthMethod, RoleGrant};
+    use closeout_contract::Account;
+
+    const GA: &str = "62e90394-69f5-4237-9190-012177145e10";
+    const HELPDESK: &str = "729827e3-9c14-49f7-bb1b-9608f156bbb8";
+
+    fn grant(id: &str, role: &str, scope: &str) -> RoleGrant {
+        RoleGrant {
+            id: id.into(),
+            principal_id: "u1".into(),
+            role_definition_id: role.into(),
+            directory_scope_id: Some(scope.into()),
+        }
+    }
+
+    fn resolution() -> Resolution {
+        Resolution {
+            accounts: vec![Account {
+                provider: PROVIDER.into(),
+                resource: "u1".into(),
+                display: "Entra user a@example.com".into(),
+                matched_by: "upn".into(),
+            }],
+            ..Resolution::default()
+        }
+    }
+
+    #[test]
+    fn a_privileged_role_reaches_the_tenant_only_at_the_tenant_scope() {
+        let access = EntraAccess {
+            roles: vec![
+                grant("r1", GA, "/"),
+                grant("r2", GA, "/administrativeUnits/au1"),
+            ],
+            eligible: vec![grant("e1", HELPDESK, "/")],
+            ..EntraAccess::default()
+        };
+        let mut out = resolution();
+        let reach = entra_access_findings(&access, "a@example.com", &mut out);
+        assert_eq!(reach.len(), 1, "{reach:#?}");
+        assert!(reach[0]
+            .why
+            .starts_with("Global Administrator can do anything"));
+        assert_eq!(reach[0].path().steps[0].edge, "assigned");
+        let tenant: Vec<_> = out
+            .findings
+            .iter()
+            .filter(|f| f.attr("tenant_reach").is_some())
+            .map(|f| f.resource.as_str())
+            .collect();
+        assert_eq!(tenant, ["r1"]);
+        let e = tenant_exposure(&reach, "t1").expect("exposure");
+        assert_eq!(e.scope, "tenant t1");
+        assert!(e.paths[0].steps.starts_with(&reach[0].path().steps));
+        assert!(tenant_exposure(&[], "t1").is_none());
+    }
+
+    #[test]
+    fn an_eligible_privileged_role_is_reach_and_an_active_schedule_is_removed_by_request() {
+        let access = EntraAccess {
+            roles: vec![grant("a1", HELPDESK, "/")],
+            active_schedules: vec![grant("a1", HELPDESK, "/")],
+            eligible: vec![grant("e1", GA, "/")],
+            ..EntraAccess::default()
+        };
+        let mut out = resolution();
+        let reach = entra_access_findings(&access, "a@example.com", &mut out);
+        assert_eq!(reach.len(), 1);
+        assert_eq!(reach[0].edge, "eligible-for");
+        assert!(reach[0].why.contains("can activate itself"));
+        let active = out
+            .findings
+            .iter()
+            .find(|f| f.kind == kinds::DIRECTORY_ROLE)
+            .expect("active role");
+        assert_eq!(active.attr("removal"), Some("schedule-request"));
+        assert_eq!(
+            out.findings.len(),
+            2,
+            "one finding per grant: {:#?}",
+            out.findings
+        );
+    }
+
+    #[test]
+    fn the_password_method_is_skipped_and_an_unknown_method_is_a_gap() {
+        let method = |t: &str, id: &str| AuthMethod {
+            odata_type: format!("#microsoft.graph.{t}"),
+            id: id.into(),
+            display_name: None,
+            phone_type: None,
+        };
+        let access = EntraAccess {
+            methods: vec![
+                method("passwordAuthenticationMethod", "p"),
+                method("fido2AuthenticationMethod", "k1"),
+                method("quantumAuthenticationMethod", "q1"),
+            ],
+            ..EntraAccess::default()
+        };
+        let mut out = resolution();
+        entra_access_findings(&access, "a@example.com", &mut out);
+        let ids: Vec<_> = out.findings.iter().map(|f| f.resource.as_str()).collect();
+        assert_eq!(ids, ["u1/fido2Methods/k1"]);
+        assert_eq!(out.gaps.len(), 1);
+        assert_eq!(out.gaps[0].kind, kinds::AUTH_METHOD);
+        assert!(out.gaps[0].reason.contains("cannot remove"));
+    }
+}
