@@ -7,13 +7,16 @@ use crate::capabilities::{kinds, PROVIDER};
 use crate::entra_access::{
     method_collection, tenant_reach_role, EntraAccess, RoleGrant, PASSWORD_METHOD_TYPE,
 };
-use crate::findings::{attrs, finding, gap_of};
+use crate::findings::{attrs, finding, gap_of, path_to};
+use crate::principal::Principal;
 use closeout_contract::{Exposure, Gap, Holder, Path, Relation, Resolution};
 
 /// A directory role that reaches everything the tenant holds: the path of its finding (the
 /// prefix of every path it opens), its name and why.
 #[derive(Debug, Clone)]
 pub(crate) struct TenantReach {
+    /// Who holds the role: the user, or a group they are in (its path is the membership's).
+    pub principal: Principal,
     /// The edge of the role's path (`assigned`, `eligible-for`).
     pub edge: String,
     /// The node of the role's path.
@@ -24,7 +27,7 @@ pub(crate) struct TenantReach {
 
 impl TenantReach {
     pub fn path(&self) -> Path {
-        Path::new().then(self.edge.clone(), self.node.clone())
+        path_to(&self.principal).then(self.edge.clone(), self.node.clone())
     }
 }
 
@@ -37,19 +40,25 @@ fn display_directory_scope(scope: &str) -> String {
 }
 
 /// Adds the findings (and the gaps of what was not read) to `out`; returns the roles that reach
-/// the whole tenant.
+/// the whole tenant. `me` is the person's user as a principal.
 pub(crate) fn entra_access_findings(
     access: &EntraAccess,
     upn: &str,
+    me: &Principal,
     out: &mut Resolution,
 ) -> Vec<TenantReach> {
     out.gaps
         .extend(access.unread.iter().map(|u| gap_of(u, Vec::new())));
     let mut reach = Vec::new();
-    let mut role_finding = |g: &RoleGrant, kind: &str, edge: &str, schedule: Option<&RoleGrant>| {
+    let mut role_finding = |g: &RoleGrant,
+                            kind: &str,
+                            edge: &str,
+                            schedule: Option<&RoleGrant>,
+                            holder: &Principal| {
+        let eligible = edge == "eligible-for";
         let name = access.role_name(&g.role_definition_id);
         let scope = display_directory_scope(g.scope());
-        let held = if kind == kinds::DIRECTORY_ROLE_ELIGIBILITY {
+        let held = if eligible {
             "eligible through PIM"
         } else if schedule.is_some() {
             "active PIM assignment"
@@ -58,7 +67,7 @@ pub(crate) fn entra_access_findings(
         };
         let node = format!(
             "directory role {name} at {scope} ({} {})",
-            if kind == kinds::DIRECTORY_ROLE_ELIGIBILITY {
+            if eligible {
                 "eligibility"
             } else {
                 "assignment"
@@ -81,21 +90,33 @@ pub(crate) fn entra_access_findings(
         if privileged.is_some() && g.scope() == "/" {
             facts.insert("tenant_reach".into(), "true".into());
         }
-        let path = Path::new().then(edge, node.clone());
+        let mut display = format!("Entra directory role {name} at {scope} ({held})");
+        if holder.via_membership.is_some() {
+            let group = holder.display.trim_start_matches("group ");
+            facts.insert("group".into(), group.to_string());
+            let listing = if eligible {
+                "roleEligibilitySchedules"
+            } else {
+                "roleAssignments"
+            };
+            facts.insert("listing".into(), listing.into());
+            display = format!("Entra directory role {name} at {scope} of group {group} ({held})");
+        }
         out.findings.push(finding(
             kind,
             g.id.clone(),
-            format!("Entra directory role {name} at {scope} ({held})"),
+            display,
             Relation::MemberOf,
             Holder::Account,
-            vec![path],
+            vec![path_to(holder).then(edge, node.clone())],
             facts,
         ));
         if let (Some((_, why)), "/") = (privileged, g.scope()) {
             reach.push(TenantReach {
+                principal: holder.clone(),
                 edge: edge.to_string(),
                 node,
-                why: if kind == kinds::DIRECTORY_ROLE_ELIGIBILITY {
+                why: if eligible {
                     format!("eligible for {name}, which it can activate itself: {why}")
                 } else {
                     format!("{name} {why}")
@@ -105,16 +126,30 @@ pub(crate) fn entra_access_findings(
     };
     for g in &access.roles {
         let schedule = access.active_schedules.iter().find(|s| s.same_grant(g));
-        role_finding(g, kinds::DIRECTORY_ROLE, "assigned", schedule);
+        role_finding(g, kinds::DIRECTORY_ROLE, "assigned", schedule, me);
     }
     // An active schedule whose assignment was not listed (read apart): still held.
     for s in &access.active_schedules {
         if !access.roles.iter().any(|g| g.same_grant(s)) {
-            role_finding(s, kinds::DIRECTORY_ROLE, "assigned", Some(s));
+            role_finding(s, kinds::DIRECTORY_ROLE, "assigned", Some(s), me);
         }
     }
     for g in &access.eligible {
-        role_finding(g, kinds::DIRECTORY_ROLE_ELIGIBILITY, "eligible-for", None);
+        role_finding(
+            g,
+            kinds::DIRECTORY_ROLE_ELIGIBILITY,
+            "eligible-for",
+            None,
+            me,
+        );
+    }
+    for r in &access.group_roles {
+        let edge = if r.eligible {
+            "eligible-for"
+        } else {
+            "assigned"
+        };
+        role_finding(&r.grant, kinds::GROUP_DIRECTORY_ROLE, edge, None, &r.group);
     }
 
     for group in &access.owned_groups {
@@ -280,6 +315,14 @@ mod tests {
         }
     }
 
+    fn me() -> Principal {
+        Principal {
+            object_id: "u1".into(),
+            display: "user a@example.com".into(),
+            via_membership: None,
+        }
+    }
+
     fn resolution() -> Resolution {
         Resolution {
             accounts: vec![Account {
@@ -303,7 +346,7 @@ mod tests {
             ..EntraAccess::default()
         };
         let mut out = resolution();
-        let reach = entra_access_findings(&access, "a@example.com", &mut out);
+        let reach = entra_access_findings(&access, "a@example.com", &me(), &mut out);
         assert_eq!(reach.len(), 1, "{reach:#?}");
         assert!(reach[0]
             .why
@@ -331,7 +374,7 @@ mod tests {
             ..EntraAccess::default()
         };
         let mut out = resolution();
-        let reach = entra_access_findings(&access, "a@example.com", &mut out);
+        let reach = entra_access_findings(&access, "a@example.com", &me(), &mut out);
         assert_eq!(reach.len(), 1);
         assert_eq!(reach[0].edge, "eligible-for");
         assert!(reach[0].why.contains("can activate itself"));
@@ -347,6 +390,37 @@ mod tests {
             "one finding per grant: {:#?}",
             out.findings
         );
+    }
+
+    #[test]
+    fn a_groups_privileged_role_reaches_the_tenant_through_the_membership() {
+        let group = Principal {
+            object_id: "g1".into(),
+            display: "group tier0".into(),
+            via_membership: Some(("g1".into(), "tier0".into())),
+        };
+        let access = EntraAccess {
+            group_roles: vec![crate::entra_access::GroupRole {
+                group: group.clone(),
+                eligible: true,
+                grant: RoleGrant {
+                    principal_id: "g1".into(),
+                    ..grant("e9", GA, "/")
+                },
+            }],
+            ..EntraAccess::default()
+        };
+        let mut out = resolution();
+        let reach = entra_access_findings(&access, "a@example.com", &me(), &mut out);
+        assert_eq!(reach.len(), 1);
+        let path = reach[0].path();
+        let steps: Vec<&str> = path.steps.iter().map(|s| s.edge.as_str()).collect();
+        assert_eq!(steps, ["member-of", "eligible-for"]);
+        let f = &out.findings[0];
+        assert_eq!(f.kind, kinds::GROUP_DIRECTORY_ROLE);
+        assert_eq!(f.attr("group"), Some("tier0"));
+        assert_eq!(f.attr("listing"), Some("roleEligibilitySchedules"));
+        assert_eq!(f.paths[0], reach[0].path());
     }
 
     #[test]
@@ -366,7 +440,7 @@ mod tests {
             ..EntraAccess::default()
         };
         let mut out = resolution();
-        entra_access_findings(&access, "a@example.com", &mut out);
+        entra_access_findings(&access, "a@example.com", &me(), &mut out);
         let ids: Vec<_> = out.findings.iter().map(|f| f.resource.as_str()).collect();
         assert_eq!(ids, ["u1/fido2Methods/k1"]);
         assert_eq!(out.gaps.len(), 1);

@@ -62,6 +62,9 @@ pub mod kinds {
     pub const DIRECTORY_ROLE: &str = "directory-role";
     /// A PIM eligibility of the user for a directory role (they can activate it themselves).
     pub const DIRECTORY_ROLE_ELIGIBILITY: &str = "directory-role-eligibility";
+    /// A directory role held or eligible (PIM) by a role-assignable group the user is in
+    /// (closes with the membership; the group keeps it).
+    pub const GROUP_DIRECTORY_ROLE: &str = "group-directory-role";
     /// A group the user owns (an owner can add herself back as a member).
     pub const OWNED_GROUP: &str = "owned-group";
     /// An app role of an enterprise application assigned to the user.
@@ -157,6 +160,11 @@ pub const CAPABILITIES: Capabilities = Capabilities {
             kind: kinds::DIRECTORY_ROLE_ELIGIBILITY,
             description: "PIM eligibility of the user for an Entra directory role (roleEligibilitySchedules); remove ends it with a roleEligibilityScheduleRequests adminRemove; an eligible privileged role is tenant-wide reach like an active one",
             verbs: &[verbs::REMOVE],
+        },
+        KindSpec {
+            kind: kinds::GROUP_DIRECTORY_ROLE,
+            description: "Entra directory role held or eligible (PIM) by a role-assignable group the user is in (closes with the membership; the group keeps it); a privileged one is tenant-wide reach like the user's own",
+            verbs: &[],
         },
         KindSpec {
             kind: kinds::OWNED_GROUP,

@@ -8,13 +8,14 @@
 use crate::directory::{object_path, odata_literal};
 use crate::entra::Group;
 use crate::http::{Api, AzureHttp, CallError, Unread};
+use crate::principal::Principal;
 use serde::Deserialize;
 
 /// The finding kinds this module reads (the gap of an unread listing names one).
 pub mod kinds {
     pub use crate::capabilities::kinds::{
-        APP_ROLE_ASSIGNMENT, AUTH_METHOD, DIRECTORY_ROLE, DIRECTORY_ROLE_ELIGIBILITY, OAUTH2_GRANT,
-        OWNED_GROUP,
+        APP_ROLE_ASSIGNMENT, AUTH_METHOD, DIRECTORY_ROLE, DIRECTORY_ROLE_ELIGIBILITY,
+        GROUP_DIRECTORY_ROLE, OAUTH2_GRANT, OWNED_GROUP,
     };
 }
 
@@ -165,6 +166,16 @@ pub fn tenant_reach_role(id: &str) -> Option<(&'static str, &'static str)> {
         .map(|(_, n, w)| (*n, *w))
 }
 
+/// A directory role held (or eligible) by a group the person is in.
+#[derive(Debug, Clone)]
+pub struct GroupRole {
+    /// The group, with the direct membership that puts the person in it.
+    pub group: Principal,
+    /// Eligible through PIM (else held).
+    pub eligible: bool,
+    pub grant: RoleGrant,
+}
+
 /// Everything [`read`] found, and what it could not read.
 #[derive(Debug, Default)]
 pub struct EntraAccess {
@@ -175,6 +186,8 @@ pub struct EntraAccess {
     pub active_schedules: Vec<RoleGrant>,
     /// PIM eligibilities of the user.
     pub eligible: Vec<RoleGrant>,
+    /// Directory roles held or eligible by the groups the user is in.
+    pub group_roles: Vec<GroupRole>,
     /// Role definitions by id (lower-case), for names and templates.
     pub definitions: Vec<RoleDefinition>,
     pub owned_groups: Vec<Group>,
@@ -243,9 +256,40 @@ async fn listing<T: serde::de::DeserializeOwned>(
 
 /// Reads everything this module covers for the user `user_id` (`upn` for the words of a gap):
 /// one paged list each, plus the role definitions when a role was found.
-pub async fn read(http: &AzureHttp, user_id: &str, upn: &str) -> Result<EntraAccess, CallError> {
+pub async fn read(
+    http: &AzureHttp,
+    user_id: &str,
+    upn: &str,
+    groups: &[Principal],
+) -> Result<EntraAccess, CallError> {
     let mut out = EntraAccess::default();
     let by_principal = principal_filter(user_id);
+    // Directory roles of the groups the person is in (role-assignable groups): held or eligible
+    // by the group, the person's through the membership.
+    for group in groups {
+        for (collection, what) in [
+            ("roleAssignments", "directory role assignments"),
+            ("roleEligibilitySchedules", "PIM role eligibilities"),
+        ] {
+            let found: Vec<RoleGrant> = listing(
+                http,
+                &format!(
+                    "{ROLES}/{collection}?{}",
+                    principal_filter(&group.object_id)
+                ),
+                kinds::GROUP_DIRECTORY_ROLE,
+                &group.object_id,
+                format!("the {what} of {}", group.display),
+                &mut out.unread,
+            )
+            .await?;
+            out.group_roles.extend(found.into_iter().map(|g| GroupRole {
+                group: group.clone(),
+                eligible: collection == "roleEligibilitySchedules",
+                grant: g,
+            }));
+        }
+    }
     let unread = &mut out.unread;
     out.roles = listing(
         http,
@@ -274,7 +318,11 @@ pub async fn read(http: &AzureHttp, user_id: &str, upn: &str) -> Result<EntraAcc
         unread,
     )
     .await?;
-    if !(out.roles.is_empty() && out.eligible.is_empty() && out.active_schedules.is_empty()) {
+    if !(out.roles.is_empty()
+        && out.eligible.is_empty()
+        && out.active_schedules.is_empty()
+        && out.group_roles.is_empty())
+    {
         out.definitions = listing(
             http,
             &format!("{ROLES}/roleDefinitions?$select=id,displayName,templateId"),

@@ -72,6 +72,13 @@ impl AzureProvider {
                 }
             }
             kinds::DIRECTORY_ROLE => self.role_state(f, "roleAssignments").await,
+            kinds::GROUP_DIRECTORY_ROLE => {
+                // Closed when the person left the group, or the group lost the role.
+                match self.in_group_id(f, attr(f, "principal_id")?, true).await? {
+                    State::Active => self.role_state(f, attr(f, "listing")?).await,
+                    other => Ok(other),
+                }
+            }
             kinds::DIRECTORY_ROLE_ELIGIBILITY => {
                 self.role_state(f, "roleEligibilitySchedules").await
             }

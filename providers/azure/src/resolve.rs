@@ -112,8 +112,19 @@ impl AzureProvider {
 
         // Directory roles (held and eligible), owned groups, app roles, delegated grants and
         // authentication methods; a privileged directory role reaches the whole tenant.
-        let access = crate::entra_access::read(&self.http, &user.id, &upn).await?;
-        let tenant_reach = entra_access_findings(&access, &upn, &mut out);
+        let access = crate::entra_access::read(
+            &self.http,
+            &user.id,
+            &upn,
+            principals.all.get(1..).unwrap_or_default(),
+        )
+        .await?;
+        let me = principals
+            .all
+            .first()
+            .cloned()
+            .unwrap_or_else(|| user_principal(&user));
+        let tenant_reach = entra_access_findings(&access, &upn, &me, &mut out);
         out.exposures
             .extend(tenant_exposure(&tenant_reach, &self.config.tenant_id));
 
@@ -216,30 +227,28 @@ impl AzureProvider {
             }
         }
         // A directory role reaching the whole tenant grants the person every vault's objects.
-        if let Some(me) = reachers.first().and_then(|(_, p)| p.all.first()) {
-            for vault in &survey.vaults {
-                for r in tenant_reach {
-                    reached
-                        .entry(vault.id.to_ascii_lowercase())
-                        .or_default()
-                        .push(Reached {
-                            from: Path::new(),
-                            access: Access {
-                                vault_id: vault.id.clone(),
-                                reach: Reach::CanGrantSelf,
-                                objects: ObjectType::ALL.into_iter().collect(),
-                                only: None,
-                                via: Via::DirectoryRole {
-                                    edge: r.edge.clone(),
-                                    node: r.node.clone(),
-                                },
-                                principal: me.clone(),
-                                rule: r.why.clone(),
-                                condition: None,
-                                condition_error: None,
+        for vault in &survey.vaults {
+            for r in tenant_reach {
+                reached
+                    .entry(vault.id.to_ascii_lowercase())
+                    .or_default()
+                    .push(Reached {
+                        from: Path::new(),
+                        access: Access {
+                            vault_id: vault.id.clone(),
+                            reach: Reach::CanGrantSelf,
+                            objects: ObjectType::ALL.into_iter().collect(),
+                            only: None,
+                            via: Via::DirectoryRole {
+                                edge: r.edge.clone(),
+                                node: r.node.clone(),
                             },
-                        });
-                }
+                            principal: r.principal.clone(),
+                            rule: r.why.clone(),
+                            condition: None,
+                            condition_error: None,
+                        },
+                    });
             }
         }
         let reached_of = |vault: &Vault| -> &[Reached] {

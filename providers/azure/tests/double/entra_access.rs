@@ -542,6 +542,69 @@ async fn a_privileged_directory_role_held_or_eligible_reaches_every_vault_object
         );
         assert!(r.exposures.iter().any(|e| e.scope == "vault kv-fin"));
     }
+    // Global Administrator held by a role-assignable group Gina is in: hers through the
+    // membership, which is what closes it (the group keeps the role).
+    let gina = w.user("gina@example.com", "E3004").await;
+    let tier0 = new_group(&w, "tier0-admins").await;
+    w.call(
+        "POST",
+        Graph,
+        &format!("/v1.0/groups/{tier0}/members/$ref"),
+        json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{gina}")}),
+    )
+    .await;
+    w.call(
+        "POST",
+        Graph,
+        &format!("{ROLES}/roleAssignments"),
+        json!({"principalId": tier0, "roleDefinitionId": GLOBAL_ADMINISTRATOR, "directoryScopeId": "/"}),
+    )
+    .await;
+    let gina_id = person("E3004", "gina@example.com");
+    let r = resolve(&provider, &gina_id).await;
+    let via_group = of_kind(&r, "group-directory-role");
+    assert_eq!(via_group.len(), 1, "{:#?}", r.findings);
+    assert_eq!(via_group[0].attr("group"), Some("tier0-admins"));
+    assert!(r.exposures.iter().any(|e| e.scope.starts_with("tenant ")));
+    let membership = of_kind(&r, "group-membership");
+    assert_eq!(membership.len(), 1);
+    let secret = r
+        .findings
+        .iter()
+        .find(|f| f.id == "azure:kv-secret:kv-fin/secrets/ledger-db")
+        .expect("reached through the group's role");
+    assert!(secret
+        .paths
+        .iter()
+        .any(|p| p.steps.starts_with(&via_group[0].paths[0].steps)
+            && p.steps.starts_with(&membership[0].paths[0].steps)));
+    let ctx = ResolveContext {
+        identity: gina_id.clone(),
+        cutoff: None,
+    };
+    assert_eq!(
+        provider.live_state(via_group[0], &ctx).await.expect("live"),
+        State::Active
+    );
+    assert_eq!(
+        execute(&provider, membership[0], "remove").await.state,
+        State::Deleted
+    );
+    assert_eq!(
+        provider.live_state(via_group[0], &ctx).await.expect("live"),
+        State::Deleted
+    );
+    let after = resolve(&provider, &gina_id).await;
+    assert!(after.exposures.is_empty(), "{:#?}", after.exposures);
+    assert!(after.findings.iter().all(|f| !f.kind.starts_with("kv-")));
+    // The group keeps its role.
+    let kept = list(
+        &w,
+        &format!("{ROLES}/roleAssignments?{}", by_principal(&tier0)),
+    )
+    .await;
+    assert_eq!(kept.len(), 1);
+
     // A role that does not reach the tenant opens nothing.
     let r = resolve(&provider, &person("E3003", "erin@example.com")).await;
     assert!(r.exposures.is_empty(), "{:#?}", r.exposures);
