@@ -23,10 +23,16 @@ She owns three applications (deploy-pipeline with a client secret and a certific
 cost-report, and oncall-bot, co-owned with Carol); Carol owns metrics-exporter. deploy-pipeline's
 current client secret is published to kv-closeout-ops, where Closeout publishes rotated ones.
 
+In Entra she holds the directory role Helpdesk Administrator, Groups Administrator as an active
+PIM assignment, and is eligible (PIM) for User Administrator; she co-owns the group
+platform-oncall with Carol, holds oncall-bot's default app role, consented oncall-bot delegated
+User.Read Calendars.Read, and registered a phone, a FIDO2 key, Microsoft Authenticator and a
+temporary access pass. Carol has the same eligibility, ownership, app role, grant, phone and key:
+they stay. (None of these roles reaches the whole tenant, so the vault scope above is unchanged.)
+
 Closeout's own client (closeout-test-client) is granted what `closeout doctor` checks, as a
-tenant administrator would: the Graph application permissions User.ReadWrite.All,
-GroupMember.ReadWrite.All and Application.ReadWrite.All, and Owner plus Key Vault Administrator on
-both subscriptions.
+tenant administrator would: the Graph application permissions of GRAPH_PERMISSIONS, and Owner
+plus Key Vault Administrator on both subscriptions.
 
 Usage:
     eval "$(scripts/emulators.sh env)"
@@ -93,13 +99,28 @@ CLIENT_ID = "closeout-test-client"
 # Microsoft Graph's application id (the same in every tenant) and the application permissions
 # Closeout's client is granted on it.
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-GRAPH_PERMISSIONS = ("User.ReadWrite.All", "GroupMember.ReadWrite.All", "Application.ReadWrite.All")
+GRAPH_PERMISSIONS = (
+    "User.ReadWrite.All", "GroupMember.ReadWrite.All", "Application.ReadWrite.All",
+    # Entra directory roles and PIM, owned groups, app roles, delegated grants, authentication
+    # methods (issue 17).
+    "Group.ReadWrite.All", "RoleManagement.ReadWrite.Directory", "AppRoleAssignment.ReadWrite.All",
+    "DelegatedPermissionGrant.ReadWrite.All", "UserAuthenticationMethod.ReadWrite.All",
+)
 VAULT_DNS_SUFFIX = "lowkey-vault.local"
 LOCATION = "westeurope"
 
 ARM_SCOPE = "https://management.azure.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 GRAPH_REF = "https://graph.microsoft.com/v1.0/directoryObjects/"
+# Built-in Entra directory roles (template ids) the demo assigns; none of them reaches the whole
+# tenant, so the demo's vault scope stays what the paths give.
+DIRECTORY_ROLES = {
+    "User Administrator": "fe930be7-5e62-47db-91af-98c3a49a38b1",
+    "Helpdesk Administrator": "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+    "Groups Administrator": "fdd7a751-b60b-444a-984c-02652fe8fa1c",
+}
+# The default access app role of an application that defines none.
+DEFAULT_ACCESS = "00000000-0000-0000-0000-000000000000"
 
 API_MG = "2021-04-01"
 API_ALIAS = "2021-10-01"
@@ -429,9 +450,11 @@ class Seeder:
 
         Microsoft Graph application permissions (admin-consented app role assignments on the
         client's service principal): User.ReadWrite.All (read users, disable them, revoke their
-        sign-in sessions), GroupMember.ReadWrite.All (read and change memberships) and
+        sign-in sessions), GroupMember.ReadWrite.All (read and change memberships),
         Application.ReadWrite.All (read applications, add and remove their credentials, change
-        owners); each ReadWrite permission covers its Read.All. On both subscriptions: Owner (read
+        owners), Group.ReadWrite.All (hand owned groups over), RoleManagement.ReadWrite.Directory
+        (directory roles and PIM), AppRoleAssignment.ReadWrite.All, DelegatedPermissionGrant.ReadWrite.All
+        and UserAuthenticationMethod.ReadWrite.All; each ReadWrite permission covers its Read. On both subscriptions: Owner (read
         and change role assignments and access policies, read vaults and management groups) and
         Key Vault Administrator (the data actions on secrets, keys and certificates).
         """
@@ -632,6 +655,70 @@ class Seeder:
         answer = self.az.kv("GET", uri, f"certificates/{name}")
         self.record(who, "certificates", vault, name, answer["id"], reach)
 
+    # --- Entra beyond groups: directory roles, PIM, owned groups, app roles, grants, methods ---
+
+    def directory_role(self, user, role, how):
+        """`how`: "assigned" (roleAssignments), "active" or "eligible" (a PIM adminAssign)."""
+        body = {"principalId": user, "roleDefinitionId": DIRECTORY_ROLES[role], "directoryScopeId": "/"}
+        if how == "assigned":
+            return self.az.graph("POST", "roleManagement/directory/roleAssignments", body)
+        collection = "roleAssignmentScheduleRequests" if how == "active" else "roleEligibilityScheduleRequests"
+        body.update({"action": "adminAssign", "justification": "on-call rota",
+                     "scheduleInfo": {"startDateTime": iso(datetime.datetime.now(datetime.timezone.utc)),
+                                      "expiration": {"type": "noExpiration"}}})
+        return self.az.graph("POST", f"roleManagement/directory/{collection}", body)
+
+    def seed_method(self, user, collection, body):
+        """A method the user registers herself (FIDO2, Authenticator): the double's seed route."""
+        url = f"{self.az.base}/_double/users/{user}/authentication/{collection}"
+        r = self.az._request("POST", url, json=body)
+        if r.status_code != 201:
+            self.az._fail("POST", url, r)
+        return r.json()
+
+    def entra_access(self, alice, carol, apps):
+        az = self.az
+        graph_sp = az.graph("GET", f"servicePrincipals(appId='{GRAPH_APP_ID}')", params={"$select": "id"})["id"]
+        entra = {"alice": [], "carol": []}
+        for who, user in (("alice", alice), ("carol", carol)):
+            # Both are eligible (PIM) for User Administrator; Alice also holds Helpdesk
+            # Administrator directly and Groups Administrator as an active PIM assignment.
+            roles = [("User Administrator", "eligible")]
+            if who == "alice":
+                roles += [("Helpdesk Administrator", "assigned"), ("Groups Administrator", "active")]
+            for role, how in roles:
+                self.directory_role(user, role, how)
+                entra[who].append(f"directory role {role} ({how})")
+            oncall_bot = apps["oncall-bot"]["service_principal_id"]
+            az.graph("POST", f"users/{user}/appRoleAssignments",
+                     {"principalId": user, "resourceId": oncall_bot, "appRoleId": DEFAULT_ACCESS})
+            az.graph("POST", "oauth2PermissionGrants",
+                     {"clientId": oncall_bot, "consentType": "Principal", "principalId": user,
+                      "resourceId": graph_sp, "scope": "User.Read Calendars.Read"})
+            az.graph("POST", f"users/{user}/authentication/phoneMethods",
+                     {"phoneNumber": "+44 7700900001" if who == "alice" else "+351 912345678",
+                      "phoneType": "mobile"})
+            self.seed_method(user, "fido2Methods", {"displayName": "YubiKey 5C NFC", "model": "YubiKey 5C NFC"})
+            entra[who] += ["app role (default access) of oncall-bot", "delegated grant to oncall-bot",
+                           "phone", "FIDO2 key"]
+        self.seed_method(alice, "microsoftAuthenticatorMethods",
+                         {"displayName": "Alice's phone", "deviceTag": "SoftwareTokenActivated"})
+        az.graph("POST", f"users/{alice}/authentication/temporaryAccessPassMethods", {"lifetimeInMinutes": 480})
+        entra["alice"] += ["Microsoft Authenticator", "temporary access pass"]
+        # Alice and Carol own the on-call rota's group: Alice's share passes to Bob (her manager).
+        oncall = self.created["groups"]["platform-oncall"]
+        for user in (alice, carol):
+            az.graph("POST", f"groups/{oncall}/owners/$ref", {"@odata.id": GRAPH_REF + user})
+        entra["alice"].append("owner of group platform-oncall")
+        entra["carol"].append("owner of group platform-oncall")
+        self.created["entra"] = entra
+        self.note(
+            "Entra: Alice holds Helpdesk Administrator, Groups Administrator (active PIM) and is "
+            "eligible for User Administrator (PIM); she and Carol co-own platform-oncall, hold "
+            "oncall-bot's default app role and consented it User.Read Calendars.Read, and have a "
+            "phone and a FIDO2 key (Alice also Authenticator and a temporary access pass)"
+        )
+
     # --- the organisation ----------------------------------------------------------------------
 
     def seed(self, canary, canary_password=None):
@@ -769,6 +856,8 @@ class Seeder:
             "(owner Alice; also a certificate credential), cost-report (owner Alice), oncall-bot "
             "(owners Alice and Carol), metrics-exporter (owner Carol)"
         )
+
+        self.entra_access(alice, carol, apps)
 
         # --- Key Vaults and who reaches them -------------------------------------------------------
         # (a) kv-platform: access policies for bob and deploy-pipeline only; Alice's path is

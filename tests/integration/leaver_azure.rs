@@ -83,6 +83,42 @@ async fn snapshot(world: &AzureWorld, seeded: &Value) -> Vec<String> {
     out
 }
 
+/// What `user` holds in Entra beyond groups, read back through Graph, sorted: directory roles
+/// (active and eligible), app roles, delegated grants, authentication method types.
+async fn entra_holdings(api: &common::azure::Api, user: &str) -> Vec<String> {
+    let by = format!("$filter=principalId eq '{user}'");
+    let mut out = Vec::new();
+    for (what, path, field) in [
+        (
+            "role",
+            format!("/roleManagement/directory/roleAssignments?{by}"),
+            "roleDefinitionId",
+        ),
+        (
+            "eligible",
+            format!("/roleManagement/directory/roleEligibilitySchedules?{by}"),
+            "roleDefinitionId",
+        ),
+        (
+            "app-role",
+            format!("/users/{user}/appRoleAssignments"),
+            "resourceId",
+        ),
+        ("grant", format!("/oauth2PermissionGrants?{by}"), "scope"),
+        (
+            "method",
+            format!("/users/{user}/authentication/methods"),
+            "@odata.type",
+        ),
+    ] {
+        for v in api.graph_list(&path).await {
+            out.push(format!("{what} {}", v[field].as_str().unwrap_or("?")));
+        }
+    }
+    out.sort();
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaver_is_closed_out_and_read_back_from_azure() {
     let world = AzureWorld::new().await;
@@ -92,6 +128,9 @@ async fn leaver_is_closed_out_and_read_back_from_azure() {
     let bob = str_of(&seeded["users"], "bob.martin").to_string();
     let carol = str_of(&seeded["users"], "carol.diaz").to_string();
     let carol_groups_before = api.graph_list(&format!("/users/{carol}/memberOf")).await;
+    let carol_entra_before = entra_holdings(api, &carol).await;
+    assert_eq!(carol_entra_before.len(), 6, "{carol_entra_before:#?}");
+    assert!(entra_holdings(api, &alice).await.len() > 6);
 
     // The plan shows every kind of path, indirect ones included, before anything changes.
     let plan = world
@@ -191,6 +230,26 @@ async fn leaver_is_closed_out_and_read_back_from_azure() {
             .await
             .len(),
         carol_groups_before.len()
+    );
+
+    // Entra beyond groups (issue 17): Alice's directory roles (direct, active PIM, eligible),
+    // app role, delegated grant and authentication methods are gone, her share of
+    // platform-oncall passed to Bob; Carol keeps all of hers.
+    let entra = entra_holdings(api, &alice).await;
+    assert_eq!(
+        entra,
+        ["method #microsoft.graph.passwordAuthenticationMethod"]
+    );
+    assert_eq!(entra_holdings(api, &carol).await, carol_entra_before);
+    let oncall = str_of(&seeded["groups"], "platform-oncall");
+    let mut expected = vec![bob.clone(), carol.clone()];
+    expected.sort();
+    assert_eq!(
+        api.owners("groups", oncall)
+            .await
+            .into_iter()
+            .collect::<Vec<_>>(),
+        expected
     );
 
     // Alice's own role assignments are deleted; the groups' stay (Carol still uses them), and

@@ -32,6 +32,7 @@ mod leaver_aws_reach;
 mod leaver_aws_refused;
 mod leaver_azure;
 mod leaver_azure_closed;
+mod leaver_azure_entra;
 mod leaver_idp;
 mod leaver_vault;
 mod leaver_vault_closed;

@@ -42,7 +42,20 @@ impl AzureProvider {
             (kinds::ACCESS_POLICY, v) if v == verbs::REMOVE.name => {
                 self.remove_access_policy(f).await
             }
-            (kinds::OWNED_APPLICATION | kinds::OWNED_SERVICE_PRINCIPAL, v)
+            (kinds::DIRECTORY_ROLE, v) if v == verbs::REMOVE.name => {
+                self.remove_directory_role(f).await
+            }
+            (kinds::DIRECTORY_ROLE_ELIGIBILITY, v) if v == verbs::REMOVE.name => {
+                self.remove_eligibility(f).await
+            }
+            (kinds::APP_ROLE_ASSIGNMENT, v) if v == verbs::REMOVE.name => {
+                self.remove_app_role_assignment(f).await
+            }
+            (kinds::OAUTH2_GRANT, v) if v == verbs::REMOVE.name => {
+                self.remove_permission_grant(f).await
+            }
+            (kinds::AUTH_METHOD, v) if v == verbs::REMOVE.name => self.remove_auth_method(f).await,
+            (kinds::OWNED_APPLICATION | kinds::OWNED_SERVICE_PRINCIPAL | kinds::OWNED_GROUP, v)
                 if v == verbs::REASSIGN_OWNER.name =>
             {
                 self.reassign_owner(action).await

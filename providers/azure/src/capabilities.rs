@@ -57,6 +57,23 @@ pub mod kinds {
     pub const APP_PASSWORD: &str = "app-password";
     /// A certificate credential of an owned application or service principal.
     pub const APP_CERTIFICATE: &str = "app-certificate";
+    /// An active Microsoft Entra directory role assignment of the user (directly assigned, or
+    /// an active PIM assignment).
+    pub const DIRECTORY_ROLE: &str = "directory-role";
+    /// A PIM eligibility of the user for a directory role (they can activate it themselves).
+    pub const DIRECTORY_ROLE_ELIGIBILITY: &str = "directory-role-eligibility";
+    /// A directory role held or eligible (PIM) by a role-assignable group the user is in
+    /// (closes with the membership; the group keeps it).
+    pub const GROUP_DIRECTORY_ROLE: &str = "group-directory-role";
+    /// A group the user owns (an owner can add herself back as a member).
+    pub const OWNED_GROUP: &str = "owned-group";
+    /// An app role of an enterprise application assigned to the user.
+    pub const APP_ROLE_ASSIGNMENT: &str = "app-role-assignment";
+    /// A delegated OAuth2 permission grant the user consented to (an app acting as them).
+    pub const OAUTH2_GRANT: &str = "oauth2-grant";
+    /// An authentication method of the user (FIDO2 key, phone, Authenticator, temporary
+    /// access pass, software OATH token, email, Windows Hello).
+    pub const AUTH_METHOD: &str = "auth-method";
     /// A Key Vault secret the user owns (tag), can read, or can grant themselves.
     pub const KV_SECRET: &str = "kv-secret";
     /// A Key Vault key the user owns, can use, or can grant themselves.
@@ -133,6 +150,41 @@ pub const CAPABILITIES: Capabilities = Capabilities {
             kind: kinds::APP_CERTIFICATE,
             description: "certificate credential of an owned application or service principal; rotate adds a new rcgen certificate, publishes it (PEM with its key) to the credential vault, then removes the old one",
             verbs: &[verbs::ROTATE],
+        },
+        KindSpec {
+            kind: kinds::DIRECTORY_ROLE,
+            description: "active Entra directory role assignment of the user (roleManagement/directory/roleAssignments); remove deletes it, or ends an active PIM assignment with a roleAssignmentScheduleRequests adminRemove; a privileged role (Global Administrator, Privileged Role Administrator, Privileged Authentication Administrator, Application Administrator, Cloud Application Administrator) is tenant-wide reach: every Key Vault object is rotated",
+            verbs: &[verbs::REMOVE],
+        },
+        KindSpec {
+            kind: kinds::DIRECTORY_ROLE_ELIGIBILITY,
+            description: "PIM eligibility of the user for an Entra directory role (roleEligibilitySchedules); remove ends it with a roleEligibilityScheduleRequests adminRemove; an eligible privileged role is tenant-wide reach like an active one",
+            verbs: &[verbs::REMOVE],
+        },
+        KindSpec {
+            kind: kinds::GROUP_DIRECTORY_ROLE,
+            description: "Entra directory role held or eligible (PIM) by a role-assignable group the user is in (closes with the membership; the group keeps it); a privileged one is tenant-wide reach like the user's own",
+            verbs: &[],
+        },
+        KindSpec {
+            kind: kinds::OWNED_GROUP,
+            description: "Entra group the user owns (an owner can add herself back); reassign-owner adds the manager as owner, then removes the user; with no manager the action fails and the finding stays open",
+            verbs: &[verbs::REASSIGN_OWNER],
+        },
+        KindSpec {
+            kind: kinds::APP_ROLE_ASSIGNMENT,
+            description: "app role of an enterprise application assigned to the user (users/{id}/appRoleAssignments); remove deletes it",
+            verbs: &[verbs::REMOVE],
+        },
+        KindSpec {
+            kind: kinds::OAUTH2_GRANT,
+            description: "delegated OAuth2 permission grant the user consented to (oauth2PermissionGrants, consentType Principal); remove deletes it",
+            verbs: &[verbs::REMOVE],
+        },
+        KindSpec {
+            kind: kinds::AUTH_METHOD,
+            description: "authentication method of the user (FIDO2, phone, Microsoft Authenticator, temporary access pass, software OATH, email, Windows Hello); remove deletes it from its typed collection so a re-enabled account cannot be taken over; the password method cannot be deleted and is not listed",
+            verbs: &[verbs::REMOVE],
         },
         KindSpec {
             kind: kinds::KV_SECRET,
@@ -235,6 +287,9 @@ const PERMISSIONS: &[Permission] = &[
     resolve("graph:User.Read.All"),
     resolve("graph:GroupMember.Read.All"),
     resolve("graph:Application.Read.All"),
+    resolve("graph:RoleManagement.Read.Directory"),
+    resolve("graph:DelegatedPermissionGrant.Read.All"),
+    resolve("graph:UserAuthenticationMethod.Read.All"),
     resolve("Microsoft.Resources/subscriptions/read"),
     resolve("Microsoft.Management/managementGroups/read"),
     resolve("Microsoft.Authorization/roleDefinitions/read"),
@@ -283,6 +338,36 @@ const PERMISSIONS: &[Permission] = &[
         kinds::OWNED_SERVICE_PRINCIPAL,
         "reassign-owner",
         "graph:Application.ReadWrite.All",
+    ),
+    act(
+        kinds::DIRECTORY_ROLE,
+        "remove",
+        "graph:RoleManagement.ReadWrite.Directory",
+    ),
+    act(
+        kinds::DIRECTORY_ROLE_ELIGIBILITY,
+        "remove",
+        "graph:RoleManagement.ReadWrite.Directory",
+    ),
+    act(
+        kinds::OWNED_GROUP,
+        "reassign-owner",
+        "graph:Group.ReadWrite.All",
+    ),
+    act(
+        kinds::APP_ROLE_ASSIGNMENT,
+        "remove",
+        "graph:AppRoleAssignment.ReadWrite.All",
+    ),
+    act(
+        kinds::OAUTH2_GRANT,
+        "remove",
+        "graph:DelegatedPermissionGrant.ReadWrite.All",
+    ),
+    act(
+        kinds::AUTH_METHOD,
+        "remove",
+        "graph:UserAuthenticationMethod.ReadWrite.All",
     ),
     act(
         kinds::APP_PASSWORD,

@@ -261,6 +261,7 @@ fn access_path(from: &Path, a: &Access, vault: &Vault) -> Path {
     let path = path_from(from, &a.principal);
     match &a.via {
         Via::AccessPolicy { .. } => path.then("named-in", policy_node(&vault.name, &a.principal)),
+        Via::DirectoryRole { edge, node } => path.then(edge.clone(), node.clone()),
         Via::Assignment {
             assignment_id,
             role,

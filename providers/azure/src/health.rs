@@ -55,6 +55,9 @@ pub fn graph_permissions_covering(name: &str) -> Vec<String> {
     if let Some(resource) = name.strip_suffix(".Read.All") {
         out.push(format!("{resource}.ReadWrite.All"));
     }
+    if let Some(resource) = name.strip_suffix(".Read.Directory") {
+        out.push(format!("{resource}.ReadWrite.Directory"));
+    }
     let directory_read = [
         "User.Read.All",
         "GroupMember.Read.All",
@@ -73,6 +76,11 @@ pub fn graph_permissions_covering(name: &str) -> Vec<String> {
             out.push("Directory.ReadWrite.All".into());
         }
         "GroupMember.Read.All" => out.push("Group.Read.All".into()),
+        // Directory roles and PIM schedules; delegated grants: Directory.Read.All reads them.
+        "RoleManagement.Read.Directory" | "DelegatedPermissionGrant.Read.All" => {
+            out.push("Directory.Read.All".into());
+            out.push("Directory.ReadWrite.All".into());
+        }
         _ => {}
     }
     if name == "GroupMember.ReadWrite.All" || name == "GroupMember.Read.All" {

@@ -120,6 +120,9 @@ pub enum Via {
         role: String,
         scope: String,
     },
+    /// A directory role that reaches everything the tenant holds (held, or eligible through
+    /// PIM): the edge (`assigned`, `eligible-for`) and node of the role's own finding path.
+    DirectoryRole { edge: String, node: String },
 }
 
 /// Whether the access is held now or can be granted by the person to themselves.

@@ -13,11 +13,11 @@
 //!
 //! layer 0: capabilities, object, principal, entra
 //! layer 1: config, condition, error, rbac, state, http
-//! layer 2: keyvault, directory, data_plane
-//! layer 3: survey, arm, findings
+//! layer 2: keyvault, directory, data_plane, entra_access
+//! layer 3: survey, arm, findings, access_findings
 //! layer 4: client
 //! layer 5: resolve, live, health, nhi, entitlements
-//! layer 6: credentials, actions
+//! layer 6: credentials, access_actions, actions
 //! layer 7: provider
 //!
 //! - Vocabulary: `capabilities` (the provider's name, finding kinds, verbs, needed permissions,
@@ -32,24 +32,32 @@
 //!   Graph calls, `azure_identity` tokens, paging, throttling).
 //! - Reading Azure: [`keyvault`] (pure: every way a person reaches a vault's objects, directly or
 //!   by granting themselves access, each with its rule), [`directory`] (the person's user, groups
-//!   and owned applications), [`data_plane`] (Key Vault secrets, keys and certificates through
-//!   the Azure SDK crates).
+//!   and owned applications), [`entra_access`] (directory roles held and eligible through PIM,
+//!   owned groups, app-role assignments, delegated grants, authentication methods; which
+//!   directory roles reach the whole tenant), [`data_plane`] (Key Vault secrets, keys and
+//!   certificates through the Azure SDK crates).
 //! - The tenant and the findings: [`survey`] (pure: the scope tree, role definitions,
 //!   assignments and vaults one resolution reads, and the paths to each vault), [`arm`] (reading
-//!   them), `findings` (pure: the findings built from what was read).
+//!   them), `findings` (pure: the findings built from what was read), `access_findings` (pure:
+//!   the findings of what `entra_access` read, and the tenant-wide exposure of a privileged
+//!   directory role).
 //! - `client`: [`AzureProvider`] itself and its clients.
 //! - Serving the contract: `resolve` (resolution's I/O), `live` (live state for verification),
 //!   `health` (the caller's permissions), `nhi` (a service identity's applications),
 //!   [`entitlements`] (which findings are grants a policy names, the findings grants will be,
 //!   the `grant` verb, users no identity claims).
-//! - Changing Azure: `credentials` (application credential rotation), `actions` (execute,
-//!   dispatching every verb).
+//! - Changing Azure: `credentials` (application credential rotation), `access_actions`
+//!   (removing directory roles, PIM eligibilities, app-role assignments, delegated grants and
+//!   authentication methods, and their live state), `actions` (execute, dispatching every
+//!   verb).
 //! - `provider`: the `Provider` impl, delegating to the modules above; nothing imports it.
 //!
 //! Every call passes through the provider's one [`closeout_contract::CallGate`]. Secret values
 //! (the client secret, new application credentials, rotated vault values) only travel inside
 //! [`closeout_contract::SecretValue`] or straight from Azure into the next request.
 
+mod access_actions;
+mod access_findings;
 mod actions;
 pub mod arm;
 mod capabilities;
@@ -61,6 +69,7 @@ pub mod data_plane;
 pub mod directory;
 pub mod entitlements;
 pub mod entra;
+pub mod entra_access;
 mod error;
 mod findings;
 mod health;

@@ -23,6 +23,11 @@ struct Credential {
     display_name: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Credentials {
@@ -66,7 +71,50 @@ impl AzureProvider {
                     other => Ok(other),
                 }
             }
-            kinds::OWNED_APPLICATION | kinds::OWNED_SERVICE_PRINCIPAL => {
+            kinds::DIRECTORY_ROLE => self.role_state(f, "roleAssignments").await,
+            kinds::GROUP_DIRECTORY_ROLE => {
+                // Closed when the person left the group, or the group lost the role.
+                match self.in_group_id(f, attr(f, "principal_id")?, true).await? {
+                    State::Active => self.role_state(f, attr(f, "listing")?).await,
+                    other => Ok(other),
+                }
+            }
+            kinds::DIRECTORY_ROLE_ELIGIBILITY => {
+                self.role_state(f, "roleEligibilitySchedules").await
+            }
+            kinds::APP_ROLE_ASSIGNMENT => {
+                let path = format!(
+                    "{}/appRoleAssignments",
+                    object_path("users", attr(f, "user_id")?)
+                );
+                let all: Vec<IdOnly> = match self.http.list(Api::Graph, &path).await {
+                    Ok(all) => all,
+                    Err(e) if e.is_not_found() => return Ok(State::Deleted),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok(if all.iter().any(|a| a.id == f.resource) {
+                    State::Active
+                } else {
+                    State::Deleted
+                })
+            }
+            kinds::OAUTH2_GRANT => {
+                let path = format!(
+                    "/v1.0/oauth2PermissionGrants/{}",
+                    urlencoding::encode(&f.resource)
+                );
+                self.exists(&path).await
+            }
+            kinds::AUTH_METHOD => {
+                let path = format!(
+                    "{}/authentication/{}/{}",
+                    object_path("users", attr(f, "user_id")?),
+                    attr(f, "collection")?,
+                    urlencoding::encode(attr(f, "method_id")?)
+                );
+                self.exists(&path).await
+            }
+            kinds::OWNED_APPLICATION | kinds::OWNED_SERVICE_PRINCIPAL | kinds::OWNED_GROUP => {
                 // A joiner's NHI names no owner until the joiner resolves as one; read back
                 // through that resolution, not here.
                 let Some(user) = f.attr("user_id") else {
@@ -106,6 +154,37 @@ impl AzureProvider {
                     .await
             }
             _ => Ok(State::Unknown),
+        }
+    }
+
+    /// `Active` while the person still holds (or is eligible for, in `collection`) the
+    /// finding's directory role at its scope, `Deleted` once not.
+    async fn role_state(&self, f: &Finding, collection: &str) -> Result<State, ProviderError> {
+        let held = crate::entra_access::grants_of(
+            &self.http,
+            collection,
+            attr(f, "principal_id")?,
+            attr(f, "role_definition_id")?,
+            attr(f, "directory_scope_id")?,
+        )
+        .await?;
+        Ok(if held.is_empty() {
+            State::Deleted
+        } else {
+            State::Active
+        })
+    }
+
+    /// `Active` while Graph answers `path`, `Deleted` once it answers 404.
+    async fn exists(&self, path: &str) -> Result<State, ProviderError> {
+        match self
+            .http
+            .call::<serde_json::Value>(Api::Graph, "GET", path, None)
+            .await
+        {
+            Ok(_) => Ok(State::Active),
+            Err(e) if e.is_not_found() => Ok(State::Deleted),
+            Err(e) => Err(e.into()),
         }
     }
 

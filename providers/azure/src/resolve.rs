@@ -5,6 +5,7 @@
 //! be listed or read becomes a gap (open until read or accepted), never a warning only. This
 //! module does the reading; `findings` builds the findings from what was read.
 
+use crate::access_findings::{entra_access_findings, tenant_exposure, TenantReach};
 use crate::capabilities::{kinds, PROVIDER};
 use crate::client::AzureProvider;
 use crate::config::credential_secret_name;
@@ -15,7 +16,7 @@ use crate::findings::{
     vault_paths, Reached, VaultObject,
 };
 use crate::http::Unread;
-use crate::keyvault::{Vault, Via};
+use crate::keyvault::{Access, Reach, Vault, Via};
 use crate::object::ObjectType;
 use crate::principal::Principals;
 use crate::survey::Survey;
@@ -109,6 +110,24 @@ impl AzureProvider {
                 .map(acts_as_finding),
         );
 
+        // Directory roles (held and eligible), owned groups, app roles, delegated grants and
+        // authentication methods; a privileged directory role reaches the whole tenant.
+        let access = crate::entra_access::read(
+            &self.http,
+            &user.id,
+            &upn,
+            principals.all.get(1..).unwrap_or_default(),
+        )
+        .await?;
+        let me = principals
+            .all
+            .first()
+            .cloned()
+            .unwrap_or_else(|| user_principal(&user));
+        let tenant_reach = entra_access_findings(&access, &upn, &me, &mut out);
+        out.exposures
+            .extend(tenant_exposure(&tenant_reach, &self.config.tenant_id));
+
         let survey = crate::arm::survey(&self.http).await?;
         out.gaps
             .extend(survey.unread.iter().map(|u| gap_of(u, Vec::new())));
@@ -154,8 +173,15 @@ impl AzureProvider {
                 ))
             })
             .collect();
-        self.vault_object_findings(&survey, &reachers, &rotated_apps, ctx, &mut out)
-            .await?;
+        self.vault_object_findings(
+            &survey,
+            &reachers,
+            &tenant_reach,
+            &rotated_apps,
+            ctx,
+            &mut out,
+        )
+        .await?;
         for f in &mut out.findings {
             held_by(f, &user.id);
             // Where a rotation publishes this credential: the plan refuses two objects'
@@ -183,6 +209,7 @@ impl AzureProvider {
         &self,
         survey: &Survey,
         reachers: &[(Path, &Principals)],
+        tenant_reach: &[TenantReach],
         rotated_apps: &[(&str, &str, &str)],
         ctx: &ResolveContext,
         out: &mut Resolution,
@@ -197,6 +224,31 @@ impl AzureProvider {
                         from: from.clone(),
                         access,
                     }));
+            }
+        }
+        // A directory role reaching the whole tenant grants the person every vault's objects.
+        for vault in &survey.vaults {
+            for r in tenant_reach {
+                reached
+                    .entry(vault.id.to_ascii_lowercase())
+                    .or_default()
+                    .push(Reached {
+                        from: Path::new(),
+                        access: Access {
+                            vault_id: vault.id.clone(),
+                            reach: Reach::CanGrantSelf,
+                            objects: ObjectType::ALL.into_iter().collect(),
+                            only: None,
+                            via: Via::DirectoryRole {
+                                edge: r.edge.clone(),
+                                node: r.node.clone(),
+                            },
+                            principal: r.principal.clone(),
+                            rule: r.why.clone(),
+                            condition: None,
+                            condition_error: None,
+                        },
+                    });
             }
         }
         let reached_of = |vault: &Vault| -> &[Reached] {

@@ -5,10 +5,12 @@
 //! - `GET/POST /v1.0/servicePrincipals/{client}/appRoleAssignments`,
 //!   `DELETE .../appRoleAssignments/{assignment id}`;
 //! - `GET/POST /v1.0/servicePrincipals/{resource}/appRoleAssignedTo`,
-//!   `DELETE .../appRoleAssignedTo/{assignment id}`.
+//!   `DELETE .../appRoleAssignedTo/{assignment id}`;
+//! - `GET/POST /v1.0/users/{user}/appRoleAssignments`, `DELETE .../appRoleAssignments/{id}`.
 //!
 //! POST takes `{"principalId","resourceId","appRoleId"}` and checks, as Graph does: the
-//! principal is the service principal in the path (or the resource, for `appRoleAssignedTo`),
+//! principal is the service principal or user in the path (or the resource, for
+//! `appRoleAssignedTo`; its principal may be a user, group or service principal),
 //! the resource is a service principal offering that app role, and the assignment is new.
 
 use axum::http::StatusCode;
@@ -78,7 +80,7 @@ pub struct AppRoleAssignment {
 
 impl AppRoleAssignment {
     fn to_json(&self, graph: &GraphState) -> Value {
-        let name = |id: &str| graph.service_principal(id).map(|s| s.display_name.clone());
+        let name = |id: &str| graph.display_name(id);
         json!({
             "id": self.id,
             "deletedDateTime": null,
@@ -86,7 +88,7 @@ impl AppRoleAssignment {
             "createdDateTime": self.created,
             "principalDisplayName": name(&self.principal_id),
             "principalId": self.principal_id,
-            "principalType": "ServicePrincipal",
+            "principalType": graph.principal_kind(&self.principal_id),
             "resourceDisplayName": name(&self.resource_id),
             "resourceId": self.resource_id,
         })
@@ -100,12 +102,14 @@ pub enum Side {
     Principal,
     /// `.../appRoleAssignedTo`: the resource whose roles are granted.
     Resource,
+    /// `users/{id}/appRoleAssignments`: the user granted the roles.
+    User,
 }
 
 impl Side {
     fn matches(self, a: &AppRoleAssignment, id: &str) -> bool {
         match self {
-            Side::Principal => a.principal_id == id,
+            Side::Principal | Side::User => a.principal_id == id,
             Side::Resource => a.resource_id == id,
         }
     }
@@ -115,6 +119,16 @@ impl Side {
 fn new_assignment_id() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The object in the path: a service principal, or a user (its object id, already resolved).
+fn existing_owner(graph: &GraphState, key: &str, side: Side) -> Result<String, ApiError> {
+    match side {
+        Side::User => (graph.principal_kind(key) == Some("User"))
+            .then(|| key.to_string())
+            .ok_or_else(|| ApiError::graph_not_found(key)),
+        _ => existing_sp(graph, key),
+    }
 }
 
 fn existing_sp(graph: &GraphState, key: &str) -> Result<String, ApiError> {
@@ -127,7 +141,7 @@ fn existing_sp(graph: &GraphState, key: &str) -> Result<String, ApiError> {
 pub fn list(app: &App, req: &Req, key: &str, side: Side) -> ApiResult {
     let state = app.lock();
     let graph = &state.graph;
-    let id = existing_sp(graph, key)?;
+    let id = existing_owner(graph, key, side)?;
     let items: Vec<Value> = graph
         .app_role_assignments
         .iter()
@@ -161,21 +175,29 @@ pub fn create(app: &App, req: &Req, key: &str, side: Side) -> ApiResult {
     let app_role_id = required(body.app_role_id, "appRoleId")?;
     let mut state = app.lock();
     let graph = &mut state.graph;
-    let id = existing_sp(graph, key)?;
+    let id = existing_owner(graph, key, side)?;
     let in_path = match side {
-        Side::Principal => &principal_id,
+        Side::Principal | Side::User => &principal_id,
         Side::Resource => &resource_id,
     };
     if !in_path.eq_ignore_ascii_case(&id) {
         return Err(ApiError::graph_bad_request(format!(
-            "The {} in the request body must be the service principal in the URL ('{id}').",
+            "The {} in the request body must be the {} in the URL ('{id}').",
             match side {
-                Side::Principal => "principalId",
+                Side::Principal | Side::User => "principalId",
                 Side::Resource => "resourceId",
+            },
+            match side {
+                Side::User => "user",
+                _ => "service principal",
             }
         )));
     }
-    let principal = existing_sp(graph, &principal_id)?;
+    // Users, groups and service principals can be granted app roles.
+    let principal = graph
+        .principal_kind(&principal_id)
+        .map(|_| principal_id.clone())
+        .ok_or_else(|| ApiError::graph_not_found(&principal_id))?;
     let resource = graph
         .service_principal(&resource_id)
         .ok_or_else(|| ApiError::graph_not_found(&resource_id))?;
@@ -213,10 +235,14 @@ pub fn create(app: &App, req: &Req, key: &str, side: Side) -> ApiResult {
         map.insert(
             "@odata.context".into(),
             Value::String(format!(
-                "{}/v1.0/$metadata#servicePrincipals('{id}')/{}/$entity",
+                "{}/v1.0/$metadata#{}('{id}')/{}/$entity",
                 app.base_url,
                 match side {
-                    Side::Principal => "appRoleAssignments",
+                    Side::User => "users",
+                    _ => "servicePrincipals",
+                },
+                match side {
+                    Side::Principal | Side::User => "appRoleAssignments",
                     Side::Resource => "appRoleAssignedTo",
                 }
             )),
@@ -228,7 +254,7 @@ pub fn create(app: &App, req: &Req, key: &str, side: Side) -> ApiResult {
 pub fn delete(app: &App, key: &str, side: Side, assignment_id: &str) -> ApiResult {
     let mut state = app.lock();
     let graph = &mut state.graph;
-    let id = existing_sp(graph, key)?;
+    let id = existing_owner(graph, key, side)?;
     let before = graph.app_role_assignments.len();
     graph
         .app_role_assignments

@@ -13,6 +13,8 @@
 //!   0 (the default) creates at once.
 //! - `GET /_double/calls` — `{"calls":[{"method","host","path","query","status","request_id"}]}`, oldest first.
 //! - `DELETE /_double/calls` — clears the log.
+//! - `POST /_double/users/{user}/authentication/{collection}` — registers an authentication
+//!   method a user would register themselves (served by `auth_methods::seed`).
 
 use std::sync::Arc;
 

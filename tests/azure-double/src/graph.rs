@@ -1,6 +1,8 @@
 //! Microsoft Graph v1.0 under `/v1.0`: users, groups (nested), applications and service
 //! principals, with their relationships (manager, members, memberOf, transitive closures,
-//! owners, ownedObjects), password credentials and sign-in session revocation.
+//! owners, ownedObjects), password credentials and sign-in session revocation. Role management
+//! and delegated grants are routed to `entra_roles`, a user's authentication methods to
+//! `auth_methods`, app-role assignments to `app_roles`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -449,6 +451,21 @@ impl GraphState {
 
     pub fn is_group(&self, id: &str) -> bool {
         matches!(self.objects.get(id), Some(DirObject::Group(_)))
+    }
+
+    /// The object id of the user with object id or userPrincipalName `key`.
+    pub fn user_object_id(&self, key: &str) -> Option<String> {
+        self.user_id(key)
+    }
+
+    /// The display name of a user, group, application or service principal.
+    pub fn display_name(&self, id: &str) -> Option<String> {
+        Some(match self.objects.get(id)? {
+            DirObject::User(u) => u.display_name.clone(),
+            DirObject::Group(g) => g.display_name.clone(),
+            DirObject::Application(a) => a.display_name.clone(),
+            DirObject::ServicePrincipal(s) => s.display_name.clone(),
+        })
     }
 
     /// Whether `id` is a user, group or service principal (a principal ARM can assign roles to).
@@ -909,6 +926,17 @@ pub fn handle(app: &App, req: &Req) -> ApiResult {
         Some("groups") => Kind::Group,
         Some("applications") => Kind::Application,
         Some("serviceprincipals") => Kind::ServicePrincipal,
+        Some("rolemanagement") => {
+            return match segs.get(1) {
+                Some(d) if d.eq_ignore_ascii_case("directory") => {
+                    crate::entra_roles::role_management(app, req, &segs[2..])
+                }
+                _ => Err(unknown_segment(req)),
+            }
+        }
+        Some("oauth2permissiongrants") => {
+            return crate::entra_roles::permission_grants(app, req, &segs[1..])
+        }
         Some("directoryobjects") => {
             return match (m, segs.as_slice()) {
                 (&Method::GET, [_, id]) => get_directory_object(app, req, id),
@@ -924,6 +952,37 @@ pub fn handle(app: &App, req: &Req) -> ApiResult {
                     (&Method::GET, []) => app_roles::list(app, req, id, side),
                     (&Method::POST, []) => app_roles::create(app, req, id, side),
                     (&Method::DELETE, [assignment]) => app_roles::delete(app, id, side, assignment),
+                    _ => Err(unknown_segment(req)),
+                };
+            }
+        }
+    }
+    if kind == Kind::User {
+        if let [_, key, rel, rest @ ..] = segs.as_slice() {
+            let lower = rel.to_ascii_lowercase();
+            if matches!(
+                lower.as_str(),
+                "authentication" | "approleassignments" | "oauth2permissiongrants"
+            ) {
+                let id = app
+                    .lock()
+                    .graph
+                    .user_id(key)
+                    .ok_or_else(|| ApiError::graph_not_found(key))?;
+                return match (lower.as_str(), m, rest) {
+                    ("authentication", _, rest) => crate::auth_methods::handle(app, req, &id, rest),
+                    ("oauth2permissiongrants", &Method::GET, []) => {
+                        crate::entra_roles::user_permission_grants(app, req, &id)
+                    }
+                    ("approleassignments", &Method::GET, []) => {
+                        app_roles::list(app, req, &id, Side::User)
+                    }
+                    ("approleassignments", &Method::POST, []) => {
+                        app_roles::create(app, req, &id, Side::User)
+                    }
+                    ("approleassignments", &Method::DELETE, [assignment]) => {
+                        app_roles::delete(app, &id, Side::User, assignment)
+                    }
                     _ => Err(unknown_segment(req)),
                 };
             }
@@ -1322,6 +1381,10 @@ fn delete(app: &App, kind: Kind, key: &str) -> ApiResult {
                 }
             }
         }
+    }
+    for gone in &doomed {
+        state.entra_roles.forget(gone);
+        state.auth_methods.forget(gone);
     }
     Ok(no_content())
 }

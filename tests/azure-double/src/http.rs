@@ -288,6 +288,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/_double/calls",
             get(crate::control::calls).delete(crate::control::clear_calls),
         )
+        .route(
+            "/_double/users/{user}/authentication/{collection}",
+            post(crate::auth_methods::seed),
+        )
         .route("/{tenant}/oauth2/v2.0/token", post(crate::auth::token))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",

@@ -22,7 +22,9 @@
 mod app_roles;
 mod arm;
 mod auth;
+mod auth_methods;
 mod control;
+mod entra_roles;
 mod graph;
 mod http;
 mod keyvault_data;

@@ -30,6 +30,10 @@ pub struct State {
     pub faults: Vec<Fault>,
     pub calls: Vec<CallRecord>,
     pub graph: GraphState,
+    /// Directory roles, PIM schedules and delegated permission grants.
+    pub entra_roles: crate::entra_roles::EntraRolesState,
+    /// Users' authentication methods.
+    pub auth_methods: crate::auth_methods::AuthMethodsState,
     pub arm: ArmState,
     /// Key Vault data-plane contents, by lower-case vault name.
     pub kv: HashMap<String, crate::keyvault_data::VaultData>,

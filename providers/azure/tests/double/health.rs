@@ -80,6 +80,11 @@ async fn health_names_the_permission_the_client_lost() {
         "User.ReadWrite.All",
         "GroupMember.ReadWrite.All",
         "Application.ReadWrite.All",
+        "Group.ReadWrite.All",
+        "RoleManagement.ReadWrite.Directory",
+        "AppRoleAssignment.ReadWrite.All",
+        "DelegatedPermissionGrant.ReadWrite.All",
+        "UserAuthenticationMethod.ReadWrite.All",
     ] {
         let assignment = w
             .call(

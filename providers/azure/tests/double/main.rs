@@ -13,6 +13,7 @@ mod contract;
 mod data_plane;
 mod directory;
 mod entitlements;
+mod entra_access;
 mod health;
 mod http;
 mod keyvault_paths;
