@@ -8,7 +8,7 @@
 //! moto's sso-admin does not provision roles into IAM, so the seed creates the
 //! `AWSReservedSSO_<permission set>_<suffix>` roles itself, under the path Identity Center uses.
 
-use crate::common::{describe, json, World, REPO};
+use crate::common::{describe, json, World};
 use closeout_aws::policy::PolicyDocument;
 use serde_json::json;
 
@@ -24,9 +24,9 @@ const ROLE_WIDE_DENY: &str = "closeout-revoke-sessions";
 const DATA_ROLE: &str = "AWSReservedSSO_DataAccess_0123456789abcdef";
 const ADMIN_ROLE: &str = "AWSReservedSSO_Admin_fedcba9876543210";
 
-/// The demo HR export plus Dana (terminated, SSO only), and the federation claim mapping.
+/// The demo HR export (Dana is in it: terminated, SSO only) and the federation claim mapping.
 fn world() -> World {
-    let world = World::with_aws_extra(
+    World::with_aws_extra(
         r#"
 [providers.aws.federation]
 session_name = "email"
@@ -34,23 +34,7 @@ session_name = "email"
 "saml:sub" = { field = "email" }
 "saml:aud" = { value = "https://signin.aws.amazon.com/saml" }
 "#,
-    );
-    let hr = world.dir.path().join("hr.csv");
-    let mut text = std::fs::read_to_string(format!("{REPO}/examples/demo/hr.csv")).unwrap();
-    if !text.contains(DANA) {
-        text.push_str(&format!(
-            "{DANA},{DANA_EMAIL},Dana Kim,human,terminated,E1000,data,Data Engineer,Lisbon,full-time,\n"
-        ));
-    }
-    std::fs::write(&hr, text).unwrap();
-    let config = std::fs::read_to_string(world.config_path())
-        .unwrap()
-        .replace(
-            &format!("{REPO}/examples/demo/hr.csv"),
-            hr.to_str().unwrap(),
-        );
-    std::fs::write(world.config_path(), config).unwrap();
-    world
+    )
 }
 
 struct Sso {
@@ -441,17 +425,6 @@ async fn identity_center_refused_is_a_gap_not_closed() {
         .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
         .start();
     let world = World::with_moto(moto);
-    // Re-apply the test world's HR export with Dana (`world()` builds on a plain moto).
-    let hr = world.dir.path().join("hr.csv");
-    let mut text = std::fs::read_to_string(format!("{REPO}/examples/demo/hr.csv")).unwrap();
-    text.push_str(&format!(
-        "{DANA},{DANA_EMAIL},Dana Kim,human,terminated,E1000,data,Data Engineer,Lisbon,full-time,\n"
-    ));
-    std::fs::write(&hr, text).unwrap();
-    let config = std::fs::read_to_string(world.config_path())
-        .unwrap()
-        .replace(&format!("{REPO}/examples/demo/hr.csv"), hr.to_str().unwrap());
-    std::fs::write(world.config_path(), config).unwrap();
 
     let sdk = world.sdk().await;
     let anyone = aws_credential_types::Credentials::new("testing", "testing", None, None, "t");

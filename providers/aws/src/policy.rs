@@ -3,13 +3,17 @@
 //!
 //! This is deliberately a reachability analysis, not a full IAM evaluator. It answers "could this
 //! principal do this action on this resource through this document", and errs towards *yes*:
-//! - `Condition` blocks are not evaluated. An `Allow` with a condition counts as allowing (the
-//!   result is flagged `conditional` so it can be noted); a `Deny` with a condition does not count
-//!   as denying. Either way Closeout over-reports access rather than hiding it.
+//! - `Condition` blocks are not evaluated by the decisions here. An `Allow` with a condition
+//!   counts as allowing (the result is flagged `conditional` so it can be noted); a `Deny` with a
+//!   condition does not count as denying. Either way Closeout over-reports access rather than
+//!   hiding it. The conditions are parsed ([`ConditionTest`]) and evaluated where the request's
+//!   values are known: a federated trust policy's conditions against the person's claims
+//!   ([`PolicyDocument::federated_allows`]), a session deny against a session's `aws:userid`
+//!   ([`PolicyDocument::denies_session`]); a key with no known value is unknown, never false.
 //! - Permission boundaries, SCPs and session policies are not considered.
 //!
 //! Supported: `Statement` as an object or a list; `Action`/`NotAction`, `Resource`/`NotResource`,
-//! `Principal`/`NotPrincipal` as a string or a list (`AWS` and `Service` principals); `*` and
+//! `Principal`/`NotPrincipal` as a string or a list (`AWS`, `Service` and `Federated` principals); `*` and
 //! `?` wildcards (actions match case-insensitively, resources case-sensitively, as IAM does); the
 //! policy variables `${aws:username}` and `${aws:userid}` (any other variable matches anything in
 //! an `Allow`, and makes a `Deny` count as conditional, so it never hides access); documents that
