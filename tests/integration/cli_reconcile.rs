@@ -34,7 +34,10 @@ async fn reconcile_finds_terminated_access_and_orphaned_nhis() {
         .collect();
     assert_eq!(who, ["E1001", "E1007"], "{report:#}");
     for t in &terminated {
-        assert!(!t["open"].as_array().expect("open").is_empty(), "{report:#}");
+        assert!(
+            !t["open"].as_array().expect("open").is_empty(),
+            "{report:#}"
+        );
     }
     let orphans: Vec<&str> = drift_of(&report, "orphaned-nhi")
         .iter()

@@ -49,7 +49,12 @@ struct Sso {
     admin: aws_sdk_ssoadmin::Client,
 }
 
-async fn sso_user(ids: &aws_sdk_identitystore::Client, store: &str, name: &str, email: &str) -> String {
+async fn sso_user(
+    ids: &aws_sdk_identitystore::Client,
+    store: &str,
+    name: &str,
+    email: &str,
+) -> String {
     use aws_sdk_identitystore::types::{Email, Name};
     ids.create_user()
         .identity_store_id(store)
@@ -63,7 +68,12 @@ async fn sso_user(ids: &aws_sdk_identitystore::Client, store: &str, name: &str, 
         .user_id
 }
 
-async fn role(iam: &aws_sdk_iam::Client, name: &str, path: &str, trust: serde_json::Value) -> String {
+async fn role(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    path: &str,
+    trust: serde_json::Value,
+) -> String {
     iam.create_role()
         .role_name(name)
         .path(path)
@@ -115,7 +125,9 @@ async fn seed(world: &World) -> Sso {
         ids.create_group_membership()
             .identity_store_id(&store)
             .group_id(&group)
-            .member_id(aws_sdk_identitystore::types::MemberId::UserId(member.clone()))
+            .member_id(aws_sdk_identitystore::types::MemberId::UserId(
+                member.clone(),
+            ))
             .send()
             .await
             .unwrap();
@@ -172,7 +184,13 @@ async fn seed(world: &World) -> Sso {
         json!({"StringEquals": {"SAML:aud": "https://signin.aws.amazon.com/saml"}}),
     );
     for name in [DATA_ROLE, ADMIN_ROLE] {
-        role(&iam, name, "/aws-reserved/sso.amazonaws.com/", sso_trust.clone()).await;
+        role(
+            &iam,
+            name,
+            "/aws-reserved/sso.amazonaws.com/",
+            sso_trust.clone(),
+        )
+        .await;
     }
     iam.put_role_policy()
         .role_name(DATA_ROLE)
@@ -294,11 +312,22 @@ async fn an_sso_only_leaver_is_closed_out_and_her_colleague_keeps_her_sessions()
         "eng-saml",
         "data/warehouse",
     ] {
-        assert!(plan_text.contains(needle), "plan lacks {needle}:\n{plan_text}");
+        assert!(
+            plan_text.contains(needle),
+            "plan lacks {needle}:\n{plan_text}"
+        );
     }
     assert!(!plan_text.contains("finance-saml"), "{plan_text}");
 
-    let out = world.closeout(&["apply", "leaver", "--identity", DANA, "--yes", "--format", "json"]);
+    let out = world.closeout(&[
+        "apply",
+        "leaver",
+        "--identity",
+        DANA,
+        "--yes",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let report = json(&out);
     assert_eq!(report["status"], "closed", "{report:#}");
@@ -307,7 +336,9 @@ async fn an_sso_only_leaver_is_closed_out_and_her_colleague_keeps_her_sessions()
     // Carol's membership and the group's assignment stay.
     assert_eq!(memberships(&sso, &sso.dana).await, 0);
     assert_eq!(memberships(&sso, &sso.carol).await, 1);
-    assert!(assignments(&sso, PrincipalType::User, &sso.dana).await.is_empty());
+    assert!(assignments(&sso, PrincipalType::User, &sso.dana)
+        .await
+        .is_empty());
     assert_eq!(
         assignments(&sso, PrincipalType::Group, &sso.group).await,
         vec![sso.data_ps.clone()]
@@ -343,7 +374,10 @@ async fn an_sso_only_leaver_is_closed_out_and_her_colleague_keeps_her_sessions()
             "the deny on {role} cuts Carol's session too"
         );
         assert!(
-            !deny.denies_session(&format!("{id}:{session}"), chrono::Utc::now() + chrono::Duration::minutes(5)),
+            !deny.denies_session(
+                &format!("{id}:{session}"),
+                chrono::Utc::now() + chrono::Duration::minutes(5)
+            ),
             "a session issued after the cut-off is denied"
         );
         assert!(
@@ -366,7 +400,15 @@ async fn an_sso_only_leaver_is_closed_out_and_her_colleague_keeps_her_sessions()
     assert_ne!(current, "warehouse-initial-value", "{report:#}");
 
     // A second run: nothing to do, and the denies stay (their sessions may still be alive).
-    let again = world.closeout(&["apply", "leaver", "--identity", DANA, "--yes", "--format", "json"]);
+    let again = world.closeout(&[
+        "apply",
+        "leaver",
+        "--identity",
+        DANA,
+        "--yes",
+        "--format",
+        "json",
+    ]);
     assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
     let again = json(&again);
     assert_eq!(again["status"], "closed", "{again:#}");
@@ -381,11 +423,22 @@ async fn expired_session_denies_are_retired_and_live_ones_kept() {
     let world = world();
     let sdk = world.sdk().await;
     let iam = aws_sdk_iam::Client::new(&sdk);
-    let trust = saml_trust("okta", json!({"StringEquals": {"saml:sub": "nobody@example.com"}}));
+    let trust = saml_trust(
+        "okta",
+        json!({"StringEquals": {"saml:sub": "nobody@example.com"}}),
+    );
     let now = chrono::Utc::now();
     for (name, cutoff, removable) in [
-        ("old-shared", now - chrono::Duration::hours(14), now - chrono::Duration::hours(2)),
-        ("new-shared", now - chrono::Duration::minutes(10), now + chrono::Duration::hours(1)),
+        (
+            "old-shared",
+            now - chrono::Duration::hours(14),
+            now - chrono::Duration::hours(2),
+        ),
+        (
+            "new-shared",
+            now - chrono::Duration::minutes(10),
+            now + chrono::Duration::hours(1),
+        ),
     ] {
         let id = role(&iam, name, "/", trust.clone()).await;
         // The document Closeout writes (docs/playbooks.md, "Per-person session revocation").
@@ -405,7 +458,15 @@ async fn expired_session_denies_are_retired_and_live_ones_kept() {
             .await
             .unwrap();
     }
-    let out = world.closeout(&["apply", "leaver", "--identity", DANA, "--yes", "--format", "json"]);
+    let out = world.closeout(&[
+        "apply",
+        "leaver",
+        "--identity",
+        DANA,
+        "--yes",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(json(&out)["status"], "closed");
     assert!(
@@ -433,7 +494,11 @@ async fn identity_center_refused_is_a_gap_not_closed() {
             .credentials_provider(anyone)
             .build(),
     );
-    iam.create_user().user_name("closeout").send().await.unwrap();
+    iam.create_user()
+        .user_name("closeout")
+        .send()
+        .await
+        .unwrap();
     iam.put_user_policy()
         .user_name("closeout")
         .policy_name("all-but-identity-center")
@@ -456,7 +521,15 @@ async fn identity_center_refused_is_a_gap_not_closed() {
         .access_key
         .unwrap();
     let out = world
-        .command(&["apply", "leaver", "--identity", DANA, "--yes", "--format", "json"])
+        .command(&[
+            "apply",
+            "leaver",
+            "--identity",
+            DANA,
+            "--yes",
+            "--format",
+            "json",
+        ])
         .env("AWS_ACCESS_KEY_ID", &key.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &key.secret_access_key)
         .output()

@@ -40,7 +40,9 @@ impl AwsProvider {
             }
             // The person's own sessions when they can be told apart (federated sign-in), else
             // every session of the role.
-            (kinds::ASSUMABLE_ROLE, "revoke-sessions") if f.attr("revoke_scope") == Some("person") => {
+            (kinds::ASSUMABLE_ROLE, "revoke-sessions")
+                if f.attr("revoke_scope") == Some("person") =>
+            {
                 self.revoke_person_sessions(f, p.sessions_issued_before)
                     .await
             }

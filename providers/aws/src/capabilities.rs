@@ -329,8 +329,12 @@ mod tests {
         assert!(CAPABILITIES.verb("group-membership", "grant").is_some());
         assert!(CAPABILITIES.verb("attached-policy", "grant").is_some());
         assert!(CAPABILITIES.verb("inline-policy", "grant").is_none());
-        assert!(CAPABILITIES.verb("sso-account-assignment", "remove").is_some());
-        assert!(CAPABILITIES.verb("sso-group-assignment", "remove").is_none());
+        assert!(CAPABILITIES
+            .verb("sso-account-assignment", "remove")
+            .is_some());
+        assert!(CAPABILITIES
+            .verb("sso-group-assignment", "remove")
+            .is_none());
         assert!(CAPABILITIES.verb("session-deny", "remove").is_some());
         let granted: Vec<&str> = CAPABILITIES
             .kinds

@@ -317,7 +317,11 @@ impl AwsConfig {
             }
         }
         if let Some(f) = &self.federation {
-            if let Some(k) = f.claims.keys().find(|k| k.trim().is_empty() || !k.contains(':')) {
+            if let Some(k) = f
+                .claims
+                .keys()
+                .find(|k| k.trim().is_empty() || !k.contains(':'))
+            {
                 return Err(invalid(
                     "federation.claims",
                     format!("{k:?} is not a condition key (saml:sub, aws:PrincipalTag/team, …)"),
@@ -477,6 +481,54 @@ mod tests {
         assert_eq!(c.match_user_name, vec![UserNameRule::EmailLocalPart]);
         assert_eq!(c.owner_tag, "owner");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn federation_and_identity_center_sections_deserialize_typed() {
+        let c: AwsConfig = serde_json::from_value(serde_json::json!({
+            "identity_center": {"instance_arn": "arn:aws:sso:::instance/ssoins-1"},
+            "federation": {
+                "session_name": "email",
+                "claims": {
+                    "saml:sub": {"field": "email"},
+                    "SAML:aud": {"value": "https://signin.aws.amazon.com/saml"},
+                    "saml:groups": {"field": "tags"}
+                }
+            }
+        }))
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.identity_center.enabled);
+        let f = c.federation.as_ref().unwrap();
+        assert_eq!(f.session_name, Some(IdentityField::Email));
+        let mut who = crate::tests::identity("E1", "dana@example.com");
+        who.tags.insert("eng".into());
+        assert_eq!(
+            f.claim("SAML:SUB", &who),
+            Some(vec!["dana@example.com".into()])
+        );
+        assert_eq!(
+            f.claim("saml:aud", &who),
+            Some(vec!["https://signin.aws.amazon.com/saml".into()])
+        );
+        assert_eq!(f.claim("saml:groups", &who), Some(vec!["eng".into()]));
+        assert_eq!(f.claim("saml:eduPersonAffiliation", &who), None);
+        let bad = serde_json::from_value::<AwsConfig>(serde_json::json!({
+            "federation": {"claims": {"saml:sub": {"attribute": "email"}}}
+        }));
+        assert!(bad.is_err());
+        let bad = AwsConfig {
+            identity_center: IdentityCenterConfig {
+                instance_arn: Some("ssoins-1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("identity_center.instance_arn"));
     }
 
     #[test]

@@ -91,7 +91,9 @@ pub fn is_sso_role_for(role_name: &str, ps: &str) -> bool {
         .strip_prefix("AWSReservedSSO_")
         .and_then(|r| r.strip_prefix(ps))
         .and_then(|r| r.strip_prefix('_'))
-        .is_some_and(|suffix| !suffix.is_empty() && suffix.chars().all(|c| c.is_ascii_alphanumeric()))
+        .is_some_and(|suffix| {
+            !suffix.is_empty() && suffix.chars().all(|c| c.is_ascii_alphanumeric())
+        })
 }
 
 fn is_sso_role(role_name: &str) -> bool {
@@ -118,12 +120,16 @@ pub fn identity_center(inv: &Inventory, access: &SsoAccess, account: &str) -> Fe
         user.user_name.clone(),
         matched_by.clone(),
     ));
-    let mut d = Draft::new(kinds::SSO_USER, user.user_id.clone(), format!("{store}/{}", user.user_id))
-        .attr("identity_store_id", store.clone())
-        .attr("user_id", user.user_id.clone())
-        .attr("user_name", user.user_name.clone())
-        .attr("matched_by", matched_by.clone())
-        .attr("user_status", user.status.clone().unwrap_or_default());
+    let mut d = Draft::new(
+        kinds::SSO_USER,
+        user.user_id.clone(),
+        format!("{store}/{}", user.user_id),
+    )
+    .attr("identity_store_id", store.clone())
+    .attr("user_id", user.user_id.clone())
+    .attr("user_name", user.user_name.clone())
+    .attr("matched_by", matched_by.clone())
+    .attr("user_status", user.status.clone().unwrap_or_default());
     d.display = format!("identity center user {}", user.user_name);
     d.state = if user.status.as_deref() == Some("DISABLED") {
         State::Disabled
@@ -322,7 +328,10 @@ pub fn federated_roles(inv: &Inventory, identity: &Identity, config: &AwsConfig)
             .map(|p| p.rsplit('/').next().unwrap_or(p))
             .collect();
         let path = Path::new()
-            .then("federated", format!("{via} provider {}", provider_names.join(", ")))
+            .then(
+                "federated",
+                format!("{via} provider {}", provider_names.join(", ")),
+            )
             .then("can-assume", format!("role {}", role.name));
         let (session_names, no_session_name) = match fed.session_name {
             Some(field) => {
@@ -457,10 +466,7 @@ pub fn session_denies(
         .attr("role", role.name.clone())
         .attr("policy", name.clone())
         .attr("userids", denied_userids(&p.text).join(","))
-        .attr(
-            "removable_after",
-            after.map(rfc3339).unwrap_or_default(),
-        );
+        .attr("removable_after", after.map(rfc3339).unwrap_or_default());
         d.relation = Relation::CanAssume;
         d.display = format!("session deny {name} on role {}", role.name);
         d.state = match after {
@@ -501,10 +507,7 @@ pub fn federated_role_finding(
     if !fr.assumed.is_empty() {
         f.attributes.insert(
             "conditions".into(),
-            format!(
-                "assumed to hold (not evaluated): {}",
-                fr.assumed.join("; ")
-            ),
+            format!("assumed to hold (not evaluated): {}", fr.assumed.join("; ")),
         );
     }
     if let Some(s) = fr.session_seconds {
@@ -525,7 +528,11 @@ pub fn federated_role_finding(
                 .insert("session_names".into(), fr.session_names.join(","));
             f.attributes.insert("role_id".into(), role.id.clone());
             f.attributes.insert("revoke_policy".into(), policy.clone());
-            let text = role.inline.iter().find(|p| p.name == policy).map(|p| p.text.as_str());
+            let text = role
+                .inline
+                .iter()
+                .find(|p| p.name == policy)
+                .map(|p| p.text.as_str());
             let covered = text.is_some_and(|t| {
                 let denied = denied_userids(t);
                 fr.session_names
@@ -543,7 +550,8 @@ pub fn federated_role_finding(
         why => {
             let why = why.unwrap_or_else(|| "no session name identifies the person".into());
             f.attributes.insert("revoke_scope".into(), "role".into());
-            f.attributes.insert("revoke_scope_reason".into(), why.clone());
+            f.attributes
+                .insert("revoke_scope_reason".into(), why.clone());
             f.display = format!(
                 "{} (revoke-sessions cuts every session of the role: {why})",
                 f.display
@@ -575,8 +583,14 @@ mod tests {
         assert_eq!(iso_duration_seconds("PT1H30M"), Some(5400));
         assert_eq!(iso_duration_seconds("PT90S"), Some(90));
         assert_eq!(iso_duration_seconds("P1D"), None);
-        assert!(is_sso_role_for("AWSReservedSSO_Admin_0123456789abcdef", "Admin"));
-        assert!(!is_sso_role_for("AWSReservedSSO_AdminPlus_0123456789abcdef", "Admin"));
+        assert!(is_sso_role_for(
+            "AWSReservedSSO_Admin_0123456789abcdef",
+            "Admin"
+        ));
+        assert!(!is_sso_role_for(
+            "AWSReservedSSO_AdminPlus_0123456789abcdef",
+            "Admin"
+        ));
         assert!(!is_sso_role_for("Admin", "Admin"));
     }
 
@@ -590,7 +604,10 @@ mod tests {
         assert!(doc.denies_session("AROAROLE:dana@example.com", before));
         assert!(!doc.denies_session("AROAROLE:carol@example.com", before));
         // A session the person starts after the cut-off is not denied by it.
-        assert!(!doc.denies_session("AROAROLE:dana@example.com", cutoff + chrono::Duration::minutes(1)));
+        assert!(!doc.denies_session(
+            "AROAROLE:dana@example.com",
+            cutoff + chrono::Duration::minutes(1)
+        ));
         assert_eq!(removable_after(&text), Some(after));
         assert_eq!(denied_userids(&text), vec!["AROAROLE:dana@example.com"]);
         // Without the statement id: the cut-off plus the longest session.
@@ -612,11 +629,22 @@ mod tests {
             }]})
         };
         let mut inv = Inventory::default();
-        let mut r = role("eng-saml", trust(json!({"StringEquals": {"SAML:aud": "https://signin.aws.amazon.com/saml", "saml:sub": "dana.kim@example.com"}})));
+        let mut r = role(
+            "eng-saml",
+            trust(
+                json!({"StringEquals": {"SAML:aud": "https://signin.aws.amazon.com/saml", "saml:sub": "dana.kim@example.com"}}),
+            ),
+        );
         r.inline.clear();
         inv.roles.push(r);
-        inv.roles.push(role("ops-saml", trust(json!({"StringEquals": {"saml:sub": "someone@example.com"}}))));
-        inv.roles.push(role("team-saml", trust(json!({"ForAnyValue:StringLike": {"saml:groups": "eng-*"}}))));
+        inv.roles.push(role(
+            "ops-saml",
+            trust(json!({"StringEquals": {"saml:sub": "someone@example.com"}})),
+        ));
+        inv.roles.push(role(
+            "team-saml",
+            trust(json!({"ForAnyValue:StringLike": {"saml:groups": "eng-*"}})),
+        ));
         let dana = identity("E1005", "dana.kim@example.com");
 
         // No mapping: every federated role is a gap, none is silently nobody's.
@@ -646,9 +674,68 @@ mod tests {
         // eng-saml evaluated true; ops-saml evaluated false (dropped, it is someone else's);
         // team-saml's group claim is not mapped: assumed, with the reason.
         assert_eq!(names, vec![("eng-saml", true), ("team-saml", false)]);
-        assert!(out.roles[1].assumed[0].contains("saml:groups"), "{:?}", out.roles[1].assumed);
+        assert!(
+            out.roles[1].assumed[0].contains("saml:groups"),
+            "{:?}",
+            out.roles[1].assumed
+        );
         assert_eq!(out.roles[0].session_names, vec!["dana.kim@example.com"]);
         assert_eq!(out.roles[0].via, "saml");
+    }
+
+    #[test]
+    fn the_person_is_told_apart_only_when_her_session_name_is_known_and_hers_alone() {
+        let dana = identity("E1005", "dana.kim@example.com");
+        let cfg = AwsConfig::default();
+        let mut inv = Inventory::default();
+        inv.roles.push(role(
+            "shared",
+            json!({"Version": "2012-10-17", "Statement": []}),
+        ));
+        let base = Draft::new(kinds::ASSUMABLE_ROLE, "r", "arn").build();
+        let fr = FedRole {
+            idx: 0,
+            paths: vec![Path::new().then("federated", "saml provider okta")],
+            via: "saml",
+            session_names: vec!["dana.kim@example.com".into()],
+            no_session_name: None,
+            assumed: Vec::new(),
+            session_seconds: Some(3600),
+        };
+        let mut f = base.clone();
+        federated_role_finding(&mut f, &fr, true, &inv, &dana, &cfg, None);
+        assert_eq!(f.attr("revoke_scope"), Some("person"));
+        assert_eq!(f.attr("role_id"), Some("AROASHARED"));
+        assert_eq!(
+            f.attr("revoke_policy"),
+            Some("closeout-revoke-sessions.E1005")
+        );
+        assert_eq!(f.attr("trust"), Some("saml"));
+
+        // Also reached from an IAM principal: her sessions there have names she chose freely.
+        let mut f = base.clone();
+        federated_role_finding(&mut f, &fr, false, &inv, &dana, &cfg, None);
+        assert_eq!(f.attr("revoke_scope"), Some("role"));
+        assert!(
+            f.display.contains("cuts every session of the role"),
+            "{}",
+            f.display
+        );
+
+        // No session name configured: role-wide, and the plan's display says why.
+        let unnamed = FedRole {
+            session_names: Vec::new(),
+            no_session_name: Some("federation.session_name is not set".into()),
+            ..fr.clone()
+        };
+        let mut f = base;
+        federated_role_finding(&mut f, &unnamed, true, &inv, &dana, &cfg, None);
+        assert_eq!(f.attr("revoke_scope"), Some("role"));
+        assert!(
+            f.display.contains("federation.session_name"),
+            "{}",
+            f.display
+        );
     }
 
     #[test]
@@ -674,6 +761,8 @@ mod tests {
         assert_eq!(f.kind, kinds::SESSION_DENY);
         let f = &session_denies(&inv, &dana, &cfg, after)[0];
         assert_eq!(f.state, State::Inactive);
-        assert!(session_denies(&inv, &identity("E1002", "carol@example.com"), &cfg, after).is_empty());
+        assert!(
+            session_denies(&inv, &identity("E1002", "carol@example.com"), &cfg, after).is_empty()
+        );
     }
 }

@@ -116,7 +116,11 @@ fn sso_user(u: &aws_sdk_identitystore::types::User) -> SsoUser {
     SsoUser {
         user_id: u.user_id().to_string(),
         user_name: u.user_name().unwrap_or_default().to_string(),
-        external_ids: u.external_ids().iter().map(|e| e.id().to_string()).collect(),
+        external_ids: u
+            .external_ids()
+            .iter()
+            .map(|e| e.id().to_string())
+            .collect(),
         emails: u
             .emails()
             .iter()
@@ -139,7 +143,10 @@ impl AwsProvider {
             let page = self
                 .call(
                     "ListInstances",
-                    self.sso.list_instances().set_next_token(token.take()).send(),
+                    self.sso
+                        .list_instances()
+                        .set_next_token(token.take())
+                        .send(),
                 )
                 .await?;
             for i in page.instances() {
@@ -324,10 +331,7 @@ impl AwsProvider {
             .await?;
         let ps = out.permission_set();
         Ok(PermissionSet {
-            name: ps
-                .and_then(|p| p.name())
-                .unwrap_or_default()
-                .to_string(),
+            name: ps.and_then(|p| p.name()).unwrap_or_default().to_string(),
             session_duration: ps.and_then(|p| p.session_duration()).map(str::to_string),
         })
     }
@@ -362,7 +366,9 @@ impl AwsProvider {
         }
         for a in &access.assignments {
             if !access.permission_sets.contains_key(&a.permission_set_arn) {
-                let ps = self.permission_set(&instance, &a.permission_set_arn).await?;
+                let ps = self
+                    .permission_set(&instance, &a.permission_set_arn)
+                    .await?;
                 access
                     .permission_sets
                     .insert(a.permission_set_arn.clone(), ps);

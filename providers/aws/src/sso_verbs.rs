@@ -32,7 +32,10 @@ impl AwsProvider {
     }
 
     /// `DeleteUser` in the Identity Store (the API has no disable).
-    pub(crate) async fn remove_sso_user(&self, f: &Finding) -> Result<ActionOutcome, ProviderError> {
+    pub(crate) async fn remove_sso_user(
+        &self,
+        f: &Finding,
+    ) -> Result<ActionOutcome, ProviderError> {
         let store = attr(f, "identity_store_id")?;
         let user_id = attr(f, "user_id")?;
         let name = f.attr("user_name").unwrap_or(user_id);
@@ -116,7 +119,10 @@ impl AwsProvider {
             )
             .await
         {
-            Ok(_) => Ok(ActionOutcome::done(State::Deleted, format!("removed {what}"))),
+            Ok(_) => Ok(ActionOutcome::done(
+                State::Deleted,
+                format!("removed {what}"),
+            )),
             Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
                 State::Deleted,
                 format!("{what} no longer exists"),
@@ -171,7 +177,10 @@ impl AwsProvider {
             Err(e) => return Err(e.into()),
         };
         let Some(status) = out.account_assignment_deletion_status() else {
-            return Ok(ActionOutcome::done(State::Deleted, format!("removed {what}")));
+            return Ok(ActionOutcome::done(
+                State::Deleted,
+                format!("removed {what}"),
+            ));
         };
         let mut state = status.status().cloned();
         let mut reason = status.failure_reason().map(str::to_string);
@@ -203,7 +212,10 @@ impl AwsProvider {
                 provider: crate::capabilities::PROVIDER,
                 message: format!("the deletion of {what} is still in progress"),
             }),
-            _ => Ok(ActionOutcome::done(State::Deleted, format!("removed {what}"))),
+            _ => Ok(ActionOutcome::done(
+                State::Deleted,
+                format!("removed {what}"),
+            )),
         }
     }
 
@@ -243,7 +255,9 @@ impl AwsProvider {
         );
         let mut userids: Vec<String> = names.iter().map(|n| format!("{role_id}:{n}")).collect();
         let who = names.join(", ");
-        let existing = self.inline_policy_text(Principal::Role(role), policy).await?;
+        let existing = self
+            .inline_policy_text(Principal::Role(role), policy)
+            .await?;
         let mut removable = cutoff + chrono::Duration::seconds(lifetime);
         if let Some(text) = &existing {
             let denied = denied_userids(text);
@@ -306,7 +320,10 @@ impl AwsProvider {
     ) -> Result<ActionOutcome, ProviderError> {
         let role = attr(f, "role")?;
         let policy = attr(f, "policy")?;
-        let Some(text) = self.inline_policy_text(Principal::Role(role), policy).await? else {
+        let Some(text) = self
+            .inline_policy_text(Principal::Role(role), policy)
+            .await?
+        else {
             return Ok(ActionOutcome::already(
                 State::Deleted,
                 format!("session deny {policy} on role {role} no longer exists"),
