@@ -87,6 +87,10 @@ pub struct FederationConfig {
     /// setups: the email), so a session deny can name the person alone; unset: the person cannot
     /// be told apart from colleagues on the same role, and the role-wide deny is used.
     pub session_name: Option<IdentityField>,
+    /// The SAML/OIDC providers that sign people in, by ARN or by name (`okta`,
+    /// `token.actions.githubusercontent.com`); empty: every provider a trust policy names. A role
+    /// trusting only providers not listed (a CI system's OIDC provider) is nobody's person access.
+    pub providers: Vec<String>,
 }
 
 /// Where one claim's value comes from.
@@ -153,6 +157,12 @@ impl IdentityField {
 }
 
 impl FederationConfig {
+    /// Whether provider `arn` (`arn:aws:iam::1:saml-provider/okta`) signs people in.
+    pub fn signs_in_people(&self, arn: &str) -> bool {
+        let name = arn.rsplit('/').next().unwrap_or(arn);
+        self.providers.is_empty() || self.providers.iter().any(|p| p == arn || p == name)
+    }
+
     /// The person's values of claim `key` (compared case-insensitively, as condition keys are):
     /// `None` when the key is not mapped (unknown).
     pub fn claim(&self, key: &str, identity: &Identity) -> Option<Vec<String>> {
@@ -493,7 +503,8 @@ mod tests {
                     "saml:sub": {"field": "email"},
                     "SAML:aud": {"value": "https://signin.aws.amazon.com/saml"},
                     "saml:groups": {"field": "tags"}
-                }
+                },
+                "providers": ["okta"]
             }
         }))
         .unwrap();
@@ -513,6 +524,10 @@ mod tests {
         );
         assert_eq!(f.claim("saml:groups", &who), Some(vec!["eng".into()]));
         assert_eq!(f.claim("saml:eduPersonAffiliation", &who), None);
+        assert!(f.signs_in_people("arn:aws:iam::1:saml-provider/okta"));
+        assert!(
+            !f.signs_in_people("arn:aws:iam::1:oidc-provider/token.actions.githubusercontent.com")
+        );
         let bad = serde_json::from_value::<AwsConfig>(serde_json::json!({
             "federation": {"claims": {"saml:sub": {"attribute": "email"}}}
         }));

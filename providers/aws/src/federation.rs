@@ -301,9 +301,13 @@ pub fn federated_roles(inv: &Inventory, identity: &Identity, config: &AwsConfig)
             continue;
         };
         let value_of = |key: &str| fed.claim(key, identity);
-        // The best way in: evaluated true over assumed (unknown); false is no way in.
+        // The best way in: evaluated true over assumed (unknown); false is no way in. A provider
+        // the configuration does not list as signing people in is not a way in.
         let mut best: Option<(Truth, &[String])> = None;
         for a in &allows {
+            if !a.providers.iter().any(|p| fed.signs_in_people(p)) {
+                continue;
+            }
             let t = Truth::all(a.conditions.iter().map(|c| c.evaluate(&value_of)));
             let better = match (&best, &t) {
                 (_, Truth::False) => false,
@@ -662,6 +666,7 @@ mod tests {
             federation: Some(FederationConfig {
                 claims,
                 session_name: Some(IdentityField::Email),
+                providers: Vec::new(),
             }),
             ..Default::default()
         };
@@ -681,6 +686,14 @@ mod tests {
         );
         assert_eq!(out.roles[0].session_names, vec!["dana.kim@example.com"]);
         assert_eq!(out.roles[0].via, "saml");
+
+        // Only the providers listed sign people in.
+        let mut only_azure = cfg.clone();
+        if let Some(f) = only_azure.federation.as_mut() {
+            f.providers = vec!["azure-ad".into()];
+        }
+        let out = federated_roles(&inv, &dana, &only_azure);
+        assert!(out.roles.is_empty() && out.gaps.is_empty());
     }
 
     #[test]
