@@ -435,9 +435,9 @@ impl PolicyDocument {
     }
 
     /// Whether this identity policy denies a request by the role session `userid`
-    /// (`AROA…:session`) issued at `issued`: an unconditional `Deny` of `*`, or one whose
-    /// conditions hold for `aws:userid` and `aws:TokenIssueTime` (any other key: unknown, so not
-    /// counted). For checking a session-revocation deny against the sessions it must (and must
+    /// (`AROA…:session`) issued at `issued`: a `Deny` of every action (`"Action": "*"`) whose
+    /// conditions (if any) hold for `aws:userid` and `aws:TokenIssueTime` (any other key: unknown,
+    /// so not counted). For checking a session-revocation deny against the sessions it must (and must
     /// not) cut.
     pub fn denies_session(&self, userid: &str, issued: chrono::DateTime<chrono::Utc>) -> bool {
         let issued = issued.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -452,7 +452,8 @@ impl PolicyDocument {
         };
         self.statements.iter().any(|s| {
             s.effect == Effect::Deny
-                && action_matches(&s.action, "s3:ListAllMyBuckets")
+                // A deny of every action (`"Action": "*"`), as a session deny is.
+                && action_matches(&s.action, "*")
                 && Truth::all(s.conditions.iter().map(|c| c.evaluate(&value_of))) == Truth::True
         })
     }
