@@ -9,7 +9,10 @@
 # database engine has a connection to it), then close out the leaver Alice Nguyen (E1001) on AWS,
 # Vault, Azure, Keycloak and the apps: doctor, plan, apply, closure report. The payments logins
 # she could read get new passwords at the database, and the ones she knew are refused; her
-# sessions and app accounts are read back (examples/demo/check_idp.py).
+# sessions and app accounts are read back (examples/demo/check_idp.py). Then Dana Kim (E1007),
+# who never had an IAM user and signs in through IAM Identity Center, is closed out on AWS: her
+# membership, assignment and Identity Store user go, and the session deny on the shared role names
+# her sessions alone (read back from moto).
 #
 #   scripts/demo.sh                      run the demo; the emulators are stopped at the end
 #   KEEP_EMULATORS=1 scripts/demo.sh     leave them running to explore afterwards, e.g.
@@ -35,6 +38,7 @@ export AZURE_PORT=8444
 export KEYCLOAK_PORT=8180 WIKI_PORT=8091 CRM_PORT=8092
 CONFIG=examples/demo/closeout.toml
 LEAVER=E1001
+SSO_LEAVER=E1007
 
 if [[ -t 2 ]]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
 banner() { printf '\n%s==> %s%s\n' "$BOLD" "$*" "$PLAIN" >&2; }
@@ -115,13 +119,36 @@ bundle="$ROOT/.closeout-dev/evidence-$last_run.tar.gz"
 "${CLOSEOUT[@]}" evidence export "$last_run" -o "$bundle"
 # Offline: only the bundle and the public key.
 "${CLOSEOUT[@]}" evidence verify "$bundle" --public-key .closeout-dev/audit.key.pub | tail -1
+
+# Dana Kim never had an IAM user: she signs in through IAM Identity Center (a group's permission
+# set and one assigned to her alone). Closeout finds her Identity Store user by email, removes her
+# membership and her assignment, deletes her user, rotates what her SSO role could read, and puts
+# a deny on the roles that names her sessions alone: Hassan, on the same role, keeps working.
+banner "closeout apply leaver --identity $SSO_LEAVER (Dana Kim: IAM Identity Center only, no IAM user)"
+sso_rc=0
+"${CLOSEOUT[@]}" apply leaver --identity "$SSO_LEAVER" --yes || sso_rc=$?
+banner "Dana's session deny on the shared role, read back from moto (her sessions only, not Hassan's)"
+"$CLOSEOUT_VENV/bin/python" - <<'PY' || true
+import json, os, urllib.parse
+import boto3
+iam = boto3.client("iam", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+role = "AWSReservedSSO_DataAccess_5e1f0c0ffee0d00d"
+doc = iam.get_role_policy(RoleName=role, PolicyName="closeout-revoke-sessions.E1007")["PolicyDocument"]
+if isinstance(doc, str):
+    doc = json.loads(urllib.parse.unquote(doc))
+print(f"{role}: {json.dumps(doc['Statement'][0]['Condition'])}")
+PY
 # ---- end of closeout -------------------------------------------------------------------------
 
 banner "Alice's sign-in sessions and app accounts, read back from Keycloak and the apps (examples/demo/check_idp.py)"
 "$CLOSEOUT_VENV/bin/python" examples/demo/check_idp.py .closeout-dev/idp-tokens.json || true
 
+if [[ "$apply_rc" == 0 && "$sso_rc" != 0 ]]; then
+    banner "the SSO-only leaver $SSO_LEAVER is not closed out (exit $sso_rc): see above"
+    apply_rc=$sso_rc
+fi
 case "$apply_rc" in
-    0) banner "done: $LEAVER is closed out" ;;
+    0) banner "done: $LEAVER and $SSO_LEAVER are closed out" ;;
     3) banner "apply finished but closure is NOT verified (exit 3): see the open findings above" ;;
     *) banner "apply failed (exit $apply_rc)" ;;
 esac

@@ -5,8 +5,8 @@
 A real deployment gives Closeout its own principal with the permissions its playbooks need;
 `closeout doctor` reads that principal's policies and names anything missing. This script does
 the same against moto: the user `closeout-automation` (owned by the CTO, so reconcile does not
-report it as an unclaimed account) with one inline policy granting the IAM, STS and Secrets
-Manager actions the shipped playbooks use.
+report it as an unclaimed account) with one inline policy granting the IAM, STS, Secrets
+Manager and IAM Identity Center (sso, identitystore) actions the shipped playbooks use.
 
 Usage:
     eval "$(AWS_ENDPOINT_URL=http://127.0.0.1:4566 .venv/bin/python examples/demo/closeout_iam.py)"
@@ -30,7 +30,7 @@ POLICY = {
         {
             "Sid": "ResolveAndAct",
             "Effect": "Allow",
-            "Action": ["iam:*", "sts:GetCallerIdentity", "secretsmanager:*"],
+            "Action": ["iam:*", "sts:GetCallerIdentity", "secretsmanager:*", "sso:*", "identitystore:*"],
             "Resource": "*",
         }
     ],

@@ -6,6 +6,13 @@ roles in each of the ways it resolves, can read secrets in each of the ways it r
 two non-human identities. Her colleagues share her groups; some roles and secrets are deliberately
 out of her reach and must stay untouched.
 
+The second leaver, Dana Kim (E1007), never had an IAM user: she signs in through IAM Identity
+Center, as a member of the group data-engineers (permission set DataAccess, which reads
+data/dana-pipeline-token) and with the permission set DataAdmin assigned to her alone. Her
+colleague Hassan Ali (E1006) is in the same group and signs in to the same role. moto's sso-admin
+does not provision roles into IAM, so this script creates the AWSReservedSSO_ roles as Identity
+Center would.
+
 Usage:
     AWS_ENDPOINT_URL=http://127.0.0.1:4566 .venv/bin/python examples/demo/seed_aws.py
 
@@ -107,6 +114,8 @@ class Seeder:
         self.iam = session.client("iam", endpoint_url=endpoint)
         self.sm = session.client("secretsmanager", endpoint_url=endpoint)
         self.sts = session.client("sts", endpoint_url=endpoint)
+        self.sso = session.client("sso-admin", endpoint_url=endpoint)
+        self.ids = session.client("identitystore", endpoint_url=endpoint)
         self.account = self.sts.get_caller_identity()["Account"]
         self.summary = []
 
@@ -164,6 +173,68 @@ class Seeder:
             Tags=tags(**tag_pairs),
         )
         return self.arn("role", name)
+
+    # --- IAM Identity Center -------------------------------------------------------------------
+
+    def sso_user(self, store, user_name, email, given, family):
+        return self.ids.create_user(
+            IdentityStoreId=store,
+            UserName=user_name,
+            DisplayName=f"{given} {family}",
+            Name={"GivenName": given, "FamilyName": family},
+            Emails=[{"Value": email, "Primary": True}],
+        )["UserId"]
+
+    def identity_center(self):
+        """Dana Kim (E1007): Identity Center only, no IAM user."""
+        instance = self.sso.list_instances()["Instances"][0]
+        arn, store = instance["InstanceArn"], instance["IdentityStoreId"]
+        # Matched by email (her user name is not a form of her id or email); it is also her role
+        # session name, which is what the session deny names.
+        dana = self.sso_user(store, "dkim", "dana.kim@example.com", "Dana", "Kim")
+        hassan = self.sso_user(store, "hassan.ali@example.com", "hassan.ali@example.com", "Hassan", "Ali")
+        group = self.ids.create_group(IdentityStoreId=store, DisplayName="data-engineers")["GroupId"]
+        for member in (dana, hassan):
+            self.ids.create_group_membership(
+                IdentityStoreId=store, GroupId=group, MemberId={"UserId": member}
+            )
+        token = self.secret("data/dana-pipeline-token", description="Read through the DataAccess permission set")
+        sso_trust = policy(
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": self.arn("saml-provider", "AWSSSO_5e1f0c0ffee0d00d_DO_NOT_DELETE")},
+                "Action": ["sts:AssumeRoleWithSAML", "sts:TagSession"],
+                "Condition": {"StringEquals": {"SAML:aud": "https://signin.aws.amazon.com/saml"}},
+            }
+        )
+        for name, principal_type, principal, suffix, role_policy in (
+            ("DataAccess", "GROUP", group, "5e1f0c0ffee0d00d", allow("secretsmanager:GetSecretValue", token)),
+            ("DataAdmin", "USER", dana, "a11ce0b0b0c0ffee", allow("secretsmanager:ListSecrets", "*")),
+        ):
+            ps = self.sso.create_permission_set(InstanceArn=arn, Name=name, SessionDuration="PT8H")[
+                "PermissionSet"
+            ]["PermissionSetArn"]
+            self.sso.create_account_assignment(
+                InstanceArn=arn,
+                TargetId=self.account,
+                TargetType="AWS_ACCOUNT",
+                PermissionSetArn=ps,
+                PrincipalType=principal_type,
+                PrincipalId=principal,
+            )
+            role = f"AWSReservedSSO_{name}_{suffix}"
+            self.iam.create_role(
+                RoleName=role,
+                Path="/aws-reserved/sso.amazonaws.com/",
+                AssumeRolePolicyDocument=sso_trust,
+                MaxSessionDuration=8 * 3600,
+            )
+            self.iam.put_role_policy(RoleName=role, PolicyName="AwsSSOInlinePolicy", PolicyDocument=policy(role_policy))
+        self.note(
+            "Dana Kim (E1007): identity center user dkim only (no IAM user), in group data-engineers "
+            "(permission set DataAccess, reads data/dana-pipeline-token) and assigned DataAdmin; "
+            "Hassan Ali shares the group and the role"
+        )
 
     # --- Secrets Manager -----------------------------------------------------------------------
 
@@ -382,6 +453,7 @@ class Seeder:
                 f"prod/payments/postgres: the payments database's login payments_app "
                 f"(PostgreSQL 127.0.0.1:{pg['port']}; tag closeout:rotation = postgresql-single-user)"
             )
+        self.identity_center()
         self.secret("finance/ledger-key", description="Nothing of Alice reaches this", owner="E1005")
         self.secret("carol/deploy-token", owner="carol.diaz@example.com")
         self.secret("data/warehouse-password", owner="E1003")

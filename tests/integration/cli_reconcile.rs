@@ -1,7 +1,8 @@
-//! `closeout reconcile` against moto seeded with the demo organisation: before the leaver runs,
-//! the terminated Alice still has usable AWS credentials and the NHIs she owned in the source are
-//! orphans; after `apply leaver`, only the orphans remain (the source still names her as their
-//! owner). Nothing is changed by reconcile itself.
+//! `closeout reconcile` against moto seeded with the demo organisation: before the leavers run,
+//! the terminated Alice still has usable AWS credentials, the terminated Dana still has her IAM
+//! Identity Center access (she never had an IAM user), and the NHIs Alice owned in the source are
+//! orphans; after `apply leaver` for both, only the orphans remain (the source still names Alice
+//! as their owner). Nothing is changed by reconcile itself.
 
 use crate::common;
 
@@ -25,14 +26,19 @@ async fn reconcile_finds_terminated_access_and_orphaned_nhis() {
     let out = world.closeout(&["reconcile", "--format", "json"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let report = json(&out);
-    assert_eq!(report["terminated_checked"], 1, "{report:#}");
+    assert_eq!(report["terminated_checked"], 2, "{report:#}");
     let terminated = drift_of(&report, "terminated-still-usable");
-    assert_eq!(terminated.len(), 1, "{report:#}");
-    assert_eq!(terminated[0]["identity"], "E1001");
-    assert!(
-        !terminated[0]["open"].as_array().expect("open").is_empty(),
-        "{report:#}"
-    );
+    let who: Vec<&str> = terminated
+        .iter()
+        .filter_map(|d| d["identity"].as_str())
+        .collect();
+    assert_eq!(who, ["E1001", "E1007"], "{report:#}");
+    for t in &terminated {
+        assert!(
+            !t["open"].as_array().expect("open").is_empty(),
+            "{report:#}"
+        );
+    }
     let orphans: Vec<&str> = drift_of(&report, "orphaned-nhi")
         .iter()
         .filter_map(|d| d["identity"].as_str())
@@ -41,8 +47,10 @@ async fn reconcile_finds_terminated_access_and_orphaned_nhis() {
     // Reconcile changed nothing: no run was created.
     assert!(common::journal_runs(&world).is_empty());
 
-    let apply = world.closeout(&["apply", "leaver", "--identity", "E1001", "--yes"]);
-    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    for leaver in ["E1001", "E1007"] {
+        let apply = world.closeout(&["apply", "leaver", "--identity", leaver, "--yes"]);
+        assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    }
 
     let out = world.closeout(&["reconcile", "--format", "json"]);
     let report = json(&out);

@@ -30,6 +30,7 @@ mod deleted_key_probe;
 mod leaver_aws;
 mod leaver_aws_reach;
 mod leaver_aws_refused;
+mod leaver_aws_sso;
 mod leaver_azure;
 mod leaver_azure_closed;
 mod leaver_azure_entra;

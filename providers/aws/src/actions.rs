@@ -1,5 +1,5 @@
 //! `execute`: check that the action is this provider's and a verb its kind supports, then hand
-//! it to the module that does it ([`crate::iam_verbs`], [`crate::secret_rotation`],
+//! it to the module that does it ([`crate::iam_verbs`], [`crate::sso_verbs`], [`crate::secret_rotation`],
 //! [`crate::nhi_key_rotation`], and the grants of [`crate::entitlements`]). Every verb first
 //! reads the live state and returns [`ActionOutcome::already`] when nothing needs changing, so
 //! re-running a finished (or half-finished) action is safe.
@@ -38,10 +38,22 @@ impl AwsProvider {
                 self.revoke_sessions(Principal::User(attr(f, "user")?), p.sessions_issued_before)
                     .await
             }
+            // The person's own sessions when they can be told apart (federated sign-in), else
+            // every session of the role.
+            (kinds::ASSUMABLE_ROLE, "revoke-sessions")
+                if f.attr("revoke_scope") == Some("person") =>
+            {
+                self.revoke_person_sessions(f, p.sessions_issued_before)
+                    .await
+            }
             (kinds::ASSUMABLE_ROLE, "revoke-sessions") => {
                 self.revoke_sessions(Principal::Role(attr(f, "role")?), p.sessions_issued_before)
                     .await
             }
+            (kinds::SSO_USER, "remove") => self.remove_sso_user(f).await,
+            (kinds::SSO_GROUP_MEMBERSHIP, "remove") => self.remove_sso_membership(f).await,
+            (kinds::SSO_ACCOUNT_ASSIGNMENT, "remove") => self.remove_sso_assignment(f).await,
+            (kinds::SESSION_DENY, "remove") => self.remove_session_deny(f).await,
             (kinds::LOGIN_PROFILE, "remove") => self.remove_login_profile(attr(f, "user")?).await,
             (kinds::ACCESS_KEY, "deactivate") => {
                 self.deactivate(StatusKind::AccessKey, attr(f, "user")?, &f.resource)

@@ -27,6 +27,16 @@ pub mod kinds {
     pub const SECRET: &str = "secret";
     pub const NHI_USER: &str = "nhi-user";
     pub const NHI_ROLE: &str = "nhi-role";
+    /// The person's IAM Identity Center (Identity Store) user.
+    pub const SSO_USER: &str = "sso-user";
+    /// Membership of the person's Identity Store user in a group.
+    pub const SSO_GROUP_MEMBERSHIP: &str = "sso-group-membership";
+    /// A permission set assigned in an account to the person's Identity Store user.
+    pub const SSO_ACCOUNT_ASSIGNMENT: &str = "sso-account-assignment";
+    /// A permission set assigned in an account to a group the person is in.
+    pub const SSO_GROUP_ASSIGNMENT: &str = "sso-group-assignment";
+    /// An inline deny Closeout put on a role for the person's sessions alone.
+    pub const SESSION_DENY: &str = "session-deny";
 }
 
 /// What the AWS provider resolves and which verbs it supports on each kind.
@@ -90,7 +100,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         },
         KindSpec {
             kind: kinds::ASSUMABLE_ROLE,
-            description: "IAM role the person can assume at any depth (trust policy names the user or a role it reached, or names the account and an identity policy allows it), or pass to compute it can launch",
+            description: "IAM role the person can assume at any depth (trust policy names the user or a role it reached, or names the account and an identity policy allows it), pass to compute it can launch, or sign in to through IAM Identity Center or a SAML/OIDC provider; revoke-sessions denies the person's own sessions (aws:userid = role id:session name) when the person can be told apart, else every session of the role",
             verbs: &[verbs::REVOKE_SESSIONS],
         },
         KindSpec {
@@ -107,6 +117,31 @@ pub const CAPABILITIES: Capabilities = Capabilities {
             kind: kinds::NHI_ROLE,
             description: "IAM role whose owner tag names the person",
             verbs: &[verbs::REASSIGN_OWNER],
+        },
+        KindSpec {
+            kind: kinds::SSO_USER,
+            description: "the person's IAM Identity Center user (matched by external id, user name or email); remove deletes it (the Identity Store API has no disable)",
+            verbs: &[verbs::REMOVE],
+        },
+        KindSpec {
+            kind: kinds::SSO_GROUP_MEMBERSHIP,
+            description: "membership of the person's Identity Center user in an Identity Store group",
+            verbs: &[verbs::REMOVE],
+        },
+        KindSpec {
+            kind: kinds::SSO_ACCOUNT_ASSIGNMENT,
+            description: "permission set assigned in an account to the person's Identity Center user",
+            verbs: &[verbs::REMOVE],
+        },
+        KindSpec {
+            kind: kinds::SSO_GROUP_ASSIGNMENT,
+            description: "permission set assigned in an account to an Identity Center group the person is in (closes with the membership)",
+            verbs: &[],
+        },
+        KindSpec {
+            kind: kinds::SESSION_DENY,
+            description: "a deny Closeout put on a role for the person's sessions alone: revoked while sessions it cuts may live, inactive once their maximum lifetime has passed; remove deletes an inactive one",
+            verbs: &[verbs::REMOVE],
         },
     ],
     grant_forms: &[
@@ -193,6 +228,14 @@ const PERMISSIONS: &[Permission] = &[
     resolve("secretsmanager:DescribeSecret"),
     resolve("secretsmanager:GetResourcePolicy"),
     resolve("secretsmanager:ListSecretVersionIds"),
+    resolve("sso:ListInstances"),
+    resolve("sso:ListAccountAssignmentsForPrincipal"),
+    resolve("sso:DescribePermissionSet"),
+    resolve("identitystore:ListUsers"),
+    resolve("identitystore:ListGroupMembershipsForMember"),
+    resolve("identitystore:DescribeGroup"),
+    resolve("identitystore:DescribeUser"),
+    resolve("identitystore:DescribeGroupMembership"),
     act(kinds::USER, "revoke-sessions", "iam:PutUserPolicy"),
     act(
         kinds::ASSUMABLE_ROLE,
@@ -250,6 +293,19 @@ const PERMISSIONS: &[Permission] = &[
     act(kinds::SECRET, "rotate", "secretsmanager:RotateSecret"),
     act(kinds::NHI_USER, "reassign-owner", "iam:TagUser"),
     act(kinds::NHI_ROLE, "reassign-owner", "iam:TagRole"),
+    act(kinds::ASSUMABLE_ROLE, "revoke-sessions", "iam:GetRole"),
+    act(kinds::SSO_USER, "remove", "identitystore:DeleteUser"),
+    act(
+        kinds::SSO_GROUP_MEMBERSHIP,
+        "remove",
+        "identitystore:DeleteGroupMembership",
+    ),
+    act(
+        kinds::SSO_ACCOUNT_ASSIGNMENT,
+        "remove",
+        "sso:DeleteAccountAssignment",
+    ),
+    act(kinds::SESSION_DENY, "remove", "iam:DeleteRolePolicy"),
 ];
 
 #[cfg(test)]
@@ -263,7 +319,7 @@ mod tests {
         kinds.sort();
         kinds.dedup();
         assert_eq!(n, kinds.len());
-        assert_eq!(n, 15);
+        assert_eq!(n, 20);
         assert!(CAPABILITIES.verb("access-key", "rotate").is_some());
         assert!(CAPABILITIES.verb("user", "revoke-sessions").is_some());
         assert!(CAPABILITIES.verb("secret", "rotate").is_some());
@@ -273,6 +329,13 @@ mod tests {
         assert!(CAPABILITIES.verb("group-membership", "grant").is_some());
         assert!(CAPABILITIES.verb("attached-policy", "grant").is_some());
         assert!(CAPABILITIES.verb("inline-policy", "grant").is_none());
+        assert!(CAPABILITIES
+            .verb("sso-account-assignment", "remove")
+            .is_some());
+        assert!(CAPABILITIES
+            .verb("sso-group-assignment", "remove")
+            .is_none());
+        assert!(CAPABILITIES.verb("session-deny", "remove").is_some());
         let granted: Vec<&str> = CAPABILITIES
             .kinds
             .iter()

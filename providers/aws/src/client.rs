@@ -21,6 +21,10 @@ pub struct AwsProvider {
     pub(crate) iam: aws_sdk_iam::Client,
     pub(crate) sts: aws_sdk_sts::Client,
     pub(crate) sm: aws_sdk_secretsmanager::Client,
+    /// IAM Identity Center: the Identity Store (users, groups, memberships)...
+    pub(crate) idstore: aws_sdk_identitystore::Client,
+    /// ...and SSO admin (instances, permission sets, account assignments).
+    pub(crate) sso: aws_sdk_ssoadmin::Client,
     pub(crate) gate: CallGate,
     /// Where calls go, for error messages.
     endpoint: String,
@@ -86,7 +90,25 @@ impl AwsProvider {
                 )
                 .build(),
             );
+        let idstore = aws_sdk_identitystore::config::Builder::from(&sdk)
+            .retry_classifier(classifier.clone())
+            .interceptor(Receipts)
+            .retry_partition(
+                aws_sdk_identitystore::config::retry::RetryPartition::custom(
+                    "closeout-identitystore",
+                )
+                .build(),
+            );
+        let sso = aws_sdk_ssoadmin::config::Builder::from(&sdk)
+            .retry_classifier(classifier.clone())
+            .interceptor(Receipts)
+            .retry_partition(
+                aws_sdk_ssoadmin::config::retry::RetryPartition::custom("closeout-ssoadmin")
+                    .build(),
+            );
         Ok(AwsProvider {
+            idstore: aws_sdk_identitystore::Client::from_conf(idstore.build()),
+            sso: aws_sdk_ssoadmin::Client::from_conf(sso.build()),
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             sm: aws_sdk_secretsmanager::Client::from_conf(sm.build()),

@@ -1,7 +1,8 @@
 //! The AWS provider's configuration (`[providers.aws]`) and its pure validation.
 
-use closeout_contract::RetryPolicy;
+use closeout_contract::{Identity, RetryPolicy};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Configuration of the AWS provider (IAM, STS and Secrets Manager).
 ///
@@ -40,6 +41,139 @@ pub struct AwsConfig {
     /// with full jitter, a server's `Retry-After` honoured (up to `cap_ms`), and no call —
     /// retries included — running past `deadline_ms`.
     pub retry: RetryPolicy,
+    /// IAM Identity Center (`[providers.aws.identity_center]`).
+    pub identity_center: IdentityCenterConfig,
+    /// SAML and OIDC federated roles (`[providers.aws.federation]`): how the person's claims
+    /// follow from the source's attributes. Unset: a role trusting a SAML or OIDC provider is a
+    /// gap (who may assume it is unknown), never silently nobody.
+    pub federation: Option<FederationConfig>,
+}
+
+/// IAM Identity Center: where the person's Identity Store user, group memberships and account
+/// assignments are read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityCenterConfig {
+    /// Read Identity Center at all. Off: the person's SSO access is not looked at (say so with
+    /// care: access through it is then not closed out).
+    pub enabled: bool,
+    /// The instance's ARN (`arn:aws:sso:::instance/ssoins-…`); unset: the one `ListInstances`
+    /// returns.
+    pub instance_arn: Option<String>,
+    /// The Identity Store's id (`d-…`); unset: the instance's.
+    pub identity_store_id: Option<String>,
+}
+
+impl Default for IdentityCenterConfig {
+    fn default() -> Self {
+        IdentityCenterConfig {
+            enabled: true,
+            instance_arn: None,
+            identity_store_id: None,
+        }
+    }
+}
+
+/// How the person appears to AWS when signed in through a SAML or OIDC identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Condition keys as trust policies write them (`saml:sub`, `saml:aud`,
+    /// `aws:PrincipalTag/department`, `saml:groups`, `accounts.google.com:sub`) and where the
+    /// person's value comes from. A key not listed here is unknown: a trust condition on it is
+    /// assumed to hold, and the role's finding says why.
+    pub claims: BTreeMap<String, ClaimSource>,
+    /// What the identity provider sends as the role session name (`RoleSessionName`, most SAML
+    /// setups: the email), so a session deny can name the person alone; unset: the person cannot
+    /// be told apart from colleagues on the same role, and the role-wide deny is used.
+    pub session_name: Option<IdentityField>,
+    /// The SAML/OIDC providers that sign people in, by ARN or by name (`okta`,
+    /// `token.actions.githubusercontent.com`); empty: every provider a trust policy names. A role
+    /// trusting only providers not listed (a CI system's OIDC provider) is nobody's person access.
+    pub providers: Vec<String>,
+}
+
+/// Where one claim's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum ClaimSource {
+    /// An attribute of the identity from the source.
+    Field(IdentityField),
+    /// The same value for everyone (`saml:aud` = `https://signin.aws.amazon.com/saml`).
+    Value(String),
+}
+
+/// An attribute of the identity from the authoritative source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityField {
+    Id,
+    Email,
+    EmailLocalPart,
+    Name,
+    Department,
+    Role,
+    Location,
+    EmploymentType,
+    /// Every tag (a multi-valued claim such as group names).
+    Tags,
+}
+
+impl IdentityField {
+    /// The identity's values of this field (none when it has none).
+    pub fn values(self, identity: &Identity) -> Vec<String> {
+        let one = |v: Option<&str>| {
+            v.map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| vec![v.to_string()])
+                .unwrap_or_default()
+        };
+        match self {
+            IdentityField::Id => one(Some(&identity.id)),
+            IdentityField::Email => one(Some(&identity.email)),
+            IdentityField::EmailLocalPart => one(identity.email.split('@').next()),
+            IdentityField::Name => one(Some(&identity.name)),
+            IdentityField::Department => one(identity.department.as_deref()),
+            IdentityField::Role => one(identity.role.as_deref()),
+            IdentityField::Location => one(identity.location.as_deref()),
+            IdentityField::EmploymentType => one(identity.employment_type.as_deref()),
+            IdentityField::Tags => identity.tags.iter().cloned().collect(),
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            IdentityField::Id => "id",
+            IdentityField::Email => "email",
+            IdentityField::EmailLocalPart => "email-local-part",
+            IdentityField::Name => "name",
+            IdentityField::Department => "department",
+            IdentityField::Role => "role",
+            IdentityField::Location => "location",
+            IdentityField::EmploymentType => "employment-type",
+            IdentityField::Tags => "tags",
+        }
+    }
+}
+
+impl FederationConfig {
+    /// Whether provider `arn` (`arn:aws:iam::1:saml-provider/okta`) signs people in.
+    pub fn signs_in_people(&self, arn: &str) -> bool {
+        let name = arn.rsplit('/').next().unwrap_or(arn);
+        self.providers.is_empty() || self.providers.iter().any(|p| p == arn || p == name)
+    }
+
+    /// The person's values of claim `key` (compared case-insensitively, as condition keys are):
+    /// `None` when the key is not mapped (unknown).
+    pub fn claim(&self, key: &str, identity: &Identity) -> Option<Vec<String>> {
+        self.claims
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, source)| match source {
+                ClaimSource::Field(f) => f.values(identity),
+                ClaimSource::Value(v) => vec![v.clone()],
+            })
+    }
 }
 
 /// A form of the identity's name that an IAM user name may equal.
@@ -52,6 +186,17 @@ pub enum UserNameRule {
     Email,
     /// The part of the email before `@`.
     EmailLocalPart,
+}
+
+/// The form of the identity's name a user-name rule compares with, lower-cased (IAM user names
+/// compare case-insensitively).
+pub fn rule_form(rule: UserNameRule, identity: &Identity) -> Option<String> {
+    let form = match rule {
+        UserNameRule::Id => Some(identity.id.trim().to_ascii_lowercase()),
+        UserNameRule::Email => Some(identity.email.trim().to_ascii_lowercase()),
+        UserNameRule::EmailLocalPart => identity.email_local_part(),
+    };
+    form.filter(|f| !f.is_empty())
 }
 
 impl UserNameRule {
@@ -82,6 +227,8 @@ impl Default for AwsConfig {
             requests_per_second: 20.0,
             max_attempts: 5,
             retry: RetryPolicy::default(),
+            identity_center: IdentityCenterConfig::default(),
+            federation: None,
         }
     }
 }
@@ -163,6 +310,34 @@ impl AwsConfig {
         self.retry
             .validate()
             .map_err(|e| invalid("retry", e.to_string()))?;
+        if let Some(arn) = &self.identity_center.instance_arn {
+            if !arn.starts_with("arn:") || !arn.contains(":instance/") {
+                return Err(invalid(
+                    "identity_center.instance_arn",
+                    format!("{arn:?} is not an instance ARN (arn:aws:sso:::instance/ssoins-…)"),
+                ));
+            }
+        }
+        if let Some(id) = &self.identity_center.identity_store_id {
+            if id.trim().is_empty() || id.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "identity_center.identity_store_id",
+                    format!("{id:?} is not an Identity Store id (d-…)"),
+                ));
+            }
+        }
+        if let Some(f) = &self.federation {
+            if let Some(k) = f
+                .claims
+                .keys()
+                .find(|k| k.trim().is_empty() || !k.contains(':'))
+            {
+                return Err(invalid(
+                    "federation.claims",
+                    format!("{k:?} is not a condition key (saml:sub, aws:PrincipalTag/team, …)"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -316,6 +491,59 @@ mod tests {
         assert_eq!(c.match_user_name, vec![UserNameRule::EmailLocalPart]);
         assert_eq!(c.owner_tag, "owner");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn federation_and_identity_center_sections_deserialize_typed() {
+        let c: AwsConfig = serde_json::from_value(serde_json::json!({
+            "identity_center": {"instance_arn": "arn:aws:sso:::instance/ssoins-1"},
+            "federation": {
+                "session_name": "email",
+                "claims": {
+                    "saml:sub": {"field": "email"},
+                    "SAML:aud": {"value": "https://signin.aws.amazon.com/saml"},
+                    "saml:groups": {"field": "tags"}
+                },
+                "providers": ["okta"]
+            }
+        }))
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.identity_center.enabled);
+        let f = c.federation.as_ref().unwrap();
+        assert_eq!(f.session_name, Some(IdentityField::Email));
+        let mut who = crate::tests::identity("E1", "dana@example.com");
+        who.tags.insert("eng".into());
+        assert_eq!(
+            f.claim("SAML:SUB", &who),
+            Some(vec!["dana@example.com".into()])
+        );
+        assert_eq!(
+            f.claim("saml:aud", &who),
+            Some(vec!["https://signin.aws.amazon.com/saml".into()])
+        );
+        assert_eq!(f.claim("saml:groups", &who), Some(vec!["eng".into()]));
+        assert_eq!(f.claim("saml:eduPersonAffiliation", &who), None);
+        assert!(f.signs_in_people("arn:aws:iam::1:saml-provider/okta"));
+        assert!(
+            !f.signs_in_people("arn:aws:iam::1:oidc-provider/token.actions.githubusercontent.com")
+        );
+        let bad = serde_json::from_value::<AwsConfig>(serde_json::json!({
+            "federation": {"claims": {"saml:sub": {"attribute": "email"}}}
+        }));
+        assert!(bad.is_err());
+        let bad = AwsConfig {
+            identity_center: IdentityCenterConfig {
+                instance_arn: Some("ssoins-1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("identity_center.instance_arn"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the user-name rules. Pure. Resolution, grants, unclaimed accounts and service identities all
 //! correlate through here, so they agree on whose principal is whose.
 
-use crate::config::{AwsConfig, UserNameRule};
+use crate::config::AwsConfig;
 use crate::inventory::{tag, IamUser};
 use closeout_contract::Identity;
 
@@ -14,16 +14,7 @@ pub struct Correlation {
     pub warnings: Vec<String>,
 }
 
-/// The form of the identity's name a user-name rule compares with, lower-cased (IAM user names
-/// compare case-insensitively).
-pub fn rule_form(rule: UserNameRule, identity: &Identity) -> Option<String> {
-    let form = match rule {
-        UserNameRule::Id => Some(identity.id.trim().to_ascii_lowercase()),
-        UserNameRule::Email => Some(identity.email.trim().to_ascii_lowercase()),
-        UserNameRule::EmailLocalPart => identity.email_local_part(),
-    };
-    form.filter(|f| !f.is_empty())
-}
+pub use crate::config::rule_form;
 
 /// How an IAM principal (user or role) with `tags` and `name` is the identity's, as (rank, rule):
 /// rank 0 for a tag `identity_tag` naming the identity, then 1.. for the `match_user_name` forms

@@ -13,10 +13,10 @@
 //!
 //! layer 0: capabilities, config, error, policy, receipts, retry
 //! layer 1: client
-//! layer 2: inventory, principal
-//! layer 3: correlation, state, reach, findings, nhi
+//! layer 2: inventory, principal, sso
+//! layer 3: correlation, state, reach, findings, nhi, federation
 //! layer 4: resolve, entitlements, health, live
-//! layer 5: iam_verbs, secret_rotation, nhi_key_rotation
+//! layer 5: iam_verbs, sso_verbs, secret_rotation, nhi_key_rotation
 //! layer 6: actions
 //! layer 7: provider
 //!
@@ -46,6 +46,7 @@ mod config;
 mod correlation;
 mod entitlements;
 mod error;
+mod federation;
 mod findings;
 mod health;
 mod iam_verbs;
@@ -61,6 +62,8 @@ mod receipts;
 mod resolve;
 mod retry;
 mod secret_rotation;
+mod sso;
+mod sso_verbs;
 mod state;
 #[cfg(test)]
 mod tests;

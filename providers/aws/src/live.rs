@@ -52,10 +52,76 @@ impl AwsProvider {
                 {
                     return Ok(State::Deleted);
                 }
+                // A person-scoped deny when the finding names one, else the role-wide one.
+                let policy = f.attr("revoke_policy").unwrap_or(revoke);
                 let text = self
-                    .inline_policy_text(Principal::Role(role), revoke)
+                    .inline_policy_text(Principal::Role(role), policy)
                     .await?;
                 session_state(text.as_deref(), ctx.cutoff)
+            }
+            kinds::SSO_USER => {
+                let got = found(
+                    self.call(
+                        "DescribeUser",
+                        self.idstore
+                            .describe_user()
+                            .identity_store_id(attr(f, "identity_store_id")?)
+                            .user_id(attr(f, "user_id")?)
+                            .send(),
+                    )
+                    .await,
+                )?;
+                match got {
+                    None => State::Deleted,
+                    Some(u) if u.user_status().map(|s| s.as_str()) == Some("DISABLED") => {
+                        State::Disabled
+                    }
+                    Some(_) => State::Active,
+                }
+            }
+            kinds::SSO_GROUP_MEMBERSHIP => {
+                let got = found(
+                    self.call(
+                        "DescribeGroupMembership",
+                        self.idstore
+                            .describe_group_membership()
+                            .identity_store_id(attr(f, "identity_store_id")?)
+                            .membership_id(attr(f, "membership_id")?)
+                            .send(),
+                    )
+                    .await,
+                )?;
+                if got.is_some() {
+                    State::Active
+                } else {
+                    State::Deleted
+                }
+            }
+            kinds::SSO_ACCOUNT_ASSIGNMENT | kinds::SSO_GROUP_ASSIGNMENT => {
+                if self
+                    .sso_assignment_exists(
+                        attr(f, "instance_arn")?,
+                        attr(f, "principal_type")?,
+                        attr(f, "principal_id")?,
+                        attr(f, "account")?,
+                        attr(f, "permission_set_arn")?,
+                    )
+                    .await?
+                {
+                    State::Active
+                } else {
+                    State::Deleted
+                }
+            }
+            kinds::SESSION_DENY => {
+                let text = self
+                    .inline_policy_text(Principal::Role(attr(f, "role")?), attr(f, "policy")?)
+                    .await?;
+                match text.as_deref().map(crate::federation::removable_after) {
+                    None => State::Deleted,
+                    Some(Some(t)) if t <= chrono::Utc::now() => State::Inactive,
+                    Some(_) => State::Revoked,
+                }
             }
             kinds::LOGIN_PROFILE => match self.login_profile(attr(f, "user")?).await? {
                 Some(_) => State::Active,

@@ -3,13 +3,17 @@
 //!
 //! This is deliberately a reachability analysis, not a full IAM evaluator. It answers "could this
 //! principal do this action on this resource through this document", and errs towards *yes*:
-//! - `Condition` blocks are not evaluated. An `Allow` with a condition counts as allowing (the
-//!   result is flagged `conditional` so it can be noted); a `Deny` with a condition does not count
-//!   as denying. Either way Closeout over-reports access rather than hiding it.
+//! - `Condition` blocks are not evaluated by the decisions here. An `Allow` with a condition
+//!   counts as allowing (the result is flagged `conditional` so it can be noted); a `Deny` with a
+//!   condition does not count as denying. Either way Closeout over-reports access rather than
+//!   hiding it. The conditions are parsed ([`ConditionTest`]) and evaluated where the request's
+//!   values are known: a federated trust policy's conditions against the person's claims
+//!   ([`PolicyDocument::federated_allows`]), a session deny against a session's `aws:userid`
+//!   ([`PolicyDocument::denies_session`]); a key with no known value is unknown, never false.
 //! - Permission boundaries, SCPs and session policies are not considered.
 //!
 //! Supported: `Statement` as an object or a list; `Action`/`NotAction`, `Resource`/`NotResource`,
-//! `Principal`/`NotPrincipal` as a string or a list (`AWS` and `Service` principals); `*` and
+//! `Principal`/`NotPrincipal` as a string or a list (`AWS`, `Service` and `Federated` principals); `*` and
 //! `?` wildcards (actions match case-insensitively, resources case-sensitively, as IAM does); the
 //! policy variables `${aws:username}` and `${aws:userid}` (any other variable matches anything in
 //! an `Allow`, and makes a `Deny` count as conditional, so it never hides access); documents that
@@ -49,6 +53,8 @@ struct Principals {
     aws: Vec<String>,
     /// Values under `Service`: service principals such as `ec2.amazonaws.com`.
     services: Vec<String>,
+    /// Values under `Federated`: SAML or OIDC provider ARNs (or `cognito-identity.amazonaws.com`).
+    federated: Vec<String>,
 }
 
 /// One statement of a policy document.
@@ -59,8 +65,130 @@ pub struct Statement {
     action: Patterns,
     resource: Patterns,
     principal: PrincipalSpec,
-    /// The statement has a `Condition` block (not evaluated).
+    /// The statement has a `Condition` block (evaluated only where a caller asks, see
+    /// [`ConditionTest::evaluate`]).
     pub conditional: bool,
+    /// The tests of the `Condition` block, one per operator and key (all must hold). A block
+    /// that could not be read gives one test with operator `?`, which evaluates as unknown.
+    pub conditions: Vec<ConditionTest>,
+}
+
+/// One test of a `Condition` block: `"StringLike": {"aws:userid": ["AROA…:dana@example.com"]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionTest {
+    /// As written, e.g. `StringEquals`, `ForAnyValue:StringLike`, `StringEqualsIfExists`.
+    pub operator: String,
+    /// The condition key as written, e.g. `saml:sub` (compared case-insensitively).
+    pub key: String,
+    /// The policy's values (booleans and numbers as their text).
+    pub values: Vec<String>,
+}
+
+/// What a condition test (or a statement's conditions) comes to for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    /// Cannot be told: why (a key with no known value, an operator not evaluated).
+    Unknown(String),
+}
+
+impl Truth {
+    /// All of `tests` hold: false wins over unknown, unknown over true.
+    pub fn all(tests: impl IntoIterator<Item = Truth>) -> Truth {
+        let mut unknown: Vec<String> = Vec::new();
+        for t in tests {
+            match t {
+                Truth::False => return Truth::False,
+                Truth::Unknown(why) => unknown.push(why),
+                Truth::True => {}
+            }
+        }
+        if unknown.is_empty() {
+            Truth::True
+        } else {
+            Truth::Unknown(unknown.join("; "))
+        }
+    }
+}
+
+impl ConditionTest {
+    /// Evaluate against the request context `value_of`: `None` for a key whose value is not
+    /// known at all (unknown), `Some(values)` for a known key (empty: the request has no value
+    /// for it). String and date operators, their `Not` forms, `ForAnyValue:`/`ForAllValues:`,
+    /// `…IfExists` and `Null` are evaluated; any other operator is unknown.
+    pub fn evaluate(&self, value_of: &dyn Fn(&str) -> Option<Vec<String>>) -> Truth {
+        let (set, rest) = match self.operator.split_once(':') {
+            Some((set, rest)) => (Some(set.to_ascii_lowercase()), rest),
+            None => (None, self.operator.as_str()),
+        };
+        let (base, if_exists) = match rest.strip_suffix("IfExists") {
+            Some(b) => (b, true),
+            None => (rest, false),
+        };
+        let Some(context) = value_of(&self.key) else {
+            return Truth::Unknown(format!(
+                "{} {} cannot be evaluated: the value of {} is not known",
+                self.operator, self.key, self.key
+            ));
+        };
+        if base == "Null" {
+            let want_null = self.values.iter().any(|v| v.eq_ignore_ascii_case("true"));
+            return bool_truth(context.is_empty() == want_null);
+        }
+        type Cmp = fn(&str, &str) -> bool;
+        let (cmp, negated): (Cmp, bool) = match base {
+            "StringEquals" => (|p, v| p == v, false),
+            "StringNotEquals" => (|p, v| p == v, true),
+            "StringEqualsIgnoreCase" => (|p, v| p.eq_ignore_ascii_case(v), false),
+            "StringNotEqualsIgnoreCase" => (|p, v| p.eq_ignore_ascii_case(v), true),
+            "StringLike" => (|p, v| glob_match(p, v, false), false),
+            "StringNotLike" => (|p, v| glob_match(p, v, false), true),
+            "DateLessThan" => (|p, v| date_cmp(v, p).is_some_and(|o| o.is_lt()), false),
+            "DateLessThanEquals" => (|p, v| date_cmp(v, p).is_some_and(|o| o.is_le()), false),
+            "DateGreaterThan" => (|p, v| date_cmp(v, p).is_some_and(|o| o.is_gt()), false),
+            "DateGreaterThanEquals" => (|p, v| date_cmp(v, p).is_some_and(|o| o.is_ge()), false),
+            _ => {
+                return Truth::Unknown(format!(
+                    "condition operator {} (on {}) is not evaluated",
+                    self.operator, self.key
+                ))
+            }
+        };
+        if context.is_empty() {
+            // No value: `…IfExists` holds; a negated operator holds; anything else does not.
+            return bool_truth(if_exists || negated || set.as_deref() == Some("forallvalues"));
+        }
+        let matches = |v: &String| self.values.iter().any(|p| cmp(p, v));
+        let hit = match set.as_deref() {
+            Some("forallvalues") => context.iter().all(matches),
+            _ => context.iter().any(matches),
+        };
+        bool_truth(hit != negated)
+    }
+}
+
+fn bool_truth(b: bool) -> Truth {
+    if b {
+        Truth::True
+    } else {
+        Truth::False
+    }
+}
+
+/// `value` compared with the policy's `pattern`, both policy dates.
+fn date_cmp(value: &str, pattern: &str) -> Option<std::cmp::Ordering> {
+    Some(parse_policy_time(value)?.cmp(&parse_policy_time(pattern)?))
+}
+
+/// An `Allow` of a trust policy to federated principals: who signs the callers in, and the
+/// conditions that decide which of them may assume the role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedAllow<'a> {
+    /// SAML or OIDC provider ARNs (or provider names such as `cognito-identity.amazonaws.com`).
+    pub providers: &'a [String],
+    /// The statement's conditions (all must hold).
+    pub conditions: &'a [ConditionTest],
 }
 
 /// A parsed policy document.
@@ -285,6 +413,51 @@ impl PolicyDocument {
         d
     }
 
+    /// The `Allow` statements of a trust policy that let federated principals (a SAML or OIDC
+    /// provider's users) assume the role: `sts:AssumeRoleWithSAML`,
+    /// `sts:AssumeRoleWithWebIdentity` (or a pattern matching them).
+    pub fn federated_allows(&self) -> Vec<FederatedAllow<'_>> {
+        self.statements
+            .iter()
+            .filter(|s| s.effect == Effect::Allow)
+            .filter(|s| {
+                action_matches(&s.action, "sts:AssumeRoleWithSAML")
+                    || action_matches(&s.action, "sts:AssumeRoleWithWebIdentity")
+            })
+            .filter_map(|s| match &s.principal {
+                PrincipalSpec::Is(p) if !p.federated.is_empty() => Some(FederatedAllow {
+                    providers: &p.federated,
+                    conditions: &s.conditions,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether this identity policy denies a request by the role session `userid`
+    /// (`AROA…:session`) issued at `issued`: a `Deny` of every action (`"Action": "*"`) whose
+    /// conditions (if any) hold for `aws:userid` and `aws:TokenIssueTime` (any other key: unknown,
+    /// so not counted). For checking a session-revocation deny against the sessions it must (and must
+    /// not) cut.
+    pub fn denies_session(&self, userid: &str, issued: chrono::DateTime<chrono::Utc>) -> bool {
+        let issued = issued.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let value_of = |key: &str| -> Option<Vec<String>> {
+            if key.eq_ignore_ascii_case("aws:userid") {
+                Some(vec![userid.to_string()])
+            } else if key.eq_ignore_ascii_case("aws:TokenIssueTime") {
+                Some(vec![issued.clone()])
+            } else {
+                None
+            }
+        };
+        self.statements.iter().any(|s| {
+            s.effect == Effect::Deny
+                // A deny of every action (`"Action": "*"`), as a session deny is.
+                && action_matches(&s.action, "*")
+                && Truth::all(s.conditions.iter().map(|c| c.evaluate(&value_of))) == Truth::True
+        })
+    }
+
     /// The `DateLessThan` `aws:TokenIssueTime` value of the first `Deny` statement that has one:
     /// the cut-off of a session-revocation policy.
     pub fn token_issue_cutoff(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -403,8 +576,10 @@ fn principals(v: &Value) -> Option<Principals> {
                     }
                 } else if k == "Service" {
                     p.services.extend(values);
+                } else if k == "Federated" {
+                    p.federated.extend(values);
                 }
-                // Federated and CanonicalUser principals never name an IAM user, role or service.
+                // CanonicalUser principals never name an IAM user, role or service.
             }
             Some(p)
         }
@@ -433,6 +608,7 @@ fn parse_statement(v: &Value) -> Option<Statement> {
     let conditional = s
         .get("Condition")
         .is_some_and(|c| c.as_object().is_none_or(|m| !m.is_empty()));
+    let conditions = s.get("Condition").map(conditions).unwrap_or_default();
     Some(Statement {
         sid: s.get("Sid").and_then(Value::as_str).map(str::to_string),
         effect,
@@ -440,7 +616,53 @@ fn parse_statement(v: &Value) -> Option<Statement> {
         resource,
         principal,
         conditional,
+        conditions,
     })
+}
+
+/// The tests of a `Condition` block; a block that is not `{operator: {key: value(s)}}` gives
+/// one test with operator `?` (unknown, never taken as holding or failing).
+fn conditions(v: &Value) -> Vec<ConditionTest> {
+    let unreadable = || {
+        vec![ConditionTest {
+            operator: "?".into(),
+            key: "?".into(),
+            values: Vec::new(),
+        }]
+    };
+    let Some(ops) = v.as_object() else {
+        return unreadable();
+    };
+    let mut out = Vec::new();
+    for (op, block) in ops {
+        let Some(block) = block.as_object() else {
+            return unreadable();
+        };
+        for (key, value) in block {
+            let values = match value {
+                Value::Array(list) => list.iter().map(scalar).collect::<Option<Vec<_>>>(),
+                other => scalar(other).map(|v| vec![v]),
+            };
+            let Some(values) = values else {
+                return unreadable();
+            };
+            out.push(ConditionTest {
+                operator: op.clone(),
+                key: key.clone(),
+                values,
+            });
+        }
+    }
+    out
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn action_matches(p: &Patterns, action: &str) -> bool {

@@ -849,6 +849,8 @@ pub struct RoleReach {
     pub trust: &'static str,
     /// `can-assume` when any way in assumes it, else `can-act-as` (passed to compute).
     pub relation: Relation,
+    /// Every way in is a start (a federated sign-in), none an assumption from another principal.
+    pub only_started: bool,
 }
 
 impl Reach<'_> {
@@ -874,6 +876,7 @@ impl Reach<'_> {
                     } else {
                         Relation::CanActAs
                     },
+                    only_started: r.entries.iter().all(|e| *e == Entry::Start),
                 })
             })
             .collect()

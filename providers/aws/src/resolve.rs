@@ -7,6 +7,10 @@ use crate::capabilities::{kinds, PROVIDER};
 use crate::client::AwsProvider;
 use crate::correlation::correlate;
 use crate::error::CallError;
+use crate::federation::{
+    federated_role_finding, federated_roles, identity_center, inventory_account, session_denies,
+    FedRole, Federated, GAP_IDENTITY_CENTER,
+};
 use crate::findings::{apply_versions, person_findings, role_finding, secret_finding};
 use crate::inventory::SecretVersions;
 use crate::nhi::{
@@ -22,6 +26,64 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 
 impl AwsProvider {
+    /// Identity Center (when enabled) and the SAML/OIDC roles, for `identity`: the findings and
+    /// gaps go into `res`, the roles come back for reach. Identity Center refused (or not served)
+    /// is a gap: the person's SSO access is unknown, never taken for none.
+    async fn federated(
+        &self,
+        inv: &crate::inventory::Inventory,
+        identity: &closeout_contract::Identity,
+        res: &mut Resolution,
+    ) -> Result<Federated, ProviderError> {
+        let mut fed = Federated::default();
+        if self.config.identity_center.enabled {
+            match self.load_sso(identity).await {
+                Ok(Some(access)) => {
+                    let account = match inventory_account(inv) {
+                        Some(a) => a.to_string(),
+                        None if access.user.is_some() => self
+                            .call("GetCallerIdentity", self.sts.get_caller_identity().send())
+                            .await?
+                            .account()
+                            .unwrap_or_default()
+                            .to_string(),
+                        None => String::new(),
+                    };
+                    fed = identity_center(inv, &access, &account);
+                }
+                Ok(None) => {}
+                Err(e) if e.is_access_denied() || e.is_unimplemented() => {
+                    res.gaps.push(Gap {
+                        provider: PROVIDER.to_string(),
+                        kind: GAP_IDENTITY_CENTER.to_string(),
+                        resource: String::new(),
+                        reason: format!(
+                            "{} was refused ({e}): the identity's IAM Identity Center user, groups, account assignments and the roles they give are unknown",
+                            e.op
+                        ),
+                        paths: Vec::new(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let saml = federated_roles(inv, identity, &self.config);
+        fed.roles.extend(saml.roles);
+        fed.gaps.extend(saml.gaps);
+        res.warnings.append(&mut fed.warnings);
+        res.gaps.append(&mut fed.gaps);
+        res.findings.append(&mut fed.findings);
+        if let Some((user_id, user_name, matched_by)) = &fed.sso_user {
+            res.accounts.push(Account {
+                provider: PROVIDER.to_string(),
+                resource: user_id.clone(),
+                display: format!("identity center user {user_name}"),
+                matched_by: matched_by.clone(),
+            });
+        }
+        Ok(fed)
+    }
+
     /// `nhi_findings`: one paged inventory listing, no per-user call.
     pub(crate) async fn nhi_findings_impl(
         &self,
@@ -67,6 +129,11 @@ impl AwsProvider {
         let person_idx = correlation.account.as_ref().map(|(i, _)| *i);
         let (nhi_users, nhi_roles) = owned_nhis(&inv, person_idx, identity, config);
 
+        // Federated access: Identity Center's roles and the SAML/OIDC roles the person signs in
+        // to; they are starts of reach like the person's own IAM user.
+        let fed = self.federated(&inv, identity, &mut res).await?;
+        let fed_by_role: BTreeMap<usize, &FedRole> = fed.roles.iter().map(|r| (r.idx, r)).collect();
+
         // Where reach starts: the person's own IAM user, and the IAM users it owns (their keys
         // are the person's to use until rotated, so what they reach is the person's too).
         let starts: Vec<(Node, Path)> = person_idx
@@ -76,6 +143,11 @@ impl AwsProvider {
                 let path = nhi_user_finding(&inv.users[*i], config).paths[0].clone();
                 (Node::User(*i), path)
             }))
+            .chain(
+                fed.roles
+                    .iter()
+                    .filter_map(|r| r.paths.first().map(|p| (Node::Role(r.idx), p.clone()))),
+            )
             .collect();
         // The AWS-managed policies of every principal reached, read until reach stops growing:
         // a policy read can open a new edge, whose principal has policies of its own.
@@ -153,8 +225,22 @@ impl AwsProvider {
             }
         }
         for r in &reached.roles() {
-            res.findings.push(role_finding(inv, r, ctx, config));
+            let mut f = role_finding(inv, r, ctx, config);
+            if let Some(fr) = fed_by_role.get(&r.idx) {
+                federated_role_finding(
+                    &mut f,
+                    fr,
+                    r.only_started,
+                    inv,
+                    identity,
+                    config,
+                    ctx.cutoff,
+                );
+            }
+            res.findings.push(f);
         }
+        res.findings
+            .extend(session_denies(inv, identity, config, Utc::now()));
         for (i, keys) in &nhi_keys {
             let user = &inv.users[*i];
             match keys {
