@@ -119,19 +119,60 @@ impl VaultProvider {
         &self,
         accessor: &str,
     ) -> Result<Option<TokenInfo>, CallError> {
-        match self
-            .client
-            .read_data::<vaultrs::api::token::responses::LookupTokenResponse>(
-                "POST",
-                "auth/token/lookup-accessor",
-                Some(&serde_json::json!({ "accessor": accessor })),
-            )
-            .await
-        {
-            Ok(t) => Ok(Some(t.into())),
-            Err(e) if e.is_invalid_accessor() || e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
+        // While a parent's revocation is removing this token, its accessor entry still exists
+        // but the token does not, and Vault answers the lookup 403 "permission denied" (its
+        // "bad token"), or 200 with a body that is not a token; once the revocation is through,
+        // the accessor is "invalid". Such an answer is asked again a few times (3.1 s in all)
+        // before it counts: one that stays is returned as the error it is, never taken for a
+        // revoked token.
+        let mut waits = [100u64, 200, 400, 800, 1600].into_iter();
+        loop {
+            match self
+                .client
+                .read_data::<vaultrs::api::token::responses::LookupTokenResponse>(
+                    "POST",
+                    "auth/token/lookup-accessor",
+                    Some(&serde_json::json!({ "accessor": accessor })),
+                )
+                .await
+            {
+                Ok(t) => return Ok(Some(t.into())),
+                Err(e) if e.is_invalid_accessor() || e.is_not_found() => return Ok(None),
+                Err(e) if matches!(e.status, Some(403) | Some(200)) => match waits.next() {
+                    Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+                    // OpenBao can keep the accessor entry of a child it removed while its parent
+                    // was revoked: that lookup answers 403 for good. Vault answers a lookup 403
+                    // for two reasons only: the caller may not call `lookup-accessor`, or the
+                    // accessor's token does not exist ("bad token"). Closeout's own permission
+                    // is asked of Vault; only when it is granted is the token taken as gone.
+                    None if e.status == Some(403) && self.may_look_up_accessors().await? => {
+                        tracing::warn!(
+                            "lookup-accessor refused although Closeout may call it: the accessor's token no longer exists (a dangling accessor entry)"
+                        );
+                        return Ok(None);
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
         }
+    }
+
+    /// Whether Closeout's token may call `auth/token/lookup-accessor` (`sys/capabilities-self`).
+    async fn may_look_up_accessors(&self) -> Result<bool, CallError> {
+        const PATH: &str = "auth/token/lookup-accessor";
+        let answer: Option<crate::client::Data<BTreeMap<String, serde_json::Value>>> = self
+            .client
+            .post(
+                "sys/capabilities-self",
+                &serde_json::json!({ "paths": [PATH] }),
+            )
+            .await?;
+        let granted: Vec<String> = answer
+            .and_then(|d| d.data.get(PATH).cloned())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        Ok(crate::health::grants(&granted, "update"))
     }
 
     /// The mounts of `sys/auth` (auth methods) or else `sys/mounts` (secret engines).

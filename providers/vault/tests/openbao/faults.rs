@@ -391,3 +391,144 @@ async fn approle_rotation_whose_answers_were_lost_leaves_one_new_secret_id() {
         );
     }
 }
+
+/// Seen in the demo once Vault actions ran 32 at a time: while a parent token's revocation is
+/// removing its children, a child's accessor still exists but its token does not, and OpenBao
+/// answers `lookup-accessor` 403 "permission denied" (its "bad token"). The child's revoke action
+/// failed and the leaver stopped after `contain` (a 200 whose body is no token was seen too).
+/// Every child is revoked while its parent is, in several rounds: every action must end done or
+/// already done, and every token read back gone. Without the fix it fails about two runs in three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_revoked_while_its_parent_is_revoked_never_fails_the_action() {
+    use closeout_contract::{Finding, Holder, Relation, State};
+    let api = Api::namespace("revoke-race").await;
+    let provider = api.provider("revoke-race").await;
+    let ctx = context_now(person("E100", "alice.smith@example.com")).await;
+    let token_finding = |accessor: &str| Finding {
+        id: format!("vault:token:{accessor}"),
+        provider: "vault".into(),
+        kind: "token".into(),
+        relation: Relation::Owns,
+        holder: Holder::Account,
+        resource: accessor.into(),
+        display: accessor.into(),
+        state: State::Active,
+        paths: vec![],
+        attributes: [("accessor".to_string(), accessor.to_string())].into(),
+    };
+    api.policy(
+        "mint",
+        r#"path "auth/token/create" { capabilities = ["update"] }"#,
+    )
+    .await;
+    for round in 0..12 {
+        let parent = api
+            .root(
+                "POST",
+                "auth/token/create",
+                Some(json!({"policies": ["mint"]})),
+            )
+            .await;
+        let parent_token = parent["auth"]["client_token"].as_str().unwrap().to_string();
+        let parent_accessor = parent["auth"]["accessor"].as_str().unwrap().to_string();
+        let mut accessors = vec![parent_accessor];
+        let mut tokens = vec![parent_token.clone()];
+        for _ in 0..40 {
+            let (status, child) = api
+                .call(
+                    "POST",
+                    "auth/token/create",
+                    &parent_token,
+                    Some(json!({"policies": ["default"]})),
+                )
+                .await;
+            assert_eq!(status, 200, "{child}");
+            accessors.push(child["auth"]["accessor"].as_str().unwrap().to_string());
+            tokens.push(child["auth"]["client_token"].as_str().unwrap().to_string());
+        }
+        let findings: Vec<Finding> = accessors.iter().map(|a| token_finding(a)).collect();
+        let run = format!("race-{round}");
+        let requests: Vec<_> = findings
+            .iter()
+            .map(|f| crate::api::request(&run, f, "revoke"))
+            .collect();
+        let outcomes =
+            futures::future::join_all(requests.iter().map(|r| provider.execute(r))).await;
+        for (f, outcome) in findings.iter().zip(outcomes) {
+            let outcome = outcome
+                .unwrap_or_else(|e| panic!("round {round}: revoking {} failed: {e}", f.resource));
+            assert_eq!(outcome.state, State::Revoked, "{outcome:?}");
+        }
+        // Every token is dead (OpenBao may keep a dangling accessor entry of a child, so the
+        // tokens themselves are asked), and the provider reads every accessor back as gone.
+        for token in &tokens {
+            assert!(
+                !api.token_works(token).await,
+                "round {round}: a token still works"
+            );
+        }
+        for f in &findings {
+            assert_eq!(
+                provider.live_state(f, &ctx).await.expect("live state"),
+                State::Deleted,
+                "round {round}: the provider still sees token {}",
+                f.resource
+            );
+        }
+    }
+}
+
+/// The other side of the dangling-accessor rule: when Closeout itself may not call
+/// `lookup-accessor`, a 403 is a refusal, never a revoked token: the revoke fails and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_on_lookup_accessor_without_the_permission_is_an_error_not_a_revoked_token() {
+    use closeout_contract::{Finding, Holder, Relation, State};
+    let api = Api::namespace("lookup-refused").await;
+    api.policy(
+        "no-lookup",
+        r#"path "auth/token/revoke-accessor" { capabilities = ["update"] }"#,
+    )
+    .await;
+    let weak = api
+        .root(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["no-lookup"], "no_parent": true})),
+        )
+        .await;
+    let weak = weak["auth"]["client_token"].as_str().unwrap().to_string();
+    let victim = api
+        .root(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["default"]})),
+        )
+        .await;
+    let victim_token = victim["auth"]["client_token"].as_str().unwrap().to_string();
+    let accessor = victim["auth"]["accessor"].as_str().unwrap().to_string();
+    let provider = api
+        .provider_with(
+            "lookup-refused",
+            &weak,
+            closeout_vault::VaultConfig::default(),
+        )
+        .await;
+    let f = Finding {
+        id: format!("vault:token:{accessor}"),
+        provider: "vault".into(),
+        kind: "token".into(),
+        relation: Relation::Owns,
+        holder: Holder::Account,
+        resource: accessor.clone(),
+        display: accessor.clone(),
+        state: State::Active,
+        paths: vec![],
+        attributes: [("accessor".to_string(), accessor.clone())].into(),
+    };
+    let err = provider
+        .execute(&crate::api::request("refused", &f, "revoke"))
+        .await
+        .expect_err("a refused lookup is not a revoked token");
+    assert!(err.to_string().contains("403"), "{err}");
+    assert!(api.token_works(&victim_token).await, "nothing was revoked");
+}
