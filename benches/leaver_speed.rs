@@ -22,6 +22,10 @@
 //! After each, `leaver_world.py check` reads both emulators back directly (not through the
 //! proxies) and fails unless the leaver is closed and the other principals are untouched.
 //!
+//! `CLOSEOUT_BENCH_TIMINGS=1` runs Closeout with `--timings` and prints its per-phase,
+//! per-provider table (calls, in-flight time, gate wait, throttles) for each run;
+//! `CLOSEOUT_BENCH_KEEP=1` keeps each world's directory.
+//!
 //! The latency is `CLOSEOUT_BENCH_LATENCY_MS` (default 50), added by
 //! `closeout_testkit::proxy::FaultProxy` to every request (`Fault::Latency`, `When::Always`).
 //! The critical-path bound is [`CRITICAL_ROUNDS`] dependent round trips × the latency.
@@ -252,6 +256,7 @@ struct CloseoutRun {
 async fn run_closeout(world: &World) -> CloseoutRun {
     let config = world.write_config();
     let dir = world.dir.path().to_path_buf();
+    let timings = std::env::var_os("CLOSEOUT_BENCH_TIMINGS").is_some();
     let started = Instant::now();
     let (output, peak) = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_closeout"))
@@ -267,6 +272,7 @@ async fn run_closeout(world: &World) -> CloseoutRun {
                 "--format",
                 "json",
             ])
+            .args(timings.then_some("--timings"))
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
@@ -332,6 +338,13 @@ async fn run_closeout(world: &World) -> CloseoutRun {
         report["open"],
         String::from_utf8_lossy(&stderr)
     );
+    if timings {
+        // `--timings` prints its table last on stderr (docs/observability.md).
+        let stderr = String::from_utf8_lossy(&stderr);
+        if let Some(at) = stderr.rfind("timings\n") {
+            eprint!("{}", &stderr[at..]);
+        }
+    }
     CloseoutRun {
         wall,
         calls: world.calls(),
