@@ -19,6 +19,10 @@
 //!    the other world: wall time and calls. It reads its own end state back and exits non-zero
 //!    when the leaver is not closed.
 //!
+//! `CLOSEOUT_BENCH_ACCESSORS=K` runs, instead, issue 15's accessor-scan case: the leaver
+//! (N = 10, M = 50) among K more Vault tokens, Closeout against the sequential lookup loop alone,
+//! at `CLOSEOUT_BENCH_ACCESSOR_LATENCIES` (default `0,50`) ms per call.
+//!
 //! After each, `leaver_world.py check` reads both emulators back directly (not through the
 //! proxies) and fails unless the leaver is closed and the other principals are untouched.
 //!
@@ -94,7 +98,7 @@ struct World {
 }
 
 impl World {
-    async fn new(n: usize, m: usize, latency_ms: u64) -> World {
+    async fn new(n: usize, m: usize, extra_tokens: usize, latency_ms: u64) -> World {
         let (moto, bao) =
             tokio::task::spawn_blocking(|| (MotoServer::start(), OpenBaoServer::start()))
                 .await
@@ -110,6 +114,7 @@ impl World {
         let out = Command::new(python())
             .arg(format!("{REPO}/scripts/bench/leaver_world.py"))
             .args(["seed", "--n", &n.to_string(), "--m", &m.to_string()])
+            .args(["--extra-tokens", &extra_tokens.to_string()])
             .arg("--manifest")
             .arg(dir.path().join("manifest.json"))
             .envs(aws_env(&moto.endpoint()))
@@ -126,10 +131,14 @@ impl World {
             "  seeded N={n} M={m} in {:.1} s",
             seeded.elapsed().as_secs_f64()
         );
-        let rules = vec![Rule::new(
-            When::Always,
-            Fault::Latency { millis: latency_ms },
-        )];
+        let rules = if latency_ms == 0 {
+            Vec::new()
+        } else {
+            vec![Rule::new(
+                When::Always,
+                Fault::Latency { millis: latency_ms },
+            )]
+        };
         let aws_proxy = FaultProxy::start(&moto.endpoint()).await;
         aws_proxy.set_rules(rules.clone());
         let vault_proxy = FaultProxy::start(&bao.address()).await;
@@ -147,13 +156,15 @@ impl World {
         self.aws_proxy.requests() + self.vault_proxy.requests()
     }
 
-    /// `leaver_world.py check`, straight to the emulators; panics unless closed.
-    fn check(&self, who: &str) {
+    /// `leaver_world.py check`, straight to the emulators; panics unless closed (only her tokens
+    /// revoked, with `tokens_only`).
+    fn check(&self, who: &str, tokens_only: bool) {
         let out = Command::new(python())
             .arg(format!("{REPO}/scripts/bench/leaver_world.py"))
             .arg("check")
             .arg("--manifest")
             .arg(self.dir.path().join("manifest.json"))
+            .args(tokens_only.then_some("--tokens-only"))
             .envs(aws_env(&self.moto.endpoint()))
             .env("VAULT_ADDR", self.bao.address())
             .env("VAULT_TOKEN", self.bao.root_token())
@@ -353,13 +364,14 @@ async fn run_closeout(world: &World) -> CloseoutRun {
     }
 }
 
-async fn run_script(world: &World) -> (Duration, u64) {
+async fn run_script(world: &World, tokens_only: bool) -> (Duration, u64) {
     let aws = world.aws_proxy.endpoint();
     let vault = world.vault_proxy.endpoint();
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(format!("{REPO}/scripts/bench/leaver_script.py"))
+            .args(tokens_only.then_some("--tokens-only"))
             .envs(aws_env(&aws))
             .env("VAULT_ADDR", vault)
             .env("VAULT_TOKEN", closeout_testkit::openbao::ROOT_TOKEN)
@@ -386,6 +398,56 @@ struct Row {
     script_calls: u64,
 }
 
+/// The accessor-scan case (`CLOSEOUT_BENCH_ACCESSORS=K`): the leaver (N = 10, M = 50) among K
+/// more tokens, Closeout's whole leaver close-out against the sequential lookup loop alone
+/// (`leaver_script.py --tokens-only`), at each latency of `CLOSEOUT_BENCH_ACCESSOR_LATENCIES`
+/// (default `0,50` ms).
+fn accessors_case(runtime: &tokio::runtime::Runtime, extra: usize) {
+    let latencies = list_env("CLOSEOUT_BENCH_ACCESSOR_LATENCIES", &[0, 50]);
+    let mut rows = Vec::new();
+    for &latency in &latencies {
+        let latency = latency as u64;
+        eprintln!("{extra} extra Vault tokens, {latency} ms per call:");
+        let row = runtime.block_on(async {
+            let world = World::new(10, 50, extra, latency).await;
+            let closeout = run_closeout(&world).await;
+            world.check("closeout apply", false);
+            drop(world);
+            let world = World::new(10, 50, extra, latency).await;
+            let (loop_wall, loop_calls) = run_script(&world, true).await;
+            world.check("the lookup loop", true);
+            (latency, closeout, loop_wall, loop_calls)
+        });
+        eprintln!(
+            "  closeout {:.2} s / {} calls; lookup loop {:.2} s / {} calls",
+            row.1.wall.as_secs_f64(),
+            row.1.calls,
+            row.2.as_secs_f64(),
+            row.3
+        );
+        rows.push(row);
+    }
+    println!();
+    println!("Accessor scan: the leaver (N = 10, M = 50) among {extra} more Vault tokens");
+    println!();
+    println!("| latency | Closeout wall (whole leaver) | lookup loop wall | ratio | calls (Closeout / loop) | time to containment | peak RSS |");
+    println!("|---|---|---|---|---|---|---|");
+    for (latency, c, loop_wall, loop_calls) in &rows {
+        println!(
+            "| {latency} ms | {:.2} s | {:.2} s | {:.2} | {} / {} | {} | {:.1} MiB |",
+            c.wall.as_secs_f64(),
+            loop_wall.as_secs_f64(),
+            c.wall.as_secs_f64() / loop_wall.as_secs_f64(),
+            c.calls,
+            loop_calls,
+            c.containment_s
+                .map(|s| format!("{s:.2} s"))
+                .unwrap_or_else(|| "-".into()),
+            c.peak_rss_kib as f64 / 1024.0,
+        );
+    }
+}
+
 fn main() {
     let ns = list_env("CLOSEOUT_BENCH_N", &[10, 40, 160]);
     let ms = list_env("CLOSEOUT_BENCH_M", &[50, 500]);
@@ -398,18 +460,25 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if let Some(extra) = std::env::var("CLOSEOUT_BENCH_ACCESSORS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        accessors_case(&runtime, extra);
+        return;
+    }
     let mut rows = Vec::new();
     for &m in &ms {
         for &n in &ns {
             eprintln!("N={n} M={m}, {latency_ms} ms per call:");
             let row = runtime.block_on(async {
-                let world = World::new(n, m, latency_ms).await;
+                let world = World::new(n, m, 0, latency_ms).await;
                 let closeout = run_closeout(&world).await;
-                world.check("closeout apply");
+                world.check("closeout apply", false);
                 drop(world);
-                let world = World::new(n, m, latency_ms).await;
-                let (script_wall, script_calls) = run_script(&world).await;
-                world.check("the sequential script");
+                let world = World::new(n, m, 0, latency_ms).await;
+                let (script_wall, script_calls) = run_script(&world, false).await;
+                world.check("the sequential script", false);
                 Row {
                     n,
                     m,

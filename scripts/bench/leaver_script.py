@@ -22,6 +22,9 @@ Then reads back every one of those and exits non-zero if anything is not as it s
 It knows what a team knows: her IAM user name, her Vault entity name and her email. One call
 at a time, no threads.
 
+With --tokens-only (the bench's accessor-scan case, CLOSEOUT_BENCH_ACCESSORS) it runs only the
+sequential token loop: LIST the accessors, look each up, revoke the leaver's, read them back.
+
 Environment: AWS_ENDPOINT_URL, VAULT_ADDR, VAULT_TOKEN (the benchmark points them at the latency
 proxies). Prints one JSON line: {"calls": {...}, "closed": true}.
 """
@@ -58,6 +61,9 @@ def main():
     sm = session.client("secretsmanager", endpoint_url=endpoint)
     v = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
     wrong = []
+    if "--tokens-only" in sys.argv[1:]:
+        tokens_only(v)
+        return
 
     # ---- AWS ------------------------------------------------------------------------------
     user_arn = iam.get_user(UserName=USER)["User"]["Arn"]
@@ -211,6 +217,33 @@ def main():
     if wrong:
         for w in wrong:
             print(f"leaver_script: not closed: {w}", file=sys.stderr)
+        sys.exit(2)
+
+
+def tokens_only(v):
+    """The accessor-scan case: the sequential lookup loop alone (LIST the accessors, look each up,
+    revoke the leaver's), then her revoked tokens read back."""
+    entity = v.secrets.identity.read_entity_by_name(ENTITY)["data"]
+    revoked = []
+    accessors = v.auth.token.list_accessors()["data"]["keys"]
+    for accessor in accessors:
+        try:
+            info = v.auth.token.lookup_accessor(accessor)["data"]
+        except hvac.exceptions.InvalidRequest:
+            continue
+        if info.get("entity_id") == entity["id"]:
+            v.auth.token.revoke_accessor(accessor)
+            revoked.append(accessor)
+    still = []
+    for accessor in revoked:
+        try:
+            v.auth.token.lookup_accessor(accessor)
+            still.append(accessor)
+        except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+            pass
+    print(json.dumps({"closed": not still, "accessors": len(accessors), "revoked_tokens": len(revoked)}))
+    if still:
+        print(f"leaver_script: tokens still valid: {still}", file=sys.stderr)
         sys.exit(2)
 
 

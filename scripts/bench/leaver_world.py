@@ -21,8 +21,11 @@ secret it owns) and a Vault entity of the same name (userpass login, one login t
 secret it owns under `secret/people/`). Nothing of theirs is within Alice's reach.
 
 Usage (the bench runs it; emulator addresses are the real ones, not the latency proxies):
-    leaver_world.py seed  --n N --m M --manifest FILE
-    leaver_world.py check --manifest FILE
+    leaver_world.py seed  --n N --m M --manifest FILE [--extra-tokens K]
+    leaver_world.py check --manifest FILE [--tokens-only]
+
+`--extra-tokens K` adds K root-created tokens of no entity (the accessor-scan case of the bench:
+CLOSEOUT_BENCH_ACCESSORS); `--tokens-only` checks only the tokens (after the lookup loop).
 
 Environment: AWS_ENDPOINT_URL (moto), VAULT_ADDR and VAULT_TOKEN (OpenBao root token).
 
@@ -131,7 +134,7 @@ def certificate(common_name):
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def seed(n, m, manifest_path):
+def seed(n, m, manifest_path, extra_tokens=0):
     iam, sm, v = clients()
     aws_counts, vault_counts = split(n)
     account = boto3.session.Session(
@@ -283,6 +286,14 @@ def seed(n, m, manifest_path):
     step = max(1, m // SAMPLE)
     manifest["others"] = others[::step]
 
+    # Tokens of nobody in particular (root-created, no entity): the accessor scan's haystack.
+    def token(_):
+        v.auth.token.create(policies=["default"], ttl="24h", no_parent=True)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(token, range(extra_tokens)))
+    manifest["extra_tokens"] = extra_tokens
+
     with open(manifest_path, "w") as f:
         json.dump(manifest, f, indent=1)
 
@@ -294,11 +305,16 @@ def status(v, method, path, body=None):
     ).status_code
 
 
-def check(manifest_path):
+def check(manifest_path, tokens_only=False):
     with open(manifest_path) as f:
         manifest = json.load(f)
     iam, sm, v = clients()
     wrong = []
+    if tokens_only:
+        check_tokens(manifest, v, wrong)
+        report(wrong, f"{len(manifest['vault']['token_accessors'])} tokens of the leaver revoked, "
+               f"{len(manifest['others'])} other principals' tokens valid")
+        return
     aws = manifest["aws"]
     user = aws["user"]
 
@@ -364,16 +380,30 @@ def check(manifest_path):
         if digest(data["data"]["data"]["password"]) != seeded:
             wrong.append(f"vault: KV {path} (not Alice's) was rotated")
 
+    report(
+        wrong,
+        f"{len(aws['access_keys']) + len(aws['ssh_keys']) + len(aws['signing_certs']) + 1 + len(aws['secrets'])} AWS "
+        f"and {1 + len(vault['token_accessors']) + len(vault['kv'])} Vault credentials of the leaver; "
+        f"{len(manifest['others'])} other principals checked untouched",
+    )
+
+
+def check_tokens(manifest, v, wrong):
+    for accessor in manifest["vault"]["token_accessors"]:
+        if status(v, "POST", "auth/token/lookup-accessor", {"accessor": accessor}) < 400:
+            wrong.append(f"vault: token (accessor {accessor}) of the leaver is still valid")
+    for o in manifest["others"]:
+        if status(v, "POST", "auth/token/lookup-accessor", {"accessor": o["token_accessor"]}) >= 400:
+            wrong.append(f"vault: {o['user']}'s token was revoked")
+
+
+def report(wrong, closed):
     if wrong:
         print("leaver_world: the end state is wrong:", file=sys.stderr)
         for w in wrong:
             print(f"  - {w}", file=sys.stderr)
         sys.exit(2)
-    print(
-        f"leaver_world: closed: {len(aws['access_keys']) + len(aws['ssh_keys']) + len(aws['signing_certs']) + 1 + len(aws['secrets'])} AWS "
-        f"and {1 + len(vault['token_accessors']) + len(vault['kv'])} Vault credentials of the leaver; "
-        f"{len(manifest['others'])} other principals checked untouched"
-    )
+    print(f"leaver_world: closed: {closed}")
 
 
 def main():
@@ -383,13 +413,17 @@ def main():
     s.add_argument("--n", type=int, required=True)
     s.add_argument("--m", type=int, required=True)
     s.add_argument("--manifest", required=True)
+    s.add_argument("--extra-tokens", type=int, default=0,
+                   help="root-created tokens of no entity, for the accessor-scan case")
     c = sub.add_parser("check")
     c.add_argument("--manifest", required=True)
+    c.add_argument("--tokens-only", action="store_true",
+                   help="check only the Vault tokens (after the sequential lookup loop)")
     args = parser.parse_args()
     if args.command == "seed":
-        seed(args.n, args.m, args.manifest)
+        seed(args.n, args.m, args.manifest, args.extra_tokens)
     else:
-        check(args.manifest)
+        check(args.manifest, args.tokens_only)
 
 
 if __name__ == "__main__":
