@@ -5,7 +5,7 @@ use super::journal::{Journal, JournalError};
 use super::sqlite::{parse_ts, ts};
 use chrono::{DateTime, Utc};
 use closeout_contract::Entitlement;
-use rusqlite::params;
+use rusqlite::{params, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -76,7 +76,7 @@ impl Journal {
         keep: &BTreeSet<Entitlement>,
     ) -> Result<(), JournalError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let stale: Vec<(String, String, String)> = {
             let mut stmt =
                 tx.prepare("SELECT provider, kind, target FROM grants WHERE identity = ?1")?;

@@ -10,7 +10,7 @@ use super::sqlite::{migrate, open_durable, parse_opt_ts, parse_ts, ts, BadTimest
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
 use closeout_contract::ProviderCall;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -616,7 +616,7 @@ impl Journal {
             ActionStatus::Done
         };
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let calls = calls_with_earlier(&tx, key, calls)?;
         tx.execute(
             "UPDATE actions SET status = ?2, state = ?3, detail = ?4, finished_at = ?5, error = NULL, provider_calls = ?6 WHERE key = ?1",
@@ -635,7 +635,7 @@ impl Journal {
         calls: &[ProviderCall],
     ) -> Result<(), JournalError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let calls = calls_with_earlier(&tx, key, calls)?;
         tx.execute(
             "UPDATE actions SET status = 'failed', error = ?2, finished_at = ?3, provider_calls = ?4 WHERE key = ?1",

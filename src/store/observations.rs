@@ -4,7 +4,7 @@
 use super::journal::{Journal, JournalError};
 use super::sqlite::{parse_ts, ts};
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{params, TransactionBehavior};
 use std::collections::BTreeMap;
 
 impl Journal {
@@ -16,7 +16,7 @@ impl Journal {
         at: DateTime<Utc>,
     ) -> Result<(), JournalError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (finding, state) in findings {
             tx.execute(
                 "INSERT INTO observations (finding_id, state, first_seen) VALUES (?1, ?2, ?3) \

@@ -140,6 +140,11 @@ pub fn poll_when_busy(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_handler(Some(retry_when_busy))
 }
 
+/// Invariant: every transaction that writes begins `IMMEDIATE`. A deferred one that reads first
+/// and then writes cannot wait for the lock: SQLite answers "database is locked" at once when
+/// another connection committed in between (a busy handler would deadlock there), which failed
+/// service events whenever two workers finished actions at the same moment.
+///
 /// A connection to the store's SQLite file for durable writes, shared by the journal and the
 /// event queue: the directory is created, WAL with `synchronous=FULL` (a commit is on disk when
 /// it returns), and a busy handler so several connections (workers, the CLI) can write.
@@ -176,4 +181,38 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_waits_for_another_connections_write_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store.db");
+        let holder = open_durable(&path).expect("open");
+        holder
+            .execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .expect("hold the write lock");
+        let waiter = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let conn = open_durable(&path).expect("open");
+                let started = std::time::Instant::now();
+                conn.execute("INSERT INTO t VALUES (2)", [])
+                    .map(|_| started.elapsed())
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        holder.execute_batch("COMMIT").expect("commit");
+        let waited = waiter
+            .join()
+            .expect("joined")
+            .expect("the waiter's insert succeeds");
+        assert!(
+            waited >= std::time::Duration::from_millis(400),
+            "{waited:?}"
+        );
+    }
 }
