@@ -159,6 +159,14 @@ impl Engine {
                 }
             }
             graph.findings.sort_by(|a, b| a.id.cmp(&b.id));
+            // A gap the previous run left stays: its run removing the access that exposed it
+            // did not make what that access reached known (a Global Administrator's role is
+            // gone, the credentials she could have added to any application are not known).
+            // Without this a second `apply` would say closed where the first said open.
+            graph.carry_gaps(
+                &previous.gaps,
+                "found by an earlier run of this identity; still unknown",
+            );
         }
         // Secrets that name no rotation strategy themselves get the configured rule's.
         self.config.rotation.apply_strategies(&mut graph.findings);

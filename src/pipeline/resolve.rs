@@ -78,6 +78,41 @@ pub fn gap_of(finding: &Finding) -> Option<Gap> {
 }
 
 impl Graph {
+    /// Add back each of `earlier` gaps this graph no longer shows, its reason followed by
+    /// `why`: removing the access that exposed a gap does not make what it reached known. One
+    /// is dropped only when the graph proves the unknown known: it still reaches the gap's
+    /// resource through a finding of the same provider that is no gap (the provider could list,
+    /// read or evaluate it this time). Used for the gaps of a run's own plan at verification,
+    /// and for those an identity's previous run left at planning.
+    pub fn carry_gaps(&mut self, earlier: &[Gap], why: &str) {
+        for gap in earlier {
+            let carried = gap_finding(gap);
+            if self.findings.iter().any(|f| f.id == carried.id) {
+                continue;
+            }
+            let now_known = !gap.resource.is_empty()
+                && self.findings.iter().any(|f| {
+                    f.provider == gap.provider && f.resource == gap.resource && gap_of(f).is_none()
+                });
+            if now_known {
+                continue;
+            }
+            let reason = if gap.reason.ends_with(&format!("({why})")) {
+                gap.reason.clone()
+            } else {
+                format!("{} ({why})", gap.reason)
+            };
+            let still_unknown = Gap {
+                reason,
+                ..gap.clone()
+            };
+            self.findings.push(gap_finding(&still_unknown));
+            self.gaps.push(still_unknown);
+        }
+        self.findings.sort_by(|a, b| a.id.cmp(&b.id));
+        self.gaps.sort();
+    }
+
     /// The findings that are still open (active, or state unknown).
     pub fn open_findings(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.state.is_open())

@@ -2,7 +2,7 @@
 //! acted on, and probe old credentials where the provider can. Never trusts the journal.
 
 use crate::config::acceptance::Acceptance;
-use crate::pipeline::resolve::{gap_finding, gap_of, resolve, Graph};
+use crate::pipeline::resolve::{gap_of, resolve, Graph};
 use crate::registry::Providers;
 use closeout_contract::{Finding, Gap, ProbeOutcome, ProviderError, ResolveContext, State};
 use futures::stream::{self, StreamExt};
@@ -80,30 +80,10 @@ impl Verification {
     /// known: the live graph still reaches the gap's resource through a finding of the same
     /// provider that is no gap (the provider could list, read or evaluate it this time).
     pub fn carry_gaps(&mut self, planned: &[Gap]) {
-        for gap in planned {
-            let carried = gap_finding(gap);
-            if self.graph.findings.iter().any(|f| f.id == carried.id) {
-                continue;
-            }
-            let now_known = !gap.resource.is_empty()
-                && self.graph.findings.iter().any(|f| {
-                    f.provider == gap.provider && f.resource == gap.resource && gap_of(f).is_none()
-                });
-            if now_known {
-                continue;
-            }
-            let still_unknown = Gap {
-                reason: format!(
-                    "{} (found when the run was planned; the access that exposed it is gone now, but what it reached before is still unknown)",
-                    gap.reason
-                ),
-                ..gap.clone()
-            };
-            self.graph.findings.push(gap_finding(&still_unknown));
-            self.graph.gaps.push(still_unknown);
-        }
-        self.graph.findings.sort_by(|a, b| a.id.cmp(&b.id));
-        self.graph.gaps.sort();
+        self.graph.carry_gaps(
+            planned,
+            "found when the run was planned; the access that exposed it is gone now, but what it reached before is still unknown",
+        );
     }
 
     /// Settle the graph's gaps: each one an acceptance covers is listed as accepted and is not
@@ -347,6 +327,7 @@ fn open_finding_of_gap(f: &Finding) -> OpenFinding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::resolve::gap_finding;
     use closeout_contract::Identity;
 
     fn verification_with(gaps: &[Gap]) -> Verification {

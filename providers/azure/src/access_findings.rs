@@ -273,6 +273,31 @@ fn access_user(out: &Resolution) -> String {
         .unwrap_or_default()
 }
 
+/// What a role reaching the whole tenant leaves unknown: it could add a client secret or
+/// certificate to any application or service principal, and Graph does not say who added a
+/// credential, so the ones the person added cannot be told from the others and are not rotated.
+/// A gap (open, exit 3) until the site accepts it by name (`tenant-application-credentials`)
+/// having reviewed the tenant's application credentials another way; `None` without such a role.
+pub(crate) fn tenant_credentials_gap(reach: &[TenantReach], tenant: &str) -> Option<Gap> {
+    if reach.is_empty() {
+        return None;
+    }
+    let whys: Vec<&str> = reach.iter().map(|r| r.why.as_str()).collect();
+    Some(Gap {
+        provider: PROVIDER.into(),
+        kind: TENANT_APPLICATION_CREDENTIALS.into(),
+        resource: format!("tenant {tenant}"),
+        reason: format!(
+            "{}: could add a client secret or certificate to any application or service principal of the tenant; Graph does not say who added a credential, so those the person may have added are not known and not rotated",
+            whys.join("; ")
+        ),
+        paths: reach.iter().map(|r| r.path()).collect(),
+    })
+}
+
+/// The gap kind of [`tenant_credentials_gap`].
+pub const TENANT_APPLICATION_CREDENTIALS: &str = "tenant-application-credentials";
+
 /// The one exposure line of the roles that reach the whole tenant; `None` without one.
 pub(crate) fn tenant_exposure(reach: &[TenantReach], tenant: &str) -> Option<Exposure> {
     if reach.is_empty() {

@@ -5,7 +5,9 @@
 //! be listed or read becomes a gap (open until read or accepted), never a warning only. This
 //! module does the reading; `findings` builds the findings from what was read.
 
-use crate::access_findings::{entra_access_findings, tenant_exposure, TenantReach};
+use crate::access_findings::{
+    entra_access_findings, tenant_credentials_gap, tenant_exposure, TenantReach,
+};
 use crate::capabilities::{kinds, PROVIDER};
 use crate::client::AzureProvider;
 use crate::config::credential_secret_name;
@@ -127,6 +129,10 @@ impl AzureProvider {
         let tenant_reach = entra_access_findings(&access, &upn, &me, &mut out);
         out.exposures
             .extend(tenant_exposure(&tenant_reach, &self.config.tenant_id));
+        out.gaps.extend(tenant_credentials_gap(
+            &tenant_reach,
+            &self.config.tenant_id,
+        ));
 
         let survey = crate::arm::survey(&self.http).await?;
         out.gaps
