@@ -387,7 +387,10 @@ impl AzureHttp {
             retry_after,
         };
         let scope = self.scope(api);
-        let gate = self.gates.of(api);
+        let gate = match api {
+            Api::Arm => &self.gates.arm,
+            Api::Graph => &self.gates.graph,
+        };
         let _pass = gate.enter().await;
         let token = self
             .credential

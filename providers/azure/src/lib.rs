@@ -12,7 +12,7 @@
 //! `scripts/check-layers.py`):
 //!
 //! layer 0: capabilities, object, principal, entra
-//! layer 1: config, condition, error, rbac, state, http
+//! layer 1: config, condition, error, rbac, state, limits, http
 //! layer 2: keyvault, directory, data_plane, entra_access
 //! layer 3: survey, arm, findings, access_findings
 //! layer 4: client

@@ -16,7 +16,6 @@
 //! `requests_per_second` in `[providers.azure]`, when set, replace the limits of every family.
 
 use crate::config::AzureConfig;
-use crate::http::Api;
 use closeout_contract::{CallGate, Limits};
 
 /// ARM's default limits (see the module documentation).
@@ -59,14 +58,6 @@ impl Gates {
             arm: gate.clone(),
             graph: gate.clone(),
             key_vault: gate,
-        }
-    }
-
-    /// The gate of `api`'s calls.
-    pub fn of(&self, api: Api) -> &CallGate {
-        match api {
-            Api::Arm => &self.arm,
-            Api::Graph => &self.graph,
         }
     }
 
