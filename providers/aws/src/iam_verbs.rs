@@ -577,7 +577,7 @@ impl AwsProvider {
 
 /// A mutating call's result as an action outcome: success is done, "not found" is the
 /// idempotent success (the thing is already gone), anything else an error.
-fn settle<T>(
+pub(crate) fn settle<T>(
     result: Result<T, CallError>,
     state: State,
     done: String,

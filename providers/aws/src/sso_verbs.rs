@@ -6,7 +6,7 @@ use crate::client::AwsProvider;
 use crate::error::{found, permanent};
 use crate::federation::{denied_userids, person_deny_document, removable_after};
 use crate::findings::required_attr as attr;
-use crate::iam_verbs::ceil_to_second;
+use crate::iam_verbs::{ceil_to_second, settle};
 use crate::inventory::rfc3339;
 use crate::policy::PolicyDocument;
 use crate::principal::Principal;
@@ -56,8 +56,8 @@ impl AwsProvider {
                 format!("identity center user {name} no longer exists"),
             ));
         }
-        match self
-            .call(
+        settle(
+            self.call(
                 "DeleteUser",
                 self.idstore
                     .delete_user()
@@ -65,18 +65,11 @@ impl AwsProvider {
                     .user_id(user_id)
                     .send(),
             )
-            .await
-        {
-            Ok(_) => Ok(ActionOutcome::done(
-                State::Deleted,
-                format!("deleted identity center user {name}"),
-            )),
-            Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("identity center user {name} no longer exists"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            .await,
+            State::Deleted,
+            format!("deleted identity center user {name}"),
+            format!("identity center user {name} no longer exists"),
+        )
     }
 
     /// `DeleteGroupMembership`.
@@ -108,8 +101,8 @@ impl AwsProvider {
                 format!("{what} no longer exists"),
             ));
         }
-        match self
-            .call(
+        settle(
+            self.call(
                 "DeleteGroupMembership",
                 self.idstore
                     .delete_group_membership()
@@ -117,18 +110,11 @@ impl AwsProvider {
                     .membership_id(id)
                     .send(),
             )
-            .await
-        {
-            Ok(_) => Ok(ActionOutcome::done(
-                State::Deleted,
-                format!("removed {what}"),
-            )),
-            Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("{what} no longer exists"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            .await,
+            State::Deleted,
+            format!("removed {what}"),
+            format!("{what} no longer exists"),
+        )
     }
 
     /// `DeleteAccountAssignment` of a permission set from the person's user, awaited until AWS
@@ -343,8 +329,8 @@ impl AwsProvider {
                 )))
             }
         }
-        match self
-            .call(
+        settle(
+            self.call(
                 "DeleteRolePolicy",
                 self.iam
                     .delete_role_policy()
@@ -352,17 +338,10 @@ impl AwsProvider {
                     .policy_name(policy)
                     .send(),
             )
-            .await
-        {
-            Ok(_) => Ok(ActionOutcome::done(
-                State::Deleted,
-                format!("removed the expired session deny {policy} from role {role}"),
-            )),
-            Err(e) if e.is_not_found() => Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("session deny {policy} on role {role} no longer exists"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            .await,
+            State::Deleted,
+            format!("removed the expired session deny {policy} from role {role}"),
+            format!("session deny {policy} on role {role} no longer exists"),
+        )
     }
 }
