@@ -37,23 +37,30 @@ impl From<vaultrs::api::auth::approle::responses::ReadSecretIDResponse> for Secr
     }
 }
 
-/// Custom-metadata key recording which action published a rotated secret-id.
-const PUBLISHED_BY: &str = "closeout-published-by";
+// A rotation is known by the secret-id it replaces (its accessor), not by the action's
+// idempotency key: the key names one run, and a run that failed part-way is followed by a new
+// run (new keys) rotating the same, still live, secret-id. Keyed by the run, the new run could
+// not see what the failed one created and left a second new secret-id live (issue 14, seen by
+// the chaos bench under faults). Replacing one secret-id is one operation whichever run does it.
+
+/// Custom-metadata key on the published record: the accessor of the secret-id whose
+/// replacement it publishes.
+const PUBLISHED_FOR: &str = "closeout-published-for";
 
 /// Custom-metadata key on the published record while a rotation publishes:
-/// `<idempotency key>@<version it replaces>@<new accessor>`.
+/// `<accessor replaced>@<version it replaces>@<new accessor>`.
 const PUBLISHING: &str = "closeout-publishing";
 
-/// Metadata key on a secret-id a rotation created: the rotation's idempotency key.
-const ROTATION_TAG: &str = "closeout-rotation";
+/// Metadata key on a secret-id a rotation created: the accessor of the secret-id it replaces.
+const REPLACES: &str = "closeout-replaces";
 
-/// The accessor an earlier attempt of rotation `key` published, when the record's
-/// [`PUBLISHING`] entry names `key` and the version before `current` (so that write landed).
-fn publishing_of(entry: &str, key: &str, current: u64) -> Option<String> {
+/// The accessor an earlier attempt at replacing `old` published, when the record's
+/// [`PUBLISHING`] entry names `old` and the version before `current` (so that write landed).
+fn publishing_of(entry: &str, old: &str, current: u64) -> Option<String> {
     let mut parts = entry.rsplitn(3, '@');
-    let (acc, version, k) = (parts.next()?, parts.next()?, parts.next()?);
+    let (acc, version, replaced) = (parts.next()?, parts.next()?, parts.next()?);
     let version: u64 = version.parse().ok()?;
-    (k == key && version + 1 == current && !acc.is_empty()).then(|| acc.to_string())
+    (replaced == old && version + 1 == current && !acc.is_empty()).then(|| acc.to_string())
 }
 
 /// Custom-metadata key prefix on the published record: `closeout-secret-id:<accessor>` names the
@@ -245,13 +252,14 @@ impl VaultProvider {
         Ok(())
     }
 
-    /// Destroy every secret-id of `role` that rotation `key` created, but `keep`: what earlier
-    /// attempts left when their answer was lost before the new secret-id was published.
-    async fn destroy_tagged_secret_ids(
+    /// Destroy every secret-id of `role` created to replace `old`, but `keep`: what earlier
+    /// attempts (of this run or of a failed earlier one) left when they stopped before the new
+    /// secret-id was published.
+    async fn destroy_unpublished_replacements(
         &self,
         mount: &str,
         role: &str,
-        key: &str,
+        old: &str,
         keep: Option<&str>,
     ) -> Result<(), CallError> {
         let path = format!("auth/{mount}role/{}/secret-id", seg(role));
@@ -260,7 +268,7 @@ impl VaultProvider {
             let tagged = self
                 .lookup_secret_id(mount, role, acc)
                 .await?
-                .is_some_and(|i| i.metadata.get(ROTATION_TAG).map(String::as_str) == Some(key));
+                .is_some_and(|i| i.metadata.get(REPLACES).map(String::as_str) == Some(old));
             if tagged {
                 self.destroy_secret_id(mount, role, acc).await?;
             }
@@ -306,13 +314,12 @@ impl VaultProvider {
             "rotate" => {
                 // create-new → publish → retire-old. A crash after publishing is recognised by
                 // the published version's marker, so a rerun only destroys the old one. Each
-                // new secret-id carries the action's key in its metadata, and the intent to
-                // publish it (key, version replaced, accessor) is recorded on the KV record
-                // first: a rerun after a lost answer recognises a publish that took effect
-                // (marks it instead of publishing again) and destroys any secret-id an earlier
-                // attempt created but did not publish (issue 14: two new secret-ids and two
-                // new versions where one was due).
-                let key = &action.idempotency_key;
+                // new secret-id names the one it replaces in its metadata, and the intent to
+                // publish it (old accessor, version replaced, new accessor) is recorded on the KV
+                // record first: a rerun after a lost answer — this run's or a later run's —
+                // recognises a publish that took effect (marks it instead of publishing again)
+                // and destroys any secret-id an earlier attempt created but did not publish
+                // (issue 14: two new secret-ids and two new versions where one was due).
                 let kv_path = self.config.nhi_secret_id_path.replace("{role}", role);
                 let (kv_mount, kv_key) = kv_path
                     .split_once("/data/")
@@ -321,13 +328,13 @@ impl VaultProvider {
                 let record = self.kv_metadata(&kv_mount, &kv_key).await?;
                 let current = record.as_ref().map_or(0, |m| m.current_version);
                 let mut custom = record.map(|m| m.custom_metadata).unwrap_or_default();
-                let published = custom.get(PUBLISHED_BY) == Some(key);
+                let published = custom.get(PUBLISHED_FOR).map(String::as_str) == Some(acc);
                 let mut new_acc = String::new();
                 if !published {
                     let landed = custom
                         .get(PUBLISHING)
-                        .and_then(|p| publishing_of(p, key, current));
-                    self.destroy_tagged_secret_ids(mount, role, key, landed.as_deref())
+                        .and_then(|p| publishing_of(p, acc, current));
+                    self.destroy_unpublished_replacements(mount, role, acc, landed.as_deref())
                         .await?;
                     let version = if let Some(landed) = landed {
                         new_acc = landed;
@@ -348,7 +355,7 @@ impl VaultProvider {
                         if let Some(owner) = &action.params.new_owner {
                             metadata.insert(self.config.owner_key.clone(), owner.clone());
                         }
-                        metadata.insert(ROTATION_TAG.into(), key.clone());
+                        metadata.insert(REPLACES.into(), acc.to_string());
                         let path = format!("auth/{mount}role/{}/secret-id", seg(role));
                         let created = self
                             .client
@@ -362,7 +369,7 @@ impl VaultProvider {
                             .await?;
                         new_acc = created.secret_id_accessor.clone();
                         let secret = SecretValue::new(created.secret_id);
-                        custom.insert(PUBLISHING.into(), format!("{key}@{current}@{new_acc}"));
+                        custom.insert(PUBLISHING.into(), format!("{acc}@{current}@{new_acc}"));
                         self.set_custom_metadata(&kv_mount, &kv_key, custom.clone())
                             .await?;
                         let data =
@@ -380,7 +387,7 @@ impl VaultProvider {
                         written.version
                     };
                     custom.remove(PUBLISHING);
-                    custom.insert(PUBLISHED_BY.into(), key.clone());
+                    custom.insert(PUBLISHED_FOR.into(), acc.to_string());
                     // Which version holds the new secret-id: once it is rotated in turn, its
                     // probe logs in with that version's value and must be refused.
                     record_published(&mut custom, &new_acc, version);

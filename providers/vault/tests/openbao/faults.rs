@@ -299,6 +299,85 @@ async fn kv2_rotation_whose_write_answer_was_lost_writes_one_version() {
     }
 }
 
+/// An AppRole `role` with one secret-id owned by E100, and that secret-id's finding as the
+/// provider resolves it through `faulted`.
+async fn owned_secret_id(
+    api: &Api,
+    faulted: &VaultProvider,
+    role: &str,
+) -> closeout_contract::Finding {
+    api.root(
+        "POST",
+        &format!("auth/approle/role/{role}"),
+        Some(json!({"token_policies": ["default"]})),
+    )
+    .await;
+    api.root(
+        "POST",
+        &format!("auth/approle/role/{role}/secret-id"),
+        Some(json!({"metadata": json!({"owner": "E100"}).to_string()})),
+    )
+    .await;
+    let alice = context_now(person("E100", "alice.smith@example.com")).await;
+    let r = faulted.resolve(&alice).await.unwrap();
+    r.findings
+        .iter()
+        .find(|f| f.kind == "approle-secret-id" && f.attr("role") == Some(role))
+        .unwrap_or_else(|| panic!("no secret-id finding for {role}: {:#?}", r.findings))
+        .clone()
+}
+
+/// Execute `req` through `faulted`, retrying as the executor does (up to 5 attempts); the
+/// outcome and how many attempts it took.
+async fn execute_retried(
+    faulted: &VaultProvider,
+    req: &closeout_contract::ActionRequest,
+) -> (closeout_contract::ActionOutcome, u32) {
+    use closeout_contract::ErrorClass;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match faulted.execute(req).await {
+            Ok(out) => return (out, attempts),
+            Err(e) if e.class() != ErrorClass::Permanent && attempts < 5 => continue,
+            Err(e) => panic!("{}: attempt {attempts}: {e}", req.idempotency_key),
+        }
+    }
+}
+
+/// Read back from OpenBao: `role` has exactly one live secret-id, not `old`, published in
+/// exactly one version of its KV record, the one the record names for it.
+async fn assert_one_published_replacement(api: &Api, role: &str, old: &str, case: &str) {
+    let live: Vec<String> = api
+        .root("LIST", &format!("auth/approle/role/{role}/secret-id"), None)
+        .await["data"]["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(live.len(), 1, "{role} ({case}): one new secret-id: {live:?}");
+    assert_ne!(live[0], old, "{role} ({case}): the old secret-id is still live");
+    let record = api
+        .root(
+            "GET",
+            &format!("secret/metadata/closeout/approle/{role}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        record["data"]["current_version"], 1,
+        "{role} ({case}): published once: {record}"
+    );
+    assert_eq!(
+        record["data"]["custom_metadata"][format!("closeout-secret-id:{}", live[0])],
+        "1",
+        "{role} ({case}): the live secret-id is the published one: {record}"
+    );
+}
+
 /// Issue 14, seen by the chaos bench: an AppRole secret-id rotation whose new secret-id was
 /// created (or published) but whose answer was lost was retried from scratch: a second
 /// secret-id, a second published version, and the first one left live. With the answer of the
@@ -307,11 +386,10 @@ async fn kv2_rotation_whose_write_answer_was_lost_writes_one_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_rotation_whose_answers_were_lost_leaves_one_new_secret_id() {
     use crate::api::request;
-    use closeout_contract::{ErrorClass, State};
+    use closeout_contract::State;
     let api = Api::namespace("approle-lost").await;
     api.root("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
         .await;
-    let alice = context_now(person("E100", "alice.smith@example.com")).await;
     let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
     let faulted = through(&proxy, "approle-lost").await;
     let lost_ops = [
@@ -320,75 +398,63 @@ async fn approle_rotation_whose_answers_were_lost_leaves_one_new_secret_id() {
     ];
     for (n, lost) in lost_ops.into_iter().enumerate() {
         let role = format!("batch-{n}");
-        api.root(
-            "POST",
-            &format!("auth/approle/role/{role}"),
-            Some(json!({"token_policies": ["default"]})),
-        )
-        .await;
-        api.root(
-            "POST",
-            &format!("auth/approle/role/{role}/secret-id"),
-            Some(json!({"metadata": json!({"owner": "E100"}).to_string()})),
-        )
-        .await;
-        let r = faulted.resolve(&alice).await.unwrap();
-        let f = r
-            .findings
-            .iter()
-            .find(|f| f.kind == "approle-secret-id" && f.attr("role") == Some(role.as_str()))
-            .unwrap_or_else(|| panic!("no secret-id finding for {role}: {:#?}", r.findings))
-            .clone();
+        let f = owned_secret_id(&api, &faulted, &role).await;
         let old = f.attr("accessor").unwrap().to_string();
         let lost = lost.replace("{role}", &role);
         proxy.set_rules(vec![
             Rule::new(When::Times(1), Fault::ForwardThenReset).on(&lost)
         ]);
-        let req = request("run-1", &f, "rotate");
-        let mut attempts = 0;
-        let out = loop {
-            attempts += 1;
-            match faulted.execute(&req).await {
-                Ok(out) => break out,
-                Err(e) if e.class() != ErrorClass::Permanent && attempts < 5 => continue,
-                Err(e) => panic!("{role}: attempt {attempts}: {e}"),
-            }
-        };
+        let (out, attempts) = execute_retried(&faulted, &request("run-1", &f, "rotate")).await;
         proxy.set_rules(Vec::new());
         assert!(attempts > 1, "{role}: no fault fired ({lost})");
         assert_eq!(out.state, State::Deleted, "{role}: {out:?}");
-        let live: Vec<String> = api
-            .root("LIST", &format!("auth/approle/role/{role}/secret-id"), None)
-            .await["data"]["keys"]
-            .as_array()
-            .map(|keys| {
-                keys.iter()
-                    .filter_map(|k| k.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert_eq!(
-            live.len(),
-            1,
-            "{role} ({lost}): one new secret-id: {live:?}"
-        );
-        assert_ne!(live[0], old, "{role}: the old secret-id is still live");
-        let record = api
-            .root(
-                "GET",
-                &format!("secret/metadata/closeout/approle/{role}"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            record["data"]["current_version"], 1,
-            "{role} ({lost}): published once: {record}"
-        );
-        assert_eq!(
-            record["data"]["custom_metadata"][format!("closeout-secret-id:{}", live[0])],
-            "1",
-            "{role}: the live secret-id is the published one: {record}"
-        );
+        assert_one_published_replacement(&api, &role, &old, &lost).await;
+    }
+}
+
+/// Issue 14, seen by the chaos bench under 20% faults (1 run in 22 left one AppRole secret-id
+/// too many): a run whose rotation failed part-way ends `failed`, and the operator's next
+/// `apply` is a new run whose actions carry new idempotency keys. The rotation used to know its
+/// own secret-ids by that key, so the new run neither destroyed the one the failed run created
+/// nor recognised its publication: two new secret-ids live. The failed run stops after the
+/// creation's answer was lost, after the intent record was refused, and after the publication's
+/// answer was lost; the next run's rotation (another key) leaves exactly one new secret-id,
+/// published once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approle_rotation_a_failed_run_left_half_done_is_finished_by_the_next_run() {
+    use crate::api::request;
+    use closeout_contract::State;
+    let api = Api::namespace("approle-rerun").await;
+    api.root("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
+    let faulted = through(&proxy, "approle-rerun").await;
+    let stops = [
+        (
+            "POST /v1/auth/approle/role/{role}/secret-id",
+            Fault::ForwardThenReset,
+        ),
+        (
+            "POST /v1/secret/metadata/closeout/approle/{role}",
+            Fault::Status { status: 503 },
+        ),
+        (
+            "POST /v1/secret/data/closeout/approle/{role}",
+            Fault::ForwardThenReset,
+        ),
+    ];
+    for (n, (op, fault)) in stops.into_iter().enumerate() {
+        let role = format!("rerun-{n}");
+        let f = owned_secret_id(&api, &faulted, &role).await;
+        let old = f.attr("accessor").unwrap().to_string();
+        let op = op.replace("{role}", &role);
+        proxy.set_rules(vec![Rule::new(When::Times(1), fault).on(&op)]);
+        let failed = faulted.execute(&request("run-1", &f, "rotate")).await;
+        proxy.set_rules(Vec::new());
+        assert!(failed.is_err(), "{role}: the fault on {op} did not fire");
+        let (out, _) = execute_retried(&faulted, &request("run-2", &f, "rotate")).await;
+        assert_eq!(out.state, State::Deleted, "{role}: {out:?}");
+        assert_one_published_replacement(&api, &role, &old, &op).await;
     }
 }
 
