@@ -643,7 +643,12 @@ impl AwsProvider {
                                 CallFailure::Dispatch | CallFailure::Timeout
                             ) =>
                     {
-                        // Wait as a throttled answer asked before the retried call.
+                        // Wait as a throttled answer asked before the retried call. The probe
+                        // ran without the SDK's retry classifier, which tells the gate of every
+                        // throttle: tell it here, so the provider's other calls wait too.
+                        if e.is_throttling() {
+                            self.gate.throttled(e.retry_after);
+                        }
                         if let Some(wait) = e.retry_after {
                             tokio::time::sleep(wait).await;
                         }
