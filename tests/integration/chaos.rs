@@ -727,7 +727,11 @@ async fn kills(provider: Provider) -> Tally {
             tally.resumes -= 1;
         }
         let got = deltas(&before, &bench.counters().await);
-        tally.count(run, judge(&status, &got, &expected));
+        let verdict = judge(&status, &got, &expected);
+        if !matches!(verdict, Verdict::Closed) {
+            keep_evidence(provider, run, &bench, &[]);
+        }
+        tally.count(run, verdict);
     }
     tally
 }
@@ -773,9 +777,49 @@ async fn faulted(provider: Provider) -> Tally {
         tally.retried += report.retried;
         tally.honoured += report.honoured;
         let got = deltas(&before, &bench.counters().await);
-        tally.count(run, judge(&status, &got, &expected));
+        let verdict = judge(&status, &got, &expected);
+        if !matches!(verdict, Verdict::Closed) {
+            keep_evidence(provider, run, &bench, &log);
+        }
+        tally.count(run, verdict);
     }
     tally
+}
+
+/// Keep what a run that did not converge leaves to explain it — the proxy's log of every
+/// request (operation, fault injected, status; empty for kills) and the journal — in
+/// `<temp>/closeout-chaos-<provider>-<pid>-run<N>/`, and say where. A rare failure (1 run in
+/// 22) cannot be explained from its counts alone.
+fn keep_evidence(
+    provider: Provider,
+    run: u64,
+    bench: &Bench,
+    log: &[closeout_testkit::proxy::LogEntry],
+) {
+    let dir = std::env::temp_dir().join(format!(
+        "closeout-chaos-{}-{}-run{run}",
+        provider.name(),
+        std::process::id()
+    ));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let lines: String = log
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} fault={:?} status={:?}\n",
+                e.n, e.at_ms, e.op, e.fault, e.status
+            )
+        })
+        .collect();
+    let _ = std::fs::write(dir.join("proxy.log"), lines);
+    let _ = std::fs::copy(bench.journal_path(), dir.join("closeout.db"));
+    println!(
+        "CHAOS {} run {run}: evidence kept in {}",
+        provider.name(),
+        dir.display()
+    );
 }
 
 macro_rules! chaos_tests {
