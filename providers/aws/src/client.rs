@@ -6,15 +6,17 @@
 
 use crate::config::{AwsConfig, AwsError};
 use crate::error::CallError;
+use crate::limits::Gates;
 use crate::receipts::Receipts;
 use crate::retry::{retry_config, timeout_config, RetryAfterClassifier};
 use aws_config::BehaviorVersion;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
-use closeout_contract::{CallGate, Limits};
+use closeout_contract::CallGate;
 use std::future::Future;
 
-/// The AWS provider: SDK clients for IAM, STS and Secrets Manager behind one [`CallGate`].
+/// The AWS provider: SDK clients for IAM, STS, Secrets Manager and IAM Identity Center, each
+/// call behind its API family's [`CallGate`] (`limits`).
 pub struct AwsProvider {
     pub(crate) config: AwsConfig,
     pub(crate) sdk: aws_config::SdkConfig,
@@ -25,7 +27,10 @@ pub struct AwsProvider {
     pub(crate) idstore: aws_sdk_identitystore::Client,
     /// ...and SSO admin (instances, permission sets, account assignments).
     pub(crate) sso: aws_sdk_ssoadmin::Client,
+    /// The IAM family's gate (the same as `gates.iam`): IAM fan-outs size themselves by it.
     pub(crate) gate: CallGate,
+    /// One gate per API family; every call passes its family's.
+    pub(crate) gates: Gates,
     /// Where calls go, for error messages.
     endpoint: String,
 }
@@ -61,8 +66,8 @@ impl AwsProvider {
             Some(url) => url.to_string(),
             None => format!("the AWS endpoints of region {region}"),
         };
-        let gate = CallGate::named("aws", limits_for(&config));
-        let classifier = RetryAfterClassifier { gate: gate.clone() };
+        let gates = Gates::from_config(&config);
+        let classifier = |gates: Vec<CallGate>| RetryAfterClassifier { gates };
         // Every client gets the classifier that honours `Retry-After` (see `retry`), and a retry
         // quota (the SDK's token bucket) of its own: the SDK's default partition keeps one
         // bucket per service for the whole process, so a provider connected after a fault storm
@@ -70,19 +75,19 @@ impl AwsProvider {
         // Every client also records each attempt's status and request id for the action
         // being executed (`receipts`).
         let iam = aws_sdk_iam::config::Builder::from(&sdk)
-            .retry_classifier(classifier.clone())
+            .retry_classifier(classifier(vec![gates.iam.clone()]))
             .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_iam::config::retry::RetryPartition::custom("closeout-iam").build(),
             );
         let sts = aws_sdk_sts::config::Builder::from(&sdk)
-            .retry_classifier(classifier.clone())
+            .retry_classifier(classifier(vec![gates.sts.clone()]))
             .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_sts::config::retry::RetryPartition::custom("closeout-sts").build(),
             );
         let sm = aws_sdk_secretsmanager::config::Builder::from(&sdk)
-            .retry_classifier(classifier.clone())
+            .retry_classifier(classifier(gates.secrets_manager()))
             .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_secretsmanager::config::retry::RetryPartition::custom(
@@ -91,7 +96,7 @@ impl AwsProvider {
                 .build(),
             );
         let idstore = aws_sdk_identitystore::config::Builder::from(&sdk)
-            .retry_classifier(classifier.clone())
+            .retry_classifier(classifier(vec![gates.identity_center.clone()]))
             .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_identitystore::config::retry::RetryPartition::custom(
@@ -100,7 +105,7 @@ impl AwsProvider {
                 .build(),
             );
         let sso = aws_sdk_ssoadmin::config::Builder::from(&sdk)
-            .retry_classifier(classifier.clone())
+            .retry_classifier(classifier(vec![gates.identity_center.clone()]))
             .interceptor(Receipts)
             .retry_partition(
                 aws_sdk_ssoadmin::config::retry::RetryPartition::custom("closeout-ssoadmin")
@@ -112,7 +117,8 @@ impl AwsProvider {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             sm: aws_sdk_secretsmanager::Client::from_conf(sm.build()),
-            gate,
+            gate: gates.iam.clone(),
+            gates,
             config,
             sdk,
             endpoint,
@@ -124,7 +130,7 @@ impl AwsProvider {
         &self.config
     }
 
-    /// Run one SDK call through the gate and classify its error.
+    /// Run one SDK call through its family's gate and classify its error.
     pub(crate) async fn call<T, E>(
         &self,
         op: &'static str,
@@ -133,7 +139,7 @@ impl AwsProvider {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let _pass = self.gate.enter().await;
+        let _pass = self.gates.of(op).enter().await;
         tracing::trace!(op, "aws call");
         let result = fut.await;
         result.map_err(|e| {
@@ -162,7 +168,7 @@ impl AwsProvider {
         let mut conf = aws_sdk_sts::config::Builder::from(&self.sdk)
             .credentials_provider(creds)
             .retry_classifier(RetryAfterClassifier {
-                gate: self.gate.clone(),
+                gates: vec![self.gates.sts.clone()],
             })
             .interceptor(Receipts);
         if !retries {
@@ -202,22 +208,10 @@ pub(crate) fn next_marker(truncated: bool, marker: Option<&str>) -> Option<Strin
     marker.filter(|_| truncated).map(str::to_string)
 }
 
-fn limits_for(config: &AwsConfig) -> Limits {
-    Limits::configured(config.max_in_flight, config.requests_per_second)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use closeout_contract::{Provider, ProviderError};
-
-    #[test]
-    fn limits_follow_config() {
-        let l = limits_for(&AwsConfig::default());
-        assert_eq!(l.max_in_flight, 8);
-        assert_eq!(l.requests_per_second, 20.0);
-        assert_eq!(l.burst, 10);
-    }
 
     #[tokio::test]
     async fn connect_without_network_and_refuses_bad_config() {
@@ -228,7 +222,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(p.limits().max_in_flight, 8);
+        assert_eq!(p.limits().max_in_flight, 32);
         let err = AwsProvider::connect(AwsConfig {
             nhi_key_secret: "no-placeholder".into(),
             ..Default::default()

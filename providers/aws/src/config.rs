@@ -30,10 +30,12 @@ pub struct AwsConfig {
     /// Name of the inline policy Closeout puts on users and roles to revoke their sessions (a
     /// deny on `aws:TokenIssueTime`). Closeout recognises it and never reports it as a finding.
     pub session_revoke_policy: String,
-    /// How many AWS calls may be in flight at once.
-    pub max_in_flight: usize,
-    /// How many AWS calls may start per second (token bucket).
-    pub requests_per_second: f64,
+    /// How many AWS calls of one API family may be in flight at once; unset: the family's
+    /// default (`crate::limits`).
+    pub max_in_flight: Option<usize>,
+    /// How many AWS calls of one API family may start per second (token bucket); unset: the
+    /// family's default, from AWS's documented quota where there is one (`crate::limits`).
+    pub requests_per_second: Option<f64>,
     /// Attempts per AWS call made by the SDK's own retry (throttling, 5xx, connection errors).
     /// It is the attempts of [`AwsConfig::retry_policy`]: `retry.max_attempts` is not read.
     pub max_attempts: u32,
@@ -223,8 +225,8 @@ impl Default for AwsConfig {
             ],
             nhi_key_secret: "closeout/nhi/{name}/access-key".into(),
             session_revoke_policy: "closeout-revoke-sessions".into(),
-            max_in_flight: 8,
-            requests_per_second: 20.0,
+            max_in_flight: None,
+            requests_per_second: None,
             max_attempts: 5,
             retry: RetryPolicy::default(),
             identity_center: IdentityCenterConfig::default(),
@@ -298,11 +300,13 @@ impl AwsConfig {
                 format!("{name:?} is not a valid IAM policy name (1-128 of A-Z a-z 0-9 +=,.@_-)"),
             ));
         }
-        if self.max_in_flight == 0 {
+        if self.max_in_flight == Some(0) {
             return Err(invalid("max_in_flight", "must be at least 1"));
         }
-        if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
-            return Err(invalid("requests_per_second", "must be a number above 0"));
+        if let Some(rate) = self.requests_per_second {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(invalid("requests_per_second", "must be a number above 0"));
+            }
         }
         if self.max_attempts == 0 {
             return Err(invalid("max_attempts", "must be at least 1"));
@@ -476,7 +480,7 @@ mod tests {
             c.nhi_secret_name("svc-ci"),
             "closeout/nhi/svc-ci/access-key"
         );
-        assert_eq!(c.max_in_flight, 8);
+        assert_eq!(c.max_in_flight, None);
         assert_eq!(c.max_attempts, 5);
     }
 
@@ -573,21 +577,21 @@ mod tests {
             ),
             (
                 AwsConfig {
-                    max_in_flight: 0,
+                    max_in_flight: Some(0),
                     ..Default::default()
                 },
                 "max_in_flight",
             ),
             (
                 AwsConfig {
-                    requests_per_second: 0.0,
+                    requests_per_second: Some(0.0),
                     ..Default::default()
                 },
                 "requests_per_second",
             ),
             (
                 AwsConfig {
-                    requests_per_second: f64::NAN,
+                    requests_per_second: Some(f64::NAN),
                     ..Default::default()
                 },
                 "requests_per_second",

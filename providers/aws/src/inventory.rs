@@ -924,7 +924,7 @@ impl AwsProvider {
                 Err(e) => Err(e),
             }
         })
-        .buffer_unordered(self.gate.limits().max_in_flight)
+        .buffer_unordered(self.gates.of("GetResourcePolicy").limits().max_in_flight)
         .collect()
         .await;
         let mut warnings = Vec::new();

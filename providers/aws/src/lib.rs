@@ -51,6 +51,7 @@ mod findings;
 mod health;
 mod iam_verbs;
 mod inventory;
+pub mod limits;
 mod live;
 mod nhi;
 mod nhi_key_rotation;

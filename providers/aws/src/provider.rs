@@ -22,7 +22,7 @@ impl Provider for AwsProvider {
     }
 
     fn limits(&self) -> Limits {
-        self.gate.limits()
+        self.gates.widest()
     }
 
     fn health(

@@ -297,7 +297,7 @@ impl AwsProvider {
                 Err(e) => Err(e),
             }
         })
-        .buffer_unordered(self.gate.limits().max_in_flight)
+        .buffer_unordered(self.gates.of("ListSecretVersionIds").limits().max_in_flight)
         .try_collect()
         .await?;
         let mut gone = Vec::new();
@@ -349,7 +349,7 @@ impl AwsProvider {
                 Err(e) => Err(e),
             }
         })
-        .buffer_unordered(self.gate.limits().max_in_flight)
+        .buffer_unordered(self.gates.of("GetSecretValue").limits().max_in_flight)
         .try_collect()
         .await?;
         for (i, shape) in shapes {

@@ -43,8 +43,9 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 /// provider's gate of every throttle, so the provider's other calls slow down too.
 #[derive(Debug, Clone)]
 pub struct RetryAfterClassifier {
-    /// The provider's gate.
-    pub gate: closeout_contract::CallGate,
+    /// The gates a throttle answered to this client slows (its API family's; every Secrets
+    /// Manager family for the Secrets Manager client, whose answers do not say the family).
+    pub gates: Vec<closeout_contract::CallGate>,
 }
 
 impl RetryAfterClassifier {
@@ -102,7 +103,9 @@ impl ClassifyRetry for RetryAfterClassifier {
                 })
             );
         if throttling {
-            self.gate.throttled(retry_after);
+            for gate in &self.gates {
+                gate.throttled(retry_after);
+            }
         }
         Self::verdict(status, retry_after, previous)
     }

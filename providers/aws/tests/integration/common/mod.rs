@@ -46,7 +46,7 @@ impl Moto {
                 .endpoint_url
                 .clone()
                 .or_else(|| Some(self.endpoint.clone())),
-            requests_per_second: 1000.0,
+            requests_per_second: Some(1000.0),
             ..config
         })
         .await
