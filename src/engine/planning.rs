@@ -5,13 +5,14 @@ use super::base::Engine;
 use super::error::EngineError;
 use crate::pipeline::entitlements as entitlement_live;
 use crate::pipeline::plan::{self, Plan, PlanInput};
+use crate::pipeline::report::ClosureReport;
 use crate::pipeline::resolve::{resolve, Graph};
 use crate::pipeline::spans;
 use crate::policy::entitlements::explain::Explanation;
 use crate::policy::entitlements::Review;
 use crate::policy::playbook::{Playbook, SelectionFacts};
 use crate::registry::Providers;
-use crate::store::journal::RunRecord;
+use crate::store::journal::{ActionStatus, RunRecord, RunStatus};
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
 use closeout_contract::{Finding, Identity, IdentityKind, IdentityStatus, ResolveContext};
@@ -138,22 +139,30 @@ impl Engine {
         let mut graph = resolve(providers, &ctx)
             .instrument(spans::phase("resolve"))
             .await?;
-        // A secret the identity's previous run could not rotate (no rotation strategy) is
-        // planned again while it is still unrotated, even when the identity no longer reaches
-        // it: the value it could copy is unchanged.
+        // A secret the identity's previous run could not rotate (no rotation strategy), and
+        // anything a previous run that did not close left undone or open, is planned again
+        // while its live state is open, even when the identity no longer reaches it: the value
+        // it could copy is unchanged.
         if let Some(run) = self.journal.latest_run(&identity.id)? {
             let previous = stored_plan(&run)?;
+            let left_open = self.left_open_by(&run, &previous).await?;
             let known: BTreeSet<String> = graph.findings.iter().map(|f| f.id.clone()).collect();
-            for n in previous.needs_strategy {
-                if known.contains(&n.finding.id) {
+            let carried = previous
+                .needs_strategy
+                .iter()
+                .map(|n| &n.finding)
+                .chain(left_open.iter());
+            let mut seen = BTreeSet::new();
+            for finding in carried {
+                if known.contains(&finding.id) || !seen.insert(finding.id.clone()) {
                     continue;
                 }
-                let Some(p) = providers.get(&n.finding.provider) else {
+                let Some(p) = providers.get(&finding.provider) else {
                     continue;
                 };
-                let state = p.live_state(&n.finding, &ctx).await?;
+                let state = p.live_state(finding, &ctx).await?;
                 if state.is_open() {
-                    let mut f = n.finding;
+                    let mut f = finding.clone();
                     f.state = state;
                     graph.findings.push(f);
                 }
@@ -240,6 +249,46 @@ impl Engine {
 }
 
 /// The plan a run stored when it started.
+impl Engine {
+    /// What an identity's previous run that did not close left to do: the findings of its plan
+    /// whose action did not finish (failed, interrupted, never started) or that its
+    /// verification found still open. A run of another trigger (an incident after a failed
+    /// leaver) plans from a fresh resolution, which no longer finds a secret through the person
+    /// once the failed run removed her access; the value she could copy is unchanged, so the new
+    /// plan must carry it (closed means closed). A closed run leaves nothing.
+    async fn left_open_by(
+        &self,
+        run: &RunRecord,
+        plan: &Plan,
+    ) -> Result<Vec<Finding>, EngineError> {
+        if run.status == RunStatus::Closed {
+            return Ok(Vec::new());
+        }
+        let id = run.id.clone();
+        let actions = self.journal.call(move |j| j.actions(&id)).await?;
+        let finished: BTreeSet<String> = actions
+            .iter()
+            .filter(|a| matches!(a.status, ActionStatus::Done | ActionStatus::AlreadyDone))
+            .map(|a| a.key.clone())
+            .collect();
+        let verified_open: BTreeSet<String> = run
+            .report_json
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<ClosureReport>(r).ok())
+            .map(|r| r.open.into_iter().map(|o| o.id).collect())
+            .unwrap_or_default();
+        let mut open: Vec<Finding> = Vec::new();
+        for action in plan.actions() {
+            let undone =
+                !finished.contains(&action.key) || verified_open.contains(&action.finding.id);
+            if undone && !open.iter().any(|f| f.id == action.finding.id) {
+                open.push(action.finding.clone());
+            }
+        }
+        Ok(open)
+    }
+}
+
 pub(crate) fn stored_plan(run: &RunRecord) -> Result<Plan, EngineError> {
     serde_json::from_str(&run.plan_json).map_err(|e| EngineError::StoredPlan {
         run: run.id.clone(),

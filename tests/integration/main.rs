@@ -42,6 +42,7 @@ mod mover_azure;
 mod mover_idp;
 mod mover_vault;
 mod report_html;
+mod rerun_after_failure;
 mod rotation_aws;
 mod rotation_azure;
 mod rotation_strategy;

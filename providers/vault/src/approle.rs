@@ -38,10 +38,11 @@ impl From<vaultrs::api::auth::approle::responses::ReadSecretIDResponse> for Secr
 }
 
 // A rotation is known by the secret-id it replaces (its accessor), not by the action's
-// idempotency key: the key names one run, and a run that failed part-way is followed by a new
-// run (new keys) rotating the same, still live, secret-id. Keyed by the run, the new run could
-// not see what the failed one created and left a second new secret-id live (issue 14, seen by
-// the chaos bench under faults). Replacing one secret-id is one operation whichever run does it.
+// idempotency key: the key names one run, and a run that stopped part-way can be followed by a
+// run with other keys rotating the same, still live, secret-id (another trigger's run — an
+// incident after a failed leaver — or the next run after one that ended open). Keyed by the
+// run, that run could not see what the first one created and left a second new secret-id live.
+// Replacing one secret-id is one operation whichever run does it.
 
 /// Custom-metadata key on the published record: the accessor of the secret-id whose
 /// replacement it publishes.

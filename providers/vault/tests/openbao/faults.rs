@@ -419,14 +419,13 @@ async fn approle_rotation_whose_answers_were_lost_leaves_one_new_secret_id() {
     }
 }
 
-/// Issue 14, seen by the chaos bench under 20% faults (1 run in 22 left one AppRole secret-id
-/// too many): a run whose rotation failed part-way ends `failed`, and the operator's next
-/// `apply` is a new run whose actions carry new idempotency keys. The rotation used to know its
-/// own secret-ids by that key, so the new run neither destroyed the one the failed run created
-/// nor recognised its publication: two new secret-ids live. The failed run stops after the
-/// creation's answer was lost, after the intent record was refused, and after the publication's
-/// answer was lost; the next run's rotation (another key) leaves exactly one new secret-id,
-/// published once.
+/// A run whose rotation stopped part-way can be followed by a run with other idempotency keys
+/// (another trigger's run — an incident after a failed leaver — or the next run after one that
+/// ended open). The rotation used to know its own secret-ids by the key, so that run neither
+/// destroyed the one the first run created nor recognised its publication: two new secret-ids
+/// live. The first run stops after the creation's answer was lost, after the intent record was
+/// refused, and after the publication's answer was lost; the next run's rotation (another key)
+/// leaves exactly one new secret-id, published once (fails without the fix: two live).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approle_rotation_a_failed_run_left_half_done_is_finished_by_the_next_run() {
     use crate::api::request;
