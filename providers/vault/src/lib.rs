@@ -58,6 +58,7 @@ mod findings;
 mod health;
 mod kv;
 mod lease;
+mod memory;
 mod model;
 mod pki;
 pub mod policy;

@@ -17,6 +17,9 @@ use vaultrs::api::identity::entity::requests::{
 pub struct VaultProvider {
     pub(crate) config: VaultConfig,
     pub(crate) client: Client,
+    /// What this instance's earlier resolution read, for a verification's resolution to reuse
+    /// (`memory.rs`). Never held across an await.
+    pub(crate) memory: std::sync::Mutex<crate::memory::Memory>,
 }
 
 impl std::fmt::Debug for VaultProvider {
@@ -75,7 +78,11 @@ impl VaultProvider {
         let gate = CallGate::named("vault", limits_for(&config));
         let client =
             Client::new(address, token, config.namespace.clone(), gate)?.with_retry(config.retry);
-        Ok(VaultProvider { config, client })
+        Ok(VaultProvider {
+            config,
+            client,
+            memory: Default::default(),
+        })
     }
 
     /// The configuration the provider was built with.
@@ -103,6 +110,71 @@ impl VaultProvider {
             .try_filter_map(|e| async move { Ok(e) })
             .try_collect()
             .await
+    }
+
+    /// Every entity, as [`VaultProvider::all_entities`], but a remembered entity (`prior`) is
+    /// taken as it was when the list's names and aliases match it, `written` names no change
+    /// of it since, and `live` (the person's own, or naming the person) does not ask for it
+    /// live; the others are read. Without `prior` or `written`: every entity is read.
+    pub(crate) async fn entities_reusing(
+        &self,
+        prior: Option<&BTreeMap<String, Entity>>,
+        written: Option<&crate::memory::Written>,
+        live: impl Fn(&Entity) -> bool,
+    ) -> Result<Vec<Entity>, CallError> {
+        let (Some(prior), Some(written)) = (prior, written) else {
+            return self.all_entities().await;
+        };
+        #[derive(serde::Deserialize, Default)]
+        struct Listed {
+            #[serde(default)]
+            keys: Vec<String>,
+            #[serde(default)]
+            key_info: BTreeMap<String, Info>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Info {
+            #[serde(default)]
+            name: String,
+            #[serde(default, deserialize_with = "crate::model::nullable")]
+            aliases: Vec<crate::model::Alias>,
+        }
+        let listed = match self
+            .client
+            .read_data::<Listed>("LIST", "identity/entity/id", None)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => Listed::default(),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let mut to_read = Vec::new();
+        for id in listed.keys {
+            let info = listed.key_info.get(&id);
+            match (prior.get(&id), info) {
+                (Some(e), Some(info))
+                    if !live(e)
+                        && crate::memory::entity_unchanged(
+                            e,
+                            &info.name,
+                            &info.aliases,
+                            written,
+                        ) =>
+                {
+                    out.push(e.clone())
+                }
+                _ => to_read.push(id),
+            }
+        }
+        let read: Vec<Entity> = stream::iter(to_read)
+            .map(|id| async move { self.read_entity(&id).await })
+            .buffer_unordered(self.config.max_in_flight.max(1))
+            .try_filter_map(|e| async move { Ok(e) })
+            .try_collect()
+            .await?;
+        out.extend(read);
+        Ok(out)
     }
 
     pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {
