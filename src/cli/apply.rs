@@ -37,7 +37,8 @@ pub struct ApplyArgs {
     pub format: Format,
     /// Verify by reading every object of every provider again, as a first resolution does,
     /// instead of reusing what the run's resolution read where a provider can prove it
-    /// unchanged (docs/performance.md, "What verification re-reads").
+    /// unchanged (what each provider re-reads: its README, e.g. providers/vault/README.md,
+    /// "What a verification reads again").
     #[arg(long)]
     pub thorough: bool,
 }
