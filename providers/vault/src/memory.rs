@@ -22,7 +22,10 @@
 //!   A KV key the person owns, reads through a policy, or could grant herself, and every new key,
 //!   is read live. The KV tree itself is listed again.
 //!
-//! The log may be rotated or truncated: if it is shorter than the mark, nothing is reused.
+//! The log is read after the verification's own entity listing and trusted only if that
+//! listing's request (by Vault's request id) is in it: it is then the server's live log up to
+//! that moment. If it is not, or the log is shorter than the mark (rotated or truncated), no
+//! entity or KV metadata is reused.
 
 use crate::model::{Entity, KvMetadata, TokenInfo};
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,7 +73,7 @@ impl KvSession<'_> {
 
 /// The non-read requests the audit log holds past a mark, as far as they can change what
 /// [`Reads`] remembers.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Written {
     /// Every entity may have changed.
     pub all_entities: bool,
@@ -121,15 +124,20 @@ struct Entry {
 #[derive(serde::Deserialize)]
 struct Request {
     #[serde(default)]
+    id: String,
+    #[serde(default)]
     path: String,
     #[serde(default)]
     operation: String,
 }
 
-/// The non-read requests of an audit log's entries (request and response entries alike). A line
-/// that is not an audit entry marks everything: the log cannot be trusted to tell.
-pub(crate) fn written(log: impl BufRead) -> std::io::Result<Written> {
+/// The non-read requests of an audit log's entries (request and response entries alike), if the
+/// log holds the request `witness` (Vault's request id of a call made just before it is read):
+/// otherwise it is not the live log, and everything is marked. A line that is not an audit entry
+/// marks everything too: the log cannot be trusted to tell.
+pub(crate) fn written(log: impl BufRead, witness: &str) -> std::io::Result<Written> {
     let mut out = Written::default();
+    let mut witnessed = false;
     for line in log.lines() {
         let line = line?;
         if line.trim().is_empty() {
@@ -141,6 +149,7 @@ pub(crate) fn written(log: impl BufRead) -> std::io::Result<Written> {
         let Some(r) = entry.request else {
             continue;
         };
+        witnessed |= !witness.is_empty() && r.id == witness;
         if matches!(r.operation.as_str(), "read" | "list") {
             continue;
         }
@@ -160,7 +169,11 @@ pub(crate) fn written(log: impl BufRead) -> std::io::Result<Written> {
             out.paths.insert(path.to_string());
         }
     }
-    Ok(out)
+    Ok(if witnessed {
+        out
+    } else {
+        Written::everything()
+    })
 }
 
 /// The audit log's length now; `None` when it cannot be read.
@@ -168,9 +181,9 @@ pub(crate) fn log_len(log: &std::path::Path) -> Option<u64> {
     std::fs::metadata(log).ok().map(|m| m.len())
 }
 
-/// What the audit log at `log` holds past `mark`; everything when it is shorter than the mark
-/// (rotated or truncated) or cannot be read.
-pub(crate) fn written_since(log: &std::path::Path, mark: u64) -> Written {
+/// What the audit log at `log` holds past `mark` ([`written`], with its `witness`); everything
+/// when it is shorter than the mark (rotated or truncated) or cannot be read.
+pub(crate) fn written_since(log: &std::path::Path, mark: u64, witness: &str) -> Written {
     use std::io::{Seek, SeekFrom};
     let read = || -> std::io::Result<Written> {
         let mut file = std::fs::File::open(log)?;
@@ -178,7 +191,7 @@ pub(crate) fn written_since(log: &std::path::Path, mark: u64) -> Written {
             return Ok(Written::everything());
         }
         file.seek(SeekFrom::Start(mark))?;
-        written(std::io::BufReader::new(file))
+        written(std::io::BufReader::new(file), witness)
     };
     read().unwrap_or_else(|_| Written::everything())
 }
@@ -209,14 +222,26 @@ pub(crate) fn entity_unchanged(
 mod tests {
     use super::*;
 
-    fn log(lines: &[&str]) -> Written {
-        written(std::io::Cursor::new(lines.join("\n"))).expect("read")
-    }
+    /// The request id of the caller's own listing, made just before the log is read.
+    const WITNESS: &str = "req-own-listing";
 
     fn req(kind: &str, op: &str, path: &str) -> String {
         format!(
-            r#"{{"type":"{kind}","time":"2026-12-07T18:00:00Z","request":{{"operation":"{op}","path":"{path}"}}}}"#
+            r#"{{"type":"{kind}","time":"2026-12-07T18:00:00Z","request":{{"id":"req-{op}-{path}","operation":"{op}","path":"{path}"}}}}"#
         )
+    }
+
+    fn witness() -> String {
+        format!(
+            r#"{{"type":"request","time":"2026-12-07T18:00:01Z","request":{{"id":"{WITNESS}","operation":"list","path":"identity/entity/id"}}}}"#
+        )
+    }
+
+    /// `lines` then the witness.
+    fn log(lines: &[&str]) -> Written {
+        let mut all: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        all.push(witness());
+        written(std::io::Cursor::new(all.join("\n")), WITNESS).expect("read")
     }
 
     #[test]
@@ -255,18 +280,36 @@ mod tests {
     }
 
     #[test]
+    fn a_log_without_the_callers_own_request_is_not_the_live_log_and_marks_everything() {
+        let lines = [req("request", "read", "sys/health")];
+        let w = written(std::io::Cursor::new(lines.join("\n")), WITNESS).expect("read");
+        assert_eq!(w, Written::everything());
+        // Nor does an empty witness (no request id came back) match an entry without an id.
+        let no_id =
+            r#"{"type":"request","request":{"operation":"list","path":"identity/entity/id"}}"#;
+        assert_eq!(
+            written(std::io::Cursor::new(no_id), "").expect("read"),
+            Written::everything()
+        );
+    }
+
+    #[test]
     fn a_log_shorter_than_the_mark_or_missing_reuses_nothing() {
         let dir = std::env::temp_dir().join(format!("closeout-memory-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("audit.log");
-        std::fs::write(&path, req("request", "read", "sys/health") + "\n").expect("write");
-        assert_eq!(written_since(&path, 10_000), Written::everything());
-        assert_eq!(written_since(&dir.join("none"), 0), Written::everything());
+        std::fs::write(&path, witness() + "\n").expect("write");
+        assert_eq!(written_since(&path, 10_000, WITNESS), Written::everything());
+        assert_eq!(
+            written_since(&dir.join("none"), 0, WITNESS),
+            Written::everything()
+        );
         let len = log_len(&path).expect("len");
         let mut text = std::fs::read_to_string(&path).expect("read");
         text.push_str(&(req("response", "update", "identity/entity/id/e9") + "\n"));
+        text.push_str(&(witness() + "\n"));
         std::fs::write(&path, text).expect("append");
-        let w = written_since(&path, len);
+        let w = written_since(&path, len, WITNESS);
         assert_eq!(w.entity_ids, BTreeSet::from(["e9".to_string()]));
         assert!(!w.all_entities);
         std::fs::remove_dir_all(&dir).expect("clean up");

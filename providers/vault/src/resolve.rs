@@ -52,22 +52,16 @@ impl VaultProvider {
         };
         // Only in the root namespace: a request in a child namespace may be logged with a path
         // relative to it, which the log's paths alone cannot tell from the root's.
-        let written: Option<memory::Written> = match (&prior, &cfg.audit_log) {
-            (Some(p), Some(log)) if cfg.namespace.is_none() => {
-                let (log, at) = (log.clone(), p.mark);
-                Some(
-                    tokio::task::spawn_blocking(move || memory::written_since(&log, at))
-                        .await
-                        .unwrap_or_else(|_| memory::Written::everything()),
-                )
-            }
+        let log = match (&prior, &cfg.audit_log) {
+            (Some(p), Some(log)) if cfg.namespace.is_none() => Some((log.clone(), p.mark)),
             _ => None,
         };
 
         // 1. Entities: the person's own, and those the person owns (NHIs). The person's own and
-        // those naming her as owner are always read live.
-        let entities = self
-            .entities_reusing(prior.as_ref().map(|p| &p.entities), written.as_ref(), |e| {
+        // those naming her as owner are always read live. With a log to read, what it shows
+        // changed since the mark (`written`, also used for the KV metadata below).
+        let (entities, written) = self
+            .entities_reusing(prior.as_ref().map(|p| &p.entities), log, |e| {
                 own_entity_match(cfg, identity, e).is_some() || owned_by(cfg, identity, &e.metadata)
             })
             .await?;

@@ -113,17 +113,24 @@ impl VaultProvider {
     }
 
     /// Every entity, as [`VaultProvider::all_entities`], but a remembered entity (`prior`) is
-    /// taken as it was when the list's names and aliases match it, `written` names no change
-    /// of it since, and `live` (the person's own, or naming the person) does not ask for it
-    /// live; the others are read. Without `prior` or `written`: every entity is read.
+    /// taken as it was when the list's names and aliases match it, the audit log (`log`: its
+    /// path and the mark to read it from) names no change of it since, and `live` (the person's
+    /// own, or naming the person) does not ask for it live; the others are read. Also returns
+    /// what the log shows changed since the mark (`None` without `prior` or `log`: then every
+    /// entity is read).
+    ///
+    /// The log is read after this listing and trusted only if it holds the listing's own request
+    /// (by Vault's request id): that proves the file is the live log of this server up to now. A
+    /// log that does not hold it (another file, a device disabled since, a rotated log) marks
+    /// everything as changed.
     pub(crate) async fn entities_reusing(
         &self,
         prior: Option<&BTreeMap<String, Entity>>,
-        written: Option<&crate::memory::Written>,
+        log: Option<(std::path::PathBuf, u64)>,
         live: impl Fn(&Entity) -> bool,
-    ) -> Result<Vec<Entity>, CallError> {
-        let (Some(prior), Some(written)) = (prior, written) else {
-            return self.all_entities().await;
+    ) -> Result<(Vec<Entity>, Option<crate::memory::Written>), CallError> {
+        let (Some(prior), Some((log, mark))) = (prior, log) else {
+            return Ok((self.all_entities().await?, None));
         };
         #[derive(serde::Deserialize, Default)]
         struct Listed {
@@ -139,15 +146,28 @@ impl VaultProvider {
             #[serde(default, deserialize_with = "crate::model::nullable")]
             aliases: Vec<crate::model::Alias>,
         }
-        let listed = match self
-            .client
-            .read_data::<Listed>("LIST", "identity/entity/id", None)
-            .await
-        {
+        // The listing's request id, as the receipt of the call (its last attempt) carries it.
+        let (listed, calls) = closeout_contract::receipt::collect(self.client.read_data::<Listed>(
+            "LIST",
+            "identity/entity/id",
+            None,
+        ))
+        .await;
+        let listed = match listed {
             Ok(l) => l,
             Err(e) if e.is_not_found() => Listed::default(),
             Err(e) => return Err(e),
         };
+        let witness = calls.last().and_then(|c| c.request_id.clone());
+        let written = match witness {
+            Some(witness) => tokio::task::spawn_blocking(move || {
+                crate::memory::written_since(&log, mark, &witness)
+            })
+            .await
+            .unwrap_or_else(|_| crate::memory::Written::everything()),
+            None => crate::memory::Written::everything(),
+        };
+        let written = &written;
         let mut out = Vec::new();
         let mut to_read = Vec::new();
         for id in listed.keys {
@@ -174,7 +194,7 @@ impl VaultProvider {
             .try_collect()
             .await?;
         out.extend(read);
-        Ok(out)
+        Ok((out, Some(written.clone())))
     }
 
     pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {

@@ -88,6 +88,11 @@ impl Server {
     }
 
     async fn provider(&self, audit_log: bool) -> VaultProvider {
+        self.provider_logging_to(audit_log.then(|| self.bao.audit_log()))
+            .await
+    }
+
+    async fn provider_logging_to(&self, audit_log: Option<std::path::PathBuf>) -> VaultProvider {
         let dir = std::env::temp_dir().join(format!(
             "closeout-vault-reuse-{}-{}",
             std::process::id(),
@@ -99,7 +104,7 @@ impl Server {
         VaultProvider::connect(VaultConfig {
             address: Some(self.bao.address()),
             token_file: Some(token_file),
-            audit_log: audit_log.then(|| self.bao.audit_log()),
+            audit_log,
             max_in_flight: 4,
             ..Default::default()
         })
@@ -260,7 +265,8 @@ async fn changes_between_resolve_and_verify_are_found_and_untouched_objects_are_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_by_name_is_found_and_without_an_audit_log_entities_and_secrets_are_all_read() {
+async fn a_change_by_name_is_found_and_without_the_live_audit_log_entities_and_secrets_are_all_read(
+) {
     let s = Server::start();
     seed(&s).await;
 
@@ -283,6 +289,25 @@ async fn a_change_by_name_is_found_and_without_an_audit_log_entities_and_secrets
         2,
         "{calls:#?}"
     );
+
+    // A file that is not the server's live log (a copy, a log whose device was disabled):
+    // Closeout's own listing is not in it, so it proves nothing and everything is read again.
+    let stale = std::env::temp_dir().join(format!(
+        "closeout-vault-reuse-stale-{}-{}.log",
+        std::process::id(),
+        s.bao.port()
+    ));
+    std::fs::copy(s.bao.audit_log(), &stale).unwrap();
+    let provider = s.provider_logging_to(Some(stale.clone())).await;
+    provider.resolve(&ctx()).await.unwrap();
+    let (_, calls) = collect(scope(Reuse::SinceLastRead, provider.resolve(&ctx()))).await;
+    assert_eq!(
+        count(&calls, "GET /v1/identity/entity/id/"),
+        11,
+        "{calls:#?}"
+    );
+    assert_eq!(count(&calls, "GET /v1/secret/metadata/"), 11);
+    std::fs::remove_file(&stale).unwrap();
 
     // Without one, nothing can tell what changed: every entity and secret is read again (the
     // tokens, whose owner and entity never change, are still reused).
