@@ -34,7 +34,9 @@ use std::io::BufRead;
 /// What a run's earlier resolution read.
 #[derive(Debug, Default)]
 pub(crate) struct Memory {
-    /// Every token looked up, by accessor (only the accessors of the latest listing are kept).
+    /// Every token looked up, by accessor (only the accessors of the latest listing are kept),
+    /// with only the fields that decide whether it is the person's or a candidate: accessor,
+    /// entity id, metadata, creation time.
     pub tokens: BTreeMap<String, TokenInfo>,
     /// The entities and KV metadata, with the audit log's length when their reading began;
     /// `None` without an audit log.

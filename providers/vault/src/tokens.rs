@@ -98,9 +98,24 @@ impl VaultProvider {
             .try_collect()
             .await?;
         {
+            // Only what decides whether a token is the person's (or a candidate) is kept: a
+            // token that is either is looked up live again anyway.
             let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
             for t in &looked_up {
-                memory.tokens.insert(t.accessor.clone(), t.clone());
+                memory.tokens.insert(
+                    t.accessor.clone(),
+                    TokenInfo {
+                        accessor: t.accessor.clone(),
+                        entity_id: t.entity_id.clone(),
+                        meta: t.meta.clone(),
+                        creation_time: t.creation_time,
+                        orphan: t.orphan,
+                        display_name: String::new(),
+                        policies: Vec::new(),
+                        path: String::new(),
+                        expire_time: String::new(),
+                    },
+                );
             }
         }
         let kept: Vec<(bool, TokenInfo)> = looked_up
