@@ -28,7 +28,8 @@
 //!
 //! `CLOSEOUT_BENCH_TIMINGS=1` runs Closeout with `--timings` and prints its per-phase,
 //! per-provider table (calls, in-flight time, gate wait, throttles) for each run;
-//! `CLOSEOUT_BENCH_KEEP=1` keeps each world's directory.
+//! `CLOSEOUT_BENCH_KEEP=1` keeps each world's directory; `CLOSEOUT_BENCH_OPS=1` prints each
+//! run's calls per operation (what grows with M shows by name).
 //!
 //! The latency is `CLOSEOUT_BENCH_LATENCY_MS` (default 50), added by
 //! `closeout_testkit::proxy::FaultProxy` to every request (`Fault::Latency`, `When::Always`).
@@ -156,6 +157,26 @@ impl World {
         self.aws_proxy.requests() + self.vault_proxy.requests()
     }
 
+    /// `CLOSEOUT_BENCH_OPS=1`: the calls so far per operation, most first (AWS: the `Action` or
+    /// `X-Amz-Target`; Vault: method and path with every segment naming one object, such as a
+    /// principal, a key or an id, replaced by `*`), so what grows with M shows by name.
+    fn print_ops(&self, who: &str) {
+        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        for (side, proxy) in [("aws", &self.aws_proxy), ("vault", &self.vault_proxy)] {
+            for entry in proxy.log() {
+                *counts
+                    .entry(format!("{side} {}", op_shape(&entry.op)))
+                    .or_default() += 1;
+            }
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        eprintln!("  {who}: calls per operation");
+        for (op, n) in counts {
+            eprintln!("    {n:>6}  {op}");
+        }
+    }
+
     /// `leaver_world.py check`, straight to the emulators; panics unless closed (only her tokens
     /// revoked, with `tokens_only`).
     fn check(&self, who: &str, tokens_only: bool) {
@@ -236,6 +257,32 @@ fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_DEFAULT_REGION", "us-east-1".into()),
     ]
+}
+
+/// An operation with the segments of a Vault path that name one object (after `id/`, `name/`,
+/// `users/`, `accessor`-like and KV paths under `data/` or `metadata/`) replaced by `*`.
+fn op_shape(op: &str) -> String {
+    let Some((method, path)) = op.split_once(' ') else {
+        return op.to_string();
+    };
+    let mut out = Vec::new();
+    let mut generic = false;
+    for seg in path.split('/') {
+        if generic && !seg.is_empty() {
+            if out.last() != Some(&"*") {
+                out.push("*");
+            }
+            continue;
+        }
+        out.push(seg);
+        if matches!(
+            seg,
+            "id" | "name" | "users" | "data" | "metadata" | "role" | "entity-alias" | "policy"
+        ) {
+            generic = true;
+        }
+    }
+    format!("{method} {}", out.join("/"))
 }
 
 /// The shipped playbooks with the leaver's blast-radius limit raised (see the module docs).
@@ -356,6 +403,9 @@ async fn run_closeout(world: &World) -> CloseoutRun {
             eprint!("{}", &stderr[at..]);
         }
     }
+    if std::env::var_os("CLOSEOUT_BENCH_OPS").is_some() {
+        world.print_ops("closeout");
+    }
     CloseoutRun {
         wall,
         calls: world.calls(),
@@ -381,6 +431,9 @@ async fn run_script(world: &World, tokens_only: bool) -> (Duration, u64) {
     .await
     .expect("script runner");
     let wall = started.elapsed();
+    if std::env::var_os("CLOSEOUT_BENCH_OPS").is_some() {
+        world.print_ops("the script");
+    }
     assert!(
         out.status.success(),
         "the sequential script did not close the leaver:\n{}{}",

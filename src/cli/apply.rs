@@ -10,6 +10,7 @@ use crate::pipeline::plan::Plan;
 use crate::pipeline::progress::Progress;
 use crate::trigger::Trigger;
 use clap::Args;
+use closeout_contract::reuse::{self, Reuse};
 
 /// Arguments of `apply`.
 #[derive(Debug, Args)]
@@ -34,6 +35,12 @@ pub struct ApplyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Verify by reading every object of every provider again, as a first resolution does,
+    /// instead of reusing what the run's resolution read where a provider can prove it
+    /// unchanged (what each provider re-reads: its README, e.g. providers/vault/README.md,
+    /// "What a verification reads again").
+    #[arg(long)]
+    pub thorough: bool,
 }
 
 /// Apply and print the report; the exit code is the report's.
@@ -48,15 +55,22 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<i32, Failure> 
         ..ApplyOptions::default()
     };
     let mut confirm = |plan: &Plan| ask_to_apply(plan);
-    let report = engine
-        .apply(
+    let mode = if args.thorough {
+        Reuse::Never
+    } else {
+        Reuse::Fresh
+    };
+    let report = reuse::scope(
+        mode,
+        engine.apply(
             args.trigger,
             &args.identity,
             &options,
             &mut confirm,
             &Progress::auto(),
-        )
-        .await?;
+        ),
+    )
+    .await?;
     print_report(&report, args.format);
     Ok(report_code(&report))
 }

@@ -17,6 +17,7 @@ use crate::registry::Providers;
 use crate::store::journal::{ActionStatus, RunRecord, RunStatus};
 use crate::trigger::{Closure, Trigger};
 use chrono::{DateTime, Utc};
+use closeout_contract::reuse::{self, Reuse};
 use closeout_contract::{Finding, Identity, ResolveContext, State};
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::Instrument;
@@ -370,10 +371,19 @@ impl Engine {
         if !failed && plan.trigger.closure() == Closure::MatchesPolicy {
             self.record_time_bound(&run.id, identity, plan).await?;
         }
-        let verification = self
-            .verify_closure(providers, &run, identity, plan)
-            .instrument(spans::phase("verify"))
-            .await?;
+        // The providers that resolved this run's plan verify it: each may reuse what it read
+        // then where it can prove it unchanged (closeout_contract::reuse; each provider's README
+        // says what it re-reads). `--thorough` (Reuse::Never) reads everything again.
+        let mode = match reuse::current() {
+            Reuse::Never => Reuse::Never,
+            _ => Reuse::SinceLastRead,
+        };
+        let verification = reuse::scope(
+            mode,
+            self.verify_closure(providers, &run, identity, plan)
+                .instrument(spans::phase("verify")),
+        )
+        .await?;
         let status = if failed {
             RunStatus::Failed
         } else if verification.is_closed() {

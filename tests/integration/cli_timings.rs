@@ -24,7 +24,7 @@ const APPLY: [&str; 11] = [
 ];
 
 /// The `--timings` table: (phase, provider) → calls, and the total line's calls.
-fn table(stderr: &str) -> (Vec<(String, String, u64)>, u64) {
+pub(crate) fn table(stderr: &str) -> (Vec<(String, String, u64)>, u64) {
     let mut rows = Vec::new();
     let mut total = None;
     let mut phase = String::new();

@@ -255,3 +255,58 @@ async fn leaver_is_closed_out_and_read_back_from_vault() {
     assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
     assert_eq!(json(&verify)["status"], "closed");
 }
+
+/// `apply`'s verification reuses what the run's resolution read where the audit log proves it
+/// unchanged (providers/vault/README.md, "What a verification reads again"): it makes fewer
+/// Vault calls than the full pass `apply --thorough` makes, and both close the leaver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_reuses_the_runs_reads_unless_thorough_and_both_close() {
+    let mut verify_calls = Vec::new();
+    for thorough in [false, true] {
+        let world = VaultWorld::new();
+        world.seed_demo();
+        let mut args = vec![
+            "--timings",
+            "apply",
+            "leaver",
+            "--identity",
+            "E1001",
+            "--yes",
+            "--format",
+            "json",
+        ];
+        if thorough {
+            args.push("--thorough");
+        }
+        let out = world.closeout(&args);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON report ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(
+            report["status"], "closed",
+            "thorough = {thorough}: {}",
+            report["open"]
+        );
+        let (rows, _) = crate::cli_timings::table(&String::from_utf8_lossy(&out.stderr));
+        let calls = |phase: &str| {
+            rows.iter()
+                .find(|(p, provider, _)| p == phase && provider == "vault")
+                .map(|(_, _, c)| *c)
+                .unwrap_or_else(|| panic!("no {phase} row for vault: {rows:?}"))
+        };
+        verify_calls.push((calls("resolve"), calls("verify")));
+    }
+    let (reused, thorough) = (verify_calls[0], verify_calls[1]);
+    eprintln!("Vault calls (resolve, verify): reused {reused:?}, thorough {thorough:?}");
+    assert!(
+        reused.1 < thorough.1,
+        "verification with reuse made {} Vault calls, the full pass {} (resolve: {} and {})",
+        reused.1,
+        thorough.1,
+        reused.0,
+        thorough.0
+    );
+}

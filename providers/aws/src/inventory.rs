@@ -851,9 +851,11 @@ impl SecretVersions {
 }
 
 impl AwsProvider {
-    /// Every secret (all pages; `ListSecrets` returns the tags) and, per secret, its resource
-    /// policy (`GetResourcePolicy`, which the list does not include; bounded concurrency).
-    pub(crate) async fn load_secrets(&self) -> Result<SecretListing, CallError> {
+    /// Every secret (all pages; `ListSecrets` returns the tags) and, when `policies`, per secret
+    /// its resource policy (`GetResourcePolicy`, which the list does not include; bounded
+    /// concurrency). Without `policies` no resource policy is read: the caller knows none can
+    /// matter (nothing of the identity's is a principal a policy could name).
+    pub(crate) async fn load_secrets(&self, policies: bool) -> Result<SecretListing, CallError> {
         let mut secrets = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -901,32 +903,31 @@ impl AwsProvider {
         }
         // (secret index, the policy text, or why it could not be read)
         type PolicyRead = Result<(usize, Result<Option<String>, String>), CallError>;
-        let policies: Vec<PolicyRead> = stream::iter(
-            secrets
-                .iter()
-                .map(|s| s.arn.clone())
-                .enumerate()
-                .collect::<Vec<_>>(),
-        )
-        .map(|(i, arn)| async move {
-            match self
-                .call(
-                    "GetResourcePolicy",
-                    self.sm.get_resource_policy().secret_id(arn).send(),
-                )
-                .await
-            {
-                Ok(out) => Ok((i, Ok(out.resource_policy().map(str::to_string)))),
-                Err(e) if e.is_not_found() => Ok((i, Ok(None))),
-                Err(e) if e.is_access_denied() => {
-                    Ok((i, Err(format!("GetResourcePolicy was refused ({e})"))))
+        let to_read: Vec<(usize, String)> = if policies {
+            secrets.iter().map(|s| s.arn.clone()).enumerate().collect()
+        } else {
+            Vec::new()
+        };
+        let policies: Vec<PolicyRead> = stream::iter(to_read)
+            .map(|(i, arn)| async move {
+                match self
+                    .call(
+                        "GetResourcePolicy",
+                        self.sm.get_resource_policy().secret_id(arn).send(),
+                    )
+                    .await
+                {
+                    Ok(out) => Ok((i, Ok(out.resource_policy().map(str::to_string)))),
+                    Err(e) if e.is_not_found() => Ok((i, Ok(None))),
+                    Err(e) if e.is_access_denied() => {
+                        Ok((i, Err(format!("GetResourcePolicy was refused ({e})"))))
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            }
-        })
-        .buffer_unordered(self.gates.of("GetResourcePolicy").limits().max_in_flight)
-        .collect()
-        .await;
+            })
+            .buffer_unordered(self.gates.of("GetResourcePolicy").limits().max_in_flight)
+            .collect()
+            .await;
         let mut warnings = Vec::new();
         for r in policies {
             let (i, text) = r?;

@@ -187,7 +187,12 @@ impl AwsProvider {
             })
             .buffer_unordered(self.gate.limits().max_in_flight)
             .try_collect::<Vec<_>>();
-        let (creds, nhi_keys, listing) = futures::try_join!(creds, nhi_keys, self.load_secrets())?;
+        // A resource policy can only matter through a principal the identity reaches
+        // (`secret_reach` and `secret_policy_gap` look at no policy otherwise): an identity
+        // with no IAM user, owned NHI or federated role here costs no `GetResourcePolicy`.
+        let policies_matter = !reached.reached.is_empty();
+        let (creds, nhi_keys, listing) =
+            futures::try_join!(creds, nhi_keys, self.load_secrets(policies_matter))?;
         res.warnings.extend(listing.warnings);
         let secrets = listing.secrets;
         if let Some(why) = listing.refused {

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod provider;
 pub mod receipt;
 pub mod retry;
+pub mod reuse;
 pub mod rotation_strategy;
 pub mod secret;
 pub mod telemetry;

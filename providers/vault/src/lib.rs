@@ -12,7 +12,7 @@
 //! `scripts/check-layers.py`):
 //!
 //! layer 0: capabilities, config, model, policy, audit_trail
-//! layer 1: client, findings, correlation, reach
+//! layer 1: client, findings, correlation, reach, memory
 //! layer 2: server
 //! layer 3: tokens, lease, pki, approle, health, entitlements, kv, database
 //! layer 4: secrets
@@ -58,6 +58,7 @@ mod findings;
 mod health;
 mod kv;
 mod lease;
+mod memory;
 mod model;
 mod pki;
 pub mod policy;

@@ -10,10 +10,12 @@ use crate::findings::{
     attrs, entity_base, entity_policy_finding, entity_state, finding, membership_finding,
     nhi_entity_finding,
 };
+use crate::memory;
 use crate::model::Entity;
 use crate::policy::TemplateValues;
 use crate::secrets::PolicyPaths;
 use crate::server::VaultProvider;
+use closeout_contract::reuse::Reuse;
 use closeout_contract::{
     Account, Finding, Holder, Path, ProviderError, Relation, Resolution, ResolveContext, State,
 };
@@ -34,8 +36,37 @@ impl VaultProvider {
         let cfg = &self.config;
         let mut res = Resolution::default();
 
-        // 1. Entities: the person's own, and those the person owns (NHIs).
-        let entities = self.all_entities().await?;
+        // 0. What may be taken from this run's earlier resolution (`memory.rs`): in a
+        // verification's resolution, with a file audit log, what the log shows unchanged since
+        // that resolution began. The mark is taken before anything is read.
+        let reuse = closeout_contract::reuse::current() == Reuse::SinceLastRead;
+        let mark = cfg.audit_log.as_deref().and_then(memory::log_len);
+        let prior: Option<memory::Reads> = if reuse {
+            self.memory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .reads
+                .clone()
+        } else {
+            None
+        };
+        // Only in the root namespace: a request in a child namespace may be logged with a path
+        // relative to it, which the log's paths alone cannot tell from the root's.
+        let log = match (&prior, &cfg.audit_log) {
+            (Some(p), Some(log)) if cfg.namespace.is_none() => Some((log.clone(), p.mark)),
+            _ => None,
+        };
+
+        // 1. Entities: the person's own, and those the person owns (NHIs). The person's own and
+        // those naming her as owner are always read live. With a log to read, what it shows
+        // changed since the mark (`written`, also used for the KV metadata below).
+        let (entities, written) = self
+            .entities_reusing(prior.as_ref().map(|p| &p.entities), log, |e| {
+                own_entity_match(cfg, identity, e).is_some() || owned_by(cfg, identity, &e.metadata)
+            })
+            .await?;
+        let remembered_entities: BTreeMap<String, Entity> =
+            entities.iter().map(|e| (e.id.clone(), e.clone())).collect();
         let mut own: Vec<Own> = Vec::new();
         // The person's NHI entities' aliases: an AppRole alias names the role (by role-id).
         let mut owned_nhi_aliases: Vec<OwnedNhiAlias> = Vec::new();
@@ -300,8 +331,14 @@ impl VaultProvider {
         let mut secrets = Resolution::default();
         let mut approles = Resolution::default();
         let mut audit_leases = Resolution::default();
+        let empty = BTreeMap::new();
+        let mut kv = memory::KvSession {
+            prior: prior.as_ref().map_or(&empty, |p| &p.kv),
+            written: written.as_ref(),
+            read: BTreeMap::new(),
+        };
         tokio::try_join!(
-            self.resolve_secrets(ctx, &auth, &policy_paths, &templates, &mut secrets),
+            self.resolve_secrets(ctx, &auth, &policy_paths, &templates, &mut kv, &mut secrets),
             self.resolve_approle(ctx, &auth, &owned_nhi_aliases, &mut approles),
             self.resolve_audit_leases(&scan.leases, &mut audit_leases),
         )?;
@@ -333,6 +370,16 @@ impl VaultProvider {
                 "no Vault entity correlates with identity {}",
                 identity.id
             ));
+        }
+        // Remembered for a verification of this run: everything read (or reused, which the log
+        // showed unchanged up to after this mark), as of the mark taken before reading.
+        if let Some(mark) = mark {
+            let kv = kv.read;
+            self.memory.lock().unwrap_or_else(|p| p.into_inner()).reads = Some(memory::Reads {
+                mark,
+                entities: remembered_entities,
+                kv,
+            });
         }
         res.normalize();
         Ok(res)

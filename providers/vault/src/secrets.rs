@@ -376,6 +376,7 @@ impl VaultProvider {
         auth: &BTreeMap<String, Mount>,
         policy_paths: &PolicyPaths,
         templates: &[TemplateValues],
+        kv: &mut crate::memory::KvSession<'_>,
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
         let mut policy_paths = policy_paths.clone();
@@ -439,7 +440,7 @@ impl VaultProvider {
         let mounts = self.mounts("sys/mounts").await?;
         for (mount, m) in &mounts {
             if m.mount_type == "kv" {
-                self.resolve_kv_mount(ctx, mount, m, &rules, policy_paths, &steps, res)
+                self.resolve_kv_mount(ctx, mount, m, &rules, policy_paths, &steps, kv, res)
                     .await?;
             } else if m.mount_type == "database" {
                 self.resolve_database_mount(ctx.cutoff, mount, &rules, policy_paths, &steps, res)
@@ -463,6 +464,7 @@ impl VaultProvider {
         rules: &Rules,
         policy_paths: &PolicyPaths,
         grant_steps: &[(Path, String)],
+        kv: &mut crate::memory::KvSession<'_>,
         res: &mut Resolution,
     ) -> Result<(), ProviderError> {
         let conc = self.config.max_in_flight.max(1);
@@ -485,11 +487,35 @@ impl VaultProvider {
             .into_iter()
             .filter(|k| !data_path(k).starts_with(record_prefix))
             .collect();
-        // v2: every secret's metadata (its owner record and current version's time).
+        let set = || rules.iter().map(|(n, r)| (n.as_str(), r.as_slice()));
+        // v2: every secret's metadata (its owner record and current version's time). In a
+        // verification's resolution (`memory.rs`), a key's remembered metadata is reused when
+        // the audit log shows no request on it since, the person could not grant herself every
+        // secret, no rule of her policies matches the key, and it does not name her as owner:
+        // such a key is no finding, and stays none. Every other key is read live.
         let metas: BTreeMap<String, KvMetadata> = if v1 {
             BTreeMap::new()
         } else {
-            stream::iter(keys.iter().cloned())
+            let mut metas = BTreeMap::new();
+            let mut to_read = Vec::new();
+            for k in &keys {
+                let reused = kv.reusable(mount, k).filter(|m| {
+                    grant_steps.is_empty()
+                        && policy::effective(set(), &data_path(k)).is_none()
+                        && !crate::correlation::owned_by(
+                            &self.config,
+                            &ctx.identity,
+                            &m.custom_metadata,
+                        )
+                });
+                match reused {
+                    Some(m) => {
+                        metas.insert(k.clone(), m.clone());
+                    }
+                    None => to_read.push(k.clone()),
+                }
+            }
+            let read: Vec<(String, KvMetadata)> = stream::iter(to_read)
                 .map(|k| async move {
                     let m = self.kv_metadata(mount, &k).await?;
                     Ok::<_, CallError>(m.map(|m| (k, m)))
@@ -497,9 +523,15 @@ impl VaultProvider {
                 .buffer_unordered(conc)
                 .try_filter_map(|x| async move { Ok(x) })
                 .try_collect()
-                .await?
+                .await?;
+            metas.extend(read);
+            kv.read.extend(
+                metas
+                    .iter()
+                    .map(|(k, m)| (format!("{mount}metadata/{k}"), m.clone())),
+            );
+            metas
         };
-        let set = || rules.iter().map(|(n, r)| (n.as_str(), r.as_slice()));
         // The secrets that are findings, before their state is known.
         let mut found: Vec<(String, String, Vec<Reached>)> = Vec::new();
         for key in keys {

@@ -17,6 +17,9 @@ use vaultrs::api::identity::entity::requests::{
 pub struct VaultProvider {
     pub(crate) config: VaultConfig,
     pub(crate) client: Client,
+    /// What this instance's earlier resolution read, for a verification's resolution to reuse
+    /// (`memory.rs`). Never held across an await.
+    pub(crate) memory: std::sync::Mutex<crate::memory::Memory>,
 }
 
 impl std::fmt::Debug for VaultProvider {
@@ -75,7 +78,11 @@ impl VaultProvider {
         let gate = CallGate::named("vault", limits_for(&config));
         let client =
             Client::new(address, token, config.namespace.clone(), gate)?.with_retry(config.retry);
-        Ok(VaultProvider { config, client })
+        Ok(VaultProvider {
+            config,
+            client,
+            memory: Default::default(),
+        })
     }
 
     /// The configuration the provider was built with.
@@ -103,6 +110,91 @@ impl VaultProvider {
             .try_filter_map(|e| async move { Ok(e) })
             .try_collect()
             .await
+    }
+
+    /// Every entity, as [`VaultProvider::all_entities`], but a remembered entity (`prior`) is
+    /// taken as it was when the list's names and aliases match it, the audit log (`log`: its
+    /// path and the mark to read it from) names no change of it since, and `live` (the person's
+    /// own, or naming the person) does not ask for it live; the others are read. Also returns
+    /// what the log shows changed since the mark (`None` without `prior` or `log`: then every
+    /// entity is read).
+    ///
+    /// The log is read after this listing and trusted only if it holds the listing's own request
+    /// (by Vault's request id): that proves the file is the live log of this server up to now. A
+    /// log that does not hold it (another file, a device disabled since, a rotated log) marks
+    /// everything as changed.
+    pub(crate) async fn entities_reusing(
+        &self,
+        prior: Option<&BTreeMap<String, Entity>>,
+        log: Option<(std::path::PathBuf, u64)>,
+        live: impl Fn(&Entity) -> bool,
+    ) -> Result<(Vec<Entity>, Option<crate::memory::Written>), CallError> {
+        let (Some(prior), Some((log, mark))) = (prior, log) else {
+            return Ok((self.all_entities().await?, None));
+        };
+        #[derive(serde::Deserialize, Default)]
+        struct Listed {
+            #[serde(default)]
+            keys: Vec<String>,
+            #[serde(default)]
+            key_info: BTreeMap<String, Info>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Info {
+            #[serde(default)]
+            name: String,
+            #[serde(default, deserialize_with = "crate::model::nullable")]
+            aliases: Vec<crate::model::Alias>,
+        }
+        // The listing's request id, as the receipt of the call (its last attempt) carries it.
+        let (listed, calls) = closeout_contract::receipt::collect(self.client.read_data::<Listed>(
+            "LIST",
+            "identity/entity/id",
+            None,
+        ))
+        .await;
+        let listed = match listed {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => Listed::default(),
+            Err(e) => return Err(e),
+        };
+        let witness = calls.last().and_then(|c| c.request_id.clone());
+        let written = match witness {
+            Some(witness) => tokio::task::spawn_blocking(move || {
+                crate::memory::written_since(&log, mark, &witness)
+            })
+            .await
+            .unwrap_or_else(|_| crate::memory::Written::everything()),
+            None => crate::memory::Written::everything(),
+        };
+        let written = &written;
+        let mut out = Vec::new();
+        let mut to_read = Vec::new();
+        for id in listed.keys {
+            let info = listed.key_info.get(&id);
+            match (prior.get(&id), info) {
+                (Some(e), Some(info))
+                    if !live(e)
+                        && crate::memory::entity_unchanged(
+                            e,
+                            &info.name,
+                            &info.aliases,
+                            written,
+                        ) =>
+                {
+                    out.push(e.clone())
+                }
+                _ => to_read.push(id),
+            }
+        }
+        let read: Vec<Entity> = stream::iter(to_read)
+            .map(|id| async move { self.read_entity(&id).await })
+            .buffer_unordered(self.config.max_in_flight.max(1))
+            .try_filter_map(|e| async move { Ok(e) })
+            .try_collect()
+            .await?;
+        out.extend(read);
+        Ok((out, Some(written.clone())))
     }
 
     pub(crate) async fn read_group(&self, id: &str) -> Result<Option<Group>, CallError> {

@@ -17,6 +17,7 @@ use crate::correlation::owned_by;
 use crate::findings::refused_listing;
 use crate::model::TokenInfo;
 use crate::server::VaultProvider;
+use closeout_contract::reuse::{self, Reuse};
 use closeout_contract::{Gap, Identity, ProviderError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -71,18 +72,60 @@ impl VaultProvider {
             None => self.accessors().await?,
         };
         let classify = &classify;
-        let kept: Vec<(bool, TokenInfo)> = stream::iter(accessors)
+        // In a verification's resolution, an accessor whose remembered token `classify` drops
+        // is not looked up again: a token's entity, metadata and creation time never change,
+        // so the live token (if any) would be dropped too (`memory.rs`).
+        let reuse = reuse::current() == Reuse::SinceLastRead;
+        let listed_set: BTreeSet<String> = accessors.iter().cloned().collect();
+        let to_look_up: Vec<String> = {
+            let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            memory.tokens.retain(|acc, _| listed_set.contains(acc));
+            accessors
+                .into_iter()
+                .filter(|acc| {
+                    !reuse
+                        || !memory
+                            .tokens
+                            .get(acc)
+                            .is_some_and(|t| matches!(classify(t), Keep::Drop))
+                })
+                .collect()
+        };
+        let looked_up: Vec<TokenInfo> = stream::iter(to_look_up)
             .map(|acc| async move { self.lookup_accessor(&acc).await })
             .buffer_unordered(self.config.max_in_flight.max(1))
-            .try_filter_map(|t| async move {
-                Ok(t.and_then(|t| match classify(&t) {
-                    Keep::Match => Some((true, t)),
-                    Keep::Candidate => Some((false, t)),
-                    Keep::Drop => None,
-                }))
-            })
+            .try_filter_map(|t| async move { Ok(t) })
             .try_collect()
             .await?;
+        {
+            // Only what decides whether a token is the person's (or a candidate) is kept: a
+            // token that is either is looked up live again anyway.
+            let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            for t in &looked_up {
+                memory.tokens.insert(
+                    t.accessor.clone(),
+                    TokenInfo {
+                        accessor: t.accessor.clone(),
+                        entity_id: t.entity_id.clone(),
+                        meta: t.meta.clone(),
+                        creation_time: t.creation_time,
+                        orphan: t.orphan,
+                        display_name: String::new(),
+                        policies: Vec::new(),
+                        path: String::new(),
+                        expire_time: String::new(),
+                    },
+                );
+            }
+        }
+        let kept: Vec<(bool, TokenInfo)> = looked_up
+            .into_iter()
+            .filter_map(|t| match classify(&t) {
+                Keep::Match => Some((true, t)),
+                Keep::Candidate => Some((false, t)),
+                Keep::Drop => None,
+            })
+            .collect();
         let (matches, candidates): (Vec<_>, Vec<_>) = kept.into_iter().partition(|(m, _)| *m);
         Ok((
             matches.into_iter().map(|(_, t)| t).collect(),

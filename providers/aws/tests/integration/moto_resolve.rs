@@ -365,3 +365,78 @@ async fn a_reset_service_credential_probe_is_asked_again() {
         .count();
     assert!(resets >= 1, "no probe was reset: {:#?}", proxy.log());
 }
+
+/// A resource policy can only give the identity a path through a principal it reaches, so an
+/// identity without one here (no IAM user, owned NHI or federated role) costs no
+/// `GetResourcePolicy`, and still owns its tagged secret; an identity with an IAM user has every
+/// secret's policy read and is found through the one naming it.
+#[tokio::test]
+async fn resource_policies_are_read_only_when_the_identity_reaches_a_principal() {
+    use closeout_contract::receipt::collect;
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let account = c.account().await;
+    c.user("dave", &[]).await;
+    let erin_owns = c
+        .secret("erin-owned", "v", &[("owner", "erin@example.com")], None)
+        .await;
+    let naming_dave = c
+        .secret(
+            "names-dave",
+            "v",
+            &[],
+            Some(serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:user/dave")},
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*"
+            }]})),
+        )
+        .await;
+    for i in 0..3 {
+        c.secret(
+            &format!("other-{i}"),
+            "v",
+            &[("owner", "x@example.com")],
+            None,
+        )
+        .await;
+    }
+    let provider = moto.provider().await;
+    let secrets = |r: &closeout_contract::Resolution| -> Vec<String> {
+        let mut v: Vec<String> = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == "secret")
+            .map(|f| f.resource.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let policy_reads = |calls: &[closeout_contract::ProviderCall]| {
+        calls
+            .iter()
+            .filter(|c| c.operation == "secretsmanager:GetResourcePolicy")
+            .count()
+    };
+
+    let erin = ResolveContext {
+        identity: identity("E600", "erin@example.com", None),
+        cutoff: None,
+    };
+    let (r, calls) = collect(provider.resolve(&erin)).await;
+    let r = r.unwrap();
+    assert!(r.accounts.is_empty(), "{:?}", r.accounts);
+    assert_eq!(secrets(&r), vec![erin_owns]);
+    assert_eq!(policy_reads(&calls), 0, "{calls:#?}");
+
+    let dave = ResolveContext {
+        identity: identity("E700", "dave@example.com", None),
+        cutoff: None,
+    };
+    let (r, calls) = collect(provider.resolve(&dave)).await;
+    let r = r.unwrap();
+    assert_eq!(r.accounts.len(), 1, "{:?}", r.accounts);
+    assert_eq!(secrets(&r), vec![naming_dave]);
+    assert_eq!(policy_reads(&calls), 5, "{calls:#?}");
+}

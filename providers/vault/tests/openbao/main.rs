@@ -18,3 +18,4 @@ mod grant_self;
 mod kv_v1;
 mod leaver;
 mod postgres_rotation;
+mod reuse;
