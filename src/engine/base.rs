@@ -50,12 +50,16 @@ impl Engine {
     pub fn open(config_path: &Path) -> Result<Engine, EngineError> {
         let config = Config::load(config_path)?;
         let directory = Directory::load(&config.source.path)?;
-        let journal = Journal::open(&config.store.path)?;
+        let store_path = config
+            .store
+            .sqlite_path(config_path, "the run journal")?
+            .to_path_buf();
+        let journal = Journal::open(&store_path)?;
         let mut audit = AuditLog::open(&config.audit.path)?;
         if let Some(key) = audit_signing_key(&config.audit)? {
             audit = audit.with_signer(key);
         }
-        let leases = Leases::new(&config.store.path, LEASE_TTL);
+        let leases = Leases::new(&store_path, LEASE_TTL);
         Ok(Engine {
             config,
             directory,

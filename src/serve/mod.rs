@@ -89,6 +89,7 @@ pub(crate) struct AppState {
 /// Run the service until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     let config = Config::load(config_path)?;
+    config.store.sqlite_path(config_path, "`closeout serve`")?;
     let serve = config.serve.clone();
     let secrets = crate::config::serve::read_secrets(
         serve.webhook_secrets_file.as_ref(),

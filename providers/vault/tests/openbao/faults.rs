@@ -358,8 +358,15 @@ async fn assert_one_published_replacement(api: &Api, role: &str, old: &str, case
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(live.len(), 1, "{role} ({case}): one new secret-id: {live:?}");
-    assert_ne!(live[0], old, "{role} ({case}): the old secret-id is still live");
+    assert_eq!(
+        live.len(),
+        1,
+        "{role} ({case}): one new secret-id: {live:?}"
+    );
+    assert_ne!(
+        live[0], old,
+        "{role} ({case}): the old secret-id is still live"
+    );
     let record = api
         .root(
             "GET",
