@@ -199,6 +199,9 @@ pub struct StoreConfig {
     pub password_env: Option<String>,
     /// The file holding the PostgreSQL password (its first line).
     pub password_file: Option<PathBuf>,
+    /// How long a worker's claim on a PostgreSQL queue event lasts without its heartbeat (every
+    /// third of it): a replica that dies has its events taken over after this.
+    pub claim_ttl_secs: u64,
 }
 
 /// `[store]` as written: `path` optional so that setting it beside `url` can be refused.
@@ -209,6 +212,7 @@ struct RawStoreConfig {
     url: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    claim_ttl_secs: Option<u64>,
 }
 
 impl From<RawStoreConfig> for StoreConfig {
@@ -219,9 +223,13 @@ impl From<RawStoreConfig> for StoreConfig {
             url: raw.url,
             password_env: raw.password_env,
             password_file: raw.password_file,
+            claim_ttl_secs: raw.claim_ttl_secs.unwrap_or(DEFAULT_CLAIM_TTL_SECS),
         }
     }
 }
+
+/// `[store] claim_ttl_secs` unless set.
+pub const DEFAULT_CLAIM_TTL_SECS: u64 = 60;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -231,6 +239,7 @@ impl Default for StoreConfig {
             url: None,
             password_env: None,
             password_file: None,
+            claim_ttl_secs: DEFAULT_CLAIM_TTL_SECS,
         }
     }
 }
@@ -304,6 +313,9 @@ impl StoreConfig {
                 "[store] sets both path (SQLite) and url (PostgreSQL): set one of them".into(),
             );
         }
+        if self.claim_ttl_secs < 3 {
+            return Err("[store] claim_ttl_secs must be at least 3".into());
+        }
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(
                 "[store] url must be a postgres:// URL (postgres://user@host:port/database)".into(),
@@ -376,8 +388,8 @@ impl StoreConfig {
                 path: config_path.to_path_buf(),
                 message: format!(
                     "[store] url (PostgreSQL): {what} does not run on PostgreSQL yet (the event \
-                     queue and the leases do; the run journal, grants, audit and SCIM users are \
-                     SQLite only so far, docs/serve.md \"Deployment\"); use [store] path"
+                     queue, the leases and the run journal do; SCIM users and the service's \
+                     wiring do not, docs/serve.md \"Deployment\"); use [store] path"
                 ),
             });
         }

@@ -62,6 +62,7 @@ fn pg_observe<'a>(
     at: DateTime<Utc>,
 ) -> Result<(), JournalError> {
     let at = ts(at);
+    let findings: Vec<(&str, &str)> = findings.into_iter().collect();
     pg.with(|c| {
         let mut tx = c.transaction()?;
         for (finding, state) in findings {

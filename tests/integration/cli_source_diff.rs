@@ -273,7 +273,7 @@ fn submitting_to_a_postgres_store_stores_each_event_once() {
         .current_dir(dir.0.path())
         .arg("--config")
         .arg(&config_path)
-        .args(["apply", "leaver", "--identity", "E1001", "--yes"])
+        .arg("serve")
         .output()
         .expect("run closeout");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

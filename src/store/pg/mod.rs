@@ -121,6 +121,14 @@ impl PgStore {
     /// Connect to the store `config` names, apply the migrations this binary carries (refusing
     /// a newer schema), and keep what is needed to connect again. Blocking.
     pub fn open(config: &StoreConfig) -> Result<Arc<PgStore>, PgError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // See PgConn::with: never block the client on an async runtime's thread.
+            return crate::store::blocking::on_plain_thread(|| PgStore::open_here(config));
+        }
+        PgStore::open_here(config)
+    }
+
+    fn open_here(config: &StoreConfig) -> Result<Arc<PgStore>, PgError> {
         let (mut target, password) = match config.backend().map_err(PgError::Config)? {
             StoreBackend::Postgres { target, password } => (*target, password),
             StoreBackend::Sqlite(_) => {
@@ -241,7 +249,22 @@ impl PgConn {
     }
 
     /// Run `f` on the connection, connecting first when there is none or it broke. Blocking.
-    pub fn with<R, E: From<PgError>>(
+    ///
+    /// The client blocks on a runtime of its own, which tokio forbids on a thread that drives an
+    /// async runtime; synchronous code reached from async code (a CLI command calling the
+    /// journal directly) would panic there. So when this thread is inside a tokio runtime's
+    /// context, `f` runs on a scoped plain thread (a SQLite call there merely blocks).
+    pub fn with<R: Send, E: From<PgError> + Send>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<R, E> + Send,
+    ) -> Result<R, E> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return crate::store::blocking::on_plain_thread(|| self.with_here(f));
+        }
+        self.with_here(f)
+    }
+
+    fn with_here<R, E: From<PgError>>(
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<R, E>,
     ) -> Result<R, E> {
@@ -252,6 +275,23 @@ impl PgConn {
             _ => guard.insert(self.store.connect()?),
         };
         f(client)
+    }
+}
+
+impl Drop for PgConn {
+    /// Closing the client blocks on its runtime too: off an async runtime's thread, as in
+    /// [`PgConn::with`].
+    fn drop(&mut self) {
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(client) = client {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                crate::store::blocking::on_plain_thread(move || drop(client));
+            }
+        }
     }
 }
 
