@@ -379,22 +379,6 @@ impl StoreConfig {
             (Some(_), _) => "postgres (invalid [store] url)".into(),
         }
     }
-
-    /// The SQLite file, for the parts of Closeout that have no PostgreSQL backend yet; with `url`
-    /// set, an error naming `what` (docs/serve.md, "Deployment", says what runs on PostgreSQL).
-    pub fn sqlite_path(&self, config_path: &Path, what: &str) -> Result<&Path, ConfigError> {
-        if self.url.is_some() {
-            return Err(ConfigError::Invalid {
-                path: config_path.to_path_buf(),
-                message: format!(
-                    "[store] url (PostgreSQL): {what} does not run on PostgreSQL yet (the event \
-                     queue, the leases and the run journal do; SCIM users and the service's \
-                     wiring do not, docs/serve.md \"Deployment\"); use [store] path"
-                ),
-            });
-        }
-        Ok(&self.path)
-    }
 }
 
 /// `[audit]`: the audit log, a hash-chained JSON-lines file kept apart from the database (see
@@ -603,10 +587,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(c
-            .store
-            .sqlite_path(Path::new("c.toml"), "`closeout apply`")
-            .is_err());
+        assert_eq!(c.store.claim_ttl_secs, DEFAULT_CLAIM_TTL_SECS);
         for (extra, expected) in [
             (
                 "path = \"a.db\"\nurl = \"postgres://u@h/d\"\n",
@@ -623,6 +604,10 @@ mod tests {
             ("password_env = \"A\"\n", "go with url"),
             ("url = \"mysql://u@h/d\"\n", "postgres:// URL"),
             ("url = \"postgres://h/d\"\n", "no user"),
+            (
+                "url = \"postgres://u@h/d\"\nclaim_ttl_secs = 1\n",
+                "claim_ttl_secs must be at least 3",
+            ),
         ] {
             let err = parse(&format!("{base}{extra}")).unwrap_err().to_string();
             assert!(err.contains(expected), "{extra}: {err}");

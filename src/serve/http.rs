@@ -41,6 +41,9 @@ pub(crate) fn router(state: Shared, scim_token: Option<String>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     let scim = match scim_token {
+        Some(_) if state.postgres.is_some() => scim_unavailable(
+            "SCIM users are not on the PostgreSQL store yet (docs/serve.md, \"Deployment\")".into(),
+        ),
         Some(token) => {
             let config = crate::intake::scim::ScimConfig {
                 db_path: state.config.store.path.clone(),

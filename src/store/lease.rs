@@ -81,6 +81,9 @@ pub enum LeaseError {
     /// The PostgreSQL store failed.
     #[error("lease store: {0}")]
     Postgres(#[from] PgError),
+    /// An asynchronous call never ran (the runtime is shutting down).
+    #[error("lease store: {0}")]
+    Interrupted(#[from] super::blocking::Interrupted),
 }
 
 impl From<postgres::Error> for LeaseError {

@@ -268,24 +268,5 @@ fn submitting_to_a_postgres_store_stores_each_event_once() {
         ]
     );
 
-    // What does not run on PostgreSQL yet says so instead of silently using SQLite.
-    let out = Command::new(env!("CARGO_BIN_EXE_closeout"))
-        .current_dir(dir.0.path())
-        .arg("--config")
-        .arg(&config_path)
-        .arg("serve")
-        .output()
-        .expect("run closeout");
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("does not run on PostgreSQL yet"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!stderr(&out).contains(
-        &closeout_testkit::PostgresServer::shared()
-            .superuser_password()
-            .to_string()
-    ));
     assert!(!dir.db().exists(), "nothing went to SQLite");
 }

@@ -136,6 +136,9 @@ impl PgQueue {
             if !expired.is_empty() {
                 self.taken_over
                     .fetch_add(expired.len() as u64, Ordering::Relaxed);
+                crate::metrics::global()
+                    .claims_taken_over
+                    .inc_by(expired.len() as u64);
                 tracing::warn!(
                     events = expired.len(),
                     "claims of a replica that stopped renewing them expired: taken over"
@@ -278,6 +281,9 @@ impl PgQueue {
             .with(|c| take_over_expired(c).map_err(QueueError::from))?;
         self.taken_over
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        crate::metrics::global()
+            .claims_taken_over
+            .inc_by(rows.len() as u64);
         let mut recovered: Vec<Recovered> = records(&rows)?
             .into_iter()
             .map(|r| Recovered {

@@ -1,0 +1,299 @@
+//! Two `closeout serve` replicas sharing one PostgreSQL store (issue 19), driven from outside:
+//! signed webhooks posted to either replica are stored once; the replica running an event is
+//! SIGKILLed mid-run; the other takes the event over once its claim expires and resumes the run
+//! from the journal without repeating a finished action; the killed replica restarts and finds
+//! nothing left to do. Read back through the store's API (and the queue's claim holder with
+//! SQL), the audit log verified. Provider: OpenBao seeded with the demo organisation.
+
+use crate::common;
+
+use closeout::store::journal::{ActionRecord, Journal, RunStatus};
+use closeout::store::queue::{EventQueue, QueueStatus};
+use common::serve::{post_event as post, signed, wait_until, API_TOKEN, WEBHOOK_SECRET as SECRET};
+use common::vault::VaultWorld;
+use common::Service;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+/// The store's claim lifetime in this test: a dead replica's event is taken over after it.
+const CLAIM_TTL_SECS: u64 = 6;
+
+struct Store {
+    config: closeout::config::StoreConfig,
+    url: String,
+    password: String,
+}
+
+/// Point the world's config at a new PostgreSQL database and add the `[serve]` section.
+fn configure(world: &VaultWorld) -> Store {
+    let server = closeout_testkit::PostgresServer::shared();
+    let db = format!("replicas_{}", std::process::id());
+    server.psql(&format!("CREATE DATABASE {db}"));
+    let pw = world.dir.path().join("pg-password");
+    std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password file");
+    let url = format!(
+        "postgres://{}@127.0.0.1:{}/{db}",
+        closeout_testkit::postgres::SUPERUSER,
+        server.port()
+    );
+    let path = world.config_path();
+    let text = std::fs::read_to_string(&path).expect("config");
+    let sqlite = "[store]\npath = \"state/closeout.db\"\n";
+    assert!(text.contains(sqlite));
+    let mut text = text.replace(
+        sqlite,
+        &format!(
+            "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\nclaim_ttl_secs = {CLAIM_TTL_SECS}\n",
+            pw.display()
+        ),
+    );
+    text.push_str(
+        "\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 2\nshutdown_grace_secs = 20\n\
+         auto_apply = [\"leaver\", \"incident\"]\n",
+    );
+    std::fs::write(&path, text).expect("write config");
+    Store {
+        config: closeout::config::StoreConfig::postgres(
+            &url,
+            closeout::config::PasswordSource::File(pw),
+        ),
+        url,
+        password: server.superuser_password().to_string(),
+    }
+}
+
+fn start(world: &VaultWorld, name: &str) -> Service {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_closeout"));
+    cmd.current_dir(world.dir.path())
+        .arg("--config")
+        .arg(world.config_path())
+        .arg("serve")
+        .env_remove("VAULT_TOKEN")
+        .env_remove("VAULT_ADDR")
+        .env("CLOSEOUT_WEBHOOK_SECRETS", SECRET)
+        .env("CLOSEOUT_API_TOKEN", API_TOKEN)
+        .env_remove("RUST_LOG");
+    common::start_serve(cmd, &world.dir.path().join(format!("serve-{name}.log")))
+}
+
+fn journal(store: &Store) -> Journal {
+    Journal::open_postgres(
+        &closeout::store::pg::PgStore::open(&store.config).expect("open the PostgreSQL store"),
+    )
+}
+
+fn queue(store: &Store) -> EventQueue {
+    EventQueue::open_config(&store.config).expect("open the PostgreSQL queue")
+}
+
+/// Runs of `identity`: (run id, status, created at, finished at).
+type RunRow = (
+    String,
+    RunStatus,
+    chrono::DateTime<chrono::Utc>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+fn runs_of(store: &Store, identity: &str) -> Vec<RunRow> {
+    let mut runs: Vec<RunRow> = journal(store)
+        .runs(1000)
+        .expect("runs")
+        .into_iter()
+        .filter(|r| r.identity == identity)
+        .map(|r| (r.id, r.status, r.created_at, r.finished_at))
+        .collect();
+    runs.sort_by_key(|r| r.2);
+    runs
+}
+
+fn all_actions(store: &Store) -> Vec<ActionRecord> {
+    let j = journal(store);
+    let mut actions = Vec::new();
+    for run in j.runs(1000).expect("runs") {
+        actions.extend(j.actions(&run.id).expect("actions"));
+    }
+    actions
+}
+
+/// The process id in the claim of the event being processed now, if one is (`claimed_by` is
+/// "HOLDER (process PID on HOST)").
+fn claiming_pid(store: &Store) -> Option<u32> {
+    let mut config: postgres::Config = store.url.parse().expect("url");
+    config.password(&store.password);
+    // The client blocks on a runtime of its own: not on this test's.
+    let row = closeout::store::blocking::on_plain_thread(move || {
+        let mut client = config.connect(postgres::NoTls).expect("connect");
+        client
+            .query_opt(
+                "SELECT claimed_by FROM event_queue WHERE status = 'processing' \
+                 AND claimed_by IS NOT NULL ORDER BY seq LIMIT 1",
+                &[],
+            )
+            .expect("query")
+    });
+    let by: String = row?.get(0);
+    let pid = by.split("(process ").nth(1)?.split(' ').next()?;
+    pid.parse().ok()
+}
+
+async fn wait_for(what: &str, world: &VaultWorld, timeout: Duration, done: impl FnMut() -> bool) {
+    wait_until(what, &world.dir.path().join("serve-a.log"), timeout, done).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_process_each_event_once_and_take_over_a_killed_one() {
+    let world = VaultWorld::new();
+    let _ = world.seed_demo();
+    let store = configure(&world);
+    let mut a = start(&world, "a");
+    let mut b = start(&world, "b");
+    let now = chrono::Utc::now().timestamp();
+    let events = [
+        ("msg_a", r#"{"type":"leaver","identity":{"id":"E1001"}}"#),
+        ("msg_b", r#"{"type":"incident","identity":{"id":"E1002"}}"#),
+        ("msg_c", r#"{"type":"leaver","identity":{"id":"E1002"}}"#),
+        ("msg_d", r#"{"type":"leaver","identity":{"id":"E1007"}}"#),
+    ];
+    for (n, (id, body)) in events.iter().enumerate() {
+        let base = if n % 2 == 0 { &a.base } else { &b.base };
+        let (status, reply) = post(base, &signed(id, body, now), body).await;
+        assert_eq!(status, 202, "{reply}");
+    }
+    // The same events at the other replica are duplicates: one store.
+    for (n, (id, body)) in events.iter().enumerate() {
+        let base = if n % 2 == 0 { &b.base } else { &a.base };
+        let (status, reply) = post(base, &signed(id, body, now), body).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["status"], "duplicate");
+    }
+
+    // Kill the replica running an event, once that event's run has acted.
+    let mut victim_pid = None;
+    wait_for("a run to act", &world, Duration::from_secs(120), || {
+        victim_pid = claiming_pid(&store).filter(|_| !all_actions(&store).is_empty());
+        victim_pid.is_some()
+    })
+    .await;
+    let victim_pid = victim_pid.expect("a claiming process");
+    let (killed, survivor) = if a.child.id() == victim_pid {
+        (&mut a, "b")
+    } else {
+        assert_eq!(
+            b.child.id(),
+            victim_pid,
+            "the claim names one of the replicas"
+        );
+        (&mut b, "a")
+    };
+    killed.child.kill().expect("SIGKILL");
+    let _ = killed.child.wait();
+    let finished_before: BTreeMap<String, ActionRecord> = all_actions(&store)
+        .into_iter()
+        .filter(|a| a.status.is_finished())
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    let interrupted: Vec<String> = ["E1001", "E1002", "E1007"]
+        .iter()
+        .flat_map(|i| runs_of(&store, i))
+        .filter(|r| r.1 == RunStatus::Running)
+        .map(|r| r.0)
+        .collect();
+    eprintln!(
+        "killed replica (pid {victim_pid}) with runs {interrupted:?} in flight; {} survives",
+        survivor
+    );
+
+    // The survivor takes the event over after the claim expires and finishes everything.
+    wait_for(
+        "every event to finish on the surviving replica",
+        &world,
+        Duration::from_secs(300),
+        || {
+            let (x, y, z) = (
+                runs_of(&store, "E1001"),
+                runs_of(&store, "E1002"),
+                runs_of(&store, "E1007"),
+            );
+            x.len() == 1
+                && y.len() == 2
+                && z.len() == 1
+                && x.iter()
+                    .chain(&y)
+                    .chain(&z)
+                    .all(|r| r.1 == RunStatus::Closed)
+        },
+    )
+    .await;
+
+    // Each accepted event ran once; the interrupted run was resumed, not replaced.
+    let q = queue(&store);
+    let stored = q.list(100, None).expect("events");
+    assert_eq!(stored.len(), events.len(), "{stored:?}");
+    for e in &stored {
+        assert_eq!(e.status, QueueStatus::Done, "{e:?}");
+    }
+    assert_eq!(
+        stored.iter().filter(|e| e.attempts == 2).count(),
+        1,
+        "exactly the killed replica's event was claimed again: {stored:?}"
+    );
+    let all_runs: Vec<String> = ["E1001", "E1002", "E1007"]
+        .iter()
+        .flat_map(|i| runs_of(&store, i))
+        .map(|r| r.0)
+        .collect();
+    for run in &interrupted {
+        assert!(
+            all_runs.contains(run),
+            "run {run} was replaced instead of resumed"
+        );
+    }
+    // One identity never had two runs at once (from the journal's times).
+    let carol = runs_of(&store, "E1002");
+    let first_finished = carol[0].3.expect("finished");
+    assert!(
+        first_finished <= carol[1].2,
+        "E1002's second run started at {} before its first finished at {first_finished}",
+        carol[1].2
+    );
+    // No action finished before the kill ran again.
+    let after: BTreeMap<String, ActionRecord> = all_actions(&store)
+        .into_iter()
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    for (key, before) in &finished_before {
+        assert_eq!(after[key].attempts, 1, "{key} ran again: {:?}", after[key]);
+        assert_eq!(after[key].status, before.status);
+    }
+
+    // The killed replica restarts: nothing is left for it; the audit log is one valid chain.
+    let restarted = start(&world, "restarted");
+    for (id, body) in events {
+        let (status, reply) = post(&restarted.base, &signed(id, body, now), body).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        runs_of(&store, "E1002").len(),
+        2,
+        "no run was started again"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_closeout"))
+        .current_dir(world.dir.path())
+        .arg("--config")
+        .arg(world.config_path())
+        .args(["audit", "verify"])
+        .output()
+        .expect("audit verify");
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !world.dir.path().join("state/closeout.db").exists(),
+        "nothing went to SQLite"
+    );
+}
