@@ -77,6 +77,22 @@ pub enum PgError {
 pub struct PgStore {
     config: postgres::Config,
     target: String,
+    /// Connections given back by dropped [`PgConn`]s, reused by new ones (at most [`IDLE_MAX`]):
+    /// `closeout serve` opens the engine, its journal and its leases for every event, and a
+    /// new connection (TCP and SCRAM) each time made PostgreSQL events several times slower.
+    idle: Mutex<Vec<postgres::Client>>,
+}
+
+/// Idle connections a store keeps.
+const IDLE_MAX: usize = 16;
+
+/// The stores this process opened, by target and a digest of the password: opening the same
+/// store again (every event opens the engine) reuses it, its migration check and its idle
+/// connections. A changed password (a rotated password file) opens a new one.
+fn opened() -> &'static Mutex<std::collections::HashMap<String, Arc<PgStore>>> {
+    static OPENED: std::sync::OnceLock<Mutex<std::collections::HashMap<String, Arc<PgStore>>>> =
+        std::sync::OnceLock::new();
+    OPENED.get_or_init(Default::default)
 }
 
 impl std::fmt::Debug for PgStore {
@@ -128,6 +144,13 @@ impl PgStore {
         PgStore::open_here(config)
     }
 
+    /// [`PgStore::open`] without reusing a store this process opened before: connects and
+    /// checks the schema again (tests of the migrations).
+    pub fn open_uncached(config: &StoreConfig) -> Result<Arc<PgStore>, PgError> {
+        opened().lock().unwrap_or_else(|p| p.into_inner()).clear();
+        PgStore::open(config)
+    }
+
     fn open_here(config: &StoreConfig) -> Result<Arc<PgStore>, PgError> {
         let (mut target, password) = match config.backend().map_err(PgError::Config)? {
             StoreBackend::Postgres { target, password } => (*target, password),
@@ -137,7 +160,16 @@ impl PgStore {
                 ))
             }
         };
-        if let Some(password) = read_password(&password)? {
+        let password = read_password(&password)?;
+        let key = {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(password.as_deref().unwrap_or("").as_bytes());
+            format!("{}#{}", describe(&target), hex::encode(digest))
+        };
+        if let Some(store) = opened().lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(Arc::clone(store));
+        }
+        if let Some(password) = password {
             target.password(password);
         }
         target
@@ -146,10 +178,46 @@ impl PgStore {
         let store = PgStore {
             target: describe(&target),
             config: target,
+            idle: Mutex::new(Vec::new()),
         };
         let mut client = store.connect()?;
         store.migrate(&mut client)?;
-        Ok(Arc::new(store))
+        store.give_back(client);
+        let store = Arc::new(store);
+        opened()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Arc::clone(&store));
+        Ok(store)
+    }
+
+    /// An idle connection, or a new one.
+    fn take(&self) -> Result<postgres::Client, PgError> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match idle {
+                Some(c) if !c.is_closed() => return Ok(c),
+                // Closed by the server meanwhile: dropped (closing it blocks no runtime: it is
+                // already closed), try the next.
+                Some(_) => continue,
+                None => return self.connect(),
+            }
+        }
+    }
+
+    /// Keep `client` for reuse, or close it when enough are idle. Returns it when it must be
+    /// closed by the caller.
+    fn give_back(&self, client: postgres::Client) -> Option<postgres::Client> {
+        if client.is_closed() {
+            return Some(client);
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_MAX {
+            idle.push(client);
+            None
+        } else {
+            Some(client)
+        }
     }
 
     /// user@host:port/database.
@@ -272,22 +340,22 @@ impl PgConn {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let client = match guard.take() {
             Some(c) if !c.is_closed() => guard.insert(c),
-            _ => guard.insert(self.store.connect()?),
+            _ => guard.insert(self.store.take()?),
         };
         f(client)
     }
 }
 
 impl Drop for PgConn {
-    /// Closing the client blocks on its runtime too: off an async runtime's thread, as in
-    /// [`PgConn::with`].
+    /// The connection goes back to the store's idle ones; closing one (when enough are idle)
+    /// blocks on its runtime too: off an async runtime's thread, as in [`PgConn::with`].
     fn drop(&mut self) {
         let client = self
             .client
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(client) = client {
+        if let Some(client) = client.and_then(|c| self.store.give_back(c)) {
             if tokio::runtime::Handle::try_current().is_ok() {
                 crate::store::blocking::on_plain_thread(move || drop(client));
             }
@@ -346,7 +414,7 @@ mod tests {
         let known = PgStore::known_version();
         assert!(known >= 1);
         assert_eq!(PgStore::schema_version(&mut client).unwrap(), known);
-        PgStore::open(&config).expect("a second open finds nothing to do");
+        PgStore::open_uncached(&config).expect("a second open finds nothing to do");
         // A newer Closeout migrated this database: this one refuses it.
         client
             .execute(
@@ -355,7 +423,7 @@ mod tests {
                 &[&i32::try_from(known + 1).expect("small")],
             )
             .expect("pretend a newer migration");
-        let err = PgStore::open(&config).expect_err("a newer schema is refused");
+        let err = PgStore::open_uncached(&config).expect_err("a newer schema is refused");
         assert!(matches!(err, PgError::SchemaNewer { .. }), "{err}");
         assert!(err.to_string().contains("newer"), "{err}");
     }
