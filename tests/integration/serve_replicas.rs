@@ -28,7 +28,11 @@ struct Store {
 /// Point the world's config at a new PostgreSQL database and add the `[serve]` section.
 fn configure(world: &VaultWorld) -> Store {
     let server = closeout_testkit::PostgresServer::shared();
-    let db = format!("replicas_{}", std::process::id());
+    let db = format!(
+        "replicas_{}_{}",
+        std::process::id(),
+        closeout_testkit::free_port()
+    );
     server.psql(&format!("CREATE DATABASE {db}"));
     let pw = world.dir.path().join("pg-password");
     std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password file");
@@ -296,4 +300,53 @@ async fn two_replicas_on_postgres_process_each_event_once_and_take_over_a_killed
         !world.dir.path().join("state/closeout.db").exists(),
         "nothing went to SQLite"
     );
+}
+
+/// Lines of a replica's log saying it took the schedulers' leader lease.
+fn took_lead(world: &VaultWorld, name: &str) -> usize {
+    std::fs::read_to_string(world.dir.path().join(format!("serve-{name}.log")))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("this replica now runs the schedulers"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedulers_run_on_one_replica_and_fail_over_when_it_dies() {
+    let world = VaultWorld::new();
+    let _store = configure(&world);
+    // A scheduler every second (nothing has expired, so its passes store nothing).
+    let path = world.config_path();
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, format!("{text}expiry_every_secs = 1\n")).expect("config");
+    let mut a = start(&world, "a");
+    let mut b = start(&world, "b");
+    wait_for("a leader", &world, Duration::from_secs(30), || {
+        took_lead(&world, "a") + took_lead(&world, "b") > 0
+    })
+    .await;
+    // Several passes later still exactly one replica has led.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (la, lb) = (took_lead(&world, "a"), took_lead(&world, "b"));
+    assert_eq!(
+        la + lb,
+        1,
+        "both replicas ran the schedulers: a {la}, b {lb}"
+    );
+    let (leader, follower) = if la == 1 {
+        (&mut a, "b")
+    } else {
+        (&mut b, "a")
+    };
+    leader.child.kill().expect("SIGKILL the leader");
+    let _ = leader.child.wait();
+    // The lease (30 s) expires and the other replica takes the schedulers over.
+    let log = world.dir.path().join(format!("serve-{follower}.log"));
+    wait_until(
+        "the other replica to lead",
+        &log,
+        Duration::from_secs(60),
+        || took_lead(&world, follower) == 1,
+    )
+    .await;
 }
