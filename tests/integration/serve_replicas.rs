@@ -350,3 +350,190 @@ async fn the_schedulers_run_on_one_replica_and_fail_over_when_it_dies() {
     )
     .await;
 }
+
+/// The audit log's records (JSON lines).
+fn audit_records(world: &VaultWorld) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(world.dir.path().join("state/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Issue 19's "done when", at the size this machine runs in a test: three replicas on one
+/// PostgreSQL store, a couple of hundred signed events (leavers and incidents for every human in
+/// the demo organisation, several per identity, duplicates, unknown identities), one replica
+/// SIGKILLed mid-run and restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_process_a_few_hundred_events_exactly_once_across_a_kill() {
+    let world = VaultWorld::new();
+    let _ = world.seed_demo();
+    let store = configure(&world);
+    let mut replicas = [start(&world, "a"), start(&world, "b"), start(&world, "c")];
+    let identities = [
+        "E0001", "E1000", "E1001", "E1002", "E1003", "E1005", "E1006", "E1007",
+    ];
+    let now = chrono::Utc::now().timestamp();
+    let mut bodies = Vec::new();
+    for round in 0..24 {
+        for (n, identity) in identities.iter().enumerate() {
+            let kind = if (round + n) % 3 == 0 {
+                "incident"
+            } else {
+                "leaver"
+            };
+            bodies.push((
+                format!("evt_{round}_{identity}"),
+                format!(r#"{{"type":"{kind}","identity":{{"id":"{identity}"}}}}"#),
+            ));
+        }
+        bodies.push((
+            format!("evt_{round}_unknown"),
+            format!(r#"{{"type":"leaver","identity":{{"id":"NOBODY-{round}"}}}}"#),
+        ));
+    }
+    let mut accepted = 0;
+    for (n, (id, body)) in bodies.iter().enumerate() {
+        let base = &replicas[n % 3].base;
+        let (status, reply) = post(base, &signed(id, body, now), body).await;
+        assert_eq!(status, 202, "{reply}");
+        accepted += 1;
+        // Every fifth event again, at another replica: a duplicate.
+        if n % 5 == 0 {
+            let base = &replicas[(n + 1) % 3].base;
+            let (status, reply) = post(base, &signed(id, body, now), body).await;
+            assert_eq!(status, 200, "{reply}");
+        }
+    }
+    assert_eq!(accepted, 216);
+
+    // SIGKILL the replica running an event once runs have acted, then restart it.
+    let mut victim = None;
+    wait_for("runs to act", &world, Duration::from_secs(180), || {
+        victim = claiming_pid(&store).filter(|_| all_actions(&store).len() > 3);
+        victim.is_some()
+    })
+    .await;
+    let victim = victim.expect("a claiming process");
+    let index = replicas
+        .iter()
+        .position(|r| r.child.id() == victim)
+        .expect("the claim names one of the replicas");
+    replicas[index].child.kill().expect("SIGKILL");
+    let _ = replicas[index].child.wait();
+    let finished_before: BTreeMap<String, ActionRecord> = all_actions(&store)
+        .into_iter()
+        .filter(|a| a.status.is_finished())
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    replicas[index] = start(&world, "restarted");
+
+    let q = queue(&store);
+    wait_for(
+        "every event to finish",
+        &world,
+        Duration::from_secs(600),
+        || {
+            let counts = q.counts().expect("counts");
+            counts
+                .iter()
+                .filter(|(s, _)| s.is_finished())
+                .map(|(_, n)| n)
+                .sum::<u64>()
+                == accepted
+        },
+    )
+    .await;
+
+    // Every accepted event processed exactly once: stored once, finished, and every run in the
+    // journal is the run of exactly one event (a second run for an event would be an orphan).
+    let events = q.list(1000, None).expect("events");
+    assert_eq!(events.len(), 216);
+    let retried: Vec<_> = events.iter().filter(|e| e.attempts > 1).collect();
+    assert!(
+        retried.len() <= 2,
+        "more events than the killed replica's two workers held were claimed again: {retried:?}"
+    );
+    let j = journal(&store);
+    let runs = j.runs(10_000).expect("runs");
+    let mut run_of_event: BTreeMap<String, i64> = BTreeMap::new();
+    for e in &events {
+        if let Some(run) = &e.run_id {
+            assert!(
+                run_of_event.insert(run.clone(), e.seq).is_none(),
+                "two events share run {run}"
+            );
+        }
+    }
+    for r in &runs {
+        assert!(
+            run_of_event.contains_key(&r.id),
+            "run {} ({}) belongs to no event: a duplicate run",
+            r.id,
+            r.identity
+        );
+    }
+    // No identity ever had two runs at once (the journal's times).
+    let mut by_identity: BTreeMap<&str, Vec<&closeout::store::journal::RunRecord>> =
+        BTreeMap::new();
+    for r in &runs {
+        by_identity.entry(r.identity.as_str()).or_default().push(r);
+    }
+    for (identity, mut rs) in by_identity {
+        rs.sort_by_key(|r| r.created_at);
+        for w in rs.windows(2) {
+            let ended = w[0]
+                .finished_at
+                .unwrap_or_else(|| panic!("{identity}: run {} has not finished", w[0].id));
+            assert!(
+                ended <= w[1].created_at,
+                "{identity}: run {} started at {} before run {} ended at {ended}",
+                w[1].id,
+                w[1].created_at,
+                w[0].id
+            );
+        }
+    }
+    // No provider effect twice: no action finished before the kill ran again, and the audit
+    // log records each action's completion once.
+    let after: BTreeMap<String, ActionRecord> = all_actions(&store)
+        .into_iter()
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    for (key, before) in &finished_before {
+        assert_eq!(after[key].attempts, 1, "{key} ran again: {:?}", after[key]);
+        assert_eq!(after[key].status, before.status);
+    }
+    let mut done: BTreeMap<String, usize> = BTreeMap::new();
+    for r in audit_records(&world) {
+        let event = r["event"].as_str().unwrap_or_default();
+        if event == "action.done" || event == "action.already-done" {
+            *done
+                .entry(r["details"]["key"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(!done.is_empty(), "no action was audited");
+    for (key, n) in &done {
+        assert_eq!(*n, 1, "action {key} completed {n} times");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_closeout"))
+        .current_dir(world.dir.path())
+        .arg("--config")
+        .arg(world.config_path())
+        .args(["audit", "verify"])
+        .output()
+        .expect("audit verify");
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "216 events, {} runs, {} actions, {} events claimed again after the kill",
+        runs.len(),
+        after.len(),
+        retried.len()
+    );
+}
