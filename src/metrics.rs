@@ -21,6 +21,8 @@ pub struct Metrics {
     pub events: Family<Labels, Counter>,
     /// Events stored and not finished.
     pub queue_depth: Gauge,
+    /// Events in the queue by status (pending, processing, waiting-approval, done, ...).
+    pub queue_events: Family<Labels, Gauge>,
     /// Runs by status, from the journal.
     pub runs: Family<Labels, Gauge>,
     /// Action latency by provider and outcome.
@@ -102,6 +104,12 @@ impl Metrics {
             "Findings the rotation policy made due at the last pass of the scheduler",
             rotations_due.clone(),
         );
+        let queue_events = Family::<Labels, Gauge>::default();
+        registry.register(
+            "queue_events",
+            "Events in the queue by status",
+            queue_events.clone(),
+        );
         let leader_changes = Counter::default();
         registry.register(
             "leader_changes",
@@ -121,6 +129,7 @@ impl Metrics {
             claims_taken_over.clone(),
         );
         Metrics {
+            queue_events,
             leader_changes,
             claims,
             claims_taken_over,

@@ -487,6 +487,13 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Response {
     if let Ok(depth) = state.status.call(|q| q.depth()).await {
         m.queue_depth.set(depth as i64);
     }
+    if let Ok(counts) = state.status.call(|q| q.counts()).await {
+        for (status, n) in counts {
+            m.queue_events
+                .get_or_create(&vec![("status", status.as_str().to_string())])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
     if let Ok(counts) = state.journal.call(|j| j.runs_by_status()).await {
         for (status, n) in counts {
             m.runs

@@ -271,6 +271,33 @@ async fn two_replicas_on_postgres_process_each_event_once_and_take_over_a_killed
         assert_eq!(after[key].status, before.status);
     }
 
+    // The survivor's metrics: the database's queue per status, and the claim it took over.
+    let survivor_base = if survivor == "a" {
+        a.base.clone()
+    } else {
+        b.base.clone()
+    };
+    let metrics = reqwest::Client::new()
+        .get(format!("{survivor_base}/metrics"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains(&format!(
+            "closeout_queue_events{{status=\"done\"}} {}",
+            events.len()
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("closeout_claims_taken_over_total 1"),
+        "{metrics}"
+    );
+
     // The killed replica restarts: nothing is left for it; the audit log is one valid chain.
     let restarted = start(&world, "restarted");
     for (id, body) in events {
