@@ -70,47 +70,13 @@ endpoint_url = "{endpoint}"
     /// cluster (`[store] url`, the password in a file): the journal, the leases and the queue
     /// go there; the audit log stays the file.
     pub fn on_postgres(mut self) -> World {
-        let server = closeout_testkit::PostgresServer::shared();
-        let db = format!(
-            "world_{}_{}",
-            std::process::id(),
-            closeout_testkit::free_port()
-        );
-        server.psql(&format!("CREATE DATABASE {db}"));
-        let pw = self.dir.path().join("pg-password");
-        std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password");
-        let url = format!(
-            "postgres://{}@127.0.0.1:{}/{db}",
-            closeout_testkit::postgres::SUPERUSER,
-            server.port()
-        );
-        let config = std::fs::read_to_string(self.config_path()).expect("config");
-        let sqlite = "[store]\npath = \"state/closeout.db\"\n";
-        assert!(
-            config.contains(sqlite),
-            "the world's config names its SQLite store"
-        );
-        let section = format!(
-            "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\n",
-            pw.display()
-        );
-        std::fs::write(self.config_path(), config.replace(sqlite, &section)).expect("config");
-        self.postgres = Some(closeout::config::StoreConfig::postgres(
-            &url,
-            closeout::config::PasswordSource::File(pw),
-        ));
+        self.postgres = Some(use_postgres_store(self.dir.path(), &self.config_path()));
         self
     }
 
     /// The world's journal (SQLite or PostgreSQL); `None` when the SQLite file does not exist.
     pub fn journal(&self) -> Option<Journal> {
-        match &self.postgres {
-            Some(store) => Some(Journal::open_postgres(
-                &closeout::store::pg::PgStore::open(store)
-                    .unwrap_or_else(|e| panic!("open the PostgreSQL store: {e}")),
-            )),
-            None => journal_at(&self.journal_path()),
-        }
+        store_journal(self.postgres.as_ref(), &self.journal_path())
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -306,6 +272,50 @@ pub fn journal_at(path: &Path) -> Option<Journal> {
         return None;
     }
     Some(Journal::open(path).unwrap_or_else(|e| panic!("open the journal: {e}")))
+}
+
+/// Point the config at `config_path` (whose `[store]` names `state/closeout.db`) at a new
+/// database on the test binary's shared PostgreSQL cluster, the password in a file in `dir`,
+/// claims expiring after 5 s (a restarted service takes its own events over quickly).
+pub fn use_postgres_store(dir: &Path, config_path: &Path) -> closeout::config::StoreConfig {
+    let server = closeout_testkit::PostgresServer::shared();
+    let db = format!(
+        "world_{}_{}",
+        std::process::id(),
+        closeout_testkit::free_port()
+    );
+    server.psql(&format!("CREATE DATABASE {db}"));
+    let pw = dir.join("pg-password");
+    std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password");
+    let url = format!(
+        "postgres://{}@127.0.0.1:{}/{db}",
+        closeout_testkit::postgres::SUPERUSER,
+        server.port()
+    );
+    let config = std::fs::read_to_string(config_path).expect("config");
+    let sqlite = "[store]\npath = \"state/closeout.db\"\n";
+    assert!(config.contains(sqlite), "the config names its SQLite store");
+    let section = format!(
+        "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\nclaim_ttl_secs = 5\n",
+        pw.display()
+    );
+    std::fs::write(config_path, config.replace(sqlite, &section)).expect("config");
+    closeout::config::StoreConfig::postgres(&url, closeout::config::PasswordSource::File(pw))
+}
+
+/// The journal of a store: the PostgreSQL one when `postgres` is set, else the SQLite file at
+/// `path` (`None` when it does not exist).
+pub fn store_journal(
+    postgres: Option<&closeout::config::StoreConfig>,
+    path: &Path,
+) -> Option<Journal> {
+    match postgres {
+        Some(store) => Some(Journal::open_postgres(
+            &closeout::store::pg::PgStore::open(store)
+                .unwrap_or_else(|e| panic!("open the PostgreSQL store: {e}")),
+        )),
+        None => journal_at(path),
+    }
 }
 
 /// More runs than any test makes: `Journal::runs` takes a limit.
