@@ -127,6 +127,21 @@ impl Holder {
         &self.id
     }
 
+    /// Whether a holder described by [`Holder::describe`] is a process on this host that no
+    /// longer exists (so what it held can be taken at once, without waiting for an expiry).
+    pub fn described_is_dead_here(described: &str) -> bool {
+        let Some(rest) = described.split_once(" (process ").map(|(_, r)| r) else {
+            return false;
+        };
+        let Some((pid, host)) = rest.strip_suffix(')').and_then(|r| r.split_once(" on ")) else {
+            return false;
+        };
+        match pid.parse::<i64>() {
+            Ok(pid) => host == host_name() && !process_exists(pid),
+            Err(_) => false,
+        }
+    }
+
     /// "ID (process PID on HOST)", for records and messages.
     pub fn describe(&self) -> String {
         format!("{} (process {} on {})", self.id, self.pid, self.host)

@@ -251,8 +251,8 @@ async fn a_killed_service_resumes_and_processes_every_event_exactly_once() {
     killed_service_resumes(VaultWorld::new()).await;
 }
 
-/// The same with the store in PostgreSQL: the restarted service takes its own in-flight events
-/// over once their claims expired (`claim_ttl_secs = 5` here).
+/// The same with the store in PostgreSQL: the restarted service takes over the in-flight events
+/// of its dead predecessor on this host at once (their claims name a process that is gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_killed_service_resumes_and_processes_every_event_exactly_once() {
     killed_service_resumes(VaultWorld::new().on_postgres()).await;

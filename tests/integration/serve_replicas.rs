@@ -1,7 +1,8 @@
 //! Two `closeout serve` replicas sharing one PostgreSQL store (issue 19), driven from outside:
 //! signed webhooks posted to either replica are stored once; the replica running an event is
-//! SIGKILLed mid-run; the other takes the event over once its claim expires and resumes the run
-//! from the journal without repeating a finished action; the killed replica restarts and finds
+//! SIGKILLed mid-run; the other takes the event over (at once: the replicas share this host and
+//! the claim names a process that is gone; across hosts, once the claim expired) and resumes the
+//! run from the journal without repeating a finished action; the killed replica restarts and finds
 //! nothing left to do. Read back through the store's API (and the queue's claim holder with
 //! SQL), the audit log verified. Provider: OpenBao seeded with the demo organisation.
 
@@ -208,7 +209,7 @@ async fn two_replicas_on_postgres_process_each_event_once_and_take_over_a_killed
         survivor
     );
 
-    // The survivor takes the event over after the claim expires and finishes everything.
+    // The survivor takes the event over and finishes everything.
     wait_for(
         "every event to finish on the surviving replica",
         &world,

@@ -669,6 +669,39 @@ mod tests {
     }
 
     #[test]
+    fn on_postgres_a_dead_local_process_s_claim_is_taken_at_once() {
+        let (dir, config, _db) = crate::store::pg::testing::fresh_config();
+        let store = crate::store::pg::PgStore::open(&config).expect("open");
+        let _dir = dir;
+        let q = EventQueue::open_postgres(&store, std::time::Duration::from_secs(600));
+        let now = t("10:00:00");
+        q.submit(&event("d1", "A", Trigger::Leaver), now).unwrap();
+        q.submit(&event("d2", "B", Trigger::Leaver), now).unwrap();
+        let dead = q.claim_next(now).unwrap().expect("d1");
+        let live = q.claim_next(now).unwrap().expect("d2");
+        // d1's claimer was a process on this host that no longer exists (its claim has not
+        // expired: 600 s); d2's is this live process.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let mut client = store.connect().expect("connect");
+        client
+            .execute(
+                "UPDATE event_queue SET claimed_by = $2 WHERE seq = $1",
+                &[&dead.seq, &format!("x (process {} on {host})", u32::MAX)],
+            )
+            .expect("forge the dead claimer");
+        let recovered = q.recover().unwrap();
+        assert_eq!(
+            recovered.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![dead.seq],
+            "only the dead process's claim"
+        );
+        q.heartbeat(live.seq, &live.token)
+            .expect("the live claim holds");
+    }
+
+    #[test]
     fn on_postgres_an_expired_claim_is_taken_over_with_its_run_and_a_live_one_is_not() {
         let (_dir, q) = open_postgres(std::time::Duration::from_millis(1500));
         let now = t("10:00:00");

@@ -5,7 +5,8 @@
 //!   claiming at once never take the same event nor wait on each other; the per-identity order is
 //!   the SQLite queue's (a later event of an identity waits while an earlier one is unfinished).
 //! - A claim expires `claim_ttl` after it was taken or last renewed ([`PgQueue::heartbeat`]),
-//!   measured by the database's clock. The next claim on any replica first puts expired claims
+//!   measured by the database's clock; a claim of a process on this host that no longer exists
+//!   is treated as expired at once (a restarted replica resumes its own events without waiting). The next claim on any replica first puts expired claims
 //!   back to pending, first in line, keeping their run id: the replica that takes one resumes the
 //!   dead replica's run from the journal. A late heartbeat or finish of the old claim then fails
 //!   with [`QueueError::NotClaimed`], as on SQLite after a recovery.
@@ -13,6 +14,7 @@
 use super::types::{claimed, parse_status, ts, RawRow, COLUMNS};
 use super::types::{Claimed, Outcome, QueueError, QueueStatus, QueuedEvent, Recovered, Submitted};
 use crate::event::LifecycleEvent;
+use crate::store::lease::Holder;
 use crate::store::pg::{PgConn, PgStore};
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
@@ -58,17 +60,30 @@ fn changed(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// Expired claims back to pending (first in line, run id kept); returns them.
+/// Expired claims, and claims of a process on this host that no longer exists (a restarted
+/// replica takes its own in-flight events at once, as on SQLite), back to pending (first in
+/// line, run id kept); returns them.
 fn take_over_expired(
     client: &mut impl GenericClient,
 ) -> Result<Vec<postgres::Row>, postgres::Error> {
+    let dead_here: Vec<String> = client
+        .query(
+            "SELECT claimed_by FROM event_queue WHERE status = 'processing' \
+             AND claimed_by IS NOT NULL AND claim_expires_at >= now()",
+            &[],
+        )?
+        .iter()
+        .filter_map(|r| r.try_get::<_, String>(0).ok())
+        .filter(|by| Holder::described_is_dead_here(by))
+        .collect();
     client.query(
         &format!(
             "UPDATE event_queue SET status = 'pending', claim_token = NULL, claimed_by = NULL, \
              claim_expires_at = NULL, priority = 1 \
-             WHERE status = 'processing' AND claim_expires_at < now() RETURNING {COLUMNS}"
+             WHERE status = 'processing' \
+             AND (claim_expires_at < now() OR claimed_by = ANY($1)) RETURNING {COLUMNS}"
         ),
-        &[],
+        &[&dead_here],
     )
 }
 
@@ -130,7 +145,7 @@ impl PgQueue {
     pub fn claim_next(&self, now: DateTime<Utc>) -> Result<Option<Claimed>, QueueError> {
         let now_s = ts(now);
         let token = format!("{:032x}", rand::random::<u128>());
-        let by = crate::store::lease::Holder::this_process().describe();
+        let by = Holder::this_process().describe();
         let row = self.conn.with(|c| {
             let expired = take_over_expired(c)?;
             if !expired.is_empty() {
