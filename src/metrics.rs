@@ -21,6 +21,8 @@ pub struct Metrics {
     pub events: Family<Labels, Counter>,
     /// Events stored and not finished.
     pub queue_depth: Gauge,
+    /// Events in the queue by status (pending, processing, waiting-approval, done, ...).
+    pub queue_events: Family<Labels, Gauge>,
     /// Runs by status, from the journal.
     pub runs: Family<Labels, Gauge>,
     /// Action latency by provider and outcome.
@@ -35,6 +37,12 @@ pub struct Metrics {
     pub drift: Gauge,
     /// Findings the rotation policy made due at the scheduler's last pass.
     pub rotations_due: Gauge,
+    /// Times this process took or lost the schedulers' leader lease (PostgreSQL store).
+    pub leader_changes: Counter,
+    /// Events this process claimed from the queue.
+    pub claims: Counter,
+    /// Expired claims (of a replica that stopped renewing them) this process took over.
+    pub claims_taken_over: Counter,
 }
 
 fn action_histogram() -> Histogram {
@@ -96,7 +104,35 @@ impl Metrics {
             "Findings the rotation policy made due at the last pass of the scheduler",
             rotations_due.clone(),
         );
+        let queue_events = Family::<Labels, Gauge>::default();
+        registry.register(
+            "queue_events",
+            "Events in the queue by status",
+            queue_events.clone(),
+        );
+        let leader_changes = Counter::default();
+        registry.register(
+            "leader_changes",
+            "Times this replica took or lost the schedulers' leader lease (PostgreSQL store)",
+            leader_changes.clone(),
+        );
+        let claims = Counter::default();
+        registry.register(
+            "claims",
+            "Events this replica claimed from the queue",
+            claims.clone(),
+        );
+        let claims_taken_over = Counter::default();
+        registry.register(
+            "claims_taken_over",
+            "Expired claims of a replica that stopped renewing them, taken over by this one",
+            claims_taken_over.clone(),
+        );
         Metrics {
+            queue_events,
+            leader_changes,
+            claims,
+            claims_taken_over,
             drift,
             rotations_due,
             registry,

@@ -64,13 +64,14 @@ fn diff(
     if submit {
         // Loading the config is pure: no provider is contacted for a diff.
         let config = Config::load(&global.config).map_err(EngineError::from)?;
-        let queue =
-            EventQueue::open(&config.store.path).map_err(|e| Failure::error(e.to_string()))?;
         let events: Vec<_> = diff.events.iter().map(|e| e.event.clone()).collect();
-        let counts = queue
-            .submit_all(&events, now)
-            .map_err(|e| Failure::error(e.to_string()))?;
-        submitted = Some((counts, config.store.path));
+        let store = &config.store;
+        // The PostgreSQL client blocks on a runtime of its own: not on this command's thread.
+        let counts = crate::store::blocking::on_plain_thread(move || {
+            EventQueue::open_config(store)?.submit_all(&events, now)
+        })
+        .map_err(|e| Failure::error(e.to_string()))?;
+        submitted = Some((counts, config.store.location()));
     }
     match format {
         ListFormat::Json => {
@@ -93,7 +94,7 @@ fn diff(
                 out.push_str(&format!(
                     "submitted {} event(s) to {}: {} new, {} duplicate(s)\n",
                     diff.events.len(),
-                    path.display(),
+                    path,
                     c.new,
                     c.duplicates
                 ));

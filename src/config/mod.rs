@@ -181,19 +181,202 @@ pub struct PolicyConfig {
     pub entitlements: Option<PathBuf>,
 }
 
-/// `[store]`: the durable store, one SQLite file.
+/// `[store]`: the durable store: one SQLite file (`path`, the default), or a PostgreSQL database
+/// (`url`) that several `closeout serve` replicas share (docs/serve.md, "Deployment").
+///
+/// Invariant: the password of a PostgreSQL store is never in the configuration file, the URL, a
+/// log or an error: it comes from the environment (`password_env`) or a file (`password_file`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RawStoreConfig")]
 pub struct StoreConfig {
     /// The SQLite journal (runs, actions, events).
-    #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// Whether `path` was written in the file (not the default).
+    path_set: bool,
+    /// `postgres://user@host:port/database`: the PostgreSQL store; no password in it.
+    pub url: Option<String>,
+    /// The environment variable holding the PostgreSQL password.
+    pub password_env: Option<String>,
+    /// The file holding the PostgreSQL password (its first line).
+    pub password_file: Option<PathBuf>,
+    /// How long a worker's claim on a PostgreSQL queue event lasts without its heartbeat (every
+    /// third of it): a replica that dies has its events taken over after this.
+    pub claim_ttl_secs: u64,
 }
+
+/// `[store]` as written: `path` optional so that setting it beside `url` can be refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStoreConfig {
+    path: Option<PathBuf>,
+    url: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    claim_ttl_secs: Option<u64>,
+}
+
+impl From<RawStoreConfig> for StoreConfig {
+    fn from(raw: RawStoreConfig) -> Self {
+        StoreConfig {
+            path_set: raw.path.is_some(),
+            path: raw.path.unwrap_or_else(default_store_path),
+            url: raw.url,
+            password_env: raw.password_env,
+            password_file: raw.password_file,
+            claim_ttl_secs: raw.claim_ttl_secs.unwrap_or(DEFAULT_CLAIM_TTL_SECS),
+        }
+    }
+}
+
+/// `[store] claim_ttl_secs` unless set.
+pub const DEFAULT_CLAIM_TTL_SECS: u64 = 60;
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: default_store_path(),
+            path_set: false,
+            url: None,
+            password_env: None,
+            password_file: None,
+            claim_ttl_secs: DEFAULT_CLAIM_TTL_SECS,
+        }
+    }
+}
+
+/// Where the PostgreSQL password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// None: the server trusts the connection (peer or trust authentication).
+    None,
+    /// This environment variable.
+    Env(String),
+    /// The first line of this file.
+    File(PathBuf),
+}
+
+/// The store a configuration names.
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// The embedded SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres {
+        /// The parsed URL (no password in it).
+        target: Box<postgres::Config>,
+        /// Where the password comes from.
+        password: PasswordSource,
+    },
+}
+
+impl StoreConfig {
+    /// The SQLite store at `path` (`url` unset).
+    pub fn sqlite(path: PathBuf) -> StoreConfig {
+        StoreConfig {
+            path,
+            path_set: true,
+            ..StoreConfig::default()
+        }
+    }
+
+    /// The PostgreSQL store at `url`, its password from `password`.
+    pub fn postgres(url: &str, password: PasswordSource) -> StoreConfig {
+        let (password_env, password_file) = match password {
+            PasswordSource::None => (None, None),
+            PasswordSource::Env(v) => (Some(v), None),
+            PasswordSource::File(f) => (None, Some(f)),
+        };
+        StoreConfig {
+            url: Some(url.to_string()),
+            password_env,
+            password_file,
+            ..StoreConfig::default()
+        }
+    }
+
+    /// Which backend, checked: `path` and `url` are exclusive, a password source only goes with
+    /// `url` and only one of them, the URL parses and carries no password. Messages never repeat
+    /// the URL (it could hold a password by mistake).
+    pub fn backend(&self) -> Result<StoreBackend, String> {
+        let Some(url) = &self.url else {
+            if self.password_env.is_some() || self.password_file.is_some() {
+                return Err(
+                    "[store] password_env and password_file go with url (PostgreSQL); \
+                            the SQLite store (path) has no password"
+                        .into(),
+                );
+            }
+            return Ok(StoreBackend::Sqlite(self.path.clone()));
+        };
+        if self.path_set {
+            return Err(
+                "[store] sets both path (SQLite) and url (PostgreSQL): set one of them".into(),
+            );
+        }
+        if self.claim_ttl_secs < 3 {
+            return Err("[store] claim_ttl_secs must be at least 3".into());
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(
+                "[store] url must be a postgres:// URL (postgres://user@host:port/database)".into(),
+            );
+        }
+        let target: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            // The parser's message does not quote the URL.
+            format!("[store] url is not a valid PostgreSQL URL: {e}")
+        })?;
+        if target.get_password().is_some() {
+            return Err(
+                "[store] url must not hold the password: set password_env or \
+                        password_file instead (and change that password, it was written in the \
+                        configuration)"
+                    .into(),
+            );
+        }
+        if target.get_user().is_none() {
+            return Err("[store] url names no user (postgres://user@host:port/database)".into());
+        }
+        if target.get_dbname().is_none() {
+            return Err(
+                "[store] url names no database (postgres://user@host:port/database)".into(),
+            );
+        }
+        let password = match (&self.password_env, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err("[store] sets both password_env and password_file: set one".into())
+            }
+            (Some(v), None) if v.is_empty() => {
+                return Err("[store] password_env is empty: name an environment variable".into())
+            }
+            (Some(v), None) => PasswordSource::Env(v.clone()),
+            (None, Some(f)) => PasswordSource::File(f.clone()),
+            (None, None) => PasswordSource::None,
+        };
+        Ok(StoreBackend::Postgres {
+            target: Box::new(target),
+            password,
+        })
+    }
+
+    /// Where the store is, for people: the SQLite file, or `postgres user@host:port/database`
+    /// (never a password).
+    pub fn location(&self) -> String {
+        match (&self.url, self.backend()) {
+            (None, _) => self.path.display().to_string(),
+            (Some(_), Ok(StoreBackend::Postgres { target, .. })) => {
+                let host = match target.get_hosts().first() {
+                    Some(postgres::config::Host::Tcp(h)) => h.clone(),
+                    Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+                    None => "localhost".into(),
+                };
+                format!(
+                    "postgres {}@{host}:{}/{}",
+                    target.get_user().unwrap_or("?"),
+                    target.get_ports().first().copied().unwrap_or(5432),
+                    target.get_dbname().unwrap_or("?")
+                )
+            }
+            (Some(_), _) => "postgres (invalid [store] url)".into(),
         }
     }
 }
@@ -320,6 +503,7 @@ impl Config {
             .validate()
             .map_err(|e| invalid(e.to_string()))?;
         self.serve.validate().map_err(|e| invalid(e.to_string()))?;
+        self.store.backend().map_err(invalid)?;
         self.rotation
             .policies()
             .map_err(|e| invalid(e.to_string()))?;
@@ -382,6 +566,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no provider is configured"), "{err}");
+    }
+
+    #[test]
+    fn the_store_is_sqlite_or_postgres_never_both_and_never_a_password_in_the_url() {
+        let base = "[source]\npath = \"hr.csv\"\n[providers.aws]\n[store]\n";
+        let c = parse(&format!("{base}path = \"x/state.db\"\n")).unwrap();
+        assert!(
+            matches!(c.store.backend(), Ok(StoreBackend::Sqlite(p)) if p == Path::new("x/state.db"))
+        );
+        let c = parse(&format!(
+            "{base}url = \"postgres://closeout@127.0.0.1:5432/closeout\"\npassword_env = \"PGPW\"\n"
+        ))
+        .unwrap();
+        match c.store.backend() {
+            Ok(StoreBackend::Postgres { target, password }) => {
+                assert_eq!(target.get_user(), Some("closeout"));
+                assert_eq!(target.get_dbname(), Some("closeout"));
+                assert_eq!(password, PasswordSource::Env("PGPW".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.store.claim_ttl_secs, DEFAULT_CLAIM_TTL_SECS);
+        for (extra, expected) in [
+            (
+                "path = \"a.db\"\nurl = \"postgres://u@h/d\"\n",
+                "both path (SQLite) and url",
+            ),
+            (
+                "url = \"postgres://u:s3cret-pw@h/d\"\n",
+                "must not hold the password",
+            ),
+            (
+                "url = \"postgres://u@h/d\"\npassword_env = \"A\"\npassword_file = \"f\"\n",
+                "both password_env and password_file",
+            ),
+            ("password_env = \"A\"\n", "go with url"),
+            ("url = \"mysql://u@h/d\"\n", "postgres:// URL"),
+            ("url = \"postgres://h/d\"\n", "no user"),
+            (
+                "url = \"postgres://u@h/d\"\nclaim_ttl_secs = 1\n",
+                "claim_ttl_secs must be at least 3",
+            ),
+        ] {
+            let err = parse(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(expected), "{extra}: {err}");
+            assert!(!err.contains("s3cret-pw"), "the password leaked: {err}");
+        }
     }
 
     #[test]

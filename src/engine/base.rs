@@ -14,8 +14,10 @@ use crate::policy::entitlements::EntitlementPolicy;
 use crate::policy::playbook::{self, Playbook};
 use crate::registry::Providers;
 use crate::store::audit::{AuditEntry, AuditLog};
+use crate::store::journal::JournalError;
 use crate::store::journal::{Journal, RunRecord};
 use crate::store::lease::Leases;
+use crate::store::pg::PgStore;
 use crate::store::signing::PrivateKey;
 use crate::trigger::Trigger;
 use closeout_contract::{Identity, ResolveContext};
@@ -50,12 +52,24 @@ impl Engine {
     pub fn open(config_path: &Path) -> Result<Engine, EngineError> {
         let config = Config::load(config_path)?;
         let directory = Directory::load(&config.source.path)?;
-        let journal = Journal::open(&config.store.path)?;
+        // The journal and the leases are in the store (SQLite or PostgreSQL); the audit log
+        // is the file at [audit] path on either (docs/serve.md, "Deployment").
+        let (journal, leases) = if config.store.url.is_none() {
+            (
+                Journal::open(&config.store.path)?,
+                Leases::new(&config.store.path, LEASE_TTL),
+            )
+        } else {
+            let store = PgStore::open(&config.store).map_err(JournalError::from)?;
+            (
+                Journal::open_postgres(&store),
+                Leases::postgres(&store, LEASE_TTL),
+            )
+        };
         let mut audit = AuditLog::open(&config.audit.path)?;
         if let Some(key) = audit_signing_key(&config.audit)? {
             audit = audit.with_signer(key);
         }
-        let leases = Leases::new(&config.store.path, LEASE_TTL);
         Ok(Engine {
             config,
             directory,

@@ -236,9 +236,9 @@ impl Engine {
         }
         let report = self.resume(run_id, progress).await?;
         // A run the service created waits in its queue too: let it see the run is done.
-        let (path, run) = (self.config.store.path.clone(), run_id.to_string());
+        let (store, run) = (self.config.store.clone(), run_id.to_string());
         let updated = crate::store::blocking::off_runtime(move || {
-            crate::store::queue::EventQueue::open(&path)?.approve_waiting(&run)
+            crate::store::queue::EventQueue::open_config(&store)?.approve_waiting(&run)
         })
         .await;
         if let Err(e) = updated {

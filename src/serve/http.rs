@@ -41,6 +41,9 @@ pub(crate) fn router(state: Shared, scim_token: Option<String>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     let scim = match scim_token {
+        Some(_) if state.postgres.is_some() => scim_unavailable(
+            "SCIM users are not on the PostgreSQL store yet (docs/serve.md, \"Deployment\")".into(),
+        ),
         Some(token) => {
             let config = crate::intake::scim::ScimConfig {
                 db_path: state.config.store.path.clone(),
@@ -483,6 +486,13 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let m = crate::metrics::global();
     if let Ok(depth) = state.status.call(|q| q.depth()).await {
         m.queue_depth.set(depth as i64);
+    }
+    if let Ok(counts) = state.status.call(|q| q.counts()).await {
+        for (status, n) in counts {
+            m.queue_events
+                .get_or_create(&vec![("status", status.as_str().to_string())])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
     if let Ok(counts) = state.journal.call(|j| j.runs_by_status()).await {
         for (status, n) in counts {

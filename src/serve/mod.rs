@@ -84,6 +84,53 @@ pub(crate) struct AppState {
     pub stopping: AtomicBool,
     /// Wakes idle workers when an event is stored or approved.
     pub wake: tokio::sync::Notify,
+    /// The PostgreSQL store (`[store] url`), shared by every replica; `None` for SQLite.
+    pub postgres: Option<Arc<crate::store::pg::PgStore>>,
+    /// On PostgreSQL, the leader lease the schedulers run under, with this process's holder and
+    /// whether it led at the last look; `None` for SQLite (one process: it always leads).
+    pub leader: Option<Leader>,
+}
+
+/// The schedulers' leader lease: on PostgreSQL one replica at a time runs them.
+pub(crate) struct Leader {
+    pub leases: crate::store::lease::Leases,
+    pub holder: crate::store::lease::Holder,
+    pub leading: AtomicBool,
+}
+
+/// The leader lease's role name.
+const SCHEDULERS: &str = "schedulers";
+
+/// How long the schedulers' leader lease lasts without renewal (each pass renews it; a pass
+/// is at most this often... a leader that stops is replaced after this).
+const LEADER_TTL: Duration = Duration::from_secs(30);
+
+impl AppState {
+    /// Whether this process runs the schedulers now: always on SQLite; on PostgreSQL when it
+    /// holds (or takes, or renews) the leader lease. Leader changes are logged and counted.
+    pub(crate) async fn leads(&self) -> bool {
+        let Some(leader) = &self.leader else {
+            return true;
+        };
+        let (leases, holder) = (leader.leases.clone(), leader.holder.clone());
+        let now = off_runtime(move || leases.lead(SCHEDULERS, &holder)).await;
+        let leading = match now {
+            Ok(l) => l.leading,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the schedulers' leader lease");
+                false
+            }
+        };
+        if leader.leading.swap(leading, Ordering::SeqCst) != leading {
+            crate::metrics::global().leader_changes.inc();
+            if leading {
+                tracing::info!("this replica now runs the schedulers (leader lease taken)");
+            } else {
+                tracing::info!("another replica runs the schedulers now");
+            }
+        }
+        leading
+    }
 }
 
 /// Run the service until SIGTERM or Ctrl-C.
@@ -104,21 +151,49 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
         crate::config::serve::read_secret(serve.api_token_file.as_ref(), "CLOSEOUT_API_TOKEN")?;
     let scim_token =
         crate::config::serve::read_secret(serve.scim_token_file.as_ref(), "CLOSEOUT_SCIM_TOKEN")?;
-    if let Some(parent) = config
-        .store
-        .path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)?;
+    let postgres = match &config.store.url {
+        None => None,
+        Some(_) => {
+            let store = config.store.clone();
+            let opened = off_runtime(move || {
+                crate::store::pg::PgStore::open(&store)
+                    .map_err(crate::store::queue::QueueError::from)
+            });
+            Some(opened.await?)
+        }
+    };
+    if postgres.is_none() {
+        if let Some(parent) = config
+            .store
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)?;
+        }
     }
     // Opening waits while another process writes to the store: off the async runtime.
-    let path = config.store.path.clone();
-    let queue = Arc::new(off_runtime(move || EventQueue::open(&path)).await?);
-    let path = config.store.path.clone();
-    let status = off_runtime(move || EventQueue::open(&path)).await?;
-    let path = config.store.path.clone();
-    let journal = off_runtime(move || crate::store::journal::Journal::open(&path)).await?;
+    let (queue, status, journal) = match &postgres {
+        Some(store) => (
+            Arc::new(EventQueue::open_postgres(store, claim_ttl(&config))),
+            EventQueue::open_postgres(store, claim_ttl(&config)),
+            crate::store::journal::Journal::open_postgres(store),
+        ),
+        None => {
+            let path = config.store.path.clone();
+            let queue = Arc::new(off_runtime(move || EventQueue::open(&path)).await?);
+            let path = config.store.path.clone();
+            let status = off_runtime(move || EventQueue::open(&path)).await?;
+            let path = config.store.path.clone();
+            let journal = off_runtime(move || crate::store::journal::Journal::open(&path)).await?;
+            (queue, status, journal)
+        }
+    };
+    let leader = postgres.as_ref().map(|store| Leader {
+        leases: crate::store::lease::Leases::postgres(store, LEADER_TTL),
+        holder: crate::store::lease::Holder::this_process(),
+        leading: AtomicBool::new(false),
+    });
     let state = Arc::new(AppState {
         config_path: config_path.to_path_buf(),
         config,
@@ -130,6 +205,8 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
         api_token,
         stopping: AtomicBool::new(false),
         wake: tokio::sync::Notify::new(),
+        postgres,
+        leader,
     });
 
     let recovered = state.queue.call(|q| q.recover()).await?;
@@ -215,6 +292,11 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
         );
     }
     Ok(())
+}
+
+/// How long a worker's claim on the PostgreSQL queue lasts without a heartbeat.
+pub(crate) fn claim_ttl(config: &Config) -> Duration {
+    Duration::from_secs(config.store.claim_ttl_secs)
 }
 
 /// A worker or scheduler loop on a thread of its own, with a single-threaded runtime.

@@ -124,6 +124,9 @@ pub(crate) async fn reconcile(
         if *stop.borrow() {
             return;
         }
+        if !state.leads().await {
+            continue;
+        }
         let engine = match crate::engine::Engine::open_async(&state.config_path).await {
             Ok(e) => e,
             Err(e) => {
@@ -227,7 +230,13 @@ async fn on_cadence<F, Fut>(
         if *stop.borrow() {
             return;
         }
-        match pass(state.clone()).await {
+        // On PostgreSQL only the replica holding the leader lease runs the schedulers.
+        let leads = state.leads().await;
+        match if leads {
+            pass(state.clone()).await
+        } else {
+            Ok(0)
+        } {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "{what}: events stored"),
             Err(e) => tracing::error!(error = %e, "{what}"),

@@ -27,7 +27,14 @@ pub(crate) async fn run(
     // A connection of this worker's own: a claim that waits for the store's lock (up to the
     // busy timeout) holds up this worker only, not the others, intake or the status routes.
     let path = state.config.store.path.clone();
-    let queue = match off_runtime(move || EventQueue::open(&path)).await {
+    let opened = match &state.postgres {
+        Some(store) => Ok(EventQueue::open_postgres(
+            store,
+            super::claim_ttl(&state.config),
+        )),
+        None => off_runtime(move || EventQueue::open(&path)).await,
+    };
+    let queue = match opened {
         Ok(q) => q,
         Err(e) => {
             tracing::error!(worker = n, error = %e, "cannot open the event queue; this worker stops");
@@ -46,7 +53,10 @@ pub(crate) async fn run(
             }
         };
         match claimed {
-            Some(event) => process(&state, &queue, n, event).await,
+            Some(event) => {
+                crate::metrics::global().claims.inc();
+                process(&state, &queue, n, event).await
+            }
             None => {
                 tokio::select! {
                     _ = state.wake.notified() => {}
@@ -81,7 +91,23 @@ async fn process(state: &AppState, queue: &EventQueue, n: usize, claimed: Claime
                     }
                 }
             }
-            match run_event(state, queue, &engine, &claimed).await {
+            // Keep the claim alive while the run goes on (on PostgreSQL a claim not renewed
+            // expires and another replica takes the event over).
+            let heartbeat = async {
+                let every = super::claim_ttl(&state.config) / 3;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let token = claimed.token.clone();
+                    if let Err(e) = queue.call(move |q| q.heartbeat(seq, &token)).await {
+                        tracing::warn!(seq, error = %e, "cannot renew the event's claim");
+                    }
+                }
+            };
+            let ran = tokio::select! {
+                ran = run_event(state, queue, &engine, &claimed) => ran,
+                never = heartbeat => never,
+            };
+            match ran {
                 Some(outcome) => outcome,
                 None => return,
             }

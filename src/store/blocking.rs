@@ -24,3 +24,13 @@ where
         },
     }
 }
+
+/// Run the blocking store call `f` on a plain thread of its own and wait for it: for synchronous
+/// code that may itself run on an async runtime's thread (a CLI command), where the PostgreSQL
+/// client cannot block (it drives its own runtime). A panic in `f` is resumed here.
+pub fn on_plain_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}

@@ -5,7 +5,13 @@
 //! therefore shows exactly which actions finished (skipped on resume) and which were in flight
 //! (re-run: every provider action is idempotent). Observations are in `observations.rs`, the
 //! grant ledger in `grants.rs`.
+//!
+//! Two backends behind one API: the SQLite file, and PostgreSQL (`[store] url`, migration V2),
+//! where several replicas share the journal, so a replica that takes over a dead one's event
+//! resumes its run from the actions journaled there. Each operation's PostgreSQL statements are
+//! beside its SQLite ones (`pg_*` functions below).
 
+use super::pg::{PgConn, PgError, PgStore};
 use super::sqlite::{migrate, open_durable, parse_opt_ts, parse_ts, ts, BadTimestamp, SCHEMA};
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
@@ -43,6 +49,15 @@ pub enum JournalError {
     /// An asynchronous call never ran (the runtime is shutting down).
     #[error("journal: {0}")]
     Interrupted(#[from] super::blocking::Interrupted),
+    /// The PostgreSQL store failed (connection, statement, schema).
+    #[error("journal: {0}")]
+    Postgres(#[from] PgError),
+}
+
+impl From<postgres::Error> for JournalError {
+    fn from(e: postgres::Error) -> Self {
+        JournalError::Postgres(PgError::Sql(e))
+    }
 }
 
 /// Where a run is in its life.
@@ -257,13 +272,22 @@ pub struct ActionStart<'a> {
     pub verb: &'a str,
 }
 
-/// The run journal: runs and their actions in the SQLite database. Safe to share between threads
-/// (one connection behind a mutex); a clone shares the connection; several processes may open
-/// the same file. Async code calls it through [`Journal::call`].
+/// The run journal: runs and their actions in the store (the SQLite file or the PostgreSQL
+/// database). Safe to share between threads (one connection behind a mutex); a clone shares the
+/// connection; several processes may open the same store. Async code calls it through
+/// [`Journal::call`].
 #[derive(Clone)]
 pub struct Journal {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        conn: Arc<Mutex<Connection>>,
+        path: PathBuf,
+    },
+    Postgres(Arc<PgConn>),
 }
 
 const RUN_COLUMNS: &str = "id, identity, trigger, playbook, playbook_digest, status, created_at, \
@@ -285,14 +309,26 @@ impl Journal {
             .map_err(|e| open_err(e.to_string()))?;
         migrate(&conn).map_err(|e| open_err(format!("schema migration: {e}")))?;
         Ok(Journal {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_path_buf(),
+            backend: Backend::Sqlite {
+                conn: Arc::new(Mutex::new(conn)),
+                path: path.to_path_buf(),
+            },
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The journal in the PostgreSQL store (migrated by [`PgStore::open`]).
+    pub fn open_postgres(store: &Arc<PgStore>) -> Journal {
+        Journal {
+            backend: Backend::Postgres(Arc::new(PgConn::new(store))),
+        }
+    }
+
+    /// The SQLite file, `None` for the PostgreSQL store.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => Some(path),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Run `f` on this journal off the async runtime (see [`super::blocking`]), e.g.
@@ -305,15 +341,23 @@ impl Journal {
         super::blocking::off_runtime(move || f(&journal)).await
     }
 
-    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (every write is one
-        // statement or transaction), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The SQLite connection, or the PostgreSQL connection to hand the call to.
+    pub(super) fn conn(&self) -> Result<MutexGuard<'_, Connection>, &PgConn> {
+        match &self.backend {
+            // A panic while holding the lock leaves SQLite consistent (every write is one
+            // statement or transaction), so a poisoned lock is safe to reuse.
+            Backend::Sqlite { conn, .. } => Ok(conn.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres(pg) => Err(pg),
+        }
     }
 
     /// Record a new run (status, plan and cutoff as decided by the engine).
     pub fn create_run(&self, run: &RunRecord) -> Result<(), JournalError> {
-        self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_create_run(pg, run),
+        };
+        conn.execute(
             &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"),
             params![
                 run.id,
@@ -346,7 +390,11 @@ impl Journal {
         status: RunStatus,
         finished_at: Option<DateTime<Utc>>,
     ) -> Result<(), JournalError> {
-        let n = self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_set_run_status(pg, id, status, finished_at),
+        };
+        let n = conn.execute(
             "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
             params![id, status.as_str(), finished_at.map(ts)],
         )?;
@@ -358,7 +406,11 @@ impl Journal {
 
     /// Record who approved the run's approval-gated steps.
     pub fn approve(&self, id: &str, approver: &str) -> Result<(), JournalError> {
-        let n = self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_approve(pg, id, approver),
+        };
+        let n = conn.execute(
             "UPDATE runs SET approved_by = ?2, approved_at = ?3 WHERE id = ?1",
             params![id, approver, ts(Utc::now())],
         )?;
@@ -377,7 +429,10 @@ impl Journal {
         method: &str,
     ) -> Result<Vec<Approval>, JournalError> {
         {
-            let conn = self.conn();
+            let conn = match self.conn() {
+                Ok(conn) => conn,
+                Err(pg) => return pg_add_approval(pg, id, approver, method),
+            };
             let exists: bool = conn.query_row(
                 "SELECT EXISTS(SELECT 1 FROM runs WHERE id = ?1)",
                 params![id],
@@ -396,7 +451,10 @@ impl Journal {
 
     /// The run's approvals, oldest first.
     pub fn approvals(&self, id: &str) -> Result<Vec<Approval>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_approvals(pg, id),
+        };
         let mut stmt = conn.prepare(
             "SELECT approver, method, approved_at FROM approvals WHERE run_id = ?1 ORDER BY approved_at, approver",
         )?;
@@ -423,7 +481,11 @@ impl Journal {
     /// Keep the access graph of a run as JSON: `before` (resolved when it was planned) or
     /// `after` (resolved by its latest verification; replaced by a later one).
     pub fn save_graph(&self, id: &str, which: &str, json: &str) -> Result<(), JournalError> {
-        self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_save_graph(pg, id, which, json),
+        };
+        conn.execute(
             "INSERT OR REPLACE INTO run_graphs (run_id, which, graph_json) VALUES (?1, ?2, ?3)",
             params![id, which, json],
         )?;
@@ -432,7 +494,10 @@ impl Journal {
 
     /// The graph [`Journal::save_graph`] kept, if any.
     pub fn graph(&self, id: &str, which: &str) -> Result<Option<String>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_graph(pg, id, which),
+        };
         let mut stmt =
             conn.prepare("SELECT graph_json FROM run_graphs WHERE run_id = ?1 AND which = ?2")?;
         let mut rows = stmt.query_map(params![id, which], |r| r.get::<_, String>(0))?;
@@ -441,7 +506,11 @@ impl Journal {
 
     /// Record when containment finished (first time only).
     pub fn set_contained(&self, id: &str, at: DateTime<Utc>) -> Result<(), JournalError> {
-        self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_set_contained(pg, id, at),
+        };
+        conn.execute(
             "UPDATE runs SET contained_at = COALESCE(contained_at, ?2) WHERE id = ?1",
             params![id, ts(at)],
         )?;
@@ -451,7 +520,11 @@ impl Journal {
     /// Store the run's closure report (JSON), replacing any earlier one (a resumed run is verified
     /// again).
     pub fn save_report(&self, id: &str, report_json: &str) -> Result<(), JournalError> {
-        self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_save_report(pg, id, report_json),
+        };
+        conn.execute(
             "UPDATE runs SET report_json = ?2 WHERE id = ?1",
             params![id, report_json],
         )?;
@@ -460,7 +533,10 @@ impl Journal {
 
     /// The run with this id, or `None`.
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_run(pg, id),
+        };
         let mut stmt = conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
         let raw = stmt.query_row(params![id], raw_run).optional()?;
         raw.map(RawRun::into_record).transpose()
@@ -468,7 +544,10 @@ impl Journal {
 
     /// The most recent runs first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_runs(pg, limit),
+        };
         let mut stmt = conn.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1"
         ))?;
@@ -479,7 +558,10 @@ impl Journal {
 
     /// The identity's newest run, of any trigger.
     pub fn latest_run(&self, identity: &str) -> Result<Option<RunRecord>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_latest_run(pg, identity),
+        };
         let mut stmt = conn.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE identity = ?1 ORDER BY created_at DESC, id DESC LIMIT 1"
         ))?;
@@ -489,7 +571,10 @@ impl Journal {
 
     /// How many runs are in each status (for metrics).
     pub fn runs_by_status(&self) -> Result<Vec<(String, u64)>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_runs_by_status(pg),
+        };
         let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         rows.map(|r| {
@@ -505,7 +590,10 @@ impl Journal {
         identity: &str,
         trigger: Trigger,
     ) -> Result<Option<RunRecord>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_unfinished_run(pg, identity, trigger),
+        };
         let mut stmt = conn.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE identity = ?1 AND trigger = ?2 \
              AND status IN ('running', 'failed', 'waiting-approval') ORDER BY created_at DESC LIMIT 1"
@@ -531,7 +619,10 @@ impl Journal {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_containment_cutoff(pg, identity),
+        };
         let last_start: Option<String> = conn
             .query_row(
                 &format!(
@@ -559,7 +650,10 @@ impl Journal {
 
     /// The journaled action with this idempotency key, or `None` when it was never started.
     pub fn action(&self, key: &str) -> Result<Option<ActionRecord>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_action(pg, key),
+        };
         let mut stmt = conn.prepare(&format!(
             "SELECT {ACTION_COLUMNS} FROM actions WHERE key = ?1"
         ))?;
@@ -569,7 +663,10 @@ impl Journal {
 
     /// The run's actions, in the order they were started.
     pub fn actions(&self, run_id: &str) -> Result<Vec<ActionRecord>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_actions(pg, run_id),
+        };
         let mut stmt = conn.prepare(&format!(
             "SELECT {ACTION_COLUMNS} FROM actions WHERE run_id = ?1 ORDER BY started_at, key"
         ))?;
@@ -584,7 +681,10 @@ impl Journal {
     /// Record that an action is about to run (before the provider call). Returns the attempt
     /// number (1 for the first start, more when an interrupted action is run again).
     pub fn action_started(&self, a: &ActionStart<'_>) -> Result<u32, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_action_started(pg, a),
+        };
         conn.execute(
             "INSERT INTO actions (run_id, key, stage, step, finding_id, provider, verb, status, attempts, started_at, last_started_at) \
              VALUES (?1,?2,?3,?4,?5,?6,?7,'started',1,?8,?8) \
@@ -615,7 +715,10 @@ impl Journal {
         } else {
             ActionStatus::Done
         };
-        let mut conn = self.conn();
+        let mut conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_action_finished(pg, key, status, state, detail, calls),
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let calls = calls_with_earlier(&tx, key, calls)?;
         tx.execute(
@@ -634,7 +737,10 @@ impl Journal {
         error: &str,
         calls: &[ProviderCall],
     ) -> Result<(), JournalError> {
-        let mut conn = self.conn();
+        let mut conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_action_failed(pg, key, error, calls),
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let calls = calls_with_earlier(&tx, key, calls)?;
         tx.execute(
@@ -648,7 +754,10 @@ impl Journal {
     /// For each finding, the last state a finished action left it in and when: the start of
     /// a grace period.
     pub fn state_since(&self) -> Result<BTreeMap<String, (String, DateTime<Utc>)>, JournalError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_state_since(pg),
+        };
         let mut stmt = conn.prepare(
             "SELECT finding_id, state, finished_at FROM actions \
              WHERE status IN ('done', 'already-done') AND state IS NOT NULL AND finished_at IS NOT NULL \
@@ -848,9 +957,520 @@ fn calls_with_earlier(
         .map_err(|e| JournalError::Corrupt(format!("action provider calls: {e}")))
 }
 
+// The PostgreSQL statements of each operation (see the SQLite ones above for what each does).
+
+fn pg_exec(
+    pg: &PgConn,
+    sql: &str,
+    args: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<u64, JournalError> {
+    pg.with(|c| c.execute(sql, args).map_err(JournalError::from))
+}
+
+fn pg_create_run(pg: &PgConn, run: &RunRecord) -> Result<(), JournalError> {
+    let (created, effective, cutoff) = (ts(run.created_at), ts(run.effective_at), ts(run.cutoff));
+    let (contained, finished) = (run.contained_at.map(ts), run.finished_at.map(ts));
+    pg_exec(
+        pg,
+        &format!(
+            "INSERT INTO runs ({RUN_COLUMNS}) VALUES \
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
+        ),
+        &[
+            &run.id,
+            &run.identity,
+            &run.trigger.as_str(),
+            &run.playbook,
+            &run.playbook_digest,
+            &run.status.as_str(),
+            &created,
+            &effective,
+            &cutoff,
+            &contained,
+            &finished,
+            &run.override_protected,
+            &run.plan_json,
+            &run.report_json,
+            &run.approved_by,
+            &run.started_by,
+            &run.started_os_user,
+        ],
+    )?;
+    Ok(())
+}
+
+fn pg_set_run_status(
+    pg: &PgConn,
+    id: &str,
+    status: RunStatus,
+    finished_at: Option<DateTime<Utc>>,
+) -> Result<(), JournalError> {
+    let finished = finished_at.map(ts);
+    let n = pg_exec(
+        pg,
+        "UPDATE runs SET status = $2, finished_at = $3 WHERE id = $1",
+        &[&id, &status.as_str(), &finished],
+    )?;
+    if n == 0 {
+        return Err(JournalError::NoSuchRun(id.into()));
+    }
+    Ok(())
+}
+
+fn pg_approve(pg: &PgConn, id: &str, approver: &str) -> Result<(), JournalError> {
+    let n = pg_exec(
+        pg,
+        "UPDATE runs SET approved_by = $2, approved_at = $3 WHERE id = $1",
+        &[&id, &approver, &ts(Utc::now())],
+    )?;
+    if n == 0 {
+        return Err(JournalError::NoSuchRun(id.into()));
+    }
+    Ok(())
+}
+
+fn pg_add_approval(
+    pg: &PgConn,
+    id: &str,
+    approver: &str,
+    method: &str,
+) -> Result<Vec<Approval>, JournalError> {
+    let exists: bool = pg.with(|c| {
+        c.query_one("SELECT EXISTS(SELECT 1 FROM runs WHERE id = $1)", &[&id])?
+            .try_get(0)
+            .map_err(JournalError::from)
+    })?;
+    if !exists {
+        return Err(JournalError::NoSuchRun(id.into()));
+    }
+    pg_exec(
+        pg,
+        "INSERT INTO approvals (run_id, approver, method, approved_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+        &[&id, &approver, &method, &ts(Utc::now())],
+    )?;
+    pg_approvals(pg, id)
+}
+
+fn pg_approvals(pg: &PgConn, id: &str) -> Result<Vec<Approval>, JournalError> {
+    let rows = pg.with(|c| {
+        c.query(
+            "SELECT approver, method, approved_at FROM approvals WHERE run_id = $1 \
+             ORDER BY approved_at, approver",
+            &[&id],
+        )
+        .map_err(JournalError::from)
+    })?;
+    rows.iter()
+        .map(|r| {
+            let at: String = r.try_get(2)?;
+            Ok(Approval {
+                approver: r.try_get(0)?,
+                method: r.try_get(1)?,
+                approved_at: parse_ts(&at)?,
+            })
+        })
+        .collect()
+}
+
+fn pg_save_graph(pg: &PgConn, id: &str, which: &str, json: &str) -> Result<(), JournalError> {
+    pg_exec(
+        pg,
+        "INSERT INTO run_graphs (run_id, which, graph_json) VALUES ($1, $2, $3) \
+         ON CONFLICT (run_id, which) DO UPDATE SET graph_json = excluded.graph_json",
+        &[&id, &which, &json],
+    )?;
+    Ok(())
+}
+
+fn pg_graph(pg: &PgConn, id: &str, which: &str) -> Result<Option<String>, JournalError> {
+    let row = pg.with(|c| {
+        c.query_opt(
+            "SELECT graph_json FROM run_graphs WHERE run_id = $1 AND which = $2",
+            &[&id, &which],
+        )
+        .map_err(JournalError::from)
+    })?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+fn pg_set_contained(pg: &PgConn, id: &str, at: DateTime<Utc>) -> Result<(), JournalError> {
+    pg_exec(
+        pg,
+        "UPDATE runs SET contained_at = COALESCE(contained_at, $2) WHERE id = $1",
+        &[&id, &ts(at)],
+    )?;
+    Ok(())
+}
+
+fn pg_save_report(pg: &PgConn, id: &str, report_json: &str) -> Result<(), JournalError> {
+    pg_exec(
+        pg,
+        "UPDATE runs SET report_json = $2 WHERE id = $1",
+        &[&id, &report_json],
+    )?;
+    Ok(())
+}
+
+fn pg_raw_run(r: &postgres::Row) -> Result<RawRun, postgres::Error> {
+    Ok(RawRun {
+        id: r.try_get(0)?,
+        identity: r.try_get(1)?,
+        trigger: r.try_get(2)?,
+        playbook: r.try_get(3)?,
+        playbook_digest: r.try_get(4)?,
+        status: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        effective_at: r.try_get(7)?,
+        cutoff: r.try_get(8)?,
+        contained_at: r.try_get(9)?,
+        finished_at: r.try_get(10)?,
+        override_protected: r.try_get(11)?,
+        plan_json: r.try_get(12)?,
+        report_json: r.try_get(13)?,
+        approved_by: r.try_get(14)?,
+        started_by: r.try_get(15)?,
+        started_os_user: r.try_get(16)?,
+    })
+}
+
+fn pg_runs_where(
+    pg: &PgConn,
+    rest: &str,
+    args: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<RunRecord>, JournalError> {
+    let rows = pg.with(|c| {
+        c.query(&format!("SELECT {RUN_COLUMNS} FROM runs {rest}"), args)
+            .map_err(JournalError::from)
+    })?;
+    rows.iter()
+        .map(|r| pg_raw_run(r).map_err(JournalError::from)?.into_record())
+        .collect()
+}
+
+fn pg_run(pg: &PgConn, id: &str) -> Result<Option<RunRecord>, JournalError> {
+    Ok(pg_runs_where(pg, "WHERE id = $1", &[&id])?
+        .into_iter()
+        .next())
+}
+
+fn pg_runs(pg: &PgConn, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    pg_runs_where(pg, "ORDER BY created_at DESC, id DESC LIMIT $1", &[&limit])
+}
+
+fn pg_latest_run(pg: &PgConn, identity: &str) -> Result<Option<RunRecord>, JournalError> {
+    Ok(pg_runs_where(
+        pg,
+        "WHERE identity = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        &[&identity],
+    )?
+    .into_iter()
+    .next())
+}
+
+fn pg_runs_by_status(pg: &PgConn) -> Result<Vec<(String, u64)>, JournalError> {
+    let rows = pg.with(|c| {
+        c.query("SELECT status, COUNT(*) FROM runs GROUP BY status", &[])
+            .map_err(JournalError::from)
+    })?;
+    rows.iter()
+        .map(|r| {
+            let n: i64 = r.try_get(1)?;
+            Ok((r.try_get(0)?, u64::try_from(n).unwrap_or(0)))
+        })
+        .collect()
+}
+
+fn pg_unfinished_run(
+    pg: &PgConn,
+    identity: &str,
+    trigger: Trigger,
+) -> Result<Option<RunRecord>, JournalError> {
+    Ok(pg_runs_where(
+        pg,
+        "WHERE identity = $1 AND trigger = $2 \
+         AND status IN ('running', 'failed', 'waiting-approval') ORDER BY created_at DESC LIMIT 1",
+        &[&identity, &trigger.as_str()],
+    )?
+    .into_iter()
+    .next())
+}
+
+fn pg_containment_cutoff(
+    pg: &PgConn,
+    identity: &str,
+) -> Result<Option<DateTime<Utc>>, JournalError> {
+    let names = |pick: fn(Trigger) -> bool| -> Vec<String> {
+        Trigger::ALL
+            .into_iter()
+            .filter(|t| pick(*t))
+            .map(|t| t.as_str().to_string())
+            .collect()
+    };
+    let (starts, ends) = (names(Trigger::starts_access), names(Trigger::ends_access));
+    let cutoff: Option<String> = pg.with(|c| {
+        let last_start: Option<String> = c
+            .query_one(
+                "SELECT MAX(created_at) FROM runs WHERE identity = $1 AND trigger = ANY($2)",
+                &[&identity, &starts],
+            )?
+            .try_get(0)?;
+        c.query_opt(
+            "SELECT cutoff FROM runs WHERE identity = $1 AND trigger = ANY($2) \
+             AND created_at > COALESCE($3, '') ORDER BY created_at DESC LIMIT 1",
+            &[&identity, &ends, &last_start],
+        )?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(JournalError::from)
+    })?;
+    Ok(cutoff.as_deref().map(parse_ts).transpose()?)
+}
+
+fn pg_raw_action(r: &postgres::Row) -> Result<RawAction, JournalError> {
+    let attempts: i64 = r.try_get(8)?;
+    Ok(RawAction {
+        cols: (
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+            r.try_get(7)?,
+        ),
+        attempts: u32::try_from(attempts)
+            .map_err(|_| JournalError::Corrupt(format!("action attempts {attempts}")))?,
+        started_at: r.try_get(9)?,
+        finished_at: r.try_get(10)?,
+        detail: r.try_get(11)?,
+        state: r.try_get(12)?,
+        error: r.try_get(13)?,
+        provider_calls: r.try_get(14)?,
+        last_started_at: r.try_get(15)?,
+    })
+}
+
+fn pg_actions_where(pg: &PgConn, rest: &str, arg: &str) -> Result<Vec<ActionRecord>, JournalError> {
+    let rows = pg.with(|c| {
+        c.query(
+            &format!("SELECT {ACTION_COLUMNS} FROM actions {rest}"),
+            &[&arg],
+        )
+        .map_err(JournalError::from)
+    })?;
+    rows.iter()
+        .map(|r| pg_raw_action(r)?.into_record())
+        .collect()
+}
+
+fn pg_action(pg: &PgConn, key: &str) -> Result<Option<ActionRecord>, JournalError> {
+    Ok(pg_actions_where(pg, "WHERE key = $1", key)?
+        .into_iter()
+        .next())
+}
+
+fn pg_actions(pg: &PgConn, run_id: &str) -> Result<Vec<ActionRecord>, JournalError> {
+    pg_actions_where(pg, "WHERE run_id = $1 ORDER BY started_at, key", run_id)
+}
+
+fn pg_action_started(pg: &PgConn, a: &ActionStart<'_>) -> Result<u32, JournalError> {
+    let attempts: i64 = pg.with(|c| {
+        c.query_one(
+            "INSERT INTO actions (run_id, key, stage, step, finding_id, provider, verb, status, \
+             attempts, started_at, last_started_at) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,'started',1,$8,$8) \
+             ON CONFLICT (key) DO UPDATE SET status = 'started', \
+             attempts = actions.attempts + 1, error = NULL, \
+             last_started_at = excluded.last_started_at RETURNING attempts",
+            &[
+                &a.run_id,
+                &a.key,
+                &a.stage,
+                &a.step,
+                &a.finding_id,
+                &a.provider,
+                &a.verb,
+                &ts(Utc::now()),
+            ],
+        )?
+        .try_get(0)
+        .map_err(JournalError::from)
+    })?;
+    u32::try_from(attempts)
+        .map_err(|_| JournalError::Corrupt(format!("action attempts {attempts}")))
+}
+
+/// The action's stored calls (row locked for the caller's update) followed by `calls`.
+fn pg_calls_with_earlier(
+    tx: &mut postgres::Transaction<'_>,
+    key: &str,
+    calls: &[ProviderCall],
+) -> Result<String, JournalError> {
+    let stored: Option<Option<String>> = tx
+        .query_opt(
+            "SELECT provider_calls FROM actions WHERE key = $1 FOR UPDATE",
+            &[&key],
+        )?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    let mut all = parse_calls(stored.flatten().as_deref())?;
+    all.extend_from_slice(calls);
+    serde_json::to_string(&all)
+        .map_err(|e| JournalError::Corrupt(format!("action provider calls: {e}")))
+}
+
+fn pg_action_finished(
+    pg: &PgConn,
+    key: &str,
+    status: ActionStatus,
+    state: &str,
+    detail: &str,
+    calls: &[ProviderCall],
+) -> Result<(), JournalError> {
+    pg.with(|c| {
+        let mut tx = c.transaction()?;
+        let calls = pg_calls_with_earlier(&mut tx, key, calls)?;
+        tx.execute(
+            "UPDATE actions SET status = $2, state = $3, detail = $4, finished_at = $5, \
+             error = NULL, provider_calls = $6 WHERE key = $1",
+            &[
+                &key,
+                &status.as_str(),
+                &state,
+                &detail,
+                &ts(Utc::now()),
+                &calls,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+}
+
+fn pg_action_failed(
+    pg: &PgConn,
+    key: &str,
+    error: &str,
+    calls: &[ProviderCall],
+) -> Result<(), JournalError> {
+    pg.with(|c| {
+        let mut tx = c.transaction()?;
+        let calls = pg_calls_with_earlier(&mut tx, key, calls)?;
+        tx.execute(
+            "UPDATE actions SET status = 'failed', error = $2, finished_at = $3, \
+             provider_calls = $4 WHERE key = $1",
+            &[&key, &error, &ts(Utc::now()), &calls],
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+}
+
+fn pg_state_since(pg: &PgConn) -> Result<BTreeMap<String, (String, DateTime<Utc>)>, JournalError> {
+    let rows = pg.with(|c| {
+        c.query(
+            "SELECT finding_id, state, finished_at FROM actions \
+             WHERE status IN ('done', 'already-done') AND state IS NOT NULL \
+             AND finished_at IS NOT NULL ORDER BY finished_at",
+            &[],
+        )
+        .map_err(JournalError::from)
+    })?;
+    let mut out: BTreeMap<String, (String, DateTime<Utc>)> = BTreeMap::new();
+    for r in rows {
+        let (finding, state, at): (String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let at = parse_ts(&at)?;
+        // As on SQLite: the first moment of the latest state.
+        match out.get(&finding) {
+            Some((s, _)) if *s == state => {}
+            _ => {
+                out.insert(finding, (state, at));
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The journal's behaviour, the same on both backends: each test runs on a new SQLite file
+    /// and on a new PostgreSQL database.
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod on_sqlite {
+                $(#[test]
+                fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let j = super::Journal::open(&dir.path().join("sub/j.db")).expect("open");
+                    super::$name(j)
+                })*
+            }
+            mod on_postgres {
+                $(#[test]
+                fn $name() {
+                    let (_dir, store) = crate::store::pg::testing::fresh();
+                    super::$name(super::Journal::open_postgres(&store))
+                })*
+            }
+        };
+    }
+
+    on_both_backends!(
+        actions_are_recorded_before_and_after,
+        unfinished_runs_and_cutoffs,
+        observations_keep_the_first_sighting_of_a_state,
+        every_starts_provider_calls_are_kept_in_order,
+        approvals_are_kept_once_per_approver_and_graphs_by_run,
+        runs_are_listed_newest_first_and_counted_by_status,
+    );
+
+    fn runs_are_listed_newest_first_and_counted_by_status(j: Journal) {
+        let t0: DateTime<Utc> = "2026-05-01T12:00:00Z".parse().unwrap();
+        j.create_run(&run("r1", "E1", "leaver", t0)).unwrap();
+        j.create_run(&run(
+            "r2",
+            "E2",
+            "leaver",
+            t0 + chrono::Duration::seconds(1),
+        ))
+        .unwrap();
+        j.create_run(&run("r3", "E1", "mover", t0 + chrono::Duration::seconds(2)))
+            .unwrap();
+        j.set_run_status("r1", RunStatus::Closed, Some(t0)).unwrap();
+        assert!(matches!(
+            j.set_run_status("nope", RunStatus::Closed, None),
+            Err(JournalError::NoSuchRun(_))
+        ));
+        let ids: Vec<String> = j.runs(2).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["r3", "r2"]);
+        assert_eq!(j.latest_run("E1").unwrap().expect("E1's").id, "r3");
+        assert_eq!(j.latest_run("E9").unwrap(), None);
+        let mut by_status = j.runs_by_status().unwrap();
+        by_status.sort();
+        assert_eq!(
+            by_status,
+            vec![("closed".to_string(), 1), ("running".to_string(), 2)]
+        );
+        j.set_contained("r2", t0).unwrap();
+        j.set_contained("r2", t0 + chrono::Duration::hours(1))
+            .unwrap();
+        j.save_report("r2", "{\"closed\":true}").unwrap();
+        let r2 = j.run("r2").unwrap().expect("r2");
+        assert_eq!(r2.contained_at, Some(t0), "set once, never moved");
+        assert_eq!(r2.report_json.as_deref(), Some("{\"closed\":true}"));
+        assert_eq!(r2.started_by.as_deref(), Some("tester"));
+        j.approve("r2", "alice").unwrap();
+        assert_eq!(
+            j.run("r2").unwrap().expect("r2").approved_by.as_deref(),
+            Some("alice")
+        );
+    }
 
     fn run(id: &str, identity: &str, trigger: &str, at: DateTime<Utc>) -> RunRecord {
         RunRecord {
@@ -886,10 +1506,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn actions_are_recorded_before_and_after() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("sub/j.db")).unwrap();
+    fn actions_are_recorded_before_and_after(j: Journal) {
         let t0 = Utc::now();
         j.create_run(&run("r1", "E1", "leaver", t0)).unwrap();
         assert_eq!(j.action_started(&start("r1", "k1")).unwrap(), 1);
@@ -908,10 +1525,7 @@ mod tests {
         assert_eq!(j.actions("r1").unwrap().len(), 1);
     }
 
-    #[test]
-    fn unfinished_runs_and_cutoffs() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    fn unfinished_runs_and_cutoffs(j: Journal) {
         let t0 = Utc::now() - chrono::Duration::hours(2);
         let t1 = Utc::now() - chrono::Duration::hours(1);
         j.create_run(&run("r1", "E1", "leaver", t0)).unwrap();
@@ -933,10 +1547,7 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn observations_keep_the_first_sighting_of_a_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    fn observations_keep_the_first_sighting_of_a_state(j: Journal) {
         let t0 = Utc::now() - chrono::Duration::days(8);
         let t1 = Utc::now();
         j.observe([("k1", "inactive")], t0).unwrap();
@@ -993,10 +1604,7 @@ mod tests {
         assert_eq!(j.action("k1").unwrap().unwrap().provider_calls, vec![call]);
     }
 
-    #[test]
-    fn every_starts_provider_calls_are_kept_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    fn every_starts_provider_calls_are_kept_in_order(j: Journal) {
         j.create_run(&run("r1", "E1", "leaver", Utc::now()))
             .unwrap();
         let call = |op: &str, status| ProviderCall::new(op, status, Some(format!("id-{op}")));
@@ -1030,10 +1638,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn approvals_are_kept_once_per_approver_and_graphs_by_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    fn approvals_are_kept_once_per_approver_and_graphs_by_run(j: Journal) {
         assert!(matches!(
             j.add_approval("nope", "alice", "signed"),
             Err(JournalError::NoSuchRun(_))

@@ -12,6 +12,7 @@ pub mod group_commit;
 pub mod journal;
 pub mod lease;
 pub mod observations;
+pub mod pg;
 pub mod queue;
 pub mod signing;
 pub mod sqlite;

@@ -8,8 +8,8 @@ use crate::common;
 
 use closeout::store::journal::{ActionRecord, ActionStatus, RunStatus};
 use common::{
-    account_snapshot, actions_at, audit_records, describe, journal_actions, journal_runs, json,
-    plan_keys, secret_version, World,
+    account_snapshot, audit_records, describe, journal_actions, journal_runs, json, plan_keys,
+    secret_version, world_actions, World,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Output, Stdio};
@@ -52,7 +52,7 @@ struct Killed {
 /// The journal's `done` actions while `apply` runs: `(key, step)`. The journal may not exist
 /// yet, or be half-created, while the child starts: that reads as nothing done.
 fn done_actions_now(world: &World) -> Vec<(String, String)> {
-    actions_at(&world.journal_path())
+    world_actions(world)
         .unwrap_or_default()
         .into_iter()
         .filter(|a| a.status == ActionStatus::Done)
@@ -243,7 +243,18 @@ fn assert_alice_closed(before: &BTreeMap<String, String>, after: &BTreeMap<Strin
 
 #[tokio::test]
 async fn sigkill_mid_apply_then_resume_finishes_without_repeating() {
-    let world = World::with_aws_extra(SLOW_AWS);
+    kill_then_resume(World::with_aws_extra(SLOW_AWS)).await;
+}
+
+/// The same on the PostgreSQL store: the run, its actions and the identity's lease are in the
+/// database, so whoever resumes (another process, another replica) finishes the run from there.
+#[tokio::test]
+async fn on_postgres_sigkill_mid_apply_then_resume_finishes_without_repeating() {
+    let world = World::with_aws_extra(SLOW_AWS).on_postgres();
+    kill_then_resume(world).await;
+}
+
+async fn kill_then_resume(world: World) {
     world.seed_demo();
     let sdk = world.sdk().await;
     let before = account_snapshot(&sdk).await;
@@ -266,6 +277,9 @@ async fn sigkill_mid_apply_then_resume_finishes_without_repeating() {
     assert_eq!(json(&out)["status"], "closed");
     assert_eq!(account_snapshot(&sdk).await, after);
     assert_finished_without_repeats(&world, &killed);
+    if world.postgres.is_some() {
+        assert!(!world.journal_path().exists(), "nothing went to SQLite");
+    }
 }
 
 #[tokio::test]

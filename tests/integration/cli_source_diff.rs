@@ -204,3 +204,69 @@ fn bad_input_exits_2_with_the_file_and_line() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!dir.db().exists());
 }
+
+/// A fresh database on the binary's shared PostgreSQL cluster, and a `[store]` section naming it
+/// with the password in a file (never in the URL).
+fn postgres_store(dir: &Path, name: &str) -> (String, String) {
+    let server = closeout_testkit::PostgresServer::shared();
+    let db = format!("diff_{name}_{}", std::process::id());
+    server.psql(&format!("CREATE DATABASE {db}"));
+    let pw = dir.join("pg-password");
+    std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password file");
+    let url = format!(
+        "postgres://{}@127.0.0.1:{}/{db}",
+        closeout_testkit::postgres::SUPERUSER,
+        server.port()
+    );
+    let section = format!(
+        "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\n",
+        pw.display()
+    );
+    (section, url)
+}
+
+#[test]
+fn submitting_to_a_postgres_store_stores_each_event_once() {
+    let dir = Dir::new();
+    let (section, url) = postgres_store(dir.0.path(), "submit");
+    let config_path = dir.0.path().join("closeout.toml");
+    let config = std::fs::read_to_string(&config_path).expect("config");
+    let config = config.replace("[store]\npath = \"state/closeout.db\"\n", &section);
+    std::fs::write(&config_path, &config).expect("config");
+    let out = dir.run(&["--submit"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("4 new, 0 duplicate(s)") && text.contains("to postgres postgres@127.0.0.1:"),
+        "{text}"
+    );
+    let out = dir.run(&["--submit", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["submitted"]["duplicates"], 4);
+    assert!(!dir.db().exists(), "nothing went to SQLite");
+    // Read back through the store's API, as another process would.
+    let store = closeout::config::StoreConfig::postgres(
+        &url,
+        closeout::config::PasswordSource::File(dir.0.path().join("pg-password")),
+    );
+    let queue =
+        closeout::store::queue::EventQueue::open_config(&store).expect("open the PostgreSQL queue");
+    let mut rows: Vec<(String, Trigger, QueueStatus)> = queue
+        .list(100, None)
+        .expect("list")
+        .into_iter()
+        .map(|e| (e.event.identity, e.event.kind, e.status))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            ("E2".into(), Trigger::Leaver, QueueStatus::Pending),
+            ("E3".into(), Trigger::Mover, QueueStatus::Pending),
+            ("E4".into(), Trigger::Leaver, QueueStatus::Pending),
+            ("E6".into(), Trigger::Joiner, QueueStatus::Pending),
+        ]
+    );
+
+    assert!(!dir.db().exists(), "nothing went to SQLite");
+}

@@ -52,4 +52,5 @@ mod scim_users;
 mod serve_internals;
 mod serve_lifecycle;
 mod serve_movers;
+mod serve_replicas;
 mod serve_scim;

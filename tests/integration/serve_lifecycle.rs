@@ -48,7 +48,12 @@ fn serve_log(world: &VaultWorld) -> String {
 
 /// Runs of `identity` in the journal: (run id, status).
 fn runs_of(world: &VaultWorld, identity: &str) -> Vec<(String, RunStatus)> {
-    common::runs_at(&world.dir.path().join("state/closeout.db"))
+    let Some(journal) = world.journal() else {
+        return Vec::new();
+    };
+    journal
+        .runs(10_000)
+        .unwrap_or_else(|e| panic!("read the runs: {e}"))
         .into_iter()
         .filter(|r| r.identity == identity)
         .map(|r| (r.id, r.status))
@@ -56,8 +61,16 @@ fn runs_of(world: &VaultWorld, identity: &str) -> Vec<(String, RunStatus)> {
 }
 
 fn actions_started(world: &VaultWorld) -> usize {
-    common::actions_at(&world.dir.path().join("state/closeout.db"))
-        .map(|actions| actions.len())
+    let Some(journal) = world.journal() else {
+        return 0;
+    };
+    journal
+        .runs(10_000)
+        .map(|runs| {
+            runs.iter()
+                .map(|r| journal.actions(&r.id).map(|a| a.len()).unwrap_or(0))
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -67,7 +80,16 @@ async fn wait_for(what: &str, world: &VaultWorld, timeout: Duration, done: impl 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_verified_stored_once_processed_and_approved() {
-    let world = VaultWorld::new();
+    webhooks_verified_stored_processed_approved(VaultWorld::new()).await;
+}
+
+/// The same with the store in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_webhooks_are_verified_stored_once_processed_and_approved() {
+    webhooks_verified_stored_processed_approved(VaultWorld::new().on_postgres()).await;
+}
+
+async fn webhooks_verified_stored_processed_approved(world: VaultWorld) {
     let _ = world.seed_demo();
     add_serve_section(&world, &["leaver"]);
     let service = start(&world);
@@ -226,7 +248,17 @@ async fn webhooks_are_verified_stored_once_processed_and_approved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_resumes_and_processes_every_event_exactly_once() {
-    let world = VaultWorld::new();
+    killed_service_resumes(VaultWorld::new()).await;
+}
+
+/// The same with the store in PostgreSQL: the restarted service takes over the in-flight events
+/// of its dead predecessor on this host at once (their claims name a process that is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_killed_service_resumes_and_processes_every_event_exactly_once() {
+    killed_service_resumes(VaultWorld::new().on_postgres()).await;
+}
+
+async fn killed_service_resumes(world: VaultWorld) {
     let _ = world.seed_demo();
     add_serve_section(&world, &["leaver", "incident"]);
     let mut service = start(&world);

@@ -21,6 +21,9 @@ pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 pub struct World {
     pub moto: MotoServer,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL store the world's config names instead of the SQLite file
+    /// ([`World::on_postgres`]).
+    pub postgres: Option<closeout::config::StoreConfig>,
 }
 
 impl World {
@@ -40,7 +43,11 @@ impl World {
     /// IAM authorization after its first requests).
     pub fn with_moto(moto: MotoServer) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
-        let world = World { moto, dir };
+        let world = World {
+            moto,
+            dir,
+            postgres: None,
+        };
         world.write_config(&format!("{REPO}/playbooks"), "");
         world
     }
@@ -57,6 +64,19 @@ endpoint_url = "{endpoint}"
             endpoint = self.moto.endpoint()
         );
         std::fs::write(self.config_path(), config).expect("write config");
+    }
+
+    /// The same world with its store in a new database on the test binary's shared PostgreSQL
+    /// cluster (`[store] url`, the password in a file): the journal, the leases and the queue
+    /// go there; the audit log stays the file.
+    pub fn on_postgres(mut self) -> World {
+        self.postgres = Some(use_postgres_store(self.dir.path(), &self.config_path()));
+        self
+    }
+
+    /// The world's journal (SQLite or PostgreSQL); `None` when the SQLite file does not exist.
+    pub fn journal(&self) -> Option<Journal> {
+        store_journal(self.postgres.as_ref(), &self.journal_path())
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -254,6 +274,50 @@ pub fn journal_at(path: &Path) -> Option<Journal> {
     Some(Journal::open(path).unwrap_or_else(|e| panic!("open the journal: {e}")))
 }
 
+/// Point the config at `config_path` (whose `[store]` names `state/closeout.db`) at a new
+/// database on the test binary's shared PostgreSQL cluster, the password in a file in `dir`,
+/// claims expiring after 5 s (a restarted service takes its own events over quickly).
+pub fn use_postgres_store(dir: &Path, config_path: &Path) -> closeout::config::StoreConfig {
+    let server = closeout_testkit::PostgresServer::shared();
+    let db = format!(
+        "world_{}_{}",
+        std::process::id(),
+        closeout_testkit::free_port()
+    );
+    server.psql(&format!("CREATE DATABASE {db}"));
+    let pw = dir.join("pg-password");
+    std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password");
+    let url = format!(
+        "postgres://{}@127.0.0.1:{}/{db}",
+        closeout_testkit::postgres::SUPERUSER,
+        server.port()
+    );
+    let config = std::fs::read_to_string(config_path).expect("config");
+    let sqlite = "[store]\npath = \"state/closeout.db\"\n";
+    assert!(config.contains(sqlite), "the config names its SQLite store");
+    let section = format!(
+        "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\nclaim_ttl_secs = 5\n",
+        pw.display()
+    );
+    std::fs::write(config_path, config.replace(sqlite, &section)).expect("config");
+    closeout::config::StoreConfig::postgres(&url, closeout::config::PasswordSource::File(pw))
+}
+
+/// The journal of a store: the PostgreSQL one when `postgres` is set, else the SQLite file at
+/// `path` (`None` when it does not exist).
+pub fn store_journal(
+    postgres: Option<&closeout::config::StoreConfig>,
+    path: &Path,
+) -> Option<Journal> {
+    match postgres {
+        Some(store) => Some(Journal::open_postgres(
+            &closeout::store::pg::PgStore::open(store)
+                .unwrap_or_else(|e| panic!("open the PostgreSQL store: {e}")),
+        )),
+        None => journal_at(path),
+    }
+}
+
 /// More runs than any test makes: `Journal::runs` takes a limit.
 const ALL_RUNS: usize = 10_000;
 
@@ -272,7 +336,34 @@ pub fn runs_at(path: &Path) -> Vec<RunRecord> {
 
 /// Every run in the world's journal, oldest first (empty when there is no journal).
 pub fn journal_runs(world: &World) -> Vec<RunRecord> {
-    runs_at(&world.journal_path())
+    if world.postgres.is_none() {
+        return runs_at(&world.journal_path());
+    }
+    let Some(journal) = world.journal() else {
+        return Vec::new();
+    };
+    let mut runs = journal
+        .runs(ALL_RUNS)
+        .unwrap_or_else(|e| panic!("read the runs: {e}"));
+    runs.reverse();
+    runs
+}
+
+/// Every action in the world's journal (SQLite or PostgreSQL), in the order they started; an
+/// error, not a panic, while the journal cannot be read yet.
+pub fn world_actions(world: &World) -> Result<Vec<ActionRecord>, JournalError> {
+    if world.postgres.is_none() {
+        return actions_at(&world.journal_path());
+    }
+    let Some(journal) = world.journal() else {
+        return Ok(Vec::new());
+    };
+    let mut actions = Vec::new();
+    for run in journal.runs(ALL_RUNS)? {
+        actions.extend(journal.actions(&run.id)?);
+    }
+    actions.sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
+    Ok(actions)
 }
 
 /// Every action of every run in the journal at `path`, in the order they started (empty when
@@ -293,7 +384,7 @@ pub fn actions_at(path: &Path) -> Result<Vec<ActionRecord>, JournalError> {
 
 /// Every action in the world's journal, in the order they started.
 pub fn journal_actions(world: &World) -> Vec<ActionRecord> {
-    actions_at(&world.journal_path()).unwrap_or_else(|e| panic!("read the actions: {e}"))
+    world_actions(world).unwrap_or_else(|e| panic!("read the actions: {e}"))
 }
 
 /// More events than any test queues: `EventQueue::list` takes a limit.

@@ -13,6 +13,8 @@ pub struct VaultWorld {
     pub bao: OpenBaoServer,
     pub dir: tempfile::TempDir,
     pub api: Api,
+    /// The PostgreSQL store the config names instead of the SQLite file ([`VaultWorld::on_postgres`]).
+    pub postgres: Option<closeout::config::StoreConfig>,
 }
 
 /// What the seed created, from `CLOSEOUT_SEED_CREDENTIALS_FILE`.
@@ -62,7 +64,30 @@ max_in_flight = 4
             address: bao.address(),
             root: bao.root_token().to_string(),
         };
-        VaultWorld { bao, dir, api }
+        VaultWorld {
+            bao,
+            dir,
+            api,
+            postgres: None,
+        }
+    }
+
+    /// The same world with its store in a new PostgreSQL database (see
+    /// [`super::use_postgres_store`]).
+    pub fn on_postgres(mut self) -> VaultWorld {
+        self.postgres = Some(super::use_postgres_store(
+            self.dir.path(),
+            &self.config_path(),
+        ));
+        self
+    }
+
+    /// The world's journal (SQLite or PostgreSQL).
+    pub fn journal(&self) -> Option<closeout::store::journal::Journal> {
+        super::store_journal(
+            self.postgres.as_ref(),
+            &self.dir.path().join("state/closeout.db"),
+        )
     }
 
     pub fn config_path(&self) -> PathBuf {

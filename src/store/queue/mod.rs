@@ -16,246 +16,35 @@
 //!   outcome. After a crash, [`EventQueue::recover`] returns the events left `processing`, with
 //!   their run id, so the server resumes that run (the journal skips its finished actions)
 //!   instead of starting another; they are claimed before anything else.
+//!
+//! Two backends behind one API: the SQLite file (the default) and PostgreSQL ([`PgQueue`],
+//! `[store] url`), which several `closeout serve` replicas share. There a claim also has an
+//! expiry in the database, pushed on by [`EventQueue::heartbeat`]; an event whose claim expired
+//! (its replica died) is taken over by the next claim on any replica, first in line and with its
+//! run id, and [`EventQueue::recover`] returns only such expired claims, never a live replica's.
 
-use crate::event::{EventSource, LifecycleEvent};
+mod pg;
+mod types;
+
+pub use pg::PgQueue;
+use types::{claimed, parse_status, ts, RawRow, COLUMNS};
+pub use types::{
+    Claimed, Outcome, QueueError, QueueStatus, QueuedEvent, Recovered, SubmitCounts, Submitted,
+};
+
+use crate::event::LifecycleEvent;
 use crate::trigger::Trigger;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// An error reading or writing the event queue.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// The database cannot be opened or created, or its table cannot be created.
-    #[error("cannot open the event queue {path}: {message}")]
-    Open {
-        /// The database file.
-        path: PathBuf,
-        /// SQLite's message.
-        message: String,
-    },
-    /// An SQLite error reading or writing the queue (locked database, full disk, ...).
-    #[error("event queue: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The worker's claim token no longer holds the event: it was recovered after a presumed
-    /// crash, or already finished. The worker must drop it.
-    #[error(
-        "event queue: event {seq} is not claimed by this worker (claim lost or already finished)"
-    )]
-    NotClaimed {
-        /// The event's sequence number.
-        seq: i64,
-    },
-    /// A stored event cannot be read back (an unknown status, source or kind, a bad timestamp
-    /// or attributes), or an event's attributes cannot be encoded: the database was edited or
-    /// written by a newer Closeout.
-    #[error("event queue: corrupt record {seq}: {message}")]
-    Corrupt {
-        /// The event's sequence number (0 when no single stored event is concerned).
-        seq: i64,
-        /// What cannot be read.
-        message: String,
-    },
-    /// The transaction of a group commit failed (see [`super::group_commit`]): none of its
-    /// events was stored.
-    #[error("event queue: a batch of {events} event(s) was not stored: {message}")]
-    BatchFailed {
-        /// How many events the batch held.
-        events: usize,
-        /// The error of the batch's transaction.
-        message: String,
-    },
-    /// An asynchronous call never ran (the runtime is shutting down).
-    #[error("event queue: {0}")]
-    Interrupted(#[from] super::blocking::Interrupted),
-}
+use crate::config::StoreConfig;
+use crate::store::pg::PgStore;
 
-/// Where a queued event is in its life.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum QueueStatus {
-    /// Waiting for a worker (and for its `effective_at`).
-    Pending,
-    /// Claimed by a worker; found in this state at start-up, the worker crashed.
-    Processing,
-    /// Its run stopped at an approval gate; `approve_waiting` puts it back to pending.
-    WaitingApproval,
-    /// The worker's run finished and produced a closure report, which says whether the identity is
-    /// closed; `run_id` names the run.
-    Done,
-    /// The engine returned an error for the event (the run could not start, or stopped on an
-    /// error); `message` says why. A later event of the identity may run.
-    Failed,
-    /// Nothing to do (for example an unknown identity), with the reason.
-    Skipped,
-}
-
-impl QueueStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [QueueStatus; 6] = [
-        QueueStatus::Pending,
-        QueueStatus::Processing,
-        QueueStatus::WaitingApproval,
-        QueueStatus::Done,
-        QueueStatus::Failed,
-        QueueStatus::Skipped,
-    ];
-
-    /// The kebab-case name, as stored in the queue table.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueStatus::Pending => "pending",
-            QueueStatus::Processing => "processing",
-            QueueStatus::WaitingApproval => "waiting-approval",
-            QueueStatus::Done => "done",
-            QueueStatus::Failed => "failed",
-            QueueStatus::Skipped => "skipped",
-        }
-    }
-
-    /// The status named by `s` (as [`QueueStatus::as_str`] writes it), or `None` for an unknown
-    /// name.
-    pub fn parse(s: &str) -> Option<QueueStatus> {
-        QueueStatus::ALL.into_iter().find(|q| q.as_str() == s)
-    }
-
-    /// Finished events no longer hold back later events of their identity.
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            QueueStatus::Done | QueueStatus::Failed | QueueStatus::Skipped
-        )
-    }
-}
-
-impl fmt::Display for QueueStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How many of several submitted events were new, and how many duplicates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SubmitCounts {
-    /// Stored now.
-    pub new: u64,
-    /// Already stored before (same source and external id).
-    pub duplicates: u64,
-}
-
-/// What `submit` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Submitted {
-    /// Stored durably under this sequence number.
-    New {
-        /// The new event's sequence number.
-        seq: i64,
-    },
-    /// Already stored (same source and external id); nothing was written.
-    Duplicate {
-        /// The stored event's sequence number.
-        seq: i64,
-        /// Where the stored event is now.
-        status: QueueStatus,
-    },
-}
-
-impl Submitted {
-    /// The event's sequence number, new or existing.
-    pub fn seq(&self) -> i64 {
-        match self {
-            Submitted::New { seq } | Submitted::Duplicate { seq, .. } => *seq,
-        }
-    }
-
-    /// Whether the event was stored now (not a duplicate).
-    pub fn is_new(&self) -> bool {
-        matches!(self, Submitted::New { .. })
-    }
-}
-
-/// An event a worker now owns. `token` proves the claim to `set_run`, `finish` and `release`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Claimed {
-    /// The event's sequence number in the queue.
-    pub seq: i64,
-    /// A random token for this claim only: a worker that lost its claim (recovered by another
-    /// process) cannot finish the event.
-    pub token: String,
-    /// The event to process.
-    pub event: LifecycleEvent,
-    /// The run started for this event before a crash: resume it rather than start another.
-    pub run_id: Option<String>,
-    /// Times claimed, this claim included (a crash counts as an attempt).
-    pub attempts: u32,
-}
-
-/// An event found `processing` at start-up, now pending again (and claimed first).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recovered {
-    /// The event's sequence number.
-    pub seq: i64,
-    /// The event.
-    pub event: LifecycleEvent,
-    /// The run started for it before the crash, if it got that far; the caller resumes it.
-    pub run_id: Option<String>,
-    /// Times the event was claimed so far, the interrupted claim included.
-    pub attempts: u32,
-}
-
-/// How a worker finished an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The run finished and produced its closure report.
-    Done {
-        /// The run.
-        run_id: String,
-    },
-    /// The engine returned an error.
-    Failed {
-        /// The error, prefixed with the run id when a run was started.
-        message: String,
-    },
-    /// The run stopped at an approval gate; the event waits until the run is approved.
-    WaitingApproval {
-        /// The run waiting for approval.
-        run_id: String,
-    },
-    /// Nothing to do for the event.
-    Skipped {
-        /// Why (an identity the source does not know, no playbook for the trigger, ...).
-        reason: String,
-    },
-}
-
-/// One stored event with its processing state.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct QueuedEvent {
-    /// Position in submission order; unique and increasing.
-    pub seq: i64,
-    /// The event as submitted.
-    pub event: LifecycleEvent,
-    /// Where it is in its life.
-    pub status: QueueStatus,
-    /// When the queue stored it.
-    pub received_at: DateTime<Utc>,
-    /// The run started for it, once a worker recorded one (kept when the event later fails).
-    pub run_id: Option<String>,
-    /// Times claimed by a worker (a crash counts as an attempt).
-    pub attempts: u32,
-    /// A failure's message or a skip's reason (the last error after a release).
-    pub message: Option<String>,
-    /// When a worker last claimed it; `None` if none has.
-    pub claimed_at: Option<DateTime<Utc>>,
-    /// When it reached a finished status (done, failed, skipped); `None` while pending, processing
-    /// or waiting for approval.
-    pub finished_at: Option<DateTime<Utc>>,
-}
+/// How long a claim on the PostgreSQL queue lasts without a heartbeat.
+pub const DEFAULT_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS event_queue (
@@ -283,21 +72,22 @@ CREATE INDEX IF NOT EXISTS event_queue_by_identity ON event_queue(identity, seq)
 CREATE INDEX IF NOT EXISTS event_queue_by_run ON event_queue(run_id);
 "#;
 
-const COLUMNS: &str = "seq, source, external_id, kind, identity, attributes_json, effective_at, \
-     received_at, status, run_id, attempts, message, claimed_at, finished_at";
-
-/// Fixed-width UTC timestamps, so SQL compares them as text in time order.
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 /// The durable event queue (see the module documentation for its guarantees). Safe to share between
-/// threads (a clone shares the connection); several processes may open the same file. Async code
-/// calls it through [`EventQueue::call`].
+/// threads (a clone shares the connection); several processes may open the same store. Async code
+/// calls it through [`EventQueue::call`]. The same API over either backend: the SQLite file
+/// ([`EventQueue::open`]) or the PostgreSQL store ([`EventQueue::open_postgres`], [`PgQueue`]).
 #[derive(Clone)]
 pub struct EventQueue {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        conn: Arc<Mutex<Connection>>,
+        path: PathBuf,
+    },
+    Postgres(Arc<PgQueue>),
 }
 
 impl EventQueue {
@@ -309,33 +99,68 @@ impl EventQueue {
             message,
         };
         // synchronous=FULL: a commit is on disk when it returns, which `submit` promises.
-        let conn = super::sqlite::open_durable(path).map_err(|e| open_err(e.to_string()))?;
+        let conn = crate::store::sqlite::open_durable(path).map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
         Ok(EventQueue {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_path_buf(),
+            backend: Backend::Sqlite {
+                conn: Arc::new(Mutex::new(conn)),
+                path: path.to_path_buf(),
+            },
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The queue in the store `config` names: the SQLite file, or the PostgreSQL database
+    /// (connected and migrated first; claims expire after [`DEFAULT_CLAIM_TTL`]). Blocking.
+    pub fn open_config(config: &StoreConfig) -> Result<EventQueue, QueueError> {
+        if config.url.is_none() {
+            return EventQueue::open(&config.path);
+        }
+        let store = PgStore::open(config)?;
+        Ok(EventQueue::open_postgres(&store, DEFAULT_CLAIM_TTL))
     }
 
-    /// Run `f` on this queue off the async runtime (see [`super::blocking`]), e.g.
+    /// The queue in the PostgreSQL store (already migrated by [`PgStore::open`]); claims expire
+    /// `claim_ttl` after the claim or the last [`EventQueue::heartbeat`].
+    pub fn open_postgres(store: &Arc<PgStore>, claim_ttl: std::time::Duration) -> EventQueue {
+        EventQueue {
+            backend: Backend::Postgres(Arc::new(PgQueue::new(store, claim_ttl))),
+        }
+    }
+
+    /// The SQLite file, `None` for the PostgreSQL store.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => Some(path),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL backend, `None` for SQLite.
+    pub fn postgres(&self) -> Option<&PgQueue> {
+        match &self.backend {
+            Backend::Sqlite { .. } => None,
+            Backend::Postgres(pg) => Some(pg),
+        }
+    }
+
+    /// Run `f` on this queue off the async runtime (see [`crate::store::blocking`]), e.g.
     /// `queue.call(move |q| q.depth()).await`.
     pub async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&EventQueue) -> Result<R, QueueError> + Send + 'static,
     ) -> Result<R, QueueError> {
         let queue = self.clone();
-        super::blocking::off_runtime(move || f(&queue)).await
+        crate::store::blocking::off_runtime(move || f(&queue)).await
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // Every write is one transaction, so a poisoned lock leaves SQLite consistent.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The SQLite connection, or the PostgreSQL backend to hand the call to.
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, &PgQueue> {
+        match &self.backend {
+            // Every write is one transaction, so a poisoned lock leaves SQLite consistent.
+            Backend::Sqlite { conn, .. } => Ok(conn.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres(pg) => Err(pg),
+        }
     }
 
     /// Store an event durably, or report the stored event it duplicates.
@@ -344,7 +169,10 @@ impl EventQueue {
         event: &LifecycleEvent,
         received_at: DateTime<Utc>,
     ) -> Result<Submitted, QueueError> {
-        let mut conn = self.conn();
+        let mut conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.submit(event, received_at),
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let submitted = EventQueue::submit_in(&tx, event, received_at)?;
         tx.commit()?;
@@ -352,7 +180,7 @@ impl EventQueue {
     }
 
     /// Store several events in one transaction, one commit (one fsync) for all: what
-    /// [`super::group_commit::GroupCommit`] gives concurrent submitters. Each event gets its own
+    /// [`crate::store::group_commit::GroupCommit`] gives concurrent submitters. Each event gets its own
     /// answer (an event whose attributes cannot be encoded is refused alone; a later event with the
     /// `(source, external_id)` of an earlier one in the batch is its duplicate). An SQLite error
     /// rolls the whole batch back and is the outer error: nothing of it was stored.
@@ -360,7 +188,10 @@ impl EventQueue {
         &self,
         events: &[(LifecycleEvent, DateTime<Utc>)],
     ) -> Result<Vec<Result<Submitted, QueueError>>, QueueError> {
-        let mut conn = self.conn();
+        let mut conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.submit_batch(events),
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut answers = Vec::with_capacity(events.len());
         for (event, received_at) in events {
@@ -438,7 +269,10 @@ impl EventQueue {
     /// submission order.
     pub fn claim_next(&self, now: DateTime<Utc>) -> Result<Option<Claimed>, QueueError> {
         let now_s = ts(now);
-        let mut conn = self.conn();
+        let mut conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.claim_next(now),
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = tx
             .query_row(
@@ -476,12 +310,34 @@ impl EventQueue {
 
     /// Record the run started for a claimed event, before the run acts, so a crash resumes it.
     pub fn set_run(&self, seq: i64, token: &str, run_id: &str) -> Result<(), QueueError> {
-        let n = self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.set_run(seq, token, run_id),
+        };
+        let n = conn.execute(
             "UPDATE event_queue SET run_id = ?3 WHERE seq = ?1 AND claim_token = ?2 \
              AND status = 'processing'",
             params![seq, token, run_id],
         )?;
         claimed(n, seq)
+    }
+
+    /// Keep a claim alive while its run goes on (a worker calls it every third of the claim's
+    /// lifetime): on PostgreSQL it moves the claim's expiry on, so a live replica's event is never
+    /// taken over; on SQLite, where claims live until the process restarts, it only checks that
+    /// the claim still holds. [`QueueError::NotClaimed`] when it does not.
+    pub fn heartbeat(&self, seq: i64, token: &str) -> Result<(), QueueError> {
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.heartbeat(seq, token),
+        };
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM event_queue WHERE seq = ?1 AND claim_token = ?2 \
+             AND status = 'processing'",
+            params![seq, token],
+            |r| r.get(0),
+        )?;
+        claimed(usize::from(n > 0), seq)
     }
 
     /// Record how a claimed event ended.
@@ -507,7 +363,11 @@ impl EventQueue {
                 (QueueStatus::Skipped, None, Some(reason.as_str()), true)
             }
         };
-        let n = self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.finish(seq, token, outcome, now),
+        };
+        let n = conn.execute(
             "UPDATE event_queue SET status = ?3, run_id = COALESCE(?4, run_id), message = ?5, \
              finished_at = ?6, claim_token = NULL WHERE seq = ?1 AND claim_token = ?2 \
              AND status = 'processing'",
@@ -532,7 +392,11 @@ impl EventQueue {
         error: &str,
         not_before: DateTime<Utc>,
     ) -> Result<(), QueueError> {
-        let n = self.conn().execute(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.release(seq, token, error, not_before),
+        };
+        let n = conn.execute(
             "UPDATE event_queue SET status = 'pending', claim_token = NULL, message = ?3, \
              not_before = ?4 WHERE seq = ?1 AND claim_token = ?2 AND status = 'processing'",
             params![seq, token, error, ts(not_before)],
@@ -543,7 +407,10 @@ impl EventQueue {
     /// At start-up: every event left `processing` by a crashed process becomes pending again,
     /// first in line; returned with its run id so the caller can resume that run.
     pub fn recover(&self) -> Result<Vec<Recovered>, QueueError> {
-        let mut conn = self.conn();
+        let mut conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.recover(),
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let raws = {
             let mut stmt = tx.prepare(&format!(
@@ -574,8 +441,11 @@ impl EventQueue {
     /// The run was approved: its event goes back to pending (first in line) so a worker resumes
     /// the run. `None` when no event waits on that run.
     pub fn approve_waiting(&self, run_id: &str) -> Result<Option<i64>, QueueError> {
-        let seq = self
-            .conn()
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.approve_waiting(run_id),
+        };
+        let seq = conn
             .query_row(
                 "UPDATE event_queue SET status = 'pending', priority = 1, not_before = NULL \
                  WHERE run_id = ?1 AND status = 'waiting-approval' RETURNING seq",
@@ -588,7 +458,10 @@ impl EventQueue {
 
     /// The stored event with this sequence number, or `None`.
     pub fn get(&self, seq: i64) -> Result<Option<QueuedEvent>, QueueError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.get(seq),
+        };
         let raw = conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM event_queue WHERE seq = ?1"),
@@ -605,7 +478,10 @@ impl EventQueue {
         limit: usize,
         status: Option<QueueStatus>,
     ) -> Result<Vec<QueuedEvent>, QueueError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.list(limit, status),
+        };
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM event_queue WHERE (?1 IS NULL OR status = ?1) \
              ORDER BY seq DESC LIMIT ?2"
@@ -619,7 +495,10 @@ impl EventQueue {
     /// Identities with an event of `kind` not finished yet (pending, processing or waiting for
     /// approval): the rotation scheduler gives them no second one.
     pub fn unfinished_identities(&self, kind: Trigger) -> Result<BTreeSet<String>, QueueError> {
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.unfinished_identities(kind),
+        };
         let mut stmt = conn.prepare(
             "SELECT DISTINCT identity FROM event_queue WHERE kind = ?1 \
              AND status IN ('pending', 'processing', 'waiting-approval')",
@@ -632,7 +511,10 @@ impl EventQueue {
     pub fn counts(&self) -> Result<BTreeMap<QueueStatus, u64>, QueueError> {
         let mut counts: BTreeMap<QueueStatus, u64> =
             QueueStatus::ALL.into_iter().map(|s| (s, 0)).collect();
-        let conn = self.conn();
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.counts(),
+        };
         let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM event_queue GROUP BY status")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
@@ -646,45 +528,17 @@ impl EventQueue {
     /// Work not yet finished by a worker: pending plus processing (not waiting-approval, which
     /// waits on a person, not on capacity).
     pub fn depth(&self) -> Result<u64, QueueError> {
-        let n: i64 = self.conn().query_row(
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg.depth(),
+        };
+        let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM event_queue WHERE status IN ('pending', 'processing')",
             [],
             |r| r.get(0),
         )?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
-}
-
-fn claimed(changed: usize, seq: i64) -> Result<(), QueueError> {
-    if changed == 0 {
-        Err(QueueError::NotClaimed { seq })
-    } else {
-        Ok(())
-    }
-}
-
-fn parse_status(seq: i64, s: &str) -> Result<QueueStatus, QueueError> {
-    QueueStatus::parse(s).ok_or_else(|| QueueError::Corrupt {
-        seq,
-        message: format!("unknown status {s:?}"),
-    })
-}
-
-struct RawRow {
-    seq: i64,
-    source: String,
-    external_id: String,
-    kind: String,
-    identity: String,
-    attributes_json: String,
-    effective_at: String,
-    received_at: String,
-    status: String,
-    run_id: Option<String>,
-    attempts: i64,
-    message: Option<String>,
-    claimed_at: Option<String>,
-    finished_at: Option<String>,
 }
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
@@ -706,55 +560,10 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     })
 }
 
-fn parse_source(s: &str) -> Option<EventSource> {
-    [
-        EventSource::Webhook,
-        EventSource::Scim,
-        EventSource::HrDiff,
-        EventSource::Scheduler,
-        EventSource::Cli,
-    ]
-    .into_iter()
-    .find(|x| x.as_str() == s)
-}
-
-impl RawRow {
-    fn into_record(self) -> Result<QueuedEvent, QueueError> {
-        let seq = self.seq;
-        let corrupt = |message: String| QueueError::Corrupt { seq, message };
-        let time = |s: &str| {
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| corrupt(format!("bad timestamp {s:?}: {e}")))
-        };
-        let event = LifecycleEvent {
-            source: parse_source(&self.source)
-                .ok_or_else(|| corrupt(format!("unknown source {:?}", self.source)))?,
-            external_id: self.external_id,
-            kind: Trigger::parse(&self.kind)
-                .map_err(|_| corrupt(format!("unknown kind {:?}", self.kind)))?,
-            identity: self.identity,
-            attributes: serde_json::from_str(&self.attributes_json)
-                .map_err(|e| corrupt(format!("bad attributes: {e}")))?,
-            effective_at: time(&self.effective_at)?,
-        };
-        Ok(QueuedEvent {
-            seq,
-            status: parse_status(seq, &self.status)?,
-            received_at: time(&self.received_at)?,
-            run_id: self.run_id,
-            attempts: u32::try_from(self.attempts).unwrap_or(0),
-            message: self.message,
-            claimed_at: self.claimed_at.as_deref().map(time).transpose()?,
-            finished_at: self.finished_at.as_deref().map(time).transpose()?,
-            event,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventSource;
     use std::io::{BufRead, BufReader, Write};
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -778,9 +587,324 @@ mod tests {
         (dir, q)
     }
 
+    fn open_postgres(claim_ttl: std::time::Duration) -> (tempfile::TempDir, EventQueue) {
+        let (dir, store) = crate::store::pg::testing::fresh();
+        (dir, EventQueue::open_postgres(&store, claim_ttl))
+    }
+
+    /// The queue's behaviour, the same on both backends: each test runs on a new SQLite file
+    /// and on a new PostgreSQL database.
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod on_sqlite {
+                $(#[test]
+                fn $name() {
+                    let (_dir, q) = super::open();
+                    super::$name(q)
+                })*
+            }
+            mod on_postgres {
+                $(#[test]
+                fn $name() {
+                    let (_dir, q) = super::open_postgres(std::time::Duration::from_secs(60));
+                    super::$name(q)
+                })*
+            }
+        };
+    }
+
+    on_both_backends!(
+        identities_with_an_unfinished_rotation_event_are_listed_until_it_finishes,
+        one_identity_is_processed_in_order_and_never_twice_at_once,
+        an_event_is_not_claimed_before_it_takes_effect,
+        a_duplicate_stores_nothing,
+        release_backs_off_and_approval_resumes,
+        a_batch_stores_each_event_once,
+        heartbeat_holds_only_a_live_claim,
+    );
+
+    fn a_batch_stores_each_event_once(q: EventQueue) {
+        let now = t("08:00:00");
+        let answers = q
+            .submit_batch(&[
+                (event("b1", "A", Trigger::Leaver), now),
+                (event("b2", "B", Trigger::Leaver), now),
+                (event("b1", "A", Trigger::Leaver), now),
+            ])
+            .unwrap();
+        assert_eq!(answers.len(), 3);
+        let seqs: Vec<Submitted> = answers.into_iter().map(|a| a.unwrap()).collect();
+        assert!(seqs[0].is_new() && seqs[1].is_new());
+        assert_eq!(
+            seqs[2],
+            Submitted::Duplicate {
+                seq: seqs[0].seq(),
+                status: QueueStatus::Pending
+            }
+        );
+        assert_eq!(q.depth().unwrap(), 2);
+        let listed = q.list(10, None).unwrap();
+        assert_eq!(
+            listed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![seqs[1].seq(), seqs[0].seq()],
+            "newest first"
+        );
+    }
+
+    fn heartbeat_holds_only_a_live_claim(q: EventQueue) {
+        let now = t("10:00:00");
+        q.submit(&event("h1", "A", Trigger::Leaver), now).unwrap();
+        let c = q.claim_next(now).unwrap().expect("h1");
+        q.heartbeat(c.seq, &c.token).expect("a live claim");
+        assert!(matches!(
+            q.heartbeat(c.seq, "another-token"),
+            Err(QueueError::NotClaimed { .. })
+        ));
+        q.finish(c.seq, &c.token, &Outcome::Done { run_id: "r".into() }, now)
+            .unwrap();
+        assert!(matches!(
+            q.heartbeat(c.seq, &c.token),
+            Err(QueueError::NotClaimed { .. })
+        ));
+    }
+
     #[test]
-    fn identities_with_an_unfinished_rotation_event_are_listed_until_it_finishes() {
-        let (_dir, q) = open();
+    fn on_postgres_a_dead_local_process_s_claim_is_taken_at_once() {
+        let (dir, config, _db) = crate::store::pg::testing::fresh_config();
+        let store = crate::store::pg::PgStore::open(&config).expect("open");
+        let _dir = dir;
+        let q = EventQueue::open_postgres(&store, std::time::Duration::from_secs(600));
+        let now = t("10:00:00");
+        q.submit(&event("d1", "A", Trigger::Leaver), now).unwrap();
+        q.submit(&event("d2", "B", Trigger::Leaver), now).unwrap();
+        let dead = q.claim_next(now).unwrap().expect("d1");
+        let live = q.claim_next(now).unwrap().expect("d2");
+        // d1's claimer was a process on this host that no longer exists (its claim has not
+        // expired: 600 s); d2's is this live process.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let mut client = store.connect().expect("connect");
+        client
+            .execute(
+                "UPDATE event_queue SET claimed_by = $2 WHERE seq = $1",
+                &[&dead.seq, &format!("x (process {} on {host})", u32::MAX)],
+            )
+            .expect("forge the dead claimer");
+        let recovered = q.recover().unwrap();
+        assert_eq!(
+            recovered.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![dead.seq],
+            "only the dead process's claim"
+        );
+        q.heartbeat(live.seq, &live.token)
+            .expect("the live claim holds");
+    }
+
+    #[test]
+    fn on_postgres_an_expired_claim_is_taken_over_with_its_run_and_a_live_one_is_not() {
+        let (_dir, q) = open_postgres(std::time::Duration::from_millis(1500));
+        let now = t("10:00:00");
+        q.submit(&event("a1", "A", Trigger::Leaver), now).unwrap();
+        q.submit(&event("a2", "A", Trigger::Mover), now).unwrap();
+        q.submit(&event("b1", "B", Trigger::Leaver), now).unwrap();
+        // Replica 1 claims a1 and records its run, then dies (stops renewing).
+        let dead = q.claim_next(now).unwrap().expect("a1");
+        assert_eq!(dead.event.external_id, "a1");
+        q.set_run(dead.seq, &dead.token, "run-a1").unwrap();
+        // Replica 2 claims b1 and keeps renewing it.
+        let live = q.claim_next(now).unwrap().expect("b1");
+        assert_eq!(live.event.external_id, "b1");
+        assert!(q.recover().unwrap().is_empty(), "no claim expired yet");
+        assert_eq!(q.claim_next(now).unwrap(), None, "a2 waits behind a1");
+        for _ in 0..4 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            q.heartbeat(live.seq, &live.token).expect("b1 renewed");
+        }
+        // a1's claim has expired by the database's clock; b1's has not.
+        let again = q.claim_next(now).unwrap().expect("a1 taken over");
+        assert_eq!(again.seq, dead.seq);
+        assert_eq!(
+            again.run_id.as_deref(),
+            Some("run-a1"),
+            "the run is resumed"
+        );
+        assert_eq!(again.attempts, 2);
+        assert_eq!(q.postgres().expect("postgres").claims_taken_over(), 1);
+        assert!(
+            matches!(
+                q.finish(
+                    dead.seq,
+                    &dead.token,
+                    &Outcome::Done { run_id: "x".into() },
+                    now
+                ),
+                Err(QueueError::NotClaimed { .. })
+            ),
+            "the dead replica's claim is gone"
+        );
+        q.heartbeat(live.seq, &live.token)
+            .expect("b1 still held by replica 2");
+        q.finish(
+            again.seq,
+            &again.token,
+            &Outcome::Done {
+                run_id: "run-a1".into(),
+            },
+            now,
+        )
+        .unwrap();
+        q.finish(
+            live.seq,
+            &live.token,
+            &Outcome::Done {
+                run_id: "run-b1".into(),
+            },
+            now,
+        )
+        .unwrap();
+        let a2 = q.claim_next(now).unwrap().expect("a2 after a1");
+        assert_eq!(a2.event.external_id, "a2");
+        assert_eq!(
+            q.get(dead.seq).unwrap().expect("a1").status,
+            QueueStatus::Done
+        );
+    }
+
+    const PG_CHILD_URL: &str = "CLOSEOUT_QUEUE_PG_CHILD_URL";
+    const PG_CHILD_PASSWORD_FILE: &str = "CLOSEOUT_QUEUE_PG_CHILD_PASSWORD_FILE";
+
+    fn micros_now() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros()
+    }
+
+    /// The child half of `on_postgres_two_processes_never_claim_the_same_event`: claims until
+    /// the queue is empty, holding each event a little, and prints what it did. Does nothing in
+    /// a normal run.
+    #[test]
+    fn pg_child_claimer() {
+        let (Some(url), Some(pw)) = (
+            std::env::var_os(PG_CHILD_URL),
+            std::env::var_os(PG_CHILD_PASSWORD_FILE),
+        ) else {
+            return;
+        };
+        let config = crate::config::StoreConfig::postgres(
+            &url.to_string_lossy(),
+            crate::config::PasswordSource::File(pw.into()),
+        );
+        let store = crate::store::pg::PgStore::open(&config).expect("open");
+        let q = EventQueue::open_postgres(&store, std::time::Duration::from_secs(60));
+        let mut out = std::io::stdout().lock();
+        let later = t("23:00:00");
+        let mut idle = 0;
+        while idle < 20 {
+            let Some(c) = q.claim_next(later).expect("claim") else {
+                idle += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            };
+            idle = 0;
+            let started = micros_now();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let ended = micros_now();
+            q.finish(
+                c.seq,
+                &c.token,
+                &Outcome::Done {
+                    run_id: format!("r{}", c.seq),
+                },
+                later,
+            )
+            .expect("finish");
+            writeln!(out, "RAN {} {} {started} {ended}", c.seq, c.event.identity).expect("stdout");
+        }
+        out.flush().expect("stdout");
+    }
+
+    #[test]
+    fn on_postgres_two_processes_never_claim_the_same_event() {
+        let (dir, config, _db) = crate::store::pg::testing::fresh_config();
+        let store = crate::store::pg::PgStore::open(&config).expect("open");
+        let q = EventQueue::open_postgres(&store, std::time::Duration::from_secs(60));
+        let now = t("08:00:00");
+        let mut submitted = BTreeSet::new();
+        for i in 0..240 {
+            let s = q
+                .submit(
+                    &event(&format!("e{i}"), &format!("I{}", i % 23), Trigger::Leaver),
+                    now,
+                )
+                .unwrap();
+            submitted.insert(s.seq());
+        }
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(std::env::current_exe().expect("test binary"))
+                    .args([
+                        "--exact",
+                        "store::queue::tests::pg_child_claimer",
+                        "--nocapture",
+                    ])
+                    .env(PG_CHILD_URL, config.url.as_deref().expect("url"))
+                    .env(PG_CHILD_PASSWORD_FILE, dir.path().join("pw"))
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn child")
+            })
+            .collect();
+        let mut runs: Vec<(usize, i64, String, u128, u128)> = Vec::new();
+        for (n, child) in children.into_iter().enumerate() {
+            let out = child.wait_with_output().expect("child");
+            assert!(out.status.success(), "child {n} failed");
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let f: Vec<&str> = line.split(' ').collect();
+                if f.len() == 5 && f[0] == "RAN" {
+                    runs.push((
+                        n,
+                        f[1].parse().expect("seq"),
+                        f[2].to_string(),
+                        f[3].parse().expect("start"),
+                        f[4].parse().expect("end"),
+                    ));
+                }
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (_, seq, ..) in &runs {
+            assert!(seen.insert(*seq), "event {seq} was run twice");
+        }
+        assert_eq!(seen, submitted, "every event ran exactly once");
+        for n in 0..2 {
+            assert!(runs.iter().any(|r| r.0 == n), "process {n} claimed nothing");
+        }
+        // One identity never ran in both processes at once, and ran in submission order.
+        let mut by_identity: BTreeMap<&str, Vec<(i64, u128, u128)>> = BTreeMap::new();
+        for (_, seq, identity, start, end) in &runs {
+            by_identity
+                .entry(identity)
+                .or_default()
+                .push((*seq, *start, *end));
+        }
+        for (identity, mut spans) in by_identity {
+            spans.sort();
+            for w in spans.windows(2) {
+                assert!(
+                    w[0].2 <= w[1].1,
+                    "{identity}: event {} started before event {} ended",
+                    w[1].0,
+                    w[0].0
+                );
+            }
+        }
+        assert_eq!(q.depth().unwrap(), 0);
+        assert_eq!(q.counts().unwrap()[&QueueStatus::Done], 240);
+    }
+
+    fn identities_with_an_unfinished_rotation_event_are_listed_until_it_finishes(q: EventQueue) {
         let now = t("10:00:00");
         q.submit(&event("r-a", "A", Trigger::Rotation), now)
             .unwrap();
@@ -807,9 +931,7 @@ mod tests {
         assert!(busy(&q).is_empty());
     }
 
-    #[test]
-    fn one_identity_is_processed_in_order_and_never_twice_at_once() {
-        let (_dir, q) = open();
+    fn one_identity_is_processed_in_order_and_never_twice_at_once(q: EventQueue) {
         let a1 = q
             .submit(&event("a1", "A", Trigger::Mover), t("08:00:00"))
             .unwrap();
@@ -863,9 +985,7 @@ mod tests {
         assert_eq!(done.finished_at, Some(now));
     }
 
-    #[test]
-    fn an_event_is_not_claimed_before_it_takes_effect() {
-        let (_dir, q) = open();
+    fn an_event_is_not_claimed_before_it_takes_effect(q: EventQueue) {
         let mut later = event("a1", "A", Trigger::Leaver);
         later.effective_at = t("12:00:00");
         q.submit(&later, t("08:00:00")).unwrap();
@@ -880,9 +1000,7 @@ mod tests {
         assert_eq!(claimed.event.external_id, "a1");
     }
 
-    #[test]
-    fn a_duplicate_stores_nothing() {
-        let (_dir, q) = open();
+    fn a_duplicate_stores_nothing(q: EventQueue) {
         let first = q
             .submit(&event("m1", "A", Trigger::Leaver), t("08:00:00"))
             .unwrap();
@@ -949,9 +1067,7 @@ mod tests {
         assert_eq!(q.claim_next(now).unwrap(), None, "each event once");
     }
 
-    #[test]
-    fn release_backs_off_and_approval_resumes() {
-        let (_dir, q) = open();
+    fn release_backs_off_and_approval_resumes(q: EventQueue) {
         let now = t("10:00:00");
         q.submit(&event("a1", "A", Trigger::Leaver), now).unwrap();
         let c = q.claim_next(now).unwrap().expect("a1");

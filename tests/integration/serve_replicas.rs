@@ -1,0 +1,567 @@
+//! Two `closeout serve` replicas sharing one PostgreSQL store (issue 19), driven from outside:
+//! signed webhooks posted to either replica are stored once; the replica running an event is
+//! SIGKILLed mid-run; the other takes the event over (at once: the replicas share this host and
+//! the claim names a process that is gone; across hosts, once the claim expired) and resumes the
+//! run from the journal without repeating a finished action; the killed replica restarts and finds
+//! nothing left to do. Read back through the store's API (and the queue's claim holder with
+//! SQL), the audit log verified. Provider: OpenBao seeded with the demo organisation.
+
+use crate::common;
+
+use closeout::store::journal::{ActionRecord, Journal, RunStatus};
+use closeout::store::queue::{EventQueue, QueueStatus};
+use common::serve::{post_event as post, signed, wait_until, API_TOKEN, WEBHOOK_SECRET as SECRET};
+use common::vault::VaultWorld;
+use common::Service;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+/// The store's claim lifetime in this test: a dead replica's event is taken over after it.
+const CLAIM_TTL_SECS: u64 = 6;
+
+struct Store {
+    config: closeout::config::StoreConfig,
+    url: String,
+    password: String,
+}
+
+/// Point the world's config at a new PostgreSQL database and add the `[serve]` section.
+fn configure(world: &VaultWorld) -> Store {
+    let server = closeout_testkit::PostgresServer::shared();
+    let db = format!(
+        "replicas_{}_{}",
+        std::process::id(),
+        closeout_testkit::free_port()
+    );
+    server.psql(&format!("CREATE DATABASE {db}"));
+    let pw = world.dir.path().join("pg-password");
+    std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password file");
+    let url = format!(
+        "postgres://{}@127.0.0.1:{}/{db}",
+        closeout_testkit::postgres::SUPERUSER,
+        server.port()
+    );
+    let path = world.config_path();
+    let text = std::fs::read_to_string(&path).expect("config");
+    let sqlite = "[store]\npath = \"state/closeout.db\"\n";
+    assert!(text.contains(sqlite));
+    let mut text = text.replace(
+        sqlite,
+        &format!(
+            "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\nclaim_ttl_secs = {CLAIM_TTL_SECS}\n",
+            pw.display()
+        ),
+    );
+    text.push_str(
+        "\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 2\nshutdown_grace_secs = 20\n\
+         auto_apply = [\"leaver\", \"incident\"]\n",
+    );
+    std::fs::write(&path, text).expect("write config");
+    Store {
+        config: closeout::config::StoreConfig::postgres(
+            &url,
+            closeout::config::PasswordSource::File(pw),
+        ),
+        url,
+        password: server.superuser_password().to_string(),
+    }
+}
+
+fn start(world: &VaultWorld, name: &str) -> Service {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_closeout"));
+    cmd.current_dir(world.dir.path())
+        .arg("--config")
+        .arg(world.config_path())
+        .arg("serve")
+        .env_remove("VAULT_TOKEN")
+        .env_remove("VAULT_ADDR")
+        .env("CLOSEOUT_WEBHOOK_SECRETS", SECRET)
+        .env("CLOSEOUT_API_TOKEN", API_TOKEN)
+        .env_remove("RUST_LOG");
+    common::start_serve(cmd, &world.dir.path().join(format!("serve-{name}.log")))
+}
+
+fn journal(store: &Store) -> Journal {
+    Journal::open_postgres(
+        &closeout::store::pg::PgStore::open(&store.config).expect("open the PostgreSQL store"),
+    )
+}
+
+fn queue(store: &Store) -> EventQueue {
+    EventQueue::open_config(&store.config).expect("open the PostgreSQL queue")
+}
+
+/// Runs of `identity`: (run id, status, created at, finished at).
+type RunRow = (
+    String,
+    RunStatus,
+    chrono::DateTime<chrono::Utc>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+fn runs_of(store: &Store, identity: &str) -> Vec<RunRow> {
+    let mut runs: Vec<RunRow> = journal(store)
+        .runs(1000)
+        .expect("runs")
+        .into_iter()
+        .filter(|r| r.identity == identity)
+        .map(|r| (r.id, r.status, r.created_at, r.finished_at))
+        .collect();
+    runs.sort_by_key(|r| r.2);
+    runs
+}
+
+fn all_actions(store: &Store) -> Vec<ActionRecord> {
+    let j = journal(store);
+    let mut actions = Vec::new();
+    for run in j.runs(1000).expect("runs") {
+        actions.extend(j.actions(&run.id).expect("actions"));
+    }
+    actions
+}
+
+/// The process id in the claim of the event being processed now, if one is (`claimed_by` is
+/// "HOLDER (process PID on HOST)").
+fn claiming_pid(store: &Store) -> Option<u32> {
+    let mut config: postgres::Config = store.url.parse().expect("url");
+    config.password(&store.password);
+    // The client blocks on a runtime of its own: not on this test's.
+    let row = closeout::store::blocking::on_plain_thread(move || {
+        let mut client = config.connect(postgres::NoTls).expect("connect");
+        client
+            .query_opt(
+                "SELECT claimed_by FROM event_queue WHERE status = 'processing' \
+                 AND claimed_by IS NOT NULL ORDER BY seq LIMIT 1",
+                &[],
+            )
+            .expect("query")
+    });
+    let by: String = row?.get(0);
+    let pid = by.split("(process ").nth(1)?.split(' ').next()?;
+    pid.parse().ok()
+}
+
+async fn wait_for(what: &str, world: &VaultWorld, timeout: Duration, done: impl FnMut() -> bool) {
+    wait_until(what, &world.dir.path().join("serve-a.log"), timeout, done).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_process_each_event_once_and_take_over_a_killed_one() {
+    let world = VaultWorld::new();
+    let _ = world.seed_demo();
+    let store = configure(&world);
+    let mut a = start(&world, "a");
+    let mut b = start(&world, "b");
+    let now = chrono::Utc::now().timestamp();
+    let events = [
+        ("msg_a", r#"{"type":"leaver","identity":{"id":"E1001"}}"#),
+        ("msg_b", r#"{"type":"incident","identity":{"id":"E1002"}}"#),
+        ("msg_c", r#"{"type":"leaver","identity":{"id":"E1002"}}"#),
+        ("msg_d", r#"{"type":"leaver","identity":{"id":"E1007"}}"#),
+    ];
+    for (n, (id, body)) in events.iter().enumerate() {
+        let base = if n % 2 == 0 { &a.base } else { &b.base };
+        let (status, reply) = post(base, &signed(id, body, now), body).await;
+        assert_eq!(status, 202, "{reply}");
+    }
+    // The same events at the other replica are duplicates: one store.
+    for (n, (id, body)) in events.iter().enumerate() {
+        let base = if n % 2 == 0 { &b.base } else { &a.base };
+        let (status, reply) = post(base, &signed(id, body, now), body).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["status"], "duplicate");
+    }
+
+    // Kill the replica running an event, once that event's run has acted.
+    let mut victim_pid = None;
+    wait_for("a run to act", &world, Duration::from_secs(120), || {
+        victim_pid = claiming_pid(&store).filter(|_| !all_actions(&store).is_empty());
+        victim_pid.is_some()
+    })
+    .await;
+    let victim_pid = victim_pid.expect("a claiming process");
+    let (killed, survivor) = if a.child.id() == victim_pid {
+        (&mut a, "b")
+    } else {
+        assert_eq!(
+            b.child.id(),
+            victim_pid,
+            "the claim names one of the replicas"
+        );
+        (&mut b, "a")
+    };
+    killed.child.kill().expect("SIGKILL");
+    let _ = killed.child.wait();
+    let finished_before: BTreeMap<String, ActionRecord> = all_actions(&store)
+        .into_iter()
+        .filter(|a| a.status.is_finished())
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    let interrupted: Vec<String> = ["E1001", "E1002", "E1007"]
+        .iter()
+        .flat_map(|i| runs_of(&store, i))
+        .filter(|r| r.1 == RunStatus::Running)
+        .map(|r| r.0)
+        .collect();
+    eprintln!(
+        "killed replica (pid {victim_pid}) with runs {interrupted:?} in flight; {} survives",
+        survivor
+    );
+
+    // The survivor takes the event over and finishes everything.
+    wait_for(
+        "every event to finish on the surviving replica",
+        &world,
+        Duration::from_secs(300),
+        || {
+            let (x, y, z) = (
+                runs_of(&store, "E1001"),
+                runs_of(&store, "E1002"),
+                runs_of(&store, "E1007"),
+            );
+            x.len() == 1
+                && y.len() == 2
+                && z.len() == 1
+                && x.iter()
+                    .chain(&y)
+                    .chain(&z)
+                    .all(|r| r.1 == RunStatus::Closed)
+        },
+    )
+    .await;
+
+    // Each accepted event ran once; the interrupted run was resumed, not replaced.
+    let q = queue(&store);
+    let stored = q.list(100, None).expect("events");
+    assert_eq!(stored.len(), events.len(), "{stored:?}");
+    for e in &stored {
+        assert_eq!(e.status, QueueStatus::Done, "{e:?}");
+    }
+    assert_eq!(
+        stored.iter().filter(|e| e.attempts == 2).count(),
+        1,
+        "exactly the killed replica's event was claimed again: {stored:?}"
+    );
+    let all_runs: Vec<String> = ["E1001", "E1002", "E1007"]
+        .iter()
+        .flat_map(|i| runs_of(&store, i))
+        .map(|r| r.0)
+        .collect();
+    for run in &interrupted {
+        assert!(
+            all_runs.contains(run),
+            "run {run} was replaced instead of resumed"
+        );
+    }
+    // One identity never had two runs at once (from the journal's times).
+    let carol = runs_of(&store, "E1002");
+    let first_finished = carol[0].3.expect("finished");
+    assert!(
+        first_finished <= carol[1].2,
+        "E1002's second run started at {} before its first finished at {first_finished}",
+        carol[1].2
+    );
+    // No action finished before the kill ran again.
+    let after: BTreeMap<String, ActionRecord> = all_actions(&store)
+        .into_iter()
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    for (key, before) in &finished_before {
+        assert_eq!(after[key].attempts, 1, "{key} ran again: {:?}", after[key]);
+        assert_eq!(after[key].status, before.status);
+    }
+
+    // The survivor's metrics: the database's queue per status, and the claim it took over.
+    let survivor_base = if survivor == "a" {
+        a.base.clone()
+    } else {
+        b.base.clone()
+    };
+    let metrics = reqwest::Client::new()
+        .get(format!("{survivor_base}/metrics"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains(&format!(
+            "closeout_queue_events{{status=\"done\"}} {}",
+            events.len()
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("closeout_claims_taken_over_total 1"),
+        "{metrics}"
+    );
+
+    // The killed replica restarts: nothing is left for it; the audit log is one valid chain.
+    let restarted = start(&world, "restarted");
+    for (id, body) in events {
+        let (status, reply) = post(&restarted.base, &signed(id, body, now), body).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        runs_of(&store, "E1002").len(),
+        2,
+        "no run was started again"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_closeout"))
+        .current_dir(world.dir.path())
+        .arg("--config")
+        .arg(world.config_path())
+        .args(["audit", "verify"])
+        .output()
+        .expect("audit verify");
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !world.dir.path().join("state/closeout.db").exists(),
+        "nothing went to SQLite"
+    );
+}
+
+/// Lines of a replica's log saying it took the schedulers' leader lease.
+fn took_lead(world: &VaultWorld, name: &str) -> usize {
+    std::fs::read_to_string(world.dir.path().join(format!("serve-{name}.log")))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("this replica now runs the schedulers"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedulers_run_on_one_replica_and_fail_over_when_it_dies() {
+    let world = VaultWorld::new();
+    let _store = configure(&world);
+    // A scheduler every second (nothing has expired, so its passes store nothing).
+    let path = world.config_path();
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, format!("{text}expiry_every_secs = 1\n")).expect("config");
+    let mut a = start(&world, "a");
+    let mut b = start(&world, "b");
+    wait_for("a leader", &world, Duration::from_secs(30), || {
+        took_lead(&world, "a") + took_lead(&world, "b") > 0
+    })
+    .await;
+    // Several passes later still exactly one replica has led.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (la, lb) = (took_lead(&world, "a"), took_lead(&world, "b"));
+    assert_eq!(
+        la + lb,
+        1,
+        "both replicas ran the schedulers: a {la}, b {lb}"
+    );
+    let (leader, follower) = if la == 1 {
+        (&mut a, "b")
+    } else {
+        (&mut b, "a")
+    };
+    leader.child.kill().expect("SIGKILL the leader");
+    let _ = leader.child.wait();
+    // The lease (30 s) expires and the other replica takes the schedulers over.
+    let log = world.dir.path().join(format!("serve-{follower}.log"));
+    wait_until(
+        "the other replica to lead",
+        &log,
+        Duration::from_secs(60),
+        || took_lead(&world, follower) == 1,
+    )
+    .await;
+}
+
+/// The audit log's records (JSON lines).
+fn audit_records(world: &VaultWorld) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(world.dir.path().join("state/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Issue 19's "done when", at the size this machine runs in a test: three replicas on one
+/// PostgreSQL store, a couple of hundred signed events (leavers and incidents for every human in
+/// the demo organisation, several per identity, duplicates, unknown identities), one replica
+/// SIGKILLed mid-run and restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_process_a_few_hundred_events_exactly_once_across_a_kill() {
+    let world = VaultWorld::new();
+    let _ = world.seed_demo();
+    let store = configure(&world);
+    let mut replicas = [start(&world, "a"), start(&world, "b"), start(&world, "c")];
+    let identities = [
+        "E0001", "E1000", "E1001", "E1002", "E1003", "E1005", "E1006", "E1007",
+    ];
+    let now = chrono::Utc::now().timestamp();
+    let mut bodies = Vec::new();
+    for round in 0..24 {
+        for (n, identity) in identities.iter().enumerate() {
+            let kind = if (round + n) % 3 == 0 {
+                "incident"
+            } else {
+                "leaver"
+            };
+            bodies.push((
+                format!("evt_{round}_{identity}"),
+                format!(r#"{{"type":"{kind}","identity":{{"id":"{identity}"}}}}"#),
+            ));
+        }
+        bodies.push((
+            format!("evt_{round}_unknown"),
+            format!(r#"{{"type":"leaver","identity":{{"id":"NOBODY-{round}"}}}}"#),
+        ));
+    }
+    let mut accepted = 0;
+    for (n, (id, body)) in bodies.iter().enumerate() {
+        let base = &replicas[n % 3].base;
+        let (status, reply) = post(base, &signed(id, body, now), body).await;
+        assert_eq!(status, 202, "{reply}");
+        accepted += 1;
+        // Every fifth event again, at another replica: a duplicate.
+        if n % 5 == 0 {
+            let base = &replicas[(n + 1) % 3].base;
+            let (status, reply) = post(base, &signed(id, body, now), body).await;
+            assert_eq!(status, 200, "{reply}");
+        }
+    }
+    assert_eq!(accepted, 216);
+
+    // SIGKILL the replica running an event once runs have acted, then restart it.
+    let mut victim = None;
+    wait_for("runs to act", &world, Duration::from_secs(180), || {
+        victim = claiming_pid(&store).filter(|_| all_actions(&store).len() > 3);
+        victim.is_some()
+    })
+    .await;
+    let victim = victim.expect("a claiming process");
+    let index = replicas
+        .iter()
+        .position(|r| r.child.id() == victim)
+        .expect("the claim names one of the replicas");
+    replicas[index].child.kill().expect("SIGKILL");
+    let _ = replicas[index].child.wait();
+    let finished_before: BTreeMap<String, ActionRecord> = all_actions(&store)
+        .into_iter()
+        .filter(|a| a.status.is_finished())
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    replicas[index] = start(&world, "restarted");
+
+    let q = queue(&store);
+    wait_for(
+        "every event to finish",
+        &world,
+        Duration::from_secs(600),
+        || {
+            let counts = q.counts().expect("counts");
+            counts
+                .iter()
+                .filter(|(s, _)| s.is_finished())
+                .map(|(_, n)| n)
+                .sum::<u64>()
+                == accepted
+        },
+    )
+    .await;
+
+    // Every accepted event processed exactly once: stored once, finished, and every run in the
+    // journal is the run of exactly one event (a second run for an event would be an orphan).
+    let events = q.list(1000, None).expect("events");
+    assert_eq!(events.len(), 216);
+    let retried: Vec<_> = events.iter().filter(|e| e.attempts > 1).collect();
+    assert!(
+        retried.len() <= 2,
+        "more events than the killed replica's two workers held were claimed again: {retried:?}"
+    );
+    let j = journal(&store);
+    let runs = j.runs(10_000).expect("runs");
+    let mut run_of_event: BTreeMap<String, i64> = BTreeMap::new();
+    for e in &events {
+        if let Some(run) = &e.run_id {
+            assert!(
+                run_of_event.insert(run.clone(), e.seq).is_none(),
+                "two events share run {run}"
+            );
+        }
+    }
+    for r in &runs {
+        assert!(
+            run_of_event.contains_key(&r.id),
+            "run {} ({}) belongs to no event: a duplicate run",
+            r.id,
+            r.identity
+        );
+    }
+    // No identity ever had two runs at once (the journal's times).
+    let mut by_identity: BTreeMap<&str, Vec<&closeout::store::journal::RunRecord>> =
+        BTreeMap::new();
+    for r in &runs {
+        by_identity.entry(r.identity.as_str()).or_default().push(r);
+    }
+    for (identity, mut rs) in by_identity {
+        rs.sort_by_key(|r| r.created_at);
+        for w in rs.windows(2) {
+            let ended = w[0]
+                .finished_at
+                .unwrap_or_else(|| panic!("{identity}: run {} has not finished", w[0].id));
+            assert!(
+                ended <= w[1].created_at,
+                "{identity}: run {} started at {} before run {} ended at {ended}",
+                w[1].id,
+                w[1].created_at,
+                w[0].id
+            );
+        }
+    }
+    // No provider effect twice: no action finished before the kill ran again, and the audit
+    // log records each action's completion once.
+    let after: BTreeMap<String, ActionRecord> = all_actions(&store)
+        .into_iter()
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    for (key, before) in &finished_before {
+        assert_eq!(after[key].attempts, 1, "{key} ran again: {:?}", after[key]);
+        assert_eq!(after[key].status, before.status);
+    }
+    let mut done: BTreeMap<String, usize> = BTreeMap::new();
+    for r in audit_records(&world) {
+        let event = r["event"].as_str().unwrap_or_default();
+        if event == "action.done" || event == "action.already-done" {
+            *done
+                .entry(r["details"]["key"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(!done.is_empty(), "no action was audited");
+    for (key, n) in &done {
+        assert_eq!(*n, 1, "action {key} completed {n} times");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_closeout"))
+        .current_dir(world.dir.path())
+        .arg("--config")
+        .arg(world.config_path())
+        .args(["audit", "verify"])
+        .output()
+        .expect("audit verify");
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "216 events, {} runs, {} actions, {} events claimed again after the kill",
+        runs.len(),
+        after.len(),
+        retried.len()
+    );
+}
