@@ -11,7 +11,7 @@
 //! Module map, in layers (a module imports only from its own layer or lower ones; checked by
 //! `scripts/check-layers.py`):
 //!
-//! layer 0: capabilities, config, error, policy, receipts, retry
+//! layer 0: capabilities, config, error, limits, policy, receipts, retry
 //! layer 1: client
 //! layer 2: inventory, principal, sso
 //! layer 3: correlation, state, reach, findings, nhi, federation
