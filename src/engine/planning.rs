@@ -277,15 +277,12 @@ impl Engine {
             .and_then(|r| serde_json::from_str::<ClosureReport>(r).ok())
             .map(|r| r.open.into_iter().map(|o| o.id).collect())
             .unwrap_or_default();
-        let mut open: Vec<Finding> = Vec::new();
-        for action in plan.actions() {
-            let undone =
-                !finished.contains(&action.key) || verified_open.contains(&action.finding.id);
-            if undone && !open.iter().any(|f| f.id == action.finding.id) {
-                open.push(action.finding.clone());
-            }
-        }
-        Ok(open)
+        // A finding with several actions comes once per action; the caller keeps the first.
+        Ok(plan
+            .actions()
+            .filter(|a| !finished.contains(&a.key) || verified_open.contains(&a.finding.id))
+            .map(|a| a.finding.clone())
+            .collect())
     }
 }
 

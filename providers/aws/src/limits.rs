@@ -161,21 +161,14 @@ impl Gates {
     /// What the provider as a whole allows: the widest family (bounds how many actions the
     /// executor runs at once for this provider).
     pub fn widest(&self) -> Limits {
-        let all = [
+        Limits::widest([
             &self.iam,
             &self.sts,
             &self.secrets_read,
             &self.secrets_policy,
             &self.secrets_write,
             &self.identity_center,
-        ]
-        .map(|g| g.limits());
-        let in_flight = all.iter().map(|l| l.max_in_flight).max().unwrap_or(1);
-        let rate = all
-            .iter()
-            .map(|l| l.requests_per_second)
-            .fold(1.0, f64::max);
-        Limits::configured(in_flight, rate)
+        ])
     }
 }
 

@@ -64,17 +64,7 @@ impl Gates {
     /// What the provider as a whole allows: the widest family (bounds how many actions the
     /// executor runs at once for this provider).
     pub fn widest(&self) -> Limits {
-        let all = [
-            self.arm.limits(),
-            self.graph.limits(),
-            self.key_vault.limits(),
-        ];
-        let in_flight = all.iter().map(|l| l.max_in_flight).max().unwrap_or(1);
-        let rate = all
-            .iter()
-            .map(|l| l.requests_per_second)
-            .fold(1.0, f64::max);
-        Limits::configured(in_flight, rate)
+        Limits::widest([&self.arm, &self.graph, &self.key_vault])
     }
 }
 

@@ -40,6 +40,19 @@ impl Limits {
             burst: ((requests_per_second / 2.0).ceil() as u32).max(1),
         }
     }
+
+    /// The widest of several gates' limits: the largest in-flight cap and the fastest rate
+    /// (a provider with one gate per API family reports this as its own limits, which bound
+    /// how many of its actions the executor runs at once).
+    pub fn widest<'a>(gates: impl IntoIterator<Item = &'a CallGate>) -> Limits {
+        let (in_flight, rate) = gates
+            .into_iter()
+            .map(CallGate::limits)
+            .fold((1, 1.0), |(n, r), l| {
+                (n.max(l.max_in_flight), f64::max(r, l.requests_per_second))
+            });
+        Limits::configured(in_flight, rate)
+    }
 }
 
 impl Default for Limits {
