@@ -348,25 +348,11 @@ impl EventQueue {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<(), QueueError> {
-        let (status, run_id, message, finished) = match outcome {
-            Outcome::Done { run_id } => (QueueStatus::Done, Some(run_id.as_str()), None, true),
-            Outcome::Failed { message } => {
-                (QueueStatus::Failed, None, Some(message.as_str()), true)
-            }
-            Outcome::WaitingApproval { run_id } => (
-                QueueStatus::WaitingApproval,
-                Some(run_id.as_str()),
-                None,
-                false,
-            ),
-            Outcome::Skipped { reason } => {
-                (QueueStatus::Skipped, None, Some(reason.as_str()), true)
-            }
-        };
         let conn = match self.conn() {
             Ok(conn) => conn,
             Err(pg) => return pg.finish(seq, token, outcome, now),
         };
+        let (status, run_id, message, finished) = outcome.columns();
         let n = conn.execute(
             "UPDATE event_queue SET status = ?3, run_id = COALESCE(?4, run_id), message = ?5, \
              finished_at = ?6, claim_token = NULL WHERE seq = ?1 AND claim_token = ?2 \

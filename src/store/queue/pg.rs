@@ -232,21 +232,7 @@ impl PgQueue {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<(), QueueError> {
-        let (status, run_id, message, finished) = match outcome {
-            Outcome::Done { run_id } => (QueueStatus::Done, Some(run_id.as_str()), None, true),
-            Outcome::Failed { message } => {
-                (QueueStatus::Failed, None, Some(message.as_str()), true)
-            }
-            Outcome::WaitingApproval { run_id } => (
-                QueueStatus::WaitingApproval,
-                Some(run_id.as_str()),
-                None,
-                false,
-            ),
-            Outcome::Skipped { reason } => {
-                (QueueStatus::Skipped, None, Some(reason.as_str()), true)
-            }
-        };
+        let (status, run_id, message, finished) = outcome.columns();
         let finished_at = finished.then(|| ts(now));
         let n = self.conn.with(|c| {
             c.execute(

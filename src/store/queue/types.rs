@@ -217,6 +217,29 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// What the queue stores for this outcome, on either backend: the event's new status, the
+    /// run to record (none keeps the one recorded), the message, and whether the event is
+    /// finished (a run waiting for approval is not).
+    pub(crate) fn columns(&self) -> (QueueStatus, Option<&str>, Option<&str>, bool) {
+        match self {
+            Outcome::Done { run_id } => (QueueStatus::Done, Some(run_id.as_str()), None, true),
+            Outcome::Failed { message } => {
+                (QueueStatus::Failed, None, Some(message.as_str()), true)
+            }
+            Outcome::WaitingApproval { run_id } => (
+                QueueStatus::WaitingApproval,
+                Some(run_id.as_str()),
+                None,
+                false,
+            ),
+            Outcome::Skipped { reason } => {
+                (QueueStatus::Skipped, None, Some(reason.as_str()), true)
+            }
+        }
+    }
+}
+
 /// One stored event with its processing state.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct QueuedEvent {
