@@ -53,4 +53,5 @@ mod serve_internals;
 mod serve_lifecycle;
 mod serve_movers;
 mod serve_replicas;
+mod serve_replicas_aws;
 mod serve_scim;

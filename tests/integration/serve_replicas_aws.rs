@@ -1,0 +1,314 @@
+//! Issue 19's "done when", at the size this machine runs in a test: three `closeout serve`
+//! replicas on one PostgreSQL store in front of moto seeded with the demo organisation, a couple
+//! of hundred signed events (leavers and incidents for every human of the demo organisation,
+//! several per identity, duplicates posted to another replica, unknown identities), the replica
+//! running an event SIGKILLed mid-run and restarted. Every accepted event is processed exactly
+//! once (the queue and the journal), no identity has two runs at once (the journal's times), no
+//! provider effect happens twice (read back from moto: every secret holds exactly one new version
+//! per rotation the journal says was made), and the audit chain verifies.
+
+use crate::common;
+
+use closeout::store::journal::{ActionRecord, ActionStatus, Journal, RunRecord};
+use closeout::store::queue::{EventQueue, QueuedEvent};
+use common::serve::{post_event as post, signed, wait_until, API_TOKEN, WEBHOOK_SECRET as SECRET};
+use common::{Service, World};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The humans of the demo organisation (not the protected break-glass admin, whose leaver waits
+/// for an approval).
+const IDENTITIES: [&str; 8] = [
+    "E0001", "E1000", "E1001", "E1002", "E1003", "E1005", "E1006", "E1007",
+];
+
+/// Rounds of events: each round is a leaver or an incident for every identity above and a
+/// leaver for an identity the HR export does not know.
+const ROUNDS: usize = 24;
+
+fn start(world: &World, name: &str) -> Service {
+    let mut cmd = world.command(&["serve"]);
+    cmd.env("CLOSEOUT_WEBHOOK_SECRETS", SECRET)
+        .env("CLOSEOUT_API_TOKEN", API_TOKEN);
+    common::start_serve(cmd, &world.dir.path().join(format!("serve-{name}.log")))
+}
+
+fn journal(world: &World) -> Journal {
+    world.journal().expect("the PostgreSQL journal")
+}
+
+fn all_actions(world: &World) -> Vec<ActionRecord> {
+    let j = journal(world);
+    let mut actions = Vec::new();
+    for run in j.runs(10_000).expect("runs") {
+        actions.extend(j.actions(&run.id).expect("actions"));
+    }
+    actions
+}
+
+/// The process id in the claim of an event being processed now, if one is (`claimed_by` is
+/// "HOLDER (process PID on HOST)").
+fn claiming_pid(store: &closeout::config::StoreConfig) -> Option<u32> {
+    let mut config: postgres::Config = store.url.as_deref()?.parse().expect("url");
+    let file = store.password_file.as_ref().expect("password file");
+    let password = std::fs::read_to_string(file).expect("password");
+    config.password(password.trim_end());
+    // The client blocks on a runtime of its own: not on this test's.
+    let row = closeout::store::blocking::on_plain_thread(move || {
+        let mut client = config.connect(postgres::NoTls).expect("connect");
+        client
+            .query_opt(
+                "SELECT claimed_by FROM event_queue WHERE status = 'processing' \
+                 AND claimed_by IS NOT NULL ORDER BY seq LIMIT 1",
+                &[],
+            )
+            .expect("query")
+    });
+    let by: String = row?.get(0);
+    by.split("(process ")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Every secret's version ids in moto, deprecated ones included (moto keeps them all).
+async fn secret_versions(sdk: &aws_config::SdkConfig) -> BTreeMap<String, Vec<String>> {
+    let sm = aws_sdk_secretsmanager::Client::new(sdk);
+    let mut out = BTreeMap::new();
+    let secrets = sm
+        .list_secrets()
+        .max_results(100)
+        .send()
+        .await
+        .expect("list secrets")
+        .secret_list
+        .unwrap_or_default();
+    for s in secrets {
+        let arn = s.arn.expect("secret ARN");
+        let versions = sm
+            .list_secret_version_ids()
+            .secret_id(&arn)
+            .include_deprecated(true)
+            .send()
+            .await
+            .expect("secret versions")
+            .versions
+            .unwrap_or_default();
+        out.insert(
+            arn,
+            versions.into_iter().filter_map(|v| v.version_id).collect(),
+        );
+    }
+    out
+}
+
+/// Two hundred and sixteen signed events: [`ROUNDS`] rounds over [`IDENTITIES`] and one unknown.
+fn events() -> Vec<(String, String)> {
+    let mut bodies = Vec::new();
+    for round in 0..ROUNDS {
+        for (n, identity) in IDENTITIES.iter().enumerate() {
+            let kind = if (round + n) % 3 == 0 {
+                "incident"
+            } else {
+                "leaver"
+            };
+            bodies.push((
+                format!("evt_{round}_{identity}"),
+                format!(r#"{{"type":"{kind}","identity":{{"id":"{identity}"}}}}"#),
+            ));
+        }
+        bodies.push((
+            format!("evt_{round}_unknown"),
+            format!(r#"{{"type":"leaver","identity":{{"id":"NOBODY-{round}"}}}}"#),
+        ));
+    }
+    bodies
+}
+
+/// Every run in the journal is the run of exactly one event: a second run for an event would
+/// belong to none.
+fn assert_one_run_per_event(events: &[QueuedEvent], runs: &[RunRecord]) {
+    let mut event_of_run: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in events {
+        if let Some(run) = &e.run_id {
+            assert!(
+                event_of_run.insert(run, e.seq).is_none(),
+                "two events share run {run}"
+            );
+        }
+    }
+    for r in runs {
+        assert!(
+            event_of_run.contains_key(r.id.as_str()),
+            "run {} ({}) belongs to no event: a duplicate run",
+            r.id,
+            r.identity
+        );
+    }
+}
+
+/// No identity ever had two runs at once: each run ended before the identity's next began.
+fn assert_no_overlapping_runs(runs: &[RunRecord]) {
+    let mut by_identity: BTreeMap<&str, Vec<&RunRecord>> = BTreeMap::new();
+    for r in runs {
+        by_identity.entry(r.identity.as_str()).or_default().push(r);
+    }
+    for (identity, mut rs) in by_identity {
+        rs.sort_by_key(|r| r.created_at);
+        for w in rs.windows(2) {
+            let ended = w[0]
+                .finished_at
+                .unwrap_or_else(|| panic!("{identity}: run {} has not finished", w[0].id));
+            assert!(
+                ended <= w[1].created_at,
+                "{identity}: run {} started at {} before run {} ended at {ended}",
+                w[1].id,
+                w[1].created_at,
+                w[0].id
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across_a_kill() {
+    let world = World::new().on_postgres();
+    let _ = world.seed_demo();
+    let sdk = world.sdk().await;
+    let seeded = secret_versions(&sdk).await;
+    let path = world.config_path();
+    let mut text = std::fs::read_to_string(&path).expect("config");
+    text.push_str(
+        "\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 2\nshutdown_grace_secs = 20\n\
+         auto_apply = [\"leaver\", \"incident\"]\n",
+    );
+    std::fs::write(&path, text).expect("write config");
+    let mut replicas = [start(&world, "a"), start(&world, "b"), start(&world, "c")];
+
+    let now = chrono::Utc::now().timestamp();
+    let bodies = events();
+    for (n, (id, body)) in bodies.iter().enumerate() {
+        let (status, reply) = post(&replicas[n % 3].base, &signed(id, body, now), body).await;
+        assert_eq!(status, 202, "{reply}");
+        // Every fifth event again, at another replica: a duplicate, stored once.
+        if n % 5 == 0 {
+            let base = &replicas[(n + 1) % 3].base;
+            let (status, reply) = post(base, &signed(id, body, now), body).await;
+            assert_eq!(status, 200, "{reply}");
+        }
+    }
+    let accepted = bodies.len() as u64;
+    let log = world.dir.path().join("serve-a.log");
+    let store = world.postgres.as_ref().expect("postgres");
+    let queue = EventQueue::open_config(store).expect("open the PostgreSQL queue");
+
+    // SIGKILL the replica running an event once runs have acted, then restart it.
+    let mut victim = None;
+    wait_until("runs to act", &log, Duration::from_secs(300), || {
+        victim = claiming_pid(store).filter(|_| all_actions(&world).len() > 3);
+        victim.is_some()
+    })
+    .await;
+    let victim = victim.expect("a claiming process");
+    let index = replicas
+        .iter()
+        .position(|r| r.child.id() == victim)
+        .expect("the claim names one of the replicas");
+    replicas[index].child.kill().expect("SIGKILL");
+    let _ = replicas[index].child.wait();
+    let finished_before: BTreeMap<String, ActionRecord> = all_actions(&world)
+        .into_iter()
+        .filter(|a| a.status.is_finished())
+        .map(|a| (a.key.clone(), a))
+        .collect();
+    replicas[index] = start(&world, "restarted");
+
+    wait_until(
+        "every event to finish",
+        &log,
+        Duration::from_secs(900),
+        || {
+            let finished: u64 = queue
+                .counts()
+                .expect("counts")
+                .iter()
+                .filter(|(s, _)| s.is_finished())
+                .map(|(_, n)| n)
+                .sum();
+            finished == accepted
+        },
+    )
+    .await;
+
+    // Every accepted event stored once and processed exactly once.
+    let events = queue.list(1000, None).expect("events");
+    assert_eq!(events.len() as u64, accepted);
+    let retried: Vec<_> = events.iter().filter(|e| e.attempts > 1).collect();
+    assert!(
+        retried.len() <= 2,
+        "more events than the killed replica's two workers held were claimed again: {retried:?}"
+    );
+    let runs = journal(&world).runs(10_000).expect("runs");
+    assert_one_run_per_event(&events, &runs);
+    assert_no_overlapping_runs(&runs);
+
+    // No action finished before the kill ran again.
+    let actions = all_actions(&world);
+    let after: BTreeMap<&str, &ActionRecord> =
+        actions.iter().map(|a| (a.key.as_str(), a)).collect();
+    for (key, before) in &finished_before {
+        assert_eq!(after[key.as_str()].attempts, 1, "{key} ran again");
+        assert_eq!(after[key.as_str()].status, before.status);
+    }
+
+    // No provider effect twice, read back from moto: each secret holds exactly one new version
+    // per rotation of it the journal records as made, and none for rotations found already made;
+    // the secrets Closeout publishes rotated service-account keys to (`closeout/nhi/...`) hold
+    // one version per key rotation made.
+    let made = |a: &&ActionRecord| a.verb == "rotate" && a.status == ActionStatus::Done;
+    let mut rotations: BTreeMap<String, usize> = BTreeMap::new();
+    for a in actions.iter().filter(made) {
+        if let Some(arn) = a.finding_id.strip_prefix("aws:secret:") {
+            *rotations.entry(arn.to_string()).or_default() += 1;
+        }
+    }
+    let key_rotations = actions
+        .iter()
+        .filter(made)
+        .filter(|a| a.finding_id.starts_with("aws:access-key:"))
+        .count();
+    assert!(!rotations.is_empty(), "no secret was rotated");
+    let mut published = 0;
+    for (arn, versions) in &secret_versions(&sdk).await {
+        let new = versions.len() - seeded.get(arn).map_or(0, Vec::len);
+        if arn.contains(":secret:closeout/nhi/") {
+            published += new;
+            continue;
+        }
+        assert_eq!(
+            new,
+            rotations.get(arn).copied().unwrap_or(0),
+            "secret {arn}: new versions in moto against the rotations the journal made"
+        );
+    }
+    assert_eq!(
+        published, key_rotations,
+        "versions of the published service-account keys against the key rotations made"
+    );
+
+    let out = world.closeout(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "audit verify: {}",
+        common::describe(&out)
+    );
+    eprintln!(
+        "{accepted} events, {} runs, {} actions, {} rotations, {} events claimed again",
+        runs.len(),
+        actions.len(),
+        rotations.values().sum::<usize>(),
+        retried.len()
+    );
+}
