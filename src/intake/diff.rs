@@ -84,6 +84,23 @@ pub struct SourceDiff {
     pub warnings: Vec<DiffWarning>,
 }
 
+/// Diff the export at `source`, read as `new`, against `old`, an earlier copy of it (the
+/// scheduler's snapshot; errors in it are named `<source> (last snapshot)`). Both are parsed by
+/// `source`'s extension, with the same validation as every other command; the digest is that of
+/// `new`, the bytes diffed.
+pub fn diff_exports(
+    source: &Path,
+    old: &[u8],
+    new: &[u8],
+    now: DateTime<Utc>,
+) -> Result<SourceDiff, DiffError> {
+    let snapshot = PathBuf::from(format!("{} (last snapshot)", source.display()));
+    let old_dir = Directory::parse_as(source, &snapshot, old)?;
+    let new_dir = Directory::parse_as(source, source, new)?;
+    let digest = hex::encode(Sha256::digest(new));
+    Ok(diff(&old_dir, &new_dir, &digest, now))
+}
+
 /// Load both exports (same validation and errors as every other command) and diff them.
 pub fn diff_files(old: &Path, new: &Path, now: DateTime<Utc>) -> Result<SourceDiff, DiffError> {
     let old_dir = Directory::load(old)?;

@@ -268,28 +268,46 @@ pub struct Directory {
     by_email: HashMap<String, usize>,
 }
 
+/// A parser of one export format: (the name errors use, the text) to a directory.
+type Parser = fn(&str, &str) -> Result<Directory, SourceError>;
+
 impl Directory {
     /// Load an HR export; `.csv` or `.json` by extension (case-insensitive).
     pub fn load(path: impl AsRef<Path>) -> Result<Directory, SourceError> {
         let path = path.as_ref();
+        // The format first: an unsupported file is refused before it is read.
+        Directory::parser_for(path)?;
+        let bytes = std::fs::read(path).map_err(|source| SourceError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Directory::parse_as(path, path, &bytes)
+    }
+
+    /// Parse `bytes` as an HR export in the format of `format_of`'s extension; errors name
+    /// `name`.
+    pub fn parse_as(format_of: &Path, name: &Path, bytes: &[u8]) -> Result<Directory, SourceError> {
+        let parse = Directory::parser_for(format_of)?;
+        let text = std::str::from_utf8(bytes).map_err(|e| SourceError::Read {
+            path: name.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        parse(&name.display().to_string(), text)
+    }
+
+    /// The parser for a file's extension: `.csv` or `.json` (case-insensitive).
+    fn parser_for(path: &Path) -> Result<Parser, SourceError> {
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        let parse: fn(&str, &str) -> Result<Directory, SourceError> = match ext.as_deref() {
-            Some("csv") => parse_csv,
-            Some("json") => parse_json,
-            _ => {
-                return Err(SourceError::UnsupportedFormat {
-                    path: path.to_path_buf(),
-                })
-            }
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| SourceError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        parse(&path.display().to_string(), &text)
+        match ext.as_deref() {
+            Some("csv") => Ok(parse_csv),
+            Some("json") => Ok(parse_json),
+            _ => Err(SourceError::UnsupportedFormat {
+                path: path.to_path_buf(),
+            }),
+        }
     }
 
     /// Build a directory from identities already in memory, with the same validation as a file

@@ -5,34 +5,18 @@
 use super::AppState;
 use crate::event::{EventSource, LifecycleEvent};
 use crate::store::blocking::off_runtime;
+use crate::store::snapshot::SourceSnapshot;
 use crate::trigger::Trigger;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The copy of the HR export last diffed, beside the store; same extension as the source so it
-/// loads the same way.
-fn snapshot_path(state: &AppState) -> PathBuf {
+/// The copy of the HR export last diffed: beside a SQLite store, in a PostgreSQL one.
+fn snapshot(state: &AppState) -> SourceSnapshot {
     let source = &state.config.source.path;
-    let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("csv");
-    let dir = state
-        .config
-        .store
-        .path
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    dir.join(format!("source-snapshot.{ext}"))
-}
-
-/// Replace `to` with `bytes` atomically (write, fsync, rename).
-fn write_atomically(to: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = to.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, to)
+    match &state.postgres {
+        Some(store) => SourceSnapshot::postgres(store, source),
+        None => SourceSnapshot::beside(&state.config.store.path, source),
+    }
 }
 
 /// Why a scheduler pass failed (logged; the next pass tries again).
@@ -40,8 +24,8 @@ fn write_atomically(to: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 pub(crate) enum ScheduleError {
     #[error("cannot read {0}: {1}")]
     Read(std::path::PathBuf, #[source] std::io::Error),
-    #[error("cannot write {0}: {1}")]
-    Write(std::path::PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Snapshot(#[from] crate::store::snapshot::SnapshotError),
     #[error(transparent)]
     Diff(#[from] crate::intake::diff::DiffError),
     #[error("cannot open the engine: {0}")]
@@ -59,21 +43,17 @@ pub(crate) enum ScheduleError {
 /// for a given export, so a crash in between re-submits duplicates, never loses one.
 pub(crate) fn poll_source(state: &AppState) -> Result<usize, ScheduleError> {
     let source = &state.config.source.path;
-    let snapshot = snapshot_path(state);
+    let snapshot = snapshot(state);
     let current = std::fs::read(source).map_err(|e| ScheduleError::Read(source.clone(), e))?;
-    let previous = match std::fs::read(&snapshot) {
-        Ok(b) => b,
-        Err(_) => {
-            write_atomically(&snapshot, &current)
-                .map_err(|e| ScheduleError::Write(snapshot.clone(), e))?;
-            return Ok(0);
-        }
+    let Some(previous) = snapshot.read()? else {
+        snapshot.write(&current)?;
+        return Ok(0);
     };
     if previous == current {
         return Ok(0);
     }
     let now = chrono::Utc::now();
-    let diff = crate::intake::diff::diff_files(&snapshot, source, now)?;
+    let diff = crate::intake::diff::diff_exports(source, &previous, &current, now)?;
     for w in &diff.warnings {
         tracing::warn!(warning = ?w, "HR export diff");
     }
@@ -88,7 +68,7 @@ pub(crate) fn poll_source(state: &AppState) -> Result<usize, ScheduleError> {
         };
         crate::metrics::global().event(entry.event.kind.as_str(), outcome);
     }
-    write_atomically(&snapshot, &current).map_err(|e| ScheduleError::Write(snapshot.clone(), e))?;
+    snapshot.write(&current)?;
     if new > 0 {
         state.wake.notify_waiters();
     }

@@ -1,5 +1,6 @@
 //! Layer 2, the store: everything Closeout keeps durably — the run journal (runs, actions,
-//! observations), the grant ledger, the event queue, the per-identity leases and the audit log.
+//! observations), the grant ledger, the event queue, the per-identity leases, the HR export's
+//! last snapshot and the audit log.
 //!
 //! Architecture invariant: the store knows records, not the pipeline: it imports only the
 //! vocabulary (layer 0), never a playbook, a plan or a provider. Nothing outside the store
@@ -15,4 +16,5 @@ pub mod observations;
 pub mod pg;
 pub mod queue;
 pub mod signing;
+pub mod snapshot;
 pub mod sqlite;

@@ -57,6 +57,7 @@ endpoint_url = "{endpoint}"
         ),
         endpoint = world.moto.endpoint()
     );
+    let config = common::with_store(config, world.postgres.as_ref());
     std::fs::write(world.config_path(), config).expect("write config");
 }
 
@@ -217,7 +218,8 @@ const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Rotation events of `identity` in the service's queue, with their status.
 fn rotation_events(world: &World, identity: &str) -> Vec<QueueStatus> {
-    let mut events: Vec<_> = common::queued_events(&world.journal_path())
+    let mut events: Vec<_> = world
+        .queued_events()
         .into_iter()
         .filter(|e| e.event.kind == Trigger::Rotation && e.event.identity == identity)
         .collect();

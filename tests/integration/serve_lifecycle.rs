@@ -7,6 +7,7 @@
 use crate::common;
 
 use closeout::store::journal::RunStatus;
+use closeout::store::snapshot::SourceSnapshot;
 use common::vault::VaultWorld;
 use common::Service;
 use std::process::Command;
@@ -369,7 +370,17 @@ async fn a_changed_hr_export_becomes_events_that_run() {
         "the first snapshot",
         &world,
         Duration::from_secs(30),
-        || world.dir.path().join("state/source-snapshot.csv").exists(),
+        || {
+            // Where the service keeps it: beside the SQLite file, or in the PostgreSQL store.
+            let snapshot = match &world.postgres {
+                Some(store) => SourceSnapshot::postgres(
+                    &closeout::store::pg::PgStore::open(store).expect("open the store"),
+                    &hr,
+                ),
+                None => SourceSnapshot::beside(&world.dir.path().join("state/closeout.db"), &hr),
+            };
+            snapshot.read().expect("read the snapshot").is_some()
+        },
     )
     .await;
     assert!(runs_of(&world, "E1002").is_empty());

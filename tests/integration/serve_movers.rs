@@ -10,7 +10,7 @@ use closeout::store::journal::RunStatus;
 use closeout::trigger::Trigger;
 use common::mover::{use_source_and_policy, write_hr, Person};
 use common::serve::{post_event, signed, wait_until, WEBHOOK_SECRET};
-use common::{grants_at, journal_runs, World};
+use common::{journal_runs, World};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -46,7 +46,8 @@ async fn groups_of(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {
 
 /// The joiner's recorded time-bound grants: (target, expires_at).
 fn grant_rows(world: &World) -> Vec<(String, DateTime<Utc>)> {
-    let mut rows: Vec<_> = grants_at(&world.journal_path())
+    let mut rows: Vec<_> = world
+        .grants()
         .into_iter()
         .filter(|(identity, _)| identity == JOINER)
         .map(|(_, g)| (g.entitlement.target, g.expires_at))

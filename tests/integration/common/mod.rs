@@ -32,11 +32,16 @@ impl World {
         World::with_aws_extra("")
     }
 
-    /// Like [`World::new`], with extra lines in the `[providers.aws]` section.
+    /// Like [`World::new`], with extra lines in the `[providers.aws]` section. On PostgreSQL
+    /// when the run asks for it ([`store_from_env`]).
     pub fn with_aws_extra(extra: &str) -> World {
         let world = World::with_moto(MotoServer::start());
         world.write_config(&format!("{REPO}/playbooks"), extra);
-        world
+        if store_from_env() {
+            world.on_postgres()
+        } else {
+            world
+        }
     }
 
     /// Like [`World::new`], around a moto server started by the caller (e.g. one that enforces
@@ -63,6 +68,7 @@ endpoint_url = "{endpoint}"
             common = config_without_providers(playbook_dir),
             endpoint = self.moto.endpoint()
         );
+        let config = with_store(config, self.postgres.as_ref());
         std::fs::write(self.config_path(), config).expect("write config");
     }
 
@@ -70,8 +76,31 @@ endpoint_url = "{endpoint}"
     /// cluster (`[store] url`, the password in a file): the journal, the leases and the queue
     /// go there; the audit log stays the file.
     pub fn on_postgres(mut self) -> World {
-        self.postgres = Some(use_postgres_store(self.dir.path(), &self.config_path()));
+        if self.postgres.is_none() {
+            self.postgres = Some(use_postgres_store(self.dir.path(), &self.config_path()));
+        }
         self
+    }
+
+    /// Every event in the world's queue (SQLite or PostgreSQL), newest first.
+    pub fn queued_events(&self) -> Vec<QueuedEvent> {
+        match &self.postgres {
+            Some(store) => EventQueue::open_config(store)
+                .unwrap_or_else(|e| panic!("open the event queue: {e}"))
+                .list(ALL_EVENTS, None)
+                .unwrap_or_else(|e| panic!("read the event queue: {e}")),
+            None => queued_events(&self.journal_path()),
+        }
+    }
+
+    /// The world's time-bound grants, with their identities (SQLite or PostgreSQL).
+    pub fn grants(&self) -> Vec<(String, GrantRecord)> {
+        self.journal()
+            .map(|j| {
+                j.grants()
+                    .unwrap_or_else(|e| panic!("read the grants: {e}"))
+            })
+            .unwrap_or_default()
     }
 
     /// The world's journal (SQLite or PostgreSQL); `None` when the SQLite file does not exist.
@@ -274,6 +303,17 @@ pub fn journal_at(path: &Path) -> Option<Journal> {
     Some(Journal::open(path).unwrap_or_else(|e| panic!("open the journal: {e}")))
 }
 
+/// Whether this test run puts every world's store on PostgreSQL (`CLOSEOUT_TEST_STORE=postgres`):
+/// `scripts/test.sh` runs the serve suite a second time so, for the store interface's two
+/// backends. Any other value but unset or `sqlite` is refused.
+pub fn store_from_env() -> bool {
+    match std::env::var("CLOSEOUT_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("CLOSEOUT_TEST_STORE={other}: expected sqlite or postgres"),
+    }
+}
+
 /// Point the config at `config_path` (whose `[store]` names `state/closeout.db`) at a new
 /// database on the test binary's shared PostgreSQL cluster, the password in a file in `dir`,
 /// claims expiring after 5 s (a restarted service takes its own events over quickly).
@@ -292,15 +332,33 @@ pub fn use_postgres_store(dir: &Path, config_path: &Path) -> closeout::config::S
         closeout_testkit::postgres::SUPERUSER,
         server.port()
     );
+    let store =
+        closeout::config::StoreConfig::postgres(&url, closeout::config::PasswordSource::File(pw));
     let config = std::fs::read_to_string(config_path).expect("config");
+    std::fs::write(config_path, with_store(config, Some(&store))).expect("config");
+    store
+}
+
+/// A test config (naming the SQLite store `state/closeout.db`, as [`config_without_providers`]
+/// writes it) with its `[store]` section replaced by `postgres`'s when there is one (the
+/// password in a file, claims expiring after 5 s so a restarted service takes its own events
+/// over quickly). For tests that rewrite their world's config.
+pub fn with_store(config: String, postgres: Option<&closeout::config::StoreConfig>) -> String {
+    let Some(store) = postgres else {
+        return config;
+    };
     let sqlite = "[store]\npath = \"state/closeout.db\"\n";
     assert!(config.contains(sqlite), "the config names its SQLite store");
     let section = format!(
-        "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\nclaim_ttl_secs = 5\n",
-        pw.display()
+        "[store]\nurl = \"{}\"\npassword_file = \"{}\"\nclaim_ttl_secs = 5\n",
+        store.url.as_deref().expect("a PostgreSQL store"),
+        store
+            .password_file
+            .as_ref()
+            .expect("the password in a file")
+            .display()
     );
-    std::fs::write(config_path, config.replace(sqlite, &section)).expect("config");
-    closeout::config::StoreConfig::postgres(&url, closeout::config::PasswordSource::File(pw))
+    config.replace(sqlite, &section)
 }
 
 /// The journal of a store: the PostgreSQL one when `postgres` is set, else the SQLite file at

@@ -64,21 +64,29 @@ max_in_flight = 4
             address: bao.address(),
             root: bao.root_token().to_string(),
         };
-        VaultWorld {
+        let world = VaultWorld {
             bao,
             dir,
             api,
             postgres: None,
+        };
+        // The serve suite's second pass: on PostgreSQL.
+        if super::store_from_env() {
+            world.on_postgres()
+        } else {
+            world
         }
     }
 
     /// The same world with its store in a new PostgreSQL database (see
     /// [`super::use_postgres_store`]).
     pub fn on_postgres(mut self) -> VaultWorld {
-        self.postgres = Some(super::use_postgres_store(
-            self.dir.path(),
-            &self.config_path(),
-        ));
+        if self.postgres.is_none() {
+            self.postgres = Some(super::use_postgres_store(
+                self.dir.path(),
+                &self.config_path(),
+            ));
+        }
         self
     }
 
