@@ -278,6 +278,21 @@ pub fn journal_at(path: &Path) -> Option<Journal> {
 /// database on the test binary's shared PostgreSQL cluster, the password in a file in `dir`,
 /// claims expiring after 5 s (a restarted service takes its own events over quickly).
 pub fn use_postgres_store(dir: &Path, config_path: &Path) -> closeout::config::StoreConfig {
+    let (store, url, pw) = new_postgres_database(dir);
+    let config = std::fs::read_to_string(config_path).expect("config");
+    let sqlite = "[store]\npath = \"state/closeout.db\"\n";
+    assert!(config.contains(sqlite), "the config names its SQLite store");
+    let section = format!(
+        "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\nclaim_ttl_secs = 5\n",
+        pw.display()
+    );
+    std::fs::write(config_path, config.replace(sqlite, &section)).expect("config");
+    store
+}
+
+/// A new empty database on the shared PostgreSQL cluster: its store config, its URL and the
+/// password file (written in `dir`).
+pub fn new_postgres_database(dir: &Path) -> (closeout::config::StoreConfig, String, PathBuf) {
     let server = closeout_testkit::PostgresServer::shared();
     let db = format!(
         "world_{}_{}",
@@ -292,15 +307,11 @@ pub fn use_postgres_store(dir: &Path, config_path: &Path) -> closeout::config::S
         closeout_testkit::postgres::SUPERUSER,
         server.port()
     );
-    let config = std::fs::read_to_string(config_path).expect("config");
-    let sqlite = "[store]\npath = \"state/closeout.db\"\n";
-    assert!(config.contains(sqlite), "the config names its SQLite store");
-    let section = format!(
-        "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\nclaim_ttl_secs = 5\n",
-        pw.display()
+    let store = closeout::config::StoreConfig::postgres(
+        &url,
+        closeout::config::PasswordSource::File(pw.clone()),
     );
-    std::fs::write(config_path, config.replace(sqlite, &section)).expect("config");
-    closeout::config::StoreConfig::postgres(&url, closeout::config::PasswordSource::File(pw))
+    (store, url, pw)
 }
 
 /// The journal of a store: the PostgreSQL one when `postgres` is set, else the SQLite file at
