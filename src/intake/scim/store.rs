@@ -538,3 +538,186 @@ impl ScimTx<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// (directory kept alive, the store) on SQLite or on a new PostgreSQL database.
+    fn store(postgres: bool) -> (tempfile::TempDir, ScimStore) {
+        if postgres {
+            let (dir, pg) = crate::store::pg::testing::fresh();
+            (dir, ScimStore::open_postgres(&pg))
+        } else {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = ScimStore::open(&dir.path().join("scim.db")).expect("open");
+            (dir, store)
+        }
+    }
+
+    fn user(id: &str, user_name: &str, version: i64) -> StoredUser {
+        let now = Utc::now();
+        let doc = serde_json::json!({"userName": user_name, "externalId": format!("X-{user_name}")});
+        StoredUser {
+            id: id.into(),
+            version,
+            created: now,
+            last_modified: now,
+            doc: doc.as_object().expect("object").clone(),
+        }
+    }
+
+    /// A new User, committed; its id.
+    fn create(store: &ScimStore, user_name: &str) -> String {
+        store
+            .write(|tx| {
+                let id = tx.new_id(user_name)?;
+                tx.put(&user(&id, user_name, 1))?;
+                Ok::<_, StoreError>(id)
+            })
+            .expect("create")
+    }
+
+    fn users_round_trip(postgres: bool) {
+        let (_dir, store) = store(postgres);
+        // A rolled-back creation leaves nothing, and its retry gets the same id.
+        let failed: Result<(), StoreError> = store.write(|tx| {
+            let id = tx.new_id("Ann@Example.com")?;
+            tx.put(&user(&id, "Ann@Example.com", 1))?;
+            Err(StoreError::Corrupt {
+                id,
+                source: serde_json::from_str::<Value>("{").expect_err("bad JSON"),
+            })
+        });
+        assert!(failed.is_err());
+        let ann = create(&store, "ann@example.com");
+        let first_try = store
+            .read(|tx| tx.id_by_user_name("ANN@example.com"))
+            .expect("read");
+        assert_eq!(first_try.as_deref(), Some(ann.as_str()));
+        assert_eq!(ann, id_from("ann@example.com", 1), "the retry got the same id");
+
+        // Versions are what was written; a change replaces the document.
+        let mut changed = user(&ann, "ann@example.com", 2);
+        changed.doc.insert("title".into(), "Engineer".into());
+        store.write(|tx| tx.put(&changed)).expect("change");
+        let got = store.read(|tx| tx.lock(&ann)).expect("read").expect("ann");
+        assert_eq!((got.version, got.etag()), (2, "W/\"2\"".to_string()));
+        assert_eq!(got.doc["title"], "Engineer");
+
+        // The unique index refuses a second User with the same userName (in another case).
+        let err = store
+            .write(|tx| tx.put(&user("other-id", "ANN@EXAMPLE.COM", 1)))
+            .expect_err("a duplicate userName");
+        assert!(err.is_unique_violation(), "{err}");
+
+        // Lists: creation order, selections, pages.
+        let bob = create(&store, "bob@example.com");
+        let cy = create(&store, "cy@example.com");
+        let (total, page) = store
+            .read(|tx| tx.list(Selection::All, 1, 1))
+            .expect("list");
+        assert_eq!(total, 3);
+        assert_eq!(page.iter().map(|u| u.id.clone()).collect::<Vec<_>>(), [bob.clone()]);
+        let (total, page) = store
+            .read(|tx| tx.list(Selection::UserName("CY@example.com"), 0, 10))
+            .expect("list");
+        assert_eq!((total, page[0].id.clone()), (1, cy.clone()));
+        let (total, _) = store
+            .read(|tx| tx.list(Selection::ExternalId("X-bob@example.com"), 0, 10))
+            .expect("list");
+        assert_eq!(total, 1);
+        let (total, _) = store
+            .read(|tx| tx.list(Selection::ExternalId("x-bob@example.com"), 0, 10))
+            .expect("list");
+        assert_eq!(total, 0, "externalId is compared exactly");
+        let (total, page) = store
+            .read(|tx| tx.list(Selection::Id(&ann), 0, 0))
+            .expect("list");
+        assert_eq!((total, page.len()), (1, 0));
+
+        // A deleted User is gone; its userName's count stays, so a new one gets a new id.
+        store.write(|tx| tx.delete(&bob)).expect("delete");
+        assert!(store.read(|tx| tx.get(&bob)).expect("read").is_none());
+        let bob_again = create(&store, "bob@example.com");
+        assert_ne!(bob_again, bob, "ids are never reused");
+    }
+
+    #[test]
+    fn users_round_trip_on_sqlite() {
+        users_round_trip(false);
+    }
+
+    #[test]
+    fn users_round_trip_on_postgres() {
+        users_round_trip(true);
+    }
+
+    /// Two replicas' stores on one database: the second's lock of a User waits for the first's
+    /// transaction and then reads the version it committed.
+    #[test]
+    fn on_postgres_a_locked_user_waits_for_the_other_replica_and_reads_its_commit() {
+        let (_dir, pg) = crate::store::pg::testing::fresh();
+        let (one, two) = (ScimStore::open_postgres(&pg), ScimStore::open_postgres(&pg));
+        let id = create(&one, "ann@example.com");
+        let (locked_tx, locked) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                one.write(|tx| {
+                    let u = tx.lock(&id)?.expect("ann");
+                    locked_tx.send(()).expect("signal");
+                    std::thread::sleep(Duration::from_millis(500));
+                    tx.put(&StoredUser {
+                        version: u.version + 1,
+                        ..u
+                    })
+                })
+                .expect("first change");
+            });
+            locked.recv().expect("the first holds the lock");
+            let started = Instant::now();
+            let seen = two
+                .write(|tx| tx.lock(&id))
+                .expect("second lock")
+                .expect("ann");
+            assert!(
+                started.elapsed() >= Duration::from_millis(300),
+                "the second lock waited for the first transaction ({:?})",
+                started.elapsed()
+            );
+            assert_eq!(seen.version, 2, "and read its committed version");
+        });
+    }
+
+    /// Two replicas creating the same userName: the second waits on the first's count, then its
+    /// own count is the next one (a different id) and the first's User is found.
+    #[test]
+    fn on_postgres_concurrent_creations_of_one_user_name_serialise() {
+        let (_dir, pg) = crate::store::pg::testing::fresh();
+        let (one, two) = (ScimStore::open_postgres(&pg), ScimStore::open_postgres(&pg));
+        let (counted_tx, counted) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                one.write(|tx| {
+                    let id = tx.new_id("dana@example.com")?;
+                    counted_tx.send(()).expect("signal");
+                    std::thread::sleep(Duration::from_millis(300));
+                    tx.put(&user(&id, "dana@example.com", 1))
+                })
+                .expect("first creation");
+            });
+            counted.recv().expect("the first counted");
+            let (id, holder) = two
+                .write(|tx| {
+                    let id = tx.new_id("Dana@example.com")?;
+                    let holder = tx.id_by_user_name("dana@example.com")?;
+                    Ok::<_, StoreError>((id, holder))
+                })
+                .expect("second creation");
+            assert_eq!(id, id_from("dana@example.com", 2));
+            assert_eq!(holder, Some(id_from("dana@example.com", 1)));
+        });
+    }
+}
