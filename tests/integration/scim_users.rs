@@ -10,7 +10,6 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
-
 /// Every test here runs on both stores: `NAME::sqlite` and `NAME::postgres`.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -384,7 +383,9 @@ async fn two_replicas_on_postgres_serialise_the_changes_of_one_user() {
         let (server, id) = (if i % 2 == 0 { &a } else { &b }, id.clone());
         let body = patch(json!([{"op": "add", "path": "phoneNumbers",
             "value": [{"type": "work", "value": format!("+49 30 {i:04}")}]}]));
-        calls.push(async move { call(server, Method::PATCH, &format!("/Users/{id}"), Some(body)).await });
+        calls.push(async move {
+            call(server, Method::PATCH, &format!("/Users/{id}"), Some(body)).await
+        });
     }
     for (status, _, user) in futures::future::join_all(calls).await {
         assert_eq!(status, StatusCode::OK, "{user}");
@@ -432,12 +433,21 @@ async fn two_replicas_on_postgres_serialise_the_changes_of_one_user() {
 
     let mut events = a.events();
     events.extend(b.events());
-    let mut kinds: Vec<_> = events.iter().map(|e| (e.kind, e.external_id.clone())).collect();
+    let mut kinds: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.external_id.clone()))
+        .collect();
     kinds.sort_by(|x, y| x.1.cmp(&y.1));
     // The title change (a mover) and the leaver: their versions are 22 and 23 or 24.
     assert_eq!(kinds.len(), 3, "{kinds:?}");
-    assert!(kinds.contains(&(Trigger::Joiner, format!("scim:User:{id}:v1"))), "{kinds:?}");
-    assert!(kinds.contains(&(Trigger::Mover, format!("scim:User:{id}:v22"))), "{kinds:?}");
+    assert!(
+        kinds.contains(&(Trigger::Joiner, format!("scim:User:{id}:v1"))),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(Trigger::Mover, format!("scim:User:{id}:v22"))),
+        "{kinds:?}"
+    );
     assert!(
         kinds.iter().any(|(k, e)| *k == Trigger::Leaver
             && (*e == format!("scim:User:{id}:v23") || *e == format!("scim:User:{id}:v24"))),

@@ -231,15 +231,26 @@ async fn on_postgres_two_replicas_change_one_user_at_once_and_queue_exactly_the_
         let mut events = vec![("joiner", 1)];
         if if_match.is_none() {
             // Both kept, whichever came first.
-            assert_eq!((off_status, title_status), (200, 200), "{off_body} {title_body}");
-            assert_eq!((&user["active"], &user["title"]), (&json!(false), &json!("Lead")));
+            assert_eq!(
+                (off_status, title_status),
+                (200, 200),
+                "{off_body} {title_body}"
+            );
+            assert_eq!(
+                (&user["active"], &user["title"]),
+                (&json!(false), &json!("Lead"))
+            );
             assert_eq!(version(&user).as_deref(), Some("W/\"3\""), "{user}");
             if version(&off_body).as_deref() == Some("W/\"2\"") {
                 // Deactivated first: the later title change of an inactive User is no event.
                 events.push(("leaver", 2));
                 orders.push("deactivate, then title");
             } else {
-                assert_eq!(version(&title_body).as_deref(), Some("W/\"2\""), "{title_body}");
+                assert_eq!(
+                    version(&title_body).as_deref(),
+                    Some("W/\"2\""),
+                    "{title_body}"
+                );
                 events.extend([("mover", 2), ("leaver", 3)]);
                 orders.push("title, then deactivate");
             }
@@ -249,11 +260,17 @@ async fn on_postgres_two_replicas_change_one_user_at_once_and_queue_exactly_the_
             assert_eq!(statuses, [200, 412], "{off_body} {title_body}");
             assert_eq!(version(&user).as_deref(), Some("W/\"2\""), "{user}");
             if off_status == 200 {
-                assert_eq!((&user["active"], &user["title"]), (&json!(false), &json!("Engineer")));
+                assert_eq!(
+                    (&user["active"], &user["title"]),
+                    (&json!(false), &json!("Engineer"))
+                );
                 events.push(("leaver", 2));
                 orders.push("deactivate kept, title 412");
             } else {
-                assert_eq!((&user["active"], &user["title"]), (&json!(true), &json!("Lead")));
+                assert_eq!(
+                    (&user["active"], &user["title"]),
+                    (&json!(true), &json!("Lead"))
+                );
                 events.push(("mover", 2));
                 orders.push("title kept, deactivate 412");
             }
@@ -277,7 +294,11 @@ async fn on_postgres_two_replicas_change_one_user_at_once_and_queue_exactly_the_
             .iter()
             .filter_map(|q| {
                 let version = q.event.external_id.strip_prefix(&prefix)?.parse().ok()?;
-                Some((version, q.event.kind.as_str().to_string(), q.event.identity.clone()))
+                Some((
+                    version,
+                    q.event.kind.as_str().to_string(),
+                    q.event.identity.clone(),
+                ))
             })
             .collect();
         found.sort();

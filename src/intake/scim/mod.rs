@@ -31,6 +31,7 @@ pub mod response;
 pub mod schema;
 pub mod store;
 
+use crate::config::StoreConfig;
 use crate::event::{EventSource, LifecycleEvent};
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path as UrlPath, Query, Request, State};
@@ -47,10 +48,9 @@ use schema::{CORE_USER, ENTERPRISE_USER, LIST_RESPONSE, MAX_RESULTS};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use crate::config::StoreConfig;
 use std::sync::Arc;
-use store::{ScimStore, Selection, StoredUser};
 pub use store::ScimTx;
+use store::{ScimStore, Selection, StoredUser};
 
 /// Where events go: the durable queue. Called before the request is answered, inside the
 /// User's transaction, which it is given (an event written through it is kept only if the User
@@ -729,7 +729,8 @@ async fn create_user(
             };
             commit(inner, |tx| {
                 let (user, evented) = write_change(tx, inner, None, Some(draft))?;
-                let user = user.ok_or_else(|| ScimError::internal("the new User was not returned"))?;
+                let user =
+                    user.ok_or_else(|| ScimError::internal("the new User was not returned"))?;
                 Ok((user, evented))
             })
         })

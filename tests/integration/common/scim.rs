@@ -2,8 +2,8 @@
 //! loopback port, a temporary store (an SQLite file, or a new database on the shared PostgreSQL
 //! cluster), and a sink that records events (or fails on demand).
 
-use closeout::event::LifecycleEvent;
 use closeout::config::StoreConfig;
+use closeout::event::LifecycleEvent;
 use closeout::intake::scim::{router, EventSink, ScimConfig, ScimState, ScimTx};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
