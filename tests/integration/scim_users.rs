@@ -431,8 +431,40 @@ async fn two_replicas_on_postgres_serialise_the_changes_of_one_user() {
     assert_eq!(user["displayName"], "Ann L.", "{user}");
     assert_eq!(user["meta"]["version"], "W/\"24\"", "{user}");
 
+    // The same new userName at both replicas at once: one 201, one 409 uniqueness.
+    let mut dana = ann();
+    dana["userName"] = json!("dana@example.com");
+    let (one, two) = tokio::join!(
+        call(&a, Method::POST, "/Users", Some(dana.clone())),
+        call(&b, Method::POST, "/Users", Some(dana)),
+    );
+    let mut statuses = [one.0.as_u16(), two.0.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{} {}", one.2, two.2);
+    let conflict = if one.0 == StatusCode::CONFLICT {
+        &one.2
+    } else {
+        &two.2
+    };
+    assert_eq!(conflict["scimType"], "uniqueness", "{conflict}");
+    let (_, _, list) = call(
+        &b,
+        Method::GET,
+        "/Users?filter=userName%20eq%20%22dana@example.com%22",
+        None,
+    )
+    .await;
+    assert_eq!(list["totalResults"], 1, "{list}");
+
     let mut events = a.events();
     events.extend(b.events());
+    // The new User's joiner, then the rest are Ann's.
+    let dana_joiners = events
+        .iter()
+        .filter(|e| e.kind == Trigger::Joiner && !e.external_id.contains(&id))
+        .count();
+    assert_eq!(dana_joiners, 1, "one joiner for the one kept creation");
+    events.retain(|e| e.external_id.contains(&id));
     let mut kinds: Vec<_> = events
         .iter()
         .map(|e| (e.kind, e.external_id.clone()))

@@ -111,7 +111,7 @@ pub struct ScimState {
 struct Inner {
     store: ScimStore,
     sink: EventSink,
-    committed: Option<Committed>,
+    committed: std::sync::OnceLock<Committed>,
     /// SHA-256 of each accepted token: compared in constant time, whatever their lengths.
     token_digests: Vec<[u8; 32]>,
     mapping: Mapping,
@@ -145,7 +145,7 @@ impl ScimState {
             inner: Arc::new(Inner {
                 store,
                 sink,
-                committed: None,
+                committed: std::sync::OnceLock::new(),
                 token_digests,
                 mapping: Mapping { location },
                 base_url: config
@@ -156,11 +156,10 @@ impl ScimState {
         })
     }
 
-    /// Call `committed` after each change whose event the sink accepted was committed.
-    pub fn on_commit(mut self, committed: Committed) -> ScimState {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.committed = Some(committed);
-        }
+    /// Call `committed` after each change whose event the sink accepted was committed (set
+    /// once: a second call is ignored).
+    pub fn on_commit(self, committed: Committed) -> ScimState {
+        let _ = self.inner.committed.set(committed);
         self
     }
 
@@ -695,7 +694,7 @@ fn commit<T: Send>(
 ) -> Result<T, ScimError> {
     let (value, evented) = inner.store.write(change)?;
     if evented {
-        if let Some(committed) = &inner.committed {
+        if let Some(committed) = inner.committed.get() {
             committed();
         }
     }

@@ -67,8 +67,9 @@ impl StoreError {
     /// committed first).
     pub fn is_unique_violation(&self) -> bool {
         match self {
-            StoreError::Sql(e) => {
-                e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             }
             StoreError::Postgres(PgError::Sql(e)) => {
                 e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
