@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::event::LifecycleEvent;
-use crate::store::queue::{EventQueue, Submitted};
+use crate::store::queue::{EventQueue, PgQueue, Submitted};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -41,18 +41,20 @@ pub(crate) fn router(state: Shared, scim_token: Option<String>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     let scim = match scim_token {
-        Some(_) if state.postgres.is_some() => scim_unavailable(
-            "SCIM users are not on the PostgreSQL store yet (docs/serve.md, \"Deployment\")".into(),
-        ),
         Some(token) => {
             let config = crate::intake::scim::ScimConfig {
-                db_path: state.config.store.path.clone(),
+                store: state.config.store.clone(),
                 tokens: vec![token],
                 location_attribute: None,
                 base_url: None,
             };
             match crate::intake::scim::ScimState::open(&config, scim_sink(state.clone())) {
-                Ok(scim) => crate::intake::scim::router(scim),
+                Ok(scim) => {
+                    let woken = state.clone();
+                    crate::intake::scim::router(
+                        scim.on_commit(Arc::new(move || woken.wake.notify_waiters())),
+                    )
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "SCIM is unavailable");
                     scim_unavailable(format!("SCIM is unavailable: {e}"))
@@ -91,19 +93,25 @@ fn scim_unavailable(detail: String) -> Router {
 }
 
 /// SCIM changes become events in the same store as webhooks, written in the SCIM change's own
-/// transaction (the SCIM store is the same file as the queue).
+/// transaction: the SCIM Users are in the store's SQLite file or PostgreSQL database, as the
+/// queue is. The workers are woken before the commit (on SQLite a woken worker's claim takes the
+/// write lock, so it waits for this transaction and then sees the event) and again after it (on
+/// PostgreSQL a claim does not wait: it sees the event only once committed).
 fn scim_sink(state: Shared) -> crate::intake::scim::EventSink {
     Arc::new(
-        move |tx: &rusqlite::Transaction<'_>, event: LifecycleEvent| {
+        move |tx: &mut crate::intake::scim::ScimTx<'_>, event: LifecycleEvent| {
             if state.stopping.load(Ordering::SeqCst) {
                 return Err("the service is stopping".into());
             }
             let kind = event.kind.as_str();
-            match EventQueue::submit_in(tx, &event, chrono::Utc::now()) {
+            let now = chrono::Utc::now();
+            let submitted = match tx {
+                crate::intake::scim::ScimTx::Sqlite(tx) => EventQueue::submit_in(tx, &event, now),
+                crate::intake::scim::ScimTx::Postgres(tx) => PgQueue::submit_in(tx, &event, now),
+            };
+            match submitted {
                 Ok(Submitted::New { .. }) => {
                     crate::metrics::global().event(kind, "accepted");
-                    // Before the commit: a woken worker's claim takes the write lock, so it waits
-                    // for this transaction and then sees the event.
                     state.wake.notify_waiters();
                     Ok(())
                 }

@@ -1,11 +1,21 @@
 //! The scim2-tester conformance suite (tests/scim/conformance.py) against the SCIM router
-//! served in-process. Fails, never skips, when the venv or the package is missing.
+//! served in-process, on the SQLite and on the PostgreSQL store. Fails, never skips, when the
+//! venv or the package is missing.
 
 use crate::common::scim as harness;
 use crate::common::{venv, REPO};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim2_tester_reports_no_error() {
+    conformance(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_scim2_tester_reports_no_error() {
+    conformance(true).await;
+}
+
+async fn conformance(postgres: bool) {
     let python = venv().join("bin/python");
     assert!(
         python.exists(),
@@ -23,7 +33,7 @@ async fn scim2_tester_reports_no_error() {
         String::from_utf8_lossy(&probe.stderr)
     );
 
-    let server = harness::Server::start().await;
+    let server = harness::Server::start_on(postgres).await;
     let out = tokio::process::Command::new(&python)
         .arg(format!("{REPO}/tests/scim/conformance.py"))
         .arg(&server.base)

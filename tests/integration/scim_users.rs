@@ -10,6 +10,34 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
+/// Every test here runs on both stores: `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(false).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(true).await
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    post_is_a_joiner_with_the_hr_attributes,
+    entra_patch_active_false_is_one_leaver_and_a_retry_is_none,
+    okta_patch_without_path_deactivates_and_reactivates,
+    a_department_change_is_one_mover_with_the_new_department,
+    put_replaces_and_delete_of_an_active_user_is_a_leaver,
+    a_failing_sink_fails_the_request_and_keeps_nothing,
+    filters_and_pagination,
+    without_a_valid_token_it_is_401_in_scim_form,
+    users_survive_a_restart,
+);
+
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
@@ -73,9 +101,8 @@ fn patch(ops: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": ops})
 }
 
-#[tokio::test]
-async fn post_is_a_joiner_with_the_hr_attributes() {
-    let s = Server::start().await;
+async fn post_is_a_joiner_with_the_hr_attributes(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     let id = create(&s, ann()).await;
     let events = s.events();
     assert_eq!(events.len(), 1);
@@ -103,9 +130,8 @@ async fn post_is_a_joiner_with_the_hr_attributes() {
     assert_eq!(s.events().len(), 1);
 }
 
-#[tokio::test]
-async fn entra_patch_active_false_is_one_leaver_and_a_retry_is_none() {
-    let s = Server::start().await;
+async fn entra_patch_active_false_is_one_leaver_and_a_retry_is_none(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     let id = create(&s, ann()).await;
     let body = patch(json!([{"op": "Replace", "path": "active", "value": "False"}]));
     let (status, _, user) = call(
@@ -134,9 +160,8 @@ async fn entra_patch_active_false_is_one_leaver_and_a_retry_is_none() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn okta_patch_without_path_deactivates_and_reactivates() {
-    let s = Server::start().await;
+async fn okta_patch_without_path_deactivates_and_reactivates(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     let id = create(&s, ann()).await;
     let off = patch(json!([{"op": "replace", "value": {"active": false}}]));
     let (status, _, _) = call(&s, Method::PATCH, &format!("/Users/{id}"), Some(off)).await;
@@ -148,9 +173,8 @@ async fn okta_patch_without_path_deactivates_and_reactivates() {
     assert_eq!(kinds, [Trigger::Joiner, Trigger::Leaver, Trigger::Joiner]);
 }
 
-#[tokio::test]
-async fn a_department_change_is_one_mover_with_the_new_department() {
-    let s = Server::start().await;
+async fn a_department_change_is_one_mover_with_the_new_department(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     let id = create(&s, ann()).await;
     let body = patch(json!([
         {"op": "Replace", "path": format!("{ENT}:department"), "value": "Sales"},
@@ -187,9 +211,8 @@ async fn a_department_change_is_one_mover_with_the_new_department() {
     );
 }
 
-#[tokio::test]
-async fn put_replaces_and_delete_of_an_active_user_is_a_leaver() {
-    let s = Server::start().await;
+async fn put_replaces_and_delete_of_an_active_user_is_a_leaver(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     let id = create(&s, ann()).await;
     let mut body = ann();
     body["title"] = json!("Manager");
@@ -209,9 +232,8 @@ async fn put_replaces_and_delete_of_an_active_user_is_a_leaver() {
     assert_eq!(events[2].external_id, format!("scim:User:{id}:v3"));
 }
 
-#[tokio::test]
-async fn a_failing_sink_fails_the_request_and_keeps_nothing() {
-    let s = Server::start().await;
+async fn a_failing_sink_fails_the_request_and_keeps_nothing(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     let id = create(&s, ann()).await;
     s.fail_sink.store(true, Ordering::SeqCst);
     let off = patch(json!([{"op": "replace", "path": "active", "value": false}]));
@@ -240,9 +262,8 @@ async fn a_failing_sink_fails_the_request_and_keeps_nothing() {
     assert_eq!(events[2].external_id, format!("scim:User:{bob_id}:v1"));
 }
 
-#[tokio::test]
-async fn filters_and_pagination() {
-    let s = Server::start().await;
+async fn filters_and_pagination(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     for i in 0..5 {
         create(
             &s,
@@ -318,9 +339,8 @@ async fn filters_and_pagination() {
     );
 }
 
-#[tokio::test]
-async fn without_a_valid_token_it_is_401_in_scim_form() {
-    let s = Server::start().await;
+async fn without_a_valid_token_it_is_401_in_scim_form(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     for auth in [None, Some("Bearer wrong"), Some("Basic dGVzdA==")] {
         let mut req = Client::new().get(s.url("/Users"));
         if let Some(a) = auth {
@@ -337,14 +357,132 @@ async fn without_a_valid_token_it_is_401_in_scim_form() {
     }
 }
 
-#[tokio::test]
-async fn users_survive_a_restart() {
-    let s = Server::start().await;
+async fn users_survive_a_restart(postgres: bool) {
+    let s = Server::start_on(postgres).await;
     let id = create(&s, ann()).await;
-    let dir = s.stop().await;
-    let s = Server::start_in(dir).await;
+    let (dir, store) = s.stop().await;
+    let s = Server::start_in(dir, store).await;
     let (status, _, user) = call(&s, Method::GET, &format!("/Users/{id}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(user["userName"], "Ann@Example.com");
     assert_eq!(user[ENT]["department"], "R&D");
+}
+
+/// Two SCIM routers (two replicas) on one PostgreSQL database, changing one User at once: every
+/// change is kept (none lost), versions count every change, two PATCHes conditional on the same
+/// version give one 200 and one 412, and exactly the events of the kept changes were handed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_postgres_serialise_the_changes_of_one_user() {
+    let a = Server::start_postgres().await;
+    let b = Server::start_in(tempfile::tempdir().expect("temp dir"), a.store.clone()).await;
+    let id = create(&a, ann()).await;
+
+    // 2 × 10 PATCHes, half at each replica, all at once: each adds its own phone number.
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let (server, id) = (if i % 2 == 0 { &a } else { &b }, id.clone());
+        let body = patch(json!([{"op": "add", "path": "phoneNumbers",
+            "value": [{"type": "work", "value": format!("+49 30 {i:04}")}]}]));
+        calls.push(async move {
+            call(server, Method::PATCH, &format!("/Users/{id}"), Some(body)).await
+        });
+    }
+    for (status, _, user) in futures::future::join_all(calls).await {
+        assert_eq!(status, StatusCode::OK, "{user}");
+    }
+    let (_, _, user) = call(&b, Method::GET, &format!("/Users/{id}"), None).await;
+    let phones = user["phoneNumbers"].as_array().map_or(0, Vec::len);
+    assert_eq!(phones, 20, "every concurrent change was kept: {user}");
+    assert_eq!(user["meta"]["version"], "W/\"21\"", "{user}");
+
+    // The same version named at both replicas: one wins, the other is told the User changed.
+    let conditional = |server: &'static str| {
+        let (s, id) = (if server == "a" { &a } else { &b }, id.clone());
+        async move {
+            let mut req = Client::new()
+                .request(Method::PATCH, s.url(&format!("/Users/{id}")))
+                .bearer_auth(TOKEN)
+                .header("if-match", "W/\"21\"")
+                .header("content-type", "application/scim+json");
+            let title = format!("Title from {server}");
+            req = req.body(
+                patch(json!([{"op": "replace", "path": "title", "value": title}])).to_string(),
+            );
+            req.send().await.expect("request").status()
+        }
+    };
+    let (sa, sb) = tokio::join!(conditional("a"), conditional("b"));
+    let mut statuses = [sa.as_u16(), sb.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 412], "one conditional PATCH wins");
+
+    // Deactivation at one replica while the other renames: both kept, one leaver.
+    let off = patch(json!([{"op": "replace", "path": "active", "value": false}]));
+    let rename = patch(json!([{"op": "replace", "path": "displayName", "value": "Ann L."}]));
+    let path = format!("/Users/{id}");
+    let (off, rename) = tokio::join!(
+        call(&a, Method::PATCH, &path, Some(off)),
+        call(&b, Method::PATCH, &path, Some(rename)),
+    );
+    assert_eq!(off.0, StatusCode::OK, "{}", off.2);
+    assert_eq!(rename.0, StatusCode::OK, "{}", rename.2);
+    let (_, _, user) = call(&a, Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(user["active"], json!(false), "{user}");
+    assert_eq!(user["displayName"], "Ann L.", "{user}");
+    assert_eq!(user["meta"]["version"], "W/\"24\"", "{user}");
+
+    // The same new userName at both replicas at once: one 201, one 409 uniqueness.
+    let mut dana = ann();
+    dana["userName"] = json!("dana@example.com");
+    let (one, two) = tokio::join!(
+        call(&a, Method::POST, "/Users", Some(dana.clone())),
+        call(&b, Method::POST, "/Users", Some(dana)),
+    );
+    let mut statuses = [one.0.as_u16(), two.0.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{} {}", one.2, two.2);
+    let conflict = if one.0 == StatusCode::CONFLICT {
+        &one.2
+    } else {
+        &two.2
+    };
+    assert_eq!(conflict["scimType"], "uniqueness", "{conflict}");
+    let (_, _, list) = call(
+        &b,
+        Method::GET,
+        "/Users?filter=userName%20eq%20%22dana@example.com%22",
+        None,
+    )
+    .await;
+    assert_eq!(list["totalResults"], 1, "{list}");
+
+    let mut events = a.events();
+    events.extend(b.events());
+    // The new User's joiner, then the rest are Ann's.
+    let dana_joiners = events
+        .iter()
+        .filter(|e| e.kind == Trigger::Joiner && !e.external_id.contains(&id))
+        .count();
+    assert_eq!(dana_joiners, 1, "one joiner for the one kept creation");
+    events.retain(|e| e.external_id.contains(&id));
+    let mut kinds: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.external_id.clone()))
+        .collect();
+    kinds.sort_by(|x, y| x.1.cmp(&y.1));
+    // The title change (a mover) and the leaver: their versions are 22 and 23 or 24.
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert!(
+        kinds.contains(&(Trigger::Joiner, format!("scim:User:{id}:v1"))),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(Trigger::Mover, format!("scim:User:{id}:v22"))),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().any(|(k, e)| *k == Trigger::Leaver
+            && (*e == format!("scim:User:{id}:v23") || *e == format!("scim:User:{id}:v24"))),
+        "{kinds:?}"
+    );
 }

@@ -5,14 +5,23 @@
 //!
 //! # Order of a change
 //!
-//! In one SQLite transaction: the User is written, then the event is handed to the sink inside
-//! that same transaction, then the transaction commits, then the request is answered. In
-//! `closeout serve` the sink stores the event in the event queue of the same file, so the User
-//! and its event are kept together or not at all, and no second connection waits on this one's
-//! write lock. The sink failing rolls the change back (503), so an acknowledged change always
-//! produced its event. A retried request produces the same event id (the version did not
-//! advance, and a new User's id is derived from its userName), which the queue recognises as a
-//! duplicate.
+//! In one store transaction ([`store::ScimStore::write`], SQLite or PostgreSQL): the User is read
+//! and locked, the request's `If-Match` is checked against it, the new User is written, the event
+//! is handed to the sink inside that same transaction, the transaction commits, and only then is
+//! the request answered. In `closeout serve` the sink stores the event in the event queue of the
+//! same store — on SQLite the same file, on PostgreSQL the same database, in the same
+//! PostgreSQL transaction (the queue's PostgreSQL backend takes the caller's transaction,
+//! `PgQueue::submit_in`) — so the User and its event are committed together or not at all: an
+//! acknowledged change always produced its stored event, and no event is stored for a change that
+//! was rolled back. No ordering of two commits is needed, so none was chosen. The sink failing
+//! rolls the change back (503). A retried request produces the same event id (the version did
+//! not advance, and a new User's id is derived from its userName), which the queue recognises as
+//! a duplicate.
+//!
+//! Several replicas on one PostgreSQL store serve SCIM at once: the User is read `FOR UPDATE`
+//! inside the change's transaction, so two changes of one User at two replicas serialise — the
+//! second reads the first's committed version, checks its `If-Match` against it (412 when it
+//! named the old version) and applies its change on top (never lost). See [`store`].
 
 pub mod error;
 pub mod lifecycle;
@@ -22,6 +31,7 @@ pub mod response;
 pub mod schema;
 pub mod store;
 
+use crate::config::StoreConfig;
 use crate::event::{EventSource, LifecycleEvent};
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path as UrlPath, Query, Request, State};
@@ -34,20 +44,23 @@ use chrono::{SecondsFormat, Utc};
 pub use error::ScimError;
 use lifecycle::Mapping;
 use response::scim_json;
-use rusqlite::Connection;
 use schema::{CORE_USER, ENTERPRISE_USER, LIST_RESPONSE, MAX_RESULTS};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use store::{Selection, StoredUser};
+use std::sync::Arc;
+pub use store::ScimTx;
+use store::{ScimStore, Selection, StoredUser};
 
 /// Where events go: the durable queue. Called before the request is answered, inside the
 /// User's transaction, which it is given (an event written through it is kept only if the User
 /// is); an `Err` fails the request with 503 and the change is not kept.
 pub type EventSink =
-    Arc<dyn Fn(&rusqlite::Transaction<'_>, LifecycleEvent) -> Result<(), SinkError> + Send + Sync>;
+    Arc<dyn Fn(&mut ScimTx<'_>, LifecycleEvent) -> Result<(), SinkError> + Send + Sync>;
+
+/// Called after a change whose event the sink accepted was committed (`closeout serve` wakes
+/// its workers: on PostgreSQL they cannot see the event before the commit).
+pub type Committed = Arc<dyn Fn() + Send + Sync>;
 
 /// Why the sink did not keep an event (the queue's own error, or the service stopping).
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -55,8 +68,9 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 /// What the SCIM router needs.
 #[derive(Debug, Clone)]
 pub struct ScimConfig {
-    /// The SQLite file holding `scim_users` (created if missing).
-    pub db_path: PathBuf,
+    /// The store holding the Users: `[store] path`'s SQLite file (tables created if missing)
+    /// or the PostgreSQL store `[store] url` names (migrated at open).
+    pub store: StoreConfig,
     /// Accepted bearer tokens (one per IdP, or an old and a new one during rotation).
     pub tokens: Vec<String>,
     /// Where the location of lifecycle events is read, as a SCIM path (e.g.
@@ -95,8 +109,9 @@ pub struct ScimState {
 }
 
 struct Inner {
-    conn: Mutex<Connection>,
+    store: ScimStore,
     sink: EventSink,
+    committed: std::sync::OnceLock<Committed>,
     /// SHA-256 of each accepted token: compared in constant time, whatever their lengths.
     token_digests: Vec<[u8; 32]>,
     mapping: Mapping,
@@ -125,11 +140,12 @@ impl ScimState {
                 })
             })
             .transpose()?;
-        let conn = store::open(&config.db_path)?;
+        let store = ScimStore::open_config(&config.store)?;
         Ok(ScimState {
             inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
+                store,
                 sink,
+                committed: std::sync::OnceLock::new(),
                 token_digests,
                 mapping: Mapping { location },
                 base_url: config
@@ -140,21 +156,27 @@ impl ScimState {
         })
     }
 
-    /// Run `f` with the connection on a blocking thread (SQLite and the sink block).
-    async fn with_conn<T: Send + 'static>(
+    /// Call `committed` after each change whose event the sink accepted was committed (set
+    /// once: a second call is ignored).
+    pub fn on_commit(self, committed: Committed) -> ScimState {
+        let _ = self.inner.committed.set(committed);
+        self
+    }
+
+    /// Whether the Users are in the PostgreSQL store.
+    pub fn is_postgres(&self) -> bool {
+        self.inner.store.is_postgres()
+    }
+
+    /// Run `f` on a blocking thread (the store and the sink block).
+    async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection, &Inner) -> Result<T, ScimError> + Send + 'static,
+        f: impl FnOnce(&Inner) -> Result<T, ScimError> + Send + 'static,
     ) -> Result<T, ScimError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .conn
-                .lock()
-                .map_err(|_| ScimError::internal("the SCIM store lock is poisoned"))?;
-            f(&mut conn, &inner)
-        })
-        .await
-        .map_err(|e| ScimError::internal(format!("SCIM worker failed: {e}")))?
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| ScimError::internal(format!("SCIM worker failed: {e}")))?
     }
 }
 
@@ -496,7 +518,7 @@ async fn list_users(
         .clamp(0, MAX_RESULTS as i64);
     let projection = Projection::from_query(&q);
     let (total, users) = state
-        .with_conn(move |conn, _| {
+        .blocking(move |inner| {
             let sel = match &filter {
                 None => Selection::All,
                 Some(path::ListFilter::UserName(u)) => Selection::UserName(u),
@@ -505,7 +527,9 @@ async fn list_users(
             };
             let start = usize::try_from(start_index - 1).unwrap_or(0);
             let count = usize::try_from(count).unwrap_or(0);
-            store::list(conn, sel, start, count).map_err(store_error)
+            inner
+                .store
+                .read(|tx| tx.list(sel, start, count).map_err(ScimError::from))
         })
         .await?;
     let resources = users
@@ -519,9 +543,22 @@ async fn list_users(
     )))
 }
 
-fn store_error(e: store::StoreError) -> ScimError {
-    tracing::error!(error = %e, "SCIM store failure");
-    ScimError::internal("the SCIM store failed; see the server log")
+impl From<store::StoreError> for ScimError {
+    /// A unique index refusing the write is 409 (a concurrent change took the userName first);
+    /// the database giving up a transaction for a concurrent one is 503 (retry); anything else
+    /// is 500, detailed in the server log only.
+    fn from(e: store::StoreError) -> ScimError {
+        if e.is_unique_violation() {
+            tracing::info!(error = %e, "a concurrent SCIM change took the userName first");
+            return ScimError::uniqueness("userName is already taken");
+        }
+        if e.is_contention() {
+            tracing::warn!(error = %e, "a SCIM change gave way to a concurrent one; answering 503");
+            return ScimError::unavailable("a concurrent change of the same User; retry");
+        }
+        tracing::error!(error = %e, "SCIM store failure");
+        ScimError::internal("the SCIM store failed; see the server log")
+    }
 }
 
 async fn get_user(
@@ -532,9 +569,10 @@ async fn get_user(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let user = state
-        .with_conn(move |conn, _| {
-            store::get(conn, &id)
-                .map_err(store_error)?
+        .blocking(move |inner| {
+            inner
+                .store
+                .read(|tx| tx.get(&id).map_err(ScimError::from))?
                 .ok_or_else(|| not_found(&id))
         })
         .await?;
@@ -580,29 +618,23 @@ fn check_if_match(headers: &HeaderMap, user: &StoredUser) -> Result<(), ScimErro
     }
 }
 
-/// Gives a new User its id inside the transaction.
-type MakeId = dyn Fn(&rusqlite::Transaction<'_>) -> Result<String, store::StoreError>;
-
-/// Write a change (or a deletion), hand its event to the sink, then commit (see the module
-/// documentation for why in this order).
-fn commit_change(
-    conn: &mut Connection,
+/// Write a change (or a deletion) in the caller's transaction and hand its event to the sink
+/// in that same transaction (see the module documentation for why in this order); the caller
+/// commits. `new` with an empty id is a new User: its id is made here.
+fn write_change(
+    tx: &mut ScimTx<'_>,
     inner: &Inner,
     old: Option<&StoredUser>,
-    new: Option<&StoredUser>,
-    make_id: Option<&MakeId>,
-) -> Result<Option<StoredUser>, ScimError> {
-    // Immediate: take the write lock first, so a concurrent writer makes this wait (busy
-    // timeout) instead of failing when a read snapshot would have to be upgraded.
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| store_error(e.into()))?;
-    let mut new = new.cloned();
-    if let (Some(n), Some(make_id)) = (new.as_mut(), make_id) {
-        n.id = make_id(&tx).map_err(store_error)?;
+    new: Option<StoredUser>,
+) -> Result<(Option<StoredUser>, bool), ScimError> {
+    let mut new = new;
+    if let Some(n) = new.as_mut().filter(|n| n.id.is_empty()) {
+        // On PostgreSQL this locks the userName's count: a concurrent POST of the same userName
+        // waits here, then finds this one's User below.
+        n.id = tx.new_id(n.user_name())?;
     }
     if let Some(n) = &new {
-        if let Some(other) = store::id_by_user_name(&tx, n.user_name()).map_err(store_error)? {
+        if let Some(other) = tx.id_by_user_name(n.user_name())? {
             if other != n.id {
                 return Err(ScimError::uniqueness(format!(
                     "userName {:?} is already taken",
@@ -610,44 +642,63 @@ fn commit_change(
                 )));
             }
         }
-        store::put(&tx, n).map_err(store_error)?;
+        tx.put(n)?;
     } else if let Some(o) = old {
-        store::delete(&tx, &o.id).map_err(store_error)?;
+        tx.delete(&o.id)?;
     }
-    let resolve_manager = |m: &str| -> Option<String> {
-        store::get(&tx, m)
-            .ok()
-            .flatten()
-            .map(|u| lifecycle::identity(&u.doc))
+    let event = {
+        let tx = std::cell::RefCell::new(&mut *tx);
+        let resolve_manager = |m: &str| -> Option<String> {
+            tx.borrow_mut()
+                .get(m)
+                .ok()
+                .flatten()
+                .map(|u| lifecycle::identity(&u.doc))
+        };
+        inner.mapping.event(
+            old.map(|u| &u.doc),
+            new.as_ref().map(|u| &u.doc),
+            &resolve_manager,
+        )
     };
-    let event = inner.mapping.event(
-        old.map(|u| &u.doc),
-        new.as_ref().map(|u| &u.doc),
-        &resolve_manager,
-    );
-    if let Some((kind, identity, attributes)) = event {
-        let (id, version) = match (&new, old) {
-            (Some(n), _) => (n.id.clone(), n.version),
-            (None, Some(o)) => (o.id.clone(), o.version + 1),
-            (None, None) => return Err(ScimError::internal("a change without a User")),
-        };
-        let event = LifecycleEvent {
-            source: EventSource::Scim,
-            external_id: format!("scim:User:{id}:v{version}"),
-            kind,
-            identity,
-            attributes,
-            effective_at: Utc::now(),
-        };
-        (inner.sink)(&tx, event).map_err(|e| {
-            tracing::warn!(error = %e, "the event queue refused a SCIM change; answering 503");
-            ScimError::unavailable(format!(
-                "the change was not kept: the event queue is unavailable ({e})"
-            ))
-        })?;
+    let Some((kind, identity, attributes)) = event else {
+        return Ok((new, false));
+    };
+    let (id, version) = match (&new, old) {
+        (Some(n), _) => (n.id.clone(), n.version),
+        (None, Some(o)) => (o.id.clone(), o.version + 1),
+        (None, None) => return Err(ScimError::internal("a change without a User")),
+    };
+    let event = LifecycleEvent {
+        source: EventSource::Scim,
+        external_id: format!("scim:User:{id}:v{version}"),
+        kind,
+        identity,
+        attributes,
+        effective_at: Utc::now(),
+    };
+    (inner.sink)(tx, event).map_err(|e| {
+        tracing::warn!(error = %e, "the event queue refused a SCIM change; answering 503");
+        ScimError::unavailable(format!(
+            "the change was not kept: the event queue is unavailable ({e})"
+        ))
+    })?;
+    Ok((new, true))
+}
+
+/// Run `change` in one write transaction of the store and commit it; then tell
+/// `committed` when an event was handed to the sink.
+fn commit<T: Send>(
+    inner: &Inner,
+    change: impl FnOnce(&mut ScimTx<'_>) -> Result<(T, bool), ScimError> + Send,
+) -> Result<T, ScimError> {
+    let (value, evented) = inner.store.write(change)?;
+    if evented {
+        if let Some(committed) = inner.committed.get() {
+            committed();
+        }
     }
-    tx.commit().map_err(|e| store_error(e.into()))?;
-    Ok(new)
+    Ok(value)
 }
 
 fn require_user_name(doc: &Map<String, Value>) -> Result<(), ScimError> {
@@ -666,13 +717,8 @@ async fn create_user(
     let doc = patch::document(&parse_body(&headers, &body)?)?;
     require_user_name(&doc)?;
     let user = state
-        .with_conn(move |conn, inner| {
+        .blocking(move |inner| {
             let now = Utc::now();
-            let user_name = doc
-                .get("userName")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
             let draft = StoredUser {
                 id: String::new(),
                 version: 1,
@@ -680,9 +726,12 @@ async fn create_user(
                 last_modified: now,
                 doc,
             };
-            let make_id = move |tx: &rusqlite::Transaction<'_>| store::new_id(tx, &user_name);
-            commit_change(conn, inner, None, Some(&draft), Some(&make_id))?
-                .ok_or_else(|| ScimError::internal("the new User was not returned"))
+            commit(inner, |tx| {
+                let (user, evented) = write_change(tx, inner, None, Some(draft))?;
+                let user =
+                    user.ok_or_else(|| ScimError::internal("the new User was not returned"))?;
+                Ok((user, evented))
+            })
         })
         .await?;
     Ok(user_response(
@@ -702,24 +751,27 @@ async fn update_user(
     change: impl FnOnce(&StoredUser) -> Result<Map<String, Value>, ScimError> + Send + 'static,
 ) -> Result<StoredUser, ScimError> {
     state
-        .with_conn(move |conn, inner| {
-            let old = store::get(conn, &id)
-                .map_err(store_error)?
-                .ok_or_else(|| not_found(&id))?;
-            check_if_match(&headers, &old)?;
-            let doc = change(&old)?;
-            require_user_name(&doc)?;
-            if doc == old.doc {
-                return Ok(old);
-            }
-            let new = StoredUser {
-                version: old.version + 1,
-                last_modified: Utc::now(),
-                doc,
-                ..old.clone()
-            };
-            commit_change(conn, inner, Some(&old), Some(&new), None)?
-                .ok_or_else(|| ScimError::internal("the User was not returned"))
+        .blocking(move |inner| {
+            commit(inner, |tx| {
+                // Locked: a concurrent change of this User (another replica's) waits for this
+                // transaction, and this one read the last committed version.
+                let old = tx.lock(&id)?.ok_or_else(|| not_found(&id))?;
+                check_if_match(&headers, &old)?;
+                let doc = change(&old)?;
+                require_user_name(&doc)?;
+                if doc == old.doc {
+                    return Ok((old, false));
+                }
+                let new = StoredUser {
+                    version: old.version + 1,
+                    last_modified: Utc::now(),
+                    doc,
+                    ..old.clone()
+                };
+                let (user, evented) = write_change(tx, inner, Some(&old), Some(new))?;
+                let user = user.ok_or_else(|| ScimError::internal("the User was not returned"))?;
+                Ok((user, evented))
+            })
         })
         .await
 }
@@ -769,12 +821,13 @@ async fn delete_user(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     state
-        .with_conn(move |conn, inner| {
-            let old = store::get(conn, &id)
-                .map_err(store_error)?
-                .ok_or_else(|| not_found(&id))?;
-            check_if_match(&headers, &old)?;
-            commit_change(conn, inner, Some(&old), None, None)
+        .blocking(move |inner| {
+            commit(inner, |tx| {
+                let old = tx.lock(&id)?.ok_or_else(|| not_found(&id))?;
+                check_if_match(&headers, &old)?;
+                let (_, evented) = write_change(tx, inner, Some(&old), None)?;
+                Ok(((), evented))
+            })
         })
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -4,8 +4,9 @@
 //! `src/store/pg/migrations/`) applied at open, under an advisory lock so replicas starting
 //! together migrate once, and refused when the database has a newer schema than this binary.
 //!
-//! So far the event queue (`super::queue::PgQueue`) and the identity and leader leases
-//! (`super::lease`) have a PostgreSQL backend; docs/serve.md ("Deployment") says what does not yet.
+//! So far the event queue (`super::queue::PgQueue`), the identity and leader leases
+//! (`super::lease`), the journal and the SCIM Users (`crate::intake::scim::store`, migration V4)
+//! have a PostgreSQL backend; docs/serve.md ("Deployment") says what does not yet.
 //!
 //! Invariant: the password is read from the environment or a file when connecting, and appears
 //! in no error, log or `Debug` output of this module.
@@ -274,6 +275,60 @@ impl PgStore {
         Ok(())
     }
 
+    /// Apply the migrations this binary carries that the database skipped: versions below its
+    /// newest applied one that were never applied (it was migrated by a build that lacked them,
+    /// e.g. V4 released before V3, each written on its own branch). refinery only applies versions
+    /// above the newest applied and refuses such a gap, so they are applied here first, each in
+    /// its own transaction with its history row written as refinery writes it; refinery then finds
+    /// the history contiguous. This assumes what every migration here is written to hold: a
+    /// migration does not depend on one with a higher version.
+    fn apply_skipped(&self, client: &mut postgres::Client) -> Result<(), PgError> {
+        if PgStore::schema_version(client)? == 0 {
+            return Ok(());
+        }
+        let applied: Vec<i64> = client
+            .query("SELECT version::BIGINT FROM refinery_schema_history", &[])?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let newest = applied.iter().copied().max().unwrap_or(0);
+        let runner = embedded::migrations::runner();
+        let mut skipped: Vec<&refinery::Migration> = runner
+            .get_migrations()
+            .iter()
+            .filter(|m| {
+                let v = i64::from(m.version());
+                v < newest && !applied.contains(&v)
+            })
+            .collect();
+        skipped.sort_by_key(|m| m.version());
+        for m in skipped {
+            tracing::warn!(
+                target = %self.target,
+                migration = %m,
+                "applying a schema migration this database skipped (migrated by a build without it)"
+            );
+            let version = i32::try_from(i64::from(m.version())).map_err(|_| PgError::Migrate {
+                target: self.target.clone(),
+                message: format!("migration {m}: version out of range"),
+            })?;
+            let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let mut tx = client.transaction()?;
+            tx.batch_execute(m.sql().unwrap_or_default())
+                .map_err(|e| PgError::Migrate {
+                    target: self.target.clone(),
+                    message: format!("migration {m}: {e}"),
+                })?;
+            tx.execute(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+                 VALUES ($1, $2, $3, $4)",
+                &[&version, &m.name(), &applied_on, &m.checksum().to_string()],
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
     fn migrate_locked(&self, client: &mut postgres::Client) -> Result<(), PgError> {
         let (found, known) = (PgStore::schema_version(client)?, PgStore::known_version());
         if found > known {
@@ -283,6 +338,7 @@ impl PgStore {
                 known,
             });
         }
+        self.apply_skipped(client)?;
         embedded::migrations::runner()
             .set_abort_divergent(true)
             .set_abort_missing(true)
@@ -426,6 +482,60 @@ mod tests {
         let err = PgStore::open_uncached(&config).expect_err("a newer schema is refused");
         assert!(matches!(err, PgError::SchemaNewer { .. }), "{err}");
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    /// A database migrated by a build that lacked a lower version (V4 released before V3, say):
+    /// this binary applies the skipped one and then the rest, and opens it again as usual.
+    #[test]
+    fn a_migration_the_database_skipped_is_applied_out_of_order() {
+        let (_dir, config, _db) = testing::fresh_config();
+        let all = embedded::migrations::runner().get_migrations().clone();
+        let versions: Vec<i64> = all.iter().map(|m| i64::from(m.version())).collect();
+        assert!(versions.len() >= 3, "{versions:?}");
+        let skipped = versions[1];
+        // Migrate with every version but the second (V2: the journal), as an older build would.
+        let (target, password) = match config.backend().expect("backend") {
+            StoreBackend::Postgres { target, password } => (*target, password),
+            StoreBackend::Sqlite(_) => unreachable!("a PostgreSQL config"),
+        };
+        let mut target = target;
+        if let Some(p) = read_password(&password).expect("password") {
+            target.password(p);
+        }
+        let partial: Vec<refinery::Migration> = all
+            .iter()
+            .filter(|m| i64::from(m.version()) != skipped)
+            .cloned()
+            .collect();
+        let mut client = target.connect(postgres::NoTls).expect("connect");
+        refinery::Runner::new(&partial)
+            .run(&mut client)
+            .expect("migrate without V2");
+        let journal_table = |client: &mut postgres::Client| -> bool {
+            client
+                .query_one("SELECT to_regclass('runs') IS NOT NULL", &[])
+                .expect("query")
+                .get(0)
+        };
+        assert!(!journal_table(&mut client), "V2 was skipped");
+        // refinery alone refuses the gap; the store applies it and opens.
+        let refused = embedded::migrations::runner()
+            .set_abort_missing(true)
+            .run(&mut client);
+        assert!(refused.is_err(), "refinery refuses a skipped version");
+        PgStore::open_uncached(&config).expect("the skipped migration is applied");
+        assert!(journal_table(&mut client), "V2's tables exist now");
+        let history: Vec<i64> = client
+            .query(
+                "SELECT version::BIGINT FROM refinery_schema_history ORDER BY version",
+                &[],
+            )
+            .expect("history")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(history, versions);
+        PgStore::open_uncached(&config).expect("and it opens again without anything to do");
     }
 
     #[test]

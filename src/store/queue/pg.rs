@@ -116,10 +116,20 @@ impl PgQueue {
     ) -> Result<Submitted, QueueError> {
         self.conn.with(|c| {
             let mut tx = c.transaction()?;
-            let submitted = submit_in(&mut tx, event, received_at)?;
+            let submitted = PgQueue::submit_in(&mut tx, event, received_at)?;
             tx.commit()?;
             Ok(submitted)
         })
+    }
+
+    /// Store an event inside the caller's transaction on the store (SCIM writes a User and its
+    /// event in one transaction): kept only if the caller commits.
+    pub fn submit_in(
+        tx: &mut postgres::Transaction<'_>,
+        event: &LifecycleEvent,
+        received_at: DateTime<Utc>,
+    ) -> Result<Submitted, QueueError> {
+        submit_in(tx, event, received_at)
     }
 
     /// See [`super::EventQueue::submit_batch`]: one transaction for the batch.
@@ -131,7 +141,7 @@ impl PgQueue {
             let mut tx = c.transaction()?;
             let mut answers = Vec::with_capacity(events.len());
             for (event, received_at) in events {
-                match submit_in(&mut tx, event, *received_at) {
+                match PgQueue::submit_in(&mut tx, event, *received_at) {
                     Err(e @ QueueError::Postgres(_)) => return Err(e),
                     answer => answers.push(answer),
                 }

@@ -318,6 +318,15 @@ pub fn store_from_env() -> bool {
 /// database on the test binary's shared PostgreSQL cluster, the password in a file in `dir`,
 /// claims expiring after 5 s (a restarted service takes its own events over quickly).
 pub fn use_postgres_store(dir: &Path, config_path: &Path) -> closeout::config::StoreConfig {
+    let (store, _, _) = new_postgres_database(dir);
+    let config = std::fs::read_to_string(config_path).expect("config");
+    std::fs::write(config_path, with_store(config, Some(&store))).expect("config");
+    store
+}
+
+/// A new empty database on the shared PostgreSQL cluster: its store config, its URL and the
+/// password file (written in `dir`).
+pub fn new_postgres_database(dir: &Path) -> (closeout::config::StoreConfig, String, PathBuf) {
     let server = closeout_testkit::PostgresServer::shared();
     let db = format!(
         "world_{}_{}",
@@ -332,11 +341,11 @@ pub fn use_postgres_store(dir: &Path, config_path: &Path) -> closeout::config::S
         closeout_testkit::postgres::SUPERUSER,
         server.port()
     );
-    let store =
-        closeout::config::StoreConfig::postgres(&url, closeout::config::PasswordSource::File(pw));
-    let config = std::fs::read_to_string(config_path).expect("config");
-    std::fs::write(config_path, with_store(config, Some(&store))).expect("config");
-    store
+    let store = closeout::config::StoreConfig::postgres(
+        &url,
+        closeout::config::PasswordSource::File(pw.clone()),
+    );
+    (store, url, pw)
 }
 
 /// A test config (naming the SQLite store `state/closeout.db`, as [`config_without_providers`]
