@@ -381,12 +381,13 @@ impl StoreConfig {
     }
 }
 
-/// `[audit]`: the audit log, a hash-chained JSON-lines file kept apart from the database (see
+/// `[audit]`: the audit log, a hash-chained JSON-lines file kept apart from the SQLite database,
+/// or the PostgreSQL store's `audit_log` table when `[store] url` is set (see
 /// [`crate::store::audit`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// The append-only, hash-chained audit log (JSON lines).
+    /// The append-only, hash-chained audit log (JSON lines); unused on a PostgreSQL store.
     #[serde(default = "default_audit_path")]
     pub path: PathBuf,
     /// The Ed25519 private key (64 hex digits, `closeout audit keygen`) that signs every record,

@@ -4,8 +4,9 @@
 //! `src/store/pg/migrations/`) applied at open, under an advisory lock so replicas starting
 //! together migrate once, and refused when the database has a newer schema than this binary.
 //!
-//! So far the event queue (`super::queue::PgQueue`) and the identity and leader leases
-//! (`super::lease`) have a PostgreSQL backend; docs/serve.md ("Deployment") says what does not yet.
+//! The event queue (`super::queue::PgQueue`), the identity and leader leases (`super::lease`),
+//! the journal, observations and grant ledger, and the audit log (`super::audit`, migration V3)
+//! have a PostgreSQL backend; docs/serve.md ("Deployment") says what does not yet.
 //!
 //! Invariant: the password is read from the environment or a file when connecting, and appears
 //! in no error, log or `Debug` output of this module.
