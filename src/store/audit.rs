@@ -2785,6 +2785,9 @@ mod tests {
                 matches!(refused, AuditError::SigningKeyRequired { .. }),
                 "{refused}"
             );
+            // The evidence bundle's slice: the run's rows, their signatures checked.
+            let slice = log.run_slice("run-1", &ring).expect("slice");
+            assert_eq!(slice, exported(&log));
             // A head row stripped of its signature (rewritten) is detected.
             sql(&mut client, "UPDATE audit_head SET sig = NULL, key = NULL");
             let e = table_err(&log, Some(&ring));

@@ -424,9 +424,19 @@ pub fn plan_keys(plan: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// The audit log's records, parsed (empty when there is no log).
+/// The audit log's records, parsed (empty when there is no log), as `closeout audit export`
+/// prints them: from the file on SQLite, from the store's table on PostgreSQL.
 pub fn audit_records(world: &World) -> Vec<serde_json::Value> {
-    audit_records_at(&world.audit_path())
+    let out = world.closeout(&["audit", "export"]);
+    assert!(
+        out.status.success(),
+        "audit export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
 }
 
 /// The audit log's records at `path`, parsed (empty when there is no log).
