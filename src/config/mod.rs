@@ -381,12 +381,13 @@ impl StoreConfig {
     }
 }
 
-/// `[audit]`: the audit log, a hash-chained JSON-lines file kept apart from the database (see
+/// `[audit]`: the audit log, a hash-chained JSON-lines file kept apart from the SQLite database,
+/// or the PostgreSQL store's `audit_log` table when `[store] url` is set (see
 /// [`crate::store::audit`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// The append-only, hash-chained audit log (JSON lines).
+    /// The append-only, hash-chained audit log (JSON lines); unused on a PostgreSQL store.
     #[serde(default = "default_audit_path")]
     pub path: PathBuf,
     /// The Ed25519 private key (64 hex digits, `closeout audit keygen`) that signs every record,
@@ -445,23 +446,33 @@ fn default_audit_path() -> PathBuf {
 }
 
 impl Config {
-    /// The audit log's path from the file at `path`, reading only `[audit]`: checking the log
-    /// needs neither providers nor a valid source section.
-    pub fn audit_path(path: &Path) -> Result<PathBuf, ConfigError> {
+    /// `[audit]` and `[store]` from the file at `path`, reading only those sections: where the
+    /// audit log lives (the file, or the PostgreSQL store when `[store] url` is set) needs
+    /// neither providers nor a valid source section.
+    pub fn audit_and_store(path: &Path) -> Result<(AuditConfig, StoreConfig), ConfigError> {
         #[derive(Deserialize)]
-        struct AuditOnly {
+        struct AuditAndStore {
             #[serde(default)]
             audit: AuditConfig,
+            #[serde(default)]
+            store: StoreConfig,
         }
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let parsed: AuditOnly = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let parsed: AuditAndStore = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        Ok(parsed.audit.path)
+        parsed
+            .store
+            .backend()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        Ok((parsed.audit, parsed.store))
     }
 
     /// Read, parse and validate (pure checks only; no provider is contacted).

@@ -52,8 +52,8 @@ impl Engine {
     pub fn open(config_path: &Path) -> Result<Engine, EngineError> {
         let config = Config::load(config_path)?;
         let directory = Directory::load(&config.source.path)?;
-        // The journal and the leases are in the store (SQLite or PostgreSQL); the audit log
-        // is the file at [audit] path on either (docs/serve.md, "Deployment").
+        // The journal, the leases and (on PostgreSQL) the audit log are in the store; on
+        // SQLite the audit log is the file at [audit] path (docs/serve.md, "Deployment").
         let (journal, leases) = if config.store.url.is_none() {
             (
                 Journal::open(&config.store.path)?,
@@ -66,7 +66,7 @@ impl Engine {
                 Leases::postgres(&store, LEASE_TTL),
             )
         };
-        let mut audit = AuditLog::open(&config.audit.path)?;
+        let mut audit = AuditLog::for_store(&config.audit, &config.store)?;
         if let Some(key) = audit_signing_key(&config.audit)? {
             audit = audit.with_signer(key);
         }

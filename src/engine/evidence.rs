@@ -50,7 +50,7 @@ impl Engine {
 
     /// The sealed evidence bundle of a finished run. Contacts no provider; checks the audit
     /// log's chain and the run's records signed with the current key first
-    /// ([`crate::store::audit::run_slice`]).
+    /// ([`crate::store::audit::AuditLog::run_slice`]).
     pub async fn evidence(&self, run_id: &str) -> Result<Bundle, EngineError> {
         let key = self
             .audit
@@ -81,11 +81,10 @@ impl Engine {
             })
             .await?;
         let ring = KeyRing::new([key.public()]);
-        let (path, run_for_slice) = (self.audit.path().to_path_buf(), run.id.clone());
-        let slice = crate::store::blocking::off_runtime(move || {
-            crate::store::audit::run_slice(&path, &run_for_slice, &ring)
-        })
-        .await?;
+        let (log, run_for_slice) = (self.audit.clone(), run.id.clone());
+        let slice =
+            crate::store::blocking::off_runtime(move || log.run_slice(&run_for_slice, &ring))
+                .await?;
 
         let mut bundle = Bundle::new();
         bundle.add("README.txt", README);

@@ -131,6 +131,32 @@ impl AppState {
         }
         leading
     }
+
+    /// On a clean stop, once this process runs no scheduler pass any more: give the leader
+    /// lease up (if it holds it) so another replica leads at its next pass, not after
+    /// [`LEADER_TTL`].
+    pub(crate) async fn resign(&self) {
+        let Some(leader) = &self.leader else {
+            return;
+        };
+        if !leader.leading.load(Ordering::SeqCst) {
+            return;
+        }
+        let (leases, holder) = (leader.leases.clone(), leader.holder.clone());
+        match off_runtime(move || leases.resign(SCHEDULERS, &holder)).await {
+            Ok(()) => {
+                leader.leading.store(false, Ordering::SeqCst);
+                crate::metrics::global().leader_changes.inc();
+                tracing::info!(
+                    "resigned the schedulers' leader lease: another replica takes them over at once"
+                );
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot resign the schedulers' leader lease; another replica takes them over once it expires"
+            ),
+        }
+    }
 }
 
 /// Run the service until SIGTERM or Ctrl-C.
@@ -241,28 +267,30 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
             worker::run(state, n, stop)
         })?);
     }
+    // The schedulers: on PostgreSQL they run only while this replica holds the leader lease.
+    let mut schedulers: Vec<Background> = Vec::new();
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     if let Some(every) = every(serve.source_poll_secs) {
         let (state, stop) = (state.clone(), stop_rx.clone());
-        loops.push(Background::spawn("file-source".into(), move || {
+        schedulers.push(Background::spawn("file-source".into(), move || {
             schedule::file_source(state, every, stop)
         })?);
     }
     if let Some(every) = every(serve.reconcile_every_secs) {
         let (state, stop) = (state.clone(), stop_rx.clone());
-        loops.push(Background::spawn("reconcile".into(), move || {
+        schedulers.push(Background::spawn("reconcile".into(), move || {
             schedule::reconcile(state, every, stop)
         })?);
     }
     if let Some(every) = every(serve.rotation_every_secs) {
         let (state, stop) = (state.clone(), stop_rx.clone());
-        loops.push(Background::spawn("rotation".into(), move || {
+        schedulers.push(Background::spawn("rotation".into(), move || {
             schedule::rotation(state, every, stop)
         })?);
     }
     if let Some(every) = every(serve.expiry_every_secs) {
         let (state, stop) = (state.clone(), stop_rx.clone());
-        loops.push(Background::spawn("expiry".into(), move || {
+        schedulers.push(Background::spawn("expiry".into(), move || {
             schedule::expiry(state, every, stop)
         })?);
     }
@@ -283,9 +311,15 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
     .await;
 
     // The loops saw the stop signal with the listener; runs in flight get the grace period.
-    let grace = Duration::from_secs(serve.shutdown_grace_secs);
+    // Once no scheduler pass runs here any more, the leader lease is resigned so another
+    // replica takes the schedulers over at once rather than when the lease expires.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(serve.shutdown_grace_secs);
+    let passes = futures::future::join_all(schedulers.into_iter().map(Background::finished));
+    if tokio::time::timeout_at(deadline, passes).await.is_ok() {
+        state.resign().await;
+    }
     let all = futures::future::join_all(loops.into_iter().map(Background::finished));
-    if tokio::time::timeout(grace, all).await.is_err() {
+    if tokio::time::timeout_at(deadline, all).await.is_err() {
         tracing::warn!(
             grace_secs = serve.shutdown_grace_secs,
             "runs still in flight after the grace period; they resume on the next start"

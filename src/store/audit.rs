@@ -1,4 +1,4 @@
-//! The append-only, hash-chained audit log.
+//! The append-only, hash-chained audit log: a JSON-lines file, or a table of the PostgreSQL store.
 //!
 //! # File format
 //!
@@ -41,6 +41,22 @@
 //! head, and unlocks. Several handles, threads or processes may append to one log. [`verify`]
 //! takes a shared lock, so it never sees a half-written line.
 //!
+//! # Backends
+//!
+//! [`AuditLog::for_store`] picks where the chain lives: the file above (`[audit] path`) on the
+//! SQLite store, or, when `[store] url` names a PostgreSQL store, its `audit_log` table
+//! (migration `V3__audit.sql`), so every `closeout serve` replica appends to one chain. A row
+//! holds the record's line exactly as the file would (same canonical JSON, hash, redaction and
+//! signature: [`AuditLog::append`] seals a record the same way for both), with `seq`, `at`,
+//! `event`, `run`, `identity` and `hash` repeated in columns for queries. An append is one
+//! transaction: an advisory lock serialises appenders across replicas, the last row and the
+//! `audit_head` row are checked as the file and its head are, and the new row and the head row
+//! (the head file's part: a deleted last row is detected) commit together — so, unlike the
+//! file, a head one record behind is a violation, not an interrupted append. [`AuditLog::verify`]
+//! reads the table in one snapshot in `seq` order with the file's checks (a row's position in
+//! `seq` order plays the line number), plus every row's columns agreeing with its record;
+//! [`AuditLog::export`] prints the rows as the file's lines.
+//!
 //! # Secrets
 //!
 //! `details` is caller-supplied. [`redact`] replaces the value of every key that contains (ASCII
@@ -57,7 +73,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::pg::{PgConn, PgError, PgStore};
 use super::signing::{Domain, KeyRing, PrivateKey, SignatureCheck};
+use crate::config::{AuditConfig, StoreConfig};
+use std::sync::Arc;
 
 /// The `prev` of the first record: 64 zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -378,6 +397,43 @@ pub enum Violation {
         /// What is wrong with it.
         reason: String,
     },
+    /// A row of the PostgreSQL `audit_log` table has a column that says something else than the
+    /// record it holds: the row was edited.
+    #[error("record seq {seq}: the row's {column} column disagrees with the record it holds: the row was edited")]
+    RowDisagrees {
+        /// The record's seq.
+        seq: u64,
+        /// The column.
+        column: &'static str,
+    },
+}
+
+/// Where an audit log lives, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogName {
+    /// The JSON-lines file.
+    File(PathBuf),
+    /// The `audit_log` table of the PostgreSQL store `user@host:port/database`.
+    Table(String),
+}
+
+impl fmt::Display for LogName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogName::File(path) => write!(f, "{}", path.display()),
+            LogName::Table(target) => write!(f, "table audit_log of PostgreSQL {target}"),
+        }
+    }
+}
+
+/// `log` and the position of a violation: `path:LINE` for the file, `..., row N` (in `seq`
+/// order) for the table.
+fn located(log: &LogName, line: &Option<u64>) -> String {
+    match (log, line) {
+        (_, None) => log.to_string(),
+        (LogName::File(_), Some(n)) => format!("{log}:{n}"),
+        (LogName::Table(_), Some(n)) => format!("{log}, row {n}"),
+    }
 }
 
 /// An error reading, appending to or verifying the audit log.
@@ -395,29 +451,42 @@ pub enum AuditError {
         #[source]
         source: io::Error,
     },
-    /// The log fails verification; `line` is 1-based when the problem is on a line.
-    #[error("{}{}: {violation}", .path.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
+    /// The log fails verification; `line` is 1-based when the problem is on a line (a row, in
+    /// `seq` order, of the PostgreSQL table).
+    #[error("{}: {violation}", located(.log, .line))]
     Integrity {
-        /// The log or head file that is not intact.
-        path: PathBuf,
-        /// The 1-based line of the violation; `None` when it is not tied to a line (a malformed
-        /// head file, or the check of the log's end before an append).
+        /// The log (or head file) that is not intact.
+        log: LogName,
+        /// The 1-based line (row) of the violation; `None` when it is not tied to one (a
+        /// malformed head, or the check of the log's end before an append).
         line: Option<u64>,
         /// What is wrong.
         violation: Violation,
     },
     /// The log's last record is signed but this handle has no signing key: appending an unsigned
     /// record would break verification against the public keys.
-    #[error("audit log {}: its records are signed (key {key}) but no signing key is configured ([audit] signing_key_file or CLOSEOUT_AUDIT_KEY)", .path.display())]
+    #[error("audit log {log}: its records are signed (key {key}) but no signing key is configured ([audit] signing_key_file or CLOSEOUT_AUDIT_KEY)")]
     SigningKeyRequired {
         /// The log.
-        path: PathBuf,
+        log: LogName,
         /// The key id of the last record.
         key: String,
     },
     /// An asynchronous append never ran (the runtime is shutting down).
     #[error("audit log: {0}")]
     Interrupted(#[from] super::blocking::Interrupted),
+    /// The PostgreSQL store holding the log failed (connect, statement).
+    #[error("audit log: {0}")]
+    Store(#[from] PgError),
+    /// The exported records could not be written out.
+    #[error("audit log: cannot write the exported records: {0}")]
+    Export(#[source] io::Error),
+}
+
+impl From<postgres::Error> for AuditError {
+    fn from(e: postgres::Error) -> Self {
+        AuditError::Store(PgError::Sql(e))
+    }
 }
 
 impl AuditError {
@@ -427,7 +496,9 @@ impl AuditError {
             AuditError::Integrity { violation, .. } => Some(violation),
             AuditError::Io { .. }
             | AuditError::SigningKeyRequired { .. }
-            | AuditError::Interrupted(_) => None,
+            | AuditError::Interrupted(_)
+            | AuditError::Store(_)
+            | AuditError::Export(_) => None,
         }
     }
 
@@ -437,7 +508,9 @@ impl AuditError {
             AuditError::Integrity { line, .. } => *line,
             AuditError::Io { .. }
             | AuditError::SigningKeyRequired { .. }
-            | AuditError::Interrupted(_) => None,
+            | AuditError::Interrupted(_)
+            | AuditError::Store(_)
+            | AuditError::Export(_) => None,
         }
     }
 }
@@ -533,7 +606,7 @@ fn read_head(head: &Path) -> Result<Option<Head>, AuditError> {
         Err(e) => return Err(io_err(head, "read the head file")(e)),
     };
     let malformed = |reason: String| AuditError::Integrity {
-        path: head.to_path_buf(),
+        log: LogName::File(head.to_path_buf()),
         line: None,
         violation: Violation::HeadMalformed {
             head: head.display().to_string(),
@@ -550,7 +623,7 @@ fn read_head(head: &Path) -> Result<Option<Head>, AuditError> {
 
 /// Compare the head with the last record of the log (`None` for an empty log).
 fn compare_head(
-    head_file: &Path,
+    head_name: &str,
     head: Option<&Head>,
     last: Option<(u64, &str, &str)>,
 ) -> Result<HeadState, Violation> {
@@ -565,7 +638,7 @@ fn compare_head(
     }
     if head.is_none() {
         return Err(Violation::HeadMissing {
-            head: head_file.display().to_string(),
+            head: head_name.to_string(),
             records: last_seq,
         });
     }
@@ -672,18 +745,53 @@ fn sync_dir(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A handle on an audit log. Cheap; every append opens, locks and closes the file, so handles
-/// in several threads or processes append to one chain.
-#[derive(Debug, Clone)]
+/// Advisory-lock key serialising appends to the PostgreSQL audit log across replicas
+/// ("closaudt" in ASCII); taken per transaction, released at its commit or rollback.
+const AUDIT_LOCK: i64 = 0x636c_6f73_6175_6474;
+
+/// Rows read per query when the PostgreSQL audit log is verified or exported.
+const PAGE: i64 = 1000;
+
+/// A handle on an audit log: the JSON-lines file at `[audit] path`, or, when `[store] url` names
+/// a PostgreSQL store, its `audit_log` table ([`AuditLog::for_store`] picks). Cheap to clone.
+/// Every file append opens, locks and closes the file, and every table append is one
+/// transaction under an advisory lock, so handles in several threads, processes or replicas
+/// append to one chain.
+#[derive(Clone)]
 pub struct AuditLog {
-    path: PathBuf,
-    head: PathBuf,
+    backend: Backend,
     signer: Option<PrivateKey>,
 }
 
+/// Where the records go.
+#[derive(Clone)]
+enum Backend {
+    /// The JSON-lines file and its head file.
+    File { path: PathBuf, head: PathBuf },
+    /// The PostgreSQL store's `audit_log` table and its `audit_head` row.
+    Table(Arc<PgConn>),
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("log", &self.name())
+            .field("key", &self.key_id())
+            .finish()
+    }
+}
+
+/// The head's name in messages: `<log>.head`, or the table's `audit_head` row.
+fn head_name(log: &LogName) -> String {
+    match log {
+        LogName::File(path) => head_path(path).display().to_string(),
+        LogName::Table(target) => format!("the audit_head row of PostgreSQL {target}"),
+    }
+}
+
 impl AuditLog {
-    /// Open (creating it and its parent directories when missing) the log at `path`. The chain is
-    /// not verified here; [`AuditLog::append`] checks the last record and the head.
+    /// Open (creating it and its parent directories when missing) the log file at `path`. The
+    /// chain is not verified here; [`AuditLog::append`] checks the last record and the head.
     pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -696,10 +804,29 @@ impl AuditLog {
             .map_err(io_err(&path, "open for appending"))?;
         let head = head_path(&path);
         Ok(AuditLog {
-            path,
-            head,
+            backend: Backend::File { path, head },
             signer: None,
         })
+    }
+
+    /// The log in the PostgreSQL store's `audit_log` table (schema version 3): one chain for
+    /// every replica sharing the store.
+    pub fn open_postgres(store: &Arc<PgStore>) -> AuditLog {
+        AuditLog {
+            backend: Backend::Table(Arc::new(PgConn::new(store))),
+            signer: None,
+        }
+    }
+
+    /// The audit log of a configuration: the table of the PostgreSQL store when `[store] url`
+    /// is set, else the file at `[audit] path`. Every caller (the engine, `audit verify` and
+    /// `export`) opens the log through this. Unsigned: see [`AuditLog::with_signer`].
+    pub fn for_store(audit: &AuditConfig, store: &StoreConfig) -> Result<AuditLog, AuditError> {
+        if store.url.is_some() {
+            Ok(AuditLog::open_postgres(&PgStore::open(store)?))
+        } else {
+            AuditLog::open(&audit.path)
+        }
     }
 
     /// Sign every record this handle appends, and the head, with `key`.
@@ -718,52 +845,50 @@ impl AuditLog {
         self.signer.as_ref().map(PrivateKey::id)
     }
 
-    /// The log file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the log lives.
+    pub fn name(&self) -> LogName {
+        match &self.backend {
+            Backend::File { path, .. } => LogName::File(path.clone()),
+            Backend::Table(conn) => LogName::Table(conn.store().target().to_string()),
+        }
     }
 
-    /// The head file, `<path>.head`.
-    pub fn head_path(&self) -> &Path {
-        &self.head
+    /// The log file, when the log is a file.
+    pub fn file(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::File { path, .. } => Some(path),
+            Backend::Table(_) => None,
+        }
     }
 
     /// Append one record, chained to the last one. `details` is redacted first. Refuses (with
     /// [`AuditError::Integrity`]) to append to a log whose last record or head is not intact, so
     /// a deletion at the end is never papered over by new records.
     pub fn append(&self, entry: AuditEntry) -> Result<AuditRecord, AuditError> {
-        let path = &self.path;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io_err(path, "open for appending"))?;
-        file.lock().map_err(io_err(path, "lock"))?;
-        // The lock is released when `file` is closed, on every path out of this function.
+        match &self.backend {
+            Backend::File { path, head } => self.append_file(path, head, entry),
+            Backend::Table(conn) => self.append_table(conn, entry),
+        }
+    }
 
-        let integrity = |violation: Violation| AuditError::Integrity {
-            path: path.clone(),
-            line: None,
-            violation,
-        };
-        let last = match read_last_line(&mut file).map_err(io_err(path, "read the last record"))? {
-            None => None,
-            Some((_, false)) => return Err(integrity(Violation::Incomplete)),
-            Some((line, true)) => Some(check_line(&line).map_err(integrity)?),
-        };
-        let head = read_head(&self.head)?;
-        compare_head(
-            &self.head,
-            head.as_ref(),
-            last.as_ref()
-                .map(|r| (r.seq, r.hash.as_str(), r.prev.as_str())),
-        )
-        .map_err(integrity)?;
+    /// [`AuditLog::append`] off the async runtime (it locks the file and fsyncs it and its head,
+    /// or waits for the table's lock; see [`super::blocking`]).
+    pub async fn append_async(&self, entry: AuditEntry) -> Result<AuditRecord, AuditError> {
+        let log = self.clone();
+        super::blocking::off_runtime(move || log.append(entry)).await
+    }
 
+    /// The record that follows `last` (the log's last record, checked) for `entry`, and the
+    /// head naming it: seq, prev, redaction, hash and signatures, the same for both backends.
+    fn seal(
+        &self,
+        log: &LogName,
+        last: Option<AuditRecord>,
+        entry: AuditEntry,
+    ) -> Result<(AuditRecord, Head), AuditError> {
         if let (None, Some(key)) = (&self.signer, last.as_ref().and_then(|r| r.key.clone())) {
             return Err(AuditError::SigningKeyRequired {
-                path: path.clone(),
+                log: log.clone(),
                 key,
             });
         }
@@ -790,12 +915,7 @@ impl AuditLog {
             .signer
             .as_ref()
             .map(|k| k.sign(Domain::Record, &record.hash));
-        let mut line = record.to_line();
-        line.push('\n');
-        file.write_all(line.as_bytes())
-            .map_err(io_err(path, "append a record"))?;
-        file.sync_data().map_err(io_err(path, "fsync"))?;
-        self.write_head(&Head {
+        let head = Head {
             hash: record.hash.clone(),
             seq: record.seq,
             key: self.signer.as_ref().map(|k| k.id().to_string()),
@@ -803,45 +923,413 @@ impl AuditLog {
                 .signer
                 .as_ref()
                 .map(|k| k.sign(Domain::Head, &head_body(record.seq, &record.hash))),
-        })?;
+        };
+        Ok((record, head))
+    }
+
+    fn append_file(
+        &self,
+        path: &Path,
+        head_file: &Path,
+        entry: AuditEntry,
+    ) -> Result<AuditRecord, AuditError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io_err(path, "open for appending"))?;
+        file.lock().map_err(io_err(path, "lock"))?;
+        // The lock is released when `file` is closed, on every path out of this function.
+
+        let log = LogName::File(path.to_path_buf());
+        let integrity = |violation: Violation| AuditError::Integrity {
+            log: log.clone(),
+            line: None,
+            violation,
+        };
+        let last = match read_last_line(&mut file).map_err(io_err(path, "read the last record"))? {
+            None => None,
+            Some((_, false)) => return Err(integrity(Violation::Incomplete)),
+            Some((line, true)) => Some(check_line(&line).map_err(integrity)?),
+        };
+        let head = read_head(head_file)?;
+        compare_head(
+            &head_name(&log),
+            head.as_ref(),
+            last.as_ref()
+                .map(|r| (r.seq, r.hash.as_str(), r.prev.as_str())),
+        )
+        .map_err(integrity)?;
+
+        let (record, head) = self.seal(&log, last, entry)?;
+        let mut line = record.to_line();
+        line.push('\n');
+        file.write_all(line.as_bytes())
+            .map_err(io_err(path, "append a record"))?;
+        file.sync_data().map_err(io_err(path, "fsync"))?;
+        write_head(head_file, &head)?;
         drop(file);
         Ok(record)
     }
 
-    /// [`AuditLog::append`] off the async runtime (it locks the file and fsyncs it and its head;
-    /// see [`super::blocking`]).
-    pub async fn append_async(&self, entry: AuditEntry) -> Result<AuditRecord, AuditError> {
-        let log = self.clone();
-        super::blocking::off_runtime(move || log.append(entry)).await
+    /// One transaction: the advisory lock (one appender at a time across every replica), the
+    /// last row and the head row checked as the file's are, the new row and the head row
+    /// written. A head one record behind is refused here: no interrupted append explains it,
+    /// since both rows commit together.
+    fn append_table(&self, conn: &PgConn, entry: AuditEntry) -> Result<AuditRecord, AuditError> {
+        let log = LogName::Table(conn.store().target().to_string());
+        conn.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])?;
+            let integrity = |violation: Violation| AuditError::Integrity {
+                log: log.clone(),
+                line: None,
+                violation,
+            };
+            let last =
+                match tx.query_opt("SELECT line FROM audit_log ORDER BY seq DESC LIMIT 1", &[])? {
+                    None => None,
+                    Some(row) => {
+                        let line: String = row.try_get(0)?;
+                        Some(check_line(line.as_bytes()).map_err(integrity)?)
+                    }
+                };
+            let head = table_head(&mut tx, &log)?;
+            strict_head(&log, head.as_ref(), last.as_ref()).map_err(integrity)?;
+            let (record, head) = self.seal(&log, last, entry)?;
+            let seq = i64::try_from(record.seq)
+                .map_err(|_| integrity(Violation::Malformed("seq beyond 2^63".into())))?;
+            tx.execute(
+                "INSERT INTO audit_log (seq, at, event, run, identity, hash, line) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &seq,
+                    &format_at(&record.at),
+                    &record.event,
+                    &record.run,
+                    &record.identity,
+                    &record.hash,
+                    &record.to_line(),
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO audit_head (id, seq, hash, key, sig) VALUES (TRUE, $1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
+                 key = excluded.key, sig = excluded.sig",
+                &[&seq, &head.hash, &head.key, &head.sig],
+            )?;
+            tx.commit()?;
+            Ok(record)
+        })
     }
 
-    /// Replace the head file atomically. Called with the log's exclusive lock held, so the
-    /// temporary file's name is ours alone.
-    fn write_head(&self, head: &Head) -> Result<(), AuditError> {
-        let mut tmp = self.head.as_os_str().to_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut map = Map::new();
-        map.insert("hash".into(), Value::String(head.hash.clone()));
-        map.insert("seq".into(), Value::from(head.seq));
-        if let (Some(key), Some(sig)) = (&head.key, &head.sig) {
-            map.insert("key".into(), Value::String(key.clone()));
-            map.insert("sig".into(), Value::String(sig.clone()));
+    /// Verify the whole log as [`verify`] (no `keys`) or [`verify_signed`] do, on either
+    /// backend. The table is read in one repeatable-read snapshot, in `seq` order; besides the
+    /// file's checks, every row's columns must agree with the record it holds, and the head row
+    /// must name the last record exactly.
+    pub fn verify(&self, keys: Option<&KeyRing>) -> Result<VerifyReport, AuditError> {
+        match &self.backend {
+            Backend::File { path, .. } => verify_file(path, keys),
+            Backend::Table(conn) => verify_table(conn, keys),
         }
-        let text = format!("{}\n", canonical_json(&Value::Object(map)));
-        let err = io_err(
-            &self.head,
-            "write the head file (the record itself was appended)",
-        );
-        let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.head)?;
-            sync_dir(&self.head)
-        };
-        write().map_err(err)
     }
+
+    /// The lines of the records of `run` (see [`run_slice`]), on either backend.
+    pub fn run_slice(&self, run: &str, keys: &KeyRing) -> Result<Vec<String>, AuditError> {
+        match &self.backend {
+            Backend::File { path, .. } => run_slice(path, run, keys),
+            Backend::Table(conn) => {
+                verify_table(conn, None)?;
+                run_slice_table(conn, run, keys)
+            }
+        }
+    }
+
+    /// Write every record, in order, as the log file's lines (`\n`-terminated JSON lines,
+    /// canonical, as stored) to `out`; the number written. Checks nothing: [`AuditLog::verify`]
+    /// does. The table is read in one snapshot.
+    pub fn export(&self, out: &mut (dyn Write + Send)) -> Result<u64, AuditError> {
+        match &self.backend {
+            Backend::File { path, .. } => export_file(path, out),
+            Backend::Table(conn) => conn.with(|c| {
+                let mut tx = c
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()?;
+                let mut n = 0u64;
+                table_pages(&mut tx, |_, line| {
+                    out.write_all(line.as_bytes())
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(AuditError::Export)?;
+                    n += 1;
+                    Ok(true)
+                })?;
+                tx.commit()?;
+                out.flush().map_err(AuditError::Export)?;
+                Ok(n)
+            }),
+        }
+    }
+}
+
+/// Replace the head file atomically. Called with the log's exclusive lock held, so the
+/// temporary file's name is ours alone.
+fn write_head(head_file: &Path, head: &Head) -> Result<(), AuditError> {
+    let mut tmp = head_file.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut map = Map::new();
+    map.insert("hash".into(), Value::String(head.hash.clone()));
+    map.insert("seq".into(), Value::from(head.seq));
+    if let (Some(key), Some(sig)) = (&head.key, &head.sig) {
+        map.insert("key".into(), Value::String(key.clone()));
+        map.insert("sig".into(), Value::String(sig.clone()));
+    }
+    let text = format!("{}\n", canonical_json(&Value::Object(map)));
+    let err = io_err(
+        head_file,
+        "write the head file (the record itself was appended)",
+    );
+    let write = || -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, head_file)?;
+        sync_dir(head_file)
+    };
+    write().map_err(err)
+}
+
+/// The table's head row, `None` when there is none (no append yet, or deleted).
+fn table_head(
+    c: &mut impl postgres::GenericClient,
+    log: &LogName,
+) -> Result<Option<Head>, AuditError> {
+    let Some(row) = c.query_opt("SELECT seq, hash, key, sig FROM audit_head WHERE id", &[])? else {
+        return Ok(None);
+    };
+    let malformed = |reason: String| AuditError::Integrity {
+        log: log.clone(),
+        line: None,
+        violation: Violation::HeadMalformed {
+            head: head_name(log),
+            reason,
+        },
+    };
+    let seq: i64 = row.try_get(0)?;
+    let hash: String = row.try_get(1)?;
+    let seq = u64::try_from(seq).map_err(|_| malformed(format!("seq {seq} is negative")))?;
+    if !is_hex64(&hash) {
+        return Err(malformed("hash is not 64 lower-case hex digits".into()));
+    }
+    Ok(Some(Head {
+        hash,
+        seq,
+        key: row.try_get(2)?,
+        sig: row.try_get(3)?,
+    }))
+}
+
+/// [`compare_head`] for the table, where the head commits with its record: one record behind
+/// is a violation too (a row inserted without the head, or the head set back).
+fn strict_head(
+    log: &LogName,
+    head: Option<&Head>,
+    last: Option<&AuditRecord>,
+) -> Result<(), Violation> {
+    let last = last.map(|r| (r.seq, r.hash.as_str(), r.prev.as_str()));
+    match compare_head(&head_name(log), head, last)? {
+        HeadState::Matches => Ok(()),
+        HeadState::OneBehind => Err(one_behind(log, head, last)),
+    }
+}
+
+/// The violation a head one record behind is where no interrupted append explains it.
+fn one_behind(log: &LogName, head: Option<&Head>, last: Option<(u64, &str, &str)>) -> Violation {
+    let (last_seq, last_hash, _) = last.unwrap_or((0, GENESIS, GENESIS));
+    match head {
+        None => Violation::HeadMissing {
+            head: head_name(log),
+            records: last_seq,
+        },
+        Some(head) => Violation::HeadMismatch {
+            head_seq: head.seq,
+            head_hash: head.hash.clone(),
+            last_seq,
+            last_hash: last_hash.to_string(),
+        },
+    }
+}
+
+/// Call `f(position, line)` for every row of the table in `seq` order (position 1-based), page
+/// by page, until it answers `false`.
+fn table_pages(
+    c: &mut impl postgres::GenericClient,
+    mut f: impl FnMut(u64, &str) -> Result<bool, AuditError>,
+) -> Result<(), AuditError> {
+    let (mut after, mut position) = (i64::MIN, 0u64);
+    loop {
+        let rows = c.query(
+            "SELECT seq, line FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&after, &PAGE],
+        )?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.try_get(0)?;
+        for row in &rows {
+            position += 1;
+            let line: String = row.try_get(1)?;
+            if !f(position, &line)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The row position (in `seq` order) holding the record with `seq`, for telling a reorder from
+/// a deletion.
+fn table_find_seq(
+    c: &mut impl postgres::GenericClient,
+    seq: u64,
+) -> Result<Option<u64>, AuditError> {
+    #[derive(Deserialize)]
+    struct SeqOnly {
+        seq: u64,
+    }
+    let mut found = None;
+    table_pages(c, |position, line| {
+        if serde_json::from_str::<SeqOnly>(line).is_ok_and(|r| r.seq == seq) {
+            found = Some(position);
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+/// The first column of a row of `audit_log` that disagrees with the record in its `line`.
+fn disagreeing_column(
+    row: &postgres::Row,
+    record: &AuditRecord,
+) -> Result<Option<&'static str>, postgres::Error> {
+    let seq: i64 = row.try_get("seq")?;
+    if u64::try_from(seq).ok() != Some(record.seq) {
+        return Ok(Some("seq"));
+    }
+    if row.try_get::<_, String>("at")? != format_at(&record.at) {
+        return Ok(Some("at"));
+    }
+    if row.try_get::<_, String>("event")? != record.event {
+        return Ok(Some("event"));
+    }
+    if row.try_get::<_, Option<String>>("run")? != record.run {
+        return Ok(Some("run"));
+    }
+    if row.try_get::<_, Option<String>>("identity")? != record.identity {
+        return Ok(Some("identity"));
+    }
+    if row.try_get::<_, String>("hash")? != record.hash {
+        return Ok(Some("hash"));
+    }
+    Ok(None)
+}
+
+fn verify_table(conn: &PgConn, keys: Option<&KeyRing>) -> Result<VerifyReport, AuditError> {
+    let log = LogName::Table(conn.store().target().to_string());
+    conn.with(|c| {
+        // One snapshot: appends committed meanwhile are not half-seen.
+        let mut tx = c
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let mut checker = Checker::new(log.clone(), keys);
+        let mut after = i64::MIN;
+        loop {
+            let rows = tx.query(
+                "SELECT seq, at, event, run, identity, hash, line FROM audit_log \
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &PAGE],
+            )?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get(0)?;
+            for row in &rows {
+                let line: String = row.try_get("line")?;
+                let record =
+                    checker.next(line.as_bytes(), true, |seq| table_find_seq(&mut tx, seq))?;
+                if let Some(column) = disagreeing_column(row, record)? {
+                    let seq = record.seq;
+                    return Err(checker.integrity(
+                        Some(checker.position),
+                        Violation::RowDisagrees { seq, column },
+                    ));
+                }
+            }
+        }
+        let head = table_head(&mut tx, &log)?;
+        tx.commit()?;
+        checker.finish(head, true)
+    })
+}
+
+fn run_slice_table(conn: &PgConn, run: &str, keys: &KeyRing) -> Result<Vec<String>, AuditError> {
+    let log = LogName::Table(conn.store().target().to_string());
+    conn.with(|c| {
+        let rows = c.query(
+            "SELECT seq, line FROM audit_log WHERE run = $1 ORDER BY seq",
+            &[&run],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, line): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+            // The chain was verified: rows are 1, 2, 3, ... in seq order, so the row is the seq.
+            let integrity = |violation: Violation| AuditError::Integrity {
+                log: log.clone(),
+                line: u64::try_from(seq).ok(),
+                violation,
+            };
+            let record = check_line(line.as_bytes()).map_err(integrity)?;
+            if record.run.as_deref() != Some(run) {
+                return Err(integrity(Violation::RowDisagrees {
+                    seq: record.seq,
+                    column: "run",
+                }));
+            }
+            if record.key.as_deref().is_some_and(|k| keys.get(k).is_some()) {
+                check_record_signature(&record, keys).map_err(integrity)?;
+            }
+            out.push(line);
+        }
+        Ok(out)
+    })
+}
+
+fn export_file(path: &Path, out: &mut (dyn Write + Send)) -> Result<u64, AuditError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(path, "open")(e)),
+    };
+    file.lock_shared().map_err(io_err(path, "lock"))?;
+    let mut reader = BufReader::new(file);
+    let (mut buf, mut n) = (Vec::new(), 0u64);
+    loop {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(io_err(path, "read"))?
+            == 0
+        {
+            break;
+        }
+        out.write_all(&buf).map_err(AuditError::Export)?;
+        n += 1;
+    }
+    out.flush().map_err(AuditError::Export)?;
+    Ok(n)
 }
 
 /// Verify the whole log at `path`: every line well-formed and canonical, every hash matching its
@@ -852,14 +1340,14 @@ impl AuditLog {
 /// Without public keys this cannot tell a genuine log from one re-chained by someone who edited
 /// a record and recomputed every hash: use [`verify_signed`].
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
-    verify_with(path.as_ref(), None)
+    verify_file(path.as_ref(), None)
 }
 
 /// [`verify`], and every record and the head signed by one of `keys`: detects an edited record
 /// whose hash and everything after it was recomputed (a re-chain), a forged appended record, and
 /// a head rewritten after cutting records from the end.
 pub fn verify_signed(path: impl AsRef<Path>, keys: &KeyRing) -> Result<VerifyReport, AuditError> {
-    verify_with(path.as_ref(), Some(keys))
+    verify_file(path.as_ref(), Some(keys))
 }
 
 fn check_record_signature(record: &AuditRecord, keys: &KeyRing) -> Result<(), Violation> {
@@ -883,7 +1371,7 @@ fn check_record_signature(record: &AuditRecord, keys: &KeyRing) -> Result<(), Vi
     }
 }
 
-fn check_head_signature(head_file: &Path, head: &Head, keys: &KeyRing) -> Result<(), Violation> {
+fn check_head_signature(head_name: &str, head: &Head, keys: &KeyRing) -> Result<(), Violation> {
     let reason = match keys.check(
         Domain::Head,
         &head_body(head.seq, &head.hash),
@@ -899,27 +1387,166 @@ fn check_head_signature(head_file: &Path, head: &Head, keys: &KeyRing) -> Result
         SignatureCheck::Invalid => "has a signature that does not verify".to_string(),
     };
     Err(Violation::HeadSignature {
-        head: head_file.display().to_string(),
+        head: head_name.to_string(),
         reason,
     })
 }
 
-fn verify_with(path: &Path, keys: Option<&KeyRing>) -> Result<VerifyReport, AuditError> {
+/// The checks of a chain, record by record in log order, then its head: one implementation for
+/// the file's lines and the table's rows.
+struct Checker<'k> {
+    log: LogName,
+    keys: Option<&'k KeyRing>,
+    /// Lines (rows) read so far.
+    position: u64,
+    records: u64,
+    last: Option<AuditRecord>,
+    signed_by: Vec<String>,
+}
+
+impl<'k> Checker<'k> {
+    fn new(log: LogName, keys: Option<&'k KeyRing>) -> Checker<'k> {
+        Checker {
+            log,
+            keys,
+            position: 0,
+            records: 0,
+            last: None,
+            signed_by: Vec::new(),
+        }
+    }
+
+    fn integrity(&self, line: Option<u64>, violation: Violation) -> AuditError {
+        AuditError::Integrity {
+            log: self.log.clone(),
+            line,
+            violation,
+        }
+    }
+
+    /// Check the next line (without its newline; `terminated` says whether it had one) against
+    /// the records before it. `find_seq` gives the line holding a seq, to tell records moved
+    /// from records deleted.
+    fn next(
+        &mut self,
+        line: &[u8],
+        terminated: bool,
+        find_seq: impl FnOnce(u64) -> Result<Option<u64>, AuditError>,
+    ) -> Result<&AuditRecord, AuditError> {
+        self.position += 1;
+        let at = Some(self.position);
+        if !terminated {
+            return Err(self.integrity(at, Violation::Incomplete));
+        }
+        let record = check_line(line).map_err(|v| self.integrity(at, v))?;
+        let expected = self.last.as_ref().map_or(1, |r| r.seq + 1);
+        if record.seq > expected {
+            let violation = match find_seq(expected)? {
+                Some(expected_on_line) => Violation::Reordered {
+                    expected,
+                    found: record.seq,
+                    expected_on_line,
+                },
+                None => Violation::Deleted {
+                    expected,
+                    found: record.seq,
+                },
+            };
+            return Err(self.integrity(at, violation));
+        }
+        if record.seq < expected {
+            let violation = Violation::Repeated {
+                expected,
+                found: record.seq,
+            };
+            return Err(self.integrity(at, violation));
+        }
+        let expected_prev = self.last.as_ref().map_or(GENESIS, |r| r.hash.as_str());
+        if record.prev != expected_prev {
+            let violation = Violation::PrevMismatch {
+                seq: record.seq,
+                prev: record.prev.clone(),
+                expected: expected_prev.to_string(),
+            };
+            return Err(self.integrity(at, violation));
+        }
+        if let Some(keys) = self.keys {
+            check_record_signature(&record, keys).map_err(|v| self.integrity(at, v))?;
+        }
+        if let Some(key) = &record.key {
+            if !self.signed_by.contains(key) {
+                self.signed_by.push(key.clone());
+            }
+        }
+        self.records += 1;
+        Ok(self.last.insert(record))
+    }
+
+    /// Compare the head with the last record (and check its signature when keys were given).
+    /// `strict`: a head one record behind is a violation, not an interrupted append's trace.
+    fn finish(self, head: Option<Head>, strict: bool) -> Result<VerifyReport, AuditError> {
+        let head_name = head_name(&self.log);
+        let last_line = (self.position > 0).then_some(self.position);
+        let last = self
+            .last
+            .as_ref()
+            .map(|r| (r.seq, r.hash.as_str(), r.prev.as_str()));
+        let state = compare_head(&head_name, head.as_ref(), last)
+            .map_err(|v| self.integrity(last_line, v))?;
+        if let (HeadState::OneBehind, true) = (&state, strict) {
+            let violation = one_behind(&self.log, head.as_ref(), last);
+            return Err(self.integrity(last_line, violation));
+        }
+        if let (Some(keys), true) = (self.keys, self.records > 0) {
+            let head = head.as_ref().ok_or_else(|| {
+                self.integrity(
+                    last_line,
+                    Violation::HeadMissing {
+                        head: head_name.clone(),
+                        records: self.records,
+                    },
+                )
+            })?;
+            check_head_signature(&head_name, head, keys)
+                .map_err(|v| self.integrity(last_line, v))?;
+        }
+        let mut warnings = Vec::new();
+        if self.keys.is_none() && !self.signed_by.is_empty() {
+            warnings.push(format!(
+                "the records are signed (key {}) but no public key was given, so no signature was checked and a re-chained log would pass: verify with --public-key",
+                self.signed_by.join(", ")
+            ));
+        }
+        if let (HeadState::OneBehind, Some(r)) = (state, &self.last) {
+            if r.seq > 1 || head.is_some() {
+                warnings.push(format!(
+                    "head file is one record behind (seq {} of {}): an append was interrupted before the head was updated; the next append repairs it",
+                    r.seq - 1,
+                    r.seq
+                ));
+            }
+        }
+        let mut signed_by = self.signed_by;
+        signed_by.sort();
+        Ok(VerifyReport {
+            records: self.records,
+            last_seq: self.last.as_ref().map_or(0, |r| r.seq),
+            last_hash: self.last.map_or_else(|| GENESIS.to_string(), |r| r.hash),
+            warnings,
+            signatures_checked: self.keys.is_some(),
+            signed_by,
+        })
+    }
+}
+
+fn verify_file(path: &Path, keys: Option<&KeyRing>) -> Result<VerifyReport, AuditError> {
     let head_file = head_path(path);
-    let integrity = |line: Option<u64>, violation: Violation| AuditError::Integrity {
-        path: path.to_path_buf(),
-        line,
-        violation,
-    };
+    let mut checker = Checker::new(LogName::File(path.to_path_buf()), keys);
     let file = match File::open(path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err(path, "open")(e)),
     };
-    let mut records = 0u64;
-    let mut last: Option<AuditRecord> = None;
-    let mut line_no = 0u64;
-    let mut signed_by: Vec<String> = Vec::new();
     // Hold the shared lock (if the file exists) until the head has been read too.
     let _guard = match file {
         None => None,
@@ -935,105 +1562,19 @@ fn verify_with(path: &Path, keys: Option<&KeyRing>) -> Result<VerifyReport, Audi
                 if n == 0 {
                     break;
                 }
-                line_no += 1;
-                let at = Some(line_no);
-                if buf.last() != Some(&b'\n') {
-                    return Err(integrity(at, Violation::Incomplete));
-                }
-                let record = check_line(&buf[..buf.len() - 1]).map_err(|v| integrity(at, v))?;
-                let expected = last.as_ref().map_or(1, |r| r.seq + 1);
-                if record.seq > expected {
-                    let violation = match find_seq_line(path, expected)? {
-                        Some(expected_on_line) => Violation::Reordered {
-                            expected,
-                            found: record.seq,
-                            expected_on_line,
-                        },
-                        None => Violation::Deleted {
-                            expected,
-                            found: record.seq,
-                        },
-                    };
-                    return Err(integrity(at, violation));
-                }
-                if record.seq < expected {
-                    let violation = Violation::Repeated {
-                        expected,
-                        found: record.seq,
-                    };
-                    return Err(integrity(at, violation));
-                }
-                let expected_prev = last.as_ref().map_or(GENESIS, |r| r.hash.as_str());
-                if record.prev != expected_prev {
-                    let violation = Violation::PrevMismatch {
-                        seq: record.seq,
-                        prev: record.prev.clone(),
-                        expected: expected_prev.to_string(),
-                    };
-                    return Err(integrity(at, violation));
-                }
-                if let Some(keys) = keys {
-                    check_record_signature(&record, keys).map_err(|v| integrity(at, v))?;
-                }
-                if let Some(key) = &record.key {
-                    if !signed_by.contains(key) {
-                        signed_by.push(key.clone());
-                    }
-                }
-                records += 1;
-                last = Some(record);
+                let terminated = buf.last() == Some(&b'\n');
+                let line = if terminated {
+                    &buf[..buf.len() - 1]
+                } else {
+                    &buf[..]
+                };
+                checker.next(line, terminated, |seq| find_seq_line(path, seq))?;
             }
             Some(reader)
         }
     };
     let head = read_head(&head_file)?;
-    let last_line = (line_no > 0).then_some(line_no);
-    let state = compare_head(
-        &head_file,
-        head.as_ref(),
-        last.as_ref()
-            .map(|r| (r.seq, r.hash.as_str(), r.prev.as_str())),
-    )
-    .map_err(|v| integrity(last_line, v))?;
-    if let (Some(keys), true) = (keys, records > 0) {
-        let head = head.as_ref().ok_or_else(|| {
-            integrity(
-                last_line,
-                Violation::HeadMissing {
-                    head: head_file.display().to_string(),
-                    records,
-                },
-            )
-        })?;
-        check_head_signature(&head_file, head, keys).map_err(|v| integrity(last_line, v))?;
-    }
-    let mut warnings = Vec::new();
-    if keys.is_none() && !signed_by.is_empty() {
-        warnings.push(format!(
-            "the records are signed (key {}) but no public key was given, so no signature was checked and a re-chained log would pass: verify with --public-key",
-            signed_by.join(", ")
-        ));
-    }
-    if let (HeadState::OneBehind, Some(r)) = (state, &last) {
-        if r.seq > 1 || head.is_some() {
-            warnings.push(format!(
-                "head file is one record behind (seq {} of {}): an append was interrupted before the head was updated; the next append repairs it",
-                r.seq - 1,
-                r.seq
-            ));
-        }
-    }
-    Ok(VerifyReport {
-        records,
-        last_seq: last.as_ref().map_or(0, |r| r.seq),
-        last_hash: last.map_or_else(|| GENESIS.to_string(), |r| r.hash),
-        warnings,
-        signatures_checked: keys.is_some(),
-        signed_by: {
-            signed_by.sort();
-            signed_by
-        },
-    })
+    checker.finish(head, false)
 }
 
 /// Parse and self-check one record line (without its newline): well-formed, canonical, its hash
@@ -1057,7 +1598,7 @@ pub fn run_slice(path: &Path, run: &str, keys: &KeyRing) -> Result<Vec<String>, 
     let mut out = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let record = check_line(line.as_bytes()).map_err(|violation| AuditError::Integrity {
-            path: path.to_path_buf(),
+            log: LogName::File(path.to_path_buf()),
             line: Some(index as u64 + 1),
             violation,
         })?;
@@ -1065,7 +1606,7 @@ pub fn run_slice(path: &Path, run: &str, keys: &KeyRing) -> Result<Vec<String>, 
             if record.key.as_deref().is_some_and(|k| keys.get(k).is_some()) {
                 check_record_signature(&record, keys).map_err(|violation| {
                     AuditError::Integrity {
-                        path: path.to_path_buf(),
+                        log: LogName::File(path.to_path_buf()),
                         line: Some(index as u64 + 1),
                         violation,
                     }
@@ -1099,6 +1640,36 @@ fn find_seq_line(path: &Path, seq: u64) -> Result<Option<u64>, AuditError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The file and head of a file-backed log (the tests below tamper with them).
+    trait FilePaths {
+        fn path(&self) -> &Path;
+        fn head_path(&self) -> &Path;
+    }
+
+    impl FilePaths for AuditLog {
+        fn path(&self) -> &Path {
+            match &self.backend {
+                Backend::File { path, .. } => path,
+                Backend::Table(_) => panic!("not a file"),
+            }
+        }
+        fn head_path(&self) -> &Path {
+            match &self.backend {
+                Backend::File { head, .. } => head,
+                Backend::Table(_) => panic!("not a file"),
+            }
+        }
+    }
+
+    impl AuditLog {
+        fn backend_store(&self) -> &Arc<PgStore> {
+            match &self.backend {
+                Backend::Table(conn) => conn.store(),
+                Backend::File { .. } => panic!("not a table"),
+            }
+        }
+    }
 
     fn entry(event: &str, details: Value) -> AuditEntry {
         AuditEntry {
@@ -1937,5 +2508,342 @@ mod tests {
             matches!(e.violation(), Some(Violation::BadSignature { seq: 3, .. })),
             "{e}"
         );
+    }
+
+    /// The PostgreSQL backend: the same records, hashes, redaction and signatures in the store's
+    /// `audit_log` table, tampering done with SQL as someone with write access to the database
+    /// would.
+    mod table {
+        use super::*;
+        use crate::store::pg::testing;
+
+        /// A table log in a fresh database with `n` records, and a connection for tampering.
+        fn table_with(
+            n: usize,
+            signer: Option<&PrivateKey>,
+        ) -> (tempfile::TempDir, AuditLog, postgres::Client) {
+            let (dir, store) = testing::fresh();
+            let mut log = AuditLog::open_postgres(&store);
+            if let Some(key) = signer {
+                log = log.with_signer(key.clone());
+            }
+            for i in 0..n {
+                log.append(entry(
+                    &format!("event.{i}"),
+                    json!({"i": i, "b": [1, {"z": 1, "a": 2}]}),
+                ))
+                .expect("append");
+            }
+            let client = store.connect().expect("connect");
+            (dir, log, client)
+        }
+
+        fn exported(log: &AuditLog) -> Vec<String> {
+            let mut out = Vec::new();
+            let n = log.export(&mut out).expect("export");
+            let text = String::from_utf8(out).expect("UTF-8");
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            assert_eq!(n, lines.len() as u64);
+            lines
+        }
+
+        fn table_err(log: &AuditLog, keys: Option<&KeyRing>) -> AuditError {
+            match log.verify(keys) {
+                Ok(report) => panic!("expected a violation, got {report}"),
+                Err(e) => e,
+            }
+        }
+
+        fn sql(client: &mut postgres::Client, statement: &str) {
+            client.batch_execute(statement).expect(statement);
+        }
+
+        #[test]
+        fn table_appends_chain_verify_and_export_the_file_format() {
+            let (dir, log, mut client) = table_with(3, None);
+            log.append(entry(
+                "secret.rotated",
+                json!({"password": "hunter2-canary", "target": "db"}),
+            ))
+            .expect("append");
+            let report = log.verify(None).expect("verifies");
+            assert_eq!((report.records, report.last_seq), (4, 4));
+            assert!(report.warnings.is_empty(), "{report}");
+            // The rows hold the file's lines: exported, with a head file, they verify as a file.
+            let lines = exported(&log);
+            assert_eq!(lines.len(), 4);
+            for (n, line) in lines.iter().enumerate() {
+                let record = check_record_line(line).expect("a record line");
+                assert_eq!(record.seq, n as u64 + 1);
+            }
+            let path = dir.path().join("exported.jsonl");
+            std::fs::write(&path, format!("{}\n", lines.join("\n"))).expect("write");
+            std::fs::write(
+                head_path(&path),
+                format!("{{\"hash\":\"{}\",\"seq\":4}}\n", report.last_hash),
+            )
+            .expect("head");
+            let as_file = verify(&path).expect("the export verifies as a file");
+            assert_eq!(as_file.last_hash, report.last_hash);
+            // Redaction is the file's: the secret never reaches the table.
+            assert!(lines[3].contains(REDACTED), "{}", lines[3]);
+            let leaked: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM audit_log WHERE line LIKE '%hunter2-canary%'",
+                    &[],
+                )
+                .expect("count")
+                .get(0);
+            assert_eq!(leaked, 0);
+            // The columns repeat the record's fields; the head row names the last record.
+            let row = client
+                .query_one(
+                    "SELECT event, run, identity, hash FROM audit_log WHERE seq = 4",
+                    &[],
+                )
+                .expect("row");
+            assert_eq!(row.get::<_, String>(0), "secret.rotated");
+            assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("run-1"));
+            assert_eq!(row.get::<_, String>(3), report.last_hash);
+            let head = client
+                .query_one("SELECT seq, hash FROM audit_head", &[])
+                .expect("head row");
+            assert_eq!(head.get::<_, i64>(0), 4);
+            assert_eq!(head.get::<_, String>(1), report.last_hash);
+            assert_eq!(log.run_slice("run-1", &KeyRing::new([])).unwrap().len(), 4);
+        }
+
+        #[test]
+        fn an_empty_table_verifies_and_exports_nothing() {
+            let (_dir, log, _client) = table_with(0, None);
+            assert_eq!(log.verify(None).expect("empty").records, 0);
+            assert!(exported(&log).is_empty());
+        }
+
+        #[test]
+        fn changed_details_are_detected_at_their_row() {
+            let (_dir, log, mut client) = table_with(5, None);
+            sql(
+                &mut client,
+                r#"UPDATE audit_log SET line = replace(line, '"i":2', '"i":7') WHERE seq = 3"#,
+            );
+            let e = table_err(&log, None);
+            assert!(
+                matches!(e.violation(), Some(Violation::HashMismatch { seq: 3, .. })),
+                "{e}"
+            );
+            assert_eq!(e.line(), Some(3));
+            assert!(e.to_string().contains("table audit_log"), "{e}");
+            assert!(e.to_string().contains("row 3"), "{e}");
+            // An append refuses nothing here (the last row is intact) but verify keeps failing.
+        }
+
+        #[test]
+        fn an_edited_column_is_detected() {
+            let (_dir, log, mut client) = table_with(3, None);
+            sql(
+                &mut client,
+                "UPDATE audit_log SET identity = 'E9999' WHERE seq = 2",
+            );
+            let e = table_err(&log, None);
+            assert!(
+                matches!(
+                    e.violation(),
+                    Some(Violation::RowDisagrees {
+                        seq: 2,
+                        column: "identity"
+                    })
+                ),
+                "{e}"
+            );
+        }
+
+        #[test]
+        fn a_deleted_last_row_is_detected_by_the_head_row_and_blocks_appends() {
+            let (_dir, log, mut client) = table_with(5, None);
+            sql(&mut client, "DELETE FROM audit_log WHERE seq = 5");
+            let e = table_err(&log, None);
+            assert!(
+                matches!(
+                    e.violation(),
+                    Some(Violation::HeadAhead {
+                        head_seq: 5,
+                        last_seq: 4
+                    })
+                ),
+                "{e}"
+            );
+            let refused = log
+                .append(entry("after", json!({})))
+                .expect_err("no append over a cut log");
+            assert!(
+                matches!(refused.violation(), Some(Violation::HeadAhead { .. })),
+                "{refused}"
+            );
+            // Cutting the head row as well is seen too.
+            sql(&mut client, "DELETE FROM audit_head");
+            let e = table_err(&log, None);
+            assert!(
+                matches!(
+                    e.violation(),
+                    Some(Violation::HeadMissing { records: 4, .. })
+                ),
+                "{e}"
+            );
+        }
+
+        #[test]
+        fn a_deleted_middle_row_is_detected() {
+            let (_dir, log, mut client) = table_with(5, None);
+            sql(&mut client, "DELETE FROM audit_log WHERE seq = 3");
+            let e = table_err(&log, None);
+            assert!(
+                matches!(
+                    e.violation(),
+                    Some(Violation::Deleted {
+                        expected: 3,
+                        found: 4
+                    })
+                ),
+                "{e}"
+            );
+            assert_eq!(e.line(), Some(3));
+        }
+
+        #[test]
+        fn reordered_seqs_are_detected() {
+            let (_dir, log, mut client) = table_with(5, None);
+            sql(
+                &mut client,
+                "UPDATE audit_log SET seq = -2 WHERE seq = 2; \
+                 UPDATE audit_log SET seq = 2 WHERE seq = 3; \
+                 UPDATE audit_log SET seq = 3 WHERE seq = -2;",
+            );
+            let e = table_err(&log, None);
+            assert!(
+                matches!(
+                    e.violation(),
+                    Some(Violation::Reordered {
+                        expected: 2,
+                        found: 3,
+                        expected_on_line: 3
+                    })
+                ),
+                "{e}"
+            );
+        }
+
+        #[test]
+        fn a_head_set_back_or_a_row_added_without_it_is_detected() {
+            let (_dir, log, mut client) = table_with(4, None);
+            // What an interrupted file append leaves is tolerated in the file, not here: the
+            // table's head commits with its record.
+            sql(
+                &mut client,
+                "UPDATE audit_head SET seq = 3, \
+                 hash = (SELECT hash FROM audit_log WHERE seq = 3)",
+            );
+            let e = table_err(&log, None);
+            assert!(
+                matches!(
+                    e.violation(),
+                    Some(Violation::HeadMismatch {
+                        head_seq: 3,
+                        last_seq: 4,
+                        ..
+                    })
+                ),
+                "{e}"
+            );
+        }
+
+        #[test]
+        fn signed_table_verifies_and_signature_tampering_is_detected() {
+            let key = PrivateKey::generate();
+            let ring = KeyRing::new([key.public()]);
+            let (_dir, log, mut client) = table_with(3, Some(&key));
+            let report = log.verify(Some(&ring)).expect("signed chain verifies");
+            assert!(report.signatures_checked);
+            assert_eq!(report.signed_by, vec![key.id().to_string()]);
+            for line in exported(&log) {
+                let record = check_record_line(&line).expect("record");
+                check_signature(&record, &ring).expect("each exported record's signature");
+            }
+            let other = KeyRing::new([PrivateKey::generate().public()]);
+            let e = table_err(&log, Some(&other));
+            assert!(
+                matches!(e.violation(), Some(Violation::UnknownKey { seq: 1, .. })),
+                "{e}"
+            );
+            // Someone without the key cannot append: the handle refuses, and a forged unsigned
+            // record is named.
+            let unsigned = AuditLog::open_postgres(log.backend_store());
+            let refused = unsigned
+                .append(entry("forged", json!({})))
+                .expect_err("unsigned append to a signed table");
+            assert!(
+                matches!(refused, AuditError::SigningKeyRequired { .. }),
+                "{refused}"
+            );
+            // The evidence bundle's slice: the run's rows, their signatures checked.
+            let slice = log.run_slice("run-1", &ring).expect("slice");
+            assert_eq!(slice, exported(&log));
+            // A head row stripped of its signature (rewritten) is detected.
+            sql(&mut client, "UPDATE audit_head SET sig = NULL, key = NULL");
+            let e = table_err(&log, Some(&ring));
+            assert!(
+                matches!(e.violation(), Some(Violation::HeadSignature { .. })),
+                "{e}"
+            );
+        }
+
+        #[test]
+        fn concurrent_appenders_form_one_gap_free_chain() {
+            const THREADS: usize = 4;
+            const EACH: usize = 25;
+            let key = PrivateKey::generate();
+            let (dir, store) = testing::fresh();
+            // One handle (one connection) per thread, as replicas have.
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let log = AuditLog::open_postgres(&store).with_signer(key.clone());
+                    std::thread::spawn(move || {
+                        for i in 0..EACH {
+                            log.append(entry("concurrent", json!({"thread": t, "i": i})))
+                                .expect("append");
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().expect("appender");
+            }
+            let log = AuditLog::open_postgres(&store);
+            let report = log
+                .verify(Some(&KeyRing::new([key.public()])))
+                .expect("one valid chain");
+            assert_eq!(report.records, (THREADS * EACH) as u64);
+            let seqs: Vec<u64> = exported(&log)
+                .iter()
+                .map(|l| check_record_line(l).expect("record").seq)
+                .collect();
+            assert_eq!(seqs, (1..=(THREADS * EACH) as u64).collect::<Vec<_>>());
+            drop(dir);
+        }
+
+        #[test]
+        fn for_store_picks_the_table_with_a_url_and_the_file_without() {
+            let (dir, config, _db) = testing::fresh_config();
+            let audit = AuditConfig {
+                path: dir.path().join("audit.jsonl"),
+                signing_key_file: None,
+            };
+            let log = AuditLog::for_store(&audit, &config).expect("table");
+            assert!(matches!(log.name(), LogName::Table(_)));
+            log.append(entry("e", json!({}))).expect("append");
+            assert!(!audit.path.exists(), "nothing went to the file");
+            let file = AuditLog::for_store(&audit, &StoreConfig::default()).expect("file");
+            assert_eq!(file.file(), Some(audit.path.as_path()));
+        }
     }
 }

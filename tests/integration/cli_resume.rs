@@ -191,6 +191,10 @@ fn assert_finished_without_repeats(world: &World, killed: &Killed) {
             *finished_events.entry(key).or_default() += 1;
         }
     }
+    assert!(
+        !finished_events.is_empty(),
+        "no finished action in the audit log (the file, or the PostgreSQL store's table)"
+    );
     for (key, n) in &finished_events {
         assert_eq!(*n, 1, "action {key} finished {n} times in the audit log");
     }

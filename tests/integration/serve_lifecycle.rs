@@ -220,10 +220,19 @@ async fn webhooks_verified_stored_processed_approved(world: VaultWorld) {
         },
     )
     .await;
-    let audit = std::fs::read_to_string(world.dir.path().join("state/audit.jsonl")).unwrap();
+    // The audit log as `audit export` prints it: the file, or the PostgreSQL store's table.
+    let exported = world.closeout(&["audit", "export"]);
+    assert!(exported.status.success(), "audit export");
+    let audit = String::from_utf8_lossy(&exported.stdout);
     assert!(
         audit.contains("secops@example.com"),
         "the approver is audited"
+    );
+    let verified = world.closeout(&["audit", "verify"]);
+    assert!(
+        verified.status.success(),
+        "audit verify: {}",
+        String::from_utf8_lossy(&verified.stderr)
     );
 
     // Metrics in the Prometheus text format, behind the API token.

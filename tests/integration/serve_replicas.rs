@@ -311,22 +311,17 @@ async fn two_replicas_on_postgres_process_each_event_once_and_take_over_a_killed
         2,
         "no run was started again"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_closeout"))
-        .current_dir(world.dir.path())
-        .arg("--config")
-        .arg(world.config_path())
-        .args(["audit", "verify"])
-        .output()
-        .expect("audit verify");
-    assert!(
-        out.status.success(),
-        "audit verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_one_audit_chain_in_store(world.dir.path(), &world.config_path());
     assert!(
         !world.dir.path().join("state/closeout.db").exists(),
         "nothing went to SQLite"
+    );
+    // Both replicas wrote records of the one chain (the audit records name no process, the
+    // runs do: the killed replica's run was resumed by the survivor).
+    assert!(
+        common::store_audit_records(world.dir.path(), &world.config_path())
+            .iter()
+            .any(|r| r["event"] == "run.started")
     );
 }
 
@@ -377,4 +372,96 @@ async fn the_schedulers_run_on_one_replica_and_fail_over_when_it_dies() {
         || took_lead(&world, follower) == 1,
     )
     .await;
+}
+
+/// The schedulers' leader lease as the database has it: (holder, pid, term, expires at; `None`
+/// once resigned, when it expires at `-infinity`).
+type LeaderRow = (String, i64, i64, Option<chrono::DateTime<chrono::Utc>>);
+
+fn leader_lease(store: &Store) -> Option<LeaderRow> {
+    let mut config: postgres::Config = store.url.parse().expect("url");
+    config.password(&store.password);
+    closeout::store::blocking::on_plain_thread(move || {
+        let mut client = config.connect(postgres::NoTls).expect("connect");
+        client
+            .query_opt(
+                "SELECT holder, pid, term, \
+                 CASE WHEN isfinite(expires_at) THEN expires_at END \
+                 FROM leader_leases WHERE name = 'schedulers'",
+                &[],
+            )
+            .expect("query")
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_cleanly_resigns_and_another_replica_leads_at_once() {
+    let world = VaultWorld::new();
+    let store = configure(&world);
+    let path = world.config_path();
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, format!("{text}expiry_every_secs = 1\n")).expect("config");
+    let mut a = start(&world, "a");
+    let mut b = start(&world, "b");
+    wait_for("a leader", &world, Duration::from_secs(30), || {
+        took_lead(&world, "a") + took_lead(&world, "b") > 0
+    })
+    .await;
+    let (la, _) = (took_lead(&world, "a"), took_lead(&world, "b"));
+    let (leader, follower, follower_pid) = if la == 1 {
+        let pid = b.child.id();
+        (&mut a, "b", pid)
+    } else {
+        let pid = a.child.id();
+        (&mut b, "a", pid)
+    };
+    let (_, leader_pid, term, held_until) = leader_lease(&store).expect("a lease row");
+    let held_until = held_until.expect("the leader's lease expires");
+    assert_eq!(
+        leader_pid,
+        i64::from(leader.child.id()),
+        "the lease names the leader"
+    );
+
+    // SIGTERM: a clean stop.
+    let status = Command::new("kill")
+        .args(["-TERM", &leader.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = leader.child.wait().expect("wait");
+    assert_eq!(exit.code(), Some(0), "the leader stopped cleanly");
+
+    // The other replica holds the lease, with the next term, while the resigned leader's
+    // lease would still have been valid: the takeover came from the resignation, not the TTL.
+    let mut now_led = None;
+    let log = world.dir.path().join(format!("serve-{follower}.log"));
+    wait_until(
+        "the other replica to take the lease",
+        &log,
+        Duration::from_secs(15),
+        || {
+            now_led = leader_lease(&store).filter(|l| l.1 == i64::from(follower_pid));
+            now_led.is_some()
+        },
+    )
+    .await;
+    let (holder, _, new_term, until) = now_led.expect("taken");
+    assert!(!holder.is_empty());
+    assert!(until.is_some_and(|u| u > chrono::Utc::now()), "{until:?}");
+    assert_eq!(new_term, term + 1, "one change of leader");
+    assert!(
+        chrono::Utc::now() < held_until,
+        "taken over only once the old lease ({held_until}) expired"
+    );
+    assert_eq!(took_lead(&world, follower), 1);
+    let leader_name = if follower == "a" { "b" } else { "a" };
+    let leader_log =
+        std::fs::read_to_string(world.dir.path().join(format!("serve-{leader_name}.log")))
+            .expect("leader log");
+    assert!(
+        leader_log.contains("resigned the schedulers' leader lease"),
+        "{leader_log}"
+    );
 }

@@ -4,8 +4,10 @@
 //! `src/store/pg/migrations/`) applied at open, under an advisory lock so replicas starting
 //! together migrate once, and refused when the database has a newer schema than this binary.
 //!
-//! So far the event queue (`super::queue::PgQueue`), the identity and leader leases
-//! (`super::lease`), the journal and the SCIM Users (`crate::intake::scim::store`, migration V4)
+//! The event queue (`super::queue::PgQueue`), the identity and leader leases (`super::lease`),
+//! the journal, observations and grant ledger, the audit log (`super::audit`, migration V3), the
+//! SCIM Users (`crate::intake::scim::store`, migration V4) and the HR export's last snapshot
+//! (`super::snapshot`, migration V5)
 //! have a PostgreSQL backend; docs/serve.md ("Deployment") says what does not yet.
 //!
 //! Invariant: the password is read from the environment or a file when connecting, and appears

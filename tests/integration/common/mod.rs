@@ -491,9 +491,53 @@ pub fn plan_keys(plan: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// The audit log's records, parsed (empty when there is no log).
+/// The audit log's records, parsed (empty when there is no log), as `closeout audit export`
+/// prints them: from the file on SQLite, from the store's table on PostgreSQL.
 pub fn audit_records(world: &World) -> Vec<serde_json::Value> {
-    audit_records_at(&world.audit_path())
+    store_audit_records(world.dir.path(), &world.config_path())
+}
+
+/// `closeout audit ARGS` in `dir` with the config at `config`; its stdout, after asserting it
+/// succeeded.
+pub fn audit_command(dir: &Path, config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_closeout"))
+        .current_dir(dir)
+        .arg("--config")
+        .arg(config)
+        .arg("audit")
+        .args(args)
+        .output()
+        .expect("closeout audit");
+    assert!(out.status.success(), "audit {args:?}: {}", describe(&out));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The audit records `closeout audit export` prints for the config at `config` (run in `dir`).
+pub fn store_audit_records(dir: &Path, config: &Path) -> Vec<serde_json::Value> {
+    audit_command(dir, config, &["export"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Replicas on one PostgreSQL store wrote one audit chain, in the store's table: `closeout audit
+/// verify` says so and passes, the exported `seq`s run 1..n with no gap, and no audit file was
+/// written in `dir`.
+pub fn assert_one_audit_chain_in_store(dir: &Path, config: &Path) {
+    let out = audit_command(dir, config, &["verify"]);
+    assert!(out.contains("table audit_log of PostgreSQL"), "{out}");
+    assert!(out.contains("hash chain intact"), "{out}");
+    let records = store_audit_records(dir, config);
+    assert!(!records.is_empty(), "no audit record");
+    let seqs: Vec<u64> = records
+        .iter()
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (1..=records.len() as u64).collect::<Vec<_>>());
+    assert!(
+        !dir.join("state/audit.jsonl").exists(),
+        "the audit log went to the file"
+    );
 }
 
 /// The audit log's records at `path`, parsed (empty when there is no log).
