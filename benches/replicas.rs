@@ -17,8 +17,8 @@
 //!     cargo bench --profile dev --bench replicas
 //!
 //! `CLOSEOUT_BENCH_BIN` runs another `closeout` binary (e.g. an older commit's, to compare the
-//! SQLite path; it must accept the same config), `CLOSEOUT_BENCH_SQLITE_ONLY=1` measures SQLite
-//! only, `CLOSEOUT_BENCH_LOG_DIR` keeps each replica's `info` log there. Each replica has 2
+//! SQLite path; it must accept the same config), `CLOSEOUT_BENCH_SETUPS=sqlite,pg3` measures
+//! only the setups named (`sqlite`, `pg1`, `pg2`, `pg3`), `CLOSEOUT_BENCH_LOG_DIR` keeps each replica's `info` log there. Each replica has 2
 //! workers.
 
 use closeout::config::{PasswordSource, StoreConfig};
@@ -395,14 +395,11 @@ fn main() {
         ("PostgreSQL", "pg2", 2, Backend::Postgres),
         ("PostgreSQL", "pg3", 3, Backend::Postgres),
     ];
-    // `CLOSEOUT_BENCH_SQLITE_ONLY=1`: the SQLite setup only (for a binary without PostgreSQL).
-    let sqlite_only = env_or("CLOSEOUT_BENCH_SQLITE_ONLY", 0) == 1;
-    let setups = if sqlite_only {
-        &setups[..1]
-    } else {
-        &setups[..]
-    };
-    for &(name, label, replicas, backend) in setups {
+    // `CLOSEOUT_BENCH_SETUPS=sqlite` (say): only these setups (e.g. for a binary without
+    // PostgreSQL).
+    let only = std::env::var("CLOSEOUT_BENCH_SETUPS").unwrap_or_default();
+    let chosen = |label: &str| only.is_empty() || only.split(',').any(|l| l.trim() == label);
+    for &(name, label, replicas, backend) in setups.iter().filter(|s| chosen(s.1)) {
         let o = measure(label, replicas, backend);
         println!(
             "| {name} | {replicas} | {:.0} | {:.1} | {} | {:.0} | {} |",
