@@ -63,6 +63,9 @@ mod receipts;
 mod resolve;
 mod retry;
 mod secret_rotation;
+/// The `ClientRequestToken` (and so the version id) a rotation puts its new secret version
+/// under, derived from the action's idempotency key.
+pub use secret_rotation::request_token;
 mod sso;
 mod sso_verbs;
 mod state;

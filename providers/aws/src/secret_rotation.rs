@@ -1,7 +1,7 @@
-//! Secret rotation (`rotate` on a secret): a new value staged as `AWSPENDING` under a request
-//! token derived from the idempotency key, promoted to `AWSCURRENT`, the label cleared; or, for a
-//! secret with rotation configured, `RotateSecret` under the same token. The staging labels make
-//! every step safe to repeat.
+//! Secret rotation (`rotate` on a secret): the new value put straight to `AWSCURRENT` under a
+//! request token derived from the idempotency key (the token is the version id, which makes
+//! every attempt the same rotation); for a secret with rotation configured, `RotateSecret`
+//! under the same token; for a database secret, its strategy's staged steps.
 
 use crate::capabilities::PROVIDER;
 use crate::client::AwsProvider;
@@ -32,10 +32,45 @@ pub fn request_token(key: &str) -> String {
     )
 }
 
+/// The outcome for a secret that no longer exists.
+fn gone(name: &str) -> ActionOutcome {
+    ActionOutcome::already(State::Deleted, format!("secret {name} no longer exists"))
+}
+
+/// The outcome for a secret whose `AWSCURRENT` is already this rotation's version.
+fn already_current(name: &str, token: &str) -> ActionOutcome {
+    ActionOutcome::already(
+        State::Rotated,
+        format!("version {token} of secret {name} is already AWSCURRENT"),
+    )
+}
+
+/// The outcome for a secret whose version under this rotation's token was promoted earlier and
+/// has been superseded since: done, and an old value is never brought back.
+fn superseded(name: &str, token: &str) -> ActionOutcome {
+    ActionOutcome::already(
+        State::Rotated,
+        format!("version {token} of secret {name} was promoted earlier and has been superseded"),
+    )
+}
+
 impl AwsProvider {
-    /// Rotate a secret: new value staged as `AWSPENDING` with a request token derived from the
-    /// idempotency key, promoted to `AWSCURRENT` (the old version becomes `AWSPREVIOUS`), then the
-    /// `AWSPENDING` label is cleared.
+    /// Rotate a secret in as few calls as Secrets Manager allows: read `AWSCURRENT` (its value is
+    /// what the secret's strategy changes; its version id says whether this rotation already
+    /// happened), then one `PutSecretValue` of the new value straight to `AWSCURRENT` under a
+    /// request token derived from the idempotency key (Secrets Manager moves `AWSPREVIOUS` to
+    /// the old version). Two calls; a repeat after a crash is one read.
+    ///
+    /// Why that is safe to repeat: the token is the new version's id. A put whose answer was lost
+    /// is sent again with the same value, which Secrets Manager accepts as the same request. A
+    /// later attempt (a resume) reads `AWSCURRENT`: if it is the token, the rotation is done; if
+    /// not, its put of a fresh value under the same token is refused (`ResourceExists`: the token
+    /// names a version with another value), and the versions are read to tell why: promoted
+    /// earlier and superseded since (done; an old value is never brought back), or staged
+    /// `AWSPENDING` by an attempt of the earlier staged protocol (promoted now).
+    ///
+    /// A secret with rotation configured is handed to its rotation function; one with a database
+    /// strategy goes through create, set, test, finish (see `closeout_postgres`).
     pub(crate) async fn rotate_secret(
         &self,
         f: &Finding,
@@ -44,110 +79,135 @@ impl AwsProvider {
         let secret = f.resource.as_str();
         let name = f.attr("name").unwrap_or(secret);
         let token = request_token(key);
-        if f.attr("rotation_enabled") != Some("true") {
-            if let Some(strategy) = database_strategy(f) {
-                return self
-                    .rotate_database_secret(secret, name, &token, &strategy)
-                    .await;
-            }
-        }
-        let Some(versions) = self.secret_versions(secret).await? else {
-            return Ok(ActionOutcome::already(
-                State::Deleted,
-                format!("secret {name} no longer exists"),
-            ));
-        };
-        let current = versions.with_stage(AWSCURRENT).map(|v| v.id.clone());
-        let ours = versions.by_id(&token).cloned();
-        if current.as_deref() == Some(token.as_str()) {
-            if ours.as_ref().is_some_and(|v| v.has(AWSPENDING)) {
-                self.clear_pending(secret, &token).await?;
-            }
-            return Ok(ActionOutcome::already(
-                State::Rotated,
-                format!("version {token} of secret {name} is already AWSCURRENT"),
-            ));
-        }
-        match &ours {
-            // Promoted earlier and superseded since: never bring an old value back.
-            Some(v) if !v.has(AWSPENDING) => {
-                return Ok(ActionOutcome::already(
-                    State::Rotated,
-                    format!(
-                        "version {token} of secret {name} was promoted earlier and has been superseded"
-                    ),
-                ));
-            }
+        if f.attr("rotation_enabled") == Some("true") {
             // A secret with rotation configured belongs to its rotation function (it changes
             // the database password, say, with the value): writing a value by hand would break
             // the service it guards, so the function is asked to rotate.
-            _ if f.attr("rotation_enabled") == Some("true") => {
-                return self
-                    .trigger_configured_rotation(secret, name, &token, ours.is_some())
-                    .await;
+            let Some(versions) = self.secret_versions(secret).await? else {
+                return Ok(gone(name));
+            };
+            if versions.with_stage(AWSCURRENT).map(|v| v.id.as_str()) == Some(token.as_str()) {
+                return Ok(already_current(name, &token));
             }
-            // Staged by an earlier attempt that did not finish: promote it below.
-            Some(_) => {}
-            None => {
-                // moto returns the old value from GetSecretValue without a stage even after
-                // AWSCURRENT moved: always ask for AWSCURRENT explicitly.
-                let old = self
-                    .call(
-                        "GetSecretValue",
-                        self.sm
-                            .get_secret_value()
-                            .secret_id(secret)
-                            .version_stage(AWSCURRENT)
-                            .send(),
-                    )
-                    .await?;
-                let put = self
-                    .sm
-                    .put_secret_value()
+            let ours = versions.by_id(&token);
+            if ours.is_some_and(|v| !v.has(AWSPENDING)) {
+                return Ok(superseded(name, &token));
+            }
+            let started = ours.is_some();
+            return self
+                .trigger_configured_rotation(secret, name, &token, started)
+                .await;
+        }
+        if let Some(strategy) = database_strategy(f) {
+            return self
+                .rotate_database_secret(secret, name, &token, &strategy)
+                .await;
+        }
+        // moto returns the old value from GetSecretValue without a stage even after AWSCURRENT
+        // moved: always ask for AWSCURRENT explicitly.
+        let old = match self
+            .call(
+                "GetSecretValue",
+                self.sm
+                    .get_secret_value()
                     .secret_id(secret)
-                    .client_request_token(&token)
-                    .version_stages(AWSPENDING);
-                let put = match old.secret_string() {
-                    // The secret's strategy decides what changes; a structured value with no
-                    // strategy is refused, never scrambled (it stays open).
-                    Some(s) => {
-                        let new = rotate_for(f, &SecretValue::new(s)).map_err(|e| {
-                            ProviderError::Config {
-                                provider: PROVIDER,
-                                message: format!("secret {name} was not rotated: {e}"),
-                            }
-                        })?;
-                        put.secret_string(new.expose())
-                    }
-                    None => {
-                        let new = SecretValue::generate();
-                        put.secret_binary(aws_smithy_types::Blob::new(new.expose().as_bytes()))
-                    }
-                };
-                drop(old);
-                self.call("PutSecretValue", put.send()).await?;
+                    .version_stage(AWSCURRENT)
+                    .send(),
+            )
+            .await
+        {
+            Ok(old) => old,
+            Err(e) if e.is_not_found() => return Ok(gone(name)),
+            Err(e) => return Err(e.into()),
+        };
+        let previous = old.version_id().map(str::to_string);
+        if previous.as_deref() == Some(token.as_str()) {
+            return Ok(already_current(name, &token));
+        }
+        let put = self
+            .sm
+            .put_secret_value()
+            .secret_id(secret)
+            .client_request_token(&token)
+            .version_stages(AWSCURRENT);
+        let put = match old.secret_string() {
+            // The secret's strategy decides what changes; a structured value with no strategy
+            // is refused, never scrambled (it stays open).
+            Some(s) => {
+                let new =
+                    rotate_for(f, &SecretValue::new(s)).map_err(|e| ProviderError::Config {
+                        provider: PROVIDER,
+                        message: format!("secret {name} was not rotated: {e}"),
+                    })?;
+                put.secret_string(new.expose())
             }
+            None => {
+                let new = SecretValue::generate();
+                put.secret_binary(aws_smithy_types::Blob::new(new.expose().as_bytes()))
+            }
+        };
+        drop(old);
+        match self.call("PutSecretValue", put.send()).await {
+            Ok(_) => Ok(ActionOutcome::done(
+                State::Rotated,
+                match &previous {
+                    Some(p) => format!(
+                        "new version {token} of secret {name} is AWSCURRENT; previous version {p} is AWSPREVIOUS"
+                    ),
+                    None => format!("new version {token} of secret {name} is AWSCURRENT"),
+                },
+            )),
+            Err(e) if e.code.as_deref() == Some("ResourceExistsException") => {
+                self.finish_earlier_version(secret, name, &token, previous.as_deref())
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The version under this rotation's token exists already with another value: an earlier
+    /// attempt made it. Promoted and superseded since: done (never bring an old value back).
+    /// Still `AWSPENDING` (the staged protocol of earlier Closeout versions): promote it now.
+    async fn finish_earlier_version(
+        &self,
+        secret: &str,
+        name: &str,
+        token: &str,
+        current: Option<&str>,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let Some(versions) = self.secret_versions(secret).await? else {
+            return Ok(gone(name));
+        };
+        let Some(ours) = versions.by_id(token) else {
+            return Err(ProviderError::Config {
+                provider: PROVIDER,
+                message: format!(
+                    "secret {name}: Secrets Manager refused version {token} as already in use, \
+                     but lists no such version"
+                ),
+            });
+        };
+        if ours.has(AWSCURRENT) {
+            return Ok(already_current(name, token));
+        }
+        if !ours.has(AWSPENDING) {
+            return Ok(superseded(name, token));
         }
         let mut promote = self
             .sm
             .update_secret_version_stage()
             .secret_id(secret)
             .version_stage(AWSCURRENT)
-            .move_to_version_id(&token);
-        if let Some(c) = &current {
+            .move_to_version_id(token);
+        if let Some(c) = current {
             promote = promote.remove_from_version_id(c);
         }
         self.call("UpdateSecretVersionStage", promote.send())
             .await?;
-        self.clear_pending(secret, &token).await?;
+        self.clear_pending(secret, token).await?;
         Ok(ActionOutcome::done(
             State::Rotated,
-            match &current {
-                Some(c) => format!(
-                    "new version {token} of secret {name} is AWSCURRENT; previous version {c} is AWSPREVIOUS"
-                ),
-                None => format!("new version {token} of secret {name} is AWSCURRENT"),
-            },
+            format!("staged version {token} of secret {name} is AWSCURRENT"),
         ))
     }
 

@@ -83,56 +83,100 @@ async fn secret_rotation_finishes_after_a_crash_and_never_rolls_back() {
         Some("their-value")
     );
 
-    // A different action whose staged version was left AWSPENDING by a crash gets promoted.
+    // A different action whose version an earlier Closeout (which staged, then promoted) left
+    // AWSPENDING when it crashed: this rotation finishes it, never leaving it pending. (Secrets
+    // Manager refuses the new put under the same token, and the staged version is promoted;
+    // moto lets a put overwrite an AWSPENDING version, so here the new value lands under the
+    // token. Either way the token's version ends AWSCURRENT.)
     let request2 = ActionRequest {
         idempotency_key: "run-8/rotate/crash-db".into(),
         ..request.clone()
     };
-    let out = provider.execute(&request2).await.unwrap();
-    assert!(!out.already_done);
-    let ours2 = c.secret_value(&arn, "AWSCURRENT").await.unwrap();
-    // Stage the crash: move AWSCURRENT back, leave our version AWSPENDING only.
+    let staged = closeout_aws::request_token(&request2.idempotency_key);
+    c.sm.put_secret_value()
+        .secret_id(&arn)
+        .secret_string("staged-by-an-earlier-closeout")
+        .client_request_token(&staged)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let resumed = provider.execute(&request2).await.unwrap();
+    assert!(!resumed.already_done, "{resumed:?}");
     let versions =
         c.sm.list_secret_version_ids()
             .secret_id(&arn)
             .send()
             .await
             .unwrap();
-    let current2 = versions
+    let stages: Vec<String> = versions
         .versions()
         .iter()
-        .find(|v| v.version_stages().iter().any(|s| s == "AWSCURRENT"))
-        .unwrap()
-        .version_id()
-        .unwrap()
-        .to_string();
-    c.sm.update_secret_version_stage()
-        .secret_id(&arn)
-        .version_stage("AWSCURRENT")
-        .move_to_version_id(theirs)
-        .remove_from_version_id(&current2)
-        .send()
-        .await
-        .unwrap();
-    c.sm.update_secret_version_stage()
-        .secret_id(&arn)
-        .version_stage("AWSPENDING")
-        .move_to_version_id(&current2)
-        .send()
-        .await
-        .unwrap();
-    let resumed = provider.execute(&request2).await.unwrap();
-    assert!(!resumed.already_done, "{resumed:?}");
-    assert_eq!(
-        c.secret_value(&arn, "AWSCURRENT").await.as_deref(),
-        Some(ours2.as_str())
+        .find(|v| v.version_id() == Some(staged.as_str()))
+        .expect("the staged version is listed")
+        .version_stages()
+        .to_vec();
+    assert!(
+        stages.iter().any(|s| s == "AWSCURRENT") && !stages.iter().any(|s| s == "AWSPENDING"),
+        "the staged version is AWSCURRENT and no longer AWSPENDING: {stages:?}"
     );
+    let out = again.clone();
+    assert!(!format!("{out:?}{resumed:?}{again:?}").contains(CANARY));
+}
+
+/// A plain secret rotation is two calls (read `AWSCURRENT`, put the new value to it); repeating
+/// it (a resume after a crash, another start of the action) is one read, and moto then holds
+/// exactly one new version, `AWSCURRENT`, with the old one `AWSPREVIOUS`.
+#[tokio::test]
+async fn a_secret_rotation_is_two_calls_and_its_repeat_one_read() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let old = format!("{CANARY}-calls");
+    let arn = c.secret("calls-db", &old, &[("owner", "E100")], None).await;
+    let provider = moto.provider().await;
+    let ctx = ResolveContext {
+        identity: identity("E100", "alice@example.com", None),
+        cutoff: Some(Utc::now()),
+    };
+    let r = provider.resolve(&ctx).await.unwrap();
+    let request = ActionRequest {
+        idempotency_key: "run-9/rotate/calls-db".into(),
+        verb: "rotate".into(),
+        finding: find(&r, &format!("aws:secret:{arn}")).clone(),
+        params: ActionParams::default(),
+    };
+    let operations = |calls: &[closeout_contract::ProviderCall]| -> Vec<String> {
+        calls.iter().map(|c| c.operation.clone()).collect()
+    };
+    let (out, calls) = closeout_contract::receipt::collect(provider.execute(&request)).await;
+    let out = out.unwrap();
+    assert!(!out.already_done, "{out:?}");
+    assert_eq!(
+        operations(&calls),
+        [
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue"
+        ]
+    );
+    let (again, calls) = closeout_contract::receipt::collect(provider.execute(&request)).await;
+    assert!(again.unwrap().already_done);
+    assert_eq!(operations(&calls), ["secretsmanager:GetSecretValue"]);
+
+    let versions =
+        c.sm.list_secret_version_ids()
+            .secret_id(&arn)
+            .include_deprecated(true)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(versions.versions().len(), 2, "{versions:?}");
     assert_eq!(
         c.secret_value(&arn, "AWSPREVIOUS").await.as_deref(),
-        Some("their-value")
+        Some(old.as_str())
     );
-    assert_ne!(token, current2);
-    assert!(!format!("{out:?}{resumed:?}{again:?}").contains(CANARY));
+    let new = c.secret_value(&arn, "AWSCURRENT").await.unwrap();
+    assert_ne!(new, old);
+    assert!(!format!("{out:?}").contains(CANARY));
 }
 
 #[tokio::test]
