@@ -715,6 +715,86 @@ fn copy_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::audit::{AuditEntry, AuditLog};
+    use crate::store::journal::Journal;
+    use crate::store::pg::testing;
+    use crate::store::signing::{KeyRing, PrivateKey};
+
+    fn entry(i: u64) -> AuditEntry {
+        AuditEntry {
+            actor: "test".into(),
+            event: "test.event".into(),
+            run: Some(format!("run-{i}")),
+            identity: Some("E1".into()),
+            details: serde_json::json!({ "i": i }),
+        }
+    }
+
+    /// A signed audit log keeps its lines and signatures: the store's chain verifies against
+    /// the public key, head signature included, and the table's lines are the file's.
+    #[test]
+    fn a_signed_audit_log_is_copied_as_it_is_and_verifies_with_its_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sqlite = dir.path().join("closeout.db");
+        drop(Journal::open(&sqlite).expect("a SQLite store"));
+        let key = PrivateKey::generate();
+        let ring = KeyRing::new([key.public()]);
+        let file = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&file).expect("log").with_signer(key.clone());
+        for i in 0..3 {
+            log.append(entry(i)).expect("append");
+        }
+        let (_pgdir, store) = testing::fresh();
+        let migrated = migrate(&sqlite, &file, None, &store).expect("migrate");
+        assert_eq!(migrated.audit_records, 3);
+        assert!(migrated.tables.iter().all(|(_, n)| *n == 0), "{migrated:?}");
+        let table = AuditLog::open_postgres(&store);
+        let report = table.verify(Some(&ring)).expect("verifies with the key");
+        assert_eq!((report.records, report.last_seq), (3, 3));
+        assert_eq!(report.signed_by, vec![key.id().to_string()]);
+        let mut exported = Vec::new();
+        table.export(&mut exported).expect("export");
+        assert_eq!(exported, std::fs::read(&file).expect("the file, unchanged"));
+        // The migrated chain goes on: the next record follows the copied head.
+        let next = table.with_signer(key).append(entry(3)).expect("append");
+        assert_eq!(next.seq, 4);
+        AuditLog::open_postgres(&store)
+            .verify(Some(&ring))
+            .expect("still verifies");
+    }
+
+    /// A SQLite column PostgreSQL has no place for is refused, not dropped; the table copied
+    /// before it (observations) is rolled back with it.
+    #[test]
+    fn a_column_postgres_lacks_is_refused_and_nothing_is_copied() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sqlite = dir.path().join("closeout.db");
+        drop(Journal::open(&sqlite).expect("a SQLite store"));
+        let conn = Connection::open(&sqlite).expect("open");
+        conn.execute_batch(
+            "ALTER TABLE grants ADD COLUMN extra TEXT; \
+             INSERT INTO observations (finding_id, state, first_seen) \
+             VALUES ('f1', 'active', '2026-01-01T00:00:00.000000Z'); \
+             INSERT INTO grants VALUES ('E1', 'aws', 'group-membership', 'g', 'r', \
+             '2026-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z', 'run-1', 'x');",
+        )
+        .expect("an extra column");
+        drop(conn);
+        let (_pgdir, store) = testing::fresh();
+        let err =
+            migrate(&sqlite, &dir.path().join("audit.jsonl"), None, &store).expect_err("refused");
+        assert!(
+            matches!(&err, MigrateError::NoSuchColumn { table, column } if table == "grants" && column == "extra"),
+            "{err}"
+        );
+        assert!(err.is_refusal());
+        let mut client = store.connect().expect("connect");
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM observations", &[])
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, 0);
+    }
 
     #[test]
     fn values_convert_by_the_postgres_column_type() {
