@@ -763,6 +763,34 @@ mod tests {
             .expect("still verifies");
     }
 
+    /// Every table of the PostgreSQL schema is either copied or known not to be (and checked
+    /// empty): a table a later migration adds must be placed in one list or the other.
+    #[test]
+    fn every_postgres_table_is_copied_or_checked_empty() {
+        let (_pgdir, store) = testing::fresh();
+        let mut client = store.connect().expect("connect");
+        let mut tables: Vec<String> = client
+            .query(
+                "SELECT table_name::TEXT FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name <> 'refinery_schema_history' \
+                 ORDER BY table_name",
+                &[],
+            )
+            .expect("tables")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut known: Vec<String> = TABLES
+            .iter()
+            .map(|t| t.name)
+            .chain(OTHER_TABLES)
+            .map(String::from)
+            .collect();
+        tables.sort();
+        known.sort();
+        assert_eq!(tables, known);
+    }
+
     /// A SQLite column PostgreSQL has no place for is refused, not dropped; the table copied
     /// before it (observations) is rolled back with it.
     #[test]
