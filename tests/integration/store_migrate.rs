@@ -182,6 +182,10 @@ async fn a_sqlite_deployment_moves_to_postgres_and_carries_on() {
     assert_eq!(events_before.len(), 1, "{events_before:?}");
     let grants_before = journal.grants().expect("grants");
     let observations_before = journal.observations().expect("observations");
+    assert!(
+        !observations_before.is_empty(),
+        "the runs observed findings"
+    );
     let actions_before = journal.actions(&waiting_run).expect("actions");
     assert!(!actions_before.is_empty());
     let users_before = scim_users(&scim);
@@ -257,6 +261,11 @@ async fn a_sqlite_deployment_moves_to_postgres_and_carries_on() {
     assert_eq!(events.len(), 2);
     assert!(events[0].seq > events_before[0].seq, "{events:?}");
 
+    // A plain re-run on PostgreSQL finds the waiting run and still waits (no new run).
+    let again = world.closeout(&["apply", "leaver", "--identity", "E1001", "--yes"]);
+    assert_eq!(again.status.code(), Some(4), "{}", stderr(&again));
+    assert_eq!(runs_json(&world), runs_before);
+
     // The waiting run is approved on PostgreSQL and finishes: the same run, closed.
     let approved = world.closeout(&[
         "approve",
@@ -309,6 +318,18 @@ async fn migrate_refuses_a_store_in_use_and_a_target_that_is_not_empty() {
     );
     empty("after the lease refusal");
     leases.release("E1001", &holder).expect("release");
+
+    // The schedulers' leader lease: a `serve` is running.
+    leases.lead("schedulers", &holder).expect("lead");
+    let out = migrate(&world, &store);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the leader lease schedulers is held"),
+        "{}",
+        stderr(&out)
+    );
+    empty("after the leader lease refusal");
+    leases.resign("schedulers", &holder).expect("resign");
 
     // An event being processed.
     // Every identity gone from the next export: leaver events, one of them claimed.
