@@ -1318,7 +1318,7 @@ pub fn copy_file_to_table(
     tx: &mut impl postgres::GenericClient,
 ) -> Result<(CopiedLog, FileLock), AuditError> {
     let log = LogName::File(path.to_path_buf());
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+    let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let head = read_head(&head_path(path))?;

@@ -394,8 +394,9 @@ pub fn migrate(
     };
     tx.commit()?;
     drop(audit_lock);
-    // Nothing was written to SQLite: the lock is let go.
-    source.rollback().map_err(sql_err)?;
+    // Nothing was written to SQLite: dropping the transaction rolls it back and lets the lock
+    // go (a failure there cannot undo the commit, so it is not reported as the copy's).
+    drop(source);
     Ok(Migrated {
         target: target.target().to_string(),
         tables,
