@@ -25,6 +25,7 @@ pub mod rotate;
 pub mod runs;
 pub mod serve;
 pub mod source;
+pub mod store;
 pub mod timings;
 pub mod verify;
 
@@ -97,6 +98,12 @@ pub enum Command {
         #[command(subcommand)]
         command: source::SourceCommand,
     },
+    /// The store: `store migrate` copies a SQLite deployment into an empty PostgreSQL store.
+    Store {
+        /// The store subcommand.
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
     /// Look for drift without changing anything: terminated identities whose access is still
     /// usable, NHIs whose owner is gone, unclaimed accounts, policy drift. Exit 3 on drift.
     Reconcile(reconcile::ReconcileArgs),
@@ -138,6 +145,7 @@ impl Command {
             Command::Audit { .. }
             | Command::Evidence { .. }
             | Command::Playbook { .. }
+            | Command::Store { .. }
             | Command::Serve => Format::Text,
         }
     }
@@ -160,6 +168,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Failure> {
         Command::Playbook { command } => Ok(playbook::run(command)),
         Command::Policy { command } => policy::run(global, command).await,
         Command::Source { command } => source::run(global, command),
+        Command::Store { command } => store::run(global, command),
         Command::Reconcile(args) => reconcile::run(global, args).await,
         Command::Rotate(args) => rotate::run(global, args).await,
         Command::Doctor(args) => doctor::run(global, args).await,

@@ -1238,7 +1238,7 @@ fn disagreeing_column(
 }
 
 fn verify_table(conn: &PgConn, keys: Option<&KeyRing>) -> Result<VerifyReport, AuditError> {
-    let log = LogName::Table(conn.store().target().to_string());
+    let target = conn.store().target().to_string();
     conn.with(|c| {
         // One snapshot: appends committed meanwhile are not half-seen.
         let mut tx = c
@@ -1246,33 +1246,157 @@ fn verify_table(conn: &PgConn, keys: Option<&KeyRing>) -> Result<VerifyReport, A
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        let mut checker = Checker::new(log.clone(), keys);
-        let mut after = i64::MIN;
-        loop {
-            let rows = tx.query(
-                "SELECT seq, at, event, run, identity, hash, line FROM audit_log \
-                 WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&after, &PAGE],
-            )?;
-            let Some(last) = rows.last() else { break };
-            after = last.try_get(0)?;
-            for row in &rows {
-                let line: String = row.try_get("line")?;
-                let record =
-                    checker.next(line.as_bytes(), true, |seq| table_find_seq(&mut tx, seq))?;
-                if let Some(column) = disagreeing_column(row, record)? {
-                    let seq = record.seq;
-                    return Err(checker.integrity(
-                        Some(checker.position),
-                        Violation::RowDisagrees { seq, column },
-                    ));
-                }
+        let report = verify_table_in(&mut tx, &target, keys)?;
+        tx.commit()?;
+        Ok(report)
+    })
+}
+
+/// [`AuditLog::verify`] of the `audit_log` table and `audit_head` row of the PostgreSQL store
+/// `target` (user@host:port/database, for messages) as `c` sees them: inside a transaction that
+/// has not committed yet, its own rows (`closeout store migrate` verifies the copied chain
+/// before it commits).
+pub fn verify_table_in(
+    c: &mut impl postgres::GenericClient,
+    target: &str,
+    keys: Option<&KeyRing>,
+) -> Result<VerifyReport, AuditError> {
+    let log = LogName::Table(target.to_string());
+    let mut checker = Checker::new(log.clone(), keys);
+    let mut after = i64::MIN;
+    loop {
+        let rows = c.query(
+            "SELECT seq, at, event, run, identity, hash, line FROM audit_log \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&after, &PAGE],
+        )?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        for row in &rows {
+            let line: String = row.try_get("line")?;
+            let record = checker.next(line.as_bytes(), true, |seq| table_find_seq(c, seq))?;
+            if let Some(column) = disagreeing_column(row, record)? {
+                let seq = record.seq;
+                return Err(checker.integrity(
+                    Some(checker.position),
+                    Violation::RowDisagrees { seq, column },
+                ));
             }
         }
-        let head = table_head(&mut tx, &log)?;
-        tx.commit()?;
-        checker.finish(head, true)
-    })
+    }
+    let head = table_head(c, &log)?;
+    checker.finish(head, true)
+}
+
+/// The audit log file, locked against appends (an exclusive lock, as an appender takes) for as
+/// long as this lives: `closeout store migrate` holds it until its copy has committed, so no
+/// record appended meanwhile is left behind in the file.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: Option<File>,
+}
+
+/// What [`copy_file_to_table`] copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedLog {
+    /// Records copied (the file's lines).
+    pub records: u64,
+    /// The last record's seq (0 for an empty log).
+    pub last_seq: u64,
+}
+
+/// Copy the audit log file at `path` and its head into the PostgreSQL store's `audit_log` table
+/// and `audit_head` row through `tx` (which the caller commits): every line as it is (the same
+/// text, hashes and signatures), its columns filled as an append fills them, and the head row
+/// from the head file (its signature kept). The file is first checked as `audit verify` checks
+/// it (no signature check); a head one record behind (an interrupted append, a warning for the
+/// file) is refused, since the table requires the head to name the last record. The table must
+/// be empty (the caller checks). The file is left as it is, locked until the returned
+/// [`FileLock`] is dropped. A missing file is an empty log.
+pub fn copy_file_to_table(
+    path: &Path,
+    tx: &mut impl postgres::GenericClient,
+) -> Result<(CopiedLog, FileLock), AuditError> {
+    let log = LogName::File(path.to_path_buf());
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let head = read_head(&head_path(path))?;
+            Checker::new(log, None).finish(head, true)?;
+            return Ok((
+                CopiedLog {
+                    records: 0,
+                    last_seq: 0,
+                },
+                FileLock { _file: None },
+            ));
+        }
+        Err(e) => return Err(io_err(path, "open")(e)),
+    };
+    file.lock().map_err(io_err(path, "lock"))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io_err(path, "read"))?;
+    let mut checker = Checker::new(log, None);
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // The text after the last newline: empty when the file ends with one.
+    let tail = lines.pop().unwrap_or_default();
+    for line in &lines {
+        let find = |seq: u64| -> Result<Option<u64>, AuditError> {
+            #[derive(Deserialize)]
+            struct SeqOnly {
+                seq: u64,
+            }
+            Ok(lines
+                .iter()
+                .position(|l| serde_json::from_slice::<SeqOnly>(l).is_ok_and(|r| r.seq == seq))
+                .map(|i| i as u64 + 1))
+        };
+        let record = checker.next(line, true, find)?.clone();
+        let seq = i64::try_from(record.seq).map_err(|_| {
+            checker.integrity(
+                Some(checker.position),
+                Violation::Malformed("seq beyond 2^63".into()),
+            )
+        })?;
+        let text = std::str::from_utf8(line).map_err(|e| {
+            checker.integrity(
+                Some(checker.position),
+                Violation::Malformed(format!("not UTF-8: {e}")),
+            )
+        })?;
+        tx.execute(
+            "INSERT INTO audit_log (seq, at, event, run, identity, hash, line) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &seq,
+                &format_at(&record.at),
+                &record.event,
+                &record.run,
+                &record.identity,
+                &record.hash,
+                &text,
+            ],
+        )?;
+    }
+    if !tail.is_empty() {
+        checker.next(tail, false, |_| Ok(None))?;
+    }
+    let head = read_head(&head_path(path))?;
+    let report = checker.finish(head.clone(), true)?;
+    if let Some(head) = head.filter(|_| report.records > 0) {
+        let seq = i64::try_from(head.seq).unwrap_or(i64::MAX);
+        tx.execute(
+            "INSERT INTO audit_head (id, seq, hash, key, sig) VALUES (TRUE, $1, $2, $3, $4)",
+            &[&seq, &head.hash, &head.key, &head.sig],
+        )?;
+    }
+    Ok((
+        CopiedLog {
+            records: report.records,
+            last_seq: report.last_seq,
+        },
+        FileLock { _file: Some(file) },
+    ))
 }
 
 fn run_slice_table(conn: &PgConn, run: &str, keys: &KeyRing) -> Result<Vec<String>, AuditError> {

@@ -55,3 +55,4 @@ mod serve_movers;
 mod serve_replicas;
 mod serve_replicas_aws;
 mod serve_scim;
+mod store_migrate;
