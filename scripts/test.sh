@@ -26,11 +26,12 @@ step "cargo test --workspace"
 cargo test --workspace
 
 # The store interface has two backends: the serve suite (the service, its SCIM intake, resuming
-# a killed run) runs again with every test world's store on PostgreSQL. The replica tests are on
-# PostgreSQL already; the internals test reads SQLite's own file on purpose.
+# a killed run) runs again with every test world's store on PostgreSQL. The replica tests, the
+# `on_postgres` variants and the SCIM store tests (`scim_users`, `scim_conformance`: one variant
+# per backend) are on PostgreSQL already; the internals test reads SQLite's own file on purpose.
 step "the serve suite again on PostgreSQL (CLOSEOUT_TEST_STORE=postgres)"
 CLOSEOUT_TEST_STORE=postgres cargo test -p closeout --test integration -- \
-    serve_ scim cli_resume --skip serve_replicas --skip serve_internals
+    serve_ cli_resume --skip serve_replicas --skip serve_internals --skip on_postgres
 
 # The fuzz targets (docs/fuzzing.md) are not built here by default: their instrumented build
 # compiles the whole library and its SDKs again (about 30 minutes on 2 cores), which the CI

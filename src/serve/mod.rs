@@ -52,6 +52,9 @@ pub enum ServeError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// Another `closeout serve` runs on the same SQLite store (exit 1).
+    #[error(transparent)]
+    Presence(#[from] crate::store::presence::PresenceError),
     /// An I/O error at start-up (the store's directory cannot be made) or while serving (exit 1).
     #[error("the server stopped: {0}")]
     Io(#[from] std::io::Error),
@@ -198,6 +201,12 @@ pub async fn run(config_path: &Path) -> Result<(), ServeError> {
             std::fs::create_dir_all(parent)?;
         }
     }
+    // One `serve` per SQLite store, held until this function returns: a second one would put
+    // this one's in-flight events back to pending and run them again.
+    let _presence = match &postgres {
+        None => Some(crate::store::presence::lock_for_serve(&config.store.path)?),
+        Some(_) => None,
+    };
     // Opening waits while another process writes to the store: off the async runtime.
     let (queue, status, journal) = match &postgres {
         Some(store) => (

@@ -425,6 +425,12 @@ fn refuse_if_in_use(conn: &Connection, path: &Path) -> Result<(), MigrateError> 
         path: path.to_path_buf(),
         what,
     };
+    // A running `serve` holds its presence lock even when idle (no lease, no event in hand).
+    match super::presence::serve_running(path) {
+        Ok(None) => {}
+        Ok(Some(holder)) => return Err(in_use(format!("`closeout serve` ({holder}) runs on it"))),
+        Err(e) => return Err(in_use(format!("its serve lock cannot be read: {e}"))),
+    }
     let now = ts(Utc::now());
     for (table, key, what) in [
         ("identity_leases", "identity", "the lease on identity"),

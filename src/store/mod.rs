@@ -16,6 +16,7 @@ pub mod lease;
 pub mod migrate;
 pub mod observations;
 pub mod pg;
+pub mod presence;
 pub mod queue;
 pub mod signing;
 pub mod snapshot;

@@ -239,20 +239,14 @@ async fn two_replicas_on_postgres_process_each_event_once_and_take_over_a_killed
         assert_eq!(e.status, QueueStatus::Done, "{e:?}");
     }
     // The killed replica's events were claimed again (its two workers held one or two), no
-    // other; each run it left running belongs to one of them.
+    // other. (The runs running when it was killed may include the survivor's, so which were
+    // the killed one's is not known here; none was replaced, checked below.)
     let retaken = stored.iter().filter(|e| e.attempts == 2).count();
     assert!(
         (1..=2).contains(&retaken) && stored.iter().all(|e| e.attempts <= 2),
         "only the killed replica's events are claimed again: {stored:?}"
     );
-    for run in &interrupted {
-        assert!(
-            stored
-                .iter()
-                .any(|e| e.run_id.as_ref() == Some(run) && e.attempts == 2),
-            "run {run}, left running by the killed replica, was not taken over: {stored:?}"
-        );
-    }
+
     let all_runs: Vec<String> = ["E1001", "E1002", "E1007"]
         .iter()
         .flat_map(|i| runs_of(&store, i))

@@ -1,6 +1,6 @@
 //! Issue 19's "done when", at the size this machine runs in a test: three `closeout serve`
 //! replicas on one PostgreSQL store in front of moto seeded with the demo organisation, a couple
-//! of hundred signed events (leavers and incidents for every human of the demo organisation,
+//! of hundred signed events (leavers, incidents and movers for every human of the demo organisation,
 //! several per identity, duplicates posted to another replica, unknown identities), the replica
 //! running an event SIGKILLed mid-run and restarted. Every accepted event is processed exactly
 //! once (the queue and the journal), no identity has two runs at once (the journal's times), no
@@ -23,8 +23,8 @@ const IDENTITIES: [&str; 8] = [
     "E0001", "E1000", "E1001", "E1002", "E1003", "E1005", "E1006", "E1007",
 ];
 
-/// Rounds of events: each round is a leaver or an incident for every identity above and a
-/// leaver for an identity the HR export does not know.
+/// Rounds of events: each round is a leaver, an incident or a mover for every identity above
+/// and a leaver for an identity the HR export does not know.
 const ROUNDS: usize = 24;
 
 fn start(world: &World, name: &str) -> Service {
@@ -110,15 +110,23 @@ fn events() -> Vec<(String, String)> {
     let mut bodies = Vec::new();
     for round in 0..ROUNDS {
         for (n, identity) in IDENTITIES.iter().enumerate() {
-            let kind = if (round + n) % 3 == 0 {
-                "incident"
-            } else {
-                "leaver"
+            let id = format!("evt_{round}_{identity}");
+            let body = match (round + n) % 6 {
+                // A mover: to the other department of the demo's policy.
+                1 => {
+                    let department = if round % 2 == 0 {
+                        "data"
+                    } else {
+                        "engineering"
+                    };
+                    format!(
+                        r#"{{"type":"mover","identity":{{"id":"{identity}","attributes":{{"department":"{department}"}}}}}}"#
+                    )
+                }
+                0 | 3 => format!(r#"{{"type":"incident","identity":{{"id":"{identity}"}}}}"#),
+                _ => format!(r#"{{"type":"leaver","identity":{{"id":"{identity}"}}}}"#),
             };
-            bodies.push((
-                format!("evt_{round}_{identity}"),
-                format!(r#"{{"type":"{kind}","identity":{{"id":"{identity}"}}}}"#),
-            ));
+            bodies.push((id, body));
         }
         bodies.push((
             format!("evt_{round}_unknown"),
@@ -181,9 +189,14 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
     let seeded = secret_versions(&sdk).await;
     let path = world.config_path();
     let mut text = std::fs::read_to_string(&path).expect("config");
+    // Movers converge to the demo organisation's entitlement policy.
+    text.push_str(&format!(
+        "\n[policy]\nentitlements = \"{}/examples/demo/entitlements.yaml\"\n",
+        common::REPO
+    ));
     text.push_str(
         "\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 2\nshutdown_grace_secs = 20\n\
-         auto_apply = [\"leaver\", \"incident\"]\n",
+         auto_apply = [\"leaver\", \"incident\", \"mover\"]\n",
     );
     std::fs::write(&path, text).expect("write config");
     let mut replicas = [start(&world, "a"), start(&world, "b"), start(&world, "c")];
@@ -253,6 +266,11 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
     );
     let runs = journal(&world).runs(10_000).expect("runs");
     assert_one_run_per_event(&events, &runs);
+    let movers = runs
+        .iter()
+        .filter(|r| r.trigger == closeout::trigger::Trigger::Mover)
+        .count();
+    assert!(movers > 0, "no mover ran");
     assert_no_overlapping_runs(&runs);
 
     // No action finished before the kill ran again.
@@ -315,7 +333,7 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
         assert_eq!(*n, 1, "action {key} completed {n} times");
     }
     eprintln!(
-        "{accepted} events, {} runs, {} actions, {} rotations, {} events claimed again",
+        "{accepted} events, {} runs ({movers} movers), {} actions, {} rotations, {} events claimed again",
         runs.len(),
         actions.len(),
         rotations.values().sum::<usize>(),

@@ -331,6 +331,40 @@ async fn migrate_refuses_a_store_in_use_and_a_target_that_is_not_empty() {
     empty("after the leader lease refusal");
     leases.resign("schedulers", &holder).expect("resign");
 
+    // A `serve` running on the store, idle (no lease, no event): refused while it runs, and a
+    // second `serve` on the same SQLite store refuses to start, naming the first.
+    let path = world.config_path();
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(
+        &path,
+        format!("{text}\n[serve]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n"),
+    )
+    .expect("config");
+    let serving = common::start_serve(
+        world.command(&["serve"]),
+        &world.dir.path().join("serve.log"),
+    );
+    let pid = format!("process {}", serving.child.id());
+    let out = migrate(&world, &store);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("`closeout serve` ({pid}) runs on it")),
+        "{}",
+        stderr(&out)
+    );
+    empty("after the running-serve refusal");
+    let second = world.closeout(&["serve"]);
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains(&format!(
+            "another `closeout serve` ({pid}) uses the SQLite store"
+        )),
+        "{}",
+        stderr(&second)
+    );
+    drop(serving);
+    std::fs::write(&path, text).expect("config");
+
     // An event being processed.
     // Every identity gone from the next export: leaver events, one of them claimed.
     let none = world.dir.path().join("none.csv");
