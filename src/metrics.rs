@@ -43,6 +43,8 @@ pub struct Metrics {
     pub claims: Counter,
     /// Expired claims (of a replica that stopped renewing them) this process took over.
     pub claims_taken_over: Counter,
+    /// Identity leases this process took from a holder that stopped renewing them.
+    pub identity_leases_taken_over: Counter,
 }
 
 fn action_histogram() -> Histogram {
@@ -128,11 +130,19 @@ impl Metrics {
             "Expired claims of a replica that stopped renewing them, taken over by this one",
             claims_taken_over.clone(),
         );
+        let identity_leases_taken_over = Counter::default();
+        registry.register(
+            "identity_leases_taken_over",
+            "Identity leases taken from a holder that stopped renewing them (expired, or a process \
+             on this host that no longer exists)",
+            identity_leases_taken_over.clone(),
+        );
         Metrics {
             queue_events,
             leader_changes,
             claims,
             claims_taken_over,
+            identity_leases_taken_over,
             drift,
             rotations_due,
             registry,

@@ -232,6 +232,7 @@ impl Leases {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
+        let mut taken_over = false;
         if let Some((other, host, pid, expires)) = current {
             let until = parse(&expires)?;
             let dead_here = host == holder.host && !process_exists(pid);
@@ -244,6 +245,7 @@ impl Leases {
                     until,
                 });
             }
+            taken_over = other != holder.id;
         }
         tx.execute(
             "INSERT INTO identity_leases (identity, holder, host, pid, expires_at) \
@@ -259,6 +261,9 @@ impl Leases {
             ],
         )?;
         tx.commit()?;
+        if taken_over {
+            crate::metrics::global().identity_leases_taken_over.inc();
+        }
         Ok(())
     }
 
@@ -390,14 +395,17 @@ impl Leases {
     /// replaced by compare-and-swap on its holder id.
     fn pg_acquire(&self, pg: &PgConn, identity: &str, holder: &Holder) -> Result<(), LeaseError> {
         pg.with(|c| {
+            // `previous` (the statement's snapshot, before the upsert) tells a lease taken from
+            // another holder whose lease expired from a fresh or renewed one.
             let taken = c.query_opt(
-                "INSERT INTO identity_leases (identity, holder, host, pid, expires_at) \
+                "WITH previous AS (SELECT holder FROM identity_leases WHERE identity = $1) \
+                 INSERT INTO identity_leases (identity, holder, host, pid, expires_at) \
                  VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
                  ON CONFLICT (identity) DO UPDATE SET holder = excluded.holder, \
                  host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at \
                  WHERE identity_leases.holder = excluded.holder \
                     OR identity_leases.expires_at <= now() \
-                 RETURNING identity",
+                 RETURNING (SELECT holder FROM previous)",
                 &[
                     &identity,
                     &holder.id,
@@ -406,7 +414,11 @@ impl Leases {
                     &self.ttl_secs(),
                 ],
             )?;
-            if taken.is_some() {
+            if let Some(row) = taken {
+                let previous: Option<String> = row.try_get(0)?;
+                if previous.is_some_and(|p| p != holder.id) {
+                    crate::metrics::global().identity_leases_taken_over.inc();
+                }
                 return Ok(());
             }
             let row = c.query_opt(
@@ -438,6 +450,7 @@ impl Leases {
                     ],
                 )?;
                 if n == 1 {
+                    crate::metrics::global().identity_leases_taken_over.inc();
                     return Ok(());
                 }
             }
@@ -633,6 +646,9 @@ mod tests {
     }
 
     fn an_expired_or_dead_holder_does_not_block(leases: &dyn Fn(f64) -> Leases) {
+        // Each take-over is counted (other tests may count theirs meanwhile: at least).
+        let taken_over = || crate::metrics::global().identity_leases_taken_over.get();
+        let before = taken_over();
         let expired = leases(0.0);
         let live = other_live_process();
         expired.acquire("E1", &live).expect("take");
@@ -649,6 +665,7 @@ mod tests {
         l.acquire("E3", &dead).expect("take");
         l.acquire("E3", &Holder::this_process())
             .expect("a holder whose process is gone on this host is stale");
+        assert!(taken_over() >= before + 2, "both take-overs counted");
     }
 
     fn the_leader_lease_fails_over_when_its_holder_stops_renewing(leases: &dyn Fn(f64) -> Leases) {
