@@ -266,16 +266,9 @@ fn new_store(backend: Backend, dir: &Path, name: &str) -> (String, StoreConfig) 
             StoreConfig::sqlite(dir.join("state/closeout.db")),
         ),
         Backend::Postgres => {
-            let server = closeout_testkit::PostgresServer::shared();
-            let db = format!("bench_{}_{name}", std::process::id());
-            server.psql(&format!("CREATE DATABASE {db}"));
             let pw = dir.join("pg-password");
-            std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password");
-            let url = format!(
-                "postgres://{}@127.0.0.1:{}/{db}",
-                closeout_testkit::postgres::SUPERUSER,
-                server.port()
-            );
+            let url = closeout_testkit::PostgresServer::shared()
+                .new_database(&format!("bench_{}_{name}", std::process::id()), &pw);
             (
                 format!(
                     "[store]\nurl = \"{url}\"\npassword_file = \"{}\"",

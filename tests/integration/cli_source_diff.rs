@@ -208,16 +208,9 @@ fn bad_input_exits_2_with_the_file_and_line() {
 /// A fresh database on the binary's shared PostgreSQL cluster, and a `[store]` section naming it
 /// with the password in a file (never in the URL).
 fn postgres_store(dir: &Path, name: &str) -> (String, String) {
-    let server = closeout_testkit::PostgresServer::shared();
-    let db = format!("diff_{name}_{}", std::process::id());
-    server.psql(&format!("CREATE DATABASE {db}"));
     let pw = dir.join("pg-password");
-    std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password file");
-    let url = format!(
-        "postgres://{}@127.0.0.1:{}/{db}",
-        closeout_testkit::postgres::SUPERUSER,
-        server.port()
-    );
+    let url = closeout_testkit::PostgresServer::shared()
+        .new_database(&format!("diff_{name}_{}", std::process::id()), &pw);
     let section = format!(
         "[store]\nurl = \"{url}\"\npassword_file = \"{}\"\n",
         pw.display()

@@ -20,28 +20,11 @@ use std::time::Duration;
 /// The store's claim lifetime in this test: a dead replica's event is taken over after it.
 const CLAIM_TTL_SECS: u64 = 6;
 
-struct Store {
-    config: closeout::config::StoreConfig,
-    url: String,
-    password: String,
-}
+type Store = closeout::config::StoreConfig;
 
 /// Point the world's config at a new PostgreSQL database and add the `[serve]` section.
 fn configure(world: &VaultWorld) -> Store {
-    let server = closeout_testkit::PostgresServer::shared();
-    let db = format!(
-        "replicas_{}_{}",
-        std::process::id(),
-        closeout_testkit::free_port()
-    );
-    server.psql(&format!("CREATE DATABASE {db}"));
-    let pw = world.dir.path().join("pg-password");
-    std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password file");
-    let url = format!(
-        "postgres://{}@127.0.0.1:{}/{db}",
-        closeout_testkit::postgres::SUPERUSER,
-        server.port()
-    );
+    let (store, url, pw) = common::new_postgres_database(world.dir.path());
     let path = world.config_path();
     let text = std::fs::read_to_string(&path).expect("config");
     let sqlite = "[store]\npath = \"state/closeout.db\"\n";
@@ -58,14 +41,7 @@ fn configure(world: &VaultWorld) -> Store {
          auto_apply = [\"leaver\", \"incident\"]\n",
     );
     std::fs::write(&path, text).expect("write config");
-    Store {
-        config: closeout::config::StoreConfig::postgres(
-            &url,
-            closeout::config::PasswordSource::File(pw),
-        ),
-        url,
-        password: server.superuser_password().to_string(),
-    }
+    store
 }
 
 fn start(world: &VaultWorld, name: &str) -> Service {
@@ -84,12 +60,12 @@ fn start(world: &VaultWorld, name: &str) -> Service {
 
 fn journal(store: &Store) -> Journal {
     Journal::open_postgres(
-        &closeout::store::pg::PgStore::open(&store.config).expect("open the PostgreSQL store"),
+        &closeout::store::pg::PgStore::open(store).expect("open the PostgreSQL store"),
     )
 }
 
 fn queue(store: &Store) -> EventQueue {
-    EventQueue::open_config(&store.config).expect("open the PostgreSQL queue")
+    EventQueue::open_config(store).expect("open the PostgreSQL queue")
 }
 
 /// Runs of `identity`: (run id, status, created at, finished at).
@@ -119,27 +95,6 @@ fn all_actions(store: &Store) -> Vec<ActionRecord> {
         actions.extend(j.actions(&run.id).expect("actions"));
     }
     actions
-}
-
-/// The process id in the claim of the event being processed now, if one is (`claimed_by` is
-/// "HOLDER (process PID on HOST)").
-fn claiming_pid(store: &Store) -> Option<u32> {
-    let mut config: postgres::Config = store.url.parse().expect("url");
-    config.password(&store.password);
-    // The client blocks on a runtime of its own: not on this test's.
-    let row = closeout::store::blocking::on_plain_thread(move || {
-        let mut client = config.connect(postgres::NoTls).expect("connect");
-        client
-            .query_opt(
-                "SELECT claimed_by FROM event_queue WHERE status = 'processing' \
-                 AND claimed_by IS NOT NULL ORDER BY seq LIMIT 1",
-                &[],
-            )
-            .expect("query")
-    });
-    let by: String = row?.get(0);
-    let pid = by.split("(process ").nth(1)?.split(' ').next()?;
-    pid.parse().ok()
 }
 
 async fn wait_for(what: &str, world: &VaultWorld, timeout: Duration, done: impl FnMut() -> bool) {
@@ -176,7 +131,7 @@ async fn two_replicas_on_postgres_process_each_event_once_and_take_over_a_killed
     // Kill the replica running an event, once that event's run has acted.
     let mut victim_pid = None;
     wait_for("a run to act", &world, Duration::from_secs(120), || {
-        victim_pid = claiming_pid(&store).filter(|_| !all_actions(&store).is_empty());
+        victim_pid = common::claiming_pid(&store).filter(|_| !all_actions(&store).is_empty());
         victim_pid.is_some()
     })
     .await;
@@ -338,20 +293,25 @@ fn took_lead(world: &VaultWorld, name: &str) -> usize {
         .count()
 }
 
+/// Replicas `a` and `b` with a scheduler every second (nothing has expired, so its passes
+/// store nothing), once one of them has taken the schedulers' leader lease.
+async fn two_replicas_with_a_leader(world: &VaultWorld) -> (Service, Service) {
+    let path = world.config_path();
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, format!("{text}expiry_every_secs = 1\n")).expect("config");
+    let (a, b) = (start(world, "a"), start(world, "b"));
+    wait_for("a leader", world, Duration::from_secs(30), || {
+        took_lead(world, "a") + took_lead(world, "b") > 0
+    })
+    .await;
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedulers_run_on_one_replica_and_fail_over_when_it_dies() {
     let world = VaultWorld::new();
     let _store = configure(&world);
-    // A scheduler every second (nothing has expired, so its passes store nothing).
-    let path = world.config_path();
-    let text = std::fs::read_to_string(&path).expect("config");
-    std::fs::write(&path, format!("{text}expiry_every_secs = 1\n")).expect("config");
-    let mut a = start(&world, "a");
-    let mut b = start(&world, "b");
-    wait_for("a leader", &world, Duration::from_secs(30), || {
-        took_lead(&world, "a") + took_lead(&world, "b") > 0
-    })
-    .await;
+    let (mut a, mut b) = two_replicas_with_a_leader(&world).await;
     // Several passes later still exactly one replica has led.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (la, lb) = (took_lead(&world, "a"), took_lead(&world, "b"));
@@ -383,10 +343,7 @@ async fn the_schedulers_run_on_one_replica_and_fail_over_when_it_dies() {
 type LeaderRow = (String, i64, i64, Option<chrono::DateTime<chrono::Utc>>);
 
 fn leader_lease(store: &Store) -> Option<LeaderRow> {
-    let mut config: postgres::Config = store.url.parse().expect("url");
-    config.password(&store.password);
-    closeout::store::blocking::on_plain_thread(move || {
-        let mut client = config.connect(postgres::NoTls).expect("connect");
+    common::query_store(store, |client| {
         client
             .query_opt(
                 "SELECT holder, pid, term, \
@@ -403,15 +360,7 @@ fn leader_lease(store: &Store) -> Option<LeaderRow> {
 async fn a_leader_stopped_cleanly_resigns_and_another_replica_leads_at_once() {
     let world = VaultWorld::new();
     let store = configure(&world);
-    let path = world.config_path();
-    let text = std::fs::read_to_string(&path).expect("config");
-    std::fs::write(&path, format!("{text}expiry_every_secs = 1\n")).expect("config");
-    let mut a = start(&world, "a");
-    let mut b = start(&world, "b");
-    wait_for("a leader", &world, Duration::from_secs(30), || {
-        took_lead(&world, "a") + took_lead(&world, "b") > 0
-    })
-    .await;
+    let (mut a, mut b) = two_replicas_with_a_leader(&world).await;
     let (la, _) = (took_lead(&world, "a"), took_lead(&world, "b"));
     let (leader, follower, follower_pid) = if la == 1 {
         let pid = b.child.id();

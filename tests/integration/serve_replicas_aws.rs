@@ -38,42 +38,6 @@ fn journal(world: &World) -> Journal {
     world.journal().expect("the PostgreSQL journal")
 }
 
-fn all_actions(world: &World) -> Vec<ActionRecord> {
-    let j = journal(world);
-    let mut actions = Vec::new();
-    for run in j.runs(10_000).expect("runs") {
-        actions.extend(j.actions(&run.id).expect("actions"));
-    }
-    actions
-}
-
-/// The process id in the claim of an event being processed now, if one is (`claimed_by` is
-/// "HOLDER (process PID on HOST)").
-fn claiming_pid(store: &closeout::config::StoreConfig) -> Option<u32> {
-    let mut config: postgres::Config = store.url.as_deref()?.parse().expect("url");
-    let file = store.password_file.as_ref().expect("password file");
-    let password = std::fs::read_to_string(file).expect("password");
-    config.password(password.trim_end());
-    // The client blocks on a runtime of its own: not on this test's.
-    let row = closeout::store::blocking::on_plain_thread(move || {
-        let mut client = config.connect(postgres::NoTls).expect("connect");
-        client
-            .query_opt(
-                "SELECT claimed_by FROM event_queue WHERE status = 'processing' \
-                 AND claimed_by IS NOT NULL ORDER BY seq LIMIT 1",
-                &[],
-            )
-            .expect("query")
-    });
-    let by: String = row?.get(0);
-    by.split("(process ")
-        .nth(1)?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Every secret's version ids in moto, deprecated ones included (moto keeps them all).
 async fn secret_versions(sdk: &aws_config::SdkConfig) -> BTreeMap<String, Vec<String>> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
@@ -221,7 +185,7 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
     // SIGKILL the replica running an event once runs have acted, then restart it.
     let mut victim = None;
     wait_until("runs to act", &log, Duration::from_secs(300), || {
-        victim = claiming_pid(store).filter(|_| all_actions(&world).len() > 3);
+        victim = common::claiming_pid(store).filter(|_| common::journal_actions(&world).len() > 3);
         victim.is_some()
     })
     .await;
@@ -232,7 +196,7 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
         .expect("the claim names one of the replicas");
     replicas[index].child.kill().expect("SIGKILL");
     let _ = replicas[index].child.wait();
-    let finished_before: BTreeMap<String, ActionRecord> = all_actions(&world)
+    let finished_before: BTreeMap<String, ActionRecord> = common::journal_actions(&world)
         .into_iter()
         .filter(|a| a.status.is_finished())
         .map(|a| (a.key.clone(), a))
@@ -274,7 +238,7 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
     assert_no_overlapping_runs(&runs);
 
     // No action finished before the kill ran again.
-    let actions = all_actions(&world);
+    let actions = common::journal_actions(&world);
     let after: BTreeMap<&str, &ActionRecord> =
         actions.iter().map(|a| (a.key.as_str(), a)).collect();
     for (key, before) in &finished_before {

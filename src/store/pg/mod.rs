@@ -431,21 +431,14 @@ pub(crate) mod testing {
     /// A new empty database's store config (password from a file in the returned directory).
     pub fn fresh_config() -> (tempfile::TempDir, StoreConfig, String) {
         static N: AtomicU32 = AtomicU32::new(0);
-        let server = PostgresServer::shared();
         let db = format!(
             "t_{}_{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
-        server.psql(&format!("CREATE DATABASE {db}"));
         let dir = tempfile::tempdir().expect("temp dir");
         let pw = dir.path().join("pw");
-        std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password file");
-        let url = format!(
-            "postgres://{}@127.0.0.1:{}/{db}",
-            closeout_testkit::postgres::SUPERUSER,
-            server.port()
-        );
+        let url = PostgresServer::shared().new_database(&db, &pw);
         let config = StoreConfig::postgres(&url, PasswordSource::File(pw));
         (dir, config, db)
     }

@@ -327,25 +327,64 @@ pub fn use_postgres_store(dir: &Path, config_path: &Path) -> closeout::config::S
 /// A new empty database on the shared PostgreSQL cluster: its store config, its URL and the
 /// password file (written in `dir`).
 pub fn new_postgres_database(dir: &Path) -> (closeout::config::StoreConfig, String, PathBuf) {
-    let server = closeout_testkit::PostgresServer::shared();
     let db = format!(
         "world_{}_{}",
         std::process::id(),
         closeout_testkit::free_port()
     );
-    server.psql(&format!("CREATE DATABASE {db}"));
     let pw = dir.join("pg-password");
-    std::fs::write(&pw, format!("{}\n", server.superuser_password())).expect("password");
-    let url = format!(
-        "postgres://{}@127.0.0.1:{}/{db}",
-        closeout_testkit::postgres::SUPERUSER,
-        server.port()
-    );
+    let url = closeout_testkit::PostgresServer::shared().new_database(&db, &pw);
     let store = closeout::config::StoreConfig::postgres(
         &url,
         closeout::config::PasswordSource::File(pw.clone()),
     );
     (store, url, pw)
+}
+
+/// `f` with a client of the PostgreSQL store `store` (its password from its file), for reading
+/// what the store's API does not show; on a plain thread, as the client blocks on a runtime of
+/// its own.
+pub fn query_store<T: Send>(
+    store: &closeout::config::StoreConfig,
+    f: impl FnOnce(&mut postgres::Client) -> T + Send,
+) -> T {
+    let mut config: postgres::Config = store
+        .url
+        .as_deref()
+        .expect("a PostgreSQL store")
+        .parse()
+        .expect("url");
+    let file = store
+        .password_file
+        .as_ref()
+        .expect("the password in a file");
+    let password = std::fs::read_to_string(file).expect("password");
+    config.password(password.trim_end());
+    closeout::store::blocking::on_plain_thread(move || {
+        let mut client = config.connect(postgres::NoTls).expect("connect");
+        f(&mut client)
+    })
+}
+
+/// The process id in the claim of an event being processed now in the PostgreSQL store, if one
+/// is (`claimed_by` is "HOLDER (process PID on HOST)").
+pub fn claiming_pid(store: &closeout::config::StoreConfig) -> Option<u32> {
+    let row = query_store(store, |client| {
+        client
+            .query_opt(
+                "SELECT claimed_by FROM event_queue WHERE status = 'processing' \
+                 AND claimed_by IS NOT NULL ORDER BY seq LIMIT 1",
+                &[],
+            )
+            .expect("query")
+    });
+    let by: String = row?.get(0);
+    by.split("(process ")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A test config (naming the SQLite store `state/closeout.db`, as [`config_without_providers`]
@@ -390,7 +429,16 @@ const ALL_RUNS: usize = 10_000;
 
 /// Every run in the journal at `path`, oldest first (empty when there is no journal).
 pub fn runs_at(path: &Path) -> Vec<RunRecord> {
-    let Some(journal) = journal_at(path) else {
+    oldest_first(journal_at(path))
+}
+
+/// Every run in the world's journal, oldest first (empty when there is no journal).
+pub fn journal_runs(world: &World) -> Vec<RunRecord> {
+    oldest_first(world.journal())
+}
+
+fn oldest_first(journal: Option<Journal>) -> Vec<RunRecord> {
+    let Some(journal) = journal else {
         return Vec::new();
     };
     let mut runs = journal
@@ -401,36 +449,16 @@ pub fn runs_at(path: &Path) -> Vec<RunRecord> {
     runs
 }
 
-/// Every run in the world's journal, oldest first (empty when there is no journal).
-pub fn journal_runs(world: &World) -> Vec<RunRecord> {
-    if world.postgres.is_none() {
-        return runs_at(&world.journal_path());
-    }
-    let Some(journal) = world.journal() else {
-        return Vec::new();
-    };
-    let mut runs = journal
-        .runs(ALL_RUNS)
-        .unwrap_or_else(|e| panic!("read the runs: {e}"));
-    runs.reverse();
-    runs
-}
-
 /// Every action in the world's journal (SQLite or PostgreSQL), in the order they started; an
 /// error, not a panic, while the journal cannot be read yet.
 pub fn world_actions(world: &World) -> Result<Vec<ActionRecord>, JournalError> {
     if world.postgres.is_none() {
         return actions_at(&world.journal_path());
     }
-    let Some(journal) = world.journal() else {
-        return Ok(Vec::new());
-    };
-    let mut actions = Vec::new();
-    for run in journal.runs(ALL_RUNS)? {
-        actions.extend(journal.actions(&run.id)?);
+    match world.journal() {
+        Some(journal) => actions_in_start_order(&journal),
+        None => Ok(Vec::new()),
     }
-    actions.sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
-    Ok(actions)
 }
 
 /// Every action of every run in the journal at `path`, in the order they started (empty when
@@ -440,7 +468,10 @@ pub fn actions_at(path: &Path) -> Result<Vec<ActionRecord>, JournalError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let journal = Journal::open(path)?;
+    actions_in_start_order(&Journal::open(path)?)
+}
+
+fn actions_in_start_order(journal: &Journal) -> Result<Vec<ActionRecord>, JournalError> {
     let mut actions = Vec::new();
     for run in journal.runs(ALL_RUNS)? {
         actions.extend(journal.actions(&run.id)?);

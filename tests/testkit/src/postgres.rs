@@ -235,6 +235,16 @@ impl PostgresServer {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A new empty database `name` for a test's store: created, the superuser's password
+    /// written to `password_file` (its first line, as `[store] password_file` reads it), and its
+    /// URL returned — `postgres://SUPERUSER@127.0.0.1:PORT/name`, never with the password.
+    pub fn new_database(&self, name: &str, password_file: &Path) -> String {
+        self.psql(&format!("CREATE DATABASE {name}"));
+        std::fs::write(password_file, format!("{}\n", self.superuser_password))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", password_file.display()));
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{name}", self.port)
+    }
+
     /// Whether `user` logs in with `password` (psql against 127.0.0.1, password auth).
     pub fn can_login(&self, user: &str, password: &str) -> bool {
         Command::new(pg_bin().join("psql"))
