@@ -304,31 +304,27 @@ async fn migrate_refuses_a_store_in_use_and_a_target_that_is_not_empty() {
         let queue = EventQueue::open_postgres(&pg, std::time::Duration::from_secs(60));
         assert!(queue.list(10, None).expect("events").is_empty(), "{what}");
     };
+    // `store migrate` exits 2 saying `needle`, and the target is still empty.
+    let refused = |needle: &str, what: &str| {
+        let out = migrate(&world, &store);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+        empty(what);
+    };
 
     // A held lease: a process is acting for an identity.
     let leases = Leases::new(&world.journal_path(), std::time::Duration::from_secs(300));
     let holder = Holder::this_process();
     leases.acquire("E1001", &holder).expect("lease");
-    let out = migrate(&world, &store);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("lease on identity E1001 is held"),
-        "{}",
-        stderr(&out)
-    );
-    empty("after the lease refusal");
+    refused("lease on identity E1001 is held", "after the lease refusal");
     leases.release("E1001", &holder).expect("release");
 
     // The schedulers' leader lease: a `serve` is running.
     leases.lead("schedulers", &holder).expect("lead");
-    let out = migrate(&world, &store);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("the leader lease schedulers is held"),
-        "{}",
-        stderr(&out)
+    refused(
+        "the leader lease schedulers is held",
+        "after the leader lease refusal",
     );
-    empty("after the leader lease refusal");
     leases.resign("schedulers", &holder).expect("resign");
 
     // A `serve` running on the store, idle (no lease, no event): refused while it runs, and a
@@ -345,14 +341,10 @@ async fn migrate_refuses_a_store_in_use_and_a_target_that_is_not_empty() {
         &world.dir.path().join("serve.log"),
     );
     let pid = format!("process {}", serving.child.id());
-    let out = migrate(&world, &store);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!("`closeout serve` ({pid}) runs on it")),
-        "{}",
-        stderr(&out)
+    refused(
+        &format!("`closeout serve` ({pid}) runs on it"),
+        "after the running-serve refusal",
     );
-    empty("after the running-serve refusal");
     let second = world.closeout(&["serve"]);
     assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
     assert!(
@@ -385,14 +377,10 @@ async fn migrate_refuses_a_store_in_use_and_a_target_that_is_not_empty() {
         .claim_next(Utc::now() + Duration::days(3650))
         .expect("claim")
         .expect("an event to claim");
-    let out = migrate(&world, &store);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!("event {} (", claimed.seq)),
-        "{}",
-        stderr(&out)
+    refused(
+        &format!("event {} (", claimed.seq),
+        "after the processing refusal",
     );
-    empty("after the processing refusal");
     queue
         .release(claimed.seq, &claimed.token, "test done", Utc::now())
         .expect("release the claim");
