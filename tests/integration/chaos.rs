@@ -26,6 +26,7 @@
 //! default 2, per provider); `scripts/chaos.sh N` runs N of each and prints the table.
 
 use crate::common;
+use common::{APPLY_LEAVER as APPLY, LEAVER};
 
 use closeout::store::journal::RunStatus;
 use closeout_testkit::proxy::{
@@ -41,16 +42,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-const LEAVER: &str = "E1001";
-const APPLY: [&str; 7] = [
-    "apply",
-    "leaver",
-    "--identity",
-    LEAVER,
-    "--yes",
-    "--format",
-    "json",
-];
 /// The test configs' fast retries, and what the faulted runs use instead: the defaults an
 /// operator gets (`[execution]` unset).
 const FAST_EXECUTION: &str =

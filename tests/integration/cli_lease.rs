@@ -3,6 +3,7 @@
 //! and every secret is rotated once, not once per process. Read back from moto and the store.
 
 use crate::common;
+use common::{APPLY_LEAVER as APPLY, LEAVER};
 
 use closeout::store::journal::{ActionStatus, RunStatus};
 use common::{account_snapshot, actions_at, describe, journal_runs, stderr, World};
@@ -10,18 +11,8 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const LEAVER: &str = "E1001";
 /// Slow enough that the first `apply` is still running when the second starts.
 const SLOW_AWS: &str = "requests_per_second = 4.0\nmax_in_flight = 1";
-const APPLY: [&str; 7] = [
-    "apply",
-    "leaver",
-    "--identity",
-    LEAVER,
-    "--yes",
-    "--format",
-    "json",
-];
 
 /// How many versions each secret has, from an account snapshot.
 fn version_counts(snapshot: &BTreeMap<String, String>) -> BTreeMap<String, usize> {

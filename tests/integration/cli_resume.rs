@@ -5,6 +5,7 @@
 //! the account (read back with the AWS SDK).
 
 use crate::common;
+use common::{APPLY_LEAVER as APPLY, LEAVER};
 
 use closeout::store::journal::{ActionRecord, ActionStatus, RunStatus};
 use common::{
@@ -15,19 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-const LEAVER: &str = "E1001";
 /// Slow enough that `apply` takes many seconds, so it can be killed part-way.
 const SLOW_AWS: &str = "requests_per_second = 4.0\nmax_in_flight = 1";
-
-const APPLY: [&str; 7] = [
-    "apply",
-    "leaver",
-    "--identity",
-    LEAVER,
-    "--yes",
-    "--format",
-    "json",
-];
 
 fn assert_code(out: &Output, code: i32, what: &str) {
     assert_eq!(

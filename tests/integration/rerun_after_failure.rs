@@ -8,19 +8,10 @@
 //! second run, which closes.
 
 use crate::common;
+use common::APPLY_LEAVER as APPLY;
 
 use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
 use common::{account_snapshot, describe, secret_version, World};
-
-const APPLY: [&str; 7] = [
-    "apply",
-    "leaver",
-    "--identity",
-    "E1001",
-    "--yes",
-    "--format",
-    "json",
-];
 
 /// The secrets of the demo organisation the leaver's close-out rotates.
 const ROTATED: [&str; 4] = [

@@ -17,6 +17,20 @@ use std::process::{Command, Output};
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The demo organisation's leaver, Alice.
+pub const LEAVER: &str = "E1001";
+
+/// `apply leaver --identity E1001 --yes --format json`: close out the demo's leaver.
+pub const APPLY_LEAVER: [&str; 7] = [
+    "apply",
+    "leaver",
+    "--identity",
+    LEAVER,
+    "--yes",
+    "--format",
+    "json",
+];
+
 /// One test's world: its own moto server and its own journal, audit log and config.
 pub struct World {
     pub moto: MotoServer,
