@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::serve::{
     api, approve, post_event as post, signed, wait_until, API_TOKEN, APPROVER, APPROVER_TOKEN,
-    WEBHOOK_SECRET as SECRET,
 };
 
 fn add_serve_section(world: &VaultWorld, auto_apply: &[&str]) {
@@ -30,17 +29,7 @@ fn add_serve_section(world: &VaultWorld, auto_apply: &[&str]) {
 }
 
 fn start(world: &VaultWorld) -> Service {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_closeout"));
-    cmd.current_dir(world.dir.path())
-        .arg("--config")
-        .arg(world.config_path())
-        .arg("serve")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("VAULT_ADDR")
-        .env("CLOSEOUT_WEBHOOK_SECRETS", SECRET)
-        .env("CLOSEOUT_API_TOKEN", API_TOKEN)
-        .env_remove("RUST_LOG");
-    common::start_serve(cmd, &world.dir.path().join("serve.log"))
+    common::start_serve(world.serve_command(), &world.dir.path().join("serve.log"))
 }
 
 fn serve_log(world: &VaultWorld) -> String {

@@ -10,7 +10,7 @@ use crate::common;
 
 use closeout::store::journal::{ActionRecord, Journal, RunStatus};
 use closeout::store::queue::{EventQueue, QueueStatus};
-use common::serve::{post_event as post, signed, wait_until, API_TOKEN, WEBHOOK_SECRET as SECRET};
+use common::serve::{post_event as post, signed, wait_until, API_TOKEN};
 use common::vault::VaultWorld;
 use common::Service;
 use std::collections::BTreeMap;
@@ -45,17 +45,10 @@ fn configure(world: &VaultWorld) -> Store {
 }
 
 fn start(world: &VaultWorld, name: &str) -> Service {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_closeout"));
-    cmd.current_dir(world.dir.path())
-        .arg("--config")
-        .arg(world.config_path())
-        .arg("serve")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("VAULT_ADDR")
-        .env("CLOSEOUT_WEBHOOK_SECRETS", SECRET)
-        .env("CLOSEOUT_API_TOKEN", API_TOKEN)
-        .env_remove("RUST_LOG");
-    common::start_serve(cmd, &world.dir.path().join(format!("serve-{name}.log")))
+    common::start_serve(
+        world.serve_command(),
+        &world.dir.path().join(format!("serve-{name}.log")),
+    )
 }
 
 fn journal(store: &Store) -> Journal {

@@ -4,8 +4,8 @@
 //! several per identity, duplicates posted to another replica, unknown identities), the replica
 //! running an event SIGKILLed mid-run and restarted. Every accepted event is processed exactly
 //! once (the queue and the journal), no identity has two runs at once (the journal's times), no
-//! provider effect happens twice (read back from moto: every secret holds exactly one new version
-//! per rotation the journal says was made), and the audit log is one chain in the store that
+//! provider effect happens twice (read back from moto: every new secret version is named by the
+//! one rotate action that put it, and no action put two), and the audit log is one chain in the store that
 //! verifies and records each action's completion once.
 
 use crate::common;
@@ -246,39 +246,76 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
         assert_eq!(after[key.as_str()].status, before.status);
     }
 
-    // No provider effect twice, read back from moto: each secret holds exactly one new version
-    // per rotation of it the journal records as made, and none for rotations found already made;
-    // the secrets Closeout publishes rotated service-account keys to (`closeout/nhi/...`) hold
-    // one version per key rotation made.
-    let made = |a: &&ActionRecord| a.verb == "rotate" && a.status == ActionStatus::Done;
-    let mut rotations: BTreeMap<String, usize> = BTreeMap::new();
-    for a in actions.iter().filter(made) {
-        if let Some(arn) = a.finding_id.strip_prefix("aws:secret:") {
-            *rotations.entry(arn.to_string()).or_default() += 1;
-        }
-    }
-    let key_rotations = actions
+    // No provider effect twice, read back from moto: every version the run put is named by
+    // the rotate action that put it (a secret's new version id is the token derived from the
+    // action's idempotency key; a published service-account key's, from the key and the access
+    // key id it holds), so each new version belongs to exactly one rotate action of the journal
+    // and no action put two; and every rotation the journal records as made left its version.
+    let rotate_keys: Vec<&str> = actions
         .iter()
-        .filter(made)
-        .filter(|a| a.finding_id.starts_with("aws:access-key:"))
-        .count();
-    assert!(!rotations.is_empty(), "no secret was rotated");
-    let mut published = 0;
-    for (arn, versions) in &secret_versions(&sdk).await {
-        let new = versions.len() - seeded.get(arn).map_or(0, Vec::len);
-        if arn.contains(":secret:closeout/nhi/") {
-            published += new;
-            continue;
+        .filter(|a| a.verb == "rotate")
+        .map(|a| a.key.as_str())
+        .collect();
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let now_versions = secret_versions(&sdk).await;
+    let mut put_by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (arn, versions) in &now_versions {
+        let published = arn.contains(":secret:closeout/nhi/");
+        for v in versions {
+            if seeded.get(arn).is_some_and(|old| old.contains(v)) {
+                continue;
+            }
+            let token_of: Box<dyn Fn(&str) -> String> = if published {
+                // The access key id the version holds (the secret key beside it is not kept).
+                let value = sm
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .version_id(v)
+                    .send()
+                    .await
+                    .expect("read a published version")
+                    .secret_string
+                    .unwrap_or_default();
+                let id = serde_json::from_str::<serde_json::Value>(&value)
+                    .ok()
+                    .and_then(|j| j["AccessKeyId"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| panic!("{arn} version {v} holds no AccessKeyId"));
+                Box::new(move |k| closeout_aws::request_token(&format!("{k}/publish/{id}")))
+            } else {
+                Box::new(closeout_aws::request_token)
+            };
+            let owner = rotate_keys
+                .iter()
+                .find(|k| token_of(k) == *v)
+                .unwrap_or_else(|| panic!("{arn}: version {v} was put by no rotate action"));
+            put_by.entry(owner).or_default().push(format!("{arn} {v}"));
         }
-        assert_eq!(
-            new,
-            rotations.get(arn).copied().unwrap_or(0),
-            "secret {arn}: new versions in moto against the rotations the journal made"
-        );
     }
-    assert_eq!(
-        published, key_rotations,
-        "versions of the published service-account keys against the key rotations made"
+    for (key, versions) in &put_by {
+        assert_eq!(versions.len(), 1, "rotate action {key} put {versions:?}");
+    }
+    let mut rotations = 0;
+    for a in &actions {
+        if let Some(arn) = a.finding_id.strip_prefix("aws:secret:") {
+            if a.verb == "rotate" && a.status == ActionStatus::Done {
+                rotations += 1;
+                let token = closeout_aws::request_token(&a.key);
+                assert!(
+                    now_versions.get(arn).is_some_and(|v| v.contains(&token)),
+                    "rotation {} of {arn} is recorded as made, but moto has no version {token}",
+                    a.key
+                );
+            }
+        }
+    }
+    assert!(rotations > 0, "no secret was rotated");
+    assert!(
+        put_by.keys().any(|k| {
+            actions
+                .iter()
+                .any(|a| a.key == *k && a.finding_id.starts_with("aws:access-key:"))
+        }),
+        "no service-account key was rotated and published"
     );
 
     // The audit log: one chain in the store's table across the replicas, which verifies and
@@ -297,10 +334,10 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
         assert_eq!(*n, 1, "action {key} completed {n} times");
     }
     eprintln!(
-        "{accepted} events, {} runs ({movers} movers), {} actions, {} rotations, {} events claimed again",
+        "{accepted} events, {} runs ({movers} movers), {} actions, {rotations} secret rotations, {} versions put, {} events claimed again",
         runs.len(),
         actions.len(),
-        rotations.values().sum::<usize>(),
+        put_by.len(),
         retried.len()
     );
 }

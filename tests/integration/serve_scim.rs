@@ -8,11 +8,10 @@
 
 use crate::common;
 
-use common::serve::{api, post_event, signed, API_TOKEN, WEBHOOK_SECRET};
+use common::serve::{api, post_event, signed};
 use common::vault::VaultWorld;
 use common::Service;
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SCIM_TOKEN: &str = "test-scim-token";
@@ -34,17 +33,8 @@ fn start(world: &VaultWorld) -> Service {
 
 /// One `closeout serve` on the world's (already configured) config, logging to `log`.
 fn spawn(world: &VaultWorld, log: &str) -> Service {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_closeout"));
-    cmd.current_dir(world.dir.path())
-        .arg("--config")
-        .arg(world.config_path())
-        .arg("serve")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("VAULT_ADDR")
-        .env("CLOSEOUT_WEBHOOK_SECRETS", WEBHOOK_SECRET)
-        .env("CLOSEOUT_API_TOKEN", API_TOKEN)
-        .env("CLOSEOUT_SCIM_TOKEN", SCIM_TOKEN)
-        .env_remove("RUST_LOG");
+    let mut cmd = world.serve_command();
+    cmd.env("CLOSEOUT_SCIM_TOKEN", SCIM_TOKEN);
     common::start_serve(cmd, &world.dir.path().join(log))
 }
 

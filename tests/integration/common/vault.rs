@@ -110,6 +110,22 @@ max_in_flight = 4
     }
 
     /// A `closeout ARGS` command with this world's config and no Vault token from outside.
+    /// `closeout serve` on the world's config with the tests' webhook secret and API token
+    /// (not spawned: see `super::start_serve`).
+    pub fn serve_command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_closeout"));
+        cmd.current_dir(self.dir.path())
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("serve")
+            .env_remove("VAULT_TOKEN")
+            .env_remove("VAULT_ADDR")
+            .env("CLOSEOUT_WEBHOOK_SECRETS", super::serve::WEBHOOK_SECRET)
+            .env("CLOSEOUT_API_TOKEN", super::serve::API_TOKEN)
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_closeout"));
         command
