@@ -253,10 +253,11 @@ impl Executor<'_> {
                             attempt += 1;
                         }
                         None => {
+                            tracing::warn!(key = %action.key, finding = %action.finding.id, attempt, error = %e, "action failed");
                             break ActionResult::Failed {
                                 error: e.to_string(),
                                 unreachable: e.is_unreachable(),
-                            }
+                            };
                         }
                     }
                 }

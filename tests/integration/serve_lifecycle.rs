@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::serve::{
-    api, approve, post_event as post, signed, wait_until, API_TOKEN, APPROVER, APPROVER_TOKEN,
+    api, approve, post_event as post, signed, wait_until_described, API_TOKEN, APPROVER,
+    APPROVER_TOKEN,
 };
 
 fn add_serve_section(world: &VaultWorld, auto_apply: &[&str]) {
@@ -65,7 +66,56 @@ fn actions_started(world: &VaultWorld) -> usize {
 }
 
 async fn wait_for(what: &str, world: &VaultWorld, timeout: Duration, done: impl FnMut() -> bool) {
-    wait_until(what, &world.dir.path().join("serve.log"), timeout, done).await
+    let log = world.dir.path().join("serve.log");
+    wait_until_described(what, &log, timeout, done, || journal_state(world)).await
+}
+
+/// Every run in the world's journal with its status and its actions' (what a stalled wait shows).
+fn journal_state(world: &VaultWorld) -> String {
+    let Some(journal) = world.journal() else {
+        return "no journal yet".into();
+    };
+    let runs = match journal.runs(10_000) {
+        Ok(runs) => runs,
+        Err(e) => return format!("cannot read the runs: {e}"),
+    };
+    let mut out = String::from("events in the queue:\n");
+    let queue = common::store_events(
+        world.postgres.as_ref(),
+        &world.dir.path().join("state/closeout.db"),
+    );
+    for event in queue {
+        out.push_str(&format!(
+            "  {} {} {} {:?} attempts={} run={:?} {}\n",
+            event.seq,
+            event.event.kind,
+            event.event.identity,
+            event.status,
+            event.attempts,
+            event.run_id,
+            event.message.unwrap_or_default()
+        ));
+    }
+    out.push_str("runs in the journal:\n");
+    for run in runs {
+        out.push_str(&format!(
+            "  {} {} {} {:?}\n",
+            run.id, run.identity, run.trigger, run.status
+        ));
+        for action in journal.actions(&run.id).unwrap_or_default() {
+            out.push_str(&format!(
+                "    {} {} {} {:?} attempts={} {}{}\n",
+                action.verb,
+                action.finding_id,
+                action.key,
+                action.status,
+                action.attempts,
+                action.detail.unwrap_or_default(),
+                action.error.unwrap_or_default()
+            ));
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,7 @@ impl VaultProvider {
             (kinds::GROUP_MEMBERSHIP, "remove") => {
                 let gid = attr(f, "group_id")?;
                 let eid = attr(f, "entity_id")?;
+                let _edit = self.edit_lock(&format!("identity/group/id/{gid}")).await;
                 let Some(g) = self.read_group(gid).await? else {
                     return Ok(ActionOutcome::already(
                         State::Deleted,

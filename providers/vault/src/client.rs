@@ -49,6 +49,16 @@ impl CallError {
         self.status == Some(403)
     }
 
+    /// A KV v2 write whose check-and-set version is no longer the current one: another writer
+    /// made a version between Closeout's read and its write.
+    pub fn is_cas_mismatch(&self) -> bool {
+        self.status == Some(400)
+            && self
+                .errors
+                .iter()
+                .any(|e| e.contains("check-and-set parameter did not match"))
+    }
+
     /// `lookup-accessor` / `revoke-accessor` of an accessor that no longer exists: "invalid
     /// accessor", or "token not found" when a parent's revocation removed the token between
     /// Closeout's lookup and its revoke (OpenBao answers 400 then).

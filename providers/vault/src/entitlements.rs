@@ -274,13 +274,15 @@ impl VaultProvider {
 
     /// Add the entity to the group's `member_entity_ids`: Vault replaces the whole list, so it is
     /// read, extended and written back; the other fields are not sent and stay as they are.
-    /// (Vault has no check-and-set for groups: a concurrent edit between read and write loses.)
+    /// Vault has no check-and-set for groups, so edits of one group take turns in this process
+    /// (`edit_lock.rs`, which says what that does not cover).
     pub(crate) async fn grant_membership(
         &self,
         f: &Finding,
     ) -> Result<ActionOutcome, ProviderError> {
         let gid = attr(f, "group_id")?;
         let eid = attr(f, "entity_id")?;
+        let _edit = self.edit_lock(&format!("identity/group/id/{gid}")).await;
         let Some(g) = self.read_group(gid).await? else {
             return Err(permanent(format!("group {gid} no longer exists")));
         };
@@ -332,6 +334,7 @@ impl VaultProvider {
     ) -> Result<ActionOutcome, ProviderError> {
         let eid = attr(f, "entity_id")?;
         let policy = attr(f, "policy")?;
+        let _edit = self.edit_lock(&format!("identity/entity/id/{eid}")).await;
         let Some(e) = self.read_entity(eid).await? else {
             return if add {
                 Err(permanent(format!("entity {eid} no longer exists")))

@@ -40,6 +40,10 @@ pub(crate) struct Written {
     pub version: u64,
 }
 
+/// How many times a KV v2 rotation starts over when its check-and-set write is refused
+/// ([`VaultProvider::rotate_kv2`]) before the action fails as transient (the executor retries it).
+const KV2_CAS_ATTEMPTS: u32 = 5;
+
 fn permanent(message: impl Into<String>) -> ProviderError {
     ProviderError::Permanent {
         provider: PROVIDER,
@@ -284,25 +288,59 @@ impl VaultProvider {
 
     /// The current version with the fields its strategy names rotated, written as a new version with
     /// check-and-set on the version read; the idempotency key is recorded in custom metadata.
+    ///
+    /// Another writer can make a version between the read and the write: another run rotating
+    /// the same shared secret (two leavers who both read it, handled at once), or an application.
+    /// The write is then refused and the rotation starts over from the new version, so the
+    /// value left is always one this rotation made from the latest — never rolled back, and
+    /// never an unknown writer's value taken as rotated.
     async fn rotate_kv2(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
+        for attempt in 1..=KV2_CAS_ATTEMPTS {
+            if let Some(outcome) = self.rotate_kv2_once(action).await? {
+                return Ok(outcome);
+            }
+            tracing::info!(
+                finding = %action.finding.id,
+                attempt,
+                "the secret changed between its read and the rotation's write; rotating again from the new version"
+            );
+            // Spread the next try (the configured backoff, jittered), so two rotations that
+            // collided do not collide again.
+            tokio::time::sleep(self.config.retry.delay_for(attempt, None)).await;
+        }
+        Err(ProviderError::Transient {
+            provider: PROVIDER,
+            message: format!(
+                "secret {}: another writer changed it between the read and the write in each of {KV2_CAS_ATTEMPTS} tries",
+                action.finding.resource
+            ),
+        })
+    }
+
+    /// One try of [`Self::rotate_kv2`]: `None` when the check-and-set write was refused because
+    /// another writer made a version after the read.
+    async fn rotate_kv2_once(
+        &self,
+        action: &ActionRequest,
+    ) -> Result<Option<ActionOutcome>, ProviderError> {
         let f = &action.finding;
         let mount = attr(f, "mount")?;
         let key = attr(f, "key")?;
         let data_path = format!("{mount}data/{key}");
         let Some(meta) = self.kv_metadata(mount, key).await? else {
-            return Ok(ActionOutcome::already(
+            return Ok(Some(ActionOutcome::already(
                 State::Deleted,
                 format!("secret {data_path} no longer exists"),
-            ));
+            )));
         };
         if meta.custom_metadata.get(ROTATED_BY) == Some(&action.idempotency_key) {
-            return Ok(ActionOutcome::already(
+            return Ok(Some(ActionOutcome::already(
                 State::Rotated,
                 format!(
                     "secret {data_path} already rotated (version {})",
                     meta.current_version
                 ),
-            ));
+            )));
         }
         let intent = |v: u64| format!("{}@{v}", action.idempotency_key);
         let version = meta.current_version;
@@ -314,12 +352,12 @@ impl VaultProvider {
             custom.remove(ROTATING);
             custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
             self.set_custom_metadata(mount, key, custom).await?;
-            return Ok(ActionOutcome::done(
+            return Ok(Some(ActionOutcome::done(
                 State::Rotated,
                 format!(
                     "version {version} of {data_path}, written by an earlier attempt whose answer was lost, recorded as the rotation"
                 ),
-            ));
+            )));
         }
         let mut custom = meta.custom_metadata.clone();
         custom.insert(ROTATING.into(), intent(version));
@@ -355,19 +393,23 @@ impl VaultProvider {
                 &data_path,
                 &serde_json::json!({ "data": rotated, "options": { "cas": cas } }),
             )
-            .await?;
+            .await;
         drop(rotated);
-        let version = written.version;
+        let version = match written {
+            Ok(written) => written.version,
+            Err(e) if e.is_cas_mismatch() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         custom.remove(ROTATING);
         custom.insert(ROTATED_BY.into(), action.idempotency_key.clone());
         self.set_custom_metadata(mount, key, custom).await?;
-        Ok(ActionOutcome::done(
+        Ok(Some(ActionOutcome::done(
             State::Rotated,
             format!(
                 "wrote version {version} of {data_path} (strategy {}, {n_keys} keys)",
                 named.unwrap_or("default for its shape")
             ),
-        ))
+        )))
     }
 
     /// Rotate a KV v2 secret holding a PostgreSQL login by its database strategy (create, set,

@@ -14,7 +14,7 @@
 //! layer 0: capabilities, config, model, policy, audit_trail
 //! layer 1: client, findings, correlation, reach, memory
 //! layer 2: server
-//! layer 3: tokens, lease, pki, approle, health, entitlements, kv, database
+//! layer 3: edit_lock, tokens, lease, pki, approle, health, entitlements, kv, database
 //! layer 4: secrets
 //! layer 5: resolve, actions
 //! layer 6: provider
@@ -33,7 +33,8 @@
 //!   `lease`, `pki`, `approle` (resolve, act, live state), `health` (the caller's capabilities),
 //!   `entitlements` (grants, unclaimed entities), `kv` (KV v1 and v2: listing, state, rotation,
 //!   live state), `database` (the database engine: static roles and connections the person
-//!   could read, rotate-role and rotate-root, dynamic credentials' leases named by role).
+//!   could read, rotate-role and rotate-root, dynamic credentials' leases named by role),
+//!   `edit_lock` (read-modify-write edits of one group or entity take turns in the process).
 //! - `secrets`: the policies reaching the person, what they let her grant herself (exposures),
 //!   the KV secrets they reach, and what stays unknown (gaps: engines Closeout does not
 //!   enumerate, unreadable policies, refused listings).
@@ -53,6 +54,7 @@ mod client;
 mod config;
 mod correlation;
 mod database;
+mod edit_lock;
 mod entitlements;
 mod findings;
 mod health;

@@ -98,13 +98,7 @@ endpoint_url = "{endpoint}"
 
     /// Every event in the world's queue (SQLite or PostgreSQL), newest first.
     pub fn queued_events(&self) -> Vec<QueuedEvent> {
-        match &self.postgres {
-            Some(store) => EventQueue::open_config(store)
-                .unwrap_or_else(|e| panic!("open the event queue: {e}"))
-                .list(ALL_EVENTS, None)
-                .unwrap_or_else(|e| panic!("read the event queue: {e}")),
-            None => queued_events(&self.journal_path()),
-        }
+        store_events(self.postgres.as_ref(), &self.journal_path())
     }
 
     /// The world's time-bound grants, with their identities (SQLite or PostgreSQL).
@@ -512,6 +506,21 @@ pub fn queued_events(path: &Path) -> Vec<QueuedEvent> {
     queue
         .list(ALL_EVENTS, None)
         .unwrap_or_else(|e| panic!("read the event queue: {e}"))
+}
+
+/// Every event in a store's queue, newest first: the PostgreSQL one when `postgres` is set,
+/// else the SQLite file at `path`.
+pub fn store_events(
+    postgres: Option<&closeout::config::StoreConfig>,
+    path: &Path,
+) -> Vec<QueuedEvent> {
+    match postgres {
+        Some(store) => EventQueue::open_config(store)
+            .unwrap_or_else(|e| panic!("open the event queue: {e}"))
+            .list(ALL_EVENTS, None)
+            .unwrap_or_else(|e| panic!("read the event queue: {e}")),
+        None => queued_events(path),
+    }
 }
 
 /// Every recorded time-bound grant in the journal at `path`, with its identity (empty when there

@@ -51,17 +51,43 @@ pub async fn api(base: &str, method: &str, path: &str, body: Option<Value>) -> (
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Poll `done` until it holds; after `timeout` fail with the service's log.
-pub async fn wait_until(what: &str, log: &Path, timeout: Duration, mut done: impl FnMut() -> bool) {
+/// Poll `done` until it holds; after `timeout` fail with the end of the service's log.
+pub async fn wait_until(what: &str, log: &Path, timeout: Duration, done: impl FnMut() -> bool) {
+    wait_until_described(what, log, timeout, done, String::new).await
+}
+
+/// [`wait_until`], failing with `describe()` (the state the test waited on) before the log.
+pub async fn wait_until_described(
+    what: &str,
+    log: &Path,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+    describe: impl Fn() -> String,
+) {
     let start = Instant::now();
     while !done() {
         assert!(
             start.elapsed() < timeout,
-            "timed out waiting for {what}\nservice log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            "timed out waiting for {what}\n{}\nservice log (last lines):\n{}",
+            describe(),
+            log_tail(log)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// How many lines of a service's log a failure shows: its end, where a stall is.
+const LOG_TAIL_LINES: usize = 80;
+
+/// The last [`LOG_TAIL_LINES`] lines of a service's log, without the lines that repeat on every
+/// run whatever happens (a provider's steps skipped because the test configures only one).
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("are skipped: [providers."))
+        .collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
 }
 
 /// The approver whose own API token is [`APPROVER_TOKEN`] (`approver_section`).

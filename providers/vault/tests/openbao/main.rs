@@ -19,3 +19,4 @@ mod kv_v1;
 mod leaver;
 mod postgres_rotation;
 mod reuse;
+mod shared_objects;
