@@ -53,40 +53,7 @@ impl VaultProvider {
                     }
                 }
             }
-            (kinds::GROUP_MEMBERSHIP, "remove") => {
-                let gid = attr(f, "group_id")?;
-                let eid = attr(f, "entity_id")?;
-                let _edit = self.edit_lock(&format!("identity/group/id/{gid}")).await;
-                let Some(g) = self.read_group(gid).await? else {
-                    return Ok(ActionOutcome::already(
-                        State::Deleted,
-                        format!("group {gid} no longer exists"),
-                    ));
-                };
-                if g.group_type == "external" {
-                    return Err(permanent(format!(
-                        "group {} is external: its membership comes from the auth method, not Vault",
-                        g.name
-                    )));
-                }
-                if !g.member_entity_ids.iter().any(|m| m == eid) {
-                    return Ok(ActionOutcome::already(
-                        State::Deleted,
-                        format!("entity {eid} is not a member of group {}", g.name),
-                    ));
-                }
-                let members: Vec<String> = g
-                    .member_entity_ids
-                    .iter()
-                    .filter(|m| *m != eid)
-                    .cloned()
-                    .collect();
-                self.set_group_members(gid, members).await?;
-                Ok(ActionOutcome::done(
-                    State::Deleted,
-                    format!("removed entity {eid} from group {}", g.name),
-                ))
-            }
+            (kinds::GROUP_MEMBERSHIP, "remove") => self.remove_membership(f).await,
             (kinds::GROUP_MEMBERSHIP, "grant") => self.grant_membership(f).await,
             (kinds::ENTITY_POLICY, "grant") => self.edit_entity_policy(f, true).await,
             (kinds::ENTITY_POLICY, "remove") => self.edit_entity_policy(f, false).await,

@@ -6,10 +6,12 @@
 //! back the member the earlier one removed. Runs connect a provider of their own, so the lock
 //! is per process, keyed by server, namespace and object.
 //!
-//! Not covered: two processes (replicas, or a shell beside the service) editing one object at
-//! once. A stale write of the other process can then undo this one's; verification, which reads
-//! the live state again, reports the member as still there (open, not closed), and a re-run
-//! removes it.
+//! Two processes (replicas, or a shell beside the service) editing one object at once are not
+//! serialised here. A membership removal therefore reads the group back after writing and
+//! removes the entity again when another process's stale write put it back
+//! (`VaultProvider::remove_membership`); a stale write landing after that read-back is left to
+//! verification, which reads the live state again and reports the member as still there (open,
+//! not closed) so a re-run removes it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};

@@ -19,6 +19,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// How many times a group membership removal is written when another process's stale write
+/// keeps putting the entity back ([`VaultProvider::remove_membership`]).
+const REMOVAL_TRIES: u32 = 3;
+
 /// The entitlement a finding is: a direct group membership (target: the group name) or a
 /// policy set on the person's own entity (the policy name).
 pub fn entitlement(f: &Finding) -> Option<Entitlement> {
@@ -308,6 +312,68 @@ impl VaultProvider {
             State::Active,
             format!("added entity {eid} to group {}", g.name),
         ))
+    }
+
+    /// Take the entity out of the group's `member_entity_ids` (read, filter, write back), then
+    /// read the group again: another process's edit that read the list before this write and
+    /// wrote after it puts the entity back, and the removal is then made again (up to
+    /// [`REMOVAL_TRIES`] times). Edits in this process take turns (`edit_lock.rs`); a stale
+    /// write landing after the read-back is left to verification, which reads live state.
+    pub(crate) async fn remove_membership(
+        &self,
+        f: &Finding,
+    ) -> Result<ActionOutcome, ProviderError> {
+        let gid = attr(f, "group_id")?;
+        let eid = attr(f, "entity_id")?;
+        let _edit = self.edit_lock(&format!("identity/group/id/{gid}")).await;
+        let mut removed = false;
+        for tries in 0..=REMOVAL_TRIES {
+            let Some(g) = self.read_group(gid).await? else {
+                return Ok(ActionOutcome::already(
+                    State::Deleted,
+                    format!("group {gid} no longer exists"),
+                ));
+            };
+            if g.group_type == "external" {
+                return Err(permanent(format!(
+                    "group {} is external: its membership comes from the auth method, not Vault",
+                    g.name
+                )));
+            }
+            if !g.member_entity_ids.iter().any(|m| m == eid) {
+                return Ok(if removed {
+                    ActionOutcome::done(
+                        State::Deleted,
+                        format!("removed entity {eid} from group {}", g.name),
+                    )
+                } else {
+                    ActionOutcome::already(
+                        State::Deleted,
+                        format!("entity {eid} is not a member of group {}", g.name),
+                    )
+                });
+            }
+            if tries == REMOVAL_TRIES {
+                break;
+            }
+            if removed {
+                tracing::info!(group = %g.name, entity = eid, "another writer put the entity back in the group; removing it again");
+            }
+            let members: Vec<String> = g
+                .member_entity_ids
+                .iter()
+                .filter(|m| *m != eid)
+                .cloned()
+                .collect();
+            self.set_group_members(gid, members).await?;
+            removed = true;
+        }
+        Err(ProviderError::Transient {
+            provider: PROVIDER,
+            message: format!(
+                "entity {eid} was put back in group {gid} by another writer after each of {REMOVAL_TRIES} removals"
+            ),
+        })
     }
 
     /// `POST identity/group/id/<id>` with only `member_entity_ids`.

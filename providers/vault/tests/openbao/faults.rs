@@ -15,7 +15,7 @@ use closeout_vault::{VaultConfig, VaultProvider};
 use serde_json::json;
 
 /// A provider reaching OpenBao through `proxy`, as root in `namespace`.
-async fn through(proxy: &FaultProxy, namespace: &str) -> VaultProvider {
+pub(crate) async fn through(proxy: &FaultProxy, namespace: &str) -> VaultProvider {
     let dir = std::env::temp_dir().join(format!(
         "closeout-vault-faults-{namespace}-{}",
         std::process::id()

@@ -9,6 +9,8 @@
 use crate::api::{context_now, person, request, Api};
 use closeout_contract::ResolveContext;
 use closeout_contract::{Provider, State};
+use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
+use closeout_testkit::OpenBaoServer;
 use serde_json::json;
 
 const CANARY: &str = "canary-shared-rotation-5e1a";
@@ -150,4 +152,83 @@ async fn two_runs_removing_two_members_of_one_group_at_once_remove_both() {
             "team-{i}"
         );
     }
+}
+
+/// Another process's stale write (it read the member list before this removal's write, and
+/// wrote after it) puts the person back in the group: the removal reads the group back, sees her,
+/// and removes her again. The read-back is held at the proxy while the stale write lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_undone_by_another_writers_stale_list_is_made_again() {
+    let api = Api::namespace("stale-group").await;
+    let alice = api.entity("alice.smith", &[]).await;
+    let carol = api.entity("carol.diaz", &[]).await;
+    let gid = api
+        .root(
+            "POST",
+            "identity/group",
+            Some(json!({"name": "team", "member_entity_ids": [alice, carol]})),
+        )
+        .await["data"]["id"]
+        .as_str()
+        .expect("group id")
+        .to_string();
+    let ctx = ResolveContext {
+        identity: person("E100", "alice.smith@example.com"),
+        cutoff: None,
+    };
+    let membership = api
+        .provider("stale-group")
+        .await
+        .resolve(&ctx)
+        .await
+        .expect("resolve")
+        .findings
+        .into_iter()
+        .find(|f| f.kind == "group-membership")
+        .expect("her membership");
+
+    // Through the proxy, the removal's third request (the read-back) waits 1.5 s.
+    let proxy = FaultProxy::start(&OpenBaoServer::shared().address()).await;
+    proxy.set_rules(vec![Rule::new(
+        When::Nth(3),
+        Fault::Latency { millis: 1500 },
+    )]);
+    let p = crate::faults::through(&proxy, "stale-group").await;
+    let removal =
+        tokio::spawn(async move { p.execute(&request("run", &membership, "remove")).await });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let group = format!("identity/group/id/{gid}");
+    assert_eq!(
+        api.root("GET", &group, None).await["data"]["member_entity_ids"],
+        json!([carol]),
+        "the removal was written"
+    );
+    // The other writer's stale list, as it read it before the removal.
+    api.root(
+        "POST",
+        &group,
+        Some(json!({"member_entity_ids": [alice, carol]})),
+    )
+    .await;
+
+    let outcome = removal.await.expect("task").expect("removal");
+    assert_eq!(outcome.state, State::Deleted);
+    assert_eq!(
+        api.root("GET", &group, None).await["data"]["member_entity_ids"],
+        json!([carol]),
+        "she is out of the group"
+    );
+    let ops: Vec<String> = proxy.log().into_iter().map(|e| e.op).collect();
+    let group_op = |method: &str| format!("{method} /v1/{group}");
+    assert_eq!(
+        ops,
+        [
+            group_op("GET"),
+            group_op("POST"),
+            group_op("GET"),
+            group_op("POST"),
+            group_op("GET")
+        ],
+        "read, write, read back (her again), write again, read back"
+    );
 }
