@@ -44,6 +44,10 @@ pub struct ApplyOptions {
     pub only_findings: Option<BTreeSet<String>>,
     /// A mover's new attributes (`department` → `Finance`), applied over the source's.
     pub to: BTreeMap<String, String>,
+    /// The id a new run takes (from [`new_run_id`]; default: a fresh one). The service records
+    /// it on its event before applying, so whoever takes the event over finds the run. An
+    /// unfinished run of the identity and trigger is resumed under its own id instead.
+    pub run_id: Option<String>,
 }
 
 impl Engine {
@@ -106,7 +110,7 @@ impl Engine {
         }
         let providers = self.providers().await?;
         let now = Utc::now();
-        let run_id = new_run_id(now);
+        let run_id = options.run_id.clone().unwrap_or_else(|| new_run_id(now));
         let Planned { graph, mut plan } = self
             .plan_with(
                 &providers,
@@ -603,7 +607,7 @@ impl Engine {
 }
 
 /// A sortable, unique run id: `r20261128T103000Z-3fa2c1`.
-fn new_run_id(now: DateTime<Utc>) -> String {
+pub fn new_run_id(now: DateTime<Utc>) -> String {
     let suffix: u32 = rand::random::<u32>() & 0x00ff_ffff;
     format!("r{}-{suffix:06x}", now.format("%Y%m%dT%H%M%SZ"))
 }

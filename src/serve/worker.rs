@@ -146,26 +146,37 @@ async fn run_event(
     let event = &claimed.event;
     let trigger = event.kind;
     let progress = Progress::silent();
-    // A run already exists (the service stopped mid-run, or the run was approved): finish it.
-    if let Some(run_id) = &claimed.run_id {
-        let result = engine.resume(run_id, &progress).await;
-        return deferred(queue, claimed, result)
-            .await
-            .map(|r| outcome_of(r, Some(run_id)));
-    }
+    // The event names its run before the run exists: a worker that takes the event over (this
+    // process died, or on PostgreSQL its claim expired) finishes that run, even one that had
+    // already closed, instead of starting a second run for the same event.
+    let named = match &claimed.run_id {
+        // A run already exists (the service stopped mid-run, or the run was approved): finish
+        // it. None under that id: the earlier claimer stopped before creating it.
+        Some(run_id) => match engine.resume(run_id, &progress).await {
+            Err(EngineError::NoSuchRun(_)) => Some(run_id.clone()),
+            result => {
+                return deferred(queue, claimed, result)
+                    .await
+                    .map(|r| outcome_of(r, Some(run_id)))
+            }
+        },
+        None => None,
+    };
     let identity = match engine.identity(&event.identity) {
         Ok(i) => i,
-        Err(e) => {
-            return Some(Outcome::Skipped {
-                reason: e.to_string(),
-            })
-        }
+        Err(e) => return Some(skip(queue, claimed, named.is_some(), e.to_string()).await),
     };
     if let Err(e) = engine.playbook(trigger) {
-        return Some(Outcome::Skipped {
-            reason: e.to_string(),
-        });
+        return Some(skip(queue, claimed, named.is_some(), e.to_string()).await);
     }
+    let run_id = match named {
+        Some(run_id) => run_id,
+        None => {
+            let run_id = crate::engine::run::new_run_id(chrono::Utc::now());
+            record_run(queue, claimed, Some(&run_id)).await;
+            run_id
+        }
+    };
     // Protected identities always wait for a person; other triggers wait unless configured to
     // apply automatically.
     let auto = state.config.serve.applies_automatically(trigger) && !identity.is_protected();
@@ -181,26 +192,47 @@ async fn run_event(
         only_findings: (event.kind == Trigger::Rotation).then(|| {
             crate::policy::rotation::event_findings(&event.attributes).unwrap_or_default()
         }),
+        run_id: Some(run_id.clone()),
     };
-    let seq = claimed.seq;
     let mut no_prompt = |_: &crate::pipeline::plan::Plan| Ok(true);
     let result = engine
         .apply(trigger, &identity.id, &options, &mut no_prompt, &progress)
         .await;
     let result = deferred(queue, claimed, result).await?;
-    // Tie the run to the event as soon as it is known, so a crash resumes it.
-    let run_id = match &result {
+    // The run that ran: the one named above, or an unfinished run of the identity and trigger
+    // that the engine resumed instead.
+    let ran = match &result {
         Ok(report) => Some(report.run.clone()),
         Err(EngineError::WaitingApproval { run, .. }) => Some(run.clone()),
-        Err(_) => None,
+        // Failed: the named run if it was created before the failure.
+        Err(_) => match engine.stored_run(&run_id).await {
+            Ok(_) => Some(run_id.clone()),
+            Err(_) => None,
+        },
     };
-    if let Some(run) = &run_id {
-        let (token, run) = (claimed.token.clone(), run.clone());
-        if let Err(e) = queue.call(move |q| q.set_run(seq, &token, &run)).await {
-            tracing::error!(seq, error = %e, "cannot record the event's run");
-        }
+    if ran.as_ref() != Some(&run_id) {
+        record_run(queue, claimed, ran.as_deref()).await;
     }
-    Some(outcome_of(result, run_id.as_ref()))
+    Some(outcome_of(result, ran.as_ref()))
+}
+
+/// The event is skipped; a run named on it that was never created is forgotten.
+async fn skip(queue: &EventQueue, claimed: &Claimed, named: bool, reason: String) -> Outcome {
+    if named {
+        record_run(queue, claimed, None).await;
+    }
+    Outcome::Skipped { reason }
+}
+
+/// Name (or, with `None`, forget) the claimed event's run in the queue.
+async fn record_run(queue: &EventQueue, claimed: &Claimed, run: Option<&str>) {
+    let (seq, token, run) = (claimed.seq, claimed.token.clone(), run.map(str::to_string));
+    if let Err(e) = queue
+        .call(move |q| q.set_run(seq, &token, run.as_deref()))
+        .await
+    {
+        tracing::error!(seq, error = %e, "cannot record the event's run");
+    }
 }
 
 /// The result, or `None` when another process holds the identity's lease: the event is given

@@ -336,6 +336,21 @@ async fn killed_service_resumes(world: VaultWorld) {
         .flat_map(|i| runs_of(&world, i))
         .collect();
     assert!(!interrupted.is_empty());
+    // Each run the killed service started is named by its event already (a worker records the
+    // run's id before the run exists), so whoever takes the event over finishes that run, even
+    // one that had closed just before the kill, rather than starting a second.
+    let queued = common::store_events(
+        world.postgres.as_ref(),
+        &world.dir.path().join("state/closeout.db"),
+    );
+    for (run, _) in &interrupted {
+        assert!(
+            queued
+                .iter()
+                .any(|e| e.run_id.as_deref() == Some(run.as_str())),
+            "run {run} is named by no event: {queued:#?}"
+        );
+    }
 
     // Restart: everything accepted is processed, each exactly once; the interrupted run is
     // resumed, not started again.

@@ -308,8 +308,9 @@ impl EventQueue {
         }))
     }
 
-    /// Record the run started for a claimed event, before the run acts, so a crash resumes it.
-    pub fn set_run(&self, seq: i64, token: &str, run_id: &str) -> Result<(), QueueError> {
+    /// Record the run of a claimed event before the run exists, so whoever takes the event over
+    /// finishes that run; `None` forgets it (the run was never created).
+    pub fn set_run(&self, seq: i64, token: &str, run_id: Option<&str>) -> Result<(), QueueError> {
         let conn = match self.conn() {
             Ok(conn) => conn,
             Err(pg) => return pg.set_run(seq, token, run_id),
@@ -697,7 +698,7 @@ mod tests {
         // Replica 1 claims a1 and records its run, then dies (stops renewing).
         let dead = q.claim_next(now).unwrap().expect("a1");
         assert_eq!(dead.event.external_id, "a1");
-        q.set_run(dead.seq, &dead.token, "run-a1").unwrap();
+        q.set_run(dead.seq, &dead.token, Some("run-a1")).unwrap();
         // Replica 2 claims b1 and keeps renewing it.
         let live = q.claim_next(now).unwrap().expect("b1");
         assert_eq!(live.event.external_id, "b1");
@@ -962,7 +963,7 @@ mod tests {
             Err(QueueError::NotClaimed { .. })
         ));
         assert!(matches!(
-            q.set_run(third.seq, "not-the-token", "r"),
+            q.set_run(third.seq, "not-the-token", Some("r")),
             Err(QueueError::NotClaimed { .. })
         ));
         let done = q.get(first.seq).unwrap().expect("stored");
@@ -1022,7 +1023,7 @@ mod tests {
             q.submit(&event("a1", "A", Trigger::Leaver), now).unwrap();
             q.submit(&event("b1", "B", Trigger::Leaver), now).unwrap();
             let c = q.claim_next(now).unwrap().expect("a1");
-            q.set_run(c.seq, &c.token, "run-a1").unwrap();
+            q.set_run(c.seq, &c.token, Some("run-a1")).unwrap();
             // Dropped without finishing: the process died.
         }
         let q = EventQueue::open(&path).unwrap();

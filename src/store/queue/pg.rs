@@ -222,7 +222,7 @@ impl PgQueue {
     }
 
     /// See [`super::EventQueue::set_run`].
-    pub fn set_run(&self, seq: i64, token: &str, run_id: &str) -> Result<(), QueueError> {
+    pub fn set_run(&self, seq: i64, token: &str, run_id: Option<&str>) -> Result<(), QueueError> {
         let n = self.conn.with(|c| {
             c.execute(
                 "UPDATE event_queue SET run_id = $3 WHERE seq = $1 AND claim_token = $2 \
