@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS event_queue (
 CREATE INDEX IF NOT EXISTS event_queue_by_status ON event_queue(status, effective_at);
 CREATE INDEX IF NOT EXISTS event_queue_by_identity ON event_queue(identity, seq);
 CREATE INDEX IF NOT EXISTS event_queue_by_run ON event_queue(run_id);
+CREATE INDEX IF NOT EXISTS event_queue_claim_order ON event_queue(status, priority DESC, seq);
 "#;
 
 /// The durable event queue (see the module documentation for its guarantees). Safe to share between
@@ -274,10 +275,15 @@ impl EventQueue {
             Err(pg) => return pg.claim_next(now),
         };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Walk the pending events in claim order and stop at the first that may run. Left to
+        // itself SQLite takes `event_queue_by_status` (it serves the effective_at range), visits
+        // every due pending event and sorts them, inside the write transaction that intake's
+        // commits wait for: 12 ms per claim with 20,000 pending (docs/serve.md, "Load").
         let row = tx
             .query_row(
                 &format!(
-                    "SELECT {COLUMNS} FROM event_queue e WHERE e.status = 'pending' \
+                    "SELECT {COLUMNS} FROM event_queue e INDEXED BY event_queue_claim_order \
+                     WHERE e.status = 'pending' \
                      AND e.effective_at <= ?1 AND (e.not_before IS NULL OR e.not_before <= ?1) \
                      AND NOT EXISTS (SELECT 1 FROM event_queue p WHERE p.identity = e.identity \
                        AND p.seq < e.seq AND p.status IN ('pending', 'processing', 'waiting-approval')) \
