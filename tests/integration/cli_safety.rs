@@ -6,12 +6,11 @@ use crate::common;
 
 use common::{
     account_snapshot, audit_records, describe, journal_runs, json, plan_keys, stderr, stdout,
-    World, REPO,
+    World, APPLY_LEAVER, LEAVER, REPO,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-const LEAVER: &str = "E1001";
 const PROTECTED: &str = "E1004";
 
 fn apply_args(identity: &str) -> Vec<&str> {
@@ -688,16 +687,7 @@ async fn canary_secret_values_stay_out_of_trace_logs() {
     let canary = world.seed_demo();
 
     let apply = world
-        .command(&[
-            "-vv",
-            "apply",
-            "leaver",
-            "--identity",
-            LEAVER,
-            "--yes",
-            "--format",
-            "json",
-        ])
+        .command(&[&["-vv"][..], &APPLY_LEAVER].concat())
         .output()
         .unwrap();
     assert_code(&apply, 0, "apply -vv");

@@ -7,10 +7,9 @@ use crate::common;
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::Client as Secrets;
-use common::{json, stderr, stdout, urlencoding_decode, World};
+use common::{json, stderr, stdout, urlencoding_decode, World, APPLY_LEAVER, LEAVER};
 use std::collections::BTreeMap;
 
-const LEAVER: &str = "E1001";
 const REVOKE_POLICY: &str = "closeout-revoke-sessions";
 
 async fn current_and_previous(sm: &Secrets, name: &str) -> (String, Option<String>) {
@@ -144,15 +143,7 @@ async fn leaver_is_closed_out_and_read_back_from_aws() {
     let carol_keys_before = key_statuses(&iam, "carol.diaz").await;
     let svc_build_keys_before = key_statuses(&iam, "svc-build").await;
 
-    let out = world.closeout(&[
-        "apply",
-        "leaver",
-        "--identity",
-        LEAVER,
-        "--yes",
-        "--format",
-        "json",
-    ]);
+    let out = world.closeout(&APPLY_LEAVER);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -337,15 +328,7 @@ async fn leaver_is_closed_out_and_read_back_from_aws() {
     }
 
     // A second apply changes nothing and still reports closed.
-    let again = world.closeout(&[
-        "apply",
-        "leaver",
-        "--identity",
-        LEAVER,
-        "--yes",
-        "--format",
-        "json",
-    ]);
+    let again = world.closeout(&APPLY_LEAVER);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     let again = json(&again);
     assert_eq!(again["status"], "closed");

@@ -3,11 +3,10 @@
 //! self-grant on her own user exposes the account in the plan and every secret is rotated, and
 //! a gap nobody accepted keeps the run open (exit 3) until the site accepts it by name.
 
-use crate::common::{json, stderr, stdout, World, MOTO_ACCEPTS};
+use crate::common::{json, stderr, stdout, World, APPLY_LEAVER, LEAVER, MOTO_ACCEPTS};
 use aws_sdk_secretsmanager::Client as Secrets;
 use serde_json::Value;
 
-const LEAVER: &str = "E1001";
 const LEAVER_EMAIL: &str = "alice.nguyen@example.com";
 const REVOKE_POLICY: &str = "closeout-revoke-sessions";
 
@@ -90,15 +89,7 @@ async fn role_has_deny(iam: &aws_sdk_iam::Client, role: &str) -> bool {
 }
 
 fn apply(world: &World) -> (Option<i32>, Value, String) {
-    let out = world.closeout(&[
-        "apply",
-        "leaver",
-        "--identity",
-        LEAVER,
-        "--yes",
-        "--format",
-        "json",
-    ]);
+    let out = world.closeout(&APPLY_LEAVER);
     let text = format!("{}\n{}", stdout(&out), stderr(&out));
     (out.status.code(), json(&out), text)
 }

@@ -4,12 +4,11 @@
 //! `ListSecretVersionIds` is an `unverified` gap that keeps the run at exit 3 with the refused
 //! call as its reason, instead of failing the resolution or being taken for an empty list.
 
-use crate::common::{describe, json, World};
+use crate::common::{describe, json, World, APPLY_LEAVER, LEAVER};
 use aws_credential_types::Credentials;
 use closeout_testkit::MotoServer;
 use serde_json::{json, Value};
 
-const LEAVER: &str = "E1001";
 const LEAVER_EMAIL: &str = "alice.nguyen@example.com";
 
 /// moto's requests before it starts enforcing IAM authorization: the three that create the
@@ -152,19 +151,7 @@ async fn a_refused_authorization_listing_keeps_the_run_open_with_its_reason() {
         .await
         .is_err());
 
-    let (code, report, text) = run(
-        &world,
-        &closeout,
-        &[
-            "apply",
-            "leaver",
-            "--identity",
-            LEAVER,
-            "--yes",
-            "--format",
-            "json",
-        ],
-    );
+    let (code, report, text) = run(&world, &closeout, &APPLY_LEAVER);
     assert_eq!(code, Some(3), "{text}");
     assert_eq!(report["status"], "open", "{report:#}");
     let gap = open_gap(&report, "aws:unverified:iam-inventory:");

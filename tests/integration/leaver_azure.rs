@@ -11,11 +11,9 @@
 use crate::common;
 
 use common::azure::{AzureWorld, ARM_SCOPE};
-use common::{describe, json, stderr, stdout};
+use common::{describe, json, stderr, stdout, APPLY_LEAVER, LEAVER};
 use serde_json::Value;
 use std::collections::BTreeSet;
-
-const LEAVER: &str = "E1001";
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]
@@ -176,17 +174,7 @@ async fn leaver_is_closed_out_and_read_back_from_azure() {
     assert!(!wrapped.is_empty(), "the demo gives her keys");
 
     let started = chrono::Utc::now().timestamp();
-    let out = world
-        .closeout(&[
-            "apply",
-            "leaver",
-            "--identity",
-            LEAVER,
-            "--yes",
-            "--format",
-            "json",
-        ])
-        .await;
+    let out = world.closeout(&APPLY_LEAVER).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -466,17 +454,7 @@ async fn leaver_is_closed_out_and_read_back_from_azure() {
 
     // A second apply changes nothing in Azure and still reports closed.
     let before = snapshot(&world, &seeded).await;
-    let again = world
-        .closeout(&[
-            "apply",
-            "leaver",
-            "--identity",
-            LEAVER,
-            "--yes",
-            "--format",
-            "json",
-        ])
-        .await;
+    let again = world.closeout(&APPLY_LEAVER).await;
     assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
     let again = json(&again);
     assert_eq!(again["status"], "closed", "{again:#}");

@@ -23,6 +23,17 @@ use std::collections::{BTreeMap, BTreeSet};
 /// keeps putting the entity back ([`VaultProvider::remove_membership`]).
 const REMOVAL_TRIES: u32 = 3;
 
+/// Refuse a membership edit of an external group: its members come from the auth method.
+fn internal(g: &Group) -> Result<(), ProviderError> {
+    if g.group_type == "external" {
+        return Err(permanent(format!(
+            "group {} is external: its membership comes from the auth method, not Vault",
+            g.name
+        )));
+    }
+    Ok(())
+}
+
 /// The entitlement a finding is: a direct group membership (target: the group name) or a
 /// policy set on the person's own entity (the policy name).
 pub fn entitlement(f: &Finding) -> Option<Entitlement> {
@@ -290,12 +301,7 @@ impl VaultProvider {
         let Some(g) = self.read_group(gid).await? else {
             return Err(permanent(format!("group {gid} no longer exists")));
         };
-        if g.group_type == "external" {
-            return Err(permanent(format!(
-                "group {} is external: its membership comes from the auth method, not Vault",
-                g.name
-            )));
-        }
+        internal(&g)?;
         if g.member_entity_ids.iter().any(|m| m == eid) {
             return Ok(ActionOutcome::already(
                 State::Active,
@@ -334,12 +340,7 @@ impl VaultProvider {
                     format!("group {gid} no longer exists"),
                 ));
             };
-            if g.group_type == "external" {
-                return Err(permanent(format!(
-                    "group {} is external: its membership comes from the auth method, not Vault",
-                    g.name
-                )));
-            }
+            internal(&g)?;
             if !g.member_entity_ids.iter().any(|m| m == eid) {
                 return Ok(if removed {
                     ActionOutcome::done(

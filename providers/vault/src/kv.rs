@@ -299,6 +299,9 @@ impl VaultProvider {
             if let Some(outcome) = self.rotate_kv2_once(action).await? {
                 return Ok(outcome);
             }
+            if attempt == KV2_CAS_ATTEMPTS {
+                break;
+            }
             tracing::info!(
                 finding = %action.finding.id,
                 attempt,
