@@ -159,6 +159,14 @@ impl ProviderHandle {
         dispatch!(self, p => p.resolve(ctx).await)
     }
 
+    /// See [`Provider::resolve_accounts`].
+    pub async fn resolve_accounts(
+        &self,
+        ctx: &ResolveContext,
+    ) -> Result<Option<Resolution>, ProviderError> {
+        dispatch!(self, p => p.resolve_accounts(ctx).await)
+    }
+
     /// See [`Provider::execute`].
     pub async fn execute(&self, action: &ActionRequest) -> Result<ActionOutcome, ProviderError> {
         dispatch!(self, p => p.execute(action).await)

@@ -420,6 +420,10 @@ pub struct ExecutionConfig {
     /// (a Key Vault key create takes no idempotency key, so a retry that reads before it lands
     /// would make a second version). 0 disables the wait.
     pub interrupted_settle_secs: u64,
+    /// Contain the identity's own accounts as soon as the providers name them, while the whole
+    /// resolution goes on (docs/containment.md). Off: nothing is done before the whole plan is
+    /// made, and a plan above the blast-radius limit stops with nothing done.
+    pub contain_ahead: bool,
 }
 
 impl Default for ExecutionConfig {
@@ -429,6 +433,7 @@ impl Default for ExecutionConfig {
             base_backoff_ms: 200,
             max_backoff_ms: 20_000,
             interrupted_settle_secs: 20,
+            contain_ahead: true,
         }
     }
 }

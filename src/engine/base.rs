@@ -173,12 +173,23 @@ impl Engine {
 
     /// What a provider needs to resolve `identity` now: its cutoff from the journal.
     pub async fn context(&self, identity: &Identity) -> Result<ResolveContext, EngineError> {
-        let id = identity.id.clone();
+        self.context_before(identity, "").await
+    }
+
+    /// The context run `run_id` is planned with: the cutoff as it was before the run existed
+    /// (a run containing ahead of discovery exists while it is planned, and may be planned
+    /// again when resumed).
+    pub async fn context_before(
+        &self,
+        identity: &Identity,
+        run_id: &str,
+    ) -> Result<ResolveContext, EngineError> {
+        let (id, run) = (identity.id.clone(), run_id.to_string());
         Ok(ResolveContext {
             identity: identity.clone(),
             cutoff: self
                 .journal
-                .call(move |j| j.containment_cutoff(&id))
+                .call(move |j| j.containment_cutoff_except(&id, &run))
                 .await?,
         })
     }

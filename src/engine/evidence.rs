@@ -20,7 +20,8 @@ Verify it offline, with only the audit public key (no provider access, no Closeo
 What is checked: manifest.sig is an Ed25519 signature of manifest.json by the audit key;
 every file's SHA-256 matches the manifest and no file was added or removed; every record of
 audit.jsonl has an intact hash and a valid signature; plan.json, report.json and playbook.yaml
-have the SHA-256 that the signed run.started and run.finished records name.
+have the SHA-256 that the signed run.started (or run.planned, for a run that
+contained ahead of discovery) and run.finished records name.
 Hash and signature algorithms: docs/audit.md.
 ";
 

@@ -5,6 +5,8 @@
 //!
 //! - [`base`]: the [`Engine`] (config, source, journal, audit log) and shared lookups;
 //! - [`planning`]: resolve and plan (changes nothing);
+//! - `ahead`: containment ahead of discovery (the identity's own accounts contained while the
+//!   whole resolution goes on);
 //! - [`run`]: apply, resume, approve, verify as the trigger's closure says, report;
 //! - [`evidence`]: a finished run's signed evidence bundle;
 //! - [`approval`]: authenticated approvers, never the run's starter, N distinct approvers;
@@ -18,6 +20,7 @@
 //! it asks the [`crate::trigger::Trigger`], never compares trigger names. Faces (CLI, service)
 //! call the engine and render; they hold no run logic.
 
+mod ahead;
 pub mod approval;
 pub mod base;
 pub mod doctor;

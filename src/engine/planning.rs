@@ -129,7 +129,7 @@ impl Engine {
         now: DateTime<Utc>,
         only: Option<&BTreeSet<String>>,
     ) -> Result<Planned, EngineError> {
-        let ctx = self.context(identity).await?;
+        let ctx = self.context_before(identity, run_id).await?;
         // A missing or broken policy is bad input: say so before any provider is called.
         let policy = if trigger.needs_policy() {
             Some(self.policy(trigger.as_str())?)
@@ -143,7 +143,15 @@ impl Engine {
         // anything a previous run that did not close left undone or open, is planned again
         // while its live state is open, even when the identity no longer reaches it: the value
         // it could copy is unchanged.
-        if let Some(run) = self.journal.latest_run(&identity.id)? {
+        // The identity's previous run, never this one (a run containing ahead of discovery
+        // exists while its whole plan is made).
+        let previous_run = {
+            let (id, this) = (identity.id.clone(), run_id.to_string());
+            self.journal
+                .call(move |j| j.latest_run_except(&id, &this))
+                .await?
+        };
+        if let Some(run) = previous_run {
             let previous = stored_plan(&run)?;
             let left_open = self.left_open_by(&run, &previous).await?;
             let known: BTreeSet<String> = graph.findings.iter().map(|f| f.id.clone()).collect();

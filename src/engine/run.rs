@@ -11,6 +11,7 @@ use crate::pipeline::entitlements::{self as entitlement_live, Expected};
 use crate::pipeline::plan::Plan;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::report::{self, ClosureReport, ReportInput};
+use crate::pipeline::resolve::Graph;
 use crate::pipeline::spans;
 use crate::pipeline::verify::{verify, verify_acted, Verification};
 use crate::registry::Providers;
@@ -106,22 +107,51 @@ impl Engine {
                 "resuming unfinished run {} of {} for {}",
                 run.id, trigger, identity.id
             ));
-            return self.resume_leased(&run.id, progress).await;
+            return self
+                .resume_leased(&run.id, options.confirm_actions, progress)
+                .await;
         }
         let providers = self.providers().await?;
         let now = Utc::now();
         let run_id = options.run_id.clone().unwrap_or_else(|| new_run_id(now));
-        let Planned { graph, mut plan } = self
-            .plan_with(
-                &providers,
-                &book,
-                &identity,
-                trigger,
-                &run_id,
-                now,
-                options.only_findings.as_ref(),
-            )
-            .await?;
+        let ahead = if self.may_contain_ahead(&book, options, &identity) {
+            self.accounts_ahead(&providers, &identity, &run_id).await?
+        } else {
+            None
+        };
+        let planning = self.plan_with(
+            &providers,
+            &book,
+            &identity,
+            trigger,
+            &run_id,
+            now,
+            options.only_findings.as_ref(),
+        );
+        let Planned { graph, mut plan } = match ahead {
+            // Containment ahead of discovery (`super::ahead`): the identity's own accounts are
+            // contained while the whole resolution goes on.
+            Some(accounts) => {
+                let ahead = self.contain_ahead(
+                    &providers, &book, &identity, trigger, &run_id, options, now, accounts,
+                    progress,
+                );
+                let (planned, ahead) = tokio::join!(planning, ahead);
+                if let Some(ahead) = ahead? {
+                    return self
+                        .complete_ahead(
+                            &providers,
+                            ahead,
+                            planned,
+                            options.confirm_actions,
+                            progress,
+                        )
+                        .await;
+                }
+                planned?
+            }
+            None => planning.await?,
+        };
         if options.require_approval {
             for stage in &mut plan.stages {
                 for action in &mut stage.actions {
@@ -138,6 +168,26 @@ impl Engine {
         if !options.yes && !confirm(&plan)? {
             return Err(EngineError::Declined);
         }
+        let run = self
+            .begin_run(&identity, &book, options, &plan, &graph, now)
+            .await?;
+        self.execute_run(&providers, run, &identity, &plan, &graph.findings, progress)
+            .await
+    }
+
+    /// Create the run of `plan` in the journal with the graph it came from, record the states
+    /// seen, and audit its start (and a protected identity's override).
+    pub(super) async fn begin_run(
+        &self,
+        identity: &Identity,
+        book: &crate::policy::playbook::Playbook,
+        options: &ApplyOptions,
+        plan: &Plan,
+        graph: &Graph,
+        now: DateTime<Utc>,
+    ) -> Result<RunRecord, EngineError> {
+        let trigger = plan.trigger;
+        let run_id = plan.run_id.clone();
         // A rotation run's cutoff is its own start: a version it creates counts as rotated.
         let cutoff = if trigger.cutoff_is_run_start() {
             now
@@ -186,11 +236,36 @@ impl Engine {
             self.audit_event(
                 "override.protected",
                 Some(&run_id),
-                &identity,
+                identity,
                 serde_json::json!({ "trigger": trigger }),
             )
             .await?;
         }
+        self.observe(graph, now).await?;
+        self.audit_event(
+            "run.started",
+            Some(&run_id),
+            identity,
+            serde_json::json!({
+                "trigger": trigger,
+                "playbook": book.name,
+                "playbook_digest": run.playbook_digest,
+                "actions": plan.action_count(),
+                "plan_sha256": sha256_hex(&run.plan_json),
+                "contain_only": plan.contain_only,
+            }),
+        )
+        .await?;
+        Ok(run)
+    }
+
+    /// Record the state of each finding of `graph` as seen at `now` (the start of any grace
+    /// period that Closeout did not cause).
+    pub(super) async fn observe(
+        &self,
+        graph: &Graph,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
         let seen: Vec<(String, String)> = graph
             .findings
             .iter()
@@ -199,21 +274,7 @@ impl Engine {
         self.journal
             .call(move |j| j.observe(seen.iter().map(|(f, s)| (f.as_str(), s.as_str())), now))
             .await?;
-        self.audit_event(
-            "run.started",
-            Some(&run_id),
-            &identity,
-            serde_json::json!({
-                "trigger": trigger,
-                "playbook": book.name,
-                "playbook_digest": run.playbook_digest,
-                "actions": plan.action_count(),
-                "plan_sha256": sha256_hex(&run.plan_json),
-            }),
-        )
-        .await?;
-        self.execute_run(&providers, run, &identity, &plan, &graph.findings, progress)
-            .await
+        Ok(())
     }
 
     /// Record `approver`'s approval of a run waiting for one (audited); once it has as many
@@ -259,14 +320,17 @@ impl Engine {
     ) -> Result<ClosureReport, EngineError> {
         let run = self.stored_run(run_id).await?;
         let span = spans::run(run.trigger.as_str(), &run.identity);
-        self.leased(&run.identity, self.resume_leased(run_id, progress))
+        self.leased(&run.identity, self.resume_leased(run_id, None, progress))
             .instrument(span)
             .await
     }
 
+    /// `confirm_actions`: an `apply`'s explicit confirmation of a plan above the blast-radius
+    /// limit, for a run that still has to plan beyond its containment.
     async fn resume_leased(
         &self,
         run_id: &str,
+        confirm_actions: Option<usize>,
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
         let run = self.stored_run(run_id).await?;
@@ -302,11 +366,18 @@ impl Engine {
         )
         .await?;
         let providers = self.providers().await?;
+        if plan.contain_only {
+            // Containment ran ahead of discovery and the whole plan was never stored: plan it
+            // now, under this run's id, before anything else runs or is verified.
+            return self
+                .complete_contain_only(&providers, run, plan, identity, confirm_actions, progress)
+                .await;
+        }
         self.execute_run(&providers, run, &identity, &plan, &[], progress)
             .await
     }
 
-    async fn execute_run(
+    pub(super) async fn execute_run(
         &self,
         providers: &Providers,
         mut run: RunRecord,

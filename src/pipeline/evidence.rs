@@ -12,7 +12,7 @@
 //! | `run.json` | the run: identity, trigger, times, who started and approved it |
 //! | `playbook.yaml` | the playbook text whose SHA-256 the run recorded (omitted when the file changed since; `run.json` says so) |
 //! | `graph-before.json`, `graph-after.json` | the access graph resolved when planning and by the last verification |
-//! | `plan.json` | the plan exactly as journaled (its SHA-256 is in the signed `run.started` record) |
+//! | `plan.json` | the plan exactly as journaled (its SHA-256 is in the signed `run.started` record, or in the `run.planned` record of a run that contained ahead of discovery) |
 //! | `actions.json` | every action: stage, step, finding, verb, the provider's answer (status, detail, error), attempts, times |
 //! | `probes.json` | each credential probe with its raw outcome |
 //! | `report.json` | the closure report exactly as journaled (its SHA-256 is in the signed `run.finished` record) |
@@ -430,13 +430,13 @@ pub fn verify(bundle: &Bundle, keys: &KeyRing) -> Verdict {
             .find(|r| r.event == event)
             .and_then(|r| r.details[field].as_str().map(str::to_string))
     };
-    cross_check(
-        bundle,
-        &mut v,
-        "plan.json",
-        recorded("run.started", "plan_sha256"),
-        "run.started",
-    );
+    // A run that contained ahead of discovery started with its contain-only plan; the plan it
+    // ran is the one its `run.planned` record names.
+    let (plan_sha256, plan_event) = match recorded("run.planned", "plan_sha256") {
+        Some(sha) => (Some(sha), "run.planned"),
+        None => (recorded("run.started", "plan_sha256"), "run.started"),
+    };
+    cross_check(bundle, &mut v, "plan.json", plan_sha256, plan_event);
     cross_check(
         bundle,
         &mut v,

@@ -176,6 +176,42 @@ fn dot_id(s: &str) -> String {
 /// resolution: a partial graph would make closure look better than it is.
 pub async fn resolve(providers: &Providers, ctx: &ResolveContext) -> Result<Graph, ProviderError> {
     let answers = join_all(providers.iter().map(|p| p.resolve(ctx))).await;
+    let resolutions = answers.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(merge(ctx, resolutions))
+}
+
+/// What the providers told of the identity's own accounts ahead of a whole resolution.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// Their accounts and what those hold. Only a head start for containment: never a
+    /// closure's graph (no gaps, nothing they reach).
+    pub graph: Graph,
+    /// Every configured provider answered: the identity's own accounts are known everywhere,
+    /// so containing them contains the identity.
+    pub every_provider: bool,
+}
+
+/// The identity's own accounts and what they hold, from every provider that can tell them
+/// ahead of a whole resolution ([`closeout_contract::Provider::resolve_accounts`]), at once;
+/// `None` when none can.
+pub async fn resolve_accounts(
+    providers: &Providers,
+    ctx: &ResolveContext,
+) -> Result<Option<Accounts>, ProviderError> {
+    let answers = join_all(providers.iter().map(|p| p.resolve_accounts(ctx))).await;
+    let asked = answers.len();
+    let mut resolutions = Vec::new();
+    for answer in answers {
+        resolutions.extend(answer?);
+    }
+    let every_provider = resolutions.len() == asked;
+    Ok((!resolutions.is_empty()).then(|| Accounts {
+        graph: merge(ctx, resolutions),
+        every_provider,
+    }))
+}
+
+fn merge(ctx: &ResolveContext, resolutions: Vec<closeout_contract::Resolution>) -> Graph {
     let mut graph = Graph {
         identity: ctx.identity.clone(),
         accounts: Vec::new(),
@@ -184,8 +220,7 @@ pub async fn resolve(providers: &Providers, ctx: &ResolveContext) -> Result<Grap
         gaps: Vec::new(),
         exposures: Vec::new(),
     };
-    for answer in answers {
-        let mut resolution = answer?;
+    for mut resolution in resolutions {
         resolution.normalize();
         graph.accounts.extend(resolution.accounts);
         graph.findings.extend(resolution.findings);
@@ -202,5 +237,5 @@ pub async fn resolve(providers: &Providers, ctx: &ResolveContext) -> Result<Grap
         .accounts
         .sort_by(|a, b| (&a.provider, &a.resource).cmp(&(&b.provider, &b.resource)));
     graph.warnings.sort();
-    Ok(graph)
+    graph
 }

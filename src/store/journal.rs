@@ -404,6 +404,24 @@ impl Journal {
         Ok(())
     }
 
+    /// Replace the run's plan: a run started with a contain-only plan (containment ahead of
+    /// discovery) gets its whole plan, which keeps every action of the first. Fails with
+    /// [`JournalError::NoSuchRun`] for an unknown id.
+    pub fn set_plan(&self, id: &str, plan_json: &str) -> Result<(), JournalError> {
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_set_plan(pg, id, plan_json),
+        };
+        let n = conn.execute(
+            "UPDATE runs SET plan_json = ?2 WHERE id = ?1",
+            params![id, plan_json],
+        )?;
+        if n == 0 {
+            return Err(JournalError::NoSuchRun(id.into()));
+        }
+        Ok(())
+    }
+
     /// Record who approved the run's approval-gated steps.
     pub fn approve(&self, id: &str, approver: &str) -> Result<(), JournalError> {
         let conn = match self.conn() {
@@ -569,6 +587,27 @@ impl Journal {
         raw.map(RawRun::into_record).transpose()
     }
 
+    /// The identity's most recent run other than `except` (the run being planned, which a
+    /// run containing ahead of discovery has already created).
+    pub fn latest_run_except(
+        &self,
+        identity: &str,
+        except: &str,
+    ) -> Result<Option<RunRecord>, JournalError> {
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(pg) => return pg_latest_run_except(pg, identity, except),
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE identity = ?1 AND id <> ?2 \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))?;
+        let raw = stmt
+            .query_row(params![identity, except], raw_run)
+            .optional()?;
+        raw.map(RawRun::into_record).transpose()
+    }
+
     /// How many runs are in each status (for metrics).
     pub fn runs_by_status(&self) -> Result<Vec<(String, u64)>, JournalError> {
         let conn = match self.conn() {
@@ -611,6 +650,17 @@ impl Journal {
         &self,
         identity: &str,
     ) -> Result<Option<DateTime<Utc>>, JournalError> {
+        self.containment_cutoff_except(identity, "")
+    }
+
+    /// [`Journal::containment_cutoff`] as it was before run `except` existed: the cutoff a
+    /// run is planned with, even when it is planned again (a run that contained ahead of
+    /// discovery plans the rest after it began).
+    pub fn containment_cutoff_except(
+        &self,
+        identity: &str,
+        except: &str,
+    ) -> Result<Option<DateTime<Utc>>, JournalError> {
         let sql_list = |pick: fn(Trigger) -> bool| {
             Trigger::ALL
                 .into_iter()
@@ -621,15 +671,16 @@ impl Journal {
         };
         let conn = match self.conn() {
             Ok(conn) => conn,
-            Err(pg) => return pg_containment_cutoff(pg, identity),
+            Err(pg) => return pg_containment_cutoff(pg, identity, except),
         };
         let last_start: Option<String> = conn
             .query_row(
                 &format!(
-                    "SELECT MAX(created_at) FROM runs WHERE identity = ?1 AND trigger IN ({})",
+                    "SELECT MAX(created_at) FROM runs WHERE identity = ?1 AND id <> ?2 \
+                     AND trigger IN ({})",
                     sql_list(Trigger::starts_access)
                 ),
-                params![identity],
+                params![identity, except],
                 |r| r.get(0),
             )
             .optional()?
@@ -637,11 +688,11 @@ impl Journal {
         let cutoff: Option<String> = conn
             .query_row(
                 &format!(
-                    "SELECT cutoff FROM runs WHERE identity = ?1 AND trigger IN ({}) \
+                    "SELECT cutoff FROM runs WHERE identity = ?1 AND id <> ?3 AND trigger IN ({}) \
                      AND created_at > COALESCE(?2, '') ORDER BY created_at DESC LIMIT 1",
                     sql_list(Trigger::ends_access)
                 ),
-                params![identity, last_start],
+                params![identity, last_start, except],
                 |r| r.get(0),
             )
             .optional()?;
@@ -1094,6 +1145,18 @@ fn pg_graph(pg: &PgConn, id: &str, which: &str) -> Result<Option<String>, Journa
     Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
+fn pg_set_plan(pg: &PgConn, id: &str, plan_json: &str) -> Result<(), JournalError> {
+    if pg_exec(
+        pg,
+        "UPDATE runs SET plan_json = $2 WHERE id = $1",
+        &[&id, &plan_json],
+    )? == 0
+    {
+        return Err(JournalError::NoSuchRun(id.into()));
+    }
+    Ok(())
+}
+
 fn pg_set_contained(pg: &PgConn, id: &str, at: DateTime<Utc>) -> Result<(), JournalError> {
     pg_exec(
         pg,
@@ -1169,6 +1232,20 @@ fn pg_latest_run(pg: &PgConn, identity: &str) -> Result<Option<RunRecord>, Journ
     .next())
 }
 
+fn pg_latest_run_except(
+    pg: &PgConn,
+    identity: &str,
+    except: &str,
+) -> Result<Option<RunRecord>, JournalError> {
+    Ok(pg_runs_where(
+        pg,
+        "WHERE identity = $1 AND id <> $2 ORDER BY created_at DESC, id DESC LIMIT 1",
+        &[&identity, &except],
+    )?
+    .into_iter()
+    .next())
+}
+
 fn pg_runs_by_status(pg: &PgConn) -> Result<Vec<(String, u64)>, JournalError> {
     let rows = pg.with(|c| {
         c.query("SELECT status, COUNT(*) FROM runs GROUP BY status", &[])
@@ -1200,6 +1277,7 @@ fn pg_unfinished_run(
 fn pg_containment_cutoff(
     pg: &PgConn,
     identity: &str,
+    except: &str,
 ) -> Result<Option<DateTime<Utc>>, JournalError> {
     let names = |pick: fn(Trigger) -> bool| -> Vec<String> {
         Trigger::ALL
@@ -1212,14 +1290,15 @@ fn pg_containment_cutoff(
     let cutoff: Option<String> = pg.with(|c| {
         let last_start: Option<String> = c
             .query_one(
-                "SELECT MAX(created_at) FROM runs WHERE identity = $1 AND trigger = ANY($2)",
-                &[&identity, &starts],
+                "SELECT MAX(created_at) FROM runs WHERE identity = $1 AND id <> $3 \
+                 AND trigger = ANY($2)",
+                &[&identity, &starts, &except],
             )?
             .try_get(0)?;
         c.query_opt(
-            "SELECT cutoff FROM runs WHERE identity = $1 AND trigger = ANY($2) \
+            "SELECT cutoff FROM runs WHERE identity = $1 AND id <> $4 AND trigger = ANY($2) \
              AND created_at > COALESCE($3, '') ORDER BY created_at DESC LIMIT 1",
-            &[&identity, &ends, &last_start],
+            &[&identity, &ends, &last_start, &except],
         )?
         .map(|r| r.try_get(0))
         .transpose()
@@ -1428,7 +1507,32 @@ mod tests {
         every_starts_provider_calls_are_kept_in_order,
         approvals_are_kept_once_per_approver_and_graphs_by_run,
         runs_are_listed_newest_first_and_counted_by_status,
+        a_run_planned_again_sees_the_journal_as_before_it_existed,
     );
+
+    fn a_run_planned_again_sees_the_journal_as_before_it_existed(j: Journal) {
+        let t0 = Utc::now() - chrono::Duration::hours(3);
+        let t1 = Utc::now() - chrono::Duration::hours(1);
+        j.create_run(&run("r1", "E1", "leaver", t0)).unwrap();
+        j.create_run(&run("r2", "E1", "incident", t1)).unwrap();
+        // r2 is the latest run and sets the cutoff, except for r2's own planning.
+        assert_eq!(j.latest_run("E1").unwrap().unwrap().id, "r2");
+        assert_eq!(j.latest_run_except("E1", "r2").unwrap().unwrap().id, "r1");
+        assert!(j.latest_run_except("E2", "r2").unwrap().is_none());
+        assert_eq!(ts(j.containment_cutoff("E1").unwrap().unwrap()), ts(t1));
+        assert_eq!(
+            ts(j.containment_cutoff_except("E1", "r2").unwrap().unwrap()),
+            ts(t0)
+        );
+        assert!(j.containment_cutoff_except("E1", "r1").unwrap().is_some());
+        // The whole plan replaces the contain-only one.
+        j.set_plan("r2", r#"{"whole":true}"#).unwrap();
+        assert_eq!(j.run("r2").unwrap().unwrap().plan_json, r#"{"whole":true}"#);
+        assert!(matches!(
+            j.set_plan("nope", "{}"),
+            Err(JournalError::NoSuchRun(_))
+        ));
+    }
 
     fn runs_are_listed_newest_first_and_counted_by_status(j: Journal) {
         let t0: DateTime<Utc> = "2026-05-01T12:00:00Z".parse().unwrap();

@@ -82,11 +82,14 @@ async fn the_signed_audit_log_names_every_tampering() {
         assert_eq!(r["actor"], "integration-test", "{r}");
     }
     let stored = journal_runs(&world).remove(0);
-    let started = records
+    // The plan the run ran: named by `run.planned` when the run contained ahead of discovery
+    // (its `run.started` names the contain-only plan it started with), else by `run.started`.
+    let planned = records
         .iter()
-        .find(|r| r["event"] == "run.started")
+        .rev()
+        .find(|r| r["event"] == "run.planned" || r["event"] == "run.started")
         .unwrap();
-    assert_eq!(started["details"]["plan_sha256"], sha256(&stored.plan_json));
+    assert_eq!(planned["details"]["plan_sha256"], sha256(&stored.plan_json));
     let finished = records
         .iter()
         .find(|r| r["event"] == "run.finished")

@@ -261,10 +261,21 @@ async fn kill_then_resume(world: World) {
     let before = account_snapshot(&sdk).await;
 
     let killed = kill_apply_when(&world, "apply", |done| done.len() >= 3);
+    // Killed while containing ahead of discovery (docs/containment.md): the slow provider
+    // (4 calls/s, one at a time) is still resolving the rest, so the stored plan is the
+    // contain-only one, and the resume must plan the rest before anything else.
+    let stored = &journal_runs(&world)[0];
+    let plan: serde_json::Value = serde_json::from_str(&stored.plan_json).expect("stored plan");
+    assert_eq!(plan["contain_only"], true, "{plan}");
 
     let out = world.closeout(&["resume", &killed.run_id, "--format", "json"]);
     assert_code(&out, 0, "resume");
     let report = json(&out);
+    eprintln!(
+        "DEBUG REPORT {}",
+        serde_json::to_string_pretty(&report).unwrap()
+    );
+    eprintln!("DEBUG STDERR {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(report["status"], "closed", "{report}");
     assert_eq!(report["run"], killed.run_id.as_str());
     assert_finished_without_repeats(&world, &killed);

@@ -26,6 +26,7 @@ mod cli_resume;
 mod cli_safety;
 mod cli_source_diff;
 mod cli_timings;
+mod contain_ahead;
 mod deleted_key_probe;
 mod leaver_aws;
 mod leaver_aws_reach;

@@ -12,6 +12,7 @@ use crate::retry::{retry_config, timeout_config, RetryAfterClassifier};
 use aws_config::BehaviorVersion;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use closeout_contract::handoff::Handoff;
 use closeout_contract::CallGate;
 use std::future::Future;
 
@@ -33,6 +34,10 @@ pub struct AwsProvider {
     pub(crate) gates: Gates,
     /// Where calls go, for error messages.
     endpoint: String,
+    /// What `resolve_accounts` read (the inventory, and the person's user and credentials), for
+    /// the resolution that follows it (`closeout_contract::handoff`). Type-erased so this layer
+    /// does not name the inventory's types: `resolve.rs` puts and takes its `AccountsRead`.
+    pub(crate) ahead: Handoff<Box<dyn std::any::Any + Send>>,
 }
 
 impl std::fmt::Debug for AwsProvider {
@@ -122,6 +127,7 @@ impl AwsProvider {
             config,
             sdk,
             endpoint,
+            ahead: Handoff::default(),
         })
     }
 

@@ -190,6 +190,8 @@ impl AwsProvider {
                         .filter(EntityType::Group)
                         .filter(EntityType::Role)
                         .filter(EntityType::LocalManagedPolicy)
+                        // The most a page may hold (the default is 100): fewer round trips in a row.
+                        .max_items(1000)
                         .set_marker(marker.take())
                         .send(),
                 )

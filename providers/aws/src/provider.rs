@@ -39,6 +39,13 @@ impl Provider for AwsProvider {
         Box::pin(self.resolve_impl(ctx))
     }
 
+    fn resolve_accounts(
+        &self,
+        ctx: &ResolveContext,
+    ) -> impl Future<Output = Result<Option<Resolution>, ProviderError>> + Send {
+        Box::pin(self.resolve_accounts_impl(ctx))
+    }
+
     fn execute(
         &self,
         action: &ActionRequest,

@@ -25,6 +25,13 @@ use closeout_contract::{Account, Finding, Gap, Path, ProviderError, Resolution, 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 
+/// What `resolve_accounts` read, handed to the `resolve` that follows it: the inventory, and
+/// the person's IAM user name with its credentials when one correlates.
+struct AccountsRead {
+    inventory: crate::inventory::Inventory,
+    person: Option<(String, crate::inventory::UserCredentials)>,
+}
+
 impl AwsProvider {
     /// Identity Center (when enabled) and the SAML/OIDC roles, for `identity`: the findings and
     /// gaps go into `res`, the roles come back for reach. Identity Center refused (or not served)
@@ -97,6 +104,76 @@ impl AwsProvider {
         Ok(found)
     }
 
+    /// `resolve_accounts`: the inventory (to correlate), then the person's own credentials; the
+    /// findings of the IAM user and what it holds, as `resolve_impl` builds them. No federation,
+    /// policies, roles or secrets: those wait for the whole resolution. `None` when the
+    /// inventory cannot be read (`resolve_impl` makes that a gap).
+    pub(crate) async fn resolve_accounts_impl(
+        &self,
+        ctx: &ResolveContext,
+    ) -> Result<Option<Resolution>, ProviderError> {
+        let inv = match self.load_inventory().await {
+            Ok(inv) => inv,
+            Err(e) if e.is_access_denied() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut res = Resolution::default();
+        let correlation = correlate(&inv.users, &ctx.identity, &self.config);
+        let mut person_read = None;
+        if let Some((i, matched_by)) = &correlation.account {
+            let person = Person::new(&inv.users[*i]);
+            let creds = self.user_credentials(&person.user.name).await?;
+            self.person_account(&inv, &person, matched_by, &creds, ctx, &mut res);
+            person_read = Some((person.user.name.clone(), creds));
+        }
+        res.normalize();
+        self.ahead.put(
+            &ctx.identity.id,
+            Box::new(AccountsRead {
+                inventory: inv,
+                person: person_read,
+            }),
+        );
+        Ok(Some(res))
+    }
+
+    /// The person's IAM user as an account, and its findings; what could not be listed of its
+    /// credentials is a gap.
+    fn person_account(
+        &self,
+        inv: &crate::inventory::Inventory,
+        p: &Person<'_>,
+        matched_by: &str,
+        creds: &crate::inventory::UserCredentials,
+        ctx: &ResolveContext,
+        res: &mut Resolution,
+    ) {
+        res.accounts.push(Account {
+            provider: PROVIDER.to_string(),
+            resource: p.user.arn.clone(),
+            display: format!("iam user {}", p.user.name),
+            matched_by: matched_by.to_string(),
+        });
+        res.warnings.extend(creds.warnings.iter().cloned());
+        for (kind, reason) in &creds.unlisted {
+            res.gaps.push(Gap {
+                provider: PROVIDER.to_string(),
+                kind: kind.to_string(),
+                resource: p.user.name.clone(),
+                reason: reason.clone(),
+                paths: vec![p.base.then("has", format!("{kind} (not listed)"))],
+            });
+        }
+        res.findings.extend(person_findings(
+            inv,
+            p,
+            matched_by,
+            creds,
+            ctx,
+            &self.config,
+        ));
+    }
+
     pub(crate) async fn resolve_impl(
         &self,
         ctx: &ResolveContext,
@@ -104,7 +181,16 @@ impl AwsProvider {
         let config = &self.config;
         let identity = &ctx.identity;
         let mut res = Resolution::default();
-        let mut inv = match self.load_inventory().await {
+        // What `resolve_accounts` read just before (as it was before containment acted), once.
+        let ahead = self
+            .ahead
+            .take(&identity.id)
+            .and_then(|read| read.downcast::<AccountsRead>().ok());
+        let (loaded, mut person_read) = match ahead {
+            Some(read) => (Ok(read.inventory), read.person),
+            None => (self.load_inventory().await, None),
+        };
+        let mut inv = match loaded {
             Ok(inv) => inv,
             // Without the inventory nothing of the identity can be told: not even its user.
             // Unknown, so open, with the reason — not a failed resolution that hides why.
@@ -171,10 +257,15 @@ impl AwsProvider {
         res.gaps.extend(reached.gaps.iter().cloned());
         res.exposures.extend(reached.exposure());
 
+        let read_ahead = person
+            .as_ref()
+            .and_then(|p| person_read.take().filter(|(name, _)| *name == p.user.name))
+            .map(|(_, creds)| creds);
         let creds = async {
-            match &person {
-                Some(p) => self.user_credentials(&p.user.name).await.map(Some),
-                None => Ok(None),
+            match (&person, read_ahead) {
+                (Some(_), Some(creds)) => Ok(Some(creds)),
+                (Some(p), None) => self.user_credentials(&p.user.name).await.map(Some),
+                (None, _) => Ok(None),
             }
         };
         let nhi_keys = stream::iter(nhi_users.iter().copied())
@@ -207,27 +298,10 @@ impl AwsProvider {
             });
         }
 
-        if let (Some(p), Some((_, matched_by))) = (&person, &correlation.account) {
-            res.accounts.push(Account {
-                provider: PROVIDER.to_string(),
-                resource: p.user.arn.clone(),
-                display: format!("iam user {}", p.user.name),
-                matched_by: matched_by.clone(),
-            });
-            if let Some(creds) = &creds {
-                res.warnings.extend(creds.warnings.iter().cloned());
-                for (kind, reason) in &creds.unlisted {
-                    res.gaps.push(Gap {
-                        provider: PROVIDER.to_string(),
-                        kind: kind.to_string(),
-                        resource: p.user.name.clone(),
-                        reason: reason.clone(),
-                        paths: vec![p.base.then("has", format!("{kind} (not listed)"))],
-                    });
-                }
-                res.findings
-                    .extend(person_findings(inv, p, matched_by, creds, ctx, config));
-            }
+        if let (Some(p), Some((_, matched_by)), Some(creds)) =
+            (&person, &correlation.account, &creds)
+        {
+            self.person_account(inv, p, matched_by, creds, ctx, &mut res);
         }
         for r in &reached.roles() {
             let mut f = role_finding(inv, r, ctx, config);

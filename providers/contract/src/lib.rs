@@ -15,6 +15,7 @@ pub mod entitlement;
 pub mod error;
 pub mod finding;
 pub mod gate;
+pub mod handoff;
 pub mod identity;
 pub mod provider;
 pub mod receipt;

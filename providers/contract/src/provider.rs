@@ -97,6 +97,21 @@ pub trait Provider: Send + Sync + Sized {
         ctx: &ResolveContext,
     ) -> impl Future<Output = Result<Resolution, ProviderError>> + Send;
 
+    /// Every account of the identity here, by the rules [`Provider::resolve`] correlates with,
+    /// and the sign-ins and credentials they hold (a login, an access key), each finding exactly
+    /// as `resolve` builds it: same id, state and attributes. Containment acts on these while
+    /// `resolve` is still finding what the accounts reach, so this reads no more than naming
+    /// the accounts needs. A head start, never a substitute: `resolve` still returns all of it
+    /// and reports every gap (none is reported here). `None`: the provider has no quicker answer
+    /// than `resolve` (the default), and its containment waits for the whole resolution.
+    fn resolve_accounts(
+        &self,
+        ctx: &ResolveContext,
+    ) -> impl Future<Output = Result<Option<Resolution>, ProviderError>> + Send {
+        let _ = ctx;
+        async { Ok(None) }
+    }
+
     /// Execute one action idempotently: re-running a finished action returns
     /// `ActionOutcome { already_done: true, .. }` or [`ProviderError::AlreadyDone`].
     fn execute(

@@ -27,7 +27,101 @@ struct Own {
     path: Path,
 }
 
+impl Own {
+    /// The entity and its aliases, as findings.
+    fn findings(&self) -> Vec<Finding> {
+        let e = &self.entity;
+        let state = entity_state(e);
+        let mut out = vec![finding(
+            kinds::ENTITY,
+            &e.id,
+            format!("entity {}", e.name),
+            Relation::Owns,
+            Holder::Account,
+            state,
+            self.path.clone(),
+            attrs([("entity_id", e.id.clone()), ("name", e.name.clone())]),
+        )];
+        for a in &e.aliases {
+            out.push(finding(
+                kinds::ENTITY_ALIAS,
+                &a.id,
+                format!(
+                    "alias {} of entity {} under {}",
+                    a.name,
+                    e.name,
+                    auth_mount_path(&a.mount_path)
+                ),
+                Relation::Owns,
+                Holder::Account,
+                state,
+                self.path
+                    .then("alias", format!("{} ({})", a.name, a.mount_path)),
+                attrs([
+                    ("entity_id", e.id.clone()),
+                    ("mount_accessor", a.mount_accessor.clone()),
+                    ("mount_type", a.mount_type.clone()),
+                ]),
+            ));
+        }
+        out
+    }
+}
+
+/// The identity's own entity as an account.
+fn own_account(entity: &Entity, matched_by: String) -> Account {
+    Account {
+        provider: PROVIDER.into(),
+        resource: entity.id.clone(),
+        display: format!("entity {}", entity.name),
+        matched_by,
+    }
+}
+
 impl VaultProvider {
+    /// `resolve_accounts`: every entity read (only an entity carries the metadata that may name
+    /// the identity, as in `resolve_impl`), the identity's own kept with their aliases, and the
+    /// userpass logins of its names. No groups, policies, tokens or secrets: disabling the
+    /// entity stops its tokens at once, and the whole resolution finds the rest.
+    pub(crate) async fn resolve_accounts_impl(
+        &self,
+        ctx: &ResolveContext,
+    ) -> Result<Option<Resolution>, ProviderError> {
+        let (cfg, identity) = (&self.config, &ctx.identity);
+        let mut res = Resolution::default();
+        // Taken before anything is read, for the resolution these reads are handed to.
+        let mark = cfg.audit_log.as_deref().and_then(memory::log_len);
+        let by_rule = login_names(cfg, identity, &[]);
+        let (entities, (_, logins)) = tokio::try_join!(
+            async { Ok::<_, ProviderError>(self.all_entities().await?) },
+            self.userpass_logins(&by_rule),
+        )?;
+        res.findings.extend(logins);
+        let mut aliases = Vec::new();
+        for entity in &entities {
+            if let Some(matched) = own_entity_match(cfg, identity, entity) {
+                res.accounts.push(own_account(entity, matched));
+                aliases.extend(entity.aliases.iter().map(|a| a.name.clone()));
+                let own = Own {
+                    entity: entity.clone(),
+                    path: entity_base(entity),
+                };
+                res.findings.extend(own.findings());
+            }
+        }
+        self.ahead.put(&identity.id, (mark, entities));
+        // A login named by an alias of the entity and by no rule: read once the entity is known.
+        let more: Vec<String> = login_names(cfg, identity, &aliases)
+            .into_iter()
+            .filter(|n| !by_rule.contains(n))
+            .collect();
+        if !more.is_empty() {
+            res.findings.extend(self.userpass_logins(&more).await?.1);
+        }
+        res.normalize();
+        Ok(Some(res))
+    }
+
     pub(crate) async fn resolve_impl(
         &self,
         ctx: &ResolveContext,
@@ -40,7 +134,13 @@ impl VaultProvider {
         // verification's resolution, with a file audit log, what the log shows unchanged since
         // that resolution began. The mark is taken before anything is read.
         let reuse = closeout_contract::reuse::current() == Reuse::SinceLastRead;
-        let mark = cfg.audit_log.as_deref().and_then(memory::log_len);
+        // What `resolve_accounts` read just before (as it was before containment), once; the
+        // mark is then the one taken before those reads.
+        let ahead = self.ahead.take(&identity.id);
+        let mark = match &ahead {
+            Some((mark, _)) => *mark,
+            None => cfg.audit_log.as_deref().and_then(memory::log_len),
+        };
         let prior: Option<memory::Reads> = if reuse {
             self.memory
                 .lock()
@@ -60,11 +160,16 @@ impl VaultProvider {
         // 1. Entities: the person's own, and those the person owns (NHIs). The person's own and
         // those naming her as owner are always read live. With a log to read, what it shows
         // changed since the mark (`written`, also used for the KV metadata below).
-        let (entities, written) = self
-            .entities_reusing(prior.as_ref().map(|p| &p.entities), log, |e| {
-                own_entity_match(cfg, identity, e).is_some() || owned_by(cfg, identity, &e.metadata)
-            })
-            .await?;
+        let (entities, written) = match ahead {
+            Some((_, entities)) => (entities, None),
+            None => {
+                self.entities_reusing(prior.as_ref().map(|p| &p.entities), log, |e| {
+                    own_entity_match(cfg, identity, e).is_some()
+                        || owned_by(cfg, identity, &e.metadata)
+                })
+                .await?
+            }
+        };
         let remembered_entities: BTreeMap<String, Entity> =
             entities.iter().map(|e| (e.id.clone(), e.clone())).collect();
         let mut own: Vec<Own> = Vec::new();
@@ -72,12 +177,7 @@ impl VaultProvider {
         let mut owned_nhi_aliases: Vec<OwnedNhiAlias> = Vec::new();
         for entity in entities {
             if let Some(matched) = own_entity_match(cfg, identity, &entity) {
-                res.accounts.push(Account {
-                    provider: PROVIDER.into(),
-                    resource: entity.id.clone(),
-                    display: format!("entity {}", entity.name),
-                    matched_by: matched,
-                });
+                res.accounts.push(own_account(&entity, matched));
                 let path = entity_base(&entity);
                 own.push(Own { entity, path });
             } else if owned_by(cfg, identity, &entity.metadata) {
@@ -102,39 +202,8 @@ impl VaultProvider {
         for o in &own {
             let e = &o.entity;
             let state = entity_state(e);
-            res.findings.push(finding(
-                kinds::ENTITY,
-                &e.id,
-                format!("entity {}", e.name),
-                Relation::Owns,
-                Holder::Account,
-                state,
-                o.path.clone(),
-                attrs([("entity_id", e.id.clone()), ("name", e.name.clone())]),
-            ));
-            for a in &e.aliases {
-                alias_names.push(a.name.clone());
-                res.findings.push(finding(
-                    kinds::ENTITY_ALIAS,
-                    &a.id,
-                    format!(
-                        "alias {} of entity {} under {}",
-                        a.name,
-                        e.name,
-                        auth_mount_path(&a.mount_path)
-                    ),
-                    Relation::Owns,
-                    Holder::Account,
-                    state,
-                    o.path
-                        .then("alias", format!("{} ({})", a.name, a.mount_path)),
-                    attrs([
-                        ("entity_id", e.id.clone()),
-                        ("mount_accessor", a.mount_accessor.clone()),
-                        ("mount_type", a.mount_type.clone()),
-                    ]),
-                ));
-            }
+            res.findings.extend(o.findings());
+            alias_names.extend(e.aliases.iter().map(|a| a.name.clone()));
             for p in &e.policies {
                 let f = entity_policy_finding(e, p, state);
                 // The entitlement's path is the prefix of everything reached through it.

@@ -20,6 +20,10 @@ pub struct VaultProvider {
     /// What this instance's earlier resolution read, for a verification's resolution to reuse
     /// (`memory.rs`). Never held across an await.
     pub(crate) memory: std::sync::Mutex<crate::memory::Memory>,
+    /// The entities `resolve_accounts` read, for the resolution that follows it
+    /// (`closeout_contract::handoff`): it plans from them as they were before containment.
+    /// The audit log's length before they were read goes with them.
+    pub(crate) ahead: closeout_contract::handoff::Handoff<(Option<u64>, Vec<Entity>)>,
 }
 
 impl std::fmt::Debug for VaultProvider {
@@ -82,6 +86,7 @@ impl VaultProvider {
             config,
             client,
             memory: Default::default(),
+            ahead: Default::default(),
         })
     }
 

@@ -219,6 +219,12 @@ pub struct Plan {
     /// reached before is not known), so verification carries every one of them forward.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<Gap>,
+    /// The plan of a run that contains ahead of discovery (`crate::engine::ahead`): only the
+    /// `contain` stage's actions on the identity's own accounts, built before the whole
+    /// resolution ended. Nothing beyond that stage runs, and nothing is verified, from such a
+    /// plan: the whole plan, which keeps its actions ([`Plan::absorb`]), replaces it first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contain_only: bool,
 }
 
 /// A secret a `rotate` step selects that is not rotated because no rotation strategy covers it
@@ -445,8 +451,36 @@ pub fn build(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         exposures: input.exposures.to_vec(),
         needs_strategy,
         gaps: input.gaps.to_vec(),
+        contain_only: false,
     })
 }
+
+/// The contain-only plan of a run that contains ahead of discovery: the playbook's first stage,
+/// which must be named `contain`, on the findings given (the identity's own accounts and what
+/// they hold); `None` when the playbook does not start with a `contain` stage. Its keys are the
+/// ones [`build`] gives the same actions, so the whole plan's run finds them finished.
+pub fn contain_only(input: &PlanInput<'_>) -> Result<Option<Plan>, PlanError> {
+    let Some(first) = input.playbook.stages.first() else {
+        return Ok(None);
+    };
+    if first.name != CONTAIN || first.verify {
+        return Ok(None);
+    }
+    let mut book = input.playbook.clone();
+    book.stages.truncate(1);
+    let mut plan = build(&PlanInput {
+        playbook: &book,
+        ..*input
+    })?;
+    plan.contain_only = true;
+    // Nothing but containment is planned: what it leaves untouched is the whole plan's to say.
+    plan.untouched.clear();
+    Ok(Some(plan))
+}
+
+/// The name of the stage that contains: it may run ahead of discovery, and its end is the
+/// run's time of containment.
+pub const CONTAIN: &str = "contain";
 
 /// Refuse a plan whose rotations would publish two objects' credentials to one secret.
 fn check_publish_collisions(stages: &[PlannedStage]) -> Result<(), PlanError> {
@@ -477,6 +511,38 @@ fn check_publish_collisions(stages: &[PlannedStage]) -> Result<(), PlanError> {
 }
 
 impl Plan {
+    /// Keep every action of `ahead` (the contain-only plan this run started with) that this
+    /// plan lacks, in the stage of the same name: an action taken ahead of discovery changes
+    /// what the whole resolution may see (a deleted login profile is no longer listed), and the
+    /// run still accounts for what it did and verifies it.
+    pub fn absorb(&mut self, ahead: &Plan) {
+        for (index, stage) in ahead.stages.iter().enumerate() {
+            let position = match self.stages.iter().position(|s| s.name == stage.name) {
+                Some(p) => p,
+                None => {
+                    let at = index.min(self.stages.len());
+                    self.stages.insert(
+                        at,
+                        PlannedStage {
+                            actions: Vec::new(),
+                            ..stage.clone()
+                        },
+                    );
+                    at
+                }
+            };
+            let into = &mut self.stages[position];
+            let have: BTreeSet<String> = into.actions.iter().map(|a| a.key.clone()).collect();
+            into.actions.extend(
+                stage
+                    .actions
+                    .iter()
+                    .filter(|a| !have.contains(&a.key))
+                    .cloned(),
+            );
+        }
+    }
+
     /// Every action, in execution order.
     pub fn actions(&self) -> impl Iterator<Item = &PlannedAction> {
         self.stages.iter().flat_map(|s| s.actions.iter())
@@ -754,6 +820,67 @@ stages:
         list.iter()
             .map(|(v, id)| (v.to_string(), id.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_contain_only_plan_has_the_keys_of_the_whole_plan_and_the_whole_plan_absorbs_it() {
+        let leaver = playbook::parse("leaver.yaml", LEAVER, crate::registry::CAPABILITIES).unwrap();
+        let all = aws_findings();
+        // Her accounts as `resolve_accounts` names them: the user and what it holds.
+        let accounts: Vec<Finding> = all
+            .iter()
+            .filter(|f| f.holder == Account && f.relation == Owns)
+            .cloned()
+            .collect();
+        let (alice, bob) = (alice(), bob());
+        let since = BTreeMap::new();
+        let ahead = contain_only(&input(&leaver, &alice, Some(&bob), &accounts, &since))
+            .unwrap()
+            .expect("the leaver playbook starts with contain");
+        assert!(ahead.contain_only);
+        assert_eq!(
+            ahead
+                .stages
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["contain"]
+        );
+        assert!(ahead.untouched.is_empty());
+        assert!(ahead.actions().all(|a| a.stage == CONTAIN));
+        let whole = build(&input(&leaver, &alice, Some(&bob), &all, &since)).unwrap();
+        let whole_keys: BTreeSet<&str> = whole.actions().map(|a| a.key.as_str()).collect();
+        for a in ahead.actions() {
+            assert!(whole_keys.contains(a.key.as_str()), "{a:?}");
+        }
+        assert!(ahead.action_count() < whole.actions().filter(|a| a.stage == CONTAIN).count());
+
+        // The whole plan made after containment no longer sees the login profile (deleted
+        // ahead): absorbing keeps that action, once, and adds nothing already there.
+        let after: Vec<Finding> = all
+            .iter()
+            .filter(|f| f.kind != "login-profile")
+            .cloned()
+            .collect();
+        let mut later = build(&input(&leaver, &alice, Some(&bob), &after, &since)).unwrap();
+        assert!(!later.actions().any(|a| a.finding.kind == "login-profile"));
+        let before = later.action_count();
+        later.absorb(&ahead);
+        assert_eq!(later.action_count(), before + 1);
+        assert!(later
+            .actions()
+            .any(|a| a.finding.kind == "login-profile" && a.stage == CONTAIN));
+        later.absorb(&ahead);
+        assert_eq!(later.action_count(), before + 1);
+        assert!(!later.contain_only);
+
+        // A playbook that does not start with `contain` has no contain-only plan.
+        let other = book(&QUICK.replacen("name: contain", "name: stop", 1));
+        assert!(
+            contain_only(&input(&other, &alice, Some(&bob), &accounts, &since))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
