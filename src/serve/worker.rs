@@ -9,6 +9,7 @@ use super::AppState;
 use crate::engine::{ApplyOptions, Engine, EngineError};
 use crate::pipeline::progress::Progress;
 use crate::store::blocking::off_runtime;
+use crate::store::journal::RunStatus;
 use crate::store::lease::LeaseError;
 use crate::store::queue::{Claimed, EventQueue, Outcome};
 use crate::trigger::Trigger;
@@ -265,6 +266,14 @@ fn outcome_of(
     run: Option<&String>,
 ) -> Outcome {
     match result {
+        // A run that ended failed (an action failed) is not done: the event says so, and the
+        // identity's next event of the trigger (or `closeout resume`) finishes that run.
+        Ok(report) if report.status == RunStatus::Failed.as_str() => Outcome::Failed {
+            message: format!(
+                "run {} ended failed (an action failed; its report names it); the next apply or resume of it finishes it",
+                report.run
+            ),
+        },
         Ok(report) => Outcome::Done { run_id: report.run },
         Err(EngineError::WaitingApproval { run, .. }) => Outcome::WaitingApproval { run_id: run },
         Err(e) => Outcome::Failed {

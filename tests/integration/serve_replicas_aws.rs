@@ -11,7 +11,7 @@
 use crate::common;
 
 use closeout::store::journal::{ActionRecord, ActionStatus, Journal, RunRecord};
-use closeout::store::queue::{EventQueue, QueuedEvent};
+use closeout::store::queue::{EventQueue, QueueStatus, QueuedEvent};
 use common::serve::{post_event as post, signed, wait_until, API_TOKEN, WEBHOOK_SECRET as SECRET};
 use common::{Service, World};
 use std::collections::BTreeMap;
@@ -100,21 +100,35 @@ fn events() -> Vec<(String, String)> {
     bodies
 }
 
-/// Every run in the journal is the run of exactly one event: a second run for an event would
-/// belong to none.
+/// Every run in the journal was started by exactly one event: a second run for an event would
+/// belong to none. Several events name one run only when it failed and the identity's next
+/// event of the trigger resumed it (the engine finishes an unfinished run rather than start
+/// another): then every event naming it but the last is failed.
 fn assert_one_run_per_event(events: &[QueuedEvent], runs: &[RunRecord]) {
-    let mut event_of_run: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut events_of_run: BTreeMap<&str, Vec<&QueuedEvent>> = BTreeMap::new();
     for e in events {
         if let Some(run) = &e.run_id {
-            assert!(
-                event_of_run.insert(run, e.seq).is_none(),
-                "two events share run {run}"
+            events_of_run.entry(run).or_default().push(e);
+        }
+    }
+    for (run, mut sharing) in events_of_run {
+        sharing.sort_by_key(|e| e.seq);
+        let (_, earlier) = sharing.split_last().expect("at least one event");
+        for e in earlier {
+            assert_eq!(
+                e.status,
+                QueueStatus::Failed,
+                "run {run} is named by events {:?}, and {} (not the last of them) did not fail: {e:?}",
+                sharing.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                e.seq
             );
         }
     }
+    let named: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e.run_id.as_deref()).collect();
     for r in runs {
         assert!(
-            event_of_run.contains_key(r.id.as_str()),
+            named.contains(r.id.as_str()),
             "run {} ({}) belongs to no event: a duplicate run",
             r.id,
             r.identity
@@ -229,6 +243,21 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
         "more events than the killed replica's two workers held were claimed again: {retried:?}"
     );
     let runs = journal(&world).runs(10_000).expect("runs");
+    // A run that failed is allowed (another event of the identity finishes it), but say why.
+    for a in common::journal_actions(&world)
+        .iter()
+        .filter(|a| !a.status.is_finished())
+    {
+        eprintln!(
+            "unfinished action of run {}: {} {} ({:?}, {} attempt(s)): {}",
+            a.run_id,
+            a.verb,
+            a.finding_id,
+            a.status,
+            a.attempts,
+            a.error.as_deref().unwrap_or("-")
+        );
+    }
     assert_one_run_per_event(&events, &runs);
     let movers = runs
         .iter()
@@ -330,8 +359,15 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
         }
     }
     assert!(!completed.is_empty(), "no action was audited");
+    // The executor audits an action's outcome before the journal marks it finished: a SIGKILL
+    // between the two leaves it `started`, and the takeover runs and audits it again. Once per
+    // start, never more; the kill interrupts at most one start of each.
     for (key, n) in &completed {
-        assert_eq!(*n, 1, "action {key} completed {n} times");
+        let starts = after.get(key.as_str()).map_or(1, |a| a.attempts as usize);
+        assert!(
+            *n == 1 || (*n == 2 && starts == 2),
+            "action {key} completed {n} times over {starts} start(s)"
+        );
     }
     eprintln!(
         "{accepted} events, {} runs ({movers} movers), {} actions, {rotations} secret rotations, {} versions put, {} events claimed again",

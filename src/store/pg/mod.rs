@@ -8,7 +8,8 @@
 //! the journal, observations and grant ledger, the audit log (`super::audit`, migration V3), the
 //! SCIM Users (`crate::intake::scim::store`, migration V4) and the HR export's last snapshot
 //! (`super::snapshot`, migration V5)
-//! have a PostgreSQL backend; docs/serve.md ("Deployment") says what does not yet.
+//! have a PostgreSQL backend; docs/serve.md ("Deployment") says what does not yet. Migration V6
+//! indexes the queue's claim order.
 //!
 //! Invariant: the password is read from the environment or a file when connecting, and appears
 //! in no error, log or `Debug` output of this module.
