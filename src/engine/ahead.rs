@@ -141,9 +141,11 @@ impl Engine {
             .begin_run(identity, book, options, &plan, &accounts.graph, now)
             .await?;
         progress.message("containing the identity's accounts while discovery goes on");
-        let failed = self
-            .run_contain_only(providers, &run, identity, &plan, progress)
-            .await?;
+        // Containment's calls go ahead of the whole resolution's at each provider's gate.
+        let failed = closeout_contract::gate::urgent(
+            self.run_contain_only(providers, &run, identity, &plan, progress),
+        )
+        .await?;
         if !failed && accounts.every_provider {
             let at = Utc::now();
             let id = run.id.clone();
@@ -278,7 +280,7 @@ impl Engine {
             mut plan,
         } = match planned {
             Ok(planned) => planned,
-            Err(e) => return Err(self.stop_contain_only(&run, e).await),
+            Err(e) => return Err(self.stop_contain_only(&run, &identity, e).await),
         };
         plan.absorb(ahead);
         // What the run found is what it saw before it changed anything: the accounts as read
@@ -297,7 +299,7 @@ impl Engine {
                 actions: plan.action_count(),
                 limit: plan.max_actions.unwrap_or(0),
             };
-            return Err(self.stop_contain_only(&run, limit).await);
+            return Err(self.stop_contain_only(&run, &identity, limit).await);
         }
         let plan_json = serde_json::to_string(&plan).map_err(|e| EngineError::StoredPlan {
             run: run.id.clone(),
@@ -330,8 +332,14 @@ impl Engine {
             .await
     }
 
-    /// Leave a run that contained ahead failed with its contain-only plan, and hand `error` back.
-    async fn stop_contain_only(&self, run: &RunRecord, error: EngineError) -> EngineError {
+    /// Leave a run that contained ahead failed with its contain-only plan (audited as finished
+    /// failed, as any failed run), and hand `error` back.
+    async fn stop_contain_only(
+        &self,
+        run: &RunRecord,
+        identity: &Identity,
+        error: EngineError,
+    ) -> EngineError {
         let id = run.id.clone();
         let stopped = self
             .journal
@@ -339,6 +347,21 @@ impl Engine {
             .await;
         if let Err(e) = stopped {
             tracing::error!(run = %run.id, error = %e, "cannot mark the run failed; a resume plans it again");
+        }
+        let audited = self
+            .audit_event(
+                "run.finished",
+                Some(&run.id),
+                identity,
+                serde_json::json!({
+                    "status": RunStatus::Failed.as_str(),
+                    "contain_only": true,
+                    "reason": error.to_string(),
+                }),
+            )
+            .await;
+        if let Err(e) = audited {
+            tracing::error!(run = %run.id, error = %e, "cannot audit the run's stop");
         }
         error
     }

@@ -136,24 +136,51 @@ fn assert_one_run_per_event(events: &[QueuedEvent], runs: &[RunRecord]) {
     }
 }
 
-/// No identity ever had two runs at once: each run ended before the identity's next began.
-fn assert_no_overlapping_runs(runs: &[RunRecord]) {
-    let mut by_identity: BTreeMap<&str, Vec<&RunRecord>> = BTreeMap::new();
-    for r in runs {
-        by_identity.entry(r.identity.as_str()).or_default().push(r);
+/// No identity ever had two runs at once. A run is active from its `run.started` or
+/// `run.resumed` audit record to its next `run.finished` (or `run.waiting-approval`): a run that
+/// failed and was resumed by a later event of its identity has two stretches, and the runs of
+/// the identity's other events fall between them, never inside one.
+fn assert_no_overlapping_runs(records: &[serde_json::Value]) {
+    type At = chrono::DateTime<chrono::Utc>;
+    let at = |r: &serde_json::Value| -> At {
+        r["at"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("audit record without a time: {r}"))
+    };
+    let mut records: Vec<&serde_json::Value> = records.iter().collect();
+    records.sort_by_key(|r| r["seq"].as_i64().unwrap_or_default());
+    let mut open: BTreeMap<String, (String, At)> = BTreeMap::new();
+    let mut stretches: BTreeMap<String, Vec<(At, At, String)>> = BTreeMap::new();
+    for r in records {
+        let run = r["run"].as_str().unwrap_or_default().to_string();
+        let identity = r["identity"].as_str().unwrap_or_default().to_string();
+        match r["event"].as_str().unwrap_or_default() {
+            "run.started" | "run.resumed" => {
+                open.entry(run).or_insert((identity, at(r)));
+            }
+            "run.finished" | "run.waiting-approval" => {
+                if let Some((identity, since)) = open.remove(&run) {
+                    stretches
+                        .entry(identity)
+                        .or_default()
+                        .push((since, at(r), run));
+                }
+            }
+            _ => {}
+        }
     }
-    for (identity, mut rs) in by_identity {
-        rs.sort_by_key(|r| r.created_at);
-        for w in rs.windows(2) {
-            let ended = w[0]
-                .finished_at
-                .unwrap_or_else(|| panic!("{identity}: run {} has not finished", w[0].id));
+    assert!(open.is_empty(), "runs that never ended: {open:?}");
+    for (identity, mut list) in stretches {
+        list.sort();
+        for w in list.windows(2) {
             assert!(
-                ended <= w[1].created_at,
-                "{identity}: run {} started at {} before run {} ended at {ended}",
-                w[1].id,
-                w[1].created_at,
-                w[0].id
+                w[0].1 <= w[1].0,
+                "{identity}: run {} was active from {} while run {} was, until {}",
+                w[1].2,
+                w[1].0,
+                w[0].2,
+                w[0].1
             );
         }
     }
@@ -264,7 +291,7 @@ async fn three_replicas_on_moto_process_a_few_hundred_events_exactly_once_across
         .filter(|r| r.trigger == closeout::trigger::Trigger::Mover)
         .count();
     assert!(movers > 0, "no mover ran");
-    assert_no_overlapping_runs(&runs);
+    assert_no_overlapping_runs(&common::audit_records(&world));
 
     // No action finished before the kill ran again.
     let actions = common::journal_actions(&world);

@@ -131,6 +131,12 @@ impl AwsProvider {
         })
     }
 
+    /// Where calls go (the configured endpoint, or the SDK's default), as error messages and
+    /// process-wide locks name it.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// The configuration the provider was built with.
     pub fn config(&self) -> &AwsConfig {
         &self.config

@@ -92,6 +92,39 @@ impl Intent {
 /// consistent: a new key can take several seconds to work).
 const KEY_TEST_ATTEMPTS: u32 = 8;
 
+/// How long another action's recorded intent counts as a rotation still in flight (the whole
+/// protocol takes seconds, a minute at most with IAM's propagation); older, it is the intent
+/// of a rotation that was interrupted, and its unpublished keys are removed.
+const FOREIGN_INTENT_LIVE_SECS: i64 = 600;
+
+/// How long a rotation waits for another one of the same user, in flight in another process,
+/// to finish before it fails as transient (and is retried).
+const FOREIGN_WAIT: Duration = Duration::from_secs(90);
+
+/// How often a waiting rotation looks again.
+const FOREIGN_POLL: Duration = Duration::from_secs(2);
+
+impl Intent {
+    /// Whether this intent is another action's rotation still in flight: not `ours` (the first
+    /// 8 characters of our action's request token), and recorded less than
+    /// [`FOREIGN_INTENT_LIVE_SECS`] before `now`.
+    pub fn in_flight_for_another(&self, ours: &str, now: DateTime<Utc>) -> bool {
+        self.action != ours && now - self.at < chrono::Duration::seconds(FOREIGN_INTENT_LIVE_SECS)
+    }
+}
+
+/// The transient error of a rotation that met another one of the same user in flight.
+fn another_in_flight(user: &str, intent: &Intent) -> ProviderError {
+    ProviderError::Transient {
+        provider: PROVIDER,
+        message: format!(
+            "another rotation of iam user {user}'s access key is in flight (action {}, started {}); this one starts over once it is done",
+            intent.action,
+            intent.at.to_rfc3339()
+        ),
+    }
+}
+
 impl AwsProvider {
     /// Publish a new key to the NHI secret: a new version of it, or the secret itself when missing.
     async fn publish_key(
@@ -225,24 +258,24 @@ impl AwsProvider {
     /// The user's keys without the ones an interrupted attempt created and never published:
     /// those the recorded [`Intent`] claims, other than `old` and the published key. Each is
     /// deleted (its secret is lost, so nobody can use it). No intent recorded: `keys` as is.
+    ///
+    /// Another action's intent still in flight (a rotation of the same user by another process)
+    /// is not an interrupted attempt: its key is about to be published. Nothing is deleted and
+    /// the rotation fails as transient, to start over once that one is done.
     async fn drop_orphan_keys(
         &self,
         user: &str,
         old: &str,
         published: Option<&str>,
         keys: Vec<(String, bool, Option<DateTime<Utc>>)>,
+        ours: &str,
     ) -> Result<Vec<(String, bool, Option<DateTime<Utc>>)>, ProviderError> {
-        let tags = self
-            .principal_tags(Principal::User(user))
-            .await?
-            .unwrap_or_default();
-        let Some(intent) = tags
-            .iter()
-            .find(|(k, _)| k == PENDING_TAG)
-            .and_then(|(_, v)| Intent::parse(v))
-        else {
+        let Some(intent) = self.recorded_intent(user).await? else {
             return Ok(keys);
         };
+        if intent.in_flight_for_another(ours, Utc::now()) {
+            return Err(another_in_flight(user, &intent));
+        }
         let mut kept = Vec::with_capacity(keys.len());
         for k in keys {
             let orphan = k.0 != old && Some(k.0.as_str()) != published && intent.claims(&k.0, k.2);
@@ -254,6 +287,36 @@ impl AwsProvider {
             }
         }
         Ok(kept)
+    }
+
+    /// The intent recorded on the user, if any.
+    async fn recorded_intent(&self, user: &str) -> Result<Option<Intent>, ProviderError> {
+        let tags = self
+            .principal_tags(Principal::User(user))
+            .await?
+            .unwrap_or_default();
+        Ok(tags
+            .iter()
+            .find(|(k, _)| k == PENDING_TAG)
+            .and_then(|(_, v)| Intent::parse(v)))
+    }
+
+    /// Wait while another action's rotation of the user is in flight (another process: this
+    /// one's rotations of a user take turns), up to [`FOREIGN_WAIT`]; then fail as transient.
+    async fn wait_for_other_rotation(&self, user: &str, ours: &str) -> Result<(), ProviderError> {
+        let deadline = tokio::time::Instant::now() + FOREIGN_WAIT;
+        loop {
+            match self.recorded_intent(user).await? {
+                Some(intent) if intent.in_flight_for_another(ours, Utc::now()) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(another_in_flight(user, &intent));
+                    }
+                    tracing::info!(user, intent = %intent.render(), "another rotation of this user's access key is in flight; waiting for it");
+                    tokio::time::sleep(FOREIGN_POLL).await;
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Remove the intent tag: the rotation is finished (removing an absent tag is no error).
@@ -290,6 +353,16 @@ impl AwsProvider {
         let user = user.as_str();
         let old = f.resource.as_str();
         let secret_name = self.config.nhi_secret_name(user);
+        // One rotation of a user's key at a time: in this process by a lock, across processes
+        // by the intent another one recorded (it is waited for, never taken for an interrupted
+        // attempt whose keys may be deleted).
+        let _turn = closeout_contract::edit_lock::edit(format!(
+            "aws {} nhi-access-key {user}",
+            self.endpoint()
+        ))
+        .await;
+        let ours = request_token(key)[..8].to_string();
+        self.wait_for_other_rotation(user, &ours).await?;
         let Some(keys) = self.list_keys_raw(user).await? else {
             return Ok(ActionOutcome::already(
                 State::Deleted,
@@ -305,7 +378,7 @@ impl AwsProvider {
             Some((id, s)) => (id, s, false),
             None => {
                 let keys = self
-                    .drop_orphan_keys(user, old, published_id.as_deref(), keys)
+                    .drop_orphan_keys(user, old, published_id.as_deref(), keys, &ours)
                     .await?;
                 if keys.len() >= 2 {
                     let ids: Vec<&str> = keys.iter().map(|(k, _, _)| k.as_str()).collect();
@@ -315,7 +388,7 @@ impl AwsProvider {
                     )));
                 }
                 let intent = Intent {
-                    action: request_token(key)[..8].to_string(),
+                    action: ours.clone(),
                     at: Utc::now(),
                     had: keys.iter().map(|(k, _, _)| k.clone()).collect(),
                 };
@@ -334,6 +407,13 @@ impl AwsProvider {
                         .send(),
                 )
                 .await?;
+                // Tags have no check-and-set: another process that read no intent just before
+                // this one wrote may have written its own over it. Only the last writer goes on.
+                if let Some(other) = self.recorded_intent(user).await? {
+                    if other.in_flight_for_another(&ours, Utc::now()) {
+                        return Err(another_in_flight(user, &other));
+                    }
+                }
                 let out = match self
                     .call(
                         "CreateAccessKey",

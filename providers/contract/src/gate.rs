@@ -4,6 +4,10 @@
 //! then (not only the retry of the throttled one); the rate then recovers linearly to the
 //! configured one over [`RECOVERY`] without further throttling (additive increase,
 //! multiplicative decrease, as TCP does for congestion).
+//!
+//! Calls made inside [`urgent`] (containment: signing an identity out while the rest of its
+//! run is still being discovered) go first: while one of them waits for a token, other calls
+//! of the gate leave the tokens to it. The rate itself never rises.
 
 use crate::telemetry;
 use std::sync::Arc;
@@ -11,6 +15,23 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+tokio::task_local! {
+    static URGENT: ();
+}
+
+/// Run `f` with every provider call it makes ahead of the gates' other calls (the calls of
+/// tasks it spawns are not: the scope is a task-local).
+pub async fn urgent<F: std::future::Future>(f: F) -> F::Output {
+    URGENT.scope((), f).await
+}
+
+fn is_urgent() -> bool {
+    URGENT.try_with(|_| ()).is_ok()
+}
+
+/// How often a call the urgent ones hold back looks again for a token.
+const YIELD_POLL: Duration = Duration::from_millis(20);
 
 /// How long the rate takes to climb back from its lowest to the configured one.
 pub const RECOVERY: Duration = Duration::from_secs(20);
@@ -72,6 +93,8 @@ impl Default for Limits {
 pub struct CallGate {
     semaphore: Arc<Semaphore>,
     bucket: Arc<Mutex<Bucket>>,
+    /// Urgent calls waiting for a token: the others leave that many tokens to them.
+    urgent_waiting: Arc<std::sync::atomic::AtomicUsize>,
     limits: Limits,
     provider: &'static str,
 }
@@ -98,6 +121,22 @@ impl Bucket {
                 (self.share_after_throttle + recovered * (1.0 - MIN_SHARE)).min(1.0)
             }
         }
+    }
+}
+
+/// Counts one urgent call as waiting until it is dropped.
+struct UrgentWait<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> UrgentWait<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        UrgentWait(count)
+    }
+}
+
+impl Drop for UrgentWait<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -137,6 +176,7 @@ impl CallGate {
                 throttled_at: None,
                 hold_until: None,
             })),
+            urgent_waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             limits,
             provider: "-",
         }
@@ -153,8 +193,13 @@ impl CallGate {
     }
 
     /// Wait for a slot and a token. Drop the returned [`Pass`] when the call has finished.
+    /// Inside [`urgent`], the call takes the next token before any other call waiting.
     pub async fn enter(&self) -> Pass {
+        use std::sync::atomic::Ordering;
         let arrived = Instant::now();
+        let urgent = is_urgent();
+        // Counted while it waits, so that others leave it the tokens.
+        let _waiting = urgent.then(|| UrgentWait::new(&self.urgent_waiting));
         let permit = Arc::clone(&self.semaphore)
             .acquire_owned()
             .await
@@ -167,13 +212,25 @@ impl CallGate {
                 let elapsed = now.duration_since(bucket.last).as_secs_f64();
                 bucket.last = now;
                 bucket.tokens = (bucket.tokens + elapsed * rate).min(f64::from(self.limits.burst));
+                // An urgent call needs one token; any other one more than the urgent waiters'.
+                let ahead = if urgent {
+                    0.0
+                } else {
+                    self.urgent_waiting.load(Ordering::Acquire) as f64
+                };
                 match bucket.hold_until.filter(|until| *until > now) {
                     Some(until) => Some(until - now),
-                    None if bucket.tokens >= 1.0 => {
+                    None if bucket.tokens >= 1.0 + ahead => {
                         bucket.tokens -= 1.0;
                         None
                     }
-                    None => Some(Duration::from_secs_f64((1.0 - bucket.tokens) / rate)),
+                    None if ahead > 0.0 => Some(YIELD_POLL),
+                    // At least a millisecond: a shorter sleep may end at once without the
+                    // clock moving, and the bucket would never fill.
+                    None => Some(
+                        Duration::from_secs_f64((1.0 - bucket.tokens) / rate)
+                            .max(Duration::from_millis(1)),
+                    ),
                 }
             };
             match wait {
@@ -222,6 +279,38 @@ impl CallGate {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn an_urgent_call_passes_before_the_calls_already_waiting() {
+        let gate = CallGate::new(Limits {
+            max_in_flight: 100,
+            requests_per_second: 10.0,
+            burst: 1,
+        });
+        drop(gate.enter().await);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for n in 0..5 {
+            let (gate, order) = (gate.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _pass = gate.enter().await;
+                order.lock().unwrap().push(format!("normal {n}"));
+            }));
+        }
+        // The five are waiting for tokens when the urgent call arrives.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (g, o) = (gate.clone(), order.clone());
+        tasks.push(tokio::spawn(urgent(async move {
+            let _pass = g.enter().await;
+            o.lock().unwrap().push("urgent".to_string());
+        })));
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.len(), 6);
+        assert_eq!(order[0], "urgent", "{order:?}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn rate_is_bounded_by_the_bucket() {

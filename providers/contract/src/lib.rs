@@ -11,6 +11,7 @@
 
 pub mod action;
 pub mod capabilities;
+pub mod edit_lock;
 pub mod entitlement;
 pub mod error;
 pub mod finding;

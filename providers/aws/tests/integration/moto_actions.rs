@@ -505,13 +505,10 @@ async fn nhi_key_rotation_survives_a_lost_create_access_key_answer_retried_by_th
         finding: find(&r, &format!("aws:access-key:{old}")).clone(),
         params: ActionParams::default(),
     };
-    // Lose the answer of the first CreateAccessKey: find its number by a dry pass over the log.
-    let base = proxy.requests();
-    let calls_before_create = 4; // ListAccessKeys, GetSecretValue, ListUserTags, TagUser
-    proxy.set_rules(vec![Rule::new(
-        When::Nth(base + calls_before_create + 1),
-        Fault::ForwardThenReset,
-    )]);
+    // Lose the answer of the first CreateAccessKey.
+    proxy.set_rules(vec![
+        Rule::new(When::Times(1), Fault::ForwardThenReset).on("CreateAccessKey")
+    ]);
     let mut attempts = 0;
     let out = loop {
         attempts += 1;
@@ -697,5 +694,164 @@ async fn chaos_sample_rotations_converge_under_faults_and_kills() {
     assert_eq!(
         report.honoured, report.retried,
         "Retry-After not honoured: {report:?}"
+    );
+}
+
+/// Two runs rotating one NHI's access key at once from two processes (two identities reach the
+/// same service user: its owner and the manager it was handed to; `closeout serve` replicas run
+/// them side by side; the three-replica test once ended with two keys, neither published). Two
+/// providers on two endpoints (moto directly, and through a proxy) stand for two processes: the
+/// process-wide lock keys on the endpoint, so only the recorded intent keeps them apart. The
+/// second lags by a growing latency per call, sweeping where its reads fall in the first's
+/// rotation; both must finish with one published key. (This sweep also converged before the
+/// fix, through retries; the exact interleaving that lost a key is the next test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nhi_key_rotations_of_one_user_from_two_processes_both_finish_with_one_published_key() {
+    use closeout_testkit::proxy::{Fault, FaultProxy, Rule, When};
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let first = moto.provider().await;
+    let second = moto
+        .provider_with(closeout_aws::AwsConfig {
+            endpoint_url: Some(proxy.endpoint()),
+            ..Default::default()
+        })
+        .await;
+    // The second process lags by a growing latency per call, so its reads fall at every point
+    // of the first one's rotation.
+    for n in 0..16u64 {
+        proxy.set_rules(vec![Rule::new(
+            When::Always,
+            Fault::Latency { millis: n * 2 },
+        )]);
+        let user = format!("svc-shared-{n}");
+        c.user(&user, &[("owner", "E100")]).await;
+        c.iam
+            .create_access_key()
+            .user_name(&user)
+            .send()
+            .await
+            .unwrap();
+        let old = c.key_ids(&user).await[0].clone();
+        let r = first
+            .resolve(&ResolveContext {
+                identity: identity("E100", "alice@example.com", None),
+                cutoff: Some(Utc::now()),
+            })
+            .await
+            .unwrap();
+        let finding = find(&r, &format!("aws:access-key:{old}")).clone();
+        let request = |run: &str| ActionRequest {
+            idempotency_key: format!("{run}/rotate/{old}"),
+            verb: "rotate".into(),
+            finding: finding.clone(),
+            params: ActionParams::default(),
+        };
+        let (a, b) = (request("run-a"), request("run-b"));
+        let (ra, rb) = tokio::join!(
+            execute_like_the_executor(&first, &a, 5),
+            execute_like_the_executor(&second, &b, 5)
+        );
+        let context = format!("round {n} ({} ms behind per call)", n * 2);
+        ra.unwrap_or_else(|e| panic!("{context}: the first rotation failed: {e}"));
+        rb.unwrap_or_else(|e| panic!("{context}: the second rotation failed: {e}"));
+        assert_rotated_once(&c, &user, &old, &context).await;
+    }
+}
+
+/// The race of the test above, made deterministic: another process's rotation of the user is
+/// in flight (its intent recorded, its new key created, not yet published) when this one
+/// starts. This one must not take that key for an interrupted attempt's and delete it: it
+/// waits until the other has published its key and cleared its intent, then reuses the
+/// published key. (Before, it deleted the other's key at once; the other then published a key
+/// that no longer existed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_waits_for_another_processs_rotation_in_flight_and_keeps_its_key() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let provider = moto.provider().await;
+    let user = "svc-inflight";
+    c.user(user, &[("owner", "E100")]).await;
+    c.iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
+    let old = c.key_ids(user).await[0].clone();
+    let r = provider
+        .resolve(&ResolveContext {
+            identity: identity("E100", "alice@example.com", None),
+            cutoff: Some(Utc::now()),
+        })
+        .await
+        .unwrap();
+    let request = ActionRequest {
+        idempotency_key: "run-mine/rotate/svc-inflight".into(),
+        verb: "rotate".into(),
+        finding: find(&r, &format!("aws:access-key:{old}")).clone(),
+        params: ActionParams::default(),
+    };
+    // The other process: its intent (another action), then its new key.
+    let intent = format!("action=0th3rrun at={} had={old}", Utc::now().timestamp());
+    c.iam
+        .tag_user()
+        .user_name(user)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("closeout:pending-key")
+                .value(intent)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let created = c
+        .iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
+    let theirs = created.access_key().unwrap();
+    let (their_id, their_secret) = (
+        theirs.access_key_id().to_string(),
+        theirs.secret_access_key().to_string(),
+    );
+    let mine = tokio::spawn({
+        let request = request.clone();
+        async move { provider.execute(&request).await }
+    });
+    // The other process finishes a little later: publishes its key, clears its intent.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        c.key_status(user, &their_id).await.as_deref(),
+        Some("Active"),
+        "the other process's key was deleted while its rotation was in flight"
+    );
+    c.sm.create_secret()
+        .name(format!("closeout/nhi/{user}/access-key"))
+        .secret_string(
+            serde_json::json!({"AccessKeyId": their_id, "SecretAccessKey": their_secret})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.iam
+        .untag_user()
+        .user_name(user)
+        .tag_keys("closeout:pending-key")
+        .send()
+        .await
+        .unwrap();
+    let out = mine.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.state.as_str(), "inactive", "{out:?}");
+    assert_rotated_once(&c, user, &old, "a rotation in flight elsewhere").await;
+    assert_eq!(
+        c.key_status(user, &their_id).await.as_deref(),
+        Some("Active")
     );
 }
