@@ -92,10 +92,11 @@ impl Intent {
 /// consistent: a new key can take several seconds to work).
 const KEY_TEST_ATTEMPTS: u32 = 8;
 
-/// How long another action's recorded intent counts as a rotation still in flight (the whole
-/// protocol takes seconds, a minute at most with IAM's propagation); older, it is the intent
-/// of a rotation that was interrupted, and its unpublished keys are removed.
-const FOREIGN_INTENT_LIVE_SECS: i64 = 600;
+/// How long another action's recorded intent counts as a rotation still in flight: the whole
+/// protocol takes seconds (create, publish, then at most [`KEY_TEST_ATTEMPTS`] tries of the new
+/// key, 25 s of waits between them). Older, it is the intent of a rotation that was interrupted
+/// (its process died, or its action failed as transient), and its unpublished keys are removed.
+const FOREIGN_INTENT_LIVE_SECS: i64 = 120;
 
 /// How long a rotation waits for another one of the same user, in flight in another process,
 /// to finish before it fails as transient (and is retried).
@@ -449,8 +450,12 @@ impl AwsProvider {
                     // so remove it now. Any other failure may have published it after all (the
                     // answer was lost): the next attempt either finds it published and reuses
                     // it, or finds it through the intent and deletes it.
-                    if e.class() == closeout_contract::ErrorClass::Permanent {
-                        let _ = self.delete_key(user, &id).await;
+                    // Nothing is in flight any more then: the intent goes too, so that another
+                    // action's rotation of the user (a later run's) does not wait for it.
+                    if e.class() == closeout_contract::ErrorClass::Permanent
+                        && self.delete_key(user, &id).await.is_ok()
+                    {
+                        let _ = self.clear_intent(user).await;
                     }
                     return Err(e);
                 }
