@@ -24,7 +24,7 @@ use super::base::Engine;
 use super::error::EngineError;
 use super::planning::Planned;
 use super::run::ApplyOptions;
-use crate::pipeline::apply::{ActionResult, Executor};
+use crate::pipeline::apply::ActionResult;
 use crate::pipeline::plan::{self, Plan, PlanInput, CONTAIN};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::report::ClosureReport;
@@ -147,10 +147,7 @@ impl Engine {
         )
         .await?;
         if !failed && accounts.every_provider {
-            let at = Utc::now();
-            let id = run.id.clone();
-            self.journal.call(move |j| j.set_contained(&id, at)).await?;
-            run.contained_at = Some(at);
+            self.mark_contained(&mut run).await?;
         }
         Ok(Some(Ahead {
             run,
@@ -169,14 +166,7 @@ impl Engine {
         plan: &Plan,
         progress: &Progress,
     ) -> Result<bool, EngineError> {
-        let executor = Executor {
-            providers,
-            journal: &self.journal,
-            audit: &self.audit,
-            execution: &self.config.execution,
-            progress,
-            actor: &self.actor,
-        };
+        let executor = self.executor(providers, progress);
         let mut failed = false;
         for stage in &plan.stages {
             progress.stage(&stage.name, stage.actions.len());
@@ -188,34 +178,6 @@ impl Engine {
             failed |= results.values().any(ActionResult::is_failure);
         }
         Ok(failed)
-    }
-
-    /// The whole resolution of a run that contained ahead ended: go on with its plan.
-    pub(super) async fn complete_ahead(
-        &self,
-        providers: &Providers,
-        ahead: Ahead,
-        planned: Result<Planned, EngineError>,
-        confirm_actions: Option<usize>,
-        progress: &Progress,
-    ) -> Result<ClosureReport, EngineError> {
-        let Ahead {
-            run,
-            plan,
-            identity,
-            findings,
-        } = ahead;
-        self.go_on(
-            providers,
-            run,
-            &plan,
-            findings,
-            identity,
-            planned,
-            confirm_actions,
-            progress,
-        )
-        .await
     }
 
     /// Resume a run left with its contain-only plan: plan the rest now, under its id.
@@ -247,34 +209,34 @@ impl Engine {
             Some(Ok(graph)) => graph.findings,
             _ => plan.actions().map(|a| a.finding.clone()).collect(),
         };
-        self.go_on(
-            providers,
+        let ahead = Ahead {
             run,
-            &plan,
-            findings,
+            plan,
             identity,
-            planned,
-            confirm_actions,
-            progress,
-        )
-        .await
+            findings,
+        };
+        self.complete_ahead(providers, ahead, planned, confirm_actions, progress)
+            .await
     }
 
-    /// Replace the contain-only plan by the whole one (which absorbs it), within the blast
-    /// radius, and run it. A failure to plan, or a blast radius to confirm, leaves the run
-    /// failed with its contain-only plan: the next apply or resume plans again.
-    #[allow(clippy::too_many_arguments)]
-    async fn go_on(
+    /// The whole resolution of a run that contained ahead ended (`planned`): replace the
+    /// contain-only plan by the whole one (which absorbs it), within the blast radius, and run
+    /// it. A failure to plan, or a blast radius to confirm, leaves the run failed with its
+    /// contain-only plan: the next apply or resume plans again.
+    pub(super) async fn complete_ahead(
         &self,
         providers: &Providers,
-        run: RunRecord,
-        ahead: &Plan,
-        first_read: Vec<Finding>,
-        identity: Identity,
+        ahead: Ahead,
         planned: Result<Planned, EngineError>,
         confirm_actions: Option<usize>,
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
+        let Ahead {
+            run,
+            plan: ahead,
+            identity,
+            findings: first_read,
+        } = ahead;
         let Planned {
             mut graph,
             mut plan,
@@ -282,7 +244,7 @@ impl Engine {
             Ok(planned) => planned,
             Err(e) => return Err(self.stop_contain_only(&run, &identity, e).await),
         };
-        plan.absorb(ahead);
+        plan.absorb(&ahead);
         // What the run found is what it saw before it changed anything: the accounts as read
         // ahead of containment, the rest as the whole resolution read it.
         let mut by_id: BTreeMap<String, Finding> = graph

@@ -8,7 +8,7 @@ use super::error::EngineError;
 use super::planning::{stored_plan, Planned};
 use crate::pipeline::apply::{ActionResult, Executor};
 use crate::pipeline::entitlements::{self as entitlement_live, Expected};
-use crate::pipeline::plan::Plan;
+use crate::pipeline::plan::{Plan, CONTAIN};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::report::{self, ClosureReport, ReportInput};
 use crate::pipeline::resolve::Graph;
@@ -377,6 +377,32 @@ impl Engine {
             .await
     }
 
+    /// The executor of this engine's runs against `providers`.
+    pub(super) fn executor<'a>(
+        &'a self,
+        providers: &'a Providers,
+        progress: &'a Progress,
+    ) -> Executor<'a> {
+        Executor {
+            providers,
+            journal: &self.journal,
+            audit: &self.audit,
+            execution: &self.config.execution,
+            progress,
+            actor: &self.actor,
+        }
+    }
+
+    /// Record that the run is contained now, unless it already was (the journal keeps the
+    /// first time).
+    pub(super) async fn mark_contained(&self, run: &mut RunRecord) -> Result<(), EngineError> {
+        let at = Utc::now();
+        let id = run.id.clone();
+        self.journal.call(move |j| j.set_contained(&id, at)).await?;
+        run.contained_at.get_or_insert(at);
+        Ok(())
+    }
+
     pub(super) async fn execute_run(
         &self,
         providers: &Providers,
@@ -386,14 +412,7 @@ impl Engine {
         initial: &[Finding],
         progress: &Progress,
     ) -> Result<ClosureReport, EngineError> {
-        let executor = Executor {
-            providers,
-            journal: &self.journal,
-            audit: &self.audit,
-            execution: &self.config.execution,
-            progress,
-            actor: &self.actor,
-        };
+        let executor = self.executor(providers, progress);
         tracing::Span::current().record("run_id", run.id.as_str());
         let mut failed = false;
         for (index, stage) in plan.stages.iter().enumerate() {
@@ -425,12 +444,9 @@ impl Engine {
             progress.finish();
             let stage_failed = results.values().any(ActionResult::is_failure);
             if !stage_failed
-                && (stage.name == "contain" || (index == 0 && run.contained_at.is_none()))
+                && (stage.name == CONTAIN || (index == 0 && run.contained_at.is_none()))
             {
-                let at = Utc::now();
-                let id = run.id.clone();
-                self.journal.call(move |j| j.set_contained(&id, at)).await?;
-                run.contained_at.get_or_insert(at);
+                self.mark_contained(&mut run).await?;
             }
             if stage_failed {
                 // Later stages assume this one finished (e.g. remove before grant): stop here.

@@ -336,6 +336,32 @@ async fn unknown_verbs_and_missing_parameters_are_permanent() {
     );
 }
 
+/// An IAM user `user` owned by E100 (Alice) with one access key: the key's id, and its finding
+/// as Alice's resolution gives it through `provider`.
+async fn owned_nhi_key(
+    c: &Clients,
+    provider: &closeout_aws::AwsProvider,
+    user: &str,
+) -> (String, closeout_contract::Finding) {
+    c.user(user, &[("owner", "E100")]).await;
+    c.iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
+    let old = c.key_ids(user).await[0].clone();
+    let r = provider
+        .resolve(&ResolveContext {
+            identity: identity("E100", "alice@example.com", None),
+            cutoff: Some(Utc::now()),
+        })
+        .await
+        .unwrap();
+    let finding = find(&r, &format!("aws:access-key:{old}")).clone();
+    (old, finding)
+}
+
 /// The end state every interrupted NHI key rotation must reach, read back from moto: exactly
 /// one active key, not the old one, published as `AWSCURRENT` of the NHI secret in one version;
 /// the old key inactive or gone; no intent tag left on the user. `Err` says what differs.
@@ -410,25 +436,11 @@ async fn nhi_key_rotation_killed_at_every_provider_call_converges_on_resume() {
     let mut kills = 0;
     for n in 1..40u64 {
         let user = format!("svc-kill-{n}");
-        c.user(&user, &[("owner", "E100")]).await;
-        c.iam
-            .create_access_key()
-            .user_name(&user)
-            .send()
-            .await
-            .unwrap();
-        let old = c.key_ids(&user).await[0].clone();
-        let r = direct
-            .resolve(&ResolveContext {
-                identity: identity("E100", "alice@example.com", None),
-                cutoff: Some(Utc::now()),
-            })
-            .await
-            .unwrap();
+        let (old, finding) = owned_nhi_key(&c, &direct, &user).await;
         let request = ActionRequest {
             idempotency_key: format!("run-{n}/rotate/{old}"),
             verb: "rotate".into(),
-            finding: find(&r, &format!("aws:access-key:{old}")).clone(),
+            finding,
             params: ActionParams::default(),
         };
         let base = proxy.requests();
@@ -484,25 +496,11 @@ async fn nhi_key_rotation_survives_a_lost_create_access_key_answer_retried_by_th
             ..Default::default()
         })
         .await;
-    c.user("svc-lost", &[("owner", "E100")]).await;
-    c.iam
-        .create_access_key()
-        .user_name("svc-lost")
-        .send()
-        .await
-        .unwrap();
-    let old = c.key_ids("svc-lost").await[0].clone();
-    let r = provider
-        .resolve(&ResolveContext {
-            identity: identity("E100", "alice@example.com", None),
-            cutoff: Some(Utc::now()),
-        })
-        .await
-        .unwrap();
+    let (old, finding) = owned_nhi_key(&c, &provider, "svc-lost").await;
     let request = ActionRequest {
         idempotency_key: "run-1/rotate/svc-lost".into(),
         verb: "rotate".into(),
-        finding: find(&r, &format!("aws:access-key:{old}")).clone(),
+        finding,
         params: ActionParams::default(),
     };
     // Lose the answer of the first CreateAccessKey.
@@ -726,22 +724,7 @@ async fn nhi_key_rotations_of_one_user_from_two_processes_both_finish_with_one_p
             Fault::Latency { millis: n * 2 },
         )]);
         let user = format!("svc-shared-{n}");
-        c.user(&user, &[("owner", "E100")]).await;
-        c.iam
-            .create_access_key()
-            .user_name(&user)
-            .send()
-            .await
-            .unwrap();
-        let old = c.key_ids(&user).await[0].clone();
-        let r = first
-            .resolve(&ResolveContext {
-                identity: identity("E100", "alice@example.com", None),
-                cutoff: Some(Utc::now()),
-            })
-            .await
-            .unwrap();
-        let finding = find(&r, &format!("aws:access-key:{old}")).clone();
+        let (old, finding) = owned_nhi_key(&c, &first, &user).await;
         let request = |run: &str| ActionRequest {
             idempotency_key: format!("{run}/rotate/{old}"),
             verb: "rotate".into(),
@@ -772,25 +755,11 @@ async fn a_rotation_waits_for_another_processs_rotation_in_flight_and_keeps_its_
     let c = moto.clients().await;
     let provider = moto.provider().await;
     let user = "svc-inflight";
-    c.user(user, &[("owner", "E100")]).await;
-    c.iam
-        .create_access_key()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap();
-    let old = c.key_ids(user).await[0].clone();
-    let r = provider
-        .resolve(&ResolveContext {
-            identity: identity("E100", "alice@example.com", None),
-            cutoff: Some(Utc::now()),
-        })
-        .await
-        .unwrap();
+    let (old, finding) = owned_nhi_key(&c, &provider, user).await;
     let request = ActionRequest {
         idempotency_key: "run-mine/rotate/svc-inflight".into(),
         verb: "rotate".into(),
-        finding: find(&r, &format!("aws:access-key:{old}")).clone(),
+        finding,
         params: ActionParams::default(),
     };
     // The other process: its intent (another action), then its new key.
